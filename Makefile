@@ -1,0 +1,55 @@
+# kvchat — the commands a new user guesses. CMake does the building; this
+# file runs scripts/setup first (Debian packages, the cached llama.cpp) and
+# keeps one build directory per flavour.
+#
+#   make            build everything (build/)
+#   make run        build, write the demo model if none is configured, start kvchat
+#   make test       build and run every test; ends with "N passed, N failed"
+#   make asan       the tests again under AddressSanitizer + UBSan (build-asan/)
+#   make bench      benchmarks against llama-server built from the same source
+#   make models     write the test, benchmark and demo models into build/models
+#   make clean      remove the build directories (the llama.cpp cache stays)
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+CMAKE_GEN  ?= Ninja
+SETUP      := scripts/setup
+
+.PHONY: all build setup run test asan bench models clean distclean
+
+all: build
+
+setup:
+	@$(SETUP)
+
+# Configure once (or when the cache prefix moved), then build incrementally.
+define configure
+	@prefix="$$($(SETUP) --print-prefix)" && \
+	if [ ! -f $(1)/build.ninja ] || ! grep -qx "KVCHAT_LLAMA_PREFIX:PATH=$$prefix" $(1)/CMakeCache.txt; then \
+	  cmake -S . -B $(1) -G $(CMAKE_GEN) -DKVCHAT_LLAMA_PREFIX="$$prefix" $(2) >/dev/null; \
+	fi
+endef
+
+build:
+	$(call configure,$(BUILD),)
+	@cmake --build $(BUILD)
+
+run: build
+	@scripts/run $(BUILD)
+
+test: build
+	@scripts/test $(BUILD)
+
+asan:
+	$(call configure,$(ASAN_BUILD),-DKVCHAT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+	@cmake --build $(ASAN_BUILD)
+	@scripts/test $(ASAN_BUILD)
+
+bench: build
+	@scripts/bench $(BUILD)
+
+models: build
+	@scripts/mkmodels $(BUILD) all
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
