@@ -1,0 +1,372 @@
+/* prompt.c — see prompt.h.
+ *
+ * Segmenting: with R(k) the template's rendering of the first k messages,
+ * message k's text is R(k+1) minus the prefix R(k). Within it the content is
+ * located and the text split into opener | content | closer. Templates whose
+ * rendering of k messages is not a prefix of the rendering of k+1 (none of
+ * llama.cpp's common ones) fall back to tokenizing the whole text, logged
+ * once.
+ */
+#include "engine/prompt.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+typedef struct {
+    uint64_t hash;
+    char *text;
+    size_t len;
+    model_token_t *toks;
+    int n;
+    uint64_t used;           /* recency stamp */
+} reply_t;
+
+struct prompt {
+    const model_t *m;
+    pthread_mutex_t lock;
+    reply_t *replies;
+    int replies_max;
+    uint64_t clock;
+    bool warned_fallback;
+    int user_opener;         /* -1 unknown, 0 no, 1 yes */
+    char bos_text[64];
+};
+
+/* A token array with a hard maximum. */
+typedef struct {
+    model_token_t *v;
+    int n, cap, max;
+} toks_t;
+
+static int toks_append(toks_t *t, const model_token_t *src, int n)
+{
+    if (t->n + n > t->max) {
+        t->n += n;            /* report how far it would have reached */
+        return MODEL_ETOOLONG;
+    }
+    if (t->n + n > t->cap) {
+        int cap = t->cap ? t->cap : 256;
+        while (cap < t->n + n)
+            cap *= 2;
+        model_token_t *v = realloc(t->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return MODEL_ENOMEM;
+        t->v = v;
+        t->cap = cap;
+    }
+    memcpy(t->v + t->n, src, (size_t)n * sizeof *src);
+    t->n += n;
+    return MODEL_OK;
+}
+
+/* Tokenize text[0..len) and append. */
+static int toks_tokenize(const prompt_t *p, toks_t *t, const char *text, size_t len, bool bos,
+                         bool special)
+{
+    if (len == 0 && !bos)
+        return MODEL_OK;
+    model_token_t *v = NULL;
+    int n = 0;
+    int room = t->max - t->n;
+    int rc = model_tokenize(p->m, text, len, bos, special, room > 0 ? room : 1, &v, &n);
+    if (rc == MODEL_ETOOLONG) {
+        t->n = t->max + 1;
+        return rc;
+    }
+    if (rc)
+        return rc;
+    rc = toks_append(t, v, n);
+    free(v);
+    return rc;
+}
+
+static uint64_t hash_text(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+int prompt_new(const model_t *m, int replies_max, prompt_t **out)
+{
+    prompt_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return MODEL_ENOMEM;
+    p->m = m;
+    p->replies_max = replies_max > 0 ? replies_max : 1;
+    p->replies = calloc((size_t)p->replies_max, sizeof *p->replies);
+    if (!p->replies) {
+        free(p);
+        return MODEL_ENOMEM;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    p->user_opener = -1;
+    /* The text of BOS, to avoid adding a second one when the template
+     * already writes it. */
+    model_token_t *bos = NULL;
+    int n = 0;
+    if (model_info(m)->add_bos && model_tokenize(m, "", 0, true, false, 4, &bos, &n) == 0 && n == 1)
+        model_token_piece(m, bos[0], true, p->bos_text, sizeof p->bos_text);
+    free(bos);
+    *out = p;
+    return MODEL_OK;
+}
+
+void prompt_free(prompt_t *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->replies_max; i++) {
+        free(p->replies[i].text);
+        free(p->replies[i].toks);
+    }
+    free(p->replies);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+void prompt_remember_reply(prompt_t *p, const char *text, size_t len, const model_token_t *toks,
+                           int n)
+{
+    if (n <= 0 || len == 0)
+        return;
+    char *t = malloc(len);
+    model_token_t *v = malloc((size_t)n * sizeof *v);
+    if (!t || !v) {
+        free(t);
+        free(v);
+        return;
+    }
+    memcpy(t, text, len);
+    memcpy(v, toks, (size_t)n * sizeof *v);
+    uint64_t h = hash_text(text, len);
+    pthread_mutex_lock(&p->lock);
+    /* Replace the same text, else the least recently used slot. */
+    int victim = 0;
+    for (int i = 0; i < p->replies_max; i++) {
+        reply_t *r = &p->replies[i];
+        if (r->text && r->hash == h && r->len == len && memcmp(r->text, text, len) == 0) {
+            victim = i;
+            break;
+        }
+        if (r->used < p->replies[victim].used)
+            victim = i;
+    }
+    reply_t *r = &p->replies[victim];
+    free(r->text);
+    free(r->toks);
+    r->hash = h;
+    r->text = t;
+    r->len = len;
+    r->toks = v;
+    r->n = n;
+    r->used = ++p->clock;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Append the remembered tokens of a reply with this text; false if none. */
+static bool append_reply(prompt_t *p, toks_t *t, const char *text, size_t len, int *rc)
+{
+    uint64_t h = hash_text(text, len);
+    bool found = false;
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < p->replies_max; i++) {
+        reply_t *r = &p->replies[i];
+        if (r->text && r->hash == h && r->len == len && memcmp(r->text, text, len) == 0) {
+            r->used = ++p->clock;
+            *rc = toks_append(t, r->toks, r->n);
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return found;
+}
+
+/* Render msgs[0..n) into *out (malloc'd). */
+static int render(const prompt_t *p, const prompt_msg_t *msgs, int n, bool add_ass, char **out,
+                  size_t *len)
+{
+    if (n == 0 && !add_ass) {
+        *out = calloc(1, 1);
+        *len = 0;
+        return *out ? MODEL_OK : MODEL_ENOMEM;
+    }
+    const char **roles = malloc((size_t)(n + 1) * sizeof *roles);
+    const char **contents = malloc((size_t)(n + 1) * sizeof *contents);
+    int rc = MODEL_ENOMEM;
+    if (roles && contents) {
+        for (int i = 0; i < n; i++) {
+            roles[i] = msgs[i].role;
+            contents[i] = msgs[i].content;
+        }
+        rc = model_chat_render(p->m, roles, contents, n, add_ass, out, len);
+    }
+    free(roles);
+    free(contents);
+    return rc;
+}
+
+/* Tokenize one message's text seg[0..len) whose content is `content`.
+ * `first` marks the very first piece of the prompt (BOS goes there). */
+static int tokenize_message(prompt_t *p, toks_t *t, const char *seg, size_t len,
+                            const prompt_msg_t *msg, bool first)
+{
+    bool bos = first && model_info(p->m)->add_bos &&
+               !(p->bos_text[0] && strncmp(seg, p->bos_text, strlen(p->bos_text)) == 0);
+    size_t clen = strlen(msg->content);
+    const char *at = clen ? memmem(seg, len, msg->content, clen) : NULL;
+    if (!at && clen) {
+        /* Some templates trim the content. */
+        const char *c = msg->content;
+        while (*c == ' ' || *c == '\n' || *c == '\t' || *c == '\r')
+            c++;
+        size_t n = strlen(c);
+        while (n && (c[n - 1] == ' ' || c[n - 1] == '\n' || c[n - 1] == '\t' || c[n - 1] == '\r'))
+            n--;
+        if (n) {
+            at = memmem(seg, len, c, n);
+            clen = n;
+        } else {
+            clen = 0;
+        }
+    }
+    if (!at) {
+        /* Empty content, or the template changed it beyond recognition:
+         * the whole segment is template text. */
+        return toks_tokenize(p, t, seg, len, bos, clen == 0);
+    }
+    size_t open_len = (size_t)(at - seg);
+    int rc = toks_tokenize(p, t, seg, open_len, bos, true);
+    if (rc)
+        return rc;
+    if (strcmp(msg->role, "assistant") != 0 || !append_reply(p, t, at, clen, &rc))
+        rc = toks_tokenize(p, t, at, clen, bos && open_len == 0, false);
+    if (rc)
+        return rc;
+    return toks_tokenize(p, t, at + clen, len - open_len - clen, false, true);
+}
+
+static int fallback_whole(prompt_t *p, toks_t *t, const prompt_msg_t *msgs, int n, bool add_ass)
+{
+    if (!p->warned_fallback) {
+        log_warn("chat template renders messages inconsistently; tokenizing whole prompts "
+                 "(cached prefixes may match less)");
+        p->warned_fallback = true;
+    }
+    char *text;
+    size_t len;
+    int rc = render(p, msgs, n, add_ass, &text, &len);
+    if (rc)
+        return rc;
+    t->n = 0;
+    rc = toks_tokenize(p, t, text, len, model_info(p->m)->add_bos, true);
+    free(text);
+    return rc;
+}
+
+/* Text that opens a user turn after msgs (empty if the template does not
+ * render it as a prefix). *out malloc'd. */
+static int user_opener(prompt_t *p, const prompt_msg_t *msgs, int n, const char *rn, size_t rn_len,
+                       char **out, size_t *len)
+{
+    static const char mark[] = "\x01kvchat-user-turn\x01";
+    prompt_msg_t *ext = malloc((size_t)(n + 1) * sizeof *ext);
+    if (!ext)
+        return MODEL_ENOMEM;
+    memcpy(ext, msgs, (size_t)n * sizeof *ext);
+    ext[n].role = "user";
+    ext[n].content = mark;
+    char *r;
+    size_t rl;
+    int rc = render(p, ext, n + 1, false, &r, &rl);
+    free(ext);
+    if (rc)
+        return rc;
+    const char *at = memmem(r, rl, mark, sizeof mark - 1);
+    if (!at || rl < rn_len || memcmp(r, rn, rn_len) != 0 || (size_t)(at - r) < rn_len) {
+        *out = NULL;
+        *len = 0;
+        free(r);
+        return MODEL_OK;
+    }
+    size_t ol = (size_t)(at - r) - rn_len;
+    memmove(r, r + rn_len, ol);
+    r[ol] = '\0';
+    *out = r;
+    *len = ol;
+    return MODEL_OK;
+}
+
+int prompt_chat(prompt_t *p, const prompt_msg_t *msgs, int n_msgs, prompt_end_t end, int max,
+                model_token_t **toks, int *n, char *err, size_t errcap)
+{
+    toks_t t = { .max = max };
+    char *prev = NULL, *cur = NULL, *tail = NULL;
+    size_t prev_len = 0, cur_len = 0, tail_len = 0;
+    bool consistent = true;
+    int rc = render(p, msgs, 0, false, &prev, &prev_len);
+    for (int k = 0; rc == 0 && k < n_msgs; k++) {
+        rc = render(p, msgs, k + 1, false, &cur, &cur_len);
+        if (rc)
+            break;
+        if (cur_len < prev_len || memcmp(cur, prev, prev_len) != 0) {
+            consistent = false;
+            break;
+        }
+        rc = tokenize_message(p, &t, cur + prev_len, cur_len - prev_len, &msgs[k], t.n == 0);
+        free(prev);
+        prev = cur;
+        prev_len = cur_len;
+        cur = NULL;
+    }
+    if (rc == 0 && consistent) {
+        if (end == PROMPT_GENERATE) {
+            rc = render(p, msgs, n_msgs, true, &tail, &tail_len);
+            if (rc == 0 && (tail_len < prev_len || memcmp(tail, prev, prev_len) != 0))
+                consistent = false;
+            else if (rc == 0)
+                rc = toks_tokenize(p, &t, tail + prev_len, tail_len - prev_len,
+                                   t.n == 0 && model_info(p->m)->add_bos, true);
+        } else if (n_msgs == 0 || strcmp(msgs[n_msgs - 1].role, "user") != 0) {
+            rc = user_opener(p, msgs, n_msgs, prev, prev_len, &tail, &tail_len);
+            p->user_opener = tail_len > 0;
+            if (rc == 0 && tail_len)
+                rc = toks_tokenize(p, &t, tail, tail_len, false, true);
+        }
+    }
+    if (rc == 0 && !consistent)
+        rc = fallback_whole(p, &t, msgs, n_msgs, end == PROMPT_GENERATE);
+    free(prev);
+    free(cur);
+    free(tail);
+    if (rc == MODEL_ETOOLONG) {
+        snprintf(err, errcap, "the prompt is longer than %d tokens", max);
+        *n = t.n;
+    } else if (rc == MODEL_ETEMPLATE) {
+        snprintf(err, errcap, "the model's chat template could not render these messages");
+    } else if (rc) {
+        snprintf(err, errcap, "tokenization failed: %s", model_strerror(rc));
+    }
+    if (rc) {
+        free(t.v);
+        return rc;
+    }
+    *toks = t.v;
+    *n = t.n;
+    return MODEL_OK;
+}
+
+int prompt_text(prompt_t *p, const char *text, size_t len, int max, model_token_t **toks, int *n)
+{
+    return model_tokenize(p->m, text, len, model_info(p->m)->add_bos, true, max, toks, n);
+}
+
+int prompt_has_user_opener(const prompt_t *p) { return p->user_opener; }

@@ -1,0 +1,67 @@
+/* prompt.h — chat messages to tokens, cut at message boundaries.
+ *
+ * The KV-cache store only helps when a request's tokens START WITH the
+ * tokens of something cached. Tokenizing a whole rendered conversation does
+ * not guarantee that (BPE merges across boundaries), so a conversation is
+ * rendered with the model's chat template and tokenized piece by piece:
+ * for each message its opener (role header, parsed for special tokens), its
+ * content (never parsed for special tokens, so a document cannot inject
+ * "<|im_start|>"), and its closer. The tokens of the first k messages are
+ * then always a prefix of the tokens of the first k+1.
+ *
+ * Two endings: PROMPT_GENERATE appends the assistant opener (ready to
+ * generate); PROMPT_PREFIX appends the opener of the next user turn when the
+ * template allows, so a cached document prefix already holds the fixed
+ * tokens every question starts with.
+ *
+ * Generated replies come back as assistant messages in the next turn. Their
+ * text would not re-tokenize to the tokens that were generated, so the
+ * engine remembers the tokens of recent replies (prompt_remember_reply) and
+ * uses them again for the same text: a session's next turn then starts with
+ * exactly the tokens of the snapshot taken after its previous turn.
+ *
+ * Thread-safe: a prompt_t may be used from any thread.
+ */
+#ifndef KVCHAT_ENGINE_PROMPT_H
+#define KVCHAT_ENGINE_PROMPT_H
+
+#include <stddef.h>
+
+#include "engine/model.h"
+
+typedef struct {
+    const char *role;       /* "system" | "user" | "assistant" */
+    const char *content;
+} prompt_msg_t;
+
+typedef enum {
+    PROMPT_GENERATE,        /* end with the assistant opener */
+    PROMPT_PREFIX,          /* end with the next user turn's opener, if any */
+} prompt_end_t;
+
+typedef struct prompt prompt_t;
+
+/* The model must outlive the prompt_t. `replies_max` bounds the remembered
+ * replies (oldest forgotten first). Returns 0 or MODEL_ENOMEM. */
+int prompt_new(const model_t *m, int replies_max, prompt_t **out);
+void prompt_free(prompt_t *p);
+
+/* Tokens for a conversation. At most `max` tokens (else MODEL_ETOOLONG with
+ * *n set to the count that was reached). On success *toks is malloc'd
+ * (caller frees). On error, a message for the client goes to err. */
+int prompt_chat(prompt_t *p, const prompt_msg_t *msgs, int n_msgs, prompt_end_t end, int max,
+                model_token_t **toks, int *n, char *err, size_t errcap);
+
+/* Tokens for a raw prompt (completions API): BOS where the model wants it,
+ * special tokens parsed, as llama-server does. */
+int prompt_text(prompt_t *p, const char *text, size_t len, int max, model_token_t **toks, int *n);
+
+/* Remember that `text` was produced as the tokens toks[0..n). Copies both. */
+void prompt_remember_reply(prompt_t *p, const char *text, size_t len, const model_token_t *toks,
+                           int n);
+
+/* Whether the template puts the next user turn's opener in a prefix
+ * (PROMPT_PREFIX has an effect). */
+int prompt_has_user_opener(const prompt_t *p);
+
+#endif
