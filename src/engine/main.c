@@ -1,0 +1,391 @@
+/* main.c — kvchat-engine: a local model server with a tiered, persistent
+ * KV-cache store.
+ *
+ * Start-up order: parse flags; open the HTTP server first, so /health can
+ * answer 503 "loading" while the model loads; load the model, create the
+ * context, open the KV store (resuming or resetting its disk tier), start
+ * the scheduler; mark ready. SIGINT/SIGTERM shut down in reverse: the HTTP
+ * server ends every open stream, the scheduler finishes every job, the store
+ * flushes pending disk writes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "engine/engine.h"
+#include "engine/server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: kvchat-engine --model PATH [options]\n"
+        "A local LLM server (OpenAI-compatible API) that keeps the KV cache of every\n"
+        "prompt prefix in RAM and on disk and restores it instead of recomputing it.\n"
+        "\n"
+        "  -m, --model PATH        GGUF model file (required)\n"
+        "      --alias NAME        model id reported by the API (default: file name)\n"
+        "      --host ADDR         listen address (default 127.0.0.1)\n"
+        "      --port N            listen port (default 13141; 0 = any free port)\n"
+        "  -c, --ctx-size N        KV cells in total, shared by the slots\n"
+        "                          (default: min(8192, training context) per slot)\n"
+        "  -np, --parallel N       sequence slots decoded together (default 2)\n"
+        "  -t, --threads N         CPU threads (default: all cores)\n"
+        "  -b, --batch N           most tokens per decode step (default 512)\n"
+        "      --prompt-chunk N    prompt tokens per step while others generate (default 128)\n"
+        "      --queue N           requests that may wait for a slot (default 64)\n"
+        "      --kv-type TYPE      f16 | q8_0 KV cache (default f16; q8_0 halves the bytes)\n"
+        "      --no-flash-attn     disable flash attention (snapshots get slow)\n"
+        "      --cache-ram MiB     RAM tier budget (default 2048)\n"
+        "      --cache-disk GiB    disk tier budget (default 10; 0 = no disk tier)\n"
+        "      --cache-dir DIR     disk tier directory (default $XDG_CACHE_HOME/kvchat/kv)\n"
+        "      --resume            keep the disk tier's entries from earlier runs (default)\n"
+        "      --reset             delete them at start\n"
+        "      --no-cache          never restore or store KV (for comparisons)\n"
+        "      --api-key KEY       require 'Authorization: Bearer KEY'\n"
+        "      --log-file F        append logs to F instead of stderr\n"
+        "      --max-tokens N      default generation limit (default 512)\n"
+        "  -v, --verbose           log llama.cpp's own messages too\n"
+        "  -h, --help\n");
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void config_default(engine_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->host = "127.0.0.1";
+    c->port = 13141;
+    c->parallel = 2;
+    c->batch = 512;
+    c->prompt_chunk = 128;
+    c->queue = 64;
+    c->kv_type = MODEL_KV_F16;
+    c->flash_attn = true;
+    c->cache_ram = (size_t)2048 << 20;
+    c->cache_disk = (size_t)10 << 30;
+    c->max_body = (size_t)32 << 20;
+    c->max_tokens_default = 512;
+}
+
+/* Returns 0, 1 for --help, or -1 on a bad flag (message printed). */
+static int parse_args(int argc, char **argv, engine_config_t *c)
+{
+    enum {
+        O_ALIAS = 256, O_HOST, O_PORT, O_KV, O_NOFA, O_RAM, O_DISK, O_DIR, O_RESUME, O_RESET,
+        O_NOCACHE, O_KEY, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP
+    };
+    static const struct option opts[] = {
+        { "model", required_argument, NULL, 'm' },
+        { "alias", required_argument, NULL, O_ALIAS },
+        { "host", required_argument, NULL, O_HOST },
+        { "port", required_argument, NULL, O_PORT },
+        { "ctx-size", required_argument, NULL, 'c' },
+        { "parallel", required_argument, NULL, O_NP },
+        { "np", required_argument, NULL, O_NP },
+        { "threads", required_argument, NULL, 't' },
+        { "batch", required_argument, NULL, 'b' },
+        { "prompt-chunk", required_argument, NULL, O_CHUNK },
+        { "queue", required_argument, NULL, O_QUEUE },
+        { "kv-type", required_argument, NULL, O_KV },
+        { "no-flash-attn", no_argument, NULL, O_NOFA },
+        { "cache-ram", required_argument, NULL, O_RAM },
+        { "cache-disk", required_argument, NULL, O_DISK },
+        { "cache-dir", required_argument, NULL, O_DIR },
+        { "resume", no_argument, NULL, O_RESUME },
+        { "reset", no_argument, NULL, O_RESET },
+        { "no-cache", no_argument, NULL, O_NOCACHE },
+        { "api-key", required_argument, NULL, O_KEY },
+        { "log-file", required_argument, NULL, O_LOG },
+        { "max-tokens", required_argument, NULL, O_MAXTOK },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int ch;
+    long v;
+    while ((ch = getopt_long_only(argc, argv, "m:c:t:b:vh", opts, NULL)) != -1) {
+        const char *name = NULL;
+        switch (ch) {
+        case 'm': c->model_path = optarg; break;
+        case O_ALIAS: c->alias = optarg; break;
+        case O_HOST: c->host = optarg; break;
+        case O_PORT:
+            if (parse_long(optarg, 0, 65535, &v)) { name = "--port"; break; }
+            c->port = (int)v;
+            break;
+        case 'c':
+            if (parse_long(optarg, 64, 1 << 24, &v)) { name = "--ctx-size"; break; }
+            c->ctx_size = (int)v;
+            break;
+        case O_NP:
+            if (parse_long(optarg, 1, 256, &v)) { name = "--parallel"; break; }
+            c->parallel = (int)v;
+            break;
+        case 't':
+            if (parse_long(optarg, 1, 1024, &v)) { name = "--threads"; break; }
+            c->threads = (int)v;
+            break;
+        case 'b':
+            if (parse_long(optarg, 1, 65536, &v)) { name = "--batch"; break; }
+            c->batch = (int)v;
+            break;
+        case O_CHUNK:
+            if (parse_long(optarg, 1, 65536, &v)) { name = "--prompt-chunk"; break; }
+            c->prompt_chunk = (int)v;
+            break;
+        case O_QUEUE:
+            if (parse_long(optarg, 0, 100000, &v)) { name = "--queue"; break; }
+            c->queue = (int)v;
+            break;
+        case O_MAXTOK:
+            if (parse_long(optarg, 1, 1 << 20, &v)) { name = "--max-tokens"; break; }
+            c->max_tokens_default = (int)v;
+            break;
+        case O_KV:
+            if (strcmp(optarg, "f16") == 0) c->kv_type = MODEL_KV_F16;
+            else if (strcmp(optarg, "q8_0") == 0) c->kv_type = MODEL_KV_Q8_0;
+            else if (strcmp(optarg, "f32") == 0) c->kv_type = MODEL_KV_F32;
+            else name = "--kv-type";
+            break;
+        case O_NOFA: c->flash_attn = false; break;
+        case O_RAM:
+            if (parse_long(optarg, 0, 1L << 24, &v)) { name = "--cache-ram"; break; }
+            c->cache_ram = (size_t)v << 20;
+            break;
+        case O_DISK:
+            if (parse_long(optarg, 0, 1L << 20, &v)) { name = "--cache-disk"; break; }
+            c->cache_disk = (size_t)v << 30;
+            break;
+        case O_DIR: c->cache_dir = optarg; break;
+        case O_RESUME: c->reset = false; break;
+        case O_RESET: c->reset = true; break;
+        case O_NOCACHE: c->no_cache = true; break;
+        case O_KEY: c->api_key = optarg; break;
+        case O_LOG: c->log_file = optarg; break;
+        case 'v': c->verbose = true; break;
+        case 'h': usage(stdout); return 1;
+        default: usage(stderr); return -1;
+        }
+        if (name) {
+            fprintf(stderr, "kvchat-engine: bad value '%s' for %s\n", optarg, name);
+            return -1;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "kvchat-engine: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!c->model_path) {
+        fprintf(stderr, "kvchat-engine: --model PATH is required (see --help)\n");
+        return -1;
+    }
+    if (c->kv_type == MODEL_KV_Q8_0 && !c->flash_attn) {
+        fprintf(stderr, "kvchat-engine: --kv-type q8_0 needs flash attention\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* mkdir -p. Returns 0 or -errno. */
+static int mkdirs(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* Load the model and build everything that depends on it. On failure the
+ * engine stays up in the FAILED state (health says why) until stopped. */
+static int load(engine_t *e)
+{
+    const engine_config_t *c = &e->cfg;
+    int rc = model_open(c->model_path, &e->model);
+    if (rc) {
+        snprintf(e->error, sizeof e->error, "cannot load model %.200s", c->model_path);
+        return -1;
+    }
+    const model_info_t *in = model_info(e->model);
+    if (!c->alias) {
+        const char *slash = strrchr(c->model_path, '/');
+        snprintf(e->model_id, sizeof e->model_id, "%s", slash ? slash + 1 : c->model_path);
+    }
+    if (in->random_weights)
+        log_warn("model %s has RANDOM weights (written by kvchat-mkmodel): answers are "
+                 "meaningless", e->model_id);
+
+    model_ctx_params_t cp;
+    model_ctx_params_default(&cp);
+    int per_slot = in->n_ctx_train > 0 && in->n_ctx_train < 8192 ? in->n_ctx_train : 8192;
+    cp.n_ctx = c->ctx_size ? c->ctx_size : per_slot * c->parallel;
+    cp.n_seq = c->parallel;
+    cp.n_batch = c->batch;
+    cp.n_threads = c->threads;
+    cp.kv_type = c->kv_type;
+    cp.flash_attn = c->flash_attn;
+    rc = model_ctx_new(e->model, &cp, &e->ctx);
+    if (rc) {
+        snprintf(e->error, sizeof e->error, "cannot create the inference context: %s",
+                 model_strerror(rc));
+        return -1;
+    }
+    rc = prompt_new(e->model, 1024, &e->prompt);
+    if (rc) {
+        snprintf(e->error, sizeof e->error, "out of memory");
+        return -1;
+    }
+
+    if (!c->no_cache) {
+        kvstore_config_t kc;
+        kvstore_config_default(&kc);
+        kc.ram_budget = c->cache_ram;
+        kc.disk_budget = c->cache_disk;
+        kc.fingerprint = in->fingerprint;
+        kc.layout = model_ctx_layout(e->ctx);
+        kc.mode = c->reset ? KVSTORE_RESET : KVSTORE_RESUME;
+        /* One directory per model and context layout: entries of another
+         * model or layout are kept for when that one runs again. */
+        char base[PATH_MAX - 64], dir[PATH_MAX];
+        if (c->cache_dir) {
+            snprintf(base, sizeof base, "%s", c->cache_dir);
+        } else {
+            const char *xdg = getenv("XDG_CACHE_HOME");
+            const char *home = getenv("HOME");
+            if (xdg && *xdg)
+                snprintf(base, sizeof base, "%s/kvchat/kv", xdg);
+            else
+                snprintf(base, sizeof base, "%s/.cache/kvchat/kv", home ? home : ".");
+        }
+        snprintf(dir, sizeof dir, "%s/%016" PRIx64 "-%08" PRIx32, base, in->fingerprint,
+                 (uint32_t)hash_str(kc.layout));
+        if (c->cache_disk > 0) {
+            int mr = mkdirs(dir);
+            if (mr) {
+                snprintf(e->error, sizeof e->error, "cannot create cache directory %.180s: %s", dir,
+                         strerror(-mr));
+                return -1;
+            }
+            kc.dir = dir;
+        }
+        rc = kvstore_open(&kc, &e->store);
+        if (rc) {
+            snprintf(e->error, sizeof e->error, "cannot open the KV store: %s",
+                     kvstore_strerror(rc));
+            return -1;
+        }
+        log_info("KV store: RAM budget %zu MiB, disk budget %zu MiB at %s (%s)", c->cache_ram >> 20,
+                 c->cache_disk >> 20, c->cache_disk ? dir : "-", c->reset ? "reset" : "resumed");
+    }
+
+    sched_config_t sc;
+    sched_config_default(&sc);
+    sc.n_slots = c->parallel;
+    sc.n_batch = c->batch;
+    sc.prompt_chunk = c->prompt_chunk;
+    sc.queue_max = c->queue;
+    rc = sched_start(&sc, e->model, e->ctx, e->store, e->prompt, &e->sched);
+    if (rc) {
+        snprintf(e->error, sizeof e->error, "cannot start the scheduler: %s", sched_strerror(rc));
+        return -1;
+    }
+    log_info("ready: %s (%s), %d slots x %d cells, KV %s", e->model_id, in->desc, c->parallel,
+             sched_slot_capacity(e->sched), model_ctx_layout(e->ctx));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    engine_t e;
+    memset(&e, 0, sizeof e);
+    config_default(&e.cfg);
+    int pr = parse_args(argc, argv, &e.cfg);
+    if (pr)
+        return pr > 0 ? 0 : 2;
+    log_set_tag("engine");
+    if (e.cfg.log_file) {
+        int rc = log_open(e.cfg.log_file);
+        if (rc) {
+            fprintf(stderr, "kvchat-engine: cannot open log file %s: %s\n", e.cfg.log_file,
+                    strerror(-rc));
+            return 1;
+        }
+    }
+    if (e.cfg.verbose)
+        log_set_level(LOG_DEBUG);
+    snprintf(e.model_id, sizeof e.model_id, "%s", e.cfg.alias ? e.cfg.alias : "");
+    e.started_at = (double)time(NULL);
+    atomic_init(&e.state, ENGINE_LOADING);
+
+    /* Signals are taken synchronously by the main thread (sigwait), so
+     * every other thread starts with them blocked. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = server_open(&e);
+    if (rc) {
+        log_error("cannot listen on %s:%d: %s", e.cfg.host, e.cfg.port, server_strerror(rc));
+        return 1;
+    }
+    log_info("listening on http://%s:%d", e.cfg.host, server_port(&e));
+
+    model_backend_init(e.cfg.verbose);
+    if (load(&e) == 0) {
+        atomic_store(&e.state, ENGINE_READY);
+    } else {
+        log_error("%s", e.error);
+        atomic_store(&e.state, ENGINE_FAILED);
+    }
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("signal %d: shutting down", sig);
+    server_close(&e);
+    sched_stop(e.sched);
+    kvstore_close(e.store);
+    prompt_free(e.prompt);
+    model_ctx_free(e.ctx);
+    model_close(e.model);
+    log_info("stopped");
+    log_close();
+    return atomic_load(&e.state) == ENGINE_FAILED ? 1 : 0;
+}

@@ -1,0 +1,1060 @@
+/* server.c — see server.h.
+ *
+ * Generation requests are handed to the scheduler as jobs. A non-streaming
+ * request's handler waits for its job (httpd runs one thread per
+ * connection, so waiting blocks only that client) and cancels it if the
+ * client goes away. A streaming request's handler opens the stream and
+ * returns; the scheduler's decode thread then writes SSE chunks into the
+ * stream (non-blocking queue writes) and closes it at the end. A client
+ * that disconnects fires the stream's on_close, which cancels the job; the
+ * scheduler drops it within one step.
+ *
+ * gen_t is shared by the handler, the decode thread (sink callbacks) and
+ * the stream's on_close: it is reference-counted and freed by the last one.
+ */
+#include "engine/server.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/httpd.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "engine/metrics.h"
+
+#define MAX_MESSAGES 4096
+
+const char *server_strerror(int rc) { return httpd_strerror(rc); }
+
+/* ---- helpers ---- */
+
+static bool check_ready(engine_t *e, httpd_req_t *req)
+{
+    switch (atomic_load(&e->state)) {
+    case ENGINE_READY:
+        return true;
+    case ENGINE_LOADING:
+        httpd_reply_error(req, 503, "the model is loading");
+        return false;
+    default:
+        httpd_reply_error(req, 503, "the model failed to load: %s", e->error);
+        return false;
+    }
+}
+
+static int sched_status(int rc)
+{
+    switch (rc) {
+    case SCHED_EBUSY:
+    case SCHED_ESTOPPED:
+        return 503;
+    case SCHED_ETOOLONG:
+    case SCHED_EINVAL:
+        return 400;
+    default:
+        return 500;
+    }
+}
+
+static double epoch_s(void) { return (double)time(NULL); }
+
+/* "chatcmpl-<16 hex>" style ids. */
+static void make_id(char *out, size_t cap, const char *prefix)
+{
+    static atomic_uint_fast64_t counter;
+    uint64_t x = atomic_fetch_add(&counter, 1) + 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t h = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (x * 0x9e3779b97f4a7c15ULL);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 29;
+    snprintf(out, cap, "%s-%016" PRIx64, prefix, h);
+}
+
+/* Parse sampling and limits shared by chat and completions. Returns 0, or
+ * -1 with a message for a 400 in err. */
+static int parse_generation(const engine_t *e, json_t *body, sched_job_params_t *p, bool *stream,
+                            bool *include_usage, json_err_t *err)
+{
+    double d;
+    int64_t i;
+    bool b;
+    const char *str;
+    json_t *arr;
+    int rc;
+    model_sampling_t *s = &p->sampling;
+
+    *stream = false;
+    if ((rc = json_get_bool(body, "stream", stream, err)) == JSON_ETYPE)
+        return -1;
+    json_t *so = NULL;
+    *include_usage = false;
+    if ((rc = json_get_object(body, "stream_options", &so, err)) == JSON_ETYPE)
+        return -1;
+    if (so && json_get_bool(so, "include_usage", include_usage, err) == JSON_ETYPE)
+        return -1;
+
+    p->max_tokens = e->cfg.max_tokens_default;
+    const char *mt_keys[] = { "max_tokens", "max_completion_tokens", "n_predict" };
+    for (size_t k = 0; k < 3; k++) {
+        rc = json_get_int_range(body, mt_keys[k], -1, 1 << 24, &i, err);
+        if (rc == JSON_ETYPE)
+            return -1;
+        if (rc == JSON_OK)
+            p->max_tokens = i < 0 ? (1 << 24) : (int)i;
+    }
+    if (p->max_tokens == 0)
+        p->max_tokens = 1;
+
+    struct {
+        const char *key;
+        float *dst;
+        double lo, hi;
+    } nums[] = {
+        { "temperature", &s->temperature, 0.0, 100.0 },
+        { "top_p", &s->top_p, 0.0, 1.0 },
+        { "min_p", &s->min_p, 0.0, 1.0 },
+        { "repeat_penalty", &s->repeat_penalty, 0.0, 10.0 },
+        { "presence_penalty", &s->presence_penalty, -2.0, 2.0 },
+        { "frequency_penalty", &s->frequency_penalty, -2.0, 2.0 },
+    };
+    for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+        rc = json_get_number(body, nums[k].key, &d, err);
+        if (rc == JSON_ETYPE)
+            return -1;
+        if (rc == JSON_OK) {
+            if (!(d >= nums[k].lo && d <= nums[k].hi)) {
+                snprintf(err->msg, sizeof err->msg, "Field '%s' must be between %g and %g",
+                         nums[k].key, nums[k].lo, nums[k].hi);
+                return -1;
+            }
+            *nums[k].dst = (float)d;
+        }
+    }
+    if ((rc = json_get_int_range(body, "top_k", 0, 1 << 20, &i, err)) == JSON_ETYPE)
+        return -1;
+    if (rc == JSON_OK)
+        s->top_k = (int)i;
+    if ((rc = json_get_int_range(body, "repeat_last_n", 0, 1 << 20, &i, err)) == JSON_ETYPE)
+        return -1;
+    if (rc == JSON_OK)
+        s->penalty_last_n = (int)i;
+    if ((rc = json_get_int_range(body, "seed", -1, UINT32_MAX, &i, err)) == JSON_ETYPE)
+        return -1;
+    if (rc == JSON_OK && i >= 0)
+        s->seed = (uint32_t)i;
+    if ((rc = json_get_int_range(body, "n", 1, 1, &i, err)) == JSON_ETYPE) {
+        snprintf(err->msg, sizeof err->msg, "Only n=1 is supported");
+        return -1;
+    }
+    if ((rc = json_get_bool(body, "ignore_eos", &b, err)) == JSON_ETYPE)
+        return -1;
+    if (rc == JSON_OK)
+        p->ignore_eos = b;
+    /* Per-request cache switch: "cache_prompt" (llama-server's name). */
+    if ((rc = json_get_bool(body, "cache_prompt", &b, err)) == JSON_ETYPE)
+        return -1;
+    if (rc == JSON_OK)
+        p->use_cache = b;
+    if (e->cfg.no_cache)
+        p->use_cache = false;
+
+    /* stop: a string or an array of strings */
+    rc = json_get_string(body, "stop", &str, err);
+    if (rc == JSON_OK) {
+        if (*str)
+            p->stop[p->n_stop++] = strdup(str);
+    } else if (rc == JSON_ETYPE) {
+        if (json_get_array(body, "stop", &arr, err) != JSON_OK) {
+            snprintf(err->msg, sizeof err->msg, "Field 'stop' must be a string or an array of strings");
+            return -1;
+        }
+        size_t idx;
+        json_t *v;
+        if (json_array_size(arr) > SCHED_MAX_STOP) {
+            snprintf(err->msg, sizeof err->msg, "At most %d stop strings", SCHED_MAX_STOP);
+            return -1;
+        }
+        json_array_foreach(arr, idx, v) {
+            if (!json_is_string(v)) {
+                snprintf(err->msg, sizeof err->msg, "Field 'stop' must be a string or an array of strings");
+                return -1;
+            }
+            if (json_string_length(v) && json_string_length(v) < 256)
+                p->stop[p->n_stop++] = strdup(json_string_value(v));
+        }
+    }
+    for (int k = 0; k < p->n_stop; k++) {
+        if (!p->stop[k]) {
+            snprintf(err->msg, sizeof err->msg, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Message contents may be strings or arrays of {type:"text", text} parts;
+ * parts are joined into strings kept in `owned` (freed by the caller). */
+static int parse_messages(json_t *arr, prompt_msg_t *msgs, int *n, char **owned, json_err_t *err)
+{
+    size_t i;
+    json_t *m;
+    *n = 0;
+    json_array_foreach(arr, i, m) {
+        if (!json_is_object(m)) {
+            snprintf(err->msg, sizeof err->msg, "messages[%zu] must be an object", i);
+            return -1;
+        }
+        const char *role;
+        if (json_get_string(m, "role", &role, err) != JSON_OK) {
+            snprintf(err->msg, sizeof err->msg, "messages[%zu].role must be a string", i);
+            return -1;
+        }
+        if (strcmp(role, "developer") == 0)
+            role = "system";
+        if (strcmp(role, "system") != 0 && strcmp(role, "user") != 0 &&
+            strcmp(role, "assistant") != 0 && strcmp(role, "tool") != 0) {
+            snprintf(err->msg, sizeof err->msg,
+                     "messages[%zu].role must be system, user, assistant or tool", i);
+            return -1;
+        }
+        json_t *c = json_object_get(m, "content");
+        const char *content = NULL;
+        if (json_is_string(c)) {
+            content = json_string_value(c);
+        } else if (json_is_array(c)) {
+            buf_t b;
+            buf_init(&b, 64u << 20);
+            size_t k;
+            json_t *part;
+            json_array_foreach(c, k, part) {
+                const char *type = NULL, *text = NULL;
+                json_get_string(part, "type", &type, NULL);
+                if (!type || strcmp(type, "text") != 0 || json_get_string(part, "text", &text, NULL)) {
+                    buf_cleanup(&b);
+                    snprintf(err->msg, sizeof err->msg,
+                             "messages[%zu].content: only text parts are supported", i);
+                    return -1;
+                }
+                if (buf_puts(&b, text) != BUF_OK) {
+                    buf_cleanup(&b);
+                    snprintf(err->msg, sizeof err->msg, "messages[%zu].content is too long", i);
+                    return -1;
+                }
+            }
+            owned[i] = buf_steal(&b, NULL);
+            content = owned[i];
+        } else if (json_is_null(c) && strcmp(role, "assistant") == 0) {
+            content = "";
+        } else {
+            snprintf(err->msg, sizeof err->msg, "messages[%zu].content must be a string", i);
+            return -1;
+        }
+        msgs[i].role = role;
+        msgs[i].content = content;
+        (*n)++;
+    }
+    return 0;
+}
+
+static json_t *usage_json(const sched_result_t *r)
+{
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->prompt_n, "completion_tokens",
+                     r->predicted_n, "total_tokens", r->prompt_n + r->predicted_n,
+                     "prompt_tokens_details", "cached_tokens", r->cache_n);
+}
+
+static json_t *timings_json(const sched_result_t *r)
+{
+    int decoded = r->prompt_n - r->cache_n;
+    return json_pack("{s:i, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:i, s:s, s:f, s:f}",
+                     "prompt_n", decoded, "prompt_ms", r->prompt_ms, "prompt_per_token_ms",
+                     decoded ? r->prompt_ms / decoded : 0.0, "prompt_per_second",
+                     r->prompt_ms > 0 ? decoded * 1000.0 / r->prompt_ms : 0.0, "predicted_n",
+                     r->predicted_n, "predicted_ms", r->predicted_ms, "predicted_per_token_ms",
+                     r->predicted_n ? r->predicted_ms / r->predicted_n : 0.0,
+                     "predicted_per_second",
+                     r->predicted_ms > 0 ? r->predicted_n * 1000.0 / r->predicted_ms : 0.0,
+                     "cache_n", r->cache_n, "cache_tier", sched_tier_name(r->cache_tier),
+                     "queue_ms", r->queue_ms, "ttft_ms", r->ttft_ms);
+}
+
+/* ---- generation requests ---- */
+
+typedef enum { GEN_CHAT, GEN_COMPLETION, GEN_PREFILL } gen_kind_t;
+
+typedef struct {
+    atomic_int refs;
+    engine_t *e;
+    gen_kind_t kind;
+    bool streaming, include_usage;
+    httpd_stream_t *stream;
+    sched_job_t *job;
+    atomic_bool gone;
+    char id[48];
+    double created;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    sched_result_t res;      /* copy; res.text points into text */
+    char *text;
+    int n_tokens;            /* prompt tokens (prefill) */
+    bool pin;
+} gen_t;
+
+static gen_t *gen_new(engine_t *e, gen_kind_t kind)
+{
+    gen_t *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    atomic_init(&g->refs, 1);
+    atomic_init(&g->gone, false);
+    g->e = e;
+    g->kind = kind;
+    g->created = epoch_s();
+    make_id(g->id, sizeof g->id, kind == GEN_CHAT ? "chatcmpl" : kind == GEN_COMPLETION ? "cmpl" : "prefill");
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    return g;
+}
+
+static void gen_unref(gen_t *g)
+{
+    if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    sched_job_release(g->job);
+    free(g->text);
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->cond);
+    free(g);
+}
+
+static json_t *chunk_json(gen_t *g, json_t *choice)
+{
+    return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", g->id, "object",
+                     g->kind == GEN_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)g->created, "model", g->e->model_id, "choices", choice);
+}
+
+static void stream_write_or_cancel(gen_t *g, json_t *j)
+{
+    int rc = httpd_stream_sse_json(g->stream, j);
+    if (rc != HTTPD_OK) {
+        /* Client gone, or not reading fast enough to hold 1 MiB. */
+        atomic_store(&g->gone, true);
+        sched_cancel(g->job);
+    }
+}
+
+static void on_text(void *ud, const char *text, size_t len)
+{
+    gen_t *g = ud;
+    if (!g->streaming || atomic_load(&g->gone))
+        return;
+    json_t *s = json_string_lossy(text, len);
+    json_t *choice = g->kind == GEN_CHAT
+                         ? json_pack("{s:i, s:{s:o}, s:n}", "index", 0, "delta", "content", s,
+                                     "finish_reason")
+                         : json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "text", s, "logprobs",
+                                     "finish_reason");
+    stream_write_or_cancel(g, chunk_json(g, choice));
+}
+
+static void on_progress(void *ud, int done, int total)
+{
+    gen_t *g = ud;
+    if (g->kind != GEN_PREFILL || !g->streaming || atomic_load(&g->gone))
+        return;
+    stream_write_or_cancel(g, json_pack("{s:s, s:i, s:i}", "event", "progress", "done", done,
+                                        "total", total));
+}
+
+static json_t *prefill_result_json(gen_t *g, const sched_result_t *r);
+
+static void on_done(void *ud, const sched_result_t *r)
+{
+    gen_t *g = ud;
+    if (g->streaming) {
+        if (!atomic_load(&g->gone)) {
+            if (r->rc != SCHED_OK) {
+                httpd_stream_sse_json(g->stream,
+                                      json_pack("{s:{s:s, s:s, s:i}}", "error", "message", r->error,
+                                                "type", "server_error", "code", sched_status(r->rc)));
+            } else if (g->kind == GEN_PREFILL) {
+                json_t *res = prefill_result_json(g, r);
+                json_object_set_new(res, "event", json_string("done"));
+                httpd_stream_sse_json(g->stream, res);
+            } else {
+                json_t *choice = g->kind == GEN_CHAT
+                                     ? json_pack("{s:i, s:{}, s:s}", "index", 0, "delta",
+                                                 "finish_reason", r->finish_reason)
+                                     : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "",
+                                                 "logprobs", "finish_reason", r->finish_reason);
+                json_t *last = chunk_json(g, choice);
+                json_object_set_new(last, "usage", usage_json(r));
+                json_object_set_new(last, "timings", timings_json(r));
+                httpd_stream_sse_json(g->stream, last);
+            }
+            httpd_stream_sse(g->stream, "[DONE]");
+        }
+        httpd_stream_close(g->stream);
+        g->stream = NULL;
+        gen_unref(g);
+        return;
+    }
+    pthread_mutex_lock(&g->lock);
+    g->res = *r;
+    g->text = malloc(r->text_len + 1);
+    if (g->text) {
+        memcpy(g->text, r->text, r->text_len);
+        g->text[r->text_len] = '\0';
+    }
+    g->res.text = g->text ? g->text : "";
+    g->res.text_len = g->text ? r->text_len : 0;
+    g->done = true;
+    pthread_cond_signal(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+    gen_unref(g);
+}
+
+static void on_stream_close(httpd_stream_t *s, void *user)
+{
+    (void)s;
+    gen_t *g = user;
+    atomic_store(&g->gone, true);
+    sched_cancel(g->job);
+}
+
+/* Wait for a non-streaming job, cancelling it if the client leaves. */
+static void wait_done(gen_t *g, httpd_req_t *req)
+{
+    pthread_mutex_lock(&g->lock);
+    while (!g->done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g->cond, &g->lock, &ts);
+        if (!g->done && httpd_req_gone(req))
+            sched_cancel(g->job);
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Submit and answer (stream or wait). Takes over p's allocations. */
+static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t *p)
+{
+    const sched_sink_t sink = { on_text, on_progress, on_done };
+    if (g->streaming) {
+        if (httpd_stream_open(req, "text/event-stream", &g->stream) != HTTPD_OK) {
+            sched_job_params_cleanup(p);
+            httpd_reply_error(req, 503, "the server is shutting down");
+            gen_unref(g);
+            return;
+        }
+        if (g->kind == GEN_CHAT)
+            httpd_stream_sse_json(g->stream,
+                                  chunk_json(g, json_pack("{s:i, s:{s:s, s:s}, s:n}", "index", 0,
+                                                          "delta", "role", "assistant", "content",
+                                                          "", "finish_reason")));
+    }
+    atomic_fetch_add(&g->refs, 1);   /* the sink's reference */
+    if (g->streaming) {
+        /* on_close only cancels: it may fire before the job exists. */
+        httpd_stream_on_close(g->stream, on_stream_close, g);
+    }
+    int rc = sched_submit(e->sched, p, &sink, g, &g->job);
+    if (rc != SCHED_OK) {
+        sched_job_params_cleanup(p);
+        gen_unref(g);   /* the sink's reference: no callback will come */
+        if (g->streaming) {
+            httpd_stream_on_close(g->stream, NULL, NULL);
+            httpd_stream_sse_json(g->stream, json_pack("{s:{s:s, s:s, s:i}}", "error", "message",
+                                                       sched_strerror(rc), "type",
+                                                       "unavailable_error", "code",
+                                                       sched_status(rc)));
+            httpd_stream_sse(g->stream, "[DONE]");
+            httpd_stream_close(g->stream);
+        } else {
+            httpd_reply_error(req, sched_status(rc), "%s", sched_strerror(rc));
+        }
+        gen_unref(g);
+        return;
+    }
+    if (g->streaming) {
+        if (atomic_load(&g->gone))
+            sched_cancel(g->job);
+        gen_unref(g);   /* the handler's reference; the sink finishes */
+        return;
+    }
+    wait_done(g, req);
+    const sched_result_t *r = &g->res;
+    if (r->rc != SCHED_OK) {
+        httpd_reply_error(req, sched_status(r->rc), "%s", r->error[0] ? r->error : sched_strerror(r->rc));
+        gen_unref(g);
+        return;
+    }
+    json_t *body;
+    if (g->kind == GEN_PREFILL) {
+        body = prefill_result_json(g, r);
+    } else {
+        json_t *text = json_string_lossy(r->text, r->text_len);
+        json_t *choice = g->kind == GEN_CHAT
+                             ? json_pack("{s:i, s:{s:s, s:o}, s:s}", "index", 0, "message", "role",
+                                         "assistant", "content", text, "finish_reason",
+                                         r->finish_reason)
+                             : json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text,
+                                         "logprobs", "finish_reason", r->finish_reason);
+        body = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:o}", "id", g->id, "object",
+                         g->kind == GEN_CHAT ? "chat.completion" : "text_completion", "created",
+                         (json_int_t)g->created, "model", e->model_id, "choices", choice, "usage",
+                         usage_json(r), "timings", timings_json(r));
+    }
+    httpd_reply_json(req, 200, body);
+    gen_unref(g);
+}
+
+static void reply_too_long(engine_t *e, httpd_req_t *req, int n)
+{
+    httpd_reply_error(req, 400,
+                      "the prompt has %d tokens or more, but a slot's context holds %d tokens "
+                      "(including the reply)",
+                      n, sched_slot_capacity(e->sched));
+}
+
+static void h_chat(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    json_t *body;
+    const char *msg;
+    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_err_t err = { "" };
+    json_t *arr;
+    int rc = json_get_array(body, "messages", &arr, &err);
+    if (rc != JSON_OK || json_array_size(arr) == 0 || json_array_size(arr) > MAX_MESSAGES) {
+        httpd_reply_error(req, 400, "%s", rc == JSON_ETYPE ? err.msg
+                                          : rc == JSON_EMISSING ? "Missing required field 'messages'"
+                                          : json_array_size(arr) == 0 ? "'messages' must not be empty"
+                                                                      : "too many messages");
+        json_decref(body);
+        return;
+    }
+    size_t nm = json_array_size(arr);
+    prompt_msg_t *msgs = calloc(nm, sizeof *msgs);
+    char **owned = calloc(nm, sizeof *owned);
+    sched_job_params_t p;
+    sched_job_params_init(&p);
+    bool stream = false, usage = false;
+    int n = 0;
+    if (!msgs || !owned) {
+        httpd_reply_error(req, 500, "out of memory");
+    } else if (parse_messages(arr, msgs, &n, owned, &err) != 0 ||
+               parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+    } else {
+        char perr[256];
+        int cap = sched_slot_capacity(e->sched);
+        rc = prompt_chat(e->prompt, msgs, n, PROMPT_GENERATE, cap - 1, &p.tokens, &p.n_tokens, perr,
+                         sizeof perr);
+        if (rc == MODEL_ETOOLONG) {
+            reply_too_long(e, req, p.n_tokens);
+        } else if (rc) {
+            httpd_reply_error(req, 400, "%s", perr);
+        } else {
+            gen_t *g = gen_new(e, GEN_CHAT);
+            if (!g) {
+                httpd_reply_error(req, 500, "out of memory");
+            } else {
+                g->streaming = stream;
+                g->include_usage = usage;
+                run_job(e, req, g, &p);
+            }
+        }
+    }
+    sched_job_params_cleanup(&p);
+    for (size_t i = 0; owned && i < nm; i++)
+        free(owned[i]);
+    free(owned);
+    free(msgs);
+    json_decref(body);
+}
+
+static void h_completions(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    json_t *body;
+    const char *msg;
+    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_err_t err = { "" };
+    const char *prompt;
+    sched_job_params_t p;
+    sched_job_params_init(&p);
+    bool stream = false, usage = false;
+    int rc = json_get_string(body, "prompt", &prompt, &err);
+    if (rc != JSON_OK) {
+        httpd_reply_error(req, 400, "%s", rc == JSON_EMISSING ? "Missing required field 'prompt'"
+                                                              : "Field 'prompt' must be a string");
+    } else if (!*prompt) {
+        httpd_reply_error(req, 400, "'prompt' must not be empty");
+    } else if (parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+    } else {
+        int cap = sched_slot_capacity(e->sched);
+        rc = prompt_text(e->prompt, prompt, strlen(prompt), cap - 1, &p.tokens, &p.n_tokens);
+        if (rc == MODEL_ETOOLONG) {
+            reply_too_long(e, req, cap);
+        } else if (rc) {
+            httpd_reply_error(req, 400, "tokenization failed: %s", model_strerror(rc));
+        } else {
+            gen_t *g = gen_new(e, GEN_COMPLETION);
+            if (!g) {
+                httpd_reply_error(req, 500, "out of memory");
+            } else {
+                g->streaming = stream;
+                g->include_usage = usage;
+                run_job(e, req, g, &p);
+            }
+        }
+    }
+    sched_job_params_cleanup(&p);
+    json_decref(body);
+}
+
+/* ---- cache API ---- */
+
+static json_t *entry_json(const kvstore_entry_info_t *in)
+{
+    return json_pack("{s:s, s:i, s:I, s:s, s:b, s:I, s:I, s:I, s:b}", "id", in->id, "n_tokens",
+                     in->n_tokens, "bytes", (json_int_t)in->bytes, "tier",
+                     kvstore_tier_name(in->tier), "on_disk", in->on_disk, "hits",
+                     (json_int_t)in->hits, "created", (json_int_t)in->created, "last_used",
+                     (json_int_t)in->last_used, "pinned", in->pinned);
+}
+
+/* The stored entry whose tokens are exactly toks[0..n), if any. */
+static bool find_entry(engine_t *e, const model_token_t *toks, int n, kvstore_entry_info_t *info)
+{
+    kvstore_match_t m;
+    if (kvstore_lookup(e->store, toks, n, &m) != KVSTORE_OK)
+        return false;
+    bool found = m.full && m.full_len == n;
+    if (found)
+        kvstore_handle_info(e->store, m.full, info);
+    kvstore_match_release(e->store, &m);
+    return found;
+}
+
+static json_t *prefill_result_json(gen_t *g, const sched_result_t *r)
+{
+    kvstore_entry_info_t info = { .tier = KVSTORE_TIER_RAM };
+    snprintf(info.id, sizeof info.id, "%s", r->entry_id);
+    info.bytes = r->entry_bytes;
+    /* Where the snapshot went (RAM, or straight to disk when too big). */
+    kvstore_entry_info_t *all = NULL;
+    size_t n = 0;
+    if (kvstore_list(g->e->store, &all, &n) == KVSTORE_OK) {
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(all[i].id, r->entry_id) == 0)
+                info = all[i];
+    }
+    free(all);
+    return json_pack("{s:s, s:i, s:I, s:s, s:f, s:b, s:b, s:i, s:s}", "id", info.id, "n_tokens",
+                     r->entry_tokens ? r->entry_tokens : g->n_tokens, "bytes",
+                     (json_int_t)info.bytes, "tier", kvstore_tier_name(info.tier), "prefill_ms",
+                     r->prompt_ms, "cached", false, "pinned", g->pin, "cache_n", r->cache_n,
+                     "cache_tier", sched_tier_name(r->cache_tier));
+}
+
+static void h_prefill(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    if (!e->store) {
+        httpd_reply_error(req, 409, "the KV cache is disabled (--no-cache)");
+        return;
+    }
+    json_t *body;
+    const char *msg;
+    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_err_t err = { "" };
+    sched_job_params_t p;
+    sched_job_params_init(&p);
+    p.kind = JOB_PREFILL;
+    bool pin = false, stream = false;
+    json_t *arr = NULL;
+    const char *prompt = NULL;
+    int rc_m = json_get_array(body, "messages", &arr, &err);
+    int rc_p = rc_m == JSON_ETYPE ? JSON_EMISSING : json_get_string(body, "prompt", &prompt, &err);
+    int cap = sched_slot_capacity(e->sched);
+    int rc = 0;
+    char perr[256] = "";
+    if (json_get_bool(body, "pin", &pin, &err) == JSON_ETYPE ||
+        json_get_bool(body, "stream", &stream, &err) == JSON_ETYPE || rc_m == JSON_ETYPE ||
+        rc_p == JSON_ETYPE) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+        goto out;
+    }
+    if ((rc_m == JSON_OK) == (rc_p == JSON_OK)) {
+        httpd_reply_error(req, 400, "Give exactly one of 'messages' or 'prompt'");
+        goto out;
+    }
+    if (rc_m == JSON_OK) {
+        size_t nm = json_array_size(arr);
+        if (nm == 0 || nm > MAX_MESSAGES) {
+            httpd_reply_error(req, 400, "'messages' must hold 1 to %d messages", MAX_MESSAGES);
+            goto out;
+        }
+        prompt_msg_t *msgs = calloc(nm, sizeof *msgs);
+        char **owned = calloc(nm, sizeof *owned);
+        int n = 0;
+        if (!msgs || !owned) {
+            rc = MODEL_ENOMEM;
+        } else if (parse_messages(arr, msgs, &n, owned, &err) != 0) {
+            snprintf(perr, sizeof perr, "%s", err.msg);
+            rc = MODEL_EINVAL;
+        } else {
+            rc = prompt_chat(e->prompt, msgs, n, PROMPT_PREFIX, cap - 1, &p.tokens, &p.n_tokens,
+                             perr, sizeof perr);
+        }
+        for (size_t i = 0; owned && i < nm; i++)
+            free(owned[i]);
+        free(owned);
+        free(msgs);
+    } else {
+        if (!*prompt) {
+            httpd_reply_error(req, 400, "'prompt' must not be empty");
+            goto out;
+        }
+        rc = prompt_text(e->prompt, prompt, strlen(prompt), cap - 1, &p.tokens, &p.n_tokens);
+    }
+    if (rc == MODEL_ETOOLONG) {
+        reply_too_long(e, req, p.n_tokens > cap ? p.n_tokens : cap);
+        goto out;
+    }
+    if (rc) {
+        httpd_reply_error(req, 400, "%s", perr[0] ? perr : model_strerror(rc));
+        goto out;
+    }
+    /* Already stored: answer at once. */
+    kvstore_entry_info_t info;
+    if (find_entry(e, p.tokens, p.n_tokens, &info)) {
+        if (pin && !info.pinned) {
+            kvstore_set_pinned(e->store, info.id, true);
+            info.pinned = true;
+        }
+        json_t *res = json_pack("{s:s, s:i, s:I, s:s, s:f, s:b, s:b, s:i, s:s}", "id", info.id,
+                                "n_tokens", info.n_tokens, "bytes", (json_int_t)info.bytes, "tier",
+                                kvstore_tier_name(info.tier), "prefill_ms", 0.0, "cached", true,
+                                "pinned", info.pinned, "cache_n", info.n_tokens, "cache_tier",
+                                kvstore_tier_name(info.tier));
+        if (stream) {
+            httpd_stream_t *s;
+            if (httpd_stream_open(req, "text/event-stream", &s) == HTTPD_OK) {
+                json_object_set_new(res, "event", json_string("done"));
+                httpd_stream_sse_json(s, res);
+                httpd_stream_sse(s, "[DONE]");
+                httpd_stream_close(s);
+            } else {
+                json_decref(res);
+            }
+        } else {
+            httpd_reply_json(req, 200, res);
+        }
+        goto out;
+    }
+    p.pin = pin;
+    gen_t *g = gen_new(e, GEN_PREFILL);
+    if (!g) {
+        httpd_reply_error(req, 500, "out of memory");
+        goto out;
+    }
+    g->streaming = stream;
+    g->n_tokens = p.n_tokens;
+    g->pin = pin;
+    run_job(e, req, g, &p);
+out:
+    sched_job_params_cleanup(&p);
+    json_decref(body);
+}
+
+static void h_cache_list(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    json_t *arr = json_array();
+    if (e->store) {
+        kvstore_entry_info_t *all = NULL;
+        size_t n = 0;
+        if (kvstore_list(e->store, &all, &n) == KVSTORE_OK)
+            for (size_t i = 0; i < n; i++)
+                json_array_append_new(arr, entry_json(&all[i]));
+        free(all);
+    }
+    httpd_reply_json(req, 200, json_pack("{s:s, s:o}", "object", "list", "entries", arr));
+}
+
+static void h_cache_stats(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    sched_stats_t ss;
+    sched_get_stats(e->sched, &ss);
+    kvstore_stats_t ks = { 0 };
+    if (e->store)
+        kvstore_stats(e->store, &ks);
+    json_t *body = json_pack(
+        "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+        " s:{s:I, s:I, s:I, s:I},"
+        " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I}",
+        "enabled", e->store != NULL, "entries", (json_int_t)ks.entries, "entries_ram",
+        (json_int_t)ks.entries_ram, "entries_disk", (json_int_t)ks.entries_disk, "bytes_ram",
+        (json_int_t)ks.ram_bytes, "bytes_disk", (json_int_t)ks.disk_bytes, "ram_budget",
+        (json_int_t)ks.ram_budget, "disk_budget", (json_int_t)ks.disk_budget, "requests",
+        "slot", (json_int_t)ss.hits[TIER_SLOT], "ram", (json_int_t)ss.hits[TIER_RAM], "disk",
+        (json_int_t)ss.hits[TIER_DISK], "none", (json_int_t)ss.hits[TIER_NONE], "evictions_ram",
+        (json_int_t)ks.evictions_ram, "evictions_disk", (json_int_t)ks.evictions_disk,
+        "disk_writes", (json_int_t)ks.disk_writes, "disk_write_failures",
+        (json_int_t)ks.disk_write_failures, "pending_writes", (json_int_t)ks.pending_writes,
+        "snapshots", (json_int_t)ss.snapshots, "restored_bytes",
+        (json_int_t)ss.restore_bytes_total, "restore_ms_total", ss.restore_ms_total,
+        "cached_tokens", (json_int_t)ss.cached_tokens);
+    httpd_reply_json(req, 200, body);
+}
+
+static void h_cache_delete(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    const char *id = httpd_req_param(req, "id");
+    if (!e->store || kvstore_delete(e->store, id) != KVSTORE_OK) {
+        httpd_reply_error(req, 404, "no cache entry with id '%s'", id);
+        return;
+    }
+    httpd_reply_json(req, 200, json_pack("{s:s, s:b}", "id", id, "deleted", 1));
+}
+
+static void h_cache_reset(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    kvstore_stats_t ks = { 0 };
+    if (e->store) {
+        kvstore_stats(e->store, &ks);
+        kvstore_reset(e->store);
+    }
+    sched_forget_slots(e->sched);
+    httpd_reply_json(req, 200, json_pack("{s:b, s:I}", "reset", 1, "entries_removed",
+                                         (json_int_t)ks.entries));
+}
+
+/* ---- misc ---- */
+
+static void h_health(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    switch (atomic_load(&e->state)) {
+    case ENGINE_READY:
+        httpd_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+        break;
+    case ENGINE_LOADING:
+        httpd_reply_json(req, 503, json_pack("{s:s, s:{s:s, s:s, s:i}}", "status", "loading",
+                                             "error", "message", "Loading model", "type",
+                                             "unavailable_error", "code", 503));
+        break;
+    default:
+        httpd_reply_json(req, 503, json_pack("{s:s, s:{s:s, s:s, s:i}}", "status", "error",
+                                             "error", "message", e->error, "type",
+                                             "unavailable_error", "code", 503));
+    }
+}
+
+static void h_models(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    const model_info_t *in = model_info(e->model);
+    char fp[24];
+    snprintf(fp, sizeof fp, "%016" PRIx64, in->fingerprint);
+    json_t *meta = json_pack(
+        "{s:s, s:s, s:b, s:i, s:i, s:i, s:I, s:I, s:s, s:i, s:i, s:s, s:b}", "name", in->name,
+        "desc", in->desc, "random_weights", in->random_weights, "n_ctx_train", in->n_ctx_train,
+        "n_ctx_slot", sched_slot_capacity(e->sched), "n_vocab", in->n_vocab, "n_params",
+        (json_int_t)in->n_params, "size", (json_int_t)in->size_bytes, "fingerprint", fp, "n_layer",
+        in->n_layer, "n_embd", in->n_embd, "kv_layout", model_ctx_layout(e->ctx), "cache_enabled",
+        e->store != NULL);
+    json_t *model = json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", e->model_id, "object", "model",
+                              "created", (json_int_t)e->started_at, "owned_by", "kvchat", "meta",
+                              meta);
+    httpd_reply_json(req, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model));
+}
+
+static void h_tokenize(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    json_t *body;
+    const char *msg;
+    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_err_t err = { "" };
+    const char *content;
+    bool add_special = false, parse_special = true, with_pieces = false;
+    if (json_get_string(body, "content", &content, &err) != JSON_OK ||
+        json_get_bool(body, "add_special", &add_special, &err) == JSON_ETYPE ||
+        json_get_bool(body, "parse_special", &parse_special, &err) == JSON_ETYPE ||
+        json_get_bool(body, "with_pieces", &with_pieces, &err) == JSON_ETYPE) {
+        httpd_reply_error(req, 400, "%s", err.msg[0] ? err.msg : "Missing required field 'content'");
+        json_decref(body);
+        return;
+    }
+    model_token_t *toks = NULL;
+    int n = 0;
+    int rc = model_tokenize(e->model, content, strlen(content), add_special, parse_special,
+                            1 << 24, &toks, &n);
+    if (rc) {
+        httpd_reply_error(req, 400, "tokenization failed: %s", model_strerror(rc));
+        json_decref(body);
+        return;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        if (with_pieces) {
+            char piece[256];
+            int len = model_token_piece(e->model, toks[i], true, piece, sizeof piece);
+            json_array_append_new(arr, json_pack("{s:i, s:o}", "id", toks[i], "piece",
+                                                 json_string_lossy(piece, len > 0 ? (size_t)len : 0)));
+        } else {
+            json_array_append_new(arr, json_integer(toks[i]));
+        }
+    }
+    free(toks);
+    json_decref(body);
+    httpd_reply_json(req, 200, json_pack("{s:o}", "tokens", arr));
+}
+
+static void h_detokenize(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    json_t *body;
+    const char *msg;
+    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_err_t err = { "" };
+    json_t *arr;
+    if (json_get_array(body, "tokens", &arr, &err) != JSON_OK) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+        json_decref(body);
+        return;
+    }
+    size_t n = json_array_size(arr), i;
+    model_token_t *toks = malloc((n ? n : 1) * sizeof *toks);
+    json_t *v;
+    int n_vocab = model_info(e->model)->n_vocab;
+    json_array_foreach(arr, i, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= n_vocab) {
+            httpd_reply_error(req, 400, "tokens[%zu] is not a token id of this model (0..%d)", i,
+                              n_vocab - 1);
+            free(toks);
+            json_decref(body);
+            return;
+        }
+        toks[i] = (model_token_t)json_integer_value(v);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int rc = model_detokenize(e->model, toks, (int)n, true, &text, &len);
+    free(toks);
+    json_decref(body);
+    if (rc) {
+        httpd_reply_error(req, 500, "detokenization failed: %s", model_strerror(rc));
+        return;
+    }
+    httpd_reply_json(req, 200, json_pack("{s:o}", "content", json_string_lossy(text, len)));
+    free(text);
+}
+
+static void h_metrics(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    buf_t b;
+    buf_init(&b, 1 << 20);
+    metrics_render(e, &b);
+    httpd_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "",
+                     b.len);
+    buf_cleanup(&b);
+}
+
+static const httpd_route_t routes[] = {
+    { "GET", "/health", h_health, HTTPD_ROUTE_PUBLIC | HTTPD_ROUTE_QUIET, NULL },
+    { "GET", "/metrics", h_metrics, HTTPD_ROUTE_QUIET, NULL },
+    { "GET", "/v1/models", h_models, 0, NULL },
+    { "GET", "/models", h_models, 0, NULL },
+    { "POST", "/v1/chat/completions", h_chat, 0, NULL },
+    { "POST", "/chat/completions", h_chat, 0, NULL },
+    { "POST", "/v1/completions", h_completions, 0, NULL },
+    { "POST", "/completions", h_completions, 0, NULL },
+    { "POST", "/tokenize", h_tokenize, 0, NULL },
+    { "POST", "/detokenize", h_detokenize, 0, NULL },
+    { "POST", "/v1/cache/prefill", h_prefill, 0, NULL },
+    { "GET", "/v1/cache", h_cache_list, 0, NULL },
+    { "GET", "/v1/cache/stats", h_cache_stats, HTTPD_ROUTE_QUIET, NULL },
+    { "DELETE", "/v1/cache/{id}", h_cache_delete, 0, NULL },
+    { "POST", "/v1/cache/reset", h_cache_reset, 0, NULL },
+};
+
+int server_open(engine_t *e)
+{
+    httpd_config_t cfg = httpd_config_default();
+    cfg.host = e->cfg.host;
+    cfg.port = (unsigned)e->cfg.port;
+    cfg.max_body = e->cfg.max_body;
+    cfg.api_key = e->cfg.api_key;
+    cfg.error_style = HTTPD_ERRORS_OPENAI;
+    cfg.timeout_s = 0;   /* a long prefill may keep a client waiting */
+    cfg.stream_queue_max = 4u << 20;
+    return httpd_open(&cfg, routes, sizeof routes / sizeof routes[0], e, (httpd_t **)&e->http);
+}
+
+int server_port(const engine_t *e) { return (int)httpd_port((const httpd_t *)e->http); }
+
+void server_close(engine_t *e)
+{
+    httpd_close((httpd_t *)e->http);
+    e->http = NULL;
+}
