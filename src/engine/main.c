@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,8 @@ static void usage(FILE *out)
         "      --queue N           requests that may wait for a slot (default 64)\n"
         "      --kv-type TYPE      f16 | q8_0 KV cache (default f16; q8_0 halves the bytes)\n"
         "      --no-flash-attn     disable flash attention (snapshots get slow)\n"
-        "      --cache-ram MiB     RAM tier budget (default 2048)\n"
-        "      --cache-disk GiB    disk tier budget (default 10; 0 = no disk tier)\n"
+        "      --cache-ram MiB     RAM tier budget (default 2048; K/M/G suffixes allowed)\n"
+        "      --cache-disk GiB    disk tier budget (default 10; 0 = no disk tier; K/M/G)\n"
         "      --cache-dir DIR     disk tier directory (default $XDG_CACHE_HOME/kvchat/kv)\n"
         "      --resume            keep the disk tier's entries from earlier runs (default)\n"
         "      --reset             delete them at start\n"
@@ -65,6 +66,32 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     if (errno || end == s || *end || v < lo || v > hi)
         return -1;
     *out = v;
+    return 0;
+}
+
+/* A size: a plain number is in `unit` bytes; K, M, G suffixes (powers of
+ * 1024) override it ("512K", "3M"). */
+static int parse_size(const char *s, size_t unit, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -1;
+    if (*end) {
+        switch (*end) {
+        case 'K': case 'k': unit = (size_t)1 << 10; break;
+        case 'M': case 'm': unit = (size_t)1 << 20; break;
+        case 'G': case 'g': unit = (size_t)1 << 30; break;
+        default: return -1;
+        }
+        const char *rest = end + 1;   /* "M", "MB" and "MiB" all mean MiB */
+        if (*rest && strcmp(rest, "B") != 0 && strcmp(rest, "iB") != 0)
+            return -1;
+    }
+    if (v > (unsigned long long)(SIZE_MAX / unit))
+        return -1;
+    *out = (size_t)v * unit;
     return 0;
 }
 
@@ -167,12 +194,10 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
             break;
         case O_NOFA: c->flash_attn = false; break;
         case O_RAM:
-            if (parse_long(optarg, 0, 1L << 24, &v)) { name = "--cache-ram"; break; }
-            c->cache_ram = (size_t)v << 20;
+            if (parse_size(optarg, (size_t)1 << 20, &c->cache_ram)) name = "--cache-ram";
             break;
         case O_DISK:
-            if (parse_long(optarg, 0, 1L << 20, &v)) { name = "--cache-disk"; break; }
-            c->cache_disk = (size_t)v << 30;
+            if (parse_size(optarg, (size_t)1 << 30, &c->cache_disk)) name = "--cache-disk";
             break;
         case O_DIR: c->cache_dir = optarg; break;
         case O_RESUME: c->reset = false; break;

@@ -301,13 +301,9 @@ static bool flush_text(slot_t *sl, bool final)
  * tokenizes again to exactly what the snapshot holds. */
 static void remember_reply(sched_t *s, slot_t *sl)
 {
-    int n_prompt = sl->job->p.n_tokens;
-    int n = sl->n_cached - n_prompt + (sl->pending ? 1 : 0);
-    if (n <= 0 || n_prompt > sl->n_cached)
-        return;
-    if (sl->pending)
-        sl->cached[sl->n_cached] = sl->last;   /* capacity reserved in start_job */
-    prompt_remember_reply(s->prompt, sl->text.data, sl->text.len, sl->cached + n_prompt, n);
+    if (sl->res.n_gen_tokens > 0)
+        prompt_remember_reply(s->prompt, sl->text.data, sl->text.len, sl->res.gen_tokens,
+                              sl->res.n_gen_tokens);
 }
 
 static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const char *msg)
@@ -327,6 +323,12 @@ static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const cha
         res->predicted_ms = t - sl->t_first;
     res->text = sl->text.data ? sl->text.data : "";
     res->text_len = sl->text.len;
+    if (j->p.kind == JOB_GENERATE && sl->n_cached >= j->p.n_tokens && sl->cached) {
+        if (sl->pending)
+            sl->cached[sl->n_cached] = sl->last;   /* capacity reserved in start_job */
+        res->gen_tokens = sl->cached + j->p.n_tokens;
+        res->n_gen_tokens = sl->n_cached - j->p.n_tokens + (sl->pending ? 1 : 0);
+    }
 
     /* Snapshot the exact boundary: prefill end, or prompt+reply end. */
     if (rc == SCHED_OK && !cancelled && j->p.use_cache) {

@@ -88,6 +88,8 @@ typedef struct {
     double ttft_ms;              /* submit to first token */
     const char *text;            /* whole generated text (valid UTF-8) */
     size_t text_len;
+    const model_token_t *gen_tokens; /* the generated tokens (no end-of-generation) */
+    int n_gen_tokens;
     /* JOB_PREFILL: the snapshot */
     char entry_id[KVSTORE_ID_LEN + 1];
     size_t entry_bytes;

@@ -305,6 +305,8 @@ typedef struct {
     bool done;
     sched_result_t res;      /* copy; res.text points into text */
     char *text;
+    model_token_t *gen_tokens;
+    bool return_tokens;
     int n_tokens;            /* prompt tokens (prefill) */
     bool pin;
 } gen_t;
@@ -331,6 +333,7 @@ static void gen_unref(gen_t *g)
         return;
     sched_job_release(g->job);
     free(g->text);
+    free(g->gen_tokens);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
     free(g);
@@ -418,6 +421,16 @@ static void on_done(void *ud, const sched_result_t *r)
     }
     g->res.text = g->text ? g->text : "";
     g->res.text_len = g->text ? r->text_len : 0;
+    g->res.gen_tokens = NULL;
+    g->res.n_gen_tokens = 0;
+    if (g->return_tokens && r->n_gen_tokens > 0) {
+        g->gen_tokens = malloc((size_t)r->n_gen_tokens * sizeof *g->gen_tokens);
+        if (g->gen_tokens) {
+            memcpy(g->gen_tokens, r->gen_tokens, (size_t)r->n_gen_tokens * sizeof *g->gen_tokens);
+            g->res.gen_tokens = g->gen_tokens;
+            g->res.n_gen_tokens = r->n_gen_tokens;
+        }
+    }
     g->done = true;
     pthread_cond_signal(&g->cond);
     pthread_mutex_unlock(&g->lock);
@@ -515,6 +528,13 @@ static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t 
                                          r->finish_reason)
                              : json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text,
                                          "logprobs", "finish_reason", r->finish_reason);
+        if (g->return_tokens) {
+            /* kvchat extension: the generated token ids */
+            json_t *toks = json_array();
+            for (int i = 0; i < r->n_gen_tokens; i++)
+                json_array_append_new(toks, json_integer(r->gen_tokens[i]));
+            json_object_set_new(choice, "tokens", toks);
+        }
         body = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:o}", "id", g->id, "object",
                          g->kind == GEN_CHAT ? "chat.completion" : "text_completion", "created",
                          (json_int_t)g->created, "model", e->model_id, "choices", choice, "usage",
@@ -582,6 +602,7 @@ static void h_chat(httpd_req_t *req, void *user)
             } else {
                 g->streaming = stream;
                 g->include_usage = usage;
+                json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
                 run_job(e, req, g, &p);
             }
         }
@@ -632,6 +653,7 @@ static void h_completions(httpd_req_t *req, void *user)
             } else {
                 g->streaming = stream;
                 g->include_usage = usage;
+                json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
                 run_job(e, req, g, &p);
             }
         }

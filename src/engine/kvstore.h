@@ -1,0 +1,249 @@
+/* kvstore.h — the engine's store of KV-cache snapshots, in RAM and on disk.
+ *
+ * An entry is one snapshot: the token sequence a sequence held when it was
+ * taken, the opaque state blob (llama_state_seq_get_data's bytes; never
+ * interpreted here) and metadata. Entries are indexed by a radix tree over
+ * their tokens, so a request finds the longest cached prefix of its prompt.
+ *
+ * Tiers:
+ *  - RAM: blobs kept in memory, up to ram_budget bytes, least recently used
+ *    unpinned copies evicted first. Evicting a RAM copy of an entry that is
+ *    already on disk just frees the memory; an entry not yet on disk is
+ *    demoted (written to disk) when there is a disk tier, else dropped.
+ *  - disk: one file per entry in cfg.dir, up to disk_budget bytes of files,
+ *    least recently used unpinned files deleted first. Files survive
+ *    restarts (KVSTORE_RESUME) and carry the model fingerprint and context
+ *    layout they are valid for, plus checksums.
+ * Pinned entries are never evicted from either tier; they may hold more
+ * than a budget, and the budget then constrains the unpinned entries only.
+ *
+ * Disk writes (files, header rewrites, deletions) are done by one writer
+ * thread owned by the store, never by the caller: kvstore_insert() queues
+ * the write and returns. Reads from disk happen in kvstore_load(), in the
+ * calling thread. A failing write is logged once and the entry stays in RAM
+ * only; the store keeps working.
+ *
+ * Handles: lookups return entry handles (kvstore_handle_t). A handle keeps
+ * its entry's tokens, and once loaded its blob, valid until
+ * kvstore_release(), even if the entry is deleted, replaced or evicted in
+ * the meantime. Loading a handle whose entry was deleted before the load
+ * fails with KVSTORE_ENOTFOUND (the caller treats it as a miss).
+ *
+ * Hits: a lookup alone counts nothing. The first kvstore_load() of a handle
+ * counts one hit for the tier the bytes came from (RAM or disk) and makes
+ * the entry most recently used; kvstore_touch() does the same for a caller
+ * that used the entry without loading it. One use is counted per handle.
+ *
+ * Threading: every function may be called from any thread. One mutex guards
+ * the index; it is never held during disk I/O or while hashing blobs.
+ *
+ * Errors: functions return 0 or a negative KVSTORE_E* code;
+ * kvstore_strerror() names it. Out-parameters are untouched on failure
+ * unless stated.
+ */
+#ifndef KVCHAT_ENGINE_KVSTORE_H
+#define KVCHAT_ENGINE_KVSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    KVSTORE_OK = 0,
+    KVSTORE_ENOMEM = -1,
+    KVSTORE_EINVAL = -2,      /* bad argument or configuration */
+    KVSTORE_ENOTFOUND = -3,   /* no such entry (or it was deleted meanwhile) */
+    KVSTORE_ETOOBIG = -4,     /* blob larger than every tier may hold */
+    KVSTORE_ENOSPACE = -5,    /* pinned entries fill the tiers; nothing kept */
+    KVSTORE_EIO = -6,         /* disk read failed, or the directory is unusable */
+    KVSTORE_ECORRUPT = -7,    /* file failed its checksum or size checks */
+    KVSTORE_EBUSY = -8,       /* the directory is in use by another store */
+};
+
+const char *kvstore_strerror(int rc);
+
+/* Entry ids: 16 lowercase hex characters (a random 64-bit number). */
+#define KVSTORE_ID_LEN 16
+
+typedef struct kvstore kvstore_t;
+typedef struct kvstore_handle kvstore_handle_t;
+
+typedef enum {
+    KVSTORE_TIER_NONE = 0,
+    KVSTORE_TIER_RAM = 1,     /* bytes are in memory */
+    KVSTORE_TIER_DISK = 2,    /* bytes must be read from the entry's file */
+} kvstore_tier_t;
+
+/* "none" | "ram" | "disk". */
+const char *kvstore_tier_name(kvstore_tier_t tier);
+
+typedef enum {
+    KVSTORE_RESUME = 0,       /* index the valid entry files already in dir */
+    KVSTORE_RESET = 1,        /* delete the entry files already in dir */
+} kvstore_mode_t;
+
+/* Store configuration; fill with kvstore_config_default() first. */
+typedef struct {
+    uint64_t ram_budget;      /* bytes of blobs kept in RAM (default 2 GiB) */
+    uint64_t disk_budget;     /* bytes of entry files; 0 = no disk tier */
+    const char *dir;          /* entry directory (created if missing); NULL = no disk tier */
+    uint64_t fingerprint;     /* model fingerprint (model_info_t.fingerprint) */
+    const char *layout;       /* context KV layout (model_ctx_layout()); files
+                               * load only into an equal string; NULL = "" */
+    kvstore_mode_t mode;      /* default KVSTORE_RESUME */
+} kvstore_config_t;
+
+void kvstore_config_default(kvstore_config_t *cfg);
+
+/* Open a store. Strings in cfg are copied. With a disk tier, the directory
+ * is created if missing and locked against other stores (KVSTORE_EBUSY);
+ * leftover temporary files are removed; in KVSTORE_RESET mode every entry
+ * file is deleted; in KVSTORE_RESUME mode each entry file's header and
+ * tokens (never its blob) are read and checked (magic, version, fingerprint,
+ * layout, sizes, header checksum): valid files are indexed in the disk tier,
+ * any other entry file is logged and removed. Files beyond disk_budget are
+ * then deleted, least recently modified first.
+ * On success *out owns the store (kvstore_close()). */
+int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out);
+
+/* Wait for queued disk work, stop the writer, free everything. Entry files
+ * stay (they are the disk tier). Every handle must have been released.
+ * Accepts NULL. */
+void kvstore_close(kvstore_t *s);
+
+/* Store a snapshot of tokens[0..n) (n >= 1; copied). The store takes
+ * ownership of `blob` (malloc'd, len >= 1 bytes) on every return, success
+ * or failure; the caller must not touch it afterwards.
+ * An entry with the identical token sequence is replaced: the new entry
+ * (a new id) keeps the old one's hit count and stays pinned if it was.
+ * The blob goes to RAM (evicting least recently used unpinned copies
+ * beyond the budget) and, with a disk tier, is queued for the writer.
+ * A blob larger than ram_budget goes to disk only.
+ * If id_out is not NULL it receives the id (KVSTORE_ID_LEN + 1 bytes).
+ * Returns KVSTORE_ETOOBIG when no tier can hold the blob, KVSTORE_ENOSPACE
+ * when pinned entries leave no room for it and there is no disk tier;
+ * nothing is stored then. */
+int kvstore_insert(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_t len,
+                   bool pinned, char *id_out);
+
+/* Best entries for a request of tokens[0..n):
+ *  - full: the longest stored sequence that is wholly a prefix of tokens
+ *    (full_len = its length; it may equal n);
+ *  - partial: when some entry shares more leading tokens with the request
+ *    than full_len, one such entry (the shortest among those sharing the
+ *    most) and partial_len = the number of tokens shared. Its own sequence
+ *    is longer than partial_len; restoring it needs a trim to partial_len.
+ * Each handle is NULL when there is no such entry; the tiers tell where the
+ * bytes are now. Release both handles with kvstore_release() (or
+ * kvstore_match_release()). *match is always written; a complete miss
+ * returns KVSTORE_OK with both handles NULL. */
+typedef struct {
+    kvstore_handle_t *full;
+    int full_len;
+    kvstore_tier_t full_tier;
+    kvstore_handle_t *partial;
+    int partial_len;
+    kvstore_tier_t partial_tier;
+} kvstore_match_t;
+
+int kvstore_lookup(kvstore_t *s, const int32_t *tokens, int n, kvstore_match_t *match);
+
+/* Read access to the entry's blob: *blob points to *len bytes, valid until
+ * the handle is released (the handle holds a reference; eviction or deletion
+ * meanwhile does not free it). From RAM this is the stored copy, no copying.
+ * From disk the file is read in one pass and its checksum verified, and the
+ * blob is promoted into RAM when it fits the budget. Counts one hit (first
+ * load or touch of the handle only). Loading the same handle again returns
+ * the same bytes.
+ * Errors: KVSTORE_ENOTFOUND (entry deleted, replaced or evicted before its
+ * bytes were read), KVSTORE_ECORRUPT (checksum or size mismatch) or
+ * KVSTORE_EIO (read error); on the last two the failure is logged, the
+ * entry is dropped and its file deleted. The caller treats every error as a
+ * cache miss. */
+int kvstore_load(kvstore_t *s, kvstore_handle_t *h, const void **blob, size_t *len);
+
+/* Count a use of the entry without loading it through the store (hit,
+ * last-used time, LRU position); no-op if the handle was already loaded or
+ * touched. Accepts NULL. */
+void kvstore_touch(kvstore_t *s, kvstore_handle_t *h);
+
+/* Give up a handle (and the blob it loaded). Accepts NULL. */
+void kvstore_release(kvstore_t *s, kvstore_handle_t *h);
+
+/* Release both handles of a match and set them to NULL. */
+void kvstore_match_release(kvstore_t *s, kvstore_match_t *m);
+
+/* The entry's tokens: *tokens points to *n tokens valid until the handle is
+ * released. */
+void kvstore_get_tokens(const kvstore_handle_t *h, const int32_t **tokens, int *n);
+
+/* Shorthands for kvstore_get_tokens(). */
+const int32_t *kvstore_handle_tokens(const kvstore_handle_t *h);
+int kvstore_handle_n_tokens(const kvstore_handle_t *h);
+
+/* Copies of an entry's metadata. */
+typedef struct {
+    char id[KVSTORE_ID_LEN + 1];
+    int n_tokens;
+    size_t bytes;             /* blob size */
+    kvstore_tier_t tier;      /* RAM when the bytes are in memory, else DISK */
+    bool on_disk;             /* its file is written */
+    bool pinned;
+    uint64_t hits;
+    uint64_t created;         /* epoch ms */
+    uint64_t last_used;       /* epoch ms */
+} kvstore_entry_info_t;
+
+/* Metadata of the handle's entry (as of now; a deleted entry keeps its
+ * last values). */
+void kvstore_handle_info(kvstore_t *s, const kvstore_handle_t *h, kvstore_entry_info_t *info);
+
+/* All entries, most recently used first. *out is a malloc'd array of *n
+ * copies (caller frees with free(); NULL when *n is 0). */
+int kvstore_list(kvstore_t *s, kvstore_entry_info_t **out, size_t *n);
+
+typedef struct {
+    size_t entries;
+    size_t entries_ram;       /* with their bytes in memory */
+    size_t entries_disk;      /* with a written file */
+    uint64_t ram_bytes;       /* blobs counted against ram_budget */
+    uint64_t disk_bytes;      /* entry files (including one being written) */
+    uint64_t pending_bytes;   /* blobs kept only until their write finishes */
+    uint64_t ram_budget, disk_budget;
+    uint64_t lookups;
+    uint64_t hits_ram;        /* loads served from memory */
+    uint64_t hits_disk;       /* loads read from disk */
+    uint64_t touches;         /* uses counted by kvstore_touch() */
+    uint64_t evictions_ram;   /* RAM copies evicted */
+    uint64_t evictions_disk;  /* files deleted for the disk budget */
+    uint64_t dropped;         /* entries that left both tiers by eviction */
+    uint64_t disk_writes;     /* files written */
+    uint64_t disk_write_failures;
+    uint64_t disk_read_failures;   /* corrupt or unreadable on load */
+    size_t pending_writes;    /* files queued or being written */
+} kvstore_stats_t;
+
+void kvstore_stats(kvstore_t *s, kvstore_stats_t *out);
+
+/* Delete one entry (RAM copy now; file by the writer). Handles already
+ * holding it stay valid. KVSTORE_ENOTFOUND when no such id. */
+int kvstore_delete(kvstore_t *s, const char *id);
+
+/* Delete every entry, pinned ones too, then wait until their files are
+ * gone (files of entries still held by handles go when those are
+ * released). */
+int kvstore_reset(kvstore_t *s);
+
+/* Pin or unpin an entry; the flag is also rewritten in its file.
+ * KVSTORE_ENOTFOUND when no such id. */
+int kvstore_set_pinned(kvstore_t *s, const char *id, bool pinned);
+
+/* Wait until the writer has nothing queued or in progress. */
+void kvstore_flush(kvstore_t *s);
+
+/* The 64-bit checksum used for entry files: 4 independent lanes of 8-byte
+ * steps, then a final mix. Deterministic across platforms (little-endian
+ * reads). Exposed for tests and benchmarks. */
+uint64_t kvstore_checksum(const void *data, size_t len, uint64_t seed);
+
+#endif
