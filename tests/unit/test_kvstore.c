@@ -1,0 +1,1070 @@
+/* test_kvstore.c — the KV-cache snapshot store (kvstore.h).
+ *
+ * Every test works in its own directory made with mkdtemp under /tmp and
+ * removed afterwards; blobs are synthetic pseudo-random bytes.
+ *
+ * - checksum: deterministic, seeded, every single-bit flip and every length
+ *   changes it; throughput printed (MB/s), not asserted;
+ * - insert / lookup: full (wholly-prefix) and partial (longest common)
+ *   matches, replacement keeps hits, argument errors, ETOOBIG, ENOSPACE;
+ * - RAM LRU: the budget holds (stats), least recently used copies go first,
+ *   unpinned entries are demoted to disk and load back identical;
+ * - disk budget: files beyond it are deleted, the directory matches stats;
+ * - pinned entries survive both budgets; the flag persists in the file;
+ * - resume: entries come back in the disk tier with identical bytes;
+ *   reset (open mode and kvstore_reset) removes every file; a second store
+ *   on the same directory is refused;
+ * - a corrupted blob byte fails the load, the entry and file are dropped;
+ * - truncated, wrong-magic, unknown-version files, other fingerprint, other
+ *   layout and leftover temporary files are removed at open; unrelated
+ *   files are left alone;
+ * - a failing disk write (RLIMIT_FSIZE with SIGXFSZ ignored: write() gets
+ *   EFBIG as on a full disk) is counted, the entry keeps serving from RAM;
+ * - deleting an entry while a handle holds it is safe;
+ * - 4 threads insert / look up / load / delete / pin for a second, every
+ *   loaded blob verified; afterwards the books match the directory and a
+ *   resumed store loads every entry intact;
+ * - a 50 MB blob loaded from disk: throughput printed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/log.h"
+#include "engine/kvstore.h"
+
+#define FP 0x1122334455667788ull
+#define LAYOUT "k=f16 v=f16 fa=1 unified=0 seqs=4 cells=4096"
+
+static char g_dir[64];
+
+/* ---- helpers ---- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static void fill(void *p, size_t n, uint64_t seed)
+{
+    unsigned char *c = p;
+    uint64_t s = seed;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t v = mix(s++);
+        memcpy(c + i, &v, 8);
+    }
+    uint64_t v = mix(s);
+    for (; i < n; i++, v >>= 8)
+        c[i] = (unsigned char)v;
+}
+
+static void *rand_blob(size_t n, uint64_t seed)
+{
+    void *p = malloc(n);
+    assert_non_null(p);
+    fill(p, n, seed);
+    return p;
+}
+
+static void seq(int32_t *t, int n, int32_t base)
+{
+    for (int i = 0; i < n; i++)
+        t[i] = base + i;
+}
+
+static kvstore_t *open_store(uint64_t ram, uint64_t disk, kvstore_mode_t mode, uint64_t fp,
+                             const char *layout)
+{
+    kvstore_config_t cfg;
+    kvstore_config_default(&cfg);
+    cfg.ram_budget = ram;
+    cfg.disk_budget = disk;
+    cfg.dir = disk ? g_dir : NULL;
+    cfg.fingerprint = fp;
+    cfg.layout = layout;
+    cfg.mode = mode;
+    kvstore_t *s = NULL;
+    assert_int_equal(kvstore_open(&cfg, &s), KVSTORE_OK);
+    return s;
+}
+
+/* Files in g_dir whose names end with suffix; bytes summed in *bytes. */
+static int count_files(const char *suffix, uint64_t *bytes)
+{
+    DIR *d = opendir(g_dir);
+    assert_non_null(d);
+    int n = 0;
+    uint64_t sum = 0;
+    struct dirent *de;
+    size_t sl = strlen(suffix);
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l >= sl && strcmp(de->d_name + l - sl, suffix) == 0) {
+            char p[400];
+            snprintf(p, sizeof p, "%s/%s", g_dir, de->d_name);
+            struct stat st;
+            assert_int_equal(stat(p, &st), 0);
+            sum += (uint64_t)st.st_size;
+            n++;
+        }
+    }
+    closedir(d);
+    if (bytes)
+        *bytes = sum;
+    return n;
+}
+
+static void entry_path(char *out, size_t cap, const char *id)
+{
+    snprintf(out, cap, "%s/%s.kv", g_dir, id);
+}
+
+static bool file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static int setup_dir(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/kvstore-test-XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state)
+{
+    (void)state;
+    DIR *d = opendir(g_dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            char p[400];
+            snprintf(p, sizeof p, "%s/%s", g_dir, de->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    return rmdir(g_dir);
+}
+
+/* Look up exactly toks[0..n) and load it; asserts a full match. */
+static void expect_load(kvstore_t *s, const int32_t *toks, int n, size_t len, uint64_t seed,
+                        kvstore_tier_t want_tier)
+{
+    kvstore_match_t m;
+    assert_int_equal(kvstore_lookup(s, toks, n, &m), KVSTORE_OK);
+    assert_non_null(m.full);
+    assert_int_equal(m.full_len, n);
+    if (want_tier != KVSTORE_TIER_NONE)
+        assert_int_equal(m.full_tier, want_tier);
+    const void *p = NULL;
+    size_t l = 0;
+    assert_int_equal(kvstore_load(s, m.full, &p, &l), KVSTORE_OK);
+    assert_int_equal(l, len);
+    void *want = rand_blob(len, seed);
+    assert_memory_equal(p, want, len);
+    free(want);
+    kvstore_match_release(s, &m);
+    assert_null(m.full);
+}
+
+/* ---- checksum ---- */
+
+static void test_checksum(void **state)
+{
+    (void)state;
+    unsigned char buf[200];
+    fill(buf, sizeof buf, 7);
+    uint64_t h = kvstore_checksum(buf, sizeof buf, 0);
+    assert_true(h == kvstore_checksum(buf, sizeof buf, 0));
+    assert_true(h != kvstore_checksum(buf, sizeof buf, 1));
+    /* Every single-bit flip changes it (within blocks and in the tail). */
+    for (size_t bit = 0; bit < sizeof buf * 8; bit++) {
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+        assert_true(kvstore_checksum(buf, sizeof buf, 0) != h);
+        buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+    }
+    /* Every length of zeros hashes differently. */
+    unsigned char zero[100] = { 0 };
+    uint64_t seen[101];
+    for (size_t n = 0; n <= 100; n++) {
+        seen[n] = kvstore_checksum(zero, n, 0);
+        for (size_t k = 0; k < n; k++)
+            assert_true(seen[k] != seen[n]);
+    }
+
+    /* Throughput over a buffer larger than the caches. */
+    size_t n = (size_t)64 << 20;
+    void *big = rand_blob(n, 42);
+    uint64_t acc = 0;
+    double best = 1e9;
+    for (int i = 0; i < 5; i++) {
+        double t0 = now_s();
+        acc ^= kvstore_checksum(big, n, (uint64_t)i);
+        double dt = now_s() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    printf("kvstore checksum: %.0f MB/s over 64 MiB (best of 5; %016llx)\n",
+           (double)n / best / 1e6, (unsigned long long)acc);
+    free(big);
+}
+
+/* ---- RAM tier ---- */
+
+static void test_insert_lookup(void **state)
+{
+    (void)state;
+    kvstore_t *s = open_store(1 << 20, 0, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t a[100], b[60], q[200];
+    seq(a, 100, 1000);
+    seq(b, 60, 1000);
+    b[50] = 7;                       /* b shares 50 tokens with a */
+    char ida[KVSTORE_ID_LEN + 1], idb[KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert(s, a, 100, rand_blob(5000, 1), 5000, false, ida), KVSTORE_OK);
+    assert_int_equal(strlen(ida), KVSTORE_ID_LEN);
+    assert_int_equal(kvstore_insert(s, b, 60, rand_blob(3000, 2), 3000, false, idb), KVSTORE_OK);
+    assert_string_not_equal(ida, idb);
+
+    /* Request = a + more: a is wholly a prefix. */
+    seq(q, 200, 1000);
+    kvstore_match_t m;
+    assert_int_equal(kvstore_lookup(s, q, 200, &m), KVSTORE_OK);
+    assert_non_null(m.full);
+    assert_int_equal(m.full_len, 100);
+    assert_int_equal(m.full_tier, KVSTORE_TIER_RAM);
+    assert_null(m.partial);
+    assert_int_equal(kvstore_handle_n_tokens(m.full), 100);
+    assert_memory_equal(kvstore_handle_tokens(m.full), a, sizeof a);
+    const int32_t *tk;
+    int tn;
+    kvstore_get_tokens(m.full, &tk, &tn);
+    assert_int_equal(tn, 100);
+    kvstore_match_release(s, &m);
+
+    /* Request diverging from a at 80: no whole prefix; partial = a, 80. */
+    seq(q, 90, 1000);
+    q[80] = -5;
+    assert_int_equal(kvstore_lookup(s, q, 90, &m), KVSTORE_OK);
+    assert_null(m.full);
+    assert_non_null(m.partial);
+    assert_int_equal(m.partial_len, 80);
+    assert_int_equal(kvstore_handle_n_tokens(m.partial), 100);
+    kvstore_match_release(s, &m);
+
+    /* A short entry that is a whole prefix, plus a longer partial one. */
+    int32_t c[20];
+    seq(c, 20, 1000);
+    assert_int_equal(kvstore_insert(s, c, 20, rand_blob(100, 3), 100, false, NULL), KVSTORE_OK);
+    assert_int_equal(kvstore_lookup(s, q, 90, &m), KVSTORE_OK);
+    assert_non_null(m.full);
+    assert_int_equal(m.full_len, 20);
+    assert_non_null(m.partial);
+    assert_int_equal(m.partial_len, 80);
+    /* Load counts one RAM hit; touching afterwards adds nothing. */
+    const void *p;
+    size_t len;
+    assert_int_equal(kvstore_load(s, m.partial, &p, &len), KVSTORE_OK);
+    assert_int_equal(len, 5000);
+    void *want = rand_blob(5000, 1);
+    assert_memory_equal(p, want, 5000);
+    free(want);
+    const void *p2;
+    assert_int_equal(kvstore_load(s, m.partial, &p2, &len), KVSTORE_OK);
+    assert_ptr_equal(p, p2);     /* RAM copy, no copying */
+    kvstore_touch(s, m.partial);
+    kvstore_touch(s, m.full);
+    kvstore_match_release(s, &m);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 3);
+    assert_int_equal(st.hits_ram, 1);
+    assert_int_equal(st.touches, 1);
+    assert_int_equal(st.lookups, 3);
+    assert_int_equal(st.ram_bytes, 8100);
+
+    /* Nothing in common: a miss with OK. */
+    int32_t z[3] = { 1, 2, 3 };
+    assert_int_equal(kvstore_lookup(s, z, 3, &m), KVSTORE_OK);
+    assert_null(m.full);
+    assert_null(m.partial);
+
+    /* Replacing the identical sequence keeps hits, gets a new id. */
+    char ida2[KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert(s, a, 100, rand_blob(4000, 9), 4000, false, ida2), KVSTORE_OK);
+    assert_string_not_equal(ida, ida2);
+    kvstore_entry_info_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(kvstore_list(s, &list, &n), KVSTORE_OK);
+    assert_int_equal(n, 3);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        assert_string_not_equal(list[i].id, ida);
+        if (strcmp(list[i].id, ida2) == 0) {
+            found = true;
+            assert_int_equal(list[i].hits, 1);
+            assert_int_equal(list[i].bytes, 4000);
+            assert_int_equal(list[i].n_tokens, 100);
+            assert_string_equal(kvstore_tier_name(list[i].tier), "ram");
+            assert_false(list[i].on_disk);
+        }
+    }
+    assert_true(found);
+    free(list);
+    expect_load(s, a, 100, 4000, 9, KVSTORE_TIER_RAM);
+
+    /* Errors. */
+    assert_int_equal(kvstore_insert(s, a, 0, rand_blob(10, 1), 10, false, NULL), KVSTORE_EINVAL);
+    assert_int_equal(kvstore_insert(s, NULL, 5, rand_blob(10, 1), 10, false, NULL), KVSTORE_EINVAL);
+    assert_int_equal(kvstore_insert(s, a, 5, rand_blob(2 << 20, 1), 2 << 20, false, NULL),
+                     KVSTORE_ETOOBIG);   /* > RAM budget and no disk tier */
+    assert_int_equal(kvstore_delete(s, "0000000000000000"), KVSTORE_ENOTFOUND);
+    assert_int_equal(kvstore_set_pinned(s, "0000000000000000", true), KVSTORE_ENOTFOUND);
+    assert_int_equal(kvstore_delete(s, ida2), KVSTORE_OK);
+    assert_int_equal(kvstore_delete(s, ida2), KVSTORE_ENOTFOUND);
+    assert_string_equal(kvstore_strerror(KVSTORE_ETOOBIG), "snapshot larger than the cache budgets");
+    kvstore_release(s, NULL);
+    kvstore_touch(s, NULL);
+    kvstore_close(s);
+    kvstore_close(NULL);
+}
+
+static void test_ram_only_pinned_full(void **state)
+{
+    (void)state;
+    /* No disk tier: LRU copies are dropped; pinned ones stay even over
+     * budget, and an unpinned newcomer that cannot fit is refused. */
+    kvstore_t *s = open_store(10000, 0, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[4][10];
+    for (int i = 0; i < 4; i++)
+        seq(t[i], 10, 100 * i);
+    char id0[KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert(s, t[0], 10, rand_blob(4000, 0), 4000, true, id0), KVSTORE_OK);
+    assert_int_equal(kvstore_insert(s, t[1], 10, rand_blob(4000, 1), 4000, false, NULL), KVSTORE_OK);
+    assert_int_equal(kvstore_insert(s, t[2], 10, rand_blob(4000, 2), 4000, false, NULL), KVSTORE_OK);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 2);          /* t[1] dropped, pinned t[0] kept */
+    assert_true(st.ram_bytes <= 10000);
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(kvstore_insert(s, t[3], 10, rand_blob(7000, 3), 7000, true, NULL), KVSTORE_OK);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.ram_bytes, 11000);    /* pinned entries may exceed it */
+    assert_int_equal(kvstore_insert(s, t[1], 10, rand_blob(4000, 1), 4000, false, NULL),
+                     KVSTORE_ENOSPACE);
+    expect_load(s, t[0], 10, 4000, 0, KVSTORE_TIER_RAM);
+    /* Unpinning lets the budget apply again. */
+    assert_int_equal(kvstore_set_pinned(s, id0, false), KVSTORE_OK);
+    kvstore_stats(s, &st);
+    assert_true(st.ram_bytes <= 10000);
+    kvstore_close(s);
+}
+
+static void test_ram_lru_demotes_to_disk(void **state)
+{
+    (void)state;
+    const size_t B = 100000;
+    kvstore_t *s = open_store(3 * B, 100 * B, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[6][32];
+    for (int i = 0; i < 6; i++)
+        seq(t[i], 32, 1000 * i);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kvstore_insert(s, t[i], 32, rand_blob(B, (uint64_t)i), B, false, NULL),
+                         KVSTORE_OK);
+    /* Use entry 0 so entry 1 becomes the least recently used. */
+    expect_load(s, t[0], 32, B, 0, KVSTORE_TIER_RAM);
+    for (int i = 3; i < 5; i++)
+        assert_int_equal(kvstore_insert(s, t[i], 32, rand_blob(B, (uint64_t)i), B, false, NULL),
+                         KVSTORE_OK);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_true(st.ram_bytes <= 3 * B);
+    assert_int_equal(st.evictions_ram, 2);
+    assert_int_equal(st.entries, 5);
+    kvstore_flush(s);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.pending_writes, 0);
+    assert_int_equal(st.pending_bytes, 0);
+    assert_int_equal(st.entries_disk, 5);
+    assert_int_equal(st.disk_writes, 5);
+    uint64_t fbytes = 0;
+    assert_int_equal(count_files(".kv", &fbytes), 5);
+    assert_int_equal(fbytes, st.disk_bytes);
+    assert_int_equal(count_files(".tmp", NULL), 0);
+
+    /* 1 and 2 were evicted (1 first, as least recently used); 0 stayed. */
+    kvstore_match_t m;
+    assert_int_equal(kvstore_lookup(s, t[0], 32, &m), KVSTORE_OK);
+    assert_int_equal(m.full_tier, KVSTORE_TIER_RAM);
+    kvstore_match_release(s, &m);
+    for (int i = 1; i <= 2; i++) {
+        assert_int_equal(kvstore_lookup(s, t[i], 32, &m), KVSTORE_OK);
+        assert_int_equal(m.full_tier, KVSTORE_TIER_DISK);
+        kvstore_match_release(s, &m);
+    }
+    /* Loading from disk gives the same bytes and promotes into RAM. */
+    expect_load(s, t[1], 32, B, 1, KVSTORE_TIER_DISK);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.hits_disk, 1);
+    assert_true(st.ram_bytes <= 3 * B);
+    assert_int_equal(kvstore_lookup(s, t[1], 32, &m), KVSTORE_OK);
+    assert_int_equal(m.full_tier, KVSTORE_TIER_RAM);
+    kvstore_match_release(s, &m);
+    kvstore_close(s);
+}
+
+static void test_disk_budget(void **state)
+{
+    (void)state;
+    const size_t B = 50000;
+    /* RAM holds one blob; the disk holds three files. */
+    kvstore_t *s = open_store(B, 3 * B + 3 * 1000, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[6][16];
+    for (int i = 0; i < 6; i++) {
+        seq(t[i], 16, 100 * i);
+        assert_int_equal(kvstore_insert(s, t[i], 16, rand_blob(B, (uint64_t)i), B, false, NULL),
+                         KVSTORE_OK);
+        kvstore_flush(s);
+    }
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_true(st.disk_bytes <= st.disk_budget);
+    assert_true(st.ram_bytes <= B);
+    assert_int_equal(st.evictions_disk, 3);
+    uint64_t fbytes = 0;
+    assert_int_equal(count_files(".kv", &fbytes), 3);
+    assert_int_equal(fbytes, st.disk_bytes);
+    /* The oldest ones are gone from both tiers. */
+    kvstore_match_t m;
+    assert_int_equal(kvstore_lookup(s, t[0], 16, &m), KVSTORE_OK);
+    assert_null(m.full);
+    kvstore_match_release(s, &m);
+    expect_load(s, t[5], 16, B, 5, KVSTORE_TIER_NONE);
+    expect_load(s, t[3], 16, B, 3, KVSTORE_TIER_DISK);
+    kvstore_close(s);
+}
+
+static void test_pinned(void **state)
+{
+    (void)state;
+    const size_t B = 40000;
+    kvstore_t *s = open_store(2 * B, 3 * B + 3000, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[8][8];
+    char ids[8][KVSTORE_ID_LEN + 1];
+    for (int i = 0; i < 8; i++) {
+        seq(t[i], 8, 10 * i);
+        assert_int_equal(kvstore_insert(s, t[i], 8, rand_blob(B, (uint64_t)i), B, i == 0, ids[i]),
+                         KVSTORE_OK);
+        kvstore_flush(s);
+    }
+    /* Entry 0 is pinned: still in RAM and on disk despite both budgets. */
+    kvstore_match_t m;
+    assert_int_equal(kvstore_lookup(s, t[0], 8, &m), KVSTORE_OK);
+    assert_int_equal(m.full_tier, KVSTORE_TIER_RAM);
+    kvstore_entry_info_t info;
+    kvstore_handle_info(s, m.full, &info);
+    assert_true(info.pinned);
+    assert_true(info.on_disk);
+    kvstore_match_release(s, &m);
+    char p[256];
+    entry_path(p, sizeof p, ids[0]);
+    assert_true(file_exists(p));
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_true(st.disk_bytes <= st.disk_budget);
+    /* Pin a disk entry, unpin entry 0; the flags persist across reopen. */
+    assert_int_equal(kvstore_set_pinned(s, ids[7], true), KVSTORE_OK);
+    assert_int_equal(kvstore_set_pinned(s, ids[0], false), KVSTORE_OK);
+    kvstore_close(s);
+    s = open_store(2 * B, 3 * B + 3000, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_entry_info_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(kvstore_list(s, &list, &n), KVSTORE_OK);
+    assert_int_equal(n, 3);
+    int seen = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(kvstore_tier_name(list[i].tier), "disk");
+        if (strcmp(list[i].id, ids[7]) == 0) {
+            assert_true(list[i].pinned);
+            seen++;
+        }
+        if (strcmp(list[i].id, ids[0]) == 0) {
+            assert_false(list[i].pinned);
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 2);
+    free(list);
+    kvstore_close(s);
+}
+
+/* ---- disk tier across restarts ---- */
+
+static void test_resume_and_reset(void **state)
+{
+    (void)state;
+    const size_t B = 30000;
+    kvstore_t *s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[3][40];
+    char ids[3][KVSTORE_ID_LEN + 1];
+    for (int i = 0; i < 3; i++) {
+        seq(t[i], 40, 50 * i);
+        assert_int_equal(kvstore_insert(s, t[i], 40, rand_blob(B + (size_t)i, (uint64_t)i),
+                                        B + (size_t)i, false, ids[i]),
+                         KVSTORE_OK);
+    }
+    /* A second store on the same directory is refused. */
+    kvstore_config_t cfg;
+    kvstore_config_default(&cfg);
+    cfg.dir = g_dir;
+    cfg.disk_budget = 1 << 20;
+    kvstore_t *other = NULL;
+    assert_int_equal(kvstore_open(&cfg, &other), KVSTORE_EBUSY);
+    assert_null(other);
+    kvstore_close(s);   /* flushes */
+    assert_int_equal(count_files(".kv", NULL), 3);
+
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 3);
+    assert_int_equal(st.entries_disk, 3);
+    assert_int_equal(st.ram_bytes, 0);
+    for (int i = 0; i < 3; i++)
+        expect_load(s, t[i], 40, B + (size_t)i, (uint64_t)i, KVSTORE_TIER_DISK);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.hits_disk, 3);
+    /* kvstore_reset removes everything, files included. */
+    assert_int_equal(kvstore_reset(s), KVSTORE_OK);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.ram_bytes, 0);
+    assert_int_equal(st.disk_bytes, 0);
+    assert_int_equal(count_files(".kv", NULL), 0);
+    /* Open in reset mode wipes what a previous run left. */
+    assert_int_equal(kvstore_insert(s, t[0], 40, rand_blob(B, 0), B, false, NULL), KVSTORE_OK);
+    kvstore_close(s);
+    assert_int_equal(count_files(".kv", NULL), 1);
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESET, FP, LAYOUT);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(count_files(".kv", NULL), 0);
+    kvstore_close(s);
+}
+
+static void test_corrupt_blob(void **state)
+{
+    (void)state;
+    const size_t B = 20000;
+    kvstore_t *s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[12];
+    seq(t, 12, 5);
+    char id[KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert(s, t, 12, rand_blob(B, 11), B, false, id), KVSTORE_OK);
+    kvstore_close(s);
+
+    /* Flip one byte near the end of the blob. */
+    char p[256];
+    entry_path(p, sizeof p, id);
+    int fd = open(p, O_RDWR);
+    assert_true(fd >= 0);
+    struct stat stt;
+    assert_int_equal(fstat(fd, &stt), 0);
+    unsigned char c;
+    assert_int_equal(pread(fd, &c, 1, stt.st_size - 17), 1);
+    c ^= 0x40;
+    assert_int_equal(pwrite(fd, &c, 1, stt.st_size - 17), 1);
+    close(fd);
+
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_match_t m;
+    assert_int_equal(kvstore_lookup(s, t, 12, &m), KVSTORE_OK);
+    assert_non_null(m.full);
+    assert_int_equal(m.full_tier, KVSTORE_TIER_DISK);
+    const void *blob = NULL;
+    size_t len = 0;
+    assert_int_equal(kvstore_load(s, m.full, &blob, &len), KVSTORE_ECORRUPT);
+    assert_null(blob);
+    kvstore_match_release(s, &m);
+    kvstore_flush(s);
+    assert_false(file_exists(p));
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.disk_read_failures, 1);
+    assert_int_equal(st.disk_bytes, 0);
+    assert_int_equal(kvstore_lookup(s, t, 12, &m), KVSTORE_OK);
+    assert_null(m.full);
+    kvstore_close(s);
+}
+
+/* Copy file src to dst, keeping only the first `keep` bytes (all if < 0)
+ * and XOR-ing byte `at` (if >= 0) with x. */
+static void copy_file(const char *src, const char *dst, long keep, long at, unsigned char x)
+{
+    FILE *in = fopen(src, "rb");
+    FILE *out = fopen(dst, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    long i = 0;
+    int c;
+    while ((c = fgetc(in)) != EOF && (keep < 0 || i < keep)) {
+        if (i == at)
+            c ^= x;
+        fputc(c, out);
+        i++;
+    }
+    fclose(in);
+    fclose(out);
+}
+
+static void test_bad_files_at_open(void **state)
+{
+    (void)state;
+    kvstore_t *s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[10];
+    seq(t, 10, 1);
+    char id[KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert(s, t, 10, rand_blob(5000, 3), 5000, false, id), KVSTORE_OK);
+    kvstore_close(s);
+    char good[256], p[256];
+    entry_path(good, sizeof good, id);
+    /* Layout of the header: version at 8, layout at 24 (L bytes), then
+     * n_tokens at 24+L. */
+    long L = (long)strlen(LAYOUT);
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa1.kv", g_dir);
+    copy_file(good, p, 4000, -1, 0);                 /* truncated */
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa2.kv", g_dir);
+    copy_file(good, p, -1, 0, 0x01);                 /* wrong magic */
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa3.kv", g_dir);
+    copy_file(good, p, -1, 8, 0x02);                 /* unknown version */
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa4.kv", g_dir);
+    copy_file(good, p, -1, 24 + L + 1, 0x01);        /* n_tokens vs size */
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa5.kv", g_dir);
+    copy_file(good, p, -1, 24 + L + 80, 0x01);       /* a token: header checksum */
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa6.kv", g_dir);
+    copy_file(good, p, 10, -1, 0);                   /* header cut short */
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa7.kv.tmp", g_dir);
+    copy_file(good, p, 3000, -1, 0);                 /* leftover temp file */
+    snprintf(p, sizeof p, "%s/notes.txt", g_dir);
+    copy_file(good, p, 100, -1, 0);                  /* not ours: left alone */
+    assert_int_equal(count_files(".kv", NULL), 7);
+
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(count_files(".kv", NULL), 1);
+    assert_int_equal(count_files(".tmp", NULL), 0);
+    assert_int_equal(count_files(".txt", NULL), 1);
+    assert_true(file_exists(good));
+    expect_load(s, t, 10, 5000, 3, KVSTORE_TIER_DISK);
+    kvstore_close(s);
+
+    /* Another context layout: skipped and removed. */
+    snprintf(p, sizeof p, "%s/bbbbbbbbbbbbbbbb.kv", g_dir);
+    copy_file(good, p, -1, -1, 0);
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, "k=q8_0 v=q8_0 fa=1 unified=0 seqs=4 cells=4096");
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 0);
+    kvstore_close(s);
+    assert_int_equal(count_files(".kv", NULL), 0);
+}
+
+static void test_other_fingerprint(void **state)
+{
+    (void)state;
+    kvstore_t *s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[10];
+    seq(t, 10, 1);
+    assert_int_equal(kvstore_insert(s, t, 10, rand_blob(5000, 3), 5000, false, NULL), KVSTORE_OK);
+    kvstore_close(s);
+    assert_int_equal(count_files(".kv", NULL), 1);
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP + 1, LAYOUT);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 0);
+    kvstore_close(s);
+    assert_int_equal(count_files(".kv", NULL), 0);
+}
+
+/* ---- failures ---- */
+
+static void test_write_failure(void **state)
+{
+    (void)state;
+    /* A file size limit makes write() fail with EFBIG once a file would
+     * pass it, exactly where a full disk fails with ENOSPC. */
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    kvstore_t *s = open_store(1 << 20, 4 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    lim = old;
+    lim.rlim_cur = 64 * 1024;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+    int32_t t[16];
+    seq(t, 16, 77);
+    const size_t B = 200000;
+    assert_int_equal(kvstore_insert(s, t, 16, rand_blob(B, 5), B, false, NULL), KVSTORE_OK);
+    kvstore_flush(s);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.disk_write_failures, 1);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.entries_disk, 0);
+    assert_int_equal(st.disk_bytes, 0);
+    assert_int_equal(count_files(".kv", NULL), 0);
+    assert_int_equal(count_files(".tmp", NULL), 0);
+    /* Still served from RAM. */
+    expect_load(s, t, 16, B, 5, KVSTORE_TIER_RAM);
+    /* And the store keeps working once the disk has room again. */
+    int32_t u[16];
+    seq(u, 16, 900);
+    assert_int_equal(kvstore_insert(s, u, 16, rand_blob(B, 6), B, false, NULL), KVSTORE_OK);
+    kvstore_flush(s);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries_disk, 1);
+    assert_int_equal(count_files(".kv", NULL), 1);
+    kvstore_close(s);
+}
+
+static void test_delete_while_held(void **state)
+{
+    (void)state;
+    kvstore_t *s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[8];
+    seq(t, 8, 3);
+    char id[KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert(s, t, 8, rand_blob(9000, 8), 9000, false, id), KVSTORE_OK);
+    kvstore_flush(s);
+    kvstore_match_t m1, m2;
+    assert_int_equal(kvstore_lookup(s, t, 8, &m1), KVSTORE_OK);
+    assert_int_equal(kvstore_lookup(s, t, 8, &m2), KVSTORE_OK);
+    const void *p;
+    size_t len;
+    assert_int_equal(kvstore_load(s, m1.full, &p, &len), KVSTORE_OK);
+    assert_int_equal(kvstore_delete(s, id), KVSTORE_OK);
+    /* The loaded blob and the tokens stay valid; a later load is a miss. */
+    void *want = rand_blob(9000, 8);
+    assert_memory_equal(p, want, 9000);
+    free(want);
+    assert_memory_equal(kvstore_handle_tokens(m2.full), t, sizeof t);
+    const void *p2 = NULL;
+    assert_int_equal(kvstore_load(s, m2.full, &p2, &len), KVSTORE_ENOTFOUND);
+    kvstore_entry_info_t info;
+    kvstore_handle_info(s, m1.full, &info);
+    assert_int_equal(info.tier, KVSTORE_TIER_NONE);
+    char path[256];
+    entry_path(path, sizeof path, id);
+    kvstore_flush(s);
+    assert_true(file_exists(path));   /* still referenced */
+    kvstore_match_release(s, &m2);
+    kvstore_match_release(s, &m1);
+    kvstore_flush(s);
+    assert_false(file_exists(path));
+    kvstore_close(s);
+}
+
+/* ---- concurrency ---- */
+
+#define CT_RAM 60000
+#define CT_DISK 250000
+
+/* cmocka's asserts must not run off the main thread: workers record the
+ * first failed check here and the main thread asserts on it. */
+static pthread_mutex_t g_fail_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_fail_line;
+static char g_fail_what[160];
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            pthread_mutex_lock(&g_fail_lock);                                    \
+            if (!g_fail_line) {                                                  \
+                g_fail_line = __LINE__;                                          \
+                snprintf(g_fail_what, sizeof g_fail_what, "%s", #cond);          \
+            }                                                                    \
+            pthread_mutex_unlock(&g_fail_lock);                                  \
+        }                                                                        \
+    } while (0)
+
+struct ct {
+    kvstore_t *s;
+    uint64_t seed;
+    double deadline;
+    long ops, loads, misses;
+};
+
+/* A token sequence from a few shared prefixes, so entries nest and
+ * diverge; the blob is a function of the tokens. */
+static int ct_tokens(uint64_t *rng, int32_t *t)
+{
+    *rng = mix(*rng);
+    int doc = (int)(*rng % 4);
+    int n = 4 + (int)((*rng >> 8) % 28);
+    for (int i = 0; i < n; i++)
+        t[i] = i < 6 ? doc * 100 + i : (int32_t)((*rng >> (12 + i % 40)) % 3);
+    return n;
+}
+
+static size_t ct_blob_len(const int32_t *t, int n)
+{
+    return 500 + (size_t)(kvstore_checksum(t, (size_t)n * 4, 1) % 12000);
+}
+
+static uint64_t ct_blob_seed(const int32_t *t, int n)
+{
+    return kvstore_checksum(t, (size_t)n * 4, 2);
+}
+
+static void *ct_main(void *arg)
+{
+    struct ct *c = arg;
+    uint64_t rng = c->seed;
+    int32_t t[40];
+    while (now_s() < c->deadline) {
+        int n = ct_tokens(&rng, t);
+        int op = (int)((rng >> 3) % 16);
+        c->ops++;
+        if (op < 5) {
+            size_t len = ct_blob_len(t, n);
+            void *blob = malloc(len);
+            CHECK(blob != NULL);
+            if (!blob)
+                break;
+            fill(blob, len, ct_blob_seed(t, n));
+            int rc = kvstore_insert(c->s, t, n, blob, len, false, NULL);
+            CHECK(rc == KVSTORE_OK);
+        } else if (op < 12) {
+            kvstore_match_t m;
+            CHECK(kvstore_lookup(c->s, t, n, &m) == KVSTORE_OK);
+            kvstore_handle_t *h = (op & 1) && m.partial ? m.partial : m.full;
+            if (h) {
+                const void *p;
+                size_t len;
+                int rc = kvstore_load(c->s, h, &p, &len);
+                if (rc == KVSTORE_OK) {
+                    const int32_t *et;
+                    int en;
+                    kvstore_get_tokens(h, &et, &en);
+                    CHECK(len == ct_blob_len(et, en));
+                    void *want = malloc(len);
+                    CHECK(want != NULL);
+                    if (want) {
+                        fill(want, len, ct_blob_seed(et, en));
+                        CHECK(memcmp(p, want, len) == 0);
+                        free(want);
+                    }
+                    c->loads++;
+                } else {
+                    CHECK(rc == KVSTORE_ENOTFOUND);   /* deleted or dropped meanwhile */
+                    c->misses++;
+                }
+            }
+            if (op == 11 && m.full)
+                kvstore_touch(c->s, m.full);
+            kvstore_match_release(c->s, &m);
+        } else if (op < 14) {
+            kvstore_entry_info_t *list = NULL;
+            size_t cnt = 0;
+            CHECK(kvstore_list(c->s, &list, &cnt) == KVSTORE_OK);
+            if (cnt > 0) {
+                const char *id = list[rng % cnt].id;
+                int rc = op == 12 ? kvstore_delete(c->s, id)
+                                  : kvstore_set_pinned(c->s, id, (rng >> 20) & 1);
+                CHECK(rc == KVSTORE_OK || rc == KVSTORE_ENOTFOUND);
+            }
+            free(list);
+        } else {
+            kvstore_stats_t st;
+            kvstore_stats(c->s, &st);
+            CHECK(st.entries < 100000);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    kvstore_t *s = open_store(CT_RAM, CT_DISK, KVSTORE_RESUME, FP, LAYOUT);
+    struct ct c[4];
+    pthread_t th[4];
+    double deadline = now_s() + 1.0;
+    for (int i = 0; i < 4; i++) {
+        c[i] = (struct ct){ s, 0x1234567ull * (uint64_t)(i + 1), deadline, 0, 0, 0 };
+        assert_int_equal(pthread_create(&th[i], NULL, ct_main, &c[i]), 0);
+    }
+    long ops = 0, loads = 0, misses = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ops += c[i].ops;
+        loads += c[i].loads;
+        misses += c[i].misses;
+    }
+    if (g_fail_line)
+        fail_msg("worker check failed at line %d: %s", g_fail_line, g_fail_what);
+    /* Unpin everything so both budgets apply to every entry (the writer
+     * may still drop entries meanwhile: ENOTFOUND is fine). */
+    kvstore_entry_info_t *list = NULL;
+    size_t cnt = 0;
+    assert_int_equal(kvstore_list(s, &list, &cnt), KVSTORE_OK);
+    for (size_t i = 0; i < cnt; i++) {
+        int rc = kvstore_set_pinned(s, list[i].id, false);
+        assert_true(rc == KVSTORE_OK || rc == KVSTORE_ENOTFOUND);
+    }
+    free(list);
+    kvstore_flush(s);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    printf("kvstore concurrent: %ld ops, %ld loads verified, %ld misses; %zu entries, "
+           "%llu RAM / %llu disk evictions, %llu writes\n",
+           ops, loads, misses, st.entries, (unsigned long long)st.evictions_ram,
+           (unsigned long long)st.evictions_disk, (unsigned long long)st.disk_writes);
+    assert_true(st.ram_bytes <= CT_RAM);
+    assert_true(st.disk_bytes <= CT_DISK);
+    assert_int_equal(st.pending_writes, 0);
+    assert_int_equal(st.disk_write_failures, 0);
+    uint64_t fbytes = 0;
+    assert_int_equal((size_t)count_files(".kv", &fbytes), st.entries_disk);
+    assert_int_equal(fbytes, st.disk_bytes);
+    assert_int_equal(count_files(".tmp", NULL), 0);
+    assert_true(st.evictions_ram > 0);
+    size_t on_disk = st.entries_disk;
+    kvstore_close(s);
+
+    /* Everything on disk comes back and loads intact. */
+    s = open_store(CT_RAM, CT_DISK, KVSTORE_RESUME, FP, LAYOUT);
+    assert_int_equal(kvstore_list(s, &list, &cnt), KVSTORE_OK);
+    assert_int_equal(cnt, on_disk);
+    free(list);
+    uint64_t rng = 99;
+    int32_t t[40];
+    for (int i = 0; i < 2000; i++) {
+        int n = ct_tokens(&rng, t);
+        kvstore_match_t m;
+        assert_int_equal(kvstore_lookup(s, t, n, &m), KVSTORE_OK);
+        if (m.full) {
+            const void *p;
+            size_t len;
+            assert_int_equal(kvstore_load(s, m.full, &p, &len), KVSTORE_OK);
+            const int32_t *et;
+            int en;
+            kvstore_get_tokens(m.full, &et, &en);
+            void *want = rand_blob(len, ct_blob_seed(et, en));
+            assert_int_equal(len, ct_blob_len(et, en));
+            assert_memory_equal(p, want, len);
+            free(want);
+        }
+        kvstore_match_release(s, &m);
+    }
+    kvstore_stats(s, &st);
+    assert_int_equal(st.disk_read_failures, 0);
+    kvstore_close(s);
+}
+
+/* ---- throughput ---- */
+
+static void test_load_throughput(void **state)
+{
+    (void)state;
+    const size_t B = (size_t)50 << 20;
+    /* RAM budget below the blob: it goes straight to disk and every load
+     * reads the file (from the page cache, just written). */
+    kvstore_t *s = open_store(1 << 20, (uint64_t)1 << 30, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t t[4000];
+    seq(t, 4000, 0);
+    void *blob = kvstore_blob_alloc(B);
+    assert_non_null(blob);
+    fill(blob, B, 50);
+    assert_int_equal(kvstore_insert(s, t, 4000, blob, B, false, NULL), KVSTORE_OK);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.ram_bytes, 0);
+    kvstore_flush(s);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries_disk, 1);
+    assert_int_equal(st.pending_bytes, 0);
+    double best = 1e9, total = 0;
+    const int rounds = 5;
+    void *want = rand_blob(B, 50);
+    for (int i = 0; i < rounds; i++) {
+        kvstore_match_t m;
+        assert_int_equal(kvstore_lookup(s, t, 4000, &m), KVSTORE_OK);
+        assert_int_equal(m.full_tier, KVSTORE_TIER_DISK);
+        const void *p;
+        size_t len;
+        double t0 = now_s();
+        assert_int_equal(kvstore_load(s, m.full, &p, &len), KVSTORE_OK);
+        double dt = now_s() - t0;
+        assert_int_equal(len, B);
+        if (i == 0)
+            assert_memory_equal(p, want, B);
+        kvstore_match_release(s, &m);
+        total += dt;
+        if (dt < best)
+            best = dt;
+    }
+    free(want);
+    printf("kvstore load from disk: 50 MiB in %.1f ms best (%.0f MB/s), %.1f ms mean\n",
+           best * 1e3, (double)B / best / 1e6, total / rounds * 1e3);
+    kvstore_stats(s, &st);
+    assert_int_equal(st.hits_disk, (uint64_t)rounds);
+    kvstore_close(s);
+}
+
+int main(void)
+{
+    log_set_level(LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_checksum),
+        cmocka_unit_test(test_insert_lookup),
+        cmocka_unit_test(test_ram_only_pinned_full),
+        cmocka_unit_test_setup_teardown(test_ram_lru_demotes_to_disk, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_disk_budget, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_pinned, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_resume_and_reset, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_corrupt_blob, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_bad_files_at_open, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_other_fingerprint, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_write_failure, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_delete_while_held, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_concurrent, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_load_throughput, setup_dir, teardown_dir),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
