@@ -1,0 +1,258 @@
+/* main.c — kvchat-extract: one uploaded file in, UTF-8 text out.
+ *
+ *   kvchat-extract [--name ORIGINAL_FILENAME] [--max-output BYTES] [--detect]
+ *                  [--limit-cpu SECONDS] [--limit-mem BYTES] [--sandbox] FILE
+ *
+ * The type is detected from the content (detect.h); --name only supplies
+ * the extension hint that tells Markdown and HTML from plain text.
+ * --max-output caps the text (default 64 MiB). --detect prints the type and
+ * stops. The --limit-* options and --sandbox let the parent ask the program
+ * to harden itself before it opens the file (setrlimit on CPU time and
+ * address space; --sandbox: no files written, no core dumps, few
+ * descriptors, no new privileges). The runner also applies the same limits
+ * itself before exec, which is the enforcement that counts.
+ *
+ * Outcome (extract.h): exit 0, the text on stdout and "type=<t> chars=<n>"
+ * on stderr; or exit extract_exit_status(code), nothing on stdout and
+ * "error=<code> <message>" on stderr. The text is built in memory and
+ * written only once it is complete, so a failure never leaves half a text
+ * behind a success status. Messages come from extract_message() only and
+ * never quote the file.
+ *
+ * One backend per type, behind one table (a backend reads the file from the
+ * descriptor and writes to the normalising sink, textout.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "extract/detect.h"
+#include "extract/epub.h"
+#include "extract/extract.h"
+#include "extract/html.h"
+#include "extract/odf.h"
+#include "extract/ooxml.h"
+#include "extract/pdf.h"
+#include "extract/text.h"
+#include "extract/textout.h"
+
+#define DEFAULT_MAX_OUTPUT ((size_t)64 << 20)
+#define SANDBOX_NOFILE 32
+
+typedef int (*backend_fn)(int fd, textout_t *out);
+
+static const struct {
+    extract_type_t type;
+    backend_fn extract;
+} backends[] = {
+    { EXTRACT_TYPE_TXT, text_extract },   { EXTRACT_TYPE_MD, text_extract },
+    { EXTRACT_TYPE_PDF, pdf_extract },    { EXTRACT_TYPE_DOCX, ooxml_extract },
+    { EXTRACT_TYPE_ODT, odf_extract },    { EXTRACT_TYPE_HTML, html_extract },
+    { EXTRACT_TYPE_EPUB, epub_extract },
+};
+
+/* The program's state, built from the command line. */
+typedef struct {
+    const char *path;
+    const char *name;          /* client's filename, extension hint only */
+    size_t max_output;
+    bool detect_only;
+    bool sandbox;
+    unsigned long long cpu_seconds;   /* 0: leave as is */
+    unsigned long long mem_bytes;     /* 0: leave as is */
+} options_t;
+
+static void usage(FILE *f)
+{
+    fputs("usage: kvchat-extract [--name ORIGINAL_FILENAME] [--max-output BYTES] [--detect]\n"
+          "                      [--limit-cpu SECONDS] [--limit-mem BYTES] [--sandbox] FILE\n"
+          "Writes the text of FILE (txt, md, pdf, docx, odt, html, epub) as UTF-8 to stdout\n"
+          "and a status line to stderr: 'type=<type> chars=<n>' or 'error=<code> <message>'.\n",
+          f);
+}
+
+/* Report a failure on stderr; returns the exit status for it. */
+static int fail(int code, extract_type_t type)
+{
+    char msg[EXTRACT_MESSAGE_MAX];
+    extract_message(code, type, msg, sizeof msg);
+    const char *name = extract_code_name(code);
+    fprintf(stderr, "error=%s %s\n", name ? name : "internal", msg);
+    return extract_exit_status(code);
+}
+
+static bool parse_u64(const char *s, unsigned long long *out)
+{
+    if (!s || !*s || *s == '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse_options(int argc, char **argv, options_t *o)
+{
+    enum { OPT_NAME = 1, OPT_MAX, OPT_DETECT, OPT_CPU, OPT_MEM, OPT_SANDBOX, OPT_HELP };
+    static const struct option longopts[] = {
+        { "name", required_argument, NULL, OPT_NAME },
+        { "max-output", required_argument, NULL, OPT_MAX },
+        { "detect", no_argument, NULL, OPT_DETECT },
+        { "limit-cpu", required_argument, NULL, OPT_CPU },
+        { "limit-mem", required_argument, NULL, OPT_MEM },
+        { "sandbox", no_argument, NULL, OPT_SANDBOX },
+        { "help", no_argument, NULL, OPT_HELP },
+        { NULL, 0, NULL, 0 },
+    };
+    memset(o, 0, sizeof *o);
+    o->max_output = DEFAULT_MAX_OUTPUT;
+    opterr = 0;
+    int c;
+    unsigned long long v;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_NAME:
+            o->name = optarg;
+            break;
+        case OPT_MAX:
+            if (!parse_u64(optarg, &v) || v == 0 || v > SIZE_MAX / 2)
+                return EXTRACT_EUSAGE;
+            o->max_output = (size_t)v;
+            break;
+        case OPT_DETECT:
+            o->detect_only = true;
+            break;
+        case OPT_CPU:
+            if (!parse_u64(optarg, &o->cpu_seconds))
+                return EXTRACT_EUSAGE;
+            break;
+        case OPT_MEM:
+            if (!parse_u64(optarg, &o->mem_bytes))
+                return EXTRACT_EUSAGE;
+            break;
+        case OPT_SANDBOX:
+            o->sandbox = true;
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            exit(0);
+        default:
+            return EXTRACT_EUSAGE;
+        }
+    }
+    if (optind != argc - 1)
+        return EXTRACT_EUSAGE;
+    o->path = argv[optind];
+    return 0;
+}
+
+/* Lower one limit (never raise it: an unprivileged process cannot). */
+static int lower_limit(int resource, rlim_t soft, rlim_t hard)
+{
+    struct rlimit cur;
+    if (getrlimit(resource, &cur) != 0)
+        return -1;
+    if (cur.rlim_max != RLIM_INFINITY && hard > cur.rlim_max)
+        hard = cur.rlim_max;
+    if (soft > hard)
+        soft = hard;
+    struct rlimit lim = { .rlim_cur = soft, .rlim_max = hard };
+    return setrlimit(resource, &lim);
+}
+
+static int harden(const options_t *o)
+{
+    int bad = 0;
+    if (o->cpu_seconds)
+        bad |= lower_limit(RLIMIT_CPU, o->cpu_seconds, o->cpu_seconds + 1);
+    if (o->mem_bytes)
+        bad |= lower_limit(RLIMIT_AS, o->mem_bytes, o->mem_bytes);
+    if (o->sandbox) {
+        bad |= lower_limit(RLIMIT_FSIZE, 0, 0);
+        bad |= lower_limit(RLIMIT_CORE, 0, 0);
+        bad |= lower_limit(RLIMIT_NOFILE, SANDBOX_NOFILE, SANDBOX_NOFILE);
+        bad |= prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        bad |= prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    return bad ? EXTRACT_EINTERNAL : 0;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static backend_fn backend_for(extract_type_t type)
+{
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (backends[i].type == type)
+            return backends[i].extract;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    options_t o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc) {
+        usage(stderr);
+        return fail(rc, EXTRACT_TYPE_UNKNOWN);
+    }
+    rc = harden(&o);
+    if (rc)
+        return fail(rc, EXTRACT_TYPE_UNKNOWN);
+
+    extract_type_t type = detect_from_name(o.name);
+    int fd = open(o.path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return fail(EXTRACT_ECORRUPT, type);
+    rc = detect_type(fd, o.name, &type);
+    if (rc) {
+        close(fd);
+        return fail(rc, type);
+    }
+    if (o.detect_only) {
+        close(fd);
+        printf("%s\n", extract_type_name(type));
+        return fflush(stdout) == 0 ? 0 : fail(EXTRACT_EINTERNAL, type);
+    }
+
+    backend_fn extract = backend_for(type);
+    textout_t out;
+    textout_init(&out, o.max_output);
+    char *text = NULL;
+    size_t len = 0, chars = 0;
+    rc = extract ? extract(fd, &out) : EXTRACT_EUNSUPPORTED;
+    close(fd);
+    if (!rc)
+        rc = textout_finish(&out, &text, &len, &chars);
+    textout_cleanup(&out);
+    if (rc)
+        return fail(rc, type);
+    if (write_all(STDOUT_FILENO, text, len) != 0) {
+        free(text);
+        return fail(EXTRACT_EINTERNAL, type);
+    }
+    free(text);
+    fprintf(stderr, "type=%s chars=%zu\n", extract_type_name(type), chars);
+    return 0;
+}

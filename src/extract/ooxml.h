@@ -1,0 +1,23 @@
+/* ooxml.h — the docx backend (Office Open XML word processing).
+ *
+ * Streams word/document.xml out of the zip (zipread.h guards) through
+ * libxml2's xmlReader, so memory does not grow with the document. The body
+ * text only: headers, footers, footnotes and comments live in other parts
+ * and are not read. Each w:p is a line (an empty one a blank line); w:t is
+ * text; w:tab and w:br inside a run are a tab and a line break; table rows
+ * are lines with cells separated by tabs (paragraphs inside a cell are
+ * joined with spaces). Content that Word keeps twice — mc:Fallback copies
+ * of text boxes and w:moveFrom sources of moved text — is skipped; deleted
+ * text (w:delText) and field codes (w:instrText) are never w:t. A document
+ * type declaration is refused (OOXML has none; it could only be an attack).
+ * A password-protected docx is not a zip at all: detect.c reports it.
+ */
+#ifndef KVCHAT_EXTRACT_OOXML_H
+#define KVCHAT_EXTRACT_OOXML_H
+
+#include "extract/textout.h"
+
+/* Returns 0 or an EXTRACT_* code; the text is in out. */
+int ooxml_extract(int fd, textout_t *out);
+
+#endif

@@ -1,0 +1,88 @@
+/* runner.h — run kvchat-extract on one file, under limits, from kvchat.
+ *
+ * extract_run() starts the program in a new process group with a minimal
+ * environment, /dev/null as stdin, no inherited descriptors, and these
+ * limits set in the child before exec: RLIMIT_CPU (cpu_seconds), RLIMIT_AS
+ * (mem_bytes), RLIMIT_FSIZE = 0, RLIMIT_CORE = 0, RLIMIT_NOFILE = 32 (the
+ * program is also asked to apply them itself). The parent reads stdout
+ * into a buffer that may not grow past max_output, keeps the tail of
+ * stderr for the status line, and kills the whole process group on the
+ * wall-clock timeout or when the output grows too large. The child is
+ * always reaped and every descriptor closed before extract_run() returns,
+ * whatever happened; a descendant that outlives it is killed with the
+ * group.
+ *
+ * A success is trusted only if the exit status is 0, the status line reads
+ * "type=<known type> chars=<N>", N is the number of code points received,
+ * and the text is well-formed UTF-8 without NUL bytes; anything else is
+ * EXTRACT_EPROTOCOL. A user-facing message from the program is used only if
+ * it is one of extract_message()'s sentences for the code it exited with.
+ *
+ * Thread safety: no global state; any number of threads may call
+ * extract_run() at once. It forks, so the calling process must not hold
+ * locks that the few async-signal-safe calls made in the child could need
+ * (it makes none that take locks).
+ */
+#ifndef KVCHAT_EXTRACT_RUNNER_H
+#define KVCHAT_EXTRACT_RUNNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "extract/extract.h"
+
+typedef struct {
+    const char *exe;        /* kvchat-extract; a name without '/' is looked up
+                               in PATH. Must stay valid during extract_run(). */
+    unsigned cpu_seconds;   /* RLIMIT_CPU; 0 = no limit */
+    size_t mem_bytes;       /* RLIMIT_AS; 0 = no limit */
+    size_t max_output;      /* most bytes of text accepted (> 0) */
+    unsigned timeout_ms;    /* wall clock; 0 = no limit */
+} extract_limits_t;
+
+/* Defaults: exe "kvchat-extract", 20 s CPU, 1 GiB address space, 64 MiB of
+ * text, 30 s wall clock. */
+void extract_limits_default(extract_limits_t *lim);
+
+typedef struct {
+    int code;               /* EXTRACT_OK or an EXTRACT_E* code */
+    const char *type;       /* "pdf", ... or "unknown"; static string */
+    char *text;             /* EXTRACT_OK only: malloc'd, NUL-terminated,
+                               well-formed UTF-8; owned by the result */
+    size_t len;             /* bytes of text, without the NUL */
+    size_t chars;           /* code points of text */
+    char message[EXTRACT_MESSAGE_MAX]; /* for the user; "" on success */
+    /* For logs. */
+    int pid;                /* the child (also its process group); 0 if none */
+    int exit_status;        /* exit status, or -1 */
+    int signal;             /* terminating signal, or 0 */
+    long max_rss_kib;       /* peak resident memory of the child */
+    unsigned elapsed_ms;
+} extract_result_t;
+
+/* Run lim->exe on `path` (the stored upload; read by the child only).
+ * client_name is the filename the client gave (extension hint; may be
+ * NULL). Always fills *out — clean it with extract_result_cleanup() — and
+ * returns out->code:
+ *   EXTRACT_OK            out->text holds the text;
+ *   a program code        EXTRACT_EUNSUPPORTED, _ECORRUPT, _EENCRYPTED,
+ *                         _ENOTEXT, _ETOOBIG, _EBOMB, _EMEMORY, _EINTERNAL;
+ *   EXTRACT_ETOOBIG       also when stdout passed max_output (child killed);
+ *   EXTRACT_ETIMEOUT      timeout_ms passed (process group killed);
+ *   EXTRACT_ECPU          killed by the CPU-time limit;
+ *   EXTRACT_EMEMORY       also when it died of a signal after using at
+ *                         least half of mem_bytes (what a failed allocation
+ *                         that was not checked looks like);
+ *   EXTRACT_ECRASHED      any other death by signal;
+ *   EXTRACT_ESPAWN        pipes, fork or exec failed (out->message says why);
+ *   EXTRACT_EPROTOCOL     exit 0 but output not as the contract says;
+ *   EXTRACT_EINTERNAL     also bad arguments, or an exit status the program
+ *                         does not use.
+ * Nothing is left behind on any path: no child, no zombie, no descriptor. */
+int extract_run(const extract_limits_t *lim, const char *path, const char *client_name,
+                extract_result_t *out);
+
+/* Free the text; the struct may be reused. Accepts NULL. */
+void extract_result_cleanup(extract_result_t *res);
+
+#endif

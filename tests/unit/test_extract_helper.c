@@ -1,0 +1,177 @@
+/* test_extract_helper.c — a stand-in for kvchat-extract that misbehaves on
+ * request, for the runner tests (test_extract_runner.c).
+ *
+ * It takes the command line the runner builds and reads only the value of
+ * --name, which chooses the behaviour:
+ *   ok          "hello\n" and a correct status line
+ *   segv        dies of SIGSEGV
+ *   hang        sleeps forever
+ *   hang-group  forks a child, and both sleep forever
+ *   orphan      forks a child that sleeps holding stdout, then succeeds
+ *   flood       writes to stdout forever
+ *   hog         allocates and touches up to 2 GiB in 32 MiB steps; aborts
+ *               when an allocation fails (as unchecked code would crash)
+ *   spin        burns CPU forever
+ *   badutf8     exits 0 with ill-formed UTF-8
+ *   nostatus    exits 0 without a status line
+ *   lie         exits 0 with a wrong character count
+ *   encrypted   exits as kvchat-extract does for a password-protected PDF
+ *   spoof       the same exit, with a message not from the table
+ *   exit1       exits 1
+ *   probe       reports what the sandbox looks like from inside
+ * Built without sanitizers (see src/extract/CMakeLists.txt).
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static void sleep_forever(void)
+{
+    for (;;)
+        pause();
+}
+
+static void status_ok(size_t chars)
+{
+    fprintf(stderr, "type=txt chars=%zu\n", chars);
+}
+
+static unsigned long long limit_of(int resource)
+{
+    struct rlimit r;
+    if (getrlimit(resource, &r) != 0)
+        return 0;
+    return r.rlim_cur == RLIM_INFINITY ? ~0ULL : (unsigned long long)r.rlim_cur;
+}
+
+static int probe(void)
+{
+    int fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.')
+                fds++;
+        fds--;   /* the directory's own descriptor */
+        closedir(d);
+    }
+    int env = 0;
+    for (char **e = environ; *e; e++)
+        env++;
+    struct stat in, null;
+    int devnull = fstat(0, &in) == 0 && stat("/dev/null", &null) == 0 &&
+                  in.st_rdev == null.st_rdev && S_ISCHR(in.st_mode);
+    char out[1024];
+    int n = snprintf(out, sizeof out,
+                     "fds=%d\nenv=%d\nsecret=%s\nfsize=%llu\ncore=%llu\nnofile=%llu\n"
+                     "cpu=%llu\nas=%llu\npgid_is_pid=%d\nstdin_devnull=%d\n",
+                     fds, env, getenv("KVCHAT_TEST_SECRET") ? "yes" : "no",
+                     limit_of(RLIMIT_FSIZE), limit_of(RLIMIT_CORE), limit_of(RLIMIT_NOFILE),
+                     limit_of(RLIMIT_CPU), limit_of(RLIMIT_AS), getpgrp() == getpid(),
+                     devnull);
+    fwrite(out, 1, (size_t)n, stdout);
+    fflush(stdout);
+    status_ok((size_t)n);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = "ok";
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--name") == 0)
+            mode = argv[i + 1];
+
+    if (strcmp(mode, "ok") == 0) {
+        fputs("hello\n", stdout);
+        fflush(stdout);
+        status_ok(6);
+        return 0;
+    }
+    if (strcmp(mode, "segv") == 0) {
+        raise(SIGSEGV);
+        return 99;
+    }
+    if (strcmp(mode, "hang") == 0)
+        sleep_forever();
+    if (strcmp(mode, "hang-group") == 0) {
+        if (fork() < 0)
+            return 98;
+        sleep_forever();
+    }
+    if (strcmp(mode, "orphan") == 0) {
+        pid_t pid = fork();
+        if (pid < 0)
+            return 98;
+        if (pid == 0) {
+            sleep(60);
+            _exit(0);
+        }
+        fputs("hello\n", stdout);
+        fflush(stdout);
+        status_ok(6);
+        return 0;
+    }
+    if (strcmp(mode, "flood") == 0) {
+        static char block[65536];
+        memset(block, 'a', sizeof block);
+        for (;;)
+            if (fwrite(block, 1, sizeof block, stdout) != sizeof block)
+                return 97;
+    }
+    if (strcmp(mode, "hog") == 0) {
+        const size_t step = (size_t)32 << 20;
+        for (size_t total = 0; total < ((size_t)2 << 30); total += step) {
+            char *p = malloc(step);
+            if (!p)
+                abort();
+            memset(p, 1, step);
+        }
+        fputs("hogged\n", stdout);
+        status_ok(7);
+        return 0;
+    }
+    if (strcmp(mode, "spin") == 0) {
+        volatile unsigned long x = 0;
+        for (;;)
+            x++;
+    }
+    if (strcmp(mode, "badutf8") == 0) {
+        fputs("ok \xff\xfe\n", stdout);
+        fflush(stdout);
+        status_ok(6);
+        return 0;
+    }
+    if (strcmp(mode, "nostatus") == 0) {
+        fputs("hello\n", stdout);
+        return 0;
+    }
+    if (strcmp(mode, "lie") == 0) {
+        fputs("hello\n", stdout);
+        fflush(stdout);
+        status_ok(99);
+        return 0;
+    }
+    if (strcmp(mode, "encrypted") == 0) {
+        fputs("error=encrypted The PDF is password-protected; kvchat cannot read it.\n", stderr);
+        return 12;
+    }
+    if (strcmp(mode, "spoof") == 0) {
+        fputs("error=encrypted Your file is locked: visit evil.example to unlock it.\n", stderr);
+        return 12;
+    }
+    if (strcmp(mode, "exit1") == 0)
+        return 1;
+    if (strcmp(mode, "probe") == 0)
+        return probe();
+    fprintf(stderr, "error=usage unknown helper mode\n");
+    return 2;
+}

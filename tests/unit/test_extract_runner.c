@@ -1,0 +1,451 @@
+/* test_extract_runner.c — the runner (runner.h) against a misbehaving
+ * stand-in program (test_extract_helper) and the real kvchat-extract.
+ *
+ * Every test starts and ends with the same open descriptors and no child
+ * process of ours left (reaped or not): checked in setup/teardown.
+ * - a good run: text, type, character count;
+ * - crash (SIGSEGV), hang (timeout; the whole process group dies, a
+ *   forked grandchild included), a grandchild holding stdout after a
+ *   successful exit (no wait for it, killed), output flood (too large),
+ *   memory hog (address-space limit, reported as memory), CPU spin (CPU
+ *   limit), missing program (spawn failed);
+ * - contract checks: ill-formed UTF-8, no status line, wrong count
+ *   (protocol error); unknown exit status (internal); a program error with
+ *   its table message (kept, type recovered) and with a foreign message
+ *   (replaced);
+ * - the sandbox from inside: only fds 0..2, stdin is /dev/null, no
+ *   inherited environment, the limits, its own process group;
+ * - four threads running at once get their own results.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "extract/runner.h"
+
+#define HELPER KVCHAT_EXTRACT_HELPER
+
+static int g_fds_before;
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    g_fds_before = count_fds();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    /* No child left behind, not even a zombie. */
+    errno = 0;
+    pid_t w = waitpid(-1, NULL, WNOHANG);
+    assert_int_equal(w, -1);
+    assert_int_equal(errno, ECHILD);
+    assert_int_equal(count_fds(), g_fds_before);
+    return 0;
+}
+
+static void helper_limits(extract_limits_t *lim)
+{
+    extract_limits_default(lim);
+    lim->exe = HELPER;
+    lim->timeout_ms = 10000;
+    lim->cpu_seconds = 10;
+    lim->mem_bytes = (size_t)512 << 20;
+}
+
+/* Live (not zombie) processes whose process group is pgid. */
+static int live_in_group(int pgid)
+{
+    int live = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[1024];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *rp = strrchr(buf, ')');
+        if (!rp)
+            continue;
+        char st;
+        int ppid, pgrp;
+        if (sscanf(rp + 1, " %c %d %d", &st, &ppid, &pgrp) == 3 && pgrp == pgid &&
+            st != 'Z' && st != 'X')
+            live++;
+    }
+    closedir(d);
+    return live;
+}
+
+/* SIGKILL is delivered at once but acted on when the target next runs:
+ * allow a moment before calling the group empty. */
+static int live_in_group_settled(int pgid)
+{
+    int live = 0;
+    for (int i = 0; i < 100; i++) {
+        live = live_in_group(pgid);
+        if (live == 0)
+            break;
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    return live;
+}
+
+static void test_ok(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "ok", &r), EXTRACT_OK);
+    assert_int_equal(r.code, EXTRACT_OK);
+    assert_string_equal(r.text, "hello\n");
+    assert_int_equal(r.len, 6);
+    assert_int_equal(r.chars, 6);
+    assert_string_equal(r.type, "txt");
+    assert_string_equal(r.message, "");
+    assert_int_equal(r.exit_status, 0);
+    assert_true(r.pid > 0);
+    extract_result_cleanup(&r);
+    assert_null(r.text);
+    extract_result_cleanup(NULL);
+}
+
+static void test_crash(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "segv", &r), EXTRACT_ECRASHED);
+    assert_int_equal(r.signal, 11);
+    assert_null(r.text);
+    assert_non_null(strstr(r.message, "crashed"));
+    assert_false(extract_error_is_unsupported(r.code));
+    extract_result_cleanup(&r);
+}
+
+static void test_timeout(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    lim.timeout_ms = 500;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "hang", &r), EXTRACT_ETIMEOUT);
+    assert_true(r.elapsed_ms >= 500);
+    assert_true(r.elapsed_ms < 3000);
+    assert_string_equal(r.message, "Extraction timed out after 0.5 s.");
+    assert_int_equal(r.signal, 9);
+    assert_int_equal(live_in_group_settled(r.pid), 0);
+    extract_result_cleanup(&r);
+}
+
+static void test_timeout_kills_group(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    lim.timeout_ms = 1000;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "hang-group", &r), EXTRACT_ETIMEOUT);
+    assert_string_equal(r.message, "Extraction timed out after 1 s.");
+    /* The grandchild sleeps forever unless the group was killed. */
+    assert_int_equal(live_in_group_settled(r.pid), 0);
+    extract_result_cleanup(&r);
+}
+
+static void test_orphan_holding_stdout(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    lim.timeout_ms = 20000;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "orphan", &r), EXTRACT_OK);
+    assert_string_equal(r.text, "hello\n");
+    /* Not held up by the grandchild's 60 s sleep, and it is gone. */
+    assert_true(r.elapsed_ms < 5000);
+    assert_int_equal(live_in_group_settled(r.pid), 0);
+    extract_result_cleanup(&r);
+}
+
+static void test_output_too_large(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    lim.max_output = (size_t)1 << 20;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "flood", &r), EXTRACT_ETOOBIG);
+    assert_null(r.text);
+    assert_string_equal(r.message, "The extracted text is larger than the 1 MiB limit.");
+    assert_int_equal(live_in_group_settled(r.pid), 0);
+    extract_result_cleanup(&r);
+}
+
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    lim.mem_bytes = (size_t)256 << 20;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "hog", &r), EXTRACT_EMEMORY);
+    assert_null(r.text);
+    assert_true(r.signal != 0);
+    assert_true((size_t)r.max_rss_kib * 1024 < ((size_t)300 << 20));
+    assert_non_null(strstr(r.message, "256 MiB of memory"));
+    extract_result_cleanup(&r);
+}
+
+static void test_cpu_limit(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    lim.cpu_seconds = 1;
+    lim.timeout_ms = 15000;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "spin", &r), EXTRACT_ECPU);
+    assert_true(r.elapsed_ms < 10000);
+    assert_string_equal(r.message, "Extraction was stopped after using 1 s of CPU time.");
+    extract_result_cleanup(&r);
+}
+
+static void test_missing_program(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    lim.exe = "/nonexistent/kvchat-extract";
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "ok", &r), EXTRACT_ESPAWN);
+    assert_null(r.text);
+    assert_non_null(strstr(r.message, "could not be started"));
+    assert_non_null(strstr(r.message, "No such file"));
+    assert_true(extract_error_is_internal(r.code));
+    extract_result_cleanup(&r);
+
+    lim.exe = "kvchat-extract-not-in-path";
+    assert_int_equal(extract_run(&lim, "/dev/null", "ok", &r), EXTRACT_ESPAWN);
+    assert_int_equal(r.pid, 0);
+    extract_result_cleanup(&r);
+
+    /* Exists but cannot be executed. */
+    lim.exe = "/etc/hostname";
+    assert_int_equal(extract_run(&lim, "/dev/null", "ok", &r), EXTRACT_ESPAWN);
+    assert_non_null(strstr(r.message, "exec"));
+    extract_result_cleanup(&r);
+}
+
+static void test_protocol_errors(void **state)
+{
+    (void)state;
+    static const char *const modes[] = { "badutf8", "nostatus", "lie" };
+    extract_limits_t lim;
+    helper_limits(&lim);
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        extract_result_t r;
+        assert_int_equal(extract_run(&lim, "/dev/null", modes[i], &r), EXTRACT_EPROTOCOL);
+        assert_null(r.text);
+        assert_string_equal(r.message, "The text extractor returned malformed output.");
+        extract_result_cleanup(&r);
+    }
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "exit1", &r), EXTRACT_EINTERNAL);
+    assert_int_equal(r.exit_status, 1);
+    extract_result_cleanup(&r);
+}
+
+static void test_program_messages(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "encrypted", &r), EXTRACT_EENCRYPTED);
+    assert_string_equal(r.message, "The PDF is password-protected; kvchat cannot read it.");
+    assert_string_equal(r.type, "pdf");
+    assert_int_equal(r.exit_status, 12);
+    extract_result_cleanup(&r);
+
+    assert_int_equal(extract_run(&lim, "/dev/null", "spoof", &r), EXTRACT_EENCRYPTED);
+    assert_null(strstr(r.message, "evil"));
+    assert_string_equal(r.message, "The file is password-protected; kvchat cannot read it.");
+    assert_string_equal(r.type, "unknown");
+    extract_result_cleanup(&r);
+}
+
+static long probe_value(const char *text, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\n%s=", key);
+    char *with_nl = malloc(strlen(text) + 2);
+    assert_non_null(with_nl);
+    with_nl[0] = '\n';
+    strcpy(with_nl + 1, text);
+    const char *p = strstr(with_nl, k);
+    long v = -1;
+    if (p)
+        v = strtol(p + strlen(k), NULL, 10);
+    free(with_nl);
+    return v;
+}
+
+static void test_sandbox_inside(void **state)
+{
+    (void)state;
+    setenv("KVCHAT_TEST_SECRET", "sk-do-not-leak", 1);
+    extract_limits_t lim;
+    helper_limits(&lim);
+    lim.cpu_seconds = 7;
+    lim.mem_bytes = (size_t)300 << 20;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "probe", &r), EXTRACT_OK);
+    unsetenv("KVCHAT_TEST_SECRET");
+    assert_non_null(strstr(r.text, "secret=no\n"));
+    assert_int_equal(probe_value(r.text, "fds"), 3);
+    assert_int_equal(probe_value(r.text, "env"), 2);
+    assert_int_equal(probe_value(r.text, "fsize"), 0);
+    assert_int_equal(probe_value(r.text, "core"), 0);
+    assert_int_equal(probe_value(r.text, "nofile"), 32);
+    assert_int_equal(probe_value(r.text, "cpu"), 7);
+    assert_int_equal(probe_value(r.text, "as"), 300L << 20);
+    assert_int_equal(probe_value(r.text, "pgid_is_pid"), 1);
+    assert_int_equal(probe_value(r.text, "stdin_devnull"), 1);
+    extract_result_cleanup(&r);
+}
+
+typedef struct {
+    const char *mode;
+    int code;
+    char text[16];
+} job_t;
+
+static void *run_job(void *arg)
+{
+    job_t *j = arg;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    extract_result_t r;
+    j->code = extract_run(&lim, "/dev/null", j->mode, &r);
+    if (r.text)
+        snprintf(j->text, sizeof j->text, "%s", r.text);
+    extract_result_cleanup(&r);
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    job_t jobs[4] = { { "ok", -1, "" }, { "segv", -1, "" }, { "ok", -1, "" },
+                      { "encrypted", -1, "" } };
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, run_job, &jobs[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(jobs[0].code, EXTRACT_OK);
+    assert_string_equal(jobs[0].text, "hello\n");
+    assert_int_equal(jobs[1].code, EXTRACT_ECRASHED);
+    assert_int_equal(jobs[2].code, EXTRACT_OK);
+    assert_int_equal(jobs[3].code, EXTRACT_EENCRYPTED);
+}
+
+static void test_real_program(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kvchat-runner-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/upload", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("# Title\r\n\r\nSome *markdown*.   \r\n", f);
+    fclose(f);
+
+    extract_limits_t lim;
+    extract_limits_default(&lim);
+    lim.exe = KVCHAT_EXTRACT_EXE;
+#if defined(__SANITIZE_ADDRESS__)
+    lim.mem_bytes = 0;   /* ASan reserves terabytes of address space */
+#endif
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, path, "notes.md", &r), EXTRACT_OK);
+    assert_string_equal(r.type, "md");
+    assert_string_equal(r.text, "# Title\n\nSome *markdown*.\n");
+    extract_result_cleanup(&r);
+
+    /* Too large for the limit: the program refuses, the runner says so. */
+    lim.max_output = 10;
+    assert_int_equal(extract_run(&lim, path, "notes.md", &r), EXTRACT_ETOOBIG);
+    assert_string_equal(r.message, "The extracted text is larger than the 10 bytes limit.");
+    extract_result_cleanup(&r);
+
+    /* A client name that looks like an option is only a name. */
+    lim.max_output = 1 << 20;
+    assert_int_equal(extract_run(&lim, path, "--detect", &r), EXTRACT_OK);
+    assert_string_equal(r.type, "txt");
+    extract_result_cleanup(&r);
+
+    unlink(path);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_holding_stdout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cpu_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_program, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_program_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sandbox_inside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_real_program, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
