@@ -11,7 +11,8 @@
  *    already on disk just frees the memory; an entry not yet on disk is
  *    demoted (written to disk) when there is a disk tier, else dropped.
  *  - disk: one file per entry in cfg.dir, up to disk_budget bytes of files,
- *    least recently used unpinned files deleted first. Files survive
+ *    least recently used unpinned files deleted first (to make room for a
+ *    file about to be written, and at open). Files survive
  *    restarts (KVSTORE_RESUME) and carry the model fingerprint and context
  *    layout they are valid for, plus checksums.
  * Pinned entries are never evicted from either tier; they may hold more
@@ -20,8 +21,10 @@
  * Disk writes (files, header rewrites, deletions) are done by one writer
  * thread owned by the store, never by the caller: kvstore_insert() queues
  * the write and returns. Reads from disk happen in kvstore_load(), in the
- * calling thread. A failing write is logged once and the entry stays in RAM
- * only; the store keeps working.
+ * calling thread. A failing write (ENOSPC, EIO, any error) is logged once
+ * and counted, and the entry stays in RAM only; the store keeps working.
+ * When that RAM copy is evicted later the write is tried once more (the
+ * demotion); if it fails again the entry is dropped.
  *
  * Handles: lookups return entry handles (kvstore_handle_t). A handle keeps
  * its entry's tokens, and once loaded its blob, valid until
@@ -85,8 +88,10 @@ typedef enum {
 /* Store configuration; fill with kvstore_config_default() first. */
 typedef struct {
     uint64_t ram_budget;      /* bytes of blobs kept in RAM (default 2 GiB) */
-    uint64_t disk_budget;     /* bytes of entry files; 0 = no disk tier */
-    const char *dir;          /* entry directory (created if missing); NULL = no disk tier */
+    uint64_t disk_budget;     /* bytes of entry files; 0 = no disk tier (dir
+                               * is then ignored and never touched) */
+    const char *dir;          /* entry directory, created if missing; required
+                               * when disk_budget > 0 */
     uint64_t fingerprint;     /* model fingerprint (model_info_t.fingerprint) */
     const char *layout;       /* context KV layout (model_ctx_layout()); files
                                * load only into an equal string; NULL = "" */
@@ -99,8 +104,9 @@ void kvstore_config_default(kvstore_config_t *cfg);
  * is created if missing and locked against other stores (KVSTORE_EBUSY);
  * leftover temporary files are removed; in KVSTORE_RESET mode every entry
  * file is deleted; in KVSTORE_RESUME mode each entry file's header and
- * tokens (never its blob) are read and checked (magic, version, fingerprint,
- * layout, sizes, header checksum): valid files are indexed in the disk tier,
+ * tokens (never its blob; the tokens are needed for the index) are read and
+ * checked (magic, version, fingerprint, layout, token count against the file
+ * size, header checksum): valid files are indexed in the disk tier,
  * any other entry file is logged and removed. Files beyond disk_budget are
  * then deleted, least recently modified first.
  * On success *out owns the store (kvstore_close()). */
@@ -122,8 +128,9 @@ void kvstore_close(kvstore_t *s);
  * A blob larger than ram_budget goes to disk only.
  * If id_out is not NULL it receives the id (KVSTORE_ID_LEN + 1 bytes).
  * Returns KVSTORE_ETOOBIG when no tier can hold the blob, KVSTORE_ENOSPACE
- * when pinned entries leave no room for it and there is no disk tier;
- * nothing is stored then. */
+ * when pinned entries fill RAM and the blob cannot go to disk instead (no
+ * disk tier, or larger than disk_budget); nothing is stored then (an entry
+ * it was replacing is gone too). */
 int kvstore_insert(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_t len,
                    bool pinned, char *id_out);
 
@@ -195,8 +202,9 @@ typedef struct {
     uint64_t last_used;       /* epoch ms */
 } kvstore_entry_info_t;
 
-/* Metadata of the handle's entry (as of now; a deleted entry keeps its
- * last values). */
+/* Metadata of the handle's entry as of now. Once the entry has left the
+ * store (deleted, replaced, dropped) the values are its last ones and the
+ * tier is KVSTORE_TIER_NONE. */
 void kvstore_handle_info(kvstore_t *s, const kvstore_handle_t *h, kvstore_entry_info_t *info);
 
 /* All entries, most recently used first. *out is a malloc'd array of *n
@@ -227,7 +235,8 @@ typedef struct {
 void kvstore_stats(kvstore_t *s, kvstore_stats_t *out);
 
 /* Delete one entry (RAM copy now; file by the writer). Handles already
- * holding it stay valid. KVSTORE_ENOTFOUND when no such id. */
+ * holding it stay valid. KVSTORE_ENOTFOUND when no such id. Ids are found
+ * by a scan of the entries (the store holds thousands at most). */
 int kvstore_delete(kvstore_t *s, const char *id);
 
 /* Delete every entry, pinned ones too, then wait until their files are
