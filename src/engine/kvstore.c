@@ -28,7 +28,10 @@
  * checksum is kvstore_checksum(blob, B, 0), verified on every load.
  * Files are written to "<id>.kv.tmp", fsync'd, renamed to "<id>.kv", and
  * the directory is fsync'd, so a crash leaves either the whole file or a
- * temporary one (removed at the next open). Changing the pinned flag later
+ * temporary one (removed at the next open). The directory also holds
+ * ".kvstore.lock", flock'ed while a store has it open so that two engines
+ * never share (and delete each other's) files; any other file in the
+ * directory is left alone. Changing the pinned flag later
  * rewrites the header in place; a torn rewrite fails the header checksum
  * and the entry is discarded at the next open, never loaded wrongly.
  *
