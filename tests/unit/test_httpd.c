@@ -16,6 +16,8 @@
  *   with the file name and form fields; over max_upload gets 413 without
  *   the body being read; malformed multipart 400, wrong type 415, a
  *   callback's own refusal is sent;
+ * - a waiting handler sees httpd_req_gone() when the client leaves or the
+ *   server closes; the access log line; IPv6;
  * - 50 concurrent requests all answer, in parallel;
  * - static bytes with ETag/304, files, missing answers (500), stats, and
  *   httpd_open() argument checks.
@@ -58,6 +60,8 @@ static struct {
     pthread_t producer;             /* /sse's producer thread */
     bool have_producer;
     int efull_written;              /* bytes /full queued before HTTPD_EFULL */
+    int gone_seen;                  /* /wait saw httpd_req_gone() */
+    double gone_at;
     int efull_rc;
 } T = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
@@ -87,6 +91,7 @@ static void reset_state(void)
     memset(T.held, 0, sizeof T.held);
     memset(T.closed, 0, sizeof T.closed);
     T.have_producer = false;
+    T.gone_seen = 0;
     pthread_mutex_unlock(&T.lock);
 }
 
@@ -292,6 +297,21 @@ static void h_full(httpd_req_t *req, void *user)
     httpd_stream_close(s);
 }
 
+/* /wait: a handler that waits a long time, as a non-streaming generation
+ * does, polling httpd_req_gone(). */
+static void h_wait(httpd_req_t *req, void *user)
+{
+    (void)user;
+    double end = now_s() + 10;
+    while (now_s() < end && !httpd_req_gone(req))
+        usleep(10 * 1000);
+    pthread_mutex_lock(&T.lock);
+    T.gone_seen++;
+    T.gone_at = now_s();
+    pthread_mutex_unlock(&T.lock);
+    httpd_reply_text(req, 200, NULL, "late", 4);
+}
+
 /* ---- upload route ----------------------------------------------------- */
 
 typedef struct {
@@ -396,6 +416,7 @@ static const httpd_route_t routes[] = {
     { "GET", "/hold", h_hold, 0, NULL },
     { "GET", "/full", h_full, 0, NULL },
     { "POST", "/upload", h_upload, HTTPD_ROUTE_UPLOAD, &upload_ops },
+    { "GET", "/wait", h_wait, 0, NULL },
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -1262,6 +1283,109 @@ static void test_close_with_streams(void **state)
     }
 }
 
+/* A handler that waits notices the client leaving, and the server
+ * closing. */
+static void test_req_gone(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    start(&cfg);
+    int fd = raw_connect();
+    raw_send(fd, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(100 * 1000);
+    pthread_mutex_lock(&T.lock);
+    assert_int_equal(T.gone_seen, 0);
+    pthread_mutex_unlock(&T.lock);
+    double t0 = now_s();
+    close(fd);
+    for (int i = 0; i < 200; i++) {
+        pthread_mutex_lock(&T.lock);
+        int seen = T.gone_seen;
+        pthread_mutex_unlock(&T.lock);
+        if (seen)
+            break;
+        usleep(5000);
+    }
+    pthread_mutex_lock(&T.lock);
+    assert_int_equal(T.gone_seen, 1);
+    assert_true(T.gone_at - t0 < 0.5);
+    pthread_mutex_unlock(&T.lock);
+    settle();
+    /* httpd_close() while the handler waits: it sees the server closing,
+     * so close returns promptly. */
+    fd = raw_connect();
+    raw_send(fd, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+    usleep(100 * 1000);
+    t0 = now_s();
+    stop();
+    assert_true(now_s() - t0 < 2.0);
+    pthread_mutex_lock(&T.lock);
+    assert_int_equal(T.gone_seen, 2);
+    pthread_mutex_unlock(&T.lock);
+    close(fd);
+}
+
+/* The access log line: method, path, status, bytes, milliseconds. */
+static void test_access_log(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/kvchat-test-httpd-log-%d.txt", (int)getpid());
+    unlink(path);
+    assert_int_equal(log_open(path), 0);
+    log_set_level(LOG_INFO);
+    httpd_config_t cfg = httpd_config_default();
+    start(&cfg);
+    resp_t r;
+    req1("GET", "/hello?x=1", NULL, NULL, &r);
+    resp_cleanup(&r);
+    req1("GET", "/nope", NULL, NULL, &r);
+    resp_cleanup(&r);
+    req1("GET", "/slow", NULL, NULL, &r); /* HTTPD_ROUTE_QUIET: debug level */
+    resp_cleanup(&r);
+    req1("GET", "/sse?n=2", NULL, NULL, &r);
+    resp_cleanup(&r);
+    pthread_join(T.producer, NULL);
+    settle();
+    stop();
+    log_close();
+    log_set_level(LOG_WARN);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    unlink(path);
+    if (!strstr(text, "INFO  kvchat: GET /hello 200 17B "))
+        fail_msg("no access line for /hello in:\n%s", text);
+    assert_non_null(strstr(text, "GET /nope 404 "));
+    assert_null(strstr(text, "GET /slow"));
+    assert_non_null(strstr(text, "GET /sse 200 "));
+    assert_non_null(strstr(text, " stream"));
+    assert_non_null(strstr(text, "ms"));
+}
+
+static void test_ipv6(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.host = "::1";
+    reset_state();
+    httpd_t *s;
+    int rc = httpd_open(&cfg, routes, N_ROUTES, NULL, &s);
+    if (rc == HTTPD_EBIND)
+        skip(); /* no IPv6 here */
+    assert_int_equal(rc, HTTPD_OK);
+    g_srv = s;
+    snprintf(g_base, sizeof g_base, "http://[::1]:%u", httpd_port(s));
+    resp_t r;
+    req1("GET", "/hello", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_cleanup(&r);
+    stop();
+}
+
 /* ---- tests: uploads --------------------------------------------------- */
 
 static uint64_t fnv(const unsigned char *p, size_t n)
@@ -1466,6 +1590,16 @@ static void test_upload_errors(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "filename")), "a.txt");
     json_decref(j);
     resp_cleanup(&r);
+    /* An urlencoded form goes through the same callbacks. */
+    const char *form_ct[] = { "Content-Type: application/x-www-form-urlencoded", NULL };
+    req1("POST", "/upload", "note=hi+there%21&x=1", form_ct, &r);
+    assert_int_equal(r.status, 200);
+    j = resp_json(&r);
+    assert_int_equal(json_integer_value(json_object_get(j, "parts")), 2);
+    assert_string_equal(json_string_value(json_object_get(j, "note")), "hi there!");
+    assert_int_equal(json_integer_value(json_object_get(j, "bytes")), 0);
+    json_decref(j);
+    resp_cleanup(&r);
     /* The callback's own refusal is what the client gets. */
     unsigned char *data = random_bytes(300000);
     settle();
@@ -1638,6 +1772,9 @@ int main(void)
         cmocka_unit_test(test_disconnect_busy),
         cmocka_unit_test(test_stream_full),
         cmocka_unit_test(test_close_with_streams),
+        cmocka_unit_test(test_req_gone),
+        cmocka_unit_test(test_access_log),
+        cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_upload),
         cmocka_unit_test(test_upload_limit),
         cmocka_unit_test(test_upload_errors),
