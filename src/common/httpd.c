@@ -1123,8 +1123,10 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     (void)transfer_encoding;
     httpd_req_t *req = cls;
     const httpd_upload_t *up = req->route->upload;
-    if (req->cb_failed || !key)
+    if (req->cb_failed || req->kept || !key) {
+        req->cb_failed = true; /* an answer is decided: no more callbacks */
         return MHD_NO;
+    }
     bool fresh = !req->in_part ||
                  (off == 0 && (req->part_bytes > 0 || strcmp(key, req->part_key) != 0 ||
                                !str_eq_null(filename, req->part_file)));
@@ -1460,6 +1462,11 @@ static void req_finish(httpd_req_t *req)
         return;
     if (req->preflight) {
         preflight_answer(req);
+        return;
+    }
+    if (!req->route || (req->mode != BODY_BUFFER && req->mode != BODY_UPLOAD)) {
+        /* The body was refused but no answer could be made (memory). */
+        answer_error(req, 500, "Internal error");
         return;
     }
     req->route->handler(req, req->srv->user);

@@ -8,14 +8,23 @@
  *
  * Threading model. The server runs libmicrohttpd with one thread per
  * connection (plus one listening thread). Everything that concerns one
- * connection — handler, upload callbacks, stream output, on_close — runs on
- * that connection's thread, so:
+ * connection — handler, upload callbacks, stream output — runs on that
+ * connection's thread (on_close too, with one exception: see Streams), so:
  *   - handlers MAY block (a database query, a call to another server, a
  *     wait for a generation result); only their own connection waits;
  *   - an idle keep-alive connection or an open stream costs one parked
  *     thread (poll()), no CPU;
  *   - httpd_close() waits for running handlers to return: a handler that
  *     waits for a long time should poll httpd_req_gone().
+ * (A thread pool would park idle streams with MHD_suspend_connection();
+ * with a thread per connection a stream's output simply waits in poll() on
+ * its own thread, which also sees the client's socket close at once.)
+ *
+ * Limits. A request body over max_body (max_upload on upload routes) is
+ * answered 413: at once when Content-Length declares it, before any of it
+ * is read; for a chunked body when the limit is crossed, after which at
+ * most 1 MiB more is drained before the connection is dropped. Bodies are
+ * never held beyond the limit; upload bodies are never held at all.
  *
  * Replies. A handler answers exactly once with one httpd_reply_*() call or
  * httpd_stream_open(). A handler that returns without answering gets a 500.
@@ -107,9 +116,12 @@ typedef void (*httpd_handler_fn)(httpd_req_t *req, void *user);
  * held in memory; the handler runs after the whole body went through these
  * callbacks. Per-request state goes in httpd_req_set_ctx(); the server's
  * user_data is httpd_req_user(req).
- * A callback returns 0 to go on. Any other value stops reading the body:
- * if the callback answered (httpd_reply_*), that answer is sent, otherwise
- * a 400; the handler does not run; the connection is closed.
+ * A callback returns 0 to go on. Any other value refuses the upload: no
+ * callback is called again, the rest of the body is drained without being
+ * parsed or kept (libmicrohttpd cannot answer in the middle of a body),
+ * then the answer the callback made with httpd_reply_*() is sent, or a
+ * 400 if it made none; the handler does not run. A callback that answers
+ * and returns 0 refuses the upload just the same.
  * Parts with no file name (plain fields) also pass through the callbacks
  * and are in addition kept for httpd_req_form() (64 KiB in all). */
 typedef struct {
@@ -154,7 +166,8 @@ int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_
 /* The port actually bound (useful with port 0). */
 unsigned httpd_port(const httpd_t *srv);
 
-/* Stop the server and free it. In order: new requests and new streams are
+/* Stop the server and free it. Call once, from a thread that is not a
+ * handler or callback of this server. In order: new requests and new streams are
  * refused (503); every open stream is ended (its client gets the end of the
  * response, its producer's writes return HTTPD_ECLOSED, on_close fires);
  * the listening socket and all connections are closed; running handlers are
@@ -275,7 +288,8 @@ int httpd_reply_file(httpd_req_t *req, int status, const char *content_type, con
  *  4. When the connection ends before the producer called
  *     httpd_stream_close() (client gone, server closing, send error),
  *     httpd_stream_closed() becomes true and on_close(stream, user) is
- *     called once, from the connection's thread. on_close must not block
+ *     called once, from a server thread (normally the connection's own;
+ *     during httpd_close() possibly its caller). on_close must not block
  *     (set a flag, signal a condition variable); it may call any
  *     httpd_stream_* function. It is never called after
  *     httpd_stream_close() has returned; a running on_close is waited for.
