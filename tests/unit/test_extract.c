@@ -1,0 +1,966 @@
+/* test_extract.c — kvchat-extract on every format, through the runner (as
+ * kvchat calls it) and through its command line.
+ *
+ * Every fixture is generated here, into a temporary folder: PDFs are
+ * written object by object with a computed xref (no MuPDF in the tests:
+ * kvchat-extract is the only binary that links it), zip-based documents
+ * with libzip.
+ * - txt: UTF-8 with CRLF and trailing blanks, UTF-16LE with BOM, Latin-1,
+ *   ill-formed UTF-8 (U+FFFD), stray NULs and controls, Markdown by name;
+ * - html: script/style/head skipped, 300 nested divs (past libxml2's 256
+ *   default), a <meta charset> Latin-1 page, a UTF-8 page naming no
+ *   charset, tables, <pre>, HTML found by content under a .txt name;
+ * - pdf: hyphenated line joined, hyphen before a capital kept, two pages
+ *   split by a blank line; a PDF named .txt; password-protected; images
+ *   only (no text: "scanned"); garbage after a PDF header (corrupt);
+ * - docx: paragraphs, tabs, breaks, tables, tab stops, deleted and moved
+ *   text, mc:Fallback duplicates; a zip bomb whose declared size is over
+ *   the limit, and one whose headers lie about its size; an
+ *   Office-encrypted docx; a damaged zip;
+ * - odt: headings, spans, text:s, tabs, line breaks, lists, tables,
+ *   tracked deletions, notes and annotations skipped; an encrypted odt;
+ * - epub: spine order (not manifest order), a %-encoded href, chapters
+ *   split by a blank line, font obfuscation accepted, DRM refused;
+ * - rejects: random bytes named .pdf and .txt, a PNG named .pdf, a zip of
+ *   something else (unsupported, HTTP 400 class); an empty file (no text);
+ * - the CLI: --detect, the stderr status line, exit codes, --max-output.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zip.h>
+
+#include "extract/runner.h"
+
+static char g_dir[64];
+
+/* ---- files ------------------------------------------------------------ */
+
+static const char *fixture(const char *name)
+{
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    return path;
+}
+
+static const char *write_fixture(const char *name, const void *data, size_t len)
+{
+    const char *path = fixture(name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+#define WRITE_LIT(name, lit) write_fixture(name, lit, sizeof(lit) - 1)
+
+/* ---- running ------------------------------------------------------------ */
+
+static void limits(extract_limits_t *lim)
+{
+    extract_limits_default(lim);
+    lim->exe = KVCHAT_EXTRACT_EXE;
+    lim->timeout_ms = 120000;
+    lim->cpu_seconds = 100;
+#if defined(__SANITIZE_ADDRESS__)
+    lim->mem_bytes = 0;   /* ASan reserves terabytes of address space */
+#endif
+}
+
+/* Extract and expect success with this text and type. */
+static void expect_text(const char *path, const char *client_name, const char *type,
+                        const char *want)
+{
+    extract_limits_t lim;
+    limits(&lim);
+    extract_result_t r;
+    int rc = extract_run(&lim, path, client_name, &r);
+    if (rc != EXTRACT_OK)
+        fail_msg("%s: code %d (%s): %s", client_name, rc, extract_strerror(rc), r.message);
+    assert_string_equal(r.type, type);
+    assert_string_equal(r.text, want);
+    assert_int_equal(strlen(r.text), r.len);
+    extract_result_cleanup(&r);
+}
+
+/* Extract and expect this failure; returns nothing, checks the message if
+ * `message` is not NULL. */
+static void expect_error(const char *path, const char *client_name, int code,
+                         const char *message)
+{
+    extract_limits_t lim;
+    limits(&lim);
+    extract_result_t r;
+    int rc = extract_run(&lim, path, client_name, &r);
+    if (rc != code)
+        fail_msg("%s: want %d (%s), got %d (%s): %s", client_name, code, extract_strerror(code),
+                 rc, extract_strerror(rc), r.message);
+    assert_null(r.text);
+    if (message)
+        assert_string_equal(r.message, message);
+    assert_true(r.message[0] != '\0');
+    extract_result_cleanup(&r);
+}
+
+typedef struct {
+    int status;          /* exit status, or -1 */
+    char out[4096];
+    char err[4096];
+} cli_t;
+
+static void read_all_fd(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = read(fd, buf + n, cap - 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0 || n + (size_t)k >= cap - 1) {
+            if (k > 0)
+                n += (size_t)k;
+            break;
+        }
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+}
+
+/* Run kvchat-extract directly with argv (NULL-terminated, without argv[0]). */
+static void cli(cli_t *c, const char *const *args)
+{
+    const char *argv[16] = { KVCHAT_EXTRACT_EXE };
+    int n = 1;
+    for (; args[n - 1]; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    int out[2], err[2];
+    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    read_all_fd(out[0], c->out, sizeof c->out);   /* outputs here are small */
+    read_all_fd(err[0], c->err, sizeof c->err);
+    close(out[0]);
+    close(err[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    c->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- zip ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *name;
+    const void *data;
+    size_t len;          /* 0: strlen(data) */
+    bool store;
+} zentry_t;
+
+static void zip_write(const char *path, const zentry_t *e, size_t n)
+{
+    int ze = 0;
+    zip_t *z = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &ze);
+    assert_non_null(z);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = e[i].len ? e[i].len : strlen(e[i].data);
+        zip_source_t *src = zip_source_buffer(z, e[i].data, len, 0);
+        assert_non_null(src);
+        zip_int64_t idx = zip_file_add(z, e[i].name, src, ZIP_FL_OVERWRITE);
+        assert_true(idx >= 0);
+        if (e[i].store)
+            assert_int_equal(zip_set_file_compression(z, (zip_uint64_t)idx, ZIP_CM_STORE, 0), 0);
+    }
+    assert_int_equal(zip_close(z), 0);
+}
+
+/* A zip source producing `size` bytes of a Word body without holding them. */
+typedef struct {
+    uint64_t size, pos;
+    zip_error_t error;
+} bomb_t;
+
+static const char bomb_head[] =
+    "<?xml version=\"1.0\"?><w:document xmlns:w=\"http://schemas.openxmlformats.org/"
+    "wordprocessingml/2006/main\"><w:body>";
+static const char bomb_unit[] = "<w:p><w:r><w:t>boom boom boom</w:t></w:r></w:p>";
+
+static zip_int64_t bomb_cb(void *ud, void *data, zip_uint64_t len, zip_source_cmd_t cmd)
+{
+    bomb_t *b = ud;
+    switch (cmd) {
+    case ZIP_SOURCE_OPEN:
+        b->pos = 0;
+        return 0;
+    case ZIP_SOURCE_READ: {
+        char *p = data;
+        uint64_t n = b->size - b->pos < len ? b->size - b->pos : len;
+        const uint64_t h = sizeof bomb_head - 1, u = sizeof bomb_unit - 1;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t at = b->pos + i;
+            p[i] = at < h ? bomb_head[at] : bomb_unit[(at - h) % u];
+        }
+        b->pos += n;
+        return (zip_int64_t)n;
+    }
+    case ZIP_SOURCE_CLOSE:
+    case ZIP_SOURCE_FREE:
+        return 0;
+    case ZIP_SOURCE_STAT: {
+        zip_stat_t *st = data;
+        zip_stat_init(st);
+        st->size = b->size;
+        st->mtime = 0;
+        st->valid |= ZIP_STAT_SIZE | ZIP_STAT_MTIME;
+        return sizeof *st;
+    }
+    case ZIP_SOURCE_ERROR:
+        return zip_error_to_data(&b->error, data, len);
+    case ZIP_SOURCE_SUPPORTS:
+        return zip_source_make_command_bitmap(ZIP_SOURCE_OPEN, ZIP_SOURCE_READ,
+                                              ZIP_SOURCE_CLOSE, ZIP_SOURCE_STAT,
+                                              ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE, -1);
+    default:
+        zip_error_set(&b->error, ZIP_ER_OPNOTSUPP, 0);
+        return -1;
+    }
+}
+
+static void write_bomb_docx(const char *path, uint64_t size)
+{
+    int ze = 0;
+    zip_t *z = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &ze);
+    assert_non_null(z);
+    bomb_t b = { .size = size };
+    zip_error_init(&b.error);
+    zip_source_t *src = zip_source_function(z, bomb_cb, &b);
+    assert_non_null(src);
+    assert_true(zip_file_add(z, "word/document.xml", src, 0) >= 0);
+    assert_int_equal(zip_close(z), 0);
+    zip_error_fini(&b.error);
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Rewrite the uncompressed size of every entry, in the local and the
+ * central headers alike, so the archive stays self-consistent but lies. */
+static int patch_declared_sizes(const char *path, uint32_t size)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    unsigned char *buf = malloc((size_t)n);
+    assert_non_null(buf);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    int patched = 0;
+    for (long i = 0; i + 46 <= n; i++) {
+        if (memcmp(buf + i, "PK\x03\x04", 4) == 0 && le32(buf + i + 22) > size) {
+            put_le32(buf + i + 22, size);
+            patched++;
+        } else if (memcmp(buf + i, "PK\x01\x02", 4) == 0 && le32(buf + i + 24) > size) {
+            put_le32(buf + i + 24, size);
+            patched++;
+        }
+    }
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fwrite(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    free(buf);
+    return patched;
+}
+
+/* ---- pdf ------------------------------------------------------------------ */
+
+typedef struct {
+    char data[65536];
+    size_t len;
+} pdfbuf_t;
+
+static void pdf_add(pdfbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void pdf_add(pdfbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(b->data + b->len, sizeof b->data - b->len, fmt, ap);
+    va_end(ap);
+    assert_true(k >= 0 && (size_t)k < sizeof b->data - b->len);
+    b->len += (size_t)k;
+}
+
+/* A stream object body with its /Length. */
+static char *pdf_stream(const char *dict_extra, const char *data)
+{
+    static char out[8][2048];
+    static int next;
+    char *s = out[next++ % 8];
+    snprintf(s, sizeof out[0], "<< /Length %zu %s>>\nstream\n%s\nendstream", strlen(data),
+             dict_extra, data);
+    return s;
+}
+
+/* Write a PDF whose objects 1..n are objs[0..n), with a correct xref. */
+static const char *pdf_write(const char *name, const char *const *objs, int n,
+                             const char *trailer_extra)
+{
+    static pdfbuf_t b;
+    long offsets[32];
+    assert_true(n < 32);
+    b.len = 0;
+    pdf_add(&b, "%%PDF-1.4\n%%\xe2\xe3\xcf\xd3\n");
+    for (int i = 0; i < n; i++) {
+        offsets[i] = (long)b.len;
+        pdf_add(&b, "%d 0 obj\n%s\nendobj\n", i + 1, objs[i]);
+    }
+    long xref = (long)b.len;
+    pdf_add(&b, "xref\n0 %d\n0000000000 65535 f \n", n + 1);
+    for (int i = 0; i < n; i++)
+        pdf_add(&b, "%010ld 00000 n \n", offsets[i]);
+    pdf_add(&b, "trailer\n<< /Size %d /Root 1 0 R %s>>\nstartxref\n%ld\n%%%%EOF\n", n + 1,
+            trailer_extra, xref);
+    return write_fixture(name, b.data, b.len);
+}
+
+#define PDF_CATALOG "<< /Type /Catalog /Pages 2 0 R >>"
+#define PDF_FONT "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+#define PDF_PAGE(contents)                                                                  \
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R" \
+    " >> /XObject << /Im1 4 0 R >> >> /Contents " contents " >>"
+#define PDF_IMAGE_DICT                                                                      \
+    "/Type /XObject /Subtype /Image /Width 2 /Height 2 /ColorSpace /DeviceGray "            \
+    "/BitsPerComponent 8 /Filter /ASCIIHexDecode "
+
+/* One page of text (objects: 1 catalog, 2 pages, 3 font, 4 image, 5 page,
+ * 6 contents, then extra). */
+static const char *pdf_one_page(const char *name, const char *content, const char *extra_obj,
+                                const char *trailer_extra)
+{
+    const char *objs[7] = {
+        PDF_CATALOG,
+        "<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
+        PDF_FONT,
+        pdf_stream(PDF_IMAGE_DICT, "00FF00FF>"),
+        PDF_PAGE("6 0 R"),
+        pdf_stream("", content),
+        extra_obj,
+    };
+    return pdf_write(name, objs, extra_obj ? 7 : 6, trailer_extra ? trailer_extra : "");
+}
+
+/* ---- setup ---------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/kvchat-extract-XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- text ------------------------------------------------------------------ */
+
+static void test_txt(void **state)
+{
+    (void)state;
+    const char *p = WRITE_LIT("a.bin", "Hello, world.   \r\nSecond line\t\r\n\r\n\r\n\r\n\r\nLast");
+    expect_text(p, "hello.txt", "txt", "Hello, world.\nSecond line\n\n\nLast\n");
+    expect_text(p, NULL, "txt", "Hello, world.\nSecond line\n\n\nLast\n");
+
+    p = WRITE_LIT("b.bin", "\xff\xfeH\x00\xe9\x00l\x00l\x00o\x00\r\x00\n\x00" "2\x00");
+    expect_text(p, "utf16.txt", "txt", "H\xc3\xa9llo\n2\n");
+
+    p = WRITE_LIT("c.bin", "Cr\xe8me br\xfbl\xe9" "e \x80" "5");
+    expect_text(p, "latin1.txt", "txt", "Cr\xc3\xa8me br\xc3\xbbl\xc3\xa9" "e \xe2\x82\xac" "5\n");
+
+    p = WRITE_LIT("d.bin", "Gr\xc3\xbc\xc3\x9f" "e \xff\xfe\xc3\xa9t\xc3\xa9 \xe2\x82");
+    expect_text(p, "broken.txt", "txt",
+                "Gr\xc3\xbc\xc3\x9f" "e \xef\xbf\xbd\xef\xbf\xbd\xc3\xa9t\xc3\xa9 \xef\xbf\xbd\n");
+}
+
+static void test_txt_controls(void **state)
+{
+    (void)state;
+    /* A log with one stray NUL and a bell stays text; both are dropped. */
+    char buf[4096];
+    size_t n = 0;
+    for (int i = 0; i < 60; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "line %02d of the log\n", i);
+    buf[5] = '\0';
+    buf[30] = '\a';
+    const char *p = write_fixture("log.bin", buf, n);
+    extract_limits_t lim;
+    limits(&lim);
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, p, "server.log", &r), EXTRACT_OK);
+    assert_string_equal(r.type, "txt");
+    assert_int_equal(strncmp(r.text, "line 0 of the log\nline 01 of he log\n", 36), 0);
+    assert_null(memchr(r.text, '\a', r.len));
+    assert_int_equal(r.len, n - 2);
+    extract_result_cleanup(&r);
+}
+
+static void test_md(void **state)
+{
+    (void)state;
+    const char *p = WRITE_LIT("m.bin", "# Title\n\n- item *one*\n- item two   \n\n    code\n");
+    expect_text(p, "notes.md", "md", "# Title\n\n- item *one*\n- item two\n\n    code\n");
+    expect_text(p, "notes.MARKDOWN", "md", "# Title\n\n- item *one*\n- item two\n\n    code\n");
+    expect_text(p, "notes", "txt", "# Title\n\n- item *one*\n- item two\n\n    code\n");
+}
+
+/* ---- html ------------------------------------------------------------------ */
+
+static void test_html(void **state)
+{
+    (void)state;
+    static char page[16384];
+    size_t n = 0;
+    n += (size_t)snprintf(page + n, sizeof page - n,
+                          "<!DOCTYPE html><html><head><meta charset=\"iso-8859-1\">"
+                          "<title>Title text</title><style>p { color: red }</style>"
+                          "<script>document.write('<p>scripted</p>')</script></head><body>"
+                          "<p>caf\xe9   au\n   lait</p>");
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(page + n, sizeof page - n, "<div>");
+    n += (size_t)snprintf(page + n, sizeof page - n, "deep <b>bold</b> text");
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(page + n, sizeof page - n, "</div>");
+    n += (size_t)snprintf(page + n, sizeof page - n,
+                          "<p>after the divs<br>and a break</p>"
+                          "<table><tr><td>a</td><td>b</td></tr><tr><th>c</th><td>d</td></tr>"
+                          "</table><pre>  keep   spaces</pre><noscript>js off</noscript>"
+                          "<ul><li>one</li><li>two</li></ul></body></html>");
+    const char *p = write_fixture("page.bin", page, n);
+    expect_text(p, "page.html", "html",
+                "caf\xc3\xa9 au lait\ndeep bold text\nafter the divs\nand a break\n"
+                "a\tb\nc\td\n  keep   spaces\none\ntwo\n");
+}
+
+static void test_html_encoding(void **state)
+{
+    (void)state;
+    /* No charset named: UTF-8 must not be read as Latin-1. */
+    const char *p = WRITE_LIT("u.bin", "<html><body><p>caf\xc3\xa9 &amp; cr\xc3\xa8me</p></body></html>");
+    expect_text(p, "u.html", "html", "caf\xc3\xa9 & cr\xc3\xa8me\n");
+    /* No charset and not UTF-8: Latin-1. */
+    p = WRITE_LIT("l.bin", "<html><body><p>caf\xe9</p></body></html>");
+    expect_text(p, "l.htm", "html", "caf\xc3\xa9\n");
+    /* http-equiv form. */
+    p = WRITE_LIT("e.bin", "<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; "
+                           "charset=windows-1252\"></head><body>\x93quoted\x94</body></html>");
+    expect_text(p, "e.html", "html", "\xe2\x80\x9cquoted\xe2\x80\x9d\n");
+    /* HTML by content, whatever the name says. */
+    p = WRITE_LIT("h.bin", "\n  <!doctype HTML><html><body><p>Hi</p><p>there</p></body></html>");
+    expect_text(p, "page.txt", "html", "Hi\nthere\n");
+    /* A .html name with plain text inside is still read as HTML. */
+    p = WRITE_LIT("t.bin", "just text, a < b");
+    expect_text(p, "plain.html", "html", "just text, a < b\n");
+}
+
+/* ---- pdf ------------------------------------------------------------------- */
+
+static void test_pdf(void **state)
+{
+    (void)state;
+    const char *objs[] = {
+        PDF_CATALOG,
+        "<< /Type /Pages /Kids [5 0 R 7 0 R] /Count 2 >>",
+        PDF_FONT,
+        pdf_stream(PDF_IMAGE_DICT, "00FF00FF>"),
+        PDF_PAGE("6 0 R"),
+        pdf_stream("", "BT /F1 12 Tf 72 720 Td (This is an exam-) Tj 0 -14 Td "
+                       "(ple of text about Nord-) Tj 0 -14 Td (Amerika and more.) Tj ET"),
+        PDF_PAGE("8 0 R"),
+        pdf_stream("", "BT /F1 12 Tf 72 720 Td (Second page.) Tj ET"),
+    };
+    const char *p = pdf_write("two.pdf", objs, 8, "");
+    const char *want = "This is an example of text about Nord-\nAmerika and more.\n\nSecond page.\n";
+    expect_text(p, "report.pdf", "pdf", want);
+    /* Content wins over the name. */
+    expect_text(p, "report.txt", "pdf", want);
+    expect_text(p, NULL, "pdf", want);
+}
+
+static void test_pdf_encrypted(void **state)
+{
+    (void)state;
+    /* Standard security handler with a user password we do not know: the
+     * empty password does not match /U, so the file cannot be opened. */
+    char enc[512];
+    snprintf(enc, sizeof enc,
+             "<< /Filter /Standard /V 1 /R 2 /Length 40 /P -44 /O <%s> /U <%s> >>",
+             "8d9a4bc1e73a2e1c5f64b2a7d03c91e58d9a4bc1e73a2e1c5f64b2a7d03c91e5",
+             "1f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c5b6a7988");
+    const char *p = pdf_one_page("locked.pdf", "BT /F1 12 Tf 72 720 Td (Secret) Tj ET", enc,
+                                 "/Encrypt 7 0 R /ID [<0123456789abcdef0123456789abcdef> "
+                                 "<0123456789abcdef0123456789abcdef>] ");
+    expect_error(p, "locked.pdf", EXTRACT_EENCRYPTED,
+                 "The PDF is password-protected; kvchat cannot read it.");
+}
+
+static void test_pdf_no_text(void **state)
+{
+    (void)state;
+    const char *p = pdf_one_page("scan.pdf", "q 200 0 0 200 100 400 cm /Im1 Do Q", NULL, NULL);
+    expect_error(p, "scan.pdf", EXTRACT_ENOTEXT,
+                 "The PDF looks like a scanned document: it contains no text (kvchat does "
+                 "not do OCR).");
+}
+
+static void test_pdf_corrupt(void **state)
+{
+    (void)state;
+    char junk[2048] = "%PDF-1.7\n";
+    for (size_t i = 9; i < sizeof junk; i++)
+        junk[i] = (char)('a' + (i * 7) % 26);
+    const char *p = write_fixture("junk.pdf", junk, sizeof junk);
+    expect_error(p, "junk.pdf", EXTRACT_ECORRUPT, "The PDF is damaged or unreadable.");
+}
+
+/* ---- docx ---------------------------------------------------------------- */
+
+#define W_NS "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+static const char docx_types[] =
+    "<?xml version=\"1.0\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/"
+    "content-types\"><Override PartName=\"/word/document.xml\" ContentType=\"application/"
+    "vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml\"/></Types>";
+
+static void test_docx(void **state)
+{
+    (void)state;
+    static const char doc[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>"
+        "<w:document xmlns:w=\"" W_NS "\" xmlns:mc=\"http://schemas.openxmlformats.org/"
+        "markup-compatibility/2006\"><w:body>"
+        "<w:p><w:pPr><w:tabs><w:tab w:val=\"left\" w:pos=\"720\"/></w:tabs></w:pPr>"
+        "<w:r><w:t>Heading</w:t></w:r></w:p>"
+        "<w:p><w:r><w:t xml:space=\"preserve\">Hello </w:t></w:r><w:r><w:t>w\xc3\xb6rld</w:t>"
+        "</w:r><w:r><w:tab/><w:t>tabbed</w:t><w:br/><w:t>broken</w:t></w:r></w:p>"
+        "<w:p/>"
+        "<w:p><w:r><w:t>After empty</w:t></w:r><w:del><w:r><w:delText>deleted</w:delText>"
+        "</w:r></w:del><w:moveFrom><w:r><w:t>moved away</w:t></w:r></w:moveFrom>"
+        "<w:r><w:instrText>PAGE</w:instrText></w:r></w:p>"
+        "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>a1</w:t></w:r></w:p><w:p><w:r><w:t>a1b</w:t></w:r>"
+        "</w:p></w:tc><w:tc><w:p><w:r><w:t>b1</w:t></w:r></w:p></w:tc></w:tr>"
+        "<w:tr><w:tc><w:p><w:r><w:t>a2</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>b2</w:t>"
+        "</w:r></w:p></w:tc></w:tr></w:tbl>"
+        "<w:p><w:r><mc:AlternateContent><mc:Choice Requires=\"wps\"><w:t xml:space=\"preserve\">"
+        "choice </w:t></mc:Choice><mc:Fallback><w:t>fallback</w:t></mc:Fallback>"
+        "</mc:AlternateContent></w:r><w:r><w:t>Last &amp; final</w:t></w:r></w:p>"
+        "</w:body></w:document>";
+    const zentry_t entries[] = {
+        { "[Content_Types].xml", docx_types, 0, false },
+        { "word/document.xml", doc, 0, false },
+    };
+    const char *p = fixture("doc.bin");
+    zip_write(p, entries, 2);
+    expect_text(p, "letter.docx", "docx",
+                "Heading\nHello w\xc3\xb6rld\ttabbed\nbroken\n\nAfter empty\n"
+                "a1 a1b\tb1\na2\tb2\nchoice Last & final\n");
+    expect_text(p, "letter.zip", "docx",
+                "Heading\nHello w\xc3\xb6rld\ttabbed\nbroken\n\nAfter empty\n"
+                "a1 a1b\tb1\na2\tb2\nchoice Last & final\n");
+}
+
+static void test_docx_bomb(void **state)
+{
+    (void)state;
+    /* 300 MB of paragraphs that deflate to well under 1 MB. */
+    const char *p = fixture("bomb.docx");
+    write_bomb_docx(p, (uint64_t)300 << 20);
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(st.st_size < (1 << 20));
+    expect_error(p, "bomb.docx", EXTRACT_EBOMB, NULL);
+
+    /* The same trick with headers that claim 1,000 bytes: caught while
+     * inflating, at the 1,001st byte. */
+    p = fixture("liar.docx");
+    write_bomb_docx(p, (uint64_t)64 << 20);
+    assert_int_equal(patch_declared_sizes(p, 1000), 2);
+    extract_limits_t lim;
+    limits(&lim);
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, p, "liar.docx", &r), EXTRACT_EBOMB);
+    assert_non_null(strstr(r.message, "zip bomb"));
+    assert_string_equal(r.type, "docx");
+    assert_true(r.elapsed_ms < 10000);
+    extract_result_cleanup(&r);
+}
+
+static void test_docx_encrypted(void **state)
+{
+    (void)state;
+    /* What Office writes for a password-protected docx: an OLE2 compound
+     * file with an EncryptedPackage stream (directory names in UTF-16LE). */
+    unsigned char ole[4096];
+    memset(ole, 0, sizeof ole);
+    memcpy(ole, "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", 8);
+    const char *names[] = { "EncryptionInfo", "EncryptedPackage" };
+    size_t at = 1024;
+    for (int k = 0; k < 2; k++, at += 128)
+        for (size_t i = 0; names[k][i]; i++)
+            ole[at + 2 * i] = (unsigned char)names[k][i];
+    const char *p = write_fixture("locked.bin", ole, sizeof ole);
+    expect_error(p, "locked.docx", EXTRACT_EENCRYPTED,
+                 "The Word document is password-protected; kvchat cannot read it.");
+    /* A legacy .doc is an OLE2 file too, without that stream. */
+    memset(ole + 1024, 0, 256);
+    p = write_fixture("legacy.bin", ole, sizeof ole);
+    expect_error(p, "legacy.doc", EXTRACT_EUNSUPPORTED, NULL);
+}
+
+static void test_docx_damaged(void **state)
+{
+    (void)state;
+    char z[600] = "PK\x03\x04";
+    for (size_t i = 4; i < sizeof z; i++)
+        z[i] = (char)(i * 31);
+    const char *p = write_fixture("damaged.bin", z, sizeof z);
+    expect_error(p, "damaged.docx", EXTRACT_ECORRUPT,
+                 "The Word document is damaged or unreadable.");
+    /* document.xml that is not XML. */
+    const zentry_t entries[] = { { "word/document.xml", "<w:document><w:body><w:p>", 0, false } };
+    p = fixture("notxml.docx");
+    zip_write(p, entries, 1);
+    expect_error(p, "notxml.docx", EXTRACT_ECORRUPT, NULL);
+}
+
+/* ---- odt ------------------------------------------------------------------ */
+
+#define ODT_MIME "application/vnd.oasis.opendocument.text"
+#define MANIFEST_HEAD                                                                        \
+    "<?xml version=\"1.0\"?><manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:"         \
+    "opendocument:xmlns:manifest:1.0\" manifest:version=\"1.2\"><manifest:file-entry "       \
+    "manifest:full-path=\"/\" manifest:media-type=\"" ODT_MIME "\"/>"
+
+static void test_odt(void **state)
+{
+    (void)state;
+    static const char content[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        "<office:document-content xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\""
+        " xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\""
+        " xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" office:version=\"1.2\">"
+        "<office:automatic-styles/><office:body><office:text>"
+        "<text:tracked-changes><text:changed-region text:id=\"c1\"><text:deletion>"
+        "<text:p>deleted words</text:p></text:deletion></text:changed-region>"
+        "</text:tracked-changes>"
+        "<text:h text:outline-level=\"1\">Chapter   One</text:h>\n"
+        "<text:p>  Leading space  and <text:span>spanned</text:span> text<text:s text:c=\"3\"/>"
+        "three<text:tab/>tab<text:line-break/>next line</text:p>\n"
+        "<text:list><text:list-item><text:p>first item</text:p></text:list-item>"
+        "<text:list-item><text:p>second item</text:p></text:list-item></text:list>"
+        "<text:p>with note<text:note text:note-class=\"footnote\"><text:note-citation>1"
+        "</text:note-citation><text:note-body><text:p>footnote text</text:p></text:note-body>"
+        "</text:note> and comment<office:annotation><text:p>a comment</text:p>"
+        "</office:annotation>.</text:p>"
+        "<table:table table:name=\"T\"><table:table-column/><table:table-row><table:table-cell>"
+        "<text:p>c1</text:p></table:table-cell><table:table-cell><text:p>c2</text:p>"
+        "<text:p>c2b</text:p></table:table-cell></table:table-row><table:table-row>"
+        "<table:table-cell><text:p>d1</text:p></table:table-cell><table:table-cell><text:p>d2"
+        "</text:p></table:table-cell></table:table-row></table:table>"
+        "<text:p>The end</text:p>"
+        "</office:text></office:body></office:document-content>";
+    static const char manifest[] =
+        MANIFEST_HEAD "<manifest:file-entry manifest:full-path=\"content.xml\" "
+                      "manifest:media-type=\"text/xml\"/></manifest:manifest>";
+    const zentry_t entries[] = {
+        { "mimetype", ODT_MIME, 0, true },
+        { "content.xml", content, 0, false },
+        { "META-INF/manifest.xml", manifest, 0, false },
+    };
+    const char *p = fixture("text.bin");
+    zip_write(p, entries, 3);
+    expect_text(p, "essay.odt", "odt",
+                "Chapter One\nLeading space and spanned text   three\ttab\nnext line\n"
+                "first item\nsecond item\nwith note and comment.\nc1\tc2 c2b\nd1\td2\n"
+                "The end\n");
+}
+
+static void test_odt_encrypted(void **state)
+{
+    (void)state;
+    static const char manifest[] =
+        MANIFEST_HEAD
+        "<manifest:file-entry manifest:full-path=\"content.xml\" manifest:media-type=\"text/xml\""
+        " manifest:size=\"1234\"><manifest:encryption-data manifest:checksum-type=\"SHA1/1K\" "
+        "manifest:checksum=\"AAAA\"><manifest:algorithm manifest:algorithm-name=\"Blowfish CFB\""
+        " manifest:initialisation-vector=\"AAAA\"/><manifest:key-derivation "
+        "manifest:key-derivation-name=\"PBKDF2\" manifest:iteration-count=\"1024\" "
+        "manifest:salt=\"AAAA\"/></manifest:encryption-data></manifest:file-entry>"
+        "</manifest:manifest>";
+    unsigned char noise[512];
+    for (size_t i = 0; i < sizeof noise; i++)
+        noise[i] = (unsigned char)(i * 131 + 7);
+    const zentry_t entries[] = {
+        { "mimetype", ODT_MIME, 0, true },
+        { "content.xml", noise, sizeof noise, true },
+        { "META-INF/manifest.xml", manifest, 0, false },
+    };
+    const char *p = fixture("locked.odt");
+    zip_write(p, entries, 3);
+    expect_error(p, "locked.odt", EXTRACT_EENCRYPTED,
+                 "The OpenDocument text is password-protected; kvchat cannot read it.");
+}
+
+/* ---- epub ------------------------------------------------------------------ */
+
+static const char epub_container[] =
+    "<?xml version=\"1.0\"?><container version=\"1.0\" xmlns=\"urn:oasis:names:tc:"
+    "opendocument:xmlns:container\"><rootfiles><rootfile full-path=\"OEBPS/content.opf\" "
+    "media-type=\"application/oebps-package+xml\"/></rootfiles></container>";
+
+static const char epub_opf[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><package xmlns=\"http://www.idpf.org/2007/opf\""
+    " version=\"3.0\" unique-identifier=\"id\"><metadata xmlns:dc=\"http://purl.org/dc/"
+    "elements/1.1/\"><dc:title>Book</dc:title></metadata><manifest>"
+    "<item id=\"c2\" href=\"text/chapter%202.xhtml\" media-type=\"application/xhtml+xml\"/>"
+    "<item id=\"c1\" href=\"text/ch1.xhtml#start\" media-type=\"application/xhtml+xml\"/>"
+    "<item id=\"css\" href=\"style.css\" media-type=\"text/css\"/>"
+    "<item id=\"nav\" href=\"nav.xhtml\" media-type=\"application/xhtml+xml\" "
+    "properties=\"nav\"/></manifest><spine><itemref idref=\"c1\"/><itemref idref=\"css\"/>"
+    "<itemref idref=\"missing\"/><itemref idref=\"c2\"/></spine></package>";
+
+static const char epub_ch1[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><!DOCTYPE html><html xmlns=\"http://www.w3.org/"
+    "1999/xhtml\"><head><title>Ch 1</title><link rel=\"stylesheet\" href=\"../style.css\"/>"
+    "</head><body><h1>Chapter One</h1><p>It was a dark and stormy night&#8212;caf&#233;."
+    "</p></body></html>";
+
+static const char epub_ch2[] =
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><html xmlns=\"http://www.w3.org/1999/xhtml\">"
+    "<head><title>Ch 2</title></head><body><h1>Chapter Two</h1><p>The&nbsp;end.</p>"
+    "<br/><p>Really.</p></body></html>";
+
+static void write_epub(const char *path, const char *encryption)
+{
+    const zentry_t entries[] = {
+        { "mimetype", "application/epub+zip", 0, true },
+        { "META-INF/container.xml", epub_container, 0, false },
+        { "OEBPS/content.opf", epub_opf, 0, false },
+        { "OEBPS/text/chapter 2.xhtml", epub_ch2, 0, false },
+        { "OEBPS/text/ch1.xhtml", epub_ch1, 0, false },
+        { "OEBPS/style.css", "p { margin: 0 }", 0, false },
+        { "OEBPS/nav.xhtml", "<html><body><p>Contents</p></body></html>", 0, false },
+        { "META-INF/encryption.xml", encryption, 0, false },
+    };
+    zip_write(path, entries, encryption ? 8 : 7);
+}
+
+#define ENCRYPTION_XML(alg)                                                                  \
+    "<?xml version=\"1.0\"?><encryption xmlns=\"urn:oasis:names:tc:opendocument:xmlns:"     \
+    "container\" xmlns:enc=\"http://www.w3.org/2001/04/xmlenc#\"><enc:EncryptedData>"        \
+    "<enc:EncryptionMethod Algorithm=\"" alg "\"/><enc:CipherData><enc:CipherReference "     \
+    "URI=\"OEBPS/text/ch1.xhtml\"/></enc:CipherData></enc:EncryptedData></encryption>"
+
+static void test_epub(void **state)
+{
+    (void)state;
+    const char *want = "Chapter One\nIt was a dark and stormy night\xe2\x80\x94" "caf\xc3\xa9.\n\n"
+                       "Chapter Two\nThe end.\n\nReally.\n";
+    const char *p = fixture("book.bin");
+    write_epub(p, NULL);
+    expect_text(p, "book.epub", "epub", want);
+    /* Font obfuscation is not DRM. */
+    p = fixture("fonts.epub");
+    write_epub(p, ENCRYPTION_XML("http://www.idpf.org/2008/embedding"));
+    expect_text(p, "fonts.epub", "epub", want);
+    p = fixture("drm.epub");
+    write_epub(p, ENCRYPTION_XML("http://www.w3.org/2001/04/xmlenc#aes128-cbc"));
+    expect_error(p, "drm.epub", EXTRACT_EENCRYPTED,
+                 "The e-book is password-protected; kvchat cannot read it.");
+}
+
+/* ---- rejects ----------------------------------------------------------------- */
+
+static void test_unsupported(void **state)
+{
+    (void)state;
+    unsigned char noise[8192];
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < sizeof noise; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        noise[i] = (unsigned char)x;
+    }
+    const char *p = write_fixture("noise.pdf", noise, sizeof noise);
+    extract_limits_t lim;
+    limits(&lim);
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, p, "noise.pdf", &r), EXTRACT_EUNSUPPORTED);
+    assert_true(extract_error_is_unsupported(r.code));
+    assert_non_null(strstr(r.message, "cannot read this type of file"));
+    extract_result_cleanup(&r);
+    expect_error(p, "noise.txt", EXTRACT_EUNSUPPORTED, NULL);
+
+    static const unsigned char png[] = {
+        0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+        0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89,
+    };
+    p = write_fixture("image.pdf", png, sizeof png);
+    expect_error(p, "image.pdf", EXTRACT_EUNSUPPORTED, NULL);
+
+    const zentry_t entries[] = { { "data.csv", "a,b\n1,2\n", 0, false } };
+    p = fixture("other.zip");
+    zip_write(p, entries, 1);
+    expect_error(p, "other.docx", EXTRACT_EUNSUPPORTED, NULL);
+
+    const zentry_t ods[] = { { "mimetype", "application/vnd.oasis.opendocument.spreadsheet", 0,
+                               true } };
+    p = fixture("sheet.ods");
+    zip_write(p, ods, 1);
+    expect_error(p, "sheet.odt", EXTRACT_EUNSUPPORTED, NULL);
+}
+
+static void test_empty(void **state)
+{
+    (void)state;
+    const char *p = write_fixture("empty.bin", "", 0);
+    expect_error(p, "empty.txt", EXTRACT_ENOTEXT, "The text file contains no text.");
+    expect_error(p, NULL, EXTRACT_ENOTEXT, "The file is empty or contains no text.");
+    p = WRITE_LIT("blank.bin", "  \r\n\t\n   \n");
+    expect_error(p, "blank.txt", EXTRACT_ENOTEXT, NULL);
+    p = WRITE_LIT("blank.html", "<html><body><p> </p><script>x()</script></body></html>");
+    expect_error(p, "blank.html", EXTRACT_ENOTEXT, "The web page contains no text.");
+}
+
+static void test_output_limit(void **state)
+{
+    (void)state;
+    static char big[300000];
+    memset(big, 'x', sizeof big);
+    for (size_t i = 99; i < sizeof big; i += 100)
+        big[i] = '\n';
+    const char *p = write_fixture("big.txt", big, sizeof big);
+    extract_limits_t lim;
+    limits(&lim);
+    lim.max_output = 100000;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, p, "big.txt", &r), EXTRACT_ETOOBIG);
+    assert_string_equal(r.message, "The extracted text is larger than the 97 KiB limit.");
+    extract_result_cleanup(&r);
+    lim.max_output = sizeof big;
+    assert_int_equal(extract_run(&lim, p, "big.txt", &r), EXTRACT_OK);
+    assert_int_equal(r.len, sizeof big);
+    extract_result_cleanup(&r);
+}
+
+/* ---- the command line ------------------------------------------------------ */
+
+static void test_cli(void **state)
+{
+    (void)state;
+    cli_t c;
+    char txt[256];   /* fixture() reuses its buffer */
+    snprintf(txt, sizeof txt, "%s", WRITE_LIT("cli.bin", "h\xc3\xa9llo\n"));
+    cli(&c, (const char *const[]){ "--name", "x.md", txt, NULL });
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.out, "h\xc3\xa9llo\n");
+    assert_string_equal(c.err, "type=md chars=6\n");
+
+    cli(&c, (const char *const[]){ "--detect", "--name", "x.pdf", txt, NULL });
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.out, "txt\n");
+
+    cli(&c, (const char *const[]){ "--detect", fixture("two.pdf"), NULL });
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.out, "pdf\n");
+    cli(&c, (const char *const[]){ "--detect", fixture("doc.bin"), NULL });
+    assert_string_equal(c.out, "docx\n");
+    cli(&c, (const char *const[]){ "--detect", fixture("text.bin"), NULL });
+    assert_string_equal(c.out, "odt\n");
+    cli(&c, (const char *const[]){ "--detect", fixture("book.bin"), NULL });
+    assert_string_equal(c.out, "epub\n");
+
+    cli(&c, (const char *const[]){ fixture("noise.pdf"), NULL });
+    assert_int_equal(c.status, 10);
+    assert_string_equal(c.out, "");
+    assert_int_equal(strncmp(c.err, "error=unsupported ", 18), 0);
+
+    cli(&c, (const char *const[]){ fixture("locked.pdf"), NULL });
+    assert_int_equal(c.status, 12);
+    assert_string_equal(c.err, "error=encrypted The PDF is password-protected; kvchat cannot "
+                               "read it.\n");
+
+    cli(&c, (const char *const[]){ "--max-output", "3", txt, NULL });
+    assert_int_equal(c.status, 14);
+    assert_string_equal(c.out, "");
+    assert_int_equal(strncmp(c.err, "error=toobig ", 13), 0);
+
+    cli(&c, (const char *const[]){ fixture("no-such-file"), NULL });
+    assert_int_equal(c.status, 11);
+
+    cli(&c, (const char *const[]){ "--max-output", "lots", txt, NULL });
+    assert_int_equal(c.status, 2);
+    cli(&c, (const char *const[]){ NULL });
+    assert_int_equal(c.status, 2);
+    cli(&c, (const char *const[]){ g_dir, NULL });   /* a directory */
+    assert_int_equal(c.status, 11);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_txt),
+        cmocka_unit_test(test_txt_controls),
+        cmocka_unit_test(test_md),
+        cmocka_unit_test(test_html),
+        cmocka_unit_test(test_html_encoding),
+        cmocka_unit_test(test_pdf),
+        cmocka_unit_test(test_pdf_encrypted),
+        cmocka_unit_test(test_pdf_no_text),
+        cmocka_unit_test(test_pdf_corrupt),
+        cmocka_unit_test(test_docx),
+        cmocka_unit_test(test_docx_bomb),
+        cmocka_unit_test(test_docx_encrypted),
+        cmocka_unit_test(test_docx_damaged),
+        cmocka_unit_test(test_odt),
+        cmocka_unit_test(test_odt_encrypted),
+        cmocka_unit_test(test_epub),
+        cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_output_limit),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
