@@ -1522,9 +1522,12 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
     *con_cls = NULL;
     int status = req->replied ? req->status : 0;
     uint64_t bytes = req->bytes_out;
+    bool client_left = toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT;
     if (req->stream) {
         pthread_mutex_lock(&req->stream->lock);
         bytes = req->stream->sent;
+        if (atomic_load(&req->stream->gone) && !req->stream->shutdown)
+            client_left = true;
         pthread_mutex_unlock(&req->stream->lock);
         stat_add(&srv->st.bytes_out, bytes);
     }
@@ -1537,7 +1540,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
     if (req->route && (req->route->flags & HTTPD_ROUTE_QUIET))
         lvl = LOG_DEBUG;
     const char *how = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
-                      : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " (client gone)"
+                      : client_left ? " (client gone)"
                       : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? " (shutdown)"
                       : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)"
                                                                       : " (aborted)";

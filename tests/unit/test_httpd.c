@@ -1346,6 +1346,11 @@ static void test_access_log(void **state)
     req1("GET", "/sse?n=2", NULL, NULL, &r);
     resp_cleanup(&r);
     pthread_join(T.producer, NULL);
+    int slot;
+    int fd = hold_open(&slot);
+    close(fd);
+    assert_true(wait_closed(slot, now_s(), 3.0) >= 0);
+    httpd_stream_close(T.held[slot]);
     settle();
     stop();
     log_close();
@@ -1363,6 +1368,8 @@ static void test_access_log(void **state)
     assert_null(strstr(text, "GET /slow"));
     assert_non_null(strstr(text, "GET /sse 200 "));
     assert_non_null(strstr(text, " stream"));
+    assert_non_null(strstr(text, "GET /hold 200 "));
+    assert_non_null(strstr(text, "stream (client gone)"));
     assert_non_null(strstr(text, "ms"));
 }
 
