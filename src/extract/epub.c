@@ -152,6 +152,22 @@ static int grow(void **arr, size_t n, size_t size)
     return 0;
 }
 
+/* Items sorted by id (those without one last), so that a spine of
+ * thousands of entries costs n log n, not n squared. */
+static int item_cmp(const void *a, const void *b)
+{
+    const char *x = ((const item_t *)a)->id, *y = ((const item_t *)b)->id;
+    if (!x || !y)
+        return !x - !y;
+    return strcmp(x, y);
+}
+
+static int id_cmp(const void *key, const void *item)
+{
+    const char *id = ((const item_t *)item)->id;
+    return id ? strcmp(key, id) : -1;
+}
+
 static int parse_opf(const char *data, size_t len, package_t *p)
 {
     xmlTextReaderPtr r = reader_for(data, len);
@@ -182,6 +198,8 @@ static int parse_opf(const char *data, size_t len, package_t *p)
     if (!rc && ret < 0)
         rc = EXTRACT_ECORRUPT;
     xmlFreeTextReader(r);
+    if (!rc && p->n_items > 1)
+        qsort(p->items, p->n_items, sizeof *p->items, item_cmp);
     return rc;
 }
 
@@ -255,10 +273,7 @@ static bool resolve(const char *opf, const char *href, char *out)
 
 static const item_t *find_item(const package_t *p, const char *id)
 {
-    for (size_t i = 0; i < p->n_items; i++)
-        if (p->items[i].id && strcmp(p->items[i].id, id) == 0)
-            return &p->items[i];
-    return NULL;
+    return bsearch(id, p->items, p->n_items, sizeof *p->items, id_cmp);
 }
 
 static bool is_html_type(const char *mt)

@@ -269,10 +269,16 @@ static void test_missing_program(void **state)
     extract_result_cleanup(&r);
 
     /* Exists but cannot be executed. */
-    lim.exe = "/etc/hostname";
+    char plain[] = "/tmp/kvchat-not-a-program-XXXXXX";
+    int fd = mkstemp(plain);
+    assert_true(fd >= 0);
+    close(fd);
+    lim.exe = plain;
     assert_int_equal(extract_run(&lim, "/dev/null", "ok", &r), EXTRACT_ESPAWN);
-    assert_non_null(strstr(r.message, "exec"));
+    assert_non_null(strstr(r.message, "exec: Permission denied"));
+    assert_true(r.pid > 0);   /* it forked; the child was reaped (teardown) */
     extract_result_cleanup(&r);
+    unlink(plain);
 }
 
 static void test_protocol_errors(void **state)
