@@ -183,12 +183,14 @@ int pdf_extract(int fd, textout_t *out)
     if (!rc) {
         int locked = 0;
         fz_var(locked);
-        fz_try(ctx)
+        fz_try(ctx) {
             locked = pdf_needs_password(ctx, doc);
-        fz_catch(ctx)
-            locked = 1;
+        }
+        fz_catch(ctx) {
+            locked = -1;   /* a broken encryption dictionary */
+        }
         if (locked)
-            rc = EXTRACT_EENCRYPTED;
+            rc = locked > 0 ? EXTRACT_EENCRYPTED : EXTRACT_ECORRUPT;
     }
     if (!rc)
         rc = write_document(ctx, &doc->super, out);
