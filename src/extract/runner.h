@@ -19,9 +19,14 @@
  * it is one of extract_message()'s sentences for the code it exited with.
  *
  * Thread safety: no global state; any number of threads may call
- * extract_run() at once. It forks, so the calling process must not hold
- * locks that the few async-signal-safe calls made in the child could need
- * (it makes none that take locks).
+ * extract_run() at once. Between fork and exec the child makes only
+ * async-signal-safe calls on data prepared beforehand, so locks held by
+ * other threads at fork time do not matter.
+ *
+ * The calling process must not set SIGCHLD to SIG_IGN and must not reap
+ * children it did not start (waitpid(-1, ...)) in another thread: either
+ * would take the exit status away (the run then ends EXTRACT_EINTERNAL,
+ * logged).
  */
 #ifndef KVCHAT_EXTRACT_RUNNER_H
 #define KVCHAT_EXTRACT_RUNNER_H
