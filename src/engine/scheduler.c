@@ -207,7 +207,9 @@ static int snapshot(sched_t *s, slot_t *sl, bool pin, sched_result_t *res)
     if (!s->store || sl->n_cached == 0)
         return SCHED_EINVAL;
     size_t size = model_seq_state_size(s->ctx, sl->id);
-    void *blob = malloc(size);
+    /* Big fresh allocations are slow to touch the first time; the store's
+     * allocator hands out huge-page backed memory for them. */
+    void *blob = kvstore_blob_alloc(size);
     if (!blob)
         return SCHED_ENOMEM;
     size_t written = 0;

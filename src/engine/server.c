@@ -853,7 +853,7 @@ static void h_cache_stats(httpd_req_t *req, void *user)
     json_t *body = json_pack(
         "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
         " s:{s:I, s:I, s:I, s:I},"
-        " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I}",
+        " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I}",
         "enabled", e->store != NULL, "entries", (json_int_t)ks.entries, "entries_ram",
         (json_int_t)ks.entries_ram, "entries_disk", (json_int_t)ks.entries_disk, "bytes_ram",
         (json_int_t)ks.ram_bytes, "bytes_disk", (json_int_t)ks.disk_bytes, "ram_budget",
@@ -862,7 +862,8 @@ static void h_cache_stats(httpd_req_t *req, void *user)
         (json_int_t)ss.hits[TIER_DISK], "none", (json_int_t)ss.hits[TIER_NONE], "evictions_ram",
         (json_int_t)ks.evictions_ram, "evictions_disk", (json_int_t)ks.evictions_disk,
         "disk_writes", (json_int_t)ks.disk_writes, "disk_write_failures",
-        (json_int_t)ks.disk_write_failures, "pending_writes", (json_int_t)ks.pending_writes,
+        (json_int_t)ks.disk_write_failures, "disk_read_failures",
+        (json_int_t)ks.disk_read_failures, "pending_writes", (json_int_t)ks.pending_writes,
         "snapshots", (json_int_t)ss.snapshots, "restored_bytes",
         (json_int_t)ss.restore_bytes_total, "restore_ms_total", ss.restore_ms_total,
         "cached_tokens", (json_int_t)ss.cached_tokens);

@@ -1,0 +1,364 @@
+/* support.c — see support.h. */
+#include "support.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+void tmpdir_make(char *out, size_t cap)
+{
+    snprintf(out, cap, "/tmp/kvchat-test-XXXXXX");
+    if (!mkdtemp(out))
+        fail_msg("mkdtemp: %s", strerror(errno));
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+void tmpdir_remove(const char *dir)
+{
+    if (dir && strncmp(dir, "/tmp/kvchat-test-", 17) == 0)
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        fail_msg("free_port: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Every process started and not yet stopped, so that a failing test (cmocka
+ * jumps out of it) leaves nothing running: proc_kill_all() at exit. */
+static pid_t g_running[64];
+
+static void track(pid_t pid, bool on)
+{
+    for (int i = 0; i < 64; i++) {
+        if (on && g_running[i] == 0) {
+            g_running[i] = pid;
+            return;
+        }
+        if (!on && g_running[i] == pid) {
+            g_running[i] = 0;
+            return;
+        }
+    }
+}
+
+void proc_kill_all(void)
+{
+    for (int i = 0; i < 64; i++) {
+        if (g_running[i] > 0) {
+            kill(-g_running[i], SIGKILL);
+            kill(g_running[i], SIGKILL);
+            waitpid(g_running[i], NULL, 0);
+            g_running[i] = 0;
+        }
+    }
+}
+
+bool proc_try_start(proc_t *p, const char *exe, const char *const *argv, const char *log_path,
+                    int timeout_s)
+{
+    static bool registered;
+    if (!registered) {
+        atexit(proc_kill_all);
+        registered = true;
+    }
+    memset(p, 0, sizeof *p);
+    p->port = free_port();
+    snprintf(p->log_path, sizeof p->log_path, "%s", log_path);
+    const char *args[64];
+    int n = 0;
+    args[n++] = exe;
+    for (int i = 0; argv[i] && n < 60; i++)
+        args[n++] = argv[i];
+    char port[16];
+    snprintf(port, sizeof port, "%d", p->port);
+    args[n++] = "--port";
+    args[n++] = port;
+    args[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        /* Die with the test if it crashes. */
+        setpgid(0, 0);
+        execv(exe, (char *const *)args);
+        _exit(127);
+    }
+    p->pid = pid;
+    track(pid, true);
+    double deadline = now_ms() + timeout_s * 1000.0;
+    while (now_ms() < deadline) {
+        resp_t r;
+        if (http_try(p->port, "GET", "/health", NULL, &r)) {
+            long st = r.status;
+            resp_free(&r);
+            if (st == 200)
+                return true;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            track(pid, false);
+            p->pid = 0;
+            return false;
+        }
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+void proc_start(proc_t *p, const char *exe, const char *const *argv, const char *log_path,
+                int timeout_s)
+{
+    if (!proc_try_start(p, exe, argv, log_path, timeout_s)) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "tail -n 30 %s >&2", log_path);
+        if (system(cmd) < 0)
+            perror("system");
+        proc_stop(p);
+        fail_msg("%s did not become healthy (log: %s)", exe, log_path);
+    }
+}
+
+int proc_stop(proc_t *p)
+{
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    int status = 0;
+    double deadline = now_ms() + 20000;
+    while (now_ms() < deadline) {
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            track(p->pid, false);
+            p->pid = 0;
+            return status;
+        }
+        usleep(20 * 1000);
+    }
+    kill(-p->pid, SIGKILL);
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &status, 0);
+    track(p->pid, false);
+    p->pid = 0;
+    fail_msg("process did not stop within 20 s of SIGTERM");
+    return status;
+}
+
+bool log_contains(const char *log_path, const char *needle)
+{
+    FILE *f = fopen(log_path, "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+typedef struct {
+    char *data;
+    size_t len;
+} sink_t;
+
+static size_t collect(char *p, size_t sz, size_t n, void *ud)
+{
+    sink_t *s = ud;
+    size_t add = sz * n;
+    char *d = realloc(s->data, s->len + add + 1);
+    if (!d)
+        return 0;
+    memcpy(d + s->len, p, add);
+    s->data = d;
+    s->len += add;
+    s->data[s->len] = '\0';
+    return add;
+}
+
+bool http_try(int port, const char *method, const char *path, const char *body, resp_t *out)
+{
+    memset(out, 0, sizeof *out);
+    CURL *c = curl_easy_init();
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    sink_t s = { NULL, 0 };
+    struct curl_slist *h = NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK) {
+        free(s.data);
+        return false;
+    }
+    out->body = s.data ? s.data : calloc(1, 1);
+    out->len = s.len;
+    out->json = json_loadb(out->body, out->len, 0, NULL);
+    return true;
+}
+
+void http(int port, const char *method, const char *path, const char *body, resp_t *out)
+{
+    if (!http_try(port, method, path, body, out))
+        fail_msg("%s %s: no answer from port %d", method, path, port);
+}
+
+void resp_free(resp_t *r)
+{
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+typedef struct {
+    sse_fn cb;
+    void *ud;
+    char *line;
+    size_t len;
+    bool stop;
+} sse_t;
+
+static size_t sse_collect(char *p, size_t sz, size_t n, void *ud)
+{
+    sse_t *s = ud;
+    size_t add = sz * n;
+    for (size_t i = 0; i < add && !s->stop; i++) {
+        if (p[i] == '\n') {
+            if (s->len >= 6 && strncmp(s->line, "data: ", 6) == 0) {
+                s->line[s->len] = '\0';
+                if (!s->cb(s->line + 6, s->ud))
+                    s->stop = true;
+            }
+            s->len = 0;
+            continue;
+        }
+        char *l = realloc(s->line, s->len + 2);
+        if (!l)
+            return 0;
+        s->line = l;
+        s->line[s->len++] = p[i];
+    }
+    return s->stop ? 0 : add;   /* 0 aborts the transfer: the client hangs up */
+}
+
+long http_sse(int port, const char *path, const char *body, sse_fn cb, void *ud)
+{
+    CURL *c = curl_easy_init();
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    sse_t s = { cb, ud, NULL, 0, false };
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, "Accept: text/event-stream");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    free(s.line);
+    return status;
+}
+
+char *json_take_dump(json_t *j)
+{
+    if (!j)
+        fail_msg("json_pack failed");
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+json_t *jpath(json_t *root, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *cur = root;
+    for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok && cur;
+         tok = strtok_r(NULL, ".", &save)) {
+        if (json_is_array(cur))
+            cur = json_array_get(cur, (size_t)strtoul(tok, NULL, 10));
+        else
+            cur = json_object_get(cur, tok);
+    }
+    return cur;
+}
+
+const char *jstr(json_t *root, const char *path)
+{
+    json_t *v = jpath(root, path);
+    if (!json_is_string(v))
+        fail_msg("%s is not a string", path);
+    return json_string_value(v);
+}
+
+long long jint(json_t *root, const char *path)
+{
+    json_t *v = jpath(root, path);
+    if (!json_is_integer(v))
+        fail_msg("%s is not an integer", path);
+    return (long long)json_integer_value(v);
+}

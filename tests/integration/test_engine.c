@@ -1,0 +1,756 @@
+/* test_engine.c — kvchat-engine over real HTTP with the tiny model.
+ *
+ * Correctness of the cache: greedy answers are token-identical whether the
+ * prompt's prefix came from a slot, RAM, disk or was computed (an engine
+ * with --no-cache runs beside it); restarts resume or reset the disk tier;
+ * damaged cache files are refused; budgets hold; and the API's error
+ * handling, streaming format, concurrency, cancellation and queue limits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "support.h"
+
+#define MODEL KVCHAT_TEST_MODELS_DIR "/tiny.gguf"
+
+typedef struct {
+    char dir[256];
+    char kvdir[300];
+    char log[300];
+    proc_t p;
+} engine_t;
+
+/* Start an engine; extra args are appended to the common ones. */
+static void engine_start(engine_t *e, const char *dir, const char *const *extra)
+{
+    const char *argv[48] = { "--model", MODEL, "--threads", "2", "--ctx-size", "4096",
+                             "--max-tokens", "16" };
+    int n = 8;
+    snprintf(e->dir, sizeof e->dir, "%s", dir);
+    snprintf(e->kvdir, sizeof e->kvdir, "%s/kv", dir);
+    snprintf(e->log, sizeof e->log, "%s/engine.log", dir);
+    argv[n++] = "--cache-dir";
+    argv[n++] = e->kvdir;
+    for (int i = 0; extra && extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    proc_start(&e->p, KVCHAT_ENGINE_EXE, argv, e->log, 60);
+}
+
+static void engine_stop(engine_t *e) { assert_int_equal(proc_stop(&e->p), 0); }
+
+/* A document of about n_lines * 12 tokens, different per seed. */
+static char *make_doc(int seed, int n_lines)
+{
+    static const char *const words[] = { "alpha", "bravo", "cedar", "delta", "ember", "fjord",
+                                         "grove", "harbor", "iris", "juniper", "kelp", "lumen" };
+    size_t cap = (size_t)n_lines * 96 + 64;
+    char *s = malloc(cap);
+    size_t len = 0;
+    len += (size_t)snprintf(s + len, cap - len, "Report %d.\n", seed);
+    for (int i = 0; i < n_lines; i++)
+        len += (size_t)snprintf(s + len, cap - len, "Item %d of part %d: %s %s weighs %d kg.\n",
+                                i, seed, words[(i * 7 + seed) % 12], words[(i * 5 + seed * 3) % 12],
+                                (i * 37 + seed * 11) % 1000);
+    return s;
+}
+
+/* POST a greedy chat; returns the parsed response (caller resp_free). */
+static void chat(int port, json_t *messages, resp_t *r, bool cache)
+{
+    char *body = json_take_dump(json_pack("{s:O, s:f, s:i, s:b, s:b}", "messages", messages,
+                                          "temperature", 0.0, "max_tokens", 16, "return_tokens", 1,
+                                          "cache_prompt", cache));
+    http(port, "POST", "/v1/chat/completions", body, r);
+    free(body);
+    if (r->status != 200)
+        fail_msg("chat: HTTP %ld: %s", r->status, r->body);
+}
+
+static json_t *msgs_doc_question(const char *doc, const char *q)
+{
+    return json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "system", "content", doc, "role", "user",
+                     "content", q);
+}
+
+static void assert_same_tokens(resp_t *a, resp_t *b)
+{
+    json_t *ta = jpath(a->json, "choices.0.tokens"), *tb = jpath(b->json, "choices.0.tokens");
+    assert_non_null(ta);
+    assert_non_null(tb);
+    if (!json_equal(ta, tb))
+        fail_msg("answers differ:\n  %s\n  %s", json_dumps(ta, JSON_COMPACT),
+                 json_dumps(tb, JSON_COMPACT));
+    assert_true(json_array_size(ta) > 0);
+    assert_string_equal(jstr(a->json, "choices.0.message.content"),
+                        jstr(b->json, "choices.0.message.content"));
+}
+
+static const char *tier(resp_t *r) { return jstr(r->json, "timings.cache_tier"); }
+static long long cache_n(resp_t *r) { return jint(r->json, "timings.cache_n"); }
+
+static long long prefill(int port, const char *doc, bool pin, resp_t *out)
+{
+    char *body = json_take_dump(json_pack("{s:[{s:s, s:s}], s:b}", "messages", "role", "system",
+                                          "content", doc, "pin", pin));
+    http(port, "POST", "/v1/cache/prefill", body, out);
+    free(body);
+    if (out->status != 200)
+        fail_msg("prefill: HTTP %ld: %s", out->status, out->body);
+    return jint(out->json, "n_tokens");
+}
+
+/* Tiers slot, RAM and disk all give the answer an uncached engine gives,
+ * for a document prefix and for a 3-turn conversation. */
+static void test_tiers_match_uncached(void **state)
+{
+    (void)state;
+    char dir_a[256], dir_b[256];
+    tmpdir_make(dir_a, sizeof dir_a);
+    tmpdir_make(dir_b, sizeof dir_b);
+    engine_t a, b;
+    /* One slot, so that a second prefill moves the first document out of
+     * the slot and into the RAM tier only. */
+    const char *reset[] = { "--reset", "--parallel", "1", NULL };
+    const char *nocache[] = { "--no-cache", "--parallel", "1", NULL };
+    engine_start(&a, dir_a, reset);
+    engine_start(&b, dir_b, nocache);
+    char *doc = make_doc(1, 60);
+    char *other = make_doc(3, 20);
+
+    resp_t pf;
+    long long P = prefill(a.p.port, doc, false, &pf);
+    assert_true(P > 300);
+    assert_string_equal(jstr(pf.json, "tier"), "ram");
+    assert_true(jint(pf.json, "bytes") > 0);
+    resp_free(&pf);
+    prefill(a.p.port, other, false, &pf);
+    resp_free(&pf);
+
+    /* RAM: the prefill entry. */
+    json_t *m1 = msgs_doc_question(doc, "Which item weighs the most?");
+    resp_t ra, rb;
+    chat(a.p.port, m1, &ra, true);
+    chat(b.p.port, m1, &rb, true);
+    assert_string_equal(tier(&ra), "ram");
+    assert_int_equal(cache_n(&ra), P);
+    assert_int_equal(jint(ra.json, "usage.prompt_tokens_details.cached_tokens"), P);
+    assert_string_equal(tier(&rb), "none");
+    assert_int_equal(cache_n(&rb), 0);
+    assert_same_tokens(&ra, &rb);
+    resp_free(&ra);
+
+    /* Slot: the same question again is held by the slot that answered it. */
+    chat(a.p.port, m1, &ra, true);
+    assert_string_equal(tier(&ra), "slot");
+    assert_true(cache_n(&ra) > P);
+    assert_same_tokens(&ra, &rb);
+    resp_free(&ra);
+
+    /* Per-request switch: cache_prompt false computes everything. */
+    chat(a.p.port, m1, &ra, false);
+    assert_string_equal(tier(&ra), "none");
+    assert_same_tokens(&ra, &rb);
+    resp_free(&ra);
+    resp_free(&rb);
+
+    /* Three turns: each turn restores the whole history before it. */
+    json_t *conv = json_deep_copy(m1);
+    const char *questions[] = { NULL, "Summarize part one in a sentence.",
+                                "Now list three items by weight." };
+    long long prev_total = 0;
+    for (int turn = 0; turn < 3; turn++) {
+        if (questions[turn])
+            json_array_append_new(conv, json_pack("{s:s, s:s}", "role", "user", "content",
+                                                  questions[turn]));
+        chat(a.p.port, conv, &ra, true);
+        chat(b.p.port, conv, &rb, true);
+        assert_same_tokens(&ra, &rb);
+        if (turn > 0) {
+            /* everything up to the previous reply's last token came from cache */
+            assert_true(cache_n(&ra) >= prev_total - 1);
+            assert_string_not_equal(tier(&ra), "none");
+        }
+        prev_total = jint(ra.json, "usage.prompt_tokens") + jint(ra.json, "usage.completion_tokens");
+        json_array_append_new(conv, json_pack("{s:s, s:s}", "role", "assistant", "content",
+                                              jstr(ra.json, "choices.0.message.content")));
+        resp_free(&ra);
+        resp_free(&rb);
+    }
+
+    /* Disk: after a restart with --resume, a new question on the document
+     * restores the prefix from disk. */
+    engine_stop(&a);
+    const char *resume[] = { "--resume", "--parallel", "1", NULL };
+    engine_start(&a, dir_a, resume);
+    json_t *m2 = msgs_doc_question(doc, "Describe the heaviest fjord item.");
+    chat(a.p.port, m2, &ra, true);
+    chat(b.p.port, m2, &rb, true);
+    assert_string_equal(tier(&ra), "disk");
+    assert_int_equal(cache_n(&ra), P);
+    assert_same_tokens(&ra, &rb);
+    resp_free(&ra);
+    resp_free(&rb);
+
+    /* The conversation's last turn resumes from disk as well. */
+    chat(a.p.port, conv, &ra, true);
+    chat(b.p.port, conv, &rb, true);
+    assert_same_tokens(&ra, &rb);
+    assert_true(cache_n(&ra) >= prev_total - 1);
+    resp_free(&ra);
+    resp_free(&rb);
+
+    json_decref(m1);
+    json_decref(m2);
+    json_decref(conv);
+    free(doc);
+    free(other);
+    engine_stop(&a);
+    engine_stop(&b);
+    tmpdir_remove(dir_a);
+    tmpdir_remove(dir_b);
+}
+
+static void test_resume_and_reset(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    const char *reset[] = { "--reset", NULL };
+    const char *resume[] = { "--resume", NULL };
+    engine_start(&e, dir, reset);
+    char *doc = make_doc(2, 40);
+    resp_t r;
+    long long P = prefill(e.p.port, doc, false, &r);
+    resp_free(&r);
+    engine_stop(&e);
+
+    engine_start(&e, dir, resume);
+    http(e.p.port, "GET", "/v1/cache", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(jpath(r.json, "entries")), 1);
+    assert_string_equal(jstr(r.json, "entries.0.tier"), "disk");
+    resp_free(&r);
+    json_t *m = msgs_doc_question(doc, "Quick question?");
+    chat(e.p.port, m, &r, true);
+    assert_string_equal(tier(&r), "disk");
+    assert_int_equal(cache_n(&r), P);
+    resp_free(&r);
+    engine_stop(&e);
+
+    engine_start(&e, dir, reset);
+    http(e.p.port, "GET", "/v1/cache", NULL, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "entries")), 0);
+    resp_free(&r);
+    chat(e.p.port, m, &r, true);
+    assert_string_equal(tier(&r), "none");
+    assert_int_equal(cache_n(&r), 0);
+    resp_free(&r);
+    engine_stop(&e);
+
+    json_decref(m);
+    free(doc);
+    tmpdir_remove(dir);
+}
+
+/* The directory holding the entry files (one per model and layout). */
+static void entry_dir(const char *kvdir, char *out, size_t cap)
+{
+    DIR *d = opendir(kvdir);
+    assert_non_null(d);
+    struct dirent *de;
+    out[0] = '\0';
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            snprintf(out, cap, "%s/%s", kvdir, de->d_name);
+    closedir(d);
+    assert_true(out[0] != '\0');
+}
+
+static void entry_file(const char *edir, const char *id, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%s.kv", edir, id);
+    struct stat st;
+    if (stat(out, &st) != 0)
+        fail_msg("no entry file %s", out);
+}
+
+static void test_damaged_files_rejected(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    const char *reset[] = { "--reset", NULL };
+    const char *resume[] = { "--resume", NULL };
+    engine_start(&e, dir, reset);
+    char *docs[3];
+    char ids[3][32];
+    for (int i = 0; i < 3; i++) {
+        docs[i] = make_doc(10 + i, 30);
+        resp_t r;
+        prefill(e.p.port, docs[i], false, &r);
+        snprintf(ids[i], sizeof ids[i], "%s", jstr(r.json, "id"));
+        resp_free(&r);
+    }
+    engine_stop(&e);   /* flushes the writer */
+
+    char edir[600], f[700];
+    entry_dir(e.kvdir, edir, sizeof edir);
+    /* 0: one flipped byte in the blob (found on load, by its checksum) */
+    entry_file(edir, ids[0], f, sizeof f);
+    FILE *fp = fopen(f, "r+b");
+    assert_non_null(fp);
+    fseek(fp, -100, SEEK_END);
+    int c = fgetc(fp);
+    fseek(fp, -100, SEEK_END);
+    fputc(c ^ 0x5a, fp);
+    fclose(fp);
+    /* 1: truncated (found at start) */
+    entry_file(edir, ids[1], f, sizeof f);
+    struct stat st;
+    stat(f, &st);
+    assert_int_equal(truncate(f, st.st_size / 2), 0);
+    /* 2: not an entry at all (found at start) */
+    entry_file(edir, ids[2], f, sizeof f);
+    fp = fopen(f, "wb");
+    fputs("this is not a kvchat cache entry, whatever its name says", fp);
+    fclose(fp);
+
+    engine_start(&e, dir, resume);
+    resp_t r;
+    http(e.p.port, "GET", "/v1/cache", NULL, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "entries")), 1);
+    assert_string_equal(jstr(r.json, "entries.0.id"), ids[0]);
+    resp_free(&r);
+    /* The flipped byte is caught on load: the request is served without
+     * the entry, and the entry is gone. No request restores anything from
+     * RAM or disk (a slot may share the first tokens of the last one). */
+    for (int i = 0; i < 3; i++) {
+        json_t *m = msgs_doc_question(docs[i], "Anything?");
+        chat(e.p.port, m, &r, true);
+        assert_string_not_equal(tier(&r), "ram");
+        assert_string_not_equal(tier(&r), "disk");
+        resp_free(&r);
+        json_decref(m);
+    }
+    http(e.p.port, "GET", "/v1/cache/stats", NULL, &r);
+    assert_int_equal(jint(r.json, "requests.ram") + jint(r.json, "requests.disk"), 0);
+    assert_int_equal(jint(r.json, "disk_read_failures"), 1);
+    resp_free(&r);
+    http(e.p.port, "GET", "/v1/cache", NULL, &r);
+    /* only the three new turn snapshots remain */
+    size_t k;
+    json_t *v;
+    json_array_foreach(jpath(r.json, "entries"), k, v)
+        assert_string_not_equal(jstr(v, "id"), ids[0]);
+    resp_free(&r);
+    engine_stop(&e);
+    assert_true(log_contains(e.log, ids[0]));
+    assert_true(log_contains(e.log, ids[1]));
+    assert_true(log_contains(e.log, ids[2]));
+    for (int i = 0; i < 3; i++)
+        free(docs[i]);
+    tmpdir_remove(dir);
+}
+
+static void test_budgets(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    /* A 30-line document is ~400 tokens x 256 B of KV (tiny model). */
+    const char *args[] = { "--reset", "--cache-ram", "300K", "--cache-disk", "700K", NULL };
+    engine_start(&e, dir, args);
+    resp_t r;
+    char *small = make_doc(99, 2);
+    prefill(e.p.port, small, true, &r);
+    char pinned_id[32];
+    snprintf(pinned_id, sizeof pinned_id, "%s", jstr(r.json, "id"));
+    long long pinned_bytes = jint(r.json, "bytes");
+    resp_free(&r);
+    for (int i = 0; i < 6; i++) {
+        char *doc = make_doc(20 + i, 30);
+        prefill(e.p.port, doc, false, &r);
+        resp_free(&r);
+        free(doc);
+    }
+    /* Wait for the writer, then check both budgets. */
+    for (int i = 0; i < 200; i++) {
+        http(e.p.port, "GET", "/v1/cache/stats", NULL, &r);
+        long long pending = jint(r.json, "pending_writes");
+        if (pending == 0)
+            break;
+        resp_free(&r);
+        usleep(50 * 1000);
+    }
+    assert_true(jint(r.json, "bytes_ram") - pinned_bytes <= 300 * 1024);
+    assert_true(jint(r.json, "bytes_disk") - pinned_bytes <= 700 * 1024);
+    assert_true(jint(r.json, "evictions_ram") > 0);
+    assert_true(jint(r.json, "evictions_disk") > 0);
+    resp_free(&r);
+    http(e.p.port, "GET", "/v1/cache", NULL, &r);
+    json_t *entries = jpath(r.json, "entries");
+    bool found = false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(entries, i, v) {
+        if (strcmp(jstr(v, "id"), pinned_id) == 0) {
+            found = true;
+            assert_true(json_is_true(jpath(v, "pinned")));
+            assert_string_equal(jstr(v, "tier"), "ram");
+        }
+    }
+    assert_true(found);
+    assert_true(json_array_size(entries) < 7);
+    resp_free(&r);
+
+    /* DELETE one entry, then reset all. */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/cache/%s", pinned_id);
+    http(e.p.port, "DELETE", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http(e.p.port, "DELETE", path, NULL, &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    http(e.p.port, "POST", "/v1/cache/reset", "{}", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http(e.p.port, "GET", "/v1/cache", NULL, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "entries")), 0);
+    resp_free(&r);
+    free(small);
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
+typedef struct {
+    int port;
+    int idx;
+    long status;
+    long long completion_tokens;
+} conc_t;
+
+static void *conc_run(void *arg)
+{
+    conc_t *c = arg;
+    char q[64];
+    snprintf(q, sizeof q, "Question number %d?", c->idx);
+    char *body = json_take_dump(json_pack("{s:[{s:s, s:s}], s:i, s:b}", "messages", "role", "user",
+                                          "content", q, "max_tokens", 12, "ignore_eos", 1));
+    resp_t r;
+    if (http_try(c->port, "POST", "/v1/chat/completions", body, &r)) {
+        c->status = r.status;
+        json_t *ct = jpath(r.json, "usage.completion_tokens");
+        c->completion_tokens = json_is_integer(ct) ? json_integer_value(ct) : -1;
+        resp_free(&r);
+    }
+    free(body);
+    return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    engine_start(&e, dir, NULL);
+    enum { N = 6 };
+    pthread_t th[N];
+    conc_t c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = (conc_t){ .port = e.p.port, .idx = i };
+        pthread_create(&th[i], NULL, conc_run, &c[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(c[i].status, 200);
+        assert_int_equal(c[i].completion_tokens, 12);
+    }
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
+typedef struct {
+    int events;
+    int hang_up_after;
+    bool saw_role, saw_done, saw_usage;
+    char content[4096];
+    char finish[32];
+} sse_state_t;
+
+static bool on_event(const char *data, void *ud)
+{
+    sse_state_t *s = ud;
+    s->events++;
+    if (strcmp(data, "[DONE]") == 0) {
+        s->saw_done = true;
+        return true;
+    }
+    json_t *j = json_loads(data, 0, NULL);
+    assert_non_null(j);
+    json_t *delta = jpath(j, "choices.0.delta");
+    if (json_is_string(json_object_get(delta, "role")))
+        s->saw_role = true;
+    json_t *content = json_object_get(delta, "content");
+    if (json_is_string(content))
+        strncat(s->content, json_string_value(content), sizeof s->content - strlen(s->content) - 1);
+    json_t *fr = jpath(j, "choices.0.finish_reason");
+    if (json_is_string(fr))
+        snprintf(s->finish, sizeof s->finish, "%s", json_string_value(fr));
+    if (json_is_object(json_object_get(j, "usage")) && json_is_object(json_object_get(j, "timings")))
+        s->saw_usage = true;
+    json_decref(j);
+    return s->hang_up_after == 0 || s->events < s->hang_up_after;
+}
+
+static long metric(int port, const char *line_prefix)
+{
+    resp_t r;
+    http(port, "GET", "/metrics", NULL, &r);
+    long v = -1;
+    char pat[256];
+    snprintf(pat, sizeof pat, "\n%s", line_prefix);   /* a sample line, not # HELP */
+    char *at = strstr(r.body, pat);
+    if (at)
+        v = strtol(at + strlen(pat), NULL, 10);
+    resp_free(&r);
+    return v;
+}
+
+static void test_streaming_and_disconnect(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    const char *args[] = { "--parallel", "1", "--queue", "0", NULL };
+    engine_start(&e, dir, args);
+
+    /* The stream carries what the non-streaming answer carries. */
+    const char *req = "{\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story.\"}],"
+                      "\"temperature\":0,\"max_tokens\":10,\"ignore_eos\":true";
+    char body[512];
+    snprintf(body, sizeof body, "%s,\"stream\":true}", req);
+    sse_state_t s = { 0 };
+    assert_int_equal(http_sse(e.p.port, "/v1/chat/completions", body, on_event, &s), 200);
+    assert_true(s.saw_role && s.saw_done && s.saw_usage);
+    assert_string_equal(s.finish, "length");
+    snprintf(body, sizeof body, "%s}", req);
+    resp_t r;
+    http(e.p.port, "POST", "/v1/chat/completions", body, &r);
+    assert_string_equal(s.content, jstr(r.json, "choices.0.message.content"));
+    resp_free(&r);
+
+    /* A client that hangs up mid-stream frees the slot. */
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Go on forever.\"}],"
+             "\"max_tokens\":100000,\"ignore_eos\":true,\"stream\":true}");
+    sse_state_t s2 = { .hang_up_after = 4 };
+    http_sse(e.p.port, "/v1/chat/completions", body, on_event, &s2);
+    assert_false(s2.saw_done);
+    double t0 = now_ms();
+    while (metric(e.p.port, "kvchat_engine_slots_busy ") != 0 && now_ms() - t0 < 10000)
+        usleep(20 * 1000);
+    assert_int_equal(metric(e.p.port, "kvchat_engine_slots_busy "), 0);
+    assert_int_equal(metric(e.p.port, "kvchat_engine_requests_total{outcome=\"cancelled\"} "), 1);
+    /* ...and the slot serves the next request. */
+    http(e.p.port, "POST", "/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":4}", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
+typedef struct {
+    int port;
+    sse_state_t s;
+} bg_t;
+
+static bool bg_event(const char *data, void *ud)
+{
+    sse_state_t *s = ud;
+    (void)data;
+    s->events++;
+    return s->events < s->hang_up_after;
+}
+
+static void *bg_stream(void *arg)
+{
+    bg_t *b = arg;
+    http_sse(b->port, "/v1/chat/completions",
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"long\"}],\"max_tokens\":100000,"
+             "\"ignore_eos\":true,\"stream\":true}",
+             bg_event, &b->s);
+    return NULL;
+}
+
+static void test_queue_full(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    const char *args[] = { "--parallel", "1", "--queue", "0", NULL };
+    engine_start(&e, dir, args);
+    bg_t b = { .port = e.p.port, .s = { .hang_up_after = 200 } };
+    pthread_t th;
+    pthread_create(&th, NULL, bg_stream, &b);
+    double t0 = now_ms();
+    while (metric(e.p.port, "kvchat_engine_slots_busy ") != 1 && now_ms() - t0 < 10000)
+        usleep(10 * 1000);
+    assert_int_equal(metric(e.p.port, "kvchat_engine_slots_busy "), 1);
+    resp_t r;
+    http(e.p.port, "POST", "/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":4}", &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(jstr(r.json, "error.message"), "busy"));
+    resp_free(&r);
+    pthread_join(th, NULL);
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
+static void expect_error(int port, const char *method, const char *path, const char *body,
+                         long status, const char *needle)
+{
+    resp_t r;
+    http(port, method, path, body, &r);
+    if (r.status != status)
+        fail_msg("%s %s %s: expected %ld, got %ld: %s", method, path, body ? body : "", status,
+                 r.status, r.body);
+    assert_non_null(r.json);
+    const char *msg = jstr(r.json, "error.message");
+    if (needle && !strstr(msg, needle))
+        fail_msg("%s %s: message '%s' lacks '%s'", method, path, msg, needle);
+    resp_free(&r);
+}
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    engine_start(&e, dir, NULL);
+    int p = e.p.port;
+    const char *chat_path = "/v1/chat/completions";
+    expect_error(p, "POST", chat_path, "{\"messages\": [", 400, "Malformed JSON");
+    expect_error(p, "POST", chat_path, "[1,2]", 400, NULL);
+    expect_error(p, "POST", chat_path, "{}", 400, "messages");
+    expect_error(p, "POST", chat_path, "{\"messages\": []}", 400, "empty");
+    expect_error(p, "POST", chat_path, "{\"messages\": \"hi\"}", 400, "messages");
+    expect_error(p, "POST", chat_path, "{\"messages\": [{\"role\":\"user\",\"content\":5}]}", 400,
+                 "content");
+    expect_error(p, "POST", chat_path, "{\"messages\": [{\"role\":\"king\",\"content\":\"x\"}]}", 400,
+                 "role");
+    expect_error(p, "POST", chat_path,
+                 "{\"messages\": [{\"role\":\"user\",\"content\":\"x\"}], \"temperature\":\"hot\"}",
+                 400, "temperature");
+    expect_error(p, "POST", chat_path,
+                 "{\"messages\": [{\"role\":\"user\",\"content\":\"x\"}], \"max_tokens\":-5}", 400,
+                 "max_tokens");
+    expect_error(p, "POST", chat_path,
+                 "{\"messages\": [{\"role\":\"user\",\"content\":\"x\"}], \"stream\":\"yes\"}", 400,
+                 "stream");
+    /* longer than a slot's context (2048 cells) */
+    char *doc = make_doc(5, 400);
+    char *big = json_take_dump(json_pack("{s:[{s:s, s:s}]}", "messages", "role", "user", "content", doc));
+    expect_error(p, "POST", chat_path, big, 400, "tokens");
+    free(big);
+    big = json_take_dump(json_pack("{s:[{s:s, s:s}]}", "messages", "role", "system", "content", doc));
+    expect_error(p, "POST", "/v1/cache/prefill", big, 400, "tokens");
+    free(big);
+    free(doc);
+    expect_error(p, "POST", "/v1/completions", "{\"prompt\": 3}", 400, "prompt");
+    expect_error(p, "POST", "/v1/cache/prefill", "{\"prompt\":\"a\",\"messages\":[]}", 400, NULL);
+    expect_error(p, "POST", "/tokenize", "{}", 400, "content");
+    expect_error(p, "POST", "/detokenize", "{\"tokens\":[1, -4]}", 400, "token");
+    expect_error(p, "DELETE", "/v1/cache/0123456789abcdef", NULL, 404, "no cache entry");
+    expect_error(p, "GET", "/v1/nothing", NULL, 404, NULL);
+    expect_error(p, "GET", chat_path, NULL, 405, NULL);
+    /* The engine still serves after all that. */
+    resp_t r;
+    http(p, "POST", chat_path, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
+static void test_misc_endpoints(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    engine_start(&e, dir, NULL);
+    int p = e.p.port;
+    resp_t r;
+    http(p, "GET", "/v1/models", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "data.0.id"), "tiny.gguf");
+    assert_true(json_is_true(jpath(r.json, "data.0.meta.random_weights")));
+    assert_int_equal(jint(r.json, "data.0.meta.n_ctx_slot"), 2048);
+    resp_free(&r);
+
+    http(p, "POST", "/tokenize", "{\"content\":\"Hello world\"}", &r);
+    assert_int_equal(r.status, 200);
+    json_t *toks = json_incref(jpath(r.json, "tokens"));
+    assert_true(json_array_size(toks) >= 2);
+    resp_free(&r);
+    char *body = json_take_dump(json_pack("{s:o}", "tokens", toks));
+    http(p, "POST", "/detokenize", body, &r);
+    free(body);
+    assert_string_equal(jstr(r.json, "content"), "Hello world");
+    resp_free(&r);
+
+    http(p, "POST", "/v1/completions", "{\"prompt\":\"Once upon a time\",\"max_tokens\":5,\"ignore_eos\":true}", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "object"), "text_completion");
+    assert_int_equal(jint(r.json, "usage.completion_tokens"), 5);
+    resp_free(&r);
+
+    http(p, "GET", "/metrics", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "kvchat_engine_ttft_seconds_bucket{le=\"+Inf\"} 1"));
+    assert_non_null(strstr(r.body, "kvchat_engine_cache_requests_total{tier=\"none\"}"));
+    assert_non_null(strstr(r.body, "kvchat_engine_cache_bytes{tier=\"ram\"}"));
+    assert_non_null(strstr(r.body, "kvchat_engine_prompt_tokens_total"));
+    resp_free(&r);
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiers_match_uncached),
+        cmocka_unit_test(test_resume_and_reset),
+        cmocka_unit_test(test_damaged_files_rejected),
+        cmocka_unit_test(test_budgets),
+        cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_streaming_and_disconnect),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_misc_endpoints),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
