@@ -845,9 +845,9 @@ int sched_submit(sched_t *s, sched_job_params_t *p, const sched_sink_t *sink, vo
     j->ud = ud;
     j->t_submit = now_ms();
     pthread_mutex_lock(&s->lock);
-    int busy = 0;
-    for (int i = 0; i < s->cfg.n_slots; i++)
-        busy += s->slots[i].state != SLOT_IDLE;
+    /* slots_busy drops before a job's on_done runs, so a client that
+     * sends its next request the moment the last one ended finds room. */
+    int busy = s->stats.slots_busy;
     if (s->stopping) {
         pthread_mutex_unlock(&s->lock);
         free(j);
