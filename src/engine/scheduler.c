@@ -416,8 +416,10 @@ static int restore_entry(sched_t *s, slot_t *sl, kvstore_handle_t *h)
         log_warn("slot %d: cache entry unreadable (%s); recomputing", sl->id, kvstore_strerror(rc));
         return -1;
     }
+    double tc = now_ms();
     rc = model_seq_state_set(s->ctx, sl->id, blob, len);
     double t1 = now_ms();
+    sl->res.restore_ms += t1 - t0;
     if (rc) {
         log_warn("slot %d: cache entry does not fit this context (%s)", sl->id, model_strerror(rc));
         return -1;
@@ -430,6 +432,7 @@ static int restore_entry(sched_t *s, slot_t *sl, kvstore_handle_t *h)
     sl->n_cached = n;
     pthread_mutex_lock(&s->lock);
     s->stats.restore_ms_total += t1 - t0;
+    s->stats.restore_copy_ms_total += t1 - tc;
     s->stats.restore_bytes_total += len;
     pthread_mutex_unlock(&s->lock);
     log_debug("slot %d: restored %d tokens (%zu bytes) in %.1f ms", sl->id, n, len, t1 - t0);

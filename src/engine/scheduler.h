@@ -86,6 +86,7 @@ typedef struct {
     double predicted_ms;
     int predicted_n;
     double ttft_ms;              /* submit to first token */
+    double restore_ms;           /* loading and restoring the cached prefix */
     const char *text;            /* whole generated text (valid UTF-8) */
     size_t text_len;
     const model_token_t *gen_tokens; /* the generated tokens (no end-of-generation) */
@@ -154,7 +155,8 @@ typedef struct {
     uint64_t ttft_buckets[12];
     double ttft_sum;
     uint64_t ttft_count;
-    double restore_ms_total;
+    double restore_ms_total;     /* load from the store + copy into the KV */
+    double restore_copy_ms_total;  /* the copy into the KV alone */
     uint64_t restore_bytes_total;
 } sched_stats_t;
 

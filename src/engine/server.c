@@ -274,7 +274,7 @@ static json_t *usage_json(const sched_result_t *r)
 static json_t *timings_json(const sched_result_t *r)
 {
     int decoded = r->prompt_n - r->cache_n;
-    return json_pack("{s:i, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:i, s:s, s:f, s:f}",
+    return json_pack("{s:i, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:i, s:s, s:f, s:f, s:f}",
                      "prompt_n", decoded, "prompt_ms", r->prompt_ms, "prompt_per_token_ms",
                      decoded ? r->prompt_ms / decoded : 0.0, "prompt_per_second",
                      r->prompt_ms > 0 ? decoded * 1000.0 / r->prompt_ms : 0.0, "predicted_n",
@@ -283,7 +283,7 @@ static json_t *timings_json(const sched_result_t *r)
                      "predicted_per_second",
                      r->predicted_ms > 0 ? r->predicted_n * 1000.0 / r->predicted_ms : 0.0,
                      "cache_n", r->cache_n, "cache_tier", sched_tier_name(r->cache_tier),
-                     "queue_ms", r->queue_ms, "ttft_ms", r->ttft_ms);
+                     "queue_ms", r->queue_ms, "ttft_ms", r->ttft_ms, "restore_ms", r->restore_ms);
 }
 
 /* ---- generation requests ---- */
@@ -853,7 +853,7 @@ static void h_cache_stats(httpd_req_t *req, void *user)
     json_t *body = json_pack(
         "{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
         " s:{s:I, s:I, s:I, s:I},"
-        " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I}",
+        " s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I}",
         "enabled", e->store != NULL, "entries", (json_int_t)ks.entries, "entries_ram",
         (json_int_t)ks.entries_ram, "entries_disk", (json_int_t)ks.entries_disk, "bytes_ram",
         (json_int_t)ks.ram_bytes, "bytes_disk", (json_int_t)ks.disk_bytes, "ram_budget",
@@ -866,6 +866,7 @@ static void h_cache_stats(httpd_req_t *req, void *user)
         (json_int_t)ks.disk_read_failures, "pending_writes", (json_int_t)ks.pending_writes,
         "snapshots", (json_int_t)ss.snapshots, "restored_bytes",
         (json_int_t)ss.restore_bytes_total, "restore_ms_total", ss.restore_ms_total,
+        "restore_copy_ms_total", ss.restore_copy_ms_total,
         "cached_tokens", (json_int_t)ss.cached_tokens);
     httpd_reply_json(req, 200, body);
 }

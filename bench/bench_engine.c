@@ -1,0 +1,599 @@
+/* bench_engine.c — kvchat-engine against llama-server, same workloads, same run.
+ *
+ * Both servers are built from the same llama.cpp source and load the same
+ * model (Qwen2.5-0.5B's shape, f16, random weights) with the same thread
+ * count. Workloads, measured as time to first token (TTFT) at the client:
+ *   1. a cold question on a ~2,000-token document;
+ *   2. a new question on the same document;
+ *   3. questions alternating across three documents (6 rounds);
+ *   4. a new question after the server restarted;
+ *   5. decode speed: one stream, and four concurrent streams.
+ * Peers: llama-server with its defaults (RAM prompt cache on), and
+ * llama-server -np 1 --cache-ram 0 (one slot, no prompt cache: how the seed
+ * prototype behaves). Restore bandwidth (KV bytes copied per second when a
+ * cached prefix is restored) is compared with memcpy of the same bytes,
+ * measured in this process.
+ *
+ * Usage: kvchat-bench --engine PATH --llama-server PATH --model PATH
+ *                     [--threads N] [--out docs/benchmarks.md] [--quick]
+ * Prints the table and writes it (with a machine description) to --out.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/json.h"
+
+typedef struct {
+    const char *engine, *server, *model, *out;
+    int threads;
+    bool quick;
+} opts_t;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kvchat-bench: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* ---- servers ---- */
+
+typedef enum { SRV_KVCHAT, SRV_LLAMA, SRV_LLAMA_NP1 } srv_kind_t;
+
+typedef struct {
+    srv_kind_t kind;
+    const char *label;
+    pid_t pid;
+    int port;
+    char dir[256];
+    char log[300];
+} srv_t;
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
+        die("free port: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+typedef struct {
+    buf_t body;
+} sink_t;
+
+static size_t sink_write(char *p, size_t sz, size_t n, void *ud)
+{
+    sink_t *s = ud;
+    return buf_append(&s->body, p, sz * n) == BUF_OK ? sz * n : 0;
+}
+
+/* A request; returns the status (0 on transport error), body in *out. */
+static long request(int port, const char *method, const char *path, const char *body, char **out)
+{
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    sink_t s;
+    buf_init(&s.body, 64u << 20);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 1200L);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (out)
+        *out = buf_steal(&s.body, NULL);
+    else
+        buf_cleanup(&s.body);
+    return status;
+}
+
+static void srv_start(srv_t *s, const opts_t *o, bool reset)
+{
+    s->port = free_port();
+    char port[16], threads[16];
+    snprintf(port, sizeof port, "%d", s->port);
+    snprintf(threads, sizeof threads, "%d", o->threads);
+    const char *argv[40];
+    int n = 0;
+    char kvdir[300];
+    snprintf(kvdir, sizeof kvdir, "%s/kv", s->dir);
+    if (s->kind == SRV_KVCHAT) {
+        argv[n++] = o->engine;
+        argv[n++] = "--model"; argv[n++] = o->model;
+        argv[n++] = "--threads"; argv[n++] = threads;
+        argv[n++] = "--parallel"; argv[n++] = "4";
+        argv[n++] = "--ctx-size"; argv[n++] = "32768";
+        argv[n++] = "--cache-dir"; argv[n++] = kvdir;
+        argv[n++] = reset ? "--reset" : "--resume";
+    } else {
+        argv[n++] = o->server;
+        argv[n++] = "-m"; argv[n++] = o->model;
+        argv[n++] = "-t"; argv[n++] = threads;
+        if (s->kind == SRV_LLAMA_NP1) {
+            argv[n++] = "-np"; argv[n++] = "1";
+            argv[n++] = "--cache-ram"; argv[n++] = "0";
+        }
+    }
+    argv[n++] = "--port"; argv[n++] = port;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        setpgid(0, 0);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+    double t0 = now_ms();
+    for (;;) {
+        if (request(s->port, "GET", "/health", NULL, NULL) == 200)
+            break;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            die("%s exited during start-up; see %s", s->label, s->log);
+        if (now_ms() - t0 > 300000)
+            die("%s not healthy after 300 s; see %s", s->label, s->log);
+        usleep(100 * 1000);
+    }
+}
+
+static void srv_stop(srv_t *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGTERM);
+    double t0 = now_ms();
+    while (waitpid(s->pid, NULL, WNOHANG) != s->pid) {
+        if (now_ms() - t0 > 30000) {
+            kill(-s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+            break;
+        }
+        usleep(20 * 1000);
+    }
+    s->pid = 0;
+}
+
+/* ---- one streamed question ---- */
+
+typedef struct {
+    double t0, t_first, t_last;
+    int chunks;
+    int predicted_n, cache_n, prompt_n;
+    double predicted_ms;
+    char line[1 << 16];
+    size_t len;
+} stream_t;
+
+static void on_data_line(stream_t *st, const char *data)
+{
+    if (strcmp(data, "[DONE]") == 0)
+        return;
+    json_t *j = json_loads(data, 0, NULL);
+    if (!j)
+        return;
+    json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "delta"), "content");
+    double t = now_ms();
+    if (json_is_string(content) && json_string_length(content) > 0) {
+        if (st->t_first == 0)
+            st->t_first = t;
+        st->t_last = t;
+        st->chunks++;
+    }
+    json_t *tm = json_object_get(j, "timings");
+    if (json_is_object(tm)) {
+        st->predicted_n = (int)json_integer_value(json_object_get(tm, "predicted_n"));
+        st->predicted_ms = json_number_value(json_object_get(tm, "predicted_ms"));
+        st->prompt_n = (int)json_integer_value(json_object_get(tm, "prompt_n"));
+        st->cache_n = (int)json_integer_value(json_object_get(tm, "cache_n"));
+    }
+    json_decref(j);
+}
+
+static size_t stream_write(char *p, size_t sz, size_t n, void *ud)
+{
+    stream_t *st = ud;
+    for (size_t i = 0; i < sz * n; i++) {
+        if (p[i] == '\n') {
+            st->line[st->len] = '\0';
+            if (st->len > 6 && strncmp(st->line, "data: ", 6) == 0)
+                on_data_line(st, st->line + 6);
+            st->len = 0;
+        } else if (st->len + 1 < sizeof st->line) {
+            st->line[st->len++] = p[i];
+        }
+    }
+    return sz * n;
+}
+
+/* Ask and stream; returns TTFT in ms. */
+static double ask(int port, const char *doc, const char *question, int max_tokens, stream_t *st)
+{
+    json_t *msgs;
+    if (doc)
+        msgs = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "system", "content", doc, "role", "user",
+                         "content", question);
+    else
+        msgs = json_pack("[{s:s, s:s}]", "role", "user", "content", question);
+    json_t *body = json_pack("{s:o, s:b, s:i, s:f, s:b, s:b}", "messages", msgs, "stream", 1,
+                             "max_tokens", max_tokens, "temperature", 0.0, "ignore_eos", 1,
+                             "cache_prompt", 1);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    memset(st, 0, sizeof *st);
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", port);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, stream_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, st);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 1200L);
+    st->t0 = now_ms();
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    free(text);
+    if (rc != CURLE_OK || status != 200 || st->t_first == 0)
+        die("question failed on port %d (HTTP %ld, %s)", port, status, curl_easy_strerror(rc));
+    return st->t_first - st->t0;
+}
+
+/* ---- workloads ---- */
+
+static char *make_doc(int seed, int n_lines)
+{
+    static const char *const words[] = { "alpha", "bravo", "cedar", "delta", "ember", "fjord",
+                                         "grove", "harbor", "iris", "juniper", "kelp", "lumen",
+                                         "mesa", "nectar", "onyx", "prairie" };
+    buf_t b;
+    buf_init(&b, 1 << 22);
+    buf_printf(&b, "Inventory report %d. Each line lists an item, its place and its weight.\n", seed);
+    for (int i = 0; i < n_lines; i++)
+        buf_printf(&b, "Item %d in hall %d: %s %s crate, %d kg, checked on day %d.\n", i, seed,
+                   words[(i * 7 + seed) % 16], words[(i * 5 + seed * 3) % 16],
+                   (i * 37 + seed * 11) % 1000, (i * 13 + seed) % 365);
+    return buf_steal(&b, NULL);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+typedef struct {
+    double cold;            /* (1) */
+    double same_doc;        /* (2) */
+    double alternating;     /* (3) median of 6 */
+    double alt_max;
+    double restart;         /* (4) */
+    double tps1, tps4;      /* (5) */
+    int doc_tokens;
+    int cache_n_same, cache_n_restart;
+    double restore_copy_gbs, restore_total_gbs;
+    double restored_mb;
+} result_t;
+
+typedef struct {
+    int port;
+    int idx;
+    stream_t st;
+} conc_t;
+
+static void *conc_ask(void *arg)
+{
+    conc_t *c = arg;
+    char q[128];
+    snprintf(q, sizeof q, "Write a long story about crate number %d.", c->idx);
+    ask(c->port, NULL, q, 64, &c->st);
+    return NULL;
+}
+
+static double json_num(const char *body, const char *key)
+{
+    json_t *j = json_loads(body, 0, NULL);
+    double v = json_number_value(json_object_get(j, key));
+    json_decref(j);
+    return v;
+}
+
+static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *const questions[],
+                       result_t *r)
+{
+    stream_t st;
+    fprintf(stderr, "== %s\n", s->label);
+    srv_start(s, o, true);
+    /* warm-up (model pages, threads) on an unrelated short prompt */
+    ask(s->port, NULL, "Hello there.", 4, &st);
+
+    r->cold = ask(s->port, docs[0], questions[0], 8, &st);
+    r->doc_tokens = st.prompt_n + st.cache_n;
+    fprintf(stderr, "  (1) cold: %.0f ms (%d prompt tokens)\n", r->cold, r->doc_tokens);
+    r->same_doc = ask(s->port, docs[0], questions[1], 8, &st);
+    r->cache_n_same = st.cache_n;
+    fprintf(stderr, "  (2) same document: %.0f ms (cache_n %d)\n", r->same_doc, st.cache_n);
+
+    /* (3) B and C are seen once (cold), then 6 alternating rounds */
+    ask(s->port, docs[1], questions[2], 8, &st);
+    ask(s->port, docs[2], questions[3], 8, &st);
+    int rounds = o->quick ? 3 : 6;
+    double alt[6];
+    for (int i = 0; i < rounds; i++) {
+        alt[i] = ask(s->port, docs[i % 3], questions[4 + i], 8, &st);
+        fprintf(stderr, "  (3) round %d doc %c: %.0f ms (cache_n %d)\n", i + 1, 'A' + i % 3, alt[i],
+                st.cache_n);
+    }
+    r->alt_max = 0;
+    for (int i = 0; i < rounds; i++)
+        if (alt[i] > r->alt_max)
+            r->alt_max = alt[i];
+    r->alternating = median(alt, rounds);
+
+    /* (5) decode speed, before the restart, on a warm server */
+    if (s->kind != SRV_LLAMA_NP1) {
+        ask(s->port, NULL, "Tell me everything about crates.", 128, &st);
+        r->tps1 = st.predicted_ms > 0 ? st.predicted_n * 1000.0 / st.predicted_ms : 0;
+        conc_t c[4];
+        pthread_t th[4];
+        for (int i = 0; i < 4; i++) {
+            c[i] = (conc_t){ .port = s->port, .idx = i };
+            pthread_create(&th[i], NULL, conc_ask, &c[i]);
+        }
+        double first = 1e18, last = 0;
+        int total = 0;
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            if (c[i].st.t_first < first)
+                first = c[i].st.t_first;
+            if (c[i].st.t_last > last)
+                last = c[i].st.t_last;
+            total += c[i].st.predicted_n;
+        }
+        r->tps4 = last > first ? total * 1000.0 / (last - first) : 0;
+        fprintf(stderr, "  (5) decode: %.1f tok/s single, %.1f tok/s with 4 streams\n", r->tps1, r->tps4);
+    }
+
+    /* (4) restart, then a new question on document A */
+    srv_stop(s);
+    srv_start(s, o, false);
+    ask(s->port, NULL, "Hello there.", 4, &st);
+    char *before = NULL;
+    if (s->kind == SRV_KVCHAT)
+        request(s->port, "GET", "/v1/cache/stats", NULL, &before);
+    r->restart = ask(s->port, docs[0], questions[10], 8, &st);
+    r->cache_n_restart = st.cache_n;
+    fprintf(stderr, "  (4) after restart: %.0f ms (cache_n %d)\n", r->restart, st.cache_n);
+    if (s->kind == SRV_KVCHAT) {
+        char *after = NULL;
+        request(s->port, "GET", "/v1/cache/stats", NULL, &after);
+        double bytes = json_num(after, "restored_bytes") - json_num(before, "restored_bytes");
+        double copy_ms = json_num(after, "restore_copy_ms_total") - json_num(before, "restore_copy_ms_total");
+        double total_ms = json_num(after, "restore_ms_total") - json_num(before, "restore_ms_total");
+        r->restored_mb = bytes / 1e6;
+        r->restore_copy_gbs = copy_ms > 0 ? bytes / copy_ms / 1e6 : 0;
+        r->restore_total_gbs = total_ms > 0 ? bytes / total_ms / 1e6 : 0;
+        free(before);
+        free(after);
+    }
+    srv_stop(s);
+}
+
+/* memcpy bandwidth for `bytes`, best of 5 into a destination touched once. */
+static double memcpy_gbs(size_t bytes)
+{
+    char *src = malloc(bytes), *dst = malloc(bytes);
+    if (!src || !dst)
+        die("out of memory");
+    memset(src, 1, bytes);
+    memset(dst, 2, bytes);
+    double best = 1e18;
+    for (int i = 0; i < 5; i++) {
+        double t0 = now_ms();
+        memcpy(dst, src, bytes);
+        double t = now_ms() - t0;
+        if (t < best)
+            best = t;
+        src[i] = dst[bytes - 1 - (size_t)i];   /* keep the copies observable */
+    }
+    free(src);
+    free(dst);
+    return bytes / best / 1e6;
+}
+
+static void describe_machine(buf_t *b, const opts_t *o)
+{
+    char cpu[256] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *c = strchr(line, ':');
+            if (c) {
+                snprintf(cpu, sizeof cpu, "%s", c + 2);
+                cpu[strcspn(cpu, "\n")] = '\0';
+            }
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    struct utsname u;
+    uname(&u);
+    time_t t = time(NULL);
+    char date[32];
+    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&t));
+    buf_printf(b, "Measured %s on %s, %ld cores online, %.0f GiB RAM, Linux %s; %d threads per server.\n"
+                  "Model: Qwen2.5-0.5B's shape (24 layers, 896 wide, 14 heads, 2 KV heads, FFN 4864), "
+                  "f16 weights (random, written by kvchat-mkmodel); KV cache f16, flash attention.\n"
+                  "Both servers are built from the same llama.cpp source (commit 80fb11a).\n\n",
+               date, cpu, sysconf(_SC_NPROCESSORS_ONLN), (double)pages * psz / (1 << 30), u.release,
+               o->threads);
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o = { .threads = 2, .out = NULL };
+    static const struct option opts[] = {
+        { "engine", required_argument, NULL, 'e' }, { "llama-server", required_argument, NULL, 's' },
+        { "model", required_argument, NULL, 'm' },  { "threads", required_argument, NULL, 't' },
+        { "out", required_argument, NULL, 'o' },    { "quick", no_argument, NULL, 'q' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "e:s:m:t:o:q", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e': o.engine = optarg; break;
+        case 's': o.server = optarg; break;
+        case 'm': o.model = optarg; break;
+        case 't': o.threads = atoi(optarg); break;
+        case 'o': o.out = optarg; break;
+        case 'q': o.quick = true; break;
+        default: die("usage: kvchat-bench --engine P --llama-server P --model P [--threads N] [--out F]");
+        }
+    }
+    if (!o.engine || !o.server || !o.model)
+        die("--engine, --llama-server and --model are required");
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    char *docs[3];
+    for (int i = 0; i < 3; i++)
+        docs[i] = make_doc(i + 1, o.quick ? 40 : 84);
+    static const char *const questions[] = {
+        "Which crate is heaviest?", "List every onyx crate.", "Which hall is this?",
+        "What was checked first?", "Name two light crates.", "Any prairie crates?",
+        "Sum the first weights.", "Which crate is lightest?", "Count the cedar crates.",
+        "What day was last?", "Where is the iris crate?",
+    };
+    srv_t servers[3] = {
+        { .kind = SRV_KVCHAT, .label = "kvchat-engine" },
+        { .kind = SRV_LLAMA, .label = "llama-server (defaults)" },
+        { .kind = SRV_LLAMA_NP1, .label = "llama-server -np 1 --cache-ram 0" },
+    };
+    result_t res[3] = { { 0 } };
+    for (int i = 0; i < 3; i++) {
+        snprintf(servers[i].dir, sizeof servers[i].dir, "/tmp/kvchat-bench-XXXXXX");
+        if (!mkdtemp(servers[i].dir))
+            die("mkdtemp: %s", strerror(errno));
+        snprintf(servers[i].log, sizeof servers[i].log, "%s/server.log", servers[i].dir);
+        run_server(&servers[i], &o, docs, questions, &res[i]);
+    }
+    double mem_gbs = memcpy_gbs(res[0].restored_mb > 1 ? (size_t)(res[0].restored_mb * 1e6) : 24u << 20);
+
+    buf_t b;
+    buf_init(&b, 1 << 20);
+    buf_puts(&b, "# Benchmarks: kvchat-engine against llama-server\n\n");
+    describe_machine(&b, &o);
+    buf_printf(&b, "Documents of %d prompt tokens; questions of about 10 tokens; answers of 8 tokens, "
+                   "greedy. TTFT is measured at the client (request sent to first streamed token).\n\n",
+               res[0].doc_tokens);
+    buf_puts(&b, "| workload | kvchat-engine | llama-server (defaults) | llama-server -np 1 --cache-ram 0 "
+                 "| kvchat / best peer |\n|---|---|---|---|---|\n");
+    struct {
+        const char *name;
+        double v[3];
+    } rows[] = {
+        { "(1) cold question, TTFT ms", { res[0].cold, res[1].cold, res[2].cold } },
+        { "(2) new question, same document, TTFT ms", { res[0].same_doc, res[1].same_doc, res[2].same_doc } },
+        { "(3) alternating 3 documents, median TTFT ms", { res[0].alternating, res[1].alternating, res[2].alternating } },
+        { "(3) alternating 3 documents, worst TTFT ms", { res[0].alt_max, res[1].alt_max, res[2].alt_max } },
+        { "(4) after a restart, TTFT ms", { res[0].restart, res[1].restart, res[2].restart } },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        double best = rows[i].v[1] < rows[i].v[2] ? rows[i].v[1] : rows[i].v[2];
+        buf_printf(&b, "| %s | %.0f | %.0f | %.0f | %.3f |\n", rows[i].name, rows[i].v[0], rows[i].v[1],
+                   rows[i].v[2], rows[i].v[0] / best);
+    }
+    buf_printf(&b, "| (5) decode, 1 stream, tokens/s | %.1f | %.1f | - | %.3f |\n", res[0].tps1, res[1].tps1,
+               res[1].tps1 > 0 ? res[0].tps1 / res[1].tps1 : 0);
+    buf_printf(&b, "| (5) decode, 4 streams, tokens/s (sum) | %.1f | %.1f | - | %.3f |\n", res[0].tps4,
+               res[1].tps4, res[1].tps4 > 0 ? res[0].tps4 / res[1].tps4 : 0);
+    buf_puts(&b, "\nRatios against the targets:\n\n");
+    buf_printf(&b, "- (2) cold / warm TTFT: kvchat %.1fx (target >= 50x); kvchat / llama-server best: %.2f (target <= 1)\n",
+               res[0].cold / res[0].same_doc, res[0].same_doc / (res[1].same_doc < res[2].same_doc ? res[1].same_doc : res[2].same_doc));
+    buf_printf(&b, "- (3) cold / alternating median: kvchat %.1fx (target >= 50x); kvchat / llama-server best: %.2f (target <= 1)\n",
+               res[0].cold / res[0].alternating, res[0].alternating / (res[1].alternating < res[2].alternating ? res[1].alternating : res[2].alternating));
+    buf_printf(&b, "- (4) llama-server after restart / kvchat after restart: %.1fx (target >= 20x); kvchat restored %d cached tokens from disk\n",
+               (res[1].restart < res[2].restart ? res[1].restart : res[2].restart) / res[0].restart, res[0].cache_n_restart);
+    buf_printf(&b, "- (5) decode kvchat / llama-server: %.3f single, %.3f with 4 streams (target >= 0.95)\n",
+               res[1].tps1 > 0 ? res[0].tps1 / res[1].tps1 : 0, res[1].tps4 > 0 ? res[0].tps4 / res[1].tps4 : 0);
+    buf_printf(&b, "- restore bandwidth: %.2f GB/s copying %.1f MB of KV into the context (%.2f GB/s including "
+                   "the read from disk) against memcpy of the same bytes %.2f GB/s: %.2f of memcpy (target >= 0.5)\n",
+               res[0].restore_copy_gbs, res[0].restored_mb, res[0].restore_total_gbs, mem_gbs,
+               mem_gbs > 0 ? res[0].restore_copy_gbs / mem_gbs : 0);
+    fputs(b.data, stdout);
+    if (o.out) {
+        FILE *f = fopen(o.out, "w");
+        if (!f)
+            die("%s: %s", o.out, strerror(errno));
+        fputs(b.data, f);
+        fclose(f);
+        fprintf(stderr, "wrote %s\n", o.out);
+    }
+    buf_cleanup(&b);
+    for (int i = 0; i < 3; i++) {
+        free(docs[i]);
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", servers[i].dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", servers[i].dir);
+    }
+    curl_global_cleanup();
+    return 0;
+}
