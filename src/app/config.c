@@ -1,0 +1,346 @@
+/* config.c — see config.h. inih is included here only. */
+#include "app/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+typedef enum { T_STR, T_INT, T_DOUBLE, T_BOOL } type_t;
+
+typedef struct {
+    const char *section, *key, *env;
+    type_t type;
+    size_t offset, size;     /* size: capacity for strings */
+    const char *def;
+    long lo, hi;             /* range for integers */
+} setting_t;
+
+#define S(sec, k, env, field, def) \
+    { sec, k, env, T_STR, offsetof(config_t, field), sizeof(((config_t *)0)->field), def, 0, 0 }
+#define I(sec, k, env, field, def, lo, hi) \
+    { sec, k, env, T_INT, offsetof(config_t, field), sizeof(int), def, lo, hi }
+#define D(sec, k, env, field, def) \
+    { sec, k, env, T_DOUBLE, offsetof(config_t, field), sizeof(double), def, 0, 0 }
+#define B(sec, k, env, field, def) \
+    { sec, k, env, T_BOOL, offsetof(config_t, field), sizeof(bool), def, 0, 0 }
+
+static const char default_template[] =
+    "You are a helpful assistant. Answer the user's questions using the document below. "
+    "If the answer is not in the document, say so.\n\n"
+    "Document: {filename}\n\n{document}";
+
+static const setting_t settings[] = {
+    S("server", "host", "KVCHAT_HOST", host, "127.0.0.1"),
+    I("server", "port", "KVCHAT_PORT", port, "8000", 0, 65535),
+    S("server", "cors_origins", "KVCHAT_CORS_ORIGINS", cors_origins, ""),
+    S("server", "api_key", "KVCHAT_API_KEY", api_key, ""),
+    I("server", "max_upload_mb", "KVCHAT_MAX_UPLOAD_MB", max_upload_mb, "50", 1, 1 << 20),
+    S("data", "dir", "KVCHAT_DATA", data_dir, "./data"),
+    S("data", "database", "KVCHAT_DATABASE", database, ""),
+    I("session", "idle_timeout", "KVCHAT_SESSION_IDLE_TIMEOUT", session_idle_s, "3600", 1, 1 << 30),
+    I("session", "sweep_interval", "KVCHAT_SESSION_SWEEP_INTERVAL", session_sweep_s, "60", 1, 86400),
+    S("prompt", "system_template", "KVCHAT_SYSTEM_TEMPLATE", system_template, default_template),
+    S("prompt", "system_no_document", "KVCHAT_SYSTEM_NO_DOCUMENT", system_no_doc,
+      "You are a helpful assistant."),
+    S("llm", "provider", "KVCHAT_PROVIDER", provider, "local"),
+    S("llm", "base_url", "KVCHAT_LLM_BASE_URL", llm_base_url, ""),
+    S("llm", "api_key", "KVCHAT_LLM_API_KEY", llm_api_key, ""),
+    S("llm", "model", "KVCHAT_LLM_MODEL", llm_model, ""),
+    I("llm", "max_tokens", "KVCHAT_MAX_TOKENS", max_tokens, "512", 1, 1 << 20),
+    D("llm", "temperature", "KVCHAT_TEMPERATURE", temperature, "0.7"),
+    I("llm", "first_byte_timeout", "KVCHAT_FIRST_BYTE_TIMEOUT", first_byte_timeout_s, "600", 1, 86400),
+    S("engine", "exe", "KVCHAT_ENGINE_EXE", engine_exe, ""),
+    S("engine", "model", "KVCHAT_MODEL", model_path, ""),
+    S("engine", "models_dir", "KVCHAT_MODELS_DIR", models_dir, "./models"),
+    I("engine", "port", "KVCHAT_ENGINE_PORT", engine_port, "13141", 0, 65535),
+    I("engine", "ctx_size", "KVCHAT_CTX_SIZE", ctx_size, "0", 0, 1 << 24),
+    I("engine", "parallel", "KVCHAT_PARALLEL", parallel, "2", 1, 64),
+    I("engine", "threads", "KVCHAT_THREADS", threads, "0", 0, 1024),
+    I("engine", "cache_ram_mb", "KVCHAT_CACHE_RAM_MB", cache_ram_mb, "2048", 0, 1 << 24),
+    I("engine", "cache_disk_gb", "KVCHAT_CACHE_DISK_GB", cache_disk_gb, "10", 0, 1 << 20),
+    S("engine", "cache_dir", "KVCHAT_CACHE_DIR", cache_dir, ""),
+    B("engine", "restart_on_crash", "KVCHAT_RESTART_ON_CRASH", restart_on_crash, "true"),
+    B("engine", "autostart", "KVCHAT_AUTOSTART", autostart, "true"),
+    I("engine", "health_timeout", "KVCHAT_HEALTH_TIMEOUT", health_timeout_s, "300", 1, 86400),
+    S("extract", "exe", "KVCHAT_EXTRACT_EXE", extract_exe, ""),
+    I("extract", "timeout", "KVCHAT_EXTRACT_TIMEOUT", extract_timeout_s, "60", 1, 86400),
+    I("extract", "cpu_seconds", "KVCHAT_EXTRACT_CPU", extract_cpu_s, "30", 1, 86400),
+    I("extract", "memory_mb", "KVCHAT_EXTRACT_MEMORY_MB", extract_mem_mb, "1024", 16, 1 << 20),
+    S("log", "level", "KVCHAT_LOG_LEVEL", log_level, "info"),
+    S("log", "dir", "KVCHAT_LOGS_DIR", logs_dir, ""),
+};
+
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+static const setting_t *find(const char *section, const char *key)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].section, section) == 0 && strcmp(settings[i].key, key) == 0)
+            return &settings[i];
+    return NULL;
+}
+
+static int set_value(config_t *c, const setting_t *s, const char *v)
+{
+    char *dst = (char *)c + s->offset;
+    char *end;
+    switch (s->type) {
+    case T_STR:
+        if (strlen(v) >= s->size)
+            return -1;
+        memcpy(dst, v, strlen(v) + 1);
+        return 0;
+    case T_INT: {
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < s->lo || x > s->hi)
+            return -1;
+        *(int *)dst = (int)x;
+        return 0;
+    }
+    case T_DOUBLE: {
+        errno = 0;
+        double x = strtod(v, &end);
+        if (errno || end == v || *end)
+            return -1;
+        *(double *)dst = x;
+        return 0;
+    }
+    case T_BOOL:
+        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1"))
+            *(bool *)dst = true;
+        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !strcmp(v, "0"))
+            *(bool *)dst = false;
+        else
+            return -1;
+        return 0;
+    }
+    return -1;
+}
+
+static config_remote_t *remote_named(config_t *c, const char *name)
+{
+    for (int i = 0; i < c->n_remotes; i++)
+        if (strcmp(c->remotes[i].name, name) == 0)
+            return &c->remotes[i];
+    if (c->n_remotes == CONFIG_MAX_REMOTES || strlen(name) >= sizeof c->remotes[0].name)
+        return NULL;
+    config_remote_t *r = &c->remotes[c->n_remotes++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->provider, sizeof r->provider, "openai");
+    return r;
+}
+
+int config_set(config_t *c, const char *section, const char *key, const char *value)
+{
+    if (strncmp(section, "remote.", 7) == 0) {
+        config_remote_t *r = remote_named(c, section + 7);
+        if (!r || !section[7])
+            return -1;
+        struct {
+            const char *k;
+            char *dst;
+            size_t cap;
+        } f[] = {
+            { "provider", r->provider, sizeof r->provider },
+            { "base_url", r->base_url, sizeof r->base_url },
+            { "api_key", r->api_key, sizeof r->api_key },
+            { "model", r->model, sizeof r->model },
+        };
+        for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+            if (strcmp(key, f[i].k) == 0) {
+                if (strlen(value) >= f[i].cap)
+                    return -1;
+                memcpy(f[i].dst, value, strlen(value) + 1);
+                if (strcmp(key, "provider") == 0 && strcmp(value, "openai") != 0 &&
+                    strcmp(value, "gemini") != 0)
+                    return -1;
+                return 0;
+            }
+        }
+        return -1;
+    }
+    const setting_t *s = find(section, key);
+    return s ? set_value(c, s, value) : -1;
+}
+
+void config_defaults(config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (set_value(c, &settings[i], settings[i].def) != 0)
+            abort();   /* a default that does not parse is a bug here */
+}
+
+typedef struct {
+    config_t *c;
+    char *err;
+    size_t errcap;
+    int bad;
+} ini_ctx_t;
+
+static int on_ini(void *user, const char *section, const char *key, const char *value)
+{
+    ini_ctx_t *x = user;
+    if (config_set(x->c, section, key, value) != 0) {
+        if (!x->bad)
+            snprintf(x->err, x->errcap, "unknown setting or bad value: [%s] %s = %s", section, key,
+                     value);
+        x->bad = 1;
+        return 0;
+    }
+    return 1;
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out,
+        "Usage: kvchat [options]\n"
+        "The kvchat app server: documents, chat sessions, the local model server, web UI.\n\n"
+        "  -c, --config FILE      INI config file (default ./kvchat.ini if present; $KVCHAT_CONFIG)\n"
+        "      --host ADDR        listen address (default 127.0.0.1)\n"
+        "  -p, --port N           listen port (default 8000)\n"
+        "  -d, --data DIR         data directory (default ./data; $KVCHAT_DATA)\n"
+        "  -m, --model PATH       GGUF model for the local engine\n"
+        "      --provider NAME    local | openai | gemini\n"
+        "      --no-autostart     do not start the engine at start-up\n"
+        "      --log-level L      debug | info | warn | error\n"
+        "      --set S.K=V        any setting, e.g. --set session.idle_timeout=600\n"
+        "  -h, --help\n\n"
+        "Settings (section.key, environment variable, default):\n");
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *d = settings[i].def;
+        fprintf(out, "  %s.%s  $%s  [%.40s%s]\n", settings[i].section, settings[i].key,
+                settings[i].env, d, strlen(d) > 40 ? "..." : "");
+    }
+    fprintf(out, "  remote.NAME.{provider,base_url,api_key,model}  remote models (openai | gemini)\n");
+}
+
+int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap)
+{
+    config_defaults(c);
+    err[0] = '\0';
+    /* The config file named on the command line, found first. */
+    const char *file = getenv("KVCHAT_CONFIG");
+    for (int i = 1; i < argc - 1; i++)
+        if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c"))
+            file = argv[i + 1];
+    bool explicit_file = file != NULL;
+    if (!file && access("kvchat.ini", R_OK) == 0)
+        file = "kvchat.ini";
+    if (file) {
+        ini_ctx_t x = { c, err, errcap, 0 };
+        int rc = ini_parse(file, on_ini, &x);
+        if (rc < 0) {
+            if (explicit_file || rc != -1) {
+                snprintf(err, errcap, "cannot read config file %s", file);
+                return -1;
+            }
+        } else if (rc > 0 || x.bad) {
+            if (!x.bad)
+                snprintf(err, errcap, "%s: syntax error on line %d", file, rc);
+            else {
+                char tmp[512];
+                snprintf(tmp, sizeof tmp, "%s: %s", file, err);
+                snprintf(err, errcap, "%s", tmp);
+            }
+            return -1;
+        }
+        snprintf(c->config_file, sizeof c->config_file, "%s", file);
+    }
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *v = getenv(settings[i].env);
+        if (v && set_value(c, &settings[i], v) != 0) {
+            snprintf(err, errcap, "bad value for $%s: '%s'", settings[i].env, v);
+            return -1;
+        }
+    }
+
+    enum { O_HOST = 256, O_PROVIDER, O_NOAUTO, O_LOGLEVEL, O_SET };
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "host", required_argument, NULL, O_HOST },
+        { "port", required_argument, NULL, 'p' },
+        { "data", required_argument, NULL, 'd' },
+        { "model", required_argument, NULL, 'm' },
+        { "provider", required_argument, NULL, O_PROVIDER },
+        { "no-autostart", no_argument, NULL, O_NOAUTO },
+        { "log-level", required_argument, NULL, O_LOGLEVEL },
+        { "set", required_argument, NULL, O_SET },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:p:d:m:h", opts, NULL)) != -1) {
+        const char *sec = NULL, *key = NULL;
+        switch (ch) {
+        case 'c': continue;
+        case O_HOST: sec = "server"; key = "host"; break;
+        case 'p': sec = "server"; key = "port"; break;
+        case 'd': sec = "data"; key = "dir"; break;
+        case 'm': sec = "engine"; key = "model"; break;
+        case O_PROVIDER: sec = "llm"; key = "provider"; break;
+        case O_LOGLEVEL: sec = "log"; key = "level"; break;
+        case O_NOAUTO: c->autostart = false; continue;
+        case 'h': config_usage(stdout); return 1;
+        case O_SET: {
+            char buf[2048];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            char *eq = strchr(buf, '=');
+            char *dot = eq ? memrchr(buf, '.', (size_t)(eq - buf)) : NULL;
+            if (!eq || !dot) {
+                snprintf(err, errcap, "--set wants section.key=value, got '%s'", optarg);
+                return -1;
+            }
+            *eq = '\0';
+            *dot = '\0';
+            if (config_set(c, buf, dot + 1, eq + 1) != 0) {
+                snprintf(err, errcap, "unknown setting or bad value: --set %s", optarg);
+                return -1;
+            }
+            continue;
+        }
+        default:
+            snprintf(err, errcap, "unknown option (see --help)");
+            return -1;
+        }
+        if (config_set(c, sec, key, optarg) != 0) {
+            snprintf(err, errcap, "bad value for --%s: '%s'", key, optarg);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, errcap, "unexpected argument '%s'", argv[optind]);
+        return -1;
+    }
+    if (strcmp(c->provider, "local") != 0 && strcmp(c->provider, "openai") != 0 &&
+        strcmp(c->provider, "gemini") != 0) {
+        snprintf(err, errcap, "llm.provider must be local, openai or gemini (got '%s')", c->provider);
+        return -1;
+    }
+    return 0;
+}
+
+void config_resolve(config_t *c)
+{
+    char tmp[1100];
+    if (!c->database[0])
+        snprintf(c->database, sizeof c->database, "sqlite:%s/kvchat.db", c->data_dir);
+    if (!c->cache_dir[0]) {
+        snprintf(tmp, sizeof tmp, "%s/kvcache", c->data_dir);
+        snprintf(c->cache_dir, sizeof c->cache_dir, "%.1023s", tmp);
+    }
+    if (!c->logs_dir[0]) {
+        snprintf(tmp, sizeof tmp, "%s/logs", c->data_dir);
+        snprintf(c->logs_dir, sizeof c->logs_dir, "%.1023s", tmp);
+    }
+}

@@ -1,0 +1,97 @@
+/* config.h — kvchat's settings: defaults < config file < environment < flags.
+ *
+ * Every setting has one row in a table (config.c): its INI section and key,
+ * its environment variable, its type and default. The config file is INI
+ * (parsed by inih): `kvchat.ini` in the working directory, or the file named
+ * by --config / KVCHAT_CONFIG. Any setting can be given on the command line
+ * as --set section.key=value; the common ones also have their own flags.
+ * Remote models are sections named [remote.NAME].
+ */
+#ifndef KVCHAT_APP_CONFIG_H
+#define KVCHAT_APP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_MAX_REMOTES 16
+
+typedef struct {
+    char name[64];            /* the NAME of [remote.NAME]; the serving name */
+    char provider[16];        /* openai | gemini */
+    char base_url[512];
+    char api_key[512];
+    char model[128];
+} config_remote_t;
+
+typedef struct {
+    /* [server] */
+    char host[128];
+    int port;
+    char cors_origins[1024];
+    char api_key[256];
+    int max_upload_mb;
+    /* [data] */
+    char data_dir[1024];
+    char database[1100];      /* "" = sqlite:<data_dir>/kvchat.db */
+    /* [session] */
+    int session_idle_s;
+    int session_sweep_s;
+    /* [prompt] */
+    char system_template[4096];   /* {document} and {filename} are replaced */
+    char system_no_doc[1024];     /* system message when no document is selected ("" = none) */
+    /* [llm] */
+    char provider[16];        /* local | openai | gemini */
+    char llm_base_url[512];
+    char llm_api_key[512];
+    char llm_model[128];
+    int max_tokens;
+    double temperature;
+    int first_byte_timeout_s;
+    /* [engine] */
+    char engine_exe[1024];    /* "" = kvchat-engine next to kvchat */
+    char model_path[1024];    /* "" = the demo model, or the first GGUF in models_dir */
+    char models_dir[1024];
+    int engine_port;
+    int ctx_size;
+    int parallel;
+    int threads;
+    int cache_ram_mb;
+    int cache_disk_gb;
+    char cache_dir[1024];     /* "" = <data_dir>/kvcache */
+    bool restart_on_crash;
+    bool autostart;           /* start the engine (with --resume) at start-up */
+    int health_timeout_s;
+    /* [extract] */
+    char extract_exe[1024];   /* "" = kvchat-extract next to kvchat */
+    int extract_timeout_s;
+    int extract_cpu_s;
+    int extract_mem_mb;
+    /* [log] */
+    char log_level[16];
+    char logs_dir[1024];      /* "" = <data_dir>/logs */
+    /* [remote.*] */
+    config_remote_t remotes[CONFIG_MAX_REMOTES];
+    int n_remotes;
+    /* where the values came from, for the start-up log */
+    char config_file[1024];
+} config_t;
+
+/* Fill with the defaults. */
+void config_defaults(config_t *c);
+
+/* Load: defaults, then the config file, then KVCHAT_* environment
+ * variables, then the command line. Returns 0, 1 for --help (usage printed
+ * to stdout), or -1 with a message in err (bad flag, unreadable file, bad
+ * value with its line number). */
+int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap);
+
+/* Derived paths (data_dir based defaults filled in). Call after loading. */
+void config_resolve(config_t *c);
+
+/* Set one value by "section.key" (as --set does). Returns 0 or -1. */
+int config_set(config_t *c, const char *section, const char *key, const char *value);
+
+void config_usage(FILE *out);
+
+#endif
