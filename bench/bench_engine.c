@@ -531,7 +531,9 @@ int main(int argc, char **argv)
         snprintf(servers[i].dir, sizeof servers[i].dir, "/tmp/kvchat-bench-XXXXXX");
         if (!mkdtemp(servers[i].dir))
             die("mkdtemp: %s", strerror(errno));
-        snprintf(servers[i].log, sizeof servers[i].log, "%s/server.log", servers[i].dir);
+        char dir[sizeof servers[i].dir];
+        memcpy(dir, servers[i].dir, sizeof dir);
+        snprintf(servers[i].log, sizeof servers[i].log, "%s/server.log", dir);
         run_server(&servers[i], &o, docs, questions, &res[i]);
     }
     double mem_gbs = memcpy_gbs(res[0].restored_mb > 1 ? (size_t)(res[0].restored_mb * 1e6) : 24u << 20);
