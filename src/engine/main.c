@@ -385,6 +385,9 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* A file-size limit makes writes fail with EFBIG (handled: the entry
+     * stays in RAM) instead of killing the engine. */
+    signal(SIGXFSZ, SIG_IGN);
 
     int rc = server_open(&e);
     if (rc) {

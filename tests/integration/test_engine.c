@@ -373,8 +373,9 @@ static void test_budgets(void **state)
     char dir[256];
     tmpdir_make(dir, sizeof dir);
     engine_t e;
-    /* A 30-line document is ~400 tokens x 256 B of KV (tiny model). */
-    const char *args[] = { "--reset", "--cache-ram", "300K", "--cache-disk", "700K", NULL };
+    /* A 30-line document is ~600 tokens x 512 B of KV (tiny model): RAM
+     * holds two such entries, disk three. */
+    const char *args[] = { "--reset", "--cache-ram", "700K", "--cache-disk", "1000K", NULL };
     engine_start(&e, dir, args);
     resp_t r;
     char *small = make_doc(99, 2);
@@ -398,8 +399,8 @@ static void test_budgets(void **state)
         resp_free(&r);
         usleep(50 * 1000);
     }
-    assert_true(jint(r.json, "bytes_ram") - pinned_bytes <= 300 * 1024);
-    assert_true(jint(r.json, "bytes_disk") - pinned_bytes <= 700 * 1024);
+    assert_true(jint(r.json, "bytes_ram") - pinned_bytes <= 700 * 1024);
+    assert_true(jint(r.json, "bytes_disk") - pinned_bytes <= 1000 * 1024);
     assert_true(jint(r.json, "evictions_ram") > 0);
     assert_true(jint(r.json, "evictions_disk") > 0);
     resp_free(&r);
@@ -739,6 +740,75 @@ static void test_misc_endpoints(void **state)
     tmpdir_remove(dir);
 }
 
+/* A full disk (here: a file-size limit, as the kernel reports EFBIG like
+ * ENOSPC) makes snapshot writes fail; the engine logs it and keeps serving
+ * from RAM. */
+static void test_full_disk(void **state)
+{
+    (void)state;
+    char dir[256], kvdir[300], log[300];
+    tmpdir_make(dir, sizeof dir);
+    snprintf(kvdir, sizeof kvdir, "%s/kv", dir);
+    snprintf(log, sizeof log, "%s/engine.log", dir);
+    const char *argv[] = { "--fsize=20000", "--", KVCHAT_ENGINE_EXE, "--model", MODEL,
+                           "--threads", "2", "--ctx-size", "4096", "--cache-dir", kvdir, NULL };
+    proc_t p;
+    proc_start(&p, "/usr/bin/prlimit", argv, log, 60);
+    char *doc = make_doc(7, 30);
+    resp_t r;
+    prefill(p.port, doc, false, &r);
+    resp_free(&r);
+    for (int i = 0; i < 100; i++) {
+        http(p.port, "GET", "/v1/cache/stats", NULL, &r);
+        if (jint(r.json, "pending_writes") == 0)
+            break;
+        resp_free(&r);
+        usleep(50 * 1000);
+    }
+    assert_int_equal(jint(r.json, "disk_write_failures"), 1);
+    assert_int_equal(jint(r.json, "entries_disk"), 0);
+    resp_free(&r);
+    /* still served, from RAM */
+    json_t *m = msgs_doc_question(doc, "Still there?");
+    chat(p.port, m, &r, true);
+    assert_string_not_equal(tier(&r), "none");
+    resp_free(&r);
+    json_decref(m);
+    free(doc);
+    assert_int_equal(proc_stop(&p), 0);
+    tmpdir_remove(dir);
+}
+
+/* A q8_0 KV cache halves (about) the bytes of a snapshot. */
+static void test_kv_q8(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    char *doc = make_doc(8, 30);
+    long long bytes[2];
+    const char *f16[] = { "--reset", NULL };
+    const char *q8[] = { "--reset", "--kv-type", "q8_0", NULL };
+    for (int i = 0; i < 2; i++) {
+        engine_start(&e, dir, i ? q8 : f16);
+        resp_t r;
+        prefill(e.p.port, doc, false, &r);
+        bytes[i] = jint(r.json, "bytes");
+        resp_free(&r);
+        json_t *m = msgs_doc_question(doc, "And?");
+        chat(e.p.port, m, &r, true);   /* restores and answers with a q8_0 cache too */
+        resp_free(&r);
+        json_decref(m);
+        engine_stop(&e);
+    }
+    /* q8_0 stores 34 bytes per 32 values against 64 */
+    assert_true(bytes[1] * 100 < bytes[0] * 60);
+    assert_true(bytes[1] * 100 > bytes[0] * 45);
+    free(doc);
+    tmpdir_remove(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -751,6 +821,8 @@ int main(void)
         cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_misc_endpoints),
+        cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_kv_q8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

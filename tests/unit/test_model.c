@@ -99,7 +99,7 @@ static void test_info(void **state)
     const model_info_t *in = model_info(g_model);
     assert_true(in->random_weights);
     assert_int_equal(in->n_layer, 2);
-    assert_int_equal(in->n_embd, 64);
+    assert_int_equal(in->n_embd, 128);
     assert_true(in->n_vocab > 100000);   /* the qwen2 vocabulary */
     assert_true(in->fingerprint != 0);
     /* The fingerprint is a function of the file: reopening gives the same. */
