@@ -34,6 +34,7 @@
 
 #define POLL_MS 50
 #define ERRBODY_MAX ((size_t)64 << 10)
+#define DONE_GRACE_MS 1000 /* how long to wait for the end of the body after [DONE] */
 #define USER_AGENT "kvchat/0.1"
 
 enum { MODE_UNSET = 0, MODE_SSE, MODE_WHOLE, MODE_ERRBODY };
@@ -622,8 +623,12 @@ static void dispatch_event(llm_xfer_t *x)
     bool is_error = strcmp(x->event_name, "error") == 0;
     x->has_data = false;
     x->event_name[0] = '\0';
-    if (x->done)
-        return; /* nothing after [DONE] counts */
+    if (x->done) {
+        buf_reset(&x->event); /* nothing after [DONE] counts */
+        return;
+    }
+    if (len == 0)
+        return; /* "data:" alone: a keep-alive some proxies send */
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
         x->done = true;
         buf_reset(&x->event);
@@ -823,10 +828,15 @@ static void fail_curl(llm_xfer_t *x, CURLcode cc, const char *ebuf)
     llm_provider_t *p = x->p;
     switch (cc) {
     case CURLE_COULDNT_CONNECT:
-        if (p->cfg.kind == LLM_PROVIDER_LOCAL)
-            llm__fail(x, LLM_EDOWN, "The model server is not running (%s)", detail);
-        else
+        if (p->cfg.kind == LLM_PROVIDER_LOCAL) {
+            const char *h = strstr(p->base_url, "://");
+            h = h ? h + 3 : p->base_url;
+            int hl = (int)strcspn(h, "/?#");
+            llm__fail(x, LLM_EDOWN, "The model server is not running (nothing answers at %.*s)",
+                      hl > 200 ? 200 : hl, h);
+        } else {
             llm__fail(x, LLM_EDOWN, "Could not connect to %s (%s)", p->name, detail);
+        }
         break;
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -954,6 +964,8 @@ int llm__xfer_run(llm_xfer_t *x)
             break;
         }
         double t = now_ms();
+        if (x->done && t - x->t_last > DONE_GRACE_MS)
+            break; /* the answer is complete; the server just did not end the body */
         if (!x->got_bytes && p->cfg.first_byte_timeout_ms &&
             t - x->t_start > p->cfg.first_byte_timeout_ms) {
             llm__fail(x, LLM_ETIMEOUT, "No answer from %s within %g s", p->name,
@@ -974,7 +986,9 @@ int llm__xfer_run(llm_xfer_t *x)
             break;
         }
     }
-    if (x->rc == LLM_OK) {
+    if (x->rc == LLM_OK && running) {
+        /* Left early after [DONE]: nothing more to read. */
+    } else if (x->rc == LLM_OK) {
         int left;
         CURLMsg *msg;
         CURLcode res = CURLE_OK;

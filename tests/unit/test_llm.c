@@ -246,6 +246,7 @@ static int fake_teardown(void **state)
 typedef struct {
     int fd, port;
     const char *reply;
+    bool hold;          /* after the reply, keep the connection open */
     pthread_t th;
     atomic_bool release, peer_left;
 } raw_t;
@@ -269,7 +270,7 @@ static void *raw_main(void *arg)
     }
     if (r->reply && send(c, r->reply, strlen(r->reply), MSG_NOSIGNAL) < 0)
         perror("send");
-    if (!r->reply) {
+    if (!r->reply || r->hold) {
         while (!atomic_load(&r->release)) {
             struct pollfd pf = { c, POLLIN, 0 };
             if (poll(&pf, 1, 10) > 0) {
@@ -285,10 +286,11 @@ static void *raw_main(void *arg)
     return NULL;
 }
 
-static void raw_start(raw_t *r, const char *reply)
+static void raw_start(raw_t *r, bool hold, const char *reply)
 {
     memset(r, 0, sizeof *r);
     r->reply = reply;
+    r->hold = hold;
     r->fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(r->fd >= 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -524,7 +526,7 @@ static void test_openai_stream(void **state)
     script_sse(15, false,
                "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
                "\"finish_reason\":null}],\"model\":\"fake-model-2024\"}\n\n",
-               ": keep-alive\n\n",
+               ": keep-alive\n\n", "data:\n\n",
                "data: {\"choices\":[{\"index\":0,\"del", /* a line split across writes */
                "ta\":{\"content\":\"Hel\"}}]}\n\n",
                "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo, w\\u00f6rld \"}}]}\r\n\r\n",
@@ -862,7 +864,7 @@ static void test_openai_connection_drops(void **state)
 {
     (void)state;
     raw_t raw;
-    raw_start(&raw, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+    raw_start(&raw, false, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                     "Transfer-Encoding: chunked\r\n\r\n"
                     "3a\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"xy\"}}]}\n\n\r\n"
                     "40\r\ndata: {\"choices\":[{\"in");
@@ -877,6 +879,34 @@ static void test_openai_connection_drops(void **state)
         fail_msg("got %d (%s)", rc, res.error);
     assert_string_equal(rec_text(&r), "xy");
     assert_contains(res.error, "connection");
+    llm_result_cleanup(&res);
+    buf_cleanup(&r.text);
+    llm_provider_free(p);
+    raw_stop(&raw);
+}
+
+/* A server that sends [DONE] but never ends the body: the answer is
+ * complete all the same, after a short grace period. */
+static void test_openai_done_without_end(void **state)
+{
+    (void)state;
+    raw_t raw;
+    raw_start(&raw, true, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+                "3a\r\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"xy\"}}]}\n\n\r\n"
+                "e\r\ndata: [DONE]\n\n\r\n");
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", raw.port);
+    llm_provider_t *p = provider(LLM_PROVIDER_OPENAI, url, NULL, NULL, NULL);
+    rec_t r;
+    rec_init(&r);
+    llm_result_t res;
+    double t0 = now_ms();
+    int rc = run_chat(p, &r, &res);
+    if (rc != LLM_OK)
+        fail_msg("got %d (%s)", rc, res.error);
+    assert_true(now_ms() - t0 < 3000);
+    assert_string_equal(rec_text(&r), "xy");
     llm_result_cleanup(&res);
     buf_cleanup(&r.text);
     llm_provider_free(p);
@@ -912,7 +942,7 @@ static void test_openai_first_byte_timeout(void **state)
 {
     (void)state;
     raw_t raw;
-    raw_start(&raw, NULL);
+    raw_start(&raw, false, NULL);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", raw.port);
     llm_config_t c = llm_config_default(LLM_PROVIDER_OPENAI);
@@ -1337,6 +1367,7 @@ int main(void)
         T(test_openai_malformed),
         T(test_openai_ends_early),
         cmocka_unit_test(test_openai_connection_drops),
+        cmocka_unit_test(test_openai_done_without_end),
         T(test_openai_idle_timeout),
         cmocka_unit_test(test_openai_first_byte_timeout),
         cmocka_unit_test(test_refused),
