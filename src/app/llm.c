@@ -995,7 +995,9 @@ int llm__xfer_run(llm_xfer_t *x)
         while ((msg = curl_multi_info_read(m, &left)))
             if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
                 res = msg->data.result;
-        if (res != CURLE_OK) {
+        if (res != CURLE_OK && x->mode == MODE_SSE && x->done) {
+            /* Broken off after [DONE]: the answer was complete. */
+        } else if (res != CURLE_OK) {
             if (x->mode == MODE_ERRBODY && (res == CURLE_WRITE_ERROR || x->whole.len))
                 fail_from_body(x); /* a refused request that was cut short */
             else
