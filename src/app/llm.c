@@ -1231,6 +1231,17 @@ int llm_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t er
     return p->be->models(p, out, errmsg, errcap);
 }
 
+int llm_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap)
+{
+    memset(out, 0, sizeof *out);
+    set_msg(errmsg, errcap, "");
+    if (!p->be->cache_stats) {
+        set_msg(errmsg, errcap, "This model provider does not keep a KV cache");
+        return LLM_ENOTSUP;
+    }
+    return p->be->cache_stats(p, out, errmsg, errcap);
+}
+
 int llm_tokenize_count(llm_provider_t *p, const char *text, size_t len, int64_t *n, char *errmsg,
                        size_t errcap)
 {

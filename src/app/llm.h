@@ -298,6 +298,14 @@ int llm_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t er
  * llama-server) or Gemini's countTokens. Returns LLM_OK and *n;
  * LLM_ENOTFOUND when the server has no such endpoint; another LLM_E*.
  * errmsg may be NULL. */
+/* The engine's KV-cache totals (GET /v1/cache/stats; local only). */
+typedef struct {
+    int64_t entries;
+    int64_t bytes_ram;
+    int64_t bytes_disk;
+} llm_cache_stats_t;
+int llm_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap);
+
 int llm_tokenize_count(llm_provider_t *p, const char *text, size_t len, int64_t *n,
                        char *errmsg, size_t errcap);
 

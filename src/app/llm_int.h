@@ -143,6 +143,7 @@ struct llm_backend {
                    const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out);
     int (*cache_delete)(llm_provider_t *p, const char *id, char *errmsg, size_t errcap);
     int (*models)(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t errcap);
+    int (*cache_stats)(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap);
     int (*tokenize_count)(llm_provider_t *p, const char *text, size_t len, int64_t *n,
                           char *errmsg, size_t errcap);
 };

@@ -368,6 +368,28 @@ static int oa_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, siz
     return LLM_OK;
 }
 
+static int oa_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap)
+{
+    if (p->cfg.kind != LLM_PROVIDER_LOCAL) {
+        if (errmsg)
+            snprintf(errmsg, errcap, "%s does not offer a KV-cache API", p->name);
+        return LLM_ENOTSUP;
+    }
+    char *url = llm__strdupf("%s/v1/cache/stats", p->root_url);
+    if (!url)
+        return LLM_ENOMEM;
+    json_t *j = NULL;
+    int rc = json_call(p, "GET", url, NULL, (size_t)64 << 10, NULL, NULL, &j, NULL, errmsg, errcap);
+    free(url);
+    if (rc != LLM_OK)
+        return rc;
+    out->entries = llm__get_int(j, "entries", 0);
+    out->bytes_ram = llm__get_int(j, "bytes_ram", 0);
+    out->bytes_disk = llm__get_int(j, "bytes_disk", 0);
+    json_decref(j);
+    return LLM_OK;
+}
+
 static int oa_tokenize_count(llm_provider_t *p, const char *text, size_t len, int64_t *n,
                              char *errmsg, size_t errcap)
 {
@@ -406,5 +428,6 @@ const llm_backend_t llm__backend_openai = {
     .prefill = oa_prefill,
     .cache_delete = oa_cache_delete,
     .models = oa_models,
+    .cache_stats = oa_cache_stats,
     .tokenize_count = oa_tokenize_count,
 };

@@ -1,0 +1,44 @@
+/* chat.h — one turn of a chat session: prompt assembly, the provider call,
+ * and what is stored.
+ *
+ * The prompt is [system: the document's template] + history + [user]: the
+ * document comes first and is rendered exactly as the cache endpoint renders
+ * it, so the engine's cached prefix matches. The user turn is stored before
+ * the call; the assistant turn after it, marked incomplete when the call
+ * was cut short (client gone, error).
+ */
+#ifndef KVCHAT_APP_CHAT_H
+#define KVCHAT_APP_CHAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "app/app.h"
+
+typedef struct chat chat_t;
+
+/* Validate and prepare a turn: the session is created if new (ids are
+ * 1..128 characters of [A-Za-z0-9_-.]), the document (if given; "" or NULL
+ * keeps the session's) attached, the user message stored, the messages
+ * built. On failure returns -1 with *status (400, 404, 500...) and a
+ * message in err; nothing is stored then. */
+int chat_prepare(app_t *a, const char *session_id, const char *message, const char *document_id,
+                 bool document_given, chat_t **out, int *status, char *err, size_t errcap);
+
+/* Run the provider call (blocking); deltas go to cb. Fills *res. */
+int chat_run(chat_t *c, const llm_callbacks_t *cb, void *ud, llm_result_t *res);
+
+/* Store the assistant's answer (text[0..len)) with the usage and timings
+ * of res; incomplete when it was cut short. Returns the stored message's
+ * time (epoch ms). */
+int64_t chat_store_answer(chat_t *c, const char *text, size_t len, bool incomplete,
+                          const llm_result_t *res);
+
+const char *chat_session_id(const chat_t *c);
+
+/* usage/timings of a result as JSON for the API (new reference). */
+json_t *chat_usage_json(const llm_result_t *res);
+
+void chat_free(chat_t *c);
+
+#endif

@@ -1,0 +1,683 @@
+/* documents.c — see documents.h.
+ *
+ * Upload path: the multipart body streams through the upload callbacks into
+ * a temporary file in data/uploads (never held in memory), hashed on the way
+ * (SHA-256, OpenSSL's EVP, included here only). The size limit is counted
+ * here so the 413 says what the limit is. Then kvchat-extract runs on the
+ * file in its sandbox (type by content, CPU/memory/time limits): its text
+ * goes to the store, the file is renamed to a generated name. Identical
+ * content (same SHA-256) is stored once.
+ *
+ * Caching: the document's system message is rendered exactly as chat
+ * renders it and sent to the engine's /v1/cache/prefill. With
+ * "Accept: text/event-stream" the progress is streamed; the prefill then
+ * runs on a worker thread that writes the events (a stream's data is sent
+ * by the connection's own thread, which a blocked handler would hold).
+ */
+#include "app/documents.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+
+const char documents_allowed_types[] = ".txt, .md, .pdf, .docx, .odt, .html, .htm, .epub";
+
+static const char *const allowed_ext[] = { "txt", "md", "markdown", "pdf", "docx", "odt", "html",
+                                           "htm", "epub", NULL };
+
+/* ---- rendering ---- */
+
+char *documents_system_message(const app_t *a, const char *filename, const char *text)
+{
+    buf_t b;
+    buf_init(&b, (size_t)STORE_TEXT_MAX + 65536);
+    const char *t = a->cfg.system_template;
+    while (*t) {
+        if (strncmp(t, "{document}", 10) == 0) {
+            if (buf_puts(&b, text) != BUF_OK)
+                goto fail;
+            t += 10;
+        } else if (strncmp(t, "{filename}", 10) == 0) {
+            if (buf_puts(&b, filename) != BUF_OK)
+                goto fail;
+            t += 10;
+        } else {
+            if (buf_append(&b, t, 1) != BUF_OK)
+                goto fail;
+            t++;
+        }
+    }
+    return buf_steal(&b, NULL);
+fail:
+    buf_cleanup(&b);
+    return NULL;
+}
+
+json_t *documents_json(const store_doc_t *d)
+{
+    char up[STORE_TIME_BUFSZ], cached[STORE_TIME_BUFSZ] = "";
+    store_format_time(d->uploaded_at, up);
+    if (d->cache.cached_at > 0)
+        store_format_time(d->cache.cached_at, cached);
+    json_t *cache = json_pack("{s:s, s:I, s:I, s:s?, s:s?, s:f, s:s?, s:s?}", "status",
+                              store_cache_status_name(d->cache.status), "tokens",
+                              (json_int_t)d->cache.tokens, "bytes", (json_int_t)d->cache.bytes,
+                              "tier", d->cache.tier, "entry_id", d->cache.entry_id, "prefill_ms",
+                              d->cache.ms, "cached_at", cached[0] ? cached : NULL, "error",
+                              d->cache.error);
+    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:o, s:s, s:o}", "doc_id", d->id,
+                          "filename", d->filename, "file_size", (json_int_t)d->file_size,
+                          "uploaded_at", up, "content_type", d->content_type, "n_chars",
+                          (json_int_t)d->n_chars, "n_tokens",
+                          d->n_tokens >= 0 ? json_integer(d->n_tokens) : json_null(),
+                          "cache_status", store_cache_status_name(d->cache.status), "cache", cache);
+    return j;
+}
+
+/* ---- upload ---- */
+
+typedef struct {
+    app_t *a;
+    int fd;
+    char tmp_path[1200];
+    EVP_MD_CTX *sha;
+    size_t bytes, limit;
+    bool got_file, in_file;
+    char filename[STORE_NAME_MAX];
+    char ext[16];
+} upload_t;
+
+static void upload_free(void *ctx)
+{
+    upload_t *u = ctx;
+    if (!u)
+        return;
+    if (u->fd >= 0)
+        close(u->fd);
+    if (u->tmp_path[0])
+        unlink(u->tmp_path);
+    EVP_MD_CTX_free(u->sha);
+    free(u);
+}
+
+static bool ext_allowed(const char *ext)
+{
+    for (int i = 0; allowed_ext[i]; i++)
+        if (strcasecmp(ext, allowed_ext[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The client's file name reduced to its last path component, with control
+ * characters dropped (it is only displayed). */
+static void clean_filename(const char *in, char *out, size_t cap)
+{
+    const char *base = in;
+    for (const char *p = in; *p; p++)
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    size_t n = 0;
+    for (const char *p = base; *p && n + 1 < cap; p++)
+        if ((unsigned char)*p >= 0x20 && *p != 0x7f)
+            out[n++] = *p;
+    out[n] = '\0';
+    if (!n)
+        snprintf(out, cap, "document");
+}
+
+static int up_begin(httpd_req_t *req, const char *field, const char *filename, const char *ct)
+{
+    (void)ct;
+    upload_t *u = httpd_req_ctx(req);
+    app_t *a = httpd_req_user(req);
+    if (!u) {
+        u = calloc(1, sizeof *u);
+        if (!u) {
+            httpd_reply_error(req, 500, "out of memory");
+            return 1;
+        }
+        u->a = a;
+        u->fd = -1;
+        u->limit = (size_t)a->cfg.max_upload_mb << 20;
+        httpd_req_set_ctx(req, u, upload_free);
+    }
+    u->in_file = false;
+    if (strcmp(field, "file") != 0 || !filename)
+        return 0;   /* other fields are kept by httpd for httpd_req_form */
+    if (u->got_file) {
+        httpd_reply_error(req, 400, "Upload one file per request (field 'file')");
+        return 1;
+    }
+    clean_filename(filename, u->filename, sizeof u->filename);
+    const char *dot = strrchr(u->filename, '.');
+    snprintf(u->ext, sizeof u->ext, "%s", dot && dot[1] ? dot + 1 : "");
+    if (!ext_allowed(u->ext)) {
+        httpd_reply_error(req, 400, "Unsupported file type: .%s. Allowed types: %s",
+                          u->ext[0] ? u->ext : "(none)", documents_allowed_types);
+        return 1;
+    }
+    snprintf(u->tmp_path, sizeof u->tmp_path, "%s/.upload-XXXXXX", a->uploads_dir);
+    u->fd = mkostemp(u->tmp_path, O_CLOEXEC);
+    if (u->fd < 0) {
+        u->tmp_path[0] = '\0';
+        log_error("upload: cannot create a file in %s: %s", a->uploads_dir, strerror(errno));
+        httpd_reply_error(req, 507, "The server cannot store the upload (%s)", strerror(errno));
+        return 1;
+    }
+    u->sha = EVP_MD_CTX_new();
+    if (!u->sha || EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1) {
+        httpd_reply_error(req, 500, "out of memory");
+        return 1;
+    }
+    u->got_file = u->in_file = true;
+    return 0;
+}
+
+static int up_data(httpd_req_t *req, const char *data, size_t len)
+{
+    upload_t *u = httpd_req_ctx(req);
+    if (!u || !u->in_file)
+        return 0;
+    u->bytes += len;
+    if (u->bytes > u->limit) {
+        httpd_reply_error(req, 413, "File too large: the limit is %d MB", u->a->cfg.max_upload_mb);
+        return 1;
+    }
+    EVP_DigestUpdate(u->sha, data, len);
+    while (len) {
+        ssize_t w = write(u->fd, data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = errno;
+            log_error("upload: write failed: %s", strerror(e));
+            httpd_reply_error(req, e == ENOSPC ? 507 : 500, "The server cannot store the upload (%s)",
+                              strerror(e));
+            return 1;
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int up_end(httpd_req_t *req)
+{
+    upload_t *u = httpd_req_ctx(req);
+    if (u)
+        u->in_file = false;
+    return 0;
+}
+
+const httpd_upload_t documents_upload_callbacks = { up_begin, up_data, up_end };
+
+static void set_tokens(app_t *a, store_doc_t *d, const char *text, size_t len)
+{
+    app_provider_t *p = app_local_acquire(a);
+    if (!p)
+        return;
+    supervisor_status_t st;
+    if (a->sv && supervisor_status(a->sv, &st) == SUPERVISOR_OK && st.state == SUPERVISOR_RUNNING) {
+        int64_t n = 0;
+        char err[256];
+        if (llm_tokenize_count(p->llm, text, len, &n, err, sizeof err) == LLM_OK) {
+            store_doc_set_tokens(a->store, d->id, n);
+            d->n_tokens = n;
+        }
+    }
+    app_provider_release(p);
+}
+
+/* Runs extraction and stores the document. Answers the request on error
+ * (returns -1); on success fills *doc and returns 0. */
+static int ingest(httpd_req_t *req, app_t *a, upload_t *u, store_doc_t *doc, bool *existed)
+{
+    if (!u || !u->got_file) {
+        httpd_reply_error(req, 400, "No file uploaded: send it as the multipart field 'file'");
+        return -1;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_DigestFinal_ex(u->sha, md, &mdlen);
+    char sha[65];
+    for (unsigned i = 0; i < 32 && i < mdlen; i++)
+        snprintf(sha + 2 * i, 3, "%02x", md[i]);
+    close(u->fd);
+    u->fd = -1;
+
+    /* Identical content: the existing document. */
+    if (store_doc_find_sha256(a->store, sha, doc) == STORE_OK) {
+        *existed = true;
+        return 0;
+    }
+    extract_result_t ex;
+    int rc = extract_run(&a->extract, u->tmp_path, u->filename, &ex);
+    if (rc != 0 || ex.code != 0) {
+        int code = rc ? rc : ex.code;
+        int status = extract_error_is_unsupported(code) ? 400
+                     : extract_error_is_internal(code)   ? 500
+                                                         : 422;
+        pthread_mutex_lock(&a->lock);
+        a->stats.upload_rejected++;
+        pthread_mutex_unlock(&a->lock);
+        if (status == 400)
+            httpd_reply_error(req, 400, "Unsupported file type: %s. Allowed types: %s",
+                              ex.message[0] ? ex.message : "the content is not a supported document",
+                              documents_allowed_types);
+        else
+            httpd_reply_error(req, status, "%s", ex.message[0] ? ex.message : extract_strerror(code));
+        log_info("upload '%s' rejected: %s", u->filename, ex.message);
+        extract_result_cleanup(&ex);
+        return -1;
+    }
+    char id[STORE_UUID_BUFSZ], stored[128];
+    store_id_new(id);
+    snprintf(stored, sizeof stored, "%s.%s", id, ex.type);
+    char final[1300];
+    snprintf(final, sizeof final, "%s/%s", a->uploads_dir, stored);
+    if (rename(u->tmp_path, final) != 0) {
+        httpd_reply_error(req, 500, "The server cannot store the upload (%s)", strerror(errno));
+        extract_result_cleanup(&ex);
+        return -1;
+    }
+    u->tmp_path[0] = '\0';
+    store_doc_t d;
+    store_doc_init(&d);
+    d.id = id;
+    d.filename = u->filename;
+    d.stored_name = stored;
+    d.content_type = (char *)ex.type;
+    d.file_size = (int64_t)u->bytes;
+    d.sha256 = sha;
+    d.n_tokens = -1;
+    rc = store_doc_insert(a->store, &d, ex.text, ex.len, doc, existed);
+    if (rc != STORE_OK) {
+        unlink(final);
+        httpd_reply_error(req, rc == STORE_ETOOBIG ? 413 : 500, "Cannot store the document: %s",
+                          store_strerror(rc));
+        extract_result_cleanup(&ex);
+        return -1;
+    }
+    if (*existed)   /* raced with an identical upload */
+        unlink(final);
+    else
+        set_tokens(a, doc, ex.text, ex.len);
+    extract_result_cleanup(&ex);
+    pthread_mutex_lock(&a->lock);
+    a->stats.uploads++;
+    pthread_mutex_unlock(&a->lock);
+    log_info("document %s uploaded: '%s' (%s, %lld bytes, %lld chars)", doc->id, doc->filename,
+             doc->content_type, (long long)doc->file_size, (long long)doc->n_chars);
+    return 0;
+}
+
+static json_t *upload_json(const store_doc_t *d, bool existed)
+{
+    json_t *j = documents_json(d);
+    json_object_set_new(j, "message", json_string(existed ? "Document already uploaded (identical content)"
+                                                          : "Document uploaded successfully"));
+    json_object_set_new(j, "existed", json_boolean(existed));
+    return j;
+}
+
+void documents_h_upload(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    store_doc_t d;
+    store_doc_init(&d);
+    bool existed = false;
+    if (ingest(req, a, httpd_req_ctx(req), &d, &existed) == 0)
+        httpd_reply_json(req, 200, upload_json(&d, existed));
+    store_doc_cleanup(&d);
+}
+
+/* ---- caching ---- */
+
+typedef struct {
+    httpd_stream_t *stream;
+    int last_pct;
+} progress_t;
+
+static void on_progress(void *ud, int done, int total)
+{
+    progress_t *p = ud;
+    if (!p || !p->stream || total <= 0)
+        return;
+    int pct = (int)((int64_t)done * 100 / total);
+    if (pct == p->last_pct)
+        return;
+    p->last_pct = pct;
+    httpd_stream_sse_json(p->stream, json_pack("{s:s, s:i, s:i, s:i}", "event", "progress", "done",
+                                               done, "total", total, "percent", pct));
+}
+
+static bool progress_stop(void *ud)
+{
+    progress_t *p = ud;
+    /* A cache request keeps going when its client leaves: the prefix is
+     * worth having. */
+    (void)p;
+    return false;
+}
+
+/* Cache a document's prefix. Returns the HTTP status; *out gets the answer
+ * body (success or {"detail": ...}). */
+static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **out)
+{
+    store_doc_t d;
+    store_doc_init(&d);
+    char *text = NULL, *sys = NULL;
+    size_t text_len = 0;
+    int status = 200;
+    app_provider_t *p = NULL;
+    int rc = store_doc_get(a->store, doc_id, &d);
+    if (rc != STORE_OK) {
+        *out = json_pack("{s:s}", "detail", rc == STORE_ENOTFOUND ? "Document not found" : store_strerror(rc));
+        return rc == STORE_ENOTFOUND ? 404 : 500;
+    }
+    p = app_local_acquire(a);
+    supervisor_status_t st = { 0 };
+    if (!p || !a->sv) {
+        *out = json_pack("{s:s}", "detail", "No local model is configured: caching needs the local model server");
+        status = 503;
+        goto done;
+    }
+    supervisor_status(a->sv, &st);
+    if (st.state != SUPERVISOR_RUNNING) {
+        *out = json_pack("{s:s}", "detail",
+                         st.state == SUPERVISOR_STARTING
+                             ? "The model server is still starting; try again in a moment"
+                             : "The model server is not running: start it first (Start button, or POST /api/v1/model/up/without_reset)");
+        status = 503;
+        goto done;
+    }
+    if (store_doc_text(a->store, doc_id, &text, &text_len) != STORE_OK ||
+        !(sys = documents_system_message(a, d.filename, text))) {
+        *out = json_pack("{s:s}", "detail", "Cannot read the document's text");
+        status = 500;
+        goto done;
+    }
+    /* Too long for the model's context: say so with both numbers. */
+    char err[512];
+    llm_model_info_t info;
+    int64_t n_sys = 0;
+    if (llm_models(p->llm, &info, err, sizeof err) == LLM_OK && info.n_ctx_slot > 0 &&
+        llm_tokenize_count(p->llm, sys, strlen(sys), &n_sys, err, sizeof err) == LLM_OK &&
+        n_sys + 32 > info.n_ctx_slot) {
+        char msg[300];
+        snprintf(msg, sizeof msg,
+                 "The document is too long for the model: it takes %lld tokens, and the model's "
+                 "context holds %d tokens per conversation",
+                 (long long)n_sys, info.n_ctx_slot);
+        store_cache_t c = { .status = STORE_CACHE_FAILED, .error = msg };
+        store_doc_set_cache(a->store, doc_id, &c);
+        *out = json_pack("{s:s, s:I, s:i}", "detail", msg, "n_tokens", (json_int_t)n_sys,
+                         "n_ctx", info.n_ctx_slot);
+        status = 422;
+        goto done;
+    }
+    store_cache_t caching = { .status = STORE_CACHE_CACHING };
+    store_doc_set_cache(a->store, doc_id, &caching);
+    llm_message_t m = { LLM_ROLE_SYSTEM, sys };
+    llm_callbacks_t cb = { .on_progress = on_progress, .should_stop = progress_stop };
+    llm_prefill_result_t pr;
+    rc = llm_prefill(p->llm, &m, 1, false, &cb, prog, &pr);
+    if (rc != LLM_OK) {
+        store_cache_t c = { .status = STORE_CACHE_FAILED, .error = pr.error };
+        store_doc_set_cache(a->store, doc_id, &c);
+        *out = json_pack("{s:s}", "detail", pr.error[0] ? pr.error : llm_strerror(rc));
+        status = llm_http_status(rc);
+        pthread_mutex_lock(&a->lock);
+        a->stats.cache_errors++;
+        pthread_mutex_unlock(&a->lock);
+        goto done;
+    }
+    store_cache_t c = { .status = STORE_CACHE_CACHED, .entry_id = pr.id, .tokens = pr.n_tokens,
+                        .bytes = pr.bytes, .tier = pr.tier, .ms = pr.prefill_ms };
+    store_doc_set_cache(a->store, doc_id, &c);
+    if (n_sys > 0)
+        store_doc_set_tokens(a->store, doc_id, n_sys);
+    pthread_mutex_lock(&a->lock);
+    a->stats.caches++;
+    pthread_mutex_unlock(&a->lock);
+    log_info("document %s cached: %d tokens, %lld bytes, %.0f ms (%s)", doc_id, pr.n_tokens,
+             (long long)pr.bytes, pr.prefill_ms, pr.cached ? "already cached" : "prefilled");
+    *out = json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:f, s:b}", "doc_id", doc_id, "status",
+                     "cached", "message",
+                     pr.cached ? "Document was already cached" : "Document cached successfully",
+                     "n_tokens", pr.n_tokens, "bytes", (json_int_t)pr.bytes, "tier", pr.tier,
+                     "cache_entry_id", pr.id, "prefill_ms", pr.prefill_ms, "already_cached",
+                     pr.cached);
+done:
+    free(sys);
+    free(text);
+    app_provider_release(p);
+    store_doc_cleanup(&d);
+    return status;
+}
+
+static bool wants_sse(httpd_req_t *req)
+{
+    const char *acc = httpd_req_header(req, "Accept");
+    return acc && strstr(acc, "text/event-stream");
+}
+
+typedef struct {
+    app_t *a;
+    char doc_id[STORE_ID_MAX + 1];
+    progress_t prog;
+    json_t *prefix;    /* upload_and_cache: the upload answer to merge */
+} cache_job_t;
+
+static void *cache_worker(void *arg)
+{
+    cache_job_t *j = arg;
+    json_t *body = NULL;
+    int status = cache_doc(j->a, j->doc_id, &j->prog, &body);
+    json_t *ev;
+    if (status == 200) {
+        ev = body;
+        json_object_set_new(ev, "event", json_string("done"));
+    } else {
+        ev = json_pack("{s:s, s:i, s:O}", "event", "error", "status", status, "detail",
+                       json_object_get(body, "detail"));
+        json_decref(body);
+    }
+    if (j->prefix) {
+        json_object_set_new(j->prefix, "cache", ev);
+        json_object_set_new(j->prefix, "event", json_string(status == 200 ? "done" : "error"));
+        ev = j->prefix;
+    }
+    httpd_stream_sse_json(j->prog.stream, ev);
+    httpd_stream_close(j->prog.stream);
+    free(j);
+    return NULL;
+}
+
+/* Answer with the cache result, streamed when the client asked for it. */
+static void answer_cache(httpd_req_t *req, app_t *a, const char *doc_id, json_t *prefix)
+{
+    if (wants_sse(req)) {
+        cache_job_t *j = calloc(1, sizeof *j);
+        if (!j) {
+            json_decref(prefix);
+            httpd_reply_error(req, 500, "out of memory");
+            return;
+        }
+        j->a = a;
+        j->prefix = prefix;
+        j->prog.last_pct = -1;
+        snprintf(j->doc_id, sizeof j->doc_id, "%s", doc_id);
+        if (httpd_stream_open(req, "text/event-stream", &j->prog.stream) != HTTPD_OK) {
+            json_decref(prefix);
+            free(j);
+            httpd_reply_error(req, 503, "the server is shutting down");
+            return;
+        }
+        httpd_stream_sse_json(j->prog.stream, json_pack("{s:s, s:s}", "event", "start", "doc_id", doc_id));
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &attr, cache_worker, j) != 0) {
+            httpd_stream_sse_json(j->prog.stream, json_pack("{s:s, s:s}", "event", "error", "detail",
+                                                            "cannot start the cache worker"));
+            httpd_stream_close(j->prog.stream);
+            json_decref(prefix);
+            free(j);
+        }
+        pthread_attr_destroy(&attr);
+        return;
+    }
+    json_t *body = NULL;
+    int status = cache_doc(a, doc_id, NULL, &body);
+    if (prefix) {
+        /* upload_and_cache: the upload succeeded; the cache result rides along */
+        if (status != 200)
+            json_object_set_new(body, "status", json_string("failed"));
+        json_object_set_new(body, "http_status", json_integer(status));
+        json_object_set_new(prefix, "cache", body);
+        httpd_reply_json(req, 200, prefix);
+    } else {
+        httpd_reply_json(req, status, body);
+    }
+}
+
+void documents_h_upload_and_cache(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    store_doc_t d;
+    store_doc_init(&d);
+    bool existed = false;
+    if (ingest(req, a, httpd_req_ctx(req), &d, &existed) == 0)
+        answer_cache(req, a, d.id, upload_json(&d, existed));
+    store_doc_cleanup(&d);
+}
+
+void documents_h_cache(httpd_req_t *req, void *user)
+{
+    answer_cache(req, user, httpd_req_param(req, "doc_id"), NULL);
+}
+
+/* ---- list, get, delete ---- */
+
+void documents_h_list(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    store_doc_list_t l = { 0 };
+    int rc = store_doc_list(a->store, &l);
+    if (rc) {
+        httpd_reply_error(req, 500, "Cannot list documents: %s", store_strerror(rc));
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++)
+        json_array_append_new(arr, documents_json(&l.items[i]));
+    store_doc_list_cleanup(&l);
+    httpd_reply_json(req, 200, arr);
+}
+
+static void reply_store_error(httpd_req_t *req, int rc, const char *what)
+{
+    if (rc == STORE_ENOTFOUND)
+        httpd_reply_error(req, 404, "%s not found", what);
+    else if (rc == STORE_EINVAL)
+        httpd_reply_error(req, 404, "%s not found (malformed id)", what);
+    else
+        httpd_reply_error(req, 500, "%s: %s", what, store_strerror(rc));
+}
+
+void documents_h_get(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    store_doc_t d;
+    store_doc_init(&d);
+    int rc = store_doc_get(a->store, id, &d);
+    if (rc) {
+        reply_store_error(req, rc, "Document");
+        return;
+    }
+    json_t *j = documents_json(&d);
+    const char *prev = httpd_req_query(req, "include_preview");
+    if (prev && (strcmp(prev, "true") == 0 || strcmp(prev, "1") == 0 || !*prev)) {
+        char *text = NULL;
+        size_t len = 0;
+        if (store_doc_text(a->store, id, &text, &len) == STORE_OK) {
+            size_t lines = 0, cut = len;
+            for (size_t i = 0; i < len; i++) {
+                if (text[i] == '\n') {
+                    lines++;
+                    if (lines == 10 && cut == len)
+                        cut = i;
+                }
+            }
+            if (len && text[len - 1] != '\n')
+                lines++;
+            json_object_set_new(j, "content_preview", json_string_lossy(text, cut));
+            json_object_set_new(j, "total_lines", json_integer((json_int_t)lines));
+            free(text);
+        }
+    }
+    store_doc_cleanup(&d);
+    httpd_reply_json(req, 200, j);
+}
+
+void documents_h_delete(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    store_doc_t d;
+    store_doc_init(&d);
+    int rc = store_doc_delete(a->store, id, &d);
+    if (rc) {
+        reply_store_error(req, rc, "Document");
+        return;
+    }
+    char path[1300];
+    snprintf(path, sizeof path, "%s/%s", a->uploads_dir, d.stored_name);
+    if (unlink(path) != 0 && errno != ENOENT)
+        log_warn("document %s: cannot remove %s: %s", id, path, strerror(errno));
+    if (d.cache.entry_id && d.cache.entry_id[0]) {
+        app_provider_t *p = app_local_acquire(a);
+        char err[256];
+        if (p && llm_cache_delete(p->llm, d.cache.entry_id, err, sizeof err) != LLM_OK)
+            log_info("document %s: engine cache entry %s not deleted: %s", id, d.cache.entry_id, err);
+        app_provider_release(p);
+    }
+    log_info("document %s deleted ('%s')", id, d.filename);
+    store_doc_cleanup(&d);
+    httpd_reply_json(req, 200, json_pack("{s:s, s:s}", "message", "Document deleted successfully",
+                                         "doc_id", id));
+}
+
+void documents_h_cache_status(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    store_doc_t d;
+    store_doc_init(&d);
+    int rc = store_doc_get(a->store, id, &d);
+    if (rc) {
+        reply_store_error(req, rc, "Document");
+        return;
+    }
+    json_t *j = documents_json(&d);
+    json_t *c = json_incref(json_object_get(j, "cache"));
+    json_object_set_new(c, "doc_id", json_string(d.id));
+    json_object_set_new(c, "cache_status", json_string(store_cache_status_name(d.cache.status)));
+    json_object_set_new(c, "n_tokens", d.n_tokens >= 0 ? json_integer(d.n_tokens) : json_null());
+    json_decref(j);
+    store_doc_cleanup(&d);
+    httpd_reply_json(req, 200, c);
+}

@@ -1,0 +1,32 @@
+/* documents.h — the /documents endpoints: upload (streamed to disk),
+ * extraction in a sandboxed process, listing, preview, deletion, and
+ * caching a document's prefix in the engine.
+ */
+#ifndef KVCHAT_APP_DOCUMENTS_H
+#define KVCHAT_APP_DOCUMENTS_H
+
+#include "app/app.h"
+#include "common/httpd.h"
+
+extern const httpd_upload_t documents_upload_callbacks;
+
+void documents_h_upload(httpd_req_t *req, void *user);
+void documents_h_upload_and_cache(httpd_req_t *req, void *user);
+void documents_h_list(httpd_req_t *req, void *user);
+void documents_h_get(httpd_req_t *req, void *user);
+void documents_h_delete(httpd_req_t *req, void *user);
+void documents_h_cache(httpd_req_t *req, void *user);
+void documents_h_cache_status(httpd_req_t *req, void *user);
+
+/* The system message for a document, exactly as chat renders it (so the
+ * cached prefix matches): the configured template with {document} and
+ * {filename} replaced. Returns malloc'd text (caller frees), NULL on ENOMEM. */
+char *documents_system_message(const app_t *a, const char *filename, const char *text);
+
+/* A document as the API shows it. */
+json_t *documents_json(const store_doc_t *d);
+
+/* The Allowed-types sentence of the 400 answer. */
+extern const char documents_allowed_types[];
+
+#endif

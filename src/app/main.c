@@ -1,0 +1,419 @@
+/* main.c — kvchat, the app server.
+ *
+ * Start-up: load the configuration; create the data directories; open the
+ * store; find the local model (configured, else the demo model, else the
+ * first GGUF in the models directory) and create the engine supervisor;
+ * create the LLM providers; open the HTTP server; start the engine in the
+ * background (with --resume: what the engine cached before is kept) and the
+ * session sweeper. SIGINT/SIGTERM: stop listening, stop the engine, close
+ * the store.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/app.h"
+#include "common/log.h"
+
+/* ---- providers ---- */
+
+app_provider_t *app_provider_acquire(app_t *a)
+{
+    pthread_mutex_lock(&a->lock);
+    app_provider_t *p = a->provider;
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_unlock(&a->lock);
+    return p;
+}
+
+app_provider_t *app_local_acquire(app_t *a)
+{
+    pthread_mutex_lock(&a->lock);
+    app_provider_t *p = a->local;
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_unlock(&a->lock);
+    return p;
+}
+
+void app_provider_release(app_provider_t *p)
+{
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1) {
+        llm_provider_free(p->llm);
+        free(p);
+    }
+}
+
+void app_provider_set(app_t *a, app_provider_t *p)
+{
+    pthread_mutex_lock(&a->lock);
+    app_provider_t *old = a->provider;
+    a->provider = p;
+    pthread_mutex_unlock(&a->lock);
+    app_provider_release(old);
+}
+
+app_provider_t *app_provider_new(app_t *a, const char *kind, const char *base_url,
+                                 const char *api_key, const char *model, const char *serving_name,
+                                 bool local, char *err, size_t errcap)
+{
+    llm_kind_t k;
+    if (llm_kind_parse(kind, &k) != LLM_OK) {
+        snprintf(err, errcap, "unknown provider '%s'", kind);
+        return NULL;
+    }
+    llm_config_t lc = llm_config_default(k);
+    lc.base_url = base_url && *base_url ? base_url : NULL;
+    lc.api_key = api_key && *api_key ? api_key : NULL;
+    lc.model = model && *model ? model : NULL;
+    lc.first_byte_timeout_ms = (unsigned)a->cfg.first_byte_timeout_s * 1000u;
+    app_provider_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, errcap, "out of memory");
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    p->local = local;
+    snprintf(p->serving_name, sizeof p->serving_name, "%s", serving_name);
+    if (llm_provider_new(&lc, &p->llm, err, errcap) != LLM_OK) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void app_record_chat(app_t *a, double ttft_ms, int64_t prompt_tokens, int64_t cached_tokens)
+{
+    static const double bounds[12] = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+    pthread_mutex_lock(&a->lock);
+    if (ttft_ms >= 0) {
+        double s = ttft_ms / 1000.0;
+        for (int i = 0; i < 12; i++)
+            if (s <= bounds[i])
+                a->stats.ttft_buckets[i]++;
+        a->stats.ttft_sum += s;
+        a->stats.ttft_count++;
+    }
+    if (prompt_tokens > 0)
+        a->stats.prompt_tokens += (uint64_t)prompt_tokens;
+    if (cached_tokens > 0)
+        a->stats.cached_prompt_tokens += (uint64_t)cached_tokens;
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* ---- start-up helpers ---- */
+
+static int mkdirs(const char *path)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static bool is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The directory of our own executable (siblings live there). */
+static void find_exe_dir(app_t *a)
+{
+    char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) {
+        snprintf(a->exe_dir, sizeof a->exe_dir, ".");
+        return;
+    }
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(a->exe_dir, sizeof a->exe_dir, "%.1023s", buf);
+}
+
+/* The local model: configured; else the demo model next to the build;
+ * else the first *.gguf in models_dir. "" when there is none. */
+static void find_model(app_t *a)
+{
+    const config_t *c = &a->cfg;
+    if (c->model_path[0]) {
+        snprintf(a->model_path, sizeof a->model_path, "%s", c->model_path);
+        return;
+    }
+    DIR *d = opendir(c->models_dir);
+    struct dirent *de;
+    char best[1024] = "";
+    while (d && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 6 || strcmp(de->d_name + n - 5, ".gguf") != 0 || strncmp(de->d_name, "ggml-vocab", 10) == 0)
+            continue;
+        if (!best[0] || strcmp(de->d_name, best) < 0)
+            snprintf(best, sizeof best, "%s", de->d_name);
+    }
+    if (d)
+        closedir(d);
+    if (best[0])
+        snprintf(a->model_path, sizeof a->model_path, "%.100s/%.900s", c->models_dir, best);
+}
+
+static void on_engine_event(supervisor_t *sv, const supervisor_event_t *ev, void *user)
+{
+    (void)sv;
+    app_t *a = user;
+    if (ev->type == SUPERVISOR_EVENT_STARTED && ev->reset) {
+        int64_t n = 0;
+        store_doc_reset_cache(a->store, false, &n);
+        log_info("engine started with --reset: %lld document caches marked empty", (long long)n);
+    } else if (ev->type == SUPERVISOR_EVENT_CRASHED) {
+        log_error("engine crashed (exit %d, signal %d)%s%s", ev->exit_status, ev->signal,
+                  ev->message ? ": " : "", ev->message ? ev->message : "");
+    } else if (ev->type == SUPERVISOR_EVENT_RESTARTED) {
+        log_warn("engine restarted with --resume after a crash (pid %d)", ev->pid);
+    }
+}
+
+static void *autostart(void *arg)
+{
+    app_t *a = arg;
+    supervisor_result_t r;
+    supervisor_start(a->sv, false, NULL, &r);
+    if (r.code == SUPERVISOR_OK)
+        log_info("engine ready on port %d in %u ms (pid %d)", r.port, r.ready_ms, r.pid);
+    else
+        log_error("engine did not start: %s", r.message);
+    supervisor_result_cleanup(&r);
+    return NULL;
+}
+
+/* Deletes sessions idle longer than the timeout, every sweep interval. */
+static void *sweeper(void *arg)
+{
+    app_t *a = arg;
+    pthread_mutex_lock(&a->sweep_lock);
+    while (!a->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += a->cfg.session_sweep_s;
+        pthread_cond_timedwait(&a->sweep_cond, &a->sweep_lock, &ts);
+        if (a->stopping)
+            break;
+        pthread_mutex_unlock(&a->sweep_lock);
+        int64_t n = 0;
+        int rc = store_session_delete_expired(a->store, a->cfg.session_idle_s, store_now_ms(), &n);
+        if (rc)
+            log_warn("session sweep failed: %s", store_strerror(rc));
+        else if (n)
+            log_info("expired %lld idle session(s)", (long long)n);
+        pthread_mutex_lock(&a->sweep_lock);
+    }
+    pthread_mutex_unlock(&a->sweep_lock);
+    return NULL;
+}
+
+static int setup(app_t *a)
+{
+    config_t *c = &a->cfg;
+    const char *dirs[] = { c->data_dir, c->logs_dir, c->cache_dir };
+    for (size_t i = 0; i < 3; i++) {
+        int rc = mkdirs(dirs[i]);
+        if (rc) {
+            log_error("cannot create %s: %s", dirs[i], strerror(-rc));
+            return -1;
+        }
+    }
+    snprintf(a->uploads_dir, sizeof a->uploads_dir, "%s/uploads", c->data_dir);
+    if (mkdirs(a->uploads_dir)) {
+        log_error("cannot create %s", a->uploads_dir);
+        return -1;
+    }
+    int rc = store_open(c->database, &a->store);
+    if (rc) {
+        log_error("cannot open the database %s: %s", c->database, store_strerror(rc));
+        return -1;
+    }
+    /* A prefill cut short by a restart is not running any more. */
+    store_doc_reset_cache(a->store, true, NULL);
+
+    find_exe_dir(a);
+    if (c->engine_exe[0])
+        snprintf(a->engine_exe, sizeof a->engine_exe, "%s", c->engine_exe);
+    else
+        snprintf(a->engine_exe, sizeof a->engine_exe, "%s/kvchat-engine", a->exe_dir);
+    if (c->extract_exe[0])
+        snprintf(a->extract_exe, sizeof a->extract_exe, "%s", c->extract_exe);
+    else
+        snprintf(a->extract_exe, sizeof a->extract_exe, "%s/kvchat-extract", a->exe_dir);
+    extract_limits_default(&a->extract);
+    a->extract.exe = a->extract_exe;
+    a->extract.timeout_ms = (unsigned)c->extract_timeout_s * 1000u;
+    a->extract.cpu_seconds = (unsigned)c->extract_cpu_s;
+    a->extract.mem_bytes = (size_t)c->extract_mem_mb << 20;
+    if (!is_file(a->extract_exe))
+        log_warn("kvchat-extract not found at %s: uploads will fail", a->extract_exe);
+
+    find_model(a);
+    char err[512];
+    if (a->model_path[0] && is_file(a->model_path) && is_file(a->engine_exe)) {
+        const char *slash = strrchr(a->model_path, '/');
+        snprintf(a->model_name, sizeof a->model_name, "%.255s", slash ? slash + 1 : a->model_path);
+        supervisor_config_t sc;
+        supervisor_config_default(&sc);
+        sc.engine_exe = a->engine_exe;
+        sc.model_path = a->model_path;
+        sc.model_name = a->model_name;
+        sc.port = c->engine_port;
+        sc.cache_dir = c->cache_dir;
+        sc.ctx_size = c->ctx_size;
+        sc.parallel = c->parallel;
+        sc.threads = c->threads;
+        sc.logs_dir = c->logs_dir;
+        sc.health_timeout_ms = (unsigned)c->health_timeout_s * 1000u;
+        sc.restart_on_crash = c->restart_on_crash;
+        sc.on_event = on_engine_event;
+        sc.user = a;
+        char ram[32], disk[32];
+        snprintf(ram, sizeof ram, "%d", c->cache_ram_mb);
+        snprintf(disk, sizeof disk, "%d", c->cache_disk_gb);
+        static const char *extra[5];
+        extra[0] = "--cache-ram";
+        extra[1] = ram;
+        extra[2] = "--cache-disk";
+        extra[3] = disk;
+        extra[4] = NULL;
+        sc.extra_args = extra;
+        rc = supervisor_new(&sc, &a->sv);
+        if (rc) {
+            log_error("cannot supervise the engine: %s", supervisor_strerror(rc));
+            return -1;
+        }
+        char url[320], base[340];
+        supervisor_base_url(a->sv, url, sizeof url);
+        snprintf(base, sizeof base, "%s/v1", url);
+        a->local = app_provider_new(a, "local", base, NULL, NULL, a->model_name, true, err, sizeof err);
+        if (!a->local) {
+            log_error("local provider: %s", err);
+            return -1;
+        }
+    } else {
+        log_warn("no local model (%s); configure engine.model or put a GGUF in %s",
+                 a->model_path[0] ? "file missing" : "none found", c->models_dir);
+    }
+
+    if (strcmp(c->provider, "local") == 0) {
+        if (!a->local) {
+            log_warn("llm.provider is local but there is no local model: chat will answer 503");
+            /* A provider pointing at the engine's address still gives a clear
+             * "not running" error to every chat. */
+            a->local = app_provider_new(a, "local", NULL, NULL, NULL, "local", true, err, sizeof err);
+        }
+        if (a->local)
+            atomic_fetch_add(&a->local->refs, 1);
+        a->provider = a->local;
+    } else {
+        a->provider = app_provider_new(a, c->provider, c->llm_base_url, c->llm_api_key,
+                                       c->llm_model, c->llm_model[0] ? c->llm_model : c->provider,
+                                       false, err, sizeof err);
+    }
+    if (!a->provider) {
+        log_error("provider: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static app_t app;
+    app_t *a = &app;
+    char err[512];
+    int rc = config_load(&a->cfg, argc, argv, err, sizeof err);
+    if (rc > 0)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "kvchat: %s\n", err);
+        return 2;
+    }
+    config_resolve(&a->cfg);
+    log_set_tag("kvchat");
+    log_level_t lvl;
+    if (log_level_parse(a->cfg.log_level, &lvl) == 0)
+        log_set_level(lvl);
+    a->started_at = (double)time(NULL);
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->sweep_lock, NULL);
+    pthread_cond_init(&a->sweep_cond, NULL);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (llm_global_init() != LLM_OK) {
+        fprintf(stderr, "kvchat: cannot initialize libcurl\n");
+        return 1;
+    }
+    if (a->cfg.config_file[0])
+        log_info("configuration from %s", a->cfg.config_file);
+    if (setup(a) != 0)
+        return 1;
+    rc = routes_open(a);
+    if (rc) {
+        log_error("cannot listen on %s:%d (%d)", a->cfg.host, a->cfg.port, rc);
+        return 1;
+    }
+    log_info("kvchat on http://%s:%d (data in %s, provider %s)", a->cfg.host, a->cfg.port,
+             a->cfg.data_dir, a->provider->serving_name);
+
+    pthread_t starter;
+    bool started = false;
+    if (a->sv && a->cfg.autostart && pthread_create(&starter, NULL, autostart, a) == 0)
+        started = true;
+    pthread_create(&a->sweeper, NULL, sweeper, a);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("signal %d: shutting down", sig);
+    pthread_mutex_lock(&a->sweep_lock);
+    a->stopping = true;
+    pthread_cond_broadcast(&a->sweep_cond);
+    pthread_mutex_unlock(&a->sweep_lock);
+    pthread_join(a->sweeper, NULL);
+    routes_close(a);
+    if (a->sv) {
+        /* also cancels a start still waiting for the engine */
+        supervisor_result_t r;
+        supervisor_stop(a->sv, &r);
+        supervisor_result_cleanup(&r);
+    }
+    if (started)
+        pthread_join(starter, NULL);
+    supervisor_free(a->sv);
+    app_provider_release(a->provider);
+    app_provider_release(a->local);
+    store_close(a->store);
+    llm_global_cleanup();
+    log_info("stopped");
+    return 0;
+}

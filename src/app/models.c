@@ -1,0 +1,364 @@
+/* models.c — the /model and /logs endpoints: the supervised engine's
+ * lifecycle, the models kvchat can serve (local GGUF files and configured
+ * remote models), and the engine's log files.
+ */
+#include "app/models.h"
+
+#include <dirent.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+
+static json_t *result_json(const supervisor_result_t *r)
+{
+    return json_pack("{s:s, s:s, s:f, s:s, s:i, s:i, s:s?, s:{s:b, s:i, s:i, s:s, s:i, s:i}}",
+                     "status", r->status, "message", r->message, "timestamp", r->timestamp,
+                     "model_name", r->model_name, "pid", r->pid, "port", r->port, "command",
+                     r->command, "details", "reset", r->reset, "ready_ms", (int)r->ready_ms,
+                     "stop_ms", (int)r->stop_ms, "log_session", r->log_session, "exit_status",
+                     r->exit_status, "signal", r->signal);
+}
+
+static int status_of(int code)
+{
+    switch (code) {
+    case SUPERVISOR_OK: return 200;
+    case SUPERVISOR_EBUSY: return 409;
+    case SUPERVISOR_ETIMEOUT: return 504;
+    case SUPERVISOR_EINVAL: return 400;
+    default: return 500;
+    }
+}
+
+static bool no_engine(app_t *a, httpd_req_t *req)
+{
+    if (a->sv)
+        return false;
+    httpd_reply_error(req, 503, "No local model is configured: set engine.model or put a GGUF file in %s",
+                      a->cfg.models_dir);
+    return true;
+}
+
+/* A local model by serving name: a *.gguf file name in models_dir, or the
+ * configured model's file name. Fills path; false if unknown. */
+static bool local_model_path(app_t *a, const char *name, char *path, size_t cap)
+{
+    if (strchr(name, '/') || strstr(name, ".."))
+        return false;
+    if (strcmp(name, a->model_name) == 0) {
+        snprintf(path, cap, "%s", a->model_path);
+        return true;
+    }
+    snprintf(path, cap, "%s/%s", a->cfg.models_dir, name);
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static const config_remote_t *remote_model(app_t *a, const char *name)
+{
+    for (int i = 0; i < a->cfg.n_remotes; i++)
+        if (strcmp(a->cfg.remotes[i].name, name) == 0)
+            return &a->cfg.remotes[i];
+    return NULL;
+}
+
+/* Make the local engine the active provider again (after a remote one). */
+static void use_local(app_t *a, const char *name)
+{
+    app_provider_t *p = app_local_acquire(a);
+    if (!p)
+        return;
+    snprintf(p->serving_name, sizeof p->serving_name, "%.127s", name);
+    app_provider_set(a, p);
+}
+
+static void start(httpd_req_t *req, app_t *a, bool reset)
+{
+    if (no_engine(a, req))
+        return;
+    json_t *body = NULL;
+    const char *msg, *name = NULL;
+    size_t blen = 0;
+    httpd_req_body(req, &blen);
+    if (blen && httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_err_t err = { "" };
+    if (body && json_get_string(body, "model_name", &name, &err) == JSON_ETYPE) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+        json_decref(body);
+        return;
+    }
+    char path[1100] = "";
+    if (name && *name && !local_model_path(a, name, path, sizeof path)) {
+        httpd_reply_error(req, 404, "Unknown local model '%s' (see GET /api/v1/model/list)", name);
+        json_decref(body);
+        return;
+    }
+    supervisor_result_t r;
+    int rc = supervisor_start(a->sv, reset, path[0] ? path : NULL, &r);
+    if (rc == SUPERVISOR_OK) {
+        if (path[0]) {
+            snprintf(a->model_path, sizeof a->model_path, "%.1023s", path);
+            snprintf(a->model_name, sizeof a->model_name, "%.255s", name);
+        }
+        use_local(a, a->model_name);
+        if (reset) {
+            /* the event callback does it too; doing it here makes it visible
+             * to the caller's next request for certain */
+            store_doc_reset_cache(a->store, false, NULL);
+        }
+    }
+    httpd_reply_json(req, status_of(rc), result_json(&r));
+    supervisor_result_cleanup(&r);
+    json_decref(body);
+}
+
+void models_h_up_reset(httpd_req_t *req, void *user) { start(req, user, true); }
+void models_h_up_resume(httpd_req_t *req, void *user) { start(req, user, false); }
+
+void models_h_down(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    if (no_engine(a, req))
+        return;
+    supervisor_result_t r;
+    int rc = supervisor_stop(a->sv, &r);
+    httpd_reply_json(req, status_of(rc), result_json(&r));
+    supervisor_result_cleanup(&r);
+}
+
+void models_h_status(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    app_provider_t *p = app_provider_acquire(a);
+    json_t *body;
+    if (!a->sv) {
+        body = json_pack("{s:s, s:s, s:n, s:n, s:i, s:f, s:n, s:f, s:s}", "status", "stopped",
+                         "message", "no local model configured", "pid", "port", "memory_usage", 0,
+                         "cpu_percent", 0.0, "create_time", "last_updated", (double)store_now_ms() / 1000,
+                         "model_name", "");
+    } else {
+        supervisor_status_t st;
+        supervisor_status(a->sv, &st);
+        body = json_pack("{s:s, s:s, s:i, s:i, s:I, s:f, s:f, s:f, s:s, s:i}", "status", st.status,
+                         "message", st.message, "pid", st.pid, "port", st.port, "memory_usage",
+                         (json_int_t)st.memory_usage, "cpu_percent", st.cpu_percent, "create_time",
+                         st.create_time, "last_updated", st.last_updated, "model_name", st.model_name,
+                         "restarts", (int)st.restarts);
+        json_t *cache = json_pack("{s:i, s:i, s:i}", "entries", 0, "bytes_ram", 0, "bytes_disk", 0);
+        app_provider_t *lp = app_local_acquire(a);
+        char err[256];
+        llm_cache_stats_t cs;
+        if (lp && st.state == SUPERVISOR_RUNNING &&
+            llm_cache_stats(lp->llm, &cs, err, sizeof err) == LLM_OK) {
+            json_object_set_new(cache, "entries", json_integer(cs.entries));
+            json_object_set_new(cache, "bytes_ram", json_integer(cs.bytes_ram));
+            json_object_set_new(cache, "bytes_disk", json_integer(cs.bytes_disk));
+        }
+        llm_model_info_t info;
+        if (lp && st.state == SUPERVISOR_RUNNING && llm_models(lp->llm, &info, err, sizeof err) == LLM_OK) {
+            json_object_set_new(body, "random_weights", json_boolean(info.random_weights));
+            json_object_set_new(body, "n_ctx", json_integer(info.n_ctx_slot));
+        }
+        app_provider_release(lp);
+        json_object_set_new(body, "cache", cache);
+    }
+    json_object_set_new(body, "provider", json_string(llm_kind_name(llm_provider_kind(p->llm))));
+    json_object_set_new(body, "serving_name", json_string(p->serving_name));
+    app_provider_release(p);
+    httpd_reply_json(req, 200, body);
+}
+
+void models_h_list(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    app_provider_t *p = app_provider_acquire(a);
+    json_t *arr = json_array();
+    /* the configured model first, then the models directory */
+    if (a->model_path[0]) {
+        struct stat st;
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:b}", "name", a->model_name,
+                                             "kind", "local", "path", a->model_path, "size",
+                                             (json_int_t)(stat(a->model_path, &st) == 0 ? st.st_size : 0),
+                                             "active", p->local && !strcmp(p->serving_name, a->model_name)));
+    }
+    DIR *d = opendir(a->cfg.models_dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n < 6 || strcmp(de->d_name + n - 5, ".gguf") != 0 || !strcmp(de->d_name, a->model_name))
+            continue;
+        char path[1300];
+        snprintf(path, sizeof path, "%s/%s", a->cfg.models_dir, de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:b}", "name", de->d_name, "kind",
+                                             "local", "path", path, "size", (json_int_t)st.st_size,
+                                             "active", p->local && !strcmp(p->serving_name, de->d_name)));
+    }
+    if (d)
+        closedir(d);
+    for (int i = 0; i < a->cfg.n_remotes; i++) {
+        const config_remote_t *r = &a->cfg.remotes[i];
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:b}", "name", r->name, "kind",
+                                             "remote", "provider", r->provider, "model", r->model,
+                                             "base_url", r->base_url, "active",
+                                             !p->local && !strcmp(p->serving_name, r->name)));
+    }
+    json_t *body = json_pack("{s:o, s:s, s:s}", "models", arr, "current", p->serving_name,
+                             "provider", llm_kind_name(llm_provider_kind(p->llm)));
+    app_provider_release(p);
+    httpd_reply_json(req, 200, body);
+}
+
+void models_h_switch(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    json_t *body;
+    const char *msg, *name;
+    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_err_t err = { "" };
+    if (json_get_string(body, "serving_name", &name, &err) != JSON_OK || !*name) {
+        httpd_reply_error(req, 400, "%s", err.msg[0] ? err.msg : "Missing required field 'serving_name'");
+        json_decref(body);
+        return;
+    }
+    const config_remote_t *r = remote_model(a, name);
+    char path[1100];
+    if (r) {
+        char e[256];
+        app_provider_t *p = app_provider_new(a, r->provider, r->base_url, r->api_key, r->model,
+                                             r->name, false, e, sizeof e);
+        if (!p) {
+            httpd_reply_error(req, 500, "Cannot use remote model '%s': %s", name, e);
+        } else {
+            app_provider_set(a, p);
+            log_info("switched to remote model %s (%s)", name, r->provider);
+            httpd_reply_json(req, 200, json_pack("{s:s, s:s, s:s, s:s}", "status", "success",
+                                                 "message", "Switched to the remote model",
+                                                 "serving_name", name, "provider", r->provider));
+        }
+    } else if (a->sv && local_model_path(a, name, path, sizeof path)) {
+        bool same = strcmp(name, a->model_name) == 0;
+        supervisor_status_t st;
+        supervisor_status(a->sv, &st);
+        if (same && st.state == SUPERVISOR_RUNNING) {
+            use_local(a, name);
+            httpd_reply_json(req, 200, json_pack("{s:s, s:s, s:s, s:s}", "status", "success", "message",
+                                                 "Switched to the local model (already running)",
+                                                 "serving_name", name, "provider", "local"));
+        } else {
+            supervisor_result_t res;
+            int rc = supervisor_start(a->sv, false, path, &res);
+            if (rc == SUPERVISOR_OK) {
+                snprintf(a->model_path, sizeof a->model_path, "%.1023s", path);
+                snprintf(a->model_name, sizeof a->model_name, "%.255s", name);
+                use_local(a, name);
+            }
+            json_t *j = result_json(&res);
+            json_object_set_new(j, "serving_name", json_string(name));
+            json_object_set_new(j, "provider", json_string("local"));
+            httpd_reply_json(req, status_of(rc), j);
+            supervisor_result_cleanup(&res);
+        }
+    } else {
+        httpd_reply_error(req, 404, "Unknown model '%s' (see GET /api/v1/model/list)", name);
+    }
+    json_decref(body);
+}
+
+/* ---- logs ---- */
+
+static logbook_t *logbook_of(app_t *a) { return a->sv ? supervisor_logbook(a->sv) : NULL; }
+
+void logs_h_current(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    logbook_t *lb = logbook_of(a);
+    logbook_current_t cur;
+    if (!lb || logbook_current(lb, &cur) != LOGBOOK_OK) {
+        httpd_reply_error(req, 404, "No active log session");
+        return;
+    }
+    httpd_reply_json(req, 200, json_pack("{s:s, s:s, s:f}", "session_id", cur.session_id,
+                                         "log_file_path", cur.path, "start_time",
+                                         cur.start_time));
+}
+
+static void recent(httpd_req_t *req, app_t *a, bool all)
+{
+    logbook_t *lb = logbook_of(a);
+    logbook_current_t cur;
+    if (!lb || logbook_current(lb, &cur) != LOGBOOK_OK) {
+        httpd_reply_error(req, 404, "No active log session");
+        return;
+    }
+    long lines = all ? 1000 : 100;
+    const char *q = httpd_req_query(req, "lines");
+    if (q) {
+        char *end;
+        lines = strtol(q, &end, 10);
+        if (*end || lines < 1 || lines > 1000) {
+            httpd_reply_error(req, 400, "'lines' must be a number from 1 to 1000");
+            return;
+        }
+    }
+    const char *pattern = httpd_req_query(req, "pattern");
+    if (pattern && !*pattern)
+        pattern = NULL;
+    logbook_lines_t out;
+    int rc = logbook_recent(lb, (size_t)lines, pattern, false, &out);
+    if (rc == LOGBOOK_EREGEX) {
+        httpd_reply_error(req, 400, "Invalid pattern: %s", out.error);
+        logbook_lines_cleanup(&out);
+        return;
+    }
+    if (rc != LOGBOOK_OK) {
+        httpd_reply_error(req, rc == LOGBOOK_ENONE ? 404 : 500, "%s",
+                          rc == LOGBOOK_ENONE ? "No active log session" : logbook_strerror(rc));
+        logbook_lines_cleanup(&out);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < out.count; i++)
+        json_array_append_new(arr, json_string_lossy(out.lines[i], strlen(out.lines[i])));
+    json_t *body = json_pack("{s:s, s:i, s:s?, s:o, s:b}", "session_id", out.session_id,
+                             "lines_count", (int)out.count, "pattern", pattern, "logs", arr,
+                             "complete", out.complete);
+    logbook_lines_cleanup(&out);
+    httpd_reply_json(req, 200, body);
+}
+
+void logs_h_recent(httpd_req_t *req, void *user) { recent(req, user, false); }
+void logs_h_server(httpd_req_t *req, void *user) { recent(req, user, true); }
+
+void logs_h_sessions(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    logbook_t *lb = logbook_of(a);
+    json_t *arr = json_array();
+    logbook_sessions_t s;
+    if (lb && logbook_sessions(lb, &s) == LOGBOOK_OK) {
+        for (size_t i = 0; i < s.count; i++) {
+            char created[STORE_TIME_BUFSZ], modified[STORE_TIME_BUFSZ];
+            store_format_time(s.items[i].created * 1000, created);
+            store_format_time(s.items[i].modified * 1000, modified);
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:s, s:s, s:b}", "filename",
+                                                 s.items[i].filename, "path", s.items[i].path, "size",
+                                                 (json_int_t)s.items[i].size, "created", created,
+                                                 "modified", modified, "active", s.items[i].active));
+        }
+        logbook_sessions_cleanup(&s);
+    }
+    httpd_reply_json(req, 200, arr);
+}

@@ -1,0 +1,180 @@
+/* routes.c — see routes.h; also /health, /metrics and the OpenAPI route.
+ *
+ * The seed's API lives under /api/v1 with its request and response shapes;
+ * errors come as FastAPI's {"detail": "..."}.
+ */
+#include "app/routes.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+#include "app/documents.h"
+#include "app/models.h"
+#include "app/sessions.h"
+#include "app/web.h"
+#include "common/buf.h"
+
+static void h_health(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    supervisor_status_t st = { .status = "stopped" };
+    if (a->sv)
+        supervisor_status(a->sv, &st);
+    app_provider_t *p = app_provider_acquire(a);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:f}", "status", "ok", "engine", st.status,
+                             "provider", llm_kind_name(llm_provider_kind(p->llm)), "serving_name",
+                             p->serving_name, "uptime_s", (double)store_now_ms() / 1000 - a->started_at);
+    app_provider_release(p);
+    httpd_reply_json(req, 200, body);
+}
+
+static void h_metrics(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    static const double bounds[12] = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+    app_stats_t s;
+    pthread_mutex_lock(&a->lock);
+    s = a->stats;
+    int active = a->active_chats;
+    pthread_mutex_unlock(&a->lock);
+    httpd_stats_t h;
+    httpd_stats((const httpd_t *)a->http, &h);
+    buf_t b;
+    buf_init(&b, 1 << 20);
+#define C(name, help, v) \
+    buf_printf(&b, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %" PRIu64 "\n", (uint64_t)(v))
+    C("kvchat_chats_total", "Chat turns sent to a provider", s.chats);
+    C("kvchat_chat_errors_total", "Chat turns that failed", s.chat_errors);
+    C("kvchat_chat_cancelled_total", "Chat turns cut short by their client", s.chat_cancelled);
+    C("kvchat_uploads_total", "Documents uploaded", s.uploads);
+    C("kvchat_uploads_rejected_total", "Uploads refused (type, extraction)", s.upload_rejected);
+    C("kvchat_document_caches_total", "Documents cached in the engine", s.caches);
+    C("kvchat_document_cache_errors_total", "Document caching that failed", s.cache_errors);
+    C("kvchat_prompt_tokens_total", "Prompt tokens of chat turns", s.prompt_tokens);
+    C("kvchat_cached_prompt_tokens_total", "Prompt tokens served from the KV cache", s.cached_prompt_tokens);
+#undef C
+    buf_printf(&b, "# HELP kvchat_chats_active Chat turns running\n# TYPE kvchat_chats_active gauge\n"
+                   "kvchat_chats_active %d\n", active);
+    buf_printf(&b, "# HELP kvchat_ttft_seconds Time to the first token of an answer\n"
+                   "# TYPE kvchat_ttft_seconds histogram\n");
+    for (int i = 0; i < 12; i++)
+        buf_printf(&b, "kvchat_ttft_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", bounds[i], s.ttft_buckets[i]);
+    buf_printf(&b, "kvchat_ttft_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\nkvchat_ttft_seconds_sum %.6f\n"
+                   "kvchat_ttft_seconds_count %" PRIu64 "\n", s.ttft_count, s.ttft_sum, s.ttft_count);
+    buf_printf(&b, "# HELP kvchat_http_requests_total HTTP requests by status class\n"
+                   "# TYPE kvchat_http_requests_total counter\n");
+    for (int c = 2; c <= 5; c++)
+        buf_printf(&b, "kvchat_http_requests_total{class=\"%dxx\"} %" PRIu64 "\n", c, h.status[c]);
+    httpd_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
+    buf_cleanup(&b);
+}
+
+static void h_openapi(httpd_req_t *req, void *user)
+{
+    (void)user;
+    size_t n;
+    const route_doc_t *t = routes_table(&n);
+    httpd_reply_json(req, 200, openapi_document(t, n));
+}
+
+#define API "/api/v1"
+#define PUB HTTPD_ROUTE_PUBLIC
+#define QUIET HTTPD_ROUTE_QUIET
+
+static const route_doc_t table[] = {
+    /* Documents */
+    { { "POST", API "/documents/upload", documents_h_upload, HTTPD_ROUTE_UPLOAD, &documents_upload_callbacks },
+      "Documents", "Upload a document (txt, md, pdf, docx, odt, html, epub) and extract its text",
+      "multipart/form-data with the file in field 'file'" },
+    { { "POST", API "/documents/upload_and_cache", documents_h_upload_and_cache, HTTPD_ROUTE_UPLOAD,
+        &documents_upload_callbacks },
+      "Documents", "Upload a document and cache its prefix in the local model server",
+      "multipart/form-data with the file in field 'file'" },
+    { { "GET", API "/documents/list", documents_h_list, 0, NULL }, "Documents", "List documents", NULL },
+    { { "GET", API "/documents/{doc_id}", documents_h_get, 0, NULL }, "Documents",
+      "Get a document (?include_preview=true adds its first 10 lines)", NULL },
+    { { "DELETE", API "/documents/{doc_id}", documents_h_delete, 0, NULL }, "Documents",
+      "Delete a document, its file, text and cache entry", NULL },
+    { { "POST", API "/documents/cache/{doc_id}", documents_h_cache, 0, NULL }, "Documents",
+      "Prefill and cache a document's prefix (Accept: text/event-stream streams progress)", NULL },
+    { { "GET", API "/documents/{doc_id}/cache-status", documents_h_cache_status, QUIET, NULL }, "Documents",
+      "A document's cache state", NULL },
+    /* Sessions */
+    { { "POST", API "/session", sessions_h_create, 0, NULL }, "Sessions", "Create a session",
+      "{document_id?, title?, session_id?}" },
+    { { "GET", API "/sessions", sessions_h_list, 0, NULL }, "Sessions", "List sessions, most recent first", NULL },
+    { { "GET", API "/session/{session_id}", sessions_h_get, 0, NULL }, "Sessions", "Get a session", NULL },
+    { { "DELETE", API "/session/{session_id}", sessions_h_delete, 0, NULL }, "Sessions", "Delete a session", NULL },
+    { { "GET", API "/session/{session_id}/messages", sessions_h_messages, 0, NULL }, "Sessions",
+      "A session's messages", NULL },
+    { { "POST", API "/session/{session_id}/messages", sessions_h_post_message, 0, NULL }, "Sessions",
+      "Send a message and get the whole answer", "{message, document_id?}" },
+    { { "POST", API "/session/{session_id}/messages/stream", sessions_h_stream, 0, NULL }, "Sessions",
+      "Send a message and stream the answer (SSE)", "{message, document_id?}" },
+    /* Model */
+    { { "POST", API "/model/up/reset", models_h_up_reset, 0, NULL }, "Model",
+      "Start the model server with an empty KV cache", "{model_name?}" },
+    { { "POST", API "/model/up/without_reset", models_h_up_resume, 0, NULL }, "Model",
+      "Start the model server keeping its KV cache", "{model_name?}" },
+    { { "POST", API "/model/down", models_h_down, 0, NULL }, "Model", "Stop the model server", NULL },
+    { { "GET", API "/model/status", models_h_status, QUIET, NULL }, "Model", "The model server's state", NULL },
+    { { "GET", API "/model/list", models_h_list, 0, NULL }, "Model",
+      "Local GGUF models and configured remote models", NULL },
+    { { "POST", API "/model/switch", models_h_switch, 0, NULL }, "Model",
+      "Serve another model (local or remote)", "{serving_name}" },
+    /* Logs */
+    { { "GET", API "/logs/current", logs_h_current, QUIET, NULL }, "Logs", "The current engine log file", NULL },
+    { { "GET", API "/logs/recent", logs_h_recent, QUIET, NULL }, "Logs",
+      "Recent engine log lines (?lines=1..1000&pattern=REGEX)", NULL },
+    { { "GET", API "/logs/server", logs_h_server, QUIET, NULL }, "Logs",
+      "Engine log lines (?lines=1..1000&pattern=REGEX)", NULL },
+    { { "GET", API "/logs/sessions", logs_h_sessions, 0, NULL }, "Logs", "Engine log files, newest first", NULL },
+    /* System */
+    { { "GET", "/health", h_health, PUB | QUIET, NULL }, "System", "Liveness and engine state", NULL },
+    { { "GET", API "/health", h_health, PUB | QUIET, NULL }, "System", "Liveness and engine state", NULL },
+    { { "GET", "/metrics", h_metrics, QUIET, NULL }, "System", "Prometheus metrics", NULL },
+    { { "GET", API "/openapi.json", h_openapi, PUB, NULL }, "System", "This API's OpenAPI description", NULL },
+    /* Web UI */
+    { { "GET", "/", web_h_index, PUB, NULL }, "Web", "The web UI", NULL },
+    { { "GET", "/assets/{path*}", web_h_asset, PUB | QUIET, NULL }, "Web", "The web UI's files", NULL },
+};
+
+const route_doc_t *routes_table(size_t *n)
+{
+    *n = sizeof table / sizeof table[0];
+    return table;
+}
+
+int routes_open(app_t *a)
+{
+    size_t n;
+    const route_doc_t *t = routes_table(&n);
+    httpd_route_t *r = calloc(n, sizeof *r);
+    if (!r)
+        return HTTPD_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        r[i] = t[i].route;
+    httpd_config_t cfg = httpd_config_default();
+    cfg.host = a->cfg.host;
+    cfg.port = (unsigned)a->cfg.port;
+    cfg.max_body = 20u << 20;   /* JSON bodies (messages) */
+    /* the file limit is counted by the upload callbacks (a clear 413);
+     * this bound only covers the multipart framing around it */
+    cfg.max_upload = ((size_t)a->cfg.max_upload_mb << 20) + (1u << 20);
+    cfg.api_key = a->cfg.api_key[0] ? a->cfg.api_key : NULL;
+    cfg.error_style = HTTPD_ERRORS_DETAIL;
+    cfg.cors_origins = a->cfg.cors_origins;
+    cfg.timeout_s = 0;   /* caching a long document keeps a client waiting */
+    int rc = httpd_open(&cfg, r, n, a, (httpd_t **)&a->http);
+    free(r);
+    return rc;
+}
+
+void routes_close(app_t *a)
+{
+    httpd_close((httpd_t *)a->http);
+    a->http = NULL;
+}

@@ -1,0 +1,392 @@
+/* sessions.c — the /session endpoints and the chat turn over HTTP.
+ *
+ * A streamed turn runs on a worker thread: the handler validates, stores
+ * the user message and opens the SSE stream, then returns (the connection's
+ * thread must be free to send what the worker queues). The worker calls the
+ * provider, turns each delta into `data: {"chunk":"...","done":false}`,
+ * and ends with `{"chunk":"","done":true,"full_response":...,"usage":...,
+ * "timings":...}` or `{"error":"...","done":true}`. A client that goes away
+ * makes should_stop true: the provider call is aborted (the engine cancels
+ * the generation) and the partial answer is stored marked incomplete.
+ */
+#include "app/sessions.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/chat.h"
+#include "common/buf.h"
+#include "common/log.h"
+
+#define MAX_ACTIVE_CHATS 64
+
+static json_t *time_json(int64_t ms)
+{
+    char t[STORE_TIME_BUFSZ];
+    store_format_time(ms, t);
+    return json_string(t);
+}
+
+static void reply_store_error(httpd_req_t *req, int rc)
+{
+    if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
+        httpd_reply_error(req, 404, "Session not found");
+    else
+        httpd_reply_error(req, 500, "Session store error: %s", store_strerror(rc));
+}
+
+static json_t *session_json(const store_session_t *s)
+{
+    return json_pack("{s:s, s:o, s:o, s:I, s:b, s:s?, s:s?, s:s?}", "session_id", s->id, "created_at",
+                     time_json(s->created_at), "last_active", time_json(s->last_active),
+                     "message_count", (json_int_t)s->message_count, "has_document",
+                     s->document_id != NULL, "document_id", s->document_id, "document_filename",
+                     s->document_filename, "title", s->title);
+}
+
+void sessions_h_create(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    json_t *body = NULL;
+    const char *msg;
+    size_t blen = 0;
+    httpd_req_body(req, &blen);
+    if (blen && httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_err_t err = { "" };
+    const char *doc = NULL, *title = NULL, *sid = NULL;
+    if (body && (json_get_string(body, "document_id", &doc, &err) == JSON_ETYPE ||
+                 json_get_string(body, "title", &title, &err) == JSON_ETYPE ||
+                 json_get_string(body, "session_id", &sid, &err) == JSON_ETYPE)) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+        json_decref(body);
+        return;
+    }
+    if (doc && *doc) {
+        store_doc_t d;
+        store_doc_init(&d);
+        int rc = store_doc_get(a->store, doc, &d);
+        store_doc_cleanup(&d);
+        if (rc) {
+            httpd_reply_error(req, 404, "Document not found");
+            json_decref(body);
+            return;
+        }
+    }
+    store_session_t s;
+    store_session_init(&s);
+    int rc = store_session_create(a->store, sid, doc && *doc ? doc : NULL, title, &s);
+    json_decref(body);
+    if (rc == STORE_ECONFLICT) {
+        httpd_reply_error(req, 409, "A session with this id exists");
+        return;
+    }
+    if (rc == STORE_EINVAL) {
+        httpd_reply_error(req, 400, "Invalid session id or title");
+        return;
+    }
+    if (rc) {
+        reply_store_error(req, rc);
+        return;
+    }
+    httpd_reply_json(req, 201, session_json(&s));
+    store_session_cleanup(&s);
+}
+
+void sessions_h_list(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    store_session_list_t l = { 0 };
+    int rc = store_session_list(a->store, 200, &l);
+    if (rc) {
+        reply_store_error(req, rc);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++)
+        json_array_append_new(arr, session_json(&l.items[i]));
+    store_session_list_cleanup(&l);
+    httpd_reply_json(req, 200, arr);
+}
+
+void sessions_h_get(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    store_session_t s;
+    store_session_init(&s);
+    int rc = store_session_get(a->store, httpd_req_param(req, "session_id"), &s);
+    if (rc) {
+        reply_store_error(req, rc);
+        return;
+    }
+    httpd_reply_json(req, 200, session_json(&s));
+    store_session_cleanup(&s);
+}
+
+void sessions_h_delete(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    int rc = store_session_delete(a->store, httpd_req_param(req, "session_id"));
+    if (rc) {
+        reply_store_error(req, rc);
+        return;
+    }
+    httpd_reply_json(req, 200, json_pack("{s:s}", "message", "Session deleted successfully"));
+}
+
+void sessions_h_messages(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "session_id");
+    store_session_t s;
+    store_session_init(&s);
+    int rc = store_session_get(a->store, id, &s);
+    if (rc) {
+        reply_store_error(req, rc);
+        return;
+    }
+    store_msg_list_t l = { 0 };
+    rc = store_msg_list(a->store, id, 0, &l);
+    if (rc) {
+        store_session_cleanup(&s);
+        reply_store_error(req, rc);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++) {
+        const store_msg_t *m = &l.items[i];
+        json_t *j = json_pack("{s:s, s:s, s:o, s:b}", "role", store_role_name(m->role), "content",
+                              m->content, "timestamp", time_json(m->created_at), "incomplete",
+                              m->incomplete);
+        json_t *meta = m->meta ? json_loads(m->meta, 0, NULL) : NULL;
+        if (meta) {
+            const char *keys[] = { "usage", "timings", "ttft_ms", "finish_reason" };
+            for (size_t k = 0; k < 4; k++)
+                if (json_object_get(meta, keys[k]))
+                    json_object_set(j, keys[k], json_object_get(meta, keys[k]));
+            json_decref(meta);
+        }
+        json_array_append_new(arr, j);
+    }
+    json_t *body = json_pack("{s:s, s:o, s:b, s:s?}", "session_id", s.id, "messages", arr,
+                             "has_document", s.document_id != NULL, "document_filename",
+                             s.document_filename);
+    store_msg_list_cleanup(&l);
+    store_session_cleanup(&s);
+    httpd_reply_json(req, 200, body);
+}
+
+/* Parse {message, document_id?}; answers 400 itself on error. */
+static int parse_turn(httpd_req_t *req, json_t **body, const char **message, const char **doc,
+                      bool *doc_given)
+{
+    const char *msg;
+    if (httpd_req_json(req, body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return -1;
+    }
+    json_err_t err = { "" };
+    int rc = json_get_string(*body, "message", message, &err);
+    if (rc != JSON_OK) {
+        httpd_reply_error(req, 400, "%s", rc == JSON_EMISSING ? "Missing required field 'message'" : err.msg);
+        json_decref(*body);
+        return -1;
+    }
+    json_t *d = json_object_get(*body, "document_id");
+    *doc_given = d != NULL;
+    *doc = NULL;
+    if (d && !json_is_null(d)) {
+        if (!json_is_string(d)) {
+            httpd_reply_error(req, 400, "Field 'document_id' must be a string or null");
+            json_decref(*body);
+            return -1;
+        }
+        *doc = json_string_value(d);
+    }
+    return 0;
+}
+
+/* ---- non-streaming ---- */
+
+static bool never_stop(void *ud)
+{
+    return httpd_req_gone(ud);
+}
+
+typedef struct {
+    buf_t text;
+} collect_t;
+
+static int collect_delta(void *ud, const char *text, size_t len)
+{
+    collect_t *c = ud;
+    return buf_append(&c->text, text, len) == BUF_OK ? 0 : 1;
+}
+
+typedef struct {
+    collect_t col;
+    httpd_req_t *req;
+} sync_ud_t;
+
+static int sync_delta(void *ud, const char *t, size_t n) { return collect_delta(&((sync_ud_t *)ud)->col, t, n); }
+static bool sync_stop(void *ud) { return never_stop(((sync_ud_t *)ud)->req); }
+
+void sessions_h_post_message(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    json_t *body;
+    const char *message, *doc;
+    bool doc_given;
+    if (parse_turn(req, &body, &message, &doc, &doc_given))
+        return;
+    chat_t *c;
+    int status;
+    char err[512];
+    if (chat_prepare(a, httpd_req_param(req, "session_id"), message, doc, doc_given, &c, &status, err,
+                     sizeof err)) {
+        httpd_reply_error(req, status, "%s", err);
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    sync_ud_t ud = { .req = req };
+    buf_init(&ud.col.text, 64u << 20);
+    llm_callbacks_t cb = { .on_delta = sync_delta, .should_stop = sync_stop };
+    llm_result_t res;
+    llm_result_init(&res);
+    int rc = chat_run(c, &cb, &ud, &res);
+    if (rc == LLM_OK) {
+        int64_t t = chat_store_answer(c, ud.col.text.data, ud.col.text.len, false, &res);
+        httpd_reply_json(req, 200,
+                         json_pack("{s:s, s:s%, s:o, s:o, s:O?, s:s}", "session_id",
+                                   chat_session_id(c), "message",
+                                   ud.col.text.data ? ud.col.text.data : "", ud.col.text.len,
+                                   "timestamp", time_json(t), "usage", chat_usage_json(&res),
+                                   "timings", res.timings, "finish_reason", res.finish_reason));
+    } else {
+        if (ud.col.text.len)
+            chat_store_answer(c, ud.col.text.data, ud.col.text.len, true, &res);
+        httpd_reply_error(req, llm_http_status(rc), "%s", res.error[0] ? res.error : llm_strerror(rc));
+    }
+    llm_result_cleanup(&res);
+    buf_cleanup(&ud.col.text);
+    chat_free(c);
+}
+
+/* ---- streaming ---- */
+
+typedef struct {
+    app_t *a;
+    chat_t *chat;
+    httpd_stream_t *stream;
+    buf_t text;
+} stream_job_t;
+
+static int stream_delta(void *ud, const char *text, size_t len)
+{
+    stream_job_t *j = ud;
+    if (buf_append(&j->text, text, len) != BUF_OK)
+        return 1;
+    json_t *ev = json_pack("{s:s%, s:b}", "chunk", text, len, "done", 0);
+    int rc = httpd_stream_sse_json(j->stream, ev);
+    return rc == HTTPD_OK || rc == HTTPD_EFULL ? 0 : 1;
+}
+
+static bool stream_stop(void *ud)
+{
+    stream_job_t *j = ud;
+    return httpd_stream_closed(j->stream);
+}
+
+static void *stream_worker(void *arg)
+{
+    stream_job_t *j = arg;
+    llm_callbacks_t cb = { .on_delta = stream_delta, .should_stop = stream_stop };
+    llm_result_t res;
+    llm_result_init(&res);
+    int rc = chat_run(j->chat, &cb, j, &res);
+    const char *text = j->text.data ? j->text.data : "";
+    if (rc == LLM_OK) {
+        chat_store_answer(j->chat, text, j->text.len, false, &res);
+        httpd_stream_sse_json(j->stream,
+                              json_pack("{s:s, s:b, s:s%, s:o, s:O?, s:s, s:s}", "chunk", "", "done", 1,
+                                        "full_response", text, j->text.len, "usage",
+                                        chat_usage_json(&res), "timings", res.timings,
+                                        "finish_reason", res.finish_reason, "session_id",
+                                        chat_session_id(j->chat)));
+    } else {
+        if (j->text.len || rc == LLM_ECANCELLED)
+            chat_store_answer(j->chat, text, j->text.len, true, &res);
+        if (rc != LLM_ECANCELLED)
+            httpd_stream_sse_json(j->stream,
+                                  json_pack("{s:s, s:b, s:i}", "error",
+                                            res.error[0] ? res.error : llm_strerror(rc), "done", 1,
+                                            "status", llm_http_status(rc)));
+        else
+            log_info("session %s: client left; partial answer (%zu bytes) stored as incomplete",
+                     chat_session_id(j->chat), j->text.len);
+    }
+    httpd_stream_close(j->stream);
+    llm_result_cleanup(&res);
+    buf_cleanup(&j->text);
+    chat_free(j->chat);
+    free(j);
+    return NULL;
+}
+
+void sessions_h_stream(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    pthread_mutex_lock(&a->lock);
+    int active = a->active_chats;
+    pthread_mutex_unlock(&a->lock);
+    if (active >= MAX_ACTIVE_CHATS) {
+        httpd_reply_error(req, 503, "Too many chats at once; try again shortly");
+        return;
+    }
+    json_t *body;
+    const char *message, *doc;
+    bool doc_given;
+    if (parse_turn(req, &body, &message, &doc, &doc_given))
+        return;
+    stream_job_t *j = calloc(1, sizeof *j);
+    int status;
+    char err[512];
+    if (!j) {
+        httpd_reply_error(req, 500, "out of memory");
+        json_decref(body);
+        return;
+    }
+    if (chat_prepare(a, httpd_req_param(req, "session_id"), message, doc, doc_given, &j->chat,
+                     &status, err, sizeof err)) {
+        httpd_reply_error(req, status, "%s", err);
+        json_decref(body);
+        free(j);
+        return;
+    }
+    json_decref(body);
+    j->a = a;
+    buf_init(&j->text, 64u << 20);
+    if (httpd_stream_open(req, "text/event-stream", &j->stream) != HTTPD_OK) {
+        httpd_reply_error(req, 503, "the server is shutting down");
+        chat_free(j->chat);
+        free(j);
+        return;
+    }
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &attr, stream_worker, j) != 0) {
+        httpd_stream_sse_json(j->stream, json_pack("{s:s, s:b}", "error", "cannot start the chat", "done", 1));
+        httpd_stream_close(j->stream);
+        chat_free(j->chat);
+        buf_cleanup(&j->text);
+        free(j);
+    }
+    pthread_attr_destroy(&attr);
+}
