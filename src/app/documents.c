@@ -445,8 +445,8 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     store_cache_t c = { .status = STORE_CACHE_CACHED, .entry_id = pr.id, .tokens = pr.n_tokens,
                         .bytes = pr.bytes, .tier = pr.tier, .ms = pr.prefill_ms };
     store_doc_set_cache(a->store, doc_id, &c);
-    if (n_sys > 0)
-        store_doc_set_tokens(a->store, doc_id, n_sys);
+    if (d.n_tokens < 0)
+        set_tokens(a, &d, text, text_len);
     pthread_mutex_lock(&a->lock);
     a->stats.caches++;
     pthread_mutex_unlock(&a->lock);
