@@ -267,6 +267,37 @@ void resp_free(resp_t *r)
     memset(r, 0, sizeof *r);
 }
 
+void http_upload(int port, const char *path, const char *file_path, const char *filename,
+                 resp_t *out)
+{
+    memset(out, 0, sizeof *out);
+    CURL *c = curl_easy_init();
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    curl_mime *mime = curl_mime_init(c);
+    curl_mimepart *part = curl_mime_addpart(mime);
+    curl_mime_name(part, "file");
+    curl_mime_filedata(part, file_path);
+    curl_mime_filename(part, filename);
+    sink_t s = { NULL, 0 };
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_mime_free(mime);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK && rc != CURLE_SEND_ERROR && !out->status)
+        fail_msg("upload to %s failed: %s", path, curl_easy_strerror(rc));
+    out->body = s.data ? s.data : calloc(1, 1);
+    out->len = s.len;
+    out->json = json_loadb(out->body, out->len, 0, NULL);
+}
+
 typedef struct {
     sse_fn cb;
     void *ud;

@@ -57,6 +57,11 @@ bool http_try(int port, const char *method, const char *path, const char *body, 
 void http(int port, const char *method, const char *path, const char *body, resp_t *out);
 void resp_free(resp_t *r);
 
+/* POST a multipart upload of file_path as field "file" named `filename`.
+ * Extra headers (e.g. "Accept: text/event-stream") may be NULL. */
+void http_upload(int port, const char *path, const char *file_path, const char *filename,
+                 resp_t *out);
+
 /* Streams a POST and calls cb with each SSE "data:" payload; cb returns
  * true to go on, false to hang up at once. Returns the HTTP status. */
 typedef bool (*sse_fn)(const char *data, void *ud);
