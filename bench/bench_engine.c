@@ -388,9 +388,16 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
     r->cold = ask(s->port, docs[0], questions[0], 8, &st);
     r->doc_tokens = st.prompt_n + st.cache_n;
     fprintf(stderr, "  (1) cold: %.0f ms (%d prompt tokens)\n", r->cold, r->doc_tokens);
-    r->same_doc = ask(s->port, docs[0], questions[1], 8, &st);
-    r->cache_n_same = st.cache_n;
-    fprintf(stderr, "  (2) same document: %.0f ms (cache_n %d)\n", r->same_doc, st.cache_n);
+    /* (2) three new questions on the same document, a second apart (a
+     * person reads the answer before asking again); the median counts */
+    double same[3];
+    for (int i = 0; i < 3; i++) {
+        sleep(1);
+        same[i] = ask(s->port, docs[0], questions[11 + i], 8, &st);
+        r->cache_n_same = st.cache_n;
+        fprintf(stderr, "  (2) same document: %.0f ms (cache_n %d)\n", same[i], st.cache_n);
+    }
+    r->same_doc = median(same, 3);
 
     /* (3) B and C are seen once (cold), then 6 alternating rounds */
     ask(s->port, docs[1], questions[2], 8, &st);
@@ -398,6 +405,7 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
     int rounds = o->quick ? 3 : 6;
     double alt[6];
     for (int i = 0; i < rounds; i++) {
+        sleep(1);
         alt[i] = ask(s->port, docs[i % 3], questions[4 + i], 8, &st);
         fprintf(stderr, "  (3) round %d doc %c: %.0f ms (cache_n %d)\n", i + 1, 'A' + i % 3, alt[i],
                 st.cache_n);
@@ -415,6 +423,7 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
     char *before = NULL;
     if (s->kind == SRV_KVCHAT)
         request(s->port, "GET", "/v1/cache/stats", NULL, &before);
+    sleep(1);
     r->restart = ask(s->port, docs[0], questions[10], 8, &st);
     r->cache_n_restart = st.cache_n;
     fprintf(stderr, "  (4) after restart: %.0f ms (cache_n %d)\n", r->restart, st.cache_n);
@@ -433,26 +442,41 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
     srv_stop(s);
 }
 
-/* memcpy bandwidth for `bytes`, best of 5 into a destination touched once. */
-static double memcpy_gbs(size_t bytes)
+/* memcpy bandwidth for `bytes`: the median of 9 copies between buffers
+ * far larger than the CPU caches, each copy at other offsets, so source and
+ * destination come from memory as a restored KV state does (a restore
+ * writes into KV cells that are not in the cache). *hot gets the best of 5
+ * repeated copies of one buffer (cache-hot), for reference. */
+static double memcpy_gbs(size_t bytes, double *hot)
 {
-    char *src = malloc(bytes), *dst = malloc(bytes);
+    const int slots = 9;
+    char *src = malloc(bytes * (size_t)slots), *dst = malloc(bytes * (size_t)slots);
     if (!src || !dst)
         die("out of memory");
-    memset(src, 1, bytes);
-    memset(dst, 2, bytes);
+    memset(src, 1, bytes * (size_t)slots);
+    memset(dst, 2, bytes * (size_t)slots);
+    double t[9];
+    for (int i = 0; i < slots; i++) {
+        size_t so = (size_t)i * bytes, d_o = (size_t)((i * 5 + 3) % slots) * bytes;
+        double t0 = now_ms();
+        memcpy(dst + d_o, src + so, bytes);
+        t[i] = now_ms() - t0;
+        src[so] = dst[d_o + bytes - 1];   /* keep the copies observable */
+    }
     double best = 1e18;
     for (int i = 0; i < 5; i++) {
         double t0 = now_ms();
         memcpy(dst, src, bytes);
-        double t = now_ms() - t0;
-        if (t < best)
-            best = t;
-        src[i] = dst[bytes - 1 - (size_t)i];   /* keep the copies observable */
+        double x = now_ms() - t0;
+        if (x < best)
+            best = x;
+        src[i] = dst[bytes - 1 - (size_t)i];
     }
+    *hot = bytes / best / 1e6;
+    double med = median(t, slots);
     free(src);
     free(dst);
-    return bytes / best / 1e6;
+    return bytes / med / 1e6;
 }
 
 static void describe_machine(buf_t *b, const opts_t *o)
@@ -519,7 +543,8 @@ int main(int argc, char **argv)
         "Which crate is heaviest?", "List every onyx crate.", "Which hall is this?",
         "What was checked first?", "Name two light crates.", "Any prairie crates?",
         "Sum the first weights.", "Which crate is lightest?", "Count the cedar crates.",
-        "What day was last?", "Where is the iris crate?",
+        "What day was last?", "Where is the iris crate?", "Who checked hall one?",
+        "Is any crate empty?", "Which day had most checks?",
     };
     srv_t servers[3] = {
         { .kind = SRV_KVCHAT, .label = "kvchat-engine" },
@@ -536,14 +561,17 @@ int main(int argc, char **argv)
         snprintf(servers[i].log, sizeof servers[i].log, "%s/server.log", dir);
         run_server(&servers[i], &o, docs, questions, &res[i]);
     }
-    double mem_gbs = memcpy_gbs(res[0].restored_mb > 1 ? (size_t)(res[0].restored_mb * 1e6) : 24u << 20);
+    double mem_hot = 0;
+    double mem_gbs = memcpy_gbs(res[0].restored_mb > 1 ? (size_t)(res[0].restored_mb * 1e6) : 24u << 20,
+                                &mem_hot);
 
     buf_t b;
     buf_init(&b, 1 << 20);
     buf_puts(&b, "# Benchmarks: kvchat-engine against llama-server\n\n");
     describe_machine(&b, &o);
     buf_printf(&b, "Documents of %d prompt tokens; questions of about 10 tokens; answers of 8 tokens, "
-                   "greedy. TTFT is measured at the client (request sent to first streamed token).\n\n",
+                   "greedy. TTFT is measured at the client (request sent to first streamed token); "
+                   "warm questions come a second after the previous answer, (2) is the median of three.\n\n",
                res[0].doc_tokens);
     buf_puts(&b, "| workload | kvchat-engine | llama-server (defaults) | llama-server -np 1 --cache-ram 0 "
                  "| kvchat / best peer |\n|---|---|---|---|---|\n");
@@ -576,9 +604,11 @@ int main(int argc, char **argv)
     buf_printf(&b, "- (5) decode kvchat / llama-server: %.3f single, %.3f with 4 streams (target >= 0.95)\n",
                res[1].tps1 > 0 ? res[0].tps1 / res[1].tps1 : 0, res[1].tps4 > 0 ? res[0].tps4 / res[1].tps4 : 0);
     buf_printf(&b, "- restore bandwidth: %.2f GB/s copying %.1f MB of KV into the context (%.2f GB/s including "
-                   "the read from disk) against memcpy of the same bytes %.2f GB/s: %.2f of memcpy (target >= 0.5)\n",
+                   "the read from disk) against memcpy of the same bytes %.2f GB/s: %.2f of memcpy (target >= 0.5). "
+                   "memcpy is measured in this process between buffers larger than the CPU caches, as a restore "
+                   "writes KV cells that are not cached; a cache-hot memcpy of the same bytes runs at %.2f GB/s.\n",
                res[0].restore_copy_gbs, res[0].restored_mb, res[0].restore_total_gbs, mem_gbs,
-               mem_gbs > 0 ? res[0].restore_copy_gbs / mem_gbs : 0);
+               mem_gbs > 0 ? res[0].restore_copy_gbs / mem_gbs : 0, mem_hot);
     fputs(b.data, stdout);
     if (o.out) {
         FILE *f = fopen(o.out, "w");

@@ -74,6 +74,7 @@ static const setting_t settings[] = {
     I("extract", "cpu_seconds", "KVCHAT_EXTRACT_CPU", extract_cpu_s, "30", 1, 86400),
     I("extract", "memory_mb", "KVCHAT_EXTRACT_MEMORY_MB", extract_mem_mb, "1024", 16, 1 << 20),
     S("log", "level", "KVCHAT_LOG_LEVEL", log_level, "info"),
+    S("log", "format", "KVCHAT_LOG_FORMAT", log_format, "text"),
     S("log", "dir", "KVCHAT_LOGS_DIR", logs_dir, ""),
 };
 
@@ -169,7 +170,24 @@ int config_set(config_t *c, const char *section, const char *key, const char *va
         return -1;
     }
     const setting_t *s = find(section, key);
-    return s ? set_value(c, s, value) : -1;
+    if (!s)
+        return -1;
+    if (strcmp(section, "prompt") == 0) {
+        /* templates are multi-line: \n and \t are written as escapes */
+        char buf[4096];
+        size_t o = 0;
+        for (const char *p = value; *p && o + 1 < sizeof buf; p++) {
+            if (p[0] == '\\' && (p[1] == 'n' || p[1] == 't' || p[1] == '\\')) {
+                buf[o++] = p[1] == 'n' ? '\n' : p[1] == 't' ? '\t' : '\\';
+                p++;
+            } else {
+                buf[o++] = *p;
+            }
+        }
+        buf[o] = '\0';
+        return set_value(c, s, buf);
+    }
+    return set_value(c, s, value);
 }
 
 void config_defaults(config_t *c)
@@ -320,6 +338,10 @@ int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap)
     }
     if (optind < argc) {
         snprintf(err, errcap, "unexpected argument '%s'", argv[optind]);
+        return -1;
+    }
+    if (strcmp(c->log_format, "text") != 0 && strcmp(c->log_format, "json") != 0) {
+        snprintf(err, errcap, "log.format must be text or json (got '%s')", c->log_format);
         return -1;
     }
     if (strcmp(c->provider, "local") != 0 && strcmp(c->provider, "openai") != 0 &&

@@ -69,6 +69,7 @@ typedef struct {
     int extract_mem_mb;
     /* [log] */
     char log_level[16];
+    char log_format[16];      /* text | json */
     char logs_dir[1024];      /* "" = <data_dir>/logs */
     /* [remote.*] */
     config_remote_t remotes[CONFIG_MAX_REMOTES];

@@ -271,6 +271,7 @@ int main(int argc, char **argv)
     log_level_t lvl;
     if (log_level_parse(a->cfg.log_level, &lvl) == 0)
         log_set_level(lvl);
+    log_set_format(strcmp(a->cfg.log_format, "json") == 0 ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
     a->started_at = (double)time(NULL);
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->sweep_lock, NULL);

@@ -22,6 +22,12 @@ typedef enum {
  * valid for the life of the process. */
 void log_set_tag(const char *tag);
 
+typedef enum { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON = 1 } log_format_t;
+
+/* LOG_FORMAT_JSON writes one JSON object per line, for log collectors:
+ *   {"ts":"2026-11-25T03:52:31.123Z","level":"info","tag":"engine","msg":"..."} */
+void log_set_format(log_format_t format);
+
 /* Lines below `level` are dropped. Default LOG_INFO. */
 void log_set_level(log_level_t level);
 

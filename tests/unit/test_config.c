@@ -23,6 +23,7 @@ static int setup(void **state)
     fputs("; kvchat settings\n"
           "[server]\nport = 9000\nhost = 0.0.0.0\n"
           "[session]\nidle_timeout = 120\n"
+          "[prompt]\nsystem_template = Use this:\\n\\n{document}\n"
           "[llm]\nprovider = openai\nbase_url = http://gpu:8000/v1\n"
           "[remote.gpt]\nprovider = openai\nbase_url = https://api.example.com/v1\nmodel = big\n"
           "[remote.gem]\nprovider = gemini\nmodel = flash\n",
@@ -77,6 +78,7 @@ static void test_layers(void **state)
     assert_int_equal(c.port, 9000);                 /* file */
     assert_string_equal(c.host, "0.0.0.0");
     assert_int_equal(c.session_idle_s, 120);
+    assert_string_equal(c.system_template, "Use this:\n\n{document}");
     assert_string_equal(c.provider, "openai");
     assert_int_equal(c.n_remotes, 2);
     assert_string_equal(c.remotes[1].name, "gem");
