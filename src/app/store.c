@@ -1,0 +1,875 @@
+/* store.c — the store's front: argument checks, defaults and dispatch.
+ *
+ * Every public store_* function checks its arguments here (NULLs, ids,
+ * UTF-8, limits, enum ranges), fills the defaults (new ids, "now",
+ * n_chars), initializes the caller's out-structs and then calls the
+ * backend's function from its table (store_backend_ops_t). Backends thus
+ * see valid input only, and the rules of store.h hold for every backend
+ * alike. Backends are data: the table `backends` below maps URL schemes to
+ * function tables; the first entry is the default for plain paths.
+ *
+ * Also here: the record helpers (init/cleanup of records and lists), the
+ * clock, ISO 8601 formatting and UUID generation.
+ */
+#include "app/store.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "app/store_sqlite.h"
+#include "common/buf.h"
+#include "common/utf8.h"
+
+struct store {
+    const store_backend_ops_t *ops;
+    store_backend_t *b;
+};
+
+static const store_backend_ops_t *const backends[] = {
+    &store_sqlite_ops,
+};
+
+/* Longest full-text query accepted. */
+#define STORE_QUERY_MAX 1024
+
+/* ---- Errors --------------------------------------------------------------- */
+
+const char *store_strerror(int rc)
+{
+    switch (rc) {
+    case STORE_OK: return "success";
+    case STORE_ENOMEM: return "out of memory";
+    case STORE_EINVAL: return "invalid argument";
+    case STORE_ENOTFOUND: return "not found";
+    case STORE_ECONFLICT: return "already exists";
+    case STORE_EIO: return "database I/O error";
+    case STORE_ECORRUPT: return "database file is corrupt or not a database";
+    case STORE_EBUSY: return "database is locked by another process";
+    case STORE_ETOOBIG: return "value too large";
+    case STORE_ESCHEMA: return "database belongs to a newer kvchat or another application";
+    case STORE_EUNSUPPORTED: return "not supported by this database backend";
+    default: return "unknown error";
+    }
+}
+
+/* ---- Time and ids --------------------------------------------------------- */
+
+int64_t store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 9999-12-31T23:59:59.999Z */
+#define STORE_TIME_LAST 253402300799999LL
+
+/* Write v (0 <= v < 10^width) as exactly `width` decimal digits; returns
+ * the position after them. */
+static char *put_digits(char *p, int v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + width;
+}
+
+int store_format_time(int64_t ms, char *buf)
+{
+    if (!buf)
+        return STORE_EINVAL;
+    buf[0] = '\0';
+    if (ms < 0 || ms > STORE_TIME_LAST)
+        return STORE_EINVAL;
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&sec, &tm))
+        return STORE_EINVAL;
+    /* The range check above bounds every field, so the text is exactly 24
+     * bytes: written digit by digit, no format to second-guess. */
+    char *p = buf;
+    p = put_digits(p, tm.tm_year + 1900, 4);
+    *p++ = '-';
+    p = put_digits(p, tm.tm_mon + 1, 2);
+    *p++ = '-';
+    p = put_digits(p, tm.tm_mday, 2);
+    *p++ = 'T';
+    p = put_digits(p, tm.tm_hour, 2);
+    *p++ = ':';
+    p = put_digits(p, tm.tm_min, 2);
+    *p++ = ':';
+    p = put_digits(p, tm.tm_sec, 2);
+    *p++ = '.';
+    p = put_digits(p, (int)(ms % 1000), 3);
+    *p++ = 'Z';
+    *p = '\0';
+    return STORE_OK;
+}
+
+int store_id_new(char *buf)
+{
+    if (!buf)
+        return STORE_EINVAL;
+    unsigned char r[16];
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            buf[0] = '\0';
+            return STORE_EIO;
+        }
+        got += (size_t)n;
+    }
+    r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
+    r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* variant 10 */
+    static const char hex[] = "0123456789abcdef";
+    char *p = buf;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[r[i] >> 4];
+        *p++ = hex[r[i] & 15];
+    }
+    *p = '\0';
+    return STORE_OK;
+}
+
+bool store_id_valid(const char *id)
+{
+    if (!id || !id[0])
+        return false;
+    size_t n = 0;
+    for (const char *p = id; *p; p++, n++) {
+        unsigned char c = (unsigned char)*p;
+        if (n >= STORE_ID_MAX || c <= 0x20 || c >= 0x7f || strchr("/\\?#%", c))
+            return false;
+    }
+    return true;
+}
+
+/* ---- Enums ---------------------------------------------------------------- */
+
+static const char *const cache_status_names[] = {"none", "caching", "cached", "failed"};
+static const char *const role_names[] = {"system", "user", "assistant"};
+static const char *const content_types[] = {"txt", "md", "pdf", "docx", "odt", "html", "epub"};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static int name_index(const char *const *names, size_t n, const char *name)
+{
+    if (!name)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *store_cache_status_name(store_cache_status_t st)
+{
+    return (unsigned)st < COUNT(cache_status_names) ? cache_status_names[st] : "";
+}
+
+int store_cache_status_parse(const char *name, store_cache_status_t *out)
+{
+    int i = name_index(cache_status_names, COUNT(cache_status_names), name);
+    if (i < 0 || !out)
+        return STORE_EINVAL;
+    *out = (store_cache_status_t)i;
+    return STORE_OK;
+}
+
+const char *store_role_name(store_role_t role)
+{
+    return (unsigned)role < COUNT(role_names) ? role_names[role] : "";
+}
+
+int store_role_parse(const char *name, store_role_t *out)
+{
+    int i = name_index(role_names, COUNT(role_names), name);
+    if (i < 0 || !out)
+        return STORE_EINVAL;
+    *out = (store_role_t)i;
+    return STORE_OK;
+}
+
+bool store_content_type_valid(const char *content_type)
+{
+    return name_index(content_types, COUNT(content_types), content_type) >= 0;
+}
+
+/* ---- Records ---------------------------------------------------------------- */
+
+void store_doc_init(store_doc_t *d)
+{
+    if (!d)
+        return;
+    memset(d, 0, sizeof *d);
+    d->file_size = -1;
+    d->uploaded_at = -1;
+    d->n_chars = -1;
+    d->n_tokens = -1;
+    d->cache.status = STORE_CACHE_NONE;
+    d->cache.tokens = -1;
+    d->cache.bytes = -1;
+    d->cache.ms = -1;
+    d->cache.cached_at = -1;
+}
+
+void store_doc_cleanup(store_doc_t *d)
+{
+    if (!d)
+        return;
+    free(d->id);
+    free(d->filename);
+    free(d->stored_name);
+    free(d->content_type);
+    free(d->sha256);
+    free(d->cache.entry_id);
+    free(d->cache.tier);
+    free(d->cache.error);
+    store_doc_init(d);
+}
+
+void store_doc_list_cleanup(store_doc_list_t *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        store_doc_cleanup(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+void store_session_init(store_session_t *ss)
+{
+    if (!ss)
+        return;
+    memset(ss, 0, sizeof *ss);
+    ss->created_at = -1;
+    ss->last_active = -1;
+    ss->message_count = 0;
+}
+
+void store_session_cleanup(store_session_t *ss)
+{
+    if (!ss)
+        return;
+    free(ss->id);
+    free(ss->document_id);
+    free(ss->title);
+    free(ss->document_filename);
+    store_session_init(ss);
+}
+
+void store_session_list_cleanup(store_session_list_t *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        store_session_cleanup(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+void store_msg_init(store_msg_t *m)
+{
+    if (!m)
+        return;
+    memset(m, 0, sizeof *m);
+    m->id = -1;
+    m->created_at = -1;
+}
+
+void store_msg_cleanup(store_msg_t *m)
+{
+    if (!m)
+        return;
+    free(m->session_id);
+    free(m->content);
+    free(m->meta);
+    store_msg_init(m);
+}
+
+void store_msg_list_cleanup(store_msg_list_t *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        store_msg_cleanup(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+/* Grow an array of n elements of `size` bytes to room for n + 1, doubling
+ * at powers of two (the capacity is implied by n). Returns the array, or
+ * NULL with the old one still valid. */
+static void *grow(void *items, size_t n, size_t size)
+{
+    if (n & (n - 1)) /* not a power of two (n >= 3): room remains */
+        return items;
+    size_t cap = n ? n * 2 : 1;
+    if (cap > SIZE_MAX / size)
+        return NULL;
+    return realloc(items, cap * size);
+}
+
+int store__doc_list_push(store_doc_list_t *l, store_doc_t *item)
+{
+    store_doc_t *items = grow(l->items, l->n, sizeof *items);
+    if (!items) {
+        store_doc_cleanup(item);
+        return STORE_ENOMEM;
+    }
+    l->items = items;
+    l->items[l->n++] = *item;
+    store_doc_init(item);
+    return STORE_OK;
+}
+
+int store__session_list_push(store_session_list_t *l, store_session_t *item)
+{
+    store_session_t *items = grow(l->items, l->n, sizeof *items);
+    if (!items) {
+        store_session_cleanup(item);
+        return STORE_ENOMEM;
+    }
+    l->items = items;
+    l->items[l->n++] = *item;
+    store_session_init(item);
+    return STORE_OK;
+}
+
+int store__msg_list_push(store_msg_list_t *l, store_msg_t *item)
+{
+    store_msg_t *items = grow(l->items, l->n, sizeof *items);
+    if (!items) {
+        store_msg_cleanup(item);
+        return STORE_ENOMEM;
+    }
+    l->items = items;
+    l->items[l->n++] = *item;
+    store_msg_init(item);
+    return STORE_OK;
+}
+
+/* ---- Argument checks ------------------------------------------------------ */
+
+/* A text argument: valid UTF-8 of at most `max` bytes (NUL-terminated, so
+ * no NUL inside). NULL is STORE_EINVAL unless `nullable`; "" is STORE_EINVAL
+ * unless `empty_ok`. Returns STORE_OK, STORE_EINVAL or STORE_ETOOBIG. */
+static int check_text(const char *s, size_t max, bool nullable, bool empty_ok)
+{
+    if (!s)
+        return nullable ? STORE_OK : STORE_EINVAL;
+    size_t n = strnlen(s, max + 1);
+    if (n > max)
+        return STORE_ETOOBIG;
+    if (n == 0 && !empty_ok)
+        return STORE_EINVAL;
+    return utf8_valid(s, n) ? STORE_OK : STORE_EINVAL;
+}
+
+static int check_id(const char *id)
+{
+    return store_id_valid(id) ? STORE_OK : STORE_EINVAL;
+}
+
+static int check_nullable_id(const char *id)
+{
+    return !id || store_id_valid(id) ? STORE_OK : STORE_EINVAL;
+}
+
+/* Copy a sha256 in hex (either case) to out[65] in lowercase. */
+static int normalize_sha256(const char *in, char *out)
+{
+    if (!in)
+        return STORE_EINVAL;
+    for (int i = 0; i < 64; i++) {
+        char c = in[i];
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return STORE_EINVAL; /* also stops at a NUL before 64 */
+        out[i] = c;
+    }
+    if (in[64] != '\0')
+        return STORE_EINVAL;
+    out[64] = '\0';
+    return STORE_OK;
+}
+
+/* Code points in valid UTF-8: every byte that is not a continuation byte. */
+static int64_t count_chars(const char *s, size_t n)
+{
+    int64_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        count += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return count;
+}
+
+#define CHECK(expr)                   \
+    do {                              \
+        int check_rc_ = (expr);       \
+        if (check_rc_ != STORE_OK)    \
+            return check_rc_;         \
+    } while (0)
+
+/* ---- Opening ---------------------------------------------------------------- */
+
+/* "scheme://..." with a scheme of letters, digits, '+', '-', '.' */
+static bool looks_like_url(const char *s)
+{
+    const char *p = s;
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+        return false;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+           *p == '+' || *p == '-' || *p == '.')
+        p++;
+    return strncmp(p, "://", 3) == 0;
+}
+
+int store_open(const char *url_or_path, store_t **out)
+{
+    if (!out)
+        return STORE_EINVAL;
+    *out = NULL;
+    if (!url_or_path || !url_or_path[0])
+        return STORE_EINVAL;
+
+    const store_backend_ops_t *ops = NULL;
+    const char *target = url_or_path;
+    for (size_t i = 0; i < COUNT(backends) && !ops; i++) {
+        size_t n = strlen(backends[i]->scheme);
+        if (strncmp(url_or_path, backends[i]->scheme, n) == 0 && url_or_path[n] == ':') {
+            ops = backends[i];
+            target = url_or_path + n + 1;
+        }
+    }
+    if (!ops) {
+        if (looks_like_url(url_or_path))
+            return STORE_EUNSUPPORTED; /* postgres:// until that backend exists */
+        ops = backends[0];
+    }
+
+    store_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return STORE_ENOMEM;
+    s->ops = ops;
+    int rc = ops->open(target, &s->b);
+    if (rc != STORE_OK) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return STORE_OK;
+}
+
+void store_close(store_t *s)
+{
+    if (!s)
+        return;
+    s->ops->close(s->b);
+    free(s);
+}
+
+const char *store_backend_name(const store_t *s)
+{
+    return s ? s->ops->name : "";
+}
+
+int store_check(store_t *s)
+{
+    if (!s)
+        return STORE_EINVAL;
+    return s->ops->check ? s->ops->check(s->b) : STORE_EUNSUPPORTED;
+}
+
+/* ---- Documents ------------------------------------------------------------ */
+
+int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_t text_len,
+                     store_doc_t *out, bool *existed)
+{
+    store_doc_init(out);
+    if (existed)
+        *existed = false;
+    if (!s || !doc || !text || !out)
+        return STORE_EINVAL;
+    if (text_len > STORE_TEXT_MAX)
+        return STORE_ETOOBIG;
+    if (memchr(text, '\0', text_len) || !utf8_valid(text, text_len))
+        return STORE_EINVAL;
+    CHECK(check_nullable_id(doc->id));
+    CHECK(check_text(doc->filename, STORE_NAME_MAX, false, false));
+    CHECK(check_text(doc->stored_name, STORE_NAME_MAX, false, false));
+    if (strchr(doc->stored_name, '/') || strcmp(doc->stored_name, ".") == 0 ||
+        strcmp(doc->stored_name, "..") == 0)
+        return STORE_EINVAL;
+    if (!store_content_type_valid(doc->content_type) || doc->file_size < 0 ||
+        doc->n_tokens < -1)
+        return STORE_EINVAL;
+    char sha[65];
+    CHECK(normalize_sha256(doc->sha256, sha));
+
+    char idbuf[STORE_UUID_BUFSZ];
+    store_doc_t d = *doc; /* shallow: borrowed strings, never freed here */
+    if (!d.id) {
+        CHECK(store_id_new(idbuf));
+        d.id = idbuf;
+    }
+    d.sha256 = sha;
+    if (d.uploaded_at <= 0)
+        d.uploaded_at = store_now_ms();
+
+    bool ex = false;
+    int rc = s->ops->doc_insert(s->b, &d, count_chars(text, text_len), text, text_len, out,
+                                &ex);
+    if (rc != STORE_OK) {
+        store_doc_cleanup(out);
+        return rc;
+    }
+    if (existed)
+        *existed = ex;
+    return STORE_OK;
+}
+
+int store_doc_get(store_t *s, const char *id, store_doc_t *out)
+{
+    store_doc_init(out);
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    int rc = s->ops->doc_get(s->b, id, out);
+    if (rc != STORE_OK)
+        store_doc_cleanup(out);
+    return rc;
+}
+
+int store_doc_find_sha256(store_t *s, const char *sha256, store_doc_t *out)
+{
+    store_doc_init(out);
+    if (!s || !out)
+        return STORE_EINVAL;
+    char sha[65];
+    CHECK(normalize_sha256(sha256, sha));
+    int rc = s->ops->doc_find_sha256(s->b, sha, out);
+    if (rc != STORE_OK)
+        store_doc_cleanup(out);
+    return rc;
+}
+
+int store_doc_text(store_t *s, const char *id, char **text, size_t *len)
+{
+    if (text)
+        *text = NULL;
+    if (len)
+        *len = 0;
+    if (!s || !text)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    size_t n = 0;
+    int rc = s->ops->doc_text(s->b, id, text, &n);
+    if (rc != STORE_OK) {
+        free(*text);
+        *text = NULL;
+        return rc;
+    }
+    if (len)
+        *len = n;
+    return STORE_OK;
+}
+
+int store_doc_list(store_t *s, store_doc_list_t *out)
+{
+    if (out)
+        *out = (store_doc_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    int rc = s->ops->doc_list(s->b, out);
+    if (rc != STORE_OK)
+        store_doc_list_cleanup(out);
+    return rc;
+}
+
+int store_doc_delete(store_t *s, const char *id, store_doc_t *out)
+{
+    store_doc_init(out);
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    store_doc_t tmp;
+    store_doc_init(&tmp);
+    int rc = s->ops->doc_delete(s->b, id, out ? out : &tmp);
+    if (rc != STORE_OK)
+        store_doc_cleanup(out);
+    store_doc_cleanup(&tmp);
+    return rc;
+}
+
+int store_doc_set_tokens(store_t *s, const char *id, int64_t n_tokens)
+{
+    if (!s || n_tokens < -1)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    return s->ops->doc_set_tokens(s->b, id, n_tokens);
+}
+
+/* Copy `err` (any bytes) into *out as valid UTF-8 of at most
+ * STORE_CACHE_ERROR_MAX bytes: invalid sequences become U+FFFD and a longer
+ * message is cut at a character boundary and ends with "...". On success
+ * *out is a heap string (caller frees). */
+static int shorten_error(const char *err, char **out)
+{
+    *out = NULL;
+    size_t n = strnlen(err, STORE_CACHE_ERROR_MAX + 1);
+    bool cut = n > STORE_CACHE_ERROR_MAX;
+    buf_t b;
+    buf_init(&b, 3 * (STORE_CACHE_ERROR_MAX + 1) + 8);
+    if (utf8_append_sanitized(&b, err, utf8_complete_len(err, n)) != BUF_OK) {
+        buf_cleanup(&b);
+        return STORE_ENOMEM;
+    }
+    if (cut || b.len > STORE_CACHE_ERROR_MAX) {
+        b.len = utf8_complete_len(b.data, STORE_CACHE_ERROR_MAX - 3);
+        b.data[b.len] = '\0';
+        if (buf_append(&b, "...", 3) != BUF_OK) {
+            buf_cleanup(&b);
+            return STORE_ENOMEM;
+        }
+    }
+    *out = buf_steal(&b, NULL); /* "" when err was "" */
+    buf_cleanup(&b);
+    return *out ? STORE_OK : STORE_ENOMEM;
+}
+
+int store_doc_set_cache(store_t *s, const char *id, const store_cache_t *cache)
+{
+    if (!s || !cache || (unsigned)cache->status >= COUNT(cache_status_names) ||
+        cache->tokens < -1 || cache->bytes < -1 || isnan(cache->ms) || isinf(cache->ms))
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_text(cache->entry_id, STORE_SHORT_MAX, true, false));
+    CHECK(check_text(cache->tier, STORE_SHORT_MAX, true, false));
+
+    store_cache_t c = *cache; /* shallow: borrowed strings */
+    if (c.ms < 0)
+        c.ms = -1;
+    if (c.cached_at < 0)
+        c.cached_at = -1;
+    if (c.status == STORE_CACHE_CACHED && c.cached_at <= 0)
+        c.cached_at = store_now_ms();
+    char *err = NULL;
+    if (c.error) {
+        CHECK(shorten_error(c.error, &err));
+        c.error = err;
+    }
+    int rc = s->ops->doc_set_cache(s->b, id, &c);
+    free(err);
+    return rc;
+}
+
+int store_doc_reset_cache(store_t *s, bool only_caching, int64_t *n_changed)
+{
+    if (n_changed)
+        *n_changed = 0;
+    if (!s)
+        return STORE_EINVAL;
+    int64_t n = 0;
+    int rc = s->ops->doc_reset_cache(s->b, only_caching, &n);
+    if (rc == STORE_OK && n_changed)
+        *n_changed = n;
+    return rc;
+}
+
+int store_doc_search(store_t *s, const char *query, size_t limit, store_doc_list_t *out)
+{
+    if (out)
+        *out = (store_doc_list_t){0};
+    if (!s || !out || limit < 1 || limit > 1000)
+        return STORE_EINVAL;
+    CHECK(check_text(query, STORE_QUERY_MAX, false, false));
+    if (!s->ops->doc_search)
+        return STORE_EUNSUPPORTED;
+    int rc = s->ops->doc_search(s->b, query, limit, out);
+    if (rc != STORE_OK)
+        store_doc_list_cleanup(out);
+    return rc;
+}
+
+/* ---- Sessions --------------------------------------------------------------- */
+
+int store_session_create(store_t *s, const char *id, const char *document_id, const char *title,
+                         store_session_t *out)
+{
+    store_session_init(out);
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_nullable_id(id));
+    CHECK(check_nullable_id(document_id));
+    CHECK(check_text(title, STORE_NAME_MAX, true, true));
+    char idbuf[STORE_UUID_BUFSZ];
+    if (!id) {
+        CHECK(store_id_new(idbuf));
+        id = idbuf;
+    }
+    store_session_t tmp;
+    store_session_init(&tmp);
+    int rc = s->ops->session_create(s->b, id, document_id, title, store_now_ms(),
+                                    out ? out : &tmp);
+    if (rc != STORE_OK)
+        store_session_cleanup(out);
+    store_session_cleanup(&tmp);
+    return rc;
+}
+
+int store_session_ensure(store_t *s, const char *id, const char *document_id,
+                         store_session_t *out, bool *created)
+{
+    store_session_init(out);
+    if (created)
+        *created = false;
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_nullable_id(document_id));
+    store_session_t tmp;
+    store_session_init(&tmp);
+    bool cr = false;
+    int rc = s->ops->session_ensure(s->b, id, document_id, store_now_ms(), out ? out : &tmp,
+                                    &cr);
+    if (rc != STORE_OK)
+        store_session_cleanup(out);
+    else if (created)
+        *created = cr;
+    store_session_cleanup(&tmp);
+    return rc;
+}
+
+int store_session_get(store_t *s, const char *id, store_session_t *out)
+{
+    store_session_init(out);
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    int rc = s->ops->session_get(s->b, id, out);
+    if (rc != STORE_OK)
+        store_session_cleanup(out);
+    return rc;
+}
+
+int store_session_touch(store_t *s, const char *id)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    return s->ops->session_touch(s->b, id, store_now_ms());
+}
+
+int store_session_set_document(store_t *s, const char *id, const char *document_id)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_nullable_id(document_id));
+    return s->ops->session_set_document(s->b, id, document_id);
+}
+
+int store_session_set_title(store_t *s, const char *id, const char *title)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_text(title, STORE_NAME_MAX, true, true));
+    return s->ops->session_set_title(s->b, id, title);
+}
+
+int store_session_list(store_t *s, size_t limit, store_session_list_t *out)
+{
+    if (out)
+        *out = (store_session_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    int rc = s->ops->session_list(s->b, limit, out);
+    if (rc != STORE_OK)
+        store_session_list_cleanup(out);
+    return rc;
+}
+
+int store_session_delete(store_t *s, const char *id)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    return s->ops->session_delete(s->b, id);
+}
+
+int store_session_delete_expired(store_t *s, int64_t max_idle_s, int64_t now_ms,
+                                 int64_t *n_deleted)
+{
+    if (n_deleted)
+        *n_deleted = 0;
+    if (!s || max_idle_s < 0 || max_idle_s > INT64_MAX / 2000)
+        return STORE_EINVAL;
+    if (now_ms <= 0)
+        now_ms = store_now_ms();
+    if (now_ms > INT64_MAX / 2)
+        return STORE_EINVAL;
+    int64_t n = 0;
+    int rc = s->ops->session_delete_idle(s->b, now_ms - max_idle_s * 1000, &n);
+    if (rc == STORE_OK && n_deleted)
+        *n_deleted = n;
+    return rc;
+}
+
+/* ---- Messages --------------------------------------------------------------- */
+
+int store_msg_append(store_t *s, const char *session_id, store_role_t role, const char *content,
+                     bool incomplete, const char *meta, int64_t *id_out)
+{
+    if (id_out)
+        *id_out = -1;
+    if (!s || (unsigned)role >= COUNT(role_names))
+        return STORE_EINVAL;
+    CHECK(check_id(session_id));
+    CHECK(check_text(content, STORE_CONTENT_MAX, false, true));
+    CHECK(check_text(meta, STORE_META_MAX, true, false));
+    int64_t id = -1;
+    int rc = s->ops->msg_append(s->b, session_id, role, content, incomplete, meta,
+                                store_now_ms(), &id);
+    if (rc == STORE_OK && id_out)
+        *id_out = id;
+    return rc;
+}
+
+int store_msg_list(store_t *s, const char *session_id, size_t limit, store_msg_list_t *out)
+{
+    if (out)
+        *out = (store_msg_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(session_id));
+    int rc = s->ops->msg_list(s->b, session_id, limit, out);
+    if (rc != STORE_OK)
+        store_msg_list_cleanup(out);
+    return rc;
+}
+
+int store_msg_count(store_t *s, const char *session_id, int64_t *n)
+{
+    if (n)
+        *n = 0;
+    if (!s || !n)
+        return STORE_EINVAL;
+    CHECK(check_id(session_id));
+    return s->ops->msg_count(s->b, session_id, n);
+}

@@ -1,0 +1,472 @@
+/* store.h — the app server's persistent state: documents, sessions, messages.
+ *
+ * This is the interface the rest of kvchat uses for everything it keeps
+ * between restarts. The database behind it is chosen by store_open()'s
+ * argument and reached through a table of backend functions (see "Backend
+ * interface" at the end), so nothing here names a database library:
+ *   "sqlite:/path/kvchat.db", "sqlite:///path/kvchat.db" or a plain path
+ *   → the embedded SQLite backend (store_sqlite.c), the default;
+ *   "postgres://..." / "postgresql://..." → reserved for a PostgreSQL
+ *   backend (not built yet: STORE_EUNSUPPORTED).
+ *
+ * Records.
+ *  - A document is one uploaded file: its metadata, the sha256 of its bytes
+ *    (UNIQUE: identical content is stored once), its extracted text and the
+ *    state of its KV cache in the engine. The extracted text is kept in the
+ *    database, in a table of its own (read only by store_doc_text()), not in
+ *    a file: it is then written and deleted atomically with its record (no
+ *    orphan or missing text file after a crash), shared by every replica of
+ *    a shared database, and indexed for full-text search (store_doc_search)
+ *    without a second copy. Texts are a few MB at most (STORE_TEXT_MAX).
+ *    The uploaded file itself stays in data/uploads/ under stored_name; the
+ *    store never touches files.
+ *  - A session is one conversation. Its id may be chosen by the client (the
+ *    API creates the session on the first message, store_session_ensure) or
+ *    by the store. It may name a document (ON DELETE SET NULL: deleting the
+ *    document leaves the session without one).
+ *  - A message belongs to one session (deleting the session deletes its
+ *    messages) and is ordered by its id, which only grows.
+ *
+ * Ids. Document and session ids are strings of 1..STORE_ID_MAX bytes of
+ * printable ASCII other than '/', '\\', '?', '#', '%' and space (they appear
+ * in URLs); the store makes new ones as lowercase UUID v4 text
+ * (store_id_new). Message ids are positive integers.
+ *
+ * Times are milliseconds since the Unix epoch (UTC), read from one clock
+ * (store_now_ms); store_format_time() renders them as ISO 8601 for the API.
+ *
+ * Text. Every string given to the store must be valid UTF-8 without NUL
+ * bytes (STORE_EINVAL otherwise), so every string read back is too and can
+ * go into JSON as it is.
+ *
+ * Results and ownership. Records come back in caller-owned structs
+ * (store_doc_t, store_session_t, store_msg_t) and lists (store_*_list_t)
+ * whose strings are heap copies owned by the struct: release them with the
+ * matching *_cleanup(), which accepts NULL and an already cleaned struct. A
+ * function that fills an out-struct initializes it first, so after a
+ * failure it holds no data and cleanup is harmless (and unnecessary).
+ * Input pointers are only read during the call; the store keeps none.
+ *
+ * Errors. Every int-returning function returns STORE_OK (0) or a negative
+ * STORE_E* code; store_strerror() names it. Database library codes are
+ * translated once, in the backend. Unexpected database errors (I/O,
+ * corruption) are also logged with the library's own message.
+ *
+ * Threading. A store_t may be used from any number of threads at once;
+ * each call is one atomic unit (one transaction). See store_sqlite.h for how
+ * the SQLite backend does it.
+ */
+#ifndef KVCHAT_APP_STORE_H
+#define KVCHAT_APP_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    STORE_OK = 0,
+    STORE_ENOMEM = -1,
+    STORE_EINVAL = -2,       /* bad argument: NULL, bad id, invalid UTF-8, a
+                              * value a constraint refuses (bad JSON meta...) */
+    STORE_ENOTFOUND = -3,    /* no such record (or a referenced one, such as
+                              * the session of a new message, is missing) */
+    STORE_ECONFLICT = -4,    /* a record with this id / stored_name exists */
+    STORE_EIO = -5,          /* the database could not be read or written */
+    STORE_ECORRUPT = -6,     /* the database file is damaged or not a database */
+    STORE_EBUSY = -7,        /* the database stayed locked by another process */
+    STORE_ETOOBIG = -8,      /* a text or value over its STORE_*_MAX limit */
+    STORE_ESCHEMA = -9,      /* database from a newer kvchat, or not kvchat's */
+    STORE_EUNSUPPORTED = -10 /* no backend for this URL scheme / operation */
+};
+
+/* Static English description of a STORE_* code ("unknown error" for others). */
+const char *store_strerror(int rc);
+
+/* Limits, in bytes. Longer input is refused with STORE_ETOOBIG, except a
+ * cache error message, which is shortened (see store_doc_set_cache). */
+#define STORE_ID_MAX 128                       /* document and session ids */
+#define STORE_NAME_MAX 1024                    /* filename, stored_name, title */
+#define STORE_TEXT_MAX (64u * 1024 * 1024)     /* a document's extracted text */
+#define STORE_CONTENT_MAX (16u * 1024 * 1024)  /* a message's content */
+#define STORE_META_MAX (1024u * 1024)          /* a message's meta JSON */
+#define STORE_CACHE_ERROR_MAX 1024             /* cache_error, after shortening */
+#define STORE_SHORT_MAX 64                     /* cache_entry_id, cache_tier */
+
+typedef struct store store_t;
+
+/* ---- Opening ------------------------------------------------------------ */
+
+/* Open the database named by `url_or_path` (see the top of this file). The
+ * SQLite backend creates the file if missing (its directory must exist),
+ * creates or migrates the schema, and refuses a file that is not a SQLite
+ * database or is damaged (STORE_ECORRUPT), belongs to another application
+ * or to a newer kvchat (STORE_ESCHEMA). "sqlite::memory:" opens a private
+ * in-memory database (for tests of other modules).
+ * On success *out owns the store (store_close()); on failure *out is NULL.
+ * The string is copied. */
+int store_open(const char *url_or_path, store_t **out);
+
+/* Close the store and free it. No call may be running on it. Accepts NULL. */
+void store_close(store_t *s);
+
+/* Name of the backend in use ("sqlite"); static string. */
+const char *store_backend_name(const store_t *s);
+
+/* Verify the whole database: every page and index, and that the full-text
+ * index matches the texts. Damage in pages no query has read yet is found
+ * only this way. It reads everything (about a second per GB): for a
+ * maintenance command or an admin endpoint, not for every request.
+ * Returns STORE_OK, STORE_ECORRUPT (the problems found are logged), or
+ * another error. */
+int store_check(store_t *s);
+
+/* ---- Time and ids --------------------------------------------------------- */
+
+/* Current wall-clock time in ms since the epoch. */
+int64_t store_now_ms(void);
+
+/* Bytes needed by store_format_time(): "2026-11-25T04:15:10.373Z" + NUL. */
+#define STORE_TIME_BUFSZ 25
+
+/* Write `ms` as ISO 8601 UTC with milliseconds into buf (caller-owned, at
+ * least STORE_TIME_BUFSZ bytes). Returns STORE_OK, or STORE_EINVAL for a
+ * time outside years 1970..9999 (buf then holds ""). */
+int store_format_time(int64_t ms, char *buf);
+
+/* Bytes of a UUID in text form plus NUL. */
+#define STORE_UUID_BUFSZ 37
+
+/* Write a new random UUID v4 ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx",
+ * lowercase) into buf (caller-owned, STORE_UUID_BUFSZ bytes). Callers that
+ * need a document's id before inserting it (to name its upload file) use
+ * this. Returns STORE_OK or STORE_EIO (no randomness available). */
+int store_id_new(char *buf);
+
+/* Whether `id` is acceptable as a document or session id (see "Ids"). */
+bool store_id_valid(const char *id);
+
+/* ---- Documents ------------------------------------------------------------ */
+
+typedef enum {
+    STORE_CACHE_NONE = 0,    /* not cached (or the engine was reset) */
+    STORE_CACHE_CACHING = 1, /* a prefill is running */
+    STORE_CACHE_CACHED = 2,  /* the engine holds the document's prefix */
+    STORE_CACHE_FAILED = 3,  /* the last prefill failed (see error) */
+} store_cache_status_t;
+
+/* "none" | "caching" | "cached" | "failed"; "" for other values. Static. */
+const char *store_cache_status_name(store_cache_status_t st);
+/* The reverse; returns STORE_OK or STORE_EINVAL (*out untouched). */
+int store_cache_status_parse(const char *name, store_cache_status_t *out);
+
+/* A document's KV-cache state. Numbers are -1 when unknown (NULL in the
+ * database); strings are NULL when unknown. */
+typedef struct {
+    store_cache_status_t status;
+    char *entry_id;     /* the engine's cache entry id */
+    int64_t tokens;     /* tokens in the cached prefix */
+    int64_t bytes;      /* size of the KV state */
+    char *tier;         /* where the engine keeps it: "slot"|"ram"|"disk"|... */
+    double ms;          /* time the prefill (or restore) took, ms */
+    int64_t cached_at;  /* when it became cached, epoch ms */
+    char *error;        /* why it failed (status FAILED) */
+} store_cache_t;
+
+/* The content types documents may have (the extractor's detected types). */
+bool store_content_type_valid(const char *content_type);
+
+typedef struct {
+    char *id;            /* UUID text, or any valid id the caller chose */
+    char *filename;      /* the client's file name; for display only */
+    char *stored_name;   /* generated file name under data/uploads/ (UNIQUE,
+                          * no '/') */
+    char *content_type;  /* txt | md | pdf | docx | odt | html | epub */
+    int64_t file_size;   /* bytes of the uploaded file */
+    char *sha256;        /* 64 lowercase hex digits of the file's bytes */
+    int64_t uploaded_at; /* epoch ms */
+    int64_t n_chars;     /* Unicode code points of the extracted text */
+    int64_t n_tokens;    /* tokens of the text, -1 until known */
+    store_cache_t cache;
+} store_doc_t;
+
+/* Set every field to "empty" (NULL strings, -1 numbers, status NONE). */
+void store_doc_init(store_doc_t *d);
+/* Free the strings and re-initialize. Accepts NULL. */
+void store_doc_cleanup(store_doc_t *d);
+
+typedef struct {
+    store_doc_t *items;  /* owned; n records */
+    size_t n;
+} store_doc_list_t;
+
+/* Free every record and the array; the list becomes empty. Accepts NULL. */
+void store_doc_list_cleanup(store_doc_list_t *l);
+
+/* Insert a document with its extracted text text[0..text_len) (UTF-8, no
+ * NUL, at most STORE_TEXT_MAX bytes; copied). `doc` (start from
+ * store_doc_init()) is only read, never freed or kept; from it the store
+ * takes: id (NULL → a new UUID), filename, stored_name (no '/', not "." or
+ * ".."), content_type, file_size (>= 0), sha256 (64 hex digits, either
+ * case), uploaded_at (<= 0 → now), n_tokens (-1 if unknown). It computes
+ * n_chars from the text; the cache state starts as STORE_CACHE_NONE; the
+ * other fields of `doc` are ignored.
+ * If a document with the same sha256 exists, nothing is written: *out
+ * receives the EXISTING document and *existed is true (the caller then
+ * removes the upload file it wrote). Otherwise *out receives the new record
+ * and *existed is false. Checking and inserting are one transaction, so two
+ * concurrent uploads of the same bytes give one document.
+ * Returns STORE_OK; STORE_EINVAL for a missing or malformed field;
+ * STORE_ECONFLICT when the id or stored_name is taken (by a document with
+ * another sha256); STORE_ETOOBIG; or a database error. Nothing is written
+ * on failure. out is caller-owned (store_doc_cleanup); existed may be NULL. */
+int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_t text_len,
+                     store_doc_t *out, bool *existed);
+
+/* Fetch document `id` into *out (caller-owned). STORE_ENOTFOUND if none. */
+int store_doc_get(store_t *s, const char *id, store_doc_t *out);
+
+/* Fetch the document whose file has this sha256 (64 hex digits, either
+ * case) into *out (caller-owned). STORE_ENOTFOUND if none. */
+int store_doc_find_sha256(store_t *s, const char *sha256, store_doc_t *out);
+
+/* The extracted text of document `id`: *text receives a NUL-terminated heap
+ * copy (caller frees with free()) and *len its length in bytes (len may be
+ * NULL). STORE_ENOTFOUND if there is no such document; on failure *text is
+ * NULL. */
+int store_doc_text(store_t *s, const char *id, char **text, size_t *len);
+
+/* Every document, newest upload first (ties: last inserted first), into
+ * *out (caller-owned, store_doc_list_cleanup). */
+int store_doc_list(store_t *s, store_doc_list_t *out);
+
+/* Delete document `id` with its text. Sessions that named it keep going
+ * without a document. If out is not NULL it receives the deleted record
+ * (caller-owned), so the caller can remove the upload file and the engine's
+ * cache entry. STORE_ENOTFOUND if there was no such document. */
+int store_doc_delete(store_t *s, const char *id, store_doc_t *out);
+
+/* Record the token count of document `id` (>= 0; -1 makes it unknown
+ * again). STORE_ENOTFOUND if there is no such document. */
+int store_doc_set_tokens(store_t *s, const char *id, int64_t n_tokens);
+
+/* Replace the whole cache state of document `id` with *cache (read only):
+ * status and every related field in one update, so no stale entry id,
+ * timing or error survives a state change. For STORE_CACHE_CACHED a
+ * cached_at <= 0 becomes now; for other states cached_at is stored as
+ * given (-1 = NULL). An error message longer than STORE_CACHE_ERROR_MAX is
+ * cut there (at a character boundary) and ends with "..."; it is
+ * diagnostic text. STORE_ENOTFOUND if there is no such document;
+ * STORE_ETOOBIG if entry_id or tier exceed STORE_SHORT_MAX. */
+int store_doc_set_cache(store_t *s, const char *id, const store_cache_t *cache);
+
+/* Set every document's cache state to STORE_CACHE_NONE with all related
+ * fields unknown (after the engine was restarted with --reset, or at start
+ * for documents left 'caching' by a crash — pass only_caching = true for
+ * that). If n_changed is not NULL it receives the number of documents
+ * whose state changed. */
+int store_doc_reset_cache(store_t *s, bool only_caching, int64_t *n_changed);
+
+/* Full-text search over the documents' texts: the documents matching
+ * `query` (FTS5 query syntax for SQLite: words, "phrases", AND/OR/NOT,
+ * prefix*), best match first, at most `limit` (1..1000), into *out
+ * (caller-owned). STORE_EINVAL for a malformed query; STORE_EUNSUPPORTED if
+ * the backend has no text index. */
+int store_doc_search(store_t *s, const char *query, size_t limit, store_doc_list_t *out);
+
+/* ---- Sessions --------------------------------------------------------------- */
+
+typedef struct {
+    char *id;
+    int64_t created_at;        /* epoch ms */
+    int64_t last_active;       /* epoch ms: creation, touch, new message */
+    char *document_id;         /* NULL: no document */
+    char *title;               /* NULL: untitled */
+    int64_t message_count;     /* messages in the session */
+    char *document_filename;   /* the document's filename; NULL when none */
+} store_session_t;
+
+void store_session_init(store_session_t *ss);
+/* Free the strings and re-initialize. Accepts NULL. */
+void store_session_cleanup(store_session_t *ss);
+
+typedef struct {
+    store_session_t *items;    /* owned; n records */
+    size_t n;
+} store_session_list_t;
+
+void store_session_list_cleanup(store_session_list_t *l);
+
+/* Create a session. id NULL → a new UUID; document_id and title may be
+ * NULL. created_at = last_active = now. *out (may be NULL; caller-owned)
+ * receives the new record. STORE_ECONFLICT if the id exists;
+ * STORE_ENOTFOUND if document_id names no document; STORE_EINVAL for a
+ * malformed id. */
+int store_session_create(store_t *s, const char *id, const char *document_id,
+                         const char *title, store_session_t *out);
+
+/* Get-or-create, atomically: if session `id` exists its last_active becomes
+ * now and *created is false; otherwise it is created with document_id
+ * (may be NULL) and *created is true. Either way *out (may be NULL;
+ * caller-owned) receives the record. Two threads ensuring the same new id
+ * get one session. STORE_ENOTFOUND if a new session would name a missing
+ * document. created may be NULL. */
+int store_session_ensure(store_t *s, const char *id, const char *document_id,
+                         store_session_t *out, bool *created);
+
+/* Fetch session `id` (with message_count and document_filename) into *out
+ * (caller-owned). STORE_ENOTFOUND if none. */
+int store_session_get(store_t *s, const char *id, store_session_t *out);
+
+/* Mark session `id` active now (last_active never moves backwards).
+ * STORE_ENOTFOUND if none. */
+int store_session_touch(store_t *s, const char *id);
+
+/* Set (document_id non-NULL) or clear (NULL) the document of session `id`.
+ * STORE_ENOTFOUND if the session or the document does not exist. */
+int store_session_set_document(store_t *s, const char *id, const char *document_id);
+
+/* Set (non-NULL) or clear (NULL) the title of session `id`.
+ * STORE_ENOTFOUND if none. */
+int store_session_set_title(store_t *s, const char *id, const char *title);
+
+/* Sessions, most recently active first, at most `limit` (0 = all), into
+ * *out (caller-owned). */
+int store_session_list(store_t *s, size_t limit, store_session_list_t *out);
+
+/* Delete session `id` and its messages. STORE_ENOTFOUND if none. */
+int store_session_delete(store_t *s, const char *id);
+
+/* Delete the sessions (with their messages) idle for more than max_idle_s
+ * seconds at time now_ms: those with last_active < now_ms - max_idle_s*1000.
+ * now_ms <= 0 means store_now_ms() (a caller passes its own clock reading
+ * to sweep with one time). max_idle_s must be >= 0. If n_deleted is not
+ * NULL it receives how many sessions went. */
+int store_session_delete_expired(store_t *s, int64_t max_idle_s, int64_t now_ms,
+                                 int64_t *n_deleted);
+
+/* ---- Messages --------------------------------------------------------------- */
+
+typedef enum {
+    STORE_ROLE_SYSTEM = 0,
+    STORE_ROLE_USER = 1,
+    STORE_ROLE_ASSISTANT = 2,
+} store_role_t;
+
+/* "system" | "user" | "assistant"; "" for other values. Static. */
+const char *store_role_name(store_role_t role);
+/* The reverse; returns STORE_OK or STORE_EINVAL (*out untouched). */
+int store_role_parse(const char *name, store_role_t *out);
+
+typedef struct {
+    int64_t id;          /* grows with every message in the database */
+    char *session_id;
+    store_role_t role;
+    char *content;
+    int64_t created_at;  /* epoch ms */
+    bool incomplete;     /* the answer was cut short (client gone, error) */
+    char *meta;          /* JSON text (usage, timings), or NULL */
+} store_msg_t;
+
+void store_msg_init(store_msg_t *m);
+/* Free the strings and re-initialize. Accepts NULL. */
+void store_msg_cleanup(store_msg_t *m);
+
+typedef struct {
+    store_msg_t *items;  /* owned; n records, oldest first */
+    size_t n;
+} store_msg_list_t;
+
+void store_msg_list_cleanup(store_msg_list_t *l);
+
+/* Append a message to session `session_id` and mark the session active, in
+ * one transaction. content: UTF-8, at most STORE_CONTENT_MAX bytes (may be
+ * empty: an answer cut short before its first token). meta: NULL or one
+ * JSON value as text (at most STORE_META_MAX bytes; STORE_EINVAL if it is
+ * not valid JSON). *id_out (may be NULL) receives the message's id.
+ * STORE_ENOTFOUND if the session does not exist. */
+int store_msg_append(store_t *s, const char *session_id, store_role_t role, const char *content,
+                     bool incomplete, const char *meta, int64_t *id_out);
+
+/* Messages of session `session_id` in order (by id). limit 0 = all; else
+ * the LAST `limit` messages, still oldest first. *out is caller-owned.
+ * STORE_ENOTFOUND if the session does not exist. */
+int store_msg_list(store_t *s, const char *session_id, size_t limit, store_msg_list_t *out);
+
+/* Number of messages of session `session_id` into *n.
+ * STORE_ENOTFOUND if the session does not exist. */
+int store_msg_count(store_t *s, const char *session_id, int64_t *n);
+
+/* ---- Backend interface ---------------------------------------------------- *
+ * For store.c and the backends (store_<name>.c) only; the rest of kvchat
+ * uses the functions above.
+ *
+ * store.c checks every argument (NULL, ids, UTF-8, limits, enum ranges),
+ * fills the defaults (new ids, "now", n_chars), initializes out-structs and
+ * then calls the backend, so a backend receives valid input only and
+ * implements storage alone. A backend translates its library's codes to
+ * STORE_E* once, and maps constraint failures as: unique / primary key →
+ * STORE_ECONFLICT, foreign key → STORE_ENOTFOUND, check / not null →
+ * STORE_EINVAL. Each function is one transaction and may be called from
+ * any thread at any time. Ownership is as for the public function of the
+ * same name. A NULL function pointer means "not supported"
+ * (STORE_EUNSUPPORTED); only doc_search may be NULL. */
+typedef struct store_backend store_backend_t;   /* a backend's own state */
+
+typedef struct {
+    const char *name;      /* "sqlite" */
+    const char *scheme;    /* URL scheme that selects it: "sqlite" */
+    /* target: what follows "scheme:" (for SQLite, a path or ":memory:"). */
+    int (*open)(const char *target, store_backend_t **out);
+    void (*close)(store_backend_t *b);
+    int (*check)(store_backend_t *b);
+
+    /* doc: complete (id and uploaded_at set, sha256 lowercase); n_chars
+     * counted from the text; doc's own n_chars and cache are ignored. */
+    int (*doc_insert)(store_backend_t *b, const store_doc_t *doc, int64_t n_chars,
+                      const char *text, size_t text_len, store_doc_t *out, bool *existed);
+    int (*doc_get)(store_backend_t *b, const char *id, store_doc_t *out);
+    /* sha256: lowercase. */
+    int (*doc_find_sha256)(store_backend_t *b, const char *sha256, store_doc_t *out);
+    int (*doc_text)(store_backend_t *b, const char *id, char **text, size_t *len);
+    int (*doc_list)(store_backend_t *b, store_doc_list_t *out);
+    /* out never NULL here. */
+    int (*doc_delete)(store_backend_t *b, const char *id, store_doc_t *out);
+    int (*doc_set_tokens)(store_backend_t *b, const char *id, int64_t n_tokens);
+    /* cache: final values (cached_at resolved, error shortened). */
+    int (*doc_set_cache)(store_backend_t *b, const char *id, const store_cache_t *cache);
+    int (*doc_reset_cache)(store_backend_t *b, bool only_caching, int64_t *n_changed);
+    int (*doc_search)(store_backend_t *b, const char *query, size_t limit,
+                      store_doc_list_t *out);
+
+    /* out never NULL here; now_ms is the creation time. */
+    int (*session_create)(store_backend_t *b, const char *id, const char *document_id,
+                          const char *title, int64_t now_ms, store_session_t *out);
+    int (*session_ensure)(store_backend_t *b, const char *id, const char *document_id,
+                          int64_t now_ms, store_session_t *out, bool *created);
+    int (*session_get)(store_backend_t *b, const char *id, store_session_t *out);
+    int (*session_touch)(store_backend_t *b, const char *id, int64_t now_ms);
+    int (*session_set_document)(store_backend_t *b, const char *id, const char *document_id);
+    int (*session_set_title)(store_backend_t *b, const char *id, const char *title);
+    /* limit 0 = all */
+    int (*session_list)(store_backend_t *b, size_t limit, store_session_list_t *out);
+    int (*session_delete)(store_backend_t *b, const char *id);
+    /* delete sessions with last_active < before_ms; *n_deleted always set */
+    int (*session_delete_idle)(store_backend_t *b, int64_t before_ms, int64_t *n_deleted);
+
+    int (*msg_append)(store_backend_t *b, const char *session_id, store_role_t role,
+                      const char *content, bool incomplete, const char *meta, int64_t now_ms,
+                      int64_t *id_out);
+    int (*msg_list)(store_backend_t *b, const char *session_id, size_t limit,
+                    store_msg_list_t *out);
+    int (*msg_count)(store_backend_t *b, const char *session_id, int64_t *n);
+} store_backend_ops_t;
+
+/* Helpers for backends building result lists: append *item to the list,
+ * taking ownership of its strings (*item is re-initialized). On
+ * STORE_ENOMEM the item is cleaned up (its strings freed) and the list is
+ * unchanged. */
+int store__doc_list_push(store_doc_list_t *l, store_doc_t *item);
+int store__session_list_push(store_session_list_t *l, store_session_t *item);
+int store__msg_list_push(store_msg_list_t *l, store_msg_t *item);
+
+#endif

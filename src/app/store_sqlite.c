@@ -1,0 +1,1377 @@
+/* store_sqlite.c — the store on SQLite (see store_sqlite.h for the design).
+ *
+ * The only file that includes sqlite3.h. It holds the schema and its
+ * migrations, the connection pool with per-connection prepared statements,
+ * the translation of SQLite result codes into STORE_E* codes (sqlite_rc(),
+ * the one place), and one function per store operation.
+ *
+ * Invariants:
+ *  - a connection is used by one thread at a time (taken from the pool by
+ *    conn_get(), returned by conn_put()), so it is opened with
+ *    SQLITE_OPEN_NOMUTEX and its error message belongs to the caller;
+ *  - every write holds b->write_mu from BEGIN IMMEDIATE (or the single
+ *    autocommit statement) to COMMIT/ROLLBACK; a thread takes a connection
+ *    before the write mutex, never the other way round, so waiting for a
+ *    connection never holds up a writer;
+ *  - a cached statement is reset and its bindings cleared after each use
+ *    (stmt_done()), so no statement keeps a read transaction open and no
+ *    bound pointer outlives the call;
+ *  - a connection goes back to the pool outside any transaction.
+ *
+ * Schema: see `migrations` below; version N of the schema is reached by
+ * running migrations[0..N) in order, each in its own transaction that also
+ * sets PRAGMA user_version. Never edit a migration that has shipped: append
+ * a new one.
+ */
+#include "app/store_sqlite.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+
+/* ---- Schema ----------------------------------------------------------------- */
+
+static const char *const migrations[] = {
+    /* 0 → 1: documents with their texts and full-text index, sessions,
+     * messages. */
+    "CREATE TABLE documents (\n"
+    "    id             TEXT NOT NULL PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 128),\n"
+    "    filename       TEXT NOT NULL CHECK (length(filename) >= 1),\n"
+    "    stored_name    TEXT NOT NULL UNIQUE\n"
+    "                   CHECK (length(stored_name) >= 1 AND instr(stored_name, '/') = 0),\n"
+    "    content_type   TEXT NOT NULL\n"
+    "                   CHECK (content_type IN ('txt','md','pdf','docx','odt','html','epub')),\n"
+    "    file_size      INTEGER NOT NULL CHECK (file_size >= 0),\n"
+    "    sha256         TEXT NOT NULL UNIQUE\n"
+    "                   CHECK (length(sha256) = 64 AND NOT sha256 GLOB '*[^0-9a-f]*'),\n"
+    "    uploaded_at    INTEGER NOT NULL,\n"
+    "    n_chars        INTEGER NOT NULL CHECK (n_chars >= 0),\n"
+    "    n_tokens       INTEGER CHECK (n_tokens IS NULL OR n_tokens >= 0),\n"
+    "    cache_status   TEXT NOT NULL DEFAULT 'none'\n"
+    "                   CHECK (cache_status IN ('none','caching','cached','failed')),\n"
+    "    cache_entry_id TEXT,\n"
+    "    cache_tokens   INTEGER CHECK (cache_tokens IS NULL OR cache_tokens >= 0),\n"
+    "    cache_bytes    INTEGER CHECK (cache_bytes IS NULL OR cache_bytes >= 0),\n"
+    "    cache_tier     TEXT,\n"
+    "    cache_ms       REAL CHECK (cache_ms IS NULL OR cache_ms >= 0),\n"
+    "    cached_at      INTEGER,\n"
+    "    cache_error    TEXT\n"
+    ") STRICT;\n"
+    "CREATE INDEX documents_by_upload ON documents (uploaded_at);\n"
+    "\n"
+    "CREATE TABLE document_texts (\n"
+    "    document_id TEXT NOT NULL PRIMARY KEY REFERENCES documents (id) ON DELETE CASCADE,\n"
+    "    text        TEXT NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE VIRTUAL TABLE document_fts USING fts5 (\n"
+    "    text, content = 'document_texts', tokenize = 'unicode61 remove_diacritics 2'\n"
+    ");\n"
+    "CREATE TRIGGER document_texts_ai AFTER INSERT ON document_texts BEGIN\n"
+    "    INSERT INTO document_fts (rowid, text) VALUES (new.rowid, new.text);\n"
+    "END;\n"
+    "CREATE TRIGGER document_texts_ad AFTER DELETE ON document_texts BEGIN\n"
+    "    INSERT INTO document_fts (document_fts, rowid, text)\n"
+    "        VALUES ('delete', old.rowid, old.text);\n"
+    "END;\n"
+    "CREATE TRIGGER document_texts_au AFTER UPDATE ON document_texts BEGIN\n"
+    "    INSERT INTO document_fts (document_fts, rowid, text)\n"
+    "        VALUES ('delete', old.rowid, old.text);\n"
+    "    INSERT INTO document_fts (rowid, text) VALUES (new.rowid, new.text);\n"
+    "END;\n"
+    "\n"
+    "CREATE TABLE sessions (\n"
+    "    id          TEXT NOT NULL PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 128),\n"
+    "    created_at  INTEGER NOT NULL,\n"
+    "    last_active INTEGER NOT NULL,\n"
+    "    document_id TEXT REFERENCES documents (id) ON DELETE SET NULL,\n"
+    "    title       TEXT\n"
+    ") STRICT;\n"
+    "CREATE INDEX sessions_by_activity ON sessions (last_active);\n"
+    "CREATE INDEX sessions_by_document ON sessions (document_id);\n"
+    "\n"
+    "CREATE TABLE messages (\n"
+    "    id         INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,\n"
+    "    role       TEXT NOT NULL CHECK (role IN ('system','user','assistant')),\n"
+    "    content    TEXT NOT NULL,\n"
+    "    created_at INTEGER NOT NULL,\n"
+    "    incomplete INTEGER NOT NULL DEFAULT 0 CHECK (incomplete IN (0, 1)),\n"
+    "    meta       TEXT CHECK (meta IS NULL OR json_valid(meta))\n"
+    ") STRICT;\n"
+    "CREATE INDEX messages_by_session ON messages (session_id, id);\n",
+};
+
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+_Static_assert(N_MIGRATIONS == STORE_SQLITE_SCHEMA_VERSION,
+               "STORE_SQLITE_SCHEMA_VERSION must match the migrations");
+
+/* ---- Statements ----------------------------------------------------------- */
+
+/* Columns of a document row, in the order row_doc() reads them. */
+#define DOC_COLS                                                                        \
+    "d.id, d.filename, d.stored_name, d.content_type, d.file_size, d.sha256, "         \
+    "d.uploaded_at, d.n_chars, d.n_tokens, d.cache_status, d.cache_entry_id, "          \
+    "d.cache_tokens, d.cache_bytes, d.cache_tier, d.cache_ms, d.cached_at, d.cache_error"
+
+/* Columns of a session row, in the order row_session() reads them. */
+#define SESSION_SELECT                                                                  \
+    "SELECT s.id, s.created_at, s.last_active, s.document_id, s.title, "               \
+    "(SELECT count(*) FROM messages m WHERE m.session_id = s.id), d.filename "         \
+    "FROM sessions s LEFT JOIN documents d ON d.id = s.document_id "
+
+#define MSG_COLS "id, session_id, role, content, created_at, incomplete, meta"
+
+typedef enum {
+    ST_BEGIN_IMMEDIATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_DOC_INSERT,
+    ST_TEXT_INSERT,
+    ST_DOC_GET,
+    ST_DOC_BY_SHA,
+    ST_DOC_TEXT,
+    ST_DOC_LIST,
+    ST_DOC_DELETE,
+    ST_DOC_SET_TOKENS,
+    ST_DOC_SET_CACHE,
+    ST_DOC_RESET_CACHE,
+    ST_DOC_RESET_CACHING,
+    ST_DOC_SEARCH,
+    ST_SES_INSERT,
+    ST_SES_GET,
+    ST_SES_TOUCH,
+    ST_SES_SET_DOC,
+    ST_SES_SET_TITLE,
+    ST_SES_LIST,
+    ST_SES_DELETE,
+    ST_SES_DELETE_IDLE,
+    ST_SES_EXISTS,
+    ST_MSG_INSERT,
+    ST_MSG_LIST,
+    ST_MSG_COUNT,
+    ST_COUNT
+} stmt_id_t;
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_DOC_INSERT] =
+        "INSERT INTO documents (id, filename, stored_name, content_type, file_size, sha256, "
+        "uploaded_at, n_chars, n_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_TEXT_INSERT] = "INSERT INTO document_texts (document_id, text) VALUES (?1, ?2)",
+    [ST_DOC_GET] = "SELECT " DOC_COLS " FROM documents d WHERE d.id = ?1",
+    [ST_DOC_BY_SHA] = "SELECT " DOC_COLS " FROM documents d WHERE d.sha256 = ?1",
+    [ST_DOC_TEXT] = "SELECT text FROM document_texts WHERE document_id = ?1",
+    [ST_DOC_LIST] = "SELECT " DOC_COLS " FROM documents d "
+                    "ORDER BY d.uploaded_at DESC, d.rowid DESC",
+    [ST_DOC_DELETE] = "DELETE FROM documents WHERE id = ?1",
+    [ST_DOC_SET_TOKENS] = "UPDATE documents SET n_tokens = ?2 WHERE id = ?1",
+    [ST_DOC_SET_CACHE] =
+        "UPDATE documents SET cache_status = ?2, cache_entry_id = ?3, cache_tokens = ?4, "
+        "cache_bytes = ?5, cache_tier = ?6, cache_ms = ?7, cached_at = ?8, cache_error = ?9 "
+        "WHERE id = ?1",
+    [ST_DOC_RESET_CACHE] =
+        "UPDATE documents SET cache_status = 'none', cache_entry_id = NULL, "
+        "cache_tokens = NULL, cache_bytes = NULL, cache_tier = NULL, cache_ms = NULL, "
+        "cached_at = NULL, cache_error = NULL "
+        "WHERE cache_status <> 'none' OR cache_entry_id IS NOT NULL "
+        "OR cache_tokens IS NOT NULL OR cache_bytes IS NOT NULL OR cache_tier IS NOT NULL "
+        "OR cache_ms IS NOT NULL OR cached_at IS NOT NULL OR cache_error IS NOT NULL",
+    [ST_DOC_RESET_CACHING] =
+        "UPDATE documents SET cache_status = 'none', cache_entry_id = NULL, "
+        "cache_tokens = NULL, cache_bytes = NULL, cache_tier = NULL, cache_ms = NULL, "
+        "cached_at = NULL, cache_error = NULL WHERE cache_status = 'caching'",
+    [ST_DOC_SEARCH] = "SELECT " DOC_COLS " FROM document_fts f "
+                      "JOIN document_texts t ON t.rowid = f.rowid "
+                      "JOIN documents d ON d.id = t.document_id "
+                      "WHERE document_fts MATCH ?1 ORDER BY f.rank LIMIT ?2",
+    [ST_SES_INSERT] = "INSERT INTO sessions (id, created_at, last_active, document_id, title) "
+                      "VALUES (?1, ?2, ?2, ?3, ?4)",
+    [ST_SES_GET] = SESSION_SELECT "WHERE s.id = ?1",
+    [ST_SES_TOUCH] = "UPDATE sessions SET last_active = max(last_active, ?2) WHERE id = ?1",
+    [ST_SES_SET_DOC] = "UPDATE sessions SET document_id = ?2 WHERE id = ?1",
+    [ST_SES_SET_TITLE] = "UPDATE sessions SET title = ?2 WHERE id = ?1",
+    [ST_SES_LIST] = SESSION_SELECT "ORDER BY s.last_active DESC, s.rowid DESC LIMIT ?1",
+    [ST_SES_DELETE] = "DELETE FROM sessions WHERE id = ?1",
+    [ST_SES_DELETE_IDLE] = "DELETE FROM sessions WHERE last_active < ?1",
+    [ST_SES_EXISTS] = "SELECT 1 FROM sessions WHERE id = ?1",
+    [ST_MSG_INSERT] = "INSERT INTO messages (session_id, role, content, created_at, incomplete, "
+                      "meta) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /* The last ?2 messages (all for -1), oldest first. */
+    [ST_MSG_LIST] = "SELECT " MSG_COLS " FROM (SELECT " MSG_COLS " FROM messages "
+                    "WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+    [ST_MSG_COUNT] = "SELECT (SELECT count(*) FROM messages WHERE session_id = ?1), "
+                     "EXISTS (SELECT 1 FROM sessions WHERE id = ?1)",
+};
+
+/* ---- Backend state -------------------------------------------------------- */
+
+typedef struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];  /* prepared on first use, kept until close */
+    struct conn *next;           /* in the free list */
+} conn_t;
+
+struct store_backend {
+    char *path;
+    int max_conns;               /* STORE_SQLITE_POOL, 1 for ":memory:" */
+    pthread_mutex_t pool_mu;     /* guards free_list, n_conns */
+    pthread_cond_t pool_cv;      /* a connection was returned or a slot freed */
+    conn_t *free_list;
+    int n_conns;                 /* open connections, in use or free */
+    pthread_mutex_t write_mu;    /* held by the one writing connection */
+    bool ready;                  /* opened and migrated: ours to write to */
+};
+
+/* ---- Result codes ----------------------------------------------------------- */
+
+/* Translate a SQLite result code (extended codes on) into STORE_*. Errors
+ * that mean damage or a failing disk are logged with SQLite's message
+ * (`what` names the operation); the others are the caller's to report. */
+static int sqlite_rc(sqlite3 *db, int rc, const char *what)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return STORE_OK;
+    case SQLITE_NOMEM:
+        return STORE_ENOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        log_warn("store: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        return STORE_EBUSY;
+    case SQLITE_CONSTRAINT:
+        switch (rc) {
+        case SQLITE_CONSTRAINT_FOREIGNKEY:
+            return STORE_ENOTFOUND;
+        case SQLITE_CONSTRAINT_CHECK:
+        case SQLITE_CONSTRAINT_NOTNULL:
+        case SQLITE_CONSTRAINT_DATATYPE:
+            return STORE_EINVAL;
+        default: /* UNIQUE, PRIMARYKEY, ROWID, ... */
+            return STORE_ECONFLICT;
+        }
+    case SQLITE_TOOBIG:
+        return STORE_ETOOBIG;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_FORMAT:
+        log_error("store: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        return STORE_ECORRUPT;
+    default: /* IOERR, FULL, CANTOPEN, READONLY, PERM, PROTOCOL, ERROR, ... */
+        log_error("store: %s: %s (%d)", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
+                  rc);
+        return STORE_EIO;
+    }
+}
+
+/* ---- Statements on a connection -------------------------------------------- */
+
+/* The cached statement `id` of connection c, prepared on first use. */
+static int stmt_get(conn_t *c, stmt_id_t id, sqlite3_stmt **out)
+{
+    if (!c->st[id]) {
+        int rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &c->st[id], NULL);
+        if (rc != SQLITE_OK) {
+            c->st[id] = NULL;
+            *out = NULL;
+            return sqlite_rc(c->db, rc, "prepare");
+        }
+    }
+    *out = c->st[id];
+    return STORE_OK;
+}
+
+/* Reset a statement after use and drop its bindings (they point into the
+ * caller's strings). Accepts NULL. */
+static void stmt_done(sqlite3_stmt *st)
+{
+    if (st) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+}
+
+/* Step a statement that returns no rows (or whose rows are ignored) to the
+ * end; reset it. Returns a STORE_* code. */
+static int stmt_run(conn_t *c, sqlite3_stmt *st, const char *what)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    int out = sqlite_rc(c->db, rc, what);
+    stmt_done(st);
+    return out;
+}
+
+/* Run a cached statement without parameters (BEGIN, COMMIT, ROLLBACK). */
+static int exec_cached(conn_t *c, stmt_id_t id)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, id, &st);
+    return rc == STORE_OK ? stmt_run(c, st, stmt_sql[id]) : rc;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* Negative numbers mean "unknown": NULL. */
+static int bind_opt_int(sqlite3_stmt *st, int i, int64_t v)
+{
+    return v >= 0 ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+static int bind_opt_real(sqlite3_stmt *st, int i, double v)
+{
+    return v >= 0 ? sqlite3_bind_double(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+/* A LIMIT value: 0 (all) and anything beyond int64 become -1 (no limit). */
+static sqlite3_int64 sql_limit(size_t limit)
+{
+    return limit == 0 || (uint64_t)limit > (uint64_t)INT64_MAX ? -1 : (sqlite3_int64)limit;
+}
+
+/* Copy text column i into *out (NULL for SQL NULL). Returns 0, or -1 when
+ * out of memory. */
+static int col_dup(sqlite3_stmt *st, int i, char **out)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t) {
+        *out = NULL;
+        /* NULL text is also how SQLite reports ENOMEM while converting. */
+        return sqlite3_column_type(st, i) == SQLITE_NULL ? 0 : -1;
+    }
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    *out = malloc(n + 1);
+    if (!*out)
+        return -1;
+    memcpy(*out, t, n);
+    (*out)[n] = '\0';
+    return 0;
+}
+
+static int64_t col_opt_int(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, i);
+}
+
+static double col_opt_real(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? -1 : sqlite3_column_double(st, i);
+}
+
+/* Fill *d (initialized by the caller) from a DOC_COLS row. On STORE_ENOMEM
+ * *d is cleaned up. */
+static int row_doc(sqlite3_stmt *st, store_doc_t *d)
+{
+    char *status = NULL;
+    if (col_dup(st, 0, &d->id) || col_dup(st, 1, &d->filename) ||
+        col_dup(st, 2, &d->stored_name) || col_dup(st, 3, &d->content_type) ||
+        col_dup(st, 5, &d->sha256) || col_dup(st, 9, &status) ||
+        col_dup(st, 10, &d->cache.entry_id) || col_dup(st, 13, &d->cache.tier) ||
+        col_dup(st, 16, &d->cache.error)) {
+        free(status);
+        store_doc_cleanup(d);
+        return STORE_ENOMEM;
+    }
+    d->file_size = sqlite3_column_int64(st, 4);
+    d->uploaded_at = sqlite3_column_int64(st, 6);
+    d->n_chars = sqlite3_column_int64(st, 7);
+    d->n_tokens = col_opt_int(st, 8);
+    /* The CHECK constraint admits only known names. */
+    if (store_cache_status_parse(status, &d->cache.status) != STORE_OK)
+        d->cache.status = STORE_CACHE_NONE;
+    free(status);
+    d->cache.tokens = col_opt_int(st, 11);
+    d->cache.bytes = col_opt_int(st, 12);
+    d->cache.ms = col_opt_real(st, 14);
+    d->cache.cached_at = col_opt_int(st, 15);
+    return STORE_OK;
+}
+
+/* Fill *ss (initialized) from a SESSION_SELECT row. On STORE_ENOMEM *ss is
+ * cleaned up. */
+static int row_session(sqlite3_stmt *st, store_session_t *ss)
+{
+    if (col_dup(st, 0, &ss->id) || col_dup(st, 3, &ss->document_id) ||
+        col_dup(st, 4, &ss->title) || col_dup(st, 6, &ss->document_filename)) {
+        store_session_cleanup(ss);
+        return STORE_ENOMEM;
+    }
+    ss->created_at = sqlite3_column_int64(st, 1);
+    ss->last_active = sqlite3_column_int64(st, 2);
+    ss->message_count = sqlite3_column_int64(st, 5);
+    return STORE_OK;
+}
+
+/* Fill *m (initialized) from a MSG_COLS row. On STORE_ENOMEM *m is cleaned
+ * up. */
+static int row_msg(sqlite3_stmt *st, store_msg_t *m)
+{
+    char *role = NULL;
+    if (col_dup(st, 1, &m->session_id) || col_dup(st, 2, &role) ||
+        col_dup(st, 3, &m->content) || col_dup(st, 6, &m->meta)) {
+        free(role);
+        store_msg_cleanup(m);
+        return STORE_ENOMEM;
+    }
+    if (!m->content) { /* NOT NULL in the schema; "" read back as "" */
+        m->content = strdup("");
+        if (!m->content) {
+            free(role);
+            store_msg_cleanup(m);
+            return STORE_ENOMEM;
+        }
+    }
+    m->id = sqlite3_column_int64(st, 0);
+    if (store_role_parse(role, &m->role) != STORE_OK)
+        m->role = STORE_ROLE_USER; /* cannot happen: CHECK constraint */
+    free(role);
+    m->created_at = sqlite3_column_int64(st, 4);
+    m->incomplete = sqlite3_column_int(st, 5) != 0;
+    return STORE_OK;
+}
+
+/* Run a statement expected to return at most one DOC_COLS row into *d.
+ * STORE_ENOTFOUND when it returns none. Resets the statement. */
+static int query_doc(conn_t *c, sqlite3_stmt *st, store_doc_t *d, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int out;
+    if (rc == SQLITE_ROW)
+        out = row_doc(st, d);
+    else if (rc == SQLITE_DONE)
+        out = STORE_ENOTFOUND;
+    else
+        out = sqlite_rc(c->db, rc, what);
+    stmt_done(st);
+    return out;
+}
+
+static int query_session(conn_t *c, sqlite3_stmt *st, store_session_t *ss, const char *what)
+{
+    int rc = sqlite3_step(st);
+    int out;
+    if (rc == SQLITE_ROW)
+        out = row_session(st, ss);
+    else if (rc == SQLITE_DONE)
+        out = STORE_ENOTFOUND;
+    else
+        out = sqlite_rc(c->db, rc, what);
+    stmt_done(st);
+    return out;
+}
+
+/* ---- Connections ---------------------------------------------------------- */
+
+static void conn_close(conn_t *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(c->st[i]);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+/* Run one pragma (or any SQL) on a fresh connection; if `want` is not NULL
+ * the first column of the first row must equal it (case-insensitive). */
+static int conn_pragma(sqlite3 *db, const char *sql, const char *want, const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    int out;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        const char *got = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        out = STORE_OK;
+        if (want && (!got || sqlite3_stricmp(got, want) != 0)) {
+            log_warn("store: %s: '%s' gave '%s', expected '%s'", path, sql, got ? got : "",
+                     want);
+            out = STORE_EUNSUPPORTED;
+        }
+    } else {
+        out = sqlite_rc(db, rc, path);
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+/* Open one connection to b->path and configure it. */
+static int conn_open(struct store_backend *b, conn_t **out)
+{
+    *out = NULL;
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return STORE_ENOMEM;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(b->path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        int out_rc = c->db ? sqlite_rc(c->db, rc, b->path) : STORE_ENOMEM;
+        conn_close(c);
+        return out_rc;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, STORE_SQLITE_BUSY_MS);
+
+    bool memory = b->max_conns == 1 && strcmp(b->path, ":memory:") == 0;
+    /* The first statement reads the file header: a file that is not a
+     * database fails here with SQLITE_NOTADB. */
+    int src = conn_pragma(c->db, "PRAGMA journal_mode = WAL", memory ? "memory" : "wal",
+                          b->path);
+    if (src == STORE_OK)
+        src = conn_pragma(c->db, "PRAGMA foreign_keys = ON", NULL, b->path);
+    if (src == STORE_OK)
+        src = conn_pragma(c->db, "PRAGMA foreign_keys", "1", b->path);
+    if (src == STORE_OK)
+        src = conn_pragma(c->db, "PRAGMA synchronous = NORMAL", NULL, b->path);
+    if (src != STORE_OK) {
+        conn_close(c);
+        return src;
+    }
+    *out = c;
+    return STORE_OK;
+}
+
+/* Take a connection for this thread: a free one, a new one while fewer
+ * than max_conns are open, else wait for one. The caller returns it with
+ * conn_put(). */
+static int conn_get(struct store_backend *b, conn_t **out)
+{
+    pthread_mutex_lock(&b->pool_mu);
+    while (!b->free_list && b->n_conns >= b->max_conns)
+        pthread_cond_wait(&b->pool_cv, &b->pool_mu);
+    if (b->free_list) {
+        *out = b->free_list;
+        b->free_list = (*out)->next;
+        pthread_mutex_unlock(&b->pool_mu);
+        return STORE_OK;
+    }
+    b->n_conns++; /* reserve the slot, open outside the lock */
+    pthread_mutex_unlock(&b->pool_mu);
+
+    int rc = conn_open(b, out);
+    if (rc != STORE_OK) {
+        pthread_mutex_lock(&b->pool_mu);
+        b->n_conns--;
+        pthread_cond_signal(&b->pool_cv);
+        pthread_mutex_unlock(&b->pool_mu);
+    }
+    return rc;
+}
+
+static void conn_put(struct store_backend *b, conn_t *c)
+{
+    if (!sqlite3_get_autocommit(c->db)) /* an error path left a transaction */
+        exec_cached(c, ST_ROLLBACK);
+    pthread_mutex_lock(&b->pool_mu);
+    c->next = b->free_list;
+    b->free_list = c;
+    pthread_cond_signal(&b->pool_cv);
+    pthread_mutex_unlock(&b->pool_mu);
+}
+
+/* Begin a write transaction: take the write mutex, BEGIN IMMEDIATE. On
+ * failure the mutex is released. */
+static int write_begin(struct store_backend *b, conn_t *c)
+{
+    pthread_mutex_lock(&b->write_mu);
+    int rc = exec_cached(c, ST_BEGIN_IMMEDIATE);
+    if (rc != STORE_OK)
+        pthread_mutex_unlock(&b->write_mu);
+    return rc;
+}
+
+/* End a write transaction begun by write_begin(): COMMIT if rc is STORE_OK
+ * (a failing COMMIT rolls back and becomes the result), else ROLLBACK.
+ * Releases the write mutex. Returns the final code. */
+static int write_end(struct store_backend *b, conn_t *c, int rc)
+{
+    if (rc == STORE_OK)
+        rc = exec_cached(c, ST_COMMIT);
+    if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
+        exec_cached(c, ST_ROLLBACK);
+    pthread_mutex_unlock(&b->write_mu);
+    return rc;
+}
+
+/* ---- Schema migration ------------------------------------------------------- */
+
+static int read_int_pragma(conn_t *c, const char *sql, int *out, const char *path)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0);
+    int out_rc = rc == SQLITE_ROW ? STORE_OK : sqlite_rc(c->db, rc, path);
+    if (out_rc == STORE_OK && rc != SQLITE_ROW)
+        out_rc = STORE_EIO;
+    sqlite3_finalize(st);
+    return out_rc;
+}
+
+/* Bring the schema to STORE_SQLITE_SCHEMA_VERSION, one migration per
+ * transaction. Another process may migrate at the same time: the version is
+ * read again inside each transaction. */
+static int migrate(struct store_backend *b, conn_t *c)
+{
+    int version = 0, app_id = 0, n_objects = 0;
+    int rc = read_int_pragma(c, "PRAGMA user_version", &version, b->path);
+    if (rc == STORE_OK)
+        rc = read_int_pragma(c, "PRAGMA application_id", &app_id, b->path);
+    if (rc == STORE_OK)
+        rc = read_int_pragma(c, "SELECT count(*) FROM sqlite_schema", &n_objects, b->path);
+    if (rc != STORE_OK)
+        return rc;
+    if (app_id != STORE_SQLITE_APP_ID && (version != 0 || n_objects != 0 || app_id != 0)) {
+        log_error("store: %s is not a kvchat database (application_id %d, %d objects)",
+                  b->path, app_id, n_objects);
+        return STORE_ESCHEMA;
+    }
+    if (version > N_MIGRATIONS) {
+        log_error("store: %s has schema version %d; this kvchat knows up to %d", b->path,
+                  version, N_MIGRATIONS);
+        return STORE_ESCHEMA;
+    }
+
+    while (version < N_MIGRATIONS) {
+        rc = write_begin(b, c);
+        if (rc != STORE_OK)
+            return rc;
+        rc = read_int_pragma(c, "PRAGMA user_version", &version, b->path);
+        if (rc == STORE_OK && version < N_MIGRATIONS) {
+            char *err = NULL;
+            char pragmas[96];
+            snprintf(pragmas, sizeof pragmas, "PRAGMA user_version = %d; "
+                     "PRAGMA application_id = %d;", version + 1, STORE_SQLITE_APP_ID);
+            int src = sqlite3_exec(c->db, migrations[version], NULL, NULL, &err);
+            if (src == SQLITE_OK)
+                src = sqlite3_exec(c->db, pragmas, NULL, NULL, &err);
+            if (src != SQLITE_OK) {
+                log_error("store: %s: migration to schema version %d failed: %s", b->path,
+                          version + 1, err ? err : sqlite3_errstr(src));
+                rc = sqlite_rc(c->db, src, "migrate");
+                if (rc == STORE_OK)
+                    rc = STORE_EIO;
+            } else {
+                log_info("store: %s: %s schema version %d", b->path,
+                         version ? "migrated to" : "created", version + 1);
+                version++;
+            }
+            sqlite3_free(err);
+        }
+        rc = write_end(b, c, rc);
+        if (rc != STORE_OK)
+            return rc;
+    }
+    return STORE_OK;
+}
+
+/* ---- Open and close --------------------------------------------------------- */
+
+static void sq_close(store_backend_t *b)
+{
+    if (!b)
+        return;
+    conn_t *c = b->free_list;
+    if (c && b->ready) /* keep the query planner's statistics current (cheap) */
+        sqlite3_exec(c->db, "PRAGMA optimize", NULL, NULL, NULL);
+    while (c) {
+        conn_t *next = c->next;
+        conn_close(c);
+        c = next;
+    }
+    pthread_mutex_destroy(&b->pool_mu);
+    pthread_cond_destroy(&b->pool_cv);
+    pthread_mutex_destroy(&b->write_mu);
+    free(b->path);
+    free(b);
+}
+
+static int sq_open(const char *target, store_backend_t **out)
+{
+    *out = NULL;
+    if (strncmp(target, "//", 2) == 0) /* sqlite:///abs/path, sqlite://rel/path */
+        target += 2;
+    if (!target[0])
+        return STORE_EINVAL;
+    if (!sqlite3_threadsafe()) {
+        log_error("store: this SQLite library was built without thread support");
+        return STORE_EUNSUPPORTED;
+    }
+    struct store_backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return STORE_ENOMEM;
+    b->path = strdup(target);
+    if (!b->path) {
+        free(b);
+        return STORE_ENOMEM;
+    }
+    b->max_conns = strcmp(target, ":memory:") == 0 ? 1 : STORE_SQLITE_POOL;
+    pthread_mutex_init(&b->pool_mu, NULL);
+    pthread_cond_init(&b->pool_cv, NULL);
+    pthread_mutex_init(&b->write_mu, NULL);
+
+    conn_t *c = NULL;
+    int rc = conn_get(b, &c);
+    if (rc == STORE_OK) {
+        rc = migrate(b, c);
+        conn_put(b, c);
+    }
+    if (rc != STORE_OK) {
+        log_error("store: cannot open %s: %s", b->path, store_strerror(rc));
+        sq_close(b);
+        return rc;
+    }
+    b->ready = true;
+    *out = b;
+    return STORE_OK;
+}
+
+/* PRAGMA quick_check (every page, every index entry; not the slower
+ * index-to-table cross-checks of integrity_check), then FTS5's own
+ * integrity check of the text index against document_texts. */
+static int sq_check(store_backend_t *b)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st = NULL;
+    int src = sqlite3_prepare_v2(c->db, "PRAGMA quick_check(20)", -1, &st, NULL);
+    int problems = 0;
+    while (src == SQLITE_OK || src == SQLITE_ROW) {
+        src = sqlite3_step(st);
+        if (src != SQLITE_ROW)
+            break;
+        const char *line = (const char *)sqlite3_column_text(st, 0);
+        if (line && strcmp(line, "ok") != 0) {
+            log_error("store: %s: check: %s", b->path, line);
+            problems++;
+        }
+    }
+    rc = src == SQLITE_DONE ? STORE_OK : sqlite_rc(c->db, src, "check");
+    sqlite3_finalize(st);
+    if (rc == STORE_OK && problems)
+        rc = STORE_ECORRUPT;
+    if (rc == STORE_OK) {
+        /* Written as an INSERT, so it runs as a (read-only) write. */
+        pthread_mutex_lock(&b->write_mu);
+        src = sqlite3_exec(c->db,
+                           "INSERT INTO document_fts (document_fts) VALUES ('integrity-check')",
+                           NULL, NULL, NULL);
+        pthread_mutex_unlock(&b->write_mu);
+        if (src != SQLITE_OK) {
+            log_error("store: %s: check of the text index: %s", b->path,
+                      sqlite3_errmsg(c->db));
+            rc = (src & 0xff) == SQLITE_CORRUPT ? STORE_ECORRUPT : sqlite_rc(c->db, src, "check");
+        }
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+/* ---- Documents ------------------------------------------------------------ */
+
+static int sq_doc_insert(store_backend_t *b, const store_doc_t *doc, int64_t n_chars,
+                         const char *text, size_t text_len, store_doc_t *out, bool *existed)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = write_begin(b, c);
+    if (rc != STORE_OK) {
+        conn_put(b, c);
+        return rc;
+    }
+    sqlite3_stmt *st;
+    *existed = false;
+    rc = stmt_get(c, ST_DOC_BY_SHA, &st);
+    if (rc == STORE_OK) {
+        sqlite3_bind_text(st, 1, doc->sha256, -1, SQLITE_STATIC);
+        rc = query_doc(c, st, out, "find document");
+        if (rc == STORE_OK)
+            *existed = true;
+    }
+    if (rc == STORE_ENOTFOUND) {
+        rc = stmt_get(c, ST_DOC_INSERT, &st);
+        if (rc == STORE_OK) {
+            bind_text(st, 1, doc->id);
+            bind_text(st, 2, doc->filename);
+            bind_text(st, 3, doc->stored_name);
+            bind_text(st, 4, doc->content_type);
+            sqlite3_bind_int64(st, 5, doc->file_size);
+            bind_text(st, 6, doc->sha256);
+            sqlite3_bind_int64(st, 7, doc->uploaded_at);
+            sqlite3_bind_int64(st, 8, n_chars);
+            bind_opt_int(st, 9, doc->n_tokens);
+            rc = stmt_run(c, st, "insert document");
+        }
+        if (rc == STORE_OK)
+            rc = stmt_get(c, ST_TEXT_INSERT, &st);
+        if (rc == STORE_OK) {
+            bind_text(st, 1, doc->id);
+            sqlite3_bind_text(st, 2, text, (int)text_len, SQLITE_STATIC);
+            rc = stmt_run(c, st, "insert document text");
+        }
+        if (rc == STORE_OK)
+            rc = stmt_get(c, ST_DOC_GET, &st);
+        if (rc == STORE_OK) {
+            bind_text(st, 1, doc->id);
+            rc = query_doc(c, st, out, "read document");
+            if (rc == STORE_ENOTFOUND)
+                rc = STORE_EIO; /* just inserted in this transaction */
+        }
+    }
+    rc = write_end(b, c, rc);
+    conn_put(b, c);
+    return rc;
+}
+
+/* A read of one document by a one-parameter statement. */
+static int doc_read(store_backend_t *b, stmt_id_t id, const char *key, store_doc_t *out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = stmt_get(c, id, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, key);
+        rc = query_doc(c, st, out, "read document");
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+static int sq_doc_get(store_backend_t *b, const char *id, store_doc_t *out)
+{
+    return doc_read(b, ST_DOC_GET, id, out);
+}
+
+static int sq_doc_find_sha256(store_backend_t *b, const char *sha256, store_doc_t *out)
+{
+    return doc_read(b, ST_DOC_BY_SHA, sha256, out);
+}
+
+static int sq_doc_text(store_backend_t *b, const char *id, char **text, size_t *len)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = stmt_get(c, ST_DOC_TEXT, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, id);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            rc = col_dup(st, 0, text) ? STORE_ENOMEM : STORE_OK;
+            if (rc == STORE_OK && !*text) /* NOT NULL in the schema */
+                rc = STORE_ECORRUPT;
+            if (rc == STORE_OK)
+                *len = (size_t)sqlite3_column_bytes(st, 0);
+        } else {
+            rc = src == SQLITE_DONE ? STORE_ENOTFOUND : sqlite_rc(c->db, src, "read text");
+        }
+        stmt_done(st);
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+/* Step a DOC_COLS statement to the end, appending every row to *out.
+ * With `user_query`, SQLITE_ERROR means the caller's full-text query was
+ * malformed (FTS5 reports syntax errors from the first step): that is
+ * STORE_EINVAL, not a database failure. */
+static int collect_docs(conn_t *c, sqlite3_stmt *st, store_doc_list_t *out, const char *what,
+                        bool user_query)
+{
+    int rc = STORE_OK, src = SQLITE_DONE;
+    while (rc == STORE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        store_doc_t d;
+        store_doc_init(&d);
+        rc = row_doc(st, &d);
+        if (rc == STORE_OK)
+            rc = store__doc_list_push(out, &d);
+    }
+    if (rc == STORE_OK && src != SQLITE_DONE) {
+        if (user_query && src == SQLITE_ERROR) {
+            log_debug("store: %s: %s", what, sqlite3_errmsg(c->db));
+            rc = STORE_EINVAL;
+        } else {
+            rc = sqlite_rc(c->db, src, what);
+        }
+    }
+    stmt_done(st);
+    return rc;
+}
+
+static int sq_doc_list(store_backend_t *b, store_doc_list_t *out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = stmt_get(c, ST_DOC_LIST, &st);
+    if (rc == STORE_OK)
+        rc = collect_docs(c, st, out, "list documents", false);
+    conn_put(b, c);
+    return rc;
+}
+
+static int sq_doc_search(store_backend_t *b, const char *query, size_t limit,
+                         store_doc_list_t *out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = stmt_get(c, ST_DOC_SEARCH, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, query);
+        sqlite3_bind_int64(st, 2, sql_limit(limit));
+        rc = collect_docs(c, st, out, "search documents", true);
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+static int sq_doc_delete(store_backend_t *b, const char *id, store_doc_t *out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = write_begin(b, c);
+    if (rc != STORE_OK) {
+        conn_put(b, c);
+        return rc;
+    }
+    sqlite3_stmt *st;
+    rc = stmt_get(c, ST_DOC_GET, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, id);
+        rc = query_doc(c, st, out, "read document");
+    }
+    if (rc == STORE_OK)
+        rc = stmt_get(c, ST_DOC_DELETE, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, id);
+        rc = stmt_run(c, st, "delete document");
+    }
+    rc = write_end(b, c, rc);
+    conn_put(b, c);
+    return rc;
+}
+
+/* Run one UPDATE/DELETE statement under the write mutex (autocommit) after
+ * `bind` filled its parameters; *changes receives the rows it changed. */
+typedef void (*binder_fn)(sqlite3_stmt *st, const void *arg);
+
+static int write_one(store_backend_t *b, stmt_id_t id, binder_fn bind, const void *arg,
+                     int64_t *changes)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = stmt_get(c, id, &st);
+    if (rc == STORE_OK) {
+        bind(st, arg);
+        pthread_mutex_lock(&b->write_mu);
+        rc = stmt_run(c, st, stmt_sql[id]);
+        *changes = rc == STORE_OK ? sqlite3_changes64(c->db) : 0;
+        pthread_mutex_unlock(&b->write_mu);
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+/* As write_one() for a statement that changes one row named by its id:
+ * STORE_ENOTFOUND when it changed none. */
+static int write_row(store_backend_t *b, stmt_id_t id, binder_fn bind, const void *arg)
+{
+    int64_t n = 0;
+    int rc = write_one(b, id, bind, arg, &n);
+    return rc == STORE_OK && n == 0 ? STORE_ENOTFOUND : rc;
+}
+
+struct id_int {
+    const char *id;
+    int64_t v;
+};
+
+static void bind_id_opt_int(sqlite3_stmt *st, const void *arg)
+{
+    const struct id_int *a = arg;
+    bind_text(st, 1, a->id);
+    bind_opt_int(st, 2, a->v);
+}
+
+static int sq_doc_set_tokens(store_backend_t *b, const char *id, int64_t n_tokens)
+{
+    struct id_int a = {id, n_tokens};
+    return write_row(b, ST_DOC_SET_TOKENS, bind_id_opt_int, &a);
+}
+
+struct id_cache {
+    const char *id;
+    const store_cache_t *cache;
+};
+
+static void bind_cache(sqlite3_stmt *st, const void *arg)
+{
+    const struct id_cache *a = arg;
+    bind_text(st, 1, a->id);
+    bind_text(st, 2, store_cache_status_name(a->cache->status));
+    bind_text(st, 3, a->cache->entry_id);
+    bind_opt_int(st, 4, a->cache->tokens);
+    bind_opt_int(st, 5, a->cache->bytes);
+    bind_text(st, 6, a->cache->tier);
+    bind_opt_real(st, 7, a->cache->ms);
+    bind_opt_int(st, 8, a->cache->cached_at);
+    bind_text(st, 9, a->cache->error);
+}
+
+static int sq_doc_set_cache(store_backend_t *b, const char *id, const store_cache_t *cache)
+{
+    struct id_cache a = {id, cache};
+    return write_row(b, ST_DOC_SET_CACHE, bind_cache, &a);
+}
+
+static void bind_nothing(sqlite3_stmt *st, const void *arg)
+{
+    (void)st;
+    (void)arg;
+}
+
+static int sq_doc_reset_cache(store_backend_t *b, bool only_caching, int64_t *n_changed)
+{
+    return write_one(b, only_caching ? ST_DOC_RESET_CACHING : ST_DOC_RESET_CACHE, bind_nothing,
+                     NULL, n_changed);
+}
+
+/* ---- Sessions --------------------------------------------------------------- */
+
+static int session_read(conn_t *c, const char *id, store_session_t *out)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, ST_SES_GET, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, id);
+        rc = query_session(c, st, out, "read session");
+    }
+    return rc;
+}
+
+static int session_insert(conn_t *c, const char *id, const char *document_id, const char *title,
+                          int64_t now_ms)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, ST_SES_INSERT, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, id);
+        sqlite3_bind_int64(st, 2, now_ms);
+        bind_text(st, 3, document_id);
+        bind_text(st, 4, title);
+        rc = stmt_run(c, st, "create session");
+    }
+    return rc;
+}
+
+static int sq_session_create(store_backend_t *b, const char *id, const char *document_id,
+                             const char *title, int64_t now_ms, store_session_t *out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = write_begin(b, c);
+    if (rc == STORE_OK) {
+        rc = session_insert(c, id, document_id, title, now_ms);
+        if (rc == STORE_OK)
+            rc = session_read(c, id, out);
+        rc = write_end(b, c, rc);
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+static int sq_session_ensure(store_backend_t *b, const char *id, const char *document_id,
+                             int64_t now_ms, store_session_t *out, bool *created)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    *created = false;
+    rc = write_begin(b, c);
+    if (rc == STORE_OK) {
+        sqlite3_stmt *st;
+        rc = stmt_get(c, ST_SES_TOUCH, &st);
+        if (rc == STORE_OK) {
+            bind_text(st, 1, id);
+            sqlite3_bind_int64(st, 2, now_ms);
+            rc = stmt_run(c, st, "touch session");
+        }
+        if (rc == STORE_OK && sqlite3_changes64(c->db) == 0) {
+            rc = session_insert(c, id, document_id, NULL, now_ms);
+            *created = rc == STORE_OK;
+        }
+        if (rc == STORE_OK)
+            rc = session_read(c, id, out);
+        rc = write_end(b, c, rc);
+        if (rc != STORE_OK)
+            *created = false;
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+static int sq_session_get(store_backend_t *b, const char *id, store_session_t *out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = session_read(c, id, out);
+    conn_put(b, c);
+    return rc;
+}
+
+static int sq_session_touch(store_backend_t *b, const char *id, int64_t now_ms)
+{
+    struct id_int a = {id, now_ms};
+    return write_row(b, ST_SES_TOUCH, bind_id_opt_int, &a);
+}
+
+struct id_str {
+    const char *id;
+    const char *s;
+};
+
+static void bind_id_str(sqlite3_stmt *st, const void *arg)
+{
+    const struct id_str *a = arg;
+    bind_text(st, 1, a->id);
+    bind_text(st, 2, a->s);
+}
+
+static int sq_session_set_document(store_backend_t *b, const char *id, const char *document_id)
+{
+    struct id_str a = {id, document_id};
+    return write_row(b, ST_SES_SET_DOC, bind_id_str, &a);
+}
+
+static int sq_session_set_title(store_backend_t *b, const char *id, const char *title)
+{
+    struct id_str a = {id, title};
+    return write_row(b, ST_SES_SET_TITLE, bind_id_str, &a);
+}
+
+static int sq_session_list(store_backend_t *b, size_t limit, store_session_list_t *out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = stmt_get(c, ST_SES_LIST, &st);
+    if (rc == STORE_OK) {
+        sqlite3_bind_int64(st, 1, sql_limit(limit));
+        int src;
+        while (rc == STORE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            store_session_t ss;
+            store_session_init(&ss);
+            rc = row_session(st, &ss);
+            if (rc == STORE_OK)
+                rc = store__session_list_push(out, &ss);
+        }
+        if (rc == STORE_OK && src != SQLITE_DONE)
+            rc = sqlite_rc(c->db, src, "list sessions");
+        stmt_done(st);
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+static void bind_id(sqlite3_stmt *st, const void *arg)
+{
+    bind_text(st, 1, arg);
+}
+
+static int sq_session_delete(store_backend_t *b, const char *id)
+{
+    return write_row(b, ST_SES_DELETE, bind_id, id);
+}
+
+static void bind_int(sqlite3_stmt *st, const void *arg)
+{
+    sqlite3_bind_int64(st, 1, *(const int64_t *)arg);
+}
+
+static int sq_session_delete_idle(store_backend_t *b, int64_t before_ms, int64_t *n_deleted)
+{
+    return write_one(b, ST_SES_DELETE_IDLE, bind_int, &before_ms, n_deleted);
+}
+
+/* ---- Messages --------------------------------------------------------------- */
+
+static int sq_msg_append(store_backend_t *b, const char *session_id, store_role_t role,
+                         const char *content, bool incomplete, const char *meta,
+                         int64_t now_ms, int64_t *id_out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = write_begin(b, c);
+    if (rc == STORE_OK) {
+        sqlite3_stmt *st;
+        rc = stmt_get(c, ST_MSG_INSERT, &st);
+        if (rc == STORE_OK) {
+            bind_text(st, 1, session_id);
+            bind_text(st, 2, store_role_name(role));
+            bind_text(st, 3, content);
+            sqlite3_bind_int64(st, 4, now_ms);
+            sqlite3_bind_int(st, 5, incomplete ? 1 : 0);
+            bind_text(st, 6, meta);
+            rc = stmt_run(c, st, "append message");
+        }
+        if (rc == STORE_OK)
+            *id_out = sqlite3_last_insert_rowid(c->db);
+        if (rc == STORE_OK)
+            rc = stmt_get(c, ST_SES_TOUCH, &st);
+        if (rc == STORE_OK) {
+            bind_text(st, 1, session_id);
+            sqlite3_bind_int64(st, 2, now_ms);
+            rc = stmt_run(c, st, "touch session");
+        }
+        rc = write_end(b, c, rc);
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+/* Whether session `id` exists: STORE_OK or STORE_ENOTFOUND. */
+static int session_exists(conn_t *c, const char *id)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, ST_SES_EXISTS, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, id);
+        int src = sqlite3_step(st);
+        rc = src == SQLITE_ROW    ? STORE_OK
+             : src == SQLITE_DONE ? STORE_ENOTFOUND
+                                  : sqlite_rc(c->db, src, "read session");
+        stmt_done(st);
+    }
+    return rc;
+}
+
+static int sq_msg_list(store_backend_t *b, const char *session_id, size_t limit,
+                       store_msg_list_t *out)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = stmt_get(c, ST_MSG_LIST, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, session_id);
+        sqlite3_bind_int64(st, 2, sql_limit(limit));
+        int src;
+        while (rc == STORE_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+            store_msg_t m;
+            store_msg_init(&m);
+            rc = row_msg(st, &m);
+            if (rc == STORE_OK)
+                rc = store__msg_list_push(out, &m);
+        }
+        if (rc == STORE_OK && src != SQLITE_DONE)
+            rc = sqlite_rc(c->db, src, "list messages");
+        stmt_done(st);
+    }
+    /* No rows: an empty session, or none at all. */
+    if (rc == STORE_OK && out->n == 0)
+        rc = session_exists(c, session_id);
+    conn_put(b, c);
+    return rc;
+}
+
+static int sq_msg_count(store_backend_t *b, const char *session_id, int64_t *n)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    sqlite3_stmt *st;
+    rc = stmt_get(c, ST_MSG_COUNT, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, session_id);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            *n = sqlite3_column_int64(st, 0);
+            rc = sqlite3_column_int(st, 1) ? STORE_OK : STORE_ENOTFOUND;
+        } else {
+            rc = sqlite_rc(c->db, src, "count messages");
+            if (rc == STORE_OK)
+                rc = STORE_EIO; /* an aggregate always gives a row */
+        }
+        stmt_done(st);
+    }
+    conn_put(b, c);
+    return rc;
+}
+
+/* ---- The table ---------------------------------------------------------------- */
+
+const store_backend_ops_t store_sqlite_ops = {
+    .name = "sqlite",
+    .scheme = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .check = sq_check,
+    .doc_insert = sq_doc_insert,
+    .doc_get = sq_doc_get,
+    .doc_find_sha256 = sq_doc_find_sha256,
+    .doc_text = sq_doc_text,
+    .doc_list = sq_doc_list,
+    .doc_delete = sq_doc_delete,
+    .doc_set_tokens = sq_doc_set_tokens,
+    .doc_set_cache = sq_doc_set_cache,
+    .doc_reset_cache = sq_doc_reset_cache,
+    .doc_search = sq_doc_search,
+    .session_create = sq_session_create,
+    .session_ensure = sq_session_ensure,
+    .session_get = sq_session_get,
+    .session_touch = sq_session_touch,
+    .session_set_document = sq_session_set_document,
+    .session_set_title = sq_session_set_title,
+    .session_list = sq_session_list,
+    .session_delete = sq_session_delete,
+    .session_delete_idle = sq_session_delete_idle,
+    .msg_append = sq_msg_append,
+    .msg_list = sq_msg_list,
+    .msg_count = sq_msg_count,
+};
