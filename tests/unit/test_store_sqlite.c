@@ -1,0 +1,536 @@
+/* test_store_sqlite.c — the SQLite backend as a file on disk.
+ *
+ * Works on the database file itself (never through sqlite3.h; the header
+ * fields are patched by offset, as the file format documents them):
+ * - the URL forms that select the backend, and those refused;
+ * - WAL mode (a -wal file while open, none after close);
+ * - reopening keeps documents with their text and cache state, sessions,
+ *   messages, and message ids keep growing;
+ * - damaged files: random bytes, damaged pages after a valid header, a
+ *   truncated file — store_open or the first read fails with
+ *   STORE_ECORRUPT, never a crash; an empty file is a new database;
+ * - a file from a newer kvchat (user_version) and one from another
+ *   application (application_id) are refused with STORE_ESCHEMA and left
+ *   unchanged;
+ * - two stores on one file (as two processes would be) writing at once
+ *   from 4 threads each (they meet in SQLite's file locks and busy
+ *   timeout, not in a shared mutex): no error, every row there;
+ * - "sqlite::memory:" works across calls and is private to its store.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app/store.h"
+#include "app/store_sqlite.h"
+
+typedef struct {
+    char dir[64];
+    char path[128];
+} fx_t;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/kvchat-store-sqlite-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/kvchat.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    int rc = nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return rc;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* Overwrite bytes [off, off + n) of the file with `fill` (or pseudo-random
+ * bytes when fill < 0). */
+static void scribble(const char *path, off_t off, size_t n, int fill)
+{
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    unsigned char *b = malloc(n);
+    assert_non_null(b);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        b[i] = fill >= 0 ? (unsigned char)fill : (unsigned char)x;
+    }
+    assert_int_equal(pwrite(fd, b, n, off), (ssize_t)n);
+    free(b);
+    close(fd);
+}
+
+/* Write a big-endian 32-bit header field at `off`. */
+static void put_be32(const char *path, off_t off, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, b, 4, off), 4);
+    close(fd);
+}
+
+static uint32_t get_be32(const char *path, off_t off)
+{
+    unsigned char b[4];
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, b, 4, off), 4);
+    close(fd);
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* Offsets in the SQLite file header. */
+#define HDR_USER_VERSION 60
+#define HDR_APPLICATION_ID 68
+
+/* A database with a little of everything; returns after closing it. */
+static void populate(const char *path, int n_docs)
+{
+    store_t *s;
+    assert_int_equal(store_open(path, &s), STORE_OK);
+    for (int i = 0; i < n_docs; i++) {
+        char sha[65], stored[32], text[256];
+        snprintf(sha, sizeof sha, "%064d", i);
+        snprintf(stored, sizeof stored, "u%d.txt", i);
+        snprintf(text, sizeof text, "document %d: some words to index, number %d", i, i * 7);
+        store_doc_t in, out;
+        store_doc_init(&in);
+        in.filename = "f.txt";
+        in.stored_name = stored;
+        in.content_type = "txt";
+        in.file_size = 10;
+        in.sha256 = sha;
+        assert_int_equal(store_doc_insert(s, &in, text, strlen(text), &out, NULL), STORE_OK);
+        char sid[32];
+        snprintf(sid, sizeof sid, "s%d", i);
+        assert_int_equal(store_session_create(s, sid, out.id, NULL, NULL), STORE_OK);
+        for (int k = 0; k < 5; k++)
+            assert_int_equal(store_msg_append(s, sid, STORE_ROLE_USER, text, false, NULL, NULL),
+                             STORE_OK);
+        store_doc_cleanup(&out);
+    }
+    store_close(s);
+}
+
+/* ---- URLs --------------------------------------------------------------------- */
+
+static void test_urls(void **state)
+{
+    fx_t *f = *state;
+    store_t *s = (store_t *)1;
+    char url[256];
+
+    assert_int_equal(store_open(f->path, &s), STORE_OK); /* plain path */
+    assert_string_equal(store_backend_name(s), "sqlite");
+    assert_int_equal(store_session_create(s, "x", NULL, NULL, NULL), STORE_OK);
+    store_close(s);
+
+    snprintf(url, sizeof url, "sqlite:%s", f->path);
+    assert_int_equal(store_open(url, &s), STORE_OK);
+    store_session_t ss;
+    assert_int_equal(store_session_get(s, "x", &ss), STORE_OK); /* the same file */
+    store_session_cleanup(&ss);
+    store_close(s);
+
+    snprintf(url, sizeof url, "sqlite://%s", f->path); /* sqlite:///tmp/... */
+    assert_int_equal(store_open(url, &s), STORE_OK);
+    assert_int_equal(store_session_get(s, "x", &ss), STORE_OK);
+    store_session_cleanup(&ss);
+    store_close(s);
+
+    s = (store_t *)1;
+    assert_int_equal(store_open("postgres://kv@db/kvchat", &s), STORE_EUNSUPPORTED);
+    assert_null(s);
+    assert_int_equal(store_open("postgresql://db/kvchat", &s), STORE_EUNSUPPORTED);
+    assert_int_equal(store_open("", &s), STORE_EINVAL);
+    assert_int_equal(store_open("sqlite:", &s), STORE_EINVAL);
+    assert_int_equal(store_open(NULL, &s), STORE_EINVAL);
+    assert_int_equal(store_open(f->path, NULL), STORE_EINVAL);
+
+    /* A missing directory or a directory as the file: an I/O error. */
+    snprintf(url, sizeof url, "%s/no/such/dir/db", f->dir);
+    assert_int_equal(store_open(url, &s), STORE_EIO);
+    assert_null(s);
+    assert_int_equal(store_open(f->dir, &s), STORE_EIO);
+    store_close(NULL);
+}
+
+static void test_wal_mode(void **state)
+{
+    fx_t *f = *state;
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    store_t *s;
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    assert_int_equal(store_session_create(s, "x", NULL, NULL, NULL), STORE_OK);
+    assert_true(file_exists(wal));
+    store_close(s);
+    assert_false(file_exists(wal)); /* checkpointed and removed at close */
+    assert_int_equal(get_be32(f->path, HDR_APPLICATION_ID), STORE_SQLITE_APP_ID);
+    assert_int_equal(get_be32(f->path, HDR_USER_VERSION), STORE_SQLITE_SCHEMA_VERSION);
+}
+
+/* ---- Persistence -------------------------------------------------------------- */
+
+static void test_reopen_keeps_everything(void **state)
+{
+    fx_t *f = *state;
+    store_t *s;
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    const char *text = "Persistent text \xe2\x9c\x93 with a searchable word: zeppelin.";
+    store_doc_t in, doc;
+    store_doc_init(&in);
+    in.filename = "book.epub";
+    in.stored_name = "abc.epub";
+    in.content_type = "epub";
+    in.file_size = 4242;
+    in.sha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    in.n_tokens = 77;
+    assert_int_equal(store_doc_insert(s, &in, text, strlen(text), &doc, NULL), STORE_OK);
+    store_cache_t c = {.status = STORE_CACHE_CACHED, .entry_id = "e-1", .tokens = 77,
+                       .bytes = 946176, .tier = "disk", .ms = 12.25, .cached_at = 1700000000123};
+    assert_int_equal(store_doc_set_cache(s, doc.id, &c), STORE_OK);
+    assert_int_equal(store_session_create(s, "kept", doc.id, "Title", NULL), STORE_OK);
+    int64_t id1, id2;
+    assert_int_equal(store_msg_append(s, "kept", STORE_ROLE_USER, "question", false, NULL,
+                                      &id1), STORE_OK);
+    assert_int_equal(store_msg_append(s, "kept", STORE_ROLE_ASSISTANT, "answer", true,
+                                      "{\"usage\":{\"total_tokens\":3}}", &id2), STORE_OK);
+    /* The highest message id goes with its session: ids are never reused. */
+    assert_int_equal(store_session_create(s, "gone", NULL, NULL, NULL), STORE_OK);
+    int64_t id3;
+    assert_int_equal(store_msg_append(s, "gone", STORE_ROLE_USER, "bye", false, NULL, &id3),
+                     STORE_OK);
+    assert_int_equal(store_session_delete(s, "gone"), STORE_OK);
+    store_close(s);
+
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    assert_int_equal(store_check(s), STORE_OK);
+    store_doc_t got;
+    assert_int_equal(store_doc_get(s, doc.id, &got), STORE_OK);
+    assert_string_equal(got.filename, "book.epub");
+    assert_string_equal(got.content_type, "epub");
+    assert_int_equal(got.file_size, 4242);
+    assert_int_equal(got.n_tokens, 77);
+    assert_int_equal(got.uploaded_at, doc.uploaded_at);
+    assert_int_equal(got.cache.status, STORE_CACHE_CACHED);
+    assert_string_equal(got.cache.entry_id, "e-1");
+    assert_string_equal(got.cache.tier, "disk");
+    assert_int_equal(got.cache.bytes, 946176);
+    assert_true(got.cache.ms == 12.25);
+    assert_int_equal(got.cache.cached_at, 1700000000123);
+    store_doc_cleanup(&got);
+    char *t;
+    assert_int_equal(store_doc_text(s, doc.id, &t, NULL), STORE_OK);
+    assert_string_equal(t, text);
+    free(t);
+    store_doc_list_t l;
+    assert_int_equal(store_doc_search(s, "zeppelin", 5, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    store_doc_list_cleanup(&l);
+
+    store_session_t ss;
+    assert_int_equal(store_session_get(s, "kept", &ss), STORE_OK);
+    assert_string_equal(ss.title, "Title");
+    assert_string_equal(ss.document_filename, "book.epub");
+    assert_int_equal(ss.message_count, 2);
+    store_session_cleanup(&ss);
+    assert_int_equal(store_session_get(s, "gone", &ss), STORE_ENOTFOUND);
+    store_msg_list_t ml;
+    assert_int_equal(store_msg_list(s, "kept", 0, &ml), STORE_OK);
+    assert_int_equal(ml.n, 2);
+    assert_int_equal(ml.items[0].id, id1);
+    assert_int_equal(ml.items[1].id, id2);
+    assert_true(ml.items[1].incomplete);
+    assert_string_equal(ml.items[1].meta, "{\"usage\":{\"total_tokens\":3}}");
+    store_msg_list_cleanup(&ml);
+    int64_t id4;
+    assert_int_equal(store_msg_append(s, "kept", STORE_ROLE_USER, "again", false, NULL, &id4),
+                     STORE_OK);
+    assert_true(id4 > id3);
+    store_close(s);
+    store_doc_cleanup(&doc);
+}
+
+/* ---- Damaged files -------------------------------------------------------------- */
+
+/* Open `path`, read everything and check it; the damage must surface as
+ * STORE_ECORRUPT from the open, the reads or store_check(). Returns the
+ * count of ECORRUPT results; never crashes. */
+static int corrupt_results(const char *path)
+{
+    store_t *s = NULL;
+    int rc = store_open(path, &s);
+    if (rc != STORE_OK) {
+        assert_null(s);
+        return rc == STORE_ECORRUPT;
+    }
+    int n = 0;
+    store_doc_list_t dl;
+    n += store_doc_list(s, &dl) == STORE_ECORRUPT;
+    for (size_t i = 0; i < dl.n; i++) {
+        char *t = NULL;
+        n += store_doc_text(s, dl.items[i].id, &t, NULL) == STORE_ECORRUPT;
+        free(t);
+    }
+    store_doc_list_cleanup(&dl);
+    n += store_doc_search(s, "words", 100, &dl) == STORE_ECORRUPT;
+    store_doc_list_cleanup(&dl);
+    n += store_check(s) == STORE_ECORRUPT;
+    store_session_list_t sl;
+    n += store_session_list(s, 0, &sl) == STORE_ECORRUPT;
+    store_session_list_cleanup(&sl);
+    int64_t count;
+    for (int i = 0; i < 20; i++) {
+        char sid[32];
+        snprintf(sid, sizeof sid, "s%d", i);
+        n += store_msg_count(s, sid, &count) == STORE_ECORRUPT;
+    }
+    store_close(s);
+    return n;
+}
+
+static void test_garbage_file(void **state)
+{
+    fx_t *f = *state;
+    int fd = open(f->path, O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+    scribble(f->path, 0, 64 * 1024, -1);
+    store_t *s = (store_t *)1;
+    assert_int_equal(store_open(f->path, &s), STORE_ECORRUPT);
+    assert_null(s);
+    assert_int_equal(file_size(f->path), 64 * 1024); /* left as it was */
+
+    /* A text file is no better. */
+    scribble(f->path, 0, 64 * 1024, 'A');
+    assert_int_equal(store_open(f->path, &s), STORE_ECORRUPT);
+}
+
+static void test_damaged_pages(void **state)
+{
+    fx_t *f = *state;
+    populate(f->path, 20);
+    off_t size = file_size(f->path);
+    assert_true(size > 8 * 4096);
+    /* Keep the first page (header and the start of the schema), damage the
+     * rest. */
+    scribble(f->path, 4096, (size_t)(size - 4096), -1);
+    assert_true(corrupt_results(f->path) > 0);
+}
+
+static void test_damaged_data_page(void **state)
+{
+    fx_t *f = *state;
+    populate(f->path, 20);
+    off_t size = file_size(f->path);
+    /* Damage the last pages only (data, not schema). */
+    scribble(f->path, size - 3 * 4096, 3 * 4096, -1);
+    assert_true(corrupt_results(f->path) > 0);
+}
+
+static void test_truncated_file(void **state)
+{
+    fx_t *f = *state;
+    populate(f->path, 20);
+    off_t size = file_size(f->path);
+    assert_int_equal(truncate(f->path, size / 2), 0);
+    assert_true(corrupt_results(f->path) > 0);
+}
+
+static void test_empty_file(void **state)
+{
+    fx_t *f = *state;
+    int fd = open(f->path, O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+    store_t *s;
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    assert_int_equal(store_session_create(s, "x", NULL, NULL, NULL), STORE_OK);
+    store_close(s);
+}
+
+static void test_newer_schema(void **state)
+{
+    fx_t *f = *state;
+    populate(f->path, 1);
+    put_be32(f->path, HDR_USER_VERSION, STORE_SQLITE_SCHEMA_VERSION + 1);
+    store_t *s = (store_t *)1;
+    assert_int_equal(store_open(f->path, &s), STORE_ESCHEMA);
+    assert_null(s);
+    assert_int_equal(get_be32(f->path, HDR_USER_VERSION), STORE_SQLITE_SCHEMA_VERSION + 1);
+    /* Back to our version: usable again, nothing lost. */
+    put_be32(f->path, HDR_USER_VERSION, STORE_SQLITE_SCHEMA_VERSION);
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    int64_t n;
+    assert_int_equal(store_msg_count(s, "s0", &n), STORE_OK);
+    assert_int_equal(n, 5);
+    store_close(s);
+}
+
+static void test_foreign_database(void **state)
+{
+    fx_t *f = *state;
+    populate(f->path, 1);
+    off_t size = file_size(f->path);
+    put_be32(f->path, HDR_APPLICATION_ID, 0x12345678);
+    store_t *s = (store_t *)1;
+    assert_int_equal(store_open(f->path, &s), STORE_ESCHEMA);
+    assert_null(s);
+    /* A database of no application but with tables: not ours either, and
+     * nothing is written to it. */
+    put_be32(f->path, HDR_APPLICATION_ID, 0);
+    put_be32(f->path, HDR_USER_VERSION, 0);
+    assert_int_equal(store_open(f->path, &s), STORE_ESCHEMA);
+    assert_int_equal(get_be32(f->path, HDR_APPLICATION_ID), 0);
+    assert_int_equal(get_be32(f->path, HDR_USER_VERSION), 0);
+    assert_int_equal(file_size(f->path), size);
+}
+
+/* ---- Two stores on one file --------------------------------------------------- */
+
+/* Messages each writer appends: a fixed amount of work, not a time, since
+ * SQLite's lock between two stores is not fair (a waiting writer polls)
+ * and a slow (sanitized) build may starve one writer for a while. */
+#define WRITER_MESSAGES 60
+
+struct writer {
+    store_t *s;
+    char sid[32];
+    int appended;
+    int errors;
+    int first_rc;
+};
+
+static void *writer_main(void *p)
+{
+    struct writer *w = p;
+    int rc = store_session_ensure(w->s, w->sid, NULL, NULL, NULL);
+    if (rc != STORE_OK && w->errors++ == 0)
+        w->first_rc = rc;
+    for (int i = 0; i < WRITER_MESSAGES; i++) {
+        rc = store_msg_append(w->s, w->sid, STORE_ROLE_USER, "hello", false, NULL, NULL);
+        if (rc == STORE_OK)
+            w->appended++;
+        else if (w->errors++ == 0)
+            w->first_rc = rc;
+        store_msg_list_t l;
+        rc = store_msg_list(w->s, w->sid, 10, &l);
+        if (rc != STORE_OK && w->errors++ == 0)
+            w->first_rc = rc;
+        store_msg_list_cleanup(&l);
+    }
+    return NULL;
+}
+
+static void test_two_stores_one_file(void **state)
+{
+    fx_t *f = *state;
+    store_t *a, *b;
+    assert_int_equal(store_open(f->path, &a), STORE_OK);
+    assert_int_equal(store_open(f->path, &b), STORE_OK);
+    enum { N = 8 };
+    pthread_t th[N];
+    struct writer w[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct writer){.s = i % 2 ? a : b};
+        snprintf(w[i].sid, sizeof w[i].sid, "w%d", i);
+        assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (w[i].errors)
+            fail_msg("writer %d: %d errors, first: %s", i, w[i].errors,
+                     store_strerror(w[i].first_rc));
+        assert_int_equal(w[i].appended, WRITER_MESSAGES);
+        int64_t n;
+        assert_int_equal(store_msg_count(i % 2 ? b : a, w[i].sid, &n), STORE_OK); /* other */
+        assert_int_equal(n, w[i].appended);
+    }
+    assert_int_equal(store_check(a), STORE_OK);
+    store_close(a);
+    store_close(b);
+}
+
+/* ---- Memory ------------------------------------------------------------------- */
+
+static void test_memory(void **state)
+{
+    (void)state;
+    store_t *a, *b;
+    assert_int_equal(store_open("sqlite::memory:", &a), STORE_OK);
+    assert_int_equal(store_open("sqlite::memory:", &b), STORE_OK);
+    assert_int_equal(store_session_create(a, "m", NULL, NULL, NULL), STORE_OK);
+    assert_int_equal(store_msg_append(a, "m", STORE_ROLE_USER, "x", false, NULL, NULL),
+                     STORE_OK);
+    int64_t n;
+    assert_int_equal(store_msg_count(a, "m", &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_msg_count(b, "m", &n), STORE_ENOTFOUND); /* private */
+    store_close(a);
+    store_close(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_urls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wal_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_data_page, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_stores_one_file, setup, teardown),
+        cmocka_unit_test(test_memory),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
