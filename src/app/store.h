@@ -409,7 +409,7 @@ int store_msg_count(store_t *s, const char *session_id, int64_t *n);
  * STORE_EINVAL. Each function is one transaction and may be called from
  * any thread at any time. Ownership is as for the public function of the
  * same name. A NULL function pointer means "not supported"
- * (STORE_EUNSUPPORTED); only doc_search may be NULL. */
+ * (STORE_EUNSUPPORTED); only check and doc_search may be NULL. */
 typedef struct store_backend store_backend_t;   /* a backend's own state */
 
 typedef struct {
