@@ -45,6 +45,9 @@ static void usage(FILE *out)
         "      --queue N           requests that may wait for a slot (default 64)\n"
         "      --kv-type TYPE      f16 | q8_0 KV cache (default f16; q8_0 halves the bytes)\n"
         "      --no-flash-attn     disable flash attention (snapshots get slow)\n"
+        "      --kv-split          one KV buffer per slot (default: one shared by all slots,\n"
+        "                          which decodes concurrent streams faster and lets one\n"
+        "                          request use the whole context)\n"
         "      --cache-ram MiB     RAM tier budget (default 2048; K/M/G suffixes allowed)\n"
         "      --cache-disk GiB    disk tier budget (default 10; 0 = no disk tier; K/M/G)\n"
         "      --cache-dir DIR     disk tier directory (default $XDG_CACHE_HOME/kvchat/kv)\n"
@@ -106,6 +109,7 @@ static void config_default(engine_config_t *c)
     c->queue = 64;
     c->kv_type = MODEL_KV_F16;
     c->flash_attn = true;
+    c->kv_unified = true;
     c->cache_ram = (size_t)2048 << 20;
     c->cache_disk = (size_t)10 << 30;
     c->max_body = (size_t)32 << 20;
@@ -117,7 +121,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
 {
     enum {
         O_ALIAS = 256, O_HOST, O_PORT, O_KV, O_NOFA, O_RAM, O_DISK, O_DIR, O_RESUME, O_RESET,
-        O_NOCACHE, O_KEY, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP
+        O_NOCACHE, O_KEY, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED
     };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
@@ -133,6 +137,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         { "queue", required_argument, NULL, O_QUEUE },
         { "kv-type", required_argument, NULL, O_KV },
         { "no-flash-attn", no_argument, NULL, O_NOFA },
+        { "kv-split", no_argument, NULL, O_UNIFIED },
         { "cache-ram", required_argument, NULL, O_RAM },
         { "cache-disk", required_argument, NULL, O_DISK },
         { "cache-dir", required_argument, NULL, O_DIR },
@@ -193,6 +198,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
             else name = "--kv-type";
             break;
         case O_NOFA: c->flash_attn = false; break;
+        case O_UNIFIED: c->kv_unified = false; break;
         case O_RAM:
             if (parse_size(optarg, (size_t)1 << 20, &c->cache_ram)) name = "--cache-ram";
             break;
@@ -277,6 +283,7 @@ static int load(engine_t *e)
 
     model_ctx_params_t cp;
     model_ctx_params_default(&cp);
+    /* default: room for an 8K-token conversation per slot */
     int per_slot = in->n_ctx_train > 0 && in->n_ctx_train < 8192 ? in->n_ctx_train : 8192;
     cp.n_ctx = c->ctx_size ? c->ctx_size : per_slot * c->parallel;
     cp.n_seq = c->parallel;
@@ -284,6 +291,7 @@ static int load(engine_t *e)
     cp.n_threads = c->threads;
     cp.kv_type = c->kv_type;
     cp.flash_attn = c->flash_attn;
+    cp.kv_unified = c->kv_unified;
     rc = model_ctx_new(e->model, &cp, &e->ctx);
     if (rc) {
         snprintf(e->error, sizeof e->error, "cannot create the inference context: %s",

@@ -387,6 +387,10 @@ int model_ctx_new(model_t *m, const model_ctx_params_t *p, model_ctx_t **out)
         free(c);
         return MODEL_ECONTEXT;
     }
+    /* Touch every page of the KV cache now (clearing writes zeros): else
+     * the first restore into fresh cells pays a page fault per 4 KiB and
+     * runs at a fraction of memory bandwidth. */
+    llama_memory_clear(llama_get_memory(c->lc), true);
     snprintf(c->layout, sizeof c->layout, "k=%s v=%s fa=%d unified=%d seqs=%d cells=%d",
              ggml_type_name(cp.type_k), ggml_type_name(cp.type_v), c->p.flash_attn ? 1 : 0,
              c->p.kv_unified ? 1 : 0, c->p.n_seq, model_ctx_seq_capacity(c));
@@ -403,7 +407,14 @@ void model_ctx_free(model_ctx_t *c)
     free(c);
 }
 
-int model_ctx_seq_capacity(const model_ctx_t *c) { return (int)llama_n_ctx_seq(c->lc); }
+int model_ctx_seq_capacity(const model_ctx_t *c)
+{
+    /* A shared KV buffer lets one sequence use all of it; positions past
+     * the training context are not worth having. */
+    int n = (int)llama_n_ctx_seq(c->lc);
+    int train = c->m->info.n_ctx_train;
+    return train > 0 && n > train ? train : n;
+}
 
 const model_ctx_params_t *model_ctx_params(const model_ctx_t *c) { return &c->p; }
 

@@ -406,6 +406,25 @@ static slot_t *pick_slot(sched_t *s, const sched_job_t *j, int *common)
 
 /* Restore an entry into the slot. Returns the tokens now in the KV, or
  * a negative error (the slot's sequence is then empty). */
+/* With a KV buffer shared by the slots, idle slots' contents (the slot
+ * tier) take cells a running request may need: drop the least recently
+ * used one. Returns true if cells were freed. */
+static bool make_room(sched_t *s)
+{
+    slot_t *lru = NULL;
+    for (int i = 0; i < s->cfg.n_slots; i++) {
+        slot_t *sl = &s->slots[i];
+        if (sl->state == SLOT_IDLE && sl->n_cached > 0 && (!lru || sl->last_used < lru->last_used))
+            lru = sl;
+    }
+    if (!lru)
+        return false;
+    model_seq_rm(s->ctx, lru->id, -1, -1);
+    lru->n_cached = 0;
+    log_debug("slot %d: dropped its idle KV to make room", lru->id);
+    return true;
+}
+
 static int restore_entry(sched_t *s, slot_t *sl, kvstore_handle_t *h)
 {
     const void *blob;
@@ -418,6 +437,8 @@ static int restore_entry(sched_t *s, slot_t *sl, kvstore_handle_t *h)
     }
     double tc = now_ms();
     rc = model_seq_state_set(s->ctx, sl->id, blob, len);
+    while (rc == MODEL_ESTATE && make_room(s))
+        rc = model_seq_state_set(s->ctx, sl->id, blob, len);
     double t1 = now_ms();
     sl->res.restore_ms += t1 - t0;
     if (rc) {
@@ -700,6 +721,8 @@ static void step(sched_t *s)
     if (build_batch(s) == 0)
         return;
     int rc = model_decode(s->ctx, s->batch);
+    while (rc == MODEL_ENOSPACE && make_room(s))
+        rc = model_decode(s->ctx, s->batch);
     if (rc != MODEL_OK) {
         log_error("decode of %d tokens failed: %s", model_batch_size(s->batch), model_strerror(rc));
         for (int i = 0; i < s->cfg.n_slots; i++) {

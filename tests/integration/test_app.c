@@ -1,7 +1,7 @@
 /* test_app.c — kvchat end to end: the real app server, the real engine with
  * the tiny model, the real extractor, over HTTP.
  *
- * One app runs for the group (a 1 MB upload limit, 1024 tokens per slot,
+ * One app runs for the group (a 1 MB upload limit, 2048 tokens of context,
  * and a remote "openai" model that points back at its own engine); a
  * second one checks session expiry. Covered: every endpoint of the seed
  * under /api/v1 and its error cases, documents of every format, the KV
@@ -577,7 +577,7 @@ static void test_model_and_logs(void **state)
 static void test_too_long(void **state)
 {
     (void)state;
-    enum { N = 200 };
+    enum { N = 400 };
     const char *lines[N];
     for (int i = 0; i < N; i++)
         lines[i] = g_lines[i % N_LINES];
@@ -589,8 +589,8 @@ static void test_too_long(void **state)
     http(g_app.port, "POST", path, NULL, &r);
     assert_int_equal(r.status, 422);
     const char *d = jstr(r.json, "detail");
-    assert_non_null(strstr(d, "1024"));
-    assert_true(jint(r.json, "n_tokens") > 1024);
+    assert_non_null(strstr(d, "2048"));
+    assert_true(jint(r.json, "n_tokens") > 2048);
     resp_free(&r);
     delete_doc(id);
     free(id);
