@@ -20,27 +20,10 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "common/fs.h"
 #include "common/log.h"
 
 /* ---- start-up helpers ---- */
-
-static int mkdirs(const char *path)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return -ENAMETOOLONG;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
 
 static bool is_file(const char *p)
 {
@@ -148,14 +131,14 @@ static int setup(app_t *a)
     config_t *c = &a->cfg;
     const char *dirs[] = { c->data_dir, c->logs_dir, c->cache_dir };
     for (size_t i = 0; i < 3; i++) {
-        int rc = mkdirs(dirs[i]);
+        int rc = fs_mkdirs(dirs[i]);
         if (rc) {
             log_error("cannot create %s: %s", dirs[i], strerror(-rc));
             return -1;
         }
     }
     snprintf(a->uploads_dir, sizeof a->uploads_dir, "%s/uploads", c->data_dir);
-    if (mkdirs(a->uploads_dir)) {
+    if (fs_mkdirs(a->uploads_dir)) {
         log_error("cannot create %s", a->uploads_dir);
         return -1;
     }

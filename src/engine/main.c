@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fs.h"
 #include "common/log.h"
 #include "engine/engine.h"
 #include "engine/server.h"
@@ -235,25 +236,6 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
     return 0;
 }
 
-/* mkdir -p. Returns 0 or -errno. */
-static int mkdirs(const char *path)
-{
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return -ENAMETOOLONG;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
@@ -328,7 +310,7 @@ static int load(engine_t *e)
         snprintf(dir, sizeof dir, "%s/%016" PRIx64 "-%08" PRIx32, base, in->fingerprint,
                  (uint32_t)hash_str(kc.layout));
         if (c->cache_disk > 0) {
-            int mr = mkdirs(dir);
+            int mr = fs_mkdirs(dir);
             if (mr) {
                 snprintf(e->error, sizeof e->error, "cannot create cache directory %.180s: %s", dir,
                          strerror(-mr));

@@ -78,6 +78,22 @@ static void make_id(char *out, size_t cap, const char *prefix)
     snprintf(out, cap, "%s-%016" PRIx64, prefix, h);
 }
 
+/* The start of every POST handler: the model is ready and the body is a
+ * JSON object. Answers the request itself (503, 400) and returns NULL
+ * otherwise; the caller decrefs the result. */
+static json_t *begin_json(engine_t *e, httpd_req_t *req)
+{
+    if (!check_ready(e, req))
+        return NULL;
+    json_t *body;
+    const char *msg;
+    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return NULL;
+    }
+    return body;
+}
+
 /* Parse sampling and limits shared by chat and completions. Returns 0, or
  * -1 with a message for a 400 in err. */
 static int parse_generation(const engine_t *e, json_t *body, sched_job_params_t *p, bool *stream,
@@ -555,14 +571,9 @@ static void reply_too_long(engine_t *e, httpd_req_t *req, int n)
 static void h_chat(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
-    if (!check_ready(e, req))
+    json_t *body = begin_json(e, req);
+    if (!body)
         return;
-    json_t *body;
-    const char *msg;
-    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
-        httpd_reply_error(req, 400, "%s", msg);
-        return;
-    }
     json_err_t err = { "" };
     json_t *arr;
     int rc = json_get_array(body, "messages", &arr, &err);
@@ -618,14 +629,9 @@ static void h_chat(httpd_req_t *req, void *user)
 static void h_completions(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
-    if (!check_ready(e, req))
+    json_t *body = begin_json(e, req);
+    if (!body)
         return;
-    json_t *body;
-    const char *msg;
-    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
-        httpd_reply_error(req, 400, "%s", msg);
-        return;
-    }
     json_err_t err = { "" };
     const char *prompt;
     sched_job_params_t p;
@@ -944,14 +950,9 @@ static void h_models(httpd_req_t *req, void *user)
 static void h_tokenize(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
-    if (!check_ready(e, req))
+    json_t *body = begin_json(e, req);
+    if (!body)
         return;
-    json_t *body;
-    const char *msg;
-    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
-        httpd_reply_error(req, 400, "%s", msg);
-        return;
-    }
     json_err_t err = { "" };
     const char *content;
     bool add_special = false, parse_special = true, with_pieces = false;
@@ -991,14 +992,9 @@ static void h_tokenize(httpd_req_t *req, void *user)
 static void h_detokenize(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
-    if (!check_ready(e, req))
+    json_t *body = begin_json(e, req);
+    if (!body)
         return;
-    json_t *body;
-    const char *msg;
-    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
-        httpd_reply_error(req, 400, "%s", msg);
-        return;
-    }
     json_err_t err = { "" };
     json_t *arr;
     if (json_get_array(body, "tokens", &arr, &err) != JSON_OK) {
