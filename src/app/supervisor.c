@@ -1060,10 +1060,13 @@ static int do_start(supervisor_t *sv, bool reset, const char *model_override, bo
         sv->last_port = sv->port;
     }
     sv->proc = p;
+    /* Once unlocked, the reaper may reap and free p at any moment (an
+     * engine that exits at once): read what is needed now, and touch p
+     * below only under the lock after checking sv->proc == p. */
+    uint64_t deadline = p->spawn_ms + sv->health_timeout_ms;
     pthread_mutex_unlock(&sv->lock);
     wake_reaper(sv);
 
-    uint64_t deadline = p->spawn_ms + sv->health_timeout_ms;
     char host[HOST_MAX + 1];
     str_copy(host, sizeof host, connect_host(sv->host));
     char body[HEALTH_BODY_MAX];

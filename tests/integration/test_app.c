@@ -366,6 +366,28 @@ static void test_cache_end_to_end(void **state)
     free(id);
 }
 
+static void test_upload_and_cache(void **state)
+{
+    (void)state;
+    const char *lines[] = { "Upload and cache in one request.", "The ferry leaves at noon." };
+    const char *p = fixture_write(g_dir, "txt", lines, 2);
+    resp_t r;
+    http_upload(g_app.port, API "/documents/upload_and_cache", p, "both.txt", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "filename"), "both.txt");
+    assert_string_equal(jstr(r.json, "cache.status"), "cached");
+    assert_true(jint(r.json, "cache.n_tokens") > 10);
+    char *id = strdup(jstr(r.json, "doc_id"));
+    resp_free(&r);
+    char path[256];
+    snprintf(path, sizeof path, API "/documents/%s/cache-status", id);
+    http(g_app.port, "GET", path, NULL, &r);
+    assert_string_equal(jstr(r.json, "cache_status"), "cached");
+    resp_free(&r);
+    delete_doc(id);
+    free(id);
+}
+
 static void test_sessions(void **state)
 {
     (void)state;
@@ -686,6 +708,7 @@ int main(void)
         cmocka_unit_test(test_formats),
         cmocka_unit_test(test_upload_rules),
         cmocka_unit_test(test_cache_end_to_end),
+        cmocka_unit_test(test_upload_and_cache),
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_disconnect),
         cmocka_unit_test(test_model_and_logs),
