@@ -1,0 +1,669 @@
+// ui.test.mjs — kvchat's web UI in a real browser against a real kvchat
+// and kvchat-engine with the tiny (random-weight) model.
+//
+//   node ui.test.mjs --bin DIR --model tiny.gguf --modules NODE_MODULES
+//                    --screenshots DIR [--chromium /usr/bin/chromium]
+//
+// Starts kvchat on free ports with its own temporary data directory (kvchat
+// starts the engine), drives Debian's Chromium through playwright-core and
+// walks the product as a user would: upload (drag-and-drop and the picker,
+// with rejected files), cache with a visible state change, preview, a
+// streamed answer with its cache figures, copy, Stop, restart without reset
+// and an answer restored from disk, a document too long for the context,
+// the model stopped and the error it causes, the logs viewer, restart with
+// reset, past sessions, delete, markdown and script injection, keyboard
+// reach, phone width and dark mode. Screenshots of the main states go to
+// --screenshots. Every process started here is stopped before exit; a
+// watchdog ends the run if it takes too long.
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const WATCHDOG_MS = 240_000;
+
+/* ---- arguments ---- */
+
+function parseArgs(argv) {
+  const a = { bin: '', model: '', modules: '', screenshots: '', chromium: '/usr/bin/chromium' };
+  for (let i = 0; i < argv.length; i += 2) {
+    const k = argv[i].replace(/^--/, '');
+    if (!(k in a) || i + 1 >= argv.length) throw new Error(`unknown or incomplete argument ${argv[i]}`);
+    a[k] = path.resolve(argv[i + 1]);
+  }
+  for (const k of ['bin', 'model', 'modules', 'screenshots']) if (!a[k]) throw new Error(`--${k} is required`);
+  return a;
+}
+
+const args = parseArgs(process.argv.slice(2));
+for (const [what, p] of [['kvchat', path.join(args.bin, 'kvchat')], ['the model', args.model], ['Chromium', args.chromium]]) {
+  if (!fs.existsSync(p)) {
+    console.error(`e2e: ${what} not found at ${p}${what === 'Chromium' ? ' (scripts/setup installs the Debian package chromium)' : ''}`);
+    process.exit(1);
+  }
+}
+const { chromium } = createRequire(path.join(args.modules, 'noop.js'))('playwright-core');
+
+/* ---- small helpers ---- */
+
+const t0 = Date.now();
+const log = (msg) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)} s] ${msg}`);
+
+class Failure extends Error {}
+function check(cond, msg) {
+  if (!cond) throw new Failure(msg);
+}
+
+/** Polls fn until it returns a truthy value; throws with `what` on timeout. */
+async function until(fn, what, timeout = 15_000) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > end) throw new Failure(`timed out waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/* ---- the server ---- */
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kvchat-e2e-'));
+const dataDir = path.join(work, 'data');
+const profileDir = path.join(work, 'chromium-profile');
+fs.mkdirSync(args.screenshots, { recursive: true });
+for (const f of fs.readdirSync(args.screenshots)) if (f.endsWith('.png')) fs.rmSync(path.join(args.screenshots, f));
+
+let server = null;
+let serverLog = '';
+let engineWasPid = 0;
+let base = '';
+
+async function startServer() {
+  const port = await freePort();
+  let enginePort = await freePort();
+  while (enginePort === port) enginePort = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(path.join(args.bin, 'kvchat'), [
+    '--port', String(port), '--data', dataDir, '--model', args.model,
+    // one engine thread and short answers: the run stays quick on a busy
+    // two-core machine (ctest runs other tests beside this one)
+    '--set', `engine.port=${enginePort}`, '--set', 'engine.threads=1', '--set', 'llm.max_tokens=128',
+  ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVCHAT_LOG_LEVEL: 'info' } });
+  const keep = (b) => {
+    serverLog += b.toString();
+    if (serverLog.length > 400_000) serverLog = serverLog.slice(-200_000);
+  };
+  server.stdout.on('data', keep);
+  server.stderr.on('data', keep);
+  server.on('exit', (code, sig) => log(`kvchat exited (${sig || code})`));
+  await until(async () => (await fetch(`${base}/health`)).ok, 'kvchat to answer /health', 30_000);
+  const st = await until(async () => {
+    const s = await (await fetch(`${base}/api/v1/model/status`)).json();
+    return s.status === 'running' ? s : null;
+  }, 'the engine to run', 60_000);
+  engineWasPid = st.pid;
+  log(`kvchat on ${base} (engine pid ${st.pid}, data ${dataDir})`);
+}
+
+async function api(method, p, body) {
+  const res = await fetch(base + p, {
+    method,
+    headers: body ? { 'Content-Type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+
+async function stopServer() {
+  if (!server || server.exitCode !== null || server.signalCode !== null) return;
+  const exited = new Promise((r) => server.once('exit', r));
+  server.kill('SIGTERM');
+  const done = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 15_000))]);
+  if (!done) {
+    log('kvchat did not stop within 15 s: killing it');
+    server.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/* ---- the documents the test uploads ---- */
+
+const guideLines = ['# The KV cache guide', ''];
+for (let i = 1; i <= 60; i++) {
+  guideLines.push(`Line ${i}: a prefilled document prefix is kept as key and value tensors, so question ${i} restores it instead of recomputing it.`);
+}
+const GUIDE = `${guideLines.join('\n')}\n`;
+const EVIL = '<script>window.__xssPreview = 1</script>\n<img src=x onerror="window.__xssPreview = 2">\nA plain third line.\n';
+const LONG = `${'The quick brown fox jumps over the lazy dog while the cache grows. '.repeat(1400)}\n`;
+
+/* ---- the browser ---- */
+
+let ctx = null;
+let page = null;
+const pageErrors = [];
+const cspErrors = [];
+let shotN = 0;
+
+async function shot(name) {
+  shotN++;
+  const file = path.join(args.screenshots, `${String(shotN).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file });
+  log(`screenshot ${path.basename(file)}`);
+}
+
+async function launch() {
+  ctx = await chromium.launchPersistentContext(profileDir, {
+    executablePath: args.chromium,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+    viewport: { width: 1366, height: 860 },
+    colorScheme: 'light',
+    timeout: 60_000,
+  });
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  page = ctx.pages()[0] || await ctx.newPage();
+  page.setDefaultTimeout(20_000);
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) {
+      const at = m.location();
+      cspErrors.push(`${m.text().slice(0, 120)} (at ${at.url}:${at.lineNumber}, during "${currentStep}")`);
+    }
+  });
+}
+
+const sel = {
+  docItem: (name) => `.doc-item:has(.doc-name:text-is("${name}"))`,
+};
+
+async function docId(name) {
+  return page.getAttribute(sel.docItem(name), 'data-doc-id');
+}
+
+async function badge(name) {
+  const b = page.locator(`${sel.docItem(name)} .doc-cache`);
+  return { state: await b.getAttribute('data-state'), text: await b.textContent() };
+}
+
+/** Sends a message with the keyboard and waits for the answer to settle. */
+async function ask(text) {
+  const before = await page.locator('.msg.assistant').count();
+  await page.fill('#chat-input', text);
+  await page.press('#chat-input', 'Enter');
+  const answer = page.locator('.msg.assistant').nth(before);
+  await answer.waitFor();
+  await until(async () => (await answer.getAttribute('data-state')) !== 'streaming', `the answer to "${text}"`, 60_000);
+  return answer;
+}
+
+async function metrics(answer) {
+  return answer.locator('.msg-metrics').evaluate((p) => ({ ...p.dataset, text: p.textContent }));
+}
+
+/* ---- the walk ---- */
+
+const steps = [];
+let currentStep = '';
+async function step(name, fn) {
+  const s = Date.now();
+  currentStep = name;
+  log(`- ${name}`);
+  await fn();
+  steps.push(name);
+  log(`  ok (${((Date.now() - s) / 1000).toFixed(1)} s)`);
+}
+
+async function walk() {
+  await step('the page loads, shows the running model and the random-weights banner', async () => {
+    await page.goto(base + '/');
+    await page.locator('#banner-random').waitFor({ state: 'visible' });
+    check(/random weights/i.test(await page.textContent('#banner-random')), 'the banner names the random weights');
+    await until(async () => /running/.test(await page.textContent('#model-pill')), 'the status pill to say running');
+    await until(async () => /tiny\.gguf/.test(await page.inputValue('#model-select')), 'the model selector to show tiny.gguf');
+    check((await page.textContent('#doc-list')).includes('No documents yet'), 'an empty library says so');
+    await shot('desktop-start');
+  });
+
+  await step('files are checked before sending; drag-and-drop and the picker both add files', async () => {
+    const dt = await page.evaluateHandle(({ guide, evil }) => {
+      const d = new DataTransfer();
+      d.items.add(new File([guide], 'kv-guide.md', { type: 'text/markdown' }));
+      d.items.add(new File([evil], 'evil.txt', { type: 'text/plain' }));
+      return d;
+    }, { guide: GUIDE, evil: EVIL });
+    await page.dispatchEvent('#dropzone', 'dragenter', { dataTransfer: dt });
+    check(await page.locator('#dropzone.over').count() === 1, 'the drop zone lights up while a file is dragged over it');
+    await page.dispatchEvent('#dropzone', 'drop', { dataTransfer: dt });
+    await page.setInputFiles('#file-input', [
+      { name: 'long.txt', mimeType: 'text/plain', buffer: Buffer.from(LONG) },
+      { name: 'broken.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4\nthis is not a PDF body\n') },
+      { name: 'tool.exe', mimeType: 'application/octet-stream', buffer: Buffer.from('MZ....') },
+    ]);
+    const items = page.locator('.pending-item');
+    check(await items.count() === 5, `five files listed (got ${await items.count()})`);
+    const rejected = page.locator('.pending-item[data-state="rejected"]');
+    check(await rejected.count() === 1, 'exactly one file is rejected before sending');
+    check(/tool\.exe[\s\S]*Unsupported type \.exe/.test(await rejected.textContent()), 'the .exe is rejected for its type');
+    check(/4 files ready to upload, 1 rejected/.test(await page.textContent('#upload-status')), 'the status line counts ready and rejected files');
+    check(!(await page.isDisabled('#upload-btn')), 'Upload is enabled');
+  });
+
+  await step('Upload sends the valid files; the server rejects the fake PDF inline', async () => {
+    await page.click('#upload-btn');
+    await until(async () => /Uploaded 3 documents/.test(await page.textContent('#upload-status')), 'the upload outcome', 60_000);
+    const status = await page.textContent('#upload-status');
+    check(await page.getAttribute('#upload-status', 'data-kind') === 'error', 'a rejected upload makes the status an error');
+    check(/1 upload rejected: broken\.pdf: Text could not be extracted: The PDF is damaged/.test(status), `the status names the rejected file (${status})`);
+    check(/broken\.pdf/.test(await page.textContent('.pending-item[data-state="failed"]')), 'the failed file is marked in the list');
+    for (const name of ['kv-guide.md', 'evil.txt', 'long.txt']) {
+      await page.locator(sel.docItem(name)).waitFor();
+      const b = await badge(name);
+      check(b.state === 'none' && b.text === 'not cached', `${name} starts not cached (${b.text})`);
+    }
+    check(await page.locator('.doc-item').count() === 3, 'three documents in the library');
+    const opts = await page.locator('#doc-select option').allTextContents();
+    check(opts[0] === 'No document' && opts.length === 4, `the selector has "No document" and the three documents (${opts})`);
+    check(await page.inputValue('#doc-select') === await docId('long.txt'), 'the last uploaded document is selected');
+    await shot('desktop-uploaded');
+  });
+
+  await step('selecting a document shows a preview of its first lines, as text', async () => {
+    await page.selectOption('#doc-select', await docId('evil.txt'));
+    await until(async () => /A plain third line/.test(await page.textContent('#preview-text')), 'the preview of evil.txt');
+    check((await page.textContent('#preview-text')).includes('<script>'), 'markup in a document is shown as text');
+    check(await page.locator('#preview-text img, #preview-text script').count() === 0, 'no element is made from document text');
+    await page.click(`${sel.docItem('kv-guide.md')} .doc-name`);
+    await until(async () => (await page.textContent('#preview-text')).startsWith('# The KV cache guide'), 'the preview of kv-guide.md');
+    const meta = await page.textContent('#preview-meta');
+    check(/first 10 of 62 lines/.test(meta), `the preview says how much it shows (${meta})`);
+    check(await page.inputValue('#doc-select') === await docId('kv-guide.md'), 'clicking a library entry selects it');
+  });
+
+  await step('Cache prefills the selected document; its state goes from caching to cached in RAM', async () => {
+    await page.evaluate(() => {
+      window.__states = [];
+      const seen = () => {
+        const b = [...document.querySelectorAll('.doc-item')].find((li) => li.querySelector('.doc-name').textContent === 'kv-guide.md');
+        const s = b && b.querySelector('.doc-cache').dataset.state;
+        if (s && window.__states[window.__states.length - 1] !== s) window.__states.push(s);
+      };
+      new MutationObserver(seen).observe(document.getElementById('doc-list'), { subtree: true, childList: true, attributes: true });
+    });
+    await page.click('#cache-btn');
+    await until(async () => (await badge('kv-guide.md')).state === 'cached', 'kv-guide.md to be cached', 60_000);
+    const states = await page.evaluate(() => window.__states);
+    check(states.includes('caching') && states.indexOf('caching') < states.lastIndexOf('cached'), `caching was shown before cached (${states})`);
+    const b = await badge('kv-guide.md');
+    check(/^cached · in RAM · \d[\d,]* tokens$/.test(b.text), `the badge says cached in RAM with a token count (${b.text})`);
+    check(/cached in .* tokens, .* of KV cache/.test(await page.textContent('#upload-status')), 'the status line reports the caching');
+    check(/kv-guide\.md — cached/.test(await page.locator('#doc-select option:checked').textContent()), 'the selector shows the cache state');
+    check((await page.textContent('#doc-state')).startsWith('cached'), 'the badge beside the selector shows it too');
+  });
+
+  let firstQuestion = '';
+  await step('Shift+Enter makes a new line; Enter sends; the answer streams in with its cache figures', async () => {
+    await page.fill('#chat-input', 'first line');
+    await page.press('#chat-input', 'Shift+Enter');
+    await page.keyboard.type('second line');
+    check(await page.inputValue('#chat-input') === 'first line\nsecond line', 'Shift+Enter inserted a new line');
+    check(await page.locator('.msg').count() === 0, 'Shift+Enter did not send');
+    await page.evaluate(() => {
+      window.__renders = 0;
+      new MutationObserver(() => {
+        const a = document.querySelector('.msg.assistant[data-state="streaming"] .msg-body');
+        if (a && a.textContent.length) window.__renders++;
+      }).observe(document.getElementById('messages'), { subtree: true, childList: true, characterData: true });
+    });
+    firstQuestion = 'What does the guide say about line 7?';
+    await page.fill('#chat-input', firstQuestion);
+    const answer = await ask(firstQuestion);
+    check(await answer.getAttribute('data-state') === 'done', `the answer completed (${await answer.getAttribute('data-state')}: ${await answer.textContent()})`);
+    const renders = await page.evaluate(() => window.__renders);
+    check(renders >= 2, `the answer was shown while it streamed (${renders} partial renders)`);
+    check((await answer.locator('.msg-body').textContent()).trim().length > 0, 'the answer has text');
+    const m = await metrics(answer);
+    check(Number(m.cachedTokens) > 0 && Number(m.cachedTokens) <= Number(m.promptTokens), `prompt tokens came from the cache (${m.text})`);
+    check(Number(m.ttftMs) >= 0 && /TTFT/.test(m.text), `the time to first token is shown (${m.text})`);
+    check(Number(m.tokensPerSecond) > 0 && /tokens\/s/.test(m.text), `the speed is shown (${m.text})`);
+    check(/prompt tokens from cache/.test(m.text), 'the cache figure is spelled out');
+    await until(async () => (await page.locator('.session-item').first().textContent()).includes(firstQuestion), 'the session list to show the new session');
+    await shot('desktop-answer');
+  });
+
+  await step('Copy puts the answer on the clipboard', async () => {
+    const answer = page.locator('.msg.assistant').last();
+    await answer.locator('.copy-btn').click();
+    await until(async () => (await answer.locator('.copy-btn').textContent()) === 'Copied', 'the copy confirmation');
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    const sid = await page.evaluate(() => localStorage.getItem('kvchat.session'));
+    const r = await api('GET', `/api/v1/session/${sid}/messages`);
+    const stored = r.body.messages.filter((x) => x.role === 'assistant').pop().content;
+    check(copied === stored, 'the clipboard holds the answer as stored');
+  });
+
+  await step('Stop aborts a generation; the server keeps the partial answer as incomplete', async () => {
+    // Stop is pressed the moment the first words show (answers are short)
+    await page.evaluate(() => {
+      const obs = new MutationObserver(() => {
+        const a = document.querySelector('.msg.assistant[data-state="streaming"] .msg-body');
+        const stop = document.getElementById('stop-btn');
+        if (a && a.textContent.length && !stop.disabled) {
+          obs.disconnect();
+          window.__stopWasEnabled = true;
+          stop.click();
+        }
+      });
+      obs.observe(document.getElementById('messages'), { subtree: true, childList: true, characterData: true });
+    });
+    const answer = await ask('Tell me everything about every line, at length.');
+    check(await page.evaluate(() => window.__stopWasEnabled) === true, 'Stop was enabled while the answer streamed');
+    check(await answer.getAttribute('data-state') === 'stopped', `the answer is marked stopped (${await answer.getAttribute('data-state')})`);
+    check(/stopped/.test(await answer.locator('.msg-metrics').textContent()), 'the figures say stopped');
+    check(await page.isDisabled('#stop-btn') && !(await page.isDisabled('#send-btn')), 'Send is back, Stop is off');
+    const sid = await page.evaluate(() => localStorage.getItem('kvchat.session'));
+    await until(async () => {
+      const r = await api('GET', `/api/v1/session/${sid}/messages`);
+      const last = r.body.messages[r.body.messages.length - 1];
+      return last.role === 'assistant' && last.incomplete === true;
+    }, 'the server to store the stopped answer as incomplete');
+  });
+
+  await step('Start without reset restarts the engine with progress and outcome; the logs refresh by themselves', async () => {
+    const before = (await api('GET', '/api/v1/model/status')).body;
+    await page.evaluate(() => {
+      window.__progress = [];
+      new MutationObserver(() => window.__progress.push(`${document.getElementById('model-progress').dataset.kind}:${document.getElementById('model-progress').textContent}`))
+        .observe(document.getElementById('model-progress'), { childList: true, characterData: true, subtree: true });
+      window.__logUpdates = 0;
+      new MutationObserver(() => window.__logUpdates++).observe(document.getElementById('log-status'), { childList: true, characterData: true, subtree: true });
+    });
+    check(!(await page.isChecked('#log-auto')), 'auto-refresh is off before the start');
+    await page.click('#start-resume');
+    await until(async () => (await page.getAttribute('#model-progress', 'data-kind')) === 'ok', 'the start outcome', 90_000);
+    const progress = await page.evaluate(() => window.__progress);
+    check(progress.some((p) => /^busy:Starting, keeping the KV cache… \d/.test(p)), `progress was shown while starting (${progress.slice(0, 3)})`);
+    check(/running/i.test(await page.textContent('#model-progress')), `the outcome is shown (${await page.textContent('#model-progress')})`);
+    check(await page.evaluate(() => window.__logUpdates) >= 2, 'the logs refreshed by themselves while the model started');
+    await until(async () => /resumed/.test(await page.textContent('#log-view')), 'the new engine log in the viewer');
+    await until(async () => {
+      const s = (await api('GET', '/api/v1/model/status')).body;
+      return s.status === 'running' && s.pid !== before.pid;
+    }, 'a new engine process');
+    await until(async () => /^cached · on disk/.test((await badge('kv-guide.md')).text), 'kv-guide.md to show cached on disk');
+  });
+
+  await step('Clear starts a new session; the same document is restored from disk', async () => {
+    const oldSid = await page.evaluate(() => localStorage.getItem('kvchat.session'));
+    await page.click('#clear-btn');
+    check(await page.locator('.msg').count() === 0, 'Clear empties the conversation');
+    check(await page.inputValue('#doc-select') === await docId('kv-guide.md'), 'the document stays selected');
+    const answer = await ask('And about line 12?');
+    check(await answer.getAttribute('data-state') === 'done', 'the answer completed');
+    const m = await metrics(answer);
+    check(m.cacheTier === 'disk' && Number(m.cachedTokens) > 0, `the prompt came from the disk cache (${m.text})`);
+    check(/from cache \(on disk\)/.test(m.text), 'the figure says on disk');
+    const newSid = await page.evaluate(() => localStorage.getItem('kvchat.session'));
+    check(newSid && newSid !== oldSid, 'a new session id is used');
+    await shot('desktop-disk-hit');
+  });
+
+  await step('a document too long for the context cannot be cached, and says why', async () => {
+    await page.click(`${sel.docItem('long.txt')} .doc-name`);
+    await page.click('#cache-btn');
+    await until(async () => (await page.getAttribute('#upload-status', 'data-kind')) === 'error', 'the caching error', 60_000);
+    const status = await page.textContent('#upload-status');
+    check(/Cannot cache long\.txt: The document is too long for the model/.test(status), `the error is explained (${status})`);
+    const b = await badge('long.txt');
+    check(b.state === 'failed', `long.txt shows the failure (${b.text})`);
+    check(/too long/.test(await page.textContent(`${sel.docItem('long.txt')} .doc-error`)), 'the reason is shown in the library');
+    await page.click(`${sel.docItem('kv-guide.md')} .doc-name`);
+  });
+
+  await step('Stop stops the model; a question then fails with a clear error and a way out', async () => {
+    await page.click('#stop-model');
+    await until(async () => /stopped/i.test(await page.textContent('#model-progress')) && (await page.getAttribute('#model-progress', 'data-kind')) === 'ok', 'the stop outcome', 30_000);
+    await until(async () => /stopped/.test(await page.textContent('#model-pill')), 'the pill to say stopped');
+    check(await page.isDisabled('#stop-model'), 'Stop is disabled when the model is stopped');
+    const answer = await ask('Is anyone there?');
+    check(await answer.getAttribute('data-state') === 'error', 'the answer is an error');
+    const err = await answer.locator('.msg-error').textContent();
+    check(/not running/.test(err), `the error says the model is not running (${err})`);
+    check(await answer.locator('.msg-error button', { hasText: 'Start the model server' }).count() === 1, 'the error offers to start the model');
+    check(await page.isVisible('#banner-random'), 'the banner stays while the model is stopped');
+    await shot('desktop-engine-down');
+  });
+
+  await step('the logs viewer filters with a regular expression and reports a bad one', async () => {
+    await page.fill('#log-filter', 'stopped|shutting');
+    await page.click('#log-refresh');
+    await until(async () => /matching/.test(await page.textContent('#log-status')), 'the filtered logs');
+    const lines = (await page.textContent('#log-view')).split('\n').filter(Boolean);
+    check(lines.length > 0 && lines.every((l) => /stopped|shutting/.test(l)), `every line matches the filter (${lines.length} lines)`);
+    await page.fill('#log-filter', '((');
+    await page.click('#log-refresh');
+    await until(async () => /Invalid filter/.test(await page.textContent('#log-status')), 'the invalid-filter error');
+    check(await page.getAttribute('#log-filter', 'aria-invalid') === 'true', 'the filter is marked invalid');
+    await page.fill('#log-filter', '');
+    await page.click('#log-refresh');
+    await until(async () => !(await page.getAttribute('#log-filter', 'aria-invalid')), 'the filter to be valid again');
+    await shot('desktop-logs');
+  });
+
+  await step('Start with reset restarts the engine and empties the cache states', async () => {
+    await page.click('#start-reset');
+    await until(async () => (await page.getAttribute('#model-progress', 'data-kind')) === 'ok', 'the start outcome', 90_000);
+    await until(async () => /running/.test(await page.textContent('#model-pill')), 'the pill to say running');
+    await until(async () => (await badge('kv-guide.md')).state === 'none', 'kv-guide.md to be not cached after a reset');
+  });
+
+  await step('model output cannot inject markup; markdown still renders', async () => {
+    const evil = [
+      'Here is a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n',
+      '<img src=x onerror="window.__xss = 1"> <script>window.__xss = 2</script>',
+      '\n\n```\nint main(void) { return 0; }\n```\n\n- one\n- two\n\n[click](javascript:window.__xss=3) <a href="javascript:window.__xss=4">x</a>',
+      '<iframe src="/"></iframe><svg><script>window.__xss=5</script></svg><div style="position:fixed" onclick="window.__xss=6">box</div>',
+    ];
+    const full = evil.join('');
+    const sse = evil.map((c) => `data: ${JSON.stringify({ chunk: c, done: false })}\n\n`).join('')
+      + `data: ${JSON.stringify({ chunk: '', done: true, full_response: full, usage: { prompt_tokens: 10, completion_tokens: 4, cached_tokens: 0 }, timings: { ttft_ms: 5, predicted_per_second: 50 }, finish_reason: 'stop' })}\n\n`;
+    await page.route('**/messages/stream', (route) => route.fulfill({ status: 200, contentType: 'text/event-stream', body: sse }));
+    const answer = await ask('Show me something dangerous');
+    await page.unroute('**/messages/stream');
+    const body = answer.locator('.msg-body');
+    check(await body.locator('table td').count() === 2, 'the table rendered');
+    check(await body.locator('pre code').count() === 1 && await body.locator('li').count() === 2, 'code and list rendered');
+    check(await body.locator('script, iframe, img, svg, [onerror], [onclick], [style]').count() === 0, 'no script, frame, image, handler or style was made');
+    const shown = await body.textContent();
+    check(shown.includes('<img src=x onerror="window.__xss = 1">') && shown.includes('<script>'), 'raw HTML in an answer is shown as text');
+    const hrefs = await body.locator('a').evaluateAll((as) => as.map((a) => a.getAttribute('href') || ''));
+    check(hrefs.every((href) => !/^javascript:/i.test(href)), `no javascript: link (${hrefs})`);
+    await body.click();
+    check(await page.evaluate(() => window.__xss) === undefined, 'no injected code ran');
+    check(await page.evaluate(() => window.__xssPreview) === undefined, 'no code from the document ran');
+  });
+
+  await step('past sessions reopen with their answers and figures; sessions and documents can be deleted', async () => {
+    await page.click('#session-refresh');
+    const item = page.locator('.session-item', { hasText: firstQuestion });
+    await item.locator('.session-open').click();
+    await until(async () => (await page.locator('.msg.user').first().textContent()).includes(firstQuestion), 'the reopened conversation');
+    check(await page.locator('.msg.assistant').count() === 2, 'both answers of that session are back');
+    const m = await metrics(page.locator('.msg.assistant').first());
+    check(Number(m.cachedTokens) > 0, `the stored answer keeps its cache figure (${m.text})`);
+    check(/stopped|incomplete/.test(await page.locator('.msg.assistant').last().locator('.msg-metrics').textContent()), 'the stopped answer is marked');
+    check(await page.inputValue('#doc-select') === await docId('kv-guide.md'), 'the session\'s document is selected again');
+    await shot('desktop-session-reopened');
+
+    const count = await page.locator('.session-item').count();
+    const del = item.locator('button', { hasText: 'Delete' });
+    await del.click();
+    check(/Confirm/.test(await item.locator('button.armed').textContent()), 'Delete asks for confirmation');
+    await item.locator('button.armed').click();
+    await until(async () => (await page.locator('.session-item').count()) === count - 1, 'the session to disappear');
+    check(await page.locator('.msg').count() === 0, 'deleting the open session clears the conversation');
+
+    const evilItem = page.locator(sel.docItem('evil.txt'));
+    await evilItem.locator('button', { hasText: 'Delete' }).click();
+    await evilItem.locator('button.armed').click();
+    await until(async () => (await page.locator(sel.docItem('evil.txt')).count()) === 0, 'evil.txt to disappear');
+    const opts = await page.locator('#doc-select option').allTextContents();
+    check(!opts.some((o) => o.startsWith('evil.txt')), 'the selector lost it too');
+  });
+
+  await step('every control has a name and Tab reaches the main ones', async () => {
+    const unnamed = await page.evaluate(() => [...document.querySelectorAll('button, input, select, textarea')]
+      .filter((e) => e.offsetParent !== null || e.id === 'file-input')
+      .filter((e) => {
+        const label = e.getAttribute('aria-label') || (e.id && document.querySelector(`label[for="${e.id}"]`)?.textContent) || e.closest('label')?.textContent || e.textContent;
+        return !label || !label.trim();
+      }).map((e) => e.outerHTML.slice(0, 80)));
+    check(unnamed.length === 0, `controls without a name: ${unnamed.join(', ')}`);
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await page.locator('body').focus();
+    const reached = new Set();
+    for (let i = 0; i < 120; i++) {
+      await page.keyboard.press('Tab');
+      const id = await page.evaluate(() => document.activeElement && (document.activeElement.id || document.activeElement.className));
+      if (id) reached.add(id);
+    }
+    const want = ['file-input', 'cache-btn', 'doc-select', 'doc-refresh', 'chat-input', 'send-btn', 'clear-btn',
+      'model-select', 'start-reset', 'start-resume', 'log-filter', 'log-refresh', 'log-auto'];
+    const missing = want.filter((w) => !reached.has(w));
+    check(missing.length === 0, `Tab did not reach: ${missing.join(', ')}`);
+    const fileLabelRing = await page.evaluate(() => {
+      document.getElementById('file-input').focus();
+      return getComputedStyle(document.querySelector('label[for="file-input"]')).outlineStyle;
+    });
+    check(fileLabelRing !== 'none', 'the hidden file input shows its focus on its button');
+  });
+
+  await step('phone width: one section at a time, picked by tabs, nothing wider than the screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.waitForTimeout(200);
+    check(await page.isVisible('.tabs'), 'the tabs show on a phone');
+    check(await page.isVisible('#panel-chat') && !(await page.isVisible('#panel-docs')), 'the chat shows first');
+    const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(over <= 0, `no horizontal overflow on the chat (${over}px)`);
+    const box = await page.locator('#send-btn').boundingBox();
+    check(box && box.y + box.height <= 844, 'the Send button is on screen');
+    await ask('Short question from a phone');
+    await shot('phone-chat');
+    await page.click('.tab[data-view="docs"]');
+    check(await page.isVisible('#panel-docs') && !(await page.isVisible('#panel-chat')), 'the Documents tab shows the documents');
+    check(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth) <= 0, 'no horizontal overflow on documents');
+    await shot('phone-documents');
+    await page.click('.tab[data-view="model"]');
+    check(await page.isVisible('#panel-model'), 'the Model tab shows the model and logs');
+    check(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth) <= 0, 'no horizontal overflow on model and logs');
+    await shot('phone-model');
+    await page.click('.tab[data-view="chat"]');
+  });
+
+  await step('dark mode follows the system', async () => {
+    const light = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const dark = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    check(light !== dark, `the background changes (${light} → ${dark})`);
+    await shot('phone-chat-dark');
+    await page.setViewportSize({ width: 1366, height: 860 });
+    await shot('desktop-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+  });
+
+  await step('a medium-width window shows two columns', async () => {
+    await page.setViewportSize({ width: 1000, height: 760 });
+    await page.waitForTimeout(200);
+    const docs = await page.locator('#panel-docs').boundingBox();
+    const chat = await page.locator('#panel-chat').boundingBox();
+    check(docs && chat && chat.x > docs.x + docs.width - 1, 'the chat is beside the documents');
+    check(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth) <= 0, 'no horizontal overflow');
+    await shot('medium');
+    await page.setViewportSize({ width: 1366, height: 860 });
+  });
+
+  await step('losing the server shows a banner', async () => {
+    await stopServer();
+    await page.locator('#banner-conn').waitFor({ state: 'visible', timeout: 20_000 });
+  });
+
+  check(pageErrors.length === 0, `errors in the page: ${pageErrors.join(' | ')}`);
+  check(cspErrors.length === 0, `Content Security Policy violations: ${cspErrors.join(' | ')}`);
+}
+
+/* ---- run ---- */
+
+let failed = false;
+const watchdog = setTimeout(async () => {
+  console.error(`e2e: the run took longer than ${WATCHDOG_MS / 1000} s: stopping`);
+  failed = true;
+  await cleanup();
+  process.exit(1);
+}, WATCHDOG_MS);
+
+let cleaned = false;
+async function cleanup() {
+  if (cleaned) return;
+  cleaned = true;
+  if (ctx) await ctx.close().catch(() => {});
+  await stopServer().catch(() => {});
+  if (engineWasPid) {
+    await until(async () => !alive(engineWasPid), 'the engine to exit with kvchat', 10_000).catch(() => {
+      console.error(`e2e: engine pid ${engineWasPid} still running after kvchat stopped: killing it`);
+      try { process.kill(engineWasPid, 'SIGKILL'); } catch { /* gone */ }
+      failed = true;
+    });
+  }
+  fs.rmSync(work, { recursive: true, force: true });
+}
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, async () => {
+    await cleanup();
+    process.exit(1);
+  });
+}
+
+try {
+  await startServer();
+  await launch();
+  await walk();
+} catch (err) {
+  failed = true;
+  console.error(`\ne2e: FAILED: ${err instanceof Failure ? err.message : err.stack || err}`);
+  if (page) await page.screenshot({ path: path.join(args.screenshots, 'failure.png') }).catch(() => {});
+  console.error(`e2e: screenshots in ${args.screenshots}; last kvchat output:\n${serverLog.split('\n').slice(-40).join('\n')}`);
+} finally {
+  await cleanup();
+  clearTimeout(watchdog);
+}
+log(failed ? `e2e: failed after ${steps.length} of the steps` : `e2e: all ${steps.length} steps passed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,53 @@
+// state.js — what the page's parts share: the document list, the selected
+// document, the model server as last seen, and an event bus between them.
+//
+// Events (CustomEvent on `events`):
+//   docs            the document list was reloaded
+//   doc-selected    the selected document changed (detail: doc_id or '')
+//   model-status    a new /model/status arrived (detail: the status)
+//   model-busy      a start/stop/switch began (detail: {what})
+//   model-settled   it ended (detail: {ok})
+//   view            the phone view should switch (detail: 'chat'|'docs'|'model')
+
+export const events = new EventTarget();
+
+export function emit(name, detail) {
+  events.dispatchEvent(new CustomEvent(name, { detail }));
+}
+
+export function on(name, fn) {
+  events.addEventListener(name, (ev) => fn(ev.detail));
+}
+
+export const state = {
+  /** GET /documents/list, as last loaded */
+  docs: [],
+  /** the document the chat uses ('' = none) */
+  selectedDocId: '',
+  /** the document this page uploaded last (the Cache button's fallback) */
+  lastUploadedId: '',
+  /** doc_id → percent, for caching runs this page started */
+  caching: new Map(),
+  /** the model server: running, started (ms since the epoch), last status */
+  engine: { running: false, startedAt: 0, status: null },
+};
+
+export function docById(id) {
+  return state.docs.find((d) => d.doc_id === id) || null;
+}
+
+/** A random RFC 4122 version 4 id (crypto.randomUUID needs a secure context). */
+export function newId() {
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** localStorage that tolerates being unavailable (private modes, policies). */
+export const saved = {
+  get(k) { try { return window.localStorage.getItem(k); } catch { return null; } },
+  set(k, v) { try { if (v) window.localStorage.setItem(k, v); else window.localStorage.removeItem(k); } catch { /* not kept */ } },
+};
