@@ -116,6 +116,11 @@ async function startServer() {
     // one engine thread and short answers: the run stays quick on a busy
     // two-core machine (ctest runs other tests beside this one)
     '--set', `engine.port=${enginePort}`, '--set', 'engine.threads=1', '--set', 'llm.max_tokens=128',
+    '--set', `engine.models_dir=${path.dirname(args.model)}`,
+    // a remote (OpenAI-compatible) model: the engine itself, spoken to directly
+    '--set', 'remote.engine-direct.provider=openai',
+    '--set', `remote.engine-direct.base_url=http://127.0.0.1:${enginePort}/v1`,
+    '--set', 'remote.engine-direct.model=tiny',
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVCHAT_LOG_LEVEL: 'info' } });
   const keep = (b) => {
     serverLog += b.toString();
@@ -315,6 +320,8 @@ async function walk() {
         const b = [...document.querySelectorAll('.doc-item')].find((li) => li.querySelector('.doc-name').textContent === 'kv-guide.md');
         const s = b && b.querySelector('.doc-cache').dataset.state;
         if (s && window.__states[window.__states.length - 1] !== s) window.__states.push(s);
+        const label = b && b.querySelector('.doc-cache').textContent;
+        if (label && /caching [1-9]\d*%/.test(label)) window.__progressSeen = label;
       };
       new MutationObserver(seen).observe(document.getElementById('doc-list'), { subtree: true, childList: true, attributes: true });
     });
@@ -322,6 +329,7 @@ async function walk() {
     await until(async () => (await badge('kv-guide.md')).state === 'cached', 'kv-guide.md to be cached', 60_000);
     const states = await page.evaluate(() => window.__states);
     check(states.includes('caching') && states.indexOf('caching') < states.lastIndexOf('cached'), `caching was shown before cached (${states})`);
+    check(await page.evaluate(() => window.__progressSeen), 'the caching progress was shown in percent');
     const b = await badge('kv-guide.md');
     check(/^cached · in RAM · \d[\d,]* tokens$/.test(b.text), `the badge says cached in RAM with a token count (${b.text})`);
     check(/cached in .* tokens, .* of KV cache/.test(await page.textContent('#upload-status')), 'the status line reports the caching');
@@ -436,6 +444,24 @@ async function walk() {
     await shot('desktop-disk-hit');
   });
 
+  await step('the model selector lists local and remote models and switches between them', async () => {
+    const local = await page.locator('#model-select optgroup[label="Local models"] option').allTextContents();
+    const remote = await page.locator('#model-select optgroup[label="Remote models"] option').allTextContents();
+    check(local.some((o) => o.startsWith('tiny.gguf') && /serving/.test(o)), `the local list has the serving model (${local})`);
+    check(remote.length === 1 && remote[0].startsWith('engine-direct (openai: tiny)'), `the remote list has the configured model (${remote})`);
+    await page.selectOption('#model-select', 'engine-direct');
+    await page.click('#model-switch');
+    await until(async () => (await page.getAttribute('#model-progress', 'data-kind')) === 'ok', 'the switch outcome', 30_000);
+    check(/Switched to the remote model/.test(await page.textContent('#model-progress')), 'the switch is reported');
+    await until(async () => /engine-direct \(remote, openai\)/.test(await page.textContent('#model-pill')), 'the pill to name the remote model');
+    const answer = await ask('Does a remote model answer too?');
+    check(await answer.getAttribute('data-state') === 'done' && (await answer.locator('.msg-body').textContent()).trim(), 'the remote model answered');
+    await page.selectOption('#model-select', 'tiny.gguf');
+    await page.click('#model-switch');
+    await until(async () => /Switched to the local model/.test(await page.textContent('#model-progress')), 'the switch back', 60_000);
+    await until(async () => /running · tiny\.gguf/.test(await page.textContent('#model-pill')), 'the pill to name the local model again');
+  });
+
   await step('a document too long for the context cannot be cached, and says why', async () => {
     await page.click(`${sel.docItem('long.txt')} .doc-name`);
     await page.click('#cache-btn');
@@ -445,6 +471,10 @@ async function walk() {
     const b = await badge('long.txt');
     check(b.state === 'failed', `long.txt shows the failure (${b.text})`);
     check(/too long/.test(await page.textContent(`${sel.docItem('long.txt')} .doc-error`)), 'the reason is shown in the library');
+    const answer = await ask('Can you summarize this long text?');
+    check(await answer.getAttribute('data-state') === 'error', 'asking about it ends in an error');
+    const err = await answer.locator('.msg-error').textContent();
+    check(/Error 422: The conversation is too long/.test(err) && /use a shorter document/.test(err), `the error says why and what to do (${err})`);
     await page.click(`${sel.docItem('kv-guide.md')} .doc-name`);
   });
 

@@ -162,7 +162,8 @@ export async function refreshModels() {
   if (!groups.length) groups.push(h('option', { value: '' }, 'No models found'));
   const keep = el.select.dataset.touched ? el.select.value : '';
   el.select.replaceChildren(...groups);
-  el.select.value = keep && models.models.some((m) => m.name === keep) ? keep : models.current || '';
+  const has = (name) => models.models.some((m) => m.name === name);
+  el.select.value = keep && has(keep) ? keep : has(models.current) ? models.current : el.select.options[0]?.value || '';
   updateButtons();
 }
 
