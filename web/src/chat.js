@@ -14,6 +14,7 @@ const session = { id: '', onServer: false };
 let busy = false;
 let controller = null;
 let sessions = [];
+let restoring = false;     // opening a session moves the selector: no notice then
 
 /* ---- messages ---- */
 
@@ -298,11 +299,14 @@ async function openSession(id, item) {
     saved.set('kvchat.session', id);
     renderHistory(r.messages || []);
     const info = item || sessions.find((s) => s.session_id === id) || await get(`/session/${encodeURIComponent(id)}`);
+    restoring = true;
     if (info && info.document_id && docById(info.document_id)) {
       selectDoc(info.document_id);
+      restoring = false;
       setStatus(el.status, '');
     } else {
       selectDoc('');
+      restoring = false;
       setStatus(el.status, info && info.has_document
         ? `This session's document (${info.document_filename || 'unknown'}) is no longer in the library.` : '', 'info');
     }
@@ -391,7 +395,7 @@ export function initChat(docsReady) {
   });
   byId('session-refresh').addEventListener('click', refreshSessions);
   on('doc-selected', (id) => {
-    if (session.onServer && el.messages.querySelector('.msg')) {
+    if (!restoring && session.onServer && el.messages.querySelector('.msg')) {
       const d = docById(id);
       setStatus(el.status, d ? `Next questions use ${d.filename}.` : 'Next questions use no document.', 'info');
     }

@@ -9,6 +9,7 @@ import { on } from './state.js';
 const el = {};
 let timer = null;
 let inflight = false;
+let rerun = false;        // asked for again while a request was out
 let opBusy = false;       // this page is starting the model server
 let engineStarting = false; // the status says it is starting
 let filterTimer = null;
@@ -29,7 +30,7 @@ function schedule() {
 
 export async function refreshLogs() {
   clearTimeout(timer);
-  if (inflight) { schedule(); return; }
+  if (inflight) { rerun = true; return; }
   inflight = true;
   const my = ++seq;
   const q = new URLSearchParams({ lines: el.lines.value });
@@ -60,7 +61,12 @@ export async function refreshLogs() {
     }
   } finally {
     inflight = false;
-    schedule();
+    if (rerun) {
+      rerun = false;
+      refreshLogs();
+    } else {
+      schedule();
+    }
   }
 }
 

@@ -38,7 +38,8 @@ async function pollStatus() {
 
 function setPill(kind, text) {
   el.pill.dataset.state = kind;
-  el.pillText.textContent = text;
+  // unchanged text is not rewritten: the pill is a live region
+  if (el.pillText.textContent !== text) el.pillText.textContent = text;
 }
 
 function applyStatus(st) {
