@@ -616,6 +616,9 @@ async function walk() {
     check(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth) <= 0, 'no horizontal overflow on model and logs');
     await shot('phone-model');
     await page.click('.tab[data-view="chat"]');
+    await page.click('#banner-random-hide');
+    check(!(await page.isVisible('#banner-random')), 'the random-weights notice can be hidden');
+    check(/random weights/.test(await page.textContent('#model-pill')), 'the status pill still says random weights');
   });
 
   await step('dark mode follows the system', async () => {

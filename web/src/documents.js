@@ -373,7 +373,10 @@ export function initDocuments() {
   el.preview = byId('preview');
   el.previewText = byId('preview-text');
   el.previewMeta = byId('preview-meta');
-  if (window.matchMedia('(max-width: 760px)').matches) el.preview.open = false;
+  // the preview starts folded on phones, where the chat needs the room
+  const phone = window.matchMedia('(max-width: 760px)');
+  el.preview.open = !phone.matches;
+  phone.addEventListener('change', () => { el.preview.open = !phone.matches; });
   byId('upload-hint').textContent = `txt, md, pdf, docx, odt, html, epub · up to ${MAX_UPLOAD_MB} MB each`;
 
   el.input.addEventListener('change', () => {

@@ -11,6 +11,8 @@ const el = {};
 let op = null;            // the running start/stop/switch: {what, t0, timer}
 let pollTimer = null;
 let models = { models: [], current: '' };
+/** the model whose random-weights notice the user hid (until reload) */
+let bannerHidden = '';
 /** model name → random_weights, as last seen while it ran */
 const randomByModel = new Map();
 
@@ -50,16 +52,16 @@ function applyStatus(st) {
   if (prev.running !== running || prev.startedAt !== startedAt) emit('engine', state.engine);
   emit('model-status', st);
 
+  if (typeof st.random_weights === 'boolean' && st.model_name) randomByModel.set(st.model_name, st.random_weights);
   const remote = st.provider && st.provider !== 'local';
   if (remote) {
     setPill('running', `Model: ${st.serving_name} (remote, ${st.provider})`);
   } else {
-    setPill(st.status, `Model: ${STATE_TEXT[st.status] || st.status}${st.model_name ? ` · ${st.model_name}` : ''}`);
+    setPill(st.status, `Model: ${STATE_TEXT[st.status] || st.status}${st.model_name ? ` · ${st.model_name}` : ''}${randomByModel.get(st.model_name) ? ' · random weights' : ''}`);
   }
 
-  if (typeof st.random_weights === 'boolean' && st.model_name) randomByModel.set(st.model_name, st.random_weights);
   const random = !remote && (st.random_weights === true || (st.random_weights === undefined && randomByModel.get(st.model_name) === true));
-  el.banner.hidden = !random;
+  el.banner.hidden = !random || bannerHidden === st.model_name;
 
   const rows = [
     ['State', st.status],
@@ -180,6 +182,11 @@ export function initModel() {
   el.startResume = byId('start-resume');
   el.stopBtn = byId('stop-model');
 
+  byId('banner-random-hide').addEventListener('click', () => {
+    bannerHidden = state.engine.status ? state.engine.status.model_name : '';
+    el.banner.hidden = true;
+    byId('chat-input').focus({ preventScroll: true });
+  });
   el.startReset.addEventListener('click', () => startModel(true));
   el.startResume.addEventListener('click', () => startModel(false));
   el.stopBtn.addEventListener('click', stopModel);
