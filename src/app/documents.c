@@ -271,9 +271,16 @@ static int ingest(httpd_req_t *req, app_t *a, upload_t *u, store_doc_t *doc, boo
         a->stats.upload_rejected++;
         pthread_mutex_unlock(&a->lock);
         if (status == 400)
-            httpd_reply_error(req, 400, "Unsupported file type: %s. Allowed types: %s",
-                              ex.message[0] ? ex.message : "the content is not a supported document",
+        {
+            /* the extractor's sentence ends with its own period */
+            char why[EXTRACT_MESSAGE_MAX];
+            snprintf(why, sizeof why, "%s", ex.message[0] ? ex.message : "the content is not a supported document");
+            size_t wl = strlen(why);
+            while (wl && (why[wl - 1] == '.' || why[wl - 1] == ' '))
+                why[--wl] = '\0';
+            httpd_reply_error(req, 400, "Unsupported file type: %s. Allowed types: %s", why,
                               documents_allowed_types);
+        }
         else
             httpd_reply_error(req, status, "%s", ex.message[0] ? ex.message : extract_strerror(code));
         log_info("upload '%s' rejected: %s", u->filename, ex.message);

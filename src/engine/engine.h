@@ -29,7 +29,7 @@ typedef struct {
     int queue;
     model_kv_type_t kv_type;
     bool flash_attn;
-    bool kv_unified;            /* one KV buffer shared by all slots (default) */
+    bool kv_unified;            /* one KV buffer shared by all slots */
     size_t cache_ram;           /* bytes */
     size_t cache_disk;          /* bytes; 0 = no disk tier */
     const char *cache_dir;

@@ -46,9 +46,8 @@ static void usage(FILE *out)
         "      --queue N           requests that may wait for a slot (default 64)\n"
         "      --kv-type TYPE      f16 | q8_0 KV cache (default f16; q8_0 halves the bytes)\n"
         "      --no-flash-attn     disable flash attention (snapshots get slow)\n"
-        "      --kv-split          one KV buffer per slot (default: one shared by all slots,\n"
-        "                          which decodes concurrent streams faster and lets one\n"
-        "                          request use the whole context)\n"
+        "      --kv-unified        one KV buffer shared by the slots (default: one per\n"
+        "                          slot, whose prefills and restores measured faster)\n"
         "      --cache-ram MiB     RAM tier budget (default 2048; K/M/G suffixes allowed)\n"
         "      --cache-disk GiB    disk tier budget (default 10; 0 = no disk tier; K/M/G)\n"
         "      --cache-dir DIR     disk tier directory (default $XDG_CACHE_HOME/kvchat/kv)\n"
@@ -110,7 +109,7 @@ static void config_default(engine_config_t *c)
     c->queue = 64;
     c->kv_type = MODEL_KV_F16;
     c->flash_attn = true;
-    c->kv_unified = true;
+    c->kv_unified = false;
     c->cache_ram = (size_t)2048 << 20;
     c->cache_disk = (size_t)10 << 30;
     c->max_body = (size_t)32 << 20;
@@ -138,7 +137,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         { "queue", required_argument, NULL, O_QUEUE },
         { "kv-type", required_argument, NULL, O_KV },
         { "no-flash-attn", no_argument, NULL, O_NOFA },
-        { "kv-split", no_argument, NULL, O_UNIFIED },
+        { "kv-unified", no_argument, NULL, O_UNIFIED },
         { "cache-ram", required_argument, NULL, O_RAM },
         { "cache-disk", required_argument, NULL, O_DISK },
         { "cache-dir", required_argument, NULL, O_DIR },
@@ -199,7 +198,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
             else name = "--kv-type";
             break;
         case O_NOFA: c->flash_attn = false; break;
-        case O_UNIFIED: c->kv_unified = false; break;
+        case O_UNIFIED: c->kv_unified = true; break;
         case O_RAM:
             if (parse_size(optarg, (size_t)1 << 20, &c->cache_ram)) name = "--cache-ram";
             break;

@@ -1,7 +1,7 @@
 /* test_app.c — kvchat end to end: the real app server, the real engine with
  * the tiny model, the real extractor, over HTTP.
  *
- * One app runs for the group (a 1 MB upload limit, 2048 tokens of context,
+ * One app runs for the group (a 1 MB upload limit, 1024 tokens per slot,
  * and a remote "openai" model that points back at its own engine); a
  * second one checks session expiry. Covered: every endpoint of the seed
  * under /api/v1 and its error cases, documents of every format, the KV
@@ -614,8 +614,8 @@ static void test_too_long(void **state)
     http(g_app.port, "POST", path, NULL, &r);
     assert_int_equal(r.status, 422);
     const char *d = jstr(r.json, "detail");
-    assert_non_null(strstr(d, "2048"));
-    assert_true(jint(r.json, "n_tokens") > 2048);
+    assert_non_null(strstr(d, "1024"));
+    assert_true(jint(r.json, "n_tokens") > 1024);
     resp_free(&r);
     delete_doc(id);
     free(id);

@@ -671,7 +671,7 @@ static void test_bad_requests(void **state)
     expect_error(p, "POST", chat_path,
                  "{\"messages\": [{\"role\":\"user\",\"content\":\"x\"}], \"stream\":\"yes\"}", 400,
                  "stream");
-    /* longer than a request may use (4096 cells, the training context) */
+    /* longer than a slot's context (2048 cells) */
     char *doc = make_doc(5, 400);
     char *big = json_take_dump(json_pack("{s:[{s:s, s:s}]}", "messages", "role", "user", "content", doc));
     expect_error(p, "POST", chat_path, big, 400, "tokens");
@@ -709,7 +709,7 @@ static void test_misc_endpoints(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(jstr(r.json, "data.0.id"), "tiny.gguf");
     assert_true(json_is_true(jpath(r.json, "data.0.meta.random_weights")));
-    assert_int_equal(jint(r.json, "data.0.meta.n_ctx_slot"), 4096);
+    assert_int_equal(jint(r.json, "data.0.meta.n_ctx_slot"), 2048);
     resp_free(&r);
 
     http(p, "POST", "/tokenize", "{\"content\":\"Hello world\"}", &r);

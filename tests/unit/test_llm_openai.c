@@ -523,7 +523,7 @@ static void test_models(void **state)
     assert_int_equal(llm_models(p, &info, err, sizeof err), LLM_OK);
     assert_string_equal(info.id, "tiny.gguf");
     assert_true(info.random_weights);
-    assert_int_equal(info.n_ctx_slot, 2048); /* the whole shared KV buffer */
+    assert_int_equal(info.n_ctx_slot, 1024); /* 2048 over the default 2 slots */
     assert_true(info.n_ctx_train > 0);
     assert_true(info.cache_enabled);
     assert_true(info.name[0] != '\0');

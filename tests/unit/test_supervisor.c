@@ -261,6 +261,9 @@ static void test_start_restart_stop(void **state)
     assert_true(cur.active);
     char first_log[LOGBOOK_PATH_MAX];
     snprintf(first_log, sizeof first_log, "%s", cur.path);
+    /* the logger thread copies the engine's output: allow it a moment */
+    for (int i = 0; i < 100 && !file_contains(first_log, "INFO  engine: ready: tiny.gguf"); i++)
+        usleep(50 * 1000);
     assert_true(file_contains(first_log, "INFO  engine: ready: tiny.gguf"));
     assert_true(file_contains(first_log, "kvchat: starting the model server: "));
 
