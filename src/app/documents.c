@@ -604,17 +604,25 @@ static void reply_store_error(httpd_req_t *req, int rc, const char *what)
         httpd_reply_error(req, 500, "%s: %s", what, store_strerror(rc));
 }
 
+/* The document named in the path, or an answered 404/500 (returns -1). */
+static int load_doc(httpd_req_t *req, app_t *a, const char *id, store_doc_t *d)
+{
+    store_doc_init(d);
+    int rc = store_doc_get(a->store, id, d);
+    if (rc) {
+        reply_store_error(req, rc, "Document");
+        return -1;
+    }
+    return 0;
+}
+
 void documents_h_get(httpd_req_t *req, void *user)
 {
     app_t *a = user;
     const char *id = httpd_req_param(req, "doc_id");
     store_doc_t d;
-    store_doc_init(&d);
-    int rc = store_doc_get(a->store, id, &d);
-    if (rc) {
-        reply_store_error(req, rc, "Document");
+    if (load_doc(req, a, id, &d) != 0)
         return;
-    }
     json_t *j = documents_json(&d);
     const char *prev = httpd_req_query(req, "include_preview");
     if (prev && (strcmp(prev, "true") == 0 || strcmp(prev, "1") == 0 || !*prev)) {
@@ -673,12 +681,8 @@ void documents_h_cache_status(httpd_req_t *req, void *user)
     app_t *a = user;
     const char *id = httpd_req_param(req, "doc_id");
     store_doc_t d;
-    store_doc_init(&d);
-    int rc = store_doc_get(a->store, id, &d);
-    if (rc) {
-        reply_store_error(req, rc, "Document");
+    if (load_doc(req, a, id, &d) != 0)
         return;
-    }
     json_t *j = documents_json(&d);
     json_t *c = json_incref(json_object_get(j, "cache"));
     json_object_set_new(c, "doc_id", json_string(d.id));

@@ -560,6 +560,22 @@ static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t 
     gen_unref(g);
 }
 
+/* Hand a parsed chat or completion request to the scheduler and answer
+ * (stream or wait). Takes over p's allocations. */
+static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, gen_kind_t kind,
+                             bool stream, bool usage, sched_job_params_t *p)
+{
+    gen_t *g = gen_new(e, kind);
+    if (!g) {
+        httpd_reply_error(req, 500, "out of memory");
+        return;
+    }
+    g->streaming = stream;
+    g->include_usage = usage;
+    json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
+    run_job(e, req, g, p);
+}
+
 static void reply_too_long(engine_t *e, httpd_req_t *req, int n)
 {
     httpd_reply_error(req, 400,
@@ -607,15 +623,7 @@ static void h_chat(httpd_req_t *req, void *user)
         } else if (rc) {
             httpd_reply_error(req, 400, "%s", perr);
         } else {
-            gen_t *g = gen_new(e, GEN_CHAT);
-            if (!g) {
-                httpd_reply_error(req, 500, "out of memory");
-            } else {
-                g->streaming = stream;
-                g->include_usage = usage;
-                json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
-                run_job(e, req, g, &p);
-            }
+            start_generation(e, req, body, GEN_CHAT, stream, usage, &p);
         }
     }
     sched_job_params_cleanup(&p);
@@ -653,15 +661,7 @@ static void h_completions(httpd_req_t *req, void *user)
         } else if (rc) {
             httpd_reply_error(req, 400, "tokenization failed: %s", model_strerror(rc));
         } else {
-            gen_t *g = gen_new(e, GEN_COMPLETION);
-            if (!g) {
-                httpd_reply_error(req, 500, "out of memory");
-            } else {
-                g->streaming = stream;
-                g->include_usage = usage;
-                json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
-                run_job(e, req, g, &p);
-            }
+            start_generation(e, req, body, GEN_COMPLETION, stream, usage, &p);
         }
     }
     sched_job_params_cleanup(&p);
