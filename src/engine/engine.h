@@ -30,6 +30,7 @@ typedef struct {
     model_kv_type_t kv_type;
     bool flash_attn;
     bool kv_unified;            /* one KV buffer shared by all slots */
+    bool mmap;                  /* map the weights instead of reading them */
     size_t cache_ram;           /* bytes */
     size_t cache_disk;          /* bytes; 0 = no disk tier */
     const char *cache_dir;

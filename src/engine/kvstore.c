@@ -69,6 +69,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -945,6 +946,12 @@ static void do_header(kvstore_t *s, struct entry *e)
 static void *writer_main(void *arg)
 {
     kvstore_t *s = arg;
+    /* Persisting is never urgent (the RAM tier serves meanwhile): the
+     * checksum and copy work runs only on cores that decoding leaves idle,
+     * so it cannot slow down a prompt or a restore. */
+    struct sched_param sp = { .sched_priority = 0 };
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+        log_debug("kvstore: writer thread keeps normal priority");
     pthread_mutex_lock(&s->lock);
     for (;;) {
         while (!s->q_head && !s->stop)

@@ -121,7 +121,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
 {
     enum {
         O_ALIAS = 256, O_HOST, O_PORT, O_KV, O_NOFA, O_RAM, O_DISK, O_DIR, O_RESUME, O_RESET,
-        O_NOCACHE, O_KEY, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED
+        O_NOCACHE, O_KEY, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP
     };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
@@ -138,6 +138,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         { "kv-type", required_argument, NULL, O_KV },
         { "no-flash-attn", no_argument, NULL, O_NOFA },
         { "kv-unified", no_argument, NULL, O_UNIFIED },
+        { "mmap", no_argument, NULL, O_MMAP },
         { "cache-ram", required_argument, NULL, O_RAM },
         { "cache-disk", required_argument, NULL, O_DISK },
         { "cache-dir", required_argument, NULL, O_DIR },
@@ -199,6 +200,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
             break;
         case O_NOFA: c->flash_attn = false; break;
         case O_UNIFIED: c->kv_unified = true; break;
+        case O_MMAP: c->mmap = true; break;
         case O_RAM:
             if (parse_size(optarg, (size_t)1 << 20, &c->cache_ram)) name = "--cache-ram";
             break;
@@ -248,7 +250,7 @@ static uint64_t hash_str(const char *s)
 static int load(engine_t *e)
 {
     const engine_config_t *c = &e->cfg;
-    int rc = model_open(c->model_path, &e->model);
+    int rc = model_open(c->model_path, c->mmap, &e->model);
     if (rc) {
         snprintf(e->error, sizeof e->error, "cannot load model %.200s", c->model_path);
         return -1;

@@ -136,7 +136,7 @@ static uint64_t fingerprint(const struct llama_model *lm, const char *path)
     return h;
 }
 
-int model_open(const char *path, model_t **out)
+int model_open(const char *path, bool map, model_t **out)
 {
     if (access(path, R_OK) != 0) {
         log_error("model %s: %s", path, strerror(errno));
@@ -148,6 +148,7 @@ int model_open(const char *path, model_t **out)
     m->path = strdup(path);
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
+    mp.load_mode = map ? LLAMA_LOAD_MODE_MMAP : LLAMA_LOAD_MODE_NONE;
     m->lm = llama_model_load_from_file(path, mp);
     if (!m->lm || !m->path) {
         log_error("model %s: llama.cpp could not load it", path);

@@ -61,8 +61,11 @@ void model_ctx_params_default(model_ctx_params_t *p);
  * unless verbose). Call once before model_open(). */
 void model_backend_init(bool verbose);
 
-/* Load a GGUF model. On success *out owns it (model_close()). */
-int model_open(const char *path, model_t **out);
+/* Load a GGUF model. On success *out owns it (model_close()). The weights
+ * are read into the process's memory, or with `map` mapped from the file
+ * (less RAM when the page cache holds it anyway; decodes after an idle
+ * spell measured slower on a mapping, see docs/engine.md). */
+int model_open(const char *path, bool map, model_t **out);
 void model_close(model_t *m);
 
 /* Facts about the model. Strings live as long as the model. */

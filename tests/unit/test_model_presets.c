@@ -16,7 +16,7 @@ static void test_qwen05_shape_and_generate(void **state)
     (void)state;
     model_backend_init(false);
     model_t *m = NULL;
-    assert_int_equal(model_open(KVCHAT_TEST_MODELS_DIR "/qwen2.5-0.5b-q8_0.gguf", &m), MODEL_OK);
+    assert_int_equal(model_open(KVCHAT_TEST_MODELS_DIR "/qwen2.5-0.5b-q8_0.gguf", false, &m), MODEL_OK);
     const model_info_t *in = model_info(m);
     assert_int_equal(in->n_layer, 24);
     assert_int_equal(in->n_embd, 896);

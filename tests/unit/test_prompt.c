@@ -51,7 +51,7 @@ static void test_prefix_property(void **state)
     };
     for (size_t f = 0; f < sizeof model_files / sizeof model_files[0]; f++) {
         model_t *m = NULL;
-        assert_int_equal(model_open(model_files[f], &m), MODEL_OK);
+        assert_int_equal(model_open(model_files[f], false, &m), MODEL_OK);
         prompt_t *p = NULL;
         assert_int_equal(prompt_new(m, 16, &p), MODEL_OK);
         model_token_t *prev = NULL;
@@ -98,7 +98,7 @@ static void test_content_not_special(void **state)
 {
     (void)state;
     model_t *m = NULL;
-    assert_int_equal(model_open(model_files[0], &m), MODEL_OK);
+    assert_int_equal(model_open(model_files[0], false, &m), MODEL_OK);
     prompt_t *p = NULL;
     assert_int_equal(prompt_new(m, 16, &p), MODEL_OK);
     model_token_t *im_start;
@@ -125,7 +125,7 @@ static void test_remembered_reply(void **state)
 {
     (void)state;
     model_t *m = NULL;
-    assert_int_equal(model_open(model_files[0], &m), MODEL_OK);
+    assert_int_equal(model_open(model_files[0], false, &m), MODEL_OK);
     prompt_t *p = NULL;
     assert_int_equal(prompt_new(m, 4, &p), MODEL_OK);
     const prompt_msg_t turn1[] = { { "system", "doc" }, { "user", "q1" } };
@@ -162,7 +162,7 @@ static void test_too_long(void **state)
 {
     (void)state;
     model_t *m = NULL;
-    assert_int_equal(model_open(model_files[0], &m), MODEL_OK);
+    assert_int_equal(model_open(model_files[0], false, &m), MODEL_OK);
     prompt_t *p = NULL;
     assert_int_equal(prompt_new(m, 4, &p), MODEL_OK);
     char big[4000];
