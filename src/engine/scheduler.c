@@ -380,28 +380,44 @@ static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const cha
 
 /* ---- admission and restore ---- */
 
-/* Choose a slot for a job: the idle slot sharing the longest prefix with
- * it, else the least recently used idle one. NULL when none is idle. */
+/* Choose an idle slot for a job (NULL when none is idle). The slot that
+ * holds the job's prefix is reused when the job carries on from it (a new
+ * question on its document, the next turn of its conversation). A short
+ * overlap, such as a system prompt that all documents share, is not worth
+ * overwriting a slot for: its other tokens serve later requests from the
+ * slot tier, and the overlap is in the store anyway. Then an empty slot is
+ * taken, else the least recently used one. *common gets the tokens the
+ * chosen slot shares with the job. */
 static slot_t *pick_slot(sched_t *s, const sched_job_t *j, int *common)
 {
-    slot_t *best = NULL, *lru = NULL;
-    int best_n = 0;
+    slot_t *best = NULL, *lru = NULL, *empty = NULL;
+    int best_n = 0, lru_n = 0;
     for (int i = 0; i < s->cfg.n_slots; i++) {
         slot_t *sl = &s->slots[i];
         if (sl->state != SLOT_IDLE)
             continue;
-        if (!lru || sl->last_used < lru->last_used)
+        int c = j->p.use_cache ? common_prefix(sl->cached, sl->n_cached, j->p.tokens, j->p.n_tokens) : 0;
+        if (!empty && sl->n_cached == 0)
+            empty = sl;
+        if (!lru || sl->last_used < lru->last_used) {
             lru = sl;
-        if (!j->p.use_cache)
-            continue;
-        int c = common_prefix(sl->cached, sl->n_cached, j->p.tokens, j->p.n_tokens);
+            lru_n = c;
+        }
         if (c > best_n) {
             best_n = c;
             best = sl;
         }
     }
-    *common = best ? best_n : 0;
-    return best ? best : lru;
+    if (best && 2 * best_n >= best->n_cached) {
+        *common = best_n;
+        return best;
+    }
+    if (empty) {
+        *common = 0;
+        return empty;
+    }
+    *common = lru_n;
+    return lru;
 }
 
 /* Restore an entry into the slot. Returns the tokens now in the KV, or
