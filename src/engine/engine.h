@@ -31,7 +31,6 @@ typedef struct {
     bool flash_attn;
     bool kv_unified;            /* one KV buffer shared by all slots */
     bool mmap;                  /* map the weights instead of reading them */
-    bool no_hugepages;          /* no transparent huge pages for big buffers */
     size_t cache_ram;           /* bytes */
     size_t cache_disk;          /* bytes; 0 = no disk tier */
     const char *cache_dir;

@@ -121,7 +121,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
 {
     enum {
         O_ALIAS = 256, O_HOST, O_PORT, O_KV, O_NOFA, O_RAM, O_DISK, O_DIR, O_RESUME, O_RESET,
-        O_NOCACHE, O_KEY, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP, O_NOHUGE
+        O_NOCACHE, O_KEY, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP
     };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
@@ -139,7 +139,6 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         { "no-flash-attn", no_argument, NULL, O_NOFA },
         { "kv-unified", no_argument, NULL, O_UNIFIED },
         { "mmap", no_argument, NULL, O_MMAP },
-        { "no-hugepages", no_argument, NULL, O_NOHUGE },
         { "cache-ram", required_argument, NULL, O_RAM },
         { "cache-disk", required_argument, NULL, O_DISK },
         { "cache-dir", required_argument, NULL, O_DIR },
@@ -202,7 +201,6 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         case O_NOFA: c->flash_attn = false; break;
         case O_UNIFIED: c->kv_unified = true; break;
         case O_MMAP: c->mmap = true; break;
-        case O_NOHUGE: c->no_hugepages = true; break;
         case O_RAM:
             if (parse_size(optarg, (size_t)1 << 20, &c->cache_ram)) name = "--cache-ram";
             break;
@@ -347,34 +345,6 @@ static int load(engine_t *e)
     return 0;
 }
 
-/* The weights, the KV cache and the snapshots are large buffers copied
- * and scanned all the time: on transparent huge pages they take far fewer
- * TLB misses (restores and warm forward passes measured faster). glibc
- * asks for huge pages on its large allocations when the tunable
- * glibc.malloc.hugetlb=1 is set, and reads tunables only when a process
- * starts: so set it and start again, once. Where the kernel has THP off,
- * or the exec fails, the engine runs on as it is. */
-static void hugepages_reexec(char **argv)
-{
-    const char *t = getenv("GLIBC_TUNABLES");
-    if (t && strstr(t, "glibc.malloc.hugetlb"))
-        return;
-    char mode[128] = "";
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (!f)
-        return;
-    if (!fgets(mode, sizeof mode, f))
-        mode[0] = '\0';
-    fclose(f);
-    if (!strstr(mode, "[madvise]") && !strstr(mode, "[always]"))
-        return;
-    char val[4096];
-    int n = snprintf(val, sizeof val, "%s%sglibc.malloc.hugetlb=1", t ? t : "", t ? ":" : "");
-    if (n < 0 || (size_t)n >= sizeof val || setenv("GLIBC_TUNABLES", val, 1) != 0)
-        return;
-    execv("/proc/self/exe", argv);
-}
-
 int main(int argc, char **argv)
 {
     engine_t e;
@@ -383,8 +353,6 @@ int main(int argc, char **argv)
     int pr = parse_args(argc, argv, &e.cfg);
     if (pr)
         return pr > 0 ? 0 : 2;
-    if (!e.cfg.no_hugepages)
-        hugepages_reexec(argv);
     log_set_tag("engine");
     if (e.cfg.log_file) {
         int rc = log_open(e.cfg.log_file);

@@ -506,7 +506,7 @@ int model_seq_state_get(model_ctx_t *c, int seq, void *buf, size_t cap, size_t *
 
 int model_seq_state_set(model_ctx_t *c, int seq, const void *buf, size_t len)
 {
-    llama_memory_seq_rm(llama_get_memory(c->lc), seq, -1, -1);
+    /* llama_state_seq_set_data empties the sequence itself first. */
     size_t n = llama_state_seq_set_data(c->lc, buf, len, seq);
     if (n == 0) {
         llama_memory_seq_rm(llama_get_memory(c->lc), seq, -1, -1);
