@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "app/documents.h"
+#include "common/buf.h"
 #include "common/log.h"
+#include "common/utf8.h"
 
 /* History sent with each turn: the last HISTORY_MAX messages. */
 #define HISTORY_MAX 200
@@ -23,6 +25,31 @@ struct chat {
 };
 
 const char *chat_session_id(const chat_t *c) { return c->session_id; }
+
+/* An untitled session is named after its first message: the first line,
+ * at most TITLE_MAX bytes cut at a character boundary, with an ellipsis
+ * when cut. Best effort: a failure leaves the session untitled. */
+#define TITLE_MAX 60
+static void title_from_message(app_t *a, const char *session_id, const char *message)
+{
+    while (*message == ' ' || *message == '\t' || *message == '\n' || *message == '\r')
+        message++;
+    size_t len = strcspn(message, "\r\n");
+    bool cut = len > TITLE_MAX || message[len] != '\0';
+    if (len > TITLE_MAX)
+        len = TITLE_MAX;
+    while (len > 0 && ((unsigned char)message[len] & 0xC0) == 0x80)
+        len--;   /* do not split a character */
+    while (len > 0 && message[len - 1] == ' ')
+        len--;
+    if (len == 0)
+        return;
+    buf_t b;
+    buf_init(&b, 3 * len + 16);   /* room for U+FFFD per invalid byte */
+    if (utf8_append_sanitized(&b, message, len) == BUF_OK && (!cut || buf_puts(&b, "…") == BUF_OK))
+        store_session_set_title(a->store, session_id, b.data);
+    buf_cleanup(&b);
+}
 
 void chat_free(chat_t *c)
 {
@@ -116,6 +143,8 @@ int chat_prepare(app_t *a, const char *session_id, const char *message, const ch
         snprintf(err, errcap, "Cannot read the session's history: %s", store_strerror(rc));
         goto fail;
     }
+    if (!ss.title && c->history.n == 0)
+        title_from_message(a, session_id, message);
     c->user = strdup(message);
     size_t first = c->history.n > HISTORY_MAX ? c->history.n - HISTORY_MAX : 0;
     c->msgs = calloc(c->history.n - first + 2, sizeof *c->msgs);

@@ -616,6 +616,8 @@ static int load_doc(httpd_req_t *req, app_t *a, const char *id, store_doc_t *d)
     return 0;
 }
 
+#define PREVIEW_MAX 4096
+
 void documents_h_get(httpd_req_t *req, void *user)
 {
     app_t *a = user;
@@ -639,7 +641,16 @@ void documents_h_get(httpd_req_t *req, void *user)
             }
             if (len && text[len - 1] != '\n')
                 lines++;
+            /* ten lines, but no more than PREVIEW_MAX bytes of them (a
+             * document may be one long line), cut between characters */
+            bool capped = cut > PREVIEW_MAX;
+            if (capped) {
+                cut = PREVIEW_MAX;
+                while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
+                    cut--;
+            }
             json_object_set_new(j, "content_preview", json_string_lossy(text, cut));
+            json_object_set_new(j, "preview_truncated", json_boolean(capped));
             json_object_set_new(j, "total_lines", json_integer((json_int_t)lines));
             free(text);
         }

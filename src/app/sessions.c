@@ -172,9 +172,9 @@ void sessions_h_messages(httpd_req_t *req, void *user)
         }
         json_array_append_new(arr, j);
     }
-    json_t *body = json_pack("{s:s, s:o, s:b, s:s?}", "session_id", s.id, "messages", arr,
-                             "has_document", s.document_id != NULL, "document_filename",
-                             s.document_filename);
+    json_t *body = json_pack("{s:s, s:o, s:b, s:s?, s:s?}", "session_id", s.id, "messages", arr,
+                             "has_document", s.document_id != NULL, "document_id", s.document_id,
+                             "document_filename", s.document_filename);
     store_msg_list_cleanup(&l);
     store_session_cleanup(&s);
     httpd_reply_json(req, 200, body);

@@ -160,10 +160,35 @@ static void test_formats(void **state)
         if (!strcmp(ext, "html"))
             assert_null(strstr(prev, "hidden"));   /* scripts are not text */
         assert_true(jint(r.json, "total_lines") >= 10);
+        assert_false(json_is_true(jpath(r.json, "preview_truncated")));
         resp_free(&r);
         delete_doc(id);
         free(id);
     }
+    /* a document of one long line: the preview stops at 4 KiB, between
+     * two-byte characters */
+    size_t n = 6000;
+    char *line = malloc(2 * n + 1);
+    for (size_t i = 0; i < n; i++)
+        memcpy(line + 2 * i, "é", 2);
+    line[2 * n] = '\0';
+    const char *one[] = { line };
+    const char *path = fixture_write(g_dir, "txt", one, 1);
+    resp_t r;
+    char *id = upload(path, "long.txt", 200, NULL);
+    char p[256];
+    snprintf(p, sizeof p, API "/documents/%s?include_preview=true", id);
+    http(g_app.port, "GET", p, NULL, &r);
+    assert_int_equal(r.status, 200);
+    const char *prev = jstr(r.json, "content_preview");
+    assert_true(strlen(prev) <= 4096 && strlen(prev) >= 4000);
+    assert_true(strlen(prev) % 2 == 0 && strncmp(prev, "éé", 4) == 0);
+    assert_null(strstr(prev, "\xef\xbf\xbd"));   /* no U+FFFD from a split character */
+    assert_true(json_is_true(jpath(r.json, "preview_truncated")));
+    resp_free(&r);
+    delete_doc(id);
+    free(id);
+    free(line);
 }
 
 static void test_upload_rules(void **state)
@@ -345,6 +370,13 @@ static void test_cache_end_to_end(void **state)
     assert_true(c.done && !c.error);
     assert_true(jint(c.final, "timings.cache_n") > cached_tokens);
     json_decref(c.final);
+    /* the session's messages name its document */
+    http(g_app.port, "GET", API "/session/cache-session-2/messages", NULL, &r);
+    assert_true(json_is_true(jpath(r.json, "has_document")));
+    assert_string_equal(jstr(r.json, "document_id"), id);
+    assert_string_equal(jstr(r.json, "document_filename"), "harbor.md");
+    assert_int_equal(json_array_size(jpath(r.json, "messages")), 4);
+    resp_free(&r);
 
     /* start with reset: every document's cache state is empty */
     http(g_app.port, "POST", API "/model/up/reset", "{}", &r);
@@ -403,10 +435,12 @@ static void test_sessions(void **state)
     assert_string_equal(jstr(r.json, "session_id"), "s-one");
     assert_int_equal(jint(r.json, "message_count"), 2);
     assert_false(json_is_true(jpath(r.json, "has_document")));
+    assert_string_equal(jstr(r.json, "title"), "Hello there");   /* named after its first message */
     assert_non_null(jpath(r.json, "created_at"));
     assert_non_null(jpath(r.json, "last_active"));
     resp_free(&r);
     http(g_app.port, "GET", API "/session/s-one/messages", NULL, &r);
+    assert_true(json_is_null(jpath(r.json, "document_id")));
     assert_string_equal(jstr(r.json, "messages.0.role"), "user");
     assert_string_equal(jstr(r.json, "messages.0.content"), "Hello there");
     assert_string_equal(jstr(r.json, "messages.1.role"), "assistant");
@@ -419,11 +453,32 @@ static void test_sessions(void **state)
     assert_true(json_is_string(jpath(r.json, "message")));
     assert_non_null(jpath(r.json, "timestamp"));
     resp_free(&r);
-    /* POST /session creates one; the list shows both */
+    /* a long first message: its first line, cut between characters */
+    assert_int_equal(ask("s-long", "  Où est la bibliothèque municipale, et à quelle heure ouvre-t-elle le samedi ?\n"
+                                   "Second line.", NULL, &c), 200);
+    json_decref(c.final);
+    http(g_app.port, "GET", API "/session/s-long", NULL, &r);
+    const char *t = jstr(r.json, "title");
+    assert_non_null(t);
+    assert_true(strncmp(t, "Où est la bibliothèque", strlen("Où est la bibliothèque")) == 0);
+    assert_true(strlen(t) <= 60 + strlen("…"));
+    assert_non_null(strstr(t, "…"));
+    assert_null(strstr(t, "Second"));
+    resp_free(&r);
+    /* POST /session creates one; a title given there is kept */
     http(g_app.port, "POST", API "/session", "{\"title\":\"Trip\"}", &r);
     assert_int_equal(r.status, 201);
     char made[64];
     snprintf(made, sizeof made, "%s", jstr(r.json, "session_id"));
+    resp_free(&r);
+    char mpath[128];
+    snprintf(mpath, sizeof mpath, API "/session/%s/messages", made);
+    http(g_app.port, "POST", mpath, "{\"message\":\"Plan the trip\"}", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    snprintf(mpath, sizeof mpath, API "/session/%s", made);
+    http(g_app.port, "GET", mpath, NULL, &r);
+    assert_string_equal(jstr(r.json, "title"), "Trip");
     resp_free(&r);
     http(g_app.port, "GET", API "/sessions", NULL, &r);
     assert_true(json_array_size(r.json) >= 2);
