@@ -594,6 +594,18 @@ void documents_h_list(httpd_req_t *req, void *user)
     httpd_reply_json(req, 200, arr);
 }
 
+void documents_h_limits(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    json_t *ext = json_array();
+    for (int i = 0; allowed_ext[i]; i++)
+        json_array_append_new(ext, json_string(allowed_ext[i]));
+    httpd_reply_json(req, 200, json_pack("{s:I, s:i, s:o, s:s}", "max_upload_bytes",
+                                         (json_int_t)a->cfg.max_upload_mb << 20, "max_upload_mb",
+                                         a->cfg.max_upload_mb, "allowed_extensions", ext,
+                                         "allowed_types", documents_allowed_types));
+}
+
 static void reply_store_error(httpd_req_t *req, int rc, const char *what)
 {
     if (rc == STORE_ENOTFOUND)

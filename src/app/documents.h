@@ -13,6 +13,8 @@ extern const httpd_upload_t documents_upload_callbacks;
 void documents_h_upload(httpd_req_t *req, void *user);
 void documents_h_upload_and_cache(httpd_req_t *req, void *user);
 void documents_h_list(httpd_req_t *req, void *user);
+/* GET /documents/limits: the upload limit and the accepted file types. */
+void documents_h_limits(httpd_req_t *req, void *user);
 void documents_h_get(httpd_req_t *req, void *user);
 void documents_h_delete(httpd_req_t *req, void *user);
 void documents_h_cache(httpd_req_t *req, void *user);

@@ -94,6 +94,8 @@ static const route_doc_t table[] = {
       "Documents", "Upload a document and cache its prefix in the local model server",
       "multipart/form-data with the file in field 'file'" },
     { { "GET", API "/documents/list", documents_h_list, 0, NULL }, "Documents", "List documents", NULL },
+    { { "GET", API "/documents/limits", documents_h_limits, QUIET, NULL }, "Documents",
+      "The upload limit and the accepted file types", NULL },
     { { "GET", API "/documents/{doc_id}", documents_h_get, 0, NULL }, "Documents",
       "Get a document (?include_preview=true adds its first 10 lines)", NULL },
     { { "DELETE", API "/documents/{doc_id}", documents_h_delete, 0, NULL }, "Documents",

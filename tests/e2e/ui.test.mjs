@@ -117,6 +117,8 @@ async function startServer() {
     // two-core machine (ctest runs other tests beside this one)
     '--set', `engine.port=${enginePort}`, '--set', 'engine.threads=1', '--set', 'llm.max_tokens=128',
     '--set', `engine.models_dir=${path.dirname(args.model)}`,
+    // a configured upload limit the page must learn from the server
+    '--set', 'server.max_upload_mb=3',
     // a remote (OpenAI-compatible) model: the engine itself, spoken to directly
     '--set', 'remote.engine-direct.provider=openai',
     '--set', `remote.engine-direct.base_url=http://127.0.0.1:${enginePort}/v1`,
@@ -255,6 +257,7 @@ async function walk() {
     await until(async () => /running/.test(await page.textContent('#model-pill')), 'the status pill to say running');
     await until(async () => /tiny\.gguf/.test(await page.inputValue('#model-select')), 'the model selector to show tiny.gguf');
     check((await page.textContent('#doc-list')).includes('No documents yet'), 'an empty library says so');
+    await until(async () => /up to 3 MB each/.test(await page.textContent('#upload-hint')), 'the upload hint to give the configured limit');
     await shot('desktop-start');
   });
 

@@ -194,6 +194,15 @@ static void test_formats(void **state)
 static void test_upload_rules(void **state)
 {
     (void)state;
+    /* the limits the UI checks before sending: this app runs with 1 MB */
+    resp_t lim;
+    http(g_app.port, "GET", API "/documents/limits", NULL, &lim);
+    assert_int_equal(lim.status, 200);
+    assert_int_equal(jint(lim.json, "max_upload_mb"), 1);
+    assert_int_equal(jint(lim.json, "max_upload_bytes"), 1 << 20);
+    assert_true(json_array_size(jpath(lim.json, "allowed_extensions")) >= 8);
+    assert_string_equal(jstr(lim.json, "allowed_extensions.0"), "txt");
+    resp_free(&lim);
     resp_t r;
     /* unsupported extension */
     const char *p = fixture_raw(g_dir, "a.xyz", "hello", 5);

@@ -7,11 +7,12 @@ import { byId, confirmButton, h, setStatus } from './dom.js';
 import { bytes, cacheState, int, ms, tierName } from './format.js';
 import { docById, emit, on, saved, state } from './state.js';
 
-/** What the server accepts (documents.c); checked here before sending. */
-export const ALLOWED_EXT = ['txt', 'md', 'markdown', 'pdf', 'docx', 'odt', 'html', 'htm', 'epub'];
-/** The server's default upload limit (server.max_upload_mb); a bigger
- * configured limit still gets a clear 413 from the server when exceeded. */
-export const MAX_UPLOAD_MB = 50;
+/** What the server accepts, checked here before sending: its defaults
+ * until GET /documents/limits answers with the configured values. */
+export const limits = {
+  ext: ['txt', 'md', 'markdown', 'pdf', 'docx', 'odt', 'html', 'htm', 'epub'],
+  maxMb: 50,
+};
 
 /** The preview shows at most this much of the first lines. */
 const PREVIEW_MAX_CHARS = 2000;
@@ -31,11 +32,11 @@ function extOf(name) {
 /** Why a file cannot be uploaded, or '' when it can. */
 export function checkFile(file) {
   const ext = extOf(file.name);
-  if (!ALLOWED_EXT.includes(ext)) {
+  if (!limits.ext.includes(ext)) {
     return `Unsupported type${ext ? ` .${ext}` : ' (no extension)'}: use txt, md, pdf, docx, odt, html or epub`;
   }
-  if (file.size > MAX_UPLOAD_MB * 1024 * 1024) {
-    return `Too large (${bytes(file.size)}): the limit is ${MAX_UPLOAD_MB} MB`;
+  if (file.size > limits.maxMb * 1024 * 1024) {
+    return `Too large (${bytes(file.size)}): the limit is ${limits.maxMb} MB`;
   }
   if (file.size === 0) return 'The file is empty';
   return '';
@@ -359,6 +360,24 @@ function setupDrop() {
   }
 }
 
+function showUploadHint() {
+  byId('upload-hint').textContent = `txt, md, pdf, docx, odt, html, epub · up to ${limits.maxMb} MB each`;
+}
+
+/** The server's configured limits; the defaults stay if it cannot say. */
+async function loadLimits() {
+  try {
+    const l = await get('/documents/limits');
+    if (Number.isInteger(l.max_upload_mb) && l.max_upload_mb > 0) limits.maxMb = l.max_upload_mb;
+    if (Array.isArray(l.allowed_extensions) && l.allowed_extensions.length) {
+      limits.ext = l.allowed_extensions.map((e) => String(e).toLowerCase());
+    }
+    showUploadHint();
+  } catch {
+    // an older server: keep the defaults
+  }
+}
+
 /** Wires the documents part; resolves once the first list has loaded. */
 export function initDocuments() {
   el.dropzone = byId('dropzone');
@@ -377,7 +396,8 @@ export function initDocuments() {
   const phone = window.matchMedia('(max-width: 760px)');
   el.preview.open = !phone.matches;
   phone.addEventListener('change', () => { el.preview.open = !phone.matches; });
-  byId('upload-hint').textContent = `txt, md, pdf, docx, odt, html, epub · up to ${MAX_UPLOAD_MB} MB each`;
+  showUploadHint();
+  loadLimits();
 
   el.input.addEventListener('change', () => {
     addFiles(el.input.files);
