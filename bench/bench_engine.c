@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "common/buf.h"
 #include "common/json.h"
 
@@ -45,13 +46,6 @@ typedef struct {
     int threads;
     bool quick;
 } opts_t;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -168,13 +162,13 @@ static void srv_start(srv_t *s, const opts_t *o, bool reset)
         _exit(127);
     }
     s->pid = pid;
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     for (;;) {
         if (request(s->port, "GET", "/health", NULL, NULL) == 200)
             break;
         if (waitpid(pid, NULL, WNOHANG) == pid)
             die("%s exited during start-up; see %s", s->label, s->log);
-        if (now_ms() - t0 > 300000)
+        if (bench_now_ms() - t0 > 300000)
             die("%s not healthy after 300 s; see %s", s->label, s->log);
         usleep(100 * 1000);
     }
@@ -185,9 +179,9 @@ static void srv_stop(srv_t *s)
     if (s->pid <= 0)
         return;
     kill(s->pid, SIGTERM);
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     while (waitpid(s->pid, NULL, WNOHANG) != s->pid) {
-        if (now_ms() - t0 > 30000) {
+        if (bench_now_ms() - t0 > 30000) {
             kill(-s->pid, SIGKILL);
             waitpid(s->pid, NULL, 0);
             break;
@@ -216,7 +210,7 @@ static void on_data_line(stream_t *st, const char *data)
     if (!j)
         return;
     json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "delta"), "content");
-    double t = now_ms();
+    double t = bench_now_ms();
     if (json_is_string(content) && json_string_length(content) > 0) {
         if (st->t_first == 0)
             st->t_first = t;
@@ -275,7 +269,7 @@ static double ask(int port, const char *doc, const char *question, int max_token
     curl_easy_setopt(c, CURLOPT_WRITEDATA, st);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 1200L);
-    st->t0 = now_ms();
+    st->t0 = bench_now_ms();
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -302,18 +296,6 @@ static char *make_doc(int seed, int n_lines)
                    words[(i * 7 + seed) % 16], words[(i * 5 + seed * 3) % 16],
                    (i * 37 + seed * 11) % 1000, (i * 13 + seed) % 365);
     return buf_steal(&b, NULL);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 typedef struct {
@@ -389,7 +371,7 @@ static void measure_restores(srv_t *s, const opts_t *o, char *docs[3], const cha
     free(all[4]);
     r->ram_restores = n;
     if (n > 0) {
-        r->ram_restore_gbs = median(gbs, n);
+        r->ram_restore_gbs = bench_median(gbs, n);
         r->ram_restore_min = r->ram_restore_max = gbs[0];
         for (int i = 1; i < n; i++) {
             if (gbs[i] < r->ram_restore_min)
@@ -434,8 +416,8 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
             }
             four[run] = last > first ? total * 1000.0 / (last - first) : 0;
         }
-        r->tps1 = median(one, 3);
-        r->tps4 = median(four, 3);
+        r->tps1 = bench_median(one, 3);
+        r->tps4 = bench_median(four, 3);
         fprintf(stderr, "  (5) decode: %.1f tok/s single, %.1f tok/s with 4 streams\n", r->tps1, r->tps4);
     }
 
@@ -451,7 +433,7 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
         r->cache_n_same = st.cache_n;
         fprintf(stderr, "  (2) same document: %.0f ms (cache_n %d)\n", same[i], st.cache_n);
     }
-    r->same_doc = median(same, 3);
+    r->same_doc = bench_median(same, 3);
 
     /* (3) B and C are seen once (cold), then 6 alternating rounds */
     ask(s->port, docs[1], questions[2], 8, &st);
@@ -468,7 +450,7 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
     for (int i = 0; i < rounds; i++)
         if (alt[i] > r->alt_max)
             r->alt_max = alt[i];
-    r->alternating = median(alt, rounds);
+    r->alternating = bench_median(alt, rounds);
 
     /* (4) restart, then a new question on document A */
     srv_stop(s);
@@ -497,20 +479,6 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
     srv_stop(s);
 }
 
-/* Fill with distinct pseudo-random words, as KV data is: pages of one
- * repeated byte may be merged by a hypervisor, and writing to a merged page
- * then costs a fault, which would measure the host rather than memcpy. */
-static void fill_unique(char *p, size_t n, uint64_t x)
-{
-    uint64_t *q = (uint64_t *)p;
-    for (size_t i = 0; i < n / 8; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        q[i] = x;
-    }
-}
-
 /* memcpy bandwidth for `bytes`, measured two ways between buffers far
  * larger than the CPU caches (a restore writes KV cells that are not in
  * the cache), filled with distinct data:
@@ -525,36 +493,36 @@ static double memcpy_gbs(size_t bytes, double *idle, double *hot)
     char *src = malloc(bytes * (size_t)slots), *dst = malloc(bytes * (size_t)slots);
     if (!src || !dst)
         die("out of memory");
-    fill_unique(src, bytes * (size_t)slots, 88172645463325252ull);
-    fill_unique(dst, bytes * (size_t)slots, 1234567ull);
+    bench_fill_unique(src, bytes * (size_t)slots, 88172645463325252ull);
+    bench_fill_unique(dst, bytes * (size_t)slots, 1234567ull);
     double t[9];
     for (int i = 0; i < 7; i++) {
         sleep(1);
         size_t so = (size_t)i * bytes, d_o = (size_t)((i * 5 + 3) % slots) * bytes;
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         memcpy(dst + d_o, src + so, bytes);
-        t[i] = now_ms() - t0;
+        t[i] = bench_now_ms() - t0;
         src[so] = dst[d_o + bytes - 1];   /* keep the copies observable */
     }
-    *idle = bytes / median(t, 7) / 1e6;
+    *idle = bytes / bench_median(t, 7) / 1e6;
     for (int i = 0; i < slots; i++) {
         size_t so = (size_t)i * bytes, d_o = (size_t)((i * 5 + 3) % slots) * bytes;
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         memcpy(dst + d_o, src + so, bytes);
-        t[i] = now_ms() - t0;
+        t[i] = bench_now_ms() - t0;
         src[so] = dst[d_o + bytes - 1];
     }
     double best = 1e18;
     for (int i = 0; i < 5; i++) {
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         memcpy(dst, src, bytes);
-        double x = now_ms() - t0;
+        double x = bench_now_ms() - t0;
         if (x < best)
             best = x;
         src[i] = dst[bytes - 1 - (size_t)i];
     }
     *hot = bytes / best / 1e6;
-    double med = median(t, slots);
+    double med = bench_median(t, slots);
     free(src);
     free(dst);
     return bytes / med / 1e6;

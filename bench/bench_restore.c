@@ -18,41 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "engine/kvstore.h"
 #include "engine/model.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void fill_unique(char *p, size_t n, uint64_t x)
-{
-    uint64_t *q = (uint64_t *)p;
-    for (size_t i = 0; i < n / 8; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        q[i] = x;
-    }
-}
 
 static void die(const char *msg)
 {
@@ -127,8 +97,8 @@ int main(int argc, char **argv)
         /* allocated as the snapshots are (the RAM tier's allocator) */
         if (!(src[i] = kvstore_blob_alloc(len)) || !(dst[i] = kvstore_blob_alloc(len)))
             die("out of memory");
-        fill_unique(src[i], len, 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1));
-        fill_unique(dst[i], len, 0xC2B2AE3D27D4EB4Full * (uint64_t)(i + 1));
+        bench_fill_unique(src[i], len, 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1));
+        bench_fill_unique(dst[i], len, 0xC2B2AE3D27D4EB4Full * (uint64_t)(i + 1));
     }
 
     /* One unmeasured cycle first: every buffer and slot is then in the
@@ -137,19 +107,19 @@ int main(int argc, char **argv)
     for (int r = -SNAPS; r < rounds; r++) {
         int k = r + SNAPS;   /* rounds counted from the warm-up's start */
         usleep(1300 * 1000);
-        double t0 = now_ms();
+        double t0 = bench_now_ms();
         if (model_seq_state_set(c, k % SLOTS, snap[k % SNAPS], len) != MODEL_OK)
             die("cannot restore the state");
-        double t1 = now_ms();
+        double t1 = bench_now_ms();
         memcpy(dst[k % SNAPS], src[(k + 2) % SNAPS], len);
-        double t2 = now_ms();
+        double t2 = bench_now_ms();
         src[(k + 2) % SNAPS][0] ^= dst[k % SNAPS][len - 1];   /* keep the copy observable */
         rt[k] = t1 - t0;
         mt[k] = t2 - t1;
         fprintf(stderr, "  %s %2d slot %d: restore %.2f ms, memcpy %.2f ms\n", r < 0 ? "warm-up" : "round",
                 r < 0 ? k + 1 : r + 1, k % SLOTS, rt[k], mt[k]);
     }
-    double r_ms = median(rt + SNAPS, rounds), m_ms = median(mt + SNAPS, rounds);
+    double r_ms = bench_median(rt + SNAPS, rounds), m_ms = bench_median(mt + SNAPS, rounds);
     char line[1024];
     snprintf(line, sizeof line,
              "- restore primitive alone (kvchat-bench-restore: the engine's restore path into the same "

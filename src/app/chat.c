@@ -37,9 +37,7 @@ static void title_from_message(app_t *a, const char *session_id, const char *mes
     size_t len = strcspn(message, "\r\n");
     bool cut = len > TITLE_MAX || message[len] != '\0';
     if (len > TITLE_MAX)
-        len = TITLE_MAX;
-    while (len > 0 && ((unsigned char)message[len] & 0xC0) == 0x80)
-        len--;   /* do not split a character */
+        len = utf8_complete_len(message, TITLE_MAX);   /* do not split a character */
     while (len > 0 && message[len - 1] == ' ')
         len--;
     if (len == 0)

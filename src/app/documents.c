@@ -29,6 +29,7 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/utf8.h"
 
 const char documents_allowed_types[] = ".txt, .md, .pdf, .docx, .odt, .html, .htm, .epub";
 
@@ -656,11 +657,8 @@ void documents_h_get(httpd_req_t *req, void *user)
             /* ten lines, but no more than PREVIEW_MAX bytes of them (a
              * document may be one long line), cut between characters */
             bool capped = cut > PREVIEW_MAX;
-            if (capped) {
-                cut = PREVIEW_MAX;
-                while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
-                    cut--;
-            }
+            if (capped)
+                cut = utf8_complete_len(text, PREVIEW_MAX);
             json_object_set_new(j, "content_preview", json_string_lossy(text, cut));
             json_object_set_new(j, "preview_truncated", json_boolean(capped));
             json_object_set_new(j, "total_lines", json_integer((json_int_t)lines));
