@@ -40,6 +40,7 @@
 #include "bench_util.h"
 #include "common/buf.h"
 #include "common/json.h"
+#include "engine/hugemem.h"
 
 typedef struct {
     const char *engine, *server, *model, *out;
@@ -481,7 +482,8 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
 
 /* memcpy bandwidth for `bytes`, measured two ways between buffers far
  * larger than the CPU caches (a restore writes KV cells that are not in
- * the cache), filled with distinct data:
+ * the cache), filled with distinct data, on huge pages as the engine's
+ * KV cache and snapshots are:
  * - like a restore: each copy a second after the last one, between
  *   buffers untouched since they were filled, as a restore copies a cached
  *   entry after the question's idle second: the median of 7 (*idle);
@@ -490,7 +492,7 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
 static double memcpy_gbs(size_t bytes, double *idle, double *hot)
 {
     const int slots = 9;
-    char *src = malloc(bytes * (size_t)slots), *dst = malloc(bytes * (size_t)slots);
+    char *src = hugemem_alloc(bytes * (size_t)slots), *dst = hugemem_alloc(bytes * (size_t)slots);
     if (!src || !dst)
         die("out of memory");
     bench_fill_unique(src, bytes * (size_t)slots, 88172645463325252ull);
@@ -555,7 +557,9 @@ static void describe_machine(buf_t *b, const opts_t *o)
                   "Model: Qwen2.5-0.5B's shape (24 layers, 896 wide, 14 heads, 2 KV heads, FFN 4864), "
                   "f16 weights (random, written by kvchat-mkmodel); KV cache f16, flash attention.\n"
                   "Both servers are built from the same llama.cpp source (commit 80fb11a) and run with their "
-                  "defaults otherwise: kvchat-engine reads the weights into memory, llama-server maps the file.\n\n",
+                  "defaults otherwise: kvchat-engine reads the weights into memory and puts its large buffers on "
+                  "transparent huge pages (docs/engine.md), llama-server maps the file and uses the C "
+                  "library's default pages.\n\n",
                date, cpu, sysconf(_SC_NPROCESSORS_ONLN), (double)pages * psz / (1 << 30), u.release,
                o->threads);
 }
@@ -655,7 +659,7 @@ int main(int argc, char **argv)
                res[1].tps1 > 0 ? res[0].tps1 / res[1].tps1 : 0, res[1].tps4 > 0 ? res[0].tps4 / res[1].tps4 : 0);
     buf_printf(&b, "- restore bandwidth: %.2f GB/s (median of %d restores from the RAM tier, %.2f to %.2f) "
                    "copying %.1f MB of KV into the context. memcpy of the same bytes in this process, between "
-                   "buffers larger than the CPU caches: %.2f GB/s like a restore (a second after the last copy, "
+                   "buffers larger than the CPU caches, on huge pages as the engine's: %.2f GB/s like a restore (a second after the last copy, "
                    "from a buffer left idle) -> %.2f of memcpy (target >= 0.5); %.2f GB/s back to back -> %.2f "
                    "of it; cache-hot %.2f GB/s. The one restore from disk in (4): %.2f GB/s for the copy, "
                    "%.2f GB/s including the read of the file.\n",

@@ -8,7 +8,9 @@
  * the next slot (model_seq_state_set, the engine's own restore path) and
  * copies another snapshot's bytes between two buffers left idle as long
  * (memcpy). Every buffer holds distinct data (no page of repeated bytes
- * that a hypervisor might merge). Prints the medians and their ratio.
+ * that a hypervisor might merge) and sits on huge pages where the system
+ * has them, as the engine's do (hugemem.h). Prints the medians and their
+ * ratio.
  *
  * Usage: kvchat-bench-restore --model PATH [--tokens N] [--rounds N]
  *                             [--threads N] [--out FILE (appends)]
@@ -21,7 +23,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "engine/kvstore.h"
+#include "engine/hugemem.h"
 #include "engine/model.h"
 
 static void die(const char *msg)
@@ -34,6 +36,7 @@ enum { SNAPS = 5, SLOTS = 4, MAX_ROUNDS = 64 };
 
 int main(int argc, char **argv)
 {
+    hugemem_exec_advised(argv);   /* as kvchat-engine does */
     const char *model_path = NULL, *out = NULL;
     int n_tokens = 2349, rounds = 15, threads = 2;
     static const struct option opts[] = {
@@ -84,7 +87,7 @@ int main(int argc, char **argv)
     void *snap[SNAPS];
     for (int i = 0; i < SNAPS; i++) {
         /* the engine's RAM-tier allocation; each its own copy */
-        if (!(snap[i] = kvstore_blob_alloc(size)) ||
+        if (!(snap[i] = hugemem_alloc(size)) ||
             model_seq_state_get(c, 0, snap[i], size, &len) != MODEL_OK)
             die("cannot save the state");
     }
@@ -95,7 +98,7 @@ int main(int argc, char **argv)
     char *src[SNAPS], *dst[SNAPS];
     for (int i = 0; i < SNAPS; i++) {
         /* allocated as the snapshots are (the RAM tier's allocator) */
-        if (!(src[i] = kvstore_blob_alloc(len)) || !(dst[i] = kvstore_blob_alloc(len)))
+        if (!(src[i] = hugemem_alloc(len)) || !(dst[i] = hugemem_alloc(len)))
             die("out of memory");
         bench_fill_unique(src[i], len, 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1));
         bench_fill_unique(dst[i], len, 0xC2B2AE3D27D4EB4Full * (uint64_t)(i + 1));

@@ -74,13 +74,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "engine/hugemem.h"
 #include "engine/radix.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -99,8 +99,6 @@
 #define KV_FLAG_PINNED 1u
 #define KV_LOCK_NAME ".kvstore.lock"
 #define KV_READ_CHUNK ((size_t)2 << 20)  /* read, then hash while cached */
-#define KV_HUGE_MIN ((size_t)4 << 20)    /* blobs this large get huge pages */
-#define KV_HUGE_ALIGN ((size_t)2 << 20)
 #define KV_NAME_MAX 32                   /* "<16 hex>.kv.tmp" + NUL */
 
 /* ------------------------------------------------------------------ */
@@ -723,18 +721,6 @@ static void unlink_entry_file(kvstore_t *s, const char *id)
         log_warn("kvstore: cannot delete %s/%s: %s", s->dir, fin, strerror(errno));
 }
 
-void *kvstore_blob_alloc(size_t len)
-{
-    if (len < KV_HUGE_MIN)
-        return malloc(len ? len : 1);
-    void *p = NULL;
-    if (posix_memalign(&p, KV_HUGE_ALIGN, len) != 0)
-        return NULL;
-    /* Advice only: without transparent huge pages this is plain memory. */
-    madvise(p, len & ~(KV_HUGE_ALIGN - 1), MADV_HUGEPAGE);
-    return p;
-}
-
 /* Read and verify e's blob. Returns 0 with *out (malloc'd, e->bytes) or a
  * KVSTORE_E* code with *why set. */
 static int read_entry_blob(kvstore_t *s, const struct entry *e, void **out, const char **why)
@@ -759,7 +745,7 @@ static int read_entry_blob(kvstore_t *s, const struct entry *e, void **out, cons
         rc = KVSTORE_ECORRUPT;
         goto out;
     }
-    buf = kvstore_blob_alloc(e->bytes);
+    buf = hugemem_alloc(e->bytes);
     if (!buf) {
         *why = "out of memory";
         rc = KVSTORE_ENOMEM;

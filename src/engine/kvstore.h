@@ -118,7 +118,8 @@ int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out);
 void kvstore_close(kvstore_t *s);
 
 /* Store a snapshot of tokens[0..n) (n >= 1; copied). The store takes
- * ownership of `blob` (len >= 1 bytes from malloc() or kvstore_blob_alloc();
+ * ownership of `blob` (len >= 1 bytes from malloc() or, better for large
+ * blobs, hugemem_alloc(), as the store uses for blobs it reads from disk;
  * the store frees it with free()) on every return, success or failure; the
  * caller must not touch it afterwards.
  * An entry with the identical token sequence is replaced: the new entry
@@ -250,14 +251,6 @@ int kvstore_set_pinned(kvstore_t *s, const char *id, bool pinned);
 
 /* Wait until the writer has nothing queued or in progress. */
 void kvstore_flush(kvstore_t *s);
-
-/* Memory for a blob of len bytes, freed with free(); NULL on ENOMEM.
- * Blobs of 4 MiB and more are 2 MiB-aligned and advised to use transparent
- * huge pages: first-touching fresh 4 KiB pages is what dominates filling a
- * 50 MB buffer (measured here: ~200 ms for 50 MB versus ~6 ms with huge
- * pages). The store reads disk entries into such memory; callers
- * snapshotting a sequence for kvstore_insert() should allocate with it too. */
-void *kvstore_blob_alloc(size_t len);
 
 /* The 64-bit checksum used for entry files: 4 independent lanes of 8-byte
  * steps, then a final mix. Deterministic across platforms (little-endian

@@ -1,10 +1,11 @@
 /* main.c — kvchat-engine: a local model server with a tiered, persistent
  * KV-cache store.
  *
- * Start-up order: parse flags; open the HTTP server first, so /health can
- * answer 503 "loading" while the model loads; load the model, create the
- * context, open the KV store (resuming or resetting its disk tier), start
- * the scheduler; mark ready. SIGINT/SIGTERM shut down in reverse: the HTTP
+ * Start-up order: make the C library put large allocations on huge pages
+ * (executing the program again if it must); parse flags; open the HTTP
+ * server first, so /health can answer 503 "loading" while the model loads;
+ * load the model, create the context, open the KV store (resuming or
+ * resetting its disk tier), start the scheduler; mark ready. SIGINT/SIGTERM shut down in reverse: the HTTP
  * server ends every open stream, the scheduler finishes every job, the store
  * flushes pending disk writes.
  */
@@ -24,6 +25,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "engine/engine.h"
+#include "engine/hugemem.h"
 #include "engine/server.h"
 
 static void usage(FILE *out)
@@ -342,11 +344,18 @@ static int load(engine_t *e)
     }
     log_info("ready: %s (%s), %d slots x %d cells, KV %s", e->model_id, in->desc, c->parallel,
              sched_slot_capacity(e->sched), model_ctx_layout(e->ctx));
+    size_t anon, huge;
+    if (hugemem_usage(&anon, &huge) == 0)
+        log_info("memory: %zu MiB allocated, %zu MiB of it on huge pages%s", anon >> 20, huge >> 20,
+                 huge ? "" : " (transparent huge pages off or unavailable)");
     return 0;
 }
 
 int main(int argc, char **argv)
 {
+    /* Before anything else: the weights, KV cache and compute buffers that
+     * llama.cpp allocates should be on huge pages (hugemem.h). */
+    hugemem_exec_advised(argv);
     engine_t e;
     memset(&e, 0, sizeof e);
     config_default(&e.cfg);

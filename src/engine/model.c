@@ -389,7 +389,7 @@ int model_ctx_new(model_t *m, const model_ctx_params_t *p, model_ctx_t **out)
         return MODEL_ECONTEXT;
     }
     /* Touch every page of the KV cache now (clearing writes zeros): else
-     * the first restore into fresh cells pays a page fault per 4 KiB and
+     * the first restore into fresh cells pays a page fault per page and
      * runs at a fraction of memory bandwidth. */
     llama_memory_clear(llama_get_memory(c->lc), true);
     snprintf(c->layout, sizeof c->layout, "k=%s v=%s fa=%d unified=%d seqs=%d cells=%d",

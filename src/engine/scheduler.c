@@ -26,6 +26,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"
+#include "engine/hugemem.h"
 
 /* Most text one reply may produce (bytes). */
 #define TEXT_MAX (64u << 20)
@@ -209,7 +210,7 @@ static int snapshot(sched_t *s, slot_t *sl, bool pin, sched_result_t *res)
     size_t size = model_seq_state_size(s->ctx, sl->id);
     /* Big fresh allocations are slow to touch the first time; the store's
      * allocator hands out huge-page backed memory for them. */
-    void *blob = kvstore_blob_alloc(size);
+    void *blob = hugemem_alloc(size);
     if (!blob)
         return SCHED_ENOMEM;
     size_t written = 0;

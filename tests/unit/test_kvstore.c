@@ -46,6 +46,7 @@
 #include <cmocka.h>
 
 #include "common/log.h"
+#include "engine/hugemem.h"
 #include "engine/kvstore.h"
 
 #define FP 0x1122334455667788ull
@@ -1008,7 +1009,7 @@ static void test_load_throughput(void **state)
     kvstore_t *s = open_store(1 << 20, (uint64_t)1 << 30, KVSTORE_RESUME, FP, LAYOUT);
     int32_t t[4000];
     seq(t, 4000, 0);
-    void *blob = kvstore_blob_alloc(B);
+    void *blob = hugemem_alloc(B);
     assert_non_null(blob);
     fill(blob, B, 50);
     assert_int_equal(kvstore_insert(s, t, 4000, blob, B, false, NULL), KVSTORE_OK);
