@@ -577,6 +577,87 @@ void documents_h_cache(httpd_req_t *req, void *user)
     answer_cache(req, user, httpd_req_param(req, "doc_id"), NULL);
 }
 
+/* ---- the cache as the engine holds it now ---- */
+
+/* The store remembers a document's cache entry as it was when cached; the
+ * engine may since have moved it to disk, evicted it, been reset, or
+ * restarted with another model. Lists and status answers ask the running
+ * engine for its entries (one bounded call) and report each document's
+ * entry as it is now: cache.tier from the engine and cache.live true; an
+ * entry the engine no longer has makes the document "none" again with
+ * cache.evicted true (the store keeps its record: another engine, such as
+ * the previous model's, may still hold it). When the engine cannot be
+ * asked (stopped, loading, a remote provider, no answer in time) the
+ * stored state stands and cache.live is false. */
+typedef struct {
+    llm_cache_entry_t *e;   /* sorted by id */
+    size_t n;
+    bool live;
+} live_cache_t;
+
+static int cmp_entry(const void *x, const void *y)
+{
+    return strcmp(((const llm_cache_entry_t *)x)->id, ((const llm_cache_entry_t *)y)->id);
+}
+
+static void live_cache_load(app_t *a, live_cache_t *lc)
+{
+    memset(lc, 0, sizeof *lc);
+    app_provider_t *p = app_local_acquire(a);
+    if (!p)
+        return;
+    char err[256];
+    if (llm_cache_entries(p->llm, &lc->e, &lc->n, err, sizeof err) == LLM_OK) {
+        lc->live = true;
+        if (lc->n > 1)
+            qsort(lc->e, lc->n, sizeof *lc->e, cmp_entry);
+    } else {
+        log_debug("documents: cache state as stored (the engine's entries: %s)", err);
+    }
+    app_provider_release(p);
+}
+
+static void live_cache_cleanup(live_cache_t *lc)
+{
+    free(lc->e);
+    lc->e = NULL;
+    lc->n = 0;
+}
+
+/* A document as the API shows it, its cache as of lc. Returns a new
+ * reference (NULL on ENOMEM). */
+static json_t *doc_json_live(const store_doc_t *d, const live_cache_t *lc)
+{
+    json_t *j = documents_json(d);
+    json_t *c = json_object_get(j, "cache");
+    if (!j || !c)
+        return j;
+    bool stored = d->cache.status == STORE_CACHE_CACHED && d->cache.entry_id && *d->cache.entry_id;
+    json_object_set_new(c, "live", json_boolean(lc->live && stored));
+    if (!lc->live || !stored)
+        return j;
+    llm_cache_entry_t key;
+    snprintf(key.id, sizeof key.id, "%s", d->cache.entry_id);
+    const llm_cache_entry_t *e = lc->n ? bsearch(&key, lc->e, lc->n, sizeof *lc->e, cmp_entry) : NULL;
+    if (e) {
+        json_object_set_new(c, "tier", json_string(e->tier));
+    } else {
+        const char *none = store_cache_status_name(STORE_CACHE_NONE);
+        json_object_set_new(c, "status", json_string(none));
+        json_object_set_new(c, "evicted", json_true());
+        json_object_set_new(j, "cache_status", json_string(none));
+    }
+    return j;
+}
+
+static bool any_cached(const store_doc_t *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (d[i].cache.status == STORE_CACHE_CACHED)
+            return true;
+    return false;
+}
+
 /* ---- list, get, delete ---- */
 
 void documents_h_list(httpd_req_t *req, void *user)
@@ -588,9 +669,13 @@ void documents_h_list(httpd_req_t *req, void *user)
         httpd_reply_error(req, 500, "Cannot list documents: %s", store_strerror(rc));
         return;
     }
+    live_cache_t lc = { 0 };
+    if (any_cached(l.items, l.n))
+        live_cache_load(a, &lc);
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n; i++)
-        json_array_append_new(arr, documents_json(&l.items[i]));
+        json_array_append_new(arr, doc_json_live(&l.items[i], &lc));
+    live_cache_cleanup(&lc);
     store_doc_list_cleanup(&l);
     httpd_reply_json(req, 200, arr);
 }
@@ -638,7 +723,11 @@ void documents_h_get(httpd_req_t *req, void *user)
     store_doc_t d;
     if (load_doc(req, a, id, &d) != 0)
         return;
-    json_t *j = documents_json(&d);
+    live_cache_t lc = { 0 };
+    if (any_cached(&d, 1))
+        live_cache_load(a, &lc);
+    json_t *j = doc_json_live(&d, &lc);
+    live_cache_cleanup(&lc);
     const char *prev = httpd_req_query(req, "include_preview");
     if (prev && (strcmp(prev, "true") == 0 || strcmp(prev, "1") == 0 || !*prev)) {
         char *text = NULL;
@@ -704,10 +793,14 @@ void documents_h_cache_status(httpd_req_t *req, void *user)
     store_doc_t d;
     if (load_doc(req, a, id, &d) != 0)
         return;
-    json_t *j = documents_json(&d);
+    live_cache_t lc = { 0 };
+    if (any_cached(&d, 1))
+        live_cache_load(a, &lc);
+    json_t *j = doc_json_live(&d, &lc);
+    live_cache_cleanup(&lc);
     json_t *c = json_incref(json_object_get(j, "cache"));
     json_object_set_new(c, "doc_id", json_string(d.id));
-    json_object_set_new(c, "cache_status", json_string(store_cache_status_name(d.cache.status)));
+    json_object_set_new(c, "cache_status", json_incref(json_object_get(j, "cache_status")));
     json_object_set_new(c, "n_tokens", d.n_tokens >= 0 ? json_integer(d.n_tokens) : json_null());
     json_decref(j);
     store_doc_cleanup(&d);

@@ -822,6 +822,19 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 }
 
 /* Map a transfer that failed in libcurl. */
+/* The limits of the exchange, ms: the whole of it (0 = none), and the
+ * connection within it. */
+static unsigned total_timeout(const llm_xfer_t *x)
+{
+    return x->timeout_ms ? x->timeout_ms : x->p->cfg.total_timeout_ms;
+}
+
+static unsigned connect_timeout(const llm_xfer_t *x)
+{
+    unsigned c = x->p->cfg.connect_timeout_ms ? x->p->cfg.connect_timeout_ms : 10000;
+    return x->timeout_ms && c > x->timeout_ms ? x->timeout_ms : c;
+}
+
 static void fail_curl(llm_xfer_t *x, CURLcode cc, const char *ebuf)
 {
     const char *detail = ebuf && *ebuf ? ebuf : curl_easy_strerror(cc);
@@ -845,10 +858,10 @@ static void fail_curl(llm_xfer_t *x, CURLcode cc, const char *ebuf)
     case CURLE_OPERATION_TIMEDOUT:
         if (!x->got_bytes && strstr(detail, "onnect"))
             llm__fail(x, LLM_ETIMEOUT, "Could not connect to %s within %g s", p->name,
-                      p->cfg.connect_timeout_ms / 1000.0);
+                      connect_timeout(x) / 1000.0);
         else
             llm__fail(x, LLM_ETIMEOUT, "No complete answer from %s within %g s", p->name,
-                      p->cfg.total_timeout_ms / 1000.0);
+                      total_timeout(x) / 1000.0);
         break;
     case CURLE_OUT_OF_MEMORY:
         llm__fail(x, LLM_ENOMEM, "Out of memory talking to %s", p->name);
@@ -918,9 +931,9 @@ int llm__xfer_run(llm_xfer_t *x)
     SET(CURLOPT_TCP_KEEPIDLE, 30L);
     SET(CURLOPT_TCP_KEEPINTVL, 15L);
     SET(CURLOPT_TCP_NODELAY, 1L);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)(p->cfg.connect_timeout_ms ? p->cfg.connect_timeout_ms : 10000));
-    if (p->cfg.total_timeout_ms)
-        SET(CURLOPT_TIMEOUT_MS, (long)p->cfg.total_timeout_ms);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout(x));
+    if (total_timeout(x))
+        SET(CURLOPT_TIMEOUT_MS, (long)total_timeout(x));
     SET(CURLOPT_SHARE, p->share->sh);
     SET(CURLOPT_USERAGENT, USER_AGENT);
     SET(CURLOPT_HTTPHEADER, hdrs);
@@ -1240,6 +1253,19 @@ int llm_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, siz
         return LLM_ENOTSUP;
     }
     return p->be->cache_stats(p, out, errmsg, errcap);
+}
+
+int llm_cache_entries(llm_provider_t *p, llm_cache_entry_t **out, size_t *n, char *errmsg,
+                      size_t errcap)
+{
+    *out = NULL;
+    *n = 0;
+    set_msg(errmsg, errcap, "");
+    if (!p->be->cache_entries) {
+        set_msg(errmsg, errcap, "This model provider does not keep a KV cache");
+        return LLM_ENOTSUP;
+    }
+    return p->be->cache_entries(p, out, n, errmsg, errcap);
 }
 
 int llm_tokenize_count(llm_provider_t *p, const char *text, size_t len, int64_t *n, char *errmsg,

@@ -294,11 +294,12 @@ typedef struct {
  * errmsg may be NULL. */
 int llm_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t errcap);
 
-/* Count the tokens of len bytes of text: POST /tokenize (the engine,
- * llama-server) or Gemini's countTokens. Returns LLM_OK and *n;
- * LLM_ENOTFOUND when the server has no such endpoint; another LLM_E*.
- * errmsg may be NULL. */
-/* The engine's KV-cache totals (GET /v1/cache/stats; local only). */
+/* Calls that only report the engine's state (cache totals, cache entries)
+ * give up after this long, so a stuck engine cannot hold up a page. */
+#define LLM_STATUS_TIMEOUT_MS 3000u
+
+/* The engine's KV-cache totals (GET /v1/cache/stats; local only; bounded
+ * by LLM_STATUS_TIMEOUT_MS). */
 typedef struct {
     int64_t entries;
     int64_t bytes_ram;
@@ -306,6 +307,26 @@ typedef struct {
 } llm_cache_stats_t;
 int llm_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap);
 
+/* One entry of the engine's KV cache, as GET /v1/cache lists it. */
+typedef struct {
+    char id[80];
+    char tier[16];   /* "ram" or "disk": where its bytes are now */
+    int n_tokens;
+    bool pinned;
+} llm_cache_entry_t;
+
+/* Local provider only: every entry of the engine's KV cache (GET /v1/cache,
+ * bounded by LLM_STATUS_TIMEOUT_MS). Returns LLM_OK with *out (malloc'd,
+ * *n entries; the caller frees it with free(); NULL when empty);
+ * LLM_ENOTSUP for other providers; another LLM_E* (*out NULL, *n 0).
+ * errmsg may be NULL. */
+int llm_cache_entries(llm_provider_t *p, llm_cache_entry_t **out, size_t *n, char *errmsg,
+                      size_t errcap);
+
+/* Count the tokens of len bytes of text: POST /tokenize (the engine,
+ * llama-server) or Gemini's countTokens. Returns LLM_OK and *n;
+ * LLM_ENOTFOUND when the server has no such endpoint; another LLM_E*.
+ * errmsg may be NULL. */
 int llm_tokenize_count(llm_provider_t *p, const char *text, size_t len, int64_t *n,
                        char *errmsg, size_t errcap);
 

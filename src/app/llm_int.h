@@ -54,6 +54,8 @@ struct llm_xfer {
     size_t body_len;
     bool sse;                  /* the answer is an event stream */
     size_t max_body;           /* limit of a whole (non-SSE) answer body */
+    unsigned timeout_ms;       /* limit of the whole exchange; 0 = the
+                                  provider's total_timeout_ms */
     /* SSE (or a whole JSON answer to a streaming request, element by
      * element when it is an array): one parsed event. Returns LLM_OK or
      * an error code after llm__fail(). */
@@ -144,6 +146,8 @@ struct llm_backend {
     int (*cache_delete)(llm_provider_t *p, const char *id, char *errmsg, size_t errcap);
     int (*models)(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t errcap);
     int (*cache_stats)(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap);
+    int (*cache_entries)(llm_provider_t *p, llm_cache_entry_t **out, size_t *n, char *errmsg,
+                         size_t errcap);
     int (*tokenize_count)(llm_provider_t *p, const char *text, size_t len, int64_t *n,
                           char *errmsg, size_t errcap);
 };

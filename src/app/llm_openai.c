@@ -151,12 +151,13 @@ static int oa_chat_event(llm_chat_call_t *c, json_t *ev)
 
 /* ---- JSON calls -------------------------------------------------------- */
 
-/* One request with a JSON answer. body (may be NULL) is stolen. On success
- * *out is a new reference (NULL for an empty answer). Messages go to
- * errmsg (may be NULL). */
+/* One request with a JSON answer. body (may be NULL) is stolen.
+ * timeout_ms bounds the whole exchange (0: the provider's timeouts). On
+ * success *out is a new reference (NULL for an empty answer). Messages go
+ * to errmsg (may be NULL). */
 static int json_call(llm_provider_t *p, const char *method, const char *url, json_t *body,
-                     size_t max_body, const llm_callbacks_t *cb, void *ud, json_t **out,
-                     int *status, char *errmsg, size_t errcap)
+                     size_t max_body, unsigned timeout_ms, const llm_callbacks_t *cb, void *ud,
+                     json_t **out, int *status, char *errmsg, size_t errcap)
 {
     *out = NULL;
     char *text = NULL;
@@ -176,6 +177,7 @@ static int json_call(llm_provider_t *p, const char *method, const char *url, jso
     x.body = text;
     x.body_len = text ? strlen(text) : 0;
     x.max_body = max_body;
+    x.timeout_ms = timeout_ms;
     int rc = llm__xfer_run(&x);
     if (status)
         *status = x.status;
@@ -323,7 +325,7 @@ static int oa_cache_delete(llm_provider_t *p, const char *id, char *errmsg, size
     if (!url)
         return LLM_ENOMEM;
     json_t *j = NULL;
-    int rc = json_call(p, "DELETE", url, NULL, (size_t)64 << 10, NULL, NULL, &j, NULL, errmsg,
+    int rc = json_call(p, "DELETE", url, NULL, (size_t)64 << 10, 0, NULL, NULL, &j, NULL, errmsg,
                        errcap);
     json_decref(j);
     free(url);
@@ -336,7 +338,7 @@ static int oa_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, siz
     if (!url)
         return LLM_ENOMEM;
     json_t *j = NULL;
-    int rc = json_call(p, "GET", url, NULL, (size_t)4 << 20, NULL, NULL, &j, NULL, errmsg, errcap);
+    int rc = json_call(p, "GET", url, NULL, (size_t)4 << 20, 0, NULL, NULL, &j, NULL, errmsg, errcap);
     free(url);
     if (rc != LLM_OK)
         return rc;
@@ -379,7 +381,7 @@ static int oa_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errms
     if (!url)
         return LLM_ENOMEM;
     json_t *j = NULL;
-    int rc = json_call(p, "GET", url, NULL, (size_t)64 << 10, NULL, NULL, &j, NULL, errmsg, errcap);
+    int rc = json_call(p, "GET", url, NULL, (size_t)64 << 10, LLM_STATUS_TIMEOUT_MS, NULL, NULL, &j, NULL, errmsg, errcap);
     free(url);
     if (rc != LLM_OK)
         return rc;
@@ -387,6 +389,53 @@ static int oa_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errms
     out->bytes_ram = llm__get_int(j, "bytes_ram", 0);
     out->bytes_disk = llm__get_int(j, "bytes_disk", 0);
     json_decref(j);
+    return LLM_OK;
+}
+
+static int oa_cache_entries(llm_provider_t *p, llm_cache_entry_t **out, size_t *n, char *errmsg,
+                            size_t errcap)
+{
+    if (p->cfg.kind != LLM_PROVIDER_LOCAL) {
+        if (errmsg)
+            snprintf(errmsg, errcap, "%s does not offer a KV-cache API", p->name);
+        return LLM_ENOTSUP;
+    }
+    char *url = llm__strdupf("%s/v1/cache", p->root_url);
+    if (!url)
+        return LLM_ENOMEM;
+    json_t *j = NULL;
+    int rc = json_call(p, "GET", url, NULL, (size_t)64 << 20, LLM_STATUS_TIMEOUT_MS, NULL, NULL,
+                       &j, NULL, errmsg, errcap);
+    free(url);
+    if (rc != LLM_OK)
+        return rc;
+    json_t *arr = json_object_get(j, "entries");
+    if (!json_is_array(arr)) {
+        if (errmsg)
+            snprintf(errmsg, errcap, "Malformed cache list from %s: no 'entries' array", p->name);
+        json_decref(j);
+        return LLM_EPROTO;
+    }
+    size_t cnt = json_array_size(arr);
+    llm_cache_entry_t *e = cnt ? calloc(cnt, sizeof *e) : NULL;
+    if (cnt && !e) {
+        json_decref(j);
+        return LLM_ENOMEM;
+    }
+    size_t k = 0, i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(json_object_get(v, "id")))
+            continue;
+        llm__copy_str(e[k].id, sizeof e[k].id, v, "id");
+        llm__copy_str(e[k].tier, sizeof e[k].tier, v, "tier");
+        e[k].n_tokens = (int)llm__get_int(v, "n_tokens", 0);
+        e[k].pinned = json_is_true(json_object_get(v, "pinned"));
+        k++;
+    }
+    json_decref(j);
+    *out = e;
+    *n = k;
     return LLM_OK;
 }
 
@@ -404,7 +453,7 @@ static int oa_tokenize_count(llm_provider_t *p, const char *text, size_t len, in
      * JSON: the answer's limit follows from the text's length. */
     size_t max = len * 12 + ((size_t)64 << 10);
     json_t *j = NULL;
-    int rc = json_call(p, "POST", url, body, max, NULL, NULL, &j, NULL, errmsg, errcap);
+    int rc = json_call(p, "POST", url, body, max, 0, NULL, NULL, &j, NULL, errmsg, errcap);
     free(url);
     if (rc != LLM_OK)
         return rc;
@@ -429,5 +478,6 @@ const llm_backend_t llm__backend_openai = {
     .cache_delete = oa_cache_delete,
     .models = oa_models,
     .cache_stats = oa_cache_stats,
+    .cache_entries = oa_cache_entries,
     .tokenize_count = oa_tokenize_count,
 };

@@ -9,7 +9,8 @@
 // walks the product as a user would: upload (drag-and-drop and the picker,
 // with rejected files), cache with a visible state change, preview, a
 // streamed answer with its cache figures, copy, Stop, restart without reset
-// and an answer restored from disk, a document too long for the context,
+// and an answer restored from disk, a cache entry the engine dropped, a
+// document too long for the context,
 // the model stopped and the error it causes, the logs viewer, restart with
 // reset, past sessions, delete, markdown and script injection, keyboard
 // reach, phone width and dark mode. Screenshots of the main states go to
@@ -445,6 +446,18 @@ async function walk() {
     const newSid = await page.evaluate(() => localStorage.getItem('kvchat.session'));
     check(newSid && newSid !== oldSid, 'a new session id is used');
     await shot('desktop-disk-hit');
+  });
+
+  await step('a document whose cache entry the engine dropped shows as not cached, and why', async () => {
+    const st = (await api('GET', '/api/v1/model/status')).body;
+    const d = (await api('GET', '/api/v1/documents/list')).body.find((x) => x.filename === 'kv-guide.md');
+    check(d && d.cache_status === 'cached' && d.cache.live === true, `the list reports the engine's entry (${JSON.stringify(d && d.cache)})`);
+    const del = await fetch(`http://127.0.0.1:${st.port}/v1/cache/${d.cache.entry_id}`, { method: 'DELETE' });
+    check(del.status === 200, `the engine deleted the entry (${del.status})`);
+    await page.click('#doc-refresh');
+    await until(async () => (await badge('kv-guide.md')).state === 'none', 'kv-guide.md to be not cached once its entry is gone');
+    const title = await page.getAttribute(`${sel.docItem('kv-guide.md')} .doc-cache`, 'title');
+    check(/no longer holds it/.test(title), `the badge says why (${title})`);
   });
 
   await step('the model selector lists local and remote models and switches between them', async () => {

@@ -327,8 +327,24 @@ static bool on_cache_event(const char *data, void *ud)
     return true;
 }
 
+/* The document `id` in GET /documents/list (kept in *r until resp_free). */
+static json_t *listed(const char *id, resp_t *r)
+{
+    http(g_app.port, "GET", API "/documents/list", NULL, r);
+    assert_int_equal(r->status, 200);
+    size_t i;
+    json_t *d;
+    json_array_foreach(r->json, i, d) {
+        if (strcmp(json_string_value(json_object_get(d, "doc_id")), id) == 0)
+            return d;
+    }
+    fail_msg("document %s not listed", id);
+    return NULL;
+}
+
 /* The KV cache at work: upload, cache, ask; the answer's timings count the
- * document's tokens as cached. After a restart without reset: from disk. */
+ * document's tokens as cached. After a restart without reset: from disk.
+ * The document list reports the engine's cache as it is now. */
 static void test_cache_end_to_end(void **state)
 {
     (void)state;
@@ -348,6 +364,13 @@ static void test_cache_end_to_end(void **state)
     http(g_app.port, "GET", path, NULL, &r);
     assert_string_equal(jstr(r.json, "cache_status"), "cached");
     assert_int_equal(jint(r.json, "tokens"), cached_tokens);
+    assert_true(json_is_true(jpath(r.json, "live")));
+    resp_free(&r);
+    json_t *d = listed(id, &r);
+    assert_string_equal(jstr(d, "cache.tier"), "ram");
+    assert_true(json_is_true(jpath(d, "cache.live")));
+    char entry[96];
+    snprintf(entry, sizeof entry, "%s", jstr(d, "cache.entry_id"));
     resp_free(&r);
 
     chat_sse_t c = { 0 };
@@ -368,6 +391,12 @@ static void test_cache_end_to_end(void **state)
     assert_true(jint(r.json, "pid") > 0);
     assert_non_null(strstr(jstr(r.json, "command"), "--resume"));
     resp_free(&r);
+    /* the restarted engine holds the entry on disk: the list says so */
+    d = listed(id, &r);
+    assert_string_equal(jstr(d, "cache_status"), "cached");
+    assert_string_equal(jstr(d, "cache.tier"), "disk");
+    assert_true(json_is_true(jpath(d, "cache.live")));
+    resp_free(&r);
     assert_int_equal(ask("cache-session-2", "Where can visitors rent bicycles?", id, &c), 200);
     assert_true(c.done && !c.error);
     assert_string_equal(jstr(c.final, "timings.cache_tier"), "disk");
@@ -385,6 +414,35 @@ static void test_cache_end_to_end(void **state)
     assert_string_equal(jstr(r.json, "document_id"), id);
     assert_string_equal(jstr(r.json, "document_filename"), "harbor.md");
     assert_int_equal(json_array_size(jpath(r.json, "messages")), 4);
+    resp_free(&r);
+
+    /* the engine drops the entry (here: deleted at the engine itself): the
+     * document is reported uncached, and caching it again works */
+    http(g_app.port, "GET", API "/model/status", NULL, &r);
+    int engine_port = (int)jint(r.json, "port");
+    resp_free(&r);
+    char epath[160];
+    snprintf(epath, sizeof epath, "/v1/cache/%s", entry);
+    http(engine_port, "DELETE", epath, NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    snprintf(path, sizeof path, API "/documents/%s/cache-status", id);
+    http(g_app.port, "GET", path, NULL, &r);
+    assert_string_equal(jstr(r.json, "cache_status"), "none");
+    assert_true(json_is_true(jpath(r.json, "evicted")));
+    resp_free(&r);
+    d = listed(id, &r);
+    assert_string_equal(jstr(d, "cache_status"), "none");
+    assert_true(json_is_true(jpath(d, "cache.evicted")));
+    resp_free(&r);
+    snprintf(path, sizeof path, API "/documents/cache/%s", id);
+    http(g_app.port, "POST", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "status"), "cached");
+    resp_free(&r);
+    d = listed(id, &r);
+    assert_string_equal(jstr(d, "cache_status"), "cached");
+    assert_true(json_is_true(jpath(d, "cache.live")));
     resp_free(&r);
 
     /* start with reset: every document's cache state is empty */

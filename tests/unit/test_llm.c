@@ -966,6 +966,30 @@ static void test_openai_first_byte_timeout(void **state)
     raw_stop(&raw);
 }
 
+/* Status calls (the engine's cache list) give up after
+ * LLM_STATUS_TIMEOUT_MS, not the provider's minutes-long limits. */
+static void test_status_timeout(void **state)
+{
+    (void)state;
+    raw_t raw;
+    raw_start(&raw, false, NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", raw.port);
+    llm_provider_t *p = provider(LLM_PROVIDER_LOCAL, url, NULL, NULL, NULL);
+    llm_cache_entry_t *e = (llm_cache_entry_t *)1;
+    size_t n = 7;
+    char err[256];
+    double t0 = now_ms();
+    assert_int_equal(llm_cache_entries(p, &e, &n, err, sizeof err), LLM_ETIMEOUT);
+    double took = now_ms() - t0;
+    assert_true(took >= LLM_STATUS_TIMEOUT_MS - 10 && took < LLM_STATUS_TIMEOUT_MS + 2000);
+    assert_null(e);
+    assert_int_equal(n, 0);
+    assert_contains(err, "within 3 s");
+    llm_provider_free(p);
+    raw_stop(&raw);
+}
+
 static void test_refused(void **state)
 {
     (void)state;
@@ -1080,6 +1104,11 @@ static void test_not_supported(void **state)
     assert_int_equal(llm_cache_delete(gm, "abc", err, sizeof err), LLM_ENOTSUP);
     llm_model_info_t info;
     assert_int_equal(llm_models(gm, &info, err, sizeof err), LLM_ENOTSUP);
+    llm_cache_entry_t *e;
+    size_t n;
+    assert_int_equal(llm_cache_entries(oa, &e, &n, err, sizeof err), LLM_ENOTSUP);
+    assert_int_equal(llm_cache_entries(gm, &e, &n, err, sizeof err), LLM_ENOTSUP);
+    assert_null(e);
     assert_int_equal(F.requests, 0);
     llm_provider_free(oa);
     llm_provider_free(gm);
@@ -1370,6 +1399,7 @@ int main(void)
         cmocka_unit_test(test_openai_done_without_end),
         T(test_openai_idle_timeout),
         cmocka_unit_test(test_openai_first_byte_timeout),
+        cmocka_unit_test(test_status_timeout),
         cmocka_unit_test(test_refused),
         T(test_cancel),
         T(test_cancel_polls),

@@ -485,7 +485,26 @@ static void test_prefill(void **state)
     llm_result_cleanup(&res);
 
     char err[256];
+    /* The engine lists the entry, pinned, with its tokens. */
+    llm_cache_entry_t *ents = NULL;
+    size_t n_ents = 0, seen = 0;
+    assert_int_equal(llm_cache_entries(p, &ents, &n_ents, err, sizeof err), LLM_OK);
+    for (size_t i = 0; i < n_ents; i++) {
+        if (strcmp(ents[i].id, a.id) != 0)
+            continue;
+        seen++;
+        assert_int_equal(ents[i].n_tokens, a.n_tokens);
+        assert_true(ents[i].pinned);
+        assert_true(strcmp(ents[i].tier, "ram") == 0 || strcmp(ents[i].tier, "disk") == 0);
+    }
+    assert_int_equal(seen, 1);
+    free(ents);
+
     assert_int_equal(llm_cache_delete(p, a.id, err, sizeof err), LLM_OK);
+    assert_int_equal(llm_cache_entries(p, &ents, &n_ents, err, sizeof err), LLM_OK);
+    for (size_t i = 0; i < n_ents; i++)
+        assert_string_not_equal(ents[i].id, a.id);
+    free(ents);
     assert_int_equal(llm_cache_delete(p, a.id, err, sizeof err), LLM_ENOTFOUND);
     assert_contains(err, a.id);
     assert_int_equal(llm_cache_delete(p, "../v1/cache/reset", err, sizeof err), LLM_EINVAL);

@@ -50,9 +50,12 @@ export function tierName(tier) {
  * state is one of none, caching, cached, failed (the API's names).
  * `progress` is this page's own caching progress (percent) when it runs one.
  * `engine` is what the page knows of the model server: {running, startedAt}
- * (ms since the epoch). The list reports the tier the entry had when it was
- * cached; a model server started after that holds it at most on disk (RAM
- * does not survive a restart), and a stopped one only on disk.
+ * (ms since the epoch). When the model server could be asked (cache.live)
+ * the tier is where the entry is now, and a document whose entry it no
+ * longer holds comes back as none with cache.evicted. Otherwise the tier is
+ * the one the entry had when it was cached; a model server started after
+ * that holds it at most on disk (RAM does not survive a restart), and a
+ * stopped one only on disk.
  */
 export function cacheState(doc, progress, engine) {
   const c = doc.cache || { status: doc.cache_status };
@@ -65,7 +68,7 @@ export function cacheState(doc, progress, engine) {
     case 'cached': {
       let tier = c.tier;
       const cachedAt = Date.parse(c.cached_at || '');
-      if (engine && (!engine.running || (engine.startedAt && Number.isFinite(cachedAt) && engine.startedAt > cachedAt))) {
+      if (!c.live && engine && (!engine.running || (engine.startedAt && Number.isFinite(cachedAt) && engine.startedAt > cachedAt))) {
         tier = 'disk';
       }
       const where = tier === 'disk' ? 'on disk' : tier === 'ram' || tier === 'slot' ? 'in RAM' : '';
@@ -81,6 +84,9 @@ export function cacheState(doc, progress, engine) {
     case 'failed':
       return { state: 'failed', label: 'cache failed', short: 'cache failed', detail: c.error || 'Caching failed' };
     default:
+      if (c.evicted) {
+        return { state: 'none', label: 'not cached', short: 'not cached', detail: 'The model server no longer holds it (evicted, reset, or another model): press Cache' };
+      }
       return { state: 'none', label: 'not cached', short: 'not cached', detail: 'Not in the KV cache yet: press Cache' };
   }
 }
