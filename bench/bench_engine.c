@@ -12,7 +12,9 @@
  * llama-server -np 1 --cache-ram 0 (one slot, no prompt cache: how the seed
  * prototype behaves). Restore bandwidth (KV bytes copied per second when a
  * cached prefix is restored) is compared with memcpy of the same bytes,
- * measured in this process.
+ * measured in this process. The three servers run at once and take turns
+ * at every step of every workload, so the machine's slower and faster
+ * spells (a shared virtual machine has them) fall on all of them alike.
  *
  * Usage: kvchat-bench --engine PATH --llama-server PATH --model PATH
  *                     [--threads N] [--out docs/benchmarks.md] [--quick]
@@ -383,77 +385,36 @@ static void measure_restores(srv_t *s, const opts_t *o, char *docs[3], const cha
     }
 }
 
-static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *const questions[],
-                       result_t *r)
+/* (5) one run: tokens/s of one stream, then of four at once (sum). */
+static void decode_run(srv_t *s, int run, double *one, double *four)
 {
     stream_t st;
-    fprintf(stderr, "== %s\n", s->label);
-    srv_start(s, o, true);
-    /* warm-up (model pages, threads) on an unrelated short prompt */
-    ask(s->port, NULL, "Hello there.", 4, &st);
-
-    /* (5) decode speed first, while nothing else runs (no snapshot writes) */
-    if (s->kind != SRV_LLAMA_NP1) {
-        /* medians of three runs: one stream, then four at once */
-        double one[3], four[3];
-        for (int run = 0; run < 3; run++) {
-            ask(s->port, NULL, "Tell me everything about crates.", 96, &st);
-            one[run] = st.predicted_ms > 0 ? st.predicted_n * 1000.0 / st.predicted_ms : 0;
-            conc_t c[4];
-            pthread_t th[4];
-            for (int i = 0; i < 4; i++) {
-                c[i] = (conc_t){ .port = s->port, .idx = i + 4 * run };
-                pthread_create(&th[i], NULL, conc_ask, &c[i]);
-            }
-            double first = 1e18, last = 0;
-            int total = 0;
-            for (int i = 0; i < 4; i++) {
-                pthread_join(th[i], NULL);
-                if (c[i].st.t_first < first)
-                    first = c[i].st.t_first;
-                if (c[i].st.t_last > last)
-                    last = c[i].st.t_last;
-                total += c[i].st.predicted_n;
-            }
-            four[run] = last > first ? total * 1000.0 / (last - first) : 0;
-        }
-        r->tps1 = bench_median(one, 3);
-        r->tps4 = bench_median(four, 3);
-        fprintf(stderr, "  (5) decode: %.1f tok/s single, %.1f tok/s with 4 streams\n", r->tps1, r->tps4);
+    ask(s->port, NULL, "Tell me everything about crates.", 96, &st);
+    *one = st.predicted_ms > 0 ? st.predicted_n * 1000.0 / st.predicted_ms : 0;
+    conc_t c[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = (conc_t){ .port = s->port, .idx = i + 4 * run };
+        pthread_create(&th[i], NULL, conc_ask, &c[i]);
     }
-
-    r->cold = ask(s->port, docs[0], questions[0], 8, &st);
-    r->doc_tokens = st.prompt_n + st.cache_n;
-    fprintf(stderr, "  (1) cold: %.0f ms (%d prompt tokens)\n", r->cold, r->doc_tokens);
-    /* (2) three new questions on the same document, a second apart (a
-     * person reads the answer before asking again); the median counts */
-    double same[3];
-    for (int i = 0; i < 3; i++) {
-        sleep(1);
-        same[i] = ask(s->port, docs[0], questions[11 + i], 8, &st);
-        r->cache_n_same = st.cache_n;
-        fprintf(stderr, "  (2) same document: %.0f ms (cache_n %d)\n", same[i], st.cache_n);
+    double first = 1e18, last = 0;
+    int total = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        if (c[i].st.t_first < first)
+            first = c[i].st.t_first;
+        if (c[i].st.t_last > last)
+            last = c[i].st.t_last;
+        total += c[i].st.predicted_n;
     }
-    r->same_doc = bench_median(same, 3);
+    *four = last > first ? total * 1000.0 / (last - first) : 0;
+}
 
-    /* (3) B and C are seen once (cold), then 6 alternating rounds */
-    ask(s->port, docs[1], questions[2], 8, &st);
-    ask(s->port, docs[2], questions[3], 8, &st);
-    int rounds = o->quick ? 3 : 6;
-    double alt[6];
-    for (int i = 0; i < rounds; i++) {
-        sleep(1);
-        alt[i] = ask(s->port, docs[i % 3], questions[4 + i], 8, &st);
-        fprintf(stderr, "  (3) round %d doc %c: %.0f ms (cache_n %d)\n", i + 1, 'A' + i % 3, alt[i],
-                st.cache_n);
-    }
-    r->alt_max = 0;
-    for (int i = 0; i < rounds; i++)
-        if (alt[i] > r->alt_max)
-            r->alt_max = alt[i];
-    r->alternating = bench_median(alt, rounds);
-
-    /* (4) restart, then a new question on document A */
+/* (4) restart the server, then a new question on document A. */
+static void restart_question(srv_t *s, const opts_t *o, char *docs[3], const char *const questions[],
+                             result_t *r)
+{
+    stream_t st;
     srv_stop(s);
     srv_start(s, o, false);
     ask(s->port, NULL, "Hello there.", 4, &st);
@@ -463,7 +424,7 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
     sleep(1);
     r->restart = ask(s->port, docs[0], questions[10], 8, &st);
     r->cache_n_restart = st.cache_n;
-    fprintf(stderr, "  (4) after restart: %.0f ms (cache_n %d)\n", r->restart, st.cache_n);
+    fprintf(stderr, "  %s: (4) after restart: %.0f ms (cache_n %d)\n", s->label, r->restart, st.cache_n);
     if (s->kind == SRV_KVCHAT) {
         char *after = NULL;
         request(s->port, "GET", "/v1/cache/stats", NULL, &after);
@@ -475,9 +436,96 @@ static void run_server(srv_t *s, const opts_t *o, char *docs[3], const char *con
         r->restore_total_gbs = total_ms > 0 ? bytes / total_ms / 1e6 : 0;
         free(before);
         free(after);
-        measure_restores(s, o, docs, questions, r);
     }
-    srv_stop(s);
+}
+
+/* Every workload, the servers taking turns at each step: all of them are
+ * up at once (only the one asked works), so a slower or faster spell of
+ * this machine falls on every server alike instead of on whichever ran
+ * then. Each server still sees its own requests in the workload's order,
+ * a second apart where the workload says so. */
+static void run_servers(srv_t *sv, int n, const opts_t *o, char *docs[3], const char *const questions[],
+                        result_t *res)
+{
+    stream_t st;
+    for (int k = 0; k < n; k++) {
+        srv_start(&sv[k], o, true);
+        /* warm-up (model pages, threads) on an unrelated short prompt */
+        ask(sv[k].port, NULL, "Hello there.", 4, &st);
+    }
+
+    /* (5) decode speed first, while nothing else runs (no snapshot
+     * writes): medians of five runs, the servers' order reversed every
+     * other run */
+    enum { DECODE_RUNS = 5 };
+    double one[3][DECODE_RUNS], four[3][DECODE_RUNS];
+    for (int run = 0; run < DECODE_RUNS; run++)
+        for (int i = 0; i < n; i++) {
+            int k = run % 2 ? n - 1 - i : i;
+            if (sv[k].kind == SRV_LLAMA_NP1)
+                continue;
+            decode_run(&sv[k], run, &one[k][run], &four[k][run]);
+            fprintf(stderr, "  %s: (5) decode run %d: %.1f tok/s single, %.1f tok/s with 4 streams\n",
+                    sv[k].label, run + 1, one[k][run], four[k][run]);
+        }
+    for (int k = 0; k < n; k++) {
+        if (sv[k].kind == SRV_LLAMA_NP1)
+            continue;
+        res[k].tps1 = bench_median(one[k], DECODE_RUNS);
+        res[k].tps4 = bench_median(four[k], DECODE_RUNS);
+        fprintf(stderr, "  %s: (5) decode: %.1f tok/s single, %.1f tok/s with 4 streams\n", sv[k].label,
+                res[k].tps1, res[k].tps4);
+    }
+
+    for (int k = 0; k < n; k++) {
+        res[k].cold = ask(sv[k].port, docs[0], questions[0], 8, &st);
+        res[k].doc_tokens = st.prompt_n + st.cache_n;
+        fprintf(stderr, "  %s: (1) cold: %.0f ms (%d prompt tokens)\n", sv[k].label, res[k].cold,
+                res[k].doc_tokens);
+    }
+    /* (2) three new questions on the same document, a second apart (a
+     * person reads the answer before asking again); the median counts */
+    double same[3][3];
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < n; k++) {
+            sleep(1);
+            same[k][i] = ask(sv[k].port, docs[0], questions[11 + i], 8, &st);
+            res[k].cache_n_same = st.cache_n;
+            fprintf(stderr, "  %s: (2) same document: %.0f ms (cache_n %d)\n", sv[k].label, same[k][i],
+                    st.cache_n);
+        }
+    for (int k = 0; k < n; k++)
+        res[k].same_doc = bench_median(same[k], 3);
+
+    /* (3) B and C are seen once (cold), then 6 alternating rounds */
+    for (int k = 0; k < n; k++) {
+        ask(sv[k].port, docs[1], questions[2], 8, &st);
+        ask(sv[k].port, docs[2], questions[3], 8, &st);
+    }
+    int rounds = o->quick ? 3 : 6;
+    double alt[3][6];
+    for (int i = 0; i < rounds; i++)
+        for (int k = 0; k < n; k++) {
+            sleep(1);
+            alt[k][i] = ask(sv[k].port, docs[i % 3], questions[4 + i], 8, &st);
+            fprintf(stderr, "  %s: (3) round %d doc %c: %.0f ms (cache_n %d)\n", sv[k].label, i + 1,
+                    'A' + i % 3, alt[k][i], st.cache_n);
+        }
+    for (int k = 0; k < n; k++) {
+        res[k].alt_max = 0;
+        for (int i = 0; i < rounds; i++)
+            if (alt[k][i] > res[k].alt_max)
+                res[k].alt_max = alt[k][i];
+        res[k].alternating = bench_median(alt[k], rounds);
+    }
+
+    for (int k = 0; k < n; k++)
+        restart_question(&sv[k], o, docs, questions, &res[k]);
+    for (int k = 0; k < n; k++)
+        if (sv[k].kind == SRV_KVCHAT)
+            measure_restores(&sv[k], o, docs, questions, &res[k]);
+    for (int k = 0; k < n; k++)
+        srv_stop(&sv[k]);
 }
 
 /* memcpy bandwidth for `bytes`, measured two ways between buffers far
@@ -613,8 +661,8 @@ int main(int argc, char **argv)
         char dir[sizeof servers[i].dir];
         memcpy(dir, servers[i].dir, sizeof dir);
         snprintf(servers[i].log, sizeof servers[i].log, "%s/server.log", dir);
-        run_server(&servers[i], &o, docs, questions, &res[i]);
     }
+    run_servers(servers, 3, &o, docs, questions, res);
     double mem_hot = 0, mem_idle = 0;
     double mem_gbs = memcpy_gbs(res[0].restored_mb > 1 ? (size_t)(res[0].restored_mb * 1e6) : 24u << 20,
                                 &mem_idle, &mem_hot);
@@ -625,7 +673,9 @@ int main(int argc, char **argv)
     describe_machine(&b, &o);
     buf_printf(&b, "Documents of %d prompt tokens; questions of about 10 tokens; answers of 8 tokens, "
                    "greedy. TTFT is measured at the client (request sent to first streamed token); "
-                   "warm questions come a second after the previous answer, (2) is the median of three.\n\n",
+                   "warm questions come a second after the previous answer, (2) is the median of three, "
+                   "(5) of five runs. "
+                   "The three servers are up at once and take turns at every step of every workload.\n\n",
                res[0].doc_tokens);
     buf_puts(&b, "| workload | kvchat-engine | llama-server (defaults) | llama-server -np 1 --cache-ram 0 "
                  "| kvchat / best peer |\n|---|---|---|---|---|\n");
