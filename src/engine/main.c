@@ -5,9 +5,9 @@
  * (executing the program again if it must); parse flags; open the HTTP
  * server first, so /health can answer 503 "loading" while the model loads;
  * load the model, create the context, open the KV store (resuming or
- * resetting its disk tier), start the scheduler; mark ready. SIGINT/SIGTERM shut down in reverse: the HTTP
- * server ends every open stream, the scheduler finishes every job, the store
- * flushes pending disk writes.
+ * resetting its disk tier), start the scheduler; mark ready. SIGINT/SIGTERM
+ * shut down in reverse: the HTTP server ends every open stream, the
+ * scheduler finishes every job, the store flushes pending disk writes.
  */
 #include <errno.h>
 #include <getopt.h>
