@@ -289,13 +289,15 @@ typedef struct {
     bool cache_enabled;    /* meta.cache_enabled */
 } llm_model_info_t;
 
-/* Local and openai providers. Returns LLM_OK and *out; LLM_EPROTO if the
- * list is empty or malformed; LLM_ENOTSUP for gemini; another LLM_E*.
- * errmsg may be NULL. */
+/* Local and openai providers (the local engine's answer bounded by
+ * LLM_STATUS_TIMEOUT_MS). Returns LLM_OK and *out; LLM_EPROTO if the list
+ * is empty or malformed; LLM_ENOTSUP for gemini; another LLM_E*. errmsg
+ * may be NULL. */
 int llm_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t errcap);
 
-/* Calls that only report the engine's state (cache totals, cache entries)
- * give up after this long, so a stuck engine cannot hold up a page. */
+/* Calls that only report the local engine's state (its model, cache totals,
+ * cache entries) give up after this long, so a stuck engine cannot hold up
+ * a page. */
 #define LLM_STATUS_TIMEOUT_MS 3000u
 
 /* The engine's KV-cache totals (GET /v1/cache/stats; local only; bounded

@@ -338,7 +338,11 @@ static int oa_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, siz
     if (!url)
         return LLM_ENOMEM;
     json_t *j = NULL;
-    int rc = json_call(p, "GET", url, NULL, (size_t)4 << 20, 0, NULL, NULL, &j, NULL, errmsg, errcap);
+    /* The local engine answers at once, even while it decodes: a status
+     * call need not wait the provider's minutes. */
+    unsigned limit = p->cfg.kind == LLM_PROVIDER_LOCAL ? LLM_STATUS_TIMEOUT_MS : 0;
+    int rc = json_call(p, "GET", url, NULL, (size_t)4 << 20, limit, NULL, NULL, &j, NULL, errmsg,
+                       errcap);
     free(url);
     if (rc != LLM_OK)
         return rc;
