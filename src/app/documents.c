@@ -658,6 +658,18 @@ static bool any_cached(const store_doc_t *d, size_t n)
     return false;
 }
 
+/* One document as the API shows it, its cache asked of the engine now.
+ * Returns a new reference (NULL on ENOMEM). */
+static json_t *doc_json_now(app_t *a, const store_doc_t *d)
+{
+    live_cache_t lc = { 0 };
+    if (any_cached(d, 1))
+        live_cache_load(a, &lc);
+    json_t *j = doc_json_live(d, &lc);
+    live_cache_cleanup(&lc);
+    return j;
+}
+
 /* ---- list, get, delete ---- */
 
 void documents_h_list(httpd_req_t *req, void *user)
@@ -723,11 +735,7 @@ void documents_h_get(httpd_req_t *req, void *user)
     store_doc_t d;
     if (load_doc(req, a, id, &d) != 0)
         return;
-    live_cache_t lc = { 0 };
-    if (any_cached(&d, 1))
-        live_cache_load(a, &lc);
-    json_t *j = doc_json_live(&d, &lc);
-    live_cache_cleanup(&lc);
+    json_t *j = doc_json_now(a, &d);
     const char *prev = httpd_req_query(req, "include_preview");
     if (prev && (strcmp(prev, "true") == 0 || strcmp(prev, "1") == 0 || !*prev)) {
         char *text = NULL;
@@ -793,11 +801,7 @@ void documents_h_cache_status(httpd_req_t *req, void *user)
     store_doc_t d;
     if (load_doc(req, a, id, &d) != 0)
         return;
-    live_cache_t lc = { 0 };
-    if (any_cached(&d, 1))
-        live_cache_load(a, &lc);
-    json_t *j = doc_json_live(&d, &lc);
-    live_cache_cleanup(&lc);
+    json_t *j = doc_json_now(a, &d);
     json_t *c = json_incref(json_object_get(j, "cache"));
     json_object_set_new(c, "doc_id", json_string(d.id));
     json_object_set_new(c, "cache_status", json_incref(json_object_get(j, "cache_status")));
