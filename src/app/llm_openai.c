@@ -385,7 +385,8 @@ static int oa_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errms
     if (!url)
         return LLM_ENOMEM;
     json_t *j = NULL;
-    int rc = json_call(p, "GET", url, NULL, (size_t)64 << 10, LLM_STATUS_TIMEOUT_MS, NULL, NULL, &j, NULL, errmsg, errcap);
+    int rc = json_call(p, "GET", url, NULL, (size_t)64 << 10, LLM_STATUS_TIMEOUT_MS, NULL, NULL,
+                       &j, NULL, errmsg, errcap);
     free(url);
     if (rc != LLM_OK)
         return rc;
