@@ -1612,6 +1612,30 @@ static int cmp_info_recent(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
+struct extending_visit {
+    kvstore_visit_fn fn;
+    void *ud;
+};
+
+static int visit_extending(const int32_t *key, size_t n, void *value, void *ud)
+{
+    (void)value;
+    const struct extending_visit *v = ud;
+    return v->fn(key, (int)n, v->ud);
+}
+
+int kvstore_foreach_extending(kvstore_t *s, const int32_t *prefix, int n, kvstore_visit_fn fn,
+                              void *ud)
+{
+    if (!s || !fn || n < 0 || (n > 0 && !prefix))
+        return KVSTORE_EINVAL;
+    struct extending_visit v = { fn, ud };
+    pthread_mutex_lock(&s->lock);
+    int rc = radix_foreach_extending(s->index, prefix, (size_t)n, visit_extending, &v);
+    pthread_mutex_unlock(&s->lock);
+    return rc == RADIX_ENOMEM ? KVSTORE_ENOMEM : rc;
+}
+
 int kvstore_list(kvstore_t *s, kvstore_entry_info_t **out, size_t *n)
 {
     if (!s || !out || !n)

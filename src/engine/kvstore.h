@@ -208,6 +208,15 @@ typedef struct {
  * tier is KVSTORE_TIER_NONE. */
 void kvstore_handle_info(kvstore_t *s, const kvstore_handle_t *h, kvstore_entry_info_t *info);
 
+/* Visit every entry whose tokens start with prefix[0..n) (n >= 0), shorter
+ * before longer: fn(tokens, n_tokens, ud) with the entry's tokens, valid
+ * only during the call. Runs under the store's lock: fn must be quick and
+ * must not call into the store. A non-zero return from fn stops the walk
+ * and is returned; otherwise 0, KVSTORE_EINVAL or KVSTORE_ENOMEM. */
+typedef int (*kvstore_visit_fn)(const int32_t *tokens, int n, void *ud);
+int kvstore_foreach_extending(kvstore_t *s, const int32_t *prefix, int n, kvstore_visit_fn fn,
+                              void *ud);
+
 /* All entries, most recently used first. *out is a malloc'd array of *n
  * copies (caller frees with free(); NULL when *n is 0). */
 int kvstore_list(kvstore_t *s, kvstore_entry_info_t **out, size_t *n);

@@ -36,6 +36,8 @@ struct prompt {
     bool warned_fallback;
     int user_opener;         /* -1 unknown, 0 no, 1 yes */
     char bos_text[64];
+    prompt_source_fn source; /* replies not remembered: stored snapshots */
+    void *source_ud;
 };
 
 /* A token array with a hard maximum. */
@@ -190,6 +192,74 @@ static bool append_reply(prompt_t *p, toks_t *t, const char *text, size_t len, i
     return found;
 }
 
+void prompt_set_reply_source(prompt_t *p, prompt_source_fn source, void *src)
+{
+    p->source = source;
+    p->source_ud = src;
+}
+
+/* The search of stored snapshots for a reply's tokens: among the sequences
+ * that continue the prompt so far, the longest run of tokens after it
+ * whose pieces spell the start of the reply's text. */
+enum { REPLY_VISITS_MAX = 256 };   /* sequences looked at, at most */
+
+typedef struct {
+    const prompt_t *p;
+    int n_prefix;
+    const char *text;
+    size_t len;
+    model_token_t *best;     /* malloc'd copy of the best run, or NULL */
+    int best_n;
+    size_t best_bytes;       /* text bytes that run spells */
+    int visits;
+    bool oom;
+} reply_search_t;
+
+static int visit_reply(const model_token_t *toks, int n, void *ud)
+{
+    reply_search_t *r = ud;
+    size_t at = 0;
+    int k = r->n_prefix;
+    char piece[256];
+    while (k < n && at < r->len) {
+        int pl = model_token_piece(r->p->m, toks[k], false, piece, sizeof piece);
+        if (pl < 0 || (size_t)pl > r->len - at || memcmp(piece, r->text + at, (size_t)pl) != 0)
+            break;
+        at += (size_t)pl;
+        k++;
+    }
+    if (at > r->best_bytes) {
+        model_token_t *v = realloc(r->best, (size_t)(k - r->n_prefix) * sizeof *v);
+        if (!v) {
+            r->oom = true;
+            return 1;
+        }
+        memcpy(v, toks + r->n_prefix, (size_t)(k - r->n_prefix) * sizeof *v);
+        r->best = v;
+        r->best_n = k - r->n_prefix;
+        r->best_bytes = at;
+    }
+    /* the whole text found, or enough looked at */
+    return at == r->len || ++r->visits >= REPLY_VISITS_MAX;
+}
+
+/* Append the tokens of a stored snapshot that spell the start of the
+ * reply text[0..len) after the prompt so far; *done gets the bytes they
+ * spell (0: none found). */
+static int append_stored_reply(prompt_t *p, toks_t *t, const char *text, size_t len, size_t *done)
+{
+    *done = 0;
+    reply_search_t r = { .p = p, .n_prefix = t->n, .text = text, .len = len };
+    p->source(p->source_ud, t->v, t->n, visit_reply, &r);
+    int rc = r.oom ? MODEL_ENOMEM : MODEL_OK;
+    if (!rc && r.best_n > 0) {
+        rc = toks_append(t, r.best, r.best_n);
+        *done = r.best_bytes;
+    }
+    free(r.best);
+    return rc;
+}
+
 /* Render msgs[0..n) into *out (malloc'd). */
 static int render(const prompt_t *p, const prompt_msg_t *msgs, int n, bool add_ass, char **out,
                   size_t *len)
@@ -247,8 +317,20 @@ static int tokenize_message(prompt_t *p, toks_t *t, const char *seg, size_t len,
     int rc = toks_tokenize(p, t, seg, open_len, bos, true);
     if (rc)
         return rc;
-    if (strcmp(msg->role, "assistant") != 0 || !append_reply(p, t, at, clen, &rc))
-        rc = toks_tokenize(p, t, at, clen, bos && open_len == 0, false);
+    const bool reply = strcmp(msg->role, "assistant") == 0;
+    if (!reply || !append_reply(p, t, at, clen, &rc)) {
+        /* Not remembered: its tokens may still be in a stored snapshot
+         * (then remembered again, with the rest of its text tokenized). */
+        int start = t->n;
+        size_t done = 0;
+        if (reply && p->source && t->n > 0)
+            rc = append_stored_reply(p, t, at, clen, &done);
+        if (!rc)
+            rc = toks_tokenize(p, t, at + done, clen - done, bos && open_len == 0 && done == 0,
+                               false);
+        if (!rc && done > 0)
+            prompt_remember_reply(p, at, clen, t->v + start, t->n - start);
+    }
     if (rc)
         return rc;
     return toks_tokenize(p, t, at + clen, len - open_len - clen, false, true);

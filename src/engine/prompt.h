@@ -18,7 +18,11 @@
  * text would not re-tokenize to the tokens that were generated, so the
  * engine remembers the tokens of recent replies (prompt_remember_reply) and
  * uses them again for the same text: a session's next turn then starts with
- * exactly the tokens of the snapshot taken after its previous turn.
+ * exactly the tokens of the snapshot taken after its previous turn. Replies
+ * it does not remember (an engine restarted since, or more replies than it
+ * keeps) are looked for in the cache itself (prompt_set_reply_source): a
+ * stored snapshot that continues the conversation up to the reply holds the
+ * reply's tokens, and those whose text is the reply's are used again.
  *
  * Thread-safe: a prompt_t may be used from any thread.
  */
@@ -55,6 +59,16 @@ int prompt_chat(prompt_t *p, const prompt_msg_t *msgs, int n_msgs, prompt_end_t 
 /* Tokens for a raw prompt (completions API): BOS where the model wants it,
  * special tokens parsed, as llama-server does. */
 int prompt_text(prompt_t *p, const char *text, size_t len, int max, model_token_t **toks, int *n);
+
+/* Where replies not remembered are looked for: source(src, prefix, n,
+ * visit, vud) calls visit(tokens, n_tokens, vud) for stored token sequences
+ * that start with prefix[0..n) until visit returns non-zero (the engine
+ * passes its KV store's entries). Set it before the prompt_t is shared;
+ * NULL (the default) turns the lookup off. */
+typedef int (*prompt_visit_fn)(const model_token_t *tokens, int n, void *vud);
+typedef int (*prompt_source_fn)(void *src, const model_token_t *prefix, int n,
+                                prompt_visit_fn visit, void *vud);
+void prompt_set_reply_source(prompt_t *p, prompt_source_fn source, void *src);
 
 /* Remember that `text` was produced as the tokens toks[0..n). Copies both. */
 void prompt_remember_reply(prompt_t *p, const char *text, size_t len, const model_token_t *toks,

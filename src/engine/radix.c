@@ -442,12 +442,13 @@ int radix_longest_common(const radix_t *t, const int32_t *key, size_t n, void **
     return RADIX_OK;
 }
 
-/* Preorder successor of x using parent links; NULL after the last node. */
-static const struct rnode *next_preorder(const struct rnode *x)
+/* Preorder successor of x within the subtree of top (the whole tree when
+ * top is the root), using parent links; NULL after its last node. */
+static const struct rnode *next_preorder_in(const struct rnode *x, const struct rnode *top)
 {
     if (x->n_kids > 0)
         return x->kids[0];
-    while (x->parent) {
+    while (x != top && x->parent) {
         const struct rnode *p = x->parent;
         uint32_t idx;
         bool found = kid_find(p, x->edge[0], &idx);
@@ -459,14 +460,13 @@ static const struct rnode *next_preorder(const struct rnode *x)
     return NULL;
 }
 
-int radix_foreach(const radix_t *t, radix_visit_fn fn, void *ud)
+/* Visit the valued nodes of top's subtree in preorder; buf[0..top->depth)
+ * must hold the key up to top. */
+static int visit_subtree(const struct rnode *top, int32_t *buf, size_t cap, radix_visit_fn fn,
+                         void *ud)
 {
-    size_t cap = 64;
-    int32_t *buf = malloc(cap * sizeof *buf);   /* never NULL for the callback */
-    if (!buf)
-        return RADIX_ENOMEM;
     int rc = 0;
-    for (const struct rnode *x = &t->root; x; x = next_preorder(x)) {
+    for (const struct rnode *x = top; x; x = next_preorder_in(x, top)) {
         if (x->depth > cap) {
             size_t ncap = cap;
             while (ncap < x->depth)
@@ -480,7 +480,7 @@ int radix_foreach(const radix_t *t, radix_visit_fn fn, void *ud)
             cap = ncap;
         }
         /* Parents are visited first, so buf[0..depth - edge_len) is set. */
-        if (x->edge_len)
+        if (x->edge_len && x != top)
             memcpy(buf + (x->depth - x->edge_len), x->edge, x->edge_len * sizeof *buf);
         if (x->value) {
             rc = fn(buf, x->depth, x->value, ud);
@@ -492,10 +492,48 @@ int radix_foreach(const radix_t *t, radix_visit_fn fn, void *ud)
     return rc;
 }
 
+int radix_foreach_extending(const radix_t *t, const int32_t *key, size_t n, radix_visit_fn fn,
+                            void *ud)
+{
+    if (!key && n > 0)
+        return RADIX_EINVAL;
+    /* The highest node whose key extends key[0..n). */
+    const struct rnode *x = &t->root;
+    size_t pos = 0;
+    while (pos < n) {
+        uint32_t idx;
+        if (!kid_find(x, key[pos], &idx))
+            return 0;
+        const struct rnode *c = x->kids[idx];
+        size_t lim = c->edge_len < n - pos ? c->edge_len : n - pos;
+        if (common_len(c->edge, key + pos, lim) < lim)
+            return 0;
+        x = c;
+        pos += lim;
+    }
+    size_t cap = x->depth > 64 ? x->depth : 64;
+    int32_t *buf = malloc(cap * sizeof *buf);   /* never NULL for the callback */
+    if (!buf)
+        return RADIX_ENOMEM;
+    /* The key up to x: its edges from the root down. */
+    for (const struct rnode *y = x; y->parent; y = y->parent)
+        memcpy(buf + (y->depth - y->edge_len), y->edge, y->edge_len * sizeof *buf);
+    return visit_subtree(x, buf, cap, fn, ud);
+}
+
+int radix_foreach(const radix_t *t, radix_visit_fn fn, void *ud)
+{
+    size_t cap = 64;
+    int32_t *buf = malloc(cap * sizeof *buf);   /* never NULL for the callback */
+    if (!buf)
+        return RADIX_ENOMEM;
+    return visit_subtree(&t->root, buf, cap, fn, ud);
+}
+
 int radix_check(const radix_t *t)
 {
     size_t values = 0, nodes = 0;
-    for (const struct rnode *x = &t->root; x; x = next_preorder(x)) {
+    for (const struct rnode *x = &t->root; x; x = next_preorder_in(x, &t->root)) {
         nodes++;
         if (x->value)
             values++;

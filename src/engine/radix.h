@@ -99,6 +99,12 @@ int radix_longest_common(const radix_t *t, const int32_t *key, size_t n, void **
 typedef int (*radix_visit_fn)(const int32_t *key, size_t n, void *value, void *ud);
 int radix_foreach(const radix_t *t, radix_visit_fn fn, void *ud);
 
+/* As radix_foreach, for the stored keys whose first n tokens are
+ * key[0..n) (key itself included when stored), in the same order. Returns
+ * 0 when there are none. */
+int radix_foreach_extending(const radix_t *t, const int32_t *key, size_t n, radix_visit_fn fn,
+                            void *ud);
+
 /* Verify the invariants: children sorted and distinct by first token, no
  * empty edges below the root, parent links and depths consistent, every
  * non-root node holds a value or has >= 2 children, the cached subtree

@@ -269,6 +269,53 @@ static void test_tiers_match_uncached(void **state)
     tmpdir_remove(dir_b);
 }
 
+/* After a restart the engine no longer remembers the tokens it generated;
+ * a reply whose text tokenizes to other tokens is found in the stored
+ * snapshot, so the next turn still restores the whole conversation. */
+static void test_reply_tokens_after_restart(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    const char *reset[] = { "--reset", NULL };
+    engine_start(&e, dir, reset);
+    json_t *conv = json_pack("[{s:s, s:s}]", "role", "user", "content", "Which item weighs the most?");
+    char *body = json_take_dump(json_pack("{s:O, s:f, s:i, s:b}", "messages", conv, "temperature",
+                                          0.0, "max_tokens", 48, "return_tokens", 1));
+    resp_t r;
+    http(e.p.port, "POST", "/v1/chat/completions", body, &r);
+    free(body);
+    assert_int_equal(r.status, 200);
+    const char *text = jstr(r.json, "choices.0.message.content");
+    json_t *gen = json_incref(jpath(r.json, "choices.0.tokens"));
+    long long total = jint(r.json, "usage.prompt_tokens") + jint(r.json, "usage.completion_tokens");
+    json_array_append_new(conv, json_pack("{s:s, s:s}", "role", "assistant", "content", text));
+    json_array_append_new(conv, json_pack("{s:s, s:s}", "role", "user", "content", "And the lightest?"));
+    /* What this test is about: the text tokenizes to other tokens. */
+    resp_t tk;
+    body = json_take_dump(json_pack("{s:s}", "content", text));
+    http(e.p.port, "POST", "/tokenize", body, &tk);
+    free(body);
+    assert_int_equal(tk.status, 200);
+    assert_false(json_equal(jpath(tk.json, "tokens"), gen));
+    resp_free(&tk);
+    resp_free(&r);
+
+    engine_stop(&e);
+    const char *resume[] = { "--resume", NULL };
+    engine_start(&e, dir, resume);
+    chat(e.p.port, conv, &r, true);
+    assert_string_equal(tier(&r), "disk");
+    /* the prompt and the reply up to its last decoded token */
+    assert_true(cache_n(&r) >= total - 1);
+    resp_free(&r);
+    json_decref(gen);
+    json_decref(conv);
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
 static void test_resume_and_reset(void **state)
 {
     (void)state;
@@ -860,6 +907,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers_match_uncached),
+        cmocka_unit_test(test_reply_tokens_after_restart),
         cmocka_unit_test(test_slots_keep_documents),
         cmocka_unit_test(test_resume_and_reset),
         cmocka_unit_test(test_damaged_files_rejected),

@@ -243,6 +243,21 @@ static void test_checksum(void **state)
 
 /* ---- RAM tier ---- */
 
+struct lens {
+    int n;
+    int v[8];
+};
+
+static int collect_lens(const int32_t *tokens, int n, void *ud)
+{
+    (void)tokens;
+    struct lens *l = ud;
+    if (l->n < 8)
+        l->v[l->n] = n;
+    l->n++;
+    return 0;
+}
+
 static void test_insert_lookup(void **state)
 {
     (void)state;
@@ -287,6 +302,21 @@ static void test_insert_lookup(void **state)
     int32_t c[20];
     seq(c, 20, 1000);
     assert_int_equal(kvstore_insert(s, c, 20, rand_blob(100, 3), 100, false, NULL), KVSTORE_OK);
+
+    /* The entries that continue a prefix: c, b and a share their first 20. */
+    struct lens l = { 0 };
+    assert_int_equal(kvstore_foreach_extending(s, c, 20, collect_lens, &l), 0);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.v[0], 20);   /* shorter first */
+    assert_int_equal(l.v[1] + l.v[2], 160);
+    l.n = 0;
+    assert_int_equal(kvstore_foreach_extending(s, a, 51, collect_lens, &l), 0);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.v[0], 100);
+    l.n = 0;
+    assert_int_equal(kvstore_foreach_extending(s, q, 90, collect_lens, &l), 0);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(kvstore_foreach_extending(s, NULL, 3, collect_lens, &l), KVSTORE_EINVAL);
     assert_int_equal(kvstore_lookup(s, q, 90, &m), KVSTORE_OK);
     assert_non_null(m.full);
     assert_int_equal(m.full_len, 20);

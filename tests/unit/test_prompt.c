@@ -158,6 +158,108 @@ static void test_remembered_reply(void **state)
     model_close(m);
 }
 
+/* A reply source holding stored token sequences, as the engine's KV store
+ * does: visits those that extend the prefix. */
+typedef struct {
+    const model_token_t *seq[2];
+    int n[2];
+    int calls;
+} fake_store_t;
+
+static int fake_source(void *src, const model_token_t *prefix, int n, prompt_visit_fn visit,
+                       void *vud)
+{
+    fake_store_t *f = src;
+    f->calls++;
+    for (int i = 0; i < 2; i++) {
+        if (!f->seq[i] || f->n[i] < n || memcmp(f->seq[i], prefix, (size_t)n * sizeof *prefix))
+            continue;
+        int rc = visit(f->seq[i], f->n[i], vud);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* A reply the engine does not remember (say, it restarted) gets its tokens
+ * from a stored snapshot that continues the conversation: the ones whose
+ * pieces spell the reply, the rest of the text tokenized. */
+static void test_stored_reply(void **state)
+{
+    (void)state;
+    model_t *m = NULL;
+    assert_int_equal(model_open(model_files[0], false, &m), MODEL_OK);
+    prompt_t *p = NULL;
+    assert_int_equal(prompt_new(m, 4, &p), MODEL_OK);
+    const prompt_msg_t turn1[] = { { "system", "doc" }, { "user", "q1" } };
+    model_token_t *t1;
+    int n1;
+    chat(p, turn1, 2, PROMPT_GENERATE, &t1, &n1);
+    const char *word = "Hello";
+    model_token_t gen[5];
+    for (int i = 0; i < 5; i++) {
+        model_token_t *one;
+        int k;
+        assert_int_equal(model_tokenize(m, word + i, 1, false, false, 4, &one, &k), MODEL_OK);
+        gen[i] = one[0];
+        free(one);
+    }
+    const prompt_msg_t turn2[] = { { "system", "doc" }, { "user", "q1" }, { "assistant", "Hello" },
+                                   { "user", "q2" } };
+    model_token_t *t2;
+    int n2;
+
+    /* Without a source the text is tokenized afresh: not the generated tokens. */
+    chat(p, turn2, 4, PROMPT_GENERATE, &t2, &n2);
+    assert_prefix(t1, n1, t2, n2);
+    assert_true(memcmp(t2 + n1, gen, sizeof gen) != 0);
+    free(t2);
+
+    /* The snapshot holds the prompt and the first four generated tokens
+     * (the last one sampled was never decoded); another stored sequence
+     * belongs to a different conversation. */
+    model_token_t *snap = malloc((size_t)(n1 + 4) * sizeof *snap);
+    memcpy(snap, t1, (size_t)n1 * sizeof *snap);
+    memcpy(snap + n1, gen, 4 * sizeof *snap);
+    model_token_t other[3] = { gen[4], gen[3], gen[2] };
+    fake_store_t f = { .seq = { other, snap }, .n = { 3, n1 + 4 } };
+    prompt_set_reply_source(p, fake_source, &f);
+    chat(p, turn2, 4, PROMPT_GENERATE, &t2, &n2);
+    assert_true(f.calls >= 1);
+    assert_prefix(t1, n1, t2, n2);
+    assert_memory_equal(t2 + n1, gen, 4 * sizeof *gen);
+    /* the last "o" tokenized from the text: its own token */
+    assert_int_equal(t2[n1 + 4], gen[4]);
+    free(t2);
+
+    /* Found once, the reply is remembered: no source needed any more. */
+    prompt_set_reply_source(p, NULL, NULL);
+    chat(p, turn2, 4, PROMPT_GENERATE, &t2, &n2);
+    assert_memory_equal(t2 + n1, gen, sizeof gen);
+    free(t2);
+
+    /* A snapshot whose tokens spell other text is not used. */
+    prompt_t *q = NULL;
+    assert_int_equal(prompt_new(m, 4, &q), MODEL_OK);
+    const prompt_msg_t turn2b[] = { { "system", "doc" }, { "user", "q1" }, { "assistant", "Jello" },
+                                    { "user", "q2" } };
+    model_token_t *t3, *t4;
+    int n3, n4;
+    chat(q, turn2b, 4, PROMPT_GENERATE, &t3, &n3);   /* no source */
+    prompt_set_reply_source(q, fake_source, &f);
+    chat(q, turn2b, 4, PROMPT_GENERATE, &t4, &n4);
+    assert_int_equal(n3, n4);
+    assert_memory_equal(t3, t4, (size_t)n3 * sizeof *t3);
+    free(t3);
+    free(t4);
+    prompt_free(q);
+
+    free(snap);
+    free(t1);
+    prompt_free(p);
+    model_close(m);
+}
+
 static void test_too_long(void **state)
 {
     (void)state;
@@ -187,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_prefix_property),
         cmocka_unit_test(test_content_not_special),
         cmocka_unit_test(test_remembered_reply),
+        cmocka_unit_test(test_stored_reply),
         cmocka_unit_test(test_too_long),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -203,6 +203,33 @@ static void test_foreach(void **state)
     struct visit stop = { 0, 2, "" };
     assert_int_equal(radix_foreach(t, visit_cb, &stop), 42);
     assert_int_equal(stop.n, 2);
+
+    /* The keys that extend a prefix: at a node, inside an edge, none. */
+    assert_int_equal(radix_insert(t, K(4, 4, 4, 4), V(4444), NULL), RADIX_OK);
+    assert_int_equal(radix_insert(t, K(4, 4, 4, 4, 9), V(44449), NULL), RADIX_OK);
+    static const struct {
+        int32_t key[5];
+        size_t n;
+        const char *want;
+    } cases[] = {
+        { { 1 }, 1, "12=12|125=125|13=13" },
+        { { 1, 2 }, 2, "12=12|125=125" },
+        { { 1, 2, 5 }, 3, "125=125" },
+        { { 1, 2, 5, 7 }, 4, "" },
+        { { 3 }, 1, "" },
+        { { 4, 4 }, 2, "4444=4444|44449=44449" },
+        { { 4, 4, 4, 4, 9 }, 5, "44449=44449" },
+        { { 0 }, 0, "12=12|125=125|13=13|21=21|4444=4444|44449=44449" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct visit ve = { 0, 0, "" };
+        assert_int_equal(radix_foreach_extending(t, cases[i].key, cases[i].n, visit_cb, &ve), 0);
+        assert_string_equal(ve.seen, cases[i].want);
+    }
+    struct visit ve = { 0, 1, "" };
+    assert_int_equal(radix_foreach_extending(t, K(1), visit_cb, &ve), 42);
+    assert_int_equal(ve.n, 1);
+    assert_int_equal(radix_foreach_extending(t, NULL, 1, visit_cb, &ve), RADIX_EINVAL);
     radix_free(t, NULL);
 }
 
@@ -291,6 +318,23 @@ static int count_cb(const int32_t *key, size_t n, void *value, void *ud)
     long i = brute_find(b, key, n);
     assert_true(i >= 0);
     assert_int_equal(b->e[i].value, (uintptr_t)value);
+    return 0;
+}
+
+struct extending {
+    const struct brute *b;
+    const int32_t *prefix;
+    size_t n;
+    size_t seen;
+};
+
+static int extending_cb(const int32_t *key, size_t n, void *value, void *ud)
+{
+    struct extending *x = ud;
+    assert_true(n >= x->n);
+    assert_memory_equal(key, x->prefix, x->n * sizeof *key);
+    assert_int_equal(count_cb(key, n, value, (void *)x->b), 0);
+    x->seen++;
     return 0;
 }
 
@@ -396,6 +440,17 @@ static void random_round(uint64_t seed, uint32_t alphabet, uint32_t maxlen, int 
     }
     assert_int_equal(radix_check(t), RADIX_OK);
     assert_int_equal(radix_foreach(t, count_cb, &b), 0);
+    /* The keys extending a prefix of a stored key, against brute force. */
+    for (int q = 0; q < 64 && b.n > 0; q++) {
+        const struct bent *e = &b.e[rnd((uint32_t)b.n)];
+        size_t pn = rnd((uint32_t)e->n + 1);
+        size_t want = 0;
+        for (size_t i = 0; i < b.n; i++)
+            want += b.e[i].n >= pn && common(b.e[i].key, b.e[i].n, e->key, pn) == pn;
+        struct extending ex = { &b, e->key, pn, 0 };
+        assert_int_equal(radix_foreach_extending(t, e->key, pn, extending_cb, &ex), 0);
+        assert_int_equal(ex.seen, want);
+    }
     /* Drain everything: the tree must shrink back to the bare root. */
     while (b.n > 0) {
         void *v = NULL;
