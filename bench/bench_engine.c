@@ -364,9 +364,6 @@ static void measure_restores(srv_t *s, const opts_t *o, char *docs[3], const cha
             die("out of memory");
         bench_fill_unique(src[k], bytes_ref, 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1));
         bench_fill_unique(dst[k], bytes_ref, 0xC2B2AE3D27D4EB4Full * (uint64_t)(k + 1));
-        /* one untimed copy each (the first copies measured slower, as the
-         * engine's first restores into fresh slots would) */
-        memcpy(dst[k], src[k], bytes_ref);
     }
     double gbs[COUNTED], mem[COUNTED];
     int n = 0;
