@@ -206,6 +206,16 @@ static json_t *messages_json(const llm_message_t *msgs, size_t n)
     return arr;
 }
 
+/* LLM_OK for the local engine; LLM_ENOTSUP, with a message, for others. */
+static int require_cache_api(const llm_provider_t *p, char *errmsg, size_t errcap)
+{
+    if (p->cfg.kind == LLM_PROVIDER_LOCAL)
+        return LLM_OK;
+    if (errmsg)
+        snprintf(errmsg, errcap, "%s does not offer a KV-cache API", p->name);
+    return LLM_ENOTSUP;
+}
+
 /* ---- prefill ----------------------------------------------------------- */
 
 typedef struct {
@@ -255,11 +265,9 @@ static int prefill_event(llm_xfer_t *x, json_t *ev)
 static int oa_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, bool pin,
                       const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out)
 {
-    if (p->cfg.kind != LLM_PROVIDER_LOCAL) {
-        out->rc = LLM_ENOTSUP;
-        snprintf(out->error, sizeof out->error, "%s does not offer a KV-cache API", p->name);
+    out->rc = require_cache_api(p, out->error, sizeof out->error);
+    if (out->rc)
         return out->rc;
-    }
     bool stream = cb && cb->on_progress;
     json_t *arr = messages_json(msgs, n);
     json_t *body = arr ? json_pack("{s:o, s:b, s:b}", "messages", arr, "pin", pin, "stream", stream)
@@ -307,13 +315,29 @@ static int oa_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, bo
 
 /* ---- cache delete, models, tokenize -------------------------------------- */
 
+/* GET {root}{path} from the local engine, a status call (bounded by
+ * LLM_STATUS_TIMEOUT_MS); *out as json_call's. */
+static int cache_get(llm_provider_t *p, const char *path, size_t max_body, json_t **out,
+                     char *errmsg, size_t errcap)
+{
+    *out = NULL;
+    int rc = require_cache_api(p, errmsg, errcap);
+    if (rc)
+        return rc;
+    char *url = llm__strdupf("%s%s", p->root_url, path);
+    if (!url)
+        return LLM_ENOMEM;
+    rc = json_call(p, "GET", url, NULL, max_body, LLM_STATUS_TIMEOUT_MS, NULL, NULL, out, NULL,
+                   errmsg, errcap);
+    free(url);
+    return rc;
+}
+
 static int oa_cache_delete(llm_provider_t *p, const char *id, char *errmsg, size_t errcap)
 {
-    if (p->cfg.kind != LLM_PROVIDER_LOCAL) {
-        if (errmsg)
-            snprintf(errmsg, errcap, "%s does not offer a KV-cache API", p->name);
-        return LLM_ENOTSUP;
-    }
+    int rc = require_cache_api(p, errmsg, errcap);
+    if (rc)
+        return rc;
     size_t len = id ? strlen(id) : 0;
     if (len == 0 || len > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
                                            "0123456789_-") != len) {
@@ -325,8 +349,8 @@ static int oa_cache_delete(llm_provider_t *p, const char *id, char *errmsg, size
     if (!url)
         return LLM_ENOMEM;
     json_t *j = NULL;
-    int rc = json_call(p, "DELETE", url, NULL, (size_t)64 << 10, 0, NULL, NULL, &j, NULL, errmsg,
-                       errcap);
+    rc = json_call(p, "DELETE", url, NULL, (size_t)64 << 10, 0, NULL, NULL, &j, NULL, errmsg,
+                   errcap);
     json_decref(j);
     free(url);
     return rc;
@@ -376,18 +400,8 @@ static int oa_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, siz
 
 static int oa_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap)
 {
-    if (p->cfg.kind != LLM_PROVIDER_LOCAL) {
-        if (errmsg)
-            snprintf(errmsg, errcap, "%s does not offer a KV-cache API", p->name);
-        return LLM_ENOTSUP;
-    }
-    char *url = llm__strdupf("%s/v1/cache/stats", p->root_url);
-    if (!url)
-        return LLM_ENOMEM;
-    json_t *j = NULL;
-    int rc = json_call(p, "GET", url, NULL, (size_t)64 << 10, LLM_STATUS_TIMEOUT_MS, NULL, NULL,
-                       &j, NULL, errmsg, errcap);
-    free(url);
+    json_t *j;
+    int rc = cache_get(p, "/v1/cache/stats", (size_t)64 << 10, &j, errmsg, errcap);
     if (rc != LLM_OK)
         return rc;
     out->entries = llm__get_int(j, "entries", 0);
@@ -400,18 +414,8 @@ static int oa_cache_stats(llm_provider_t *p, llm_cache_stats_t *out, char *errms
 static int oa_cache_entries(llm_provider_t *p, llm_cache_entry_t **out, size_t *n, char *errmsg,
                             size_t errcap)
 {
-    if (p->cfg.kind != LLM_PROVIDER_LOCAL) {
-        if (errmsg)
-            snprintf(errmsg, errcap, "%s does not offer a KV-cache API", p->name);
-        return LLM_ENOTSUP;
-    }
-    char *url = llm__strdupf("%s/v1/cache", p->root_url);
-    if (!url)
-        return LLM_ENOMEM;
-    json_t *j = NULL;
-    int rc = json_call(p, "GET", url, NULL, (size_t)64 << 20, LLM_STATUS_TIMEOUT_MS, NULL, NULL,
-                       &j, NULL, errmsg, errcap);
-    free(url);
+    json_t *j;
+    int rc = cache_get(p, "/v1/cache", (size_t)64 << 20, &j, errmsg, errcap);
     if (rc != LLM_OK)
         return rc;
     json_t *arr = json_object_get(j, "entries");
