@@ -120,6 +120,24 @@ static void test_content_not_special(void **state)
     model_close(m);
 }
 
+/* A first turn, and the next one with "Hello" as the reply. */
+static const prompt_msg_t turn1[] = { { "system", "doc" }, { "user", "q1" } };
+static const prompt_msg_t turn2[] = { { "system", "doc" }, { "user", "q1" },
+                                      { "assistant", "Hello" }, { "user", "q2" } };
+
+/* "Generated" tokens whose text re-tokenizes differently: the single
+ * characters of "Hello", which the tokenizer would merge. */
+static void hello_by_letters(const model_t *m, model_token_t gen[5])
+{
+    for (int i = 0; i < 5; i++) {
+        model_token_t *one;
+        int k;
+        assert_int_equal(model_tokenize(m, "Hello" + i, 1, false, false, 4, &one, &k), MODEL_OK);
+        gen[i] = one[0];
+        free(one);
+    }
+}
+
 /* A remembered reply is tokenized to exactly the tokens generated. */
 static void test_remembered_reply(void **state)
 {
@@ -128,24 +146,12 @@ static void test_remembered_reply(void **state)
     assert_int_equal(model_open(model_files[0], false, &m), MODEL_OK);
     prompt_t *p = NULL;
     assert_int_equal(prompt_new(m, 4, &p), MODEL_OK);
-    const prompt_msg_t turn1[] = { { "system", "doc" }, { "user", "q1" } };
     model_token_t *t1;
     int n1;
     chat(p, turn1, 2, PROMPT_GENERATE, &t1, &n1);
-    /* "Generated" tokens whose text re-tokenizes differently: single
-     * characters of a word that the tokenizer would merge. */
-    const char *word = "Hello";
     model_token_t gen[5];
-    for (int i = 0; i < 5; i++) {
-        model_token_t *one;
-        int k;
-        assert_int_equal(model_tokenize(m, word + i, 1, false, false, 4, &one, &k), MODEL_OK);
-        gen[i] = one[0];
-        free(one);
-    }
-    prompt_remember_reply(p, word, 5, gen, 5);
-    const prompt_msg_t turn2[] = { { "system", "doc" }, { "user", "q1" }, { "assistant", "Hello" },
-                                   { "user", "q2" } };
+    hello_by_letters(m, gen);
+    prompt_remember_reply(p, "Hello", 5, gen, 5);
     model_token_t *t2;
     int n2;
     chat(p, turn2, 4, PROMPT_GENERATE, &t2, &n2);
@@ -191,21 +197,11 @@ static void test_stored_reply(void **state)
     assert_int_equal(model_open(model_files[0], false, &m), MODEL_OK);
     prompt_t *p = NULL;
     assert_int_equal(prompt_new(m, 4, &p), MODEL_OK);
-    const prompt_msg_t turn1[] = { { "system", "doc" }, { "user", "q1" } };
     model_token_t *t1;
     int n1;
     chat(p, turn1, 2, PROMPT_GENERATE, &t1, &n1);
-    const char *word = "Hello";
     model_token_t gen[5];
-    for (int i = 0; i < 5; i++) {
-        model_token_t *one;
-        int k;
-        assert_int_equal(model_tokenize(m, word + i, 1, false, false, 4, &one, &k), MODEL_OK);
-        gen[i] = one[0];
-        free(one);
-    }
-    const prompt_msg_t turn2[] = { { "system", "doc" }, { "user", "q1" }, { "assistant", "Hello" },
-                                   { "user", "q2" } };
+    hello_by_letters(m, gen);
     model_token_t *t2;
     int n2;
 
