@@ -31,6 +31,13 @@ typedef struct {
     char cors_origins[1024];
     char api_key[256];
     int max_upload_mb;
+    char allowed_hosts[1024]; /* Host names answered besides the listen address,
+                                 localhost and loopback addresses (comma-separated;
+                                 "*" = any) */
+    int http_timeout_s;       /* a connection idle this long (headers, body,
+                                 keep-alive) is closed */
+    int max_connections;      /* simultaneous connections */
+    int max_conn_per_ip;      /* simultaneous connections from one client address */
     /* [data] */
     char data_dir[1024];
     char database[1100];      /* "" = sqlite:<data_dir>/kvchat.db */
@@ -67,6 +74,7 @@ typedef struct {
     int extract_timeout_s;
     int extract_cpu_s;
     int extract_mem_mb;
+    int extract_concurrency;  /* extractions running at once; 0 = number of cores */
     /* [log] */
     char log_level[16];
     char log_format[16];      /* text | json */
