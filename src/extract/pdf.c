@@ -124,21 +124,133 @@ static int write_one_page(fz_context *ctx, fz_document *doc, int i, page_writer_
     return rc;
 }
 
-/* Extract every page of an open document. Returns 0 or an EXTRACT_* code. */
-static int write_document(fz_context *ctx, fz_document *doc, textout_t *out)
+/* The page tree, checked before any page is loaded.
+ *
+ * MuPDF 1.21 takes the page count as written in Root/Pages/Count
+ * (pdf_count_pages: pdf_to_int, so "2147483647" stays, overlong digits wrap
+ * around and a real is cast) and finds page i by walking the tree from the
+ * root again (pdf_lookup_page_loc: the kids of each node in turn, whole
+ * subtrees skipped by their own /Count), failing with "cannot find page"
+ * once the walk runs out of kids. A count the file cannot hold therefore
+ * costs one walk per absent page: /Count 2147483647 on a 600-byte file runs
+ * until the CPU limit. So, before the first page:
+ *   - the count must be positive and smaller than the number of objects in
+ *     the xref (pdf_xref_len; object 0 is never a page, and MuPDF already
+ *     refuses object numbers past PDF_MAX_OBJECT_NUMBER);
+ *   - the tree is walked once, telling nodes from pages as the lookup does,
+ *     within a visit budget: a tree that holds N objects takes N visits, so
+ *     more than xref_len + count means nodes reached again (a cycle, or the
+ *     same subtree listed many times, which turns every lookup into a
+ *     long walk); deeper than PAGE_TREE_DEPTH_MAX is refused too;
+ *   - pages are looked up only as far as the pages the walk found (the
+ *     lookup cannot find more).
+ * A count that disagrees with the pages found marks the file as damaged. */
+#define PAGE_TREE_DEPTH_MAX 256
+
+typedef struct {
+    pdf_obj *kids;
+    int next, len;
+} tree_level_t;
+
+/* As pdf_lookup_page_loc_imp tells an inner node of the tree from a page. */
+static bool is_tree_node(fz_context *ctx, pdf_obj *kid)
+{
+    pdf_obj *type = pdf_dict_get(ctx, kid, PDF_NAME(Type));
+    if (type)
+        return pdf_name_eq(ctx, type, PDF_NAME(Pages));
+    return pdf_dict_get(ctx, kid, PDF_NAME(Kids)) && !pdf_dict_get(ctx, kid, PDF_NAME(MediaBox));
+}
+
+/* Count the pages under `root`, visiting at most max_visits kids. Returns
+ * the count, or -1 when the budget or the depth limit is exceeded. MuPDF
+ * may throw (an object that cannot be read). */
+static int64_t count_tree_pages(fz_context *ctx, pdf_obj *root, int64_t max_visits)
+{
+    tree_level_t st[PAGE_TREE_DEPTH_MAX];
+    int depth = 0;
+    int64_t visits = 0, pages = 0;
+    st[0].kids = pdf_dict_get(ctx, root, PDF_NAME(Kids));
+    st[0].len = pdf_array_len(ctx, st[0].kids);
+    st[0].next = 0;
+    while (depth >= 0) {
+        tree_level_t *l = &st[depth];
+        if (l->next >= l->len) {
+            depth--;
+            continue;
+        }
+        pdf_obj *kid = pdf_array_get(ctx, l->kids, l->next++);
+        if (++visits > max_visits)
+            return -1;
+        if (!is_tree_node(ctx, kid)) {
+            pages++;
+            continue;
+        }
+        if (depth + 1 >= PAGE_TREE_DEPTH_MAX)
+            return -1;
+        depth++;
+        st[depth].kids = pdf_dict_get(ctx, kid, PDF_NAME(Kids));
+        st[depth].len = pdf_array_len(ctx, st[depth].kids);
+        st[depth].next = 0;
+    }
+    return pages;
+}
+
+/* The number of pages to extract, after the checks above: 0 when the page
+ * tree cannot be true. *mismatch is set when /Count disagrees with the
+ * pages found. Never throws. */
+static int checked_page_count(fz_context *ctx, pdf_document *doc, bool *mismatch, int *err)
 {
     int n = 0;
+    int64_t found = -1;
+    *mismatch = false;
+    *err = 0;
     fz_var(n);
+    fz_var(found);
     fz_try(ctx) {
-        n = fz_count_pages(ctx, doc);
+        n = pdf_count_pages(ctx, doc);
+        int xref_len = pdf_xref_len(ctx, doc);
+        pdf_obj *root = pdf_dict_getp(ctx, pdf_trailer(ctx, doc), "Root/Pages");
+        if (root && n > 0 && n < xref_len)
+            found = count_tree_pages(ctx, root, (int64_t)xref_len + n);
     }
     fz_catch(ctx) {
-        return fz_caught(ctx) == FZ_ERROR_MEMORY ? EXTRACT_EMEMORY : EXTRACT_ECORRUPT;
+        if (fz_caught(ctx) == FZ_ERROR_MEMORY)
+            *err = EXTRACT_EMEMORY;
+        return 0;
     }
+    if (found <= 0)
+        return 0;
+    *mismatch = found != n;
+    return found < n ? (int)found : n;
+}
+
+/* True when the sink holds some text (anything but blanks). */
+static bool has_text(const textout_t *out)
+{
+    for (size_t i = 0; i < out->buf.len; i++)
+        if (out->buf.data[i] != ' ' && out->buf.data[i] != '\t' && out->buf.data[i] != '\n')
+            return true;
+    return false;
+}
+
+/* Extract every page of an open document. Returns 0 or an EXTRACT_* code.
+ * No text at all is "no text" (a scan) only from an intact file: when
+ * MuPDF had to repair the file (a broken or missing xref, as in a truncated
+ * download), a page failed to load, or the page tree does not hold the
+ * pages it counts, the file is damaged. */
+static int write_document(fz_context *ctx, pdf_document *doc, textout_t *out)
+{
+    bool mismatch = false;
+    int err = 0;
+    int n = checked_page_count(ctx, doc, &mismatch, &err);
+    if (err)
+        return err;
+    if (n <= 0)
+        return EXTRACT_ECORRUPT;
     page_writer_t w = { .out = out };
     int failed = 0;
     for (int i = 0; i < n && !textout_error(out); i++) {
-        int rc = write_one_page(ctx, doc, i, &w);
+        int rc = write_one_page(ctx, &doc->super, i, &w);
         if (rc == EXTRACT_EMEMORY)
             return rc;
         if (rc)
@@ -146,7 +258,19 @@ static int write_document(fz_context *ctx, fz_document *doc, textout_t *out)
     }
     if (textout_error(out))
         return textout_error(out);
-    return (n > 0 && failed == n) ? EXTRACT_ECORRUPT : 0;
+    if (failed == n)
+        return EXTRACT_ECORRUPT;
+    bool repaired = false;
+    fz_var(repaired);
+    fz_try(ctx) {
+        repaired = pdf_was_repaired(ctx, doc) != 0;
+    }
+    fz_catch(ctx) {
+        repaired = true;
+    }
+    if (!has_text(out) && (repaired || failed || mismatch))
+        return EXTRACT_ECORRUPT;
+    return 0;
 }
 
 int pdf_extract(int fd, textout_t *out)
@@ -193,7 +317,7 @@ int pdf_extract(int fd, textout_t *out)
             rc = locked > 0 ? EXTRACT_EENCRYPTED : EXTRACT_ECORRUPT;
     }
     if (!rc)
-        rc = write_document(ctx, &doc->super, out);
+        rc = write_document(ctx, doc, out);
     fz_drop_document(ctx, doc ? &doc->super : NULL);
     fz_drop_stream(ctx, stm);
     fz_drop_context(ctx);

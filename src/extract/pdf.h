@@ -8,10 +8,16 @@
  * lower-case letter ("exam-" + "ple" -> "example", but "Nord-" + "Amerika"
  * keeps both); a soft hyphen at a line end always joins. Pages are
  * separated by a blank line. A PDF that needs a password to open gives
- * EXTRACT_EENCRYPTED (one with only an owner password opens normally); one
- * whose pages have no text at all (a scan) gives EXTRACT_ENOTEXT through
- * the sink. Pages that fail to load are skipped; if all fail the file is
- * EXTRACT_ECORRUPT. MuPDF's warnings and errors are silenced.
+ * EXTRACT_EENCRYPTED (one with only an owner password opens normally).
+ * The page tree is checked before any page is loaded (pdf.c says why): a
+ * page count that is not positive or not smaller than the number of
+ * objects, or a tree that takes more visits than it has objects, is
+ * EXTRACT_ECORRUPT at once. Pages that fail to load are skipped; if all
+ * fail the file is EXTRACT_ECORRUPT. An intact file whose pages have no
+ * text at all (a scan) gives EXTRACT_ENOTEXT through the sink; without
+ * text, a file MuPDF had to repair (truncated, broken xref), with pages
+ * that failed to load, or whose tree holds fewer or more pages than it
+ * counts is EXTRACT_ECORRUPT. MuPDF's warnings and errors are silenced.
  */
 #ifndef KVCHAT_EXTRACT_PDF_H
 #define KVCHAT_EXTRACT_PDF_H

@@ -12,7 +12,10 @@
  *   charset, tables, <pre>, HTML found by content under a .txt name;
  * - pdf: hyphenated line joined, hyphen before a capital kept, two pages
  *   split by a blank line; a PDF named .txt; password-protected; images
- *   only (no text: "scanned"); garbage after a PDF header (corrupt);
+ *   only (no text: "scanned"); garbage after a PDF header (corrupt); page
+ *   trees that lie (absurd /Count, a count past the pages, a subtree listed
+ *   400,000 times: damaged, early, within a CPU limit of a few seconds); a
+ *   truncated file (damaged, not "scanned");
  * - docx: paragraphs, tabs, breaks, tables, tab stops, deleted and moved
  *   text, mc:Fallback duplicates; a zip bomb whose declared size is over
  *   the limit, and one whose headers lie about its size; an
@@ -112,6 +115,24 @@ static void expect_error(const char *path, const char *client_name, int code,
     if (message)
         assert_string_equal(r.message, message);
     assert_true(r.message[0] != '\0');
+    extract_result_cleanup(&r);
+}
+
+/* As expect_error, with a CPU-time limit of cpu_seconds (a hostile file
+ * that is not caught early runs into it: EXTRACT_ECPU). */
+static void expect_error_cpu(const char *path, const char *client_name, unsigned cpu_seconds,
+                             int code, const char *message)
+{
+    extract_limits_t lim;
+    limits(&lim);
+    lim.cpu_seconds = cpu_seconds;
+    extract_result_t r;
+    int rc = extract_run(&lim, path, client_name, &r);
+    if (rc != code)
+        fail_msg("%s: want %d (%s), got %d (%s): %s", client_name, code, extract_strerror(code),
+                 rc, extract_strerror(rc), r.message);
+    assert_null(r.text);
+    assert_string_equal(r.message, message);
     extract_result_cleanup(&r);
 }
 
@@ -554,6 +575,134 @@ static void test_pdf_corrupt(void **state)
     expect_error(p, "junk.pdf", EXTRACT_ECORRUPT, "The PDF is damaged or unreadable.");
 }
 
+/* A page tree whose /Count no file could hold: MuPDF looks up every page
+ * it counts by walking the tree, so without a check the count alone runs
+ * the extractor into its CPU limit. Overlong digits wrap around to another
+ * large count; a negative or zero count or a real is no page either. */
+static void test_pdf_absurd_page_count(void **state)
+{
+    (void)state;
+    static const char *const counts[] = { "2147483647", "100000000000000000000", "1e20",
+                                          "-1", "0", "3000000000.0", NULL };
+    for (int i = 0; counts[i]; i++) {
+        char pages[128];
+        snprintf(pages, sizeof pages, "<< /Type /Pages /Kids [5 0 R] /Count %s >>", counts[i]);
+        const char *objs[] = {
+            PDF_CATALOG, pages, PDF_FONT, pdf_stream(PDF_IMAGE_DICT, "00FF00FF>"),
+            PDF_PAGE("6 0 R"), pdf_stream("", "BT /F1 12 Tf 72 720 Td (Counted) Tj ET"),
+        };
+        const char *p = pdf_write("count.pdf", objs, 6, "");
+        expect_error_cpu(p, counts[i], 3, EXTRACT_ECORRUPT, "The PDF is damaged or unreadable.");
+    }
+}
+
+/* An xref subsection at object 8,000,000 makes the xref that long, so a
+ * count of 8,000,000 passes the first check; the pages the tree really
+ * holds bound the lookups (before: 8 million failed lookups, seconds of
+ * CPU). The one real page is read. */
+static void test_pdf_count_past_pages(void **state)
+{
+    (void)state;
+    pdfbuf_t *b = calloc(1, sizeof *b);
+    assert_non_null(b);
+    const char *objs[] = {
+        PDF_CATALOG, "<< /Type /Pages /Kids [5 0 R] /Count 8000000 >>", PDF_FONT,
+        pdf_stream(PDF_IMAGE_DICT, "00FF00FF>"), PDF_PAGE("6 0 R"),
+        pdf_stream("", "BT /F1 12 Tf 72 720 Td (Only page.) Tj ET"),
+    };
+    long offsets[6];
+    pdf_add(b, "%%PDF-1.4\n");
+    for (int i = 0; i < 6; i++) {
+        offsets[i] = (long)b->len;
+        pdf_add(b, "%d 0 obj\n%s\nendobj\n", i + 1, objs[i]);
+    }
+    long xref = (long)b->len;
+    pdf_add(b, "xref\n0 7\n0000000000 65535 f \n");
+    for (int i = 0; i < 6; i++)
+        pdf_add(b, "%010ld 00000 n \n", offsets[i]);
+    pdf_add(b, "8000000 1\n%010ld 00000 n \n", offsets[0]);
+    pdf_add(b, "trailer\n<< /Size 8000001 /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n", xref);
+    const char *p = write_fixture("past.pdf", b->data, b->len);
+    free(b);
+    extract_limits_t lim;
+    limits(&lim);
+    lim.cpu_seconds = 2;
+    extract_result_t r;
+    int rc = extract_run(&lim, p, "past.pdf", &r);
+    if (rc != EXTRACT_OK)
+        fail_msg("code %d (%s): %s", rc, extract_strerror(rc), r.message);
+    assert_string_equal(r.text, "Only page.\n");
+    extract_result_cleanup(&r);
+}
+
+/* The same empty subtree listed 400,000 times before 20,000 real pages:
+ * every page lookup walks past all of them (8e9 steps). A tree needs one
+ * visit per object; one that needs more is refused at once. */
+static void test_pdf_shared_subtree(void **state)
+{
+    (void)state;
+    enum { PAGES = 20000, REPEAT = 400000, FIRST_PAGE = 7 };
+    const char *path = fixture("shared.pdf");
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    long *off = calloc(FIRST_PAGE + PAGES, sizeof *off);
+    assert_non_null(off);
+    fputs("%PDF-1.4\n", f);
+#define OBJ(num, ...) (off[(num) - 1] = ftell(f), fprintf(f, "%d 0 obj\n", (num)), \
+                       fprintf(f, __VA_ARGS__), fputs("\nendobj\n", f))
+    OBJ(1, "%s", PDF_CATALOG);
+    off[1] = ftell(f);
+    fprintf(f, "2 0 obj\n<< /Type /Pages /Count %d /Kids [", PAGES);
+    for (int i = 0; i < REPEAT; i++)
+        fputs("6 0 R ", f);
+    for (int i = 0; i < PAGES; i++)
+        fprintf(f, "%d 0 R ", FIRST_PAGE + i);
+    fputs("] >>\nendobj\n", f);
+    OBJ(3, "%s", PDF_FONT);
+    OBJ(4, "%s", pdf_stream(PDF_IMAGE_DICT, "00FF00FF>"));
+    OBJ(5, "%s", pdf_stream("", "BT /F1 12 Tf 72 720 Td (Page.) Tj ET"));
+    OBJ(6, "<< /Type /Pages /Kids [] /Count 0 >>");
+    for (int i = 0; i < PAGES; i++)
+        OBJ(FIRST_PAGE + i, "%s", PDF_PAGE("5 0 R"));
+#undef OBJ
+    long xref = ftell(f);
+    fprintf(f, "xref\n0 %d\n0000000000 65535 f \n", FIRST_PAGE + PAGES);
+    for (int i = 0; i < FIRST_PAGE - 1 + PAGES; i++)
+        fprintf(f, "%010ld 00000 n \n", off[i]);
+    fprintf(f, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n",
+            FIRST_PAGE + PAGES, xref);
+    assert_int_equal(fclose(f), 0);
+    free(off);
+    expect_error_cpu(path, "shared.pdf", 3, EXTRACT_ECORRUPT, "The PDF is damaged or unreadable.");
+}
+
+/* A download cut short: MuPDF repairs the missing xref and finds the page,
+ * but its font and contents are gone. That is a damaged file, not a scan
+ * (which test_pdf_no_text covers: an intact file without text). */
+static void test_pdf_truncated(void **state)
+{
+    (void)state;
+    const char *p = pdf_one_page("whole.pdf", "BT /F1 12 Tf 72 720 Td (Complete text) Tj ET", NULL,
+                                 NULL);
+    expect_text(p, "whole.pdf", "pdf", "Complete text\n");
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    static char data[65536];
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    data[n] = '\0';
+    /* cut right after the page object (5), before its contents (6) */
+    char *cut = strstr(data, "6 0 obj");
+    assert_non_null(cut);
+    p = write_fixture("cut.pdf", data, (size_t)(cut - data));
+    expect_error(p, "cut.pdf", EXTRACT_ECORRUPT, "The PDF is damaged or unreadable.");
+    /* cut inside the xref: repaired, text intact, so it is read */
+    cut = strstr(data, "xref");
+    assert_non_null(cut);
+    p = write_fixture("cut2.pdf", data, (size_t)(cut - data) + 20);
+    expect_text(p, "cut2.pdf", "pdf", "Complete text\n");
+}
+
 /* ---- docx ---------------------------------------------------------------- */
 
 #define W_NS "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
@@ -950,6 +1099,10 @@ int main(void)
         cmocka_unit_test(test_pdf_encrypted),
         cmocka_unit_test(test_pdf_no_text),
         cmocka_unit_test(test_pdf_corrupt),
+        cmocka_unit_test(test_pdf_absurd_page_count),
+        cmocka_unit_test(test_pdf_count_past_pages),
+        cmocka_unit_test(test_pdf_shared_subtree),
+        cmocka_unit_test(test_pdf_truncated),
         cmocka_unit_test(test_docx),
         cmocka_unit_test(test_docx_bomb),
         cmocka_unit_test(test_docx_encrypted),
