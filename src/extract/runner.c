@@ -3,7 +3,8 @@
  * Shape of one run:
  *   parent: resolve exe, build argv/envp and rlimits, make pipes (CLOEXEC),
  *           block all signals, fork
- *   child:  default signal handlers, own process group, stdin/stdout/stderr,
+ *   child:  default signal handlers, death signal tied to the parent, own
+ *           process group, stdin/stdout/stderr,
  *           rlimits, every other descriptor close-on-exec, unblock, execve;
  *           on failure write errno to the exec pipe and _exit
  *   parent: exec pipe EOF = exec succeeded; then poll stdout, stderr and a
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -69,6 +71,7 @@ typedef struct {
     int in_fd, out_fd, err_fd, exec_fd;
     struct rlimit cpu, as, fsize, core, nofile;
     bool set_cpu, set_as;
+    pid_t parent;           /* getpid() before the fork */
 } child_plan_t;
 
 /* The state of one run in the parent. */
@@ -151,6 +154,15 @@ __attribute__((noreturn)) static void child_exec(const child_plan_t *p)
         sigaction(sig, &dfl, NULL);   /* fails harmlessly for KILL, STOP */
 
     int err = 0;
+    /* Die with the thread that runs us: if kvchat is killed (-9, a crash)
+     * nobody would read our output or enforce the wall clock, and a
+     * hostile file would hold a core until the CPU limit. The signal
+     * follows the forking thread, which waits in extract_run() until we
+     * are reaped. The parent may have died before the prctl: then stop. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != p->parent) {
+        errno = ECHILD;
+        goto fail;
+    }
     if (setpgid(0, 0) != 0)
         goto fail;
     /* Lift the three ends above 2 first, so that wiring one of them to
@@ -540,6 +552,7 @@ int extract_run(const extract_limits_t *lim, const char *path, const char *clien
         .nofile = { CHILD_NOFILE, CHILD_NOFILE },
         .set_cpu = lim->cpu_seconds > 0,
         .set_as = lim->mem_bytes > 0,
+        .parent = getpid(),
     };
 
     /* No signal handler of ours may run in the child before it resets them. */

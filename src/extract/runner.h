@@ -4,7 +4,9 @@
  * environment, /dev/null as stdin, no inherited descriptors, and these
  * limits set in the child before exec: RLIMIT_CPU (cpu_seconds), RLIMIT_AS
  * (mem_bytes), RLIMIT_FSIZE = 0, RLIMIT_CORE = 0, RLIMIT_NOFILE = 32 (the
- * program is also asked to apply them itself). The parent reads stdout
+ * program is also asked to apply them itself), and PR_SET_PDEATHSIG =
+ * SIGKILL, so the program dies with the calling thread (and so with
+ * kvchat, killed or crashed) instead of running on to its CPU limit. The parent reads stdout
  * into a buffer that may not grow past max_output, keeps the tail of
  * stderr for the status line, and kills the whole process group on the
  * wall-clock timeout or when the output grows too large. The child is

@@ -5,7 +5,8 @@
  * process of ours left (reaped or not): checked in setup/teardown.
  * - a good run: text, type, character count;
  * - crash (SIGSEGV), hang (timeout; the whole process group dies, a
- *   forked grandchild included), a grandchild holding stdout after a
+ *   forked grandchild included), the calling process killed with -9 (the
+ *   extractor dies with it), a grandchild holding stdout after a
  *   successful exit (no wait for it, killed), output flood (too large),
  *   memory hog (address-space limit, reported as memory), CPU spin (CPU
  *   limit), missing program (spawn failed);
@@ -23,6 +24,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,6 +206,70 @@ static void test_orphan_holding_stdout(void **state)
     assert_true(r.elapsed_ms < 5000);
     assert_int_equal(live_in_group_settled(r.pid), 0);
     extract_result_cleanup(&r);
+}
+
+/* The first child of process `parent` found in /proc, or 0. */
+static int child_of(int parent)
+{
+    int found = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[1024];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *rp = strrchr(buf, ')');
+        char st;
+        int ppid;
+        if (rp && sscanf(rp + 1, " %c %d", &st, &ppid) == 2 && ppid == parent)
+            found = atoi(e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+/* kvchat killed with -9 while an extraction runs (a forked process stands
+ * for it): the extractor dies with it instead of running on to its CPU
+ * limit, since nobody is left to read it or enforce the wall clock. */
+static void test_parent_killed(void **state)
+{
+    (void)state;
+    pid_t app = fork();
+    assert_true(app >= 0);
+    if (app == 0) {
+        extract_limits_t lim;
+        helper_limits(&lim);
+        lim.timeout_ms = 120000;
+        extract_result_t r;
+        extract_run(&lim, "/dev/null", "hang", &r);
+        _exit(0);
+    }
+    int extractor = 0;
+    for (int i = 0; i < 500 && !extractor; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        extractor = child_of(app);
+    }
+    assert_true(extractor > 0);
+    /* let it get past exec: it runs in its own process group */
+    for (int i = 0; i < 500 && live_in_group(extractor) == 0; i++) {
+        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(live_in_group(extractor), 1);
+    kill(app, SIGKILL);
+    assert_int_equal(waitpid(app, NULL, 0), app);
+    int live = live_in_group_settled(extractor);
+    kill(-extractor, SIGKILL);   /* clean up if it did survive */
+    assert_int_equal(live, 0);
 }
 
 static void test_output_too_large(void **state)
@@ -443,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_holding_stdout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parent_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cpu_limit, setup, teardown),
