@@ -16,6 +16,7 @@
  */
 #include "app/documents.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -35,6 +36,36 @@ const char documents_allowed_types[] = ".txt, .md, .pdf, .docx, .odt, .html, .ht
 
 static const char *const allowed_ext[] = { "txt", "md", "markdown", "pdf", "docx", "odt", "html",
                                            "htm", "epub", NULL };
+
+/* ---- start-up ---- */
+
+/* Names of the temporary files an upload writes into data/uploads while it
+ * runs; renamed or removed when it ends. */
+#define UPLOAD_TMP_PREFIX ".upload-"
+
+int documents_remove_stale(const app_t *a)
+{
+    DIR *d = opendir(a->uploads_dir);
+    if (!d) {
+        log_warn("uploads: cannot read %s: %s", a->uploads_dir, strerror(errno));
+        return 0;
+    }
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, UPLOAD_TMP_PREFIX, strlen(UPLOAD_TMP_PREFIX)) != 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+        else if (errno != ENOENT)
+            log_warn("uploads: cannot remove %s/%s: %s", a->uploads_dir, e->d_name,
+                     strerror(errno));
+    }
+    closedir(d);
+    if (n)
+        log_info("uploads: removed %d temporary file(s) left by an earlier run", n);
+    return n;
+}
 
 /* ---- rendering ---- */
 
@@ -120,9 +151,14 @@ static bool ext_allowed(const char *ext)
 }
 
 /* The client's file name reduced to its last path component, with control
- * characters dropped (it is only displayed). */
-static void clean_filename(const char *in, char *out, size_t cap)
+ * characters dropped (it is only displayed), cut between characters when
+ * longer than cap - 1 bytes. Returns false, leaving out unspecified, when
+ * the name is not valid UTF-8: the store keeps only UTF-8, and guessing
+ * the client's encoding would show a name the user never typed. */
+static bool clean_filename(const char *in, char *out, size_t cap)
 {
+    if (!utf8_valid(in, strlen(in)))
+        return false;
     const char *base = in;
     for (const char *p = in; *p; p++)
         if (*p == '/' || *p == '\\')
@@ -131,9 +167,11 @@ static void clean_filename(const char *in, char *out, size_t cap)
     for (const char *p = base; *p && n + 1 < cap; p++)
         if ((unsigned char)*p >= 0x20 && *p != 0x7f)
             out[n++] = *p;
+    n = utf8_complete_len(out, n);
     out[n] = '\0';
     if (!n)
         snprintf(out, cap, "document");
+    return true;
 }
 
 static int up_begin(httpd_req_t *req, const char *field, const char *filename, const char *ct)
@@ -159,7 +197,12 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename, c
         httpd_reply_error(req, 400, "Upload one file per request (field 'file')");
         return 1;
     }
-    clean_filename(filename, u->filename, sizeof u->filename);
+    /* Decided here, before any of the body is stored or extracted. */
+    if (!clean_filename(filename, u->filename, sizeof u->filename)) {
+        httpd_reply_error(req, 400, "The file name is not valid UTF-8: rename the file and "
+                                    "upload it again");
+        return 1;
+    }
     const char *dot = strrchr(u->filename, '.');
     snprintf(u->ext, sizeof u->ext, "%s", dot && dot[1] ? dot + 1 : "");
     if (!ext_allowed(u->ext)) {
@@ -167,7 +210,7 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename, c
                           u->ext[0] ? u->ext : "(none)", documents_allowed_types);
         return 1;
     }
-    snprintf(u->tmp_path, sizeof u->tmp_path, "%s/.upload-XXXXXX", a->uploads_dir);
+    snprintf(u->tmp_path, sizeof u->tmp_path, "%s/" UPLOAD_TMP_PREFIX "XXXXXX", a->uploads_dir);
     u->fd = mkostemp(u->tmp_path, O_CLOEXEC);
     if (u->fd < 0) {
         u->tmp_path[0] = '\0';

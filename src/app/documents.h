@@ -10,6 +10,13 @@
 
 extern const httpd_upload_t documents_upload_callbacks;
 
+/* Remove the temporary files of uploads that never finished (data/uploads/
+ * .upload-*, left by a kvchat that was killed or crashed). Call at
+ * start-up, before the server accepts requests: the data directory belongs
+ * to one kvchat, so none of them can be in use. Returns how many went;
+ * failures are logged. */
+int documents_remove_stale(const app_t *a);
+
 void documents_h_upload(httpd_req_t *req, void *user);
 void documents_h_upload_and_cache(httpd_req_t *req, void *user);
 void documents_h_list(httpd_req_t *req, void *user);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "app/documents.h"
 #include "common/fs.h"
 #include "common/log.h"
 
@@ -142,6 +143,7 @@ static int setup(app_t *a)
         log_error("cannot create %s", a->uploads_dir);
         return -1;
     }
+    documents_remove_stale(a);
     int rc = store_open(c->database, &a->store);
     if (rc) {
         log_error("cannot open the database %s: %s", c->database, store_strerror(rc));
@@ -215,6 +217,7 @@ static int setup(app_t *a)
             log_error("local provider: %s", err);
             return -1;
         }
+        llm_provider_set_key_source(a->local->llm, supervisor_api_key_source, a->sv);
     } else {
         log_warn("no local model (%s); configure engine.model or put a GGUF in %s",
                  a->model_path[0] ? "file missing" : "none found", c->models_dir);
