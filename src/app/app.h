@@ -54,6 +54,7 @@ typedef struct app {
     char model_path[1024];     /* the local model in use ("" if none) */
     char model_name[256];
     extract_limits_t extract;
+    struct extractq *extractq; /* extractions at once (extract.concurrency) */
     struct httpd *http;
     double started_at;
 

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/extractq.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"
@@ -282,14 +284,95 @@ static void set_tokens(app_t *a, store_doc_t *d, const char *text, size_t len)
     app_provider_release(p);
 }
 
-/* Runs extraction and stores the document. Answers the request on error
- * (returns -1); on success fills *doc and returns 0. */
-static int ingest(httpd_req_t *req, app_t *a, upload_t *u, store_doc_t *doc, bool *existed)
+/* ---- ingest: extraction and storing, in a slot of the queue ---- */
+
+/* Where an upload's progress goes while it waits and runs: nowhere for a
+ * plain request (whose client may still leave while it waits), as SSE
+ * events for a streamed one. */
+typedef struct {
+    httpd_req_t *req;          /* plain request, or NULL */
+    httpd_stream_t *stream;    /* streamed request, or NULL */
+    const char *filename;      /* for the log */
+    bool logged_wait;
+} ingest_watch_t;
+
+/* Why an upload failed: the HTTP status and the {"detail"} text. */
+typedef struct {
+    int status;
+    char detail[1024];
+} ingest_error_t;
+
+static int ingest_fail(ingest_error_t *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int ingest_fail(ingest_error_t *err, int status, const char *fmt, ...)
 {
-    if (!u || !u->got_file) {
-        httpd_reply_error(req, 400, "No file uploaded: send it as the multipart field 'file'");
-        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->detail, sizeof err->detail, fmt, ap);
+    va_end(ap);
+    err->status = status;
+    return -1;
+}
+
+static void send_stage(ingest_watch_t *w, const char *stage)
+{
+    if (w->stream)
+        httpd_stream_sse_json(w->stream,
+                              json_pack("{s:s, s:s}", "event", "progress", "stage", stage));
+}
+
+static void on_queue_position(void *ud, unsigned position)
+{
+    ingest_watch_t *w = ud;
+    if (!w->logged_wait) {
+        w->logged_wait = true;
+        log_info("upload '%s' waits for an extraction slot (position %u)", w->filename, position);
     }
+    if (w->stream)
+        httpd_stream_sse_json(w->stream, json_pack("{s:s, s:s, s:i}", "event", "progress", "stage",
+                                                   "queued", "position", (int)position));
+}
+
+static bool queue_should_stop(void *ud)
+{
+    ingest_watch_t *w = ud;
+    return w->stream ? httpd_stream_closed(w->stream) : httpd_req_gone(w->req);
+}
+
+/* The answer to a failed extraction. */
+static int extract_failed(app_t *a, const upload_t *u, int code, const char *message,
+                          ingest_error_t *err)
+{
+    int status = extract_error_is_unsupported(code) ? 400
+                 : extract_error_is_internal(code)   ? 500
+                                                     : 422;
+    pthread_mutex_lock(&a->lock);
+    a->stats.upload_rejected++;
+    pthread_mutex_unlock(&a->lock);
+    log_info("upload '%s' rejected: %s", u->filename, message);
+    if (status == 400) {
+        /* the extractor's sentence ends with its own period */
+        char why[EXTRACT_MESSAGE_MAX];
+        snprintf(why, sizeof why, "%s",
+                 message[0] ? message : "the content is not a supported document");
+        size_t wl = strlen(why);
+        while (wl && (why[wl - 1] == '.' || why[wl - 1] == ' '))
+            why[--wl] = '\0';
+        return ingest_fail(err, 400, "Unsupported file type: %s. Allowed types: %s", why,
+                           documents_allowed_types);
+    }
+    return ingest_fail(err, status, "%s", message[0] ? message : extract_strerror(code));
+}
+
+/* Extract the upload's text and store the document, holding one slot of
+ * the extraction queue (waiting for it in line first). On success fills
+ * *doc and returns 0; otherwise returns -1 with *err filled. Nothing is
+ * answered here: plain and streamed requests answer differently. */
+static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bool *existed,
+                  ingest_error_t *err)
+{
+    if (!u || !u->got_file)
+        return ingest_fail(err, 400, "No file uploaded: send it as the multipart field 'file'");
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     EVP_DigestFinal_ex(u->sha, md, &mdlen);
@@ -304,42 +387,31 @@ static int ingest(httpd_req_t *req, app_t *a, upload_t *u, store_doc_t *doc, boo
         *existed = true;
         return 0;
     }
+    w->filename = u->filename;
+    extractq_wait_t wait = { on_queue_position, queue_should_stop, w };
+    int qrc = a->extractq ? extractq_acquire(a->extractq, &wait) : EXTRACTQ_OK;
+    if (qrc != EXTRACTQ_OK) {
+        log_info("upload '%s' given up while waiting for extraction: %s", u->filename,
+                 extractq_strerror(qrc));
+        return ingest_fail(err, 503, "The upload was given up while it waited for extraction");
+    }
+    send_stage(w, "extracting");
+    int ret = -1;
     extract_result_t ex;
     int rc = extract_run(&a->extract, u->tmp_path, u->filename, &ex);
     if (rc != 0 || ex.code != 0) {
-        int code = rc ? rc : ex.code;
-        int status = extract_error_is_unsupported(code) ? 400
-                     : extract_error_is_internal(code)   ? 500
-                                                         : 422;
-        pthread_mutex_lock(&a->lock);
-        a->stats.upload_rejected++;
-        pthread_mutex_unlock(&a->lock);
-        if (status == 400)
-        {
-            /* the extractor's sentence ends with its own period */
-            char why[EXTRACT_MESSAGE_MAX];
-            snprintf(why, sizeof why, "%s", ex.message[0] ? ex.message : "the content is not a supported document");
-            size_t wl = strlen(why);
-            while (wl && (why[wl - 1] == '.' || why[wl - 1] == ' '))
-                why[--wl] = '\0';
-            httpd_reply_error(req, 400, "Unsupported file type: %s. Allowed types: %s", why,
-                              documents_allowed_types);
-        }
-        else
-            httpd_reply_error(req, status, "%s", ex.message[0] ? ex.message : extract_strerror(code));
-        log_info("upload '%s' rejected: %s", u->filename, ex.message);
-        extract_result_cleanup(&ex);
-        return -1;
+        extract_failed(a, u, rc ? rc : ex.code, ex.message, err);
+        goto done;
     }
+    send_stage(w, "storing");
     char id[STORE_UUID_BUFSZ], stored[128];
     store_id_new(id);
     snprintf(stored, sizeof stored, "%s.%s", id, ex.type);
     char final[1300];
     snprintf(final, sizeof final, "%s/%s", a->uploads_dir, stored);
     if (rename(u->tmp_path, final) != 0) {
-        httpd_reply_error(req, 500, "The server cannot store the upload (%s)", strerror(errno));
-        extract_result_cleanup(&ex);
-        return -1;
+        ingest_fail(err, 500, "The server cannot store the upload (%s)", strerror(errno));
+        goto done;
     }
     u->tmp_path[0] = '\0';
     store_doc_t d;
@@ -354,22 +426,25 @@ static int ingest(httpd_req_t *req, app_t *a, upload_t *u, store_doc_t *doc, boo
     rc = store_doc_insert(a->store, &d, ex.text, ex.len, doc, existed);
     if (rc != STORE_OK) {
         unlink(final);
-        httpd_reply_error(req, rc == STORE_ETOOBIG ? 413 : 500, "Cannot store the document: %s",
-                          store_strerror(rc));
-        extract_result_cleanup(&ex);
-        return -1;
+        ingest_fail(err, rc == STORE_ETOOBIG ? 413 : 500, "Cannot store the document: %s",
+                    store_strerror(rc));
+        goto done;
     }
     if (*existed)   /* raced with an identical upload */
         unlink(final);
     else
         set_tokens(a, doc, ex.text, ex.len);
-    extract_result_cleanup(&ex);
     pthread_mutex_lock(&a->lock);
     a->stats.uploads++;
     pthread_mutex_unlock(&a->lock);
     log_info("document %s uploaded: '%s' (%s, %lld bytes, %lld chars)", doc->id, doc->filename,
              doc->content_type, (long long)doc->file_size, (long long)doc->n_chars);
-    return 0;
+    ret = 0;
+done:
+    extract_result_cleanup(&ex);
+    if (a->extractq)
+        extractq_release(a->extractq);
+    return ret;
 }
 
 static json_t *upload_json(const store_doc_t *d, bool existed)
@@ -381,14 +456,25 @@ static json_t *upload_json(const store_doc_t *d, bool existed)
     return j;
 }
 
+static bool wants_sse(httpd_req_t *req);
+static void upload_streamed(httpd_req_t *req, app_t *a, bool and_cache);
+
 void documents_h_upload(httpd_req_t *req, void *user)
 {
     app_t *a = user;
+    if (wants_sse(req)) {
+        upload_streamed(req, a, false);
+        return;
+    }
     store_doc_t d;
     store_doc_init(&d);
     bool existed = false;
-    if (ingest(req, a, httpd_req_ctx(req), &d, &existed) == 0)
+    ingest_watch_t w = { .req = req };
+    ingest_error_t err;
+    if (ingest(a, httpd_req_ctx(req), &w, &d, &existed, &err) == 0)
         httpd_reply_json(req, 200, upload_json(&d, existed));
+    else
+        httpd_reply_error(req, err.status, "%s", err.detail);
     store_doc_cleanup(&d);
 }
 
@@ -530,9 +616,11 @@ typedef struct {
     json_t *prefix;    /* upload_and_cache: the upload answer to merge */
 } cache_job_t;
 
-static void *cache_worker(void *arg)
+/* Prefill j->doc_id with its progress streamed, then send the final event
+ * (merged into j->prefix when there is one; j->prefix is consumed). The
+ * stream stays open. */
+static void cache_stream(cache_job_t *j)
 {
-    cache_job_t *j = arg;
     json_t *body = NULL;
     int status = cache_doc(j->a, j->doc_id, &j->prog, &body);
     json_t *ev;
@@ -548,11 +636,30 @@ static void *cache_worker(void *arg)
         json_object_set_new(j->prefix, "cache", ev);
         json_object_set_new(j->prefix, "event", json_string(status == 200 ? "done" : "error"));
         ev = j->prefix;
+        j->prefix = NULL;
     }
     httpd_stream_sse_json(j->prog.stream, ev);
+}
+
+static void *cache_worker(void *arg)
+{
+    cache_job_t *j = arg;
+    cache_stream(j);
     httpd_stream_close(j->prog.stream);
     free(j);
     return NULL;
+}
+
+/* Start fn(arg) on a detached thread. Returns 0 or an errno value. */
+static int start_detached(void *(*fn)(void *), void *arg)
+{
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return rc;
 }
 
 /* Answer with the cache result, streamed when the client asked for it. */
@@ -576,18 +683,13 @@ static void answer_cache(httpd_req_t *req, app_t *a, const char *doc_id, json_t 
             return;
         }
         httpd_stream_sse_json(j->prog.stream, json_pack("{s:s, s:s}", "event", "start", "doc_id", doc_id));
-        pthread_t th;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&th, &attr, cache_worker, j) != 0) {
+        if (start_detached(cache_worker, j) != 0) {
             httpd_stream_sse_json(j->prog.stream, json_pack("{s:s, s:s}", "event", "error", "detail",
                                                             "cannot start the cache worker"));
             httpd_stream_close(j->prog.stream);
             json_decref(prefix);
             free(j);
         }
-        pthread_attr_destroy(&attr);
         return;
     }
     json_t *body = NULL;
@@ -604,14 +706,97 @@ static void answer_cache(httpd_req_t *req, app_t *a, const char *doc_id, json_t 
     }
 }
 
-void documents_h_upload_and_cache(httpd_req_t *req, void *user)
+/* ---- streamed uploads ---- */
+
+/* A streamed upload runs on a thread of its own: a stream's data is sent
+ * by the connection's thread, which a handler waiting in the queue would
+ * hold. The job owns the upload (its temporary file included). */
+typedef struct {
+    app_t *a;
+    upload_t *u;
+    httpd_stream_t *stream;
+    bool and_cache;
+} upload_job_t;
+
+static void *upload_worker(void *arg)
 {
-    app_t *a = user;
+    upload_job_t *j = arg;
     store_doc_t d;
     store_doc_init(&d);
     bool existed = false;
-    if (ingest(req, a, httpd_req_ctx(req), &d, &existed) == 0)
+    ingest_watch_t w = { .stream = j->stream };
+    ingest_error_t err;
+    if (ingest(j->a, j->u, &w, &d, &existed, &err) != 0) {
+        httpd_stream_sse_json(j->stream, json_pack("{s:s, s:i, s:s}", "event", "error", "status",
+                                                   err.status, "detail", err.detail));
+    } else if (!j->and_cache) {
+        json_t *ev = upload_json(&d, existed);
+        json_object_set_new(ev, "event", json_string("done"));
+        httpd_stream_sse_json(j->stream, ev);
+    } else {
+        cache_job_t cj = { .a = j->a, .prog = { .stream = j->stream, .last_pct = -1 },
+                           .prefix = upload_json(&d, existed) };
+        snprintf(cj.doc_id, sizeof cj.doc_id, "%s", d.id);
+        httpd_stream_sse_json(j->stream,
+                              json_pack("{s:s, s:s}", "event", "start", "doc_id", d.id));
+        cache_stream(&cj);
+    }
+    httpd_stream_close(j->stream);
+    upload_free(j->u);
+    store_doc_cleanup(&d);
+    free(j);
+    return NULL;
+}
+
+/* Answer an upload with SSE: progress while it waits and runs, then the
+ * plain request's answer as the last event ("done"), or {"event":"error",
+ * "status", "detail"}. */
+static void upload_streamed(httpd_req_t *req, app_t *a, bool and_cache)
+{
+    upload_t *u = httpd_req_ctx(req);
+    if (!u || !u->got_file) {
+        httpd_reply_error(req, 400, "No file uploaded: send it as the multipart field 'file'");
+        return;
+    }
+    upload_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        httpd_reply_error(req, 500, "out of memory");
+        return;
+    }
+    j->a = a;
+    j->u = u;
+    j->and_cache = and_cache;
+    if (httpd_stream_open(req, "text/event-stream", &j->stream) != HTTPD_OK) {
+        free(j);
+        httpd_reply_error(req, 503, "the server is shutting down");
+        return;
+    }
+    httpd_req_set_ctx(req, NULL, NULL);   /* the job owns the upload now */
+    if (start_detached(upload_worker, j) != 0) {
+        httpd_stream_sse_json(j->stream, json_pack("{s:s, s:i, s:s}", "event", "error", "status",
+                                                   500, "detail", "cannot start the upload worker"));
+        httpd_stream_close(j->stream);
+        upload_free(u);
+        free(j);
+    }
+}
+
+void documents_h_upload_and_cache(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    if (wants_sse(req)) {
+        upload_streamed(req, a, true);
+        return;
+    }
+    store_doc_t d;
+    store_doc_init(&d);
+    bool existed = false;
+    ingest_watch_t w = { .req = req };
+    ingest_error_t err;
+    if (ingest(a, httpd_req_ctx(req), &w, &d, &existed, &err) == 0)
         answer_cache(req, a, d.id, upload_json(&d, existed));
+    else
+        httpd_reply_error(req, err.status, "%s", err.detail);
     store_doc_cleanup(&d);
 }
 

@@ -21,6 +21,7 @@
 
 #include "app/app.h"
 #include "app/documents.h"
+#include "app/extractq.h"
 #include "common/fs.h"
 #include "common/log.h"
 
@@ -173,6 +174,13 @@ static int setup(app_t *a)
 #endif
     if (!is_file(a->extract_exe))
         log_warn("kvchat-extract not found at %s: uploads will fail", a->extract_exe);
+    /* Lives as long as the process: a streamed upload's worker may still
+     * hold it while the server closes. */
+    rc = extractq_new((unsigned)c->extract_concurrency, &a->extractq);
+    if (rc) {
+        log_error("extraction queue: %s", extractq_strerror(rc));
+        return -1;
+    }
 
     find_model(a);
     char err[512];

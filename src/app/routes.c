@@ -12,6 +12,7 @@
 
 #include "app/app.h"
 #include "app/documents.h"
+#include "app/extractq.h"
 #include "app/models.h"
 #include "app/sessions.h"
 #include "app/web.h"
@@ -58,6 +59,13 @@ static void h_metrics(httpd_req_t *req, void *user)
 #undef C
     buf_printf(&b, "# HELP kvchat_chats_active Chat turns running\n# TYPE kvchat_chats_active gauge\n"
                    "kvchat_chats_active %d\n", active);
+    extractq_counts_t q;
+    extractq_counts(a->extractq, &q);
+    buf_printf(&b, "# HELP kvchat_extractions_running Extractions running (at most extract.concurrency)\n"
+                   "# TYPE kvchat_extractions_running gauge\nkvchat_extractions_running %u\n"
+                   "# HELP kvchat_extractions_queued Uploads waiting for an extraction slot\n"
+                   "# TYPE kvchat_extractions_queued gauge\nkvchat_extractions_queued %u\n",
+               q.running, q.queued);
     buf_printf(&b, "# HELP kvchat_ttft_seconds Time to the first token of an answer\n"
                    "# TYPE kvchat_ttft_seconds histogram\n");
     for (int i = 0; i < 12; i++)
@@ -169,7 +177,10 @@ int routes_open(app_t *a)
     cfg.api_key = a->cfg.api_key[0] ? a->cfg.api_key : NULL;
     cfg.error_style = HTTPD_ERRORS_DETAIL;
     cfg.cors_origins = a->cfg.cors_origins;
-    cfg.timeout_s = 0;   /* caching a long document keeps a client waiting */
+    cfg.timeout_s = (unsigned)a->cfg.http_timeout_s;
+    cfg.max_connections = (unsigned)a->cfg.max_connections;
+    cfg.max_per_ip = (unsigned)a->cfg.max_conn_per_ip;
+    cfg.allowed_hosts = a->cfg.allowed_hosts;
     int rc = httpd_open(&cfg, r, n, a, (httpd_t **)&a->http);
     free(r);
     return rc;

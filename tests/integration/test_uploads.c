@@ -4,8 +4,12 @@
  *
  * - a file name that is not UTF-8 is refused with a 400 before the body is
  *   stored or extracted (it used to be extracted, then answered 500);
+ * - extract.concurrency bounds the extractions running at once; the rest
+ *   wait in line (first come, first served), a streamed upload is told its
+ *   place as it moves, a client that leaves gives up its place, failures
+ *   give their slot back; /metrics counts running and queued;
  * - the temporary file of an upload cut short by kill -9 is removed when
- *   kvchat starts again;
+ *   kvchat starts again, and a running extractor dies with kvchat;
  * Hostile documents are generated here as bytes; no binary file is
  * committed.
  */
@@ -17,13 +21,17 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,6 +132,190 @@ static int begin_partial_upload(int port, const char *filename, size_t declared,
     return fd;
 }
 
+/* ---- uploads from threads ------------------------------------------------ */
+
+/* One upload run on its own thread: plain (JSON answer) or streamed (every
+ * SSE event kept). Transport errors are recorded, not fatal (a test may
+ * kill the server under it). */
+typedef struct {
+    int port;
+    const char *path;          /* API path */
+    char file[512];
+    char filename[128];
+    bool sse;
+    bool hang_up_when_queued;  /* close the connection at the first "queued" */
+    pthread_t th;
+    /* results */
+    long status;
+    json_t *events;            /* array of SSE events (sse) */
+    json_t *json;              /* the answer (plain) */
+    char *body;
+    size_t len;
+    int finished;              /* order of completion, from 1 */
+} job_t;
+
+static atomic_int g_finished;
+
+static size_t job_write(char *p, size_t sz, size_t n, void *ud)
+{
+    job_t *j = ud;
+    size_t add = sz * n;
+    char *b = realloc(j->body, j->len + add + 1);
+    if (!b)
+        return 0;
+    memcpy(b + j->len, p, add);
+    j->body = b;
+    j->len += add;
+    b[j->len] = '\0';
+    if (!j->sse)
+        return add;
+    /* parse complete events as they come */
+    char *end;
+    while ((end = strstr(j->body, "\n\n"))) {
+        *end = '\0';
+        if (strncmp(j->body, "data: ", 6) == 0) {
+            json_t *ev = json_loads(j->body + 6, 0, NULL);
+            if (ev) {
+                json_array_append_new(j->events, ev);
+                const char *stage = json_string_value(json_object_get(ev, "stage"));
+                if (j->hang_up_when_queued && stage && strcmp(stage, "queued") == 0)
+                    return 0;   /* aborts the transfer: the client hangs up */
+            }
+        }
+        size_t used = (size_t)(end + 2 - j->body);
+        memmove(j->body, end + 2, j->len - used + 1);
+        j->len -= used;
+    }
+    return add;
+}
+
+static void *job_thread(void *arg)
+{
+    job_t *j = arg;
+    CURL *c = curl_easy_init();
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", j->port, j->path);
+    curl_mime *mime = curl_mime_init(c);
+    curl_mimepart *part = curl_mime_addpart(mime);
+    curl_mime_name(part, "file");
+    curl_mime_filedata(part, j->file);
+    curl_mime_filename(part, j->filename);
+    struct curl_slist *h = NULL;
+    if (j->sse)
+        h = curl_slist_append(h, "Accept: text/event-stream");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, job_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &j->status);
+    curl_mime_free(mime);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (!j->sse && j->body)
+        j->json = json_loads(j->body, 0, NULL);
+    j->finished = atomic_fetch_add(&g_finished, 1) + 1;
+    return NULL;
+}
+
+static void job_start(job_t *j, int port, const char *path, const char *file, const char *filename,
+                      bool sse)
+{
+    memset(j, 0, sizeof *j);
+    j->port = port;
+    j->path = path;
+    snprintf(j->file, sizeof j->file, "%s", file);
+    snprintf(j->filename, sizeof j->filename, "%s", filename);
+    j->sse = sse;
+    j->events = json_array();
+    if (pthread_create(&j->th, NULL, job_thread, j) != 0)
+        fail_msg("pthread_create failed");
+}
+
+static void job_join(job_t *j)
+{
+    pthread_join(j->th, NULL);
+}
+
+static void job_free(job_t *j)
+{
+    json_decref(j->events);
+    json_decref(j->json);
+    free(j->body);
+}
+
+/* The stages of a streamed upload's events, as "queued:2 queued:1
+ * extracting storing done". */
+static void stages(const job_t *j, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t i;
+    json_t *ev;
+    json_array_foreach(j->events, i, ev) {
+        const char *e = json_string_value(json_object_get(ev, "event"));
+        const char *st = json_string_value(json_object_get(ev, "stage"));
+        char one[64];
+        if (st && strcmp(st, "queued") == 0)
+            snprintf(one, sizeof one, "queued:%lld",
+                     (long long)json_integer_value(json_object_get(ev, "position")));
+        else
+            snprintf(one, sizeof one, "%s", st ? st : e ? e : "?");
+        size_t n = strlen(out);
+        snprintf(out + n, cap - n, "%s%s", n ? " " : "", one);
+    }
+}
+
+/* A gauge of /metrics. */
+static long metric(int port, const char *name)
+{
+    resp_t r;
+    http(port, "GET", "/metrics", NULL, &r);
+    assert_int_equal(r.status, 200);
+    char key[128];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(r.body, key);
+    long v = p ? strtol(p + strlen(key), NULL, 10) : -1;
+    resp_free(&r);
+    return v;
+}
+
+static void wait_metric(int port, const char *name, long want)
+{
+    long v = -1;
+    for (int i = 0; i < 400; i++) {
+        v = metric(port, name);
+        if (v == want)
+            return;
+        usleep(25 * 1000);
+    }
+    fail_msg("%s is %ld, expected %ld", name, v, want);
+}
+
+/* A stand-in for the extractor's program path: waits until dir/gate exists,
+ * then runs the real kvchat-extract with the same arguments. The test
+ * holds an extraction running for as long as it needs (no timing). */
+static void write_gate_script(const char *dir, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/gate-extract.sh", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fail_msg("cannot write %s", path);
+    fprintf(f, "#!/bin/sh\nwhile [ ! -e '%s/gate' ]; do sleep 0.02; done\n"
+               "exec '%s/kvchat-extract' \"$@\"\n", dir, KVCHAT_BIN_DIR);
+    fclose(f);
+    chmod(path, 0755);
+}
+
+static void open_gate(const char *dir)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/gate", dir);
+    fclose(fopen(path, "w"));
+}
+
 /* ---- file names ----------------------------------------------------------- */
 
 /* A name of bytes that are not UTF-8: refused at the start of the part,
@@ -155,7 +347,224 @@ static void test_filename_not_utf8(void **state)
     tmpdir_remove(dir);
 }
 
+/* ---- the extraction queue --------------------------------------------- */
+
+/* extract.concurrency = 1 and an extraction held at a gate: the next
+ * uploads wait in line, a streamed one is told its place as it moves, a
+ * plain one simply waits, one whose client leaves gives up its place, the
+ * server answers everything else meanwhile, and once the gate opens they
+ * run one at a time in the order they came, each ending with the same
+ * answer the plain request gives. */
+static void test_queue(void **state)
+{
+    (void)state;
+    char dir[256], gate[320], set_exe[400];
+    tmpdir_make(dir, sizeof dir);
+    write_gate_script(dir, gate, sizeof gate);
+    snprintf(set_exe, sizeof set_exe, "extract.exe=%s", gate);
+    const char *extra[] = { "--set", set_exe, "--set", "extract.concurrency=1", NULL };
+    proc_t app;
+    start_app(&app, dir, false, extra);
+    assert_int_equal(metric(app.port, "kvchat_extractions_running"), 0);
+
+    char files[5][512];
+    for (int i = 0; i < 5; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "Document number %d of the queue test.", i);
+        const char *lines[] = { line };
+        const char *p = fixture_write(dir, "txt", lines, 1);
+        snprintf(files[i], sizeof files[i], "%s/q%d.txt", dir, i);
+        rename(p, files[i]);
+    }
+    atomic_store(&g_finished, 0);
+    job_t a, b, c, d, e;
+    job_start(&a, app.port, API "/documents/upload", files[0], "a.txt", true);
+    wait_metric(app.port, "kvchat_extractions_running", 1);
+    job_start(&b, app.port, API "/documents/upload", files[1], "b.txt", true);
+    wait_metric(app.port, "kvchat_extractions_queued", 1);
+    job_start(&c, app.port, API "/documents/upload", files[2], "c.txt", true);
+    wait_metric(app.port, "kvchat_extractions_queued", 2);
+    job_start(&d, app.port, API "/documents/upload", files[3], "d.txt", false);
+    wait_metric(app.port, "kvchat_extractions_queued", 3);
+    /* a client that leaves while waiting gives up its place */
+    job_start(&e, app.port, API "/documents/upload", files[4], "e.txt", true);
+    e.hang_up_when_queued = true;
+    job_join(&e);
+    wait_metric(app.port, "kvchat_extractions_queued", 3);
+    assert_int_equal(metric(app.port, "kvchat_extractions_running"), 1);
+    /* the rest of the server is not held up by waiting uploads */
+    resp_t r;
+    http(app.port, "GET", API "/documents/list", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(r.json), 0);
+    resp_free(&r);
+    http(app.port, "POST", API "/session", "{}", &r);
+    assert_true(r.status >= 200 && r.status < 300);
+    resp_free(&r);
+
+    open_gate(dir);
+    job_join(&a);
+    job_join(&b);
+    job_join(&c);
+    job_join(&d);
+    char st[256];
+    stages(&a, st, sizeof st);
+    assert_string_equal(st, "extracting storing done");
+    stages(&b, st, sizeof st);
+    assert_string_equal(st, "queued:1 extracting storing done");
+    stages(&c, st, sizeof st);
+    assert_string_equal(st, "queued:2 queued:1 extracting storing done");
+    stages(&e, st, sizeof st);
+    assert_string_equal(st, "queued:4");
+    /* first come, first served */
+    assert_true(a.finished < b.finished);
+    assert_true(b.finished < c.finished);
+    assert_true(c.finished < d.finished);
+    /* the last event is the plain answer, with "event":"done" */
+    json_t *done = json_array_get(c.events, json_array_size(c.events) - 1);
+    assert_string_equal(jstr(done, "filename"), "c.txt");
+    assert_string_equal(jstr(done, "message"), "Document uploaded successfully");
+    assert_true(json_is_false(jpath(done, "existed")));
+    assert_int_equal(jint(done, "n_chars"), (long long)strlen("Document number 2 of the queue test.\n"));
+    assert_int_equal(d.status, 200);
+    assert_string_equal(jstr(d.json, "filename"), "d.txt");
+    assert_string_equal(jstr(d.json, "message"), "Document uploaded successfully");
+    assert_int_equal(json_object_size(d.json) + 1, json_object_size(done));
+    /* four documents; the one given up is not among them, nor its file */
+    assert_int_equal(n_documents(app.port), 4);
+    assert_int_equal(count_files(dir, ".upload-"), 0);
+    assert_int_equal(metric(app.port, "kvchat_extractions_running"), 0);
+    assert_int_equal(metric(app.port, "kvchat_extractions_queued"), 0);
+    job_t *all[] = { &a, &b, &c, &d, &e };
+    for (int i = 0; i < 5; i++)
+        job_free(all[i]);
+    assert_int_equal(proc_stop(&app), 0);
+    tmpdir_remove(dir);
+}
+
+/* A failed extraction gives its slot back, and the streamed answer carries
+ * the same status and message as the plain one. */
+static void test_queue_errors(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    const char *extra[] = { "--set", "extract.concurrency=1", NULL };
+    proc_t app;
+    start_app(&app, dir, false, extra);
+    const char *p = fixture_raw(dir, "empty.txt", "", 0);
+    resp_t r;
+    http_upload(app.port, API "/documents/upload", p, "empty.txt", &r);
+    assert_int_equal(r.status, 422);
+    char plain[512];
+    snprintf(plain, sizeof plain, "%s", jstr(r.json, "detail"));
+    resp_free(&r);
+    job_t j;
+    job_start(&j, app.port, API "/documents/upload", p, "empty.txt", true);
+    job_join(&j);
+    assert_int_equal(j.status, 200);
+    json_t *last = json_array_get(j.events, json_array_size(j.events) - 1);
+    assert_string_equal(jstr(last, "event"), "error");
+    assert_int_equal(jint(last, "status"), 422);
+    assert_string_equal(jstr(last, "detail"), plain);
+    job_free(&j);
+    /* the slot was given back each time */
+    assert_int_equal(metric(app.port, "kvchat_extractions_running"), 0);
+    static const char *const lines[] = { "After the failures." };
+    p = fixture_write(dir, "txt", lines, 1);
+    http_upload(app.port, API "/documents/upload", p, "after.txt", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_int_equal(proc_stop(&app), 0);
+    tmpdir_remove(dir);
+}
+
 /* ---- what a killed kvchat leaves behind ---------------------------------- */
+
+/* The pid of a process whose command line contains `needle`, or 0. */
+static int find_process(const char *needle)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[2048];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (buf[i] == '\0')
+                buf[i] = ' ';
+        buf[n] = '\0';
+        if (strstr(buf, needle))
+            found = atoi(e->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Alive and not a zombie. */
+static bool process_alive(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+/* kill -9 of kvchat while an extraction runs: the extractor goes with it. */
+static void test_extractor_dies_with_app(void **state)
+{
+    (void)state;
+    char dir[256], gate[320], set_exe[400];
+    tmpdir_make(dir, sizeof dir);
+    write_gate_script(dir, gate, sizeof gate);
+    snprintf(set_exe, sizeof set_exe, "extract.exe=%s", gate);
+    const char *extra[] = { "--set", set_exe, NULL };
+    proc_t app;
+    start_app(&app, dir, false, extra);
+    static const char *const lines[] = { "Held at the gate." };
+    const char *p = fixture_write(dir, "txt", lines, 1);
+    job_t j;
+    job_start(&j, app.port, API "/documents/upload", p, "held.txt", false);
+    wait_metric(app.port, "kvchat_extractions_running", 1);
+    /* the extractor's command line, not kvchat's (which names the script
+     * in its --set) */
+    char needle[400];
+    snprintf(needle, sizeof needle, "%s --sandbox", gate);
+    int extractor = 0;
+    for (int i = 0; i < 200 && !extractor; i++) {
+        extractor = find_process(needle);
+        if (!extractor)
+            usleep(25 * 1000);
+    }
+    assert_true(extractor > 0);
+    assert_true(process_alive(extractor));
+    kill(app.pid, SIGKILL);
+    proc_stop(&app);   /* reaps it */
+    job_join(&j);
+    bool alive = true;
+    for (int i = 0; i < 200 && (alive = process_alive(extractor)); i++)
+        usleep(25 * 1000);
+    open_gate(dir);   /* lets a survivor end (it fails: nobody reads it) */
+    assert_false(alive);
+    job_free(&j);
+    tmpdir_remove(dir);
+}
+
 
 /* kill -9 during an upload leaves its temporary file; the next start
  * removes it. */
@@ -185,7 +594,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filename_not_utf8),
+        cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_queue_errors),
         cmocka_unit_test(test_stale_temp_files),
+        cmocka_unit_test(test_extractor_dies_with_app),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -144,9 +144,13 @@ export async function* events(res) {
 /**
  * Uploads one file (multipart field "file") with progress. Resolves to the
  * server's JSON; rejects with ApiError (400 unsupported type, 413 too large,
- * 422 extraction failed, 0 network).
+ * 422 extraction failed, 0 network). With onEvent the server is asked to
+ * stream (Accept: text/event-stream): onEvent gets each {"event":
+ * "progress", "stage", ...} while the upload waits for and runs its
+ * extraction, and the last event ("done" or "error") settles the promise
+ * as the plain answer would.
  */
-export function upload(path, file, onProgress) {
+export function upload(path, file, onProgress, onEvent) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', API + path);
@@ -154,8 +158,41 @@ export function upload(path, file, onProgress) {
     xhr.upload.addEventListener('progress', (ev) => {
       if (ev.lengthComputable && onProgress) onProgress(ev.loaded / ev.total);
     });
+    let seen = 0;
+    let last = null;
+    const takeEvents = () => {
+      // complete events only ("data: {...}" then a blank line)
+      const text = xhr.responseText;
+      let end;
+      while ((end = text.indexOf('\n\n', seen)) >= 0) {
+        const block = text.slice(seen, end);
+        seen = end + 2;
+        const data = block.split('\n').filter((l) => l.startsWith('data:'))
+          .map((l) => l.slice(l[5] === ' ' ? 6 : 5)).join('\n');
+        if (!data) continue;
+        let ev;
+        try { ev = JSON.parse(data); } catch { continue; }
+        if (ev.event === 'progress') onEvent(ev); else last = ev;
+      }
+    };
+    if (onEvent) {
+      xhr.setRequestHeader('Accept', 'text/event-stream');
+      xhr.addEventListener('progress', takeEvents);
+    }
     xhr.addEventListener('load', () => {
       announce(true);
+      if (onEvent && xhr.status === 200 && (xhr.getResponseHeader('Content-Type') || '').startsWith('text/event-stream')) {
+        takeEvents();
+        if (last && last.event === 'done') {
+          const { event, ...body } = last;
+          resolve(body);
+        } else if (last && last.event === 'error') {
+          reject(new ApiError(last.status || 500, last.detail || 'upload failed', last));
+        } else {
+          reject(new ApiError(0, 'the connection closed before the upload finished'));
+        }
+        return;
+      }
       let body = null;
       try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
       if (xhr.status >= 200 && xhr.status < 300 && body) {

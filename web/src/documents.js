@@ -90,6 +90,15 @@ async function uploadAll() {
     try {
       const res = await upload('/documents/upload', p.file, (f) => {
         setStatus(el.status, `${label} (${Math.round(f * 100)}%)…`, 'busy');
+      }, (ev) => {
+        // the server's progress once the bytes are in: its extraction queue
+        const what = ev.stage === 'queued' ? `waiting for extraction (position ${ev.position})`
+          : ev.stage === 'extracting' ? 'extracting text'
+            : ev.stage === 'storing' ? 'storing' : '';
+        if (!what) return;
+        p.message = `${what}…`;
+        renderPending();
+        setStatus(el.status, `${label}: ${what}…`, 'busy');
       });
       p.state = 'done';
       p.message = res.existed ? 'already in the library (identical content)' : 'uploaded';
