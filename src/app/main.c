@@ -225,7 +225,6 @@ static int setup(app_t *a)
             log_error("local provider: %s", err);
             return -1;
         }
-        llm_provider_set_key_source(a->local->llm, supervisor_api_key_source, a->sv);
     } else {
         log_warn("no local model (%s); configure engine.model or put a GGUF in %s",
                  a->model_path[0] ? "file missing" : "none found", c->models_dir);
