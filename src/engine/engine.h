@@ -36,7 +36,11 @@ typedef struct {
     const char *cache_dir;
     bool reset;                 /* else resume */
     bool no_cache;              /* neither restore nor snapshot */
-    const char *api_key;
+    const char *api_key;        /* required as "Authorization: Bearer" (all routes
+                                   but /health); NULL = none. From --api-key, or
+                                   read from api_key_fd into engine_t.key */
+    int api_key_fd;             /* --api-key-fd: a descriptor to read the key
+                                   from, once, at start; -1 = none */
     const char *log_file;
     bool verbose;
     size_t max_body;
@@ -45,6 +49,9 @@ typedef struct {
 
 typedef enum { ENGINE_LOADING = 0, ENGINE_READY = 1, ENGINE_FAILED = 2 } engine_state_t;
 
+/* The longest API key accepted from --api-key-fd. */
+#define ENGINE_KEY_MAX 512
+
 struct httpd;
 
 typedef struct {
@@ -52,6 +59,8 @@ typedef struct {
     atomic_int state;           /* engine_state_t */
     char error[256];            /* why loading failed */
     char model_id[256];
+    char key[ENGINE_KEY_MAX + 1]; /* the key read from api_key_fd (cfg.api_key
+                                   points here then); wiped at exit */
     double started_at;          /* epoch seconds */
     model_t *model;
     model_ctx_t *ctx;

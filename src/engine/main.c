@@ -2,7 +2,8 @@
  * KV-cache store.
  *
  * Start-up order: make the C library put large allocations on huge pages
- * (executing the program again if it must); parse flags; open the HTTP
+ * (executing the program again if it must); parse flags; read the API key
+ * from its descriptor when --api-key-fd names one; open the HTTP
  * server first, so /health can answer 503 "loading" while the model loads;
  * load the model, create the context, open the KV store (resuming or
  * resetting its disk tier), start the scheduler; mark ready. SIGINT/SIGTERM
@@ -56,7 +57,10 @@ static void usage(FILE *out)
         "      --resume            keep the disk tier's entries from earlier runs (default)\n"
         "      --reset             delete them at start\n"
         "      --no-cache          never restore or store KV (for comparisons)\n"
-        "      --api-key KEY       require 'Authorization: Bearer KEY'\n"
+        "      --api-key KEY       require 'Authorization: Bearer KEY' (all but /health)\n"
+        "      --api-key-fd N      the same, with KEY read from descriptor N (to its end;\n"
+        "                          one trailing newline dropped), which is then closed:\n"
+        "                          the key stays off the command line and environment\n"
         "      --log-file F        append logs to F instead of stderr\n"
         "      --max-tokens N      default generation limit (default 512)\n"
         "  -v, --verbose           log llama.cpp's own messages too\n"
@@ -116,6 +120,7 @@ static void config_default(engine_config_t *c)
     c->cache_disk = (size_t)10 << 30;
     c->max_body = (size_t)32 << 20;
     c->max_tokens_default = 512;
+    c->api_key_fd = -1;
 }
 
 /* Returns 0, 1 for --help, or -1 on a bad flag (message printed). */
@@ -123,7 +128,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
 {
     enum {
         O_ALIAS = 256, O_HOST, O_PORT, O_KV, O_NOFA, O_RAM, O_DISK, O_DIR, O_RESUME, O_RESET,
-        O_NOCACHE, O_KEY, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP
+        O_NOCACHE, O_KEY, O_KEY_FD, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP
     };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
@@ -148,6 +153,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         { "reset", no_argument, NULL, O_RESET },
         { "no-cache", no_argument, NULL, O_NOCACHE },
         { "api-key", required_argument, NULL, O_KEY },
+        { "api-key-fd", required_argument, NULL, O_KEY_FD },
         { "log-file", required_argument, NULL, O_LOG },
         { "max-tokens", required_argument, NULL, O_MAXTOK },
         { "verbose", no_argument, NULL, 'v' },
@@ -214,6 +220,10 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         case O_RESET: c->reset = true; break;
         case O_NOCACHE: c->no_cache = true; break;
         case O_KEY: c->api_key = optarg; break;
+        case O_KEY_FD:
+            if (parse_long(optarg, 0, INT_MAX, &v)) { name = "--api-key-fd"; break; }
+            c->api_key_fd = (int)v;
+            break;
         case O_LOG: c->log_file = optarg; break;
         case 'v': c->verbose = true; break;
         case 'h': usage(stdout); return 1;
@@ -232,11 +242,68 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         fprintf(stderr, "kvchat-engine: --model PATH is required (see --help)\n");
         return -1;
     }
+    if (c->api_key && c->api_key_fd >= 0) {
+        fprintf(stderr, "kvchat-engine: give --api-key or --api-key-fd, not both\n");
+        return -1;
+    }
     if (c->kv_type == MODEL_KV_Q8_0 && !c->flash_attn) {
         fprintf(stderr, "kvchat-engine: --kv-type q8_0 needs flash attention\n");
         return -1;
     }
     return 0;
+}
+
+/* Read the API key from descriptor fd to its end and close it. One
+ * trailing newline (and a CR before it) is dropped; what is left must be
+ * 1..ENGINE_KEY_MAX printable ASCII characters without spaces. Stores it
+ * in key (ENGINE_KEY_MAX + 1 bytes). Returns 0, or -1 with a message
+ * printed (never the key). */
+static int read_key_fd(int fd, char *key)
+{
+    char buf[ENGINE_KEY_MAX + 3];
+    size_t len = 0;
+    int rc = -1;
+    for (;;) {
+        ssize_t k = read(fd, buf + len, sizeof buf - len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            fprintf(stderr, "kvchat-engine: cannot read the API key from descriptor %d: %s\n", fd,
+                    strerror(errno));
+            goto out;
+        }
+        if (k == 0)
+            break;
+        len += (size_t)k;
+        if (len == sizeof buf) {
+            fprintf(stderr, "kvchat-engine: the API key from descriptor %d is longer than %d "
+                    "bytes\n", fd, ENGINE_KEY_MAX);
+            goto out;
+        }
+    }
+    if (len && buf[len - 1] == '\n')
+        len--;
+    if (len && buf[len - 1] == '\r')
+        len--;
+    if (len == 0 || len > ENGINE_KEY_MAX) {
+        fprintf(stderr, "kvchat-engine: the API key from descriptor %d is %s\n", fd,
+                len ? "too long" : "empty");
+        goto out;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] <= ' ' || buf[i] > '~') {
+            fprintf(stderr, "kvchat-engine: the API key from descriptor %d holds a character "
+                    "other than printable ASCII\n", fd);
+            goto out;
+        }
+    }
+    memcpy(key, buf, len);
+    key[len] = '\0';
+    rc = 0;
+out:
+    explicit_bzero(buf, sizeof buf);
+    close(fd);
+    return rc;
 }
 
 static uint64_t hash_str(const char *s)
@@ -373,6 +440,11 @@ int main(int argc, char **argv)
     int pr = parse_args(argc, argv, &e.cfg);
     if (pr)
         return pr > 0 ? 0 : 2;
+    if (e.cfg.api_key_fd >= 0) {
+        if (read_key_fd(e.cfg.api_key_fd, e.key) != 0)
+            return 2;
+        e.cfg.api_key = e.key;
+    }
     log_set_tag("engine");
     if (e.cfg.log_file) {
         int rc = log_open(e.cfg.log_file);
@@ -426,5 +498,6 @@ int main(int argc, char **argv)
     model_close(e.model);
     log_info("stopped");
     log_close();
+    explicit_bzero(e.key, sizeof e.key);
     return atomic_load(&e.state) == ENGINE_FAILED ? 1 : 0;
 }

@@ -5,6 +5,8 @@
  * with --no-cache runs beside it); restarts resume or reset the disk tier;
  * damaged cache files are refused; budgets hold; and the API's error
  * handling, streaming format, concurrency, cancellation and queue limits.
+ * The API key: from --api-key-fd (off the command line and environment)
+ * and from --api-key, required everywhere but /health; bad key inputs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,12 +15,15 @@
 
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -834,6 +839,231 @@ static void test_misc_endpoints(void **state)
     tmpdir_remove(dir);
 }
 
+/* ---- the API key ---- */
+
+static size_t discard_body(char *p, size_t size, size_t n, void *user)
+{
+    (void)p;
+    (void)user;
+    return size * n;
+}
+
+/* The HTTP status of one request, with "Authorization: Bearer key" when key
+ * is not NULL. */
+static long status_with_key(int port, const char *method, const char *path, const char *body,
+                            const char *key)
+{
+    char url[256], auth[700];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return code;
+}
+
+/* A pipe holding `text` (write end closed), its read end inheritable. */
+static int text_pipe(const char *text)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    size_t n = strlen(text);
+    assert_int_equal(write(p[1], text, n), (ssize_t)n);
+    close(p[1]);
+    return p[0];
+}
+
+/* Whether the NUL-separated file /proc/pid/<what> contains needle. */
+static bool proc_file_contains(int pid, const char *what, const char *needle)
+{
+    char path[64], buf[65536];
+    snprintf(path, sizeof path, "/proc/%d/%s", pid, what);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    assert_true(n > 0);
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = '\n';
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+/* Whether process pid has a descriptor open on `target` (as readlink
+ * shows it: "pipe:[123]"). */
+static bool holds_fd(int pid, const char *target)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(d))) {
+        char path[400], link[256];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n > 0) {
+            link[n] = '\0';
+            found = strcmp(link, target) == 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* Every route but /health wants the key. */
+static void assert_keyed(int port, const char *key)
+{
+    static const char chat[] =
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":2}";
+    assert_int_equal(status_with_key(port, "GET", "/health", NULL, NULL), 200);
+    assert_int_equal(status_with_key(port, "GET", "/v1/cache", NULL, NULL), 401);
+    assert_int_equal(status_with_key(port, "GET", "/v1/cache", NULL, "not-the-key"), 401);
+    assert_int_equal(status_with_key(port, "GET", "/v1/cache/stats", NULL, NULL), 401);
+    assert_int_equal(status_with_key(port, "GET", "/v1/models", NULL, NULL), 401);
+    assert_int_equal(status_with_key(port, "GET", "/metrics", NULL, NULL), 401);
+    assert_int_equal(status_with_key(port, "POST", "/v1/chat/completions", chat, NULL), 401);
+    assert_int_equal(status_with_key(port, "POST", "/tokenize", "{\"content\":\"a\"}", NULL), 401);
+    assert_int_equal(status_with_key(port, "POST", "/v1/cache/reset", "{}", NULL), 401);
+    assert_int_equal(status_with_key(port, "GET", "/v1/cache", NULL, key), 200);
+    assert_int_equal(status_with_key(port, "GET", "/v1/models", NULL, key), 200);
+    assert_int_equal(status_with_key(port, "POST", "/v1/chat/completions", chat, key), 200);
+}
+
+/* --api-key-fd: the key is read from the descriptor (which is then
+ * closed) and is in neither the command line nor the environment;
+ * --api-key keeps working for an engine run by hand. */
+static void test_api_key(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    static const char key[] = "3f9c1e0b7a6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b";
+    char line[80];
+    snprintf(line, sizeof line, "%s\n", key);
+    int fd = text_pipe(line);
+    struct stat pst;
+    assert_int_equal(fstat(fd, &pst), 0);
+    char fd_s[16];
+    snprintf(fd_s, sizeof fd_s, "%d", fd);
+    engine_t e;
+    const char *args[] = { "--api-key-fd", fd_s, NULL };
+    engine_start(&e, dir, args);
+    close(fd);
+    assert_keyed(e.p.port, key);
+    assert_true(proc_file_contains(e.p.pid, "cmdline", "--api-key-fd"));
+    assert_false(proc_file_contains(e.p.pid, "cmdline", key));
+    assert_false(proc_file_contains(e.p.pid, "environ", key));
+    /* the pipe was closed once read */
+    char pipe_name[64];
+    snprintf(pipe_name, sizeof pipe_name, "pipe:[%lu]", (unsigned long)pst.st_ino);
+    assert_false(holds_fd(e.p.pid, pipe_name));
+    assert_false(log_contains(e.log, key));
+    engine_stop(&e);
+
+    /* --api-key, by hand */
+    const char *by_hand[] = { "--api-key", "hand-made-key", NULL };
+    engine_start(&e, dir, by_hand);
+    assert_keyed(e.p.port, "hand-made-key");
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
+/* Run the engine with argv (and the model) until it exits; its exit status
+ * and whether its output holds `needle`. */
+static int engine_exit(const char *dir, const char *const *extra, const char *needle, bool *found)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/exit.log", dir);
+    unlink(log);
+    const char *argv[16] = { KVCHAT_ENGINE_EXE, "--model", MODEL, "--port", "0" };
+    int n = 5;
+    for (int i = 0; extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (lf < 0 || dup2(lf, 1) < 0 || dup2(lf, 2) < 0)
+            _exit(126);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    *found = log_contains(log, needle);
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+/* Keys the engine refuses to start with: it says why, never echoing the key. */
+static void test_api_key_bad(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    bool found = false;
+    char fd_s[16];
+
+    int fd = text_pipe("a-key\n");
+    snprintf(fd_s, sizeof fd_s, "%d", fd);
+    const char *both[] = { "--api-key", "k", "--api-key-fd", fd_s, NULL };
+    assert_int_equal(engine_exit(dir, both, "not both", &found), 2);
+    assert_true(found);
+    close(fd);
+
+    fd = text_pipe("");
+    snprintf(fd_s, sizeof fd_s, "%d", fd);
+    const char *empty[] = { "--api-key-fd", fd_s, NULL };
+    assert_int_equal(engine_exit(dir, empty, "is empty", &found), 2);
+    assert_true(found);
+    close(fd);
+
+    fd = text_pipe("two words\n");
+    snprintf(fd_s, sizeof fd_s, "%d", fd);
+    const char *spaced[] = { "--api-key-fd", fd_s, NULL };
+    assert_int_equal(engine_exit(dir, spaced, "other than printable ASCII", &found), 2);
+    assert_true(found);
+    assert_int_equal(engine_exit(dir, spaced, "two words", &found), 2);
+    assert_false(found);
+    close(fd);
+
+    char big[700];
+    memset(big, 'k', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    fd = text_pipe(big);
+    snprintf(fd_s, sizeof fd_s, "%d", fd);
+    const char *huge[] = { "--api-key-fd", fd_s, NULL };
+    assert_int_equal(engine_exit(dir, huge, "longer than 512 bytes", &found), 2);
+    assert_true(found);
+    close(fd);
+
+    const char *closed[] = { "--api-key-fd", "999", NULL };
+    assert_int_equal(engine_exit(dir, closed, "Bad file descriptor", &found), 2);
+    assert_true(found);
+    const char *bad[] = { "--api-key-fd", "-1", NULL };
+    assert_int_equal(engine_exit(dir, bad, "bad value", &found), 2);
+    assert_true(found);
+    tmpdir_remove(dir);
+}
+
 /* A full disk (here: a file-size limit, as the kernel reports EFBIG like
  * ENOSPC) makes snapshot writes fail; the engine logs it and keeps serving
  * from RAM. */
@@ -905,6 +1135,9 @@ static void test_kv_q8(void **state)
 
 int main(void)
 {
+    /* KVCHAT_TEST_FILTER=test_name (wildcards allowed) runs only those */
+    if (getenv("KVCHAT_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("KVCHAT_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers_match_uncached),
         cmocka_unit_test(test_reply_tokens_after_restart),
@@ -919,6 +1152,8 @@ int main(void)
         cmocka_unit_test(test_misc_endpoints),
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_kv_q8),
+        cmocka_unit_test(test_api_key),
+        cmocka_unit_test(test_api_key_bad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
