@@ -369,6 +369,12 @@ void llm_provider_free(llm_provider_t *p)
     free(p);
 }
 
+void llm_provider_set_key_source(llm_provider_t *p, llm_key_fn fn, void *ud)
+{
+    p->key_fn = fn;
+    p->key_ud = fn ? ud : NULL;
+}
+
 llm_kind_t llm_provider_kind(const llm_provider_t *p) { return p->cfg.kind; }
 const char *llm_provider_base_url(const llm_provider_t *p) { return p->base_url; }
 const char *llm_provider_model(const llm_provider_t *p) { return p->model; }
@@ -693,7 +699,7 @@ static void sse_line(llm_xfer_t *x, char *line, size_t len)
     /* id:, retry: and unknown fields are ignored, as SSE says. */
 }
 
-static void sse_feed(llm_xfer_t *x, const char *p, size_t n)
+void llm__sse_feed(llm_xfer_t *x, const char *p, size_t n)
 {
     while (n > 0 && x->rc == LLM_OK) {
         const char *nl = memchr(p, '\n', n);
@@ -717,7 +723,7 @@ static void sse_feed(llm_xfer_t *x, const char *p, size_t n)
 
 /* The stream ended: a last line without '\n' and a last event without a
  * blank line still count. */
-static void sse_flush(llm_xfer_t *x)
+void llm__sse_flush(llm_xfer_t *x)
 {
     if (x->rc == LLM_OK && x->line.len) {
         sse_line(x, x->line.data, x->line.len);
@@ -788,7 +794,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
         choose_mode(x, w->h);
     switch (x->mode) {
     case MODE_SSE:
-        sse_feed(x, data, n);
+        llm__sse_feed(x, data, n);
         break;
     case MODE_ERRBODY:
         if (buf_append(&x->whole, data, n) != BUF_OK) {
@@ -886,6 +892,8 @@ int llm__xfer_run(llm_xfer_t *x)
     CURL *h = NULL;
     wctx_t w = { x, NULL };
     bool added = false;
+    char key[LLM_KEY_MAX + 1] = "";
+    const char *api_key = p->api_key;
 
     x->t_start = now_ms();
     x->t_last = 0;
@@ -904,8 +912,12 @@ int llm__xfer_run(llm_xfer_t *x)
         hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
     if (hdrs)
         hdrs = curl_slist_append(hdrs, x->sse ? "Accept: text/event-stream" : "Accept: application/json");
-    if (hdrs && *p->api_key) {
-        auth = llm__strdupf("%s%s", p->be->auth_prefix, p->api_key);
+    if (p->key_fn) {
+        size_t kl = p->key_fn(p->key_ud, key, sizeof key);
+        api_key = kl > 0 && kl < sizeof key && key[kl] == '\0' ? key : "";
+    }
+    if (hdrs && *api_key) {
+        auth = llm__strdupf("%s%s", p->be->auth_prefix, api_key);
         hdrs = auth ? curl_slist_append(hdrs, auth) : NULL;
     }
     if (!hdrs) {
@@ -1030,7 +1042,7 @@ int llm__xfer_run(llm_xfer_t *x)
             fail_from_body(x);
             break;
         case MODE_SSE:
-            sse_flush(x);
+            llm__sse_flush(x);
             break;
         case MODE_WHOLE: {
             json_err_t jerr;
@@ -1064,9 +1076,10 @@ out:
         curl_multi_cleanup(m);
     curl_slist_free_all(hdrs);
     if (auth) {
-        memset(auth, 0, strlen(auth));
+        explicit_bzero(auth, strlen(auth));
         free(auth);
     }
+    explicit_bzero(key, sizeof key);
     if (x->rc != LLM_OK && x->rc != LLM_ECANCELLED)
         log_warn("llm: %s %s: %s", x->method, x->url, x->error);
     return x->rc;

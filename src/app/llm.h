@@ -141,6 +141,22 @@ int llm_provider_new(const llm_config_t *cfg, llm_provider_t **out, char *errmsg
 /* Free a provider. No call may be running on it. Accepts NULL. */
 void llm_provider_free(llm_provider_t *p);
 
+/* Where a key that changes while the provider lives comes from (the
+ * supervised engine gets a new one at every start): write the key,
+ * NUL-terminated, into buf (cap bytes) and return its length, or return 0
+ * for none. Called at the start of every request, on the calling thread,
+ * so it must be thread-safe. */
+typedef size_t (*llm_key_fn)(void *ud, char *buf, size_t cap);
+
+/* The longest key a key source may give (longer ones are not sent). */
+#define LLM_KEY_MAX 512
+
+/* Take every request's key from fn(ud, ...) instead of cfg.api_key (fn
+ * NULL: back to cfg.api_key). ud must stay valid while calls may run. Call before
+ * the provider is used by more than one thread. The key is never logged
+ * and is wiped from the request's memory when the request ends. */
+void llm_provider_set_key_source(llm_provider_t *p, llm_key_fn fn, void *ud);
+
 /* Borrowed views of the provider's configuration (valid while p lives). */
 llm_kind_t llm_provider_kind(const llm_provider_t *p);
 const char *llm_provider_base_url(const llm_provider_t *p);

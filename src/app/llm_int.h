@@ -36,6 +36,9 @@ struct llm_provider {
     char *base_url;            /* without a trailing '/' */
     char *root_url;            /* base_url without a trailing "/v1" (engine paths) */
     char *api_key;             /* "" when none */
+    llm_key_fn key_fn;         /* when set, the key of each request (see
+                                  llm_provider_set_key_source) */
+    void *key_ud;
     char *model;               /* "" when none */
     char *name;                /* for messages: "the model server", "OpenAI" */
     struct llm_share *share;
@@ -89,6 +92,12 @@ int llm__xfer_run(llm_xfer_t *x);
 
 /* Frees x->json and the working buffers. */
 void llm__xfer_cleanup(llm_xfer_t *x);
+
+/* The SSE reader of llm__xfer_run(), exposed for the fuzz tests: feed n
+ * bytes of an event stream (x->line and x->event initialised with their
+ * limits), and end it (a last line or event without its terminator). */
+void llm__sse_feed(llm_xfer_t *x, const char *p, size_t n);
+void llm__sse_flush(llm_xfer_t *x);
 
 /* Record a failure (the first one wins) with a printf message; returns
  * the code in effect. */

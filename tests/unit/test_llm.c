@@ -30,7 +30,9 @@
  *   key, too long, other), 403, 429, 500, 503, the array error shape, a
  *   malformed event, a prompt blocked, a stream without finishReason, an
  *   idle hang; countTokens; only-system conversations;
- * - calls a provider does not offer return LLM_ENOTSUP.
+ * - calls a provider does not offer return LLM_ENOTSUP;
+ * - a key source: asked at every request (the key may change between two),
+ *   in place of the configured key; none, or one too long, sends none.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -672,6 +674,62 @@ static void test_openai_collect(void **state)
     llm_result_cleanup(&res);
     assert_null(res.text);
     llm_result_cleanup(&res); /* twice is harmless */
+    llm_provider_free(p);
+}
+
+/* ---- a key that changes ----------------------------------------------------- */
+
+typedef struct {
+    const char *key;   /* NULL: none */
+    size_t claim;      /* when not 0: the length reported instead of the real one */
+    int calls;
+} key_src_t;
+
+static size_t key_src(void *ud, char *buf, size_t cap)
+{
+    key_src_t *k = ud;
+    k->calls++;
+    if (!k->key)
+        return 0;
+    snprintf(buf, cap, "%s", k->key);
+    return k->claim ? k->claim : strlen(k->key);
+}
+
+static void test_key_source(void **state)
+{
+    (void)state;
+    script_reply(200, NULL, "{\"object\":\"list\",\"data\":[{\"id\":\"fake-model\"}]}");
+    llm_provider_t *p = openai_fake(NULL);   /* configured key: sk-test */
+    llm_model_info_t info;
+    assert_int_equal(llm_models(p, &info, NULL, 0), LLM_OK);
+    assert_string_equal(F.auth, "Bearer sk-test");
+
+    key_src_t k = { .key = "first-key" };
+    llm_provider_set_key_source(p, key_src, &k);
+    assert_int_equal(llm_models(p, &info, NULL, 0), LLM_OK);
+    assert_string_equal(F.auth, "Bearer first-key");
+    assert_int_equal(k.calls, 1);
+    k.key = "second-key";   /* a new engine, a new key: the next request has it */
+    script_sse(0, false, CHUNK("hi"), FINISH("stop"), DONE, NULL);
+    llm_result_t res;
+    assert_int_equal(llm_chat(p, one_msg, 1, NULL, NULL, NULL, &res), LLM_OK);
+    llm_result_cleanup(&res);
+    assert_string_equal(F.auth, "Bearer second-key");
+    assert_int_equal(k.calls, 2);
+
+    script_reply(200, NULL, "{\"object\":\"list\",\"data\":[{\"id\":\"fake-model\"}]}");
+    k.key = NULL;           /* none yet: no header, not the configured key */
+    assert_int_equal(llm_models(p, &info, NULL, 0), LLM_OK);
+    assert_string_equal(F.auth, "");
+    k.key = "x";
+    k.claim = LLM_KEY_MAX + 1;   /* did not fit: not sent */
+    assert_int_equal(llm_models(p, &info, NULL, 0), LLM_OK);
+    assert_string_equal(F.auth, "");
+
+    llm_provider_set_key_source(p, NULL, &k);   /* back to the configured key */
+    assert_int_equal(llm_models(p, &info, NULL, 0), LLM_OK);
+    assert_string_equal(F.auth, "Bearer sk-test");
+    assert_int_equal(k.calls, 4);
     llm_provider_free(p);
 }
 
@@ -1390,6 +1448,7 @@ int main(void)
         T(test_openai_engine_shape),
         T(test_openai_not_streamed),
         T(test_openai_collect),
+        T(test_key_source),
         T(test_openai_http_errors),
         T(test_openai_error_event),
         T(test_openai_limits),
