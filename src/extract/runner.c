@@ -74,11 +74,23 @@ typedef struct {
     pid_t parent;           /* getpid() before the fork */
 } child_plan_t;
 
+/* The text as it streams to a file (extract_run_to_fd): checked piece by
+ * piece, so the whole text never has to be in memory. */
+typedef struct {
+    int fd;                  /* where the text goes; -1: into run_t.text */
+    unsigned char carry[4];  /* a character cut by the pipe, completed by the next read */
+    size_t carry_len;
+    size_t bytes, chars;
+    bool ill_formed;         /* invalid UTF-8 or a NUL byte */
+    int write_errno;         /* writing the file failed */
+} stream_t;
+
 /* The state of one run in the parent. */
 typedef struct {
     pid_t pid;
     int out_r, err_r, exec_r, pidfd;
     buf_t text;
+    stream_t to;
     char tail[STDERR_KEEP];
     size_t tail_len;
     bool out_eof, err_eof, exited;
@@ -213,8 +225,51 @@ static void keep_tail(run_t *r, const char *p, size_t n)
     r->tail_len += n;
 }
 
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? errno : EIO;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Check n bytes of text and append them to the file. A character cut at
+ * the end waits in carry for the next piece. Returns false once the text
+ * is over max_output (the run is then stopped). */
+static bool stream_text(run_t *r, const char *p, size_t n, size_t max_output)
+{
+    stream_t *t = &r->to;
+    if (n > max_output - t->bytes) {
+        r->too_big = true;
+        return false;
+    }
+    t->bytes += n;
+    if (t->ill_formed || t->write_errno)
+        return true;   /* failed already: drain the pipe, decide at the end */
+    char buf[READ_CHUNK + sizeof t->carry];
+    memcpy(buf, t->carry, t->carry_len);
+    memcpy(buf + t->carry_len, p, n);
+    size_t len = t->carry_len + n;
+    size_t whole = utf8_complete_len(buf, len);
+    if (memchr(buf, '\0', whole) || !utf8_valid(buf, whole)) {
+        t->ill_formed = true;
+        return true;
+    }
+    t->chars += codepoint_count(buf, whole);
+    t->carry_len = len - whole;
+    memcpy(t->carry, buf + whole, t->carry_len);
+    t->write_errno = write_all(t->fd, buf, whole);
+    return true;
+}
+
 /* Read what is there from one pipe. */
-static void drain(run_t *r, bool is_out)
+static void drain(run_t *r, bool is_out, size_t max_output)
 {
     char chunk[READ_CHUNK];
     int fd = is_out ? r->out_r : r->err_r;
@@ -231,7 +286,10 @@ static void drain(run_t *r, bool is_out)
                 r->err_eof = true;
             return;
         }
-        if (is_out) {
+        if (is_out && r->to.fd >= 0) {
+            if (!stream_text(r, chunk, (size_t)k, max_output))
+                return;
+        } else if (is_out) {
             if (buf_append(&r->text, chunk, (size_t)k) != BUF_OK) {
                 r->too_big = true;   /* ENOMEM here is as fatal: stop */
                 return;
@@ -292,12 +350,12 @@ static void pump(run_t *r, const extract_limits_t *lim, uint64_t start)
             return;
         }
         if (i_out >= 0 && fds[i_out].revents) {
-            drain(r, true);
+            drain(r, true, lim->max_output);
             if (r->too_big)
                 return;
         }
         if (i_err >= 0 && fds[i_err].revents)
-            drain(r, false);
+            drain(r, false, lim->max_output);
         bool exited_now = false;
         if (i_pid >= 0 && fds[i_pid].revents)
             exited_now = true;
@@ -444,6 +502,26 @@ static int classify(run_t *r, const extract_limits_t *lim, int status, const str
     size_t n, chars = 0;
     extract_type_t type = EXTRACT_TYPE_UNKNOWN;
     last_line(r, &line, &n);
+    if (r->to.fd >= 0) {
+        if (r->to.write_errno) {
+            snprintf(out->message, sizeof out->message,
+                     "The extracted text could not be written (%s).",
+                     strerrordesc_np(r->to.write_errno) ? strerrordesc_np(r->to.write_errno)
+                                                        : "unknown error");
+            return EXTRACT_EINTERNAL;
+        }
+        if (!parse_success(line, n, &type, &chars) || r->to.bytes == 0 || r->to.ill_formed ||
+            r->to.carry_len || r->to.chars != chars) {
+            extract_message(EXTRACT_EPROTOCOL, EXTRACT_TYPE_UNKNOWN, out->message,
+                            sizeof out->message);
+            return EXTRACT_EPROTOCOL;
+        }
+        out->type = extract_type_name(type);
+        out->chars = chars;
+        out->len = r->to.bytes;
+        out->message[0] = '\0';
+        return EXTRACT_OK;
+    }
     const char *text = r->text.data ? r->text.data : "";
     if (!parse_success(line, n, &type, &chars) || r->text.len == 0 ||
         memchr(text, '\0', r->text.len) || !utf8_valid(text, r->text.len) ||
@@ -475,8 +553,10 @@ static int spawn_failed(extract_result_t *out, const char *what, int err)
     return out->code = EXTRACT_ESPAWN;
 }
 
-int extract_run(const extract_limits_t *lim, const char *path, const char *client_name,
-                extract_result_t *out)
+/* extract_run() and extract_run_to_fd(): text_fd -1 keeps the text in
+ * memory. */
+static int run(const extract_limits_t *lim, const char *path, const char *client_name,
+               int text_fd, extract_result_t *out)
 {
     memset(out, 0, sizeof *out);
     out->type = extract_type_name(EXTRACT_TYPE_UNKNOWN);
@@ -521,7 +601,8 @@ int extract_run(const extract_limits_t *lim, const char *path, const char *clien
     /* Nothing of kvchat's environment (API keys!) reaches the sandbox. */
     const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", NULL };
 
-    run_t r = { .pid = -1, .out_r = -1, .err_r = -1, .exec_r = -1, .pidfd = -1 };
+    run_t r = { .pid = -1, .out_r = -1, .err_r = -1, .exec_r = -1, .pidfd = -1,
+                .to = { .fd = text_fd } };
     buf_init(&r.text, lim->max_output);
     int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, exec_p[2] = { -1, -1 };
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -644,4 +725,24 @@ done:
     close_fd(&r.pidfd);
     buf_cleanup(&r.text);
     return out->code = rc;
+}
+
+int extract_run(const extract_limits_t *lim, const char *path, const char *client_name,
+                extract_result_t *out)
+{
+    return run(lim, path, client_name, -1, out);
+}
+
+int extract_run_to_fd(const extract_limits_t *lim, const char *path, const char *client_name,
+                      int text_fd, extract_result_t *out)
+{
+    if (text_fd < 0) {
+        memset(out, 0, sizeof *out);
+        out->type = extract_type_name(EXTRACT_TYPE_UNKNOWN);
+        out->exit_status = -1;
+        extract_message(EXTRACT_EINTERNAL, EXTRACT_TYPE_UNKNOWN, out->message,
+                        sizeof out->message);
+        return out->code = EXTRACT_EINTERNAL;
+    }
+    return run(lim, path, client_name, text_fd, out);
 }

@@ -6,8 +6,9 @@
  * (mem_bytes), RLIMIT_FSIZE = 0, RLIMIT_CORE = 0, RLIMIT_NOFILE = 32 (the
  * program is also asked to apply them itself), and PR_SET_PDEATHSIG =
  * SIGKILL, so the program dies with the calling thread (and so with
- * kvchat, killed or crashed) instead of running on to its CPU limit. The parent reads stdout
- * into a buffer that may not grow past max_output, keeps the tail of
+ * kvchat, killed or crashed) instead of running on to its CPU limit. The
+ * parent reads stdout into a buffer (extract_run) or a file
+ * (extract_run_to_fd) that may not grow past max_output, keeps the tail of
  * stderr for the status line, and kills the whole process group on the
  * wall-clock timeout or when the output grows too large. The child is
  * always reaped and every descriptor closed before extract_run() returns,
@@ -88,6 +89,18 @@ typedef struct {
  * Nothing is left behind on any path: no child, no zombie, no descriptor. */
 int extract_run(const extract_limits_t *lim, const char *path, const char *client_name,
                 extract_result_t *out);
+
+/* As extract_run(), with the text written to the file open on text_fd
+ * (from its current offset) as it arrives instead of kept in memory, so
+ * the caller's memory does not grow with the text: it is checked on the
+ * way (well-formed UTF-8 also across pipe reads, no NUL, the character
+ * count, at most max_output bytes). On EXTRACT_OK out->text is NULL and
+ * out->len / out->chars describe the file's new bytes. On failure the file
+ * may hold part of a text (or an ill-formed one): the caller discards it.
+ * A write error is EXTRACT_EINTERNAL with the reason in out->message. The
+ * descriptor stays open and the caller's. text_fd < 0 is EXTRACT_EINTERNAL. */
+int extract_run_to_fd(const extract_limits_t *lim, const char *path, const char *client_name,
+                      int text_fd, extract_result_t *out);
 
 /* Free the text; the struct may be reused. Accepts NULL. */
 void extract_result_cleanup(extract_result_t *res);

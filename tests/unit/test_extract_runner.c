@@ -16,9 +16,14 @@
  *   (replaced);
  * - the sandbox from inside: only fds 0..2, stdin is /dev/null, no
  *   inherited environment, the limits, its own process group;
- * - four threads running at once get their own results.
+ * - four threads running at once get their own results;
+ * - the text streamed to a file (extract_run_to_fd): characters cut
+ *   between pipe reads, the same contract checks, the output limit, a
+ *   file that cannot be written.
  */
 #include <dirent.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -501,6 +506,83 @@ static void test_real_program(void **state)
     rmdir(dir);
 }
 
+/* The text streamed to a file: the same checks as in memory, made piece by
+ * piece, with characters cut between two pipe reads put back together. */
+static void test_to_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kvchat-runner-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], text_path[256];
+    snprintf(path, sizeof path, "%s/upload", dir);
+    snprintf(text_path, sizeof text_path, "%s/text", dir);
+    /* 1 MiB and more of 1-, 2-, 3- and 4-byte characters: many land across
+     * the 64 KiB reads */
+    static const char unit[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 line\n";
+    const size_t unit_chars = 10, reps = 80000;
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (size_t i = 0; i < reps; i++)
+        fputs(unit, f);
+    fclose(f);
+    extract_limits_t lim;
+    extract_limits_default(&lim);
+    lim.exe = KVCHAT_EXTRACT_EXE;
+#if defined(__SANITIZE_ADDRESS__)
+    lim.mem_bytes = 0;
+#endif
+    int fd = open(text_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    extract_result_t r;
+    assert_int_equal(extract_run_to_fd(&lim, path, "chars.txt", fd, &r), EXTRACT_OK);
+    assert_null(r.text);
+    assert_string_equal(r.type, "txt");
+    assert_int_equal(r.len, reps * (sizeof unit - 1));
+    assert_int_equal(r.chars, reps * unit_chars);
+    extract_result_cleanup(&r);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal((size_t)st.st_size, reps * (sizeof unit - 1));
+    char got[sizeof unit];
+    assert_int_equal(pread(fd, got, sizeof unit - 1, (off_t)(sizeof unit - 1) * 1234), sizeof unit - 1);
+    assert_memory_equal(got, unit, sizeof unit - 1);
+    close(fd);
+
+    /* contract checks as in memory */
+    static const char *const modes[] = { "badutf8", "nostatus", "lie" };
+    helper_limits(&lim);
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        fd = open(text_path, O_RDWR | O_TRUNC | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(extract_run_to_fd(&lim, "/dev/null", modes[i], fd, &r), EXTRACT_EPROTOCOL);
+        assert_string_equal(r.message, "The text extractor returned malformed output.");
+        extract_result_cleanup(&r);
+        close(fd);
+    }
+    /* the output limit holds, and the file never grows past it */
+    lim.max_output = (size_t)1 << 20;
+    fd = open(text_path, O_RDWR | O_TRUNC | O_CLOEXEC);
+    assert_int_equal(extract_run_to_fd(&lim, "/dev/null", "flood", fd, &r), EXTRACT_ETOOBIG);
+    assert_string_equal(r.message, "The extracted text is larger than the 1 MiB limit.");
+    assert_int_equal(live_in_group_settled(r.pid), 0);
+    extract_result_cleanup(&r);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_true((size_t)st.st_size <= lim.max_output);
+    close(fd);
+    /* a descriptor that cannot be written */
+    fd = open(text_path, O_RDONLY | O_CLOEXEC);
+    lim.max_output = (size_t)1 << 20;
+    assert_int_equal(extract_run_to_fd(&lim, "/dev/null", "ok", fd, &r), EXTRACT_EINTERNAL);
+    assert_non_null(strstr(r.message, "could not be written"));
+    extract_result_cleanup(&r);
+    close(fd);
+    assert_int_equal(extract_run_to_fd(&lim, "/dev/null", "ok", -1, &r), EXTRACT_EINTERNAL);
+    extract_result_cleanup(&r);
+    unlink(text_path);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +601,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sandbox_inside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_real_program, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_to_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
