@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pattern.h"
 #include "common/utf8.h"
 
 #define NAME_PREFIX "engine-"
@@ -35,6 +35,7 @@
 #define LINE_STAMP_LEN 25          /* "2026-11-25T03:52:31.123Z " */
 #define READ_BLOCK 65536           /* logbook_recent reads this much at a time */
 #define KEEP_LINE_MAX 65536        /* longest line logbook_recent returns */
+#define SEARCH_MS_DEFAULT 2000
 
 struct logbook_run {
     logbook_t *lb;
@@ -53,6 +54,7 @@ struct logbook {
     char dir[LOGBOOK_PATH_MAX];
     unsigned keep;
     size_t scan_max;
+    unsigned search_ms;
     bool have_current;
     logbook_current_t current;
     logbook_run_t *current_run;    /* the current run while it is open */
@@ -67,7 +69,7 @@ const char *logbook_strerror(int rc)
     case LOGBOOK_ENOMEM: return "out of memory";
     case LOGBOOK_EIO: return "log file input/output error";
     case LOGBOOK_ENONE: return "No active log session";
-    case LOGBOOK_EREGEX: return "invalid regular expression";
+    case LOGBOOK_EREGEX: return "regular expression invalid, refused or too costly";
     case LOGBOOK_EEXIST: return "too many log files started in the same second";
     default: return "unknown logbook error";
     }
@@ -78,6 +80,7 @@ void logbook_config_default(logbook_config_t *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->keep = 50;
     cfg->scan_max = (size_t)64 << 20;
+    cfg->search_ms = SEARCH_MS_DEFAULT;
 }
 
 /* Copy src into dst (size n > 0), cut to fit, always NUL-terminated. */
@@ -266,6 +269,7 @@ int logbook_new(const logbook_config_t *cfg, logbook_t **out)
         lb->dir[--dl] = '\0';
     lb->keep = cfg->keep;
     lb->scan_max = cfg->scan_max ? cfg->scan_max : READ_BLOCK;
+    lb->search_ms = cfg->search_ms ? cfg->search_ms : SEARCH_MS_DEFAULT;
     *out = lb;
     return LOGBOOK_OK;
 }
@@ -590,7 +594,7 @@ void logbook_lines_cleanup(logbook_lines_t *res)
 
 /* State of one backwards scan. */
 typedef struct {
-    regex_t *re;              /* NULL: every line matches */
+    pattern_t *re;            /* NULL: every line matches */
     size_t want;
     char **found;             /* newest first while scanning */
     size_t n_found;
@@ -599,6 +603,7 @@ typedef struct {
     char *line;               /* assembly buffer, KEEP_LINE_MAX + 1 */
     bool seen_end;            /* the segment after the file's last newline is done */
     bool nomem;
+    int halt;                 /* a PATTERN_* error of pattern_match: stop */
 } scan_t;
 
 /* Put data[0..n) in front of the fragment, keeping at most KEEP_LINE_MAX
@@ -641,8 +646,14 @@ static void scan_line(scan_t *s, const char *seg, size_t n)
     s->frag_len = 0;
     if (off > 0 && s->line[off - 1] == '\r')
         s->line[--off] = '\0';
-    if (s->re && regexec(s->re, s->line, 0, NULL, 0) != 0)
-        return;
+    if (s->re) {
+        int m = pattern_match(s->re, s->line, off);
+        if (m != PATTERN_MATCH) {
+            if (m != PATTERN_NOMATCH)
+                s->halt = m;
+            return;
+        }
+    }
     char *copy = malloc(off + 1);
     if (!copy) {
         s->nomem = true;
@@ -660,37 +671,35 @@ int logbook_recent(logbook_t *lb, size_t lines, const char *pattern, bool icase,
     if (!lb || lines < 1 || lines > LOGBOOK_RECENT_MAX)
         return LOGBOOK_EINVAL;
 
-    regex_t re;
-    bool have_re = pattern && *pattern;
-    if (have_re) {
-        int flags = REG_EXTENDED | REG_NOSUB | (icase ? REG_ICASE : 0);
-        int rr = regcomp(&re, pattern, flags);
-        if (rr != 0) {
-            regerror(rr, &re, out->error, sizeof out->error);
-            regfree(&re);
+    pattern_t *re = NULL;
+    if (pattern && *pattern) {
+        int pr = pattern_compile(pattern, icase ? PATTERN_ICASE : 0, &re, out->error,
+                                 sizeof out->error);
+        if (pr == PATTERN_ENOMEM)
+            return LOGBOOK_ENOMEM;
+        if (pr != PATTERN_OK)
             return LOGBOOK_EREGEX;
-        }
     }
 
     char path[LOGBOOK_PATH_MAX];
     pthread_mutex_lock(&lb->lock);
     bool have = lb->have_current;
     size_t scan_max = lb->scan_max;
+    unsigned search_ms = lb->search_ms;
     if (have) {
         str_copy(path, sizeof path, lb->current.path);
         str_copy(out->session_id, sizeof out->session_id, lb->current.session_id);
     }
     pthread_mutex_unlock(&lb->lock);
     if (!have) {
-        if (have_re)
-            regfree(&re);
+        pattern_free(re);
         return LOGBOOK_ENONE;
     }
 
     int rc = LOGBOOK_OK;
     scan_t s;
     memset(&s, 0, sizeof s);
-    s.re = have_re ? &re : NULL;
+    s.re = re;
     s.want = lines;
     char *block = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -709,9 +718,12 @@ int logbook_recent(logbook_t *lb, size_t lines, const char *pattern, bool icase,
         goto done;
     }
 
+    /* The budget covers the whole scan, reading included. */
+    if (re)
+        pattern_set_budget(re, search_ms);
     off_t pos = st.st_size;
     size_t scanned = 0;
-    while (pos > 0 && s.n_found < lines && !s.nomem) {
+    while (pos > 0 && s.n_found < lines && !s.nomem && !s.halt) {
         if (scanned >= scan_max) {
             out->complete = false;
             break;
@@ -732,7 +744,7 @@ int logbook_recent(logbook_t *lb, size_t lines, const char *pattern, bool icase,
         pos -= (off_t)n;
         scanned += n;
         size_t end = n;
-        while (end > 0 && s.n_found < lines && !s.nomem) {
+        while (end > 0 && s.n_found < lines && !s.nomem && !s.halt) {
             char *nl = memrchr(block, '\n', end);
             if (!nl)
                 break;
@@ -740,14 +752,33 @@ int logbook_recent(logbook_t *lb, size_t lines, const char *pattern, bool icase,
             scan_line(&s, nl + 1, end - at - 1);
             end = at;
         }
-        if (s.n_found < lines && end > 0)
+        if (s.n_found < lines && end > 0 && !s.halt)
             frag_prepend(&s, block, end);
     }
     /* The file's first line has no newline before it. */
-    if (pos == 0 && s.n_found < lines && !s.nomem && s.seen_end && s.frag_len > 0)
+    if (pos == 0 && s.n_found < lines && !s.nomem && !s.halt && s.seen_end && s.frag_len > 0)
         scan_line(&s, "", 0);
-    if (s.nomem) {
+    if (s.nomem || s.halt == PATTERN_ENOMEM) {
         rc = LOGBOOK_ENOMEM;
+        goto done;
+    }
+    if (s.halt == PATTERN_ETIME) {
+        /* Like scan_max: the newest matches found in time are the answer. */
+        log_warn("logbook: a log search stopped after %u ms of matching", search_ms);
+        out->complete = false;
+        out->timed_out = true;
+    } else if (s.halt == PATTERN_ECOSTLY) {
+        log_warn("logbook: a log search was refused: its pattern is too costly");
+        snprintf(out->error, sizeof out->error,
+                 "Pattern too costly: on a line of the log it needed more than %d backtracking "
+                 "steps, %d levels or %d MiB; nested repetition such as (a+)+ or (a|aa)+ "
+                 "backtracks exponentially, simplify it",
+                 PATTERN_STEPS_MAX, PATTERN_DEPTH_MAX, PATTERN_HEAP_KIB / 1024);
+        rc = LOGBOOK_EREGEX;
+        goto done;
+    } else if (s.halt) {
+        log_error("logbook: matching a log line failed: %s", pattern_strerror(s.halt));
+        rc = LOGBOOK_EIO;
         goto done;
     }
     /* Oldest first. */
@@ -772,10 +803,11 @@ done:
     free(block);
     if (fd >= 0)
         close(fd);
-    if (have_re)
-        regfree(&re);
-    if (rc)
+    pattern_free(re);
+    if (rc) {
         out->complete = true;
+        out->timed_out = false;
+    }
     return rc;
 }
 

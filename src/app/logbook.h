@@ -19,8 +19,12 @@
  *
  * Reading: logbook_recent() reads the newest run backwards from its end in
  * blocks, so asking for the last 100 lines of a 1 GB log reads a few
- * blocks; with a filter it stops after scan_max bytes (the answer then says
- * it is not complete). logbook_sessions() lists the run files.
+ * blocks; with a filter it stops after scan_max bytes or search_ms of
+ * matching (the answer then says it is not complete). Filters are client
+ * regular expressions compiled by common/pattern.h, so their cost is
+ * bounded: a pattern over its limits is refused, and one that backtracks
+ * too much on a line ends the search with an error instead of running
+ * away. logbook_sessions() lists the run files.
  *
  * Rotation: opening a run deletes the oldest run files beyond the newest
  * `keep` (the open run is never deleted). Only names of the form above are
@@ -58,7 +62,8 @@ enum {
     LOGBOOK_ENOMEM = -2,
     LOGBOOK_EIO = -3,      /* a file or directory operation failed (errno logged) */
     LOGBOOK_ENONE = -4,    /* no run yet: the API answers 404 "No active log session" */
-    LOGBOOK_EREGEX = -5,   /* the pattern is not a valid extended regex (message given) */
+    LOGBOOK_EREGEX = -5,   /* the pattern cannot be used: invalid, refused by its
+                              limits, or too costly on a line (message given) */
     LOGBOOK_EEXIST = -6,   /* no free name for a new run in this second */
 };
 
@@ -74,9 +79,13 @@ typedef struct {
     unsigned keep;         /* newest run files kept; 0 = keep all. Default 50. */
     size_t scan_max;       /* most bytes logbook_recent() reads back from the
                               end of a file. Default 64 MiB. */
+    unsigned search_ms;    /* most time one filtered logbook_recent() spends
+                              matching; then it stops as at scan_max
+                              (complete = false). Default 2000; 0 = 2000. */
 } logbook_config_t;
 
-/* Defaults: dir NULL (must be set), keep 50, scan_max 64 MiB. */
+/* Defaults: dir NULL (must be set), keep 50, scan_max 64 MiB, search_ms
+ * 2000 (64 MiB of lines take 0.1-0.7 s with ordinary filters). */
 void logbook_config_default(logbook_config_t *cfg);
 
 /* Create a logbook on cfg->dir (created if missing). The config is copied.
@@ -150,19 +159,29 @@ typedef struct {
     char **lines;          /* count lines, oldest first, each malloc'd and
                               NUL-terminated, without newline */
     size_t count;
-    bool complete;         /* false: scan_max was reached before the start
-                              of the file, older matches may exist */
+    bool complete;         /* false: the search stopped before the start of
+                              the file (scan_max read, or search_ms spent);
+                              older matches may exist */
+    bool timed_out;        /* it was search_ms that stopped it */
     char session_id[LOGBOOK_ID_MAX];
-    char error[256];       /* LOGBOOK_EREGEX: regerror()'s message */
+    char error[256];       /* LOGBOOK_EREGEX: the whole message for a 400
+                              answer ("Invalid pattern: ...", "Pattern
+                              refused: ...", "Pattern too costly: ...") */
 } logbook_lines_t;
 
 /* The last `lines` (1..LOGBOOK_RECENT_MAX) lines of the current run that
- * match `pattern` (POSIX extended regex, searched anywhere in the line;
- * NULL or "" = every line; `icase` = ignore case). Always fills *out —
- * release it with logbook_lines_cleanup() — and returns:
- *   LOGBOOK_OK      out->lines holds up to `lines` lines;
+ * match `pattern` (a regular expression as common/pattern.h reads it:
+ * PCRE2 syntax, POSIX ERE patterns keep their meaning; searched anywhere
+ * in the line; NULL or "" = every line; `icase` = ignore case). Always
+ * fills *out — release it with logbook_lines_cleanup() — and returns:
+ *   LOGBOOK_OK      out->lines holds up to `lines` lines (complete false
+ *                   if scan_max or search_ms stopped the search first);
  *   LOGBOOK_EINVAL  `lines` out of range;
- *   LOGBOOK_EREGEX  bad pattern, out->error says why (for a 400 answer);
+ *   LOGBOOK_EREGEX  the pattern is invalid, over a limit of pattern.h, or
+ *                   went over PATTERN_STEPS_MAX / _DEPTH_MAX / _HEAP_KIB on
+ *                   one line (no lines are returned then: an answer that
+ *                   silently skipped that line could be wrong); out->error
+ *                   says which, for a 400 answer;
  *   LOGBOOK_ENONE   no current run;
  *   LOGBOOK_EIO     the file cannot be read (deleted by hand?);
  *   LOGBOOK_ENOMEM.

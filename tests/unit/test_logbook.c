@@ -8,6 +8,12 @@
  * - logbook_recent: the last N lines in order across read-block boundaries,
  *   filtering (case and not), bad regex, count bounds, the scan limit on a
  *   big file, a foreign line longer than the longest kept;
+ * - hostile filters have bounded cost: the security review's request
+ *   (lines=1000, pattern a{1,1000}{1,1000}: 25 s and 8 GB with glibc) is
+ *   refused with its reason, a pattern that backtracks exponentially on the
+ *   log's lines answers "too costly", one that is merely slow stops at the
+ *   search's time budget with the lines found so far (complete = false);
+ *   peak memory stays far below the old 8 GB;
  * - rotation keeps the newest K and leaves other files alone; sessions are
  *   listed newest first with sizes and the active flag;
  * - lines written by two threads at once are never mixed.
@@ -27,10 +33,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "app/logbook.h"
+#include "common/pattern.h"
 
 typedef struct {
     char dir[256];
@@ -50,7 +58,7 @@ static void rm_tree(const char *dir)
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static fx_t *fx_new(unsigned keep, size_t scan_max)
+static fx_t *fx_new_ms(unsigned keep, size_t scan_max, unsigned search_ms)
 {
     fx_t *fx = calloc(1, sizeof *fx);
     assert_non_null(fx);
@@ -61,12 +69,36 @@ static fx_t *fx_new(unsigned keep, size_t scan_max)
     logbook_config_t cfg;
     logbook_config_default(&cfg);
     assert_int_equal(cfg.keep, 50);
+    assert_int_equal(cfg.search_ms, 2000);
     cfg.dir = logs;
     cfg.keep = keep;
     if (scan_max)
         cfg.scan_max = scan_max;
+    if (search_ms)
+        cfg.search_ms = search_ms;
     assert_int_equal(logbook_new(&cfg, &fx->lb), LOGBOOK_OK);
     return fx;
+}
+
+static fx_t *fx_new(unsigned keep, size_t scan_max)
+{
+    return fx_new_ms(keep, scan_max, 0);
+}
+
+/* Bound of the peak RSS growth of a hostile search (glibc took 8 GB).
+ * Under ASan freed blocks stay in quarantine (up to 256 MiB), so the peak
+ * also counts memory PCRE2 has given back. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_BOUND_KIB (256 * 1024)
+#else
+#define RSS_BOUND_KIB (64 * 1024)
+#endif
+
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
 }
 
 static void fx_free(fx_t *fx)
@@ -343,11 +375,17 @@ static void test_recent(void **state)
     assert_true(res.complete);
     logbook_lines_cleanup(&res);
 
-    /* Errors. */
+    /* Errors: the message is the whole answer's. */
     assert_int_equal(logbook_recent(fx->lb, 5, "([a-z", false, &res), LOGBOOK_EREGEX);
-    assert_true(strlen(res.error) > 0);
+    assert_string_equal(res.error,
+                        "Invalid pattern: missing terminating ] for character class at offset 5");
     assert_null(res.lines);
     assert_int_equal(res.count, 0);
+    logbook_lines_cleanup(&res);
+    assert_int_equal(logbook_recent(fx->lb, 5, "line 2{1,5000}", false, &res), LOGBOOK_EREGEX);
+    assert_string_equal(res.error, "Pattern refused: repetition count 5000 at offset 6 is above "
+                                   "the limit of 1000");
+    assert_null(res.lines);
     logbook_lines_cleanup(&res);
     assert_int_equal(logbook_recent(fx->lb, 0, NULL, false, &res), LOGBOOK_EINVAL);
     assert_int_equal(logbook_recent(fx->lb, LOGBOOK_RECENT_MAX + 1, NULL, false, &res),
@@ -385,6 +423,7 @@ static void test_recent_reads_from_the_end(void **state)
     assert_int_equal(logbook_recent(fx->lb, 5, "very first", false, &res), LOGBOOK_OK);
     assert_int_equal(res.count, 0);
     assert_false(res.complete);
+    assert_false(res.timed_out);   /* it was the size limit */
     logbook_lines_cleanup(&res);
     /* Without a filter the last lines come from the end at once. */
     assert_int_equal(logbook_recent(fx->lb, 3, NULL, false, &res), LOGBOOK_OK);
@@ -411,6 +450,109 @@ static void test_recent_reads_from_the_end(void **state)
     assert_memory_equal(res.lines[1], line + big - 65536, 65536);
     logbook_lines_cleanup(&res);
     free(line);
+    logbook_run_close(run);
+    fx_free(fx);
+}
+
+/* The security review's request: GET /api/v1/logs/recent?lines=1000&
+ * pattern=a%7B1%2C1000%7D%7B1%2C1000%7D took 25 s and 8 GB in glibc's
+ * regcomp. Now it is refused with its reason, and costs next to nothing. */
+static void test_recent_hostile_request(void **state)
+{
+    (void)state;
+    fx_t *fx = fx_new(50, 0);
+    logbook_run_t *run = NULL;
+    assert_int_equal(logbook_run_open(fx->lb, &run), LOGBOOK_OK);
+    for (int i = 0; i < 1500; i++)
+        assert_int_equal(logbook_run_printf(run, "info line %d aaaaaaaaaaaaaaaa", i), LOGBOOK_OK);
+    long rss0 = peak_rss_kib();
+    logbook_lines_t res;
+    assert_int_equal(logbook_recent(fx->lb, 1000, "a{1,1000}{1,1000}", false, &res),
+                     LOGBOOK_EREGEX);
+    assert_string_equal(res.error, "Pattern refused: nested repetitions at offset 9 allow 1000000 "
+                                   "repeats, above the limit of 1000");
+    assert_null(res.lines);
+    assert_int_equal(res.count, 0);
+    logbook_lines_cleanup(&res);
+    long grew = peak_rss_kib() - rss0;
+    if (grew > RSS_BOUND_KIB)
+        fail_msg("peak RSS grew by %ld KiB", grew);
+    /* A bounded repetition of the same kind still works. */
+    assert_int_equal(logbook_recent(fx->lb, 1000, "a{1,10}{1,10}$", false, &res), LOGBOOK_OK);
+    assert_int_equal(res.count, 1000);
+    assert_true(res.complete);
+    logbook_lines_cleanup(&res);
+    logbook_run_close(run);
+    fx_free(fx);
+}
+
+/* A pattern that backtracks exponentially on the log's lines: the search
+ * answers "too costly" (no lines: an answer that skipped those lines would
+ * be wrong), within the backtracking limits. */
+static void test_recent_costly_pattern(void **state)
+{
+    (void)state;
+    fx_t *fx = fx_new(50, 0);
+    logbook_run_t *run = NULL;
+    assert_int_equal(logbook_run_open(fx->lb, &run), LOGBOOK_OK);
+    char line[4002];
+    memset(line, 'a', 4000);
+    line[4000] = '!';
+    line[4001] = '\0';
+    assert_int_equal(logbook_run_printf(run, "ready"), LOGBOOK_OK);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(logbook_run_printf(run, "%s", line), LOGBOOK_OK);
+    long rss0 = peak_rss_kib();
+    logbook_lines_t res;
+    const char *costly[] = { "(a|aa)+$", "(a+)+$", "^[^ ]+ (\\w+\\s?)+$" };
+    for (size_t i = 0; i < sizeof costly / sizeof *costly; i++) {
+        assert_int_equal(logbook_recent(fx->lb, 100, costly[i], false, &res), LOGBOOK_EREGEX);
+        assert_string_equal(res.error,
+                            "Pattern too costly: on a line of the log it needed more than 1000000 "
+                            "backtracking steps, 100000 levels or 16 MiB; nested repetition such "
+                            "as (a+)+ or (a|aa)+ backtracks exponentially, simplify it");
+        assert_null(res.lines);
+        assert_true(res.complete);
+        logbook_lines_cleanup(&res);
+    }
+    long grew = peak_rss_kib() - rss0;
+    if (grew > RSS_BOUND_KIB)
+        fail_msg("peak RSS grew by %ld KiB", grew);
+    /* Nested repetition that does not explode on these lines is fine. */
+    assert_int_equal(logbook_recent(fx->lb, 100, "(a+!)+$|(rea+dy)+", false, &res), LOGBOOK_OK);
+    assert_int_equal(res.count, 21);
+    logbook_lines_cleanup(&res);
+    logbook_run_close(run);
+    fx_free(fx);
+}
+
+/* A pattern that is slow on every line without going over a limit (its
+ * cost is quadratic in the line's length): the search stops at search_ms
+ * and answers with what it found, marked incomplete. */
+static void test_recent_time_budget(void **state)
+{
+    (void)state;
+    fx_t *fx = fx_new_ms(50, 0, 100);
+    logbook_run_t *run = NULL;
+    assert_int_equal(logbook_run_open(fx->lb, &run), LOGBOOK_OK);
+    char line[4002];
+    memset(line, 'a', 4000);
+    line[4000] = '!';
+    line[4001] = '\0';
+    for (int i = 0; i < 30; i++)   /* ~0.3 s each: 9 s in all without the budget */
+        assert_int_equal(logbook_run_printf(run, "%s", line), LOGBOOK_OK);
+    logbook_lines_t res;
+    assert_int_equal(logbook_recent(fx->lb, 100, "(a|b)*$", false, &res), LOGBOOK_OK);
+    assert_true(res.count < 30);
+    assert_false(res.complete);
+    assert_true(res.timed_out);
+    logbook_lines_cleanup(&res);
+    /* An ordinary filter over the same lines is done well within it. */
+    assert_int_equal(logbook_recent(fx->lb, 100, "a!$", false, &res), LOGBOOK_OK);
+    assert_int_equal(res.count, 30);
+    assert_true(res.complete);
+    assert_false(res.timed_out);
+    logbook_lines_cleanup(&res);
     logbook_run_close(run);
     fx_free(fx);
 }
@@ -577,6 +719,9 @@ int main(void)
         cmocka_unit_test(test_long_lines_split),
         cmocka_unit_test(test_recent),
         cmocka_unit_test(test_recent_reads_from_the_end),
+        cmocka_unit_test(test_recent_hostile_request),
+        cmocka_unit_test(test_recent_costly_pattern),
+        cmocka_unit_test(test_recent_time_budget),
         cmocka_unit_test(test_rotation_and_sessions),
         cmocka_unit_test(test_concurrent_writers),
     };

@@ -1,7 +1,8 @@
 // logs.js — the deployment-logs viewer: the engine's recent log lines with a
-// regular-expression filter (applied by the server), a line count, Refresh,
-// and auto-refresh (switched on by the user, and on by itself while the
-// model server starts).
+// regular-expression filter (applied by the server, which refuses a filter
+// over its limits with a 400 saying why), a line count, Refresh, and
+// auto-refresh (switched on by the user, and on by itself while the model
+// server starts).
 import { ApiError, get } from './api.js';
 import { byId, setStatus } from './dom.js';
 import { on } from './state.js';
@@ -28,6 +29,14 @@ function schedule() {
   if (autoOn()) timer = setTimeout(refreshLogs, isStarting() ? 1000 : 2500);
 }
 
+// The server's "Invalid pattern: …", "Pattern refused: …" or "Pattern too
+// costly: …", named after the field the user typed in.
+function filterError(detail) {
+  const m = /^(?:Invalid pattern|Pattern (refused|too costly)): ([^]*)$/.exec(detail);
+  if (!m) return `Invalid filter: ${detail}`;
+  return `${m[1] ? `Filter ${m[1]}` : 'Invalid filter'}: ${m[2]}`;
+}
+
 export async function refreshLogs() {
   clearTimeout(timer);
   if (inflight) { rerun = true; return; }
@@ -46,13 +55,15 @@ export async function refreshLogs() {
     el.view.dataset.loaded = '1';
     const n = r.lines_count ?? (r.logs || []).length;
     const when = new Date().toLocaleTimeString();
-    setStatus(el.status, `${r.session_id || 'engine log'} · ${n} line${n === 1 ? '' : 's'}${pattern ? ` matching /${pattern}/` : ''} · updated ${when}${autoOn() ? ' · auto-refreshing' : ''}`, 'info');
+    // complete false: the server's search stopped at its time or size limit.
+    const cut = r.complete === false ? ' · search stopped early, older lines not searched' : '';
+    setStatus(el.status, `${r.session_id || 'engine log'} · ${n} line${n === 1 ? '' : 's'}${pattern ? ` matching /${pattern}/` : ''}${cut} · updated ${when}${autoOn() ? ' · auto-refreshing' : ''}`, 'info');
   } catch (err) {
     if (my !== seq) return;
     const e = err instanceof ApiError ? err : new ApiError(0, String(err));
     if (e.status === 400 && pattern) {
       el.filter.setAttribute('aria-invalid', 'true');
-      setStatus(el.status, `Invalid filter: ${e.detail}`, 'error');
+      setStatus(el.status, filterError(e.detail), 'error');
     } else if (e.status === 404) {
       el.view.textContent = '';
       setStatus(el.status, 'No engine log yet: the model server has not been started.', 'info');
