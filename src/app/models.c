@@ -319,7 +319,7 @@ static void recent(httpd_req_t *req, app_t *a, bool all)
     logbook_lines_t out;
     int rc = logbook_recent(lb, (size_t)lines, pattern, false, &out);
     if (rc == LOGBOOK_EREGEX) {
-        httpd_reply_error(req, 400, "Invalid pattern: %s", out.error);
+        httpd_reply_error(req, 400, "%s", out.error);   /* "Invalid pattern: ..." and the like */
         logbook_lines_cleanup(&out);
         return;
     }
