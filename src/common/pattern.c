@@ -360,15 +360,16 @@ static void tr_escape(tr_t *t)
         tr_emit(t, "\\b(?<=\\w)", 9, i);
         break;
     case '`':
-        tr_emit(t, "\\A", 2, i);
-        break;
     case '\'':
-        tr_emit(t, "\\z", 2, i);
-        break;
+        /* Assertions PCRE2 does not repeat: nothing for a quantifier. */
+        tr_emit(t, c == '`' ? "\\A" : "\\z", 2, i);
+        t->i = i + 2;
+        t->prev = ITEM_NONE;
+        return;
     default: {
         size_t j = i + 1 + tr_char_len(t, i + 1);
         char n1 = tr_at(t, i + 2);
-        if (strchr("xopPNgk", c) && n1 == '{') {
+        if (c && strchr("xopPNgk", c) && n1 == '{') {
             j = tr_skip_to(t, i + 2, '}');      /* \x{263a}, \p{Lu}, \g{1} */
         } else if ((c == 'g' || c == 'k') && (n1 == '<' || n1 == '\'')) {
             j = tr_skip_to(t, i + 3, n1 == '<' ? '>' : '\'');
@@ -386,7 +387,10 @@ static void tr_escape(tr_t *t)
         }
         tr_copy(t, i, j);
         t->i = j;
-        tr_atom(t, at, 1);
+        if (c && strchr("bBAzZGK", c))
+            t->prev = ITEM_NONE;   /* assertions: not repeatable */
+        else
+            tr_atom(t, at, 1);
         return;
     }
     }
@@ -487,11 +491,28 @@ static int tr_quant(tr_t *t, uint32_t lo, uint32_t hi, size_t end, const char *t
     }
     tr_emit(t, text, tlen, at);
     t->i = end;
-    /* Possessive (a++) and lazy (a+?) forms belong to the quantifier. */
-    char c = tr_at(t, t->i);
+    /* Possessive (a++) and lazy (a+?) forms belong to the quantifier, also
+     * with comments, \E or an empty \Q\E in between (PCRE2 skips them). */
+    size_t k = t->i;
+    for (;;) {
+        if (tr_at(t, k) == '(' && tr_at(t, k + 1) == '?' && tr_at(t, k + 2) == '#') {
+            size_t j = tr_skip_to(t, k, ')');
+            if (t->src[j - 1] != ')')
+                break;   /* unterminated: left for PCRE2 to report */
+            k = j;
+        } else if (tr_at(t, k) == '\\' && tr_at(t, k + 1) == 'E') {
+            k += 2;
+        } else if (tr_at(t, k) == '\\' && tr_at(t, k + 1) == 'Q' && tr_at(t, k + 2) == '\\' &&
+                   tr_at(t, k + 3) == 'E') {
+            k += 4;
+        } else {
+            break;
+        }
+    }
+    char c = tr_at(t, k);
     if (c == '+' || c == '?') {
-        tr_copy(t, t->i, t->i + 1);
-        t->i++;
+        tr_copy(t, k, k + 1);
+        t->i = k + 1;
     }
     return PATTERN_OK;
 }
@@ -521,9 +542,11 @@ static int tr_run(tr_t *t)
             tr_close(t);
             break;
         case '|':
+        case '^':
+        case '$':
             tr_copy(t, i, i + 1);
             t->i++;
-            t->prev = ITEM_NONE;
+            t->prev = ITEM_NONE;   /* ^ and $ are not repeatable either */
             break;
         case '*':
             rc = tr_quant(t, 0, UINT32_MAX, i + 1, "*", 1);
@@ -538,7 +561,8 @@ static int tr_run(tr_t *t)
             uint32_t lo = 0, hi = 0;
             size_t end = 0;
             bool no_lo = false;
-            if (tr_brace(t, &lo, &hi, &end, &no_lo)) {
+            /* "{,m}" with nothing to repeat stays text, as PCRE2 reads it. */
+            if (tr_brace(t, &lo, &hi, &end, &no_lo) && !(no_lo && t->prev == ITEM_NONE)) {
                 char text[32];
                 int k = no_lo ? snprintf(text, sizeof text, "{0,%u}", (unsigned)hi)
                               : snprintf(text, sizeof text, "%.*s", (int)(end - i), t->src + i);

@@ -271,12 +271,17 @@ static void test_ordinary(void **state)
     assert_true(matches("\\Qa.b*\\E", 0, "xa.b*"));
     assert_false(matches("\\Qa.b*\\E", 0, "xaxb"));
     assert_true(matches("\\{x}", 0, "{x}"));
+    /* A comment or \E between a repetition and its ? or + does not turn
+     * the ? into a second repetition (PCRE2 skips them). */
+    assert_false(matches("^\\d{1,3}(?#note)?b", 0, "b"));
+    assert_false(matches("^\\d{1,3}\\E?b", 0, "b"));
     assert_true(matches("a{x", 0, "a{x"));
 
     /* POSIX ERE forms keep their meaning. */
     assert_true(matches("^a{,3}b$", 0, "aab"));
     assert_false(matches("^a{,3}b$", 0, "a{,3}b"));
     assert_false(matches("^a{,3}b$", 0, "aaaab"));
+    assert_true(matches("^{,2}x", 0, "{,2}x"));   /* nothing to repeat: text */
     assert_true(matches("^x{2}{3}$", 0, "xxxxxx"));
     assert_false(matches("^x{2}{3}$", 0, "xxxxx"));
     assert_true(matches("^a**b$", 0, "aab"));
