@@ -61,6 +61,7 @@ static const setting_t settings[] = {
     D("llm", "temperature", "KVCHAT_TEMPERATURE", temperature, "0.7"),
     I("llm", "first_byte_timeout", "KVCHAT_FIRST_BYTE_TIMEOUT", first_byte_timeout_s, "600", 1, 86400),
     S("engine", "exe", "KVCHAT_ENGINE_EXE", engine_exe, ""),
+    S("engine", "api_key", "KVCHAT_ENGINE_API_KEY", engine_api_key, ""),
     S("engine", "model", "KVCHAT_MODEL", model_path, ""),
     S("engine", "models_dir", "KVCHAT_MODELS_DIR", models_dir, "./models"),
     I("engine", "port", "KVCHAT_ENGINE_PORT", engine_port, "13141", 0, 65535),

@@ -57,6 +57,7 @@ typedef struct {
     int first_byte_timeout_s;
     /* [engine] */
     char engine_exe[1024];    /* "" = kvchat-engine next to kvchat */
+    char engine_api_key[513]; /* "" = a new random key at every engine start */
     char model_path[1024];    /* "" = the demo model, or the first GGUF in models_dir */
     char models_dir[1024];
     int engine_port;

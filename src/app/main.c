@@ -97,6 +97,8 @@ static void *autostart(void *arg)
     supervisor_start(a->sv, false, NULL, &r);
     if (r.code == SUPERVISOR_OK)
         log_info("engine ready on port %d in %u ms (pid %d)", r.port, r.ready_ms, r.pid);
+    else if (r.code == SUPERVISOR_ESUPERSEDED)
+        log_info("engine start at start-up superseded: %s", r.message);
     else
         log_error("engine did not start: %s", r.message);
     supervisor_result_cleanup(&r);
@@ -198,6 +200,7 @@ static int setup(app_t *a)
         sc.parallel = c->parallel;
         sc.threads = c->threads;
         sc.logs_dir = c->logs_dir;
+        sc.api_key = c->engine_api_key;
         sc.health_timeout_ms = (unsigned)c->health_timeout_s * 1000u;
         sc.restart_on_crash = c->restart_on_crash;
         sc.on_event = on_engine_event;
@@ -225,6 +228,7 @@ static int setup(app_t *a)
             log_error("local provider: %s", err);
             return -1;
         }
+        llm_provider_set_key_source(a->local->llm, supervisor_api_key_source, a->sv);
     } else {
         log_warn("no local model (%s); configure engine.model or put a GGUF in %s",
                  a->model_path[0] ? "file missing" : "none found", c->models_dir);

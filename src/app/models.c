@@ -1,6 +1,11 @@
 /* models.c — the /model and /logs endpoints: the supervised engine's
  * lifecycle, the models kvchat can serve (local GGUF files and configured
  * remote models), and the engine's log files.
+ *
+ * Start and stop requests may come at once (several tabs, several users,
+ * the start at kvchat's own start-up): the supervisor carries out the
+ * newest and answers the older ones it superseded at once, which these
+ * handlers answer 200 with "superseded": true (see docs/api.md).
  */
 #include "app/models.h"
 
@@ -15,19 +20,25 @@
 
 static json_t *result_json(const supervisor_result_t *r)
 {
-    return json_pack("{s:s, s:s, s:f, s:s, s:i, s:i, s:s?, s:{s:b, s:i, s:i, s:s, s:i, s:i}}",
-                     "status", r->status, "message", r->message, "timestamp", r->timestamp,
-                     "model_name", r->model_name, "pid", r->pid, "port", r->port, "command",
-                     r->command, "details", "reset", r->reset, "ready_ms", (int)r->ready_ms,
-                     "stop_ms", (int)r->stop_ms, "log_session", r->log_session, "exit_status",
-                     r->exit_status, "signal", r->signal);
+    json_t *j = json_pack("{s:s, s:s, s:f, s:s, s:i, s:i, s:s?, s:s, s:b, "
+                          "s:{s:b, s:i, s:i, s:s, s:i, s:i}}",
+                          "status", r->status, "message", r->message, "timestamp", r->timestamp,
+                          "model_name", r->model_name, "pid", r->pid, "port", r->port, "command",
+                          r->command, "state", supervisor_state_name(r->state), "superseded",
+                          r->superseded, "details", "reset", r->reset, "ready_ms",
+                          (int)r->ready_ms, "stop_ms", (int)r->stop_ms, "log_session",
+                          r->log_session, "exit_status", r->exit_status, "signal", r->signal);
+    if (j && r->superseded_by)
+        json_object_set_new(j, "superseded_by", json_string(r->superseded_by));
+    return j;
 }
 
 static int status_of(int code)
 {
     switch (code) {
     case SUPERVISOR_OK: return 200;
-    case SUPERVISOR_EBUSY: return 409;
+    case SUPERVISOR_ESUPERSEDED: return 200;   /* a later request took over */
+    case SUPERVISOR_ECANCELED: return 503;     /* kvchat is shutting down */
     case SUPERVISOR_ETIMEOUT: return 504;
     case SUPERVISOR_EINVAL: return 400;
     default: return 500;
@@ -64,6 +75,20 @@ static const config_remote_t *remote_model(app_t *a, const char *name)
         if (strcmp(a->cfg.remotes[i].name, name) == 0)
             return &a->cfg.remotes[i];
     return NULL;
+}
+
+/* After a start: the model the engine runs now. A start superseded after
+ * it had begun may have changed the model of the start that superseded it
+ * (supervisor_start's model_override), so the name comes from the result. */
+static void adopt_model(app_t *a, const supervisor_result_t *r)
+{
+    if (!r->model_name[0] || strcmp(r->model_name, a->model_name) == 0)
+        return;
+    char path[1100];
+    if (!local_model_path(a, r->model_name, path, sizeof path))
+        return;
+    snprintf(a->model_path, sizeof a->model_path, "%.1023s", path);
+    snprintf(a->model_name, sizeof a->model_name, "%.255s", r->model_name);
 }
 
 /* Make the local engine the active provider again (after a remote one). */
@@ -103,10 +128,7 @@ static void start(httpd_req_t *req, app_t *a, bool reset)
     supervisor_result_t r;
     int rc = supervisor_start(a->sv, reset, path[0] ? path : NULL, &r);
     if (rc == SUPERVISOR_OK) {
-        if (path[0]) {
-            snprintf(a->model_path, sizeof a->model_path, "%.1023s", path);
-            snprintf(a->model_name, sizeof a->model_name, "%.255s", name);
-        }
+        adopt_model(a, &r);
         use_local(a, a->model_name);
         if (reset) {
             /* the event callback does it too; doing it here makes it visible
@@ -261,9 +283,8 @@ void models_h_switch(httpd_req_t *req, void *user)
             supervisor_result_t res;
             int rc = supervisor_start(a->sv, false, path, &res);
             if (rc == SUPERVISOR_OK) {
-                snprintf(a->model_path, sizeof a->model_path, "%.1023s", path);
-                snprintf(a->model_name, sizeof a->model_name, "%.255s", name);
-                use_local(a, name);
+                adopt_model(a, &res);
+                use_local(a, a->model_name);
             }
             json_t *j = result_json(&res);
             json_object_set_new(j, "serving_name", json_string(name));

@@ -1,19 +1,31 @@
 /* supervisor.c — see supervisor.h.
  *
  * Threads:
- *  - callers of start/stop, serialized by op_lock;
+ *  - callers of start/stop ("commands"), one carried out at a time: the
+ *    one that set op_busy (see op_acquire); the others wait on `cond` and
+ *    give up as soon as a newer command has taken a ticket;
  *  - the reaper: polls the engine's pidfd (and a wake-up pipe), and is the
  *    only thread that reaps. It reaps under `lock` and marks the process
  *    reaped, and every kill() happens under `lock` on an unreaped process,
  *    so a signal can never reach a recycled pid;
- *  - the keeper: performs automatic restarts when one is due;
+ *  - the keeper: performs automatic restarts when one is due (it too sets
+ *    op_busy while it restarts);
  *  - one logger per engine process: pipe -> logbook run, and notes the last
  *    lines and the "listening on" line.
- * Lock order: op_lock, then lock. `lock` is never held while calling into
- * the logbook (the logger's line callback takes `lock` with the run's lock
- * held), while waiting for a thread, or while calling on_event.
+ * One mutex, `lock`: it is never held while calling into the logbook (the
+ * logger's line callback takes `lock` with the run's lock held), while
+ * waiting for a thread other than on `cond`, or while calling on_event.
+ * Whoever holds op_busy may wait for the reaper (which never waits for
+ * op_busy), and nobody waits for op_busy while holding anything, so
+ * commands cannot deadlock one another.
  *
- * State ownership: sv->proc is set by a start (op_lock held) and cleared by
+ * Superseding: every command bumps cmd_seq (its ticket) and cancel_seq.
+ * A start in progress compares cancel_seq with the value it saw when it
+ * got op_busy, before spawning and at every health poll, and gives up
+ * (stopping what it started) when it changed; a command waiting for
+ * op_busy gives up when cmd_seq is no longer its ticket.
+ *
+ * State ownership: sv->proc is set by a start (op_busy held) and cleared by
  * the reaper after the exit is fully handled (logger joined, run closed);
  * the proc_t is freed by the reaper. A thread that released `lock` must not
  * touch a proc_t unless it checked again that sv->proc still points to it.
@@ -32,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -56,14 +69,18 @@ extern char **environ;
 #define EXE_PATH_MAX 4096
 #define HOST_MAX 255
 #define LISTEN_MARK "listening on http://"
+#define KEY_BYTES 32              /* random bytes of an engine's API key */
+#define KEY_FD 3                  /* where the engine finds its key (--api-key-fd) */
 
-typedef enum { WHO_NONE, WHO_USER, WHO_KEEPER } claim_t;
+/* What a command asks for (the newest one names itself to those it supersedes). */
+typedef enum { CMD_RESET, CMD_RESUME, CMD_STOP } cmd_t;
 
 /* A start asks the reaper thread to fork (see child_exec: the parent-death
  * signal is tied to the thread that forks, and the reaper lives as long as
  * the supervisor). */
 typedef struct {
     char **argv;
+    const char *key;              /* the engine's API key, or NULL */
     logbook_run_t *run;
     struct proc *proc;            /* out */
     int rc;                       /* out */
@@ -108,7 +125,6 @@ struct supervisor {
     void *user;
     logbook_t *lb;
 
-    pthread_mutex_t op_lock;      /* serializes start, stop, restart */
     pthread_mutex_t lock;         /* everything below */
     pthread_cond_t cond;          /* broadcast on every state change */
     int wake_r, wake_w;           /* wakes the reaper */
@@ -126,9 +142,14 @@ struct supervisor {
     char message[1024];
     int last_port;
 
-    claim_t claim;                /* who holds the right to start */
-    uint64_t cancel_seq;          /* bumped by stop/free: a running start gives up */
-    uint64_t restart_epoch;       /* bumped by user start/stop: drops a pending restart */
+    bool op_busy;                 /* a command or restart is being carried out */
+    uint64_t cmd_seq;             /* ticket of the newest command */
+    cmd_t cmd_kind;               /* what the newest command asked for */
+    unsigned user_cmds;           /* commands between their call and return */
+    uint64_t cancel_seq;          /* bumped by every command and free: a running start gives up */
+    uint64_t restart_epoch;       /* bumped by every command: drops a pending restart */
+    char *fixed_key;              /* config api_key, or NULL: random per start */
+    char key[SUPERVISOR_KEY_MAX + 1]; /* the newest engine's API key; "" before the first */
     uint64_t restart_due_ms;      /* 0 = no restart pending */
     uint64_t restart_hist[RESTART_HISTORY_MAX];
     size_t n_restart_hist;
@@ -152,7 +173,7 @@ const char *supervisor_strerror(int rc)
     case SUPERVISOR_EEXITED: return "the model server exited during start-up";
     case SUPERVISOR_EFAILED: return "the model server failed to start";
     case SUPERVISOR_ETIMEOUT: return "the model server did not become ready in time";
-    case SUPERVISOR_EBUSY: return "the model server is already starting";
+    case SUPERVISOR_ESUPERSEDED: return "a later start or stop request took over";
     case SUPERVISOR_ECANCELED: return "the start was cancelled";
     case SUPERVISOR_ELOG: return "the log file could not be created";
     case SUPERVISOR_ESTOP: return "the model server could not be stopped";
@@ -291,12 +312,20 @@ typedef struct {
     char *const *argv;
     char *const *envp;
     int in_fd, out_fd, exec_fd;
+    int key_fd;                   /* read end of the key pipe, or -1 */
     pid_t parent;
 } plan_t;
 
 /* In the child: async-signal-safe calls only. Never returns. */
 __attribute__((noreturn)) static void child_exec(const plan_t *p)
 {
+    /* Every descriptor that must outlive the wiring below moves above
+     * KEY_FD first, so that placing the key there clobbers none of them. */
+    int exec_fd = p->exec_fd;
+    int hi = fcntl(exec_fd, F_DUPFD_CLOEXEC, KEY_FD + 1);
+    if (hi >= 0)
+        exec_fd = hi;
+    int key_hi = -1;
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
@@ -312,6 +341,10 @@ __attribute__((noreturn)) static void child_exec(const plan_t *p)
         errno = ECHILD;
         goto fail;
     }
+    if (hi < 0)
+        goto fail;
+    if (p->key_fd >= 0 && (key_hi = fcntl(p->key_fd, F_DUPFD_CLOEXEC, KEY_FD + 1)) < 0)
+        goto fail;
     /* Lift both ends above 2 first so wiring one cannot clobber the other. */
     int in_hi = fcntl(p->in_fd, F_DUPFD_CLOEXEC, 3);
     int out_hi = fcntl(p->out_fd, F_DUPFD_CLOEXEC, 3);
@@ -324,13 +357,17 @@ __attribute__((noreturn)) static void child_exec(const plan_t *p)
         for (int fd = 3; fd < 65536; fd++)
             fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
+    /* The key's pipe is the one descriptor the engine inherits (dup2
+     * leaves the copy without close-on-exec). */
+    if (key_hi >= 0 && dup2(key_hi, KEY_FD) < 0)
+        goto fail;
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     execve(p->exe, p->argv, p->envp);
 fail:;
     int err = errno;
-    ssize_t ignored = write(p->exec_fd, &err, sizeof err);
+    ssize_t ignored = write(exec_fd, &err, sizeof err);
     (void)ignored;
     _exit(127);
 }
@@ -484,6 +521,7 @@ static char **build_argv(supervisor_t *sv, const char *exe, const char *model, b
         ADD_INT("--parallel", sv->parallel);
     if (sv->threads > 0)
         ADD_INT("--threads", sv->threads);
+    ADD_INT("--api-key-fd", KEY_FD);
     ADD(reset ? "--reset" : "--resume");
     for (size_t i = 0; i < sv->n_extra; i++)
         ADD(sv->extra[i]);
@@ -519,11 +557,42 @@ static void proc_free(proc_t *p)
     free(p);
 }
 
-/* Fork and exec argv with output into a new pipe; start the logger.
- * Returns SUPERVISOR_OK with *out (not yet registered), or ESPAWN/ENOMEM
- * with why in msg (nothing left behind). */
-static int proc_spawn(supervisor_t *sv, char **argv, logbook_run_t *run, proc_t **out, char *msg,
-                      size_t msg_n)
+/* A pipe that holds `key` and a newline, its write end closed: the engine
+ * reads it to the end. Returns the read end (close-on-exec), or -1 with
+ * errno set. */
+static int key_pipe(const char *key)
+{
+    int kp[2];
+    if (pipe2(kp, O_CLOEXEC) != 0)
+        return -1;
+    char line[SUPERVISOR_KEY_MAX + 2];
+    size_t len = strlen(key);
+    if (len > SUPERVISOR_KEY_MAX) {
+        close(kp[0]);
+        close(kp[1]);
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(line, key, len);
+    line[len++] = '\n';
+    /* Far below the pipe's capacity: one write, never blocks. */
+    ssize_t k = write(kp[1], line, len);
+    int err = errno;
+    explicit_bzero(line, sizeof line);
+    close(kp[1]);
+    if (k != (ssize_t)len) {
+        close(kp[0]);
+        errno = k < 0 ? err : EIO;
+        return -1;
+    }
+    return kp[0];
+}
+
+/* Fork and exec argv with output into a new pipe and `key` (may be NULL)
+ * on KEY_FD; start the logger. Returns SUPERVISOR_OK with *out (not yet
+ * registered), or ESPAWN/ENOMEM with why in msg (nothing left behind). */
+static int proc_spawn(supervisor_t *sv, char **argv, const char *key, logbook_run_t *run,
+                      proc_t **out, char *msg, size_t msg_n)
 {
     *out = NULL;
     char exe[EXE_PATH_MAX];
@@ -541,11 +610,13 @@ static int proc_spawn(supervisor_t *sv, char **argv, logbook_run_t *run, proc_t 
     p->pidfd = p->out_r = p->quit_r = p->quit_w = -1;
     p->run = run;
     int out_p[2] = { -1, -1 }, exec_p[2] = { -1, -1 }, quit_p[2] = { -1, -1 };
+    int key_r = -1;
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull < 0 || pipe2(out_p, O_CLOEXEC) != 0 || pipe2(exec_p, O_CLOEXEC) != 0 ||
-        pipe2(quit_p, O_CLOEXEC) != 0) {
+        pipe2(quit_p, O_CLOEXEC) != 0 || (key && (key_r = key_pipe(key)) < 0)) {
         err = errno;
         close_fd(&devnull);
+        close_fd(&key_r);
         for (int i = 0; i < 2; i++) {
             close_fd(&out_p[i]);
             close_fd(&exec_p[i]);
@@ -558,7 +629,7 @@ static int proc_spawn(supervisor_t *sv, char **argv, logbook_run_t *run, proc_t 
     p->out_r = out_p[0];
     p->quit_r = quit_p[0];
     p->quit_w = quit_p[1];
-    plan_t plan = { exe, argv, environ, devnull, out_p[1], exec_p[1], getpid() };
+    plan_t plan = { exe, argv, environ, devnull, out_p[1], exec_p[1], key_r, getpid() };
 
     /* No handler of the application may run in the child before exec. */
     sigset_t all, old;
@@ -570,6 +641,7 @@ static int proc_spawn(supervisor_t *sv, char **argv, logbook_run_t *run, proc_t 
     err = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close_fd(&devnull);
+    close_fd(&key_r);
     close_fd(&out_p[1]);
     close_fd(&exec_p[1]);
     if (pid < 0) {
@@ -742,7 +814,8 @@ static void *reaper_main(void *arg)
         if (req) {
             sv->spawn_req = NULL;
             pthread_mutex_unlock(&sv->lock);
-            req->rc = proc_spawn(sv, req->argv, req->run, &req->proc, req->msg, sizeof req->msg);
+            req->rc = proc_spawn(sv, req->argv, req->key, req->run, &req->proc, req->msg,
+                                 sizeof req->msg);
             pthread_mutex_lock(&sv->lock);
             req->done = true;
             pthread_cond_broadcast(&sv->cond);
@@ -775,7 +848,7 @@ static void *reaper_main(void *arg)
 /* ---- stopping ---- */
 
 /* Stop sv->proc if there is one: SIGTERM to the group, grace, SIGKILL,
- * wait for the reaper. op_lock held, lock not held. Sets *stopped when a
+ * wait for the reaper. op_busy held, lock not held. Sets *stopped when a
  * process was there, *ms to the time it took. Returns SUPERVISOR_OK or
  * SUPERVISOR_ESTOP. */
 static int stop_current(supervisor_t *sv, bool *stopped, int *pid_out, unsigned *ms)
@@ -944,13 +1017,44 @@ static void result_init(supervisor_result_t *out)
 static int result_finish(supervisor_result_t *out, int rc)
 {
     out->code = rc;
-    out->status = rc == SUPERVISOR_OK ? "success" : "error";
+    out->status = rc == SUPERVISOR_OK            ? "success"
+                : rc == SUPERVISOR_ESUPERSEDED ? "superseded"
+                                               : "error";
     out->timestamp = wall_now();
     return rc;
 }
 
-/* Start an engine. op_lock held and the start claimed; `cancel` is the
- * cancel_seq seen when op_lock was taken. Fills *out. */
+/* A new API key: KEY_BYTES from getrandom(2) as hex into key (size
+ * SUPERVISOR_KEY_LEN + 1). Returns 0, or an errno value. */
+static int make_key(char *key)
+{
+    unsigned char raw[KEY_BYTES];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t k = getrandom(raw + got, sizeof raw - got, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            int err = k < 0 ? errno : EIO;
+            explicit_bzero(raw, sizeof raw);
+            return err;
+        }
+        got += (size_t)k;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof raw; i++) {
+        key[2 * i] = hex[raw[i] >> 4];
+        key[2 * i + 1] = hex[raw[i] & 15];
+    }
+    key[2 * sizeof raw] = '\0';
+    explicit_bzero(raw, sizeof raw);
+    return 0;
+}
+
+/* Start an engine. op_busy held; `cancel` is the cancel_seq seen when it
+ * was taken: once it changes (a newer command, or supervisor_free) the
+ * start gives up with SUPERVISOR_ECANCELED, before spawning or at the next
+ * health poll, and stops what it started. Fills *out. */
 static int do_start(supervisor_t *sv, bool reset, const char *model_override, bool restart,
                     uint64_t cancel, supervisor_result_t *out)
 {
@@ -970,8 +1074,17 @@ static int do_start(supervisor_t *sv, bool reset, const char *model_override, bo
         return result_finish(out, rc);
     }
 
-    /* 2. What to run. */
+    /* 2. What to run, unless a newer command came meanwhile. */
     pthread_mutex_lock(&sv->lock);
+    if (sv->cancel_seq != cancel || sv->quit) {
+        sv->state = SUPERVISOR_STOPPED;
+        snprintf(sv->message, sizeof sv->message, "%s",
+                 stopped ? "Model server stopped" : "Model server is not running");
+        str_copy(out->model_name, sizeof out->model_name, sv->model_name);
+        pthread_mutex_unlock(&sv->lock);
+        snprintf(out->message, sizeof out->message, "The start was cancelled.");
+        return result_finish(out, SUPERVISOR_ECANCELED);
+    }
     if (model_override) {
         char *path = strdup(model_override);
         char *name = strdup(base_name(model_override));
@@ -1002,6 +1115,19 @@ static int do_start(supervisor_t *sv, bool reset, const char *model_override, bo
     logbook_run_t *run = NULL;
     proc_t *p = NULL;
     uint64_t gen = 0;
+    char key[SUPERVISOR_KEY_MAX + 1];
+    int kerr = 0;
+    if (sv->fixed_key)
+        str_copy(key, sizeof key, sv->fixed_key);
+    else
+        kerr = make_key(key);
+    if (kerr) {
+        snprintf(out->message, sizeof out->message,
+                 "The model server could not be started: no random bytes for its key: %s.",
+                 strerror(kerr));
+        rc = SUPERVISOR_ESPAWN;
+        goto failed_early;
+    }
     if (!argv) {
         snprintf(out->message, sizeof out->message, "Out of memory.");
         rc = SUPERVISOR_ENOMEM;
@@ -1027,7 +1153,7 @@ static int do_start(supervisor_t *sv, bool reset, const char *model_override, bo
     str_copy(out->log_session, sizeof out->log_session, logbook_run_id(run));
     logbook_run_printf(run, "kvchat: %s the model server: %s", restart ? "restarting" : "starting",
                        out->command ? out->command : argv[0]);
-    spawn_req_t req = { .argv = argv, .run = run };
+    spawn_req_t req = { .argv = argv, .key = key, .run = run };
     pthread_mutex_lock(&sv->lock);
     sv->spawn_req = &req;
     pthread_mutex_unlock(&sv->lock);
@@ -1055,6 +1181,8 @@ static int do_start(supervisor_t *sv, bool reset, const char *model_override, bo
     pthread_mutex_lock(&sv->lock);
     p->gen = gen = ++sv->next_gen;
     p->starting = true;
+    str_copy(sv->key, sizeof sv->key, key);
+    explicit_bzero(key, sizeof key);
     if (sv->port > 0) {
         p->port = sv->port;
         sv->last_port = sv->port;
@@ -1185,7 +1313,7 @@ static int do_start(supervisor_t *sv, bool reset, const char *model_override, bo
                      sv->health_timeout_ms / 1000.0);
         break;
     case SUPERVISOR_ECANCELED:
-        snprintf(out->message, sizeof out->message, "The start was cancelled by a stop request.");
+        snprintf(out->message, sizeof out->message, "The start was cancelled.");
         break;
     default:
         snprintf(out->message, sizeof out->message,
@@ -1205,12 +1333,91 @@ static int do_start(supervisor_t *sv, bool reset, const char *model_override, bo
     return result_finish(out, rc);
 
 failed_early:
+    explicit_bzero(key, sizeof key);
     free_argv(argv);
     log_warn("supervisor: %s", out->message);
     pthread_mutex_lock(&sv->lock);
     sv->state = SUPERVISOR_STOPPED;
     str_copy(sv->message, sizeof sv->message, out->message);
     pthread_mutex_unlock(&sv->lock);
+    return result_finish(out, rc);
+}
+
+/* ---- commands ---- */
+
+/* What the newest command is, for those it supersedes. */
+static const char *cmd_name(cmd_t kind)
+{
+    switch (kind) {
+    case CMD_RESET: return "reset";
+    case CMD_RESUME: return "resume";
+    case CMD_STOP: return "stop";
+    }
+    return "stop";
+}
+
+/* A command arrives: its ticket supersedes every older command, a start
+ * in progress gives up, a pending restart is dropped. Lock held. */
+static uint64_t cmd_begin(supervisor_t *sv, cmd_t kind)
+{
+    uint64_t my = ++sv->cmd_seq;
+    sv->cmd_kind = kind;
+    sv->user_cmds++;
+    sv->cancel_seq++;
+    sv->restart_epoch++;
+    sv->restart_due_ms = 0;
+    pthread_cond_broadcast(&sv->cond);
+    return my;
+}
+
+/* Wait for the turn of command `my`. Returns true with op_busy taken, or
+ * false as soon as a newer command took a ticket. Lock held. */
+static bool op_acquire(supervisor_t *sv, uint64_t my)
+{
+    while (sv->op_busy && sv->cmd_seq == my)
+        pthread_cond_wait(&sv->cond, &sv->lock);
+    if (sv->cmd_seq != my)
+        return false;
+    sv->op_busy = true;
+    /* A user command starts the restart policy afresh. */
+    sv->restarts = 0;
+    sv->n_restart_hist = 0;
+    sv->restart_due_ms = 0;
+    return true;
+}
+
+static void op_release(supervisor_t *sv)
+{
+    sv->op_busy = false;
+    pthread_cond_broadcast(&sv->cond);
+}
+
+/* Fill *out for a command superseded by the newest one. Lock held. */
+static int superseded(supervisor_t *sv, supervisor_result_t *out)
+{
+    static const char *const what[] = {
+        [CMD_RESET] = "to start the model server with an empty KV cache",
+        [CMD_RESUME] = "to start the model server keeping its KV cache",
+        [CMD_STOP] = "to stop the model server",
+    };
+    out->superseded = true;
+    out->superseded_by = cmd_name(sv->cmd_kind);
+    out->pid = 0;
+    out->ready_ms = 0;
+    str_copy(out->model_name, sizeof out->model_name, sv->model_name);
+    snprintf(out->message, sizeof out->message,
+             "A later request %s took over before this one finished.", what[sv->cmd_kind]);
+    return SUPERVISOR_ESUPERSEDED;
+}
+
+/* The end of a command: its result says the state it leaves, and whether
+ * it was superseded. Lock held. Returns the final code. */
+static int cmd_end(supervisor_t *sv, uint64_t my, supervisor_result_t *out, int rc)
+{
+    if (rc == SUPERVISOR_ECANCELED && !sv->quit && sv->cmd_seq != my)
+        rc = superseded(sv, out);
+    sv->user_cmds--;
+    out->state = sv->state;
     return result_finish(out, rc);
 }
 
@@ -1230,21 +1437,14 @@ static void *keeper_main(void *arg)
             continue;
         }
         sv->restart_due_ms = 0;
-        if (sv->claim != WHO_NONE)
-            continue;   /* a user start is under way: it replaces the restart */
-        sv->claim = WHO_KEEPER;
+        if (sv->user_cmds)
+            continue;   /* a command is under way: it replaces the restart */
         uint64_t epoch = sv->restart_epoch;
-        pthread_mutex_unlock(&sv->lock);
-
-        pthread_mutex_lock(&sv->op_lock);
-        pthread_mutex_lock(&sv->lock);
-        if (sv->quit || sv->restart_epoch != epoch) {
-            sv->claim = WHO_NONE;
-            pthread_mutex_unlock(&sv->lock);
-            pthread_mutex_unlock(&sv->op_lock);
-            pthread_mutex_lock(&sv->lock);
+        while (sv->op_busy && !sv->quit && sv->restart_epoch == epoch)
+            pthread_cond_wait(&sv->cond, &sv->lock);
+        if (sv->quit || sv->restart_epoch != epoch)
             continue;
-        }
+        sv->op_busy = true;
         uint64_t cancel = sv->cancel_seq;
         restart_prune(sv, mono_ms());
         if (sv->n_restart_hist < RESTART_HISTORY_MAX)
@@ -1257,7 +1457,6 @@ static void *keeper_main(void *arg)
         int rc = do_start(sv, false, NULL, true, cancel, &res);
 
         pthread_mutex_lock(&sv->lock);
-        sv->claim = WHO_NONE;
         if (rc != SUPERVISOR_OK && rc != SUPERVISOR_ECANCELED && !sv->quit &&
             sv->cancel_seq == cancel) {
             char what[512];
@@ -1267,9 +1466,8 @@ static void *keeper_main(void *arg)
                 *nl = '\0';
             restart_schedule(sv, what);
         }
-        pthread_cond_broadcast(&sv->cond);
+        op_release(sv);
         pthread_mutex_unlock(&sv->lock);
-        pthread_mutex_unlock(&sv->op_lock);
         supervisor_result_cleanup(&res);
         pthread_mutex_lock(&sv->lock);
     }
@@ -1300,9 +1498,13 @@ static void sv_destroy(supervisor_t *sv)
     free(sv->extra);
     close_fd(&sv->wake_r);
     close_fd(&sv->wake_w);
+    explicit_bzero(sv->key, sizeof sv->key);
+    if (sv->fixed_key) {
+        explicit_bzero(sv->fixed_key, strlen(sv->fixed_key));
+        free(sv->fixed_key);
+    }
     pthread_cond_destroy(&sv->cond);
     pthread_mutex_destroy(&sv->lock);
-    pthread_mutex_destroy(&sv->op_lock);
     free(sv);
 }
 
@@ -1313,18 +1515,29 @@ int supervisor_new(const supervisor_config_t *cfg, supervisor_t **out)
         !*cfg->model_path || !cfg->logs_dir || !*cfg->logs_dir || cfg->port < 0 ||
         cfg->port > 65535 || (cfg->host && strlen(cfg->host) > HOST_MAX))
         return SUPERVISOR_EINVAL;
+    if (cfg->api_key && *cfg->api_key) {
+        size_t kl = strlen(cfg->api_key);
+        if (kl > SUPERVISOR_KEY_MAX)
+            return SUPERVISOR_EINVAL;
+        for (size_t i = 0; i < kl; i++)
+            if (cfg->api_key[i] <= ' ' || cfg->api_key[i] > '~')
+                return SUPERVISOR_EINVAL;
+    }
     size_t n_extra = 0;
     if (cfg->extra_args) {
-        for (; cfg->extra_args[n_extra]; n_extra++)
-            if (strncmp(cfg->extra_args[n_extra], "--log-file", 10) == 0 ||
-                strncmp(cfg->extra_args[n_extra], "-log-file", 9) == 0)
+        /* getopt_long_only takes one dash as well as two */
+        for (; cfg->extra_args[n_extra]; n_extra++) {
+            const char *a = cfg->extra_args[n_extra];
+            if (a[0] == '-' && a[1] == '-')
+                a++;
+            if (strncmp(a, "-log-file", 9) == 0 || strncmp(a, "-api-key", 8) == 0)
                 return SUPERVISOR_EINVAL;
+        }
     }
     supervisor_t *sv = calloc(1, sizeof *sv);
     if (!sv)
         return SUPERVISOR_ENOMEM;
     sv->wake_r = sv->wake_w = -1;
-    pthread_mutex_init(&sv->op_lock, NULL);
     pthread_mutex_init(&sv->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1337,6 +1550,7 @@ int supervisor_new(const supervisor_config_t *cfg, supervisor_t **out)
     sv->host = dup_or_null(cfg->host ? cfg->host : "127.0.0.1", &nomem);
     sv->cache_dir = dup_or_null(cfg->cache_dir, &nomem);
     sv->model_path = dup_or_null(cfg->model_path, &nomem);
+    sv->fixed_key = cfg->api_key && *cfg->api_key ? dup_or_null(cfg->api_key, &nomem) : NULL;
     sv->model_name = dup_or_null(cfg->model_name && *cfg->model_name ? cfg->model_name
                                                                      : base_name(cfg->model_path),
                                  &nomem);
@@ -1414,30 +1628,28 @@ int supervisor_start(supervisor_t *sv, bool reset, const char *model_override,
         return result_finish(out, SUPERVISOR_EINVAL);
     }
     pthread_mutex_lock(&sv->lock);
-    if (sv->claim != WHO_NONE || sv->quit) {
+    if (sv->quit) {
         str_copy(out->model_name, sizeof out->model_name, sv->model_name);
+        out->state = sv->state;
         pthread_mutex_unlock(&sv->lock);
-        snprintf(out->message, sizeof out->message,
-                 "The model server is already starting; try again when it is up.");
-        return result_finish(out, SUPERVISOR_EBUSY);
+        snprintf(out->message, sizeof out->message, "kvchat is shutting down.");
+        return result_finish(out, SUPERVISOR_ECANCELED);
     }
-    sv->claim = WHO_USER;
-    sv->restart_epoch++;
-    sv->restart_due_ms = 0;
+    uint64_t my = cmd_begin(sv, reset ? CMD_RESET : CMD_RESUME);
+    if (!op_acquire(sv, my)) {
+        int rc = cmd_end(sv, my, out, superseded(sv, out));
+        pthread_mutex_unlock(&sv->lock);
+        return rc;
+    }
+    uint64_t cancel = sv->cancel_seq;
     pthread_mutex_unlock(&sv->lock);
 
-    pthread_mutex_lock(&sv->op_lock);
-    pthread_mutex_lock(&sv->lock);
-    uint64_t cancel = sv->cancel_seq;
-    sv->restarts = 0;
-    sv->n_restart_hist = 0;
-    sv->restart_due_ms = 0;
-    pthread_mutex_unlock(&sv->lock);
     int rc = do_start(sv, reset, model_override, false, cancel, out);
+
     pthread_mutex_lock(&sv->lock);
-    sv->claim = WHO_NONE;
+    op_release(sv);
+    rc = cmd_end(sv, my, out, rc);
     pthread_mutex_unlock(&sv->lock);
-    pthread_mutex_unlock(&sv->op_lock);
     return rc;
 }
 
@@ -1449,28 +1661,29 @@ int supervisor_stop(supervisor_t *sv, supervisor_result_t *out)
         return result_finish(out, SUPERVISOR_EINVAL);
     }
     pthread_mutex_lock(&sv->lock);
-    sv->cancel_seq++;
-    sv->restart_epoch++;
-    sv->restart_due_ms = 0;
-    pthread_cond_broadcast(&sv->cond);
-    pthread_mutex_unlock(&sv->lock);
-
-    pthread_mutex_lock(&sv->op_lock);
-    pthread_mutex_lock(&sv->lock);
-    sv->restart_due_ms = 0;
-    sv->restarts = 0;
-    sv->n_restart_hist = 0;
+    bool was_starting = sv->state == SUPERVISOR_STARTING;
+    uint64_t my = cmd_begin(sv, CMD_STOP);
+    if (!op_acquire(sv, my)) {
+        int rc = cmd_end(sv, my, out, superseded(sv, out));
+        pthread_mutex_unlock(&sv->lock);
+        return rc;
+    }
     str_copy(out->model_name, sizeof out->model_name, sv->model_name);
     out->port = sv->last_port;
     pthread_mutex_unlock(&sv->lock);
+
     bool stopped = false;
     int pid = 0;
     int rc = stop_current(sv, &stopped, &pid, &out->stop_ms);
+
     pthread_mutex_lock(&sv->lock);
     if (rc == SUPERVISOR_OK) {
         sv->state = SUPERVISOR_STOPPED;
+        /* A start this stop superseded may have stopped its engine itself. */
         snprintf(sv->message, sizeof sv->message, "%s",
-                 stopped ? "Model server stopped" : "Model server is not running");
+                 stopped        ? "Model server stopped"
+                 : was_starting ? "Model server stopped; its start was cancelled"
+                                : "Model server is not running");
     } else {
         snprintf(sv->message, sizeof sv->message, "The model server could not be stopped");
     }
@@ -1482,7 +1695,12 @@ int supervisor_stop(supervisor_t *sv, supervisor_result_t *out)
                                   .exit_status = -1, .message = out->message };
         emit(sv, &ev);
     }
-    pthread_mutex_unlock(&sv->op_lock);
+    pthread_mutex_lock(&sv->lock);
+    op_release(sv);
+    /* A stop that began finishes: it is never reported as superseded. */
+    sv->user_cmds--;
+    out->state = sv->state;
+    pthread_mutex_unlock(&sv->lock);
     return result_finish(out, rc);
 }
 
@@ -1615,4 +1833,27 @@ int supervisor_base_url(supervisor_t *sv, char *buf, size_t n)
     if (k < 0 || (size_t)k >= n)
         return SUPERVISOR_EINVAL;
     return SUPERVISOR_OK;
+}
+
+size_t supervisor_api_key(supervisor_t *sv, char *buf, size_t cap)
+{
+    if (!buf || cap == 0)
+        return 0;
+    buf[0] = '\0';
+    if (!sv)
+        return 0;
+    pthread_mutex_lock(&sv->lock);
+    size_t len = strlen(sv->key);
+    if (len < cap) {
+        memcpy(buf, sv->key, len + 1);
+    } else {
+        len = 0;
+    }
+    pthread_mutex_unlock(&sv->lock);
+    return len;
+}
+
+size_t supervisor_api_key_source(void *sv, char *buf, size_t cap)
+{
+    return supervisor_api_key(sv, buf, cap);
 }

@@ -4,15 +4,24 @@
  *
  *  - Start: any running engine is stopped first; then the engine is started
  *    (fork/exec, its own process group, stdin /dev/null, stdout and stderr
- *    into one pipe, every other descriptor closed) with --reset or
- *    --resume, and supervisor_start() waits until GET /health answers 200,
- *    bounded by health_timeout_ms. The engine is "up" only after it printed
- *    its "listening on http://HOST:PORT" line, so a stale server on the same
- *    port cannot pass for it (that line also tells the port when port 0
- *    asks the engine to pick one). An engine whose model fails to load
- *    stays up and says so on /health (503, "status":"error"); the
- *    supervisor then stops it and reports the reason. An engine that exits
- *    during start-up is reported with its exit status and last output lines.
+ *    into one pipe, its API key on descriptor 3, every other descriptor
+ *    closed) with --reset or --resume, and supervisor_start() waits until
+ *    GET /health answers 200, bounded by health_timeout_ms. The engine is
+ *    "up" only after it printed its "listening on http://HOST:PORT" line,
+ *    so a stale server on the same port cannot pass for it (that line also
+ *    tells the port when port 0 asks the engine to pick one). An engine
+ *    whose model fails to load stays up and says so on /health (503,
+ *    "status":"error"); the supervisor then stops it and reports the
+ *    reason. An engine that exits during start-up is reported with its exit
+ *    status and last output lines.
+ *  - Key: every start (automatic restarts too) makes a new API key, 32
+ *    random bytes from getrandom(2) as 64 hex digits (unless the config
+ *    gives a fixed one, for operators who call the engine themselves). The
+ *    engine reads it
+ *    from an inherited pipe (--api-key-fd 3), so it is never on a command
+ *    line (ps) nor in an environment (/proc/PID/environ), and requires it
+ *    on every route but /health. supervisor_api_key() gives it to the
+ *    app's calls to the engine. It is never logged.
  *  - Logs: a logger thread per process reads the pipe into a new logbook run
  *    (logbook.h), one file per process; the supervisor adds its own lines
  *    ("kvchat: engine exited (signal 9)") to the same file.
@@ -30,21 +39,30 @@
  *    A restart that fails to come up counts as an attempt.
  *
  * Threads and serialization:
- *  - supervisor_status(), supervisor_base_url() and supervisor_logbook() may
- *    be called from any thread at any time, also while a start is waiting
- *    for the engine; they never wait for one.
- *  - supervisor_start() and supervisor_stop() are serialized. A start while
- *    another start (or an automatic restart) is in progress returns
- *    SUPERVISOR_EBUSY at once rather than queueing a second load behind the
- *    first. A stop while a start is in progress cancels that start (which
- *    returns SUPERVISOR_ECANCELED) and then stops. A start while a stop is
- *    in progress waits for the stop (bounded by the grace period). A user
- *    start or stop cancels a pending automatic restart.
+ *  - supervisor_status(), supervisor_base_url(), supervisor_api_key() and
+ *    supervisor_logbook() may be called from any thread at any time, also
+ *    while a start is waiting for the engine; they never wait for one.
+ *  - supervisor_start() and supervisor_stop() are commands, and the last
+ *    command wins: any number may be called at once from any threads, none
+ *    is refused because another runs, and one is carried out at a time.
+ *    Each takes a ticket when called; a newer ticket supersedes every
+ *    older command that has not finished:
+ *      - an older command still waiting for its turn returns at once;
+ *      - an older start in progress gives up at its next step: it stops
+ *        the engine it started (or, if it was still stopping the previous
+ *        engine, finishes that and starts nothing) and returns;
+ *      - an older stop in progress finishes (the newer command would have
+ *        to stop the engine first anyway) and reports success.
+ *    A superseded command returns SUPERVISOR_ESUPERSEDED with
+ *    out->superseded set and out->superseded_by naming the newest command;
+ *    it never hangs behind the newer one. Every engine it started is
+ *    stopped and reaped before it returns. A user command also cancels an
+ *    automatic restart, pending or in progress.
  *  - on_event is called from the thread that caused the event (a start or
  *    stop caller, the reaper, the restart thread, or supervisor_free),
- *    without the supervisor's state lock but possibly while a start/stop is
- *    serialized: it may call supervisor_status/base_url/logbook, and must
- *    not call supervisor_start, _stop or _free.
+ *    without the supervisor's state lock but possibly while a command is
+ *    being carried out: it may call supervisor_status/base_url/api_key/
+ *    logbook, and must not call supervisor_start, _stop or _free.
  *
  * Process requirements (as for extract/runner.h): the application must not
  * set SIGCHLD to SIG_IGN nor reap children it did not start
@@ -62,6 +80,9 @@
 
 #include "app/logbook.h"
 
+#define SUPERVISOR_KEY_LEN 64       /* a key of the supervisor's making: hex digits */
+#define SUPERVISOR_KEY_MAX 512      /* the longest key (as the engine's --api-key-fd) */
+
 enum {
     SUPERVISOR_OK = 0,
     SUPERVISOR_EINVAL = -1,     /* bad config or argument */
@@ -71,8 +92,9 @@ enum {
     SUPERVISOR_EFAILED = -5,    /* the engine reported a start-up failure on
                                    /health (e.g. the model cannot be loaded) */
     SUPERVISOR_ETIMEOUT = -6,   /* not ready within health_timeout_ms; killed */
-    SUPERVISOR_EBUSY = -7,      /* another start is in progress */
-    SUPERVISOR_ECANCELED = -8,  /* a stop (or supervisor_free) cancelled the start */
+    SUPERVISOR_ESUPERSEDED = -7,/* a later start or stop took over before this one
+                                   finished (see "Threads and serialization") */
+    SUPERVISOR_ECANCELED = -8,  /* supervisor_free cancelled the start */
     SUPERVISOR_ELOG = -9,       /* the run's log file cannot be created */
     SUPERVISOR_ESTOP = -10,     /* the process did not go away even after SIGKILL */
 };
@@ -124,8 +146,15 @@ typedef struct {
     int parallel;               /* --parallel; 0 = the engine's default */
     int threads;                /* --threads; 0 = the engine's default */
     const char *const *extra_args; /* NULL-terminated, appended last; NULL = none.
-                                   May not contain --log-file (the log must
-                                   come through the pipe). */
+                                   May contain neither --log-file (the log
+                                   must come through the pipe) nor
+                                   --api-key or --api-key-fd (the supervisor
+                                   keys the engine). */
+    const char *api_key;        /* the engine's key for every start; NULL or "" =
+                                   a new random one at every start (the
+                                   default, and the safe choice). 1 to
+                                   SUPERVISOR_KEY_MAX printable ASCII
+                                   characters without spaces */
     const char *logs_dir;       /* where run logs go (required) */
     unsigned log_keep;          /* run files kept; default 50; 0 = all */
     unsigned health_timeout_ms; /* default 120000 */
@@ -146,8 +175,8 @@ void supervisor_config_default(supervisor_config_t *cfg);
  * extra_args array are copied. Opens the logbook on logs_dir and starts
  * the reaper and restart threads. Returns SUPERVISOR_OK and stores the
  * supervisor in *out (free with supervisor_free), or SUPERVISOR_EINVAL
- * (missing exe/model/logs_dir, --log-file among extra_args, port out of
- * range), SUPERVISOR_ELOG, SUPERVISOR_ENOMEM, with *out NULL. */
+ * (missing exe/model/logs_dir, --log-file or an API key among extra_args,
+ * a malformed api_key, port out of range), SUPERVISOR_ELOG, SUPERVISOR_ENOMEM, with *out NULL. */
 int supervisor_new(const supervisor_config_t *cfg, supervisor_t **out);
 
 /* Stop the engine if one runs (events are still reported), end the
@@ -162,7 +191,7 @@ logbook_t *supervisor_logbook(supervisor_t *sv);
 /* Result of a start or stop, shaped for the model endpoints. */
 typedef struct {
     int code;                   /* SUPERVISOR_OK or an error code */
-    const char *status;         /* "success" or "error" (static) */
+    const char *status;         /* "success", "error" or "superseded" (static) */
     char message[2048];         /* for the user; on a failed start it ends
                                    with the engine's last output lines */
     double timestamp;           /* epoch seconds when the call finished */
@@ -179,6 +208,11 @@ typedef struct {
     char log_session[LOGBOOK_ID_MAX]; /* start: the run id of the new log file */
     int exit_status;            /* failed start: exit status, or -1 */
     int signal;                 /* failed start: signal, or 0 */
+    supervisor_state_t state;   /* the state when the call returned */
+    bool superseded;            /* SUPERVISOR_ESUPERSEDED: a later command took over */
+    const char *superseded_by;  /* then the newest command: "reset" (start with
+                                   an empty cache), "resume" (start keeping
+                                   it) or "stop" (static); else NULL */
 } supervisor_result_t;
 
 /* Free the command; the struct may be reused. Accepts NULL. */
@@ -186,23 +220,28 @@ void supervisor_result_cleanup(supervisor_result_t *res);
 
 /* Stop any running engine, then start one with --reset (reset) or
  * --resume, and wait until it is ready. model_override (may be NULL)
- * replaces the model for this and every later start and restart.
- * Always fills *out (clean with supervisor_result_cleanup) and returns
- * out->code:
+ * replaces the model for this and every later start and restart, once
+ * this start has had its turn (a start superseded while it waited for its
+ * turn changes nothing). Always fills *out (clean with
+ * supervisor_result_cleanup) and returns out->code:
  *   SUPERVISOR_OK         running; out->pid, port, ready_ms, log_session;
- *   SUPERVISOR_EBUSY      another start runs; nothing was changed;
- *   SUPERVISOR_ESPAWN, _ELOG, _EEXITED, _EFAILED, _ETIMEOUT, _ECANCELED:
+ *   SUPERVISOR_ESUPERSEDED a later start or stop took over (see above);
+ *                         whatever this call started is stopped;
+ *   SUPERVISOR_ESPAWN, _ELOG, _EEXITED, _EFAILED, _ETIMEOUT:
  *                         no engine runs afterwards (status "stopped" with
  *                         the reason as message);
+ *   SUPERVISOR_ECANCELED  supervisor_free began;
  *   SUPERVISOR_ESTOP      the old engine could not be stopped;
  *   SUPERVISOR_EINVAL, _ENOMEM. */
 int supervisor_start(supervisor_t *sv, bool reset, const char *model_override,
                      supervisor_result_t *out);
 
 /* Stop the engine: SIGTERM to its process group, stop_grace_ms, SIGKILL;
- * reaped before returning. Cancels a start in progress and a pending
- * automatic restart. Returns SUPERVISOR_OK also when nothing ran (message
- * says so), or SUPERVISOR_ESTOP. Always fills *out. */
+ * reaped before returning. Supersedes a start in progress (which stops the
+ * engine it started) and cancels a pending automatic restart. Returns
+ * SUPERVISOR_OK also when nothing ran (message says so),
+ * SUPERVISOR_ESUPERSEDED when a later command came before this one's turn,
+ * or SUPERVISOR_ESTOP. Always fills *out. */
 int supervisor_stop(supervisor_t *sv, supervisor_result_t *out);
 
 typedef struct {
@@ -230,5 +269,16 @@ int supervisor_status(supervisor_t *sv, supervisor_status_t *out);
  * loopback). Returns SUPERVISOR_OK, or SUPERVISOR_EINVAL when buf is too
  * small (n >= 300 is always enough). */
 int supervisor_base_url(supervisor_t *sv, char *buf, size_t n);
+
+/* The API key of the newest engine this supervisor started, into buf (cap
+ * bytes, NUL-terminated): what the app sends the engine as "Authorization:
+ * Bearer". Returns its length (SUPERVISOR_KEY_LEN for a key of the
+ * supervisor's making), or 0 with buf "" when no engine was started yet or
+ * cap is too small. Any thread, any time. */
+size_t supervisor_api_key(supervisor_t *sv, char *buf, size_t cap);
+
+/* The same, shaped as an llm_key_fn (llm.h) whose ud is the supervisor:
+ * llm_provider_set_key_source(p, supervisor_api_key_source, sv). */
+size_t supervisor_api_key_source(void *sv, char *buf, size_t cap);
 
 #endif

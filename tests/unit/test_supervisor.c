@@ -15,8 +15,17 @@
  * - a program that never serves: the health timeout, killed; one that
  *   ignores SIGTERM: SIGKILL after the grace period;
  * - a program that cannot be executed: a spawn error;
- * - a second start while one is starting: busy; a stop cancels the start;
+ * - the last command wins (scripts that never serve): a start supersedes a
+ *   start, a stop supersedes both, a command waiting for its turn returns
+ *   as soon as a newer one comes;
  * - kvchat killed with SIGKILL: its engine goes too (parent-death signal);
+ * - the engine's key: its own per start, off the command line, environment
+ *   and logs; the engine refuses requests without it (401) while the app's
+ *   calls (prefill, cache list and stats, models, tokenize, chat, delete)
+ *   carry it;
+ * - the last request wins, with the real engine started late: a reset
+ *   while a start is under way, a stop while starting, two resets racing,
+ *   a start keeping the cache during a reset;
  * - config checks.
  * After each test no child process of ours is left, reaped or not.
  */
@@ -27,8 +36,11 @@
 
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
@@ -40,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/llm.h"
 #include "app/logbook.h"
 #include "app/supervisor.h"
 
@@ -214,6 +227,153 @@ static long http_get_status(const char *url)
 static bool pid_alive(int pid)
 {
     return kill(pid, 0) == 0;
+}
+
+/* The HTTP status of method url, with "Authorization: Bearer key" unless
+ * key is NULL; 0 when no answer came. */
+static long http_status_key(const char *method, const char *url, const char *body,
+                            const char *key)
+{
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    char auth[600];
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (key) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return code;
+}
+
+/* Whether /proc/pid/<what> (NUL-separated: cmdline, environ) holds needle. */
+static bool proc_holds(int pid, const char *what, const char *needle)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", pid, what);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    static char buf[1 << 16];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    assert_true(n > 0);
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+/* Whether any file in dir holds needle. */
+static bool dir_holds(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        found = file_contains(path, needle);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Live (not zombie) processes whose parent is ppid (> 0), or whose
+ * process group is pgrp (> 0). */
+static int live_procs(int ppid_want, int pgrp_want)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d))) {
+        if (!isdigit((unsigned char)de->d_name[0]))
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = '\0';
+        char st = 0;
+        int ppid = 0, pgrp = 0;
+        const char *rp = strrchr(buf, ')');
+        if (rp && sscanf(rp + 1, " %c %d %d", &st, &ppid, &pgrp) == 3 && st != 'Z' &&
+            ((ppid_want > 0 && ppid == ppid_want) || (pgrp_want > 0 && pgrp == pgrp_want)))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Live (not zombie) children of this process. */
+static int live_children(void) { return live_procs((int)getpid(), 0); }
+
+/* The app's provider for the supervised engine, as kvchat makes it: its
+ * key from the supervisor at every call (keyed), or none. Free with
+ * llm_provider_free. The engine's port changes at each start (port 0), so
+ * make one per engine. */
+static llm_provider_t *engine_provider(supervisor_t *sv, bool keyed)
+{
+    char url[300], base[320];
+    assert_int_equal(supervisor_base_url(sv, url, sizeof url), SUPERVISOR_OK);
+    snprintf(base, sizeof base, "%s/v1", url);
+    llm_config_t c = llm_config_default(LLM_PROVIDER_LOCAL);
+    c.base_url = base;
+    llm_provider_t *p = NULL;
+    char err[256];
+    if (llm_provider_new(&c, &p, err, sizeof err) != LLM_OK)
+        fail_msg("llm_provider_new: %s", err);
+    if (keyed)
+        llm_provider_set_key_source(p, supervisor_api_key_source, sv);
+    return p;
+}
+
+static const char g_doc[] =
+    "Inventory of the north depot.\n"
+    "Item 1: cedar planks, 40 kg.\nItem 2: iron hinges, 3 kg.\nItem 3: copper wire, 12 kg.\n"
+    "Item 4: glass panes, 25 kg.\nItem 5: oak beams, 90 kg.\n";
+
+/* Prefill the document into the engine's cache, as caching a document does. */
+static void cache_doc(supervisor_t *sv)
+{
+    llm_provider_t *p = engine_provider(sv, true);
+    const llm_message_t m[] = { { LLM_ROLE_SYSTEM, g_doc } };
+    llm_prefill_result_t r;
+    if (llm_prefill(p, m, 1, false, NULL, NULL, &r) != LLM_OK)
+        fail_msg("prefill: %s", r.error);
+    assert_true(r.n_tokens > 10);
+    llm_provider_free(p);
+}
+
+/* The engine's cache entries, asked as the app asks. */
+static int64_t cache_entries(supervisor_t *sv)
+{
+    llm_provider_t *p = engine_provider(sv, true);
+    llm_cache_stats_t cs;
+    char err[256];
+    if (llm_cache_stats(p, &cs, err, sizeof err) != LLM_OK)
+        fail_msg("cache stats: %s", err);
+    llm_provider_free(p);
+    return cs.entries;
 }
 
 /* ---- tests ---- */
@@ -600,61 +760,441 @@ static void test_cannot_exec(void **state)
     assert_no_children();
 }
 
+/* A command run on its own thread. */
 typedef struct {
     supervisor_t *sv;
+    int what;                  /* 0 start, 1 start with reset, 2 stop */
     supervisor_result_t res;
     int rc;
-} starter_t;
+    uint64_t done_ms;          /* when it returned */
+    pthread_barrier_t *go;     /* NULL, or waited for before the call */
+    pthread_t th;
+} cmd_call_t;
 
-static void *starter_main(void *arg)
+static void *cmd_main(void *arg)
 {
-    starter_t *s = arg;
-    s->rc = supervisor_start(s->sv, false, NULL, &s->res);
+    cmd_call_t *c = arg;
+    if (c->go)
+        pthread_barrier_wait(c->go);
+    c->rc = c->what == 2 ? supervisor_stop(c->sv, &c->res)
+                         : supervisor_start(c->sv, c->what == 1, NULL, &c->res);
+    c->done_ms = now_ms();
     return NULL;
 }
 
-static void test_busy_and_cancel(void **state)
+static void cmd_spawn(cmd_call_t *c, supervisor_t *sv, int what, pthread_barrier_t *go)
+{
+    memset(c, 0, sizeof *c);
+    c->sv = sv;
+    c->what = what;
+    c->go = go;
+    assert_int_equal(pthread_create(&c->th, NULL, cmd_main, c), 0);
+}
+
+static void cmd_join(cmd_call_t *c) { assert_int_equal(pthread_join(c->th, NULL), 0); }
+
+/* Wait until a start has spawned its process (status starting, a pid other
+ * than not_pid); returns the pid. */
+static int wait_spawned(supervisor_t *sv, int not_pid)
+{
+    supervisor_status_t st;
+    assert_true(wait_state(sv, SUPERVISOR_STARTING, 0, 10000, &st));
+    uint64_t deadline = now_ms() + 10000;
+    while ((st.pid == 0 || st.pid == not_pid) && now_ms() < deadline) {
+        usleep(5000);
+        supervisor_status(sv, &st);
+    }
+    assert_true(st.pid > 0 && st.pid != not_pid);
+    assert_int_equal(st.state, SUPERVISOR_STARTING);
+    return st.pid;
+}
+
+static void assert_superseded(const cmd_call_t *c, const char *by)
+{
+    assert_int_equal(c->rc, SUPERVISOR_ESUPERSEDED);
+    assert_int_equal(c->res.code, SUPERVISOR_ESUPERSEDED);
+    assert_true(c->res.superseded);
+    assert_non_null(c->res.superseded_by);
+    assert_string_equal(c->res.superseded_by, by);
+    assert_string_equal(c->res.status, "superseded");
+    assert_non_null(strstr(c->res.message, "A later request"));
+    assert_int_equal(c->res.pid, 0);
+}
+
+/* The last command wins, shown with engines that never become ready: a
+ * start supersedes a start, a stop supersedes that, and a command still
+ * waiting for its turn returns as soon as a newer one arrives, without
+ * waiting for the engine in front of it to stop. */
+static void test_supersede_mechanics(void **state)
 {
     fx_t *fx = *state;
     char exe[400];
-    write_script(fx, "slow.sh", "echo 'loading slowly'\nexec sleep 600\n", exe, sizeof exe);
+    /* never serves; ignores SIGTERM, so stopping it takes the grace period */
+    write_script(fx, "slow.sh", "trap '' TERM\necho 'loading slowly'\nsleep 600\n", exe,
+                 sizeof exe);
     fx->cfg.engine_exe = exe;
     fx->cfg.health_timeout_ms = 30000;
+    fx->cfg.stop_grace_ms = 1500;
     supervisor_t *sv = NULL;
     assert_int_equal(supervisor_new(&fx->cfg, &sv), SUPERVISOR_OK);
-    starter_t s = { .sv = sv };
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, starter_main, &s), 0);
+
+    cmd_call_t a, b, c;
+    cmd_spawn(&a, sv, 0, NULL);
+    int pid_a = wait_spawned(sv, 0);
+    assert_true(pid_alive(pid_a));
+
+    /* B supersedes A, which must stop its engine first (1.5 s: SIGTERM is
+     * ignored). C comes while B still waits for its turn: B returns at
+     * once, long before A's engine is gone. */
+    cmd_spawn(&b, sv, 1, NULL);
+    usleep(300 * 1000);
+    uint64_t t_c = now_ms();
+    cmd_spawn(&c, sv, 2, NULL);
+    cmd_join(&b);
+    assert_true(b.done_ms - t_c < 500);
+    assert_superseded(&b, "stop");
+    assert_true(b.res.reset);
+    cmd_join(&a);
+    assert_superseded(&a, "stop");   /* the newest command when it returned */
+    assert_false(pid_alive(pid_a));
+    cmd_join(&c);
+    assert_int_equal(c.rc, SUPERVISOR_OK);
+    assert_string_equal(c.res.status, "success");
+    assert_false(c.res.superseded);
+    assert_null(c.res.superseded_by);
+    assert_int_equal(c.res.state, SUPERVISOR_STOPPED);
     supervisor_status_t st;
-    assert_true(wait_state(sv, SUPERVISOR_STARTING, 0, 5000, &st));
-    /* Status answers while the start waits, with the process. */
-    uint64_t deadline = now_ms() + 5000;
-    while (st.pid == 0 && now_ms() < deadline) {
-        usleep(10000);
-        supervisor_status(sv, &st);
-    }
-    assert_true(st.pid > 0);
-    int pid = st.pid;
-    assert_true(pid_alive(pid));
-
-    supervisor_result_t r;
-    assert_int_equal(supervisor_start(sv, true, NULL, &r), SUPERVISOR_EBUSY);
-    assert_non_null(strstr(r.message, "already starting"));
-    supervisor_result_cleanup(&r);
-
-    uint64_t t0 = now_ms();
-    assert_int_equal(supervisor_stop(sv, &r), SUPERVISOR_OK);
-    assert_true(now_ms() - t0 < 5000);
-    pthread_join(t, NULL);
-    assert_int_equal(s.rc, SUPERVISOR_ECANCELED);
-    assert_non_null(strstr(s.res.message, "cancelled"));
-    assert_false(pid_alive(pid));
     assert_int_equal(supervisor_status(sv, &st), SUPERVISOR_OK);
     assert_string_equal(st.status, "stopped");
-    supervisor_result_cleanup(&r);
-    supervisor_result_cleanup(&s.res);
+    assert_int_equal(st.pid, 0);
+    /* Nobody was told "busy", and B never started anything. */
+    assert_int_equal(count_events(fx, SUPERVISOR_EVENT_STARTED), 0);
+    assert_no_children();
+    supervisor_result_cleanup(&a.res);
+    supervisor_result_cleanup(&b.res);
+    supervisor_result_cleanup(&c.res);
+
+    /* A start that supersedes a start in progress: the older one stops its
+     * engine and returns; the newer one is starting its own. */
+    cmd_spawn(&a, sv, 0, NULL);
+    pid_a = wait_spawned(sv, 0);
+    cmd_spawn(&b, sv, 0, NULL);
+    cmd_join(&a);
+    assert_superseded(&a, "resume");
+    assert_false(pid_alive(pid_a));
+    int pid_b = wait_spawned(sv, pid_a);
+    assert_true(pid_alive(pid_b));
+    assert_int_equal(supervisor_stop(sv, &c.res), SUPERVISOR_OK);
+    cmd_join(&b);
+    assert_superseded(&b, "stop");
+    assert_false(pid_alive(pid_b));
+    supervisor_result_cleanup(&a.res);
+    supervisor_result_cleanup(&b.res);
+    supervisor_result_cleanup(&c.res);
     assert_no_children();
     supervisor_free(sv);
+}
+
+/* ---- the engine's key ---- */
+
+/* Every engine the supervisor starts has a key of its own, from a pipe:
+ * not on its command line nor in its environment, nor in any log. Straight
+ * to the engine's port without it (or with another) is refused; the app's
+ * calls carry it; a new start makes a new key. */
+static void test_engine_key(void **state)
+{
+    fx_t *fx = *state;
+    supervisor_t *sv = NULL;
+    assert_int_equal(supervisor_new(&fx->cfg, &sv), SUPERVISOR_OK);
+    char key1[SUPERVISOR_KEY_LEN + 1], key2[SUPERVISOR_KEY_LEN + 1], small[SUPERVISOR_KEY_LEN];
+    assert_int_equal(supervisor_api_key(sv, key1, sizeof key1), 0);
+    assert_string_equal(key1, "");
+
+    supervisor_result_t r1;
+    assert_int_equal(supervisor_start(sv, true, NULL, &r1), SUPERVISOR_OK);
+    assert_int_equal(supervisor_api_key(sv, key1, sizeof key1), SUPERVISOR_KEY_LEN);
+    for (int i = 0; i < SUPERVISOR_KEY_LEN; i++)
+        assert_non_null(strchr("0123456789abcdef", key1[i]));
+    assert_int_equal(supervisor_api_key(sv, small, sizeof small), 0);
+    assert_string_equal(small, "");
+    assert_true(proc_holds(r1.pid, "cmdline", "--api-key-fd 3"));
+    assert_false(proc_holds(r1.pid, "cmdline", key1));
+    assert_false(proc_holds(r1.pid, "environ", key1));
+    assert_null(strstr(r1.command, key1));
+
+    /* Straight to the engine's port. */
+    char base[300], url[400];
+    assert_int_equal(supervisor_base_url(sv, base, sizeof base), SUPERVISOR_OK);
+    static const struct {
+        const char *method, *path, *body;
+    } routes[] = {
+        { "GET", "/v1/cache", NULL },
+        { "GET", "/v1/cache/stats", NULL },
+        { "GET", "/v1/models", NULL },
+        { "GET", "/metrics", NULL },
+        { "POST", "/v1/chat/completions",
+          "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":2}" },
+        { "POST", "/v1/completions", "{\"prompt\":\"Hi\",\"max_tokens\":2}" },
+        { "POST", "/tokenize", "{\"content\":\"Hi\"}" },
+        { "POST", "/v1/cache/prefill", "{\"prompt\":\"Hi\"}" },
+        { "DELETE", "/v1/cache/abc", NULL },
+        { "POST", "/v1/cache/reset", "{}" },
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        snprintf(url, sizeof url, "%s%s", base, routes[i].path);
+        assert_int_equal(http_status_key(routes[i].method, url, routes[i].body, NULL), 401);
+        assert_int_equal(http_status_key(routes[i].method, url, routes[i].body, "0123abcd"), 401);
+    }
+    snprintf(url, sizeof url, "%s/health", base);
+    assert_int_equal(http_status_key("GET", url, NULL, NULL), 200);
+    snprintf(url, sizeof url, "%s/v1/cache", base);
+    assert_int_equal(http_status_key("GET", url, NULL, key1), 200);
+
+    /* The app's calls carry the key: caching, the cache list and stats,
+     * model listing, token counts, chat, deleting an entry. */
+    llm_provider_t *p = engine_provider(sv, true);
+    const llm_message_t doc[] = { { LLM_ROLE_SYSTEM, g_doc } };
+    llm_prefill_result_t pr;
+    if (llm_prefill(p, doc, 1, false, NULL, NULL, &pr) != LLM_OK)
+        fail_msg("prefill: %s", pr.error);
+    llm_cache_entry_t *entries = NULL;
+    size_t n = 0;
+    char err[256];
+    assert_int_equal(llm_cache_entries(p, &entries, &n, err, sizeof err), LLM_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(entries[0].id, pr.id);
+    free(entries);
+    llm_cache_stats_t cs;
+    assert_int_equal(llm_cache_stats(p, &cs, err, sizeof err), LLM_OK);
+    assert_int_equal(cs.entries, 1);
+    llm_model_info_t info;
+    assert_int_equal(llm_models(p, &info, err, sizeof err), LLM_OK);
+    assert_true(info.random_weights);
+    int64_t tokens = 0;
+    assert_int_equal(llm_tokenize_count(p, "Hello there", 11, &tokens, err, sizeof err), LLM_OK);
+    assert_true(tokens >= 2);
+    const llm_message_t chat[] = { { LLM_ROLE_SYSTEM, g_doc }, { LLM_ROLE_USER, "Heaviest?" } };
+    llm_params_t prm = llm_params_default();
+    prm.max_tokens = 4;
+    llm_result_t cr;
+    assert_int_equal(llm_chat(p, chat, 2, &prm, NULL, NULL, &cr), LLM_OK);
+    assert_true(cr.usage.cached_tokens > 0);   /* the prefilled document */
+    llm_result_cleanup(&cr);
+    assert_int_equal(llm_cache_delete(p, pr.id, err, sizeof err), LLM_OK);
+    llm_provider_free(p);
+    /* Without the key the same calls are refused. */
+    p = engine_provider(sv, false);
+    assert_int_equal(llm_cache_stats(p, &cs, err, sizeof err), LLM_EAUTH);
+    assert_int_equal(llm_chat(p, chat, 2, &prm, NULL, NULL, &cr), LLM_EAUTH);
+    llm_result_cleanup(&cr);
+    llm_provider_free(p);
+
+    /* A new start, a new key; the old one opens nothing. */
+    supervisor_result_t r2;
+    assert_int_equal(supervisor_start(sv, false, NULL, &r2), SUPERVISOR_OK);
+    assert_int_equal(supervisor_api_key(sv, key2, sizeof key2), SUPERVISOR_KEY_LEN);
+    assert_string_not_equal(key1, key2);
+    assert_int_equal(supervisor_base_url(sv, base, sizeof base), SUPERVISOR_OK);
+    snprintf(url, sizeof url, "%s/v1/cache", base);
+    assert_int_equal(http_status_key("GET", url, NULL, key1), 401);
+    assert_int_equal(http_status_key("GET", url, NULL, key2), 200);
+    assert_false(proc_holds(r2.pid, "cmdline", key2));
+    assert_true(cache_entries(sv) >= 0);   /* the app's calls follow the new key */
+
+    supervisor_result_t r3;
+    assert_int_equal(supervisor_stop(sv, &r3), SUPERVISOR_OK);
+    /* Never logged. */
+    assert_false(dir_holds(fx->logs, key1));
+    assert_false(dir_holds(fx->logs, key2));
+    assert_true(dir_holds(fx->logs, "--api-key-fd 3"));
+    supervisor_result_cleanup(&r1);
+    supervisor_result_cleanup(&r2);
+    supervisor_result_cleanup(&r3);
+    supervisor_free(sv);
+    assert_no_children();
+
+    /* A fixed key from the configuration (engine.api_key): the same at
+     * every start, through the pipe all the same. */
+    fx->cfg.api_key = "operator-chosen-key_1";
+    assert_int_equal(supervisor_new(&fx->cfg, &sv), SUPERVISOR_OK);
+    assert_int_equal(supervisor_start(sv, false, NULL, &r1), SUPERVISOR_OK);
+    assert_int_equal(supervisor_api_key(sv, key1, sizeof key1), 21);
+    assert_string_equal(key1, "operator-chosen-key_1");
+    assert_false(proc_holds(r1.pid, "cmdline", key1));
+    assert_int_equal(supervisor_base_url(sv, base, sizeof base), SUPERVISOR_OK);
+    snprintf(url, sizeof url, "%s/v1/cache", base);
+    assert_int_equal(http_status_key("GET", url, NULL, NULL), 401);
+    assert_int_equal(http_status_key("GET", url, NULL, "operator-chosen-key_1"), 200);
+    assert_true(cache_entries(sv) >= 0);
+    supervisor_result_cleanup(&r1);
+    supervisor_free(sv);
+    assert_no_children();
+}
+
+/* ---- the last request wins, with the real engine ---- */
+
+/* The real engine, started one second late: a start long enough for
+ * requests to overlap it. */
+#define LATE_ENGINE "sleep 1\nexec '" ENGINE "' \"$@\"\n"
+
+/* A reset while a start (keeping the cache) is under way: the start stops,
+ * the engine starts again with --reset, and the reset answers once it
+ * runs, with the cache empty. */
+static void test_reset_while_starting(void **state)
+{
+    fx_t *fx = *state;
+    char exe[400];
+    write_script(fx, "late-engine.sh", LATE_ENGINE, exe, sizeof exe);
+    fx->cfg.engine_exe = exe;
+    supervisor_t *sv = NULL;
+    assert_int_equal(supervisor_new(&fx->cfg, &sv), SUPERVISOR_OK);
+    /* A cached document, on disk once the engine stops. */
+    supervisor_result_t r;
+    assert_int_equal(supervisor_start(sv, false, NULL, &r), SUPERVISOR_OK);
+    cache_doc(sv);
+    assert_int_equal(cache_entries(sv), 1);
+    supervisor_result_cleanup(&r);
+    assert_int_equal(supervisor_stop(sv, &r), SUPERVISOR_OK);
+    supervisor_result_cleanup(&r);
+
+    cmd_call_t a;
+    cmd_spawn(&a, sv, 0, NULL);   /* as kvchat's own start at start-up */
+    int pid_a = wait_spawned(sv, 0);
+    assert_int_equal(supervisor_start(sv, true, NULL, &r), SUPERVISOR_OK);
+    assert_string_equal(r.status, "success");
+    assert_false(r.superseded);
+    assert_int_equal(r.state, SUPERVISOR_RUNNING);
+    assert_true(r.reset);
+    assert_non_null(strstr(r.command, " --reset"));
+    assert_true(r.pid > 0 && r.pid != pid_a);
+    assert_true(pid_alive(r.pid));
+    cmd_join(&a);
+    assert_superseded(&a, "reset");
+    assert_false(pid_alive(pid_a));
+    supervisor_status_t st;
+    assert_int_equal(supervisor_status(sv, &st), SUPERVISOR_OK);
+    assert_string_equal(st.status, "running");
+    assert_int_equal(st.pid, r.pid);
+    assert_int_equal(live_children(), 1);
+    assert_int_equal(cache_entries(sv), 0);
+    assert_int_equal(count_events(fx, SUPERVISOR_EVENT_STARTED), 2);
+    supervisor_result_cleanup(&r);
+    supervisor_result_cleanup(&a.res);
+    assert_int_equal(supervisor_stop(sv, &r), SUPERVISOR_OK);
+    supervisor_result_cleanup(&r);
+    supervisor_free(sv);
+    assert_no_children();
+}
+
+/* A stop while a start is under way: stopped, the start answers that it
+ * was superseded, no process is left (reaped, none of its group alive). */
+static void test_stop_while_starting(void **state)
+{
+    fx_t *fx = *state;
+    char exe[400];
+    write_script(fx, "late-engine.sh", LATE_ENGINE, exe, sizeof exe);
+    fx->cfg.engine_exe = exe;
+    supervisor_t *sv = NULL;
+    assert_int_equal(supervisor_new(&fx->cfg, &sv), SUPERVISOR_OK);
+    cmd_call_t a;
+    cmd_spawn(&a, sv, 1, NULL);
+    int pid_a = wait_spawned(sv, 0);
+    supervisor_result_t r;
+    assert_int_equal(supervisor_stop(sv, &r), SUPERVISOR_OK);
+    assert_string_equal(r.status, "success");
+    assert_int_equal(r.state, SUPERVISOR_STOPPED);
+    assert_non_null(strstr(r.message, "Model server stopped"));
+    cmd_join(&a);
+    assert_superseded(&a, "stop");
+    assert_int_equal(a.res.state, SUPERVISOR_STOPPED);
+    assert_false(pid_alive(pid_a));
+    assert_int_equal(live_procs(0, pid_a), 0);   /* nothing of its process group */
+    supervisor_status_t st;
+    assert_int_equal(supervisor_status(sv, &st), SUPERVISOR_OK);
+    assert_string_equal(st.status, "stopped");
+    assert_int_equal(st.pid, 0);
+    assert_int_equal(count_events(fx, SUPERVISOR_EVENT_STARTED), 0);
+    assert_no_children();
+    supervisor_result_cleanup(&r);
+    supervisor_result_cleanup(&a.res);
+    supervisor_free(sv);
+}
+
+/* Two resets at once: one runs the engine, the other answers that it was
+ * superseded; one engine, cache empty. */
+static void test_resets_racing(void **state)
+{
+    fx_t *fx = *state;
+    char exe[400];
+    write_script(fx, "late-engine.sh", LATE_ENGINE, exe, sizeof exe);
+    fx->cfg.engine_exe = exe;
+    supervisor_t *sv = NULL;
+    assert_int_equal(supervisor_new(&fx->cfg, &sv), SUPERVISOR_OK);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    cmd_call_t c[2];
+    cmd_spawn(&c[0], sv, 1, &go);
+    cmd_spawn(&c[1], sv, 1, &go);
+    cmd_join(&c[0]);
+    cmd_join(&c[1]);
+    pthread_barrier_destroy(&go);
+    int won = c[0].rc == SUPERVISOR_OK ? 0 : 1;
+    assert_int_equal(c[won].rc, SUPERVISOR_OK);
+    assert_superseded(&c[1 - won], "reset");
+    assert_int_equal(c[won].res.state, SUPERVISOR_RUNNING);
+    assert_non_null(strstr(c[won].res.command, " --reset"));
+    supervisor_status_t st;
+    assert_int_equal(supervisor_status(sv, &st), SUPERVISOR_OK);
+    assert_string_equal(st.status, "running");
+    assert_int_equal(st.pid, c[won].res.pid);
+    assert_int_equal(live_children(), 1);
+    assert_int_equal(cache_entries(sv), 0);
+    supervisor_result_t r;
+    assert_int_equal(supervisor_stop(sv, &r), SUPERVISOR_OK);
+    supervisor_result_cleanup(&r);
+    supervisor_result_cleanup(&c[0].res);
+    supervisor_result_cleanup(&c[1].res);
+    supervisor_free(sv);
+    assert_no_children();
+}
+
+/* A start keeping the cache during a reset: the later request wins, so
+ * the engine resumes, and the document cached before is still there (the
+ * reset's engine never ran). */
+static void test_resume_during_reset(void **state)
+{
+    fx_t *fx = *state;
+    char exe[400];
+    write_script(fx, "late-engine.sh", LATE_ENGINE, exe, sizeof exe);
+    fx->cfg.engine_exe = exe;
+    supervisor_t *sv = NULL;
+    assert_int_equal(supervisor_new(&fx->cfg, &sv), SUPERVISOR_OK);
+    supervisor_result_t r;
+    assert_int_equal(supervisor_start(sv, true, NULL, &r), SUPERVISOR_OK);
+    cache_doc(sv);
+    supervisor_result_cleanup(&r);
+    assert_int_equal(supervisor_stop(sv, &r), SUPERVISOR_OK);
+    supervisor_result_cleanup(&r);
+
+    cmd_call_t a;
+    cmd_spawn(&a, sv, 1, NULL);
+    int pid_a = wait_spawned(sv, 0);
+    assert_int_equal(supervisor_start(sv, false, NULL, &r), SUPERVISOR_OK);
+    assert_false(r.reset);
+    assert_non_null(strstr(r.command, " --resume"));
+    assert_int_equal(r.state, SUPERVISOR_RUNNING);
+    cmd_join(&a);
+    assert_superseded(&a, "resume");
+    assert_true(a.res.reset);
+    assert_false(pid_alive(pid_a));
+    assert_int_equal(cache_entries(sv), 1);
+    assert_int_equal(live_children(), 1);
+    supervisor_result_cleanup(&r);
+    supervisor_result_cleanup(&a.res);
+    assert_int_equal(supervisor_stop(sv, &r), SUPERVISOR_OK);
+    supervisor_result_cleanup(&r);
+    supervisor_free(sv);
+    assert_no_children();
 }
 
 static void test_free_while_running(void **state)
@@ -768,6 +1308,24 @@ static void test_config(void **state)
     c = fx->cfg;
     c.extra_args = with_log;
     assert_int_equal(supervisor_new(&c, &sv), SUPERVISOR_EINVAL);
+    /* The supervisor keys the engine itself. */
+    static const char *const with_key[] = { "--api-key", "k", NULL };
+    static const char *const with_key_fd[] = { "-api-key-fd=5", NULL };
+    c.extra_args = with_key;
+    assert_int_equal(supervisor_new(&c, &sv), SUPERVISOR_EINVAL);
+    c.extra_args = with_key_fd;
+    assert_int_equal(supervisor_new(&c, &sv), SUPERVISOR_EINVAL);
+    c = fx->cfg;
+    c.api_key = "two words";
+    assert_int_equal(supervisor_new(&c, &sv), SUPERVISOR_EINVAL);
+    char long_key[SUPERVISOR_KEY_MAX + 2];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    c.api_key = long_key;
+    assert_int_equal(supervisor_new(&c, &sv), SUPERVISOR_EINVAL);
+    long_key[SUPERVISOR_KEY_MAX] = '\0';
+    assert_int_equal(supervisor_new(&c, &sv), SUPERVISOR_OK);
+    supervisor_free(sv);
 
     /* A wildcard listen address is reached on loopback; quoting in the
      * command line. */
@@ -790,7 +1348,8 @@ static void test_config(void **state)
     assert_non_null(strstr(r.message, "exited with status 1"));
     supervisor_result_cleanup(&r);
     supervisor_free(sv);
-    assert_string_equal(supervisor_strerror(SUPERVISOR_EBUSY), "the model server is already starting");
+    assert_string_equal(supervisor_strerror(SUPERVISOR_ESUPERSEDED),
+                        "a later start or stop request took over");
     assert_string_equal(supervisor_state_name(SUPERVISOR_CRASHED), "crashed");
     assert_no_children();
 }
@@ -798,6 +1357,9 @@ static void test_config(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* KVCHAT_TEST_FILTER=test_name (wildcards allowed) runs only those */
+    if (getenv("KVCHAT_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("KVCHAT_TEST_FILTER"));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_config, setup, teardown),
@@ -805,12 +1367,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exits_during_startup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_after_grace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_busy_and_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_supersede_mechanics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parent_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_restart_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_while_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_engine_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_while_starting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_while_starting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resets_racing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_during_reset, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
