@@ -17,11 +17,11 @@
  *  - Key: every start (automatic restarts too) makes a new API key, 32
  *    random bytes from getrandom(2) as 64 hex digits (unless the config
  *    gives a fixed one, for operators who call the engine themselves). The
- *    engine reads it
- *    from an inherited pipe (--api-key-fd 3), so it is never on a command
- *    line (ps) nor in an environment (/proc/PID/environ), and requires it
- *    on every route but /health. supervisor_api_key() gives it to the
- *    app's calls to the engine. It is never logged.
+ *    engine reads it from an inherited pipe (--api-key-fd 3), so it is
+ *    never on a command line (ps) nor in an environment
+ *    (/proc/PID/environ), and requires it on every route but /health.
+ *    supervisor_api_key() gives it to the app's calls to the engine. It is
+ *    never logged.
  *  - Logs: a logger thread per process reads the pipe into a new logbook run
  *    (logbook.h), one file per process; the supervisor adds its own lines
  *    ("kvchat: engine exited (signal 9)") to the same file.
@@ -55,8 +55,9 @@
  *        to stop the engine first anyway) and reports success.
  *    A superseded command returns SUPERVISOR_ESUPERSEDED with
  *    out->superseded set and out->superseded_by naming the newest command;
- *    it never hangs behind the newer one. Every engine it started is
- *    stopped and reaped before it returns. A user command also cancels an
+ *    it never waits for the newer one. Every engine it started is stopped
+ *    and reaped before it returns (a start notices a newer command within
+ *    one health poll: 2 s at most). A user command also cancels an
  *    automatic restart, pending or in progress.
  *  - on_event is called from the thread that caused the event (a start or
  *    stop caller, the reaper, the restart thread, or supervisor_free),
