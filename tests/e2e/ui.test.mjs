@@ -106,6 +106,9 @@ let server = null;
 let serverLog = '';
 let engineWasPid = 0;
 let base = '';
+// The engine's key: fixed here (engine.api_key) so the test can reach the
+// engine itself; kvchat's default is a new random key at every start.
+const ENGINE_KEY = 'e2e-engine-key';
 
 async function startServer() {
   const port = await freePort();
@@ -117,6 +120,7 @@ async function startServer() {
     // one engine thread and short answers: the run stays quick on a busy
     // two-core machine (ctest runs other tests beside this one)
     '--set', `engine.port=${enginePort}`, '--set', 'engine.threads=1', '--set', 'llm.max_tokens=128',
+    '--set', `engine.api_key=${ENGINE_KEY}`,
     '--set', `engine.models_dir=${path.dirname(args.model)}`,
     // a configured upload limit the page must learn from the server
     '--set', 'server.max_upload_mb=3',
@@ -124,6 +128,7 @@ async function startServer() {
     '--set', 'remote.engine-direct.provider=openai',
     '--set', `remote.engine-direct.base_url=http://127.0.0.1:${enginePort}/v1`,
     '--set', 'remote.engine-direct.model=tiny',
+    '--set', `remote.engine-direct.api_key=${ENGINE_KEY}`,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KVCHAT_LOG_LEVEL: 'info' } });
   const keep = (b) => {
     serverLog += b.toString();
@@ -452,7 +457,10 @@ async function walk() {
     const st = (await api('GET', '/api/v1/model/status')).body;
     const d = (await api('GET', '/api/v1/documents/list')).body.find((x) => x.filename === 'kv-guide.md');
     check(d && d.cache_status === 'cached' && d.cache.live === true, `the list reports the engine's entry (${JSON.stringify(d && d.cache)})`);
-    const del = await fetch(`http://127.0.0.1:${st.port}/v1/cache/${d.cache.entry_id}`, { method: 'DELETE' });
+    const entry = `http://127.0.0.1:${st.port}/v1/cache/${d.cache.entry_id}`;
+    const refused = await fetch(entry, { method: 'DELETE' });
+    check(refused.status === 401, `the engine wants its key (${refused.status})`);
+    const del = await fetch(entry, { method: 'DELETE', headers: { Authorization: `Bearer ${ENGINE_KEY}` } });
     check(del.status === 200, `the engine deleted the entry (${del.status})`);
     await page.click('#doc-refresh');
     await until(async () => (await badge('kv-guide.md')).state === 'none', 'kv-guide.md to be not cached once its entry is gone');
