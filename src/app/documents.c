@@ -2,11 +2,18 @@
  *
  * Upload path: the multipart body streams through the upload callbacks into
  * a temporary file in data/uploads (never held in memory), hashed on the way
- * (SHA-256, OpenSSL's EVP, included here only). The size limit is counted
- * here so the 413 says what the limit is. Then kvchat-extract runs on the
- * file in its sandbox (type by content, CPU/memory/time limits): its text
- * goes to the store, the file is renamed to a generated name. Identical
- * content (same SHA-256) is stored once.
+ * (SHA-256, OpenSSL's EVP, included here only). The file name is checked at
+ * the start of its part (UTF-8, or 400) and the size limit is counted here
+ * so the 413 says what the limit is. Then the upload waits for a slot of
+ * the extraction queue (extractq.h: extract.concurrency at once, first come
+ * first served) and kvchat-extract runs on the file in its sandbox (type by
+ * content, CPU/memory/time limits). Its text streams into an unlinked
+ * temporary file, checked on the way; the store takes it from there in
+ * pieces, and the engine counts its tokens in pieces (after the slot is
+ * given back), so an upload's memory does not grow with its size. The file
+ * is renamed to a generated name. Identical content (same SHA-256) is
+ * stored once. With "Accept: text/event-stream" the upload runs on a worker
+ * thread and reports its place in line and its stage as it goes.
  *
  * Caching: the document's system message is rendered exactly as chat
  * renders it and sent to the engine's /v1/cache/prefill. With
@@ -267,21 +274,166 @@ static int up_end(httpd_req_t *req)
 
 const httpd_upload_t documents_upload_callbacks = { up_begin, up_data, up_end };
 
-static void set_tokens(app_t *a, store_doc_t *d, const char *text, size_t len)
+/* ---- counting tokens in pieces ---- */
+
+/* The engine counts tokens of one JSON string per request (and answers
+ * with every token), so a long text is sent in pieces of at most
+ * TOKENIZE_PIECE bytes, each ending after a line break that starts a new
+ * line of text where there is one: a tokenizer's pre-split (GPT-2 and
+ * Qwen style) never joins across that point, so the sum is the count of
+ * the whole. Memory stays at one piece and its answer whatever the text's
+ * size. */
+#define TOKENIZE_PIECE ((size_t)256 << 10)
+
+/* Texts longer than this are not counted at upload (n_tokens stays
+ * unknown): far past any model's context, and the engine answers every
+ * token (tens of seconds for 50 MB). It is also the most the engine took
+ * in one request, so everything counted before still is. Caching counts
+ * such a text only until it is known not to fit. */
+#define TOKEN_COUNT_MAX ((size_t)32 << 20)
+
+typedef struct {
+    llm_provider_t *llm;
+    char *buf;          /* TOKENIZE_PIECE bytes */
+    size_t len;
+    int64_t n;
+    int64_t stop_above; /* > 0: stop once n passes it */
+    bool failed, over;
+} tokcount_t;
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Where to end a piece of buf[0..len) that more text follows. */
+static size_t piece_end(const char *buf, size_t len)
+{
+    for (size_t p = len - 1; p > len / 2; p--)
+        if (buf[p - 1] == '\n' && !is_blank(buf[p]))
+            return p;
+    for (size_t p = len; p > len / 2; p--)
+        if (is_blank(buf[p - 1]))
+            return p;
+    return utf8_complete_len(buf, len);
+}
+
+static void tokcount_send(tokcount_t *t, size_t n)
+{
+    int64_t k = 0;
+    char err[256];
+    if (!t->failed && n &&
+        llm_tokenize_count(t->llm, t->buf, n, &k, err, sizeof err) != LLM_OK) {
+        log_debug("documents: token count: %s", err);
+        t->failed = true;
+    }
+    t->n += k;
+    if (t->stop_above > 0 && t->n > t->stop_above)
+        t->over = true;
+    memmove(t->buf, t->buf + n, t->len - n);
+    t->len -= n;
+}
+
+/* Add text; full pieces are counted at once. */
+static int tokcount_feed(void *ud, const char *p, size_t len)
+{
+    tokcount_t *t = ud;
+    while (len && !t->failed && !t->over) {
+        size_t k = TOKENIZE_PIECE - t->len < len ? TOKENIZE_PIECE - t->len : len;
+        memcpy(t->buf + t->len, p, k);
+        t->len += k;
+        p += k;
+        len -= k;
+        if (t->len == TOKENIZE_PIECE)
+            tokcount_send(t, piece_end(t->buf, t->len));
+    }
+    return t->failed || t->over ? 1 : 0;
+}
+
+/* The local engine's provider when it is running (with a reference), else
+ * NULL. */
+static app_provider_t *running_engine(app_t *a)
 {
     app_provider_t *p = app_local_acquire(a);
-    if (!p)
-        return;
     supervisor_status_t st;
-    if (a->sv && supervisor_status(a->sv, &st) == SUPERVISOR_OK && st.state == SUPERVISOR_RUNNING) {
-        int64_t n = 0;
-        char err[256];
-        if (llm_tokenize_count(p->llm, text, len, &n, err, sizeof err) == LLM_OK) {
-            store_doc_set_tokens(a->store, d->id, n);
-            d->n_tokens = n;
+    if (p && (!a->sv || supervisor_status(a->sv, &st) != SUPERVISOR_OK ||
+              st.state != SUPERVISOR_RUNNING)) {
+        app_provider_release(p);
+        p = NULL;
+    }
+    return p;
+}
+
+/* Record the tokens of document d, counted by llm from its text in the
+ * file open on fd (read from its start); they stay unknown when that
+ * fails. */
+static void set_tokens_from_fd(app_t *a, llm_provider_t *llm, store_doc_t *d, int fd)
+{
+    tokcount_t t = { .llm = llm, .buf = malloc(TOKENIZE_PIECE) };
+    char *block = malloc(TOKENIZE_PIECE);
+    if (t.buf && block && lseek(fd, 0, SEEK_SET) == 0) {
+        ssize_t k;
+        while (!t.failed && (k = read(fd, block, TOKENIZE_PIECE)) != 0) {
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0) {
+                t.failed = true;
+                break;
+            }
+            tokcount_feed(&t, block, (size_t)k);
+        }
+        tokcount_send(&t, t.len);
+        if (!t.failed) {
+            store_doc_set_tokens(a->store, d->id, t.n);
+            d->n_tokens = t.n;
         }
     }
-    app_provider_release(p);
+    free(block);
+    free(t.buf);
+}
+
+/* Tokens of text[0..len) with the engine of p, in pieces. Returns false
+ * when they could not be counted. */
+static bool count_tokens(llm_provider_t *llm, const char *text, size_t len, int64_t *n)
+{
+    tokcount_t t = { .llm = llm, .buf = malloc(TOKENIZE_PIECE) };
+    if (!t.buf)
+        return false;
+    tokcount_feed(&t, text, len);
+    tokcount_send(&t, t.len);
+    free(t.buf);
+    *n = t.n;
+    return !t.failed;
+}
+
+/* Tokens of stored document `id`, read from the store piece by piece,
+ * counted only until they pass stop_above (> 0). Returns false when they
+ * could not be counted; *over tells that the count stopped early (*n is
+ * then past stop_above, not the total). */
+static bool count_stored_tokens(app_t *a, llm_provider_t *llm, const char *id,
+                                int64_t stop_above, int64_t *n, bool *over)
+{
+    tokcount_t t = { .llm = llm, .buf = malloc(TOKENIZE_PIECE), .stop_above = stop_above };
+    if (!t.buf)
+        return false;
+    int rc = store_doc_text_foreach(a->store, id, tokcount_feed, &t);
+    if (rc == STORE_OK)
+        tokcount_send(&t, t.len);
+    free(t.buf);
+    *n = t.n;
+    *over = t.over;
+    return (rc == STORE_OK || t.over) && !t.failed;
+}
+
+/* A text file read from its start, for store_doc_insert_from(). */
+static int fd_read(void *ud, char *buf, size_t cap, size_t *got)
+{
+    int fd = *(int *)ud;
+    ssize_t k;
+    do
+        k = read(fd, buf, cap);
+    while (k < 0 && errno == EINTR);
+    if (k < 0)
+        return STORE_EIO;
+    *got = (size_t)k;
+    return STORE_OK;
 }
 
 /* ---- ingest: extraction and storing, in a slot of the queue ---- */
@@ -396,9 +548,23 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
         return ingest_fail(err, 503, "The upload was given up while it waited for extraction");
     }
     send_stage(w, "extracting");
-    int ret = -1;
+    int ret = -1, text_fd = -1;
+    bool holding = true;   /* the extraction slot */
     extract_result_t ex;
-    int rc = extract_run(&a->extract, u->tmp_path, u->filename, &ex);
+    memset(&ex, 0, sizeof ex);
+    /* The text streams into a file nobody else sees (unlinked at once, so
+     * nothing is left behind either), never into memory: storing it and
+     * counting its tokens read it back in pieces. */
+    char text_path[1200];
+    snprintf(text_path, sizeof text_path, "%s/" UPLOAD_TMP_PREFIX "text-XXXXXX", a->uploads_dir);
+    text_fd = mkostemp(text_path, O_CLOEXEC);
+    if (text_fd < 0) {
+        log_error("upload: cannot create a file in %s: %s", a->uploads_dir, strerror(errno));
+        ingest_fail(err, 507, "The server cannot store the upload (%s)", strerror(errno));
+        goto done;
+    }
+    unlink(text_path);
+    int rc = extract_run_to_fd(&a->extract, u->tmp_path, u->filename, text_fd, &ex);
     if (rc != 0 || ex.code != 0) {
         extract_failed(a, u, rc ? rc : ex.code, ex.message, err);
         goto done;
@@ -423,7 +589,9 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
     d.file_size = (int64_t)u->bytes;
     d.sha256 = sha;
     d.n_tokens = -1;
-    rc = store_doc_insert(a->store, &d, ex.text, ex.len, doc, existed);
+    store_text_reader_t reader = { fd_read, &text_fd };
+    rc = lseek(text_fd, 0, SEEK_SET) == 0 ? store_doc_insert_from(a->store, &d, &reader, doc, existed)
+                                          : STORE_EIO;
     if (rc != STORE_OK) {
         unlink(final);
         ingest_fail(err, rc == STORE_ETOOBIG ? 413 : 500, "Cannot store the document: %s",
@@ -432,8 +600,17 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
     }
     if (*existed)   /* raced with an identical upload */
         unlink(final);
-    else
-        set_tokens(a, doc, ex.text, ex.len);
+    /* The extraction is over: its slot goes to the next upload before the
+     * engine counts the tokens. */
+    if (a->extractq)
+        extractq_release(a->extractq);
+    holding = false;
+    app_provider_t *engine = !*existed && ex.len <= TOKEN_COUNT_MAX ? running_engine(a) : NULL;
+    if (engine) {
+        send_stage(w, "counting");
+        set_tokens_from_fd(a, engine->llm, doc, text_fd);
+        app_provider_release(engine);
+    }
     pthread_mutex_lock(&a->lock);
     a->stats.uploads++;
     pthread_mutex_unlock(&a->lock);
@@ -442,7 +619,9 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
     ret = 0;
 done:
     extract_result_cleanup(&ex);
-    if (a->extractq)
+    if (text_fd >= 0)
+        close(text_fd);
+    if (holding && a->extractq)
         extractq_release(a->extractq);
     return ret;
 }
@@ -538,24 +717,35 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
         status = 503;
         goto done;
     }
-    if (store_doc_text(a->store, doc_id, &text, &text_len) != STORE_OK ||
-        !(sys = documents_system_message(a, d.filename, text))) {
+    /* Too long for the model's context: say so with both numbers. The
+     * document's own tokens (counted in pieces from the store when not
+     * known yet) settle it for a text far too long before the whole text
+     * is read into memory; the rendered system message settles the rest. */
+    char err[512];
+    llm_model_info_t info;
+    bool have_info = llm_models(p->llm, &info, err, sizeof err) == LLM_OK && info.n_ctx_slot > 0;
+    int64_t n_sys = 0;
+    bool over = false;
+    if (have_info && d.n_tokens < 0 &&
+        count_stored_tokens(a, p->llm, doc_id, info.n_ctx_slot, &n_sys, &over) && !over) {
+        store_doc_set_tokens(a->store, doc_id, n_sys);
+        d.n_tokens = n_sys;
+    }
+    if (over || (have_info && d.n_tokens > info.n_ctx_slot))
+        n_sys = over ? n_sys : d.n_tokens;
+    else if (store_doc_text(a->store, doc_id, &text, &text_len) != STORE_OK ||
+             !(sys = documents_system_message(a, d.filename, text))) {
         *out = json_pack("{s:s}", "detail", "Cannot read the document's text");
         status = 500;
         goto done;
     }
-    /* Too long for the model's context: say so with both numbers. */
-    char err[512];
-    llm_model_info_t info;
-    int64_t n_sys = 0;
-    if (llm_models(p->llm, &info, err, sizeof err) == LLM_OK && info.n_ctx_slot > 0 &&
-        llm_tokenize_count(p->llm, sys, strlen(sys), &n_sys, err, sizeof err) == LLM_OK &&
+    if (have_info && (sys ? count_tokens(p->llm, sys, strlen(sys), &n_sys) : true) &&
         n_sys + 32 > info.n_ctx_slot) {
         char msg[300];
         snprintf(msg, sizeof msg,
-                 "The document is too long for the model: it takes %lld tokens, and the model's "
-                 "context holds %d tokens per conversation",
-                 (long long)n_sys, info.n_ctx_slot);
+                 "The document is too long for the model: it takes %s%lld tokens, and the "
+                 "model's context holds %d tokens per conversation",
+                 over ? "at least " : "", (long long)n_sys, info.n_ctx_slot);
         store_cache_t c = { .status = STORE_CACHE_FAILED, .error = msg };
         store_doc_set_cache(a->store, doc_id, &c);
         *out = json_pack("{s:s, s:I, s:i}", "detail", msg, "n_tokens", (json_int_t)n_sys,
@@ -582,8 +772,9 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     store_cache_t c = { .status = STORE_CACHE_CACHED, .entry_id = pr.id, .tokens = pr.n_tokens,
                         .bytes = pr.bytes, .tier = pr.tier, .ms = pr.prefill_ms };
     store_doc_set_cache(a->store, doc_id, &c);
-    if (d.n_tokens < 0)
-        set_tokens(a, &d, text, text_len);
+    int64_t n_doc = 0;
+    if (d.n_tokens < 0 && count_tokens(p->llm, text, text_len, &n_doc))
+        store_doc_set_tokens(a->store, doc_id, n_doc);
     pthread_mutex_lock(&a->lock);
     a->stats.caches++;
     pthread_mutex_unlock(&a->lock);
@@ -956,6 +1147,33 @@ static int load_doc(httpd_req_t *req, app_t *a, const char *id, store_doc_t *d)
 
 #define PREVIEW_MAX 4096
 
+/* The preview, taken from the text piece by piece: its first bytes, where
+ * its tenth line ends, how many lines it has. */
+typedef struct {
+    char head[PREVIEW_MAX + 1];
+    size_t head_len, total, newlines, cut;
+    bool tenth_line;
+    char last;
+} preview_t;
+
+static int preview_feed(void *ud, const char *p, size_t n)
+{
+    preview_t *pv = ud;
+    size_t keep = sizeof pv->head - pv->head_len < n ? sizeof pv->head - pv->head_len : n;
+    memcpy(pv->head + pv->head_len, p, keep);
+    pv->head_len += keep;
+    for (const char *q = p, *end = p + n; (q = memchr(q, '\n', (size_t)(end - q))); q++) {
+        if (++pv->newlines == 10 && !pv->tenth_line) {
+            pv->tenth_line = true;
+            pv->cut = pv->total + (size_t)(q - p);
+        }
+    }
+    pv->total += n;
+    if (n)
+        pv->last = p[n - 1];
+    return 0;
+}
+
 void documents_h_get(httpd_req_t *req, void *user)
 {
     app_t *a = user;
@@ -966,28 +1184,18 @@ void documents_h_get(httpd_req_t *req, void *user)
     json_t *j = doc_json_now(a, &d);
     const char *prev = httpd_req_query(req, "include_preview");
     if (prev && (strcmp(prev, "true") == 0 || strcmp(prev, "1") == 0 || !*prev)) {
-        char *text = NULL;
-        size_t len = 0;
-        if (store_doc_text(a->store, id, &text, &len) == STORE_OK) {
-            size_t lines = 0, cut = len;
-            for (size_t i = 0; i < len; i++) {
-                if (text[i] == '\n') {
-                    lines++;
-                    if (lines == 10 && cut == len)
-                        cut = i;
-                }
-            }
-            if (len && text[len - 1] != '\n')
-                lines++;
+        preview_t pv = { 0 };
+        if (store_doc_text_foreach(a->store, id, preview_feed, &pv) == STORE_OK) {
+            size_t cut = pv.tenth_line ? pv.cut : pv.total;
+            size_t lines = pv.newlines + (pv.total && pv.last != '\n');
             /* ten lines, but no more than PREVIEW_MAX bytes of them (a
              * document may be one long line), cut between characters */
             bool capped = cut > PREVIEW_MAX;
             if (capped)
-                cut = utf8_complete_len(text, PREVIEW_MAX);
-            json_object_set_new(j, "content_preview", json_string_lossy(text, cut));
+                cut = utf8_complete_len(pv.head, PREVIEW_MAX);
+            json_object_set_new(j, "content_preview", json_string_lossy(pv.head, cut));
             json_object_set_new(j, "preview_truncated", json_boolean(capped));
             json_object_set_new(j, "total_lines", json_integer((json_int_t)lines));
-            free(text);
         }
     }
     store_doc_cleanup(&d);

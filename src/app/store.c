@@ -497,10 +497,87 @@ int store_check(store_t *s)
 
 /* ---- Documents ------------------------------------------------------------ */
 
+/* ---- Texts in pieces ---- */
+
+struct store_text_src {
+    const store_text_reader_t *r;
+    char buf[STORE_TEXT_CHUNK];
+    size_t len;        /* bytes in buf */
+    size_t taken;      /* bytes of buf handed out by the last call */
+    size_t total;      /* bytes handed out in all */
+    int64_t chars;
+    bool eof;
+};
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+int store__text_next(store_text_src_t *t, const char **piece, size_t *len)
+{
+    *piece = NULL;
+    *len = 0;
+    if (t->taken) {
+        memmove(t->buf, t->buf + t->taken, t->len - t->taken);
+        t->len -= t->taken;
+        t->taken = 0;
+    }
+    while (!t->eof && t->len < sizeof t->buf) {
+        size_t got = 0;
+        int rc = t->r->read(t->r->ud, t->buf + t->len, sizeof t->buf - t->len, &got);
+        if (rc != STORE_OK)
+            return rc;
+        if (got > sizeof t->buf - t->len)
+            return STORE_EINVAL;
+        if (got == 0)
+            t->eof = true;
+        t->len += got;
+    }
+    if (t->len == 0)
+        return STORE_OK;
+    size_t cut = t->len;
+    if (!t->eof) {
+        /* After the last blank of the second half, so a word is never split
+         * between two pieces (each is indexed on its own); else between
+         * two characters. */
+        size_t p = t->len;
+        while (p > t->len / 2 && !is_blank(t->buf[p - 1]))
+            p--;
+        cut = p > t->len / 2 ? p : utf8_complete_len(t->buf, t->len);
+    }
+    if (cut == 0 || memchr(t->buf, '\0', cut) || !utf8_valid(t->buf, cut))
+        return STORE_EINVAL;
+    if (cut > STORE_TEXT_MAX - t->total)
+        return STORE_ETOOBIG;
+    t->total += cut;
+    t->chars += count_chars(t->buf, cut);
+    t->taken = cut;
+    *piece = t->buf;
+    *len = cut;
+    return STORE_OK;
+}
+
+int64_t store__text_chars(const store_text_src_t *t) { return t->chars; }
+
+typedef struct {
+    const char *p;
+    size_t left;
+} mem_text_t;
+
+static int mem_read(void *ud, char *buf, size_t cap, size_t *got)
+{
+    mem_text_t *m = ud;
+    size_t n = m->left < cap ? m->left : cap;
+    memcpy(buf, m->p, n);
+    m->p += n;
+    m->left -= n;
+    *got = n;
+    return STORE_OK;
+}
+
 int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_t text_len,
                      store_doc_t *out, bool *existed)
 {
-    store_doc_init(out);
+    if (out)
+        store_doc_init(out);
     if (existed)
         *existed = false;
     if (!s || !doc || !text || !out)
@@ -508,6 +585,20 @@ int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_
     if (text_len > STORE_TEXT_MAX)
         return STORE_ETOOBIG;
     if (memchr(text, '\0', text_len) || !utf8_valid(text, text_len))
+        return STORE_EINVAL;
+    mem_text_t m = { text, text_len };
+    store_text_reader_t r = { mem_read, &m };
+    return store_doc_insert_from(s, doc, &r, out, existed);
+}
+
+int store_doc_insert_from(store_t *s, const store_doc_t *doc, const store_text_reader_t *text,
+                          store_doc_t *out, bool *existed)
+{
+    if (out)
+        store_doc_init(out);
+    if (existed)
+        *existed = false;
+    if (!s || !doc || !text || !text->read || !out)
         return STORE_EINVAL;
     CHECK(check_nullable_id(doc->id));
     CHECK(check_text(doc->filename, STORE_NAME_MAX, false, false));
@@ -531,9 +622,13 @@ int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_
     if (d.uploaded_at <= 0)
         d.uploaded_at = store_now_ms();
 
+    store_text_src_t *src = calloc(1, sizeof *src);   /* one piece's buffer */
+    if (!src)
+        return STORE_ENOMEM;
+    src->r = text;
     bool ex = false;
-    int rc = s->ops->doc_insert(s->b, &d, count_chars(text, text_len), text, text_len, out,
-                                &ex);
+    int rc = s->ops->doc_insert(s->b, &d, src, out, &ex);
+    free(src);
     if (rc != STORE_OK) {
         store_doc_cleanup(out);
         return rc;
@@ -568,6 +663,19 @@ int store_doc_find_sha256(store_t *s, const char *sha256, store_doc_t *out)
     return rc;
 }
 
+int store_doc_text_foreach(store_t *s, const char *id, store_text_fn fn, void *ud)
+{
+    if (!s || !fn)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    return s->ops->doc_text_foreach(s->b, id, fn, ud);
+}
+
+static int append_piece(void *ud, const char *piece, size_t len)
+{
+    return buf_append(ud, piece, len) == BUF_OK ? 0 : 1;
+}
+
 int store_doc_text(store_t *s, const char *id, char **text, size_t *len)
 {
     if (text)
@@ -577,16 +685,15 @@ int store_doc_text(store_t *s, const char *id, char **text, size_t *len)
     if (!s || !text)
         return STORE_EINVAL;
     CHECK(check_id(id));
-    size_t n = 0;
-    int rc = s->ops->doc_text(s->b, id, text, &n);
-    if (rc != STORE_OK) {
-        free(*text);
-        *text = NULL;
-        return rc;
-    }
-    if (len)
-        *len = n;
-    return STORE_OK;
+    buf_t b;
+    buf_init(&b, STORE_TEXT_MAX);
+    int rc = s->ops->doc_text_foreach(s->b, id, append_piece, &b);
+    if (rc > 0)
+        rc = STORE_ENOMEM;   /* the one limit is STORE_TEXT_MAX, which the store keeps */
+    if (rc == STORE_OK && !(*text = b.data ? buf_steal(&b, len) : calloc(1, 1)))
+        rc = STORE_ENOMEM;
+    buf_cleanup(&b);
+    return rc;
 }
 
 int store_doc_list(store_t *s, store_doc_list_t *out)

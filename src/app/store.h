@@ -17,7 +17,12 @@
  *    a file: it is then written and deleted atomically with its record (no
  *    orphan or missing text file after a crash), shared by every replica of
  *    a shared database, and indexed for full-text search (store_doc_search)
- *    without a second copy. Texts are a few MB at most (STORE_TEXT_MAX).
+ *    without a second copy. A text is kept in pieces of at most
+ *    STORE_TEXT_CHUNK bytes, cut between words where it can be, each
+ *    indexed on its own: storing (store_doc_insert_from), indexing and
+ *    reading (store_doc_text_foreach) a text of any size up to
+ *    STORE_TEXT_MAX then take memory bounded by the piece size, not by the
+ *    text.
  *    The uploaded file itself stays in data/uploads/ under stored_name; the
  *    store never touches files.
  *  - A session is one conversation. Its id may be chosen by the client (the
@@ -91,6 +96,7 @@ const char *store_strerror(int rc);
 #define STORE_META_MAX (1024u * 1024)          /* a message's meta JSON */
 #define STORE_CACHE_ERROR_MAX 1024             /* cache_error, after shortening */
 #define STORE_SHORT_MAX 64                     /* cache_entry_id, cache_tier */
+#define STORE_TEXT_CHUNK (64u * 1024)          /* a piece of a text, as stored */
 
 typedef struct store store_t;
 
@@ -222,6 +228,24 @@ void store_doc_list_cleanup(store_doc_list_t *l);
 int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_t text_len,
                      store_doc_t *out, bool *existed);
 
+/* A document's text given in pieces, for store_doc_insert_from(): read()
+ * puts up to cap bytes of it into buf and their count into *got (0 at the
+ * end; pieces may end inside a character) and returns STORE_OK, or a
+ * STORE_E* code that ends the insert with that code. */
+typedef struct {
+    int (*read)(void *ud, char *buf, size_t cap, size_t *got);
+    void *ud;
+} store_text_reader_t;
+
+/* As store_doc_insert(), with the text read from `text` piece by piece
+ * while it is stored (in the same transaction), so that memory does not
+ * grow with the text. The text is checked as it comes (UTF-8, no NUL, at
+ * most STORE_TEXT_MAX bytes): a failure anywhere writes nothing. The
+ * reader is not called at all when a document with the same sha256 exists.
+ * Same returns as store_doc_insert(), plus the reader's own codes. */
+int store_doc_insert_from(store_t *s, const store_doc_t *doc, const store_text_reader_t *text,
+                          store_doc_t *out, bool *existed);
+
 /* Fetch document `id` into *out (caller-owned). STORE_ENOTFOUND if none. */
 int store_doc_get(store_t *s, const char *id, store_doc_t *out);
 
@@ -234,6 +258,20 @@ int store_doc_find_sha256(store_t *s, const char *sha256, store_doc_t *out);
  * NULL). STORE_ENOTFOUND if there is no such document; on failure *text is
  * NULL. */
 int store_doc_text(store_t *s, const char *id, char **text, size_t *len);
+
+/* Called by store_doc_text_foreach() with each piece of a text, in order:
+ * len bytes of valid UTF-8 without NUL (not NUL-terminated; valid only
+ * during the call). Returns 0 to go on, or a positive value to stop. */
+typedef int (*store_text_fn)(void *ud, const char *piece, size_t len);
+
+/* Hand the text of document `id` to fn piece by piece (each at most
+ * STORE_TEXT_CHUNK bytes for texts stored by this version; an empty text
+ * gives no call), all from one consistent snapshot. fn runs while a
+ * database connection is held: it must not call the store, and should not
+ * take long. Returns STORE_OK after the last piece, fn's positive value if
+ * it stopped, STORE_ENOTFOUND if there is no such document, or a database
+ * error. */
+int store_doc_text_foreach(store_t *s, const char *id, store_text_fn fn, void *ud);
 
 /* Every document, newest upload first (ties: last inserted first), into
  * *out (caller-owned, store_doc_list_cleanup). */
@@ -411,6 +449,16 @@ int store_msg_count(store_t *s, const char *session_id, int64_t *n);
  * same name. A NULL function pointer means "not supported"
  * (STORE_EUNSUPPORTED); only check and doc_search may be NULL. */
 typedef struct store_backend store_backend_t;   /* a backend's own state */
+typedef struct store_text_src store_text_src_t; /* a text being inserted */
+
+/* The next piece of a text being inserted: *piece (valid until the next
+ * call) and *len bytes, at most STORE_TEXT_CHUNK, valid UTF-8 without NUL,
+ * cut after a blank where there is one in its second half; *len = 0 at the
+ * end. Returns STORE_OK, STORE_EINVAL (ill-formed text), STORE_ETOOBIG, or
+ * the reader's code. */
+int store__text_next(store_text_src_t *t, const char **piece, size_t *len);
+/* Code points of the pieces taken so far. */
+int64_t store__text_chars(const store_text_src_t *t);
 
 typedef struct {
     const char *name;      /* "sqlite" */
@@ -420,14 +468,16 @@ typedef struct {
     void (*close)(store_backend_t *b);
     int (*check)(store_backend_t *b);
 
-    /* doc: complete (id and uploaded_at set, sha256 lowercase); n_chars
-     * counted from the text; doc's own n_chars and cache are ignored. */
-    int (*doc_insert)(store_backend_t *b, const store_doc_t *doc, int64_t n_chars,
-                      const char *text, size_t text_len, store_doc_t *out, bool *existed);
+    /* doc: complete (id and uploaded_at set, sha256 lowercase); doc's own
+     * n_chars and cache are ignored. The text comes from store__text_next()
+     * (checked pieces, cut between words); its n_chars from
+     * store__text_chars() once the last piece was taken. */
+    int (*doc_insert)(store_backend_t *b, const store_doc_t *doc, store_text_src_t *text,
+                      store_doc_t *out, bool *existed);
     int (*doc_get)(store_backend_t *b, const char *id, store_doc_t *out);
     /* sha256: lowercase. */
     int (*doc_find_sha256)(store_backend_t *b, const char *sha256, store_doc_t *out);
-    int (*doc_text)(store_backend_t *b, const char *id, char **text, size_t *len);
+    int (*doc_text_foreach)(store_backend_t *b, const char *id, store_text_fn fn, void *ud);
     int (*doc_list)(store_backend_t *b, store_doc_list_t *out);
     /* out never NULL here. */
     int (*doc_delete)(store_backend_t *b, const char *id, store_doc_t *out);

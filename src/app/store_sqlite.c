@@ -104,6 +104,42 @@ static const char *const migrations[] = {
     "    meta       TEXT CHECK (meta IS NULL OR json_valid(meta))\n"
     ") STRICT;\n"
     "CREATE INDEX messages_by_session ON messages (session_id, id);\n",
+
+    /* 1 → 2: a text in pieces (document_chunks, at most STORE_TEXT_CHUNK
+     * bytes each, cut between words), each a row of the full-text index,
+     * so storing, indexing and reading a text take memory bounded by a
+     * piece, not by the text (a 50 MB text used to be one value, held
+     * whole by SQLite and by FTS5's pending index). A text stored before
+     * becomes one piece. */
+    "CREATE TABLE document_chunks (\n"
+    "    document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+    "    seq         INTEGER NOT NULL CHECK (seq >= 0),\n"
+    "    text        TEXT NOT NULL,\n"
+    "    PRIMARY KEY (document_id, seq)\n"
+    ") STRICT;\n"
+    "INSERT INTO document_chunks (document_id, seq, text)\n"
+    "    SELECT document_id, 0, text FROM document_texts WHERE text <> '';\n"
+    "DROP TRIGGER document_texts_ai;\n"
+    "DROP TRIGGER document_texts_ad;\n"
+    "DROP TRIGGER document_texts_au;\n"
+    "DROP TABLE document_fts;\n"
+    "DROP TABLE document_texts;\n"
+    "CREATE VIRTUAL TABLE document_fts USING fts5 (\n"
+    "    text, content = 'document_chunks', tokenize = 'unicode61 remove_diacritics 2'\n"
+    ");\n"
+    "INSERT INTO document_fts (document_fts) VALUES ('rebuild');\n"
+    "CREATE TRIGGER document_chunks_ai AFTER INSERT ON document_chunks BEGIN\n"
+    "    INSERT INTO document_fts (rowid, text) VALUES (new.rowid, new.text);\n"
+    "END;\n"
+    "CREATE TRIGGER document_chunks_ad AFTER DELETE ON document_chunks BEGIN\n"
+    "    INSERT INTO document_fts (document_fts, rowid, text)\n"
+    "        VALUES ('delete', old.rowid, old.text);\n"
+    "END;\n"
+    "CREATE TRIGGER document_chunks_au AFTER UPDATE ON document_chunks BEGIN\n"
+    "    INSERT INTO document_fts (document_fts, rowid, text)\n"
+    "        VALUES ('delete', old.rowid, old.text);\n"
+    "    INSERT INTO document_fts (rowid, text) VALUES (new.rowid, new.text);\n"
+    "END;\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -132,7 +168,8 @@ typedef enum {
     ST_COMMIT,
     ST_ROLLBACK,
     ST_DOC_INSERT,
-    ST_TEXT_INSERT,
+    ST_CHUNK_INSERT,
+    ST_DOC_SET_CHARS,
     ST_DOC_GET,
     ST_DOC_BY_SHA,
     ST_DOC_TEXT,
@@ -165,10 +202,16 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_DOC_INSERT] =
         "INSERT INTO documents (id, filename, stored_name, content_type, file_size, sha256, "
         "uploaded_at, n_chars, n_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    [ST_TEXT_INSERT] = "INSERT INTO document_texts (document_id, text) VALUES (?1, ?2)",
+    [ST_CHUNK_INSERT] =
+        "INSERT INTO document_chunks (document_id, seq, text) VALUES (?1, ?2, ?3)",
+    [ST_DOC_SET_CHARS] = "UPDATE documents SET n_chars = ?2 WHERE id = ?1",
     [ST_DOC_GET] = "SELECT " DOC_COLS " FROM documents d WHERE d.id = ?1",
     [ST_DOC_BY_SHA] = "SELECT " DOC_COLS " FROM documents d WHERE d.sha256 = ?1",
-    [ST_DOC_TEXT] = "SELECT text FROM document_texts WHERE document_id = ?1",
+    /* one row per piece; one row with NULL for an empty text; none for no
+     * such document */
+    [ST_DOC_TEXT] = "SELECT c.text FROM documents d "
+                    "LEFT JOIN document_chunks c ON c.document_id = d.id "
+                    "WHERE d.id = ?1 ORDER BY c.seq",
     [ST_DOC_LIST] = "SELECT " DOC_COLS " FROM documents d "
                     "ORDER BY d.uploaded_at DESC, d.rowid DESC",
     [ST_DOC_DELETE] = "DELETE FROM documents WHERE id = ?1",
@@ -188,10 +231,11 @@ static const char *const stmt_sql[ST_COUNT] = {
         "UPDATE documents SET cache_status = 'none', cache_entry_id = NULL, "
         "cache_tokens = NULL, cache_bytes = NULL, cache_tier = NULL, cache_ms = NULL, "
         "cached_at = NULL, cache_error = NULL WHERE cache_status = 'caching'",
-    [ST_DOC_SEARCH] = "SELECT " DOC_COLS " FROM document_fts f "
-                      "JOIN document_texts t ON t.rowid = f.rowid "
-                      "JOIN documents d ON d.id = t.document_id "
-                      "WHERE document_fts MATCH ?1 ORDER BY f.rank LIMIT ?2",
+    /* a document ranks as its best-matching piece */
+    [ST_DOC_SEARCH] = "SELECT " DOC_COLS " FROM (SELECT c.document_id AS id, min(f.rank) AS r "
+                      "FROM document_fts f JOIN document_chunks c ON c.rowid = f.rowid "
+                      "WHERE document_fts MATCH ?1 GROUP BY c.document_id) m "
+                      "JOIN documents d ON d.id = m.id ORDER BY m.r LIMIT ?2",
     [ST_SES_INSERT] = "INSERT INTO sessions (id, created_at, last_active, document_id, title) "
                       "VALUES (?1, ?2, ?2, ?3, ?4)",
     [ST_SES_GET] = SESSION_SELECT "WHERE s.id = ?1",
@@ -743,7 +787,7 @@ static int sq_open(const char *target, store_backend_t **out)
 
 /* PRAGMA quick_check (every page, every index entry; not the slower
  * index-to-table cross-checks of integrity_check), then FTS5's own
- * integrity check of the text index against document_texts. */
+ * integrity check of the text index against document_chunks. */
 static int sq_check(store_backend_t *b)
 {
     conn_t *c;
@@ -786,8 +830,27 @@ static int sq_check(store_backend_t *b)
 
 /* ---- Documents ------------------------------------------------------------ */
 
-static int sq_doc_insert(store_backend_t *b, const store_doc_t *doc, int64_t n_chars,
-                         const char *text, size_t text_len, store_doc_t *out, bool *existed)
+/* Insert the pieces of a text as rows 0, 1, ... of document_chunks. */
+static int insert_chunks(conn_t *c, const char *doc_id, store_text_src_t *text)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, ST_CHUNK_INSERT, &st);
+    for (int64_t seq = 0; rc == STORE_OK; seq++) {
+        const char *piece;
+        size_t len;
+        rc = store__text_next(text, &piece, &len);
+        if (rc != STORE_OK || len == 0)
+            break;
+        bind_text(st, 1, doc_id);
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_text(st, 3, piece, (int)len, SQLITE_STATIC);
+        rc = stmt_run(c, st, "insert document text");
+    }
+    return rc;
+}
+
+static int sq_doc_insert(store_backend_t *b, const store_doc_t *doc, store_text_src_t *text,
+                         store_doc_t *out, bool *existed)
 {
     conn_t *c;
     int rc = conn_get(b, &c);
@@ -817,16 +880,18 @@ static int sq_doc_insert(store_backend_t *b, const store_doc_t *doc, int64_t n_c
             sqlite3_bind_int64(st, 5, doc->file_size);
             bind_text(st, 6, doc->sha256);
             sqlite3_bind_int64(st, 7, doc->uploaded_at);
-            sqlite3_bind_int64(st, 8, n_chars);
+            sqlite3_bind_int64(st, 8, 0);   /* counted while the pieces go in */
             bind_opt_int(st, 9, doc->n_tokens);
             rc = stmt_run(c, st, "insert document");
         }
         if (rc == STORE_OK)
-            rc = stmt_get(c, ST_TEXT_INSERT, &st);
+            rc = insert_chunks(c, doc->id, text);
+        if (rc == STORE_OK)
+            rc = stmt_get(c, ST_DOC_SET_CHARS, &st);
         if (rc == STORE_OK) {
             bind_text(st, 1, doc->id);
-            sqlite3_bind_text(st, 2, text, (int)text_len, SQLITE_STATIC);
-            rc = stmt_run(c, st, "insert document text");
+            sqlite3_bind_int64(st, 2, store__text_chars(text));
+            rc = stmt_run(c, st, "count document text");
         }
         if (rc == STORE_OK)
             rc = stmt_get(c, ST_DOC_GET, &st);
@@ -869,7 +934,7 @@ static int sq_doc_find_sha256(store_backend_t *b, const char *sha256, store_doc_
     return doc_read(b, ST_DOC_BY_SHA, sha256, out);
 }
 
-static int sq_doc_text(store_backend_t *b, const char *id, char **text, size_t *len)
+static int sq_doc_text_foreach(store_backend_t *b, const char *id, store_text_fn fn, void *ud)
 {
     conn_t *c;
     int rc = conn_get(b, &c);
@@ -879,16 +944,27 @@ static int sq_doc_text(store_backend_t *b, const char *id, char **text, size_t *
     rc = stmt_get(c, ST_DOC_TEXT, &st);
     if (rc == STORE_OK) {
         bind_text(st, 1, id);
-        int src = sqlite3_step(st);
-        if (src == SQLITE_ROW) {
-            rc = col_dup(st, 0, text) ? STORE_ENOMEM : STORE_OK;
-            if (rc == STORE_OK && !*text) /* NOT NULL in the schema */
-                rc = STORE_ECORRUPT;
-            if (rc == STORE_OK)
-                *len = (size_t)sqlite3_column_bytes(st, 0);
-        } else {
-            rc = src == SQLITE_DONE ? STORE_ENOTFOUND : sqlite_rc(c->db, src, "read text");
+        bool found = false;
+        int src;
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            found = true;
+            if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+                continue;   /* an empty text: no piece */
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            if (!t) {
+                rc = STORE_ENOMEM;
+                break;
+            }
+            int r = fn(ud, t, (size_t)sqlite3_column_bytes(st, 0));
+            if (r != 0) {
+                rc = r;
+                break;
+            }
         }
+        if (rc == STORE_OK && src != SQLITE_DONE)
+            rc = sqlite_rc(c->db, src, "read text");
+        if (rc == STORE_OK && !found)
+            rc = STORE_ENOTFOUND;
         stmt_done(st);
     }
     conn_put(b, c);
@@ -1355,7 +1431,7 @@ const store_backend_ops_t store_sqlite_ops = {
     .doc_insert = sq_doc_insert,
     .doc_get = sq_doc_get,
     .doc_find_sha256 = sq_doc_find_sha256,
-    .doc_text = sq_doc_text,
+    .doc_text_foreach = sq_doc_text_foreach,
     .doc_list = sq_doc_list,
     .doc_delete = sq_doc_delete,
     .doc_set_tokens = sq_doc_set_tokens,

@@ -1117,6 +1117,188 @@ static void test_threads(void **state)
     assert_int_equal(store_check(f->s), STORE_OK);
 }
 
+/* ---- Texts in pieces ---------------------------------------------------------- */
+
+/* A reader that hands out a text in reads of `step` bytes (cutting
+ * characters in two), optionally failing at a given offset. */
+typedef struct {
+    const char *text;
+    size_t len, pos, step;
+    size_t fail_at;   /* SIZE_MAX: never */
+    int calls;
+} step_reader_t;
+
+static int step_read(void *ud, char *buf, size_t cap, size_t *got)
+{
+    step_reader_t *r = ud;
+    r->calls++;
+    if (r->pos >= r->fail_at)
+        return STORE_EIO;
+    size_t n = r->len - r->pos;
+    if (n > r->step)
+        n = r->step;
+    if (n > cap)
+        n = cap;
+    memcpy(buf, r->text + r->pos, n);
+    r->pos += n;
+    *got = n;
+    return STORE_OK;
+}
+
+typedef struct {
+    size_t pieces, bytes, max_piece;
+    bool bad;           /* a piece that is not UTF-8 or splits a word */
+    char *joined;
+} pieces_t;
+
+static int take_piece(void *ud, const char *p, size_t n)
+{
+    pieces_t *ps = ud;
+    if (!utf8_valid(p, n) || n > STORE_TEXT_CHUNK)
+        ps->bad = true;
+    /* every piece but the last ends after a blank */
+    if (ps->pieces && ps->joined[ps->bytes - 1] != ' ' && ps->joined[ps->bytes - 1] != '\n')
+        ps->bad = true;
+    memcpy(ps->joined + ps->bytes, p, n);
+    ps->bytes += n;
+    ps->pieces++;
+    if (n > ps->max_piece)
+        ps->max_piece = n;
+    return 0;
+}
+
+static int stop_at_second(void *ud, const char *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    int *count = ud;
+    return ++*count == 2 ? 7 : 0;
+}
+
+/* A 1.5 MB text read 1000 bytes at a time (characters cut between reads)
+ * is stored in pieces of at most STORE_TEXT_CHUNK bytes cut between words,
+ * read back whole and piece by piece, counted, and found by words from its
+ * start, middle and end. */
+static void test_doc_text_in_pieces(void **state)
+{
+    fx_t *f = *state;
+    static const char unit[] = "harbor \xc3\xa9t\xc3\xa9 \xe2\x82\xac" "42 \xf0\x9f\x98\x80 ferry\n";
+    const size_t unit_chars = 23, reps = 50000;
+    size_t len = reps * (sizeof unit - 1) + 64;
+    char *text = malloc(len + 1);
+    assert_non_null(text);
+    size_t n = 0;
+    n += (size_t)sprintf(text, "openingword ");
+    for (size_t i = 0; i < reps; i++) {
+        memcpy(text + n, unit, sizeof unit - 1);
+        n += sizeof unit - 1;
+        if (i == reps / 2)
+            n += (size_t)sprintf(text + n, "middleword ");
+    }
+    n += (size_t)sprintf(text + n, "closingword");
+    text[n] = '\0';
+    size_t want_chars = 12 + reps * unit_chars + 11 + 11;
+    step_reader_t r = { text, n, 0, 1000, SIZE_MAX, 0 };
+    store_text_reader_t rd = { step_read, &r };
+    store_doc_t in = doc_in(3), out;
+    bool existed = true;
+    assert_int_equal(store_doc_insert_from(f->s, &in, &rd, &out, &existed), STORE_OK);
+    assert_false(existed);
+    assert_int_equal(out.n_chars, (int64_t)want_chars);
+
+    char *t = NULL;
+    size_t tlen = 0;
+    assert_int_equal(store_doc_text(f->s, out.id, &t, &tlen), STORE_OK);
+    assert_int_equal(tlen, n);
+    assert_memory_equal(t, text, n);
+    free(t);
+
+    pieces_t ps = { .joined = malloc(n + 1) };
+    assert_int_equal(store_doc_text_foreach(f->s, out.id, take_piece, &ps), STORE_OK);
+    assert_false(ps.bad);
+    assert_int_equal(ps.bytes, n);
+    assert_memory_equal(ps.joined, text, n);
+    assert_true(ps.pieces >= n / STORE_TEXT_CHUNK + 1);
+    assert_true(ps.max_piece <= STORE_TEXT_CHUNK);
+    free(ps.joined);
+    int count = 0;
+    assert_int_equal(store_doc_text_foreach(f->s, out.id, stop_at_second, &count), 7);
+    assert_int_equal(count, 2);
+    assert_int_equal(store_doc_text_foreach(f->s, "nope", take_piece, &ps), STORE_ENOTFOUND);
+
+    static const char *const words[] = { "openingword", "middleword", "closingword" };
+    for (int i = 0; i < 3; i++) {
+        store_doc_list_t l;
+        assert_int_equal(store_doc_search(f->s, words[i], 10, &l), STORE_OK);
+        assert_int_equal(l.n, 1);   /* one document, however many pieces match */
+        assert_string_equal(l.items[0].id, out.id);
+        store_doc_list_cleanup(&l);
+    }
+    store_doc_list_t l;
+    assert_int_equal(store_doc_search(f->s, "ferry", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    store_doc_list_cleanup(&l);
+
+    /* the same bytes again: the existing document, the reader not called */
+    step_reader_t r2 = { text, n, 0, 1000, SIZE_MAX, 0 };
+    store_text_reader_t rd2 = { step_read, &r2 };
+    store_doc_t again;
+    assert_int_equal(store_doc_insert_from(f->s, &in, &rd2, &again, &existed), STORE_OK);
+    assert_true(existed);
+    assert_int_equal(r2.calls, 0);
+    assert_string_equal(again.id, out.id);
+    store_doc_cleanup(&again);
+
+    /* deleting takes every piece and its index entries */
+    assert_int_equal(store_doc_delete(f->s, out.id, NULL), STORE_OK);
+    assert_int_equal(store_doc_search(f->s, "middleword", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    store_doc_list_cleanup(&l);
+    assert_int_equal(store_check(f->s), STORE_OK);
+    store_doc_cleanup(&out);
+    free(text);
+}
+
+/* A text that goes wrong half-way leaves nothing behind. */
+static void test_doc_text_pieces_fail(void **state)
+{
+    fx_t *f = *state;
+    size_t n = 300000;
+    char *text = malloc(n);
+    assert_non_null(text);
+    for (size_t i = 0; i < n; i++)
+        text[i] = i % 7 == 6 ? ' ' : 'a';
+    struct {
+        size_t at;
+        const char *bytes;
+        size_t fail_at;
+        int want;
+    } cases[] = {
+        { 200000, "\xff", SIZE_MAX, STORE_EINVAL },         /* not UTF-8 */
+        { 200000, "\0", SIZE_MAX, STORE_EINVAL },           /* NUL */
+        { n - 1, "\xc3", SIZE_MAX, STORE_EINVAL },          /* cut character at the end */
+        { 0, "a", 150000, STORE_EIO },                      /* the reader fails */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char saved = text[cases[k].at];
+        text[cases[k].at] = cases[k].bytes[0];
+        step_reader_t r = { text, n, 0, 4096, cases[k].fail_at, 0 };
+        store_text_reader_t rd = { step_read, &r };
+        store_doc_t in = doc_in(4), out;
+        assert_int_equal(store_doc_insert_from(f->s, &in, &rd, &out, NULL), cases[k].want);
+        assert_null(out.id);
+        text[cases[k].at] = saved;
+    }
+    store_doc_list_t l;
+    assert_int_equal(store_doc_list(f->s, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    store_doc_list_cleanup(&l);
+    assert_int_equal(store_doc_search(f->s, "aaaaaa", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    store_doc_list_cleanup(&l);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1132,6 +1314,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_doc_cache_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_reset_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_text_in_pieces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_text_pieces_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_create_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ensure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ensure_race, setup, teardown),
