@@ -273,6 +273,8 @@ static bool resolve(const char *opf, const char *href, char *out)
 
 static const item_t *find_item(const package_t *p, const char *id)
 {
+    if (p->n_items == 0)
+        return NULL;   /* items is NULL then, which bsearch() must not get */
     return bsearch(id, p->items, p->n_items, sizeof *p->items, id_cmp);
 }
 

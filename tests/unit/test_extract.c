@@ -959,6 +959,26 @@ static void test_epub(void **state)
                  "The e-book is password-protected; kvchat cannot read it.");
 }
 
+/* A spine with an empty manifest: no chapter can be read, so the book is
+ * damaged. (Found by fuzz_extract_epub: the manifest lookup handed
+ * bsearch() a NULL array, which UBSan reports in the ASan build.) */
+static void test_epub_empty_manifest(void **state)
+{
+    (void)state;
+    const zentry_t entries[] = {
+        { "mimetype", "application/epub+zip", 0, true },
+        { "META-INF/container.xml", epub_container, 0, false },
+        { "OEBPS/content.opf",
+          "<?xml version=\"1.0\"?><package xmlns=\"http://www.idpf.org/2007/opf\" "
+          "version=\"3.0\"><metadata/><manifest/><spine><itemref idref=\"c1\"/></spine>"
+          "</package>", 0, false },
+        { "OEBPS/text/ch1.xhtml", epub_ch1, 0, false },
+    };
+    const char *p = fixture("nomanifest.epub");
+    zip_write(p, entries, 4);
+    expect_error(p, "nomanifest.epub", EXTRACT_ECORRUPT, NULL);
+}
+
 /* ---- rejects ----------------------------------------------------------------- */
 
 static void test_unsupported(void **state)
@@ -1110,6 +1130,7 @@ int main(void)
         cmocka_unit_test(test_odt),
         cmocka_unit_test(test_odt_encrypted),
         cmocka_unit_test(test_epub),
+        cmocka_unit_test(test_epub_empty_manifest),
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_output_limit),
