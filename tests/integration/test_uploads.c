@@ -4,6 +4,8 @@
  *
  * - a file name that is not UTF-8 is refused with a 400 before the body is
  *   stored or extracted (it used to be extracted, then answered 500);
+ * - a PDF whose page tree claims 2147483647 pages is refused as damaged
+ *   within a 3 s CPU limit, a truncated PDF is damaged (not "scanned");
  * - extract.concurrency bounds the extractions running at once; the rest
  *   wait in line (first come, first served), a streamed upload is told its
  *   place as it moves, a client that leaves gives up its place, failures
@@ -346,6 +348,87 @@ static void test_filename_not_utf8(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(jstr(r.json, "filename"), "Hafen \xc3\xbc\xe2\x82\xac.txt");
     resp_free(&r);
+    assert_int_equal(proc_stop(&app), 0);
+    tmpdir_remove(dir);
+}
+
+/* ---- hostile PDFs ------------------------------------------------------------ */
+
+/* A one-page PDF with `text`, whose page tree claims `count` pages, with a
+ * correct xref; written to dir/name. Returns its length. */
+static size_t write_pdf(const char *path, const char *count, const char *text)
+{
+    char content[256], objs[5][320], buf[4096];
+    snprintf(content, sizeof content, "BT /F1 12 Tf 72 720 Td (%s) Tj ET", text);
+    snprintf(objs[0], sizeof objs[0], "<< /Type /Catalog /Pages 2 0 R >>");
+    snprintf(objs[1], sizeof objs[1], "<< /Type /Pages /Kids [3 0 R] /Count %s >>", count);
+    snprintf(objs[2], sizeof objs[2], "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+                                      "/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>");
+    snprintf(objs[3], sizeof objs[3], "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>");
+    snprintf(objs[4], sizeof objs[4], "<< /Length %zu >>\nstream\n%s\nendstream", strlen(content),
+             content);
+    size_t n = (size_t)snprintf(buf, sizeof buf, "%%PDF-1.4\n");
+    long off[5];
+    for (int i = 0; i < 5; i++) {
+        off[i] = (long)n;
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%d 0 obj\n%s\nendobj\n", i + 1, objs[i]);
+    }
+    long xref = (long)n;
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "xref\n0 6\n0000000000 65535 f \n");
+    for (int i = 0; i < 5; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "%010ld 00000 n \n", off[i]);
+    n += (size_t)snprintf(buf + n, sizeof buf - n,
+                          "trailer\n<< /Size 6 /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n", xref);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, n, f) != n)
+        fail_msg("cannot write %s", path);
+    fclose(f);
+    return n;
+}
+
+/* A 600-byte PDF whose page tree says /Count 2147483647 is damaged, and
+ * says so at once, well within a 3 s CPU limit (it used to run into the
+ * limit: 30 s of a core by default); a truncated PDF is damaged too, not
+ * "a scanned document"; a good one still reads. */
+static void test_hostile_pdfs(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    tmpdir_make(dir, sizeof dir);
+    const char *extra[] = { "--set", "extract.cpu_seconds=3", NULL };
+    proc_t app;
+    start_app(&app, dir, false, extra);
+    snprintf(path, sizeof path, "%s/count.pdf", dir);
+    assert_true(write_pdf(path, "2147483647", "Counted") < 700);
+    resp_t r;
+    http_upload(app.port, API "/documents/upload", path, "count.pdf", &r);
+    if (r.status != 422)
+        fail_msg("expected 422, got %ld: %s", r.status, r.body);
+    assert_string_equal(jstr(r.json, "detail"), "The PDF is damaged or unreadable.");
+    resp_free(&r);
+    /* cut short right before the page's contents */
+    snprintf(path, sizeof path, "%s/cut.pdf", dir);
+    size_t n = write_pdf(path, "1", "Complete text");
+    FILE *f = fopen(path, "rb");
+    char *buf = malloc(n + 1);
+    assert_int_equal(fread(buf, 1, n, f), n);
+    fclose(f);
+    buf[n] = '\0';
+    const char *cut = strstr(buf, "4 0 obj");
+    assert_non_null(cut);
+    const char *p = fixture_raw(dir, "cut.pdf", buf, (size_t)(cut - buf));
+    free(buf);
+    http_upload(app.port, API "/documents/upload", p, "cut.pdf", &r);
+    assert_int_equal(r.status, 422);
+    assert_string_equal(jstr(r.json, "detail"), "The PDF is damaged or unreadable.");
+    resp_free(&r);
+    snprintf(path, sizeof path, "%s/good.pdf", dir);
+    write_pdf(path, "1", "A good page");
+    http_upload(app.port, API "/documents/upload", path, "good.pdf", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "n_chars"), (long long)strlen("A good page\n"));
+    resp_free(&r);
+    assert_int_equal(metric(app.port, "kvchat_extractions_running"), 0);
     assert_int_equal(proc_stop(&app), 0);
     tmpdir_remove(dir);
 }
@@ -708,6 +791,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filename_not_utf8),
+        cmocka_unit_test(test_hostile_pdfs),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_queue_errors),
         cmocka_unit_test(test_upload_memory),
