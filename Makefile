@@ -8,14 +8,17 @@
 #   make asan       the tests again under AddressSanitizer + UBSan (build-asan/)
 #   make bench      benchmarks against llama-server built from the same source
 #   make models     write the test, benchmark and demo models into build/models
+#   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each (build-fuzz/)
 #   make clean      remove the build directories (the llama.cpp cache stays)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 CMAKE_GEN  ?= Ninja
 SETUP      := scripts/setup
 
-.PHONY: all build setup run test asan bench models clean distclean
+.PHONY: all build setup run test asan fuzz bench models clean distclean
 
 all: build
 
@@ -44,6 +47,12 @@ asan:
 	$(call configure,$(ASAN_BUILD),-DKVCHAT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
 	@cmake --build $(ASAN_BUILD)
 	@scripts/test $(ASAN_BUILD)
+
+# Fuzz targets built by clang with ASan + UBSan, then each run in turn.
+fuzz:
+	$(call configure,$(FUZZ_BUILD),-DKVCHAT_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+	@cmake --build $(FUZZ_BUILD) --target fuzz_all
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz $(FUZZ_BUILD)
 
 bench: build
 	@scripts/bench $(BUILD)

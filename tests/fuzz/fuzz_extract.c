@@ -1,0 +1,243 @@
+/* fuzz_extract.c — one kvchat-extract backend, in process.
+ *
+ * Built once per format (FUZZ_TYPE = EXTRACT_TYPE_PDF, ...). The input is
+ * the uploaded file. Each input goes the way main.c takes a file: type
+ * detection from the content (detect_type, with the format's usual file
+ * name as the hint), then the backend into the normalising sink with the
+ * program's output limit, then textout_finish(). The backend runs whatever
+ * the detection said, so inputs that detection would send elsewhere still
+ * exercise it.
+ *
+ * The zip formats (docx, odt, epub) take two kinds of input. One that
+ * starts with "PK" is the file itself (zip structure, the unpack guards).
+ * Any other input is the XML the backend reads, up to FUZZ_PARTS_MAX
+ * entries separated by FUZZ_PART_SPLIT (fuzz_util.h) in the order of the
+ * format's table below (missing ones get a default); it is packed here
+ * into a zip of stored entries with the format's other entries, so that
+ * mutations reach the XML walkers instead of stopping at a compressed
+ * stream's checksum.
+ *
+ * Checked besides memory safety: every return is one of the program codes
+ * a file may cause (never EXTRACT_EINTERNAL or EXTRACT_EUSAGE); a finished
+ * text keeps every promise of textout.h (clean UTF-8, no blanks at line
+ * ends, at most two blank lines in a row, none at the start, exactly one
+ * '\n' at the end, within the limit, chars counted right); no descriptor
+ * is left open.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zip.h>
+
+#include "extract/detect.h"
+#include "extract/epub.h"
+#include "extract/extract.h"
+#include "extract/html.h"
+#include "extract/odf.h"
+#include "extract/ooxml.h"
+#include "extract/pdf.h"
+#include "extract/text.h"
+#include "extract/textout.h"
+#include "fuzz_util.h"
+
+#ifndef FUZZ_TYPE
+#error "define FUZZ_TYPE as the backend's extract_type_t (EXTRACT_TYPE_PDF, ...)"
+#endif
+
+/* kvchat-extract's default --max-output, which is also the runner's. */
+#define MAX_OUTPUT ((size_t)64 << 20)
+
+typedef int (*backend_fn)(int fd, textout_t *out);
+
+static const struct {
+    extract_type_t type;
+    backend_fn extract;
+    const char *name; /* the client's file name, as the hint for detection */
+} backends[] = {
+    { EXTRACT_TYPE_TXT, text_extract, "notes.txt" },
+    { EXTRACT_TYPE_PDF, pdf_extract, "paper.pdf" },
+    { EXTRACT_TYPE_DOCX, ooxml_extract, "letter.docx" },
+    { EXTRACT_TYPE_ODT, odf_extract, "letter.odt" },
+    { EXTRACT_TYPE_HTML, html_extract, "page.html" },
+    { EXTRACT_TYPE_EPUB, epub_extract, "book.epub" },
+};
+
+/* Entries of the zip built from XML parts: the fixed ones first (a
+ * mimetype entry must come first), then parts[i] from the input's i-th
+ * piece, or its default when the input has fewer pieces. */
+typedef struct {
+    const char *name, *data;
+} entry_t;
+
+static const struct {
+    extract_type_t type;
+    entry_t fixed[2];
+    entry_t parts[FUZZ_PARTS_MAX];
+} wraps[] = {
+    { EXTRACT_TYPE_DOCX,
+      { { "[Content_Types].xml", "<?xml version=\"1.0\"?><Types/>" } },
+      { { "word/document.xml", "" } } },
+    { EXTRACT_TYPE_ODT,
+      { { "mimetype", "application/vnd.oasis.opendocument.text" } },
+      { { "content.xml", "" },
+        { "META-INF/manifest.xml",
+          "<?xml version=\"1.0\"?><manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:"
+          "opendocument:xmlns:manifest:1.0\"/>" } } },
+    { EXTRACT_TYPE_EPUB,
+      { { "mimetype", "application/epub+zip" } },
+      { { "OEBPS/book.opf", "" },
+        { "OEBPS/text/one.xhtml", "<html><body><p>One.</p></body></html>" },
+        { "META-INF/container.xml",
+          "<?xml version=\"1.0\"?><container version=\"1.0\" xmlns=\"urn:oasis:names:tc:"
+          "opendocument:xmlns:container\"><rootfiles><rootfile full-path=\"OEBPS/book.opf\" "
+          "media-type=\"application/oebps-package+xml\"/></rootfiles></container>" },
+        { "OEBPS/text/two.xhtml", "<html><body><p>Two.</p></body></html>" } } },
+};
+
+static int g_fd = -1;
+static backend_fn g_extract;
+static const char *g_name;
+static int g_wrap = -1;   /* index into wraps, or -1 */
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
+        if (backends[i].type == FUZZ_TYPE) {
+            g_extract = backends[i].extract;
+            g_name = backends[i].name;
+        }
+    FUZZ_CHECK(g_extract != NULL, "no backend for type %d", (int)FUZZ_TYPE);
+    for (size_t i = 0; i < sizeof wraps / sizeof wraps[0]; i++)
+        if (wraps[i].type == FUZZ_TYPE)
+            g_wrap = (int)i;
+    g_fd = fuzz_memfd("upload");
+    return 0;
+}
+
+/* A code a file may legitimately cause. */
+static bool file_code(int rc)
+{
+    switch (rc) {
+    case EXTRACT_OK:
+    case EXTRACT_EUNSUPPORTED:
+    case EXTRACT_ECORRUPT:
+    case EXTRACT_EENCRYPTED:
+    case EXTRACT_ENOTEXT:
+    case EXTRACT_ETOOBIG:
+    case EXTRACT_EBOMB:
+    case EXTRACT_EMEMORY:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void check_text(const char *text, size_t len, size_t chars)
+{
+    FUZZ_CHECK(text != NULL && len > 0, "success without text");
+    FUZZ_CHECK(len <= MAX_OUTPUT, "%zu bytes over the limit", len);
+    FUZZ_CHECK(text[len] == '\0', "text not NUL-terminated");
+    FUZZ_CHECK(fuzz_clean_text(text, len), "text is not clean UTF-8");
+    FUZZ_CHECK(text[0] != '\n', "text starts with a blank line");
+    FUZZ_CHECK(text[len - 1] == '\n', "text does not end with a newline");
+    FUZZ_CHECK(len == 1 || text[len - 2] != '\n', "text ends with a blank line");
+    size_t cps = 0;
+    int run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c & 0xC0) != 0x80)
+            cps++;
+        if (c == '\n') {
+            FUZZ_CHECK(i == 0 || (text[i - 1] != ' ' && text[i - 1] != '\t'),
+                       "blank at the end of a line (offset %zu)", i);
+            FUZZ_CHECK(++run <= 3, "more than two blank lines in a row (offset %zu)", i);
+        } else {
+            run = 0;
+        }
+    }
+    FUZZ_CHECK(cps == chars, "chars %zu, counted %zu", chars, cps);
+}
+
+/* Add one stored entry to the zip being built. */
+static void zip_put(zip_t *z, const char *name, const void *data, size_t len)
+{
+    zip_source_t *src = zip_source_buffer(z, len ? data : "", len, 0);
+    FUZZ_CHECK(src != NULL, "zip_source_buffer: %s", zip_strerror(z));
+    zip_int64_t i = zip_file_add(z, name, src, ZIP_FL_OVERWRITE);
+    FUZZ_CHECK(i >= 0, "zip_file_add: %s", zip_strerror(z));
+    zip_set_file_compression(z, (zip_uint64_t)i, ZIP_CM_STORE, 0);
+}
+
+/* Pack the XML pieces of data into a zip (wraps[g_wrap]) and write it to
+ * g_fd. */
+static void write_wrapped(const uint8_t *data, size_t size)
+{
+    zip_error_t zerr;
+    zip_error_init(&zerr);
+    zip_source_t *mem = zip_source_buffer_create(NULL, 0, 0, &zerr);
+    FUZZ_CHECK(mem != NULL, "zip_source_buffer_create");
+    zip_t *z = zip_open_from_source(mem, ZIP_TRUNCATE, &zerr);
+    FUZZ_CHECK(z != NULL, "zip_open_from_source");
+    zip_source_keep(mem);
+    for (size_t i = 0; i < 2; i++)
+        if (wraps[g_wrap].fixed[i].name)
+            zip_put(z, wraps[g_wrap].fixed[i].name, wraps[g_wrap].fixed[i].data,
+                    strlen(wraps[g_wrap].fixed[i].data));
+    const uint8_t *p = data, *end = data + size;
+    const size_t sl = strlen(FUZZ_PART_SPLIT);
+    for (size_t i = 0; i < FUZZ_PARTS_MAX && wraps[g_wrap].parts[i].name; i++) {
+        const entry_t *e = &wraps[g_wrap].parts[i];
+        if (p) {
+            const uint8_t *q = memmem(p, (size_t)(end - p), FUZZ_PART_SPLIT, sl);
+            zip_put(z, e->name, p, q ? (size_t)(q - p) : (size_t)(end - p));
+            p = q ? q + sl : NULL;
+        } else {
+            zip_put(z, e->name, e->data, strlen(e->data));
+        }
+    }
+    FUZZ_CHECK(zip_close(z) == 0, "zip_close");
+    zip_stat_t st;
+    FUZZ_CHECK(zip_source_stat(mem, &st) == 0 && zip_source_open(mem) == 0, "zip source");
+    uint8_t *buf = malloc(st.size ? st.size : 1);
+    FUZZ_CHECK(buf != NULL, "out of memory");
+    FUZZ_CHECK(zip_source_read(mem, buf, st.size) == (zip_int64_t)st.size, "zip source read");
+    zip_source_close(mem);
+    zip_source_free(mem);
+    fuzz_memfd_set(g_fd, buf, st.size);
+    free(buf);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    int fds = fuzz_fds_mark();
+    if (g_wrap >= 0 && !(size >= 2 && data[0] == 'P' && data[1] == 'K'))
+        write_wrapped(data, size);
+    else
+        fuzz_memfd_set(g_fd, data, size);
+
+    extract_type_t type = detect_from_name(g_name);
+    int rc = detect_type(g_fd, g_name, &type);
+    FUZZ_CHECK(file_code(rc), "detect_type returned %d", rc);
+    FUZZ_CHECK(type >= EXTRACT_TYPE_UNKNOWN && type < EXTRACT_TYPE_COUNT, "type %d", (int)type);
+
+    textout_t out;
+    textout_init(&out, MAX_OUTPUT);
+    rc = g_extract(g_fd, &out);
+    FUZZ_CHECK(file_code(rc), "the backend returned %d (%s)", rc, extract_strerror(rc));
+    char *text = NULL;
+    size_t len = 0, chars = 0;
+    if (rc == EXTRACT_OK) {
+        rc = textout_finish(&out, &text, &len, &chars);
+        FUZZ_CHECK(file_code(rc), "textout_finish returned %d", rc);
+        if (rc == EXTRACT_OK)
+            check_text(text, len, chars);
+        else
+            FUZZ_CHECK(text == NULL, "text left behind a failure");
+    }
+    textout_cleanup(&out);
+    free(text);
+    fuzz_fds_check(fds);
+    return 0;
+}

@@ -1,0 +1,533 @@
+/* seeds.c — kvchat-fuzz-seeds OUTDIR: writes the seed corpus of every
+ * fuzz target into OUTDIR/<target>/ (no input file is committed to the
+ * repository; scripts/fuzz runs this before the targets).
+ *
+ * Documents come from the integration tests' fixture writers
+ * (tests/integration/fixtures.c) plus small variants built here with the
+ * features each backend handles (tables, tabs, breaks, notes, tracked
+ * changes, several chapters, other encodings); KV-cache entry files are
+ * written by the store itself (kvstore_insert, then read back); requests,
+ * JSON bodies, event streams and config files are written out as text.
+ * Exit status 0, or 1 with a message when a file cannot be written.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zip.h>
+
+#include "common/buf.h"
+#include "common/json.h"
+#include "engine/kvstore.h"
+#include "fixtures.h"
+#include "fuzz_util.h"
+
+static const char *g_out;
+
+static void die(const char *what, const char *path)
+{
+    fprintf(stderr, "kvchat-fuzz-seeds: %s %s: %s\n", what, path, strerror(errno));
+    exit(1);
+}
+
+/* OUTDIR/<target>, created; returns a static path. */
+static const char *target_dir(const char *target)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/%s", g_out, target);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        die("cannot create", path);
+    return path;
+}
+
+static void put(const char *target, const char *name, const void *data, size_t len)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", target_dir(target), name);
+    FILE *f = fopen(path, "wb");
+    if (!f || (len && fwrite(data, 1, len, f) != len) || fclose(f) != 0)
+        die("cannot write", path);
+}
+
+static void put_str(const char *target, const char *name, const char *text)
+{
+    put(target, name, text, strlen(text));
+}
+
+/* A fixture document of format ext, renamed to <target>/<name>. */
+static void put_fixture(const char *target, const char *ext, const char *name,
+                        const char *const *lines, size_t n)
+{
+    const char *dir = target_dir(target);
+    const char *written = fixture_write(dir, ext, lines, n);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (rename(written, path) != 0)
+        die("cannot rename", written);
+}
+
+typedef struct {
+    const char *name;
+    const char *data;
+} zent_t;
+
+/* A zip of the entries (the first one stored, as mimetype must be). */
+static void put_zip(const char *target, const char *name, const zent_t *e, size_t n)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", target_dir(target), name);
+    int err = 0;
+    zip_t *z = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &err);
+    if (!z)
+        die("cannot create zip", path);
+    for (size_t i = 0; i < n; i++) {
+        zip_source_t *src = zip_source_buffer(z, e[i].data, strlen(e[i].data), 0);
+        zip_int64_t idx = src ? zip_file_add(z, e[i].name, src, ZIP_FL_OVERWRITE) : -1;
+        if (idx < 0)
+            die("cannot add to zip", path);
+        if (i == 0)
+            zip_set_file_compression(z, (zip_uint64_t)idx, ZIP_CM_STORE, 0);
+    }
+    if (zip_close(z) != 0)
+        die("cannot write zip", path);
+}
+
+/* The data of entries e[0..n) joined by FUZZ_PART_SPLIT: an input of the
+ * zip targets' XML-part kind (fuzz_extract.c). */
+static void put_parts(const char *target, const char *name, const zent_t *e, size_t n)
+{
+    buf_t b;
+    buf_init(&b, 1 << 20);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_puts(&b, FUZZ_PART_SPLIT);
+        buf_puts(&b, e[i].data);
+    }
+    put(target, name, b.data, b.len);
+    buf_cleanup(&b);
+}
+
+/* ---- documents ----------------------------------------------------------- */
+
+static const char *const lines_a[] = {
+    "The quick brown fox jumps over the lazy dog.",
+    "Prefill once, restore many times.",
+    "A second paragraph with a longer sentence in it, to wrap.",
+};
+static const char *const lines_b[] = {
+    "An exam-", "ple of a hyphen at the end of a line.", "Nord-", "Amerika keeps it.",
+    "    indented   words   ", "",
+};
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void documents(void)
+{
+    static const struct {
+        const char *target, *ext;
+    } fmts[] = {
+        { "fuzz_extract_txt", "txt" }, { "fuzz_extract_txt", "md" },
+        { "fuzz_extract_html", "html" }, { "fuzz_extract_pdf", "pdf" },
+        { "fuzz_extract_docx", "docx" }, { "fuzz_extract_odt", "odt" },
+        { "fuzz_extract_epub", "epub" },
+    };
+    for (size_t i = 0; i < N(fmts); i++) {
+        char name[64];
+        snprintf(name, sizeof name, "fixture-a.%s", fmts[i].ext);
+        put_fixture(fmts[i].target, fmts[i].ext, name, lines_a, N(lines_a));
+        snprintf(name, sizeof name, "fixture-b.%s", fmts[i].ext);
+        put_fixture(fmts[i].target, fmts[i].ext, name, lines_b, N(lines_b));
+    }
+
+    /* Plain text in other encodings and with controls. */
+    static const char utf16le[] = "\xff\xfeH\0i\0 \0\xe9\0\r\0\n\0\x3d\xd8\x00\xde";
+    put("fuzz_extract_txt", "utf16le.txt", utf16le, sizeof utf16le - 1);
+    static const char utf16be[] = "\xfe\xff\0H\0i\0\n\xd8\x3d";
+    put("fuzz_extract_txt", "utf16be.txt", utf16be, sizeof utf16be - 1);
+    put_str("fuzz_extract_txt", "latin1.txt", "Caf\xe9 \x93quoted\x94 \x80 5\r\nna\xefve\r\n");
+    put_str("fuzz_extract_txt", "mixed.txt",
+            "\xef\xbb\xbfline\t\ttabs  \x0c page\x0b\xc2\x85nel\xe2\x80\xa8ls\n\n\n\n\nsoft\xc2\xad"
+            "hyphen\xc2\xa0nbsp \xed\xa0\x80 bad \xf4\x90\x80\x80 \x01\x7f end");
+
+    /* HTML with the elements html.c treats specially. */
+    put_str("fuzz_extract_html", "structure.html",
+            "<!DOCTYPE html><html><head><meta charset=\"windows-1252\"><title>t</title>"
+            "<style>p{}</style></head><body><h1>Title</h1><p>One<br>two &amp; &eacute; &#x1F600;"
+            "</p><table><tr><td>a</td><td>b</td></tr><tr><th>c</th><td>d</td></tr></table>"
+            "<pre>  keep\n   spaces</pre><ul><li>x<li>y</ul><script>no()</script>"
+            "<noscript>no</noscript><svg><text>no</text></svg><template>no</template>"
+            "<div><div><span>deep</span></div></div><object>x</object></body></html>");
+    put_str("fuzz_extract_html", "nocharset.html",
+            "<html><body><p>Caf\xe9 na\xefve</p><p>\xe2\x82\xac ok</p></body></html>");
+
+    /* docx with tables, tabs, breaks, duplicates Word keeps and fields. */
+    static const char docx_body[] =
+        "<?xml version=\"1.0\"?><w:document "
+        "xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\" "
+        "xmlns:mc=\"http://schemas.openxmlformats.org/markup-compatibility/2006\"><w:body>"
+        "<w:p><w:r><w:t>Hello</w:t><w:tab/><w:t xml:space=\"preserve\"> world </w:t><w:br/>"
+        "<w:t>next</w:t></w:r></w:p><w:p/>"
+        "<w:tbl><w:tr><w:tc><w:p><w:r><w:t>a</w:t></w:r></w:p><w:p><w:r><w:t>b</w:t></w:r></w:p>"
+        "</w:tc><w:tc><w:p><w:r><w:t>c</w:t></w:r></w:p></w:tc></w:tr></w:tbl>"
+        "<w:p><w:del><w:r><w:delText>gone</w:delText></w:r></w:del><w:r><w:instrText>PAGE"
+        "</w:instrText></w:r><w:moveFrom><w:r><w:t>moved</w:t></w:r></w:moveFrom>"
+        "<mc:AlternateContent><mc:Choice><w:r><w:t>box</w:t></w:r></mc:Choice><mc:Fallback>"
+        "<w:r><w:t>box</w:t></w:r></mc:Fallback></mc:AlternateContent></w:p>"
+        "</w:body></w:document>";
+    zent_t docx[] = {
+        { "[Content_Types].xml", "<?xml version=\"1.0\"?><Types/>" },
+        { "word/document.xml", docx_body },
+    };
+    put_zip("fuzz_extract_docx", "features.docx", docx, N(docx));
+    put_parts("fuzz_extract_docx", "features.xml", docx + 1, 1);
+
+    static const char odt_body[] =
+        "<?xml version=\"1.0\"?><office:document-content "
+        "xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\" "
+        "xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\" "
+        "xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\"><office:body>"
+        "<office:text><text:h>Head</text:h><text:p>  a<text:s text:c=\"3\"/>b<text:tab/>c"
+        "<text:line-break/>d <text:span>span</text:span></text:p>"
+        "<text:list><text:list-item><text:p>item</text:p></text:list-item></text:list>"
+        "<table:table><table:table-row><table:table-cell><text:p>x</text:p></table:table-cell>"
+        "<table:table-cell><text:p>y</text:p></table:table-cell></table:table-row></table:table>"
+        "<text:tracked-changes><text:p>deleted</text:p></text:tracked-changes>"
+        "<text:p>n<office:annotation><text:p>note</text:p></office:annotation>"
+        "<text:note><text:p>fn</text:p></text:note></text:p></office:text></office:body>"
+        "</office:document-content>";
+    zent_t odt[] = {
+        { "mimetype", "application/vnd.oasis.opendocument.text" },
+        { "META-INF/manifest.xml",
+          "<?xml version=\"1.0\"?><manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:"
+          "opendocument:xmlns:manifest:1.0\"><manifest:file-entry manifest:full-path=\""
+          "content.xml\" manifest:media-type=\"text/xml\"/></manifest:manifest>" },
+        { "content.xml", odt_body },
+    };
+    put_zip("fuzz_extract_odt", "features.odt", odt, N(odt));
+    zent_t odt_parts[] = { odt[2], odt[1] };   /* content.xml, manifest */
+    put_parts("fuzz_extract_odt", "features.xml", odt_parts, N(odt_parts));
+    zent_t odt_locked[] = {
+        odt[2],
+        { "META-INF/manifest.xml",
+          "<?xml version=\"1.0\"?><manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:"
+          "opendocument:xmlns:manifest:1.0\"><manifest:file-entry manifest:full-path=\""
+          "content.xml\"><manifest:encryption-data/></manifest:file-entry></manifest:manifest>" },
+    };
+    put_parts("fuzz_extract_odt", "encrypted.xml", odt_locked, N(odt_locked));
+
+    zent_t epub[] = {
+        { "mimetype", "application/epub+zip" },
+        { "META-INF/container.xml",
+          "<?xml version=\"1.0\"?><container version=\"1.0\" xmlns=\"urn:oasis:names:tc:"
+          "opendocument:xmlns:container\"><rootfiles><rootfile full-path=\"OEBPS/book.opf\" "
+          "media-type=\"application/oebps-package+xml\"/></rootfiles></container>" },
+        { "META-INF/encryption.xml",
+          "<?xml version=\"1.0\"?><encryption xmlns=\"urn:oasis:names:tc:opendocument:xmlns:"
+          "container\" xmlns:enc=\"http://www.w3.org/2001/04/xmlenc#\"><enc:EncryptedData>"
+          "<enc:EncryptionMethod Algorithm=\"http://www.idpf.org/2008/embedding\"/>"
+          "</enc:EncryptedData></encryption>" },
+        { "OEBPS/book.opf",
+          "<?xml version=\"1.0\"?><package xmlns=\"http://www.idpf.org/2007/opf\" version=\"3.0\">"
+          "<metadata/><manifest><item id=\"b\" href=\"text/two.xhtml\" media-type=\"application/"
+          "xhtml+xml\"/><item id=\"a\" href=\"text/one.xhtml\" media-type=\"application/"
+          "xhtml+xml\"/><item id=\"m\" href=\"../missing.xhtml\" media-type=\"application/"
+          "xhtml+xml\"/></manifest><spine><itemref idref=\"a\"/><itemref idref=\"m\"/>"
+          "<itemref idref=\"b\"/></spine></package>" },
+        { "OEBPS/text/one.xhtml",
+          "<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\"><body><h1>One</h1>"
+          "<p>First chapter.</p></body></html>" },
+        { "OEBPS/text/two.xhtml",
+          "<html><body><p>Second <b>chapter</b>.</p><table><tr><td>a</td></tr></table>"
+          "</body></html>" },
+    };
+    put_zip("fuzz_extract_epub", "chapters.epub", epub, N(epub));
+    zent_t epub_parts[] = { epub[3], epub[4], epub[1], epub[5] }; /* opf, one, container, two */
+    put_parts("fuzz_extract_epub", "chapters.xml", epub_parts, N(epub_parts));
+    /* Found by fuzz_extract_epub: a spine with an empty manifest. */
+    zent_t epub_empty[] = {
+        { "OEBPS/book.opf",
+          "<?xml version=\"1.0\"?><package xmlns=\"http://www.idpf.org/2007/opf\" version=\"3.0\">"
+          "<metadata/><manifest/><spine><itemref idref=\"c1\"/></spine></package>" },
+    };
+    put_parts("fuzz_extract_epub", "empty-manifest.xml", epub_empty, N(epub_empty));
+}
+
+/* ---- JSON, HTTP, SSE, config --------------------------------------------- */
+
+static void texts(void)
+{
+    static const char *const json[] = {
+        "{\"model\":\"local\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},"
+        "{\"role\":\"user\",\"content\":\"Hi \\u00e9\\ud83d\\ude00\"}],\"stream\":true,"
+        "\"max_tokens\":64,\"temperature\":0.2,\"top_p\":1,\"stop\":[\"\\n\"]}",
+        "{\"session_id\":\"abc\",\"message\":\"What is it about?\",\"document_id\":null}",
+        ("{\"prompt\":\"x\",\"n_predict\":1e3,\"cache_prompt\":false,\"seed\":-1,"
+         "\"options\":{\"a\":[1,2.5,-0,1E-7,9223372036854775807]}}"),
+        "\"a string with \\\" escapes \\t\\n\\/\"",
+        "{\"max_tokens\":2.0,\"pin\":true,\"id\":\"1\",\"name\":\"\xc3\xa9\"} ",
+    };
+    for (size_t i = 0; i < N(json); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "body-%zu.json", i);
+        put_str("fuzz_json", name, json[i]);
+    }
+    /* Nested as deep as json_parse() allows, and one deeper. */
+    for (int depth = JSON_MAX_DEPTH; depth <= JSON_MAX_DEPTH + 1; depth++) {
+        buf_t b;
+        buf_init(&b, 1024);
+        for (int i = 0; i < depth; i++)
+            buf_puts(&b, i % 2 ? "{\"k\":" : "[");
+        buf_puts(&b, "1");
+        for (int i = depth - 1; i >= 0; i--)
+            buf_puts(&b, i % 2 ? "}" : "]");
+        char name[32];
+        snprintf(name, sizeof name, "depth-%d.json", depth);
+        put("fuzz_json", name, b.data, b.len);
+        buf_cleanup(&b);
+    }
+
+    /* head, and body (NULL: the head is the whole request); with a body
+     * its Content-Length and the blank line are added. */
+    static const char *const http[][2] = {
+        { "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", NULL },
+        { "GET /api/v1/documents/a%20b%2Fc/parts/2?q=caf%C3%A9+x&limit=10&flag HTTP/1.1\r\n"
+          "Host: localhost\r\nUser-Agent: fuzz\r\n\r\n", NULL },
+        { "GET /api/v1/documents/list?q=%zz%&&=& HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
+          "HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: \"v1\"\r\n\r\n", NULL },
+        { "GET /assets/js/app.js HTTP/1.0\r\n\r\n", NULL },
+        { "POST /api/v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n",
+          "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[],\"x\":1}" },
+        { "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+          "fuzz-key\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+          "7\r\n{\"stre\r\nC;ext=1\r\nam\":false}  \r\n0\r\n\r\n", NULL },
+        { "DELETE /api/v1/documents/42 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+          "fuzz-key\r\nOrigin: http://a.example\r\n\r\n", NULL },
+        { "OPTIONS /api/v1/documents/42 HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://a.example"
+          "\r\nAccess-Control-Request-Method: DELETE\r\nAccess-Control-Request-Headers: X-A"
+          "\r\n\r\n", NULL },
+        { "POST /api/v1/documents/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+          "multipart/form-data; boundary=XyZ\r\n",
+          "--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n"
+          "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n"
+          "Content-Type: text/plain\r\n\r\nfile body\r\n--XyZ--\r\n" },
+        { "POST /api/v1/documents/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+          "application/x-www-form-urlencoded\r\n", "note=a%20b&refuse=1&x=%" },
+        { "POST /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+          "\r\n", "{}" },
+        { "POST /api/v1/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999\r\n\r\n",
+          NULL },
+        { "PUT /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nope HTTP/1.1\r\nHost: "
+          "evil.example\r\n\r\n", NULL },
+    };
+    for (size_t i = 0; i < N(http); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "request-%zu.http", i);
+        buf_t b;
+        buf_init(&b, 1 << 16);
+        if (http[i][1])
+            buf_printf(&b, "%sContent-Length: %zu\r\n\r\n%s", http[i][0], strlen(http[i][1]),
+                       http[i][1]);
+        else
+            buf_puts(&b, http[i][0]);
+        put("fuzz_httpd", name, b.data, b.len);
+        buf_cleanup(&b);
+    }
+
+    static const char *const openai[] = {
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"m\",\"choices\":"
+        "[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n"
+        ": heartbeat\n\n"
+        "data: {\"choices\":[{\"delta\":{\"content\":\"lo \\u00e9\"},"
+        "\"finish_reason\":null}]}\n\n"
+        "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{"
+        "\"prompt_tokens\":5,\"completion_tokens\":2,"
+        "\"prompt_tokens_details\":{\"cached_tokens\":3}},"
+        "\"timings\":{\"cache_n\":3,\"cache_tier\":\"ram\"}}\n\n"
+        "data: [DONE]\n\n",
+        ("data: {\"choices\":[{\"message\":{\"content\":\"whole\"},"
+         "\"finish_reason\":\"length\"}]}\r\n\r\n"),
+        ("event: error\ndata: {\"message\":\"context too long\","
+         "\"type\":\"invalid_request_error\"}\n\n"),
+        "data: {\"error\":{\"message\":\"slow down\",\"code\":429}}\n\n",
+        "id: 1\nretry: 5\ndata: {\"choices\":\ndata: [{\"delta\":{\"content\":\"split\"}}]}\n\n"
+        "data:\n\ndata: [DONE]",
+    };
+    for (size_t i = 0; i < N(openai); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "stream-%zu.sse", i);
+        put_str("fuzz_sse_openai", name, openai[i]);
+    }
+    static const char *const gemini[] = {
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi \"},{\"text\":\"there\"}],"
+        "\"role\":\"model\"}}],\"modelVersion\":\"gemini-x\"}\r\n\r\n"
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"!\"}]},\"finishReason\":"
+        "\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":2,"
+        "\"cachedContentTokenCount\":1}}\r\n\r\n",
+        ("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hmm\",\"thought\":true},"
+         "{\"functionCall\":{}}]},\"finishReason\":\"MAX_TOKENS\"}]}\n\n"),
+        "data: {\"promptFeedback\":{\"blockReason\":\"SAFETY\"}}\n\n",
+        ("data: [{\"error\":{\"code\":400,\"message\":\"bad\","
+         "\"status\":\"INVALID_ARGUMENT\"}}]\n\n"),
+        "data: {\"candidates\":[{\"finishReason\":\"SAFETY\"}]}\n\n",
+    };
+    for (size_t i = 0; i < N(gemini); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "stream-%zu.sse", i);
+        put_str("fuzz_sse_gemini", name, gemini[i]);
+    }
+
+    static const char *const ini[] = {
+        "; kvchat.ini\n[server]\nhost = 0.0.0.0\nport = 8080\ncors_origins = http://a, http://b\n"
+        "api_key = secret\nmax_upload_mb = 10\n[data]\ndir = /var/lib/kvchat\n[session]\n"
+        "idle_timeout = 600\n[llm]\nprovider = openai\nbase_url = https://api.example/v1\n"
+        "temperature = 0.5\n[engine]\nrestart_on_crash = no\nparallel = 4\n[log]\nformat = json\n",
+        "[prompt]\nsystem_template = Answer from {filename}:\\n\\n{document}\\t\\\\end\n"
+        "system_no_document =\n[remote.gpu]\nprovider = openai\nbase_url = http://10.0.0.2:8000/v1"
+        "\nmodel = big\n[remote.g]\nprovider = gemini\napi_key = k\nmodel = gemini-x\n",
+        "[server]\nport = 99999\n",
+        "[nope]\nkey = value\n",
+        "[engine\nmodel = /models/x.gguf\n  continued line\n",
+        "[llm]\nprovider = gemini\n[remote.x]\nprovider = other\n",
+    };
+    for (size_t i = 0; i < N(ini); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "config-%zu.ini", i);
+        put_str("fuzz_config", name, ini[i]);
+    }
+}
+
+/* ---- KV-cache entry files ------------------------------------------------- */
+
+/* Read every "*.kv" file of dir into b, separated by FUZZ_KV_SPLIT. */
+static int read_entries(const char *dir, buf_t *b, int max)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        die("cannot list", dir);
+    struct dirent *de;
+    int n = 0;
+    while (n < max && (de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l < 4 || strcmp(de->d_name + l - 3, ".kv") != 0)
+            continue;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            die("cannot read", path);
+        if (n++)
+            buf_puts(b, FUZZ_KV_SPLIT);
+        char chunk[4096];
+        size_t k;
+        while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
+            buf_append(b, chunk, k);
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+static void empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+}
+
+/* One store with the entries given, written as one seed per flags value. */
+static void kv_seed(const char *dir, const char *name, const int32_t *const *tokens,
+                    const int *n, const size_t *blob_len, const bool *pinned, int count,
+                    const unsigned char *flags, int nflags)
+{
+    empty(dir);
+    kvstore_config_t cfg;
+    kvstore_config_default(&cfg);
+    cfg.dir = dir;
+    cfg.disk_budget = (uint64_t)1 << 30;
+    cfg.fingerprint = FUZZ_KV_FINGERPRINT;
+    cfg.layout = FUZZ_KV_LAYOUT;
+    kvstore_t *s = NULL;
+    if (kvstore_open(&cfg, &s) != KVSTORE_OK)
+        die("cannot open a store in", dir);
+    for (int i = 0; i < count; i++) {
+        unsigned char *blob = malloc(blob_len[i]);
+        if (!blob)
+            die("out of memory for", name);
+        for (size_t j = 0; j < blob_len[i]; j++)
+            blob[j] = (unsigned char)(j * 31 + (size_t)i);
+        if (kvstore_insert(s, tokens[i], n[i], blob, blob_len[i], pinned[i], NULL) != KVSTORE_OK)
+            die("cannot insert into the store in", dir);
+    }
+    kvstore_flush(s);
+    kvstore_close(s);
+    buf_t b;
+    buf_init(&b, (size_t)1 << 24);
+    if (read_entries(dir, &b, FUZZ_KV_FILES) != count)
+        die("entry files missing in", dir);
+    for (int k = 0; k < nflags; k++) {
+        buf_t seed;
+        buf_init(&seed, (size_t)1 << 24);
+        buf_append(&seed, &flags[k], 1);
+        buf_append(&seed, b.data, b.len);
+        char file[64];
+        snprintf(file, sizeof file, "%s-%02x.kv", name, flags[k]);
+        put("fuzz_kvstore", file, seed.data, seed.len);
+        buf_cleanup(&seed);
+    }
+    buf_cleanup(&b);
+    empty(dir);
+}
+
+static void kv_entries(void)
+{
+    char dir[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/kvchat-fuzz-seeds-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir))
+        die("cannot create", dir);
+
+    static const int32_t t1[] = { 151644, 8948, 198, 2610, 525, 264 };
+    static const int32_t t2[] = { 151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13 };
+    static const int32_t t3[] = { 7 };
+    const int32_t *one[] = { t1 };
+    int n1[] = { 6 };
+    size_t b1[] = { 96 };
+    bool p1[] = { false };
+    const unsigned char f1[] = { 0, FUZZ_KV_FIX_HSUM | FUZZ_KV_FIX_BSUM | FUZZ_KV_PIN,
+                                 FUZZ_KV_SMALL_RAM | FUZZ_KV_DELETE };
+    kv_seed(dir, "one", one, n1, b1, p1, 1, f1, 3);
+
+    const int32_t *three[] = { t1, t2, t3 };
+    int n3[] = { 6, 9, 1 };
+    size_t b3[] = { 64, 200, 1 };
+    bool p3[] = { false, true, false };
+    const unsigned char f3[] = { FUZZ_KV_FIX_HSUM | FUZZ_KV_FIX_BSUM,
+                                 FUZZ_KV_FIX_HSUM | FUZZ_KV_SMALL_DISK,
+                                 FUZZ_KV_FIX_HSUM | FUZZ_KV_FIX_BSUM | FUZZ_KV_SMALL_RAM |
+                                     FUZZ_KV_PIN | FUZZ_KV_DELETE };
+    kv_seed(dir, "three", three, n3, b3, p3, 3, f3, 3);
+    rmdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: kvchat-fuzz-seeds OUTDIR\n");
+        return 2;
+    }
+    g_out = argv[1];
+    fuzz_quiet_logs();
+    if (mkdir(g_out, 0755) != 0 && errno != EEXIST)
+        die("cannot create", g_out);
+    documents();
+    texts();
+    kv_entries();
+    return 0;
+}
