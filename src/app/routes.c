@@ -177,7 +177,10 @@ int routes_open(app_t *a)
     cfg.api_key = a->cfg.api_key[0] ? a->cfg.api_key : NULL;
     cfg.error_style = HTTPD_ERRORS_DETAIL;
     cfg.cors_origins = a->cfg.cors_origins;
-    cfg.timeout_s = 0;   /* caching a long document keeps a client waiting */
+    cfg.timeout_s = (unsigned)a->cfg.http_timeout_s;
+    cfg.max_connections = (unsigned)a->cfg.max_connections;
+    cfg.max_per_ip = (unsigned)a->cfg.max_conn_per_ip;
+    cfg.allowed_hosts = a->cfg.allowed_hosts;
     int rc = httpd_open(&cfg, r, n, a, (httpd_t **)&a->http);
     free(r);
     return rc;

@@ -66,6 +66,12 @@ void sessions_h_create(httpd_req_t *req, void *user)
         json_decref(body);
         return;
     }
+    if (title && strlen(title) > STORE_NAME_MAX) {
+        httpd_reply_error(req, 400, "Title too long: %zu bytes, the limit is %d", strlen(title),
+                          STORE_NAME_MAX);
+        json_decref(body);
+        return;
+    }
     if (doc && *doc) {
         store_doc_t d;
         store_doc_init(&d);
@@ -85,7 +91,7 @@ void sessions_h_create(httpd_req_t *req, void *user)
         httpd_reply_error(req, 409, "A session with this id exists");
         return;
     }
-    if (rc == STORE_EINVAL) {
+    if (rc == STORE_EINVAL || rc == STORE_ETOOBIG) {
         httpd_reply_error(req, 400, "Invalid session id or title");
         return;
     }

@@ -14,8 +14,9 @@
  *      queue an answer in this phase, so an answer decided here (a chunked
  *      body over the limit, an upload callback that gives up) is kept and
  *      the rest of the body is drained unread — at most the declared
- *      length, or DRAIN_SLACK more bytes of a chunked body, after which
- *      the connection is dropped.
+ *      length, or as much again as the limit of a chunked body (so that a
+ *      client that sends it all reads the 413), after which the
+ *      connection is dropped.
  *   3. body complete: the kept answer is queued, or the handler runs.
  * on_completed() (MHD_OPTION_NOTIFY_COMPLETED) writes the access log line,
  * counts, and frees the request.
@@ -36,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -46,6 +48,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -60,7 +63,7 @@
 #define MAX_FORM_FIELDS 32
 #define FORM_MAX (64 * 1024)        /* all plain upload fields together */
 #define ERRMSG_MAX 4096
-#define DRAIN_SLACK (1024 * 1024)   /* chunked bytes drained after a refusal */
+#define DRAIN_SLACK (1024 * 1024)   /* least chunked bytes drained after a refusal */
 #define PP_BUFFER (64 * 1024)       /* post processor buffer */
 #define STREAM_BLOCK (32 * 1024)    /* most bytes per chunk of a stream */
 
@@ -89,8 +92,12 @@ httpd_config_t httpd_config_default(void)
     c.port = 0;
     c.max_body = 1024 * 1024;
     c.max_upload = 50 * 1024 * 1024;
-    c.max_connections = 256;
-    c.timeout_s = 60;
+    c.max_connections = 512;
+    c.max_per_ip = 64;
+    c.timeout_s = 30;
+    c.allowed_hosts = NULL;
+    c.same_origin_only = true;
+    c.json_bodies = true;
     c.api_key = NULL;
     c.error_style = HTTPD_ERRORS_OPENAI;
     c.cors_origins = NULL;
@@ -143,10 +150,14 @@ struct httpd {
     struct MHD_Daemon *mhd;
     unsigned port;
     httpd_config_t cfg; /* strings point to the copies below */
-    char *host, *api_key, *cors;
+    char *host, *api_key, *cors, *hosts;
     char **cors_list; /* exact origins; NULL with cors_any */
     size_t n_cors;
     bool cors_any;
+    char hostname[256]; /* this machine's name: answered on any listen address */
+    char **host_list; /* allowed_hosts besides the built-in ones */
+    size_t n_hosts;
+    bool hosts_any;
     route_t *routes;
     size_t n_routes;
     void *user;
@@ -165,6 +176,8 @@ struct httpd_stream {
     httpd_t *srv;        /* NULL once the connection side let go */
     int efd;             /* eventfd: producers wake the reader */
     int sock;            /* client socket (owned by MHD) */
+    struct MHD_Connection *con; /* its connection: used on the connection's thread only */
+    unsigned timeout_s;  /* the server's idle timeout */
     bool sse;
     unsigned heartbeat_ms;
 
@@ -800,6 +813,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     httpd_stream_t *s = cls;
     ssize_t ret;
+    bool waited = false;
     pthread_mutex_lock(&s->lock);
     for (;;) {
         if (s->shutdown) {
@@ -838,6 +852,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             timeout = (int)((int64_t)s->heartbeat_ms - idle);
         }
         s->waiting = true;
+        waited = true;
         bool watch = s->watch_sock;
         pthread_mutex_unlock(&s->lock);
 
@@ -867,6 +882,14 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             atomic_store(&s->gone, true);
     }
     pthread_mutex_unlock(&s->lock);
+    /* Waiting for the producer is not the client's idleness: MHD would
+     * count it against the connection's timeout and close the connection
+     * with these bytes unsent. Setting the timeout anew from 0 restarts
+     * its clock (libmicrohttpd 0.9.75). */
+    if (waited && ret > 0 && s->timeout_s) {
+        MHD_set_connection_option(s->con, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+        MHD_set_connection_option(s->con, MHD_CONNECTION_OPTION_TIMEOUT, s->timeout_s);
+    }
     return ret;
 }
 
@@ -928,6 +951,8 @@ int httpd_stream_open(httpd_req_t *req, const char *content_type, httpd_stream_t
     s->refs = 3;
     s->srv = srv;
     s->sock = connection_fd(req->con);
+    s->con = req->con;
+    s->timeout_s = req->srv->cfg.timeout_s;
     s->watch_sock = s->sock >= 0;
     if (!content_type)
         content_type = "text/event-stream";
@@ -1236,9 +1261,37 @@ static void allow_add(httpd_req_t *req, const char *m)
     req->allow = a;
 }
 
-static bool key_ok(const httpd_t *srv, const char *auth)
+/* The Authorization header, with its length; NULL when absent or when the
+ * line held a NUL byte ("Bearer KEY\0junk" must not pass as KEY).
+ * libmicrohttpd 0.9.75 cuts a value at a NUL without saying so; it parses
+ * header lines in place, ending each at its CR and LF with NUL bytes, so a
+ * value followed by anything but (trailing blanks and) those two NULs had
+ * a NUL inside it. (A line ended by a bare LF looks the same and is
+ * refused too; HTTP client libraries send CRLF.) */
+static const char *auth_header(const httpd_req_t *req, size_t *len)
 {
-    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(req->con, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION,
+                                      strlen(MHD_HTTP_HEADER_AUTHORIZATION), &v,
+                                      &n) != MHD_YES || !v)
+        return NULL;
+    if (memchr(v, '\0', n) || v[n] != '\0')
+        return NULL;
+    size_t i = n + 1;
+    while (v[i] == ' ' || v[i] == '\t')
+        i++;
+    if (v[i] != '\0')
+        return NULL;
+    *len = n;
+    return v;
+}
+
+static bool key_ok(const httpd_t *srv, const httpd_req_t *req)
+{
+    size_t alen = 0;
+    const char *auth = auth_header(req, &alen);
+    if (!auth || alen < 7 || strncasecmp(auth, "Bearer ", 7) != 0)
         return false;
     const char *k = auth + 7;
     while (*k == ' ')
@@ -1273,6 +1326,189 @@ static void cors_setup(httpd_req_t *req)
         }
 }
 
+/* Is `name` (len bytes, no port) one this server answers to? IP literals
+ * cannot be rebound to another address, so they always pass; names must
+ * be localhost, the listen host, or in allowed_hosts. */
+static bool host_name_ok(const httpd_t *srv, const char *name, size_t len)
+{
+    char h[256];
+    if (len == 0 || len >= sizeof h)
+        return false;
+    memcpy(h, name, len);
+    h[len] = '\0';
+    if (len > 1 && h[len - 1] == '.')   /* "localhost." is "localhost" */
+        h[--len] = '\0';
+    struct in_addr a4;
+    if (inet_pton(AF_INET, h, &a4) == 1)
+        return true;
+    if (strcasecmp(h, "localhost") == 0 ||
+        (len > 10 && strcasecmp(h + len - 10, ".localhost") == 0))
+        return true;
+    if (strcasecmp(h, srv->host) == 0 || (srv->hostname[0] && strcasecmp(h, srv->hostname) == 0))
+        return true;
+    for (size_t i = 0; i < srv->n_hosts; i++) {
+        const char *e = srv->host_list[i];
+        size_t el = strlen(e);
+        if (e[0] == '.') {
+            /* ".example.org": example.org and any name under it */
+            if (strcasecmp(h, e + 1) == 0 ||
+                (len > el && strcasecmp(h + len - el, e) == 0))
+                return true;
+        } else if (strcasecmp(h, e) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Host header check (see allowed_hosts). A request without Host (HTTP/1.0)
+ * passes: browsers always send one. */
+static bool host_ok(const httpd_req_t *req)
+{
+    const httpd_t *srv = req->srv;
+    if (srv->hosts_any)
+        return true;
+    const char *h = httpd_req_header(req, MHD_HTTP_HEADER_HOST);
+    if (!h)
+        return true;
+    size_t n = strlen(h);
+    if (h[0] == '[') {   /* IPv6 literal, with or without a port */
+        const char *end = memchr(h, ']', n);
+        if (!end || end == h + 1)
+            return false;
+        char a[64];
+        size_t al = (size_t)(end - h - 1);
+        struct in6_addr a6;
+        if (al >= sizeof a)
+            return false;
+        memcpy(a, h + 1, al);
+        a[al] = '\0';
+        return inet_pton(AF_INET6, a, &a6) == 1 && (end[1] == '\0' || end[1] == ':');
+    }
+    const char *colon = memchr(h, ':', n);
+    if (colon) {
+        for (const char *p = colon + 1; *p; p++)
+            if (*p < '0' || *p > '9')
+                return false;
+        n = (size_t)(colon - h);
+    }
+    return host_name_ok(srv, h, n);
+}
+
+/* The authority ("host:port") of an origin "scheme://host:port", or NULL. */
+static const char *origin_authority(const char *origin, size_t *len)
+{
+    const char *p = strstr(origin, "://");
+    if (!p)
+        return NULL;
+    p += 3;
+    size_t n = strcspn(p, "/?#");
+    if (n == 0)
+        return NULL;
+    *len = n;
+    return p;
+}
+
+static bool is_default_port(const char *origin, const char *port)
+{
+    return (strncasecmp(origin, "http:", 5) == 0 && strcmp(port, "80") == 0) ||
+           (strncasecmp(origin, "https:", 6) == 0 && strcmp(port, "443") == 0);
+}
+
+/* Does `authority` (from an Origin) name the same host and port as the
+ * Host-like header `host`? A port the scheme implies may be left out on
+ * either side. */
+static bool same_authority(const char *origin, const char *auth, size_t alen, const char *host)
+{
+    if (!host)
+        return false;
+    size_t hl = strlen(host);
+    if (hl == alen && strncasecmp(auth, host, alen) == 0)
+        return true;
+    /* "http://h" against "h:80", or "http://h:80" against "h" */
+    const char *ac = memrchr(auth, ':', alen), *hc = strrchr(host, ':');
+    if (ac && memchr(auth, ']', alen) > (void *)ac)
+        ac = NULL;
+    if (hc && strchr(host, ']') > hc)
+        hc = NULL;
+    size_t an = ac ? (size_t)(ac - auth) : alen, hn = hc ? (size_t)(hc - host) : hl;
+    if (an != hn || strncasecmp(auth, host, an) != 0)
+        return false;
+    char port[8];
+    if (ac && !hc) {
+        size_t pl = alen - an - 1;
+        if (pl >= sizeof port)
+            return false;
+        memcpy(port, ac + 1, pl);
+        port[pl] = '\0';
+        return is_default_port(origin, port);
+    }
+    if (hc && !ac)
+        return is_default_port(origin, hc + 1);
+    return false;
+}
+
+/* A state-changing request that a browser made on behalf of a page of
+ * another origin, which cors_origins does not allow? Requests from other
+ * clients (no Origin, no Sec-Fetch-Site) pass. */
+static bool cross_site(const httpd_req_t *req)
+{
+    const httpd_t *srv = req->srv;
+    if (!srv->cfg.same_origin_only || method_is(req->method, "GET") ||
+        method_is(req->method, "HEAD") || method_is(req->method, "OPTIONS"))
+        return false;
+    const char *origin = httpd_req_header(req, "Origin");
+    if (origin) {
+        if (req->cors_origin)   /* allowed by cors_origins */
+            return false;
+        size_t alen;
+        const char *auth = origin_authority(origin, &alen);
+        if (!auth)              /* "null": sandboxed frames, file: pages */
+            return true;
+        if (same_authority(origin, auth, alen, httpd_req_header(req, MHD_HTTP_HEADER_HOST)))
+            return false;
+        /* a reverse proxy that rewrote Host says what the browser used */
+        const char *fwd = httpd_req_header(req, "X-Forwarded-Host");
+        if (fwd) {
+            char first[256];
+            size_t fl = strcspn(fwd, ", ");
+            if (fl < sizeof first) {
+                memcpy(first, fwd, fl);
+                first[fl] = '\0';
+                if (same_authority(origin, auth, alen, first))
+                    return false;
+            }
+        }
+        return true;
+    }
+    /* Without Origin, Fetch Metadata: "same-site" is another port or a
+     * subdomain, which is still another origin. */
+    const char *sfs = httpd_req_header(req, "Sec-Fetch-Site");
+    return sfs && strcasecmp(sfs, "same-origin") != 0 && strcasecmp(sfs, "none") != 0;
+}
+
+/* application/json or any +json type, with or without parameters. */
+static bool json_content_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strcspn(ct, "; ");
+    if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+        return true;
+    return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+           strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+/* Does the request carry a body (declared non-empty, or chunked)? */
+static bool has_body(const httpd_req_t *req)
+{
+    if (req->declared != UINT64_MAX)
+        return req->declared > 0;
+    return httpd_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+}
+
 /* Headers are in: route, check, and prepare for the body. Answers now
  * only what must be answered before the body is read. */
 static void req_begin(httpd_req_t *req)
@@ -1284,6 +1520,15 @@ static void req_begin(httpd_req_t *req)
     int pending = 0;
 
     cors_setup(req);
+    const char *cl = httpd_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    req->declared = UINT64_MAX;
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl)
+            req->declared = v;
+    }
     int best_score = -1;
     for (size_t i = 0; i < srv->n_routes; i++) {
         const route_t *r = &srv->routes[i];
@@ -1308,6 +1553,8 @@ static void req_begin(httpd_req_t *req)
 
     if (atomic_load(&srv->closing)) {
         pending = 503;
+    } else if (!host_ok(req)) {
+        pending = 4032;
     } else if (!known) {
         pending = 404;
     } else if (!best && method_is(req->method, "OPTIONS") && srv->cors) {
@@ -1321,20 +1568,15 @@ static void req_begin(httpd_req_t *req)
         req->route = best;
         if (!route_match(best, req->path, req)) {
             pending = 500;
+        } else if (cross_site(req)) {
+            pending = 4031;
         } else if (srv->api_key && !(best->flags & HTTPD_ROUTE_PUBLIC) &&
-                   !key_ok(srv, httpd_req_header(req, "Authorization"))) {
+                   !key_ok(srv, req)) {
             pending = 401;
+        } else if (srv->cfg.json_bodies && !(best->flags & HTTPD_ROUTE_UPLOAD) && has_body(req) &&
+                   !json_content_type(httpd_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+            pending = 4151;
         }
-    }
-
-    const char *cl = httpd_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    req->declared = UINT64_MAX;
-    if (cl) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(cl, &end, 10);
-        if (errno == 0 && end != cl)
-            req->declared = v;
     }
     bool upload = !pending && req->route && (req->route->flags & HTTPD_ROUTE_UPLOAD);
     req->limit = upload ? srv->cfg.max_upload : srv->cfg.max_body;
@@ -1368,6 +1610,25 @@ static void req_begin(httpd_req_t *req)
         answer_errorf(req, 405, "Method %.16s not allowed for %.200s", req->method, req->path);
         break;
     case 403: answer_error(req, 403, "CORS origin not allowed"); break;
+    case 4032: {
+        const char *h = httpd_req_header(req, MHD_HTTP_HEADER_HOST);
+        answer_errorf(req, 403,
+                      "Host '%.100s' is not a name this server answers to; add it to the "
+                      "allowed hosts setting",
+                      h ? h : "");
+        break;
+    }
+    case 4031: {
+        const char *o = httpd_req_header(req, "Origin");
+        answer_errorf(req, 403,
+                      "Cross-site request refused: origin '%.100s' is not allowed (add it to "
+                      "the CORS origins setting to allow it)",
+                      o ? o : "(another site)");
+        break;
+    }
+    case 4151:
+        answer_error(req, 415, "Expected Content-Type: application/json");
+        break;
     case 401: answer_error(req, 401, "Invalid or missing API key"); break;
     case 400: answer_error(req, 400, "Malformed multipart body: no boundary"); break;
     case 415:
@@ -1379,6 +1640,15 @@ static void req_begin(httpd_req_t *req)
     default: answer_error(req, 500, "Internal error"); break;
     }
     req->phase = PHASE_BODY;
+}
+
+/* How much more of a chunked body is read (and discarded) after it was
+ * refused, so that a client that sends it all still gets the answer: as
+ * much again as the limit, at least DRAIN_SLACK. A client that sends
+ * more than that is cut off. */
+static uint64_t drain_allowance(const httpd_req_t *req)
+{
+    return req->limit > DRAIN_SLACK ? req->limit : DRAIN_SLACK;
 }
 
 /* A piece of the body. Returns MHD_NO to drop the connection. */
@@ -1395,7 +1665,7 @@ static enum MHD_Result req_feed(httpd_req_t *req, const char *data, size_t n)
         if (!req->kept)
             answer_errorf(req, 413, "Request body too large (limit %zu bytes)", req->limit);
         req->mode = BODY_DRAIN;
-        req->drain_cap = req->seen + DRAIN_SLACK;
+        req->drain_cap = req->seen + drain_allowance(req);
         return MHD_YES;
     }
     switch (req->mode) {
@@ -1411,7 +1681,8 @@ static enum MHD_Result req_feed(httpd_req_t *req, const char *data, size_t n)
                 answer_error(req, 400,
                              req->cb_failed ? "Upload refused" : "Malformed multipart body");
             req->mode = BODY_DRAIN;
-            req->drain_cap = req->declared != UINT64_MAX ? req->declared : req->seen + DRAIN_SLACK;
+            req->drain_cap =
+                req->declared != UINT64_MAX ? req->declared : req->seen + drain_allowance(req);
         }
         break;
     default: break;
@@ -1469,7 +1740,12 @@ static void req_finish(httpd_req_t *req)
         answer_error(req, 500, "Internal error");
         return;
     }
+    /* The client has sent its request and now waits for us: a handler may
+     * take longer than the idle timeout (a long prefill, a model start).
+     * The timeout applies again, from now, to sending the answer. */
+    MHD_set_connection_option(req->con, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     req->route->handler(req, req->srv->user);
+    MHD_set_connection_option(req->con, MHD_CONNECTION_OPTION_TIMEOUT, req->srv->cfg.timeout_s);
     if (!req->replied) {
         log_error("httpd: handler for %s %s did not answer", req->method, req->route->pattern);
         answer_error(req, 500, "Internal error: no response");
@@ -1575,6 +1851,10 @@ static void srv_free(httpd_t *srv)
     for (size_t i = 0; i < srv->n_cors; i++)
         free(srv->cors_list[i]);
     free(srv->cors_list);
+    for (size_t i = 0; i < srv->n_hosts; i++)
+        free(srv->host_list[i]);
+    free(srv->host_list);
+    free(srv->hosts);
     free(srv->host);
     free(srv->api_key);
     free(srv->cors);
@@ -1582,10 +1862,10 @@ static void srv_free(httpd_t *srv)
     free(srv);
 }
 
-/* Split the CORS setting into exact origins. */
-static int cors_parse(httpd_t *srv)
+/* Split a comma- or space-separated setting into its entries; "*" sets
+ * *any instead. */
+static int list_parse(const char *p, char ***list, size_t *n_list, bool *any)
 {
-    const char *p = srv->cors;
     while (*p) {
         while (*p == ' ' || *p == ',')
             p++;
@@ -1593,19 +1873,34 @@ static int cors_parse(httpd_t *srv)
         if (n == 0)
             break;
         if (n == 1 && *p == '*') {
-            srv->cors_any = true;
+            *any = true;
         } else {
-            char **l = realloc(srv->cors_list, (srv->n_cors + 1) * sizeof *l);
+            char **l = realloc(*list, (*n_list + 1) * sizeof *l);
             if (!l)
                 return HTTPD_ENOMEM;
-            srv->cors_list = l;
-            if (!(l[srv->n_cors] = strndup(p, n)))
+            *list = l;
+            if (!(l[*n_list] = strndup(p, n)))
                 return HTTPD_ENOMEM;
-            srv->n_cors++;
+            (*n_list)++;
         }
         p += n;
     }
     return HTTPD_OK;
+}
+
+/* Each connection holds a descriptor (and a file may be open for it):
+ * raise the soft descriptor limit towards the hard one when the
+ * connection limit needs it. */
+static void fd_limit_raise(unsigned connections)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)connections * 2 + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        log_warn("httpd: cannot raise the open-file limit to %llu: %s",
+                 (unsigned long long)rl.rlim_cur, strerror(errno));
 }
 
 int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_routes,
@@ -1632,10 +1927,21 @@ int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_
     }
     srv->cfg.api_key = srv->api_key;
     if (cfg->cors_origins && *cfg->cors_origins) {
-        if (!(srv->cors = strdup(cfg->cors_origins)) || cors_parse(srv) != HTTPD_OK)
+        if (!(srv->cors = strdup(cfg->cors_origins)) ||
+            list_parse(srv->cors, &srv->cors_list, &srv->n_cors, &srv->cors_any) != HTTPD_OK)
             goto fail;
     }
     srv->cfg.cors_origins = srv->cors;
+    if (cfg->allowed_hosts && *cfg->allowed_hosts) {
+        if (!(srv->hosts = strdup(cfg->allowed_hosts)) ||
+            list_parse(srv->hosts, &srv->host_list, &srv->n_hosts, &srv->hosts_any) != HTTPD_OK)
+            goto fail;
+    }
+    srv->cfg.allowed_hosts = srv->hosts;
+    if (!httpd_host_is_loopback(srv->host) && gethostname(srv->hostname, sizeof srv->hostname) != 0)
+        srv->hostname[0] = '\0';
+    srv->hostname[sizeof srv->hostname - 1] = '\0';
+    fd_limit_raise(cfg->max_connections);
 
     srv->routes = calloc(n_routes ? n_routes : 1, sizeof *srv->routes);
     if (!srv->routes)
@@ -1670,6 +1976,7 @@ int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_
     srv->mhd = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
         ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd, srv, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -1688,6 +1995,17 @@ int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_
 fail:
     srv_free(srv);
     return rc;
+}
+
+bool httpd_host_is_loopback(const char *host)
+{
+    if (!host || !*host || strcasecmp(host, "localhost") == 0)
+        return true;
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 unsigned httpd_port(const httpd_t *srv) { return srv->port; }

@@ -20,10 +20,25 @@
  * with a thread per connection a stream's output simply waits in poll() on
  * its own thread, which also sees the client's socket close at once.)
  *
+ * Connections. Each has a thread; max_connections and max_per_ip bound
+ * them (over either, a new connection is closed at once), timeout_s
+ * closes the ones that stall while sending a request or reading an answer,
+ * so idle or slow clients cannot take every connection.
+ *
+ * Who may ask. Before a handler runs: the Host header must name this
+ * server (allowed_hosts: a page whose name was rebound to 127.0.0.1 is
+ * refused); a state-changing request from a browser must come from this
+ * origin or an allowed one (same_origin_only, cors_origins); a JSON body
+ * must say so (json_bodies: a cross-site "simple" text/plain POST is
+ * refused even from a browser that sends no Origin); the API key, when
+ * set, must match exactly (a header with a NUL byte never does).
+ *
  * Limits. A request body over max_body (max_upload on upload routes) is
  * answered 413: at once when Content-Length declares it, before any of it
- * is read; for a chunked body when the limit is crossed, after which at
- * most 1 MiB more is drained before the connection is dropped. Bodies are
+ * is read; for a chunked body when the limit is crossed: the rest is
+ * then read and discarded, up to as much again as the limit (at least 1
+ * MiB), so that the client reads the 413; beyond that the connection is
+ * dropped. Bodies are
  * never held beyond the limit; upload bodies are never held at all.
  *
  * Replies. A handler answers exactly once with one httpd_reply_*() call or
@@ -81,8 +96,26 @@ typedef struct {
     unsigned port;               /* 0 = any free port, see httpd_port() */
     size_t max_body;             /* request body limit, bytes (1 MiB); over: 413 */
     size_t max_upload;           /* body limit of HTTPD_ROUTE_UPLOAD routes (50 MiB) */
-    unsigned max_connections;    /* simultaneous connections (256) */
-    unsigned timeout_s;          /* idle connection timeout, seconds (60); 0 = none */
+    unsigned max_connections;    /* simultaneous connections (512) */
+    unsigned max_per_ip;         /* simultaneous connections from one client address
+                                    (64); more are closed at once; 0 = no limit */
+    unsigned timeout_s;          /* a connection that sends nothing for this long while
+                                    its headers or body are read, or between keep-alive
+                                    requests, or that takes nothing of an answer for this
+                                    long, is closed (30); 0 = never. Not applied while a
+                                    handler runs or a stream waits for its producer. */
+    const char *allowed_hosts;   /* Host header check, against DNS rebinding. NULL/"":
+                                    IP literals, "localhost" (and *.localhost) and the
+                                    listen host; else a comma-separated list of names
+                                    added to those (".example.org" takes subdomains too);
+                                    "*" = any Host. Others: 403. */
+    bool same_origin_only;       /* refuse (403) state-changing requests (not GET, HEAD,
+                                    OPTIONS) that a browser sent from another origin
+                                    (Origin, else Sec-Fetch-Site), unless cors_origins
+                                    allows that origin (true) */
+    bool json_bodies;            /* a request body on a route that is not an upload route
+                                    must be Content-Type: application/json (or +json),
+                                    else 415 (true) */
     const char *api_key;         /* NULL/"" = none; else "Authorization: Bearer <key>"
                                     is required except on HTTPD_ROUTE_PUBLIC routes */
     httpd_error_style_t error_style; /* HTTPD_ERRORS_OPENAI */
@@ -162,6 +195,10 @@ typedef struct {
  * *out = NULL. */
 int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_routes,
                void *user_data, httpd_t **out);
+
+/* True when `host` (a listen address or name) is a loopback one:
+ * 127.0.0.0/8, ::1, "localhost". NULL or "" counts as 127.0.0.1. */
+bool httpd_host_is_loopback(const char *host);
 
 /* The port actually bound (useful with port 0). */
 unsigned httpd_port(const httpd_t *srv);

@@ -208,6 +208,40 @@ static void h_slow(httpd_req_t *req, void *user)
     httpd_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
+/* /sleep?ms=N: answers after N ms (longer than the idle timeout). */
+static void h_sleep(httpd_req_t *req, void *user)
+{
+    (void)user;
+    const char *ms = httpd_req_query(req, "ms");
+    usleep((useconds_t)(ms ? atoi(ms) : 0) * 1000);
+    httpd_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+}
+
+/* /late?ms=N: a plain (not SSE, so no heartbeat) stream whose producer
+ * writes once after N ms. */
+static void *late_producer(void *arg)
+{
+    httpd_stream_t *s = arg;
+    usleep(2500 * 1000);
+    httpd_stream_write(s, "late\n", 5);
+    httpd_stream_close(s);
+    return NULL;
+}
+
+static void h_late(httpd_req_t *req, void *user)
+{
+    (void)user;
+    httpd_stream_t *s;
+    if (httpd_stream_open(req, "text/plain", &s) != HTTPD_OK)
+        return;
+    pthread_t t;
+    if (pthread_create(&t, NULL, late_producer, s) != 0) {
+        httpd_stream_close(s);
+        return;
+    }
+    pthread_detach(t);
+}
+
 /* /sse?n=N: a producer thread sends N events then [DONE]. */
 static void *sse_producer(void *arg)
 {
@@ -417,6 +451,9 @@ static const httpd_route_t routes[] = {
     { "GET", "/full", h_full, 0, NULL },
     { "POST", "/upload", h_upload, HTTPD_ROUTE_UPLOAD, &upload_ops },
     { "GET", "/wait", h_wait, 0, NULL },
+    { "GET", "/sleep", h_sleep, 0, NULL },
+    { "GET", "/late", h_late, 0, NULL },
+    { "POST", "/act", h_item_delete, 0, NULL },
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -548,8 +585,15 @@ static void do_req(CURL *c, const char *method, const char *path, const char *bo
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     }
     struct curl_slist *h = NULL;
-    for (int i = 0; headers && headers[i]; i++)
+    bool has_ct = false;
+    for (int i = 0; headers && headers[i]; i++) {
         h = curl_slist_append(h, headers[i]);
+        has_ct |= strncasecmp(headers[i], "Content-Type:", 13) == 0;
+    }
+    /* a body is JSON unless the test says otherwise (curl's own default
+     * would be a form) */
+    if (body && !has_ct)
+        h = curl_slist_append(h, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     double t0 = now_s();
     r->rc = curl_easy_perform(c);
@@ -604,6 +648,23 @@ static void assert_json_error(const resp_t *r, httpd_error_style_t style, long s
 
 /* ---- raw socket client ------------------------------------------------ */
 
+/* A TCP connection to the server from source address `from` (a loopback
+ * address such as "127.0.0.2", or NULL for the default). */
+static int raw_connect_from(const char *from)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (from) {
+        struct sockaddr_in src = { .sin_family = AF_INET };
+        assert_int_equal(inet_pton(AF_INET, from, &src.sin_addr), 1);
+        assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
+    }
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)httpd_port(g_srv)) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
 static int raw_connect(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -646,7 +707,7 @@ static bool raw_read_until(int fd, buf_t *b, const char *needle, int timeout_ms)
 static int hold_open(int *slot)
 {
     int fd = raw_connect();
-    raw_send(fd, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw_send(fd, "GET /hold HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     buf_t b;
     buf_init(&b, 1 << 20);
     assert_true(raw_read_until(fd, &b, "{\"hello\":1}", 3000));
@@ -1291,7 +1352,7 @@ static void test_req_gone(void **state)
     httpd_config_t cfg = test_config();
     start(&cfg);
     int fd = raw_connect();
-    raw_send(fd, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw_send(fd, "GET /wait HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     usleep(100 * 1000);
     pthread_mutex_lock(&T.lock);
     assert_int_equal(T.gone_seen, 0);
@@ -1314,7 +1375,7 @@ static void test_req_gone(void **state)
     /* httpd_close() while the handler waits: it sees the server closing,
      * so close returns promptly. */
     fd = raw_connect();
-    raw_send(fd, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw_send(fd, "GET /wait HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     usleep(100 * 1000);
     t0 = now_s();
     stop();
@@ -1723,6 +1784,332 @@ static void dummy(httpd_req_t *req, void *user)
     (void)user;
 }
 
+/* ---- who may ask: Host, Origin, Content-Type, key ------------------------- */
+
+/* Send one raw request (bytes, len) on a new connection and read the
+ * answer until the server closes or 5 s pass. Returns the status (0 if
+ * none); the answer is left in *b (caller cleans up). */
+static int raw_exchange(const char *req, size_t len, buf_t *b)
+{
+    int fd = raw_connect();
+    assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    buf_init(b, 1 << 20);
+    raw_read_until(fd, b, "\x01never\x01", 5000);
+    close(fd);
+    int status = 0;
+    if (b->data)
+        sscanf(b->data, "HTTP/1.%*d %d", &status);
+    return status;
+}
+
+static int raw_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int raw_status(const char *fmt, ...)
+{
+    char req[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(req, sizeof req, fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof req);
+    buf_t b;
+    int st = raw_exchange(req, (size_t)n, &b);
+    buf_cleanup(&b);
+    return st;
+}
+
+#define GET_HOST_REQ "GET /hello HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+#define POST_ACT_REQ "POST /act HTTP/1.1\r\nHost: %s\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n"
+#define GET_KEY_REQ \
+    "GET /hello HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n"
+
+static void test_host_check(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    start(&cfg);
+    unsigned port = httpd_port(g_srv);
+    char h[128];
+    snprintf(h, sizeof h, "127.0.0.1:%u", port);
+    assert_int_equal(raw_status(GET_HOST_REQ, h), 200);
+    snprintf(h, sizeof h, "localhost:%u", port);
+    assert_int_equal(raw_status(GET_HOST_REQ, h), 200);
+    assert_int_equal(raw_status(GET_HOST_REQ, "LOCALHOST"), 200);
+    assert_int_equal(raw_status(GET_HOST_REQ, "app.localhost:8000"), 200);
+    assert_int_equal(raw_status(GET_HOST_REQ, "[::1]:8000"), 200);
+    assert_int_equal(raw_status(GET_HOST_REQ, "10.1.2.3"), 200);
+    /* a name rebound to 127.0.0.1 by its owner's DNS */
+    buf_t b;
+    const char *rebind = "GET /hello HTTP/1.1\r\nHost: evil.example:8000\r\nConnection: close\r\n\r\n";
+    assert_int_equal(raw_exchange(rebind, strlen(rebind), &b), 403);
+    assert_non_null(strstr(b.data, "evil.example"));
+    assert_non_null(strstr(b.data, "allowed hosts"));
+    buf_cleanup(&b);
+    assert_int_equal(raw_status(GET_HOST_REQ, "localhost.evil.example"), 403);
+    assert_int_equal(raw_status(GET_HOST_REQ, "127.0.0.1.nip.io"), 403);
+    assert_int_equal(raw_status(GET_HOST_REQ, "localhost:80x"), 403);
+    assert_int_equal(raw_status(GET_HOST_REQ, "[::1"), 403);
+    assert_int_equal(raw_status(GET_HOST_REQ, "[evil]:80"), 403);
+    /* public routes too: a rebound page must not read the UI's answers */
+    assert_int_equal(raw_status("GET /public HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"),
+                     403);
+    stop();
+
+    cfg.allowed_hosts = "kv.example, .corp.example";
+    start(&cfg);
+    assert_int_equal(raw_status(GET_HOST_REQ, "kv.example"), 200);
+    assert_int_equal(raw_status(GET_HOST_REQ, "KV.example:443"), 200);
+    assert_int_equal(raw_status(GET_HOST_REQ, "corp.example"), 200);
+    assert_int_equal(raw_status(GET_HOST_REQ, "a.b.corp.example"), 200);
+    assert_int_equal(raw_status(GET_HOST_REQ, "xcorp.example"), 403);
+    assert_int_equal(raw_status(GET_HOST_REQ, "evil.example"), 403);
+    stop();
+
+    cfg.allowed_hosts = "*";
+    start(&cfg);
+    assert_int_equal(raw_status(GET_HOST_REQ, "evil.example"), 200);
+    stop();
+    assert_true(httpd_host_is_loopback("127.0.0.1"));
+    assert_true(httpd_host_is_loopback("127.1.2.3"));
+    assert_true(httpd_host_is_loopback("::1"));
+    assert_true(httpd_host_is_loopback("localhost"));
+    assert_false(httpd_host_is_loopback("0.0.0.0"));
+    assert_false(httpd_host_is_loopback("::"));
+    assert_false(httpd_host_is_loopback("192.168.1.2"));
+}
+
+static void test_cross_site(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.cors_origins = "https://ok.example";
+    start(&cfg);
+    unsigned port = httpd_port(g_srv);
+    char host[64];
+    snprintf(host, sizeof host, "127.0.0.1:%u", port);
+    char same[128], other_port[128];
+    snprintf(same, sizeof same, "Origin: http://%s\r\n", host);
+    snprintf(other_port, sizeof other_port, "Origin: http://127.0.0.1:%u\r\n", port + 1);
+    /* clients that are not browsers, and the server's own pages */
+    assert_int_equal(raw_status(POST_ACT_REQ, host, ""), 200);
+    assert_int_equal(raw_status(POST_ACT_REQ, host, same), 200);
+    assert_int_equal(raw_status(POST_ACT_REQ, host, "Sec-Fetch-Site: same-origin\r\n"), 200);
+    assert_int_equal(raw_status(POST_ACT_REQ, host, "Sec-Fetch-Site: none\r\n"), 200);
+    /* pages of other origins */
+    buf_t b;
+    char req[512];
+    int n = snprintf(req, sizeof req, POST_ACT_REQ, host, "Origin: http://evil.example\r\n");
+    assert_int_equal(raw_exchange(req, (size_t)n, &b), 403);
+    assert_non_null(strstr(b.data, "Cross-site request refused"));
+    buf_cleanup(&b);
+    assert_int_equal(raw_status(POST_ACT_REQ, host, other_port), 403);
+    assert_int_equal(raw_status(POST_ACT_REQ, host, "Origin: null\r\n"), 403);
+    assert_int_equal(raw_status(POST_ACT_REQ, host, "Sec-Fetch-Site: cross-site\r\n"), 403);
+    assert_int_equal(raw_status(POST_ACT_REQ, host, "Sec-Fetch-Site: same-site\r\n"), 403);
+    /* an allowed origin, and a proxy that says which host the browser used */
+    assert_int_equal(raw_status(POST_ACT_REQ, host, "Origin: https://ok.example\r\n"), 200);
+    assert_int_equal(raw_status(POST_ACT_REQ, "localhost",
+                                "Origin: https://kv.example\r\nX-Forwarded-Host: kv.example\r\n"), 200);
+    /* default ports may be implied on either side */
+    assert_int_equal(raw_status(POST_ACT_REQ, "localhost:80", "Origin: http://localhost\r\n"), 200);
+    assert_int_equal(raw_status(POST_ACT_REQ, "localhost", "Origin: http://localhost:80\r\n"), 200);
+    assert_int_equal(raw_status(POST_ACT_REQ, "localhost", "Origin: https://localhost:80\r\n"), 403);
+    /* reading is not changing: GET from anywhere is answered (the browser
+     * keeps the answer from the page unless CORS allows it) */
+    assert_int_equal(raw_status("GET /hello HTTP/1.1\r\nHost: %s\r\nOrigin: http://evil.example\r\n"
+                                "Connection: close\r\n\r\n", host), 200);
+    stop();
+
+    cfg.same_origin_only = false;
+    start(&cfg);
+    snprintf(host, sizeof host, "127.0.0.1:%u", httpd_port(g_srv));
+    assert_int_equal(raw_status(POST_ACT_REQ, host, "Origin: http://evil.example\r\n"), 200);
+    stop();
+}
+
+static void test_json_content_type(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    start(&cfg);
+    CURL *c = new_handle();
+    resp_t r;
+    /* what a cross-site form or a fetch without preflight can send */
+    const char *plain[] = { "Content-Type: text/plain", NULL };
+    do_req(c, "POST", "/echo", "{\"a\":1}", -1, plain, &r);
+    assert_int_equal(r.status, 415);
+    assert_non_null(strstr(r.body.data, "application/json"));
+    resp_cleanup(&r);
+    const char *form[] = { "Content-Type: application/x-www-form-urlencoded", NULL };
+    do_req(c, "POST", "/echo", "{\"a\":1}", -1, form, &r);
+    assert_int_equal(r.status, 415);
+    resp_cleanup(&r);
+    const char *none[] = { "Content-Type:", NULL };   /* curl: remove the header */
+    do_req(c, "POST", "/echo", "{\"a\":1}", -1, none, &r);
+    assert_int_equal(r.status, 415);
+    resp_cleanup(&r);
+    const char *charset[] = { "Content-Type: application/json; charset=utf-8", NULL };
+    do_req(c, "POST", "/echo", "{\"a\":1}", -1, charset, &r);
+    assert_int_equal(r.status, 200);
+    resp_cleanup(&r);
+    const char *plus[] = { "Content-Type: application/merge-patch+json", NULL };
+    do_req(c, "POST", "/echo", "{\"a\":1}", -1, plus, &r);
+    assert_int_equal(r.status, 200);
+    resp_cleanup(&r);
+    /* no body, no type needed */
+    do_req(c, "POST", "/act", "", 0, none, &r);
+    assert_int_equal(r.status, 200);
+    resp_cleanup(&r);
+    curl_easy_cleanup(c);
+    stop();
+}
+
+static void test_api_key_exact(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.api_key = "SECRET";
+    start(&cfg);
+    char host[64];
+    snprintf(host, sizeof host, "127.0.0.1:%u", httpd_port(g_srv));
+    assert_int_equal(raw_status(GET_KEY_REQ, host, "SECRET"), 200);
+    assert_int_equal(raw_status(GET_KEY_REQ, host, "SECRETX"), 401);
+    assert_int_equal(raw_status(GET_KEY_REQ, host, "SECRE"), 401);
+    /* a NUL byte in the header must not cut it to the key */
+    static const char with_nul[] = "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   "Authorization: Bearer SECRET\0x\r\nConnection: close\r\n\r\n";
+    buf_t b;
+    int st = raw_exchange(with_nul, sizeof with_nul - 1, &b);
+    buf_cleanup(&b);
+    assert_int_equal(st, 401);
+    stop();
+}
+
+/* ---- connections: idle, slow, many ------------------------------------ */
+
+/* Is the server's end of fd closed (EOF or reset) within ms? */
+static bool closed_within(int fd, int ms)
+{
+    double end = now_s() + ms / 1000.0;
+    for (;;) {
+        int left = (int)((end - now_s()) * 1000);
+        if (left <= 0)
+            return false;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        char tmp[256];
+        ssize_t k = recv(fd, tmp, sizeof tmp, 0);
+        if (k <= 0)
+            return true;
+    }
+}
+
+static void test_idle_connections(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.max_connections = 40;
+    cfg.max_per_ip = 8;
+    cfg.timeout_s = 2;
+    start(&cfg);
+    /* One address opens more connections than it may and sends nothing
+     * (or half a request line) on them. */
+    enum { N = 48 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect_from("127.0.0.2");
+        if (i % 2)
+            raw_send(fds[i], "GET /hel");
+    }
+    /* Everyone else is served meanwhile. */
+    CURL *c = new_handle();
+    for (int i = 0; i < 5; i++) {
+        resp_t r;
+        do_req(c, "GET", "/hello", NULL, 0, NULL, &r);
+        assert_int_equal(r.rc, CURLE_OK);
+        assert_int_equal(r.status, 200);
+        resp_cleanup(&r);
+    }
+    curl_easy_cleanup(c);
+    /* Beyond the per-address limit, connections are closed at once. */
+    int refused = 0;
+    for (int i = 0; i < N; i++)
+        refused += closed_within(fds[i], 50);
+    assert_true(refused >= N - 8);
+    /* The idle ones are closed after the timeout. */
+    int closed = 0;
+    for (int i = 0; i < N; i++) {
+        closed += closed_within(fds[i], 6000);
+        close(fds[i]);
+    }
+    assert_int_equal(closed, N);
+    settle();
+    stop();
+}
+
+static void test_long_handler_and_stream(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.timeout_s = 1;
+    start(&cfg);
+    CURL *c = new_handle();
+    resp_t r;
+    /* a handler that takes longer than the idle timeout still answers */
+    do_req(c, "GET", "/sleep?ms=2500", NULL, 0, NULL, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_int_equal(r.status, 200);
+    resp_cleanup(&r);
+    /* and the same connection is then kept alive for the next request */
+    do_req(c, "GET", "/hello", NULL, 0, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.connects, 0);
+    resp_cleanup(&r);
+    /* a stream whose producer is silent for longer than the timeout */
+    do_req(c, "GET", "/late", NULL, 0, NULL, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, "late\n");
+    resp_cleanup(&r);
+    curl_easy_cleanup(c);
+    /* an idle keep-alive connection is closed after the timeout */
+    int fd = raw_connect();
+    raw_send(fd, "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    buf_t b;
+    buf_init(&b, 1 << 16);
+    assert_true(raw_read_until(fd, &b, "world", 3000));
+    buf_cleanup(&b);
+    assert_true(closed_within(fd, 4000));
+    close(fd);
+    settle();
+    stop();
+}
+
+/* A chunked body over the limit: the client that sends it all reads the
+ * 413 (before, the connection was dropped 1 MiB past the limit). */
+static void test_chunked_over_limit(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.max_body = 4u << 20;
+    start(&cfg);
+    size_t n = 6u << 20;
+    char *big = malloc(n);
+    assert_non_null(big);
+    memset(big, ' ', n);
+    CURL *c = new_handle();
+    resp_t r;
+    const char *chunked[] = { "Transfer-Encoding: chunked", NULL };
+    do_req(c, "POST", "/echo", big, (long)n, chunked, &r);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_int_equal(r.status, 413);
+    resp_cleanup(&r);
+    curl_easy_cleanup(c);
+    free(big);
+    settle();
+    stop();
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -1788,6 +2175,13 @@ int main(void)
         cmocka_unit_test(test_concurrent_50),
         cmocka_unit_test(test_static_and_files),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_host_check),
+        cmocka_unit_test(test_cross_site),
+        cmocka_unit_test(test_json_content_type),
+        cmocka_unit_test(test_api_key_exact),
+        cmocka_unit_test(test_idle_connections),
+        cmocka_unit_test(test_long_handler_and_stream),
+        cmocka_unit_test(test_chunked_over_limit),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
