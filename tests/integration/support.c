@@ -221,6 +221,13 @@ static size_t collect(char *p, size_t sz, size_t n, void *ud)
     return add;
 }
 
+static char g_bearer[256];
+
+void http_set_bearer(const char *key)
+{
+    snprintf(g_bearer, sizeof g_bearer, "%s", key ? key : "");
+}
+
 bool http_try(int port, const char *method, const char *path, const char *body, resp_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -237,10 +244,15 @@ bool http_try(int port, const char *method, const char *path, const char *body, 
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (body) {
         h = curl_slist_append(h, "Content-Type: application/json");
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
     }
+    if (g_bearer[0]) {
+        char auth[300];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", g_bearer);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);

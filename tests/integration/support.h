@@ -50,6 +50,9 @@ typedef struct {
     json_t *json;      /* parsed body, or NULL if not JSON */
 } resp_t;
 
+/* Send "Authorization: Bearer <key>" with every later http()/http_try()
+ * request (NULL or "": none). */
+void http_set_bearer(const char *key);
 /* One request. body may be NULL; a body is sent as application/json.
  * Returns false on a transport error (connection refused, ...). */
 bool http_try(int port, const char *method, const char *path, const char *body, resp_t *out);

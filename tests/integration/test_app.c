@@ -31,6 +31,7 @@
 static char g_dir[256];
 static proc_t g_app;
 static int g_engine_port;
+#define ENGINE_KEY "itest-engine-key"
 
 static void wait_engine(int port, const char *want)
 {
@@ -60,8 +61,11 @@ static void start_app(proc_t *p, const char *dir, const char *const *extra)
     const char *argv[40] = { "--data", data, "--model", MODEL, "--set", eport, "--set",
                              "engine.threads=2", "--set", "engine.ctx_size=2048", "--set", models,
                              "--set", "remote.self.provider=openai", "--set", remote, "--set",
-                             "llm.max_tokens=12" };
-    int n = 18;
+                             "llm.max_tokens=12", "--set", "engine.api_key=" ENGINE_KEY, "--set",
+                             "remote.self.api_key=" ENGINE_KEY };
+    int n = 22;
+    /* the tests also call the engine directly: with its key */
+    http_set_bearer(ENGINE_KEY);
     for (int i = 0; extra && extra[i]; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
