@@ -6,7 +6,8 @@
  * a web page cannot drive kvchat (a cross-site POST, a text/plain "simple"
  * request, a rebound Host name, a cross-site upload are refused; the
  * app's own origin and an allowed CORS origin work, preflight included);
- * a session title over its limit is a 400.
+ * a session title over its limit is a 400; a chunked upload over the limit
+ * is answered 413 (the client that sends it all reads the answer).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -60,7 +61,8 @@ static int group_setup(void **state)
                            "engine.threads=2", "--set", "engine.ctx_size=2048", "--set",
                            "llm.max_tokens=8", "--set", "server.timeout=3", "--set",
                            "server.max_connections_per_ip=16", "--set",
-                           "server.cors_origins=https://ok.example", NULL };
+                           "server.cors_origins=https://ok.example", "--set",
+                           "server.max_upload_mb=1", NULL };
     proc_start(&g_app, KVCHAT_BIN_DIR "/kvchat", argv, log, 60);
     wait_running(g_app.port);
     return 0;
@@ -285,12 +287,78 @@ static void test_title_limit(void **state)
     free(body);
 }
 
+/* A chunked upload (no Content-Length) three times over the 1 MB limit:
+ * the client reads a 413, not a reset connection. */
+static void test_chunked_upload_over_limit(void **state)
+{
+    (void)state;
+    size_t n = 3u << 20;
+    char *big = malloc(n);
+    assert_non_null(big);
+    memset(big, 'a', n);
+    for (size_t i = 80; i < n; i += 81)
+        big[i] = '\n';
+    int fd = connect_from(NULL);
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "POST " API "/documents/upload HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                      "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+                      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                      g_app.port);
+    assert_int_equal(send(fd, head, (size_t)hl, MSG_NOSIGNAL), hl);
+    const char *pre = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
+                      "Content-Type: text/plain\r\n\r\n";
+    char chunk_head[32];
+    int ch = snprintf(chunk_head, sizeof chunk_head, "%zx\r\n", strlen(pre));
+    assert_int_equal(send(fd, chunk_head, (size_t)ch, MSG_NOSIGNAL), ch);
+    assert_int_equal(send(fd, pre, strlen(pre), MSG_NOSIGNAL), (ssize_t)strlen(pre));
+    assert_int_equal(send(fd, "\r\n", 2, MSG_NOSIGNAL), 2);
+    bool sent_all = true;
+    for (size_t off = 0; off < n; off += 65536) {
+        size_t k = n - off < 65536 ? n - off : 65536;
+        ch = snprintf(chunk_head, sizeof chunk_head, "%zx\r\n", k);
+        if (send(fd, chunk_head, (size_t)ch, MSG_NOSIGNAL) != ch ||
+            send(fd, big + off, k, MSG_NOSIGNAL) != (ssize_t)k ||
+            send(fd, "\r\n", 2, MSG_NOSIGNAL) != 2) {
+            sent_all = false;
+            break;
+        }
+    }
+    const char *end = "\r\n--XyZ--\r\n";
+    ch = snprintf(chunk_head, sizeof chunk_head, "%zx\r\n", strlen(end));
+    if (sent_all)
+        sent_all = send(fd, chunk_head, (size_t)ch, MSG_NOSIGNAL) == ch &&
+                   send(fd, end, strlen(end), MSG_NOSIGNAL) == (ssize_t)strlen(end) &&
+                   send(fd, "\r\n0\r\n\r\n", 7, MSG_NOSIGNAL) == 7;
+    assert_true(sent_all);   /* the server read it all, it did not reset */
+    char out[4096];
+    size_t got = 0;
+    double until = now_ms() + 20000;
+    while (got + 1 < sizeof out && now_ms() < until) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 1000) <= 0)
+            continue;
+        ssize_t k = recv(fd, out + got, sizeof out - 1 - got, 0);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    out[got] = '\0';
+    close(fd);
+    free(big);
+    int status = 0;
+    sscanf(out, "HTTP/1.%*d %d", &status);
+    assert_int_equal(status, 413);
+    assert_non_null(strstr(out, "too large"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idle_connections),
         cmocka_unit_test(test_web_pages_cannot_drive),
         cmocka_unit_test(test_title_limit),
+        cmocka_unit_test(test_chunked_upload_over_limit),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
