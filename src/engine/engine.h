@@ -45,6 +45,10 @@ typedef struct {
     bool verbose;
     size_t max_body;
     int max_tokens_default;
+    unsigned http_timeout_s;    /* idle connection timeout (httpd timeout_s) */
+    unsigned max_connections;
+    unsigned max_per_ip;        /* connections from one client address; 0 = no limit */
+    const char *allowed_hosts;  /* NULL: "*" unless listening on loopback */
 } engine_config_t;
 
 typedef enum { ENGINE_LOADING = 0, ENGINE_READY = 1, ENGINE_FAILED = 2 } engine_state_t;

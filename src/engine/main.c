@@ -47,6 +47,13 @@ static void usage(FILE *out)
         "  -b, --batch N           most tokens per decode step (default 512)\n"
         "      --prompt-chunk N    prompt tokens per step while others generate (default 128)\n"
         "      --queue N           requests that may wait for a slot (default 64)\n"
+        "      --timeout S         close a connection silent for S seconds while it\n"
+        "                          sends a request or reads an answer (default 30)\n"
+        "      --max-connections N connections at once (default 1024)\n"
+        "      --max-connections-per-ip N  from one client address (default 512)\n"
+        "      --allowed-hosts LIST  Host names answered besides IP addresses and\n"
+        "                          localhost (comma-separated; '*' any; the default\n"
+        "                          is '*' unless listening on loopback only)\n"
         "      --kv-type TYPE      f16 | q8_0 KV cache (default f16; q8_0 halves the bytes)\n"
         "      --no-flash-attn     disable flash attention (snapshots get slow)\n"
         "      --kv-unified        one KV buffer shared by the slots (default: one per\n"
@@ -121,6 +128,11 @@ static void config_default(engine_config_t *c)
     c->max_body = (size_t)32 << 20;
     c->max_tokens_default = 512;
     c->api_key_fd = -1;
+    c->http_timeout_s = 30;
+    /* The app's own calls all come from one address; the limit per address
+     * is there for an engine that listens on a network. */
+    c->max_connections = 1024;
+    c->max_per_ip = 512;
 }
 
 /* Returns 0, 1 for --help, or -1 on a bad flag (message printed). */
@@ -128,7 +140,8 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
 {
     enum {
         O_ALIAS = 256, O_HOST, O_PORT, O_KV, O_NOFA, O_RAM, O_DISK, O_DIR, O_RESUME, O_RESET,
-        O_NOCACHE, O_KEY, O_KEY_FD, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP
+        O_NOCACHE, O_KEY, O_KEY_FD, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP,
+        O_TIMEOUT, O_MAXCONN, O_MAXCONN_IP, O_HOSTS
     };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
@@ -142,6 +155,10 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         { "batch", required_argument, NULL, 'b' },
         { "prompt-chunk", required_argument, NULL, O_CHUNK },
         { "queue", required_argument, NULL, O_QUEUE },
+        { "timeout", required_argument, NULL, O_TIMEOUT },
+        { "max-connections", required_argument, NULL, O_MAXCONN },
+        { "max-connections-per-ip", required_argument, NULL, O_MAXCONN_IP },
+        { "allowed-hosts", required_argument, NULL, O_HOSTS },
         { "kv-type", required_argument, NULL, O_KV },
         { "no-flash-attn", no_argument, NULL, O_NOFA },
         { "kv-unified", no_argument, NULL, O_UNIFIED },
@@ -196,6 +213,19 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
             if (parse_long(optarg, 0, 100000, &v)) { name = "--queue"; break; }
             c->queue = (int)v;
             break;
+        case O_TIMEOUT:
+            if (parse_long(optarg, 0, 86400, &v)) { name = "--timeout"; break; }
+            c->http_timeout_s = (unsigned)v;
+            break;
+        case O_MAXCONN:
+            if (parse_long(optarg, 16, 16384, &v)) { name = "--max-connections"; break; }
+            c->max_connections = (unsigned)v;
+            break;
+        case O_MAXCONN_IP:
+            if (parse_long(optarg, 0, 16384, &v)) { name = "--max-connections-per-ip"; break; }
+            c->max_per_ip = (unsigned)v;
+            break;
+        case O_HOSTS: c->allowed_hosts = optarg; break;
         case O_MAXTOK:
             if (parse_long(optarg, 1, 1 << 20, &v)) { name = "--max-tokens"; break; }
             c->max_tokens_default = (int)v;

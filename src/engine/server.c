@@ -1066,13 +1066,14 @@ int server_open(engine_t *e)
     cfg.max_body = e->cfg.max_body;
     cfg.api_key = e->cfg.api_key;
     cfg.error_style = HTTPD_ERRORS_OPENAI;
-    /* The app's own calls all come from one address; the limit per address
-     * is there for an engine that listens on a network. */
-    cfg.max_connections = 1024;
-    cfg.max_per_ip = 512;
+    cfg.timeout_s = e->cfg.http_timeout_s;
+    cfg.max_connections = e->cfg.max_connections;
+    cfg.max_per_ip = e->cfg.max_per_ip;
     /* Names are checked (DNS rebinding) while the engine listens on
-     * loopback only; on a network it answers to any name its clients use. */
-    cfg.allowed_hosts = httpd_host_is_loopback(e->cfg.host) ? NULL : "*";
+     * loopback only; on a network it answers to any name its clients use
+     * unless told otherwise. */
+    cfg.allowed_hosts = e->cfg.allowed_hosts ? e->cfg.allowed_hosts
+                        : httpd_host_is_loopback(e->cfg.host) ? NULL : "*";
     cfg.stream_queue_max = 4u << 20;
     return httpd_open(&cfg, routes, sizeof routes / sizeof routes[0], e, (httpd_t **)&e->http);
 }

@@ -15,13 +15,17 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -947,6 +951,76 @@ static void assert_keyed(int port, const char *key)
     assert_int_equal(status_with_key(port, "POST", "/v1/chat/completions", chat, key), 200);
 }
 
+/* Idle connections and rebound names (the engine on its defaults, with a
+ * short timeout and a small per-address limit for the test). */
+static int connect_from(int port, const char *from)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in src = { .sin_family = AF_INET };
+    assert_int_equal(inet_pton(AF_INET, from, &src.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static bool peer_closed_within(int fd, int ms)
+{
+    double end = now_ms() + ms;
+    while (now_ms() < end) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        char tmp[512];
+        if (recv(fd, tmp, sizeof tmp, 0) <= 0)
+            return true;
+    }
+    return false;
+}
+
+static void test_connections(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    const char *args[] = { "--timeout", "2", "--max-connections", "64", "--max-connections-per-ip",
+                           "8", NULL };
+    engine_start(&e, dir, args);
+    enum { N = 80 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = connect_from(e.p.port, "127.0.0.2");
+    /* other clients are served meanwhile, a generation included */
+    resp_t r;
+    http(e.p.port, "GET", "/health", NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http(e.p.port, "POST", "/v1/completions", "{\"prompt\":\"Hello\",\"max_tokens\":4}", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    int closed = 0;
+    for (int i = 0; i < N; i++) {
+        closed += peer_closed_within(fds[i], 6000);
+        close(fds[i]);
+    }
+    assert_int_equal(closed, N);
+    /* a page whose name was rebound to 127.0.0.1 is not answered */
+    int fd = connect_from(e.p.port, "127.0.0.1");
+    const char *req = "GET /v1/models HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
+    assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    char out[2048];
+    ssize_t k = recv(fd, out, sizeof out - 1, 0);
+    assert_true(k > 12);
+    out[k] = '\0';
+    assert_non_null(strstr(out, " 403 "));
+    close(fd);
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
 /* --api-key-fd: the key is read from the descriptor (which is then
  * closed) and is in neither the command line nor the environment;
  * --api-key keeps working for an engine run by hand. */
@@ -1153,6 +1227,7 @@ int main(void)
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_kv_q8),
         cmocka_unit_test(test_api_key),
+        cmocka_unit_test(test_connections),
         cmocka_unit_test(test_api_key_bad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
