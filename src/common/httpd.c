@@ -166,6 +166,13 @@ struct httpd {
     struct httpd_stream *streams; /* streams whose connection is open */
     atomic_bool closing;
 
+    /* The header deadline (see conn_watch_t). */
+    pthread_mutex_t wlock;
+    pthread_cond_t wcond;
+    struct conn_watch *watch;
+    pthread_t reaper;
+    bool reaper_started, reaper_stop;
+
     httpd_stats_t st; /* updated with __atomic builtins */
 };
 
@@ -200,6 +207,19 @@ struct httpd_stream {
 
     struct httpd_stream *prev, *next; /* in srv->streams */
 };
+
+/* One open connection, for the header deadline. libmicrohttpd's timeout
+ * only measures silence, so a client that sends a byte of its headers now
+ * and then would hold its connection for ever; the reaper thread shuts
+ * down a connection whose request line and headers are not complete
+ * timeout_s after the connection opened or its previous request ended.
+ * fd is our own duplicate of the socket: shutting it down reaches the
+ * connection even if MHD closed its descriptor and the number was reused. */
+typedef struct conn_watch {
+    int fd;
+    int64_t since_ms;            /* waiting for headers since; 0 = not waiting */
+    struct conn_watch *prev, *next;
+} conn_watch_t;
 
 typedef struct {
     char *name;
@@ -258,6 +278,8 @@ struct httpd_req {
     void (*ctx_free)(void *);
     json_err_t jerr;
 };
+
+static void watch_mark(httpd_req_t *req, int64_t since);
 
 /* ---- routes ----------------------------------------------------------- */
 
@@ -1519,6 +1541,7 @@ static void req_begin(httpd_req_t *req)
     bool head = method_is(req->method, "HEAD");
     int pending = 0;
 
+    watch_mark(req, 0);
     cors_setup(req);
     const char *cl = httpd_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
     req->declared = UINT64_MAX;
@@ -1807,6 +1830,7 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
         pthread_mutex_unlock(&req->stream->lock);
         stat_add(&srv->st.bytes_out, bytes);
     }
+    watch_mark(req, now_ms());
     stat_add(&srv->st.requests, 1);
     int cls_i = status / 100;
     stat_add(&srv->st.status[cls_i >= 1 && cls_i <= 5 ? cls_i : 0], 1);
@@ -1832,19 +1856,96 @@ static void on_completed(void *cls, struct MHD_Connection *con, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *con, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)con;
-    (void)socket_context;
     httpd_t *srv = cls;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         stat_add(&srv->st.connections_open, 1);
+        if (!srv->reaper_started)
+            return;
+        conn_watch_t *w = calloc(1, sizeof *w);
+        int fd = connection_fd(con);
+        if (!w || fd < 0 || (w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            free(w);   /* no deadline for this one; the idle timeout still holds */
+            return;
+        }
+        w->since_ms = now_ms();
+        pthread_mutex_lock(&srv->wlock);
+        w->next = srv->watch;
+        if (srv->watch)
+            srv->watch->prev = w;
+        srv->watch = w;
+        pthread_mutex_unlock(&srv->wlock);
+        *socket_context = w;
+        return;
+    }
+    stat_sub(&srv->st.connections_open, 1);
+    conn_watch_t *w = *socket_context;
+    if (!w)
+        return;
+    *socket_context = NULL;
+    pthread_mutex_lock(&srv->wlock);
+    if (w->prev)
+        w->prev->next = w->next;
     else
-        stat_sub(&srv->st.connections_open, 1);
+        srv->watch = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    pthread_mutex_unlock(&srv->wlock);
+    close(w->fd);
+    free(w);
+}
+
+/* Headers complete (since 0) or a request ended and the next one's
+ * headers are awaited (since now). */
+static void watch_mark(httpd_req_t *req, int64_t since)
+{
+    httpd_t *srv = req->srv;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_watch_t *w = ci ? ci->socket_context : NULL;
+    if (!w)
+        return;
+    pthread_mutex_lock(&srv->wlock);
+    w->since_ms = since;
+    pthread_mutex_unlock(&srv->wlock);
+}
+
+static void *reaper_main(void *arg)
+{
+    httpd_t *srv = arg;
+    int64_t limit = (int64_t)srv->cfg.timeout_s * 1000;
+    pthread_mutex_lock(&srv->wlock);
+    while (!srv->reaper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&srv->wcond, &srv->wlock, &ts);
+        int64_t now = now_ms();
+        unsigned cut = 0;
+        for (conn_watch_t *w = srv->watch; w; w = w->next)
+            if (w->since_ms && now - w->since_ms > limit) {
+                shutdown(w->fd, SHUT_RDWR);
+                w->since_ms = 0;
+                cut++;
+            }
+        if (cut)
+            log_debug("httpd: closed %u connection(s) whose request headers took over %u s", cut,
+                      srv->cfg.timeout_s);
+    }
+    pthread_mutex_unlock(&srv->wlock);
+    return NULL;
 }
 
 /* ---- server ----------------------------------------------------------- */
 
 static void srv_free(httpd_t *srv)
 {
+    if (srv->reaper_started) {
+        pthread_mutex_lock(&srv->wlock);
+        srv->reaper_stop = true;
+        pthread_cond_signal(&srv->wcond);
+        pthread_mutex_unlock(&srv->wlock);
+        pthread_join(srv->reaper, NULL);
+    }
     for (size_t i = 0; i < srv->n_routes; i++)
         route_cleanup(&srv->routes[i]);
     free(srv->routes);
@@ -1859,6 +1960,8 @@ static void srv_free(httpd_t *srv)
     free(srv->api_key);
     free(srv->cors);
     pthread_mutex_destroy(&srv->lock);
+    pthread_mutex_destroy(&srv->wlock);
+    pthread_cond_destroy(&srv->wcond);
     free(srv);
 }
 
@@ -1894,7 +1997,7 @@ static int list_parse(const char *p, char ***list, size_t *n_list, bool *any)
 static void fd_limit_raise(unsigned connections)
 {
     struct rlimit rl;
-    rlim_t want = (rlim_t)connections * 2 + 256;
+    rlim_t want = (rlim_t)connections * 3 + 256;   /* socket, its watch, a file */
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
         return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
@@ -1914,6 +2017,12 @@ int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_
     if (!srv)
         return HTTPD_ENOMEM;
     pthread_mutex_init(&srv->lock, NULL);
+    pthread_mutex_init(&srv->wlock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->wcond, &ca);
+    pthread_condattr_destroy(&ca);
     srv->cfg = *cfg;
     srv->user = user_data;
     int rc = HTTPD_ENOMEM;
@@ -1968,6 +2077,14 @@ int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_
         log_error("httpd: cannot resolve %s", srv->host);
         rc = HTTPD_EBIND;
         goto fail;
+    }
+    if (cfg->timeout_s) {
+        if (pthread_create(&srv->reaper, NULL, reaper_main, srv) != 0) {
+            freeaddrinfo(ai);
+            rc = HTTPD_ENOMEM;
+            goto fail;
+        }
+        srv->reaper_started = true;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;

@@ -102,8 +102,11 @@ typedef struct {
     unsigned timeout_s;          /* a connection that sends nothing for this long while
                                     its headers or body are read, or between keep-alive
                                     requests, or that takes nothing of an answer for this
-                                    long, is closed (30); 0 = never. Not applied while a
-                                    handler runs or a stream waits for its producer. */
+                                    long, is closed (30); so is one whose request line and
+                                    headers are not complete this long after it opened (or
+                                    after its previous request). 0 = never. Not applied
+                                    while a handler runs or a stream waits for its
+                                    producer. */
     const char *allowed_hosts;   /* Host header check, against DNS rebinding. NULL/"":
                                     IP literals, "localhost" (and *.localhost) and the
                                     listen host; else a comma-separated list of names

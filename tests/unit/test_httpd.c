@@ -2085,6 +2085,44 @@ static void test_long_handler_and_stream(void **state)
     stop();
 }
 
+/* A client that sends its headers a byte at a time, never pausing as long
+ * as the idle timeout, is still cut off once the headers took longer than
+ * the timeout; one that completes them is answered. */
+static void test_slow_headers(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.timeout_s = 2;
+    start(&cfg);
+    int fd = raw_connect();
+    const char *req = "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    double t0 = now_s();
+    bool cut = false;
+    for (const char *p = req; *p; p++) {
+        if (send(fd, p, 1, MSG_NOSIGNAL) != 1 || closed_within(fd, 250)) {
+            cut = true;
+            break;
+        }
+    }
+    double took = now_s() - t0;
+    close(fd);
+    assert_true(cut);
+    assert_true(took >= 1.9 && took < 8.0);
+    /* headers sent in one go, then a pause shorter than the timeout */
+    fd = raw_connect();
+    raw_send(fd, "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    usleep(1000 * 1000);
+    raw_send(fd, "\r\n");
+    buf_t b;
+    buf_init(&b, 1 << 16);
+    assert_true(raw_read_until(fd, &b, "world", 3000));
+    buf_cleanup(&b);
+    close(fd);
+    settle();
+    stop();
+}
+
 /* A chunked body over the limit: the client that sends it all reads the
  * 413 (before, the connection was dropped 1 MiB past the limit). */
 static void test_chunked_over_limit(void **state)
@@ -2182,6 +2220,7 @@ int main(void)
         cmocka_unit_test(test_idle_connections),
         cmocka_unit_test(test_long_handler_and_stream),
         cmocka_unit_test(test_chunked_over_limit),
+        cmocka_unit_test(test_slow_headers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
