@@ -246,11 +246,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(fd >= 0, "socket: %s", strerror(errno));
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)g_port) };
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s",
-               strerror(errno));
+    int64_t deadline = now_ms() + ANSWER_WAIT_MS;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        /* libFuzzer's timer signal may interrupt it; the connection then
+         * completes on its own. */
+        FUZZ_CHECK(errno == EINTR, "connect: %s", strerror(errno));
+        int err = 0;
+        socklen_t len = sizeof err;
+        FUZZ_CHECK(wait_fd(fd, POLLOUT, deadline) &&
+                       getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0,
+                   "connect: %s", strerror(err));
+    }
 
     /* Send; the server may stop reading (an answer decided early). */
-    int64_t deadline = now_ms() + ANSWER_WAIT_MS;
     size_t sent = 0;
     while (sent < size && wait_fd(fd, POLLOUT, deadline)) {
         ssize_t k = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
