@@ -9,6 +9,7 @@
 #   make bench      benchmarks against llama-server built from the same source
 #   make models     write the test, benchmark and demo models into build/models
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each (build-fuzz/)
+#   make stress     load and abuse test of a running kvchat (not part of make test)
 #   make clean      remove the build directories (the llama.cpp cache stays)
 
 BUILD      ?= build
@@ -18,7 +19,7 @@ FUZZ_SECONDS ?= 60
 CMAKE_GEN  ?= Ninja
 SETUP      := scripts/setup
 
-.PHONY: all build setup run test asan fuzz bench models clean distclean
+.PHONY: all build setup run test asan fuzz stress bench models clean distclean
 
 all: build
 
@@ -53,6 +54,11 @@ fuzz:
 	$(call configure,$(FUZZ_BUILD),-DKVCHAT_FUZZ=ON -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
 	@cmake --build $(FUZZ_BUILD) --target fuzz_all
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz $(FUZZ_BUILD)
+
+# Idle and slow connections, chats with hang-ups, parallel uploads and
+# hostile log patterns against a real kvchat; prints what it measured.
+stress: build
+	@scripts/stress $(BUILD)
 
 bench: build
 	@scripts/bench $(BUILD)
