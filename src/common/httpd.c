@@ -1231,12 +1231,18 @@ static void req_free(httpd_req_t *req)
 {
     if (!req)
         return;
+    /* First the post processor: destroying it flushes a pending
+       urlencoded value through post_iter, which must not reach the
+       route's callbacks once the request ends (their ctx goes next). */
+    if (req->pp) {
+        req->cb_failed = true;
+        MHD_destroy_post_processor(req->pp);
+        req->pp = NULL;
+    }
     if (req->ctx_free)
         req->ctx_free(req->ctx);
     if (req->kept)
         MHD_destroy_response(req->kept);
-    if (req->pp)
-        MHD_destroy_post_processor(req->pp);
     free(req->part_key);
     free(req->part_file);
     for (int i = 0; i < req->nform; i++) {

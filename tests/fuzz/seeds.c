@@ -320,6 +320,9 @@ static void texts(void)
           NULL },
         { "PUT /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nope HTTP/1.1\r\nHost: "
           "evil.example\r\n\r\n", NULL },
+        /* a form cut short: the connection ends with a value pending */
+        { "POST /api/v1/documents/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+          "application/x-www-form-urlencoded\r\nContent-Length: 20\r\n\r\na=1&b=", NULL },
     };
     for (size_t i = 0; i < N(http); i++) {
         char name[32];

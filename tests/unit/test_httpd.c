@@ -360,15 +360,32 @@ typedef struct {
 static atomic_ullong g_upload_bytes_seen; /* every byte given to on_part_data */
 static atomic_int g_upload_ctx_freed;
 
+static void *_Atomic g_upload_ctx_last_freed; /* compared, never dereferenced */
+static atomic_int g_upload_cb_after_free;    /* callbacks given a freed ctx */
+
 static void upload_ctx_free(void *p)
 {
+    atomic_store(&g_upload_ctx_last_freed, p);
     free(p);
     atomic_fetch_add(&g_upload_ctx_freed, 1);
+}
+
+/* The request's ctx, or NULL (counted) when the request already ended. */
+static upload_ctx_t *live_ctx(httpd_req_t *req)
+{
+    upload_ctx_t *c = httpd_req_ctx(req);
+    if (c && (void *)c == atomic_load(&g_upload_ctx_last_freed)) {
+        atomic_fetch_add(&g_upload_cb_after_free, 1);
+        return NULL;
+    }
+    return c;
 }
 
 static int up_begin(httpd_req_t *req, const char *field, const char *filename,
                     const char *content_type)
 {
+    if (httpd_req_ctx(req) && !live_ctx(req))
+        return -1;
     upload_ctx_t *c = httpd_req_ctx(req);
     if (!c) {
         c = calloc(1, sizeof *c);
@@ -376,6 +393,8 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename,
         if (!c)
             return -1;
         c->hash = 1469598103934665603ULL;
+        void *same = c; /* malloc may hand back the last freed block */
+        atomic_compare_exchange_strong(&g_upload_ctx_last_freed, &same, NULL);
         httpd_req_set_ctx(req, c, upload_ctx_free);
     }
     c->parts++;
@@ -394,7 +413,9 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename,
 
 static int up_data(httpd_req_t *req, const char *data, size_t len)
 {
-    upload_ctx_t *c = httpd_req_ctx(req);
+    upload_ctx_t *c = live_ctx(req);
+    if (!c)
+        return -1;
     atomic_fetch_add(&g_upload_bytes_seen, len);
     if (c->filename[0]) {
         for (size_t i = 0; i < len; i++) {
@@ -408,7 +429,9 @@ static int up_data(httpd_req_t *req, const char *data, size_t len)
 
 static int up_end(httpd_req_t *req)
 {
-    upload_ctx_t *c = httpd_req_ctx(req);
+    upload_ctx_t *c = live_ctx(req);
+    if (!c)
+        return -1;
     c->ended++;
     return 0;
 }
@@ -1680,6 +1703,41 @@ static void test_upload_errors(void **state)
     stop();
 }
 
+/* A client hangs up in the middle of an urlencoded form: ending the
+ * request flushes the last, unfinished value through the post processor,
+ * which must not reach the route's callbacks after their ctx is freed. */
+static void test_upload_hangup(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    start(&cfg);
+    const char *bodies[] = { "a=1&b=", "note=hi&x", "a=1&b=%2" };
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        settle();
+        atomic_store(&g_upload_ctx_freed, 0);
+        atomic_store(&g_upload_cb_after_free, 0);
+        int fd = raw_connect();
+        char head[256];
+        snprintf(head, sizeof head,
+                 "POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Content-Type: application/x-www-form-urlencoded\r\n"
+                 "Content-Length: 20\r\n\r\n%s",
+                 bodies[i]);
+        raw_send(fd, head);
+        usleep(100 * 1000);
+        close(fd);
+        assert_int_equal(wait_freed(1), 1);
+        usleep(50 * 1000);
+        assert_int_equal(atomic_load(&g_upload_cb_after_free), 0);
+    }
+    /* the server still answers */
+    resp_t r;
+    req1("GET", "/hello", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_cleanup(&r);
+    stop();
+}
+
 /* ---- tests: concurrency and misc -------------------------------------- */
 
 static void test_concurrent_50(void **state)
@@ -2210,6 +2268,7 @@ int main(void)
         cmocka_unit_test(test_upload),
         cmocka_unit_test(test_upload_limit),
         cmocka_unit_test(test_upload_errors),
+        cmocka_unit_test(test_upload_hangup),
         cmocka_unit_test(test_concurrent_50),
         cmocka_unit_test(test_static_and_files),
         cmocka_unit_test(test_open_errors),

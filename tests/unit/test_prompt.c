@@ -132,7 +132,7 @@ static void hello_by_letters(const model_t *m, model_token_t gen[5])
     for (int i = 0; i < 5; i++) {
         model_token_t *one;
         int k;
-        assert_int_equal(model_tokenize(m, "Hello" + i, 1, false, false, 4, &one, &k), MODEL_OK);
+        assert_int_equal(model_tokenize(m, &"Hello"[i], 1, false, false, 4, &one, &k), MODEL_OK);
         gen[i] = one[0];
         free(one);
     }
