@@ -76,6 +76,14 @@ static void h_metrics(httpd_req_t *req, void *user)
                    "# TYPE kvchat_http_requests_total counter\n");
     for (int c = 2; c <= 5; c++)
         buf_printf(&b, "kvchat_http_requests_total{class=\"%dxx\"} %" PRIu64 "\n", c, h.status[c]);
+    buf_printf(&b, "# HELP kvchat_http_connections_open HTTP connections open\n"
+                   "# TYPE kvchat_http_connections_open gauge\nkvchat_http_connections_open %" PRIu64 "\n"
+                   "# HELP kvchat_http_connections_closed_total Connections closed by the server: "
+                   "request too slow (deadline) or to admit a new one (shed)\n"
+                   "# TYPE kvchat_http_connections_closed_total counter\n"
+                   "kvchat_http_connections_closed_total{reason=\"deadline\"} %" PRIu64 "\n"
+                   "kvchat_http_connections_closed_total{reason=\"shed\"} %" PRIu64 "\n",
+               h.connections_open, h.connections_cut, h.connections_shed);
     httpd_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
     buf_cleanup(&b);
 }

@@ -64,6 +64,7 @@
 #define FORM_MAX (64 * 1024)        /* all plain upload fields together */
 #define ERRMSG_MAX 4096
 #define DRAIN_SLACK (1024 * 1024)   /* least chunked bytes drained after a refusal */
+#define MIN_BODY_RATE 1024          /* bytes/s a request body must keep up, on average */
 #define PP_BUFFER (64 * 1024)       /* post processor buffer */
 #define STREAM_BLOCK (32 * 1024)    /* most bytes per chunk of a stream */
 
@@ -166,10 +167,11 @@ struct httpd {
     struct httpd_stream *streams; /* streams whose connection is open */
     atomic_bool closing;
 
-    /* The header deadline (see conn_watch_t). */
+    /* The request deadline and shedding (see conn_watch_t). */
     pthread_mutex_t wlock;
     pthread_cond_t wcond;
     struct conn_watch *watch;
+    unsigned nwatch;
     pthread_t reaper;
     bool reaper_started, reaper_stop;
 
@@ -208,16 +210,27 @@ struct httpd_stream {
     struct httpd_stream *prev, *next; /* in srv->streams */
 };
 
-/* One open connection, for the header deadline. libmicrohttpd's timeout
- * only measures silence, so a client that sends a byte of its headers now
- * and then would hold its connection for ever; the reaper thread shuts
- * down a connection whose request line and headers are not complete
- * timeout_s after the connection opened or its previous request ended.
+/* One open connection, for the request deadline. libmicrohttpd's timeout
+ * only measures silence, so a client that sends a byte now and then would
+ * hold its connection for ever. A connection waiting for a request has a
+ * budget that starts when it opened or its previous request ended; once
+ * the headers are in, every body byte earns 1/MIN_BODY_RATE s of it, never
+ * beyond the present (a fast start buys no later stall). The reaper thread
+ * shuts down a connection whose budget is more than timeout_s old: headers
+ * must be complete within timeout_s, a body must arrive at MIN_BODY_RATE
+ * on average with timeout_s of slack. Not watched: a running handler, an
+ * answer being sent (MHD's timeout covers a client that takes nothing).
+ *
+ * Shedding: MHD admits up to max_connections + shed_reserve(); a
+ * connection past max_connections closes the watched one with the oldest
+ * budget, so idle or slow clients that hold every connection are replaced
+ * by new ones instead of locking them out until the timeout.
+ *
  * fd is our own duplicate of the socket: shutting it down reaches the
  * connection even if MHD closed its descriptor and the number was reused. */
 typedef struct conn_watch {
     int fd;
-    int64_t since_ms;            /* waiting for headers since; 0 = not waiting */
+    int64_t since_ms;            /* the budget's start; 0 = not watched */
     struct conn_watch *prev, *next;
 } conn_watch_t;
 
@@ -243,6 +256,7 @@ struct httpd_req {
     int phase;
 
     /* body */
+    conn_watch_t *watch; /* the connection's, while the request lasts */
     int mode;
     size_t limit;
     uint64_t declared; /* Content-Length, or UINT64_MAX if none */
@@ -280,6 +294,9 @@ struct httpd_req {
 };
 
 static void watch_mark(httpd_req_t *req, int64_t since);
+static void watch_body(httpd_req_t *req, size_t n);
+static void shed_one(httpd_t *srv, conn_watch_t *fresh);
+static unsigned shed_reserve(unsigned max_connections);
 
 /* ---- routes ----------------------------------------------------------- */
 
@@ -1547,7 +1564,7 @@ static void req_begin(httpd_req_t *req)
     bool head = method_is(req->method, "HEAD");
     int pending = 0;
 
-    watch_mark(req, 0);
+    watch_mark(req, now_ms()); /* the body's budget; cleared when it is complete */
     cors_setup(req);
     const char *cl = httpd_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
     req->declared = UINT64_MAX;
@@ -1685,6 +1702,7 @@ static enum MHD_Result req_feed(httpd_req_t *req, const char *data, size_t n)
 {
     req->seen += n;
     stat_add(&req->srv->st.bytes_in, n);
+    watch_body(req, n);
     if (req->mode == BODY_DRAIN)
         return req->seen > req->drain_cap ? MHD_NO : MHD_YES;
     if (req->replied)
@@ -1811,6 +1829,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         *upload_data_size = 0;
         return req_feed(req, upload_data, n);
     }
+    watch_mark(req, 0); /* the body is complete: the handler is not timed */
     if (!req->replied)
         req_finish(req);
     return MHD_YES;
@@ -1879,6 +1898,9 @@ static void on_connection(void *cls, struct MHD_Connection *con, void **socket_c
         if (srv->watch)
             srv->watch->prev = w;
         srv->watch = w;
+        srv->nwatch++;
+        if (srv->nwatch > srv->cfg.max_connections)
+            shed_one(srv, w);
         pthread_mutex_unlock(&srv->wlock);
         *socket_context = w;
         return;
@@ -1895,23 +1917,68 @@ static void on_connection(void *cls, struct MHD_Connection *con, void **socket_c
         srv->watch = w->next;
     if (w->next)
         w->next->prev = w->prev;
+    srv->nwatch--;
     pthread_mutex_unlock(&srv->wlock);
     close(w->fd);
     free(w);
 }
 
-/* Headers complete (since 0) or a request ended and the next one's
- * headers are awaited (since now). */
+/* The room MHD keeps above max_connections for new connections that shed
+ * old ones (see conn_watch_t). */
+static unsigned shed_reserve(unsigned max_connections)
+{
+    unsigned r = max_connections / 8;
+    return r < 8 ? 8 : r > 256 ? 256 : r;
+}
+
+/* Over max_connections (wlock held): close the watched connection with the
+ * oldest budget, the one that has waited or trickled longest; fresh, the
+ * new connection, is only chosen when no other is waiting for a request. */
+static void shed_one(httpd_t *srv, conn_watch_t *fresh)
+{
+    conn_watch_t *victim = NULL;
+    for (conn_watch_t *w = srv->watch; w; w = w->next)
+        if (w != fresh && w->since_ms && (!victim || w->since_ms < victim->since_ms))
+            victim = w;
+    if (!victim)
+        victim = fresh;
+    shutdown(victim->fd, SHUT_RDWR);
+    victim->since_ms = 0;
+    stat_add(&srv->st.connections_shed, 1);
+}
+
+/* The budget of the request's connection starts now (since), or it is not
+ * watched (0). */
 static void watch_mark(httpd_req_t *req, int64_t since)
 {
     httpd_t *srv = req->srv;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    conn_watch_t *w = ci ? ci->socket_context : NULL;
+    if (!req->watch) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        req->watch = ci ? ci->socket_context : NULL;
+        if (!req->watch)
+            return;
+    }
+    pthread_mutex_lock(&srv->wlock);
+    req->watch->since_ms = since;
+    pthread_mutex_unlock(&srv->wlock);
+}
+
+/* n body bytes arrived: they earn their time, up to the present. */
+static void watch_body(httpd_req_t *req, size_t n)
+{
+    httpd_t *srv = req->srv;
+    conn_watch_t *w = req->watch;
     if (!w)
         return;
+    int64_t earned = (int64_t)((uint64_t)n * 1000 / MIN_BODY_RATE);
+    int64_t now = now_ms();
     pthread_mutex_lock(&srv->wlock);
-    w->since_ms = since;
+    if (w->since_ms) {
+        w->since_ms += earned;
+        if (w->since_ms > now)
+            w->since_ms = now;
+    }
     pthread_mutex_unlock(&srv->wlock);
 }
 
@@ -1933,9 +2000,12 @@ static void *reaper_main(void *arg)
                 w->since_ms = 0;
                 cut++;
             }
-        if (cut)
-            log_debug("httpd: closed %u connection(s) whose request headers took over %u s", cut,
-                      srv->cfg.timeout_s);
+        if (cut) {
+            stat_add(&srv->st.connections_cut, cut);
+            log_debug("httpd: closed %u connection(s) whose request took over %u s (headers) "
+                      "or came slower than %d bytes/s (body)",
+                      cut, srv->cfg.timeout_s, MIN_BODY_RATE);
+        }
     }
     pthread_mutex_unlock(&srv->wlock);
     return NULL;
@@ -2056,7 +2126,7 @@ int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_
     if (!httpd_host_is_loopback(srv->host) && gethostname(srv->hostname, sizeof srv->hostname) != 0)
         srv->hostname[0] = '\0';
     srv->hostname[sizeof srv->hostname - 1] = '\0';
-    fd_limit_raise(cfg->max_connections);
+    fd_limit_raise(cfg->max_connections + shed_reserve(cfg->max_connections));
 
     srv->routes = calloc(n_routes ? n_routes : 1, sizeof *srv->routes);
     if (!srv->routes)
@@ -2092,13 +2162,17 @@ int httpd_open(const httpd_config_t *cfg, const httpd_route_t *routes, size_t n_
         }
         srv->reaper_started = true;
     }
+    /* with the reaper, connections past max_connections shed old ones */
+    unsigned mhd_limit = cfg->max_connections;
+    if (srv->reaper_started)
+        mhd_limit += shed_reserve(cfg->max_connections);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_DUAL_STACK; /* "::" also takes IPv4 clients */
     srv->mhd = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+        ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,

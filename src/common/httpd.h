@@ -20,10 +20,17 @@
  * with a thread per connection a stream's output simply waits in poll() on
  * its own thread, which also sees the client's socket close at once.)
  *
- * Connections. Each has a thread; max_connections and max_per_ip bound
- * them (over either, a new connection is closed at once), timeout_s
- * closes the ones that stall while sending a request or reading an answer,
- * so idle or slow clients cannot take every connection.
+ * Connections. Each has a thread; max_per_ip bounds those of one client
+ * address (over it, a new connection is closed at once); timeout_s closes
+ * the ones that stall while sending a request or reading an answer, those
+ * whose headers take longer than that, and those whose body arrives
+ * slower than 1 KiB/s on average (after timeout_s of slack). When
+ * max_connections are open, a new connection closes the one that has
+ * waited longest for its request (an idle keep-alive or a trickling
+ * client) instead of being refused; a running handler or an answer being
+ * sent is never closed for it. So idle or slow clients cannot lock the
+ * others out. (With timeout_s 0, none of this: max_connections is a hard
+ * limit.)
  *
  * Who may ask. Before a handler runs: the Host header must name this
  * server (allowed_hosts: a page whose name was rebound to 127.0.0.1 is
@@ -96,7 +103,8 @@ typedef struct {
     unsigned port;               /* 0 = any free port, see httpd_port() */
     size_t max_body;             /* request body limit, bytes (1 MiB); over: 413 */
     size_t max_upload;           /* body limit of HTTPD_ROUTE_UPLOAD routes (50 MiB) */
-    unsigned max_connections;    /* simultaneous connections (512) */
+    unsigned max_connections;    /* connections kept (512); past it a new one closes the
+                                    longest-waiting idle or slow one (with timeout_s) */
     unsigned max_per_ip;         /* simultaneous connections from one client address
                                     (64); more are closed at once; 0 = no limit */
     unsigned timeout_s;          /* a connection that sends nothing for this long while
@@ -104,7 +112,8 @@ typedef struct {
                                     requests, or that takes nothing of an answer for this
                                     long, is closed (30); so is one whose request line and
                                     headers are not complete this long after it opened (or
-                                    after its previous request). 0 = never. Not applied
+                                    after its previous request), or whose body comes slower
+                                    than 1 KiB/s with this much slack. 0 = never. Not applied
                                     while a handler runs or a stream waits for its
                                     producer. */
     const char *allowed_hosts;   /* Host header check, against DNS rebinding. NULL/"":
@@ -228,6 +237,9 @@ typedef struct {
     uint64_t stream_disconnects; /* streams whose client left before the end */
     uint64_t bytes_in;           /* request body bytes read */
     uint64_t bytes_out;          /* response body bytes queued */
+    uint64_t connections_cut;    /* closed: headers not complete within timeout_s, or a
+                                    body slower than 1 KiB/s after timeout_s of slack */
+    uint64_t connections_shed;   /* closed to admit a new one past max_connections */
 } httpd_stats_t;
 
 void httpd_stats(const httpd_t *srv, httpd_stats_t *out);

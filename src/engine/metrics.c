@@ -91,6 +91,14 @@ int metrics_render(engine_t *e, buf_t *b)
             buf_printf(b, "kvchat_engine_http_requests_total{class=\"%dxx\"} %" PRIu64 "\n", c,
                        h.status[c]);
         gauge(b, "kvchat_engine_http_streams_open", "Open response streams", (double)h.streams_open);
+        gauge(b, "kvchat_engine_http_connections_open", "HTTP connections open",
+              (double)h.connections_open);
+        buf_printf(b, "# HELP kvchat_engine_http_connections_closed_total Connections closed by "
+                      "the server: request too slow (deadline) or to admit a new one (shed)\n"
+                      "# TYPE kvchat_engine_http_connections_closed_total counter\n"
+                      "kvchat_engine_http_connections_closed_total{reason=\"deadline\"} %" PRIu64
+                      "\nkvchat_engine_http_connections_closed_total{reason=\"shed\"} %" PRIu64 "\n",
+                   h.connections_cut, h.connections_shed);
     }
     return BUF_OK;
 }

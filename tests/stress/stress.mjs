@@ -18,7 +18,7 @@
 //   2a slow       25 requests whose headers, 25 whose body, arrive at one
 //                 byte per second (slowloris)
 //   2b all slow   60 slow bodies from each of 9 addresses: one byte every
-//                 2 s, under the idle timeout
+//                 2 s, under the idle timeout, over the least body rate
 //   3  chats      100 streaming chats, 20 at a time, half of the clients
 //                 hang up after the first token; then no chat may be left
 //                 active and a fresh chat must work
@@ -531,7 +531,9 @@ async function phaseAllIdle(ph) {
   await waitAllClosed(recs, WAIT_CLOSE_MS);
   closeConns(recs);
   table([CONN_HEAD, connRow('127.0.0.10-18', recs)]);
-  ph.notes.push(`server.max_connections is 512: connections over it are closed at once; the held ones free their slots after server.timeout (${TIMEOUT_S} s).`);
+  ph.notes.push(`server.max_connections is 512: past it, a new connection closes the one that has waited longest for its request; the rest are closed after server.timeout (${TIMEOUT_S} s).`);
+  const pf = probeFigures({ probes: ph.probes, t1: now() });
+  if (pf.failed) finding(`1b: ${pf.failed} of ${pf.ok + pf.failed} /health probes from another address were refused while idle connections held the server (longest outage ${fmtMs(pf.outage)})`);
 }
 
 const SLOW_HEAD = `POST ${API}/session HTTP/1.1\r\nHost: ${HOST}:${PORT}\r\nContent-Type: application/json\r\nX-Slow: `;

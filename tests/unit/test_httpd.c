@@ -2181,6 +2181,108 @@ static void test_slow_headers(void **state)
     stop();
 }
 
+/* A body that trickles is closed after the timeout (it earns no time);
+ * one that keeps up a modest rate is read to the end however long. */
+static void test_slow_body(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.timeout_s = 2;
+    start(&cfg);
+    int fd = raw_connect();
+    raw_send(fd, "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 100000\r\n\r\n");
+    double t0 = now_s();
+    bool cut = false;
+    for (int i = 0; i < 100 && !cut; i++) /* 5 bytes/s */
+        cut = send(fd, " ", 1, MSG_NOSIGNAL) != 1 || closed_within(fd, 200);
+    double took = now_s() - t0;
+    close(fd);
+    assert_true(cut);
+    assert_true(took >= 1.9 && took < 8.0);
+
+    /* 8 KiB/s for 4 s: twice the timeout, well over 1 KiB/s */
+    enum { LEN = 32768, STEP = 2048 };
+    char *body = malloc(LEN + 1);
+    assert_non_null(body);
+    memset(body, ' ', LEN);
+    memcpy(body + LEN - 2, "{}", 2);
+    body[LEN] = '\0';
+    fd = raw_connect();
+    char head[200];
+    snprintf(head, sizeof head,
+             "POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             "Content-Length: %d\r\n\r\n", LEN);
+    raw_send(fd, head);
+    for (int off = 0; off < LEN; off += STEP) {
+        assert_int_equal(send(fd, body + off, STEP, MSG_NOSIGNAL), STEP);
+        usleep(250 * 1000);
+    }
+    buf_t b;
+    buf_init(&b, 1 << 16);
+    assert_true(raw_read_until(fd, &b, "\"len\": 32768", 3000) ||
+                raw_read_until(fd, &b, "\"len\":32768", 10));
+    assert_non_null(strstr(b.data, "200 OK"));
+    buf_cleanup(&b);
+    close(fd);
+    free(body);
+    httpd_stats_t st;
+    httpd_stats(g_srv, &st);
+    assert_int_equal(st.connections_cut, 1);
+    settle();
+    stop();
+}
+
+/* Every connection taken by idle clients: a new one closes the one that
+ * has waited longest and is served; a running handler is never shed. */
+static void test_shed(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.max_connections = 8;
+    cfg.max_per_ip = 0;
+    cfg.timeout_s = 30;
+    start(&cfg);
+    int slot;
+    int held = hold_open(&slot); /* a stream: not waiting for a request */
+    enum { N = 7 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect();
+        if (i == 3)
+            raw_send(fds[i], "GET /hel"); /* half a request line: waiting too */
+        usleep(20 * 1000);              /* so that their ages differ */
+    }
+    /* full: each new client is served and sheds the oldest idle one; it
+     * stays open, idle, so the server stays full */
+    int fresh[3];
+    for (int k = 0; k < 3; k++) {
+        fresh[k] = raw_connect();
+        raw_send(fresh[k], "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        buf_t b;
+        buf_init(&b, 1 << 16);
+        assert_true(raw_read_until(fresh[k], &b, "world", 3000));
+        buf_cleanup(&b);
+        assert_true(closed_within(fds[k], 2000));
+        for (int i = k + 1; i < N; i++)
+            assert_false(closed_within(fds[i], 20));
+    }
+    /* the stream is still open and answers */
+    assert_false(closed_within(held, 100));
+    assert_true(wait_closed(slot, now_s(), 0.01) < 0);
+    httpd_stats_t st;
+    httpd_stats(g_srv, &st);
+    assert_true(st.connections_shed >= 3);
+    assert_int_equal(st.connections_cut, 0);
+    close(held);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    for (int k = 0; k < 3; k++)
+        close(fresh[k]);
+    settle();
+    stop();
+}
+
 /* A chunked body over the limit: the client that sends it all reads the
  * 413 (before, the connection was dropped 1 MiB past the limit). */
 static void test_chunked_over_limit(void **state)
@@ -2280,6 +2382,8 @@ int main(void)
         cmocka_unit_test(test_long_handler_and_stream),
         cmocka_unit_test(test_chunked_over_limit),
         cmocka_unit_test(test_slow_headers),
+        cmocka_unit_test(test_slow_body),
+        cmocka_unit_test(test_shed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
