@@ -67,4 +67,4 @@ models: build
 	@scripts/mkmodels $(BUILD) all
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

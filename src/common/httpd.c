@@ -461,6 +461,8 @@ static char *error_text(const httpd_t *srv, int status, const char *msg, size_t 
     return text;
 }
 
+/* libmicrohttpd's own messages, at debug level. */
+__attribute__((format(printf, 2, 0)))
 static void log_mhd(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;

@@ -43,7 +43,8 @@ void log_close(void);
 
 void log_msg(log_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-void log_vmsg(log_level_t level, const char *fmt, va_list ap);
+void log_vmsg(log_level_t level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)

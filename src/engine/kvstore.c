@@ -1037,8 +1037,8 @@ static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t
     uint64_t hsum = get64(q + 32), bsum = get64(q + 40);
     uint64_t hl = KV_HDR_HEAD + L + KV_HDR_TAIL;
     if (n == 0 || n > KV_MAX_TOKENS || bytes == 0 || bytes > ((uint64_t)1 << 48) ||
-        (flags & ~KV_FLAG_PINNED) != 0) {
-        snprintf(why, whylen, "corrupt header (counts or flags)");
+        (flags & ~KV_FLAG_PINNED) != 0 || get32(q + 28) != 0) {
+        snprintf(why, whylen, "corrupt header (counts, flags or reserved)");
         goto fail;
     }
     uint64_t want = hl + n * 4 + bytes;

@@ -679,6 +679,27 @@ static void copy_file(const char *src, const char *dst, long keep, long at, unsi
     fclose(out);
 }
 
+/* A copy of src with the u32 at `at` set to v and the header checksum
+ * made right again, as a later format's writer would leave it. */
+static void copy_with_field(const char *src, const char *dst, long at, uint32_t v, long L, int n)
+{
+    FILE *in = fopen(src, "rb");
+    assert_non_null(in);
+    static unsigned char b[1 << 16];
+    size_t len = fread(b, 1, sizeof b, in);
+    fclose(in);
+    long hl = 72 + L, hsum_at = 56 + L;
+    assert_true((long)len > hl + 4L * n);
+    memcpy(b + at, &v, 4);
+    memset(b + hsum_at, 0, 8);
+    uint64_t h = kvstore_checksum(b + hl, (size_t)n * 4, kvstore_checksum(b, (size_t)hl, 0));
+    memcpy(b + hsum_at, &h, 8);
+    FILE *out = fopen(dst, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(b, 1, len, out), len);
+    fclose(out);
+}
+
 static void test_bad_files_at_open(void **state)
 {
     (void)state;
@@ -705,11 +726,18 @@ static void test_bad_files_at_open(void **state)
     copy_file(good, p, -1, 24 + L + 80, 0x01);       /* a token: header checksum */
     snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa6.kv", g_dir);
     copy_file(good, p, 10, -1, 0);                   /* header cut short */
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa8.kv", g_dir);
+    copy_with_field(good, p, 52 + L, 1, L, 10);       /* reserved not zero */
+    snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa9.kv", g_dir);
+    copy_with_field(good, p, 48 + L, 4, L, 10);       /* an unknown flag */
+    snprintf(p, sizeof p, "%s/rewritten", g_dir);    /* the good one, rewritten */
+    copy_with_field(good, p, 52 + L, 0, L, 10);       /* the same way: still good */
+    assert_int_equal(rename(p, good), 0);
     snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa7.kv.tmp", g_dir);
     copy_file(good, p, 3000, -1, 0);                 /* leftover temp file */
     snprintf(p, sizeof p, "%s/notes.txt", g_dir);
     copy_file(good, p, 100, -1, 0);                  /* not ours: left alone */
-    assert_int_equal(count_files(".kv", NULL), 7);
+    assert_int_equal(count_files(".kv", NULL), 9);
 
     s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
     kvstore_stats_t st;
