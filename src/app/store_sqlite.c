@@ -147,6 +147,11 @@ static const char *const migrations[] = {
 _Static_assert(N_MIGRATIONS == STORE_SQLITE_SCHEMA_VERSION,
                "STORE_SQLITE_SCHEMA_VERSION must match the migrations");
 
+const char *store_sqlite_migration(int v)
+{
+    return v >= 0 && v < N_MIGRATIONS ? migrations[v] : NULL;
+}
+
 /* ---- Statements ----------------------------------------------------------- */
 
 /* Columns of a document row, in the order row_doc() reads them. */

@@ -47,6 +47,10 @@
 /* PRAGMA application_id of kvchat databases: "kvch". */
 #define STORE_SQLITE_APP_ID 0x6b766368
 
+/* The SQL of the migration from schema version v to v + 1, or NULL when
+ * v is out of range; for tests that build a database of an older version. */
+const char *store_sqlite_migration(int v);
+
 /* The backend's function table (selected by store_open for "sqlite:" and
  * plain paths). */
 extern const store_backend_ops_t store_sqlite_ops;

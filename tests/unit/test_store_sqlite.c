@@ -521,82 +521,17 @@ static void test_memory(void **state)
     store_close(b);
 }
 
-/* Schema version 1, as kvchat created it before texts were kept in pieces
- * (a shipped migration never changes). */
-static const char schema_v1[] =
-    "CREATE TABLE documents (\n"
-    "    id             TEXT NOT NULL PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 128),\n"
-    "    filename       TEXT NOT NULL CHECK (length(filename) >= 1),\n"
-    "    stored_name    TEXT NOT NULL UNIQUE\n"
-    "                   CHECK (length(stored_name) >= 1 AND instr(stored_name, '/') = 0),\n"
-    "    content_type   TEXT NOT NULL\n"
-    "                   CHECK (content_type IN ('txt','md','pdf','docx','odt','html','epub')),\n"
-    "    file_size      INTEGER NOT NULL CHECK (file_size >= 0),\n"
-    "    sha256         TEXT NOT NULL UNIQUE\n"
-    "                   CHECK (length(sha256) = 64 AND NOT sha256 GLOB '*[^0-9a-f]*'),\n"
-    "    uploaded_at    INTEGER NOT NULL,\n"
-    "    n_chars        INTEGER NOT NULL CHECK (n_chars >= 0),\n"
-    "    n_tokens       INTEGER CHECK (n_tokens IS NULL OR n_tokens >= 0),\n"
-    "    cache_status   TEXT NOT NULL DEFAULT 'none'\n"
-    "                   CHECK (cache_status IN ('none','caching','cached','failed')),\n"
-    "    cache_entry_id TEXT,\n"
-    "    cache_tokens   INTEGER CHECK (cache_tokens IS NULL OR cache_tokens >= 0),\n"
-    "    cache_bytes    INTEGER CHECK (cache_bytes IS NULL OR cache_bytes >= 0),\n"
-    "    cache_tier     TEXT,\n"
-    "    cache_ms       REAL CHECK (cache_ms IS NULL OR cache_ms >= 0),\n"
-    "    cached_at      INTEGER,\n"
-    "    cache_error    TEXT\n"
-    ") STRICT;\n"
-    "CREATE INDEX documents_by_upload ON documents (uploaded_at);\n"
-    "\n"
-    "CREATE TABLE document_texts (\n"
-    "    document_id TEXT NOT NULL PRIMARY KEY REFERENCES documents (id) ON DELETE CASCADE,\n"
-    "    text        TEXT NOT NULL\n"
-    ") STRICT;\n"
-    "CREATE VIRTUAL TABLE document_fts USING fts5 (\n"
-    "    text, content = 'document_texts', tokenize = 'unicode61 remove_diacritics 2'\n"
-    ");\n"
-    "CREATE TRIGGER document_texts_ai AFTER INSERT ON document_texts BEGIN\n"
-    "    INSERT INTO document_fts (rowid, text) VALUES (new.rowid, new.text);\n"
-    "END;\n"
-    "CREATE TRIGGER document_texts_ad AFTER DELETE ON document_texts BEGIN\n"
-    "    INSERT INTO document_fts (document_fts, rowid, text)\n"
-    "        VALUES ('delete', old.rowid, old.text);\n"
-    "END;\n"
-    "CREATE TRIGGER document_texts_au AFTER UPDATE ON document_texts BEGIN\n"
-    "    INSERT INTO document_fts (document_fts, rowid, text)\n"
-    "        VALUES ('delete', old.rowid, old.text);\n"
-    "    INSERT INTO document_fts (rowid, text) VALUES (new.rowid, new.text);\n"
-    "END;\n"
-    "\n"
-    "CREATE TABLE sessions (\n"
-    "    id          TEXT NOT NULL PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 128),\n"
-    "    created_at  INTEGER NOT NULL,\n"
-    "    last_active INTEGER NOT NULL,\n"
-    "    document_id TEXT REFERENCES documents (id) ON DELETE SET NULL,\n"
-    "    title       TEXT\n"
-    ") STRICT;\n"
-    "CREATE INDEX sessions_by_activity ON sessions (last_active);\n"
-    "CREATE INDEX sessions_by_document ON sessions (document_id);\n"
-    "\n"
-    "CREATE TABLE messages (\n"
-    "    id         INTEGER PRIMARY KEY AUTOINCREMENT,\n"
-    "    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,\n"
-    "    role       TEXT NOT NULL CHECK (role IN ('system','user','assistant')),\n"
-    "    content    TEXT NOT NULL,\n"
-    "    created_at INTEGER NOT NULL,\n"
-    "    incomplete INTEGER NOT NULL DEFAULT 0 CHECK (incomplete IN (0, 1)),\n"
-    "    meta       TEXT CHECK (meta IS NULL OR json_valid(meta))\n"
-    ") STRICT;\n"
-    "CREATE INDEX messages_by_session ON messages (session_id, id);\n";
-
+/* A database of schema version 1, as kvchat created it before texts were
+ * kept in pieces (by the shipped migration 0 -> 1, which never changes). */
 static void test_migrate_from_v1(void **state)
 {
     fx_t *f = *state;
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     char *err = NULL;
-    int rc = sqlite3_exec(db, schema_v1, NULL, NULL, &err);
+    assert_null(store_sqlite_migration(-1));
+    assert_null(store_sqlite_migration(STORE_SQLITE_SCHEMA_VERSION));
+    int rc = sqlite3_exec(db, store_sqlite_migration(0), NULL, NULL, &err);
     if (rc != SQLITE_OK)
         fail_msg("v1 schema: %s", err);
     char sql[2048];
