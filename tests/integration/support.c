@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -406,4 +408,35 @@ long long jint(json_t *root, const char *path)
     if (!json_is_integer(v))
         fail_msg("%s is not an integer", path);
     return (long long)json_integer_value(v);
+}
+
+int tcp_connect_from(int port, const char *from)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (from) {
+        struct sockaddr_in src = { .sin_family = AF_INET };
+        assert_int_equal(inet_pton(AF_INET, from, &src.sin_addr), 1);
+        assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
+    }
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+bool tcp_closed_within(int fd, int ms)
+{
+    double end = now_ms() + ms;
+    for (;;) {
+        int left = (int)(end - now_ms());
+        if (left <= 0)
+            return false;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        char tmp[512];
+        if (recv(fd, tmp, sizeof tmp, 0) <= 0)
+            return true;
+    }
 }

@@ -81,4 +81,10 @@ long long jint(json_t *root, const char *path);
 /* Milliseconds since some fixed point. */
 double now_ms(void);
 
+/* A TCP connection to 127.0.0.1:port from the loopback address `from`
+ * ("127.0.0.2"; NULL: any). Fails the test when it cannot connect. */
+int tcp_connect_from(int port, const char *from);
+/* Is the server's end of fd closed (EOF or reset) within ms? */
+bool tcp_closed_within(int fd, int ms);
+
 #endif

@@ -953,33 +953,6 @@ static void assert_keyed(int port, const char *key)
 
 /* Idle connections and rebound names (the engine on its defaults, with a
  * short timeout and a small per-address limit for the test). */
-static int connect_from(int port, const char *from)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in src = { .sin_family = AF_INET };
-    assert_int_equal(inet_pton(AF_INET, from, &src.sin_addr), 1);
-    assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
-static bool peer_closed_within(int fd, int ms)
-{
-    double end = now_ms() + ms;
-    while (now_ms() < end) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, 200) <= 0)
-            continue;
-        char tmp[512];
-        if (recv(fd, tmp, sizeof tmp, 0) <= 0)
-            return true;
-    }
-    return false;
-}
-
 static void test_connections(void **state)
 {
     (void)state;
@@ -992,7 +965,7 @@ static void test_connections(void **state)
     enum { N = 80 };
     int fds[N];
     for (int i = 0; i < N; i++)
-        fds[i] = connect_from(e.p.port, "127.0.0.2");
+        fds[i] = tcp_connect_from(e.p.port, "127.0.0.2");
     /* other clients are served meanwhile, a generation included */
     resp_t r;
     http(e.p.port, "GET", "/health", NULL, &r);
@@ -1003,12 +976,12 @@ static void test_connections(void **state)
     resp_free(&r);
     int closed = 0;
     for (int i = 0; i < N; i++) {
-        closed += peer_closed_within(fds[i], 6000);
+        closed += tcp_closed_within(fds[i], 6000);
         close(fds[i]);
     }
     assert_int_equal(closed, N);
     /* a page whose name was rebound to 127.0.0.1 is not answered */
-    int fd = connect_from(e.p.port, "127.0.0.1");
+    int fd = tcp_connect_from(e.p.port, "127.0.0.1");
     const char *req = "GET /v1/models HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n";
     assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
     char out[2048];

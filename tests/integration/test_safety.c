@@ -78,44 +78,12 @@ static int group_teardown(void **state)
 
 /* ---- raw sockets ------------------------------------------------------ */
 
-static int connect_from(const char *from)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    if (from) {
-        struct sockaddr_in src = { .sin_family = AF_INET };
-        assert_int_equal(inet_pton(AF_INET, from, &src.sin_addr), 1);
-        assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
-    }
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)g_app.port) };
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
-/* Is the server's end of fd closed within ms? */
-static bool closed_within(int fd, int ms)
-{
-    double end = now_ms() + ms;
-    for (;;) {
-        int left = (int)(end - now_ms());
-        if (left <= 0)
-            return false;
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, left) <= 0)
-            continue;
-        char tmp[512];
-        if (recv(fd, tmp, sizeof tmp, 0) <= 0)
-            return true;
-    }
-}
-
 /* Send a whole request on a new connection and read the answer to the end.
  * Returns the status; the answer (headers and body) goes to out (cap bytes,
  * NUL-terminated). */
 static int raw_request(const char *req, size_t len, char *out, size_t cap)
 {
-    int fd = connect_from(NULL);
+    int fd = tcp_connect_from(g_app.port, NULL);
     assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
     size_t got = 0;
     double end = now_ms() + 30000;
@@ -175,7 +143,7 @@ static void test_idle_connections(void **state)
     enum { N = 120 };
     int fds[N];
     for (int i = 0; i < N; i++) {
-        fds[i] = connect_from(i % 4 == 3 ? "127.0.0.3" : "127.0.0.2");
+        fds[i] = tcp_connect_from(g_app.port, i % 4 == 3 ? "127.0.0.3" : "127.0.0.2");
         if (i % 3 == 0)   /* some send half a request line and stop */
             assert_int_equal(send(fds[i], "POST /api/v1/sess", 17, MSG_NOSIGNAL), 17);
     }
@@ -197,7 +165,7 @@ static void test_idle_connections(void **state)
      * rest are closed by the idle timeout (3 s here) */
     int closed = 0;
     for (int i = 0; i < N; i++) {
-        closed += closed_within(fds[i], 8000);
+        closed += tcp_closed_within(fds[i], 8000);
         close(fds[i]);
     }
     assert_int_equal(closed, N);
@@ -298,7 +266,7 @@ static void test_chunked_upload_over_limit(void **state)
     memset(big, 'a', n);
     for (size_t i = 80; i < n; i += 81)
         big[i] = '\n';
-    int fd = connect_from(NULL);
+    int fd = tcp_connect_from(g_app.port, NULL);
     char head[512];
     int hl = snprintf(head, sizeof head,
                       "POST " API "/documents/upload HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
