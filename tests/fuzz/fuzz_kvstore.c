@@ -94,7 +94,8 @@ static bool spec_valid(const uint8_t *f, size_t len)
     return memcmp(f, "KVCHATKV", 8) == 0 && rd32(f + 8) == 1 &&
            rd64(f + 12) == FUZZ_KV_FINGERPRINT && l.L == lay &&
            memcmp(f + HEAD, FUZZ_KV_LAYOUT, lay) == 0 && l.n >= 1 && l.bytes >= 1 &&
-           (flags & ~1u) == 0 && rd64(f + HEAD + l.L + 32) == header_sum(f, &l);
+           (flags & ~1u) == 0 && rd32(f + HEAD + l.L + 28) == 0 &&
+           rd64(f + HEAD + l.L + 32) == header_sum(f, &l);
 }
 
 static void empty_dir(void)
