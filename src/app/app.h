@@ -17,9 +17,9 @@
 #include <stdint.h>
 
 #include "app/config.h"
-#include "app/llm.h"
-#include "app/store.h"
-#include "app/supervisor.h"
+#include "app/llm/llm.h"
+#include "app/store/store.h"
+#include "app/model/supervisor.h"
 #include "extract/runner.h"
 
 struct httpd;

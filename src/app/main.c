@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "app/app.h"
-#include "app/documents.h"
-#include "app/extractq.h"
+#include "app/docs/documents.h"
+#include "app/docs/extractq.h"
 #include "common/fs.h"
 #include "common/log.h"
 

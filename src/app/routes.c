@@ -11,10 +11,10 @@
 #include <string.h>
 
 #include "app/app.h"
-#include "app/documents.h"
-#include "app/extractq.h"
-#include "app/models.h"
-#include "app/sessions.h"
+#include "app/docs/documents.h"
+#include "app/docs/extractq.h"
+#include "app/model/models.h"
+#include "app/chat/sessions.h"
 #include "app/web.h"
 #include "common/buf.h"
 

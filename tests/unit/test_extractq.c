@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app/extractq.h"
+#include "app/docs/extractq.h"
 
 #define MAX_TOLD 8
 

@@ -52,7 +52,7 @@
 
 #include <cmocka.h>
 
-#include "app/llm.h"
+#include "app/llm/llm.h"
 #include "common/buf.h"
 #include "common/httpd.h"
 #include "common/json.h"

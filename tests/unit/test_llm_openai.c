@@ -40,7 +40,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
-#include "app/llm.h"
+#include "app/llm/llm.h"
 #include "common/buf.h"
 #include "common/utf8.h"
 

@@ -37,7 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app/logbook.h"
+#include "app/model/logbook.h"
 #include "common/pattern.h"
 
 typedef struct {

@@ -40,7 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app/store.h"
+#include "app/store/store.h"
 #include "common/utf8.h"
 
 typedef struct {

@@ -38,8 +38,8 @@
 
 #include <sqlite3.h>
 
-#include "app/store.h"
-#include "app/store_sqlite.h"
+#include "app/store/store.h"
+#include "app/store/store_sqlite.h"
 
 typedef struct {
     char dir[64];

@@ -52,9 +52,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app/llm.h"
-#include "app/logbook.h"
-#include "app/supervisor.h"
+#include "app/llm/llm.h"
+#include "app/model/logbook.h"
+#include "app/model/supervisor.h"
 
 #define ENGINE KVCHAT_BIN_DIR "/kvchat-engine"
 #define TINY KVCHAT_TEST_MODELS_DIR "/tiny.gguf"

@@ -25,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/llm.h"
-#include "app/llm_int.h"
+#include "app/llm/llm.h"
+#include "app/llm/llm_int.h"
 
 /* "{base}/v1beta/models/{model}:{method}" with the model percent-encoded
  * (a leading "models/" is dropped). A base URL that already names the API

@@ -79,7 +79,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "app/logbook.h"
+#include "app/model/logbook.h"
 
 #define SUPERVISOR_KEY_LEN 64       /* a key of the supervisor's making: hex digits */
 #define SUPERVISOR_KEY_MAX 512      /* the longest key (as the engine's --api-key-fd) */

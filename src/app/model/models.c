@@ -7,7 +7,7 @@
  * newest and answers the older ones it superseded at once, which these
  * handlers answer 200 with "superseded": true (see docs/api.md).
  */
-#include "app/models.h"
+#include "app/model/models.h"
 
 #include <dirent.h>
 #include <regex.h>

@@ -23,7 +23,7 @@
  * sets PRAGMA user_version. Never edit a migration that has shipped: append
  * a new one.
  */
-#include "app/store_sqlite.h"
+#include "app/store/store_sqlite.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -9,14 +9,14 @@
  * makes should_stop true: the provider call is aborted (the engine cancels
  * the generation) and the partial answer is stored marked incomplete.
  */
-#include "app/sessions.h"
+#include "app/chat/sessions.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/chat.h"
+#include "app/chat/chat.h"
 #include "common/buf.h"
 #include "common/log.h"
 

@@ -8,7 +8,7 @@
  * first waiter takes a slot when one is free. Waits are timed so that
  * should_stop() is asked every EXTRACTQ_POLL_MS.
  */
-#include "app/extractq.h"
+#include "app/docs/extractq.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/llm.h"
-#include "app/llm_int.h"
+#include "app/llm/llm.h"
+#include "app/llm/llm_int.h"
 
 /* ---- chat -------------------------------------------------------------- */
 

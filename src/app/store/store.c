@@ -11,7 +11,7 @@
  * Also here: the record helpers (init/cleanup of records and lists), the
  * clock, ISO 8601 formatting and UUID generation.
  */
-#include "app/store.h"
+#include "app/store/store.h"
 
 #include <errno.h>
 #include <math.h>
@@ -20,7 +20,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "app/store_sqlite.h"
+#include "app/store/store_sqlite.h"
 #include "common/buf.h"
 #include "common/utf8.h"
 

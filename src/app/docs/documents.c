@@ -21,7 +21,7 @@
  * runs on a worker thread that writes the events (a stream's data is sent
  * by the connection's own thread, which a blocked handler would hold).
  */
-#include "app/documents.h"
+#include "app/docs/documents.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app/extractq.h"
+#include "app/docs/extractq.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"

@@ -17,7 +17,7 @@
  * message from its error object. A 2xx answer that is not an event stream
  * is read whole within max_body.
  */
-#include "app/llm.h"
+#include "app/llm/llm.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -28,7 +28,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "app/llm_int.h"
+#include "app/llm/llm_int.h"
 #include "common/log.h"
 #include "common/utf8.h"
 

@@ -30,7 +30,7 @@
  * the proc_t is freed by the reaper. A thread that released `lock` must not
  * touch a proc_t unless it checked again that sv->proc still points to it.
  */
-#include "app/supervisor.h"
+#include "app/model/supervisor.h"
 
 #include <errno.h>
 #include <fcntl.h>

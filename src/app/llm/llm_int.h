@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "app/llm.h"
+#include "app/llm/llm.h"
 #include "common/buf.h"
 #include "common/json.h"
 

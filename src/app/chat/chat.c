@@ -1,11 +1,11 @@
 /* chat.c — see chat.h. */
-#include "app/chat.h"
+#include "app/chat/chat.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/documents.h"
+#include "app/docs/documents.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"

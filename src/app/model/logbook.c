@@ -10,7 +10,7 @@
  *  - Reading back (logbook_recent) needs at most one block, one fragment and
  *    one assembled line in memory, plus the lines it returns.
  */
-#include "app/logbook.h"
+#include "app/model/logbook.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -33,7 +33,7 @@
 #ifndef KVCHAT_APP_STORE_SQLITE_H
 #define KVCHAT_APP_STORE_SQLITE_H
 
-#include "app/store.h"
+#include "app/store/store.h"
 
 /* Most connections one store opens. */
 #define STORE_SQLITE_POOL 4
