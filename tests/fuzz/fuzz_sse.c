@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/llm.h"
-#include "app/llm_int.h"
+#include "app/llm/llm.h"
+#include "app/llm/llm_int.h"
 #include "common/buf.h"
 #include "common/utf8.h"
 #include "fuzz_util.h"
