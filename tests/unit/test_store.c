@@ -652,6 +652,277 @@ static void test_doc_search(void **state)
     store_doc_list_cleanup(&l);
 }
 
+
+/* ---- Long documents ------------------------------------------------------ */
+
+static void test_doc_marks(void **state)
+{
+    fx_t *f = *state;
+    char id[STORE_ID_MAX + 1];
+    insert_doc(f->s, 1, "one\n\ntwo\n\nthree", id);
+    store_mark_t m[] = {
+        { STORE_MARK_PAGE, 0, 1, "i" },
+        { STORE_MARK_HEADING, 0, 1, "Intro" },
+        { STORE_MARK_PAGE, 5, 2, NULL },
+        { STORE_MARK_HEADING, 5, 2, "Détails" },
+    };
+    assert_int_equal(store_doc_set_marks(f->s, id, m, 4), STORE_OK);
+    store_mark_list_t l;
+    assert_int_equal(store_doc_marks(f->s, id, &l), STORE_OK);
+    assert_int_equal(l.n, 4);
+    assert_int_equal(l.items[1].kind, STORE_MARK_HEADING);
+    assert_string_equal(l.items[1].label, "Intro");
+    assert_string_equal(l.items[2].label, "");
+    assert_int_equal(l.items[3].offset, 5);
+    assert_int_equal(l.items[3].number, 2);
+    assert_string_equal(l.items[3].label, "Détails");
+    store_mark_list_cleanup(&l);
+    store_doc_t d;
+    assert_int_equal(store_doc_get(f->s, id, &d), STORE_OK);
+    assert_int_equal(d.n_pages, 2);
+    assert_int_equal(d.n_chunks, 0);
+    store_doc_cleanup(&d);
+
+    /* Refused whole: decreasing offsets, level 7, page 0, bad UTF-8. */
+    store_mark_t bad1[] = { { STORE_MARK_PAGE, 5, 1, "" }, { STORE_MARK_PAGE, 4, 2, "" } };
+    store_mark_t bad2[] = { { STORE_MARK_HEADING, 0, 7, "x" } };
+    store_mark_t bad3[] = { { STORE_MARK_PAGE, 0, 0, "" } };
+    store_mark_t bad4[] = { { STORE_MARK_HEADING, 0, 1, "\xff" } };
+    assert_int_equal(store_doc_set_marks(f->s, id, bad1, 2), STORE_EINVAL);
+    assert_int_equal(store_doc_set_marks(f->s, id, bad2, 1), STORE_EINVAL);
+    assert_int_equal(store_doc_set_marks(f->s, id, bad3, 1), STORE_EINVAL);
+    assert_int_equal(store_doc_set_marks(f->s, id, bad4, 1), STORE_EINVAL);
+    assert_int_equal(store_doc_marks(f->s, id, &l), STORE_OK);
+    assert_int_equal(l.n, 4);
+    store_mark_list_cleanup(&l);
+    /* Replaced; an empty set clears. */
+    assert_int_equal(store_doc_set_marks(f->s, id, m + 1, 1), STORE_OK);
+    assert_int_equal(store_doc_marks(f->s, id, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    store_mark_list_cleanup(&l);
+    assert_int_equal(store_doc_set_marks(f->s, id, NULL, 0), STORE_OK);
+    assert_int_equal(store_doc_marks(f->s, id, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(store_doc_set_marks(f->s, "nope", m, 1), STORE_ENOTFOUND);
+    assert_int_equal(store_doc_marks(f->s, "nope", &l), STORE_ENOTFOUND);
+}
+
+/* A reader over an array of chunks and their index texts; fail_at >= 0
+ * makes it fail there. */
+typedef struct {
+    const store_chunk_t *c;
+    const char *const *ix;
+    size_t n, at;
+    long fail_at;
+} chunk_feed_t;
+
+static int feed_next(void *ud, const store_chunk_t **chunk, const char **index_text)
+{
+    chunk_feed_t *f = ud;
+    if (f->fail_at >= 0 && f->at == (size_t)f->fail_at)
+        return STORE_EIO;
+    if (f->at == f->n) {
+        *chunk = NULL;
+        return STORE_OK;
+    }
+    *chunk = &f->c[f->at];
+    *index_text = f->ix[f->at];
+    f->at++;
+    return STORE_OK;
+}
+
+static void chunk_at(store_chunk_t *c, int64_t start, int64_t end, const char *content,
+                     int64_t page, const char *heading)
+{
+    store_chunk_init(c);
+    c->start = start;
+    c->end = end;
+    c->n_chars = end - start;
+    c->est_tokens = (end - start) / 4 + 1;
+    c->page_first = c->page_last = page;
+    c->label_first = c->label_last = "";
+    c->heading = (char *)heading;
+    c->content = (char *)content;
+}
+
+static const char *const three_texts[] = {
+    "The decoder asn1 der decoding reads tags.",
+    "Hashing with sha256 digest functions.",
+    "文档 档的 的缓 缓存 about caching",
+};
+
+/* Chunks of three_texts (index text = content) for document `id`. */
+static void put_three_chunks(store_t *s, const char *id)
+{
+    store_chunk_t c[3];
+    chunk_at(&c[0], 0, 41, three_texts[0], 1, "Decoding");
+    chunk_at(&c[1], 43, 80, three_texts[1], 2, "Hashing > SHA");
+    chunk_at(&c[2], 82, 120, three_texts[2], 3, "");
+    chunk_feed_t feed = { c, three_texts, 3, 0, -1 };
+    store_chunk_reader_t r = { feed_next, &feed };
+    int64_t n = 0;
+    assert_int_equal(store_doc_set_chunks(s, id, &r, &n), STORE_OK);
+    assert_int_equal(n, 3);
+}
+
+static void test_doc_chunks(void **state)
+{
+    fx_t *f = *state;
+    char id[STORE_ID_MAX + 1], other[STORE_ID_MAX + 1];
+    insert_doc(f->s, 1, "text one", id);
+    insert_doc(f->s, 2, "text two", other);
+    put_three_chunks(f->s, id);
+
+    store_doc_t d;
+    assert_int_equal(store_doc_get(f->s, id, &d), STORE_OK);
+    assert_int_equal(d.n_chunks, 3);
+    store_doc_cleanup(&d);
+
+    store_chunk_list_t l;
+    int64_t total = 0;
+    assert_int_equal(store_chunk_list(f->s, id, 1, 10, false, &l, &total), STORE_OK);
+    assert_int_equal(total, 3);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.items[0].seq, 1);
+    assert_null(l.items[0].content);
+    assert_string_equal(l.items[0].heading, "Hashing > SHA");
+    assert_int_equal(l.items[0].page_first, 2);
+    assert_int_equal(l.items[0].tokens, -1);
+    store_chunk_list_cleanup(&l);
+    assert_int_equal(store_chunk_list(f->s, id, 0, 2, true, &l, &total), STORE_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[1].content, three_texts[1]);
+    store_chunk_list_cleanup(&l);
+
+    store_chunk_t c;
+    assert_int_equal(store_chunk_get(f->s, id, 2, &c), STORE_OK);
+    assert_string_equal(c.content, three_texts[2]);
+    assert_int_equal(c.start, 82);
+    store_chunk_cleanup(&c);
+    assert_int_equal(store_chunk_get(f->s, id, 3, &c), STORE_ENOTFOUND);
+    assert_int_equal(store_chunk_get(f->s, id, -1, &c), STORE_ENOTFOUND);
+    assert_int_equal(store_chunk_get(f->s, "nope", 0, &c), STORE_ENOTFOUND);
+
+    int64_t toks[] = { 12, 9 };
+    assert_int_equal(store_chunks_set_tokens(f->s, id, "m1", toks, 2), STORE_OK);
+    assert_int_equal(store_chunk_list(f->s, id, 0, 10, false, &l, NULL), STORE_OK);
+    assert_int_equal(l.items[0].tokens, 12);
+    assert_string_equal(l.items[1].tokens_key, "m1");
+    assert_int_equal(l.items[2].tokens, -1);
+    store_chunk_list_cleanup(&l);
+
+    /* Search: BM25, best first, only the documents asked for. */
+    put_three_chunks(f->s, other);
+    const char *ids[] = { id };
+    assert_int_equal(store_chunk_search(f->s, ids, 1, "\"decode\" OR \"tags\"", 10, &l),
+                     STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].doc_id, id);
+    assert_int_equal(l.items[0].seq, 0);
+    assert_true(l.items[0].score > 0);
+    store_chunk_list_cleanup(&l);
+    const char *both[] = { id, other };
+    assert_int_equal(store_chunk_search(f->s, both, 2, "\"缓存\" OR \"sha256\"", 10, &l),
+                     STORE_OK);
+    assert_int_equal(l.n, 4);
+    for (size_t i = 1; i < l.n; i++)
+        assert_true(l.items[i - 1].score >= l.items[i].score);
+    store_chunk_list_cleanup(&l);
+    assert_int_equal(store_chunk_search(f->s, ids, 1, "\"unmatched\"", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(store_chunk_search(f->s, ids, 1, "AND (", 10, &l), STORE_EINVAL);
+    assert_int_equal(store_chunk_search(f->s, ids, 0, "x", 10, &l), STORE_EINVAL);
+
+    /* A reader that fails half-way writes nothing: the old chunks stay. */
+    store_chunk_t cc[2];
+    chunk_at(&cc[0], 0, 4, "new!", 0, "");
+    chunk_at(&cc[1], 5, 9, "new?", 0, "");
+    const char *cix[] = { "new", "new" };
+    chunk_feed_t feed = { cc, cix, 2, 0, 1 };
+    store_chunk_reader_t r = { feed_next, &feed };
+    assert_int_equal(store_doc_set_chunks(f->s, id, &r, NULL), STORE_EIO);
+    assert_int_equal(store_chunk_list(f->s, id, 0, 10, true, &l, &total), STORE_OK);
+    assert_int_equal(total, 3);
+    assert_string_equal(l.items[0].content, three_texts[0]);
+    store_chunk_list_cleanup(&l);
+    /* Bad chunks are refused: end before start, empty content. */
+    chunk_at(&cc[0], 5, 4, "x", 0, "");
+    feed = (chunk_feed_t){ cc, cix, 1, 0, -1 };
+    assert_int_equal(store_doc_set_chunks(f->s, id, &r, NULL), STORE_EINVAL);
+    chunk_at(&cc[0], 0, 0, "", 0, "");
+    feed = (chunk_feed_t){ cc, cix, 1, 0, -1 };
+    assert_int_equal(store_doc_set_chunks(f->s, id, &r, NULL), STORE_EINVAL);
+
+    /* Deleting the document takes its chunks and their index rows. */
+    assert_int_equal(store_doc_delete(f->s, id, NULL), STORE_OK);
+    assert_int_equal(store_chunk_list(f->s, id, 0, 10, false, &l, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_chunk_search(f->s, both, 2, "\"decode\"", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].doc_id, other);
+    store_chunk_list_cleanup(&l);
+    assert_int_equal(store_check(f->s), STORE_OK);
+}
+
+static void test_doc_parts(void **state)
+{
+    fx_t *f = *state;
+    char id[STORE_ID_MAX + 1];
+    insert_doc(f->s, 1, "text", id);
+    put_three_chunks(f->s, id);
+    store_part_t p[2];
+    store_part_init(&p[0]);
+    store_part_init(&p[1]);
+    p[0].chunk_first = 0;
+    p[0].chunk_last = 1;
+    p[0].tokens = 500;
+    p[0].content_length = 80;
+    p[1].chunk_first = 1;
+    p[1].chunk_last = 2;
+    p[1].content_length = 77;
+    assert_int_equal(store_parts_set(f->s, id, "k1", p, 2), STORE_OK);
+    assert_int_equal(store_parts_set(f->s, id, "k2", p, 1), STORE_OK);
+    store_part_list_t l;
+    assert_int_equal(store_parts_list(f->s, id, "k1", &l), STORE_OK);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.items[1].seq, 1);
+    assert_int_equal(l.items[1].chunk_first, 1);
+    assert_int_equal(l.items[1].tokens, -1);
+    assert_int_equal(l.items[0].tokens, 500);
+    assert_int_equal(l.items[0].cache.status, STORE_CACHE_NONE);
+    store_part_list_cleanup(&l);
+
+    store_cache_t c = { .status = STORE_CACHE_CACHED, .entry_id = "e1", .tokens = 500,
+                        .bytes = 1000, .tier = "disk", .ms = 12.5 };
+    assert_int_equal(store_part_set_cache(f->s, id, "k1", 1, &c), STORE_OK);
+    assert_int_equal(store_part_set_cache(f->s, id, "k1", 2, &c), STORE_ENOTFOUND);
+    assert_int_equal(store_part_set_cache(f->s, id, "k3", 0, &c), STORE_ENOTFOUND);
+    assert_int_equal(store_parts_list(f->s, id, "k1", &l), STORE_OK);
+    assert_int_equal(l.items[1].cache.status, STORE_CACHE_CACHED);
+    assert_string_equal(l.items[1].cache.tier, "disk");
+    assert_true(l.items[1].cache.cached_at > 0);
+    assert_int_equal(l.items[0].cache.status, STORE_CACHE_NONE);
+    store_part_list_cleanup(&l);
+
+    /* The engine's reset clears parts too. */
+    int64_t n = 0;
+    assert_int_equal(store_doc_reset_cache(f->s, false, &n), STORE_OK);
+    assert_int_equal(store_parts_list(f->s, id, "k1", &l), STORE_OK);
+    assert_int_equal(l.items[1].cache.status, STORE_CACHE_NONE);
+    assert_null(l.items[1].cache.entry_id);
+    store_part_list_cleanup(&l);
+
+    /* Unknown plan: empty; bad part: refused; new chunks drop every plan. */
+    assert_int_equal(store_parts_list(f->s, id, "none", &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    p[0].chunk_last = -1;
+    assert_int_equal(store_parts_set(f->s, id, "k1", p, 1), STORE_EINVAL);
+    assert_int_equal(store_parts_set(f->s, "nope", "k1", p + 1, 1), STORE_ENOTFOUND);
+    put_three_chunks(f->s, id);
+    assert_int_equal(store_parts_list(f->s, id, "k2", &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    assert_int_equal(store_parts_list(f->s, "nope", "k2", &l), STORE_ENOTFOUND);
+}
+
 /* ---- Sessions --------------------------------------------------------------- */
 
 static void test_session_create_get(void **state)
@@ -1316,6 +1587,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_doc_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_text_in_pieces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_text_pieces_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_create_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ensure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ensure_race, setup, teardown),

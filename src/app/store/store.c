@@ -207,6 +207,24 @@ bool store_content_type_valid(const char *content_type)
 
 /* ---- Records ---------------------------------------------------------------- */
 
+static void cache_init(store_cache_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->status = STORE_CACHE_NONE;
+    c->tokens = -1;
+    c->bytes = -1;
+    c->ms = -1;
+    c->cached_at = -1;
+}
+
+static void cache_cleanup(store_cache_t *c)
+{
+    free(c->entry_id);
+    free(c->tier);
+    free(c->error);
+    cache_init(c);
+}
+
 void store_doc_init(store_doc_t *d)
 {
     if (!d)
@@ -216,11 +234,7 @@ void store_doc_init(store_doc_t *d)
     d->uploaded_at = -1;
     d->n_chars = -1;
     d->n_tokens = -1;
-    d->cache.status = STORE_CACHE_NONE;
-    d->cache.tokens = -1;
-    d->cache.bytes = -1;
-    d->cache.ms = -1;
-    d->cache.cached_at = -1;
+    cache_init(&d->cache);
 }
 
 void store_doc_cleanup(store_doc_t *d)
@@ -232,21 +246,8 @@ void store_doc_cleanup(store_doc_t *d)
     free(d->stored_name);
     free(d->content_type);
     free(d->sha256);
-    free(d->cache.entry_id);
-    free(d->cache.tier);
-    free(d->cache.error);
+    cache_cleanup(&d->cache);
     store_doc_init(d);
-}
-
-void store_doc_list_cleanup(store_doc_list_t *l)
-{
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        store_doc_cleanup(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
 }
 
 void store_session_init(store_session_t *ss)
@@ -270,17 +271,6 @@ void store_session_cleanup(store_session_t *ss)
     store_session_init(ss);
 }
 
-void store_session_list_cleanup(store_session_list_t *l)
-{
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        store_session_cleanup(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
-}
-
 void store_msg_init(store_msg_t *m)
 {
     if (!m)
@@ -300,15 +290,57 @@ void store_msg_cleanup(store_msg_t *m)
     store_msg_init(m);
 }
 
-void store_msg_list_cleanup(store_msg_list_t *l)
+static void store_mark_init(store_mark_t *m)
 {
-    if (!l)
+    memset(m, 0, sizeof *m);
+}
+
+static void store_mark_cleanup(store_mark_t *m)
+{
+    free(m->label);
+    store_mark_init(m);
+}
+
+void store_chunk_init(store_chunk_t *c)
+{
+    if (!c)
         return;
-    for (size_t i = 0; i < l->n; i++)
-        store_msg_cleanup(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    memset(c, 0, sizeof *c);
+    c->seq = -1;
+    c->tokens = -1;
+}
+
+void store_chunk_cleanup(store_chunk_t *c)
+{
+    if (!c)
+        return;
+    free(c->doc_id);
+    free(c->tokens_key);
+    free(c->label_first);
+    free(c->label_last);
+    free(c->heading);
+    free(c->content);
+    store_chunk_init(c);
+}
+
+void store_part_init(store_part_t *p)
+{
+    if (!p)
+        return;
+    memset(p, 0, sizeof *p);
+    p->seq = -1;
+    p->tokens = -1;
+    cache_init(&p->cache);
+}
+
+void store_part_cleanup(store_part_t *p)
+{
+    if (!p)
+        return;
+    free(p->doc_id);
+    free(p->plan_key);
+    cache_cleanup(&p->cache);
+    store_part_init(p);
 }
 
 /* Grow an array of n elements of `size` bytes to room for n + 1, doubling
@@ -324,44 +356,39 @@ static void *grow(void *items, size_t n, size_t size)
     return realloc(items, cap * size);
 }
 
-int store__doc_list_push(store_doc_list_t *l, store_doc_t *item)
-{
-    store_doc_t *items = grow(l->items, l->n, sizeof *items);
-    if (!items) {
-        store_doc_cleanup(item);
-        return STORE_ENOMEM;
+/* A record list's cleanup (public) and push (for backends): push appends
+ * *item, taking its strings (*item is re-initialized); on STORE_ENOMEM the
+ * item is cleaned up and the list is unchanged. */
+#define RECORD_LIST(name, rec_t, list_t)                          \
+    void store_##name##_list_cleanup(list_t *l)                   \
+    {                                                             \
+        if (!l)                                                   \
+            return;                                               \
+        for (size_t i = 0; i < l->n; i++)                         \
+            store_##name##_cleanup(&l->items[i]);                 \
+        free(l->items);                                           \
+        l->items = NULL;                                          \
+        l->n = 0;                                                 \
+    }                                                             \
+    int store__##name##_list_push(list_t *l, rec_t *item)         \
+    {                                                             \
+        rec_t *items = grow(l->items, l->n, sizeof *items);       \
+        if (!items) {                                             \
+            store_##name##_cleanup(item);                         \
+            return STORE_ENOMEM;                                  \
+        }                                                         \
+        l->items = items;                                         \
+        l->items[l->n++] = *item;                                 \
+        store_##name##_init(item);                                \
+        return STORE_OK;                                          \
     }
-    l->items = items;
-    l->items[l->n++] = *item;
-    store_doc_init(item);
-    return STORE_OK;
-}
 
-int store__session_list_push(store_session_list_t *l, store_session_t *item)
-{
-    store_session_t *items = grow(l->items, l->n, sizeof *items);
-    if (!items) {
-        store_session_cleanup(item);
-        return STORE_ENOMEM;
-    }
-    l->items = items;
-    l->items[l->n++] = *item;
-    store_session_init(item);
-    return STORE_OK;
-}
-
-int store__msg_list_push(store_msg_list_t *l, store_msg_t *item)
-{
-    store_msg_t *items = grow(l->items, l->n, sizeof *items);
-    if (!items) {
-        store_msg_cleanup(item);
-        return STORE_ENOMEM;
-    }
-    l->items = items;
-    l->items[l->n++] = *item;
-    store_msg_init(item);
-    return STORE_OK;
-}
+RECORD_LIST(doc, store_doc_t, store_doc_list_t)
+RECORD_LIST(session, store_session_t, store_session_list_t)
+RECORD_LIST(msg, store_msg_t, store_msg_list_t)
+RECORD_LIST(mark, store_mark_t, store_mark_list_t)
+RECORD_LIST(chunk, store_chunk_t, store_chunk_list_t)
+RECORD_LIST(part, store_part_t, store_part_list_t)
 
 /* ---- Argument checks ------------------------------------------------------ */
 
@@ -759,27 +786,39 @@ static int shorten_error(const char *err, char **out)
     return *out ? STORE_OK : STORE_ENOMEM;
 }
 
-int store_doc_set_cache(store_t *s, const char *id, const store_cache_t *cache)
+/* Check a cache state and make its final values into *out (shallow: the
+ * strings are borrowed, except *err, the shortened error, which the caller
+ * frees). */
+static int cache_final(const store_cache_t *cache, store_cache_t *out, char **err)
 {
-    if (!s || !cache || (unsigned)cache->status >= COUNT(cache_status_names) ||
-        cache->tokens < -1 || cache->bytes < -1 || isnan(cache->ms) || isinf(cache->ms))
+    *err = NULL;
+    if (!cache || (unsigned)cache->status >= COUNT(cache_status_names) || cache->tokens < -1 ||
+        cache->bytes < -1 || isnan(cache->ms) || isinf(cache->ms))
         return STORE_EINVAL;
-    CHECK(check_id(id));
     CHECK(check_text(cache->entry_id, STORE_SHORT_MAX, true, false));
     CHECK(check_text(cache->tier, STORE_SHORT_MAX, true, false));
-
-    store_cache_t c = *cache; /* shallow: borrowed strings */
-    if (c.ms < 0)
-        c.ms = -1;
-    if (c.cached_at < 0)
-        c.cached_at = -1;
-    if (c.status == STORE_CACHE_CACHED && c.cached_at <= 0)
-        c.cached_at = store_now_ms();
-    char *err = NULL;
-    if (c.error) {
-        CHECK(shorten_error(c.error, &err));
-        c.error = err;
+    *out = *cache;
+    if (out->ms < 0)
+        out->ms = -1;
+    if (out->cached_at < 0)
+        out->cached_at = -1;
+    if (out->status == STORE_CACHE_CACHED && out->cached_at <= 0)
+        out->cached_at = store_now_ms();
+    if (out->error) {
+        CHECK(shorten_error(out->error, err));
+        out->error = *err;
     }
+    return STORE_OK;
+}
+
+int store_doc_set_cache(store_t *s, const char *id, const store_cache_t *cache)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    store_cache_t c;
+    char *err;
+    CHECK(cache_final(cache, &c, &err));
     int rc = s->ops->doc_set_cache(s->b, id, &c);
     free(err);
     return rc;
@@ -810,6 +849,210 @@ int store_doc_search(store_t *s, const char *query, size_t limit, store_doc_list
     int rc = s->ops->doc_search(s->b, query, limit, out);
     if (rc != STORE_OK)
         store_doc_list_cleanup(out);
+    return rc;
+}
+
+/* ---- Long documents ------------------------------------------------------ */
+
+static int check_key(const char *key)
+{
+    return check_text(key, STORE_KEY_MAX, false, false);
+}
+
+int store_doc_set_marks(store_t *s, const char *id, const store_mark_t *marks, size_t n)
+{
+    if (!s || (n && !marks))
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    if (n > STORE_MARKS_MAX)
+        return STORE_ETOOBIG;
+    for (size_t i = 0; i < n; i++) {
+        const store_mark_t *m = &marks[i];
+        bool page = m->kind == STORE_MARK_PAGE;
+        if ((!page && m->kind != STORE_MARK_HEADING) || m->offset < 0 ||
+            (i && m->offset < marks[i - 1].offset) ||
+            (page ? m->number < 1 : m->number < 1 || m->number > 6))
+            return STORE_EINVAL;
+        CHECK(check_text(m->label, STORE_LABEL_MAX, true, true));
+    }
+    return s->ops->doc_set_marks(s->b, id, marks, n);
+}
+
+int store_doc_marks(store_t *s, const char *id, store_mark_list_t *out)
+{
+    if (out)
+        *out = (store_mark_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    int rc = s->ops->doc_marks(s->b, id, out);
+    if (rc != STORE_OK)
+        store_mark_list_cleanup(out);
+    return rc;
+}
+
+struct store_chunk_src {
+    const store_chunk_reader_t *r;
+};
+
+int store__chunk_next(store_chunk_src_t *src, const store_chunk_t **chunk,
+                      const char **index_text)
+{
+    *chunk = NULL;
+    *index_text = NULL;
+    const store_chunk_t *c = NULL;
+    const char *ix = NULL;
+    int rc = src->r->next(src->r->ud, &c, &ix);
+    if (rc != STORE_OK || !c)
+        return rc;
+    if (c->start < 0 || c->end < c->start || c->n_chars < 0 || c->est_tokens < 0 ||
+        c->page_first < 0 || c->page_last < c->page_first)
+        return STORE_EINVAL;
+    CHECK(check_text(c->content, STORE_CHUNK_MAX, false, false));
+    CHECK(check_text(ix, STORE_CHUNK_MAX, false, true));
+    CHECK(check_text(c->label_first, STORE_LABEL_MAX, true, true));
+    CHECK(check_text(c->label_last, STORE_LABEL_MAX, true, true));
+    CHECK(check_text(c->heading, STORE_HEADING_MAX, true, true));
+    *chunk = c;
+    *index_text = ix;
+    return STORE_OK;
+}
+
+int store_doc_set_chunks(store_t *s, const char *id, const store_chunk_reader_t *r,
+                         int64_t *n_out)
+{
+    if (n_out)
+        *n_out = 0;
+    if (!s || !r || !r->next)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    store_chunk_src_t src = { r };
+    int64_t n = 0;
+    int rc = s->ops->doc_set_chunks(s->b, id, &src, &n);
+    if (rc == STORE_OK && n_out)
+        *n_out = n;
+    return rc;
+}
+
+int store_chunks_set_tokens(store_t *s, const char *id, const char *key, const int64_t *tokens,
+                            size_t n)
+{
+    if (!s || (n && !tokens))
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_key(key));
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0)
+            return STORE_EINVAL;
+    return s->ops->chunks_set_tokens(s->b, id, key, tokens, n);
+}
+
+int store_chunk_list(store_t *s, const char *id, int64_t first, size_t limit, bool content,
+                     store_chunk_list_t *out, int64_t *total)
+{
+    if (out)
+        *out = (store_chunk_list_t){0};
+    if (total)
+        *total = 0;
+    if (!s || !out || first < 0 || limit < 1 || limit > 10000)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    int64_t t = 0;
+    int rc = s->ops->chunk_list(s->b, id, first, limit, content, out, &t);
+    if (rc != STORE_OK)
+        store_chunk_list_cleanup(out);
+    else if (total)
+        *total = t;
+    return rc;
+}
+
+int store_chunk_get(store_t *s, const char *id, int64_t seq, store_chunk_t *out)
+{
+    store_chunk_init(out);
+    if (!s || !out || seq < 0)
+        return !s || !out ? STORE_EINVAL : STORE_ENOTFOUND;
+    CHECK(check_id(id));
+    int rc = s->ops->chunk_get(s->b, id, seq, out);
+    if (rc != STORE_OK)
+        store_chunk_cleanup(out);
+    return rc;
+}
+
+int store_chunk_search(store_t *s, const char *const *doc_ids, size_t n_ids, const char *match,
+                       size_t limit, store_chunk_list_t *out)
+{
+    if (out)
+        *out = (store_chunk_list_t){0};
+    if (!s || !out || !doc_ids || n_ids < 1 || n_ids > 64 || limit < 1 || limit > 1000)
+        return STORE_EINVAL;
+    for (size_t i = 0; i < n_ids; i++)
+        CHECK(check_id(doc_ids[i]));
+    CHECK(check_text(match, STORE_CHUNK_MAX, false, false));
+    if (!s->ops->chunk_search)
+        return STORE_EUNSUPPORTED;
+    int rc = s->ops->chunk_search(s->b, doc_ids, n_ids, match, limit, out);
+    if (rc != STORE_OK)
+        store_chunk_list_cleanup(out);
+    return rc;
+}
+
+int store_parts_set(store_t *s, const char *id, const char *key, const store_part_t *parts,
+                    size_t n)
+{
+    if (!s || (n && !parts))
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_key(key));
+    if (n > STORE_PARTS_MAX)
+        return STORE_ETOOBIG;
+    store_part_t *fin = n ? calloc(n, sizeof *fin) : NULL;
+    char **errs = n ? calloc(n, sizeof *errs) : NULL;
+    int rc = n && (!fin || !errs) ? STORE_ENOMEM : STORE_OK;
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+        const store_part_t *p = &parts[i];
+        if (p->chunk_first < 0 || p->chunk_last < p->chunk_first || p->tokens < -1 ||
+            p->content_length < 0) {
+            rc = STORE_EINVAL;
+            break;
+        }
+        fin[i] = *p;   /* shallow */
+        rc = cache_final(&p->cache, &fin[i].cache, &errs[i]);
+    }
+    if (rc == STORE_OK)
+        rc = s->ops->parts_set(s->b, id, key, fin, n);
+    for (size_t i = 0; errs && i < n; i++)
+        free(errs[i]);
+    free(errs);
+    free(fin);
+    return rc;
+}
+
+int store_parts_list(store_t *s, const char *id, const char *key, store_part_list_t *out)
+{
+    if (out)
+        *out = (store_part_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_key(key));
+    int rc = s->ops->parts_list(s->b, id, key, out);
+    if (rc != STORE_OK)
+        store_part_list_cleanup(out);
+    return rc;
+}
+
+int store_part_set_cache(store_t *s, const char *id, const char *key, int64_t seq,
+                         const store_cache_t *cache)
+{
+    if (!s || seq < 0)
+        return !s ? STORE_EINVAL : STORE_ENOTFOUND;
+    CHECK(check_id(id));
+    CHECK(check_key(key));
+    store_cache_t c;
+    char *err;
+    CHECK(cache_final(cache, &c, &err));
+    int rc = s->ops->part_set_cache(s->b, id, key, seq, &c);
+    free(err);
     return rc;
 }
 

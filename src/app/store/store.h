@@ -192,6 +192,8 @@ typedef struct {
     int64_t uploaded_at; /* epoch ms */
     int64_t n_chars;     /* Unicode code points of the extracted text */
     int64_t n_tokens;    /* tokens of the text, -1 until known */
+    int64_t n_pages;     /* highest page number of its marks; 0 when none */
+    int64_t n_chunks;    /* its chunks; 0 until chunked */
     store_cache_t cache;
 } store_doc_t;
 
@@ -297,8 +299,8 @@ int store_doc_set_tokens(store_t *s, const char *id, int64_t n_tokens);
  * STORE_ETOOBIG if entry_id or tier exceed STORE_SHORT_MAX. */
 int store_doc_set_cache(store_t *s, const char *id, const store_cache_t *cache);
 
-/* Set every document's cache state to STORE_CACHE_NONE with all related
- * fields unknown (after the engine was restarted with --reset, or at start
+/* Set every document's (and every part's) cache state to STORE_CACHE_NONE
+ * with all related fields unknown (after the engine was restarted with --reset, or at start
  * for documents left 'caching' by a crash — pass only_caching = true for
  * that). If n_changed is not NULL it receives the number of documents
  * whose state changed. */
@@ -310,6 +312,171 @@ int store_doc_reset_cache(store_t *s, bool only_caching, int64_t *n_changed);
  * (caller-owned). STORE_EINVAL for a malformed query; STORE_EUNSUPPORTED if
  * the backend has no text index. */
 int store_doc_search(store_t *s, const char *query, size_t limit, store_doc_list_t *out);
+
+/* ---- Long documents: structure, chunks, parts ---------------------------- *
+ *
+ * A document's structure is the list of its marks: where pages and
+ * headings start (byte offsets into its text, as kvchat-extract reported
+ * them). Its chunks cut the text at paragraph and heading boundaries (the
+ * chunker's output); each is indexed for full-text search by an *index
+ * text* the caller makes (docs/textindex.h: CJK segmented, Traditional
+ * Chinese folded to Simplified), searched with a MATCH expression the
+ * caller makes too, ranked by BM25. Its parts (the prototype calls them
+ * groups) are runs of consecutive chunks that fit a model's context, one
+ * plan per plan key (the caller's name for a model, its context and the
+ * settings that shaped the plan), each with a cache state of its own.
+ * Marks, chunks and parts go with their document (ON DELETE CASCADE). The
+ * storage pieces of a text (STORE_TEXT_CHUNK) are unrelated to chunks. */
+
+#define STORE_MARKS_MAX 1000000        /* marks of one document */
+#define STORE_LABEL_MAX 256            /* a page label or heading title */
+#define STORE_HEADING_MAX 1024         /* a chunk's heading path */
+#define STORE_CHUNK_MAX (1024u * 1024) /* a chunk's content, and its index text */
+#define STORE_KEY_MAX 128              /* a plan key or tokens key */
+#define STORE_PARTS_MAX 100000         /* parts of one plan */
+
+typedef enum {
+    STORE_MARK_PAGE = 1,      /* number: physical page (>= 1); label: printed label or "" */
+    STORE_MARK_HEADING = 2,   /* number: level 1..6; label: the title */
+} store_mark_kind_t;
+
+typedef struct {
+    store_mark_kind_t kind;
+    int64_t offset;           /* byte offset in the text (>= 0) */
+    int number;
+    char *label;              /* never NULL in records read back */
+} store_mark_t;
+
+typedef struct {
+    store_mark_t *items;      /* owned; n records, by offset */
+    size_t n;
+} store_mark_list_t;
+
+void store_mark_list_cleanup(store_mark_list_t *l);
+
+/* Replace the marks of document `id` with marks[0..n) (n <= STORE_MARKS_MAX,
+ * offsets non-decreasing, labels UTF-8 of at most STORE_LABEL_MAX bytes,
+ * NULL taken as ""), in one transaction. STORE_ENOTFOUND if there is no
+ * such document; STORE_EINVAL for a bad mark (nothing written). */
+int store_doc_set_marks(store_t *s, const char *id, const store_mark_t *marks, size_t n);
+
+/* The marks of document `id`, by offset, into *out (caller-owned).
+ * STORE_ENOTFOUND if there is no such document (none: an empty list). */
+int store_doc_marks(store_t *s, const char *id, store_mark_list_t *out);
+
+typedef struct {
+    char *doc_id;
+    int64_t seq;              /* 0, 1, ... in the document (the API's chunk_id) */
+    int64_t start, end;       /* byte range of the text */
+    int64_t n_chars;          /* code points */
+    int64_t est_tokens;       /* the chunker's estimate */
+    int64_t tokens;           /* counted by tokens_key's tokenizer; -1 unknown */
+    char *tokens_key;         /* whose tokenizer counted them; NULL unknown */
+    int64_t page_first, page_last;   /* physical pages; 0 when the text has none */
+    char *label_first, *label_last;  /* their printed labels, or "" */
+    char *heading;            /* heading path at its start ("A > B"), or "" */
+    char *content;            /* the chunk's text; NULL unless asked for */
+    double score;             /* store_chunk_search: the match's BM25 score
+                               * (higher is better); 0 otherwise */
+} store_chunk_t;
+
+void store_chunk_init(store_chunk_t *c);
+/* Free the strings and re-initialize. Accepts NULL. */
+void store_chunk_cleanup(store_chunk_t *c);
+
+typedef struct {
+    store_chunk_t *items;     /* owned; n records */
+    size_t n;
+} store_chunk_list_t;
+
+void store_chunk_list_cleanup(store_chunk_list_t *l);
+
+/* The chunks of a document given one at a time, for store_doc_set_chunks():
+ * next() points *chunk at the next one (its fields borrowed, valid until
+ * the following call; seq, doc_id, tokens, tokens_key and score are
+ * ignored: chunks are numbered in the order given) and *index_text at its
+ * index text, and returns STORE_OK; *chunk = NULL at the end. A STORE_E*
+ * code ends the write with that code. */
+typedef struct {
+    int (*next)(void *ud, const store_chunk_t **chunk, const char **index_text);
+    void *ud;
+} store_chunk_reader_t;
+
+/* Replace the chunks of document `id` (and their index) with those `r`
+ * gives, in one transaction, so a reader sees all the old chunks or all
+ * the new ones; every plan of parts of the document goes too (it named the
+ * old chunks). Memory stays bounded by one chunk. *n_out (may be NULL)
+ * receives the count. Each chunk: content 1..STORE_CHUNK_MAX bytes of
+ * UTF-8, index text at most STORE_CHUNK_MAX, 0 <= start <= end, labels at
+ * most STORE_LABEL_MAX, heading at most STORE_HEADING_MAX; else
+ * STORE_EINVAL / STORE_ETOOBIG and nothing is written. STORE_ENOTFOUND if
+ * there is no such document. */
+int store_doc_set_chunks(store_t *s, const char *id, const store_chunk_reader_t *r,
+                         int64_t *n_out);
+
+/* Record tokens[i] as the token count of chunk i (i < n; each >= 0) of
+ * document `id`, counted by the tokenizer named `key`. Chunks past n keep
+ * theirs. STORE_ENOTFOUND if there is no such document. */
+int store_chunks_set_tokens(store_t *s, const char *id, const char *key, const int64_t *tokens,
+                            size_t n);
+
+/* Chunks first, first+1, ... of document `id` (at most `limit`, 1..10000),
+ * with their content when `content`, into *out (caller-owned). *total
+ * (may be NULL) receives the document's number of chunks.
+ * STORE_ENOTFOUND if there is no such document. */
+int store_chunk_list(store_t *s, const char *id, int64_t first, size_t limit, bool content,
+                     store_chunk_list_t *out, int64_t *total);
+
+/* Chunk `seq` of document `id`, with its content, into *out (caller-
+ * owned). STORE_ENOTFOUND if there is no such document or chunk. */
+int store_chunk_get(store_t *s, const char *id, int64_t seq, store_chunk_t *out);
+
+/* Full-text search over the chunks of the documents doc_ids[0..n_ids)
+ * (1..64 ids): the chunks matching `match` (an FTS5 expression, as
+ * textindex_query() makes), best first (score set), at most `limit`
+ * (1..1000), without content, into *out (caller-owned). STORE_EINVAL for a
+ * malformed expression; STORE_EUNSUPPORTED if the backend has no index. */
+int store_chunk_search(store_t *s, const char *const *doc_ids, size_t n_ids, const char *match,
+                       size_t limit, store_chunk_list_t *out);
+
+typedef struct {
+    char *doc_id;
+    char *plan_key;
+    int64_t seq;              /* 0, 1, ... (the API's group_id) */
+    int64_t chunk_first, chunk_last;  /* the chunks it holds, inclusive */
+    int64_t tokens;           /* its rendered system message's tokens; -1 unknown */
+    int64_t content_length;   /* bytes of its text */
+    store_cache_t cache;      /* as for a document */
+} store_part_t;
+
+void store_part_init(store_part_t *p);
+void store_part_cleanup(store_part_t *p);
+
+typedef struct {
+    store_part_t *items;      /* owned; n records, by seq */
+    size_t n;
+} store_part_list_t;
+
+void store_part_list_cleanup(store_part_list_t *l);
+
+/* Replace document `id`'s plan named `key` with parts[0..n) (n <=
+ * STORE_PARTS_MAX; numbered 0..n-1 in the order given; their doc_id,
+ * plan_key and seq are ignored; cache states as given), in one
+ * transaction. n = 0 removes the plan. STORE_ENOTFOUND if there is no such
+ * document. */
+int store_parts_set(store_t *s, const char *id, const char *key, const store_part_t *parts,
+                    size_t n);
+
+/* The plan `key` of document `id`, by seq, into *out (caller-owned); an
+ * empty list when there is none. STORE_ENOTFOUND if there is no such
+ * document. */
+int store_parts_list(store_t *s, const char *id, const char *key, store_part_list_t *out);
+
+/* Replace the cache state of part `seq` of plan `key` of document `id`
+ * (as store_doc_set_cache() does for a document). STORE_ENOTFOUND if
+ * there is no such part. */
+int store_part_set_cache(store_t *s, const char *id, const char *key, int64_t seq,
+                         const store_cache_t *cache);
 
 /* ---- Sessions --------------------------------------------------------------- */
 
@@ -447,9 +614,17 @@ int store_msg_count(store_t *s, const char *session_id, int64_t *n);
  * STORE_EINVAL. Each function is one transaction and may be called from
  * any thread at any time. Ownership is as for the public function of the
  * same name. A NULL function pointer means "not supported"
- * (STORE_EUNSUPPORTED); only check and doc_search may be NULL. */
+ * (STORE_EUNSUPPORTED); only check, doc_search and chunk_search may be NULL. */
 typedef struct store_backend store_backend_t;   /* a backend's own state */
 typedef struct store_text_src store_text_src_t; /* a text being inserted */
+typedef struct store_chunk_src store_chunk_src_t; /* chunks being written */
+
+/* The next chunk being written by store_doc_set_chunks(), checked (see
+ * there): *chunk and *index_text borrowed until the next call; *chunk =
+ * NULL at the end. Returns STORE_OK, STORE_EINVAL, STORE_ETOOBIG or the
+ * reader's code. */
+int store__chunk_next(store_chunk_src_t *src, const store_chunk_t **chunk,
+                      const char **index_text);
 
 /* The next piece of a text being inserted: *piece (valid until the next
  * call) and *len bytes, at most STORE_TEXT_CHUNK, valid UTF-8 without NUL,
@@ -487,6 +662,26 @@ typedef struct {
     int (*doc_reset_cache)(store_backend_t *b, bool only_caching, int64_t *n_changed);
     int (*doc_search)(store_backend_t *b, const char *query, size_t limit,
                       store_doc_list_t *out);
+    int (*doc_set_marks)(store_backend_t *b, const char *id, const store_mark_t *marks,
+                         size_t n);
+    int (*doc_marks)(store_backend_t *b, const char *id, store_mark_list_t *out);
+    /* Chunks come checked through store__chunk_next(). */
+    int (*doc_set_chunks)(store_backend_t *b, const char *id, store_chunk_src_t *src,
+                          int64_t *n_out);
+    int (*chunks_set_tokens)(store_backend_t *b, const char *id, const char *key,
+                             const int64_t *tokens, size_t n);
+    int (*chunk_list)(store_backend_t *b, const char *id, int64_t first, size_t limit,
+                      bool content, store_chunk_list_t *out, int64_t *total);
+    int (*chunk_get)(store_backend_t *b, const char *id, int64_t seq, store_chunk_t *out);
+    int (*chunk_search)(store_backend_t *b, const char *const *doc_ids, size_t n_ids,
+                        const char *match, size_t limit, store_chunk_list_t *out);
+    /* parts: checked, cache states final as for doc_set_cache */
+    int (*parts_set)(store_backend_t *b, const char *id, const char *key,
+                     const store_part_t *parts, size_t n);
+    int (*parts_list)(store_backend_t *b, const char *id, const char *key,
+                      store_part_list_t *out);
+    int (*part_set_cache)(store_backend_t *b, const char *id, const char *key, int64_t seq,
+                          const store_cache_t *cache);
 
     /* out never NULL here; now_ms is the creation time. */
     int (*session_create)(store_backend_t *b, const char *id, const char *document_id,
@@ -518,5 +713,8 @@ typedef struct {
 int store__doc_list_push(store_doc_list_t *l, store_doc_t *item);
 int store__session_list_push(store_session_list_t *l, store_session_t *item);
 int store__msg_list_push(store_msg_list_t *l, store_msg_t *item);
+int store__mark_list_push(store_mark_list_t *l, store_mark_t *item);
+int store__chunk_list_push(store_chunk_list_t *l, store_chunk_t *item);
+int store__part_list_push(store_part_list_t *l, store_part_t *item);
 
 #endif

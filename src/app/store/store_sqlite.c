@@ -140,6 +140,75 @@ static const char *const migrations[] = {
     "        VALUES ('delete', old.rowid, old.text);\n"
     "    INSERT INTO document_fts (rowid, text) VALUES (new.rowid, new.text);\n"
     "END;\n",
+
+    /* 2 → 3: long documents. The structure of a text (where pages and
+     * headings start), its chunks (cut at paragraph and heading
+     * boundaries, each with the text a full-text index of its own holds:
+     * chunk_fts, BM25 over stemmed English words and segmented CJK), and
+     * plans of parts (runs of chunks that fit a model's context, keyed by
+     * the caller's plan key) with a cache state per part. */
+    "CREATE TABLE document_marks (\n"
+    "    document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+    "    seq         INTEGER NOT NULL CHECK (seq >= 0),\n"
+    "    kind        TEXT NOT NULL CHECK (kind IN ('page','heading')),\n"
+    "    pos         INTEGER NOT NULL CHECK (pos >= 0),\n"
+    "    number      INTEGER NOT NULL,\n"
+    "    label       TEXT NOT NULL,\n"
+    "    PRIMARY KEY (document_id, seq)\n"
+    ") STRICT;\n"
+    "CREATE TABLE chunks (\n"
+    "    document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+    "    seq         INTEGER NOT NULL CHECK (seq >= 0),\n"
+    "    pos_start   INTEGER NOT NULL CHECK (pos_start >= 0),\n"
+    "    pos_end     INTEGER NOT NULL CHECK (pos_end >= pos_start),\n"
+    "    n_chars     INTEGER NOT NULL CHECK (n_chars >= 0),\n"
+    "    est_tokens  INTEGER NOT NULL CHECK (est_tokens >= 0),\n"
+    "    tokens      INTEGER CHECK (tokens IS NULL OR tokens >= 0),\n"
+    "    tokens_key  TEXT,\n"
+    "    page_first  INTEGER NOT NULL DEFAULT 0,\n"
+    "    page_last   INTEGER NOT NULL DEFAULT 0,\n"
+    "    label_first TEXT NOT NULL DEFAULT '',\n"
+    "    label_last  TEXT NOT NULL DEFAULT '',\n"
+    "    heading     TEXT NOT NULL DEFAULT '',\n"
+    "    content     TEXT NOT NULL,\n"
+    "    index_text  TEXT NOT NULL,\n"
+    "    PRIMARY KEY (document_id, seq)\n"
+    ") STRICT;\n"
+    "CREATE VIRTUAL TABLE chunk_fts USING fts5 (\n"
+    "    index_text, content = 'chunks',\n"
+    "    tokenize = 'porter unicode61 remove_diacritics 2'\n"
+    ");\n"
+    "CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN\n"
+    "    INSERT INTO chunk_fts (rowid, index_text) VALUES (new.rowid, new.index_text);\n"
+    "END;\n"
+    "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN\n"
+    "    INSERT INTO chunk_fts (chunk_fts, rowid, index_text)\n"
+    "        VALUES ('delete', old.rowid, old.index_text);\n"
+    "END;\n"
+    "CREATE TRIGGER chunks_au AFTER UPDATE OF index_text ON chunks BEGIN\n"
+    "    INSERT INTO chunk_fts (chunk_fts, rowid, index_text)\n"
+    "        VALUES ('delete', old.rowid, old.index_text);\n"
+    "    INSERT INTO chunk_fts (rowid, index_text) VALUES (new.rowid, new.index_text);\n"
+    "END;\n"
+    "CREATE TABLE document_parts (\n"
+    "    document_id    TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+    "    plan_key       TEXT NOT NULL,\n"
+    "    seq            INTEGER NOT NULL CHECK (seq >= 0),\n"
+    "    chunk_first    INTEGER NOT NULL CHECK (chunk_first >= 0),\n"
+    "    chunk_last     INTEGER NOT NULL CHECK (chunk_last >= chunk_first),\n"
+    "    tokens         INTEGER CHECK (tokens IS NULL OR tokens >= 0),\n"
+    "    content_length INTEGER NOT NULL CHECK (content_length >= 0),\n"
+    "    cache_status   TEXT NOT NULL DEFAULT 'none'\n"
+    "                   CHECK (cache_status IN ('none','caching','cached','failed')),\n"
+    "    cache_entry_id TEXT,\n"
+    "    cache_tokens   INTEGER CHECK (cache_tokens IS NULL OR cache_tokens >= 0),\n"
+    "    cache_bytes    INTEGER CHECK (cache_bytes IS NULL OR cache_bytes >= 0),\n"
+    "    cache_tier     TEXT,\n"
+    "    cache_ms       REAL CHECK (cache_ms IS NULL OR cache_ms >= 0),\n"
+    "    cached_at      INTEGER,\n"
+    "    cache_error    TEXT,\n"
+    "    PRIMARY KEY (document_id, plan_key, seq)\n"
+    ") STRICT;\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -158,7 +227,10 @@ const char *store_sqlite_migration(int v)
 #define DOC_COLS                                                                        \
     "d.id, d.filename, d.stored_name, d.content_type, d.file_size, d.sha256, "         \
     "d.uploaded_at, d.n_chars, d.n_tokens, d.cache_status, d.cache_entry_id, "          \
-    "d.cache_tokens, d.cache_bytes, d.cache_tier, d.cache_ms, d.cached_at, d.cache_error"
+    "d.cache_tokens, d.cache_bytes, d.cache_tier, d.cache_ms, d.cached_at, d.cache_error, "  \
+    "(SELECT coalesce(max(number), 0) FROM document_marks m "                            \
+    " WHERE m.document_id = d.id AND m.kind = 'page'), "                                 \
+    "(SELECT count(*) FROM chunks k WHERE k.document_id = d.id)"
 
 /* Columns of a session row, in the order row_session() reads them. */
 #define SESSION_SELECT                                                                  \
@@ -167,6 +239,21 @@ const char *store_sqlite_migration(int v)
     "FROM sessions s LEFT JOIN documents d ON d.id = s.document_id "
 
 #define MSG_COLS "id, session_id, role, content, created_at, incomplete, meta"
+
+/* Columns of a chunk row, in the order row_chunk() reads them (content and
+ * score follow in the statements that have them). */
+#define CHUNK_COLS                                                                      \
+    "c.document_id, c.seq, c.pos_start, c.pos_end, c.n_chars, c.est_tokens, c.tokens, " \
+    "c.tokens_key, c.page_first, c.page_last, c.label_first, c.label_last, c.heading"
+
+/* The cache columns of a document or part row, in bind_cache_at() order. */
+#define CACHE_COLS                                                                      \
+    "cache_status, cache_entry_id, cache_tokens, cache_bytes, cache_tier, cache_ms, "   \
+    "cached_at, cache_error"
+
+#define PART_COLS                                                                       \
+    "document_id, plan_key, seq, chunk_first, chunk_last, tokens, content_length, "     \
+    CACHE_COLS
 
 typedef enum {
     ST_BEGIN_IMMEDIATE,
@@ -197,6 +284,24 @@ typedef enum {
     ST_MSG_INSERT,
     ST_MSG_LIST,
     ST_MSG_COUNT,
+    ST_DOC_EXISTS,
+    ST_MARK_DELETE,
+    ST_MARK_INSERT,
+    ST_MARK_LIST,
+    ST_CHUNK_DELETE,
+    ST_CHUNK_ADD,
+    ST_CHUNK_SET_TOKENS,
+    ST_CHUNK_LIST,
+    ST_CHUNK_COUNT,
+    ST_CHUNK_GET,
+    ST_CHUNK_SEARCH,
+    ST_PARTS_DELETE_DOC,
+    ST_PARTS_DELETE_KEY,
+    ST_PART_INSERT,
+    ST_PARTS_LIST,
+    ST_PART_SET_CACHE,
+    ST_PARTS_RESET_CACHE,
+    ST_PARTS_RESET_CACHING,
     ST_COUNT
 } stmt_id_t;
 
@@ -258,6 +363,48 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "WHERE session_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
     [ST_MSG_COUNT] = "SELECT (SELECT count(*) FROM messages WHERE session_id = ?1), "
                      "EXISTS (SELECT 1 FROM sessions WHERE id = ?1)",
+    [ST_DOC_EXISTS] = "SELECT 1 FROM documents WHERE id = ?1",
+    [ST_MARK_DELETE] = "DELETE FROM document_marks WHERE document_id = ?1",
+    [ST_MARK_INSERT] = "INSERT INTO document_marks (document_id, seq, kind, pos, number, label) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_MARK_LIST] = "SELECT kind, pos, number, label FROM document_marks "
+                     "WHERE document_id = ?1 ORDER BY seq",
+    [ST_CHUNK_DELETE] = "DELETE FROM chunks WHERE document_id = ?1",
+    [ST_CHUNK_ADD] =
+        "INSERT INTO chunks (document_id, seq, pos_start, pos_end, n_chars, est_tokens, "
+        "page_first, page_last, label_first, label_last, heading, content, index_text) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [ST_CHUNK_SET_TOKENS] = "UPDATE chunks SET tokens = ?3, tokens_key = ?4 "
+                            "WHERE document_id = ?1 AND seq = ?2",
+    [ST_CHUNK_LIST] = "SELECT " CHUNK_COLS ", CASE WHEN ?4 THEN c.content END FROM chunks c "
+                      "WHERE c.document_id = ?1 AND c.seq >= ?2 ORDER BY c.seq LIMIT ?3",
+    [ST_CHUNK_COUNT] = "SELECT count(*) FROM chunks WHERE document_id = ?1",
+    [ST_CHUNK_GET] = "SELECT " CHUNK_COLS ", c.content FROM chunks c "
+                     "WHERE c.document_id = ?1 AND c.seq = ?2",
+    /* ?2: a JSON array of document ids */
+    [ST_CHUNK_SEARCH] = "SELECT " CHUNK_COLS ", NULL, -bm25(chunk_fts) FROM chunk_fts "
+                        "JOIN chunks c ON c.rowid = chunk_fts.rowid "
+                        "WHERE chunk_fts MATCH ?1 "
+                        "AND c.document_id IN (SELECT value FROM json_each(?2)) "
+                        "ORDER BY bm25(chunk_fts) LIMIT ?3",
+    [ST_PARTS_DELETE_DOC] = "DELETE FROM document_parts WHERE document_id = ?1",
+    [ST_PARTS_DELETE_KEY] = "DELETE FROM document_parts WHERE document_id = ?1 AND plan_key = ?2",
+    [ST_PART_INSERT] = "INSERT INTO document_parts (" PART_COLS ") VALUES "
+                       "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    [ST_PARTS_LIST] = "SELECT " PART_COLS " FROM document_parts "
+                      "WHERE document_id = ?1 AND plan_key = ?2 ORDER BY seq",
+    [ST_PART_SET_CACHE] =
+        "UPDATE document_parts SET cache_status = ?4, cache_entry_id = ?5, cache_tokens = ?6, "
+        "cache_bytes = ?7, cache_tier = ?8, cache_ms = ?9, cached_at = ?10, cache_error = ?11 "
+        "WHERE document_id = ?1 AND plan_key = ?2 AND seq = ?3",
+    [ST_PARTS_RESET_CACHE] =
+        "UPDATE document_parts SET cache_status = 'none', cache_entry_id = NULL, "
+        "cache_tokens = NULL, cache_bytes = NULL, cache_tier = NULL, cache_ms = NULL, "
+        "cached_at = NULL, cache_error = NULL WHERE cache_status <> 'none'",
+    [ST_PARTS_RESET_CACHING] =
+        "UPDATE document_parts SET cache_status = 'none', cache_entry_id = NULL, "
+        "cache_tokens = NULL, cache_bytes = NULL, cache_tier = NULL, cache_ms = NULL, "
+        "cached_at = NULL, cache_error = NULL WHERE cache_status = 'caching'",
 };
 
 /* ---- Backend state -------------------------------------------------------- */
@@ -423,15 +570,32 @@ static double col_opt_real(sqlite3_stmt *st, int i)
 
 /* Fill *d (initialized by the caller) from a DOC_COLS row. On STORE_ENOMEM
  * *d is cleaned up. */
-static int row_doc(sqlite3_stmt *st, store_doc_t *d)
+/* Fill *c (initialized) from the CACHE_COLS columns starting at i. Returns
+ * 0, or -1 when out of memory (the caller cleans up). */
+static int row_cache_at(sqlite3_stmt *st, int i, store_cache_t *c)
 {
     char *status = NULL;
+    if (col_dup(st, i, &status) || col_dup(st, i + 1, &c->entry_id) ||
+        col_dup(st, i + 4, &c->tier) || col_dup(st, i + 7, &c->error)) {
+        free(status);
+        return -1;
+    }
+    /* The CHECK constraint admits only known names. */
+    if (store_cache_status_parse(status, &c->status) != STORE_OK)
+        c->status = STORE_CACHE_NONE;
+    free(status);
+    c->tokens = col_opt_int(st, i + 2);
+    c->bytes = col_opt_int(st, i + 3);
+    c->ms = col_opt_real(st, i + 5);
+    c->cached_at = col_opt_int(st, i + 6);
+    return 0;
+}
+
+static int row_doc(sqlite3_stmt *st, store_doc_t *d)
+{
     if (col_dup(st, 0, &d->id) || col_dup(st, 1, &d->filename) ||
         col_dup(st, 2, &d->stored_name) || col_dup(st, 3, &d->content_type) ||
-        col_dup(st, 5, &d->sha256) || col_dup(st, 9, &status) ||
-        col_dup(st, 10, &d->cache.entry_id) || col_dup(st, 13, &d->cache.tier) ||
-        col_dup(st, 16, &d->cache.error)) {
-        free(status);
+        col_dup(st, 5, &d->sha256) || row_cache_at(st, 9, &d->cache)) {
         store_doc_cleanup(d);
         return STORE_ENOMEM;
     }
@@ -439,14 +603,8 @@ static int row_doc(sqlite3_stmt *st, store_doc_t *d)
     d->uploaded_at = sqlite3_column_int64(st, 6);
     d->n_chars = sqlite3_column_int64(st, 7);
     d->n_tokens = col_opt_int(st, 8);
-    /* The CHECK constraint admits only known names. */
-    if (store_cache_status_parse(status, &d->cache.status) != STORE_OK)
-        d->cache.status = STORE_CACHE_NONE;
-    free(status);
-    d->cache.tokens = col_opt_int(st, 11);
-    d->cache.bytes = col_opt_int(st, 12);
-    d->cache.ms = col_opt_real(st, 14);
-    d->cache.cached_at = col_opt_int(st, 15);
+    d->n_pages = sqlite3_column_int64(st, 17);
+    d->n_chunks = sqlite3_column_int64(st, 18);
     return STORE_OK;
 }
 
@@ -792,7 +950,8 @@ static int sq_open(const char *target, store_backend_t **out)
 
 /* PRAGMA quick_check (every page, every index entry; not the slower
  * index-to-table cross-checks of integrity_check), then FTS5's own
- * integrity check of the text index against document_chunks. */
+ * integrity checks of the text index against document_chunks and of the
+ * chunk index against chunks. */
 static int sq_check(store_backend_t *b)
 {
     conn_t *c;
@@ -820,7 +979,8 @@ static int sq_check(store_backend_t *b)
         /* Written as an INSERT, so it runs as a (read-only) write. */
         pthread_mutex_lock(&b->write_mu);
         src = sqlite3_exec(c->db,
-                           "INSERT INTO document_fts (document_fts) VALUES ('integrity-check')",
+                           "INSERT INTO document_fts (document_fts) VALUES ('integrity-check');"
+                           "INSERT INTO chunk_fts (chunk_fts) VALUES ('integrity-check')",
                            NULL, NULL, NULL);
         pthread_mutex_unlock(&b->write_mu);
         if (src != SQLITE_OK) {
@@ -1119,18 +1279,24 @@ struct id_cache {
     const store_cache_t *cache;
 };
 
+/* Bind the CACHE_COLS values of *cache to parameters i, i+1, ... */
+static void bind_cache_at(sqlite3_stmt *st, int i, const store_cache_t *cache)
+{
+    bind_text(st, i, store_cache_status_name(cache->status));
+    bind_text(st, i + 1, cache->entry_id);
+    bind_opt_int(st, i + 2, cache->tokens);
+    bind_opt_int(st, i + 3, cache->bytes);
+    bind_text(st, i + 4, cache->tier);
+    bind_opt_real(st, i + 5, cache->ms);
+    bind_opt_int(st, i + 6, cache->cached_at);
+    bind_text(st, i + 7, cache->error);
+}
+
 static void bind_cache(sqlite3_stmt *st, const void *arg)
 {
     const struct id_cache *a = arg;
     bind_text(st, 1, a->id);
-    bind_text(st, 2, store_cache_status_name(a->cache->status));
-    bind_text(st, 3, a->cache->entry_id);
-    bind_opt_int(st, 4, a->cache->tokens);
-    bind_opt_int(st, 5, a->cache->bytes);
-    bind_text(st, 6, a->cache->tier);
-    bind_opt_real(st, 7, a->cache->ms);
-    bind_opt_int(st, 8, a->cache->cached_at);
-    bind_text(st, 9, a->cache->error);
+    bind_cache_at(st, 2, a->cache);
 }
 
 static int sq_doc_set_cache(store_backend_t *b, const char *id, const store_cache_t *cache)
@@ -1139,16 +1305,477 @@ static int sq_doc_set_cache(store_backend_t *b, const char *id, const store_cach
     return write_row(b, ST_DOC_SET_CACHE, bind_cache, &a);
 }
 
-static void bind_nothing(sqlite3_stmt *st, const void *arg)
+/* Run body(c, arg) in a write transaction on a pooled connection. */
+static int in_write(store_backend_t *b, int (*body)(conn_t *c, void *arg), void *arg)
 {
-    (void)st;
-    (void)arg;
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    rc = write_begin(b, c);
+    if (rc == STORE_OK)
+        rc = write_end(b, c, body(c, arg));
+    conn_put(b, c);
+    return rc;
 }
 
+/* Run the cached statement `id` with its first parameter bound to `doc`
+ * and the rest by bind(st, arg) (may be NULL), to the end. */
+static int run_doc_stmt(conn_t *c, stmt_id_t id, const char *doc,
+                        void (*bind)(sqlite3_stmt *st, const void *arg), const void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, id, &st);
+    if (rc != STORE_OK)
+        return rc;
+    bind_text(st, 1, doc);
+    if (bind)
+        bind(st, arg);
+    return stmt_run(c, st, stmt_sql[id]);
+}
+
+/* STORE_OK when document `id` exists, STORE_ENOTFOUND when not. */
+static int doc_exists(conn_t *c, const char *id)
+{
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, ST_DOC_EXISTS, &st);
+    if (rc != STORE_OK)
+        return rc;
+    bind_text(st, 1, id);
+    int src = sqlite3_step(st);
+    rc = src == SQLITE_ROW ? STORE_OK : src == SQLITE_DONE ? STORE_ENOTFOUND
+                                                           : sqlite_rc(c->db, src, "find document");
+    stmt_done(st);
+    return rc;
+}
+
+struct reset_args {
+    bool only_caching;
+    int64_t *n_changed;
+};
+
+static int reset_body(conn_t *c, void *arg)
+{
+    struct reset_args *a = arg;
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, a->only_caching ? ST_DOC_RESET_CACHING : ST_DOC_RESET_CACHE, &st);
+    if (rc == STORE_OK)
+        rc = stmt_run(c, st, "reset cache states");
+    if (rc == STORE_OK)
+        *a->n_changed = sqlite3_changes64(c->db);
+    if (rc == STORE_OK)
+        rc = stmt_get(c, a->only_caching ? ST_PARTS_RESET_CACHING : ST_PARTS_RESET_CACHE, &st);
+    if (rc == STORE_OK)
+        rc = stmt_run(c, st, "reset part cache states");
+    return rc;
+}
+
+/* Documents and parts in one transaction; *n_changed counts documents. */
 static int sq_doc_reset_cache(store_backend_t *b, bool only_caching, int64_t *n_changed)
 {
-    return write_one(b, only_caching ? ST_DOC_RESET_CACHING : ST_DOC_RESET_CACHE, bind_nothing,
-                     NULL, n_changed);
+    struct reset_args a = { only_caching, n_changed };
+    *n_changed = 0;
+    return in_write(b, reset_body, &a);
+}
+
+/* ---- Long documents -------------------------------------------------------- */
+
+struct marks_args {
+    const char *id;
+    const store_mark_t *marks;
+    size_t n;
+};
+
+static int set_marks_body(conn_t *c, void *arg)
+{
+    struct marks_args *a = arg;
+    int rc = doc_exists(c, a->id);
+    if (rc == STORE_OK)
+        rc = run_doc_stmt(c, ST_MARK_DELETE, a->id, NULL, NULL);
+    sqlite3_stmt *st;
+    if (rc == STORE_OK)
+        rc = stmt_get(c, ST_MARK_INSERT, &st);
+    for (size_t i = 0; rc == STORE_OK && i < a->n; i++) {
+        const store_mark_t *m = &a->marks[i];
+        bind_text(st, 1, a->id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+        bind_text(st, 3, m->kind == STORE_MARK_PAGE ? "page" : "heading");
+        sqlite3_bind_int64(st, 4, m->offset);
+        sqlite3_bind_int(st, 5, m->number);
+        bind_text(st, 6, m->label ? m->label : "");
+        rc = stmt_run(c, st, "insert mark");
+    }
+    return rc;
+}
+
+static int sq_doc_set_marks(store_backend_t *b, const char *id, const store_mark_t *marks,
+                            size_t n)
+{
+    struct marks_args a = { id, marks, n };
+    return in_write(b, set_marks_body, &a);
+}
+
+/* A read on a pooled connection of statement `id` whose first parameter
+ * is a document id: per row, row(st, ud). STORE_ENOTFOUND when the
+ * document does not exist. bind (may be NULL) binds the rest. */
+static int read_doc_rows(store_backend_t *b, stmt_id_t id, const char *doc,
+                         void (*bind)(sqlite3_stmt *st, const void *arg), const void *arg,
+                         int (*row)(sqlite3_stmt *st, void *ud), void *ud, bool user_query)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    /* One snapshot for the existence check and the rows. */
+    bool txn = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    rc = doc ? doc_exists(c, doc) : STORE_OK;
+    sqlite3_stmt *st;
+    if (rc == STORE_OK)
+        rc = stmt_get(c, id, &st);
+    if (rc == STORE_OK) {
+        if (doc)
+            bind_text(st, 1, doc);
+        if (bind)
+            bind(st, arg);
+        int src;
+        while (rc == STORE_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+            rc = row(st, ud);
+        if (rc == STORE_OK && src != SQLITE_DONE) {
+            if (user_query && src == SQLITE_ERROR) {
+                log_debug("store: %s: %s", stmt_sql[id], sqlite3_errmsg(c->db));
+                rc = STORE_EINVAL;
+            } else {
+                rc = sqlite_rc(c->db, src, stmt_sql[id]);
+            }
+        }
+        stmt_done(st);
+    }
+    if (txn)
+        sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    conn_put(b, c);
+    return rc;
+}
+
+static int row_mark(sqlite3_stmt *st, void *ud)
+{
+    store_mark_t m = { 0 };
+    const char *kind = (const char *)sqlite3_column_text(st, 0);
+    m.kind = kind && strcmp(kind, "page") == 0 ? STORE_MARK_PAGE : STORE_MARK_HEADING;
+    m.offset = sqlite3_column_int64(st, 1);
+    m.number = sqlite3_column_int(st, 2);
+    if (col_dup(st, 3, &m.label) || !m.label)
+        return STORE_ENOMEM;   /* NOT NULL: a NULL here is a failed conversion */
+    return store__mark_list_push(ud, &m);
+}
+
+static int sq_doc_marks(store_backend_t *b, const char *id, store_mark_list_t *out)
+{
+    return read_doc_rows(b, ST_MARK_LIST, id, NULL, NULL, row_mark, out, false);
+}
+
+struct chunks_args {
+    const char *id;
+    store_chunk_src_t *src;
+    int64_t *n_out;
+};
+
+static int set_chunks_body(conn_t *c, void *arg)
+{
+    struct chunks_args *a = arg;
+    int rc = doc_exists(c, a->id);
+    if (rc == STORE_OK)
+        rc = run_doc_stmt(c, ST_PARTS_DELETE_DOC, a->id, NULL, NULL);
+    if (rc == STORE_OK)
+        rc = run_doc_stmt(c, ST_CHUNK_DELETE, a->id, NULL, NULL);
+    sqlite3_stmt *st;
+    if (rc == STORE_OK)
+        rc = stmt_get(c, ST_CHUNK_ADD, &st);
+    for (int64_t seq = 0; rc == STORE_OK; seq++) {
+        const store_chunk_t *k;
+        const char *ix;
+        rc = store__chunk_next(a->src, &k, &ix);
+        if (rc != STORE_OK || !k)
+            break;
+        bind_text(st, 1, a->id);
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_int64(st, 3, k->start);
+        sqlite3_bind_int64(st, 4, k->end);
+        sqlite3_bind_int64(st, 5, k->n_chars);
+        sqlite3_bind_int64(st, 6, k->est_tokens);
+        sqlite3_bind_int64(st, 7, k->page_first);
+        sqlite3_bind_int64(st, 8, k->page_last);
+        bind_text(st, 9, k->label_first ? k->label_first : "");
+        bind_text(st, 10, k->label_last ? k->label_last : "");
+        bind_text(st, 11, k->heading ? k->heading : "");
+        bind_text(st, 12, k->content);
+        bind_text(st, 13, ix);
+        rc = stmt_run(c, st, "insert chunk");
+        if (rc == STORE_OK)
+            *a->n_out = seq + 1;
+    }
+    return rc;
+}
+
+static int sq_doc_set_chunks(store_backend_t *b, const char *id, store_chunk_src_t *src,
+                             int64_t *n_out)
+{
+    struct chunks_args a = { id, src, n_out };
+    return in_write(b, set_chunks_body, &a);
+}
+
+struct tokens_args {
+    const char *id, *key;
+    const int64_t *tokens;
+    size_t n;
+};
+
+static int set_tokens_body(conn_t *c, void *arg)
+{
+    struct tokens_args *a = arg;
+    int rc = doc_exists(c, a->id);
+    sqlite3_stmt *st;
+    if (rc == STORE_OK)
+        rc = stmt_get(c, ST_CHUNK_SET_TOKENS, &st);
+    for (size_t i = 0; rc == STORE_OK && i < a->n; i++) {
+        bind_text(st, 1, a->id);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+        sqlite3_bind_int64(st, 3, a->tokens[i]);
+        bind_text(st, 4, a->key);
+        rc = stmt_run(c, st, "set chunk tokens");
+    }
+    return rc;
+}
+
+static int sq_chunks_set_tokens(store_backend_t *b, const char *id, const char *key,
+                                const int64_t *tokens, size_t n)
+{
+    struct tokens_args a = { id, key, tokens, n };
+    return in_write(b, set_tokens_body, &a);
+}
+
+/* Fill *k (initialized) from a CHUNK_COLS row followed by content (13)
+ * and score (14, when has_score). */
+static int row_chunk_fill(sqlite3_stmt *st, store_chunk_t *k, bool has_score)
+{
+    if (col_dup(st, 0, &k->doc_id) || col_dup(st, 7, &k->tokens_key) ||
+        col_dup(st, 10, &k->label_first) || col_dup(st, 11, &k->label_last) ||
+        col_dup(st, 12, &k->heading) || col_dup(st, 13, &k->content)) {
+        store_chunk_cleanup(k);
+        return STORE_ENOMEM;
+    }
+    k->seq = sqlite3_column_int64(st, 1);
+    k->start = sqlite3_column_int64(st, 2);
+    k->end = sqlite3_column_int64(st, 3);
+    k->n_chars = sqlite3_column_int64(st, 4);
+    k->est_tokens = sqlite3_column_int64(st, 5);
+    k->tokens = col_opt_int(st, 6);
+    k->page_first = sqlite3_column_int64(st, 8);
+    k->page_last = sqlite3_column_int64(st, 9);
+    k->score = has_score ? sqlite3_column_double(st, 14) : 0;
+    return STORE_OK;
+}
+
+static int row_chunk(sqlite3_stmt *st, void *ud)
+{
+    store_chunk_t k;
+    store_chunk_init(&k);
+    int rc = row_chunk_fill(st, &k, false);
+    return rc == STORE_OK ? store__chunk_list_push(ud, &k) : rc;
+}
+
+static int row_chunk_scored(sqlite3_stmt *st, void *ud)
+{
+    store_chunk_t k;
+    store_chunk_init(&k);
+    int rc = row_chunk_fill(st, &k, true);
+    return rc == STORE_OK ? store__chunk_list_push(ud, &k) : rc;
+}
+
+static int row_count(sqlite3_stmt *st, void *ud)
+{
+    *(int64_t *)ud = sqlite3_column_int64(st, 0);
+    return STORE_OK;
+}
+
+struct list_args {
+    int64_t first;
+    size_t limit;
+    bool content;
+};
+
+static void bind_list(sqlite3_stmt *st, const void *arg)
+{
+    const struct list_args *a = arg;
+    sqlite3_bind_int64(st, 2, a->first);
+    sqlite3_bind_int64(st, 3, sql_limit(a->limit));
+    sqlite3_bind_int(st, 4, a->content);
+}
+
+static int sq_chunk_list(store_backend_t *b, const char *id, int64_t first, size_t limit,
+                         bool content, store_chunk_list_t *out, int64_t *total)
+{
+    struct list_args a = { first, limit, content };
+    int rc = read_doc_rows(b, ST_CHUNK_COUNT, id, NULL, NULL, row_count, total, false);
+    if (rc == STORE_OK)
+        rc = read_doc_rows(b, ST_CHUNK_LIST, id, bind_list, &a, row_chunk, out, false);
+    return rc;
+}
+
+static void bind_seq2(sqlite3_stmt *st, const void *arg)
+{
+    sqlite3_bind_int64(st, 2, *(const int64_t *)arg);
+}
+
+static int sq_chunk_get(store_backend_t *b, const char *id, int64_t seq, store_chunk_t *out)
+{
+    store_chunk_list_t l = { 0 };
+    int rc = read_doc_rows(b, ST_CHUNK_GET, id, bind_seq2, &seq, row_chunk, &l, false);
+    if (rc == STORE_OK && l.n == 0)
+        rc = STORE_ENOTFOUND;
+    if (rc == STORE_OK) {
+        *out = l.items[0];
+        store_chunk_init(&l.items[0]);
+    }
+    store_chunk_list_cleanup(&l);
+    return rc;
+}
+
+struct search_args {
+    const char *match;
+    const char *ids_json;
+    size_t limit;
+};
+
+static void bind_search(sqlite3_stmt *st, const void *arg)
+{
+    const struct search_args *a = arg;
+    bind_text(st, 1, a->match);
+    bind_text(st, 2, a->ids_json);
+    sqlite3_bind_int64(st, 3, sql_limit(a->limit));
+}
+
+static int sq_chunk_search(store_backend_t *b, const char *const *doc_ids, size_t n_ids,
+                           const char *match, size_t limit, store_chunk_list_t *out)
+{
+    /* Ids are printable ASCII without '"' or '\\' (store_id_valid), so
+     * they go into a JSON array as they are. */
+    size_t cap = 3;
+    for (size_t i = 0; i < n_ids; i++)
+        cap += strlen(doc_ids[i]) + 3;
+    char *json = malloc(cap), *p = json;
+    if (!json)
+        return STORE_ENOMEM;
+    *p++ = '[';
+    for (size_t i = 0; i < n_ids; i++)
+        p += sprintf(p, "%s\"%s\"", i ? "," : "", doc_ids[i]);
+    *p++ = ']';
+    *p = '\0';
+    struct search_args a = { match, json, limit };
+    int rc = read_doc_rows(b, ST_CHUNK_SEARCH, NULL, bind_search, &a, row_chunk_scored, out,
+                           true);
+    free(json);
+    return rc;
+}
+
+struct parts_args {
+    const char *id, *key;
+    const store_part_t *parts;
+    size_t n;
+};
+
+static int set_parts_body(conn_t *c, void *arg)
+{
+    struct parts_args *a = arg;
+    int rc = doc_exists(c, a->id);
+    sqlite3_stmt *st;
+    if (rc == STORE_OK)
+        rc = stmt_get(c, ST_PARTS_DELETE_KEY, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, a->id);
+        bind_text(st, 2, a->key);
+        rc = stmt_run(c, st, "delete parts");
+    }
+    if (rc == STORE_OK)
+        rc = stmt_get(c, ST_PART_INSERT, &st);
+    for (size_t i = 0; rc == STORE_OK && i < a->n; i++) {
+        const store_part_t *p = &a->parts[i];
+        bind_text(st, 1, a->id);
+        bind_text(st, 2, a->key);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)i);
+        sqlite3_bind_int64(st, 4, p->chunk_first);
+        sqlite3_bind_int64(st, 5, p->chunk_last);
+        bind_opt_int(st, 6, p->tokens);
+        sqlite3_bind_int64(st, 7, p->content_length);
+        bind_cache_at(st, 8, &p->cache);
+        rc = stmt_run(c, st, "insert part");
+    }
+    return rc;
+}
+
+static int sq_parts_set(store_backend_t *b, const char *id, const char *key,
+                        const store_part_t *parts, size_t n)
+{
+    struct parts_args a = { id, key, parts, n };
+    return in_write(b, set_parts_body, &a);
+}
+
+static int row_part(sqlite3_stmt *st, void *ud)
+{
+    store_part_t p;
+    store_part_init(&p);
+    if (col_dup(st, 0, &p.doc_id) || col_dup(st, 1, &p.plan_key) ||
+        row_cache_at(st, 7, &p.cache)) {
+        store_part_cleanup(&p);
+        return STORE_ENOMEM;
+    }
+    p.seq = sqlite3_column_int64(st, 2);
+    p.chunk_first = sqlite3_column_int64(st, 3);
+    p.chunk_last = sqlite3_column_int64(st, 4);
+    p.tokens = col_opt_int(st, 5);
+    p.content_length = sqlite3_column_int64(st, 6);
+    return store__part_list_push(ud, &p);
+}
+
+static void bind_key2(sqlite3_stmt *st, const void *arg)
+{
+    bind_text(st, 2, arg);
+}
+
+static int sq_parts_list(store_backend_t *b, const char *id, const char *key,
+                         store_part_list_t *out)
+{
+    return read_doc_rows(b, ST_PARTS_LIST, id, bind_key2, key, row_part, out, false);
+}
+
+struct part_cache_args {
+    const char *key;
+    int64_t seq;
+    const store_cache_t *cache;
+};
+
+static void bind_part_cache(sqlite3_stmt *st, const void *arg)
+{
+    const struct part_cache_args *a = arg;
+    bind_text(st, 2, a->key);
+    sqlite3_bind_int64(st, 3, a->seq);
+    bind_cache_at(st, 4, a->cache);
+}
+
+static int sq_part_set_cache(store_backend_t *b, const char *id, const char *key, int64_t seq,
+                             const store_cache_t *cache)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    struct part_cache_args a = { key, seq, cache };
+    pthread_mutex_lock(&b->write_mu);
+    rc = run_doc_stmt(c, ST_PART_SET_CACHE, id, bind_part_cache, &a);
+    if (rc == STORE_OK && sqlite3_changes64(c->db) == 0)
+        rc = STORE_ENOTFOUND;
+    pthread_mutex_unlock(&b->write_mu);
+    conn_put(b, c);
+    return rc;
 }
 
 /* ---- Sessions --------------------------------------------------------------- */
@@ -1443,6 +2070,16 @@ const store_backend_ops_t store_sqlite_ops = {
     .doc_set_cache = sq_doc_set_cache,
     .doc_reset_cache = sq_doc_reset_cache,
     .doc_search = sq_doc_search,
+    .doc_set_marks = sq_doc_set_marks,
+    .doc_marks = sq_doc_marks,
+    .doc_set_chunks = sq_doc_set_chunks,
+    .chunks_set_tokens = sq_chunks_set_tokens,
+    .chunk_list = sq_chunk_list,
+    .chunk_get = sq_chunk_get,
+    .chunk_search = sq_chunk_search,
+    .parts_set = sq_parts_set,
+    .parts_list = sq_parts_list,
+    .part_set_cache = sq_part_set_cache,
     .session_create = sq_session_create,
     .session_ensure = sq_session_ensure,
     .session_get = sq_session_get,
