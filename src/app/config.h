@@ -76,6 +76,13 @@ typedef struct {
     int extract_cpu_s;
     int extract_mem_mb;
     int extract_concurrency;  /* extractions running at once; 0 = number of cores */
+    /* [documents] long documents: chunks and parts */
+    int chunk_tokens;         /* a chunk's target size (estimated tokens) */
+    int chunk_max_tokens;     /* a chunk's largest size */
+    int conversation_reserve; /* tokens of the context kept for the conversation;
+                                 0 = a quarter of the context, at least 1024 */
+    int part_overlap_tokens;  /* consecutive parts share at least this many tokens
+                                 of whole chunks (at least one chunk); 0 = chunk_tokens */
     /* [log] */
     char log_level[16];
     char log_format[16];      /* text | json */

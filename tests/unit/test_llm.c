@@ -1154,9 +1154,9 @@ static void test_not_supported(void **state)
     llm_provider_t *oa = openai_fake(NULL);
     llm_provider_t *gm = provider(LLM_PROVIDER_GEMINI, F.url, "k", "gemini-test", NULL);
     llm_prefill_result_t pr;
-    assert_int_equal(llm_prefill(oa, one_msg, 1, false, NULL, NULL, &pr), LLM_ENOTSUP);
+    assert_int_equal(llm_prefill(oa, one_msg, 1, 0, NULL, NULL, &pr), LLM_ENOTSUP);
     assert_true(pr.error[0] != '\0');
-    assert_int_equal(llm_prefill(gm, one_msg, 1, false, NULL, NULL, &pr), LLM_ENOTSUP);
+    assert_int_equal(llm_prefill(gm, one_msg, 1, 0, NULL, NULL, &pr), LLM_ENOTSUP);
     char err[256];
     assert_int_equal(llm_cache_delete(oa, "abc", err, sizeof err), LLM_ENOTSUP);
     assert_int_equal(llm_cache_delete(gm, "abc", err, sizeof err), LLM_ENOTSUP);

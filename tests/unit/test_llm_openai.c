@@ -454,7 +454,7 @@ static void test_prefill(void **state)
     rec_t r;
     rec_init(&r);
     llm_prefill_result_t a, b;
-    int rc = llm_prefill(p, sys, 1, false, &rec_cb, &r, &a);
+    int rc = llm_prefill(p, sys, 1, 0, &rec_cb, &r, &a);
     if (rc != LLM_OK)
         fail_msg("prefill: %s", a.error);
     assert_true(a.n_tokens > 900);
@@ -469,7 +469,7 @@ static void test_prefill(void **state)
     assert_true(r.last_total > 0);
 
     /* Stored already: answered at once, without progress events. */
-    assert_int_equal(llm_prefill(p, sys, 1, true, NULL, NULL, &b), LLM_OK);
+    assert_int_equal(llm_prefill(p, sys, 1, LLM_PREFILL_PIN, NULL, NULL, &b), LLM_OK);
     assert_true(b.cached);
     assert_true(b.pinned);
     assert_string_equal(b.id, a.id);
@@ -565,7 +565,7 @@ static void test_too_long(void **state)
     assert_int_equal(r.deltas, 0);
     llm_result_cleanup(&res);
     llm_prefill_result_t pr;
-    assert_int_equal(llm_prefill(p, msgs, 1, false, NULL, NULL, &pr), LLM_ETOOLONG);
+    assert_int_equal(llm_prefill(p, msgs, 1, 0, NULL, NULL, &pr), LLM_ETOOLONG);
     assert_contains(pr.error, "too long");
     buf_cleanup(&r.text);
     free(doc);
@@ -585,7 +585,7 @@ static void test_engine_down(void **state)
     assert_contains(res.error, "The model server is not running");
     llm_result_cleanup(&res);
     llm_prefill_result_t pr;
-    assert_int_equal(llm_prefill(p, (llm_message_t[]){ { LLM_ROLE_SYSTEM, "doc" } }, 1, false, NULL,
+    assert_int_equal(llm_prefill(p, (llm_message_t[]){ { LLM_ROLE_SYSTEM, "doc" } }, 1, 0, NULL,
                                  NULL, &pr),
                      LLM_EDOWN);
     llm_provider_free(p);

@@ -358,7 +358,7 @@ static void cache_doc(supervisor_t *sv)
     llm_provider_t *p = engine_provider(sv, true);
     const llm_message_t m[] = { { LLM_ROLE_SYSTEM, g_doc } };
     llm_prefill_result_t r;
-    if (llm_prefill(p, m, 1, false, NULL, NULL, &r) != LLM_OK)
+    if (llm_prefill(p, m, 1, 0, NULL, NULL, &r) != LLM_OK)
         fail_msg("prefill: %s", r.error);
     assert_true(r.n_tokens > 10);
     llm_provider_free(p);
@@ -955,7 +955,7 @@ static void test_engine_key(void **state)
     llm_provider_t *p = engine_provider(sv, true);
     const llm_message_t doc[] = { { LLM_ROLE_SYSTEM, g_doc } };
     llm_prefill_result_t pr;
-    if (llm_prefill(p, doc, 1, false, NULL, NULL, &pr) != LLM_OK)
+    if (llm_prefill(p, doc, 1, 0, NULL, NULL, &pr) != LLM_OK)
         fail_msg("prefill: %s", pr.error);
     llm_cache_entry_t *entries = NULL;
     size_t n = 0;

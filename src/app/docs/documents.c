@@ -758,7 +758,7 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     llm_message_t m = { LLM_ROLE_SYSTEM, sys };
     llm_callbacks_t cb = { .on_progress = on_progress, .should_stop = progress_stop };
     llm_prefill_result_t pr;
-    rc = llm_prefill(p->llm, &m, 1, false, &cb, prog, &pr);
+    rc = llm_prefill(p->llm, &m, 1, 0, &cb, prog, &pr);
     if (rc != LLM_OK) {
         store_cache_t c = { .status = STORE_CACHE_FAILED, .error = pr.error };
         store_doc_set_cache(a->store, doc_id, &c);

@@ -1219,7 +1219,7 @@ int llm_chat(llm_provider_t *p, const llm_message_t *msgs, size_t n, const llm_p
 
 /* ---- engine calls: dispatch ---------------------------------------------- */
 
-int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, bool pin,
+int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                 const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -1233,7 +1233,7 @@ int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, bool pin
         snprintf(out->error, sizeof out->error, "A prefill needs at least one message");
         return out->rc;
     }
-    return p->be->prefill(p, msgs, n, pin, cb, ud, out);
+    return p->be->prefill(p, msgs, n, flags, cb, ud, out);
 }
 
 int llm_cache_delete(llm_provider_t *p, const char *entry_id, char *errmsg, size_t errcap)

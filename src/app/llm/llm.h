@@ -279,14 +279,21 @@ typedef struct {
     char error[512];
 } llm_prefill_result_t;
 
+/* llm_prefill() flags. */
+enum {
+    LLM_PREFILL_PIN = 1,   /* keep the entry from eviction */
+    LLM_PREFILL_DISK = 2,  /* store it on the engine's disk tier, not in RAM
+                              (the parts of a long document) */
+};
+
 /* Local provider only: prefill the KV cache with the prompt prefix that
  * msgs render to (as a chat with these messages would begin) and store it
- * in the engine's cache; pin keeps it from eviction. When cb->on_progress
+ * in the engine's cache, as `flags` (LLM_PREFILL_*) say. When cb->on_progress
  * is set the engine streams progress, reported through it; cb->should_stop
  * cancels as for a chat. Blocks until done.
  * Returns LLM_OK and *out; LLM_ENOTSUP for other providers; LLM_ETOOLONG
  * when the prefix does not fit a slot; any other LLM_E* with out->error. */
-int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, bool pin,
+int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                 const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out);
 
 /* Local provider only: delete one cache entry. Returns LLM_OK,
@@ -303,6 +310,8 @@ typedef struct {
     int n_ctx_slot;        /* tokens one request may use (meta.n_ctx_slot); 0 = unknown */
     int n_ctx_train;       /* meta.n_ctx_train; 0 = unknown */
     bool cache_enabled;    /* meta.cache_enabled */
+    char fingerprint[80];  /* meta.fingerprint (the engine's model and
+                              tokenizer), or "" */
 } llm_model_info_t;
 
 /* Local and openai providers (the local engine's answer bounded by

@@ -150,7 +150,7 @@ struct llm_backend {
                         const llm_params_t *params, char **url, char **body, char *err,
                         size_t errcap);
     int (*chat_event)(llm_chat_call_t *c, json_t *ev);
-    int (*prefill)(llm_provider_t *p, const llm_message_t *msgs, size_t n, bool pin,
+    int (*prefill)(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                    const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out);
     int (*cache_delete)(llm_provider_t *p, const char *id, char *errmsg, size_t errcap);
     int (*models)(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t errcap);

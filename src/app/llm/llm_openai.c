@@ -262,7 +262,7 @@ static int prefill_event(llm_xfer_t *x, json_t *ev)
     return LLM_OK; /* unknown events are for newer clients */
 }
 
-static int oa_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, bool pin,
+static int oa_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                       const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out)
 {
     out->rc = require_cache_api(p, out->error, sizeof out->error);
@@ -270,8 +270,11 @@ static int oa_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, bo
         return out->rc;
     bool stream = cb && cb->on_progress;
     json_t *arr = messages_json(msgs, n);
-    json_t *body = arr ? json_pack("{s:o, s:b, s:b}", "messages", arr, "pin", pin, "stream", stream)
+    json_t *body = arr ? json_pack("{s:o, s:b, s:b}", "messages", arr, "pin",
+                                   (flags & LLM_PREFILL_PIN) != 0, "stream", stream)
                        : NULL;
+    if (body && (flags & LLM_PREFILL_DISK))
+        json_object_set_new(body, "tier", json_string("disk"));
     char *url = llm__strdupf("%s/v1/cache/prefill", p->root_url);
     char *text = body ? json_dumps_compact(body) : NULL;
     json_decref(body);
@@ -394,6 +397,7 @@ static int oa_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, siz
     out->n_ctx_slot = (int)llm__get_int(meta, "n_ctx_slot", 0);
     out->n_ctx_train = (int)llm__get_int(meta, "n_ctx_train", 0);
     out->cache_enabled = json_is_true(json_object_get(meta, "cache_enabled"));
+    llm__copy_str(out->fingerprint, sizeof out->fingerprint, meta, "fingerprint");
     json_decref(j);
     return LLM_OK;
 }
