@@ -13,6 +13,12 @@
  * the OPF's folder; each (X)HTML chapter goes through html.c, with a blank
  * line between chapters. Missing chapters are skipped; a book with no
  * readable chapter is EXTRACT_ECORRUPT.
+ * Structure comes from the chapters themselves, through html.c: their
+ * h1-h6 are the headings, and the print page breaks they mark (epub:type
+ * "pagebreak") are the pages, numbered through the book. A reflowable book
+ * has no pages of its own, so one without page breaks has no page marks;
+ * the table of contents (nav, NCX) is not read: it names the chapters
+ * whose own headings are already marked.
  */
 #ifndef KVCHAT_EXTRACT_EPUB_H
 #define KVCHAT_EXTRACT_EPUB_H

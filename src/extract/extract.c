@@ -1,9 +1,15 @@
 /* extract.c — codes, type names and user messages shared by kvchat-extract
- * and its runner (see extract.h). Everything here is a constant table. */
+ * and its runner (see extract.h): constant tables, and the one writer and
+ * the one reader of the structure marks' line format, so that both sides
+ * of the pipe agree on it by construction. */
 #include "extract/extract.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "extract/codepoint.h"
 
 typedef struct {
     int code;
@@ -188,4 +194,117 @@ bool extract_error_is_internal(int code)
 {
     return code == EXTRACT_EUSAGE || code == EXTRACT_EINTERNAL || code == EXTRACT_ESPAWN ||
            code == EXTRACT_EPROTOCOL;
+}
+
+/* ---- structure marks ------------------------------------------------------ */
+
+#define MARKS_LIMIT_MIN ((size_t)64 << 10)
+#define MARKS_LIMIT_MAX ((size_t)16 << 20)
+
+size_t extract_marks_limit(size_t max_output)
+{
+    size_t n = max_output / 8;
+    if (n < MARKS_LIMIT_MIN)
+        n = MARKS_LIMIT_MIN;
+    return n > MARKS_LIMIT_MAX ? MARKS_LIMIT_MAX : n;
+}
+
+/* A control character: C0, DEL, C1. */
+static bool is_control(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
+}
+
+static bool number_ok(extract_mark_kind_t kind, long long v)
+{
+    if (kind == EXTRACT_MARK_PAGE)
+        return v >= 1 && v <= INT_MAX;
+    if (kind == EXTRACT_MARK_HEADING)
+        return v >= 1 && v <= EXTRACT_HEADING_LEVEL_MAX;
+    return false;
+}
+
+size_t extract_mark_format(const extract_mark_t *m, char *buf)
+{
+    if (!number_ok(m->kind, m->number))
+        return 0;
+    int k = snprintf(buf, EXTRACT_MARK_LINE_MAX, "%c\t%zu\t%d\t", (char)m->kind, m->offset,
+                     m->number);
+    if (k < 0 || k >= EXTRACT_MARK_LINE_MAX)
+        return 0;
+    size_t n = (size_t)k, used = 0;
+    const unsigned char *p = (const unsigned char *)(m->label ? m->label : "");
+    size_t len = strlen((const char *)p);
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t step = codepoint_decode(p + i, len - i, &cp, NULL);
+        if (is_control(cp))
+            cp = ' ';
+        char enc[4];
+        size_t e = codepoint_encode(cp, enc);
+        if (used + e > EXTRACT_MARK_LABEL_MAX)
+            break;
+        memcpy(buf + n, enc, e);
+        n += e;
+        used += e;
+        i += step;
+    }
+    buf[n++] = '\n';
+    buf[n] = '\0';
+    return n;
+}
+
+/* A decimal without sign or leading zeros, at most `max`. Returns false
+ * when p[0..n) is not one. */
+static bool parse_decimal(const char *p, size_t n, unsigned long long max,
+                          unsigned long long *out)
+{
+    if (n == 0 || n > 20 || (n > 1 && p[0] == '0'))
+        return false;
+    unsigned long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (max - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+int extract_mark_parse(const char *line, size_t n, extract_mark_t *m, size_t *label_len)
+{
+    /* kind, tab, offset, tab, number, tab, label */
+    if (n < 6 || (line[0] != EXTRACT_MARK_PAGE && line[0] != EXTRACT_MARK_HEADING) ||
+        line[1] != '\t')
+        return EXTRACT_EPROTOCOL;
+    m->kind = (extract_mark_kind_t)line[0];
+    const char *end = line + n, *p = line + 2;
+    const char *tab = memchr(p, '\t', (size_t)(end - p));
+    unsigned long long v;
+    if (!tab || !parse_decimal(p, (size_t)(tab - p), SIZE_MAX, &v))
+        return EXTRACT_EPROTOCOL;
+    m->offset = (size_t)v;
+    p = tab + 1;
+    tab = memchr(p, '\t', (size_t)(end - p));
+    if (!tab || !parse_decimal(p, (size_t)(tab - p), INT_MAX, &v) ||
+        !number_ok(m->kind, (long long)v))
+        return EXTRACT_EPROTOCOL;
+    m->number = (int)v;
+    p = tab + 1;
+    size_t len = (size_t)(end - p);
+    if (len > EXTRACT_MARK_LABEL_MAX)
+        return EXTRACT_EPROTOCOL;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        bool ok;
+        i += codepoint_decode((const unsigned char *)p + i, len - i, &cp, &ok);
+        if (!ok || is_control(cp))
+            return EXTRACT_EPROTOCOL;
+    }
+    m->label = (char *)p;
+    *label_len = len;
+    return 0;
 }

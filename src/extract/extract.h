@@ -12,13 +12,17 @@
  *                 of a fixed set of sentences, never text taken from the file,
  *                 so a reader can check it against this table before showing
  *                 it to a user;
- *   stdout        the text (success only; nothing is written on failure).
+ *   stdout        the text (success only; nothing is written on failure);
+ *   --structure-fd N
+ *                 the document's structure (pages, headings) as marks, one
+ *                 per line, written after the text and only on success
+ *                 (format below).
  *
  * Codes follow the house rule (0 = ok, negative = error). The program codes
  * are shared with the runner (runner.h), which adds codes of its own for
  * what only a parent can observe (crash, timeout, CPU limit, spawn failure).
- * This file and extract.c depend on nothing but libc: both the program and
- * the runner library link them.
+ * This file and extract.c depend on nothing but libc (and codepoint.c, the
+ * same library): both the program and the runner library link them.
  */
 #ifndef KVCHAT_EXTRACT_EXTRACT_H
 #define KVCHAT_EXTRACT_EXTRACT_H
@@ -60,6 +64,80 @@ typedef enum {
     EXTRACT_TYPE_EPUB,
     EXTRACT_TYPE_COUNT
 } extract_type_t;
+
+/* ---- Document structure ----------------------------------------------------
+ *
+ * A mark says "a page starts here" or "a heading starts here", at a byte
+ * offset into the text. On the descriptor named by --structure-fd, each
+ * mark is one line, in this order of fields separated by one tab:
+ *
+ *   P <offset> <page>  <label>      a page starts at <offset>
+ *   H <offset> <level> <title>      a heading starts at <offset>
+ *
+ *   <offset>  decimal byte offset into the text, without sign or leading
+ *             zeros; at most the text's length (a mark at the length is an
+ *             empty page or heading at the end) and on a UTF-8 character
+ *             boundary; never smaller than the previous line's
+ *   <page>    physical page number, 1-based, decimal
+ *   <level>   heading level 1..6, decimal
+ *   <label>   for P the printed page label ("iv", "23"), "" when the
+ *             format has none; for H the heading's title; at most
+ *             EXTRACT_MARK_LABEL_MAX bytes of well-formed UTF-8 with no
+ *             control character (tabs, line breaks and other controls are
+ *             written as spaces), possibly empty
+ *   each line ends with '\n' (the last one too).
+ *
+ * At most EXTRACT_MARKS_MAX lines and extract_marks_limit(max_output)
+ * bytes: a document whose structure would pass either limit is sent with
+ * no marks at all (all or nothing: a partial structure would tell a
+ * reader that the rest of the text has no pages and no headings). A type
+ * without structure sends nothing. Which types report what: txt pages
+ * split by form feeds; md ATX and setext headings; html h1-h6; docx
+ * heading paragraphs; odt text:h; pdf pages (with /PageLabels) and its
+ * outline as headings; epub its chapters' h1-h6 and print page breaks
+ * (the backends' headers say how). */
+
+typedef enum {
+    EXTRACT_MARK_PAGE = 'P',
+    EXTRACT_MARK_HEADING = 'H',
+} extract_mark_kind_t;
+
+typedef struct {
+    extract_mark_kind_t kind;
+    size_t offset;          /* byte offset in the text where it starts */
+    int number;             /* page: physical number (>= 1); heading: level 1..6 */
+    char *label;            /* page label or heading title, NUL-terminated;
+                               "" when none. Owned by whoever holds the mark
+                               (extract_result_t: the result). */
+} extract_mark_t;
+
+#define EXTRACT_MARKS_MAX 1000000
+#define EXTRACT_MARK_LABEL_MAX 256          /* bytes of a label or title */
+#define EXTRACT_HEADING_LEVEL_MAX 6
+/* Longest line extract_mark_format() writes, including the '\n' and a NUL. */
+#define EXTRACT_MARK_LINE_MAX (4 + 20 + 11 + EXTRACT_MARK_LABEL_MAX + 2)
+
+/* The most bytes of marks a run with this --max-output may send:
+ * max_output / 8, at least 64 KiB, at most 16 MiB. Both sides of the pipe
+ * use it. */
+size_t extract_marks_limit(size_t max_output);
+
+/* Write mark m as one line of the format above (with its '\n' and a NUL)
+ * into buf, which has room for EXTRACT_MARK_LINE_MAX bytes. The label is
+ * made to fit the format: ill-formed UTF-8 becomes U+FFFD, control
+ * characters become spaces, and it is cut at a character boundary to
+ * EXTRACT_MARK_LABEL_MAX bytes (m->label may be NULL: ""). Returns the
+ * line's length without the NUL; 0 when the kind is unknown, or the number
+ * is out of range (nothing is written then). */
+size_t extract_mark_format(const extract_mark_t *m, char *buf);
+
+/* Parse one line line[0..n) of the format above, without its '\n',
+ * strictly: anything not exactly as written above is refused. On success
+ * returns 0 and fills *m with m->label pointing into `line` (not
+ * NUL-terminated: *label_len bytes). Returns EXTRACT_EPROTOCOL otherwise,
+ * *m then unspecified. Order and the text's length are the caller's to
+ * check. */
+int extract_mark_parse(const char *line, size_t n, extract_mark_t *m, size_t *label_len);
 
 /* Longest message extract_message() writes, including the NUL. */
 #define EXTRACT_MESSAGE_MAX 256

@@ -23,6 +23,10 @@ enum {
     EL_PRE = 32,    /* whitespace kept */
 };
 
+/* h1..h6 carry their level in bits 8..10. */
+#define EL_H(n) ((unsigned)(n) << 8)
+#define EL_LEVEL(f) ((int)(((f) >> 8) & 7))
+
 typedef struct {
     const char *name;
     unsigned flags;
@@ -38,8 +42,8 @@ static const element_t elements[] = {
     { "dl", EL_BLOCK },        { "dt", EL_BLOCK },         { "embed", EL_SKIP },
     { "fieldset", EL_BLOCK },  { "figcaption", EL_BLOCK }, { "figure", EL_BLOCK },
     { "footer", EL_BLOCK },    { "form", EL_BLOCK },       { "frameset", EL_SKIP },
-    { "h1", EL_BLOCK },        { "h2", EL_BLOCK },         { "h3", EL_BLOCK },
-    { "h4", EL_BLOCK },        { "h5", EL_BLOCK },         { "h6", EL_BLOCK },
+    { "h1", EL_BLOCK | EL_H(1) }, { "h2", EL_BLOCK | EL_H(2) }, { "h3", EL_BLOCK | EL_H(3) },
+    { "h4", EL_BLOCK | EL_H(4) }, { "h5", EL_BLOCK | EL_H(5) }, { "h6", EL_BLOCK | EL_H(6) },
     { "head", EL_SKIP },       { "header", EL_BLOCK },     { "hgroup", EL_BLOCK },
     { "hr", EL_BLOCK },        { "iframe", EL_SKIP },      { "legend", EL_BLOCK },
     { "li", EL_BLOCK },        { "listing", EL_BLOCK | EL_PRE },
@@ -58,6 +62,8 @@ static const element_t elements[] = {
 };
 
 #define ROW_DEPTH_MAX 32
+#define HEADING_DEPTH_MAX 8   /* open headings whose start is kept */
+#define PAGE_LABEL_READ 1024  /* bytes of a page break's text read for its label */
 
 typedef struct {
     textout_t *out;
@@ -65,6 +71,8 @@ typedef struct {
     int pre_depth;
     int row_depth;        /* nesting of open <tr> (capped) */
     unsigned cells[ROW_DEPTH_MAX + 1];
+    int heading_depth;    /* open h1-h6 (not capped) */
+    size_t heading_start[HEADING_DEPTH_MAX];   /* where the first ones started */
 } walk_t;
 
 static int element_cmp(const void *key, const void *el)
@@ -126,6 +134,51 @@ static void line_break(walk_t *w)
     textout_newline(w->out);
 }
 
+/* Whether attribute `name` of n, split at blanks, holds the word `word`. */
+static bool attr_has_word(const xmlNode *n, const char *name, const char *word)
+{
+    xmlChar *v = xmlGetProp(n, BAD_CAST name);
+    if (!v)
+        return false;
+    bool found = false;
+    size_t wl = strlen(word);
+    for (const char *p = (const char *)v; *p && !found;) {
+        while (is_space((unsigned char)*p))
+            p++;
+        const char *q = p;
+        while (*q && !is_space((unsigned char)*q))
+            q++;
+        found = (size_t)(q - p) == wl && strncasecmp(p, word, wl) == 0;
+        p = q;
+    }
+    xmlFree(v);
+    return found;
+}
+
+/* A print page break starts here: a page mark numbered on from the last,
+ * labelled by its title or aria-label, else its first text. */
+static void page_break(walk_t *w, const xmlNode *n)
+{
+    xmlChar *label = xmlGetProp(n, BAD_CAST "title");
+    if (!label || !*label) {
+        xmlFree(label);
+        label = xmlGetProp(n, BAD_CAST "aria-label");
+    }
+    if ((!label || !*label) && n->children && n->children->type == XML_TEXT_NODE &&
+        n->children->content) {
+        xmlFree(label);
+        label = xmlStrndup(n->children->content, PAGE_LABEL_READ);
+    }
+    textout_page(w->out, textout_last_page(w->out) + 1, (const char *)label);
+    xmlFree(label);
+}
+
+static bool is_page_break(const xmlNode *n)
+{
+    return n->properties &&
+           (attr_has_word(n, "epub:type", "pagebreak") || attr_has_word(n, "role", "doc-pagebreak"));
+}
+
 /* Entering an element; returns whether to descend into it. */
 static bool enter(walk_t *w, const xmlNode *n, unsigned f)
 {
@@ -133,6 +186,13 @@ static bool enter(walk_t *w, const xmlNode *n, unsigned f)
         return false;
     if (f & (EL_BLOCK | EL_ROW))
         line_break(w);
+    if (is_page_break(n))
+        page_break(w, n);
+    if (EL_LEVEL(f)) {
+        if (w->heading_depth < HEADING_DEPTH_MAX)
+            w->heading_start[w->heading_depth] = textout_len(w->out);
+        w->heading_depth++;
+    }
     if (f & EL_BR) {
         w->pending_space = false;
         textout_putc(w->out, '\n');
@@ -155,6 +215,11 @@ static bool enter(walk_t *w, const xmlNode *n, unsigned f)
 
 static void leave(walk_t *w, unsigned f)
 {
+    if (EL_LEVEL(f) && w->heading_depth > 0) {
+        w->heading_depth--;
+        if (w->heading_depth < HEADING_DEPTH_MAX)
+            textout_heading_at(w->out, w->heading_start[w->heading_depth], EL_LEVEL(f), NULL, 0);
+    }
     if (f & EL_PRE)
         w->pre_depth--;
     if (f & EL_ROW && w->row_depth > 0)

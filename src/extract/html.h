@@ -10,6 +10,12 @@
  * are skipped; block elements end lines; <br> breaks a line; table cells
  * are separated by tabs, rows by lines; whitespace collapses except in
  * <pre>. The tree is walked without recursion (any depth).
+ * Structure: h1-h6 are heading marks, titled with their text as extracted
+ * (a heading holding another heading is not one itself); a print page
+ * break (an element with epub:type "pagebreak" or role "doc-pagebreak", as
+ * EPUB books mark the pages of their printed edition) is a page mark,
+ * numbered on from the sink's last page, labelled with its title or
+ * aria-label attribute, else its text.
  */
 #ifndef KVCHAT_EXTRACT_HTML_H
 #define KVCHAT_EXTRACT_HTML_H

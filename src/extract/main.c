@@ -1,7 +1,8 @@
 /* main.c — kvchat-extract: one uploaded file in, UTF-8 text out.
  *
  *   kvchat-extract [--name ORIGINAL_FILENAME] [--max-output BYTES] [--detect]
- *                  [--limit-cpu SECONDS] [--limit-mem BYTES] [--sandbox] FILE
+ *                  [--limit-cpu SECONDS] [--limit-mem BYTES] [--sandbox]
+ *                  [--structure-fd N] FILE
  *
  * The type is detected from the content (detect.h); --name only supplies
  * the extension hint that tells Markdown and HTML from plain text.
@@ -11,6 +12,9 @@
  * address space; --sandbox: no files written, no core dumps, few
  * descriptors, no new privileges). The runner also applies the same limits
  * itself before exec, which is the enforcement that counts.
+ * --structure-fd names an open descriptor (3 or above) that receives the
+ * document's structure marks (pages, headings) after the text, in the line
+ * format of extract.h; without it the marks are not written.
  *
  * Outcome (extract.h): exit 0, the text on stdout and "type=<t> chars=<n>"
  * on stderr; or exit extract_exit_status(code), nothing on stdout and
@@ -25,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +57,7 @@ static const struct {
     extract_type_t type;
     backend_fn extract;
 } backends[] = {
-    { EXTRACT_TYPE_TXT, text_extract },   { EXTRACT_TYPE_MD, text_extract },
+    { EXTRACT_TYPE_TXT, text_extract },   { EXTRACT_TYPE_MD, text_extract_md },
     { EXTRACT_TYPE_PDF, pdf_extract },    { EXTRACT_TYPE_DOCX, ooxml_extract },
     { EXTRACT_TYPE_ODT, odf_extract },    { EXTRACT_TYPE_HTML, html_extract },
     { EXTRACT_TYPE_EPUB, epub_extract },
@@ -67,14 +72,18 @@ typedef struct {
     bool sandbox;
     unsigned long long cpu_seconds;   /* 0: leave as is */
     unsigned long long mem_bytes;     /* 0: leave as is */
+    int structure_fd;                 /* -1: marks not wanted */
 } options_t;
 
 static void usage(FILE *f)
 {
     fputs("usage: kvchat-extract [--name ORIGINAL_FILENAME] [--max-output BYTES] [--detect]\n"
-          "                      [--limit-cpu SECONDS] [--limit-mem BYTES] [--sandbox] FILE\n"
+          "                      [--limit-cpu SECONDS] [--limit-mem BYTES] [--sandbox]\n"
+          "                      [--structure-fd N] FILE\n"
           "Writes the text of FILE (txt, md, pdf, docx, odt, html, epub) as UTF-8 to stdout\n"
-          "and a status line to stderr: 'type=<type> chars=<n>' or 'error=<code> <message>'.\n",
+          "and a status line to stderr: 'type=<type> chars=<n>' or 'error=<code> <message>'.\n"
+          "With --structure-fd, its pages and headings go to descriptor N, one per line:\n"
+          "'P<tab>offset<tab>page<tab>label' or 'H<tab>offset<tab>level<tab>title'.\n",
           f);
 }
 
@@ -103,7 +112,8 @@ static bool parse_u64(const char *s, unsigned long long *out)
 
 static int parse_options(int argc, char **argv, options_t *o)
 {
-    enum { OPT_NAME = 1, OPT_MAX, OPT_DETECT, OPT_CPU, OPT_MEM, OPT_SANDBOX, OPT_HELP };
+    enum { OPT_NAME = 1, OPT_MAX, OPT_DETECT, OPT_CPU, OPT_MEM, OPT_SANDBOX, OPT_STRUCTURE,
+           OPT_HELP };
     static const struct option longopts[] = {
         { "name", required_argument, NULL, OPT_NAME },
         { "max-output", required_argument, NULL, OPT_MAX },
@@ -111,11 +121,13 @@ static int parse_options(int argc, char **argv, options_t *o)
         { "limit-cpu", required_argument, NULL, OPT_CPU },
         { "limit-mem", required_argument, NULL, OPT_MEM },
         { "sandbox", no_argument, NULL, OPT_SANDBOX },
+        { "structure-fd", required_argument, NULL, OPT_STRUCTURE },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
     o->max_output = DEFAULT_MAX_OUTPUT;
+    o->structure_fd = -1;
     opterr = 0;
     int c;
     unsigned long long v;
@@ -142,6 +154,13 @@ static int parse_options(int argc, char **argv, options_t *o)
             break;
         case OPT_SANDBOX:
             o->sandbox = true;
+            break;
+        case OPT_STRUCTURE:
+            /* Not 0..2 (the text and the status line have those), and open. */
+            if (!parse_u64(optarg, &v) || v < 3 || v > INT_MAX ||
+                fcntl((int)v, F_GETFD) < 0)
+                return EXTRACT_EUSAGE;
+            o->structure_fd = (int)v;
             break;
         case OPT_HELP:
             usage(stdout);
@@ -201,6 +220,25 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
+/* Write the sink's marks to fd in the format of extract.h, in pieces of
+ * about 64 KiB. Returns 0, or -1 when writing fails. */
+static int write_marks(int fd, const textout_t *out)
+{
+    char chunk[65536 + EXTRACT_MARK_LINE_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < textout_mark_count(out); i++) {
+        extract_mark_t m;
+        textout_mark_get(out, i, &m);
+        n += extract_mark_format(&m, chunk + n);
+        if (n >= 65536) {
+            if (write_all(fd, chunk, n) != 0)
+                return -1;
+            n = 0;
+        }
+    }
+    return write_all(fd, chunk, n);
+}
+
 static backend_fn backend_for(extract_type_t type)
 {
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
@@ -245,14 +283,18 @@ int main(int argc, char **argv)
     close(fd);
     if (!rc)
         rc = textout_finish(&out, &text, &len, &chars);
-    textout_cleanup(&out);
-    if (rc)
+    if (rc) {
+        textout_cleanup(&out);
         return fail(rc, type);
-    if (write_all(STDOUT_FILENO, text, len) != 0) {
-        free(text);
-        return fail(EXTRACT_EINTERNAL, type);
     }
+    /* The text first, then its marks: the reader takes both, or neither
+     * when the status line says it failed. */
+    bool written = write_all(STDOUT_FILENO, text, len) == 0 &&
+                   (o.structure_fd < 0 || write_marks(o.structure_fd, &out) == 0);
     free(text);
+    textout_cleanup(&out);
+    if (!written)
+        return fail(EXTRACT_EINTERNAL, type);
     fprintf(stderr, "type=%s chars=%zu\n", extract_type_name(type), chars);
     return 0;
 }

@@ -28,6 +28,8 @@ typedef struct {
     int row_depth;
     unsigned cells[TABLE_DEPTH_MAX + 1];
     bool cell_para_done[TABLE_DEPTH_MAX + 1];
+    int heading_level;     /* an open text:h to mark, 0 if none */
+    size_t heading_start;  /* where its text starts */
 } odt_t;
 
 static void silent(void *ctx, const char *msg, ...)
@@ -174,6 +176,23 @@ static void para_end(odt_t *o)
     o->para_has_text = o->para_depth > 0;
 }
 
+/* A text:h starts: its level (text:outline-level, 1 by default) and where
+ * its text starts, for the heading mark at its end. */
+static void heading_start(odt_t *o, xmlTextReaderPtr r)
+{
+    long level = 1;
+    xmlChar *v = xmlTextReaderGetAttributeNs(r, BAD_CAST "outline-level", BAD_CAST NS_TEXT);
+    if (v) {
+        char *end;
+        long n = strtol((const char *)v, &end, 10);
+        if (end != (const char *)v && *end == '\0' && n >= 1)
+            level = n > EXTRACT_HEADING_LEVEL_MAX ? EXTRACT_HEADING_LEVEL_MAX : n;
+        xmlFree(v);
+    }
+    o->heading_level = (int)level;
+    o->heading_start = textout_len(o->out);
+}
+
 /* Subtrees whose text is not part of the document as it reads. */
 static bool skipped(const char *name)
 {
@@ -200,7 +219,10 @@ static bool start(odt_t *o, xmlTextReaderPtr r, const char *name)
     if (ns_is(r, NS_TEXT)) {
         if (skipped(name))
             return true;
-        if (strcmp(name, "p") == 0 || strcmp(name, "h") == 0) {
+        if (strcmp(name, "h") == 0 && o->para_depth == 0 && o->row_depth == 0) {
+            heading_start(o, r);
+            para_start(o);
+        } else if (strcmp(name, "p") == 0 || strcmp(name, "h") == 0) {
             para_start(o);
         } else if (strcmp(name, "s") == 0) {
             long n = 1;
@@ -253,6 +275,10 @@ static void end(odt_t *o, xmlTextReaderPtr r, const char *name)
     if (o->body_depth == 0)
         return;
     if (ns_is(r, NS_TEXT)) {
+        if (strcmp(name, "h") == 0 && o->heading_level && o->para_depth == 1) {
+            textout_heading_at(o->out, o->heading_start, o->heading_level, NULL, 0);
+            o->heading_level = 0;
+        }
         if (strcmp(name, "p") == 0 || strcmp(name, "h") == 0)
             para_end(o);
     } else if (ns_is(r, NS_TABLE) && strcmp(name, "table-row") == 0) {

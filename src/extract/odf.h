@@ -10,6 +10,9 @@
  * a paragraph dropped); table rows are lines with tab-separated cells.
  * Tracked deletions (text:tracked-changes), annotations and notes are
  * skipped. A document type declaration is refused.
+ * Structure: each text:h outside tables and paragraphs is a heading mark of
+ * its text:outline-level (1 when absent or not a number), titled with its
+ * text.
  */
 #ifndef KVCHAT_EXTRACT_ODF_H
 #define KVCHAT_EXTRACT_ODF_H

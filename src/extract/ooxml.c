@@ -2,7 +2,9 @@
 #include "extract/ooxml.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libxml/xmlerror.h>
 #include <libxml/xmlreader.h>
@@ -15,9 +17,34 @@
 #define NS_MC "http://schemas.openxmlformats.org/markup-compatibility/2006"
 
 #define TABLE_DEPTH_MAX 32
+#define STYLES_MAX 10000                   /* styles read from styles.xml */
+#define STYLES_XML_MAX ((size_t)16 << 20)  /* bytes of styles.xml read */
+#define STYLE_CHAIN_MAX 16                 /* w:basedOn steps followed */
+#define OUTLINE_BODY 9                     /* w:outlineLvl of body text */
+
+/* A paragraph style from styles.xml. level: its heading level 1..9, 0 for
+ * none, -1 not yet resolved. */
+typedef struct {
+    char *id;
+    char *based_on;
+    int outline;      /* w:outlineLvl + 1, 0 if absent (OUTLINE_BODY + 1: body) */
+    int name_level;   /* from its name, 0 if none */
+    int level;
+} style_t;
+
+typedef struct {
+    style_t *v;       /* sorted by id once read */
+    size_t n, cap;
+} styles_t;
 
 typedef struct {
     textout_t *out;
+    const styles_t *styles;
+    int p_depth;           /* open w:p (text boxes nest them) */
+    int ppr_depth;         /* open w:pPr (w:pPrChange nests an old one) */
+    int p_level;           /* the outer paragraph's heading level, 0 if none */
+    int p_direct;          /* its own w:outlineLvl + 1, 0 if none */
+    size_t p_start;        /* where its text starts */
     bool in_text;          /* inside w:t */
     int run_depth;         /* open w:r elements */
     int tbl_depth;         /* open w:tbl elements (capped) */
@@ -50,6 +77,220 @@ static bool is_w(const xmlChar *ns)
                   strcmp((const char *)ns, NS_W_STRICT) == 0);
 }
 
+/* The w:val attribute (either namespace) of the current element; caller
+ * frees with xmlFree. */
+static xmlChar *w_val(xmlTextReaderPtr r)
+{
+    xmlChar *v = xmlTextReaderGetAttributeNs(r, BAD_CAST "val", BAD_CAST NS_W);
+    return v ? v : xmlTextReaderGetAttributeNs(r, BAD_CAST "val", BAD_CAST NS_W_STRICT);
+}
+
+/* w:outlineLvl's value + 1 (1..10), 0 when it is not a number 0..9. */
+static int outline_value(const xmlChar *v)
+{
+    if (!v || v[0] < '0' || v[0] > '9' || v[1])
+        return 0;
+    return v[0] - '0' + 1;
+}
+
+/* ---- styles ------------------------------------------------------------------ */
+
+static void styles_cleanup(styles_t *st)
+{
+    for (size_t i = 0; i < st->n; i++) {
+        free(st->v[i].id);
+        free(st->v[i].based_on);
+    }
+    free(st->v);
+    st->v = NULL;
+    st->n = st->cap = 0;
+}
+
+/* The level a style's name gives: "heading N" (any case) is N, "Title" 1. */
+static int name_level(const char *name)
+{
+    if (strcasecmp(name, "title") == 0)
+        return 1;
+    if (strncasecmp(name, "heading", 7) != 0)
+        return 0;
+    const char *p = name + 7;
+    while (*p == ' ')
+        p++;
+    return p[0] >= '1' && p[0] <= '9' && !p[1] ? p[0] - '0' : 0;
+}
+
+/* Built-in heading style IDs, for styles styles.xml does not describe. */
+static int builtin_level(const char *id)
+{
+    if (strcasecmp(id, "Title") == 0)
+        return 1;
+    if (strncasecmp(id, "Heading", 7) == 0 && id[7] >= '1' && id[7] <= '9' && !id[8])
+        return id[7] - '0';
+    return 0;
+}
+
+static int style_cmp(const void *a, const void *b)
+{
+    return strcmp(((const style_t *)a)->id, ((const style_t *)b)->id);
+}
+
+static style_t *style_find(const styles_t *st, const char *id)
+{
+    if (!st->n || !id)
+        return NULL;
+    style_t key = { .id = (char *)id };
+    return bsearch(&key, st->v, st->n, sizeof *st->v, style_cmp);
+}
+
+/* A style's heading level (0 for none) through its basedOn chain. */
+static int style_level(const styles_t *st, style_t *s)
+{
+    style_t *chain[STYLE_CHAIN_MAX];
+    int n = 0, level = 0;
+    for (style_t *c = s; c && n < STYLE_CHAIN_MAX; c = style_find(st, c->based_on)) {
+        if (c->level >= 0) {
+            level = c->level;
+            break;
+        }
+        chain[n++] = c;
+        if (c->outline) {
+            level = c->outline > OUTLINE_BODY ? 0 : c->outline;
+            break;
+        }
+        if (c->name_level) {
+            level = c->name_level;
+            break;
+        }
+        if (!c->based_on)
+            break;
+    }
+    for (int i = 0; i < n; i++)
+        chain[i]->level = level;
+    return level;
+}
+
+typedef struct {
+    zipread_entry_t *e;
+    size_t read;
+} limited_t;
+
+/* Read styles.xml only up to STYLES_XML_MAX bytes. */
+static int read_limited(void *ctx, char *buf, int len)
+{
+    limited_t *l = ctx;
+    if (l->read >= STYLES_XML_MAX)
+        return -1;
+    size_t n = len > 0 ? (size_t)len : 0;
+    if (n > STYLES_XML_MAX - l->read)
+        n = STYLES_XML_MAX - l->read;
+    ssize_t k = zipread_entry_read(l->e, buf, n);
+    if (k < 0)
+        return -1;
+    l->read += (size_t)k;
+    return (int)k;
+}
+
+/* Collect the paragraph styles of word/styles.xml into st (sorted, levels
+ * resolved). Whatever fails, st holds the styles read so far: structure
+ * is optional. */
+static void styles_read(zipread_t *z, styles_t *st)
+{
+    zipread_entry_t *e = NULL;
+    if (!zipread_exists(z, "word/styles.xml") || zipread_entry_open(z, "word/styles.xml", &e))
+        return;
+    limited_t l = { .e = e };
+    xmlTextReaderPtr r = xmlReaderForIO(read_limited, NULL, &l, NULL, NULL,
+                                        XML_PARSE_NONET | XML_PARSE_NOERROR |
+                                            XML_PARSE_NOWARNING);
+    style_t *cur = NULL;   /* the w:style being read (a paragraph style) */
+    int ppr = 0;
+    while (r && xmlTextReaderRead(r) == 1) {
+        int type = xmlTextReaderNodeType(r);
+        if (type == XML_READER_TYPE_DOCUMENT_TYPE)
+            break;
+        if (!is_w(xmlTextReaderConstNamespaceUri(r)))
+            continue;
+        const char *name = (const char *)xmlTextReaderConstLocalName(r);
+        if (type == XML_READER_TYPE_END_ELEMENT) {
+            if (strcmp(name, "style") == 0)
+                cur = NULL;
+            else if (strcmp(name, "pPr") == 0 && ppr > 0)
+                ppr--;
+            continue;
+        }
+        if (type != XML_READER_TYPE_ELEMENT)
+            continue;
+        bool empty = xmlTextReaderIsEmptyElement(r);
+        if (strcmp(name, "style") == 0) {
+            cur = NULL;
+            ppr = 0;
+            xmlChar *t = xmlTextReaderGetAttributeNs(r, BAD_CAST "type", BAD_CAST NS_W);
+            xmlChar *id = xmlTextReaderGetAttributeNs(r, BAD_CAST "styleId", BAD_CAST NS_W);
+            if (!t)
+                t = xmlTextReaderGetAttributeNs(r, BAD_CAST "type", BAD_CAST NS_W_STRICT);
+            if (!id)
+                id = xmlTextReaderGetAttributeNs(r, BAD_CAST "styleId", BAD_CAST NS_W_STRICT);
+            bool para = !t || strcmp((const char *)t, "paragraph") == 0;
+            if (para && id && !empty && st->n < STYLES_MAX) {
+                if (st->n == st->cap) {
+                    size_t cap = st->cap ? st->cap * 2 : 64;
+                    style_t *v = realloc(st->v, cap * sizeof *v);
+                    if (v) {
+                        st->v = v;
+                        st->cap = cap;
+                    }
+                }
+                char *copy = st->n < st->cap ? strdup((const char *)id) : NULL;
+                if (copy) {
+                    cur = &st->v[st->n++];
+                    *cur = (style_t){ .id = copy, .level = -1 };
+                }
+            }
+            xmlFree(t);
+            xmlFree(id);
+        } else if (cur && strcmp(name, "pPr") == 0 && !empty) {
+            ppr++;
+        } else if (cur && (strcmp(name, "name") == 0 || strcmp(name, "basedOn") == 0 ||
+                           (strcmp(name, "outlineLvl") == 0 && ppr == 1))) {
+            xmlChar *v = w_val(r);
+            if (v && name[0] == 'n')
+                cur->name_level = name_level((const char *)v);
+            else if (v && name[0] == 'b' && !cur->based_on)
+                cur->based_on = strdup((const char *)v);
+            else if (v)
+                cur->outline = outline_value(v);
+            xmlFree(v);
+        }
+    }
+    xmlFreeTextReader(r);
+    zipread_entry_close(e);
+    if (st->n > 1)
+        qsort(st->v, st->n, sizeof *st->v, style_cmp);
+    /* A styleId listed twice: one of them is kept (bsearch must find one
+     * answer). */
+    size_t k = 0;
+    for (size_t i = 0; i < st->n; i++) {
+        if (k > 0 && strcmp(st->v[k - 1].id, st->v[i].id) == 0) {
+            free(st->v[i].id);
+            free(st->v[i].based_on);
+            continue;
+        }
+        st->v[k++] = st->v[i];
+    }
+    st->n = k;
+    for (size_t i = 0; i < st->n; i++)
+        style_level(st, &st->v[i]);
+}
+
+/* The heading level of paragraph style `id`, 0 for none. */
+static int paragraph_style_level(const styles_t *st, const char *id)
+{
+    style_t *s = style_find(st, id);
+    return s ? s->level : builtin_level(id);
+}
+
+/* ---- the document -------------------------------------------------------------- */
+
 static void put(docx_t *d, uint32_t cp)
 {
     textout_putc(d->out, cp);
@@ -65,11 +306,27 @@ static void cell_text_starts(docx_t *d)
     }
 }
 
-/* A start tag in the w: namespace; returns true to skip its subtree. */
-static bool start_w(docx_t *d, const char *name)
+/* A start tag in the w: namespace; returns true to skip its subtree.
+ * Empty elements get their end_w() at once. */
+static bool start_w(docx_t *d, xmlTextReaderPtr r, const char *name)
 {
     int t = d->tbl_depth;
-    if (strcmp(name, "t") == 0) {
+    if (strcmp(name, "p") == 0) {
+        if (++d->p_depth == 1) {
+            d->p_start = textout_len(d->out);
+            d->p_level = d->p_direct = d->ppr_depth = 0;
+        }
+    } else if (strcmp(name, "pPr") == 0) {
+        d->ppr_depth++;
+    } else if (d->p_depth == 1 && d->ppr_depth == 1 &&
+               (strcmp(name, "pStyle") == 0 || strcmp(name, "outlineLvl") == 0)) {
+        xmlChar *v = w_val(r);
+        if (v && name[0] == 'p')
+            d->p_level = paragraph_style_level(d->styles, (const char *)v);
+        else if (v)
+            d->p_direct = outline_value(v);
+        xmlFree(v);
+    } else if (strcmp(name, "t") == 0) {
         d->in_text = true;
     } else if (strcmp(name, "r") == 0) {
         d->run_depth++;
@@ -101,9 +358,28 @@ static bool start_w(docx_t *d, const char *name)
     return false;
 }
 
+/* The end of the outer paragraph: a heading mark if its level says so. */
+static void paragraph_ends(docx_t *d)
+{
+    int level = d->p_level;
+    if (d->p_direct)
+        level = d->p_direct > OUTLINE_BODY ? 0 : d->p_direct;
+    if (level && d->tbl_depth == 0)
+        textout_heading_at(d->out, d->p_start, level, NULL, 0);
+}
+
 static void end_w(docx_t *d, const char *name)
 {
     int t = d->tbl_depth;
+    if (strcmp(name, "p") == 0) {
+        if (d->p_depth == 1)
+            paragraph_ends(d);
+        if (d->p_depth > 0)
+            d->p_depth--;
+    } else if (strcmp(name, "pPr") == 0) {
+        if (d->ppr_depth > 0)
+            d->ppr_depth--;
+    }
     if (strcmp(name, "t") == 0) {
         d->in_text = false;
     } else if (strcmp(name, "r") == 0) {
@@ -152,7 +428,7 @@ static int run_reader(docx_t *d, xmlTextReaderPtr r)
             }
             if (!is_w(ns))
                 break;
-            if (start_w(d, name)) {
+            if (start_w(d, r, name)) {
                 skip = !xmlTextReaderIsEmptyElement(r);
                 break;
             }
@@ -199,6 +475,8 @@ int ooxml_extract(int fd, textout_t *out)
     xmlInitParser();
     xmlSetGenericErrorFunc(NULL, silent);
     xmlSetStructuredErrorFunc(NULL, silent_structured);
+    styles_t styles = { 0 };
+    styles_read(z, &styles);
     xmlResetLastError();
     xmlTextReaderPtr r = xmlReaderForIO(read_entry, NULL, e, NULL, NULL,
                                         XML_PARSE_NONET | XML_PARSE_NOERROR |
@@ -206,7 +484,7 @@ int ooxml_extract(int fd, textout_t *out)
     if (!r) {
         rc = EXTRACT_EMEMORY;
     } else {
-        docx_t d = { .out = out };
+        docx_t d = { .out = out, .styles = &styles };
         rc = run_reader(&d, r);
         if (!rc)
             rc = textout_error(out);
@@ -222,5 +500,6 @@ int ooxml_extract(int fd, textout_t *out)
     }
     zipread_entry_close(e);
     zipread_close(z);
+    styles_cleanup(&styles);
     return rc;
 }

@@ -11,6 +11,19 @@
  * text (w:delText) and field codes (w:instrText) are never w:t. A document
  * type declaration is refused (OOXML has none; it could only be an attack).
  * A password-protected docx is not a zip at all: detect.c reports it.
+ *
+ * Structure: a body paragraph (not in a table) is a heading mark when its
+ * outline level says so, titled with its text. The level comes from the
+ * paragraph's own w:outlineLvl (0-8 are levels 1-9, counted as at most 6;
+ * 9 is body text), else from its style (w:pStyle): the style's
+ * w:outlineLvl, else its name ("heading N" is level N, "Title" level 1),
+ * else the style it is based on (w:basedOn, at most STYLE_CHAIN_MAX
+ * steps), all read from word/styles.xml; a style that file does not
+ * describe (or no styles.xml) is a heading only by its ID, as Word's
+ * built-in ones are named: "Heading1".."Heading9", "Title". styles.xml is
+ * read up to STYLES_XML_MAX bytes and STYLES_MAX styles; past that, or when
+ * it is missing or damaged, the styles read so far serve: the text never
+ * fails because of it.
  */
 #ifndef KVCHAT_EXTRACT_OOXML_H
 #define KVCHAT_EXTRACT_OOXML_H

@@ -4,15 +4,16 @@
  *   parent: resolve exe, build argv/envp and rlimits, make pipes (CLOEXEC),
  *           block all signals, fork
  *   child:  default signal handlers, death signal tied to the parent, own
- *           process group, stdin/stdout/stderr,
- *           rlimits, every other descriptor close-on-exec, unblock, execve;
- *           on failure write errno to the exec pipe and _exit
- *   parent: exec pipe EOF = exec succeeded; then poll stdout, stderr and a
- *           pidfd (or a short tick where pidfds are missing) until both
- *           pipes are at EOF and the child has exited, or the deadline or
- *           the output limit is hit; kill the group while the leader is
- *           still unreaped (so its id cannot have been reused), reap with
- *           wait4 for the resource usage, classify.
+ *           process group, stdin/stdout/stderr and the structure pipe as
+ *           fd 3, rlimits, every other descriptor close-on-exec, unblock,
+ *           execve; on failure write errno to the exec pipe and _exit
+ *   parent: exec pipe EOF = exec succeeded; then poll stdout, stderr, the
+ *           structure pipe and a pidfd (or a short tick where pidfds are
+ *           missing) until the three pipes are at EOF and the child has
+ *           exited, or the deadline or the output limit is hit; kill the
+ *           group while the leader is still unreaped (so its id cannot
+ *           have been reused), reap with wait4 for the resource usage,
+ *           classify; on success parse and check the marks.
  * The child between fork and execve calls only async-signal-safe functions
  * on data prepared before the fork.
  */
@@ -44,6 +45,7 @@
 #define READ_CHUNK 65536
 #define TICK_MS 20              /* poll tick when there is no pidfd */
 #define EXE_PATH_MAX 4096
+#define STRUCTURE_FD 3          /* where the child finds the structure pipe */
 
 void extract_limits_default(extract_limits_t *lim)
 {
@@ -61,6 +63,9 @@ void extract_result_cleanup(extract_result_t *res)
     free(res->text);
     res->text = NULL;
     res->len = res->chars = 0;
+    free(res->marks);   /* the labels live in the same block */
+    res->marks = NULL;
+    res->n_marks = 0;
 }
 
 /* Everything the child needs, prepared before fork (no allocation after). */
@@ -68,7 +73,7 @@ typedef struct {
     const char *exe;
     char *const *argv;
     char *const *envp;
-    int in_fd, out_fd, err_fd, exec_fd;
+    int in_fd, out_fd, err_fd, st_fd, exec_fd;
     struct rlimit cpu, as, fsize, core, nofile;
     bool set_cpu, set_as;
     pid_t parent;           /* getpid() before the fork */
@@ -88,12 +93,14 @@ typedef struct {
 /* The state of one run in the parent. */
 typedef struct {
     pid_t pid;
-    int out_r, err_r, exec_r, pidfd;
+    int out_r, err_r, st_r, exec_r, pidfd;
     buf_t text;
     stream_t to;
+    buf_t marks;             /* the structure lines, at most extract_marks_limit() */
+    bool marks_over;         /* more came: drained and dropped */
     char tail[STDERR_KEEP];
     size_t tail_len;
-    bool out_eof, err_eof, exited;
+    bool out_eof, err_eof, st_eof, exited;
     bool timed_out, too_big, poll_failed;
 } run_t;
 
@@ -177,14 +184,14 @@ __attribute__((noreturn)) static void child_exec(const child_plan_t *p)
     }
     if (setpgid(0, 0) != 0)
         goto fail;
-    /* Lift the three ends above 2 first, so that wiring one of them to
-     * 0..2 cannot overwrite another (a parent may run with 0..2 closed). */
-    const int from[3] = { p->in_fd, p->out_fd, p->err_fd };
-    int high[3];
-    for (int t = 0; t < 3; t++)
-        if ((high[t] = fcntl(from[t], F_DUPFD_CLOEXEC, 3)) < 0)
+    /* Lift the four ends above 3 first, so that wiring one of them to
+     * 0..3 cannot overwrite another (a parent may run with 0..2 closed). */
+    const int from[4] = { p->in_fd, p->out_fd, p->err_fd, p->st_fd };
+    int high[4];
+    for (int t = 0; t < 4; t++)
+        if ((high[t] = fcntl(from[t], F_DUPFD_CLOEXEC, 4)) < 0)
             goto fail;
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 4; t++)
         if (dup2(high[t], t) < 0)   /* the copy at t is not close-on-exec */
             goto fail;
     if ((p->set_cpu && setrlimit(RLIMIT_CPU, &p->cpu) != 0) ||
@@ -194,8 +201,8 @@ __attribute__((noreturn)) static void child_exec(const child_plan_t *p)
         goto fail;
     /* Descriptors other threads opened without O_CLOEXEC must not leak
      * into the sandbox. */
-    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-        for (int fd = 3; fd < 65536; fd++)
+    if (close_range(STRUCTURE_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = STRUCTURE_FD + 1; fd < 65536; fd++)
             fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
     sigset_t none;
@@ -268,11 +275,13 @@ static bool stream_text(run_t *r, const char *p, size_t n, size_t max_output)
     return true;
 }
 
+typedef enum { PIPE_OUT, PIPE_ERR, PIPE_STRUCTURE } pipe_t;
+
 /* Read what is there from one pipe. */
-static void drain(run_t *r, bool is_out, size_t max_output)
+static void drain(run_t *r, pipe_t which, size_t max_output)
 {
     char chunk[READ_CHUNK];
-    int fd = is_out ? r->out_r : r->err_r;
+    int fd = which == PIPE_OUT ? r->out_r : which == PIPE_ERR ? r->err_r : r->st_r;
     for (;;) {
         ssize_t k = read(fd, chunk, sizeof chunk);
         if (k < 0 && errno == EINTR)
@@ -280,22 +289,29 @@ static void drain(run_t *r, bool is_out, size_t max_output)
         if (k < 0 && errno == EAGAIN)
             return;
         if (k <= 0) {
-            if (is_out)
+            if (which == PIPE_OUT)
                 r->out_eof = true;
-            else
+            else if (which == PIPE_ERR)
                 r->err_eof = true;
+            else
+                r->st_eof = true;
             return;
         }
-        if (is_out && r->to.fd >= 0) {
+        if (which == PIPE_OUT && r->to.fd >= 0) {
             if (!stream_text(r, chunk, (size_t)k, max_output))
                 return;
-        } else if (is_out) {
+        } else if (which == PIPE_OUT) {
             if (buf_append(&r->text, chunk, (size_t)k) != BUF_OK) {
                 r->too_big = true;   /* ENOMEM here is as fatal: stop */
                 return;
             }
-        } else {
+        } else if (which == PIPE_ERR) {
             keep_tail(r, chunk, (size_t)k);
+        } else if (!r->marks_over && buf_append(&r->marks, chunk, (size_t)k) != BUF_OK) {
+            /* Over the bound (or no memory for it): the text does not
+             * depend on its marks, so drop them and keep draining. */
+            r->marks_over = true;
+            buf_cleanup(&r->marks);
         }
         if ((size_t)k < sizeof chunk)
             return;
@@ -316,7 +332,7 @@ static bool leader_exited(pid_t pid)
 static void pump(run_t *r, const extract_limits_t *lim, uint64_t start)
 {
     uint64_t deadline = lim->timeout_ms ? start + lim->timeout_ms : 0;
-    while (!(r->out_eof && r->err_eof && r->exited)) {
+    while (!(r->out_eof && r->err_eof && r->st_eof && r->exited)) {
         int wait_ms = -1;
         if (deadline) {
             uint64_t now = now_ms();
@@ -328,8 +344,8 @@ static void pump(run_t *r, const extract_limits_t *lim, uint64_t start)
         }
         if (r->pidfd < 0 && !r->exited && (wait_ms < 0 || wait_ms > TICK_MS))
             wait_ms = TICK_MS;
-        struct pollfd fds[3];
-        int nfds = 0, i_out = -1, i_err = -1, i_pid = -1;
+        struct pollfd fds[4];
+        int nfds = 0, i_out = -1, i_err = -1, i_st = -1, i_pid = -1;
         if (!r->out_eof) {
             i_out = nfds;
             fds[nfds++] = (struct pollfd){ .fd = r->out_r, .events = POLLIN };
@@ -337,6 +353,10 @@ static void pump(run_t *r, const extract_limits_t *lim, uint64_t start)
         if (!r->err_eof) {
             i_err = nfds;
             fds[nfds++] = (struct pollfd){ .fd = r->err_r, .events = POLLIN };
+        }
+        if (!r->st_eof) {
+            i_st = nfds;
+            fds[nfds++] = (struct pollfd){ .fd = r->st_r, .events = POLLIN };
         }
         if (!r->exited && r->pidfd >= 0) {
             i_pid = nfds;
@@ -350,12 +370,14 @@ static void pump(run_t *r, const extract_limits_t *lim, uint64_t start)
             return;
         }
         if (i_out >= 0 && fds[i_out].revents) {
-            drain(r, true, lim->max_output);
+            drain(r, PIPE_OUT, lim->max_output);
             if (r->too_big)
                 return;
         }
         if (i_err >= 0 && fds[i_err].revents)
-            drain(r, false, lim->max_output);
+            drain(r, PIPE_ERR, lim->max_output);
+        if (i_st >= 0 && fds[i_st].revents)
+            drain(r, PIPE_STRUCTURE, lim->max_output);
         bool exited_now = false;
         if (i_pid >= 0 && fds[i_pid].revents)
             exited_now = true;
@@ -438,6 +460,57 @@ static void take_program_error(const run_t *r, int code, extract_result_t *out)
     }
 }
 
+/* Parse and check the structure lines received (extract.h) into
+ * out->marks: one block, the array followed by the labels it points to.
+ * text[0..len) is the text when it is in memory (each offset must then
+ * fall on a character boundary), NULL when it went to a file (only the
+ * length is checked). Marks over the bound, more than EXTRACT_MARKS_MAX of
+ * them, or no memory for them: none, and out->marks_dropped. Returns 0 or
+ * EXTRACT_EPROTOCOL (out->marks is NULL then). */
+static int take_marks(const run_t *r, const char *text, size_t len, extract_result_t *out)
+{
+    out->marks_dropped = r->marks_over;
+    if (r->marks_over || r->marks.len == 0)
+        return 0;
+    const char *end = r->marks.data + r->marks.len;
+    if (end[-1] != '\n')
+        return EXTRACT_EPROTOCOL;
+    size_t n = 0, label_bytes = 0, prev = 0;
+    for (const char *line = r->marks.data; line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        extract_mark_t m;
+        size_t label_len;
+        if (extract_mark_parse(line, (size_t)(nl - line), &m, &label_len) != 0 ||
+            m.offset < prev || m.offset > len ||
+            (text && m.offset < len && ((unsigned char)text[m.offset] & 0xC0) == 0x80))
+            return EXTRACT_EPROTOCOL;
+        prev = m.offset;
+        n++;
+        label_bytes += label_len + 1;
+        line = nl + 1;
+    }
+    extract_mark_t *v = n <= EXTRACT_MARKS_MAX ? malloc(n * sizeof *v + label_bytes) : NULL;
+    if (!v) {
+        out->marks_dropped = true;
+        return 0;
+    }
+    char *labels = (char *)(v + n);
+    size_t i = 0;
+    for (const char *line = r->marks.data; line < end; i++) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t label_len;
+        extract_mark_parse(line, (size_t)(nl - line), &v[i], &label_len);   /* checked above */
+        memcpy(labels, v[i].label, label_len);
+        labels[label_len] = '\0';
+        v[i].label = labels;
+        labels += label_len + 1;
+        line = nl + 1;
+    }
+    out->marks = v;
+    out->n_marks = n;
+    return 0;
+}
+
 /* Decide the outcome from what was seen. */
 static int classify(run_t *r, const extract_limits_t *lim, int status, const struct rusage *ru,
                     extract_result_t *out)
@@ -511,7 +584,8 @@ static int classify(run_t *r, const extract_limits_t *lim, int status, const str
             return EXTRACT_EINTERNAL;
         }
         if (!parse_success(line, n, &type, &chars) || r->to.bytes == 0 || r->to.ill_formed ||
-            r->to.carry_len || r->to.chars != chars) {
+            r->to.carry_len || r->to.chars != chars ||
+            take_marks(r, NULL, r->to.bytes, out) != 0) {
             extract_message(EXTRACT_EPROTOCOL, EXTRACT_TYPE_UNKNOWN, out->message,
                             sizeof out->message);
             return EXTRACT_EPROTOCOL;
@@ -525,7 +599,8 @@ static int classify(run_t *r, const extract_limits_t *lim, int status, const str
     const char *text = r->text.data ? r->text.data : "";
     if (!parse_success(line, n, &type, &chars) || r->text.len == 0 ||
         memchr(text, '\0', r->text.len) || !utf8_valid(text, r->text.len) ||
-        codepoint_count(text, r->text.len) != chars) {
+        codepoint_count(text, r->text.len) != chars ||
+        take_marks(r, text, r->text.len, out) != 0) {
         extract_message(EXTRACT_EPROTOCOL, EXTRACT_TYPE_UNKNOWN, out->message,
                         sizeof out->message);
         return EXTRACT_EPROTOCOL;
@@ -534,6 +609,9 @@ static int classify(run_t *r, const extract_limits_t *lim, int status, const str
     out->chars = chars;
     out->text = buf_steal(&r->text, &out->len);
     if (!out->text) {
+        free(out->marks);
+        out->marks = NULL;
+        out->n_marks = 0;
         extract_message(EXTRACT_EINTERNAL, EXTRACT_TYPE_UNKNOWN, out->message,
                         sizeof out->message);
         return EXTRACT_EINTERNAL;
@@ -573,16 +651,19 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
         return spawn_failed(out, "looking up the program", err);
 
     /* argv and envp, prepared before the fork. */
-    char max_s[32], cpu_s[32], mem_s[32];
+    char max_s[32], cpu_s[32], mem_s[32], st_s[16];
     snprintf(max_s, sizeof max_s, "%zu", lim->max_output);
     snprintf(cpu_s, sizeof cpu_s, "%u", lim->cpu_seconds);
     snprintf(mem_s, sizeof mem_s, "%zu", lim->mem_bytes);
+    snprintf(st_s, sizeof st_s, "%d", STRUCTURE_FD);
     const char *argv[16];
     int argc = 0;
     argv[argc++] = exe;
     argv[argc++] = "--sandbox";
     argv[argc++] = "--max-output";
     argv[argc++] = max_s;
+    argv[argc++] = "--structure-fd";
+    argv[argc++] = st_s;
     if (lim->cpu_seconds) {
         argv[argc++] = "--limit-cpu";
         argv[argc++] = cpu_s;
@@ -601,21 +682,25 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
     /* Nothing of kvchat's environment (API keys!) reaches the sandbox. */
     const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", NULL };
 
-    run_t r = { .pid = -1, .out_r = -1, .err_r = -1, .exec_r = -1, .pidfd = -1,
+    run_t r = { .pid = -1, .out_r = -1, .err_r = -1, .st_r = -1, .exec_r = -1, .pidfd = -1,
                 .to = { .fd = text_fd } };
     buf_init(&r.text, lim->max_output);
-    int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, exec_p[2] = { -1, -1 };
+    buf_init(&r.marks, extract_marks_limit(lim->max_output));
+    int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, st_p[2] = { -1, -1 },
+        exec_p[2] = { -1, -1 };
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull < 0 || pipe2(out_p, O_CLOEXEC) != 0 || pipe2(err_p, O_CLOEXEC) != 0 ||
-        pipe2(exec_p, O_CLOEXEC) != 0) {
+        pipe2(st_p, O_CLOEXEC) != 0 || pipe2(exec_p, O_CLOEXEC) != 0) {
         err = errno;
         close_fd(&devnull);
         for (int i = 0; i < 2; i++) {
             close_fd(&out_p[i]);
             close_fd(&err_p[i]);
+            close_fd(&st_p[i]);
             close_fd(&exec_p[i]);
         }
         buf_cleanup(&r.text);
+        buf_cleanup(&r.marks);
         return spawn_failed(out, "creating pipes", err);
     }
     child_plan_t plan = {
@@ -625,6 +710,7 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
         .in_fd = devnull,
         .out_fd = out_p[1],
         .err_fd = err_p[1],
+        .st_fd = st_p[1],
         .exec_fd = exec_p[1],
         .cpu = { lim->cpu_seconds, (rlim_t)lim->cpu_seconds + 1 },
         .as = { lim->mem_bytes, lim->mem_bytes },
@@ -649,9 +735,11 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
     close_fd(&devnull);
     close_fd(&out_p[1]);
     close_fd(&err_p[1]);
+    close_fd(&st_p[1]);
     close_fd(&exec_p[1]);
     r.out_r = out_p[0];
     r.err_r = err_p[0];
+    r.st_r = st_p[0];
     r.exec_r = exec_p[0];
     int rc;
     int status = 0;
@@ -682,6 +770,7 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
     r.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);   /* -1: tick instead */
     fcntl(r.out_r, F_SETFL, O_NONBLOCK);
     fcntl(r.err_r, F_SETFL, O_NONBLOCK);
+    fcntl(r.st_r, F_SETFL, O_NONBLOCK);
     pump(&r, lim, start);
 
     /* Kill the group unless the leader exited on its own (then it was
@@ -721,9 +810,11 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
 done:
     close_fd(&r.out_r);
     close_fd(&r.err_r);
+    close_fd(&r.st_r);
     close_fd(&r.exec_r);
     close_fd(&r.pidfd);
     buf_cleanup(&r.text);
+    buf_cleanup(&r.marks);
     return out->code = rc;
 }
 

@@ -1,7 +1,8 @@
 /* runner.h — run kvchat-extract on one file, under limits, from kvchat.
  *
  * extract_run() starts the program in a new process group with a minimal
- * environment, /dev/null as stdin, no inherited descriptors, and these
+ * environment, /dev/null as stdin, no inherited descriptors but the pipe
+ * of its structure marks as fd 3 (--structure-fd 3), and these
  * limits set in the child before exec: RLIMIT_CPU (cpu_seconds), RLIMIT_AS
  * (mem_bytes), RLIMIT_FSIZE = 0, RLIMIT_CORE = 0, RLIMIT_NOFILE = 32 (the
  * program is also asked to apply them itself), and PR_SET_PDEATHSIG =
@@ -9,7 +10,10 @@
  * kvchat, killed or crashed) instead of running on to its CPU limit. The
  * parent reads stdout into a buffer (extract_run) or a file
  * (extract_run_to_fd) that may not grow past max_output, keeps the tail of
- * stderr for the status line, and kills the whole process group on the
+ * stderr for the status line, reads the marks (extract.h) into a buffer of
+ * at most extract_marks_limit(max_output) bytes (min(max_output / 8,
+ * 16 MiB), at least 64 KiB) — all in one poll loop — and kills the whole
+ * process group on the
  * wall-clock timeout or when the output grows too large. The child is
  * always reaped and every descriptor closed before extract_run() returns,
  * whatever happened; a descendant that outlives it is killed with the
@@ -17,8 +21,18 @@
  *
  * A success is trusted only if the exit status is 0, the status line reads
  * "type=<known type> chars=<N>", N is the number of code points received,
- * and the text is well-formed UTF-8 without NUL bytes; anything else is
- * EXTRACT_EPROTOCOL. A user-facing message from the program is used only if
+ * and the text is well-formed UTF-8 without NUL bytes, and every line of
+ * marks is as extract.h writes it: kind P or H, offsets never decreasing
+ * and at most the text's length, page numbers >= 1, levels 1..6, labels
+ * well-formed UTF-8 of at most EXTRACT_MARK_LABEL_MAX bytes without control
+ * characters, the last line ended; extract_run() also checks that every
+ * offset falls on a character boundary of the text (extract_run_to_fd()
+ * cannot: the caller checks it against its file if it needs to). Anything
+ * else is EXTRACT_EPROTOCOL: the program is sandboxed because it may be
+ * subverted by the file, so its output is checked, not trusted. Marks past
+ * the buffer's bound, or more than EXTRACT_MARKS_MAX of them, are dropped
+ * (marks_dropped) and the text stays good: structure is optional.
+ * A user-facing message from the program is used only if
  * it is one of extract_message()'s sentences for the code it exited with.
  *
  * Thread safety: no global state; any number of threads may call
@@ -59,6 +73,13 @@ typedef struct {
                                well-formed UTF-8; owned by the result */
     size_t len;             /* bytes of text, without the NUL */
     size_t chars;           /* code points of text */
+    /* EXTRACT_OK only: the document's structure, in offset order (see
+     * extract.h); NULL and 0 when it has none. One block with the labels,
+     * owned by the result. */
+    extract_mark_t *marks;
+    size_t n_marks;
+    bool marks_dropped;     /* the program sent more marks than the bound:
+                               none are kept */
     char message[EXTRACT_MESSAGE_MAX]; /* for the user; "" on success */
     /* For logs. */
     int pid;                /* the child (also its process group); 0 if none */
@@ -95,14 +116,17 @@ int extract_run(const extract_limits_t *lim, const char *path, const char *clien
  * the caller's memory does not grow with the text: it is checked on the
  * way (well-formed UTF-8 also across pipe reads, no NUL, the character
  * count, at most max_output bytes). On EXTRACT_OK out->text is NULL and
- * out->len / out->chars describe the file's new bytes. On failure the file
+ * out->len / out->chars describe the file's new bytes; out->marks'
+ * offsets count from where the text starts in the file and are checked
+ * against its length only (character boundaries are the caller's to
+ * check, should it need them). On failure the file
  * may hold part of a text (or an ill-formed one): the caller discards it.
  * A write error is EXTRACT_EINTERNAL with the reason in out->message. The
  * descriptor stays open and the caller's. text_fd < 0 is EXTRACT_EINTERNAL. */
 int extract_run_to_fd(const extract_limits_t *lim, const char *path, const char *client_name,
                       int text_fd, extract_result_t *out);
 
-/* Free the text; the struct may be reused. Accepts NULL. */
+/* Free the text and the marks; the struct may be reused. Accepts NULL. */
 void extract_result_cleanup(extract_result_t *res);
 
 #endif

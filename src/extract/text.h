@@ -56,8 +56,13 @@ int text_read_fd(int fd, size_t max, unsigned char **data, size_t *len);
  * much more than this). */
 size_t text_input_limit(size_t max_output);
 
-/* The txt and md backends (Markdown is kept as written). Return 0 or an
- * EXTRACT_* code; the text is in out. */
+/* The txt and md backends (Markdown is kept as written, '#' and all).
+ * Return 0 or an EXTRACT_* code; the text and its marks are in out.
+ * Structure (text.c says exactly what is recognised): pages when the text
+ * holds form feeds (page 1 at the start, page k+1 after the k-th FF, no
+ * labels), for both; Markdown's ATX and setext headings, outside fenced
+ * code and front matter, for md. */
 int text_extract(int fd, textout_t *out);
+int text_extract_md(int fd, textout_t *out);
 
 #endif

@@ -14,8 +14,9 @@
  *   (protocol error); unknown exit status (internal); a program error with
  *   its table message (kept, type recovered) and with a foreign message
  *   (replaced);
- * - the sandbox from inside: only fds 0..2, stdin is /dev/null, no
- *   inherited environment, the limits, its own process group;
+ * - the sandbox from inside: only fds 0..3 (3: the structure pipe), stdin
+ *   is /dev/null, no inherited environment, the limits, its own process
+ *   group;
  * - four threads running at once get their own results;
  * - the text streamed to a file (extract_run_to_fd): characters cut
  *   between pipe reads, the same contract checks, the output limit, a
@@ -418,7 +419,7 @@ static void test_sandbox_inside(void **state)
     assert_int_equal(extract_run(&lim, "/dev/null", "probe", &r), EXTRACT_OK);
     unsetenv("KVCHAT_TEST_SECRET");
     assert_non_null(strstr(r.text, "secret=no\n"));
-    assert_int_equal(probe_value(r.text, "fds"), 3);
+    assert_int_equal(probe_value(r.text, "fds"), 4);   /* 0..2 and the structure pipe */
     assert_int_equal(probe_value(r.text, "env"), 2);
     assert_int_equal(probe_value(r.text, "fsize"), 0);
     assert_int_equal(probe_value(r.text, "core"), 0);
