@@ -16,13 +16,21 @@
  * quoted query term itself, so a character classified differently here
  * costs at most a term that matches nothing.
  *
- * OpenCC converts whole Han runs of a document at once (its max-match
- * segmentation is linear), and a question's Han runs in slices of
- * QUERY_SLICE characters, so that a question's cost stays bounded by the
- * 64 terms it can hold rather than by its length. OpenCC is called only
- * with valid UTF-8 of Han characters, which it converts without throwing;
- * a conversion that fails anyway is replaced by the unconverted run (the
- * index stays usable; the two scripts just do not meet there).
+ * Traditional → Simplified is a table of OpenCC's own t2s mappings of
+ * single characters, asked of OpenCC once, when the index opens: every
+ * Han character of Unicode (about 98,000, one newline-separated string per
+ * block, ~40 ms) goes through the loaded t2s configuration, and the ~4,100
+ * that change are kept as sorted (from, to) pairs, closed under repetition
+ * (a target that is itself converted is followed), so that converting
+ * twice changes nothing. OpenCC is then closed. Why not call OpenCC on
+ * each run: it converts about 5 MB/s here (13 ms for a 64 KiB chunk,
+ * whether or not the text is Traditional, measured), over the budget of a
+ * few ms per chunk, and per-call overhead is 2 µs for a short run. What
+ * the table gives up is OpenCC's phrase level (甚麼 → 什么 becomes 甚么);
+ * since the same function of a character is applied to documents and
+ * questions of both scripts alike, a character always meets itself, which
+ * is what a search index needs. And no OpenCC code runs after
+ * textindex_open*, which settles its thread safety.
  */
 #include "app/docs/textindex.h"
 
@@ -34,13 +42,22 @@
 #include "common/log.h"
 #include "common/utf8.h"
 
+typedef struct {
+    uint32_t from, to;
+} t2s_pair_t;
+
 struct textindex {
-    opencc_t cc;        /* valid only when converts */
+    t2s_pair_t *t2s;        /* sorted by from; NULL without OpenCC */
+    size_t n_t2s;
     bool converts;
 };
 
-/* Han characters converted per OpenCC call in a question. */
-#define QUERY_SLICE 256
+/* The blocks of Han characters whose conversion OpenCC is asked for. */
+static const uint32_t HAN_BLOCKS[][2] = {
+    { 0x3400, 0x4DBF }, { 0x4E00, 0x9FFF }, { 0xF900, 0xFAFF },
+    { 0x20000, 0x2A6DF }, { 0x2A700, 0x2EBEF }, { 0x2F800, 0x2FA1F },
+    { 0x30000, 0x323AF },
+};
 
 const char *textindex_strerror(int rc)
 {
@@ -52,45 +69,6 @@ const char *textindex_strerror(int rc)
     case TEXTINDEX_EUTF8: return "text is not valid UTF-8";
     default: return "unknown error";
     }
-}
-
-int textindex_open(textindex_t **out)
-{
-    return textindex_open_config(NULL, out);
-}
-
-int textindex_open_config(const char *config, textindex_t **out)
-{
-    *out = NULL;
-    textindex_t *ti = calloc(1, sizeof *ti);
-    if (!ti)
-        return TEXTINDEX_ENOMEM;
-    const char *name = config ? config : OPENCC_DEFAULT_CONFIG_TRAD_TO_SIMP;
-    opencc_t cc = opencc_open(name);
-    if (cc == (opencc_t)-1) {
-        log_warn("textindex: OpenCC cannot load %s (%s): Traditional and "
-                 "Simplified Chinese will not find each other",
-                 name, opencc_error());
-    } else {
-        ti->cc = cc;
-        ti->converts = true;
-    }
-    *out = ti;
-    return TEXTINDEX_OK;
-}
-
-void textindex_close(textindex_t *ti)
-{
-    if (!ti)
-        return;
-    if (ti->converts)
-        opencc_close(ti->cc);
-    free(ti);
-}
-
-bool textindex_converts(const textindex_t *ti)
-{
-    return ti && ti->converts;
 }
 
 /* ---- characters ------------------------------------------------------ */
@@ -219,6 +197,7 @@ static const uint32_t HAN_STOP[] = {
     0x70BA, /* 為 */ 0x6211, /* 我 */ 0x4F60, /* 你 */ 0x60A8, /* 您 */
     0x4ED6, /* 他 */ 0x5979, /* 她 */ 0x5B83, /* 它 */ 0x4EEC, /* 们 */
     0x5011, /* 們 */ 0x8BF7, /* 请 */ 0x8ACB, /* 請 */ 0x7740, /* 着 */
+    0x751A, /* 甚 */
 };
 
 static bool han_stop(uint32_t c)
@@ -287,27 +266,184 @@ static bool contraction(const char *w, size_t n)
     return false;
 }
 
+/* Write code point c as UTF-8 to o (room for 4 bytes); returns its length. */
+static size_t put_cp(uint32_t c, char *o)
+{
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        o[0] = (char)(0xC0 | c >> 6);
+        o[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
+    if (c < 0x10000) {
+        o[0] = (char)(0xE0 | c >> 12);
+        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (c & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | c >> 18);
+    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/* The Simplified form of Han character c (c itself when none). */
+static uint32_t t2s(const textindex_t *ti, uint32_t c)
+{
+    size_t lo = 0, hi = ti->n_t2s;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ti->t2s[mid].from == c)
+            return ti->t2s[mid].to;
+        if (ti->t2s[mid].from < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return c;
+}
+
 static bool is_upper(unsigned char c) { return c >= 'A' && c <= 'Z'; }
 static bool is_lower(unsigned char c) { return c >= 'a' && c <= 'z'; }
 static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 
-/* Convert Han text t[0..n) to Simplified. Returns a string to free with
- * opencc_convert_utf8_free() and its length, or NULL when there is nothing
- * to convert with or OpenCC failed (the caller then uses t as it is). */
-static char *convert(const textindex_t *ti, const char *t, size_t n,
-                     size_t *len)
+/* ---- the conversion table -------------------------------------------- */
+
+/* Ask OpenCC for the conversion of every character of block [lo, hi] (one
+ * string, a newline after each character, so that no phrase of its
+ * dictionaries spans two) and append the pairs that change to *pairs
+ * (*n used of *cap). Returns TEXTINDEX_OK; TEXTINDEX_ENOMEM; or 1 when
+ * OpenCC failed or its answer does not line up with the question (the
+ * block's pairs are then left out). */
+static int t2s_block(opencc_t cc, uint32_t lo, uint32_t hi,
+                     t2s_pair_t **pairs, size_t *n, size_t *cap)
 {
-    if (!ti->converts || n == 0)
-        return NULL;
-    char *c = opencc_convert_utf8(ti->cc, t, n);
-    if (!c)
-        return NULL;
-    *len = strlen(c);
-    if (*len == 0 || !utf8_valid(c, *len)) {
-        opencc_convert_utf8_free(c);
-        return NULL;
+    size_t count = hi - lo + 1, len = 0, n0 = *n;
+    char *in = malloc(count * 5 + 1);
+    if (!in)
+        return TEXTINDEX_ENOMEM;
+    for (uint32_t c = lo; c <= hi; c++) {
+        len += put_cp(c, in + len);
+        in[len++] = '\n';
     }
-    return c;
+    in[len] = '\0';
+    char *o = opencc_convert_utf8(cc, in, len);
+    free(in);
+    if (!o)
+        return 1;
+    size_t olen = strlen(o), i = 0;
+    const unsigned char *u = (const unsigned char *)o;
+    int rc = utf8_valid(o, olen) ? TEXTINDEX_OK : 1;
+    for (uint32_t c = lo; c <= hi && rc == TEXTINDEX_OK; c++) {
+        size_t at = i;
+        while (i < olen && o[i] != '\n')
+            i++;
+        if (i == olen) {
+            rc = 1;                     /* fewer lines than characters */
+            break;
+        }
+        size_t j = at;
+        uint32_t to = i > at ? next_cp(u, &j) : c;
+        i++;
+        if (j != i - 1 || to == c)      /* unchanged, or not one character */
+            continue;
+        if (*n == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 4096;
+            t2s_pair_t *p = realloc(*pairs, ncap * sizeof *p);
+            if (!p) {
+                rc = TEXTINDEX_ENOMEM;
+                break;
+            }
+            *pairs = p;
+            *cap = ncap;
+        }
+        (*pairs)[(*n)++] = (t2s_pair_t){ c, to };
+    }
+    if (rc == TEXTINDEX_OK && i != olen)
+        rc = 1;                         /* more lines than characters */
+    if (rc != TEXTINDEX_OK)
+        *n = n0;
+    opencc_convert_utf8_free(o);
+    return rc;
+}
+
+/* Fill ti's table from OpenCC configuration `name`. Returns TEXTINDEX_OK
+ * (ti->converts tells whether OpenCC could be used) or TEXTINDEX_ENOMEM. */
+static int t2s_load(textindex_t *ti, const char *name)
+{
+    opencc_t cc = opencc_open(name);
+    if (cc == (opencc_t)-1) {
+        log_warn("textindex: OpenCC cannot load %s (%s): Traditional and "
+                 "Simplified Chinese will not find each other",
+                 name, opencc_error());
+        return TEXTINDEX_OK;
+    }
+    size_t cap = 0;
+    int rc = TEXTINDEX_OK;
+    for (size_t b = 0; b < sizeof HAN_BLOCKS / sizeof HAN_BLOCKS[0]; b++) {
+        rc = t2s_block(cc, HAN_BLOCKS[b][0], HAN_BLOCKS[b][1], &ti->t2s,
+                       &ti->n_t2s, &cap);
+        if (rc == 1) {
+            log_warn("textindex: OpenCC's %s gave no usable answer for "
+                     "U+%04X..U+%04X: those characters are not converted",
+                     name, (unsigned)HAN_BLOCKS[b][0],
+                     (unsigned)HAN_BLOCKS[b][1]);
+            rc = TEXTINDEX_OK;
+        }
+        if (rc != TEXTINDEX_OK)
+            break;
+    }
+    opencc_close(cc);
+    if (rc != TEXTINDEX_OK)
+        return rc;
+    /* Follow chains (A → B, B → C gives A → C): a converted text then
+     * converts to itself. Chains are short; 8 steps bound a cycle. */
+    for (size_t i = 0; i < ti->n_t2s; i++)
+        for (int step = 0; step < 8; step++) {
+            uint32_t to = t2s(ti, ti->t2s[i].to);
+            if (to == ti->t2s[i].to)
+                break;
+            ti->t2s[i].to = to;
+        }
+    ti->converts = true;
+    return TEXTINDEX_OK;
+}
+
+int textindex_open(textindex_t **out)
+{
+    return textindex_open_config(NULL, out);
+}
+
+int textindex_open_config(const char *config, textindex_t **out)
+{
+    *out = NULL;
+    textindex_t *ti = calloc(1, sizeof *ti);
+    if (!ti)
+        return TEXTINDEX_ENOMEM;
+    int rc = t2s_load(ti, config ? config : OPENCC_DEFAULT_CONFIG_TRAD_TO_SIMP);
+    if (rc != TEXTINDEX_OK) {
+        textindex_close(ti);
+        return rc;
+    }
+    *out = ti;
+    return TEXTINDEX_OK;
+}
+
+void textindex_close(textindex_t *ti)
+{
+    if (!ti)
+        return;
+    free(ti->t2s);
+    free(ti);
+}
+
+bool textindex_converts(const textindex_t *ti)
+{
+    return ti && ti->converts;
 }
 
 /* ---- documents ------------------------------------------------------- */
@@ -361,41 +497,31 @@ static int doc_camel(const char *w, size_t n, buf_t *out)
     return rc;
 }
 
-/* Append the index text of one CJK run t[0..n) of kind k: converted when
- * Han, then its bigrams, then its characters, all between spaces. */
+/* Append the index text of one CJK run t[0..n) of kind k: its bigrams,
+ * then its characters, each followed by a space (Han converted). */
 static int doc_run(const textindex_t *ti, kind_t k, const char *t, size_t n,
                    buf_t *out)
 {
-    size_t cn = 0;
-    char *conv = k == K_HAN ? convert(ti, t, n, &cn) : NULL;
-    if (conv) {
-        t = conv;
-        n = cn;
-    }
     const unsigned char *u = (const unsigned char *)t;
+    char bi[9], one[5];
+    size_t pl = 0;
     int rc = buf_append(out, " ", 1);
-    /* bigrams: [prev, next-after-cur) for each pair; a lone character is
-     * written once, by the loop below */
-    size_t prev = 0, i = 0, count = 0;
-    while (i < n && rc == BUF_OK) {
-        size_t at = i;
-        (void)next_cp(u, &i);
-        if (count++ > 0) {
-            rc = buf_append(out, t + prev, i - prev);
-            if (rc == BUF_OK)
-                rc = buf_append(out, " ", 1);
+    for (size_t i = 0, count = 0; i < n && rc == BUF_OK; count++) {
+        uint32_t c = next_cp(u, &i);
+        size_t cl = put_cp(k == K_HAN ? t2s(ti, c) : c, bi + pl);
+        if (count > 0) {
+            bi[pl + cl] = ' ';
+            rc = buf_append(out, bi, pl + cl + 1);
+            memmove(bi, bi + pl, cl);
         }
-        prev = at;
+        pl = cl;
     }
-    for (i = 0; i < n && rc == BUF_OK;) {
-        size_t at = i;
-        (void)next_cp(u, &i);
-        rc = buf_append(out, t + at, i - at);
-        if (rc == BUF_OK)
-            rc = buf_append(out, " ", 1);
+    for (size_t i = 0; i < n && rc == BUF_OK;) {
+        uint32_t c = next_cp(u, &i);
+        size_t cl = put_cp(k == K_HAN ? t2s(ti, c) : c, one);
+        one[cl] = ' ';
+        rc = buf_append(out, one, cl + 1);
     }
-    if (conv)
-        opencc_convert_utf8_free(conv);
     return rc;
 }
 
@@ -540,14 +666,29 @@ static void word_end_token(query_t *q)
         q->all_stop = false;
 }
 
-/* The word ends: write it as a term (a phrase when it has several tokens)
- * unless every token is a stopword. */
+/* The word ends: write it as a term unless every token is a stopword. A
+ * word of several tokens (an identifier) is written as a phrase, then its
+ * tokens that are no stopwords one by one: the phrase tells
+ * asn1_der_decoding from asn1_der_coding, the tokens weigh the identifier
+ * above a plain word of the question (bm25 sums over terms; with the
+ * phrase alone, "how is asn1_der_coding used" ranked a chunk saying "use"
+ * as high as the one defining asn1_der_coding) and find a near miss
+ * (asn1_der_decode_element). */
 static void word_end(query_t *q)
 {
     if (q->in_tok)
         word_end_token(q);
-    if (q->ntok > 0 && !q->too_long && !q->all_stop)
+    if (q->ntok > 0 && !q->too_long && !q->all_stop) {
         query_term(q, q->term, q->tlen);
+        for (size_t i = 0; q->ntok > 1 && i < q->tlen;) {
+            size_t e = i;
+            while (e < q->tlen && q->term[e] != ' ')
+                e++;
+            if (!en_stop(q->term + i, e - i))
+                query_term(q, q->term + i, e - i);
+            i = e + 1;
+        }
+    }
     q->tlen = 0;
     q->ntok = 0;
     q->join = q->too_long = false;
@@ -612,17 +753,6 @@ static void piece_char(query_t *q, kind_t k, uint32_t c, const char *p,
     q->piece++;
 }
 
-/* Feed the characters of t[0..n) (valid UTF-8) to piece_char. */
-static void piece_text(query_t *q, kind_t k, const char *t, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)t;
-    for (size_t i = 0; i < n && !query_full(q);) {
-        size_t at = i;
-        uint32_t c = next_cp(u, &i);
-        piece_char(q, k, c, t + at, i - at);
-    }
-}
-
 /* A question's CJK run t[0..n) of `chars` characters and kind k. */
 static void query_run(const textindex_t *ti, query_t *q, kind_t k,
                       const char *t, size_t n, size_t chars)
@@ -630,19 +760,12 @@ static void query_run(const textindex_t *ti, query_t *q, kind_t k,
     if (k == K_HIRA && chars <= HIRA_STOP_MAX)
         return;
     const unsigned char *u = (const unsigned char *)t;
-    size_t i = 0;
-    while (i < n && !query_full(q)) {
-        size_t at = i;
-        for (int c = 0; c < QUERY_SLICE && i < n; c++)
-            (void)next_cp(u, &i);
-        size_t cn = 0;
-        char *conv = k == K_HAN ? convert(ti, t + at, i - at, &cn) : NULL;
-        if (conv) {
-            piece_text(q, k, conv, cn);
-            opencc_convert_utf8_free(conv);
-        } else {
-            piece_text(q, k, t + at, i - at);
-        }
+    for (size_t i = 0; i < n && !query_full(q);) {
+        uint32_t c = next_cp(u, &i);
+        if (k == K_HAN)
+            c = t2s(ti, c);
+        char b[4];
+        piece_char(q, k, c, b, put_cp(c, b));
     }
     piece_end(q);
 }
