@@ -529,6 +529,8 @@ int textindex_doc(textindex_t *ti, const char *s, size_t n, buf_t *out)
 {
     if (!ti || !out || (!s && n))
         return TEXTINDEX_EINVAL;
+    if (n == 0)
+        return TEXTINDEX_OK;
     if (!utf8_valid(s, n))
         return TEXTINDEX_EUTF8;
     const unsigned char *u = (const unsigned char *)s;
