@@ -19,9 +19,14 @@
  *   spoof       the same exit, with a message not from the table
  *   exit1       exits 1
  *   probe       reports what the sandbox looks like from inside
+ *   marks-*     "h\xc3\xa9llo\nworld\n" (12 characters) and structure marks on
+ *               fd 3 (the runner's structure pipe): marks-ok well-formed,
+ *               marks-flood more than the runner keeps, the others each
+ *               break one rule of the line format (see marks[] below)
  * Built without sanitizers (see src/extract/CMakeLists.txt).
  */
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +54,66 @@ static unsigned long long limit_of(int resource)
     if (getrlimit(resource, &r) != 0)
         return 0;
     return r.rlim_cur == RLIM_INFINITY ? ~0ULL : (unsigned long long)r.rlim_cur;
+}
+
+/* Structure modes: the marks each writes after the text. */
+static const struct {
+    const char *mode;
+    const char *marks;
+} marks[] = {
+    { "marks-ok", "P\t0\t1\tiv\nH\t0\t1\tH\xc3\xa9llo there\nP\t7\t2\t\n"
+                  "H\t7\t6\tWorld\nP\t13\t3\t\n" },
+    { "marks-kind", "X\t0\t1\tx\n" },
+    { "marks-past", "P\t0\t1\t\nP\t14\t2\t\n" },          /* the text has 13 bytes */
+    { "marks-order", "H\t7\t1\tb\nH\t6\t1\ta\n" },
+    { "marks-midchar", "H\t2\t1\tinside \xc3\xa9\n" },
+    { "marks-level", "H\t0\t7\tseven\n" },
+    { "marks-page0", "P\t0\t0\t\n" },
+    { "marks-utf8", "H\t0\t1\tbad \xff\n" },
+    { "marks-control", "H\t0\t1\tbell\a\n" },
+    { "marks-noeol", "H\t0\t1\tunended" },
+    { "marks-zeros", "H\t00\t1\tzeros\n" },
+    { "marks-fields", "H\t0\t1\n" },
+};
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int structure(const char *mode)
+{
+    fputs("h\xc3\xa9llo\nworld\n", stdout);
+    fflush(stdout);
+    if (strcmp(mode, "marks-long") == 0) {
+        char line[400] = "H\t0\t1\t";
+        memset(line + 6, 'x', 257);
+        line[263] = '\n';
+        if (write_all(3, line, 264) != 0)
+            return 96;
+    } else if (strcmp(mode, "marks-flood") == 0) {
+        /* 200,000 well-formed lines (1.6 MB): more than the runner keeps
+         * for a 1 MiB text limit (128 KiB). */
+        for (int i = 0; i < 200000; i++)
+            if (write_all(3, "P\t0\t1\tx\n", 8) != 0)
+                return 96;
+    } else {
+        for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+            if (strcmp(mode, marks[i].mode) == 0 &&
+                write_all(3, marks[i].marks, strlen(marks[i].marks)) != 0)
+                return 96;
+    }
+    status_ok(12);
+    return 0;
 }
 
 static int probe(void)
@@ -172,6 +237,8 @@ int main(int argc, char **argv)
         return 1;
     if (strcmp(mode, "probe") == 0)
         return probe();
+    if (strncmp(mode, "marks-", 6) == 0)
+        return structure(mode);
     fprintf(stderr, "error=usage unknown helper mode\n");
     return 2;
 }

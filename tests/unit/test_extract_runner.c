@@ -20,7 +20,12 @@
  * - four threads running at once get their own results;
  * - the text streamed to a file (extract_run_to_fd): characters cut
  *   between pipe reads, the same contract checks, the output limit, a
- *   file that cannot be written.
+ *   file that cannot be written;
+ * - structure marks: well-formed ones arrive (in memory and with the text
+ *   in a file), every broken rule of the line format is a protocol error,
+ *   an offset inside a character is one in memory only (a file's caller
+ *   checks), too many marks are dropped and the text stays good, the real
+ *   program's marks for a Markdown file.
  */
 #include <dirent.h>
 #include <sys/stat.h>
@@ -584,6 +589,146 @@ static void test_to_file(void **state)
     rmdir(dir);
 }
 
+/* ---- structure marks ------------------------------------------------------ */
+
+static void test_marks(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, "/dev/null", "marks-ok", &r), EXTRACT_OK);
+    assert_string_equal(r.text, "h\xc3\xa9llo\nworld\n");
+    assert_int_equal(r.n_marks, 5);
+    assert_false(r.marks_dropped);
+    static const struct {
+        extract_mark_kind_t kind;
+        size_t offset;
+        int number;
+        const char *label;
+    } want[] = {
+        { EXTRACT_MARK_PAGE, 0, 1, "iv" },     { EXTRACT_MARK_HEADING, 0, 1, "H\xc3\xa9llo there" },
+        { EXTRACT_MARK_PAGE, 7, 2, "" },       { EXTRACT_MARK_HEADING, 7, 6, "World" },
+        { EXTRACT_MARK_PAGE, 13, 3, "" },
+    };
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(r.marks[i].kind, want[i].kind);
+        assert_int_equal(r.marks[i].offset, want[i].offset);
+        assert_int_equal(r.marks[i].number, want[i].number);
+        assert_string_equal(r.marks[i].label, want[i].label);
+    }
+    extract_result_cleanup(&r);
+    assert_null(r.marks);
+    assert_int_equal(r.n_marks, 0);
+
+    /* A run without marks has none. */
+    assert_int_equal(extract_run(&lim, "/dev/null", "ok", &r), EXTRACT_OK);
+    assert_null(r.marks);
+    assert_int_equal(r.n_marks, 0);
+    extract_result_cleanup(&r);
+
+    static const char *const bad[] = {
+        "marks-kind", "marks-past", "marks-order", "marks-midchar", "marks-level",
+        "marks-page0", "marks-utf8", "marks-control", "marks-noeol", "marks-zeros",
+        "marks-fields", "marks-long",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = extract_run(&lim, "/dev/null", bad[i], &r);
+        if (rc != EXTRACT_EPROTOCOL)
+            fail_msg("%s: got %d (%s)", bad[i], rc, extract_strerror(rc));
+        assert_null(r.text);
+        assert_null(r.marks);
+        assert_string_equal(r.message, "The text extractor returned malformed output.");
+        extract_result_cleanup(&r);
+    }
+
+    /* More than the runner keeps: the marks go, the text stays. */
+    lim.max_output = (size_t)1 << 20;
+    assert_int_equal(extract_run(&lim, "/dev/null", "marks-flood", &r), EXTRACT_OK);
+    assert_string_equal(r.text, "h\xc3\xa9llo\nworld\n");
+    assert_true(r.marks_dropped);
+    assert_null(r.marks);
+    assert_int_equal(r.n_marks, 0);
+    extract_result_cleanup(&r);
+    lim.max_output = (size_t)64 << 20;   /* its 8 MiB take them all */
+    assert_int_equal(extract_run(&lim, "/dev/null", "marks-flood", &r), EXTRACT_OK);
+    assert_false(r.marks_dropped);
+    assert_int_equal(r.n_marks, 200000);
+    assert_string_equal(r.marks[199999].label, "x");
+    extract_result_cleanup(&r);
+}
+
+static void test_marks_to_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/kvchat-runner-marks-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    extract_limits_t lim;
+    helper_limits(&lim);
+    extract_result_t r;
+    assert_int_equal(extract_run_to_fd(&lim, "/dev/null", "marks-ok", fd, &r), EXTRACT_OK);
+    assert_int_equal(r.len, 13);
+    assert_int_equal(r.n_marks, 5);
+    assert_int_equal(r.marks[4].offset, 13);
+    assert_string_equal(r.marks[1].label, "H\xc3\xa9llo there");
+    extract_result_cleanup(&r);
+    /* Only the length is checked here: the offset inside a character is
+     * the caller's to refuse (the text is in its file, not in memory). */
+    assert_int_equal(ftruncate(fd, 0), 0);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    assert_int_equal(extract_run_to_fd(&lim, "/dev/null", "marks-midchar", fd, &r), EXTRACT_OK);
+    assert_int_equal(r.n_marks, 1);
+    assert_int_equal(r.marks[0].offset, 2);
+    extract_result_cleanup(&r);
+    static const char *const bad[] = { "marks-past", "marks-order", "marks-level", "marks-long" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ftruncate(fd, 0), 0);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        assert_int_equal(extract_run_to_fd(&lim, "/dev/null", bad[i], fd, &r), EXTRACT_EPROTOCOL);
+        assert_null(r.marks);
+        extract_result_cleanup(&r);
+    }
+    close(fd);
+}
+
+/* The real program sends the marks of a Markdown file through the same
+ * pipe. */
+static void test_marks_real_program(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/kvchat-runner-md-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static const char md[] = "# Caf\xc3\xa9\n\nText.\n\nSecond\n------\n\f# Page two\n";
+    assert_int_equal(write(fd, md, sizeof md - 1), (ssize_t)(sizeof md - 1));
+    close(fd);
+    extract_limits_t lim;
+    extract_limits_default(&lim);
+    lim.exe = KVCHAT_EXTRACT_EXE;
+#if defined(__SANITIZE_ADDRESS__)
+    lim.mem_bytes = 0;
+#endif
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, path, "notes.md", &r), EXTRACT_OK);
+    assert_string_equal(r.text, "# Caf\xc3\xa9\n\nText.\n\nSecond\n------\n\n# Page two\n");
+    assert_int_equal(r.n_marks, 5);
+    assert_int_equal(r.marks[0].kind, EXTRACT_MARK_PAGE);
+    assert_int_equal(r.marks[1].offset, 0);
+    assert_string_equal(r.marks[1].label, "Caf\xc3\xa9");
+    assert_int_equal(r.marks[2].offset, 16);
+    assert_int_equal(r.marks[2].number, 2);
+    assert_string_equal(r.marks[2].label, "Second");
+    assert_int_equal(r.marks[3].kind, EXTRACT_MARK_PAGE);
+    assert_int_equal(r.marks[3].number, 2);
+    assert_int_equal(r.marks[3].offset, 31);
+    assert_int_equal(r.marks[4].offset, 31);
+    assert_string_equal(r.marks[4].label, "Page two");
+    extract_result_cleanup(&r);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +748,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_real_program, setup, teardown),
         cmocka_unit_test_setup_teardown(test_to_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_marks_to_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_marks_real_program, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
