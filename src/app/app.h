@@ -55,6 +55,7 @@ typedef struct app {
     char model_name[256];
     extract_limits_t extract;
     struct extractq *extractq; /* extractions at once (extract.concurrency) */
+    struct textindex *textindex; /* index texts and queries of chunks */
     struct httpd *http;
     double started_at;
 

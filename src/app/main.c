@@ -22,6 +22,7 @@
 #include "app/app.h"
 #include "app/docs/documents.h"
 #include "app/docs/extractq.h"
+#include "app/docs/textindex.h"
 #include "common/fs.h"
 #include "common/log.h"
 
@@ -181,6 +182,12 @@ static int setup(app_t *a)
     rc = extractq_new((unsigned)c->extract_concurrency, &a->extractq);
     if (rc) {
         log_error("extraction queue: %s", extractq_strerror(rc));
+        return -1;
+    }
+    /* The same lifetime: workers cut and search chunks with it. */
+    rc = textindex_open(&a->textindex);
+    if (rc) {
+        log_error("text index: %s", textindex_strerror(rc));
         return -1;
     }
 

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/chat/route.h"
 #include "app/docs/documents.h"
+#include "app/docs/parts.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"
@@ -22,6 +24,8 @@ struct chat {
     char *system;               /* owned */
     store_msg_list_t history;   /* owns the history's strings */
     char *user;                 /* owned copy of the user's message */
+    json_t *rag_info;           /* where the answer comes from, or NULL */
+    json_t *sources;            /* the chunks it draws on, or NULL */
 };
 
 const char *chat_session_id(const chat_t *c) { return c->session_id; }
@@ -57,13 +61,113 @@ void chat_free(chat_t *c)
     free(c->msgs);
     free(c->system);
     free(c->user);
+    json_decref(c->rag_info);
+    json_decref(c->sources);
     store_msg_list_cleanup(&c->history);
     free(c);
 }
 
-int chat_prepare(app_t *a, const char *session_id, const char *message, const char *document_id,
-                 bool document_given, chat_t **out, int *status, char *err, size_t errcap)
+/* The previous turn's part (from the last answer's rag_info about `doc`)
+ * and the previous user message, from the history. */
+static void previous_turn(const store_msg_list_t *h, const char *doc_id, long *part,
+                          const char **user)
 {
+    *part = -1;
+    *user = NULL;
+    bool seen_answer = false;
+    for (size_t i = h->n; i-- > 0;) {
+        const store_msg_t *m = &h->items[i];
+        if (m->role == STORE_ROLE_USER && !*user) {
+            *user = m->content;
+            break;
+        }
+        if (m->role != STORE_ROLE_ASSISTANT || seen_answer || !m->meta)
+            continue;
+        seen_answer = true;
+        json_t *meta = json_loads(m->meta, 0, NULL);
+        json_t *ri = json_object_get(meta, "rag_info");
+        const char *d = json_string_value(json_object_get(ri, "document_id"));
+        json_t *g = json_object_get(ri, "group_id");
+        if (d && strcmp(d, doc_id) == 0 && json_is_integer(g))
+            *part = (long)json_integer_value(g);
+        json_decref(meta);
+    }
+}
+
+/* The system message for document `doc` and the turn's question: the whole
+ * document when it fits the model (one part), else the part the question
+ * is routed to. Sets c->system, c->rag_info, c->sources. */
+static int prepare_document(chat_t *c, const store_doc_t *doc, const chat_turn_t *turn,
+                            int *status, char *err, size_t errcap)
+{
+    app_t *a = c->a;
+    parts_model_t m;
+    parts_model(a, c->provider->llm, &m);
+    store_part_list_t plan;
+    char why[512];
+    int rc = parts_plan(a, c->provider->llm, &m, doc, &plan, why, sizeof why);
+    if (rc != PARTS_OK) {
+        *status = rc == PARTS_ELLM ? 503 : rc == PARTS_ETOOSMALL ? 422 : 500;
+        snprintf(err, errcap, "%s", why);
+        return -1;
+    }
+    int ret = -1;
+    route_t r;
+    memset(&r, 0, sizeof r);
+    if (plan.n == 1) {
+        c->system = parts_system_message(a, doc, &plan, 0, NULL, 0, why, sizeof why);
+        c->rag_info = route_rag_info_full(doc);
+    } else if (!turn->use_rag) {
+        int64_t n_tok = doc->n_tokens;
+        if (n_tok < 0)
+            for (size_t i = 0; i < plan.n; i++)
+                n_tok = plan.items[i].tokens > n_tok ? plan.items[i].tokens : n_tok;
+        *status = 422;
+        snprintf(err, errcap,
+                 "The whole document does not fit the model: it takes %s%lld tokens, and the "
+                 "model's context holds %d tokens per conversation (%d of them for the "
+                 "document); ask with use_rag to have each question answered from the part "
+                 "that matches it",
+                 doc->n_tokens < 0 ? "more than " : "", (long long)n_tok, m.n_ctx, m.budget);
+        goto done;
+    } else {
+        long prev_part;
+        const char *prev_user;
+        previous_turn(&c->history, doc->id, &prev_part, &prev_user);
+        route_doc_t rd = { doc, &plan };
+        route_prev_t prev = { prev_part >= 0 ? 0 : -1, prev_part };
+        if (route_pick(a, &rd, 1, turn->message, prev_user, prev, &r, why, sizeof why)) {
+            *status = 500;
+            snprintf(err, errcap, "%s", why);
+            goto done;
+        }
+        char where[600];
+        c->system = parts_system_message(a, doc, &plan, r.part, where, sizeof where, why,
+                                         sizeof why);
+        c->rag_info = route_rag_info(&rd, &r, where);
+        c->sources = route_sources(&rd, &r);
+        log_info("session %s: question routed to part %zu of %zu of document %s (score %.3f%s)",
+                 c->session_id, r.part + 1, plan.n, doc->id, r.score,
+                 r.matched ? "" : ", no match: kept");
+    }
+    if (!c->system) {
+        *status = 500;
+        snprintf(err, errcap, "%s", why);
+        goto done;
+    }
+    ret = 0;
+done:
+    route_cleanup(&r);
+    store_part_list_cleanup(&plan);
+    return ret;
+}
+
+int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, char *err,
+                 size_t errcap)
+{
+    const char *session_id = turn->session_id, *message = turn->message;
+    const char *document_id = turn->document_id;
+    bool document_given = turn->document_given;
     if (!store_id_valid(session_id)) {
         *status = 400;
         snprintf(err, errcap, "Invalid session id: use 1 to 128 letters, digits, '-', '_' or '.'");
@@ -101,6 +205,7 @@ int chat_prepare(app_t *a, const char *session_id, const char *message, const ch
     }
     c->a = a;
     snprintf(c->session_id, sizeof c->session_id, "%s", session_id);
+    c->provider = app_provider_acquire(a);
     store_session_t ss;
     store_session_init(&ss);
     bool created = false;
@@ -121,25 +226,17 @@ int chat_prepare(app_t *a, const char *session_id, const char *message, const ch
         if (store_doc_get(a->store, ss.document_id, &doc) == STORE_OK)
             have_doc = true;
     }
-    if (have_doc) {
-        char *text = NULL;
-        size_t len = 0;
-        if (store_doc_text(a->store, doc.id, &text, &len) != STORE_OK ||
-            !(c->system = documents_system_message(a, doc.filename, text))) {
-            free(text);
-            *status = 500;
-            snprintf(err, errcap, "Cannot read the document's text");
-            goto fail;
-        }
-        free(text);
-    } else if (a->cfg.system_no_doc[0]) {
-        c->system = strdup(a->cfg.system_no_doc);
-    }
     rc = store_msg_list(a->store, session_id, 0, &c->history);
     if (rc != STORE_OK) {
         *status = 500;
         snprintf(err, errcap, "Cannot read the session's history: %s", store_strerror(rc));
         goto fail;
+    }
+    if (have_doc) {
+        if (prepare_document(c, &doc, turn, status, err, errcap))
+            goto fail;
+    } else if (a->cfg.system_no_doc[0]) {
+        c->system = strdup(a->cfg.system_no_doc);
     }
     if (!ss.title && c->history.n == 0)
         title_from_message(a, session_id, message);
@@ -169,7 +266,6 @@ int chat_prepare(app_t *a, const char *session_id, const char *message, const ch
         snprintf(err, errcap, "Cannot store the message: %s", store_strerror(rc));
         goto fail;
     }
-    c->provider = app_provider_acquire(a);
     store_session_cleanup(&ss);
     store_doc_cleanup(&doc);
     *out = c;
@@ -180,6 +276,9 @@ fail:
     chat_free(c);
     return -1;
 }
+
+json_t *chat_rag_info(const chat_t *c) { return c->rag_info; }
+json_t *chat_sources(const chat_t *c) { return c->sources; }
 
 int chat_run(chat_t *c, const llm_callbacks_t *cb, void *ud, llm_result_t *res)
 {
@@ -220,9 +319,10 @@ json_t *chat_usage_json(const llm_result_t *res)
 int64_t chat_store_answer(chat_t *c, const char *text, size_t len, bool incomplete,
                           const llm_result_t *res)
 {
-    json_t *meta = json_pack("{s:o, s:O?, s:s, s:f, s:s}", "usage", chat_usage_json(res), "timings",
-                             res->timings, "finish_reason", res->finish_reason, "ttft_ms",
-                             res->ttft_ms, "model", res->model);
+    json_t *meta = json_pack("{s:o, s:O?, s:s, s:f, s:s, s:O?, s:O?}", "usage",
+                             chat_usage_json(res), "timings", res->timings, "finish_reason",
+                             res->finish_reason, "ttft_ms", res->ttft_ms, "model", res->model,
+                             "rag_info", c->rag_info, "sources", c->sources);
     char *meta_s = json_dumps_compact(meta);
     json_decref(meta);
     char *t = strndup(text ? text : "", len);

@@ -3,9 +3,13 @@
  *
  * The prompt is [system: the document's template] + history + [user]: the
  * document comes first and is rendered exactly as the cache endpoint renders
- * it, so the engine's cached prefix matches. The user turn is stored before
- * the call; the assistant turn after it, marked incomplete when the call
- * was cut short (client gone, error).
+ * it, so the engine's cached prefix matches. A document too long for the
+ * model's context is planned into parts (docs/parts.h) and the turn is
+ * routed to one of them (chat/route.h): its system message replaces the
+ * whole document's, and the answer carries where it came from (rag_info,
+ * sources). The user turn is stored before the call; the assistant turn
+ * after it, marked incomplete when the call was cut short (client gone,
+ * error), with rag_info and sources in its meta.
  */
 #ifndef KVCHAT_APP_CHAT_H
 #define KVCHAT_APP_CHAT_H
@@ -17,13 +21,30 @@
 
 typedef struct chat chat_t;
 
+/* A turn as the client asked for it. */
+typedef struct {
+    const char *session_id;
+    const char *message;
+    const char *document_id;   /* NULL or "": none (with document_given: detach) */
+    bool document_given;       /* the request named document_id (even null) */
+    bool use_rag;              /* route a long document to one part (default);
+                                  false: the whole document or a 422 */
+} chat_turn_t;
+
 /* Validate and prepare a turn: the session is created if new (ids are
  * 1..128 characters of [A-Za-z0-9_-.]), the document (if given; "" or NULL
- * keeps the session's) attached, the user message stored, the messages
- * built. On failure returns -1 with *status (400, 404, 500...) and a
- * message in err; nothing is stored then. */
-int chat_prepare(app_t *a, const char *session_id, const char *message, const char *document_id,
-                 bool document_given, chat_t **out, int *status, char *err, size_t errcap);
+ * keeps the session's) attached, its part chosen, the user message
+ * stored, the messages built. On failure returns -1 with *status (400,
+ * 404, 422, 500, 503...) and a message in err; nothing is stored then. */
+int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, char *err,
+                 size_t errcap);
+
+/* Where the answer comes from: the prototype's rag_info, or NULL for a
+ * turn without a document. Borrowed; valid until chat_free(). */
+json_t *chat_rag_info(const chat_t *c);
+
+/* The chunks the answer draws on (route_sources), or NULL. Borrowed. */
+json_t *chat_sources(const chat_t *c);
 
 /* Run the provider call (blocking); deltas go to cb. Fills *res. */
 int chat_run(chat_t *c, const llm_callbacks_t *cb, void *ud, llm_result_t *res);

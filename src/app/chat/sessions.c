@@ -2,7 +2,9 @@
  *
  * A streamed turn runs on a worker thread: the handler validates, stores
  * the user message and opens the SSE stream, then returns (the connection's
- * thread must be free to send what the worker queues). The worker calls the
+ * thread must be free to send what the worker queues). The worker first
+ * sends where the answer comes from (`{"rag_info":{...},"sources":[...],
+ * "chunk":"","done":false}`, for a turn with a document), then calls the
  * provider, turns each delta into `data: {"chunk":"...","done":false}`,
  * and ends with `{"chunk":"","done":true,"full_response":...,"usage":...,
  * "timings":...}` or `{"error":"...","done":true}`. A client that goes away
@@ -170,8 +172,9 @@ void sessions_h_messages(httpd_req_t *req, void *user)
                               m->incomplete);
         json_t *meta = m->meta ? json_loads(m->meta, 0, NULL) : NULL;
         if (meta) {
-            const char *keys[] = { "usage", "timings", "ttft_ms", "finish_reason" };
-            for (size_t k = 0; k < 4; k++)
+            const char *keys[] = { "usage", "timings", "ttft_ms", "finish_reason", "rag_info",
+                                   "sources" };
+            for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
                 if (json_object_get(meta, keys[k]))
                     json_object_set(j, keys[k], json_object_get(meta, keys[k]));
             json_decref(meta);
@@ -186,10 +189,14 @@ void sessions_h_messages(httpd_req_t *req, void *user)
     httpd_reply_json(req, 200, body);
 }
 
-/* Parse {message, document_id?}; answers 400 itself on error. */
-static int parse_turn(httpd_req_t *req, json_t **body, const char **message, const char **doc,
-                      bool *doc_given)
+/* Parse {message, document_id?, use_rag?} into *turn (its strings borrowed
+ * from *body); answers 400 itself on error. */
+static int parse_turn(httpd_req_t *req, json_t **body, chat_turn_t *turn)
 {
+    const char **message = &turn->message, **doc = &turn->document_id;
+    bool *doc_given = &turn->document_given;
+    turn->session_id = httpd_req_param(req, "session_id");
+    turn->use_rag = true;
     const char *msg;
     if (httpd_req_json(req, body, &msg) != HTTPD_OK) {
         httpd_reply_error(req, 400, "%s", msg);
@@ -212,6 +219,15 @@ static int parse_turn(httpd_req_t *req, json_t **body, const char **message, con
             return -1;
         }
         *doc = json_string_value(d);
+    }
+    json_t *rag = json_object_get(*body, "use_rag");
+    if (rag && !json_is_null(rag)) {
+        if (!json_is_boolean(rag)) {
+            httpd_reply_error(req, 400, "Field 'use_rag' must be true or false");
+            json_decref(*body);
+            return -1;
+        }
+        turn->use_rag = json_is_true(rag);
     }
     return 0;
 }
@@ -245,15 +261,13 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
 {
     app_t *a = user;
     json_t *body;
-    const char *message, *doc;
-    bool doc_given;
-    if (parse_turn(req, &body, &message, &doc, &doc_given))
+    chat_turn_t turn;
+    if (parse_turn(req, &body, &turn))
         return;
     chat_t *c;
     int status;
     char err[512];
-    if (chat_prepare(a, httpd_req_param(req, "session_id"), message, doc, doc_given, &c, &status, err,
-                     sizeof err)) {
+    if (chat_prepare(a, &turn, &c, &status, err, sizeof err)) {
         httpd_reply_error(req, status, "%s", err);
         json_decref(body);
         return;
@@ -268,11 +282,12 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     if (rc == LLM_OK) {
         int64_t t = chat_store_answer(c, ud.col.text.data, ud.col.text.len, false, &res);
         httpd_reply_json(req, 200,
-                         json_pack("{s:s, s:s%, s:o, s:o, s:O?, s:s}", "session_id",
+                         json_pack("{s:s, s:s%, s:o, s:o, s:O?, s:s, s:O?, s:O?}", "session_id",
                                    chat_session_id(c), "message",
                                    ud.col.text.data ? ud.col.text.data : "", ud.col.text.len,
                                    "timestamp", time_json(t), "usage", chat_usage_json(&res),
-                                   "timings", res.timings, "finish_reason", res.finish_reason));
+                                   "timings", res.timings, "finish_reason", res.finish_reason,
+                                   "rag_info", chat_rag_info(c), "sources", chat_sources(c)));
     } else {
         if (ud.col.text.len)
             chat_store_answer(c, ud.col.text.data, ud.col.text.len, true, &res);
@@ -311,6 +326,11 @@ static bool stream_stop(void *ud)
 static void *stream_worker(void *arg)
 {
     stream_job_t *j = arg;
+    /* Where the answer comes from goes first, as the prototype sends it. */
+    if (chat_rag_info(j->chat))
+        httpd_stream_sse_json(j->stream,
+                              json_pack("{s:O, s:O?, s:s, s:b}", "rag_info", chat_rag_info(j->chat),
+                                        "sources", chat_sources(j->chat), "chunk", "", "done", 0));
     llm_callbacks_t cb = { .on_delta = stream_delta, .should_stop = stream_stop };
     llm_result_t res;
     llm_result_init(&res);
@@ -355,9 +375,8 @@ void sessions_h_stream(httpd_req_t *req, void *user)
         return;
     }
     json_t *body;
-    const char *message, *doc;
-    bool doc_given;
-    if (parse_turn(req, &body, &message, &doc, &doc_given))
+    chat_turn_t turn;
+    if (parse_turn(req, &body, &turn))
         return;
     stream_job_t *j = calloc(1, sizeof *j);
     int status;
@@ -367,8 +386,7 @@ void sessions_h_stream(httpd_req_t *req, void *user)
         json_decref(body);
         return;
     }
-    if (chat_prepare(a, httpd_req_param(req, "session_id"), message, doc, doc_given, &j->chat,
-                     &status, err, sizeof err)) {
+    if (chat_prepare(a, &turn, &j->chat, &status, err, sizeof err)) {
         httpd_reply_error(req, status, "%s", err);
         json_decref(body);
         free(j);

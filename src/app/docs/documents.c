@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -36,7 +37,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/chat/route.h"
 #include "app/docs/extractq.h"
+#include "app/docs/partcache.h"
+#include "app/docs/parts.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"
@@ -74,6 +78,17 @@ int documents_remove_stale(const app_t *a)
     if (n)
         log_info("uploads: removed %d temporary file(s) left by an earlier run", n);
     return n;
+}
+
+void documents_sha256_hex(const void *data, size_t n, char hex[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    hex[0] = '\0';
+    if (!EVP_Digest(data, n, md, &mdlen, EVP_sha256(), NULL))
+        return;
+    for (unsigned i = 0; i < 32 && i < mdlen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
 /* ---- rendering ---- */
@@ -122,6 +137,8 @@ json_t *documents_json(const store_doc_t *d)
                           (json_int_t)d->n_chars, "n_tokens",
                           d->n_tokens >= 0 ? json_integer(d->n_tokens) : json_null(),
                           "cache_status", store_cache_status_name(d->cache.status), "cache", cache);
+    json_object_set_new(j, "total_pages", json_integer(d->n_pages));
+    json_object_set_new(j, "total_chunks", json_integer(d->n_chunks));
     return j;
 }
 
@@ -491,6 +508,58 @@ static bool queue_should_stop(void *ud)
     return w->stream ? httpd_stream_closed(w->stream) : httpd_req_gone(w->req);
 }
 
+/* ---- structure, chunks and parts of a new document ---- */
+
+/* Keep the structure kvchat-extract reported and cut the text into chunks
+ * (read from text_fd). A failure here leaves the document as it is: it is
+ * cut again when first planned. */
+static void structure_and_chunks(app_t *a, ingest_watch_t *w, store_doc_t *doc,
+                                 const extract_result_t *ex, int text_fd)
+{
+    store_mark_t *marks = ex->n_marks ? calloc(ex->n_marks, sizeof *marks) : NULL;
+    size_t n = 0;
+    for (size_t i = 0; marks && i < ex->n_marks; i++) {
+        const extract_mark_t *m = &ex->marks[i];
+        if (m->offset > ex->len)
+            continue;   /* the runner checks; the store would refuse it */
+        marks[n++] = (store_mark_t){ m->kind == EXTRACT_MARK_PAGE ? STORE_MARK_PAGE
+                                                                  : STORE_MARK_HEADING,
+                                     (int64_t)m->offset, m->number, m->label };
+    }
+    if (n) {
+        int rc = store_doc_set_marks(a->store, doc->id, marks, n);
+        if (rc != STORE_OK) {
+            log_warn("document %s: structure not kept: %s", doc->id, store_strerror(rc));
+            n = 0;
+        }
+    }
+    send_stage(w, "indexing");
+    char err[256];
+    int64_t chunks = 0;
+    if (parts_chunk(a, doc->id, text_fd, marks, n, &chunks, err, sizeof err) != PARTS_OK)
+        log_warn("document %s: not cut into chunks: %s", doc->id, err);
+    else
+        doc->n_chunks = chunks;
+    doc->n_pages = 0;
+    for (size_t i = 0; i < n; i++)
+        if (marks[i].kind == STORE_MARK_PAGE && marks[i].number > doc->n_pages)
+            doc->n_pages = marks[i].number;
+    free(marks);
+}
+
+/* Plan the document's parts for the running engine now, so that the first
+ * question does not wait for it. Failures are logged only. */
+static void plan_for(app_t *a, app_provider_t *engine, const store_doc_t *doc)
+{
+    parts_model_t m;
+    parts_model(a, engine->llm, &m);
+    store_part_list_t plan;
+    char err[512];
+    if (parts_plan(a, engine->llm, &m, doc, &plan, err, sizeof err) != PARTS_OK)
+        log_warn("document %s: parts not planned: %s", doc->id, err);
+    store_part_list_cleanup(&plan);
+}
+
 /* The answer to a failed extraction. */
 static int extract_failed(app_t *a, const upload_t *u, int code, const char *message,
                           ingest_error_t *err)
@@ -601,14 +670,17 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
     if (*existed)   /* raced with an identical upload */
         unlink(final);
     /* The extraction is over: its slot goes to the next upload before the
-     * engine counts the tokens. */
+     * text is cut and the engine counts the tokens. */
     if (a->extractq)
         extractq_release(a->extractq);
     holding = false;
+    if (!*existed)
+        structure_and_chunks(a, w, doc, &ex, text_fd);
     app_provider_t *engine = !*existed && ex.len <= TOKEN_COUNT_MAX ? running_engine(a) : NULL;
     if (engine) {
         send_stage(w, "counting");
         set_tokens_from_fd(a, engine->llm, doc, text_fd);
+        plan_for(a, engine, doc);
         app_provider_release(engine);
     }
     pthread_mutex_lock(&a->lock);
@@ -686,6 +758,56 @@ static bool progress_stop(void *ud)
     return false;
 }
 
+static void on_part_event(void *ud, json_t *ev)
+{
+    progress_t *p = ud;
+    if (p && p->stream)
+        httpd_stream_sse_json(p->stream, ev);
+    else
+        json_decref(ev);
+}
+
+/* Cache every part of a long document (partcache_run). Returns the HTTP
+ * status; *out gets the answer. */
+static int cache_parts(app_t *a, app_provider_t *p, const store_doc_t *d, const parts_model_t *m,
+                       const store_part_list_t *plan, progress_t *prog, json_t **out)
+{
+    partcache_result_t r;
+    int rc = partcache_run(a, p, d, m, plan, on_part_event, prog, &r);
+    pthread_mutex_lock(&a->lock);
+    if (rc == 0)
+        a->stats.caches++;
+    else
+        a->stats.cache_errors++;
+    pthread_mutex_unlock(&a->lock);
+    store_doc_t now;
+    store_part_list_t fresh = { 0 };
+    json_t *groups = NULL;
+    if (store_doc_get(a->store, d->id, &now) == STORE_OK) {
+        if (store_parts_list(a->store, d->id, m->plan_key, &fresh) == STORE_OK)
+            groups = partcache_groups_json(a, &now, &fresh, NULL, 0, false);
+        store_part_list_cleanup(&fresh);
+        store_doc_cleanup(&now);
+    }
+    char msg[700];
+    if (rc == 0)
+        snprintf(msg, sizeof msg, "All %zu parts of the document are cached%s", r.total,
+                 r.skipped == r.total ? " (they were already)" : "");
+    else
+        snprintf(msg, sizeof msg, "%zu of %zu parts cached; %zu failed (%s)", r.cached, r.total,
+                 r.failed, r.error);
+    *out = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:f, s:b, s:o}", "doc_id",
+                     d->id, "status", rc == 0 ? "cached" : "failed", "message", msg,
+                     "total_groups", (json_int_t)r.total, "cached_groups", (json_int_t)r.cached,
+                     "failed_groups", (json_int_t)r.failed, "n_tokens", (json_int_t)r.tokens,
+                     "bytes", (json_int_t)r.bytes, "tier", "disk", "prefill_ms", r.ms,
+                     "already_cached", r.skipped == r.total, "groups",
+                     groups ? groups : json_array());
+    if (rc != 0)
+        json_object_set_new(*out, "detail", json_string(msg));
+    return rc == 0 ? 200 : r.http_status;
+}
+
 /* Cache a document's prefix. Returns the HTTP status; *out gets the answer
  * body (success or {"detail": ...}). */
 static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **out)
@@ -717,6 +839,24 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
         status = 503;
         goto done;
     }
+    /* The plan for the model in use: one part (the document as ever), or
+     * several, each cached on its own. */
+    parts_model_t pm;
+    parts_model(a, p->llm, &pm);
+    char why[512];
+    store_part_list_t plan = { 0 };
+    int prc = parts_plan(a, p->llm, &pm, &d, &plan, why, sizeof why);
+    if (prc != PARTS_OK) {
+        *out = json_pack("{s:s}", "detail", why);
+        status = prc == PARTS_ELLM ? 503 : prc == PARTS_ETOOSMALL ? 422 : 500;
+        goto done;
+    }
+    if (plan.n > 1) {
+        status = cache_parts(a, p, &d, &pm, &plan, prog, out);
+        store_part_list_cleanup(&plan);
+        goto done;
+    }
+    store_part_list_cleanup(&plan);
     /* Too long for the model's context: say so with both numbers. The
      * document's own tokens (counted in pieces from the store when not
      * known yet) settle it for a text far too long before the whole text
@@ -1243,6 +1383,186 @@ void documents_h_cache_status(httpd_req_t *req, void *user)
     json_object_set_new(c, "cache_status", json_incref(json_object_get(j, "cache_status")));
     json_object_set_new(c, "n_tokens", d.n_tokens >= 0 ? json_integer(d.n_tokens) : json_null());
     json_decref(j);
+    /* A long document: its parts for the engine's model, as planned (a
+     * status call does not plan). */
+    store_part_list_t plan = { 0 };
+    app_provider_t *p = app_local_acquire(a);
+    if (p) {
+        parts_model_t m;
+        parts_model(a, p->llm, &m);
+        store_parts_list(a->store, d.id, m.plan_key, &plan);
+        app_provider_release(p);
+    }
+    if (plan.n > 1) {
+        live_cache_t lc = { 0 };
+        live_cache_load(a, &lc);
+        bool asked = lc.live;
+        json_t *groups = partcache_groups_json(a, &d, &plan, lc.e, lc.n, asked);
+        size_t cached = 0;
+        for (size_t i = 0; i < json_array_size(groups); i++)
+            cached += json_is_true(json_object_get(json_array_get(groups, i), "cached"));
+        json_object_set_new(c, "total_groups", json_integer((json_int_t)plan.n));
+        json_object_set_new(c, "cached_groups", json_integer((json_int_t)cached));
+        json_object_set_new(c, "groups", groups);
+        live_cache_cleanup(&lc);
+    }
+    store_part_list_cleanup(&plan);
     store_doc_cleanup(&d);
     httpd_reply_json(req, 200, c);
+}
+
+/* ---- chunks and parts ---- */
+
+/* An integer query parameter in [lo, hi], or `def` when absent. Answers
+ * 400 itself and returns false when malformed. */
+static bool query_int(httpd_req_t *req, const char *name, long long lo, long long hi,
+                      long long def, long long *out)
+{
+    const char *q = httpd_req_query(req, name);
+    *out = def;
+    if (!q)
+        return true;
+    char *end;
+    errno = 0;
+    long long v = strtoll(q, &end, 10);
+    if (!*q || *end || errno || v < lo || v > hi) {
+        httpd_reply_error(req, 400, "'%s' must be a number from %lld to %lld", name, lo, hi);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* A chunk as the API shows it (content when it has it). */
+static json_t *chunk_json(const store_chunk_t *k, const store_part_list_t *plan)
+{
+    json_t *groups = json_array();
+    for (size_t i = 0; plan && i < plan->n; i++)
+        if (k->seq >= plan->items[i].chunk_first && k->seq <= plan->items[i].chunk_last)
+            json_array_append_new(groups, json_integer((json_int_t)i));
+    json_t *j = json_pack("{s:I, s:o, s:[s,s], s:s, s:I, s:o, s:I, s:I, s:I, s:o}", "chunk_id",
+                          (json_int_t)k->seq, "page_numbers",
+                          route_page_numbers(k->page_first, k->page_last), "page_labels",
+                          k->label_first ? k->label_first : "", k->label_last ? k->label_last : "",
+                          "heading", k->heading ? k->heading : "", "char_count",
+                          (json_int_t)k->n_chars, "token_count",
+                          json_integer(k->tokens >= 0 ? k->tokens : k->est_tokens),
+                          "est_tokens", (json_int_t)k->est_tokens, "start", (json_int_t)k->start,
+                          "end", (json_int_t)k->end, "group_ids", groups);
+    if (k->content)
+        json_object_set_new(j, "content", json_string(k->content));
+    return j;
+}
+
+/* The plan of document d for the active provider's model: the stored one,
+ * else made now. *plan is empty when it cannot be made (logged). */
+static void current_plan(app_t *a, const store_doc_t *d, store_part_list_t *plan,
+                         parts_model_t *m)
+{
+    *plan = (store_part_list_t){ 0 };
+    app_provider_t *p = app_provider_acquire(a);
+    parts_model(a, p->llm, m);
+    char err[512];
+    if (parts_plan(a, p->llm, m, d, plan, err, sizeof err) != PARTS_OK)
+        log_info("document %s: no parts for %s: %s", d->id, m->tokens_key, err);
+    app_provider_release(p);
+}
+
+void documents_h_chunks(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    long long offset, limit;
+    if (!query_int(req, "offset", 0, INT64_MAX, 0, &offset) ||
+        !query_int(req, "limit", 1, 1000, 100, &limit))
+        return;
+    store_doc_t d;
+    if (load_doc(req, a, id, &d) != 0)
+        return;
+    if (d.n_chunks == 0) {   /* uploaded before chunking existed: cut it now */
+        char err[256];
+        store_mark_list_t marks;
+        if (store_doc_marks(a->store, id, &marks) == STORE_OK &&
+            parts_chunk(a, id, -1, marks.items, marks.n, &d.n_chunks, err, sizeof err) !=
+                PARTS_OK)
+            log_warn("document %s: not cut into chunks: %s", id, err);
+        store_mark_list_cleanup(&marks);
+    }
+    store_part_list_t plan = { 0 };
+    parts_model_t m;
+    if (httpd_req_query(req, "with_groups") == NULL ||
+        strcmp(httpd_req_query(req, "with_groups"), "false") != 0)
+        current_plan(a, &d, &plan, &m);
+    store_chunk_list_t l;
+    int64_t total = 0;
+    int rc = store_chunk_list(a->store, id, offset, (size_t)limit, false, &l, &total);
+    if (rc != STORE_OK) {
+        store_part_list_cleanup(&plan);
+        store_doc_cleanup(&d);
+        reply_store_error(req, rc, "Document");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l.n; i++)
+        json_array_append_new(arr, chunk_json(&l.items[i], &plan));
+    httpd_reply_json(req, 200, json_pack("{s:s, s:I, s:I, s:I, s:o}", "doc_id", id,
+                                         "total_chunks", (json_int_t)total, "offset",
+                                         (json_int_t)offset, "limit", (json_int_t)limit,
+                                         "chunks", arr));
+    store_chunk_list_cleanup(&l);
+    store_part_list_cleanup(&plan);
+    store_doc_cleanup(&d);
+}
+
+void documents_h_chunk(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    const char *cs = httpd_req_param(req, "chunk_id");
+    char *end;
+    errno = 0;
+    long long seq = strtoll(cs, &end, 10);
+    if (!*cs || *end || errno || seq < 0) {
+        httpd_reply_error(req, 400, "The chunk id must be a number from 0");
+        return;
+    }
+    store_doc_t d;
+    if (load_doc(req, a, id, &d) != 0)
+        return;
+    store_chunk_t k;
+    int rc = store_chunk_get(a->store, id, seq, &k);
+    if (rc == STORE_ENOTFOUND) {
+        httpd_reply_error(req, 404, "Chunk %lld not found: the document has %lld chunks", seq,
+                          (long long)d.n_chunks);
+    } else if (rc != STORE_OK) {
+        reply_store_error(req, rc, "Chunk");
+    } else {
+        store_part_list_t plan = { 0 };
+        parts_model_t m;
+        current_plan(a, &d, &plan, &m);
+        httpd_reply_json(req, 200, json_pack("{s:s, s:o}", "doc_id", id, "chunk",
+                                             chunk_json(&k, &plan)));
+        store_part_list_cleanup(&plan);
+        store_chunk_cleanup(&k);
+    }
+    store_doc_cleanup(&d);
+}
+
+void documents_h_groups(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    store_doc_t d;
+    if (load_doc(req, a, id, &d) != 0)
+        return;
+    store_part_list_t plan;
+    parts_model_t m;
+    current_plan(a, &d, &plan, &m);
+    live_cache_t lc = { 0 };
+    live_cache_load(a, &lc);
+    bool asked = lc.live;
+    httpd_reply_json(req, 200, partcache_groups_json(a, &d, &plan, lc.e, lc.n, asked));
+    live_cache_cleanup(&lc);
+    store_part_list_cleanup(&plan);
+    store_doc_cleanup(&d);
 }

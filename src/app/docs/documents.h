@@ -26,11 +26,23 @@ void documents_h_get(httpd_req_t *req, void *user);
 void documents_h_delete(httpd_req_t *req, void *user);
 void documents_h_cache(httpd_req_t *req, void *user);
 void documents_h_cache_status(httpd_req_t *req, void *user);
+/* GET /documents/{doc_id}/chunks?offset=&limit=: a page of the document's
+ * chunks (metadata, with the parts of the current plan holding each). */
+void documents_h_chunks(httpd_req_t *req, void *user);
+/* GET /documents/{doc_id}/chunks/{chunk_id}: one chunk with its content. */
+void documents_h_chunk(httpd_req_t *req, void *user);
+/* GET /documents/{doc_id}/groups: the parts of the current plan and their
+ * cache states. */
+void documents_h_groups(httpd_req_t *req, void *user);
 
 /* The system message for a document, exactly as chat renders it (so the
  * cached prefix matches): the configured template with {document} and
  * {filename} replaced. Returns malloc'd text (caller frees), NULL on ENOMEM. */
 char *documents_system_message(const app_t *a, const char *filename, const char *text);
+
+/* The SHA-256 of data[0..n) as 64 lowercase hex digits and a NUL into
+ * hex[65]. */
+void documents_sha256_hex(const void *data, size_t n, char hex[65]);
 
 /* A document as the API shows it. */
 json_t *documents_json(const store_doc_t *d);

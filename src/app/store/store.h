@@ -706,7 +706,8 @@ typedef struct {
     int (*msg_count)(store_backend_t *b, const char *session_id, int64_t *n);
 } store_backend_ops_t;
 
-/* Helpers for backends building result lists: append *item to the list,
+/* Helpers for building result lists (backends, and callers that build
+ * lists of records themselves): append *item to the list,
  * taking ownership of its strings (*item is re-initialized). On
  * STORE_ENOMEM the item is cleaned up (its strings freed) and the list is
  * unchanged. */

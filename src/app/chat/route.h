@@ -1,0 +1,79 @@
+/* route.h — which part of which document answers a question.
+ *
+ * For a turn about documents cut into several parts, the question is
+ * searched (BM25, the store's chunk index, textindex_query's expression)
+ * among the chunks of the documents in play, and so is the previous user
+ * turn, its scores weighted by ROUTE_PREVIOUS_WEIGHT (so that "tell me
+ * more" stays on the topic). A part's score is its best chunk's score plus
+ * a quarter of the rest of its matching chunks' scores; the best part
+ * wins, the previous turn's part on a tie. No match at all keeps the
+ * previous turn's part, else the first part of the first document.
+ *
+ * The result carries what the answer shows of where it came from: the
+ * prototype's rag_info (route_rag_info) and the best chunks as sources
+ * (route_sources).
+ */
+#ifndef KVCHAT_APP_CHAT_ROUTE_H
+#define KVCHAT_APP_CHAT_ROUTE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "app/app.h"
+
+#define ROUTE_PREVIOUS_WEIGHT 0.3
+#define ROUTE_CANDIDATES 32   /* chunks looked at per query */
+#define ROUTE_SOURCES_MAX 3   /* chunks an answer cites */
+
+/* A document in play and its plan for the model in use. */
+typedef struct {
+    const store_doc_t *doc;
+    const store_part_list_t *plan;
+} route_doc_t;
+
+/* Where the previous turn went: doc < 0 when unknown. */
+typedef struct {
+    int doc;
+    long part;
+} route_prev_t;
+
+typedef struct {
+    int doc;                   /* index into the docs given */
+    size_t part;               /* index into that document's plan */
+    double score;              /* the part's score; 0 without a match */
+    bool matched;              /* the question (or previous turn) matched */
+    store_chunk_list_t hits;   /* the best chunks of the chosen part (content
+                                  included), best first, at most
+                                  ROUTE_SOURCES_MAX; owned */
+} route_t;
+
+/* Pick the part for `question` (previous: the previous user turn, or
+ * NULL) among docs[0..n_docs). Fills *out (route_cleanup). Returns 0, or
+ * -1 with a message in err when the store fails; a question with no
+ * searchable word is no failure (the fallback applies). */
+int route_pick(app_t *a, const route_doc_t *docs, size_t n_docs, const char *question,
+               const char *previous, route_prev_t prev, route_t *out, char *err, size_t errcap);
+
+void route_cleanup(route_t *r);
+
+/* The prototype's rag_info for a routed turn: {group_id, total_groups,
+ * similarity_score, method: "rag", filename, document_id, where,
+ * content_preview, matched_chunk_id, matched_chunk_metadata {page_numbers,
+ * heading}}. `where` is the part's pages or sections (parts_where). New
+ * reference. */
+json_t *route_rag_info(const route_doc_t *d, const route_t *r, const char *where);
+
+/* rag_info for a turn that sent whole documents: method "full_document",
+ * group_id 0, total_groups 1. New reference. */
+json_t *route_rag_info_full(const store_doc_t *d);
+
+/* The sources of a routed turn: [{document_id, filename, chunk_id,
+ * page_numbers, page_labels, heading, score, snippet}] for r->hits. New
+ * reference. */
+json_t *route_sources(const route_doc_t *d, const route_t *r);
+
+/* [first..last] as a JSON array of page numbers ([] when 0). */
+json_t *route_page_numbers(int64_t first, int64_t last);
+
+#endif
