@@ -26,7 +26,19 @@
  *   split by a blank line, font obfuscation accepted, DRM refused;
  * - rejects: random bytes named .pdf and .txt, a PNG named .pdf, a zip of
  *   something else (unsupported, HTTP 400 class); an empty file (no text);
- * - the CLI: --detect, the stderr status line, exit codes, --max-output.
+ * - the CLI: --detect, the stderr status line, exit codes, --max-output;
+ * - structure (pages and headings, through the runner): each mark at the
+ *   start of the text it opens, with its number and label: txt form
+ *   feeds, Markdown headings, HTML h1-h6 and print page breaks, PDF pages
+ *   with /PageLabels (roman, decimal with a prefix and a start, letters)
+ *   and outline entries by explicit and named destinations and GoTo
+ *   actions (nested, out of order, UTF-16 titles; URI entries and a cycle
+ *   skipped), an outline 150 deep with a cycle (levels capped, the walk
+ *   bounded), docx heading styles (by ID, by name in styles.xml, by
+ *   w:outlineLvl in the style, on the paragraph, through w:basedOn; not
+ *   in a table, not from a tracked old style), odt text:h outline levels,
+ *   epub chapters' headings and page breaks numbered through the book;
+ *   types without structure have none; --structure-fd on the command line.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +93,39 @@ static void limits(extract_limits_t *lim)
 #if defined(__SANITIZE_ADDRESS__)
     lim->mem_bytes = 0;   /* ASan reserves terabytes of address space */
 #endif
+}
+
+/* Expect mark i of r to be of this kind, number and label, at the offset
+ * where `at` starts in the text (the first occurrence; "" is the end). */
+static void expect_mark(const extract_result_t *r, size_t i, extract_mark_kind_t kind, int number,
+                        const char *label, const char *at)
+{
+    if (i >= r->n_marks)
+        fail_msg("mark %zu of %zu", i, r->n_marks);
+    const extract_mark_t *m = &r->marks[i];
+    const char *where = *at ? strstr(r->text, at) : r->text + r->len;
+    assert_non_null(where);
+    if (m->kind != kind || m->number != number || strcmp(m->label, label) != 0 ||
+        m->offset != (size_t)(where - r->text))
+        fail_msg("mark %zu: %c %zu %d \"%s\", want %c %zu %d \"%s\"", i, (char)m->kind,
+                 m->offset, m->number, m->label, (char)kind, (size_t)(where - r->text), number,
+                 label);
+}
+
+#define PAGE(r, i, n, label, at) expect_mark(r, i, EXTRACT_MARK_PAGE, n, label, at)
+#define HEADING(r, i, n, title, at) expect_mark(r, i, EXTRACT_MARK_HEADING, n, title, at)
+
+/* Extract and expect success with this type; *r is the caller's to clean. */
+static void run_ok(const char *path, const char *client_name, const char *type,
+                   extract_result_t *r)
+{
+    extract_limits_t lim;
+    limits(&lim);
+    int rc = extract_run(&lim, path, client_name, r);
+    if (rc != EXTRACT_OK)
+        fail_msg("%s: code %d (%s): %s", client_name, rc, extract_strerror(rc), r->message);
+    assert_string_equal(r->type, type);
+    assert_false(r->marks_dropped);
 }
 
 /* Extract and expect success with this text and type. */
@@ -355,8 +400,8 @@ static const char *pdf_write(const char *name, const char *const *objs, int n,
                              const char *trailer_extra)
 {
     static pdfbuf_t b;
-    long offsets[32];
-    assert_true(n < 32);
+    long offsets[256];
+    assert_true(n < 256);
     b.len = 0;
     pdf_add(&b, "%%PDF-1.4\n%%\xe2\xe3\xcf\xd3\n");
     for (int i = 0; i < n; i++) {
@@ -1054,6 +1099,328 @@ static void test_output_limit(void **state)
     extract_result_cleanup(&r);
 }
 
+/* ---- structure ------------------------------------------------------------ */
+
+static void test_structure_text(void **state)
+{
+    (void)state;
+    extract_result_t r;
+    const char *p = WRITE_LIT("pages.bin", "First page\fSecond page\n\fThird\f");
+    run_ok(p, "pages.txt", "txt", &r);
+    assert_string_equal(r.text, "First page\nSecond page\n\nThird\n");
+    assert_int_equal(r.n_marks, 4);
+    PAGE(&r, 0, 1, "", "First");
+    PAGE(&r, 1, 2, "", "Second");
+    PAGE(&r, 2, 3, "", "Third");
+    PAGE(&r, 3, 4, "", "");          /* empty, after the last form feed */
+    extract_result_cleanup(&r);
+
+    /* Plain text without form feeds has no structure, nor has Markdown
+     * read as txt. */
+    p = WRITE_LIT("md.bin", "# Title\n\nIntro.\n\nPart two\n--------\n\n```\n# code\n```\n"
+                            "### Deep ###\n");
+    run_ok(p, "notes.txt", "txt", &r);
+    assert_int_equal(r.n_marks, 0);
+    assert_null(r.marks);
+    extract_result_cleanup(&r);
+    run_ok(p, "notes.md", "md", &r);
+    assert_string_equal(r.text, "# Title\n\nIntro.\n\nPart two\n--------\n\n```\n# code\n```\n"
+                                "### Deep ###\n");
+    assert_int_equal(r.n_marks, 3);
+    HEADING(&r, 0, 1, "Title", "# Title");
+    HEADING(&r, 1, 2, "Part two", "Part two");
+    HEADING(&r, 2, 3, "Deep", "### Deep");
+    extract_result_cleanup(&r);
+}
+
+static void test_structure_html(void **state)
+{
+    (void)state;
+    const char *p = WRITE_LIT(
+        "s.bin", "<html><head><title>Not a heading</title></head><body>"
+                 "<h1>  The <em>main</em>\n title </h1><p>Intro text.</p>"
+                 "<h2>Part <script>no()</script>one</h2><p>Body <span role=\"doc-pagebreak\" "
+                 "aria-label=\"12\"></span>text.</p><h3></h3><div><h4>Nested <h5>inner</h5></h4>"
+                 "</div><h6>Last</h6><p>End.</p></body></html>");
+    extract_result_t r;
+    run_ok(p, "s.html", "html", &r);
+    assert_string_equal(r.text, "The main title\nIntro text.\nPart one\nBody text.\nNested\n"
+                                "inner\nLast\nEnd.\n");
+    assert_int_equal(r.n_marks, 5);
+    HEADING(&r, 0, 1, "The main title", "The main");
+    HEADING(&r, 1, 2, "Part one", "Part one");
+    PAGE(&r, 2, 1, "12", " text.\nNested");   /* mid-paragraph: where the next word goes */
+    HEADING(&r, 3, 5, "inner", "inner");   /* the h4 holding it is not a heading */
+    HEADING(&r, 4, 6, "Last", "Last");
+    extract_result_cleanup(&r);
+}
+
+#define PDF_TEXT_PAGE(contents)                                                               \
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R"  \
+    " >> >> /Contents " contents " >>"
+
+/* Four pages (the third empty), labelled i, 1, 2, A-7, with an outline of
+ * explicit and named destinations and actions. */
+static void test_structure_pdf(void **state)
+{
+    (void)state;
+    const char *objs[] = {
+        /* 1 */ "<< /Type /Catalog /Pages 2 0 R /Outlines 11 0 R /Dests << /sec11 [6 0 R /Fit] >>"
+                " /PageLabels << /Nums [0 << /S /r >> 1 << /S /D >> 3 << /P (A-) /S /D /St 7 >>] >>"
+                " >>",
+        /* 2 */ "<< /Type /Pages /Kids [4 0 R 6 0 R 8 0 R 9 0 R] /Count 4 >>",
+        /* 3 */ PDF_FONT,
+        /* 4 */ PDF_TEXT_PAGE("5 0 R"),
+        /* 5 */ pdf_stream("", "BT /F1 12 Tf 72 720 Td (Preface text) Tj ET"),
+        /* 6 */ PDF_TEXT_PAGE("7 0 R"),
+        /* 7 */ pdf_stream("", "BT /F1 12 Tf 72 720 Td (Chapter one text) Tj ET"),
+        /* 8 */ "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+        /* 9 */ PDF_TEXT_PAGE("10 0 R"),
+        /* 10 */ pdf_stream("", "BT /F1 12 Tf 72 720 Td (Appendix text) Tj ET"),
+        /* 11 */ "<< /Type /Outlines /First 12 0 R /Last 16 0 R /Count 5 >>",
+        /* 12 */ "<< /Title (Chapter 1) /Parent 11 0 R /Next 14 0 R /First 13 0 R /Last 13 0 R"
+                 " /Dest [6 0 R /XYZ 0 792 0] >>",
+        /* 13 */ "<< /Title (Section   1.1) /Parent 12 0 R /Dest /sec11 >>",
+        /* 14 */ "<< /Title <FEFF0041007000700065006E00640069007800200049> /Parent 11 0 R"
+                 " /Next 15 0 R /A << /S /GoTo /D [9 0 R /Fit] >> >>",
+        /* 15 */ "<< /Title (Web site) /Parent 11 0 R /Next 16 0 R /A << /S /URI"
+                 " /URI (http://example.com/) >> >>",
+        /* 16 */ "<< /Title (Preface) /Parent 11 0 R /Next 12 0 R /Dest [4 0 R /Fit] >>",
+    };
+    const char *p = pdf_write("outline.pdf", objs, 16, "");
+    extract_result_t r;
+    run_ok(p, "book.pdf", "pdf", &r);
+    assert_string_equal(r.text, "Preface text\n\nChapter one text\n\nAppendix text\n");
+    assert_int_equal(r.n_marks, 8);
+    PAGE(&r, 0, 1, "i", "Preface text");
+    HEADING(&r, 1, 1, "Preface", "Preface text");     /* later in the outline, earlier page */
+    PAGE(&r, 2, 2, "1", "Chapter one");
+    HEADING(&r, 3, 1, "Chapter 1", "Chapter one");
+    HEADING(&r, 4, 2, "Section 1.1", "Chapter one");
+    PAGE(&r, 5, 3, "2", "Appendix");                  /* no text: the same offset */
+    PAGE(&r, 6, 4, "A-7", "Appendix");
+    HEADING(&r, 7, 1, "Appendix I", "Appendix");
+    extract_result_cleanup(&r);
+
+    /* Other label styles; a range with a prefix and no style. */
+    const char *objs2[] = {
+        "<< /Type /Catalog /Pages 2 0 R /PageLabels << /Nums [0 << /S /A /St 27 >> "
+        "1 << /S /R /St 1994 >> 2 << /P (Cover) >> 3 << /S /a /St 3 >>] >> >>",
+        "<< /Type /Pages /Kids [4 0 R 6 0 R 7 0 R 8 0 R] /Count 4 >>",
+        PDF_FONT,
+        PDF_TEXT_PAGE("5 0 R"),
+        pdf_stream("", "BT /F1 12 Tf 72 720 Td (Same text) Tj ET"),
+        PDF_TEXT_PAGE("5 0 R"),
+        PDF_TEXT_PAGE("5 0 R"),
+        PDF_TEXT_PAGE("5 0 R"),
+    };
+    p = pdf_write("labels.pdf", objs2, 8, "");
+    run_ok(p, "labels.pdf", "pdf", &r);
+    assert_int_equal(r.n_marks, 4);
+    assert_string_equal(r.marks[0].label, "AA");
+    assert_string_equal(r.marks[1].label, "MCMXCIV");
+    assert_string_equal(r.marks[2].label, "Cover");
+    assert_string_equal(r.marks[3].label, "c");
+    assert_int_equal(r.marks[3].offset, 3 * strlen("Same text\n\n"));
+    extract_result_cleanup(&r);
+
+    /* The two-page PDF of test_pdf: pages without labels, no outline. */
+    run_ok(fixture("two.pdf"), "report.pdf", "pdf", &r);
+    assert_int_equal(r.n_marks, 2);
+    PAGE(&r, 0, 1, "", "This is");
+    PAGE(&r, 1, 2, "", "Second page");
+    extract_result_cleanup(&r);
+}
+
+/* An outline nested 150 deep whose last entry leads back to the first:
+ * the walk stops at its depth limit and at the cycle, in no time. */
+static void test_structure_pdf_hostile_outline(void **state)
+{
+    (void)state;
+    enum { DEPTH = 150, FIRST = 6 };
+    static char items[DEPTH][160];
+    const char *objs[FIRST - 1 + DEPTH];
+    objs[0] = "<< /Type /Catalog /Pages 2 0 R /Outlines 5 0 R >>";
+    objs[1] = "<< /Type /Pages /Kids [4 0 R] /Count 1 >>";
+    objs[2] = PDF_FONT;
+    objs[3] = "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << "
+              "/F1 3 0 R >> >> /Contents 156 0 R >>";
+    objs[4] = "<< /Type /Outlines /First 6 0 R >>";
+    for (int i = 0; i < DEPTH; i++) {
+        if (i + 1 < DEPTH)
+            snprintf(items[i], sizeof items[i], "<< /Title (Level %d) /First %d 0 R /Next %d 0 R"
+                     " /Dest [4 0 R /Fit] >>", i + 1, FIRST + i + 1, FIRST);
+        else
+            snprintf(items[i], sizeof items[i], "<< /Title (Bottom) /First %d 0 R /Dest "
+                     "[4 0 R /Fit] >>", FIRST);
+        objs[FIRST - 1 + i] = items[i];
+    }
+    const char *all[FIRST + DEPTH];
+    memcpy(all, objs, sizeof objs);
+    all[FIRST - 1 + DEPTH] = pdf_stream("", "BT /F1 12 Tf 72 720 Td (Deep) Tj ET");
+    const char *p = pdf_write("deep.pdf", all, FIRST + DEPTH, "");
+    extract_limits_t lim;
+    limits(&lim);
+    lim.cpu_seconds = 3;
+    extract_result_t r;
+    assert_int_equal(extract_run(&lim, p, "deep.pdf", &r), EXTRACT_OK);
+    assert_string_equal(r.text, "Deep\n");
+    assert_int_equal(r.n_marks, 1 + 64);   /* the page, then 64 levels of the outline */
+    PAGE(&r, 0, 1, "", "Deep");
+    for (int i = 1; i <= 64; i++) {
+        char title[32];
+        snprintf(title, sizeof title, "Level %d", i);
+        HEADING(&r, (size_t)i, i < 6 ? i : 6, title, "Deep");
+    }
+    extract_result_cleanup(&r);
+}
+
+static void test_structure_docx(void **state)
+{
+    (void)state;
+#define P(style, text) "<w:p><w:pPr>" style "</w:pPr><w:r><w:t>" text "</w:t></w:r></w:p>"
+#define STYLE(id) "<w:pStyle w:val=\"" id "\"/>"
+    static const char doc[] =
+        "<?xml version=\"1.0\"?><w:document xmlns:w=\"" W_NS "\"><w:body>"
+        P(STYLE("Title"), "The title")
+        P(STYLE("Heading1"), "Intro")
+        P("", "Body text.")
+        P(STYLE("berschrift2"), "Localised")           /* "heading 2" by name */
+        P(STYLE("MyHead"), "Outline style")           /* w:outlineLvl 2 in the style */
+        P(STYLE("Derived"), "Based on")               /* basedOn MyHead */
+        P("<w:outlineLvl w:val=\"0\"/>", "Direct")
+        P(STYLE("Heading2") "<w:outlineLvl w:val=\"9\"/>", "Body after all")
+        P("<w:pPrChange><w:pPr>" STYLE("Heading1") "</w:pPr></w:pPrChange>", "Was a heading")
+        "<w:tbl><w:tr><w:tc>" P(STYLE("Heading1"), "In a table") "</w:tc></w:tr></w:tbl>"
+        P(STYLE("Heading8"), "Deep")
+        P(STYLE("Heading3"), "")
+        "</w:body></w:document>";
+#undef P
+#undef STYLE
+    static const char styles[] =
+        "<?xml version=\"1.0\"?><w:styles xmlns:w=\"" W_NS "\">"
+        "<w:style w:type=\"paragraph\" w:styleId=\"Heading1\"><w:name w:val=\"heading 1\"/>"
+        "</w:style><w:style w:type=\"paragraph\" w:styleId=\"berschrift2\"><w:name "
+        "w:val=\"heading 2\"/></w:style><w:style w:type=\"paragraph\" w:styleId=\"MyHead\">"
+        "<w:name w:val=\"My head\"/><w:pPr><w:outlineLvl w:val=\"2\"/></w:pPr></w:style>"
+        "<w:style w:type=\"paragraph\" w:styleId=\"Derived\"><w:name w:val=\"Derived\"/>"
+        "<w:basedOn w:val=\"MyHead\"/></w:style><w:style w:type=\"character\" "
+        "w:styleId=\"Heading2\"><w:name w:val=\"heading 2\"/></w:style></w:styles>";
+    const zentry_t entries[] = {
+        { "[Content_Types].xml", docx_types, 0, false },
+        { "word/document.xml", doc, 0, false },
+        { "word/styles.xml", styles, 0, false },
+    };
+    const char *p = fixture("styled.docx");
+    zip_write(p, entries, 3);
+    extract_result_t r;
+    run_ok(p, "styled.docx", "docx", &r);
+    assert_string_equal(r.text, "The title\nIntro\nBody text.\nLocalised\nOutline style\n"
+                                "Based on\nDirect\nBody after all\nWas a heading\nIn a table\n"
+                                "Deep\n");
+    assert_int_equal(r.n_marks, 7);
+    HEADING(&r, 0, 1, "The title", "The title");
+    HEADING(&r, 1, 1, "Intro", "Intro");
+    HEADING(&r, 2, 2, "Localised", "Localised");
+    HEADING(&r, 3, 3, "Outline style", "Outline style");
+    HEADING(&r, 4, 3, "Based on", "Based on");
+    HEADING(&r, 5, 1, "Direct", "Direct");
+    HEADING(&r, 6, 6, "Deep", "Deep");
+    extract_result_cleanup(&r);
+
+    /* Without styles.xml the built-in IDs still count. */
+    p = fixture("doc.bin");      /* test_docx's: no heading styles */
+    run_ok(p, "letter.docx", "docx", &r);
+    assert_int_equal(r.n_marks, 0);
+    extract_result_cleanup(&r);
+}
+
+static void test_structure_odt(void **state)
+{
+    (void)state;
+    static const char content[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+        "<office:document-content xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\""
+        " xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\""
+        " xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\"><office:body>"
+        "<office:text><text:h text:outline-level=\"1\">Part   <text:span>One</text:span></text:h>"
+        "<text:p>Text.</text:p><text:list><text:list-item><text:h text:outline-level=\"2\">"
+        "Numbered<text:note><text:note-body><text:p>note</text:p></text:note-body></text:note>"
+        "</text:h></text:list-item></text:list><text:h>No level</text:h>"
+        "<text:h text:outline-level=\"12\">Deep</text:h><text:h text:outline-level=\"x\">Bad"
+        "</text:h><table:table><table:table-row><table:table-cell><text:h text:outline-level="
+        "\"1\">Cell</text:h></table:table-cell></table:table-row></table:table><text:h "
+        "text:outline-level=\"3\"/><text:p>End.</text:p></office:text></office:body>"
+        "</office:document-content>";
+    const zentry_t entries[] = {
+        { "mimetype", ODT_MIME, 0, true },
+        { "content.xml", content, 0, false },
+    };
+    const char *p = fixture("headings.odt");
+    zip_write(p, entries, 2);
+    extract_result_t r;
+    run_ok(p, "headings.odt", "odt", &r);
+    assert_string_equal(r.text, "Part One\nText.\nNumbered\nNo level\nDeep\nBad\nCell\n\nEnd.\n");
+    assert_int_equal(r.n_marks, 5);
+    HEADING(&r, 0, 1, "Part One", "Part One");
+    HEADING(&r, 1, 2, "Numbered", "Numbered");
+    HEADING(&r, 2, 1, "No level", "No level");
+    HEADING(&r, 3, 6, "Deep", "Deep");
+    HEADING(&r, 4, 1, "Bad", "Bad");
+    extract_result_cleanup(&r);
+
+    run_ok(fixture("text.bin"), "essay.odt", "odt", &r);   /* test_odt's */
+    assert_int_equal(r.n_marks, 1);
+    HEADING(&r, 0, 1, "Chapter One", "Chapter One");
+    extract_result_cleanup(&r);
+}
+
+static void test_structure_epub(void **state)
+{
+    (void)state;
+    static const char ch1[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><html xmlns=\"http://www.w3.org/1999/xhtml\" "
+        "xmlns:epub=\"http://www.idpf.org/2007/ops\"><body><span epub:type=\"pagebreak\" "
+        "id=\"p1\" title=\"1\"/><h1>Chapter One</h1><p>First words.</p><span "
+        "epub:type=\"pagebreak\" title=\"2\"/><h2>A section</h2><p>More.</p></body></html>";
+    static const char ch2[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><html xmlns=\"http://www.w3.org/1999/xhtml\" "
+        "xmlns:epub=\"http://www.idpf.org/2007/ops\"><body><div epub:type=\"pagebreak\">3</div>"
+        "<h1>Chapter Two</h1><p>Last words.</p></body></html>";
+    static const char opf[] =
+        "<?xml version=\"1.0\"?><package xmlns=\"http://www.idpf.org/2007/opf\" version=\"3.0\">"
+        "<metadata/><manifest><item id=\"a\" href=\"a.xhtml\" media-type=\"application/xhtml+xml\""
+        "/><item id=\"b\" href=\"b.xhtml\" media-type=\"application/xhtml+xml\"/></manifest>"
+        "<spine><itemref idref=\"a\"/><itemref idref=\"b\"/></spine></package>";
+    const zentry_t entries[] = {
+        { "mimetype", "application/epub+zip", 0, true },
+        { "META-INF/container.xml", epub_container, 0, false },
+        { "OEBPS/content.opf", opf, 0, false },
+        { "OEBPS/a.xhtml", ch1, 0, false },
+        { "OEBPS/b.xhtml", ch2, 0, false },
+    };
+    const char *p = fixture("pages.epub");
+    zip_write(p, entries, 5);
+    extract_result_t r;
+    run_ok(p, "pages.epub", "epub", &r);
+    assert_string_equal(r.text, "Chapter One\nFirst words.\nA section\nMore.\n\n3\nChapter Two\n"
+                                "Last words.\n");
+    assert_int_equal(r.n_marks, 6);
+    PAGE(&r, 0, 1, "1", "Chapter One");
+    HEADING(&r, 1, 1, "Chapter One", "Chapter One");
+    PAGE(&r, 2, 2, "2", "A section");
+    HEADING(&r, 3, 2, "A section", "A section");
+    PAGE(&r, 4, 3, "3", "3\n");
+    HEADING(&r, 5, 1, "Chapter Two", "Chapter Two");
+    extract_result_cleanup(&r);
+
+    run_ok(fixture("book.bin"), "book.epub", "epub", &r);   /* test_epub's: no page breaks */
+    assert_int_equal(r.n_marks, 2);
+    HEADING(&r, 0, 1, "Chapter One", "Chapter One");
+    HEADING(&r, 1, 1, "Chapter Two", "Chapter Two");
+    extract_result_cleanup(&r);
+}
+
 /* ---- the command line ------------------------------------------------------ */
 
 static void test_cli(void **state)
@@ -1107,6 +1474,48 @@ static void test_cli(void **state)
     assert_int_equal(c.status, 11);
 }
 
+/* --structure-fd: the marks on the named descriptor; a descriptor that is
+ * not open, or one of 0..2, is a usage error. */
+static void test_cli_structure(void **state)
+{
+    (void)state;
+    char md[256];
+    snprintf(md, sizeof md, "%s", WRITE_LIT("cli-md.bin", "# One\n\ntext\n\n## Two\n"));
+    int st[2];
+    assert_int_equal(pipe(st), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        dup2(st[1], 3);
+        execl(KVCHAT_EXTRACT_EXE, KVCHAT_EXTRACT_EXE, "--structure-fd", "3", "--name", "a.md",
+              md, (char *)NULL);
+        _exit(127);
+    }
+    close(st[1]);
+    char marks[256];
+    read_all_fd(st[0], marks, sizeof marks);
+    close(st[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_string_equal(marks, "H\t0\t1\tOne\nH\t13\t2\tTwo\n");
+
+    cli_t c;
+    cli(&c, (const char *const[]){ "--structure-fd", "9", md, NULL });   /* not open */
+    assert_int_equal(c.status, 2);
+    cli(&c, (const char *const[]){ "--structure-fd", "1", md, NULL });
+    assert_int_equal(c.status, 2);
+    cli(&c, (const char *const[]){ "--structure-fd", "x", md, NULL });
+    assert_int_equal(c.status, 2);
+    /* Without the option the marks go nowhere and the text is the same. */
+    cli(&c, (const char *const[]){ "--name", "a.md", md, NULL });
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.out, "# One\n\ntext\n\n## Two\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1135,6 +1544,14 @@ int main(void)
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_output_limit),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_structure_text),
+        cmocka_unit_test(test_structure_html),
+        cmocka_unit_test(test_structure_pdf),
+        cmocka_unit_test(test_structure_pdf_hostile_outline),
+        cmocka_unit_test(test_structure_docx),
+        cmocka_unit_test(test_structure_odt),
+        cmocka_unit_test(test_structure_epub),
+        cmocka_unit_test(test_cli_structure),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
