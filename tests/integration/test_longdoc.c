@@ -112,8 +112,8 @@ static char *manual(void)
     len += (size_t)snprintf(s + len, cap - len, "# Facilities manual\n\n");
     for (int k = 0; k < N_SECTIONS; k++) {
         len += (size_t)snprintf(s + len, cap - len, "## The %s wing\n\n", g_animals[k]);
-        for (int p = 0; p < 14; p++) {
-            if (p == 7)
+        for (int p = 0; p < 24; p++) {
+            if (p == 11)
                 len += (size_t)snprintf(s + len, cap - len,
                                         "The vault of the %s opens with code %d, and only the "
                                         "night warden of the %s wing keeps it.\n\n",
@@ -387,7 +387,7 @@ static void test_routing(void **state)
     assert_int_equal(jint(r.json, "rag_info.group_id"), before);
     /* the stored answer keeps where it came from */
     assert_string_equal(jstr(json_array_get(msgs, 3), "rag_info.method"), "rag");
-    assert_true(json_array_size(jpath(json_array_get(msgs, 3), "sources")) >= 0);
+    assert_true(json_is_array(jpath(json_array_get(msgs, 3), "sources")));
     resp_free(&first);
     resp_free(&r);
 
@@ -453,7 +453,8 @@ static void test_stream_restore_and_restart(void **state)
     assert_non_null(jpath(ri, "matched_chunk_metadata.page_numbers"));
     assert_non_null(jpath(ri, "matched_chunk_metadata.heading"));
     long group = (long)jint(ri, "group_id");
-    assert_string_equal(jstr(a.final, "timings.cache_tier"), "disk");
+    /* from the part on disk, or from the earlier turn's snapshot of it */
+    assert_true(strcmp(jstr(a.final, "timings.cache_tier"), "none") != 0);
     long long cached = jint(a.final, "usage.cached_tokens");
     assert_true(cached > 100);
 
