@@ -653,6 +653,81 @@ static void test_doc_search(void **state)
 }
 
 
+/* ---- Several documents ---------------------------------------------------- */
+
+static void test_session_document_sets(void **state)
+{
+    fx_t *f = *state;
+    char a[STORE_ID_MAX + 1], b[STORE_ID_MAX + 1], c[STORE_ID_MAX + 1];
+    insert_doc(f->s, 1, "alpha", a);
+    insert_doc(f->s, 2, "beta", b);
+    insert_doc(f->s, 3, "gamma", c);
+    assert_int_equal(store_session_create(f->s, "set-1", a, NULL, NULL), STORE_OK);
+    store_id_list_t l;
+    assert_int_equal(store_session_documents(f->s, "set-1", &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.ids[0], a);
+    store_id_list_cleanup(&l);
+
+    const char *three[] = { c, a, b };
+    assert_int_equal(store_session_set_documents(f->s, "set-1", three, 3), STORE_OK);
+    assert_int_equal(store_session_documents(f->s, "set-1", &l), STORE_OK);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.ids[0], c);   /* order kept */
+    assert_string_equal(l.ids[2], b);
+    store_id_list_cleanup(&l);
+    store_session_t ss;
+    assert_int_equal(store_session_get(f->s, "set-1", &ss), STORE_OK);
+    assert_string_equal(ss.document_id, c);
+    store_session_cleanup(&ss);
+
+    /* refused whole: a duplicate, a missing document, a missing session */
+    const char *dup[] = { a, a };
+    const char *missing[] = { a, "no-such-doc" };
+    assert_int_equal(store_session_set_documents(f->s, "set-1", dup, 2), STORE_EINVAL);
+    assert_int_equal(store_session_set_documents(f->s, "set-1", missing, 2), STORE_ENOTFOUND);
+    assert_int_equal(store_session_set_documents(f->s, "no-session", three, 2), STORE_ENOTFOUND);
+    assert_int_equal(store_session_documents(f->s, "set-1", &l), STORE_OK);
+    assert_int_equal(l.n, 3);
+    store_id_list_cleanup(&l);
+    assert_int_equal(store_session_documents(f->s, "no-session", &l), STORE_ENOTFOUND);
+
+    /* a deleted document leaves the set */
+    assert_int_equal(store_doc_delete(f->s, b, NULL), STORE_OK);
+    assert_int_equal(store_session_documents(f->s, "set-1", &l), STORE_OK);
+    assert_int_equal(l.n, 2);
+    store_id_list_cleanup(&l);
+    /* one document again: the set goes */
+    assert_int_equal(store_session_set_document(f->s, "set-1", a), STORE_OK);
+    assert_int_equal(store_session_documents(f->s, "set-1", &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.ids[0], a);
+    store_id_list_cleanup(&l);
+    assert_int_equal(store_session_set_document(f->s, "set-1", NULL), STORE_OK);
+    assert_int_equal(store_session_documents(f->s, "set-1", &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+
+    /* collections */
+    store_collection_t col;
+    const char *two[] = { c, a };
+    assert_int_equal(store_collection_create(f->s, "Reports 2026", two, 2, &col), STORE_OK);
+    assert_true(store_id_valid(col.id));
+    assert_string_equal(col.name, "Reports 2026");
+    assert_int_equal(col.docs.n, 2);
+    assert_string_equal(col.docs.ids[0], c);
+    char cid[STORE_ID_MAX + 1];
+    snprintf(cid, sizeof cid, "%s", col.id);
+    store_collection_cleanup(&col);
+    assert_int_equal(store_collection_get(f->s, cid, &col), STORE_OK);
+    assert_int_equal(col.docs.n, 2);
+    assert_true(col.created_at > 0);
+    store_collection_cleanup(&col);
+    assert_int_equal(store_collection_get(f->s, "nope", &col), STORE_ENOTFOUND);
+    assert_int_equal(store_collection_create(f->s, "x", missing, 2, &col), STORE_ENOTFOUND);
+    assert_int_equal(store_collection_create(f->s, "", two, 2, &col), STORE_EINVAL);
+    assert_int_equal(store_collection_create(f->s, "x", NULL, 0, &col), STORE_EINVAL);
+}
+
 /* ---- Long documents ------------------------------------------------------ */
 
 static void test_doc_marks(void **state)
@@ -1590,6 +1665,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_doc_marks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_parts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_document_sets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_create_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ensure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_ensure_race, setup, teardown),

@@ -1127,11 +1127,99 @@ int store_session_touch(store_t *s, const char *id)
 
 int store_session_set_document(store_t *s, const char *id, const char *document_id)
 {
+    return store_session_set_documents(s, id, document_id ? &document_id : NULL,
+                                       document_id ? 1 : 0);
+}
+
+/* ids[0..n): 0..STORE_SET_MAX valid, distinct ids (at least `min`). */
+static int check_id_set(const char *const *ids, size_t n, size_t min)
+{
+    if (n < min || n > STORE_SET_MAX || (n && !ids))
+        return STORE_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        CHECK(check_id(ids[i]));
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(ids[k], ids[i]) == 0)
+                return STORE_EINVAL;
+    }
+    return STORE_OK;
+}
+
+int store_session_set_documents(store_t *s, const char *id, const char *const *ids, size_t n)
+{
     if (!s)
         return STORE_EINVAL;
     CHECK(check_id(id));
-    CHECK(check_nullable_id(document_id));
-    return s->ops->session_set_document(s->b, id, document_id);
+    CHECK(check_id_set(ids, n, 0));
+    return s->ops->session_set_documents(s->b, id, ids, n);
+}
+
+void store_id_list_cleanup(store_id_list_t *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        free(l->ids[i]);
+    free(l->ids);
+    l->ids = NULL;
+    l->n = 0;
+}
+
+int store_session_documents(store_t *s, const char *id, store_id_list_t *out)
+{
+    if (out)
+        *out = (store_id_list_t){ 0 };
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    int rc = s->ops->session_documents(s->b, id, out);
+    if (rc != STORE_OK)
+        store_id_list_cleanup(out);
+    return rc;
+}
+
+void store_collection_cleanup(store_collection_t *c)
+{
+    if (!c)
+        return;
+    free(c->id);
+    free(c->name);
+    store_id_list_cleanup(&c->docs);
+    memset(c, 0, sizeof *c);
+}
+
+int store_collection_create(store_t *s, const char *name, const char *const *ids, size_t n,
+                            store_collection_t *out)
+{
+    store_collection_t tmp;
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_text(name, STORE_NAME_MAX, false, false));
+    CHECK(check_id_set(ids, n, 1));
+    char id[STORE_UUID_BUFSZ];
+    CHECK(store_id_new(id));
+    memset(&tmp, 0, sizeof tmp);
+    int rc = s->ops->collection_create(s->b, id, name, store_now_ms(), ids, n, &tmp);
+    if (rc == STORE_OK && out)
+        *out = tmp;
+    else
+        store_collection_cleanup(&tmp);
+    return rc;
+}
+
+int store_collection_get(store_t *s, const char *id, store_collection_t *out)
+{
+    if (out)
+        memset(out, 0, sizeof *out);
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    int rc = s->ops->collection_get(s->b, id, out);
+    if (rc != STORE_OK)
+        store_collection_cleanup(out);
+    return rc;
 }
 
 int store_session_set_title(store_t *s, const char *id, const char *title)

@@ -530,6 +530,48 @@ int store_session_touch(store_t *s, const char *id);
  * STORE_ENOTFOUND if the session or the document does not exist. */
 int store_session_set_document(store_t *s, const char *id, const char *document_id);
 
+/* ---- Several documents: a session's set, collections ---- */
+
+#define STORE_SET_MAX 64   /* documents in a session's set or a collection */
+
+typedef struct {
+    char **ids;    /* owned; n strings */
+    size_t n;
+} store_id_list_t;
+
+void store_id_list_cleanup(store_id_list_t *l);
+
+/* Make ids[0..n) (n <= STORE_SET_MAX, no duplicates, order kept) the
+ * documents of session `id`; its document_id becomes ids[0] (none when n
+ * is 0). store_session_set_document(id, d) is the same with one id.
+ * STORE_ENOTFOUND if the session or a document does not exist;
+ * STORE_EINVAL for a duplicate. */
+int store_session_set_documents(store_t *s, const char *id, const char *const *ids, size_t n);
+
+/* The documents of session `id`, in order, into *out (caller-owned): its
+ * set, or its one document, or none. STORE_ENOTFOUND if no such session. */
+int store_session_documents(store_t *s, const char *id, store_id_list_t *out);
+
+typedef struct {
+    char *id;
+    char *name;
+    int64_t created_at;
+    store_id_list_t docs;   /* in order */
+} store_collection_t;
+
+void store_collection_cleanup(store_collection_t *c);
+
+/* A named collection of documents ids[0..n) (1..STORE_SET_MAX, no
+ * duplicates; name 1..STORE_NAME_MAX bytes), with a new id, into *out
+ * (may be NULL; caller-owned). STORE_ENOTFOUND if a document does not
+ * exist. */
+int store_collection_create(store_t *s, const char *name, const char *const *ids, size_t n,
+                            store_collection_t *out);
+
+/* Collection `id` into *out (caller-owned): documents deleted since are
+ * no longer in it. STORE_ENOTFOUND if none. */
+int store_collection_get(store_t *s, const char *id, store_collection_t *out);
+
 /* Set (non-NULL) or clear (NULL) the title of session `id`.
  * STORE_ENOTFOUND if none. */
 int store_session_set_title(store_t *s, const char *id, const char *title);
@@ -690,7 +732,15 @@ typedef struct {
                           int64_t now_ms, store_session_t *out, bool *created);
     int (*session_get)(store_backend_t *b, const char *id, store_session_t *out);
     int (*session_touch)(store_backend_t *b, const char *id, int64_t now_ms);
-    int (*session_set_document)(store_backend_t *b, const char *id, const char *document_id);
+    /* ids checked: valid, distinct, n <= STORE_SET_MAX */
+    int (*session_set_documents)(store_backend_t *b, const char *id, const char *const *ids,
+                                 size_t n);
+    int (*session_documents)(store_backend_t *b, const char *id, store_id_list_t *out);
+    /* id new, name checked, now_ms the creation time; out never NULL */
+    int (*collection_create)(store_backend_t *b, const char *id, const char *name,
+                             int64_t now_ms, const char *const *ids, size_t n,
+                             store_collection_t *out);
+    int (*collection_get)(store_backend_t *b, const char *id, store_collection_t *out);
     int (*session_set_title)(store_backend_t *b, const char *id, const char *title);
     /* limit 0 = all */
     int (*session_list)(store_backend_t *b, size_t limit, store_session_list_t *out);

@@ -146,7 +146,9 @@ static const char *const migrations[] = {
      * boundaries, each with the text a full-text index of its own holds:
      * chunk_fts, BM25 over stemmed English words and segmented CJK), and
      * plans of parts (runs of chunks that fit a model's context, keyed by
-     * the caller's plan key) with a cache state per part. */
+     * the caller's plan key) with a cache state per part; the documents of
+     * a session that talks about several (in their order), and named
+     * collections of documents. */
     "CREATE TABLE document_marks (\n"
     "    document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
     "    seq         INTEGER NOT NULL CHECK (seq >= 0),\n"
@@ -208,7 +210,27 @@ static const char *const migrations[] = {
     "    cached_at      INTEGER,\n"
     "    cache_error    TEXT,\n"
     "    PRIMARY KEY (document_id, plan_key, seq)\n"
-    ") STRICT;\n",
+    ") STRICT;\n"
+    "CREATE TABLE session_documents (\n"
+    "    session_id  TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,\n"
+    "    pos         INTEGER NOT NULL CHECK (pos >= 0),\n"
+    "    document_id TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+    "    PRIMARY KEY (session_id, pos),\n"
+    "    UNIQUE (session_id, document_id)\n"
+    ") STRICT;\n"
+    "CREATE INDEX session_documents_by_document ON session_documents (document_id);\n"
+    "CREATE TABLE collections (\n"
+    "    id         TEXT NOT NULL PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 128),\n"
+    "    name       TEXT NOT NULL,\n"
+    "    created_at INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    "CREATE TABLE collection_documents (\n"
+    "    collection_id TEXT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,\n"
+    "    pos           INTEGER NOT NULL CHECK (pos >= 0),\n"
+    "    document_id   TEXT NOT NULL REFERENCES documents (id) ON DELETE CASCADE,\n"
+    "    PRIMARY KEY (collection_id, pos)\n"
+    ") STRICT;\n"
+    "CREATE INDEX collection_documents_by_document ON collection_documents (document_id);\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -302,6 +324,14 @@ typedef enum {
     ST_PART_SET_CACHE,
     ST_PARTS_RESET_CACHE,
     ST_PARTS_RESET_CACHING,
+    ST_SESDOC_DELETE,
+    ST_SESDOC_INSERT,
+    ST_SESDOC_LIST,
+    ST_SES_DOC,
+    ST_COLL_INSERT,
+    ST_COLLDOC_INSERT,
+    ST_COLL_GET,
+    ST_COLLDOC_LIST,
     ST_COUNT
 } stmt_id_t;
 
@@ -405,6 +435,18 @@ static const char *const stmt_sql[ST_COUNT] = {
         "UPDATE document_parts SET cache_status = 'none', cache_entry_id = NULL, "
         "cache_tokens = NULL, cache_bytes = NULL, cache_tier = NULL, cache_ms = NULL, "
         "cached_at = NULL, cache_error = NULL WHERE cache_status = 'caching'",
+    [ST_SESDOC_DELETE] = "DELETE FROM session_documents WHERE session_id = ?1",
+    [ST_SESDOC_INSERT] = "INSERT INTO session_documents (session_id, pos, document_id) "
+                         "VALUES (?1, ?2, ?3)",
+    [ST_SESDOC_LIST] = "SELECT document_id FROM session_documents WHERE session_id = ?1 "
+                       "ORDER BY pos",
+    [ST_SES_DOC] = "SELECT document_id FROM sessions WHERE id = ?1",
+    [ST_COLL_INSERT] = "INSERT INTO collections (id, name, created_at) VALUES (?1, ?2, ?3)",
+    [ST_COLLDOC_INSERT] = "INSERT INTO collection_documents (collection_id, pos, document_id) "
+                          "VALUES (?1, ?2, ?3)",
+    [ST_COLL_GET] = "SELECT name, created_at FROM collections WHERE id = ?1",
+    [ST_COLLDOC_LIST] = "SELECT document_id FROM collection_documents WHERE collection_id = ?1 "
+                        "ORDER BY pos",
 };
 
 /* ---- Backend state -------------------------------------------------------- */
@@ -1621,6 +1663,11 @@ static int sq_chunk_list(store_backend_t *b, const char *id, int64_t first, size
     return rc;
 }
 
+static void bind_id1(sqlite3_stmt *st, const void *arg)
+{
+    bind_text(st, 1, arg);
+}
+
 static void bind_seq2(sqlite3_stmt *st, const void *arg)
 {
     sqlite3_bind_int64(st, 2, *(const int64_t *)arg);
@@ -1884,10 +1931,166 @@ static void bind_id_str(sqlite3_stmt *st, const void *arg)
     bind_text(st, 2, a->s);
 }
 
-static int sq_session_set_document(store_backend_t *b, const char *id, const char *document_id)
+struct set_args {
+    const char *id;
+    const char *const *ids;
+    size_t n;
+    const char *name;
+    int64_t now;
+};
+
+/* Insert ids as rows (owner, pos, document) of statement `st_id`. */
+static int insert_id_rows(conn_t *c, stmt_id_t st_id, const char *owner, const char *const *ids,
+                          size_t n)
 {
-    struct id_str a = {id, document_id};
-    return write_row(b, ST_SES_SET_DOC, bind_id_str, &a);
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, st_id, &st);
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+        bind_text(st, 1, owner);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+        bind_text(st, 3, ids[i]);
+        rc = stmt_run(c, st, stmt_sql[st_id]);
+    }
+    return rc;
+}
+
+static int set_documents_body(conn_t *c, void *arg)
+{
+    struct set_args *a = arg;
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, ST_SES_SET_DOC, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, a->id);
+        bind_text(st, 2, a->n ? a->ids[0] : NULL);
+        rc = stmt_run(c, st, "set session document");
+    }
+    if (rc == STORE_OK && sqlite3_changes64(c->db) == 0)
+        rc = STORE_ENOTFOUND;
+    if (rc == STORE_OK)
+        rc = run_doc_stmt(c, ST_SESDOC_DELETE, a->id, NULL, NULL);
+    if (rc == STORE_OK && a->n > 1)
+        rc = insert_id_rows(c, ST_SESDOC_INSERT, a->id, a->ids, a->n);
+    return rc;
+}
+
+static int sq_session_set_documents(store_backend_t *b, const char *id, const char *const *ids,
+                                    size_t n)
+{
+    struct set_args a = { id, ids, n, NULL, 0 };
+    return in_write(b, set_documents_body, &a);
+}
+
+static int row_id(sqlite3_stmt *st, void *ud)
+{
+    store_id_list_t *l = ud;
+    char *id = NULL;
+    if (col_dup(st, 0, &id))
+        return STORE_ENOMEM;
+    if (!id)
+        return STORE_OK;   /* a session without a document */
+    char **ids = realloc(l->ids, (l->n + 1) * sizeof *ids);
+    if (!ids) {
+        free(id);
+        return STORE_ENOMEM;
+    }
+    l->ids = ids;
+    l->ids[l->n++] = id;
+    return STORE_OK;
+}
+
+static int sq_session_documents(store_backend_t *b, const char *id, store_id_list_t *out)
+{
+    /* The session's one document first: it also says whether it exists. */
+    store_id_list_t one = { 0 };
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    bool txn = sqlite3_exec(c->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_stmt *st;
+    bool found = false;
+    rc = stmt_get(c, ST_SES_DOC, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, id);
+        int src = sqlite3_step(st);
+        if (src == SQLITE_ROW) {
+            found = true;
+            rc = row_id(st, &one);
+        } else if (src != SQLITE_DONE) {
+            rc = sqlite_rc(c->db, src, "read session");
+        }
+        stmt_done(st);
+    }
+    if (rc == STORE_OK && !found)
+        rc = STORE_ENOTFOUND;
+    if (rc == STORE_OK)
+        rc = stmt_get(c, ST_SESDOC_LIST, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, id);
+        int src;
+        while (rc == STORE_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+            rc = row_id(st, out);
+        if (rc == STORE_OK && src != SQLITE_DONE)
+            rc = sqlite_rc(c->db, src, "read session documents");
+        stmt_done(st);
+    }
+    if (txn)
+        sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+    conn_put(b, c);
+    if (rc == STORE_OK && out->n == 0) {
+        *out = one;   /* no set: the one document, or none */
+        one = (store_id_list_t){ 0 };
+    }
+    store_id_list_cleanup(&one);
+    return rc;
+}
+
+static int collection_create_body(conn_t *c, void *arg)
+{
+    struct set_args *a = arg;
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, ST_COLL_INSERT, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, a->id);
+        bind_text(st, 2, a->name);
+        sqlite3_bind_int64(st, 3, a->now);
+        rc = stmt_run(c, st, "insert collection");
+    }
+    if (rc == STORE_OK)
+        rc = insert_id_rows(c, ST_COLLDOC_INSERT, a->id, a->ids, a->n);
+    return rc;
+}
+
+static int sq_collection_get(store_backend_t *b, const char *id, store_collection_t *out);
+
+static int sq_collection_create(store_backend_t *b, const char *id, const char *name,
+                                int64_t now_ms, const char *const *ids, size_t n,
+                                store_collection_t *out)
+{
+    struct set_args a = { id, ids, n, name, now_ms };
+    int rc = in_write(b, collection_create_body, &a);
+    return rc == STORE_OK ? sq_collection_get(b, id, out) : rc;
+}
+
+static int row_collection(sqlite3_stmt *st, void *ud)
+{
+    store_collection_t *c = ud;
+    if (col_dup(st, 0, &c->name))
+        return STORE_ENOMEM;
+    c->created_at = sqlite3_column_int64(st, 1);
+    return STORE_OK;
+}
+
+static int sq_collection_get(store_backend_t *b, const char *id, store_collection_t *out)
+{
+    int rc = read_doc_rows(b, ST_COLL_GET, NULL, bind_id1, id, row_collection, out, false);
+    if (rc == STORE_OK && !out->name)
+        rc = STORE_ENOTFOUND;
+    if (rc == STORE_OK)
+        rc = read_doc_rows(b, ST_COLLDOC_LIST, NULL, bind_id1, id, row_id, &out->docs, false);
+    if (rc == STORE_OK && !(out->id = strdup(id)))
+        rc = STORE_ENOMEM;
+    return rc;
 }
 
 static int sq_session_set_title(store_backend_t *b, const char *id, const char *title)
@@ -2084,7 +2287,10 @@ const store_backend_ops_t store_sqlite_ops = {
     .session_ensure = sq_session_ensure,
     .session_get = sq_session_get,
     .session_touch = sq_session_touch,
-    .session_set_document = sq_session_set_document,
+    .session_set_documents = sq_session_set_documents,
+    .session_documents = sq_session_documents,
+    .collection_create = sq_collection_create,
+    .collection_get = sq_collection_get,
     .session_set_title = sq_session_set_title,
     .session_list = sq_session_list,
     .session_delete = sq_session_delete,
