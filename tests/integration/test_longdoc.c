@@ -14,7 +14,9 @@
  * restoring parts from disk; use_rag false answered 422 with both numbers;
  * the SSE stream's first event; a Chinese document (asked in Simplified
  * and in Traditional) and a mixed English/Chinese one routed right; a
- * short document staying one part with method "full_document".
+ * short document staying one part with method "full_document"; several
+ * documents in one chat (short ones together in one system message, in
+ * the session's order; a long one with a short one routed across both).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -602,6 +604,70 @@ static void test_short_stays_whole(void **state)
     free(id);
 }
 
+/* Ask about documents `ids` (a JSON array of ids, or NULL to keep the
+ * session's); the answer into *r. */
+static void ask_set(const char *session, json_t *ids, const char *question, long want, resp_t *r)
+{
+    char path[256];
+    snprintf(path, sizeof path, API "/session/%s/messages", session);
+    json_t *b = json_pack("{s:s}", "message", question);
+    if (ids)
+        json_object_set_new(b, "document_ids", ids);
+    char *body = json_take_dump(b);
+    http(g_app.port, "POST", path, body, r);
+    free(body);
+    if (r->status != want)
+        fail_msg("ask %s: expected %ld, got %ld: %s", question, want, r->status, r->body);
+}
+
+static void test_several_documents(void **state)
+{
+    (void)state;
+    char *kettle = upload_text("kitchen.md", "# Kitchen\n\nThe kettle is in the second "
+                                             "cupboard.\n");
+    char *umbrella = upload_text("hall.md", "# Hall\n\nThe umbrella stands by the front "
+                                            "door.\n");
+    /* two short ones fit together: one system message, in the set's order */
+    resp_t r;
+    ask_set("set-1", json_pack("[s,s]", kettle, umbrella), "Where is the umbrella?", 200, &r);
+    assert_string_equal(jstr(r.json, "rag_info.method"), "full_document");
+    assert_int_equal(json_array_size(jpath(r.json, "rag_info.document_ids")), 2);
+    assert_string_equal(jstr(json_array_get(jpath(r.json, "rag_info.document_ids"), 0), ""),
+                        kettle);
+    resp_free(&r);
+    get(API "/session/set-1", 200, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "document_ids")), 2);
+    assert_string_equal(jstr(json_array_get(jpath(r.json, "document_ids"), 1), ""), umbrella);
+    resp_free(&r);
+    /* the session keeps its set; the second turn's prefix is the first's */
+    ask_set("set-1", NULL, "And the kettle?", 200, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "rag_info.document_ids")), 2);
+    assert_true(jint(r.json, "usage.cached_tokens") > 0);
+    resp_free(&r);
+
+    /* a long one with a short one: each question goes to the best part of
+     * either */
+    ask_set("set-2", json_pack("[s,s]", g_manual_id, kettle), "Which code opens the vault of "
+            "the porcupine?", 200, &r);
+    assert_string_equal(jstr(r.json, "rag_info.method"), "rag");
+    assert_string_equal(jstr(r.json, "rag_info.document_id"), g_manual_id);
+    resp_free(&r);
+    ask_set("set-2", NULL, "Which cupboard holds the kettle?", 200, &r);
+    assert_string_equal(jstr(r.json, "rag_info.document_id"), kettle);
+    assert_string_equal(jstr(r.json, "rag_info.filename"), "kitchen.md");
+    resp_free(&r);
+
+    /* bad sets */
+    ask_set("set-3", json_pack("[s,s]", kettle, kettle), "Hello?", 400, &r);
+    resp_free(&r);
+    ask_set("set-3", json_pack("[s,s]", kettle, "no-such-doc"), "Hello?", 404, &r);
+    resp_free(&r);
+    ask_set("set-3", json_pack("[i]", 7), "Hello?", 400, &r);
+    resp_free(&r);
+    free(kettle);
+    free(umbrella);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -611,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_stream_restore_and_restart),
         cmocka_unit_test(test_chinese_and_mixed),
         cmocka_unit_test(test_short_stays_whole),
+        cmocka_unit_test(test_several_documents),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     free(g_manual_id);

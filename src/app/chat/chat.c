@@ -67,13 +67,15 @@ void chat_free(chat_t *c)
     free(c);
 }
 
-/* The previous turn's part (from the last answer's rag_info about `doc`)
- * and the previous user message, from the history. */
-static void previous_turn(const store_msg_list_t *h, const char *doc_id, long *part,
+/* The previous turn's document and part (from the last answer's
+ * rag_info: doc_id[cap], "" when unknown) and the previous user message,
+ * from the history. */
+static void previous_turn(const store_msg_list_t *h, char *doc_id, size_t cap, long *part,
                           const char **user)
 {
     *part = -1;
     *user = NULL;
+    doc_id[0] = '\0';
     bool seen_answer = false;
     for (size_t i = h->n; i-- > 0;) {
         const store_msg_t *m = &h->items[i];
@@ -88,78 +90,202 @@ static void previous_turn(const store_msg_list_t *h, const char *doc_id, long *p
         json_t *ri = json_object_get(meta, "rag_info");
         const char *d = json_string_value(json_object_get(ri, "document_id"));
         json_t *g = json_object_get(ri, "group_id");
-        if (d && strcmp(d, doc_id) == 0 && json_is_integer(g))
+        if (d && json_is_integer(g)) {
+            snprintf(doc_id, cap, "%s", d);
             *part = (long)json_integer_value(g);
+        }
         json_decref(meta);
     }
 }
 
-/* The system message for document `doc` and the turn's question: the whole
- * document when it fits the model (one part), else the part the question
+/* The system message for the documents docs[0..n) and the turn's question:
+ * the whole documents when they fit the model together (one document: its
+ * one part, as ever), else the part among all of theirs that the question
  * is routed to. Sets c->system, c->rag_info, c->sources. */
-static int prepare_document(chat_t *c, const store_doc_t *doc, const chat_turn_t *turn,
-                            int *status, char *err, size_t errcap)
+static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
+                             const chat_turn_t *turn, int *status, char *err, size_t errcap)
 {
     app_t *a = c->a;
     parts_model_t m;
     parts_model(a, c->provider->llm, &m);
-    store_part_list_t plan;
-    char why[512];
-    int rc = parts_plan(a, c->provider->llm, &m, doc, &plan, why, sizeof why);
-    if (rc != PARTS_OK) {
-        *status = rc == PARTS_ELLM ? 503 : rc == PARTS_ETOOSMALL ? 422 : 500;
-        snprintf(err, errcap, "%s", why);
-        return -1;
-    }
-    int ret = -1;
+    store_part_list_t *plans = calloc(n, sizeof *plans);
+    route_doc_t *rd = calloc(n, sizeof *rd);
+    const store_doc_t **ptrs = calloc(n, sizeof *ptrs);
     route_t r;
     memset(&r, 0, sizeof r);
-    if (plan.n == 1) {
-        c->system = parts_system_message(a, doc, &plan, 0, NULL, 0, why, sizeof why);
-        c->rag_info = route_rag_info_full(doc);
-    } else if (!turn->use_rag) {
-        int64_t n_tok = doc->n_tokens;
-        if (n_tok < 0)
-            for (size_t i = 0; i < plan.n; i++)
-                n_tok = plan.items[i].tokens > n_tok ? plan.items[i].tokens : n_tok;
+    char why[512] = "";
+    int ret = -1;
+    if (!plans || !rd || !ptrs) {
+        *status = 500;
+        snprintf(err, errcap, "out of memory");
+        goto done;
+    }
+    bool all_whole = true;
+    for (size_t i = 0; i < n; i++) {
+        int rc = parts_plan(a, c->provider->llm, &m, &docs[i], &plans[i], why, sizeof why);
+        if (rc != PARTS_OK) {
+            *status = rc == PARTS_ELLM ? 503 : rc == PARTS_ETOOSMALL ? 422 : 500;
+            snprintf(err, errcap, "%.200s: %s", docs[i].filename, why);
+            goto done;
+        }
+        rd[i] = (route_doc_t){ &docs[i], &plans[i] };
+        ptrs[i] = &docs[i];
+        all_whole &= plans[i].n == 1;
+    }
+    int64_t together = -1;
+    if (n == 1 && plans[0].n == 1) {
+        c->system = parts_system_message(a, &docs[0], &plans[0], 0, NULL, 0, why, sizeof why);
+        c->rag_info = route_rag_info_full(&docs[0]);
+    } else if (all_whole) {
+        /* Several short documents: together, in the set's order, when they
+         * fit. */
+        char *sys = parts_combined_message(a, ptrs, n, why, sizeof why);
+        if (sys && m.n_ctx > 0 &&
+            parts_count(c->provider->llm, &m, sys, &together, why, sizeof why) != PARTS_OK) {
+            free(sys);
+            *status = 503;
+            snprintf(err, errcap, "%s", why);
+            goto done;
+        }
+        if (sys && (m.n_ctx <= 0 || together <= m.budget)) {
+            c->system = sys;
+            c->rag_info = route_rag_info_full(&docs[0]);
+            json_t *ids = json_array(), *names = json_array();
+            for (size_t i = 0; i < n; i++) {
+                json_array_append_new(ids, json_string(docs[i].id));
+                json_array_append_new(names, json_string(docs[i].filename));
+            }
+            json_object_set_new(c->rag_info, "document_ids", ids);
+            json_object_set_new(c->rag_info, "filenames", names);
+        } else {
+            free(sys);
+        }
+    }
+    if (!c->system && !turn->use_rag) {
+        int64_t n_tok = together;
+        for (size_t i = 0; n_tok < 0 && i < n; i++)
+            n_tok = docs[i].n_tokens > n_tok ? docs[i].n_tokens : n_tok;
         *status = 422;
         snprintf(err, errcap,
-                 "The whole document does not fit the model: it takes %s%lld tokens, and the "
-                 "model's context holds %d tokens per conversation (%d of them for the "
-                 "document); ask with use_rag to have each question answered from the part "
-                 "that matches it",
-                 doc->n_tokens < 0 ? "more than " : "", (long long)n_tok, m.n_ctx, m.budget);
+                 "The whole %s does not fit the model: %s %s%lld tokens, and the model's "
+                 "context holds %d tokens per conversation (%d of them for documents); ask "
+                 "with use_rag to have each question answered from the part that matches it",
+                 n > 1 ? "set of documents" : "document", n > 1 ? "they take" : "it takes",
+                 together < 0 ? "more than " : "", (long long)n_tok, m.n_ctx, m.budget);
         goto done;
-    } else {
+    }
+    if (!c->system) {
+        char prev_doc[STORE_ID_MAX + 1];
         long prev_part;
         const char *prev_user;
-        previous_turn(&c->history, doc->id, &prev_part, &prev_user);
-        route_doc_t rd = { doc, &plan };
-        route_prev_t prev = { prev_part >= 0 ? 0 : -1, prev_part };
-        if (route_pick(a, &rd, 1, turn->message, prev_user, prev, &r, why, sizeof why)) {
+        previous_turn(&c->history, prev_doc, sizeof prev_doc, &prev_part, &prev_user);
+        route_prev_t prev = { -1, prev_part };
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(docs[i].id, prev_doc) == 0)
+                prev.doc = (int)i;
+        if (route_pick(a, rd, n, turn->message, prev_user, prev, &r, why, sizeof why)) {
             *status = 500;
             snprintf(err, errcap, "%s", why);
             goto done;
         }
         char where[600];
-        c->system = parts_system_message(a, doc, &plan, r.part, where, sizeof where, why,
-                                         sizeof why);
-        c->rag_info = route_rag_info(&rd, &r, where);
-        c->sources = route_sources(&rd, &r);
+        c->system = parts_system_message(a, &docs[r.doc], &plans[r.doc], r.part, where,
+                                         sizeof where, why, sizeof why);
+        c->rag_info = route_rag_info(rd, &r, where);
+        c->sources = route_sources(rd, &r);
         log_info("session %s: question routed to part %zu of %zu of document %s (score %.3f%s)",
-                 c->session_id, r.part + 1, plan.n, doc->id, r.score,
+                 c->session_id, r.part + 1, plans[r.doc].n, docs[r.doc].id, r.score,
                  r.matched ? "" : ", no match: kept");
     }
     if (!c->system) {
         *status = 500;
-        snprintf(err, errcap, "%s", why);
+        snprintf(err, errcap, "%s", why[0] ? why : "cannot render the documents");
         goto done;
     }
     ret = 0;
 done:
     route_cleanup(&r);
-    store_part_list_cleanup(&plan);
+    for (size_t i = 0; plans && i < n; i++)
+        store_part_list_cleanup(&plans[i]);
+    free(plans);
+    free(rd);
+    free(ptrs);
     return ret;
+}
+
+/* The documents of session `id` (in its order) into docs[0..*n) (at most
+ * STORE_SET_MAX; documents deleted meanwhile are left out). */
+static int session_docs(app_t *a, const char *id, store_doc_t *docs, size_t *n)
+{
+    *n = 0;
+    store_id_list_t ids;
+    int rc = store_session_documents(a->store, id, &ids);
+    for (size_t i = 0; rc == STORE_OK && i < ids.n && *n < STORE_SET_MAX; i++) {
+        store_doc_init(&docs[*n]);
+        if (store_doc_get(a->store, ids.ids[i], &docs[*n]) == STORE_OK)
+            (*n)++;
+    }
+    store_id_list_cleanup(&ids);
+    return rc;
+}
+
+/* The ids the turn names for the session's set (document_ids or a
+ * collection's) into *ids (caller cleans up). Returns 0, or -1 with the
+ * answer in *status/err. */
+static int turn_set(app_t *a, const chat_turn_t *turn, store_id_list_t *ids, int *status,
+                    char *err, size_t errcap)
+{
+    *ids = (store_id_list_t){ 0 };
+    if (turn->collection_id) {
+        store_collection_t col;
+        int rc = store_collection_get(a->store, turn->collection_id, &col);
+        if (rc != STORE_OK) {
+            *status = rc == STORE_ENOTFOUND || rc == STORE_EINVAL ? 404 : 500;
+            snprintf(err, errcap, "%s", *status == 404 ? "Collection not found"
+                                                       : "Cannot read the collection");
+            return -1;
+        }
+        *ids = col.docs;
+        col.docs = (store_id_list_t){ 0 };
+        store_collection_cleanup(&col);
+        return 0;
+    }
+    if (turn->n_document_ids > STORE_SET_MAX) {
+        *status = 400;
+        snprintf(err, errcap, "At most %d documents in one chat", STORE_SET_MAX);
+        return -1;
+    }
+    ids->ids = calloc(turn->n_document_ids + 1, sizeof *ids->ids);
+    if (!ids->ids) {
+        *status = 500;
+        snprintf(err, errcap, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < turn->n_document_ids; i++) {
+        store_doc_t d;
+        int rc = store_doc_get(a->store, turn->document_ids[i], &d);
+        store_doc_cleanup(&d);
+        bool dup = false;
+        for (size_t k = 0; k < ids->n; k++)
+            dup |= strcmp(ids->ids[k], turn->document_ids[i]) == 0;
+        if (rc != STORE_OK || dup) {
+            *status = dup ? 400 : rc == STORE_ENOTFOUND || rc == STORE_EINVAL ? 404 : 500;
+            if (dup)
+                snprintf(err, errcap, "A document is named twice in document_ids");
+            else
+                snprintf(err, errcap, "Document not found: %.200s", turn->document_ids[i]);
+            store_id_list_cleanup(ids);
+            return -1;
+        }
+        if (!(ids->ids[ids->n] = strdup(turn->document_ids[i]))) {
+            *status = 500;
+            snprintf(err, errcap, "out of memory");
+            store_id_list_cleanup(ids);
+            return -1;
+        }
+        ids->n++;
+    }
+    return 0;
 }
 
 int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, char *err,
@@ -196,8 +322,20 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
         }
         have_doc = true;
     }
+    /* Several documents named by the turn: the session's new set. */
+    store_id_list_t set = { 0 };
+    bool set_given = turn->ids_given || turn->collection_id;
+    if (set_given && turn_set(a, turn, &set, status, err, errcap)) {
+        store_doc_cleanup(&doc);
+        return -1;
+    }
     chat_t *c = calloc(1, sizeof *c);
-    if (!c) {
+    store_doc_t *docs = calloc(STORE_SET_MAX, sizeof *docs);
+    size_t n_docs = 0;
+    if (!c || !docs) {
+        free(c);
+        free(docs);
+        store_id_list_cleanup(&set);
         store_doc_cleanup(&doc);
         *status = 500;
         snprintf(err, errcap, "out of memory");
@@ -209,22 +347,21 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
     store_session_t ss;
     store_session_init(&ss);
     bool created = false;
-    int rc = store_session_ensure(a->store, session_id, have_doc ? doc.id : NULL, &ss, &created);
-    if (rc == STORE_OK && document_given && !created) {
+    const char *first_doc = set_given ? (set.n ? set.ids[0] : NULL) : have_doc ? doc.id : NULL;
+    int rc = store_session_ensure(a->store, session_id, first_doc, &ss, &created);
+    if (rc == STORE_OK && set_given)
+        rc = store_session_set_documents(a->store, session_id, (const char *const *)set.ids,
+                                         set.n);
+    else if (rc == STORE_OK && document_given && !created)
         /* an explicit null/"" detaches the document; an id attaches it */
         rc = store_session_set_document(a->store, session_id, have_doc ? doc.id : NULL);
-        free(ss.document_id);
-        ss.document_id = have_doc ? strdup(doc.id) : NULL;
-    }
+    /* The documents the session uses (given now or attached before). */
+    if (rc == STORE_OK)
+        rc = session_docs(a, session_id, docs, &n_docs);
     if (rc != STORE_OK) {
-        *status = 500;
+        *status = rc == STORE_ENOTFOUND ? 404 : 500;
         snprintf(err, errcap, "Cannot open the session: %s", store_strerror(rc));
         goto fail;
-    }
-    /* The document the session uses (given now or attached before). */
-    if (!have_doc && ss.document_id) {
-        if (store_doc_get(a->store, ss.document_id, &doc) == STORE_OK)
-            have_doc = true;
     }
     rc = store_msg_list(a->store, session_id, 0, &c->history);
     if (rc != STORE_OK) {
@@ -232,8 +369,8 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
         snprintf(err, errcap, "Cannot read the session's history: %s", store_strerror(rc));
         goto fail;
     }
-    if (have_doc) {
-        if (prepare_document(c, &doc, turn, status, err, errcap))
+    if (n_docs) {
+        if (prepare_documents(c, docs, n_docs, turn, status, err, errcap))
             goto fail;
     } else if (a->cfg.system_no_doc[0]) {
         c->system = strdup(a->cfg.system_no_doc);
@@ -268,11 +405,19 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
     }
     store_session_cleanup(&ss);
     store_doc_cleanup(&doc);
+    for (size_t i = 0; i < n_docs; i++)
+        store_doc_cleanup(&docs[i]);
+    free(docs);
+    store_id_list_cleanup(&set);
     *out = c;
     return 0;
 fail:
     store_session_cleanup(&ss);
     store_doc_cleanup(&doc);
+    for (size_t i = 0; i < n_docs; i++)
+        store_doc_cleanup(&docs[i]);
+    free(docs);
+    store_id_list_cleanup(&set);
     chat_free(c);
     return -1;
 }

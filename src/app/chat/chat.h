@@ -29,11 +29,18 @@ typedef struct {
     bool document_given;       /* the request named document_id (even null) */
     bool use_rag;              /* route a long document to one part (default);
                                   false: the whole document or a 422 */
+    const char *const *document_ids;  /* several documents (with ids_given) */
+    size_t n_document_ids;
+    bool ids_given;            /* the request named document_ids */
+    const char *collection_id; /* or a collection's documents; NULL: none */
 } chat_turn_t;
 
 /* Validate and prepare a turn: the session is created if new (ids are
  * 1..128 characters of [A-Za-z0-9_-.]), the document (if given; "" or NULL
- * keeps the session's) attached, its part chosen, the user message
+ * keeps the session's) or documents (document_ids, a collection: the
+ * session keeps the set) attached, the part chosen (several documents that
+ * fit together go whole into one system message, in the set's order;
+ * otherwise the best part among all of theirs), the user message
  * stored, the messages built. On failure returns -1 with *status (400,
  * 404, 422, 500, 503...) and a message in err; nothing is stored then. */
 int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, char *err,

@@ -121,6 +121,18 @@ void sessions_h_list(httpd_req_t *req, void *user)
     httpd_reply_json(req, 200, arr);
 }
 
+/* The session's documents, in order, as a JSON array of ids (new ref). */
+static json_t *document_ids_json(app_t *a, const char *id)
+{
+    json_t *arr = json_array();
+    store_id_list_t l;
+    if (store_session_documents(a->store, id, &l) == STORE_OK)
+        for (size_t i = 0; i < l.n; i++)
+            json_array_append_new(arr, json_string(l.ids[i]));
+    store_id_list_cleanup(&l);
+    return arr;
+}
+
 void sessions_h_get(httpd_req_t *req, void *user)
 {
     app_t *a = user;
@@ -131,7 +143,9 @@ void sessions_h_get(httpd_req_t *req, void *user)
         reply_store_error(req, rc);
         return;
     }
-    httpd_reply_json(req, 200, session_json(&s));
+    json_t *j = session_json(&s);
+    json_object_set_new(j, "document_ids", document_ids_json(a, s.id));
+    httpd_reply_json(req, 200, j);
     store_session_cleanup(&s);
 }
 
@@ -184,15 +198,18 @@ void sessions_h_messages(httpd_req_t *req, void *user)
     json_t *body = json_pack("{s:s, s:o, s:b, s:s?, s:s?}", "session_id", s.id, "messages", arr,
                              "has_document", s.document_id != NULL, "document_id", s.document_id,
                              "document_filename", s.document_filename);
+    json_object_set_new(body, "document_ids", document_ids_json(a, s.id));
     store_msg_list_cleanup(&l);
     store_session_cleanup(&s);
     httpd_reply_json(req, 200, body);
 }
 
-/* Parse {message, document_id?, use_rag?} into *turn (its strings borrowed
- * from *body); answers 400 itself on error. */
-static int parse_turn(httpd_req_t *req, json_t **body, chat_turn_t *turn)
+/* Parse {message, document_id?, document_ids?, collection_id?, use_rag?}
+ * into *turn (its strings borrowed from *body; the ids' array is ids,
+ * STORE_SET_MAX entries); answers 400 itself on error. */
+static int parse_turn(httpd_req_t *req, json_t **body, chat_turn_t *turn, const char **ids)
 {
+    memset(turn, 0, sizeof *turn);
     const char **message = &turn->message, **doc = &turn->document_id;
     bool *doc_given = &turn->document_given;
     turn->session_id = httpd_req_param(req, "session_id");
@@ -229,6 +246,39 @@ static int parse_turn(httpd_req_t *req, json_t **body, chat_turn_t *turn)
         }
         turn->use_rag = json_is_true(rag);
     }
+    json_t *arr = json_object_get(*body, "document_ids");
+    if (arr && !json_is_null(arr)) {
+        size_t i;
+        json_t *v;
+        bool ok = json_is_array(arr) && json_array_size(arr) <= STORE_SET_MAX;
+        json_array_foreach(arr, i, v) {
+            if (!ok || !json_is_string(v)) {
+                ok = false;
+                break;
+            }
+            ids[i] = json_string_value(v);
+        }
+        if (!ok) {
+            httpd_reply_error(req, 400, "Field 'document_ids' must be an array of at most %d "
+                                        "document ids",
+                              STORE_SET_MAX);
+            json_decref(*body);
+            return -1;
+        }
+        turn->document_ids = ids;
+        turn->n_document_ids = json_array_size(arr);
+        turn->ids_given = true;
+    }
+    json_t *col = json_object_get(*body, "collection_id");
+    if (col && !json_is_null(col)) {
+        if (!json_is_string(col) || turn->ids_given) {
+            httpd_reply_error(req, 400, "Field 'collection_id' must be a string, and not given "
+                                        "with 'document_ids'");
+            json_decref(*body);
+            return -1;
+        }
+        turn->collection_id = json_string_value(col);
+    }
     return 0;
 }
 
@@ -262,7 +312,8 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     app_t *a = user;
     json_t *body;
     chat_turn_t turn;
-    if (parse_turn(req, &body, &turn))
+    const char *ids[STORE_SET_MAX];
+    if (parse_turn(req, &body, &turn, ids))
         return;
     chat_t *c;
     int status;
@@ -376,7 +427,8 @@ void sessions_h_stream(httpd_req_t *req, void *user)
     }
     json_t *body;
     chat_turn_t turn;
-    if (parse_turn(req, &body, &turn))
+    const char *ids[STORE_SET_MAX];
+    if (parse_turn(req, &body, &turn, ids))
         return;
     stream_job_t *j = calloc(1, sizeof *j);
     int status;

@@ -361,9 +361,8 @@ static int chunk_tokens(app_t *a, llm_provider_t *llm, const parts_model_t *m,
     return PARTS_OK;
 }
 
-/* Tokens of a rendered text: the model's tokenizer, or the estimate. */
-static int count_text(llm_provider_t *llm, const parts_model_t *m, const char *s, int64_t *out,
-                      char *err, size_t errcap)
+int parts_count(llm_provider_t *llm, const parts_model_t *m, const char *s, int64_t *out,
+                char *err, size_t errcap)
 {
     if (!m->exact) {
         *out = chunker_estimate_tokens(s, strlen(s));
@@ -512,7 +511,7 @@ static int pack(app_t *a, llm_provider_t *llm, const parts_model_t *m, const sto
     int64_t frame_tok = 0, first_tok = 0;
     if (!frame)
         FAIL(PARTS_ESTORE, "cannot read the document's chunks");
-    int rc = count_text(llm, m, frame, &frame_tok, err, errcap);
+    int rc = parts_count(llm, m, frame, &frame_tok, err, errcap);
     free(frame);
     if (rc != PARTS_OK)
         return rc;
@@ -532,7 +531,7 @@ static int pack(app_t *a, llm_provider_t *llm, const parts_model_t *m, const sto
             char *sys = render_part(a, d, (int64_t)start, (int64_t)end, 99998, 99999, NULL, 0);
             if (!sys)
                 FAIL(PARTS_ESTORE, "cannot read the document's chunks");
-            rc = count_text(llm, m, sys, &exact, err, errcap);
+            rc = parts_count(llm, m, sys, &exact, err, errcap);
             size_t bytes = strlen(sys);
             free(sys);
             if (rc != PARTS_OK)
@@ -616,7 +615,7 @@ int parts_plan(app_t *a, llm_provider_t *llm, const parts_model_t *m, const stor
             rc = PARTS_ESTORE;
             snprintf(err, errcap, "cannot read the document's text");
         } else {
-            rc = count_text(llm, m, sys, &whole_tok, err, errcap);
+            rc = parts_count(llm, m, sys, &whole_tok, err, errcap);
             whole_bytes = strlen(sys);
             whole = rc == PARTS_OK && whole_tok <= m->budget;
             free(sys);
@@ -654,4 +653,37 @@ int parts_plan(app_t *a, llm_provider_t *llm, const parts_model_t *m, const stor
         store_part_list_cleanup(out);
     store_doc_cleanup(&doc);
     return rc;
+}
+
+/* Append each document's text under its naming line, for
+ * parts_combined_message(). */
+static int append_text(void *ud, const char *piece, size_t len)
+{
+    return buf_append(ud, piece, len) == BUF_OK ? 0 : 1;
+}
+
+char *parts_combined_message(app_t *a, const store_doc_t *const *docs, size_t n, char *err,
+                             size_t errcap)
+{
+    buf_t text, names;
+    buf_init(&text, STORE_TEXT_MAX);
+    buf_init(&names, (size_t)STORE_NAME_MAX * (n + 1));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if ((i && buf_puts(&text, "\n\n") != BUF_OK) ||
+            buf_printf(&text, "[Document %zu of %zu: %s]\n\n", i + 1, n, docs[i]->filename) !=
+                BUF_OK ||
+            (i && buf_puts(&names, ", ") != BUF_OK) || buf_puts(&names, docs[i]->filename) != BUF_OK)
+            rc = 1;
+        else if (store_doc_text_foreach(a->store, docs[i]->id, append_text, &text) != STORE_OK)
+            rc = 1;
+    }
+    char *sys = rc == 0 ? documents_system_message(a, names.data ? names.data : "",
+                                                   text.data ? text.data : "")
+                        : NULL;
+    if (!sys)
+        snprintf(err, errcap, "cannot read the documents' texts (together they may be too long)");
+    buf_cleanup(&text);
+    buf_cleanup(&names);
+    return sys;
 }

@@ -94,6 +94,19 @@ int parts_plan(app_t *a, llm_provider_t *llm, const parts_model_t *m, const stor
 char *parts_system_message(app_t *a, const store_doc_t *d, const store_part_list_t *plan,
                            size_t i, char *where, size_t where_cap, char *err, size_t errcap);
 
+/* The system message for several whole documents at once, in the order
+ * given (so that the same set renders to the same prefix): the template
+ * with {document} = each document's text under a line naming it
+ * ("[Document 2 of 3: b.pdf]") and {filename} = their names joined by
+ * ", ". Returns a malloc'd string (caller frees) or NULL (message in err). */
+char *parts_combined_message(app_t *a, const store_doc_t *const *docs, size_t n, char *err,
+                             size_t errcap);
+
+/* Tokens of text s for model m (the model's tokenizer, or the estimate).
+ * Returns PARTS_OK or PARTS_ELLM (message in err). */
+int parts_count(llm_provider_t *llm, const parts_model_t *m, const char *s, int64_t *out,
+                char *err, size_t errcap);
+
 /* Where chunks first..last are, for people: "pages iv–3" (printed labels
  * where the document has them), "page 7", "“Heading”", or "" — into buf
  * (cap bytes). Reads the two chunks from the store. */
