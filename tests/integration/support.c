@@ -286,15 +286,29 @@ void resp_free(resp_t *r)
 void http_upload(int port, const char *path, const char *file_path, const char *filename,
                  resp_t *out)
 {
+    http_upload_many(port, path, "file", &file_path, &filename, 1, NULL, NULL, out);
+}
+
+void http_upload_many(int port, const char *path, const char *field,
+                      const char *const *file_paths, const char *const *filenames, size_t n,
+                      const char *form_name, const char *form_value, resp_t *out)
+{
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();
     char url[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     curl_mime *mime = curl_mime_init(c);
-    curl_mimepart *part = curl_mime_addpart(mime);
-    curl_mime_name(part, "file");
-    curl_mime_filedata(part, file_path);
-    curl_mime_filename(part, filename);
+    for (size_t i = 0; i < n; i++) {
+        curl_mimepart *part = curl_mime_addpart(mime);
+        curl_mime_name(part, field);
+        curl_mime_filedata(part, file_paths[i]);
+        curl_mime_filename(part, filenames[i]);
+    }
+    if (form_name) {
+        curl_mimepart *part = curl_mime_addpart(mime);
+        curl_mime_name(part, form_name);
+        curl_mime_data(part, form_value, CURL_ZERO_TERMINATED);
+    }
     sink_t s = { NULL, 0 };
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);

@@ -65,6 +65,13 @@ void resp_free(resp_t *r);
 void http_upload(int port, const char *path, const char *file_path, const char *filename,
                  resp_t *out);
 
+/* A multipart POST of n files in fields named `field` (file_paths[i] sent
+ * as filenames[i]), plus one plain field form_name=form_value when
+ * form_name is not NULL. */
+void http_upload_many(int port, const char *path, const char *field,
+                      const char *const *file_paths, const char *const *filenames, size_t n,
+                      const char *form_name, const char *form_value, resp_t *out);
+
 /* Streams a POST and calls cb with each SSE "data:" payload; cb returns
  * true to go on, false to hang up at once. Returns the HTTP status. */
 typedef bool (*sse_fn)(const char *data, void *ud);

@@ -664,6 +664,49 @@ static void test_several_documents(void **state)
     resp_free(&r);
     ask_set("set-3", json_pack("[i]", 7), "Hello?", 400, &r);
     resp_free(&r);
+
+    /* a collection: several files and a name in one request; a chat names it */
+    char p1[400], p2[400];
+    const char *garden = "# Garden\n\nThe rake hangs in the shed.\n";
+    snprintf(p1, sizeof p1, "%s", fixture_raw(g_dir, "garden.md", garden, strlen(garden)));
+    snprintf(p2, sizeof p2, "%s/garage.md", g_dir);
+    FILE *f = fopen(p2, "w");
+    assert_non_null(f);
+    fputs("# Garage\n\nThe ladder leans on the north wall.\n", f);
+    fclose(f);
+    const char *paths[] = { p1, p2 }, *names[] = { "garden.md", "garage.md" };
+    http_upload_many(g_app.port, API "/documents/upload_collection", "files", paths, names, 2,
+                     "name", "House notes", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "name"), "House notes");
+    assert_int_equal(json_array_size(jpath(r.json, "document_ids")), 2);
+    assert_int_equal(json_array_size(jpath(r.json, "errors")), 0);
+    char col[128];
+    snprintf(col, sizeof col, "%s", jstr(r.json, "collection_id"));
+    resp_free(&r);
+    char path[256];
+    snprintf(path, sizeof path, API "/documents/collections/%s", col);
+    get(path, 200, &r);
+    assert_string_equal(jstr(r.json, "documents.1.filename"), "garage.md");
+    resp_free(&r);
+    char *body = json_take_dump(json_pack("{s:s, s:s}", "message", "Where is the ladder?",
+                                          "collection_id", col));
+    http(g_app.port, "POST", API "/session/set-4/messages", body, &r);
+    free(body);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(jpath(r.json, "rag_info.document_ids")), 2);
+    resp_free(&r);
+    /* no name, no files, an unknown collection */
+    http_upload_many(g_app.port, API "/documents/upload_collection", "files", paths, names, 2,
+                     NULL, NULL, &r);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    http_upload_many(g_app.port, API "/documents/upload_collection", "files", paths, names, 0,
+                     "name", "x", &r);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    get(API "/documents/collections/nope", 404, &r);
+    resp_free(&r);
     free(kettle);
     free(umbrella);
 }

@@ -200,20 +200,32 @@ static bool clean_filename(const char *in, char *out, size_t cap)
     return true;
 }
 
+static upload_t *upload_new(app_t *a)
+{
+    upload_t *u = calloc(1, sizeof *u);
+    if (u) {
+        u->a = a;
+        u->fd = -1;
+        u->limit = (size_t)a->cfg.max_upload_mb << 20;
+    }
+    return u;
+}
+
+/* A file part begins: check its name and open its temporary file.
+ * Answers the request itself and returns 1 on failure. */
+static int upload_open(httpd_req_t *req, upload_t *u, const char *filename);
+
 static int up_begin(httpd_req_t *req, const char *field, const char *filename, const char *ct)
 {
     (void)ct;
     upload_t *u = httpd_req_ctx(req);
     app_t *a = httpd_req_user(req);
     if (!u) {
-        u = calloc(1, sizeof *u);
+        u = upload_new(a);
         if (!u) {
             httpd_reply_error(req, 500, "out of memory");
             return 1;
         }
-        u->a = a;
-        u->fd = -1;
-        u->limit = (size_t)a->cfg.max_upload_mb << 20;
         httpd_req_set_ctx(req, u, upload_free);
     }
     u->in_file = false;
@@ -223,6 +235,12 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename, c
         httpd_reply_error(req, 400, "Upload one file per request (field 'file')");
         return 1;
     }
+    return upload_open(req, u, filename);
+}
+
+static int upload_open(httpd_req_t *req, upload_t *u, const char *filename)
+{
+    app_t *a = u->a;
     /* Decided here, before any of the body is stored or extracted. */
     if (!clean_filename(filename, u->filename, sizeof u->filename)) {
         httpd_reply_error(req, 400, "The file name is not valid UTF-8: rename the file and "
@@ -253,9 +271,10 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename, c
     return 0;
 }
 
-static int up_data(httpd_req_t *req, const char *data, size_t len)
+/* Append a part's bytes to the file being uploaded. Answers the request
+ * itself and returns 1 on failure. */
+static int upload_write(httpd_req_t *req, upload_t *u, const char *data, size_t len)
 {
-    upload_t *u = httpd_req_ctx(req);
     if (!u || !u->in_file)
         return 0;
     u->bytes += len;
@@ -281,6 +300,11 @@ static int up_data(httpd_req_t *req, const char *data, size_t len)
     return 0;
 }
 
+static int up_data(httpd_req_t *req, const char *data, size_t len)
+{
+    return upload_write(req, httpd_req_ctx(req), data, len);
+}
+
 static int up_end(httpd_req_t *req)
 {
     upload_t *u = httpd_req_ctx(req);
@@ -290,6 +314,84 @@ static int up_end(httpd_req_t *req)
 }
 
 const httpd_upload_t documents_upload_callbacks = { up_begin, up_data, up_end };
+
+/* ---- several files in one request (upload_collection) ---- */
+
+/* Files of one collection upload: each within the upload limit, all of
+ * them within COLLECTION_TOTAL_FACTOR times it. */
+#define COLLECTION_TOTAL_FACTOR 8
+
+typedef struct {
+    upload_t *files[STORE_SET_MAX];
+    size_t n;
+    size_t total;
+} collection_up_t;
+
+static void collection_free(void *ctx)
+{
+    collection_up_t *c = ctx;
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        upload_free(c->files[i]);
+    free(c);
+}
+
+static int coll_begin(httpd_req_t *req, const char *field, const char *filename, const char *ct)
+{
+    (void)ct;
+    collection_up_t *c = httpd_req_ctx(req);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c) {
+            httpd_reply_error(req, 500, "out of memory");
+            return 1;
+        }
+        httpd_req_set_ctx(req, c, collection_free);
+    }
+    if (c->n)
+        c->files[c->n - 1]->in_file = false;
+    if ((strcmp(field, "files") != 0 && strcmp(field, "file") != 0) || !filename)
+        return 0;   /* "name" and other plain fields: httpd_req_form */
+    if (c->n == STORE_SET_MAX) {
+        httpd_reply_error(req, 400, "At most %d files in one collection", STORE_SET_MAX);
+        return 1;
+    }
+    upload_t *u = upload_new(httpd_req_user(req));
+    if (!u) {
+        httpd_reply_error(req, 500, "out of memory");
+        return 1;
+    }
+    c->files[c->n++] = u;
+    return upload_open(req, u, filename);
+}
+
+static int coll_data(httpd_req_t *req, const char *data, size_t len)
+{
+    collection_up_t *c = httpd_req_ctx(req);
+    if (!c || !c->n)
+        return 0;
+    upload_t *u = c->files[c->n - 1];
+    if (u->in_file) {
+        c->total += len;
+        if (c->total > u->limit * COLLECTION_TOTAL_FACTOR) {
+            httpd_reply_error(req, 413, "The files are too large together: the limit is %d MB",
+                              u->a->cfg.max_upload_mb * COLLECTION_TOTAL_FACTOR);
+            return 1;
+        }
+    }
+    return upload_write(req, u, data, len);
+}
+
+static int coll_end(httpd_req_t *req)
+{
+    collection_up_t *c = httpd_req_ctx(req);
+    if (c && c->n)
+        c->files[c->n - 1]->in_file = false;
+    return 0;
+}
+
+const httpd_upload_t documents_collection_callbacks = { coll_begin, coll_data, coll_end };
 
 /* ---- counting tokens in pieces ---- */
 
@@ -1409,6 +1511,113 @@ void documents_h_cache_status(httpd_req_t *req, void *user)
     store_part_list_cleanup(&plan);
     store_doc_cleanup(&d);
     httpd_reply_json(req, 200, c);
+}
+
+/* ---- collections ---- */
+
+void documents_h_upload_collection(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    collection_up_t *c = httpd_req_ctx(req);
+    const char *name = httpd_req_form(req, "name");
+    if (!c || !c->n) {
+        httpd_reply_error(req, 400, "No files uploaded: send them as multipart fields 'files'");
+        return;
+    }
+    if (!name || !*name || strlen(name) > STORE_NAME_MAX || !utf8_valid(name, strlen(name))) {
+        httpd_reply_error(req, 400, "The collection needs a 'name' (1 to %d bytes of UTF-8)",
+                          STORE_NAME_MAX);
+        return;
+    }
+    json_t *docs = json_array(), *errors = json_array();
+    const char *ids[STORE_SET_MAX];
+    store_doc_t got[STORE_SET_MAX];
+    size_t n_ok = 0;
+    int first_status = 0;
+    char first_detail[1024] = "";
+    for (size_t i = 0; i < c->n; i++) {
+        store_doc_init(&got[n_ok]);
+        bool existed = false;
+        ingest_watch_t w = { .req = req };
+        ingest_error_t err;
+        char fname[STORE_NAME_MAX];
+        snprintf(fname, sizeof fname, "%s", c->files[i]->filename);
+        if (ingest(a, c->files[i], &w, &got[n_ok], &existed, &err) != 0) {
+            json_array_append_new(errors, json_pack("{s:s, s:i, s:s}", "filename", fname,
+                                                    "status", err.status, "detail", err.detail));
+            if (!first_status) {
+                first_status = err.status;
+                snprintf(first_detail, sizeof first_detail, "%.200s: %.800s", fname, err.detail);
+            }
+            continue;
+        }
+        bool dup = false;   /* the same content twice is one document */
+        for (size_t k = 0; k < n_ok; k++)
+            dup |= strcmp(ids[k], got[n_ok].id) == 0;
+        json_array_append_new(docs, upload_json(&got[n_ok], existed));
+        if (dup) {
+            store_doc_cleanup(&got[n_ok]);
+            continue;
+        }
+        ids[n_ok] = got[n_ok].id;
+        n_ok++;
+    }
+    if (!n_ok) {
+        httpd_reply_error(req, first_status ? first_status : 400, "%s", first_detail);
+        json_decref(docs);
+        json_decref(errors);
+        return;
+    }
+    store_collection_t col;
+    int rc = store_collection_create(a->store, name, ids, n_ok, &col);
+    if (rc != STORE_OK) {
+        httpd_reply_error(req, 500, "Cannot keep the collection: %s", store_strerror(rc));
+        json_decref(docs);
+        json_decref(errors);
+    } else {
+        json_t *idarr = json_array();
+        for (size_t i = 0; i < col.docs.n; i++)
+            json_array_append_new(idarr, json_string(col.docs.ids[i]));
+        log_info("collection %s '%s': %zu document(s), %zu failed", col.id, col.name, n_ok,
+                 json_array_size(errors));
+        httpd_reply_json(req, 200,
+                         json_pack("{s:s, s:s, s:o, s:o, s:o, s:s}", "collection_id", col.id,
+                                   "name", col.name, "document_ids", idarr, "documents", docs,
+                                   "errors", errors, "message",
+                                   json_array_size(errors) ? "Some files could not be read"
+                                                           : "Collection uploaded"));
+        store_collection_cleanup(&col);
+    }
+    for (size_t i = 0; i < n_ok; i++)
+        store_doc_cleanup(&got[i]);
+}
+
+void documents_h_collection(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    store_collection_t col;
+    int rc = store_collection_get(a->store, httpd_req_param(req, "collection_id"), &col);
+    if (rc != STORE_OK) {
+        if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
+            httpd_reply_error(req, 404, "Collection not found");
+        else
+            httpd_reply_error(req, 500, "Cannot read the collection: %s", store_strerror(rc));
+        return;
+    }
+    json_t *docs = json_array(), *ids = json_array();
+    for (size_t i = 0; i < col.docs.n; i++) {
+        store_doc_t d;
+        json_array_append_new(ids, json_string(col.docs.ids[i]));
+        if (store_doc_get(a->store, col.docs.ids[i], &d) == STORE_OK)
+            json_array_append_new(docs, documents_json(&d));
+        store_doc_cleanup(&d);
+    }
+    char t[STORE_TIME_BUFSZ];
+    store_format_time(col.created_at, t);
+    httpd_reply_json(req, 200, json_pack("{s:s, s:s, s:s, s:o, s:o}", "collection_id", col.id,
+                                         "name", col.name, "created_at", t, "document_ids", ids,
+                                         "documents", docs));
+    store_collection_cleanup(&col);
 }
 
 /* ---- chunks and parts ---- */

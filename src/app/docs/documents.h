@@ -9,6 +9,8 @@
 #include "common/httpd.h"
 
 extern const httpd_upload_t documents_upload_callbacks;
+/* For POST /documents/upload_collection: files in fields 'files'. */
+extern const httpd_upload_t documents_collection_callbacks;
 
 /* Remove the temporary files of uploads that never finished (data/uploads/
  * .upload-*, left by a kvchat that was killed or crashed). Call at
@@ -19,6 +21,12 @@ int documents_remove_stale(const app_t *a);
 
 void documents_h_upload(httpd_req_t *req, void *user);
 void documents_h_upload_and_cache(httpd_req_t *req, void *user);
+/* POST /documents/upload_collection: several files (fields 'files') and a
+ * 'name': each stored as a document (as an upload), together a collection
+ * a chat can name (collection_id). */
+void documents_h_upload_collection(httpd_req_t *req, void *user);
+/* GET /documents/collections/{collection_id}. */
+void documents_h_collection(httpd_req_t *req, void *user);
 void documents_h_list(httpd_req_t *req, void *user);
 /* GET /documents/limits: the upload limit and the accepted file types. */
 void documents_h_limits(httpd_req_t *req, void *user);
