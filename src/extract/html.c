@@ -167,7 +167,9 @@ static void page_break(walk_t *w, const xmlNode *n)
     if ((!label || !*label) && n->children && n->children->type == XML_TEXT_NODE &&
         n->children->content) {
         xmlFree(label);
-        label = xmlStrndup(n->children->content, PAGE_LABEL_READ);
+        /* xmlStrndup copies all len bytes: measure first. */
+        const char *text = (const char *)n->children->content;
+        label = xmlStrndup(n->children->content, (int)strnlen(text, PAGE_LABEL_READ));
     }
     textout_page(w->out, textout_last_page(w->out) + 1, (const char *)label);
     xmlFree(label);

@@ -177,7 +177,7 @@ typedef struct {
     bool failed;      /* out of memory: no outline headings */
 } page_map_t;
 
-static void page_map_add(page_map_t *m, pdf_obj *page, int64_t index, fz_context *ctx)
+static void page_map_add(fz_context *ctx, page_map_t *m, pdf_obj *page, int64_t index)
 {
     if (m->failed || !pdf_is_indirect(ctx, page) || index > INT_MAX)
         return;
@@ -217,7 +217,7 @@ static int64_t count_tree_pages(fz_context *ctx, pdf_obj *root, int64_t max_visi
         if (++visits > max_visits)
             return -1;
         if (!is_tree_node(ctx, kid)) {
-            page_map_add(map, kid, pages, ctx);
+            page_map_add(ctx, map, kid, pages);
             pages++;
             continue;
         }
@@ -263,21 +263,29 @@ static int checked_page_count(fz_context *ctx, pdf_document *doc, page_map_t *ma
 
 /* ---- structure: page labels and the outline ----------------------------------
  *
- * Both are read before the first page, each within its own budget, since
- * a hostile file can make either as large or as cyclic as it likes:
- *   - /PageLabels, a number tree: at most LABEL_NODES_MAX nodes visited,
- *     LABEL_DEPTH_MAX deep, one range per page at most;
- *   - /Outlines: at most OUTLINE_ITEMS_MAX items, OUTLINE_DEPTH_MAX deep
- *     (deeper entries are not read), each item object read once (a cycle
- *     ends its chain).
- * MuPDF's own outline loader is not used: it walks the whole outline,
- * recursively, before handing back the first entry. A failure in either
- * walk (an object MuPDF cannot read, no memory) keeps what was read so far:
- * structure is optional, the text does not depend on it. */
-#define LABEL_NODES_MAX 100000
-#define LABEL_DEPTH_MAX 32
+ * Read before the first page, within budgets, since a hostile file can
+ * make any of these trees as large, as deep or as cyclic as it likes:
+ *   - every node of a tree (/PageLabels, the /Dests name tree) is visited
+ *     once (object numbers are remembered), at most TREE_DEPTH_MAX deep;
+ *   - all walks together examine at most STRUCTURE_WORK_MAX nodes and
+ *     array or dictionary entries;
+ *   - the outline: at most OUTLINE_ITEMS_MAX entries, each read once (a
+ *     cycle ends its chain), OUTLINE_DEPTH_MAX deep (deeper ones are not
+ *     read);
+ *   - named destinations are collected once into a sorted table
+ *     (NAMED_DESTS_MAX names) instead of looked up per entry: MuPDF's
+ *     lookup falls back to a linear search of an unsorted leaf, and
+ *     recurses once per level.
+ * MuPDF's own outline loader is not used either: it walks the whole
+ * outline, recursively, before handing back the first entry. A failure in
+ * a walk (an object MuPDF cannot read, no memory) keeps what was read so
+ * far: structure is optional, the text does not depend on it. */
+#define STRUCTURE_WORK_MAX 4000000L
+#define TREE_DEPTH_MAX 32
 #define OUTLINE_ITEMS_MAX 50000
 #define OUTLINE_DEPTH_MAX 64
+#define NAMED_DESTS_MAX 200000
+#define DEST_NAME_MAX 1024      /* longer names are not collected */
 #define TITLE_READ_MAX 512      /* bytes of an outline title kept */
 #define PAGE_LABEL_MAX (EXTRACT_MARK_LABEL_MAX + 1)
 
@@ -298,13 +306,34 @@ typedef struct {
     size_t title_at, title_len;
 } outline_item_t;
 
+/* A named destination and the page it points at. */
+typedef struct {
+    char *name;
+    size_t len;
+    int page;
+} named_dest_t;
+
 typedef struct {
     label_range_t *ranges;   /* sorted by start */
-    size_t n_ranges;
+    size_t n_ranges, cap_ranges;
     outline_item_t *items;   /* sorted by page, then outline order */
-    size_t n_items;
+    size_t n_items, cap_items;
     buf_t titles;
 } structure_t;
+
+/* What the walks share. */
+typedef struct {
+    fz_context *ctx;
+    pdf_document *doc;
+    int n_pages;
+    const page_map_t *map;
+    unsigned char *seen;     /* object numbers visited by the current walk */
+    int n_seen;
+    long work;               /* nodes and entries examined, all walks */
+    named_dest_t *dests;     /* sorted by name once collected */
+    size_t n_dests, cap_dests;
+    bool dests_read;
+} walker_t;
 
 static void structure_cleanup(structure_t *st)
 {
@@ -314,44 +343,84 @@ static void structure_cleanup(structure_t *st)
     memset(st, 0, sizeof *st);
 }
 
-static int page_ref_cmp(const void *a, const void *b)
+static bool spend(walker_t *w, long n)
 {
-    const page_ref_t *x = a, *y = b;
-    if (x->num != y->num)
-        return x->num < y->num ? -1 : 1;
-    return (x->index > y->index) - (x->index < y->index);
+    w->work += n;
+    return w->work <= STRUCTURE_WORK_MAX;
 }
 
-static int range_cmp(const void *a, const void *b)
+/* Whether obj (an indirect object) was visited by this walk; marks it. */
+static bool visited(walker_t *w, pdf_obj *obj)
 {
-    const label_range_t *x = a, *y = b;
-    return (x->start > y->start) - (x->start < y->start);
+    if (!pdf_is_indirect(w->ctx, obj))
+        return false;
+    int i = pdf_to_num(w->ctx, obj);
+    if (i <= 0 || i >= w->n_seen)
+        return true;   /* not an object of this file */
+    bool was = w->seen[i / 8] & (1u << (i % 8));
+    w->seen[i / 8] |= (unsigned char)(1u << (i % 8));
+    return was;
 }
 
-static int item_cmp(const void *a, const void *b)
+static void forget_visits(walker_t *w)
 {
-    const outline_item_t *x = a, *y = b;
-    if (x->page != y->page)
-        return x->page < y->page ? -1 : 1;
-    return (x->seq > y->seq) - (x->seq < y->seq);
+    memset(w->seen, 0, (size_t)w->n_seen / 8 + 1);
 }
 
-/* Record the label range of number-tree entry (key, value). */
-static void add_label_range(fz_context *ctx, structure_t *st, size_t *cap, int n_pages,
-                            pdf_obj *key, pdf_obj *dict)
+typedef void (*tree_leaf_fn)(walker_t *w, void *arg, pdf_obj *key, pdf_obj *value);
+
+/* Walk a number or name tree from root (its leaves' pairs under
+ * `leaves`: Nums or Names), calling leaf for each pair in tree order,
+ * within the budgets. May throw. */
+static void walk_tree(walker_t *w, pdf_obj *root, pdf_obj *leaves, tree_leaf_fn leaf, void *arg)
 {
+    struct {
+        pdf_obj *kids;
+        int next, len;
+    } stack[TREE_DEPTH_MAX];
+    int depth = 0;
+    fz_context *ctx = w->ctx;
+    forget_visits(w);
+    pdf_obj *node = root;
+    for (;;) {
+        if (pdf_is_dict(ctx, node) && !visited(w, node) && spend(w, 1)) {
+            pdf_obj *pairs = pdf_dict_get(ctx, node, leaves);
+            int len = pdf_array_len(ctx, pairs);
+            for (int i = 0; i + 1 < len && spend(w, 2); i += 2)
+                leaf(w, arg, pdf_array_get(ctx, pairs, i), pdf_array_get(ctx, pairs, i + 1));
+            pdf_obj *kids = pdf_dict_get(ctx, node, PDF_NAME(Kids));
+            if (pdf_is_array(ctx, kids) && depth < TREE_DEPTH_MAX) {
+                stack[depth].kids = kids;
+                stack[depth].next = 0;
+                stack[depth].len = pdf_array_len(ctx, kids);
+                depth++;
+            }
+        }
+        while (depth > 0 && stack[depth - 1].next >= stack[depth - 1].len)
+            depth--;
+        if (depth == 0 || !spend(w, 1))
+            return;
+        node = pdf_array_get(ctx, stack[depth - 1].kids, stack[depth - 1].next++);
+    }
+}
+
+/* A /PageLabels entry: pages from key on are labelled as value says. */
+static void label_leaf(walker_t *w, void *arg, pdf_obj *key, pdf_obj *dict)
+{
+    fz_context *ctx = w->ctx;
+    structure_t *st = arg;
     if (!pdf_is_int(ctx, key) || !pdf_is_dict(ctx, dict))
         return;
     int start = pdf_to_int(ctx, key);
-    if (start < 0 || start >= n_pages || st->n_ranges >= (size_t)n_pages)
+    if (start < 0 || start >= w->n_pages || st->n_ranges >= (size_t)w->n_pages)
         return;
-    if (st->n_ranges == *cap) {
-        size_t c = *cap ? *cap * 2 : 16;
+    if (st->n_ranges == st->cap_ranges) {
+        size_t c = st->cap_ranges ? st->cap_ranges * 2 : 16;
         label_range_t *v = realloc(st->ranges, c * sizeof *v);
         if (!v)
             return;
         st->ranges = v;
-        *cap = c;
+        st->cap_ranges = c;
     }
     label_range_t *r = &st->ranges[st->n_ranges++];
     pdf_obj *s = pdf_dict_get(ctx, dict, PDF_NAME(S));
@@ -363,43 +432,6 @@ static void add_label_range(fz_context *ctx, structure_t *st, size_t *cap, int n
                                                                         : 1;
     const char *prefix = pdf_dict_get_text_string(ctx, dict, PDF_NAME(P));
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix ? prefix : "");
-}
-
-/* Walk the /PageLabels number tree (see above). May throw. */
-static void read_page_labels(fz_context *ctx, pdf_document *doc, int n_pages, structure_t *st)
-{
-    pdf_obj *root = pdf_dict_getp(ctx, pdf_trailer(ctx, doc), "Root/PageLabels");
-    if (!pdf_is_dict(ctx, root))
-        return;
-    struct {
-        pdf_obj *kids;
-        int next, len;
-    } stack[LABEL_DEPTH_MAX];
-    size_t cap = 0;
-    int visits = 0, depth = 0;
-    pdf_obj *node = root;
-    for (;;) {
-        if (node && ++visits <= LABEL_NODES_MAX) {
-            pdf_obj *nums = pdf_dict_get(ctx, node, PDF_NAME(Nums));
-            int len = pdf_array_len(ctx, nums);
-            for (int i = 0; i + 1 < len; i += 2)
-                add_label_range(ctx, st, &cap, n_pages, pdf_array_get(ctx, nums, i),
-                                pdf_array_get(ctx, nums, i + 1));
-            pdf_obj *kids = pdf_dict_get(ctx, node, PDF_NAME(Kids));
-            if (pdf_is_array(ctx, kids) && depth < LABEL_DEPTH_MAX) {
-                stack[depth].kids = kids;
-                stack[depth].next = 0;
-                stack[depth].len = pdf_array_len(ctx, kids);
-                depth++;
-            }
-        }
-        node = NULL;
-        while (depth > 0 && stack[depth - 1].next >= stack[depth - 1].len)
-            depth--;
-        if (depth == 0 || visits > LABEL_NODES_MAX)
-            break;
-        node = pdf_array_get(ctx, stack[depth - 1].kids, stack[depth - 1].next++);
-    }
 }
 
 /* value in the label style: decimal, roman (R, r) or letters (A, a: A..Z,
@@ -433,11 +465,12 @@ static void format_number(char style, int64_t v, char *out, size_t n)
     }
 }
 
-/* The printed label of page index i, "" when the file defines none. */
+/* The printed label of page index i into out (PAGE_LABEL_MAX bytes), ""
+ * when the file defines none. */
 static void page_label(const structure_t *st, int i, char *out)
 {
     out[0] = '\0';
-    /* The last range starting at or before i (ranges are few per page). */
+    /* The last range starting at or before i. */
     size_t lo = 0, hi = st->n_ranges;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -457,44 +490,148 @@ static void page_label(const structure_t *st, int i, char *out)
     snprintf(out, PAGE_LABEL_MAX, "%s%s", r->prefix, number);
 }
 
-/* The page index an outline destination points at, -1 if none: an explicit
- * destination [page ...] (a page object, or a page index as remote
- * destinations have it), a name or string looked up in the document's
- * destinations, or a dictionary holding one as /D. May throw. */
-static int dest_page(fz_context *ctx, pdf_document *doc, pdf_obj *dest, const page_map_t *map,
-                     int n_pages)
+static int page_ref_cmp(const void *a, const void *b)
 {
-    for (int step = 0; step < 4 && dest; step++) {
-        if (pdf_is_array(ctx, dest)) {
-            pdf_obj *page = pdf_array_get(ctx, dest, 0);
-            if (pdf_is_int(ctx, page)) {
-                int i = pdf_to_int(ctx, page);
-                return i >= 0 && i < n_pages ? i : -1;
-            }
-            if (!pdf_is_indirect(ctx, page) || map->n == 0)
-                return -1;
-            page_ref_t key = { pdf_to_num(ctx, page), -1 };
-            /* The first entry of that object number (lowest index). */
-            size_t lo = 0, hi = map->n;
-            while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (page_ref_cmp(&map->v[mid], &key) < 0)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            if (lo < map->n && map->v[lo].num == key.num && map->v[lo].index < n_pages)
-                return map->v[lo].index;
-            return -1;
-        }
-        if (pdf_is_dict(ctx, dest))
-            dest = pdf_dict_get(ctx, dest, PDF_NAME(D));
-        else if (pdf_is_name(ctx, dest) || pdf_is_string(ctx, dest))
-            dest = pdf_lookup_dest(ctx, doc, dest);
-        else
-            return -1;
+    const page_ref_t *x = a, *y = b;
+    if (x->num != y->num)
+        return x->num < y->num ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+    const label_range_t *x = a, *y = b;
+    return (x->start > y->start) - (x->start < y->start);
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    const outline_item_t *x = a, *y = b;
+    if (x->page != y->page)
+        return x->page < y->page ? -1 : 1;
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static int dest_cmp(const void *a, const void *b)
+{
+    const named_dest_t *x = a, *y = b;
+    int c = memcmp(x->name, y->name, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* The page index of an explicit destination [page ...] (a page object, or
+ * a page index as remote destinations have it), or of a dictionary
+ * holding one as /D; -1 if none. May throw. */
+static int explicit_page(walker_t *w, pdf_obj *dest)
+{
+    fz_context *ctx = w->ctx;
+    if (pdf_is_dict(ctx, dest))
+        dest = pdf_dict_get(ctx, dest, PDF_NAME(D));
+    if (!pdf_is_array(ctx, dest))
+        return -1;
+    pdf_obj *page = pdf_array_get(ctx, dest, 0);
+    if (pdf_is_int(ctx, page)) {
+        int i = pdf_to_int(ctx, page);
+        return i >= 0 && i < w->n_pages ? i : -1;
     }
+    const page_map_t *map = w->map;
+    if (!pdf_is_indirect(ctx, page) || map->n == 0)
+        return -1;
+    page_ref_t key = { pdf_to_num(ctx, page), -1 };
+    size_t lo = 0, hi = map->n;   /* the first entry of that object (lowest index) */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (page_ref_cmp(&map->v[mid], &key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < map->n && map->v[lo].num == key.num && map->v[lo].index < w->n_pages)
+        return map->v[lo].index;
     return -1;
+}
+
+/* A name or string's bytes. */
+static const char *name_bytes(fz_context *ctx, pdf_obj *obj, size_t *len)
+{
+    if (pdf_is_name(ctx, obj)) {
+        const char *s = pdf_to_name(ctx, obj);
+        *len = strlen(s);
+        return s;
+    }
+    if (pdf_is_string(ctx, obj)) {
+        *len = pdf_to_str_len(ctx, obj);
+        return pdf_to_str_buf(ctx, obj);
+    }
+    return NULL;
+}
+
+/* One named destination into the table (those that point at a page). */
+static void dest_leaf(walker_t *w, void *arg, pdf_obj *key, pdf_obj *value)
+{
+    (void)arg;
+    size_t len;
+    const char *name = name_bytes(w->ctx, key, &len);
+    if (!name || len > DEST_NAME_MAX || w->n_dests >= NAMED_DESTS_MAX)
+        return;
+    int page = explicit_page(w, value);
+    if (page < 0)
+        return;
+    if (w->n_dests == w->cap_dests) {
+        size_t c = w->cap_dests ? w->cap_dests * 2 : 64;
+        named_dest_t *v = realloc(w->dests, c * sizeof *v);
+        if (!v)
+            return;
+        w->dests = v;
+        w->cap_dests = c;
+    }
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return;
+    memcpy(copy, name, len);
+    w->dests[w->n_dests++] = (named_dest_t){ copy, len, page };
+}
+
+/* Collect the named destinations: the catalog's /Dests dictionary (PDF
+ * 1.1) and the /Names /Dests tree. May throw. */
+static void read_named_dests(walker_t *w)
+{
+    fz_context *ctx = w->ctx;
+    w->dests_read = true;
+    pdf_obj *root = pdf_dict_get(ctx, pdf_trailer(ctx, w->doc), PDF_NAME(Root));
+    pdf_obj *dict = pdf_dict_get(ctx, root, PDF_NAME(Dests));
+    int n = pdf_dict_len(ctx, dict);
+    for (int i = 0; i < n && spend(w, 1); i++)
+        dest_leaf(w, NULL, pdf_dict_get_key(ctx, dict, i), pdf_dict_get_val(ctx, dict, i));
+    pdf_obj *tree = pdf_dict_get(ctx, pdf_dict_get(ctx, root, PDF_NAME(Names)), PDF_NAME(Dests));
+    if (tree)
+        walk_tree(w, tree, PDF_NAME(Names), dest_leaf, NULL);
+}
+
+/* The page index an outline destination points at, -1 if none: an
+ * explicit destination, or a name or string from the document's named
+ * destinations (collected on first use). May throw. */
+static int dest_page(walker_t *w, pdf_obj *dest)
+{
+    size_t len;
+    const char *name = name_bytes(w->ctx, dest, &len);
+    if (!name)
+        return explicit_page(w, dest);
+    if (!w->dests_read) {
+        fz_try(w->ctx) {
+            read_named_dests(w);
+        }
+        fz_catch(w->ctx) {
+            /* Keep what was collected. */
+        }
+        if (w->n_dests > 1)
+            qsort(w->dests, w->n_dests, sizeof *w->dests, dest_cmp);
+    }
+    if (w->n_dests == 0)
+        return -1;
+    named_dest_t key = { (char *)name, len, -1 };
+    const named_dest_t *d = bsearch(&key, w->dests, w->n_dests, sizeof *w->dests, dest_cmp);
+    return d ? d->page : -1;
 }
 
 /* The destination of an outline item: /Dest, or a GoTo action's /D. */
@@ -509,61 +646,56 @@ static pdf_obj *item_dest(fz_context *ctx, pdf_obj *item)
     return NULL;
 }
 
-/* Bit i of a set of object numbers; returns whether it was set before. */
-static bool test_and_set(unsigned char *set, int n, int i)
+/* Note an outline entry pointing at page, at depth (0-based). */
+static void add_item(structure_t *st, int page, int depth, size_t seq, const char *title,
+                     size_t len)
 {
-    if (!set || i <= 0 || i >= n)
-        return false;
-    bool was = set[i / 8] & (1u << (i % 8));
-    set[i / 8] |= (unsigned char)(1u << (i % 8));
-    return was;
+    if (st->n_items == st->cap_items) {
+        size_t c = st->cap_items ? st->cap_items * 2 : 64;
+        outline_item_t *v = realloc(st->items, c * sizeof *v);
+        if (!v)
+            return;
+        st->items = v;
+        st->cap_items = c;
+    }
+    size_t at = st->titles.len;
+    if (buf_append(&st->titles, title, len) != BUF_OK)
+        return;
+    st->items[st->n_items++] = (outline_item_t){
+        .page = page,
+        .level = depth + 1 > EXTRACT_HEADING_LEVEL_MAX ? EXTRACT_HEADING_LEVEL_MAX : depth + 1,
+        .seq = seq,
+        .title_at = at,
+        .title_len = len,
+    };
 }
 
 /* Walk /Outlines in order (see above), collecting the entries that point
- * at a page. May throw; *cap is st->items' capacity. */
-static void read_outline(fz_context *ctx, pdf_document *doc, int n_pages, const page_map_t *map,
-                         unsigned char *seen, int n_seen, structure_t *st, size_t *cap)
+ * at a page. May throw. */
+static void read_outline(walker_t *w, structure_t *st)
 {
+    fz_context *ctx = w->ctx;
     pdf_obj *stack[OUTLINE_DEPTH_MAX];
     int depth = 0;
     size_t count = 0;
-    pdf_obj *item = pdf_dict_get(ctx, pdf_dict_getp(ctx, pdf_trailer(ctx, doc), "Root/Outlines"),
-                                 PDF_NAME(First));
-    while (count < OUTLINE_ITEMS_MAX) {
-        if (item && pdf_is_dict(ctx, item) &&
-            !(pdf_is_indirect(ctx, item) && test_and_set(seen, n_seen, pdf_to_num(ctx, item)))) {
+    forget_visits(w);
+    pdf_obj *outlines = pdf_dict_getp(ctx, pdf_trailer(ctx, w->doc), "Root/Outlines");
+    pdf_obj *item = pdf_dict_get(ctx, outlines, PDF_NAME(First));
+    while (count < OUTLINE_ITEMS_MAX && spend(w, 1)) {
+        if (pdf_is_dict(ctx, item) && !visited(w, item)) {
             count++;
-            int page = dest_page(ctx, doc, item_dest(ctx, item), map, n_pages);
+            int page = dest_page(w, item_dest(ctx, item));
             const char *title = pdf_dict_get_text_string(ctx, item, PDF_NAME(Title));
             size_t len = title ? strnlen(title, TITLE_READ_MAX) : 0;
-            if (page >= 0 && len > 0) {
-                if (st->n_items == *cap) {
-                    size_t c = *cap ? *cap * 2 : 64;
-                    outline_item_t *v = realloc(st->items, c * sizeof *v);
-                    if (!v)
-                        return;
-                    st->items = v;
-                    *cap = c;
-                }
-                size_t at = st->titles.len;
-                if (buf_append(&st->titles, title, len) != BUF_OK)
-                    return;
-                st->items[st->n_items++] = (outline_item_t){
-                    .page = page,
-                    .level = depth + 1 > EXTRACT_HEADING_LEVEL_MAX ? EXTRACT_HEADING_LEVEL_MAX
-                                                                   : depth + 1,
-                    .seq = count,
-                    .title_at = at,
-                    .title_len = len,
-                };
-            }
+            if (page >= 0 && len > 0)
+                add_item(st, page, depth, count, title, len);
             pdf_obj *first = pdf_dict_get(ctx, item, PDF_NAME(First));
             if (first && depth + 1 < OUTLINE_DEPTH_MAX) {
                 stack[depth++] = item;
                 item = first;
-                continue;
+            } else {
+                item = pdf_dict_get(ctx, item, PDF_NAME(Next));
             }
-            item = pdf_dict_get(ctx, item, PDF_NAME(Next));
             continue;
         }
         /* This chain is over: on with the parent's next sibling. */
@@ -574,29 +706,34 @@ static void read_outline(fz_context *ctx, pdf_document *doc, int n_pages, const 
 }
 
 /* Read the page labels and the outline of a document of n_pages pages
- * whose page objects are in map. Never throws; st holds what was read. */
+ * whose page objects are in map (sorted here). Never throws; st holds
+ * what was read. */
 static void read_structure(fz_context *ctx, pdf_document *doc, int n_pages, page_map_t *map,
                            structure_t *st)
 {
     buf_init(&st->titles, (size_t)OUTLINE_ITEMS_MAX * TITLE_READ_MAX);
     if (map->n > 1)
         qsort(map->v, map->n, sizeof *map->v, page_ref_cmp);
-    unsigned char *seen = NULL;
-    int n_seen = 0;
-    size_t cap = 0;
-    fz_var(seen);
-    fz_var(n_seen);
+    walker_t w = { .ctx = ctx, .doc = doc, .n_pages = n_pages, .map = map };
+    fz_var(w);
     fz_try(ctx) {
-        read_page_labels(ctx, doc, n_pages, st);
-        n_seen = pdf_xref_len(ctx, doc);
-        seen = calloc((size_t)n_seen / 8 + 1, 1);
-        if (seen && !map->failed)
-            read_outline(ctx, doc, n_pages, map, seen, n_seen, st, &cap);
+        w.n_seen = pdf_xref_len(ctx, doc);
+        w.seen = malloc((size_t)w.n_seen / 8 + 1);
+        if (w.seen) {
+            pdf_obj *labels = pdf_dict_getp(ctx, pdf_trailer(ctx, doc), "Root/PageLabels");
+            if (labels)
+                walk_tree(&w, labels, PDF_NAME(Nums), label_leaf, st);
+            if (!map->failed)
+                read_outline(&w, st);
+        }
     }
     fz_catch(ctx) {
         /* Keep what was read. */
     }
-    free(seen);
+    free(w.seen);
+    for (size_t i = 0; i < w.n_dests; i++)
+        free(w.dests[i].name);
+    free(w.dests);
     if (st->n_ranges > 1)
         qsort(st->ranges, st->n_ranges, sizeof *st->ranges, range_cmp);
     if (st->n_items > 1)

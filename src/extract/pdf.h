@@ -18,6 +18,16 @@
  * text, a file MuPDF had to repair (truncated, broken xref), with pages
  * that failed to load, or whose tree holds fewer or more pages than it
  * counts is EXTRACT_ECORRUPT. MuPDF's warnings and errors are silenced.
+ *
+ * Structure: every page gets a page mark where its text starts (an empty
+ * or unreadable page too, at the same offset as the next), numbered from
+ * 1, labelled as the document's /PageLabels say (decimal, roman, letters,
+ * with prefix and start; "" where none apply). The outline (bookmarks)
+ * gives heading marks: each entry whose destination resolves to a page
+ * (an explicit destination, a named one, or a GoTo action) is a heading at
+ * the start of that page, its level the entry's depth (capped at 6), in
+ * outline order within the page. Both are read within budgets (pdf.c), so
+ * a hostile label tree or outline (cycles, depth, width) costs little.
  */
 #ifndef KVCHAT_EXTRACT_PDF_H
 #define KVCHAT_EXTRACT_PDF_H

@@ -34,7 +34,8 @@
  *   and outline entries by explicit and named destinations and GoTo
  *   actions (nested, out of order, UTF-16 titles; URI entries and a cycle
  *   skipped), an outline 150 deep with a cycle (levels capped, the walk
- *   bounded), docx heading styles (by ID, by name in styles.xml, by
+ *   bounded), 20,000 entries naming absent destinations in a name tree
+ *   built to be slow (quick all the same), docx heading styles (by ID, by name in styles.xml, by
  *   w:outlineLvl in the style, on the paragraph, through w:basedOn; not
  *   in a table, not from a tracked old style), odt text:h outline levels,
  *   epub chapters' headings and page breaks numbered through the book;
@@ -1275,6 +1276,69 @@ static void test_structure_pdf_hostile_outline(void **state)
     extract_result_cleanup(&r);
 }
 
+/* Named destinations built to be slow: a name tree whose root lists one
+ * leaf 100,000 times (and itself), the leaf 20,000 unsorted names, and
+ * 20,000 outline entries naming destinations that are not there before one
+ * that is. Each name is looked for once in a table, not in the tree. */
+static void test_structure_pdf_hostile_dests(void **state)
+{
+    (void)state;
+    enum { NAMES = 20000, ITEMS = 20000, KIDS = 100000, FIRST_ITEM = 9 };
+    const char *path = fixture("dests.pdf");
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    long *off = calloc(FIRST_ITEM + ITEMS, sizeof *off);
+    assert_non_null(off);
+    fputs("%PDF-1.4\n", f);
+#define OBJ(num, ...) (off[(num) - 1] = ftell(f), fprintf(f, "%d 0 obj\n", (num)), \
+                       fprintf(f, __VA_ARGS__), fputs("\nendobj\n", f))
+    OBJ(1, "<< /Type /Catalog /Pages 2 0 R /Outlines 6 0 R /Names << /Dests 7 0 R >> >>");
+    OBJ(2, "<< /Type /Pages /Kids [4 0 R] /Count 1 >>");
+    OBJ(3, "%s", PDF_FONT);
+    OBJ(4, "%s", PDF_TEXT_PAGE("5 0 R"));
+    OBJ(5, "%s", pdf_stream("", "BT /F1 12 Tf 72 720 Td (Destined) Tj ET"));
+    OBJ(6, "<< /Type /Outlines /First %d 0 R >>", FIRST_ITEM);
+    off[6] = ftell(f);
+    fputs("7 0 obj\n<< /Kids [7 0 R ", f);
+    for (int i = 0; i < KIDS; i++)
+        fputs("8 0 R ", f);
+    fputs("] >>\nendobj\n", f);
+    off[7] = ftell(f);
+    fputs("8 0 obj\n<< /Names [", f);
+    for (int i = NAMES - 1; i > 0; i--)
+        fprintf(f, "(name%05d) [4 0 R /Fit] ", i);
+    fputs("(found) [4 0 R /Fit] ] >>\nendobj\n", f);
+    for (int i = 0; i < ITEMS; i++) {
+        if (i + 1 < ITEMS)
+            OBJ(FIRST_ITEM + i, "<< /Title (Missing) /Dest (nothing%d) /Next %d 0 R >>", i,
+                FIRST_ITEM + i + 1);
+        else
+            OBJ(FIRST_ITEM + i, "<< /Title (Found) /Dest (found) >>");
+    }
+#undef OBJ
+    long xref = ftell(f);
+    fprintf(f, "xref\n0 %d\n0000000000 65535 f \n", FIRST_ITEM + ITEMS);
+    for (int i = 0; i < FIRST_ITEM - 1 + ITEMS; i++)
+        fprintf(f, "%010ld 00000 n \n", off[i]);
+    fprintf(f, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n",
+            FIRST_ITEM + ITEMS, xref);
+    assert_int_equal(fclose(f), 0);
+    free(off);
+    extract_limits_t lim;
+    limits(&lim);
+    lim.cpu_seconds = 3;
+    extract_result_t r;
+    int rc = extract_run(&lim, path, "dests.pdf", &r);
+    if (rc != EXTRACT_OK)
+        fail_msg("code %d (%s): %s", rc, extract_strerror(rc), r.message);
+    assert_string_equal(r.text, "Destined\n");
+    assert_int_equal(r.n_marks, 2);
+    PAGE(&r, 0, 1, "", "Destined");
+    HEADING(&r, 1, 1, "Found", "Destined");
+    assert_true(r.elapsed_ms < 2000);
+    extract_result_cleanup(&r);
+}
+
 static void test_structure_docx(void **state)
 {
     (void)state;
@@ -1548,6 +1612,7 @@ int main(void)
         cmocka_unit_test(test_structure_html),
         cmocka_unit_test(test_structure_pdf),
         cmocka_unit_test(test_structure_pdf_hostile_outline),
+        cmocka_unit_test(test_structure_pdf_hostile_dests),
         cmocka_unit_test(test_structure_docx),
         cmocka_unit_test(test_structure_odt),
         cmocka_unit_test(test_structure_epub),
