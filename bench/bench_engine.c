@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_http.h"
 #include "bench_util.h"
 #include "common/buf.h"
 #include "common/json.h"
@@ -75,60 +76,15 @@ typedef struct {
     char log[300];
 } srv_t;
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
-        die("free port: %s", strerror(errno));
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-typedef struct {
-    buf_t body;
-} sink_t;
-
-static size_t sink_write(char *p, size_t sz, size_t n, void *ud)
-{
-    sink_t *s = ud;
-    return buf_append(&s->body, p, sz * n) == BUF_OK ? sz * n : 0;
-}
-
 /* A request; returns the status (0 on transport error), body in *out. */
 static long request(int port, const char *method, const char *path, const char *body, char **out)
 {
-    CURL *c = curl_easy_init();
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    sink_t s;
-    buf_init(&s.body, 64u << 20);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 1200L);
-    if (body)
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    long status = 0;
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (out)
-        *out = buf_steal(&s.body, NULL);
-    else
-        buf_cleanup(&s.body);
-    return status;
+    return bench_request(port, method, path, body, NULL, out);
 }
 
 static void srv_start(srv_t *s, const opts_t *o, bool reset)
 {
-    s->port = free_port();
+    s->port = bench_free_port();
     char port[16], threads[16];
     snprintf(port, sizeof port, "%d", s->port);
     snprintf(threads, sizeof threads, "%d", o->threads);
@@ -196,92 +152,15 @@ static void srv_stop(srv_t *s)
 
 /* ---- one streamed question ---- */
 
-typedef struct {
-    double t0, t_first, t_last;
-    int chunks;
-    int predicted_n, cache_n, prompt_n;
-    double predicted_ms;
-    char line[1 << 16];
-    size_t len;
-} stream_t;
+typedef bench_stream_t stream_t;
 
-static void on_data_line(stream_t *st, const char *data)
-{
-    if (strcmp(data, "[DONE]") == 0)
-        return;
-    json_t *j = json_loads(data, 0, NULL);
-    if (!j)
-        return;
-    json_t *content = json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0), "delta"), "content");
-    double t = bench_now_ms();
-    if (json_is_string(content) && json_string_length(content) > 0) {
-        if (st->t_first == 0)
-            st->t_first = t;
-        st->t_last = t;
-        st->chunks++;
-    }
-    json_t *tm = json_object_get(j, "timings");
-    if (json_is_object(tm)) {
-        st->predicted_n = (int)json_integer_value(json_object_get(tm, "predicted_n"));
-        st->predicted_ms = json_number_value(json_object_get(tm, "predicted_ms"));
-        st->prompt_n = (int)json_integer_value(json_object_get(tm, "prompt_n"));
-        st->cache_n = (int)json_integer_value(json_object_get(tm, "cache_n"));
-    }
-    json_decref(j);
-}
-
-static size_t stream_write(char *p, size_t sz, size_t n, void *ud)
-{
-    stream_t *st = ud;
-    for (size_t i = 0; i < sz * n; i++) {
-        if (p[i] == '\n') {
-            st->line[st->len] = '\0';
-            if (st->len > 6 && strncmp(st->line, "data: ", 6) == 0)
-                on_data_line(st, st->line + 6);
-            st->len = 0;
-        } else if (st->len + 1 < sizeof st->line) {
-            st->line[st->len++] = p[i];
-        }
-    }
-    return sz * n;
-}
-
-/* Ask and stream; returns TTFT in ms. */
+/* Ask and stream; returns TTFT in ms (exits on failure). */
 static double ask(int port, const char *doc, const char *question, int max_tokens, stream_t *st)
 {
-    json_t *msgs;
-    if (doc)
-        msgs = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "system", "content", doc, "role", "user",
-                         "content", question);
-    else
-        msgs = json_pack("[{s:s, s:s}]", "role", "user", "content", question);
-    json_t *body = json_pack("{s:o, s:b, s:i, s:f, s:b, s:b}", "messages", msgs, "stream", 1,
-                             "max_tokens", max_tokens, "temperature", 0.0, "ignore_eos", 1,
-                             "cache_prompt", 1);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    memset(st, 0, sizeof *st);
-    CURL *c = curl_easy_init();
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", port);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, stream_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, st);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 1200L);
-    st->t0 = bench_now_ms();
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    free(text);
-    if (rc != CURLE_OK || status != 200 || st->t_first == 0)
-        die("question failed on port %d (HTTP %ld, %s)", port, status, curl_easy_strerror(rc));
-    return st->t_first - st->t0;
+    double ttft = bench_chat(port, NULL, doc, question, max_tokens, true, st);
+    if (ttft < 0)
+        die("question failed on port %d", port);
+    return ttft;
 }
 
 /* ---- workloads ---- */

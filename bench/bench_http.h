@@ -1,0 +1,33 @@
+/* bench_http.h — HTTP for the benchmark programs: a free port, plain
+ * requests, and OpenAI-style streamed chats timed at the client. */
+#ifndef KVCHAT_BENCH_HTTP_H
+#define KVCHAT_BENCH_HTTP_H
+
+#include <stdbool.h>
+
+/* A TCP port on 127.0.0.1 free right now; exits the program on failure. */
+int bench_free_port(void);
+
+/* A request to 127.0.0.1:port (JSON body or NULL; bearer key or NULL).
+ * Returns the HTTP status (0 on a transport error); the body in *out
+ * (malloc'd, caller frees) when out is not NULL. */
+long bench_request(int port, const char *method, const char *path, const char *body,
+                   const char *bearer, char **out);
+
+/* What a streamed answer looked like at the client. */
+typedef struct {
+    double t0, t_first, t_last;   /* request sent, first and last content */
+    int chunks;                   /* content pieces */
+    int predicted_n, cache_n, prompt_n;   /* from the final timings */
+    double predicted_ms;
+    char line[1 << 16];
+    unsigned len;
+} bench_stream_t;
+
+/* POST /v1/chat/completions, streamed: [system (if not NULL), user], at
+ * most max_tokens, greedy, ignore_eos, cache_prompt as given. Returns the
+ * time to the first content in ms, or -1 on failure (*st filled). */
+double bench_chat(int port, const char *bearer, const char *system, const char *question,
+                  int max_tokens, bool cache_prompt, bench_stream_t *st);
+
+#endif
