@@ -21,8 +21,16 @@
  * a file may cause (never EXTRACT_EINTERNAL or EXTRACT_EUSAGE); a finished
  * text keeps every promise of textout.h (clean UTF-8, no blanks at line
  * ends, at most two blank lines in a row, none at the start, exactly one
- * '\n' at the end, within the limit, chars counted right); no descriptor
- * is left open.
+ * '\n' at the end, within the limit, chars counted right); its structure
+ * marks keep theirs (offsets in order, within the text, on character
+ * boundaries; page numbers >= 1, levels 1..6; labels normalised: clean
+ * UTF-8 of at most 256 bytes, no blank at either end, no two in a row; at
+ * most EXTRACT_MARKS_MAX of them within extract_marks_limit() bytes, none
+ * once dropped), and each one's line (extract_mark_format) reads back to
+ * the same mark (extract_mark_parse), as the runner reads it; no
+ * descriptor is left open. The txt target also runs the md backend on the
+ * same input: its text must be the txt backend's, byte for byte (md only
+ * adds headings).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +84,11 @@ static const struct {
 } wraps[] = {
     { EXTRACT_TYPE_DOCX,
       { { "[Content_Types].xml", "<?xml version=\"1.0\"?><Types/>" } },
-      { { "word/document.xml", "" } } },
+      { { "word/document.xml", "" },
+        { "word/styles.xml",
+          "<?xml version=\"1.0\"?><w:styles xmlns:w=\"http://schemas.openxmlformats.org/"
+          "wordprocessingml/2006/main\"><w:style w:type=\"paragraph\" w:styleId=\"Heading1\">"
+          "<w:name w:val=\"heading 1\"/></w:style></w:styles>" } } },
     { EXTRACT_TYPE_ODT,
       { { "mimetype", "application/vnd.oasis.opendocument.text" } },
       { { "content.xml", "" },
@@ -160,6 +172,75 @@ static void check_text(const char *text, size_t len, size_t chars)
     FUZZ_CHECK(cps == chars, "chars %zu, counted %zu", chars, cps);
 }
 
+/* The sink's marks against the finished text[0..len). */
+static void check_marks(const textout_t *out, const char *text, size_t len)
+{
+    size_t n = textout_mark_count(out), prev = 0, wire = 0;
+    FUZZ_CHECK(n <= EXTRACT_MARKS_MAX, "%zu marks", n);
+    FUZZ_CHECK(!textout_marks_dropped(out) || n == 0, "marks kept after they were dropped");
+    for (size_t i = 0; i < n; i++) {
+        extract_mark_t m;
+        textout_mark_get(out, i, &m);
+        FUZZ_CHECK(m.offset >= prev, "mark %zu at %zu before %zu", i, m.offset, prev);
+        FUZZ_CHECK(m.offset <= len, "mark %zu at %zu past the end (%zu)", i, m.offset, len);
+        FUZZ_CHECK(m.offset == len || ((unsigned char)text[m.offset] & 0xC0) != 0x80,
+                   "mark %zu at %zu inside a character", i, m.offset);
+        prev = m.offset;
+        if (m.kind == EXTRACT_MARK_PAGE)
+            FUZZ_CHECK(m.number >= 1, "page %d", m.number);
+        else
+            FUZZ_CHECK(m.kind == EXTRACT_MARK_HEADING && m.number >= 1 &&
+                           m.number <= EXTRACT_HEADING_LEVEL_MAX,
+                       "kind %d number %d", (int)m.kind, m.number);
+        size_t ll = strlen(m.label);
+        FUZZ_CHECK(ll <= EXTRACT_MARK_LABEL_MAX, "label of %zu bytes", ll);
+        FUZZ_CHECK(m.kind == EXTRACT_MARK_PAGE || ll > 0, "heading without a title");
+        FUZZ_CHECK(fuzz_clean_text(m.label, ll) && !memchr(m.label, '\n', ll) &&
+                       !memchr(m.label, '\t', ll),
+                   "label not clean");
+        FUZZ_CHECK(ll == 0 || (m.label[0] != ' ' && m.label[ll - 1] != ' ' &&
+                               !strstr(m.label, "  ")),
+                   "label not normalised: \"%s\"", m.label);
+        char line[EXTRACT_MARK_LINE_MAX];
+        size_t k = extract_mark_format(&m, line);
+        FUZZ_CHECK(k > 0 && line[k - 1] == '\n', "mark %zu not written", i);
+        wire += k;
+        extract_mark_t back;
+        size_t back_len;
+        FUZZ_CHECK(extract_mark_parse(line, k - 1, &back, &back_len) == 0,
+                   "mark %zu does not read back: %s", i, line);
+        FUZZ_CHECK(back.kind == m.kind && back.offset == m.offset && back.number == m.number &&
+                       back_len == ll && memcmp(back.label, m.label, ll) == 0,
+                   "mark %zu reads back different: %s", i, line);
+    }
+    FUZZ_CHECK(wire <= extract_marks_limit(MAX_OUTPUT), "%zu bytes of marks", wire);
+}
+
+/* Run backend `extract` on g_fd; checks what it gives and returns the
+ * code, with the text in *text (caller frees) on success. */
+static int run_backend(backend_fn extract, char **text, size_t *len)
+{
+    textout_t out;
+    textout_init(&out, MAX_OUTPUT);
+    int rc = extract(g_fd, &out);
+    FUZZ_CHECK(file_code(rc), "the backend returned %d (%s)", rc, extract_strerror(rc));
+    size_t chars = 0;
+    *text = NULL;
+    *len = 0;
+    if (rc == EXTRACT_OK) {
+        rc = textout_finish(&out, text, len, &chars);
+        FUZZ_CHECK(file_code(rc), "textout_finish returned %d", rc);
+        if (rc == EXTRACT_OK) {
+            check_text(*text, *len, chars);
+            check_marks(&out, *text, *len);
+        } else {
+            FUZZ_CHECK(*text == NULL, "text left behind a failure");
+        }
+    }
+    textout_cleanup(&out);
+    return rc;
+}
+
 /* Add one stored entry to the zip being built. */
 static void zip_put(zip_t *z, const char *name, const void *data, size_t len)
 {
@@ -222,21 +303,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(file_code(rc), "detect_type returned %d", rc);
     FUZZ_CHECK(type >= EXTRACT_TYPE_UNKNOWN && type < EXTRACT_TYPE_COUNT, "type %d", (int)type);
 
-    textout_t out;
-    textout_init(&out, MAX_OUTPUT);
-    rc = g_extract(g_fd, &out);
-    FUZZ_CHECK(file_code(rc), "the backend returned %d (%s)", rc, extract_strerror(rc));
     char *text = NULL;
-    size_t len = 0, chars = 0;
-    if (rc == EXTRACT_OK) {
-        rc = textout_finish(&out, &text, &len, &chars);
-        FUZZ_CHECK(file_code(rc), "textout_finish returned %d", rc);
-        if (rc == EXTRACT_OK)
-            check_text(text, len, chars);
-        else
-            FUZZ_CHECK(text == NULL, "text left behind a failure");
+    size_t len = 0;
+    rc = run_backend(g_extract, &text, &len);
+    if (FUZZ_TYPE == EXTRACT_TYPE_TXT) {
+        char *md = NULL;
+        size_t md_len = 0;
+        int md_rc = run_backend(text_extract_md, &md, &md_len);
+        FUZZ_CHECK(md_rc == rc, "md returned %d, txt %d", md_rc, rc);
+        FUZZ_CHECK(md_len == len && (len == 0 || memcmp(md, text, len) == 0),
+                   "md text differs from txt text");
+        free(md);
     }
-    textout_cleanup(&out);
     free(text);
     fuzz_fds_check(fds);
     return 0;

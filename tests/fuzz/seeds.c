@@ -5,7 +5,10 @@
  * Documents come from the integration tests' fixture writers
  * (tests/integration/fixtures.c) plus small variants built here with the
  * features each backend handles (tables, tabs, breaks, notes, tracked
- * changes, several chapters, other encodings); KV-cache entry files are
+ * changes, several chapters, other encodings) and the structure each
+ * reports (form feeds, Markdown headings and fences, HTML headings and
+ * page breaks, docx heading styles, odt outline levels, PDF page labels
+ * and a nested outline with named destinations); KV-cache entry files are
  * written by the store itself (kvstore_insert, then read back); requests,
  * JSON bodies, event streams and config files are written out as text.
  * Exit status 0, or 1 with a message when a file cannot be written.
@@ -252,6 +255,105 @@ static void documents(void)
           "<metadata/><manifest/><spine><itemref idref=\"c1\"/></spine></package>" },
     };
     put_parts("fuzz_extract_epub", "empty-manifest.xml", epub_empty, N(epub_empty));
+}
+
+/* A PDF of objects 1..n (objs[0..n)) with a computed xref. */
+static void put_pdf(const char *target, const char *name, const char *const *objs, int n)
+{
+    buf_t b;
+    buf_init(&b, 1 << 20);
+    long off[64];
+    buf_puts(&b, "%PDF-1.4\n");
+    for (int i = 0; i < n && i < 64; i++) {
+        off[i] = (long)b.len;
+        buf_printf(&b, "%d 0 obj\n%s\nendobj\n", i + 1, objs[i]);
+    }
+    long xref = (long)b.len;
+    buf_printf(&b, "xref\n0 %d\n0000000000 65535 f \n", n + 1);
+    for (int i = 0; i < n && i < 64; i++)
+        buf_printf(&b, "%010ld 00000 n \n", off[i]);
+    buf_printf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%ld\n%%%%EOF\n", n + 1, xref);
+    put(target, name, b.data, b.len);
+    buf_cleanup(&b);
+}
+
+/* Documents with the structure each backend reports (pages, headings). */
+static void structure(void)
+{
+    put_str("fuzz_extract_txt", "pages.txt", "Page one\fPage two\r\n\fPage three\f");
+    put_str("fuzz_extract_txt", "headings.md",
+            "---\ntitle: front matter\n---\n# Title #\n\nIntro *text*.\n\nSetext one\n"
+            "line two\n==========\n\n```c\n# not a heading\n```\n~~~~\n## nor this\n~~~\n"
+            "~~~~~\n   ### Indented ###\n    # code\n- item\n---\n> quote\n1. list\n"
+            "Para\r\n--\r\n####### seven\n#\tTab\f# Next page\n");
+
+    put_str("fuzz_extract_html", "headings.html",
+            "<html><body><h1>Main <em>title</em></h1><p>Intro <span epub:type=\"pagebreak\" "
+            "title=\"ii\"/>text.</p><h2>Part</h2><div role=\"doc-pagebreak\" aria-label=\"3\">"
+            "</div><h3><h4>nested</h4></h3><h5></h5><h6>  last\n  one </h6></body></html>");
+
+    static const char docx_body[] =
+        "<?xml version=\"1.0\"?><w:document "
+        "xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body>"
+        "<w:p><w:pPr><w:pStyle w:val=\"Title\"/></w:pPr><w:r><w:t>Title</w:t></w:r></w:p>"
+        "<w:p><w:pPr><w:pStyle w:val=\"Heading1\"/></w:pPr><w:r><w:t>One</w:t></w:r></w:p>"
+        "<w:p><w:pPr><w:pStyle w:val=\"Custom\"/></w:pPr><w:r><w:t>Custom</w:t></w:r></w:p>"
+        "<w:p><w:pPr><w:outlineLvl w:val=\"1\"/><w:pPrChange><w:pPr><w:pStyle "
+        "w:val=\"Heading1\"/></w:pPr></w:pPrChange></w:pPr><w:r><w:t>Direct</w:t></w:r></w:p>"
+        "<w:p><w:r><w:t>Body</w:t></w:r></w:p></w:body></w:document>";
+    static const char docx_styles[] =
+        "<?xml version=\"1.0\"?><w:styles "
+        "xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\">"
+        "<w:style w:type=\"paragraph\" w:styleId=\"Heading1\"><w:name w:val=\"heading 1\"/>"
+        "</w:style><w:style w:type=\"paragraph\" w:styleId=\"Base\"><w:name w:val=\"Base\"/>"
+        "<w:pPr><w:outlineLvl w:val=\"2\"/></w:pPr></w:style><w:style w:type=\"paragraph\" "
+        "w:styleId=\"Custom\"><w:name w:val=\"Custom\"/><w:basedOn w:val=\"Base\"/></w:style>"
+        "</w:styles>";
+    zent_t docx[] = {
+        { "[Content_Types].xml", "<?xml version=\"1.0\"?><Types/>" },
+        { "word/document.xml", docx_body },
+        { "word/styles.xml", docx_styles },
+    };
+    put_zip("fuzz_extract_docx", "headings.docx", docx, N(docx));
+    put_parts("fuzz_extract_docx", "headings.xml", docx + 1, 2);
+
+    static const char odt_body[] =
+        "<?xml version=\"1.0\"?><office:document-content "
+        "xmlns:office=\"urn:oasis:names:tc:opendocument:xmlns:office:1.0\" "
+        "xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:text:1.0\"><office:body>"
+        "<office:text><text:h text:outline-level=\"1\">One</text:h><text:p>a</text:p>"
+        "<text:list><text:list-item><text:h text:outline-level=\"2\">Two</text:h>"
+        "</text:list-item></text:list><text:h>Default</text:h><text:h text:outline-level=\"9\">"
+        "Deep</text:h></office:text></office:body></office:document-content>";
+    zent_t odt_parts[] = { { "content.xml", odt_body } };
+    put_parts("fuzz_extract_odt", "headings.xml", odt_parts, N(odt_parts));
+
+    /* Four pages labelled i, 1, 2, A-7; an outline with explicit and named
+     * destinations, a GoTo action, a URI entry and a cycle. */
+    static const char *const pdf[] = {
+        "<< /Type /Catalog /Pages 2 0 R /Outlines 11 0 R /Dests << /sec [6 0 R /Fit] >> "
+        "/PageLabels << /Nums [0 << /S /r >> 1 << /S /D >> 3 << /P (A-) /S /D /St 7 >>] >> >>",
+        "<< /Type /Pages /Kids [4 0 R 6 0 R 8 0 R 9 0 R] /Count 4 >>",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >>"
+        " >> /Contents 5 0 R >>",
+        "<< /Length 43 >>\nstream\nBT /F1 12 Tf 72 720 Td (Preface text) Tj ET\nendstream",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >>"
+        " >> /Contents 7 0 R >>",
+        "<< /Length 47 >>\nstream\nBT /F1 12 Tf 72 720 Td (Chapter one text) Tj ET\nendstream",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >>"
+        " >> /Contents 10 0 R >>",
+        "<< /Length 44 >>\nstream\nBT /F1 12 Tf 72 720 Td (Appendix text) Tj ET\nendstream",
+        "<< /Type /Outlines /First 12 0 R /Last 15 0 R /Count 4 >>",
+        "<< /Title (Chapter 1) /Parent 11 0 R /Next 14 0 R /First 13 0 R /Last 13 0 R "
+        "/Dest [6 0 R /XYZ 0 792 0] >>",
+        "<< /Title (Section 1.1) /Parent 12 0 R /Dest /sec >>",
+        "<< /Title <FEFF0041007000700065006E006400690078> /Parent 11 0 R /Next 15 0 R "
+        "/A << /S /GoTo /D [9 0 R /Fit] >> >>",
+        "<< /Title (Web) /Parent 11 0 R /Next 12 0 R /A << /S /URI /URI (http://x/) >> >>",
+    };
+    put_pdf("fuzz_extract_pdf", "outline.pdf", pdf, N(pdf));
 }
 
 /* ---- JSON, HTTP, SSE, config --------------------------------------------- */
@@ -530,6 +632,7 @@ int main(int argc, char **argv)
     if (mkdir(g_out, 0755) != 0 && errno != EEXIST)
         die("cannot create", g_out);
     documents();
+    structure();
     texts();
     kv_entries();
     return 0;
