@@ -38,7 +38,7 @@
  * (chunker.h, chunker_estimate_tokens).
  */
 
-enum { K_SPACE, K_ALPHA, K_DIGIT, K_PUNCT, K_LETTER, K_ONE, K_TWO };
+enum { K_ONE, K_SPACE, K_ALPHA, K_DIGIT, K_PUNCT, K_LETTER, K_TWO };   /* K_ONE = 0: the table's default */
 
 typedef struct {
     uint8_t kind;
@@ -60,26 +60,26 @@ typedef struct {
     uint64_t done;       /* tokens of the closed runs */
     uint64_t w;          /* open letter or punctuation run: weight */
     uint64_t ws;         /* open whitespace run: bytes */
-    uint32_t ascii;      /* open letter run: ASCII letters so far */
+    uint64_t ascii;      /* open letter run: ASCII letters so far */
     uint32_t last;       /* open punctuation run: its last character */
     uint8_t run;
     bool ws_space;       /* the open whitespace run is one ' ' */
     bool foreign;        /* a non-ASCII Latin letter was seen */
 } est_t;
 
+static const uint8_t ASCII_KIND[128] = {   /* the rest (controls, DEL): K_ONE */
+    ['\t' ... '\r'] = K_SPACE, [' '] = K_SPACE,
+    ['!' ... '/'] = K_PUNCT, [':' ... '@'] = K_PUNCT,
+    ['[' ... '`'] = K_PUNCT, ['{' ... '~'] = K_PUNCT,
+    ['0' ... '9'] = K_DIGIT, ['A' ... 'Z'] = K_ALPHA, ['a' ... 'z'] = K_ALPHA,
+};
+
 static klass_t klass_of(uint32_t cp)
 {
     klass_t k = { K_ONE, 0, false };
     if (cp < 0x80) {
-        if (cp == ' ' || (cp >= '\t' && cp <= '\r'))
-            k.kind = K_SPACE;
-        else if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z')
-            k.kind = K_ALPHA;
-        else if (cp >= '0' && cp <= '9')
-            k.kind = K_DIGIT;
-        else if (cp > ' ' && cp < 0x7F)
-            k.kind = K_PUNCT;
-        return k;   /* controls: K_ONE */
+        k.kind = ASCII_KIND[cp];
+        return k;
     }
     k.kind = K_LETTER;
     if (cp < 0xC0 || cp == 0xD7 || cp == 0xF7)
@@ -192,6 +192,17 @@ static void est_feed(est_t *e, uint32_t cp, klass_t k)
     }
 }
 
+/* The same as n calls of est_feed() with ASCII letters, when a letter
+ * run is open (the scan's fast path through words). */
+static void est_feed_letters(est_t *e, uint64_t n)
+{
+    uint64_t first = 0;
+    if (!e->foreign && e->ascii < N_ASCII_FIRST)
+        first = n < N_ASCII_FIRST - e->ascii ? n : N_ASCII_FIRST - e->ascii;
+    e->w += e->foreign ? W_ASCII_FOREIGN * n : W_ASCII_FIRST * first + W_ASCII_MORE * (n - first);
+    e->ascii += n;
+}
+
 static int clamp_int(uint64_t v)
 {
     return v > INT_MAX ? INT_MAX : (int)v;
@@ -258,8 +269,16 @@ int chunker_estimate_tokens(const char *s, size_t n)
             i++;
             continue;
         }
-        est_feed(&e, cp, klass_of(cp));
+        klass_t kl = klass_of(cp);
+        est_feed(&e, cp, kl);
         i += (size_t)k;
+        if (kl.kind == K_ALPHA) {   /* the rest of the word at once */
+            size_t j = i;
+            while (j < n && u[j] < 0x80 && ASCII_KIND[u[j]] == K_ALPHA)
+                j++;
+            est_feed_letters(&e, j - i);
+            i = j;
+        }
     }
     return clamp_int(est_value(&e));
 }
@@ -636,6 +655,37 @@ static int on_space(chunker_t *c, uint32_t cp, klass_t k)
     return 0;   /* whitespace outside any chunk is left out */
 }
 
+/* After content was added to the unit: close the chunk if the unit no
+ * longer fits in it; go back to the unit's start, one depth down, if the
+ * unit is too long on its own (*rewound set, pos at us). Checking after
+ * several characters at once decides the same as after each: both
+ * estimates only grow, and what is done does not depend on where in the
+ * unit the limit was passed. */
+static int check_limits(chunker_t *c, bool *rewound)
+{
+    int rc;
+    if (c->c_open && est_value(&c->e_cu) > (uint64_t)c->p.target_tokens) {
+        if ((rc = emit_chunk(c)))
+            return rc;
+        c->e_cu = c->e_u;
+    }
+    if (est_value(&c->e_u) > (uint64_t)c->p.max_tokens) {
+        if (c->c_open && (rc = emit_chunk(c)))
+            return rc;
+        if (c->depth >= LVL_CHAR)
+            return fail(c, CHUNKER_EINTERNAL);   /* one character > max: impossible */
+        c->depth++;
+        c->pos = c->us;
+        c->u_open = false;
+        c->term = TERM_NONE;
+        c->clause = false;
+        memset(&c->e_u, 0, sizeof c->e_u);
+        memset(&c->e_cu, 0, sizeof c->e_cu);
+        *rewound = true;
+    }
+    return 0;
+}
+
 /* Level of the boundary between the unit's content and cp. */
 static int boundary_level(const chunker_t *c, uint32_t cp)
 {
@@ -678,29 +728,27 @@ static int on_content(chunker_t *c, uint32_t cp, klass_t k, bool *rewound)
     c->clause = is_cjk_clause(cp);
     est_feed(&c->e_u, cp, k);
     est_feed(&c->e_cu, cp, k);
+    return check_limits(c, rewound);
+}
 
-    /* The unit no longer fits in the chunk: the chunk is done. */
-    if (c->c_open && est_value(&c->e_cu) > (uint64_t)c->p.target_tokens) {
-        if ((rc = emit_chunk(c)))
-            return rc;
-        c->e_cu = c->e_u;
-    }
-    /* The unit is too long on its own: read it again in smaller units. */
-    if (est_value(&c->e_u) > (uint64_t)c->p.max_tokens) {
-        if (c->c_open && (rc = emit_chunk(c)))
-            return rc;
-        if (c->depth >= LVL_CHAR)
-            return fail(c, CHUNKER_EINTERNAL);   /* one character > max: impossible */
-        c->depth++;
-        c->pos = c->us;
-        c->u_open = false;
-        c->term = TERM_NONE;
-        c->clause = false;
-        memset(&c->e_u, 0, sizeof c->e_u);
-        memset(&c->e_cu, 0, sizeof c->e_cu);
-        *rewound = true;
-    }
-    return 0;
+/* The fast path through a word: after an ASCII letter, the ASCII letters
+ * that follow (up to the next heading mark) only continue the unit, at
+ * depths where a cut between them is not allowed. */
+static int letters(chunker_t *c, bool *rewound)
+{
+    const size_t end = c->base + c->len;
+    size_t stop = c->next_cut < c->n_heads && c->heads[c->next_cut].offset < end
+                ? c->heads[c->next_cut].offset : end;
+    const unsigned char *w = (const unsigned char *)c->win;
+    size_t j = c->pos;
+    while (j < stop && w[j - c->base] < 0x80 && ASCII_KIND[w[j - c->base]] == K_ALPHA)
+        j++;
+    if (j <= c->pos)
+        return 0;
+    est_feed_letters(&c->e_u, j - c->pos);
+    est_feed_letters(&c->e_cu, j - c->pos);
+    c->pos = j;
+    return check_limits(c, rewound);
 }
 
 /* Scan the window from pos to its end (to the last complete character
@@ -727,8 +775,11 @@ static int scan(chunker_t *c, bool at_eof)
         rc = k.kind == K_SPACE ? on_space(c, cp, k) : on_content(c, cp, k, &rewound);
         if (rc)
             return rc;
-        if (!rewound)
-            c->pos += (size_t)n;
+        if (rewound)
+            continue;
+        c->pos += (size_t)n;
+        if (k.kind == K_ALPHA && c->depth < LVL_CHAR && (rc = letters(c, &rewound)))
+            return rc;
     }
     return 0;
 }
