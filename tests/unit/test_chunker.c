@@ -946,6 +946,7 @@ static void test_fifty_megabytes(void **state)
     printf("chunker: %.1f MB in %zu chunks (%zu marks), %.2f s, %.1f MB/s, "
            "memory %zu bytes\n",
            (double)fed / 1e6, st.n, k, secs, (double)fed / 1e6 / secs, mem);
+    fflush(stdout);
     assert_true(mem < 64 * 1024);
 }
 
