@@ -487,7 +487,13 @@ static void page_label(const structure_t *st, int i, char *out)
         int64_t v = r->first + (i - r->start);
         format_number(r->style, v < r->first ? r->first : v, number, sizeof number);
     }
-    snprintf(out, PAGE_LABEL_MAX, "%s%s", r->prefix, number);
+    /* The sink cuts labels to EXTRACT_MARK_LABEL_MAX bytes anyway. */
+    size_t p = strlen(r->prefix), k = strlen(number);
+    if (k > EXTRACT_MARK_LABEL_MAX - p)
+        k = EXTRACT_MARK_LABEL_MAX - p;
+    memcpy(out, r->prefix, p);
+    memcpy(out + p, number, k);
+    out[p + k] = '\0';
 }
 
 static int page_ref_cmp(const void *a, const void *b)
