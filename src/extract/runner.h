@@ -2,8 +2,8 @@
  *
  * extract_run() starts the program in a new process group with a minimal
  * environment, /dev/null as stdin, no inherited descriptors but the pipe
- * of its structure marks as fd 3 (--structure-fd 3), and these
- * limits set in the child before exec: RLIMIT_CPU (cpu_seconds), RLIMIT_AS
+ * of its structure marks as fd 3 (--structure-fd 3), and these limits set
+ * in the child before exec: RLIMIT_CPU (cpu_seconds), RLIMIT_AS
  * (mem_bytes), RLIMIT_FSIZE = 0, RLIMIT_CORE = 0, RLIMIT_NOFILE = 32 (the
  * program is also asked to apply them itself), and PR_SET_PDEATHSIG =
  * SIGKILL, so the program dies with the calling thread (and so with
@@ -11,29 +11,28 @@
  * parent reads stdout into a buffer (extract_run) or a file
  * (extract_run_to_fd) that may not grow past max_output, keeps the tail of
  * stderr for the status line, reads the marks (extract.h) into a buffer of
- * at most extract_marks_limit(max_output) bytes (min(max_output / 8,
- * 16 MiB), at least 64 KiB) — all in one poll loop — and kills the whole
- * process group on the
- * wall-clock timeout or when the output grows too large. The child is
- * always reaped and every descriptor closed before extract_run() returns,
- * whatever happened; a descendant that outlives it is killed with the
- * group.
+ * at most extract_marks_limit(max_output) bytes (max_output / 8, at least
+ * 64 KiB, at most 16 MiB) — all in one poll loop — and kills the whole
+ * process group on the wall-clock timeout or when the output grows too
+ * large. The child is always reaped and every descriptor closed before
+ * extract_run() returns, whatever happened; a descendant that outlives it
+ * is killed with the group.
  *
  * A success is trusted only if the exit status is 0, the status line reads
  * "type=<known type> chars=<N>", N is the number of code points received,
- * and the text is well-formed UTF-8 without NUL bytes, and every line of
- * marks is as extract.h writes it: kind P or H, offsets never decreasing
- * and at most the text's length, page numbers >= 1, levels 1..6, labels
- * well-formed UTF-8 of at most EXTRACT_MARK_LABEL_MAX bytes without control
- * characters, the last line ended; extract_run() also checks that every
- * offset falls on a character boundary of the text (extract_run_to_fd()
- * cannot: the caller checks it against its file if it needs to). Anything
- * else is EXTRACT_EPROTOCOL: the program is sandboxed because it may be
- * subverted by the file, so its output is checked, not trusted. Marks past
- * the buffer's bound, or more than EXTRACT_MARKS_MAX of them, are dropped
- * (marks_dropped) and the text stays good: structure is optional.
- * A user-facing message from the program is used only if
- * it is one of extract_message()'s sentences for the code it exited with.
+ * the text is well-formed UTF-8 without NUL bytes, and every line of marks
+ * is as extract.h writes it: kind P or H, offsets never decreasing and at
+ * most the text's length, page numbers >= 1, levels 1..6, labels
+ * well-formed UTF-8 of at most EXTRACT_MARK_LABEL_MAX bytes without
+ * control characters, the last line ended; extract_run() also checks that
+ * every offset falls on a character boundary of the text
+ * (extract_run_to_fd() cannot: its caller checks that against the file if
+ * it needs to). Anything else is EXTRACT_EPROTOCOL: the program is
+ * sandboxed because a file may subvert it, so its output is checked, not
+ * trusted. Marks past the buffer's bound, or more than EXTRACT_MARKS_MAX
+ * of them, are dropped (marks_dropped) and the text stays good: structure
+ * is optional. A user-facing message from the program is used only if it
+ * is one of extract_message()'s sentences for the code it exited with.
  *
  * Thread safety: no global state; any number of threads may call
  * extract_run() at once. Between fork and exec the child makes only

@@ -271,6 +271,8 @@ static void atx_heading(scan_t *s, int level)
     while (i < n && is_blank_cp((unsigned char)p[i]))
         i++;
     i += (size_t)level;
+    if (i > n)   /* the sink stopped mid-line (its limit) */
+        return;
     while (n > i && is_blank_cp((unsigned char)p[n - 1]))
         n--;
     size_t k = n;
