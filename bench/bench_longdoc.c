@@ -472,8 +472,9 @@ int main(int argc, char **argv)
     buf_t r;
     buf_init(&r, 1 << 16);
     buf_printf(&r, "\n## Long documents\n\n");
-    buf_printf(&r, "`kvchat-bench-longdoc` (through kvchat, %d threads, 8,192 tokens per "
-                   "conversation): %s.\n\n", o.threads, o.doc);
+    buf_printf(&r, "`kvchat-bench-longdoc` (through kvchat as `make run` starts it: %d "
+                   "threads, 2 slots of 8,192 tokens; model %s): %s.\n\n", o.threads, o.model,
+               o.doc);
     buf_printf(&r, "- document: %lld tokens, %lld chunks, %lld parts; caching every part %.1f s "
                    "(%.2f s per 1,000 tokens), %.1f MB on disk (%.2f MB per 1,000 tokens)\n",
                doc_tokens, n_chunks, parts, cache_ms / 1000,
