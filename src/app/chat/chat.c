@@ -403,14 +403,8 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
         snprintf(err, errcap, "Cannot store the message: %s", store_strerror(rc));
         goto fail;
     }
-    store_session_cleanup(&ss);
-    store_doc_cleanup(&doc);
-    for (size_t i = 0; i < n_docs; i++)
-        store_doc_cleanup(&docs[i]);
-    free(docs);
-    store_id_list_cleanup(&set);
     *out = c;
-    return 0;
+    c = NULL;
 fail:
     store_session_cleanup(&ss);
     store_doc_cleanup(&doc);
@@ -418,6 +412,8 @@ fail:
         store_doc_cleanup(&docs[i]);
     free(docs);
     store_id_list_cleanup(&set);
+    if (!c)
+        return 0;
     chat_free(c);
     return -1;
 }
