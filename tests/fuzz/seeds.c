@@ -621,6 +621,32 @@ static void kv_entries(void)
     rmdir(dir);
 }
 
+/* fuzz_docs: two parameter bytes, a text, "\n--q--\n", a question. */
+static void docs(void)
+{
+    static const struct {
+        const char *name, *body;
+    } seeds[] = {
+        { "english", "\x10\x53# Manual\n\n## Decoding\n\nThe function asn1_der_decoding reads "
+                     "a DER structure. It returns ASN1_SUCCESS.\n\nCall process.nextTick() "
+                     "to defer work. See EVP_DigestInit for hashing.\n\n## Errors\n\nAn "
+                     "error code is returned when the tag is wrong.\n--q--\nWhat does "
+                     "asn1_der_decoding return?" },
+        { "chinese", "\x04\x21# 手册\n\n## 第一章\n\n关于熊猫的档案保存在第4417号柜子里。"
+                     "委员会审查了季度数字，认为总数没有问题。\n\n## 第二章\n\n長城的檔案在"
+                     "櫃子裡。\n--q--\n熊貓的檔案在哪個櫃子裡？" },
+        { "mixed", "\x3f\x77Release notes 版本说明\n\nThe cache 缓存 keeps parts on disk.\n\n"
+                   "Ｆｕｌｌｗｉｄｔｈ ＡＢＣ and かな and 한국어.\n--q--\ncache 缓存 \"quoted\" "
+                   "NEAR(a b) col:x * ^ AND OR NOT (" },
+        { "long-paragraph", "\x01\x01Sentence one. Sentence two! Sentence three? Another "
+                            "sentence without end and with many words that go on and on and on "
+                            "and on and on and on and on and on and on and on and on and on and "
+                            "on. 最后一句。\n--q--\nsentence" },
+    };
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
+        put_str("fuzz_docs", seeds[i].name, seeds[i].body);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -635,5 +661,6 @@ int main(int argc, char **argv)
     structure();
     texts();
     kv_entries();
+    docs();
     return 0;
 }
