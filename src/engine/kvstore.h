@@ -14,7 +14,12 @@
  *    least recently used unpinned files deleted first (to make room for a
  *    file about to be written, and at open). Files survive
  *    restarts (KVSTORE_RESUME) and carry the model fingerprint and context
- *    layout they are valid for, plus checksums.
+ *    layout they are valid for, plus checksums (XXH3).
+ *  - disk only: an entry stored by kvstore_insert_disk() (or moved there by
+ *    kvstore_set_disk_only()) lives in its file alone: loads read the file
+ *    and never copy it into the RAM tier, so many such entries (the parts
+ *    of a long document) cannot push other entries out of RAM. The flag is
+ *    kept in the file.
  * Pinned entries are never evicted from either tier; they may hold more
  * than a budget, and the budget then constrains the unpinned entries only.
  *
@@ -25,6 +30,14 @@
  * and counted, and the entry stays in RAM only; the store keeps working.
  * When that RAM copy is evicted later the write is tried once more (the
  * demotion); if it fails again the entry is dropped.
+ *
+ * Loading from disk: an entry that will be kept in RAM is read in 1 MiB
+ * blocks into its RAM buffer (the buffer of a blob the store freed last,
+ * when one of about the right size is at hand: fresh memory costs more to
+ * fault in than the read itself), each block hashed as it arrives. An
+ * entry that will not be kept (disk only, or larger than the RAM budget) is
+ * mapped from the page cache instead (no copy), hashed there, and handed
+ * out as that mapping until the handle is released.
  *
  * Handles: lookups return entry handles (kvstore_handle_t). A handle keeps
  * its entry's tokens, and once loaded its blob, valid until
@@ -62,6 +75,11 @@ enum {
     KVSTORE_ECORRUPT = -7,    /* file failed its checksum or size checks */
     KVSTORE_EBUSY = -8,       /* the directory is in use by another store */
 };
+
+/* The entry file format (kvstore.c's header comment). Files of any other
+ * version are skipped with a log line and removed at open. Version 2:
+ * XXH3 checksums and the disk-only flag. */
+#define KVSTORE_FORMAT_VERSION 2
 
 const char *kvstore_strerror(int rc);
 
@@ -135,6 +153,40 @@ void kvstore_close(kvstore_t *s);
 int kvstore_insert(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_t len,
                    bool pinned, char *id_out);
 
+/* Store a snapshot in the disk tier only (see "disk only" above): as
+ * kvstore_insert(), same ownership of `blob`, but the blob is not kept in
+ * RAM: it is held (outside the RAM budget, counted as pending_bytes) until
+ * the writer has written its file, then freed. Loads meanwhile use it;
+ * later loads read the file and never promote it into RAM. Use
+ * kvstore_when_written() to learn when the file is durable.
+ * Returns KVSTORE_EINVAL without a disk tier, KVSTORE_ETOOBIG when the
+ * file would be larger than disk_budget; nothing is stored then. Room is
+ * made (or not: pinned files) by the writer; see kvstore_when_written(). */
+int kvstore_insert_disk(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_t len,
+                        bool pinned, char *id_out);
+
+/* Move a stored entry to the disk tier for good, as if stored by
+ * kvstore_insert_disk(): its RAM copy leaves the RAM tier (held for the
+ * writer when its file is not written yet), later loads do not promote it,
+ * and the flag is written in its file. KVSTORE_ENOTFOUND when no such id,
+ * KVSTORE_EINVAL without a disk tier, KVSTORE_ETOOBIG when its file would
+ * be larger than disk_budget (the entry is then left as it was). */
+int kvstore_set_disk_only(kvstore_t *s, const char *id);
+
+/* Call fn(ud, rc) once the entry's file is written and fsync'd (rc
+ * KVSTORE_OK) or its write has failed: KVSTORE_EIO (write error, such as a
+ * full filesystem; the entry is dropped unless it has a RAM copy),
+ * KVSTORE_ENOSPACE (pinned files fill the disk budget), KVSTORE_ENOTFOUND
+ * (no such entry, it was deleted first, or it has no file and none is
+ * being written). fn runs exactly once: right away in the calling thread
+ * when the outcome is known already (the file exists, or will not), else
+ * from the store's writer thread when the write ends. It runs without the
+ * store's lock (it may call into the store) and must be quick.
+ * Returns 0; or KVSTORE_EINVAL / KVSTORE_ENOMEM, and then fn is never
+ * called. */
+typedef void (*kvstore_written_fn)(void *ud, int rc);
+int kvstore_when_written(kvstore_t *s, const char *id, kvstore_written_fn fn, void *ud);
+
 /* Best entries for a request of tokens[0..n):
  *  - full: the longest stored sequence that is wholly a prefix of tokens
  *    (full_len = its length; it may equal n);
@@ -160,8 +212,9 @@ int kvstore_lookup(kvstore_t *s, const int32_t *tokens, int n, kvstore_match_t *
 /* Read access to the entry's blob: *blob points to *len bytes, valid until
  * the handle is released (the handle holds a reference; eviction or deletion
  * meanwhile does not free it). From RAM this is the stored copy, no copying.
- * From disk the file is read in one pass and its checksum verified, and the
- * blob is promoted into RAM when it fits the budget. Counts one hit (first
+ * From disk the file is read (or mapped: see "Loading from disk") and its
+ * checksum verified, and the blob is promoted into RAM when it fits the
+ * budget and the entry is not disk only. Counts one hit (first
  * load or touch of the handle only). Loading the same handle again returns
  * the same bytes.
  * Errors: KVSTORE_ENOTFOUND (entry deleted, replaced or evicted before its
@@ -197,6 +250,7 @@ typedef struct {
     size_t bytes;             /* blob size */
     kvstore_tier_t tier;      /* RAM when the bytes are in memory, else DISK */
     bool on_disk;             /* its file is written */
+    bool disk_only;           /* loads never promote it into RAM */
     bool pinned;
     uint64_t hits;
     uint64_t created;         /* epoch ms */
@@ -240,6 +294,8 @@ typedef struct {
     uint64_t disk_write_failures;
     uint64_t disk_read_failures;   /* corrupt or unreadable on load */
     size_t pending_writes;    /* files queued or being written */
+    uint64_t spare_bytes;     /* a freed blob's buffer kept for the next
+                               * read from disk (outside both budgets) */
 } kvstore_stats_t;
 
 void kvstore_stats(kvstore_t *s, kvstore_stats_t *out);
@@ -261,9 +317,10 @@ int kvstore_set_pinned(kvstore_t *s, const char *id, bool pinned);
 /* Wait until the writer has nothing queued or in progress. */
 void kvstore_flush(kvstore_t *s);
 
-/* The 64-bit checksum used for entry files: 4 independent lanes of 8-byte
- * steps, then a final mix. Deterministic across platforms (little-endian
- * reads). Exposed for tests and benchmarks. */
+/* The 64-bit checksum of entry files: XXH3-64 of data[0..len) with `seed`
+ * (xxHash's XXH3_64bits_withSeed; the same value on every platform, one
+ * shot or streamed). Exposed for tests, fuzzers and benchmarks, which must
+ * not include xxhash.h themselves (kvstore.c is its one wrapper). */
 uint64_t kvstore_checksum(const void *data, size_t len, uint64_t seed);
 
 #endif

@@ -19,8 +19,9 @@
  * with their tokens; when every file is valid, their token sequences
  * differ and the disk budget holds them all, all of them are indexed; a
  * loaded blob has the size its header gives, and a load fails only as
- * KVSTORE_ECORRUPT when the blob checksum is wrong; the disk budget holds
- * after open unless entries are pinned.
+ * KVSTORE_ECORRUPT when the blob checksum is wrong; a loaded disk-only
+ * entry stays out of RAM; the disk budget holds after open unless entries
+ * are pinned.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -35,6 +36,8 @@
 #include "fuzz_util.h"
 
 #define HEAD 24u  /* magic, version, fingerprint, layout length */
+#define FLAG_PINNED 1u
+#define FLAG_DISK 2u   /* disk only: loads are not promoted into RAM */
 #define TAIL 48u  /* n, B, created, flags, reserved, header and blob checksums */
 
 static char g_dir[256];
@@ -83,7 +86,8 @@ static uint64_t blob_sum(const uint8_t *f, const layout_t *l)
 }
 
 /* Valid for this store by the format description (blob checksum aside,
- * which is checked on load). */
+ * which is checked on load): the current format version, pinned and
+ * disk-only the only flags. */
 static bool spec_valid(const uint8_t *f, size_t len)
 {
     layout_t l;
@@ -91,10 +95,10 @@ static bool spec_valid(const uint8_t *f, size_t len)
     if (!file_layout(f, len, &l))
         return false;
     uint32_t flags = rd32(f + HEAD + l.L + 24);
-    return memcmp(f, "KVCHATKV", 8) == 0 && rd32(f + 8) == 1 &&
+    return memcmp(f, "KVCHATKV", 8) == 0 && rd32(f + 8) == KVSTORE_FORMAT_VERSION &&
            rd64(f + 12) == FUZZ_KV_FINGERPRINT && l.L == lay &&
            memcmp(f + HEAD, FUZZ_KV_LAYOUT, lay) == 0 && l.n >= 1 && l.bytes >= 1 &&
-           (flags & ~1u) == 0 && rd32(f + HEAD + l.L + 28) == 0 &&
+           (flags & ~(FLAG_PINNED | FLAG_DISK)) == 0 && rd32(f + HEAD + l.L + 28) == 0 &&
            rd64(f + HEAD + l.L + 32) == header_sum(f, &l);
 }
 
@@ -269,8 +273,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(l.n == (uint64_t)seqs.n[i] &&
                        !memcmp(pt->data + l.hl, seqs.tokens[i], (size_t)seqs.n[i] * 4),
                    "entry %s has other tokens than its file", info.id);
-        FUZZ_CHECK(info.bytes == l.bytes && info.pinned == ((pt->data[HEAD + l.L + 24] & 1) != 0),
-                   "entry %s: size or pinned flag differ from its file", info.id);
+        uint8_t fl = pt->data[HEAD + l.L + 24];
+        FUZZ_CHECK(info.bytes == l.bytes && info.pinned == ((fl & FLAG_PINNED) != 0) &&
+                       info.disk_only == ((fl & FLAG_DISK) != 0),
+                   "entry %s: size, pinned or disk-only flag differ from its file", info.id);
         any_pinned |= info.pinned;
         const void *blob = NULL;
         size_t blen = 0;
@@ -278,6 +284,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bool sum_ok = rd64(pt->data + HEAD + l.L + 40) == blob_sum(pt->data, &l);
         if (rc == KVSTORE_OK) {
             FUZZ_CHECK(sum_ok, "a blob with a wrong checksum was loaded");
+            if (info.disk_only) {
+                kvstore_entry_info_t now;
+                kvstore_handle_info(s, m.full, &now);
+                FUZZ_CHECK(now.tier == KVSTORE_TIER_DISK, "a disk-only entry went to RAM");
+            }
             FUZZ_CHECK(blen == l.bytes && !memcmp(blob, pt->data + l.hl + l.n * 4, blen),
                        "loaded %zu bytes, the file holds %llu", blen,
                        (unsigned long long)l.bytes);
