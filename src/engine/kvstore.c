@@ -46,27 +46,31 @@
  * against 13 on the benchmark machine); the digest is the same either way,
  * and the same whether computed at once or streamed in pieces.
  *
- * LOADS FROM DISK. A fresh buffer of tens of MB costs more than the read
- * into it: its pages are faulted in (on the benchmark machine, a virtual
- * machine, 29 MB read into a fresh huge-page buffer took 60 ms, into one
- * used before 5 ms). So the buffer of the last large blob the store freed
- * (an evicted RAM copy, a released load) is kept as the spare and an entry
- * to be promoted into RAM is read into it when the size is about right
- * (not over an eighth larger), else into a fresh buffer; it is read in 1 MiB
- * blocks, each hashed (streaming XXH3) while it is still in the cache. An
- * entry that will not be kept in RAM (disk only, or over the RAM budget)
- * is not copied at all: the file is mapped, its pages populated with
- * MADV_POPULATE_READ (which reports an I/O error as an error, not as
- * SIGBUS later), hashed from the mapping, and the mapping is the blob the
- * handle holds until it is released. That is one pass less than a read
- * into a buffer followed by the copy into the context (measured, 29 MB
- * from the page cache: 4.4-5.0 ms against 5.5-5.8 ms; plain read() of the
- * file 2.3-2.6 ms). A mapped page that the kernel reclaims under memory
- * pressure before the caller has used it and then fails to read again, or
- * a file truncated by another process meanwhile, would raise SIGBUS; entry
- * files are only ever replaced by rename and deleted by this store, never
- * truncated. A kernel without MADV_POPULATE_READ (before Linux 5.14) reads
- * those entries into a buffer instead.
+ * LOADS FROM DISK. The file is mapped, its pages populated from the page
+ * cache (reading from disk what is not there) with MADV_POPULATE_READ,
+ * which reports an I/O error as an error rather than as SIGBUS later, the
+ * blob is hashed in place, and the mapping is the blob the handle holds
+ * until it is released: the caller's copy into the context is then the
+ * only pass over the bytes besides the hash. Measured, 29 MB in the page
+ * cache, load and copy into a slot: mapped 4.2-5.0 ms; read into a buffer
+ * in 1 MiB blocks, each hashed as it arrives, then copied 5.5-5.8 ms (read
+ * and copy are two passes); plain read() of the file 2.0-2.6 ms. An entry
+ * that belongs in RAM (not disk only, within the RAM budget) is copied
+ * from that mapping into a RAM buffer by the writer thread afterwards, off
+ * the caller's path (JOB_PROMOTE); until then it stays in the disk tier.
+ * A fresh buffer of tens of MB costs more than the copy into it (its pages
+ * are faulted in: on the benchmark machine, a virtual machine, 60 ms for
+ * 29 MB against 5 ms into a buffer used before), so the buffer of the last
+ * large blob the store freed (an evicted RAM copy, say) is kept as the
+ * spare and a RAM copy goes into it when the size is about right (not
+ * over an eighth larger).
+ * A mapped page that the kernel reclaims under memory pressure before the
+ * caller has used it and then fails to read again, or a file truncated by
+ * another process meanwhile, would raise SIGBUS; entry files are only
+ * ever replaced by rename and deleted by this store, never truncated. A
+ * kernel without MADV_POPULATE_READ (before Linux 5.14) reads the blob in
+ * 1 MiB blocks, hashed as they arrive, into the spare or a fresh buffer,
+ * which becomes the RAM copy at once.
  *
  * CONCURRENCY. One mutex guards everything below except an entry's tokens,
  * which are immutable. It is released around all file I/O and checksum
@@ -165,7 +169,7 @@ struct waiter {
     void *ud;
 };
 
-enum { JOB_WRITE = 1, JOB_HEADER = 2, JOB_UNLINK = 4 };
+enum { JOB_WRITE = 1, JOB_HEADER = 2, JOB_UNLINK = 4, JOB_PROMOTE = 8 };
 
 struct entry {
     struct entry *prev, *next;             /* all indexed entries */
@@ -183,6 +187,7 @@ struct entry {
     uint64_t file_bytes;
     struct blob *ram;                      /* RAM copy, counted in ram_bytes */
     struct blob *pending;                  /* held for the writer */
+    struct blob *promote;                  /* a loaded mapping to copy into RAM */
     struct waiter *waiters;                /* told when the write ends */
     uint64_t bsum;                         /* blob checksum once written/read */
     uint64_t created, last_used, hits;
@@ -836,17 +841,17 @@ static int map_populated(int fd, size_t size, void **map, const char **why)
 #endif
 }
 
-/* Read and verify e's blob: into `into` (one reference, e->bytes long, its
- * buffer large enough; taken over) or a fresh buffer when it is NULL, or,
- * with `map` set, as a mapping of the file. Returns 0 with *out (a blob
- * with one reference) or a KVSTORE_E* code with *why set; `into` is freed
- * on failure. */
-static int read_entry_blob(kvstore_t *s, const struct entry *e, bool map, struct blob *into,
-                           struct blob **out, const char **why)
+/* Read and verify e's blob: mapped from the page cache where the kernel
+ * can (MADV_POPULATE_READ), else read into a buffer: the spare one when
+ * the blob will be kept in RAM (`keep`) and the spare suits it, else a
+ * fresh one. Returns 0 with *out (a blob with one reference) or a
+ * KVSTORE_E* code with *why set. Called without the mutex. */
+static int read_entry_blob(kvstore_t *s, const struct entry *e, bool keep, struct blob **out,
+                           const char **why)
 {
     char fin[KV_NAME_MAX];
     file_name(fin, e->name, false);
-    struct blob *b = into;
+    struct blob *b = NULL;
     int rc = KVSTORE_OK;
     int fd = openat(s->dir_fd, fin, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -866,27 +871,30 @@ static int read_entry_blob(kvstore_t *s, const struct entry *e, bool map, struct
         goto out;
     }
     off_t off = (off_t)(e->hdr_bytes + (uint64_t)e->n_tokens * 4);
-    if (map && !b) {
-        void *m = NULL;
-        rc = map_populated(fd, (size_t)e->file_bytes, &m, why);
-        if (rc < 0)
-            goto out;
-        if (rc == 0) {
-            if (!(b = blob_new(m, (size_t)e->file_bytes, e->bytes))) {
-                munmap(m, (size_t)e->file_bytes);
-                *why = "out of memory";
-                rc = KVSTORE_ENOMEM;
-                goto out;
-            }
-            b->mapped = true;
-            b->data = (unsigned char *)m + off;
-            if (kvstore_checksum(b->data, b->len, 0) != e->bsum) {
-                *why = "blob checksum mismatch";
-                rc = KVSTORE_ECORRUPT;
-            }
+    void *m = NULL;
+    rc = map_populated(fd, (size_t)e->file_bytes, &m, why);
+    if (rc < 0)
+        goto out;
+    if (rc == 0) {
+        if (!(b = blob_new(m, (size_t)e->file_bytes, e->bytes))) {
+            munmap(m, (size_t)e->file_bytes);
+            *why = "out of memory";
+            rc = KVSTORE_ENOMEM;
             goto out;
         }
-        rc = KVSTORE_OK;   /* no mapping here: read it */
+        b->mapped = true;
+        b->data = (unsigned char *)m + off;
+        if (kvstore_checksum(b->data, b->len, 0) != e->bsum) {
+            *why = "blob checksum mismatch";
+            rc = KVSTORE_ECORRUPT;
+        }
+        goto out;
+    }
+    rc = KVSTORE_OK;   /* no mapping here: read it */
+    if (keep) {
+        pthread_mutex_lock(&s->lock);
+        b = spare_take(s, e->bytes);
+        pthread_mutex_unlock(&s->lock);
     }
     if (!b) {
         void *buf = hugemem_alloc(e->bytes);
@@ -1064,6 +1072,37 @@ static void do_header(kvstore_t *s, struct entry *e)
         e->file_flags = flags;
 }
 
+/* Copy e's loaded mapping into a RAM copy (spare buffer or fresh), when
+ * it still belongs there. Mutex held on entry and exit; released around
+ * the allocation and the copy. */
+static void do_promote(kvstore_t *s, struct entry *e, struct reap *r)
+{
+    struct blob *src = e->promote;
+    e->promote = NULL;
+    if (!src)
+        return;
+    struct blob *nb = NULL;
+    if (e->in_index && !e->ram && !e->disk_only && e->bytes <= s->ram_budget) {
+        nb = spare_take(s, e->bytes);
+        pthread_mutex_unlock(&s->lock);
+        if (!nb) {
+            void *buf = hugemem_alloc(e->bytes);
+            if (buf && !(nb = blob_new(buf, e->bytes, e->bytes)))
+                free(buf);
+        }
+        if (nb)
+            memcpy(nb->data, src->data, e->bytes);
+        pthread_mutex_lock(&s->lock);
+    }
+    /* Deleted, promoted by another way or out of memory meanwhile: drop it. */
+    if (nb && e->in_index && !e->ram && !e->disk_only && e->bytes <= s->ram_budget) {
+        ram_add(s, e, nb);
+        ram_enforce(s, r);
+    }
+    blob_unref(s, nb, r);
+    blob_unref(s, src, r);
+}
+
 static void *writer_main(void *arg)
 {
     kvstore_t *s = arg;
@@ -1099,6 +1138,8 @@ static void *writer_main(void *arg)
                 jobs |= JOB_HEADER;
             if (jobs & JOB_HEADER)
                 do_header(s, e);
+            if (jobs & JOB_PROMOTE)
+                do_promote(s, e, &r);
             entry_unref(s, e, &r);
         }
         s->writer_busy = false;
@@ -1447,10 +1488,10 @@ void kvstore_close(kvstore_t *s)
         s->all = e->next;
         if (e->refs > 1)
             held++;
-        struct blob *bs[2] = { e->ram, e->pending };
+        struct blob *bs[3] = { e->ram, e->pending, e->promote };
         if (bs[0] == bs[1])
             bs[1] = NULL;
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             if (bs[i] && --bs[i]->refs == 0)
                 blob_free_now(bs[i]);
         entry_free_now(e);
@@ -1640,15 +1681,12 @@ int kvstore_load(kvstore_t *s, kvstore_handle_t *h, const void **blob, size_t *l
         return KVSTORE_ENOTFOUND;
     }
     e->loading++;   /* keeps the writer from deleting the file under us */
-    /* Kept in RAM: read into the spare buffer when it suits, else a fresh
-     * one. Not kept: mapped, no copy (see LOADS FROM DISK). */
-    bool promote = !e->disk_only && e->bytes <= s->ram_budget;
-    struct blob *into = promote ? spare_take(s, e->bytes) : NULL;
+    bool keep = !e->disk_only && e->bytes <= s->ram_budget;
     pthread_mutex_unlock(&s->lock);
 
     const char *why = NULL;
     struct blob *nb = NULL;
-    int rc = read_entry_blob(s, e, !promote, into, &nb, &why);
+    int rc = read_entry_blob(s, e, keep, &nb, &why);
     if (rc && rc != KVSTORE_ENOMEM)
         log_warn("kvstore: entry %s unreadable (%s); dropped", e->name, why);
 
@@ -1670,7 +1708,14 @@ int kvstore_load(kvstore_t *s, kvstore_handle_t *h, const void **blob, size_t *l
         blob_unref(s, nb, &r);
         nb = e->ram;
         nb->refs++;
-    } else if (e->in_index && promote) {
+    } else if (e->in_index && keep && nb->mapped) {
+        /* The copy into RAM is the writer's, off the caller's path. */
+        if (!e->promote) {
+            nb->refs++;
+            e->promote = nb;
+            queue_job(s, e, JOB_PROMOTE);
+        }
+    } else if (e->in_index && keep) {
         ram_add(s, e, nb);
         ram_enforce(s, &r);
     }

@@ -31,13 +31,12 @@
  * When that RAM copy is evicted later the write is tried once more (the
  * demotion); if it fails again the entry is dropped.
  *
- * Loading from disk: an entry that will be kept in RAM is read in 1 MiB
- * blocks into its RAM buffer (the buffer of a blob the store freed last,
- * when one of about the right size is at hand: fresh memory costs more to
- * fault in than the read itself), each block hashed as it arrives. An
- * entry that will not be kept (disk only, or larger than the RAM budget) is
- * mapped from the page cache instead (no copy), hashed there, and handed
- * out as that mapping until the handle is released.
+ * Loading from disk: the file is mapped from the page cache (no copy),
+ * hashed there, and handed out as that mapping until the handle is
+ * released. An entry that belongs in RAM (not disk only, within the RAM
+ * budget) is then copied into the RAM tier by the writer thread, off the
+ * caller's path, into the buffer of the last large blob the store freed
+ * when its size suits (fresh memory costs more to fault in than the copy).
  *
  * Handles: lookups return entry handles (kvstore_handle_t). A handle keeps
  * its entry's tokens, and once loaded its blob, valid until
@@ -212,9 +211,9 @@ int kvstore_lookup(kvstore_t *s, const int32_t *tokens, int n, kvstore_match_t *
 /* Read access to the entry's blob: *blob points to *len bytes, valid until
  * the handle is released (the handle holds a reference; eviction or deletion
  * meanwhile does not free it). From RAM this is the stored copy, no copying.
- * From disk the file is read (or mapped: see "Loading from disk") and its
- * checksum verified, and the blob is promoted into RAM when it fits the
- * budget and the entry is not disk only. Counts one hit (first
+ * From disk the file is mapped (see "Loading from disk") and its checksum
+ * verified; the entry is then promoted into RAM in the background when it
+ * fits the budget and is not disk only (kvstore_flush() waits for that). Counts one hit (first
  * load or touch of the handle only). Loading the same handle again returns
  * the same bytes.
  * Errors: KVSTORE_ENOTFOUND (entry deleted, replaced or evicted before its

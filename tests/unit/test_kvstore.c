@@ -24,8 +24,8 @@
  *   RAM tier, kvstore_when_written tells when the file is durable (or why
  *   not: no room, a write error, no such entry), loads are not promoted,
  *   the flag survives a restart; no disk tier or too big: refused;
- * - a disk load that is promoted into RAM reuses the buffer of the last
- *   freed blob (the spare);
+ * - a disk load that is promoted into RAM (by the writer, afterwards) goes
+ *   into the buffer of the last freed blob (the spare);
  * - a failing disk write (RLIMIT_FSIZE with SIGXFSZ ignored: write() gets
  *   EFBIG as on a full disk) is counted, the entry keeps serving from RAM;
  * - deleting an entry while a handle holds it is safe;
@@ -475,8 +475,10 @@ static void test_ram_lru_demotes_to_disk(void **state)
         assert_int_equal(m.full_tier, KVSTORE_TIER_DISK);
         kvstore_match_release(s, &m);
     }
-    /* Loading from disk gives the same bytes and promotes into RAM. */
+    /* Loading from disk gives the same bytes and promotes into RAM (the
+     * writer's copy). */
     expect_load(s, t[1], 32, B, 1, KVSTORE_TIER_DISK);
+    kvstore_flush(s);
     kvstore_stats(s, &st);
     assert_int_equal(st.hits_disk, 1);
     assert_true(st.ram_bytes <= 3 * B);
@@ -938,6 +940,7 @@ static void test_disk_only(void **state)
     free(list);
     for (int i = 0; i < 3; i++)
         expect_load(s, t[i], 20, B, (uint64_t)(30 + i), KVSTORE_TIER_DISK);
+    kvstore_flush(s);
     kvstore_stats(s, &st);
     assert_int_equal(st.ram_bytes, B);   /* only the normal one was promoted */
     kvstore_close(s);
@@ -1003,7 +1006,8 @@ static void test_disk_only_full(void **state)
     kvstore_close(s);
 }
 
-/* A disk load kept in RAM is read into the buffer of the last blob freed. */
+/* A disk load kept in RAM is copied (by the writer) into the buffer of the
+ * last blob freed. */
 static void test_spare_buffer(void **state)
 {
     (void)state;
@@ -1028,14 +1032,20 @@ static void test_spare_buffer(void **state)
     const void *p = NULL;
     size_t len = 0;
     assert_int_equal(kvstore_load(s, m.full, &p, &len), KVSTORE_OK);
-    assert_ptr_equal(p, mem[0]);   /* its old buffer, read into again */
     void *want = rand_blob(B, 40);
-    assert_memory_equal(p, want, B);
-    free(want);
+    assert_memory_equal(p, want, B);   /* the file's mapping */
     kvstore_match_release(s, &m);
+    kvstore_flush(s);
     kvstore_stats(s, &st);
     assert_int_equal(st.evictions_ram, 2);   /* the promotion evicted the second */
     assert_int_equal(st.spare_bytes, B);
+    assert_int_equal(kvstore_lookup(s, t[0], 10, &m), KVSTORE_OK);
+    assert_int_equal(m.full_tier, KVSTORE_TIER_RAM);
+    assert_int_equal(kvstore_load(s, m.full, &p, &len), KVSTORE_OK);
+    assert_ptr_equal(p, mem[0]);   /* its old buffer, copied into again */
+    assert_memory_equal(p, want, B);
+    free(want);
+    kvstore_match_release(s, &m);
     assert_int_equal(kvstore_reset(s), KVSTORE_OK);
     kvstore_stats(s, &st);
     assert_int_equal(st.spare_bytes, 0);
