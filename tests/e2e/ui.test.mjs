@@ -10,7 +10,9 @@
 // with rejected files), cache with a visible state change, preview, a
 // streamed answer with its cache figures, copy, Stop, restart without reset
 // and an answer restored from disk, a cache entry the engine dropped, a
-// document too long for the context,
+// long document (its parts, caching them part by part with the time left, a
+// part that fails, an answer that says which part and section it came from,
+// its source shown in place, highlighted; on a phone too),
 // the model stopped and the error it causes, the logs viewer, restart with
 // reset, past sessions, delete, markdown and script injection, keyboard
 // reach, phone width and dark mode. Screenshots of the main states go to
@@ -121,6 +123,8 @@ async function startServer() {
     // two-core machine (ctest runs other tests beside this one)
     '--set', `engine.port=${enginePort}`, '--set', 'engine.threads=1', '--set', 'llm.max_tokens=128',
     '--set', `engine.api_key=${ENGINE_KEY}`,
+    // small chunks: a source is a sentence or two, found and shown exactly
+    '--set', 'documents.chunk_tokens=48', '--set', 'documents.chunk_max_tokens=96',
     '--set', `engine.models_dir=${path.dirname(args.model)}`,
     // a configured upload limit the page must learn from the server
     '--set', 'server.max_upload_mb=3',
@@ -175,7 +179,24 @@ for (let i = 1; i <= 60; i++) {
 }
 const GUIDE = `${guideLines.join('\n')}\n`;
 const EVIL = '<script>window.__xssPreview = 1</script>\n<img src=x onerror="window.__xssPreview = 2">\nA plain third line.\n';
-const LONG = `${'The quick brown fox jumps over the lazy dog while the cache grows. '.repeat(1400)}\n`;
+// A long Markdown document: 125 harbours, each with a keeper whose name is
+// found nowhere else (so a question naming one is routed to its part alone)
+// and a fact to find in the highlighted passage. With the test's context
+// (4,096 tokens, a quarter kept for the conversation) it makes five parts.
+const KEEPER_A = ['Quil', 'Zor', 'Mab', 'Vint', 'Tor', 'Bel', 'Rix', 'Dun', 'Fay', 'Gor', 'Hal', 'Jov'];
+const KEEPER_B = ['amere', 'ibold', 'ustine', 'ekker', 'owan', 'adine', 'ethorn', 'ilda', 'orrin', 'uvel', 'enna'];
+const keeper = (i) => `${KEEPER_A[i % KEEPER_A.length]}${KEEPER_B[Math.floor(i / KEEPER_A.length) % KEEPER_B.length]}`;
+const gulls = (i) => 1000 + i * 7;
+const HARBOURS = 125;
+const almanacLines = ['# The Lighthouse Almanac', ''];
+for (let i = 1; i <= HARBOURS; i++) {
+  const colour = ['amber', 'cobalt', 'crimson', 'emerald', 'indigo', 'jade', 'magenta', 'ochre', 'scarlet', 'teal', 'violet', 'saffron'][i % 12];
+  almanacLines.push(`## Harbour ${i}`, '',
+    `Harbour ${i} keeps its tide tables, fog signals and lamp oil ledger in the stone hut beside the quay; the night watch writes its notes there in pencil before dawn.`, '',
+    `The keeper of harbour ${i} is ${keeper(i)}, who paints every door ${colour} and counts exactly ${gulls(i)} gulls each spring.`, '',
+    `In winter the boats of harbour ${i} stay on the slipway, and the crews mend nets by the stove while the wind comes in from the sea.`, '');
+}
+const ALMANAC = `${almanacLines.join('\n')}\n`;
 
 /* ---- the browser ---- */
 
@@ -242,6 +263,78 @@ async function metrics(answer) {
   return answer.locator('.msg-metrics').evaluate((p) => ({ ...p.dataset, text: p.textContent }));
 }
 
+/** Records what a document's library entry shows while it caches. */
+async function watchCaching(name) {
+  await page.evaluate((docName) => {
+    const seen = { progress: [], cells: [], bars: [] };
+    window.__caching = seen;
+    const look = () => {
+      const li = [...document.querySelectorAll('.doc-item')].find((x) => x.querySelector('.doc-name').textContent === docName);
+      if (!li) return;
+      const p = li.querySelector('.doc-progress');
+      if (p && seen.progress[seen.progress.length - 1] !== p.textContent) seen.progress.push(p.textContent);
+      const letter = { cached: 'C', caching: 'g', failed: 'F', none: '.' };
+      const cells = [...li.querySelectorAll('.part-cell')].map((c) => letter[c.dataset.state] || '?').join('');
+      if (cells && seen.cells[seen.cells.length - 1] !== cells) seen.cells.push(cells);
+      const bar = li.querySelector('progress');
+      if (bar && bar.value > 0) seen.bars.push(bar.value);
+    };
+    new MutationObserver(look).observe(document.getElementById('doc-list'), { subtree: true, childList: true, attributes: true });
+  }, name);
+}
+
+/** What watchCaching saw of a run over n parts: each part, the cells, the bar. */
+function checkCachingSeen(seen, n) {
+  const said = seen.progress.join(' | ');
+  check(seen.progress.some((t) => new RegExp(`^part 1 of ${n} · \\d+%`).test(t)), `the first part was shown caching (${said})`);
+  check(seen.progress.some((t) => new RegExp(`^part ${n} of ${n} · \\d+%`).test(t)), `the last part was shown caching (${said})`);
+  check(seen.progress.some((t) => / left$/.test(t)), `the time left was shown (${said})`);
+  check(seen.cells.some((c) => c.includes('g')), `a cell showed its part caching (${seen.cells})`);
+  check(seen.cells.some((c) => /^C+[g.]/.test(c)), `cells filled part by part (${seen.cells})`);
+  check(seen.bars.length > 0, 'the overall bar moved');
+}
+
+/**
+ * Checks an answer's source line against what the server stored for it:
+ * the part (1-based) holding harbour i, its pages or sections, the file.
+ * Returns the line.
+ */
+async function checkSourceLine(answer, i, n) {
+  const src = answer.locator('.msg-source');
+  await src.waitFor();
+  const sid = await page.evaluate(() => localStorage.getItem('kvchat.session'));
+  const stored = (await api('GET', `/api/v1/session/${sid}/messages`)).body.messages.filter((m) => m.role === 'assistant').pop();
+  const ri = stored.rag_info;
+  check(ri && ri.method === 'rag' && ri.total_groups === n, `the answer was routed to a part (${JSON.stringify(ri)})`);
+  const part = (await api('GET', `/api/v1/documents/${ri.document_id}/groups`)).body[ri.group_id];
+  check(part.chunk_ids.includes(ri.matched_chunk_id) && new RegExp(`> Harbour ${i}$`).test(ri.matched_chunk_metadata.heading),
+    `the server chose the part holding harbour ${i} (${JSON.stringify(ri.matched_chunk_metadata)})`);
+  check(await src.getAttribute('data-method') === 'rag', 'the source says rag');
+  check(await src.getAttribute('data-part') === String(ri.group_id + 1) && await src.getAttribute('data-total-parts') === String(n), 'the source names the part');
+  const line = await src.locator('.msg-where').textContent();
+  const want = `From ${part.where} of almanac.md, part ${ri.group_id + 1} of ${n}`;
+  check(line === want, `the source line is "${want}" (${line})`);
+  const first = await src.locator('.source').first().textContent();
+  check(first.includes(`Harbour ${i}`) && first.includes(keeper(i)), `the first source names the section and quotes it (${first})`);
+  return line;
+}
+
+/** Clicks an answer's first source; checks the highlighted passage holds harbour i's fact, in view. */
+async function openSource(answer, i) {
+  await answer.locator('.source').first().click();
+  const hit = page.locator('#passage .passage-hit');
+  await hit.waitFor({ state: 'visible' });
+  const text = await hit.textContent();
+  check(text.includes(keeper(i)) && text.includes(`${gulls(i)} gulls`), `the highlighted passage holds the fact (${text})`);
+  check(await hit.locator('mark').count() === 1, 'the passage is marked');
+  const inView = await page.evaluate(() => {
+    const box = document.getElementById('passage-text').getBoundingClientRect();
+    const r = document.querySelector('#passage .passage-hit').getBoundingClientRect();
+    return r.top >= box.top - 1 && r.bottom <= box.bottom + 1 && r.top >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth;
+  });
+  check(inView, 'the highlighted passage is scrolled into view');
+}
+
 /* ---- the walk ---- */
 
 const steps = [];
@@ -278,7 +371,7 @@ async function walk() {
     check(await page.locator('#dropzone.over').count() === 1, 'the drop zone lights up while a file is dragged over it');
     await page.dispatchEvent('#dropzone', 'drop', { dataTransfer: dt });
     await page.setInputFiles('#file-input', [
-      { name: 'long.txt', mimeType: 'text/plain', buffer: Buffer.from(LONG) },
+      { name: 'almanac.md', mimeType: 'text/markdown', buffer: Buffer.from(ALMANAC) },
       { name: 'broken.pdf', mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4\nthis is not a PDF body\n') },
       { name: 'tool.exe', mimeType: 'application/octet-stream', buffer: Buffer.from('MZ....') },
     ]);
@@ -298,7 +391,7 @@ async function walk() {
     check(await page.getAttribute('#upload-status', 'data-kind') === 'error', 'a rejected upload makes the status an error');
     check(/1 upload rejected: broken\.pdf: Text could not be extracted: The PDF is damaged/.test(status), `the status names the rejected file (${status})`);
     check(/broken\.pdf/.test(await page.textContent('.pending-item[data-state="failed"]')), 'the failed file is marked in the list');
-    for (const name of ['kv-guide.md', 'evil.txt', 'long.txt']) {
+    for (const name of ['kv-guide.md', 'evil.txt', 'almanac.md']) {
       await page.locator(sel.docItem(name)).waitFor();
       const b = await badge(name);
       check(b.state === 'none' && b.text === 'not cached', `${name} starts not cached (${b.text})`);
@@ -306,7 +399,7 @@ async function walk() {
     check(await page.locator('.doc-item').count() === 3, 'three documents in the library');
     const opts = await page.locator('#doc-select option').allTextContents();
     check(opts[0] === 'No document' && opts.length === 4, `the selector has "No document" and the three documents (${opts})`);
-    check(await page.inputValue('#doc-select') === await docId('long.txt'), 'the last uploaded document is selected');
+    check(await page.inputValue('#doc-select') === await docId('almanac.md'), 'the last uploaded document is selected');
     await shot('desktop-uploaded');
   });
 
@@ -486,19 +579,111 @@ async function walk() {
     await until(async () => /running · tiny\.gguf/.test(await page.textContent('#model-pill')), 'the pill to name the local model again');
   });
 
-  await step('a document too long for the context cannot be cached, and says why', async () => {
-    await page.click(`${sel.docItem('long.txt')} .doc-name`);
+  let almanacId = '';
+  let parts = [];
+  await step('a long document shows its parts; caching shows each part, the overall progress and the time left', async () => {
+    almanacId = await docId('almanac.md');
+    parts = (await api('GET', `/api/v1/documents/${almanacId}/groups`)).body;
+    const n = parts.length;
+    check(n >= 4, `almanac.md is planned into several parts (${n})`);
+    const item = page.locator(sel.docItem('almanac.md'));
+    await until(async () => (await item.locator('.doc-parts-label').textContent()) === `${n} parts · 0 cached`, `almanac.md to show "${n} parts · 0 cached"`);
+    check(await item.locator('.part-cell').count() === n, 'a cell per part');
+    check(await page.locator(`${sel.docItem('kv-guide.md')} .doc-parts`).count() === 0, 'a short document shows no parts');
+    await page.click(`${sel.docItem('almanac.md')} .doc-name`);
+    await watchCaching('almanac.md');
     await page.click('#cache-btn');
-    await until(async () => (await page.getAttribute('#upload-status', 'data-kind')) === 'error', 'the caching error', 60_000);
-    const status = await page.textContent('#upload-status');
-    check(/Cannot cache long\.txt: The document is too long for the model/.test(status), `the error is explained (${status})`);
-    const b = await badge('long.txt');
-    check(b.state === 'failed', `long.txt shows the failure (${b.text})`);
-    check(/too long/.test(await page.textContent(`${sel.docItem('long.txt')} .doc-error`)), 'the reason is shown in the library');
-    const answer = await ask('Can you summarize this long text?');
-    check(await answer.getAttribute('data-state') === 'error', 'asking about it ends in an error');
-    const err = await answer.locator('.msg-error').textContent();
-    check(/Error 422: The conversation is too long/.test(err) && /use a shorter document/.test(err), `the error says why and what to do (${err})`);
+    await until(async () => new RegExp(`almanac\\.md: ${n} of ${n} parts cached`).test(await page.textContent('#upload-status')), 'the caching outcome', 90_000);
+    checkCachingSeen(await page.evaluate(() => window.__caching), n);
+    await until(async () => (await item.locator('.doc-parts-label').textContent()) === `${n} parts · ${n} cached`, `almanac.md to show "${n} parts · ${n} cached"`);
+    check(await item.locator('.part-cell[data-state="cached"]').count() === n, 'every cell says cached');
+    check((await badge('almanac.md')).state === 'cached', 'the badge says cached');
+    check(new RegExp(`${n} parts`).test(await page.textContent('#doc-state')), 'the badge beside the selector counts the parts');
+    check(await page.getAttribute('#upload-status', 'data-kind') === 'ok', 'the outcome is a success');
+  });
+
+  await step('a part that fails says so, with its error; the time left shows while the parts cache', async () => {
+    const n = parts.length;
+    const item = page.locator(sel.docItem('almanac.md'));
+    // the server's parts list, as if part 2 had failed for a full disk
+    const failedParts = parts.map((g, i) => (i === 1 ? { ...g, cached: false, status: 'failed', error: 'The disk is full (507)', tier: null }
+      : { ...g, cached: true, status: 'cached' }));
+    await page.route(`**/api/v1/documents/${almanacId}/groups`, (route) => route.fulfill({ json: failedParts }));
+    // a caching stream that takes its time, as a large document's would
+    const evs = [{ event: 'start', doc_id: almanacId },
+      { event: 'init', doc_id: almanacId, total_groups: n, groups: parts.map((g) => ({ ...g, cached: false, status: 'none' })) },
+      { event: 'progress', group_id: 0, status: 'caching', cached_count: 0, total_groups: n, percent: 12, done: 1200, total: 10000, eta_s: 18.4 },
+      { event: 'progress', group_id: 0, status: 'cached', cached_count: 1, total_groups: n, percent: 25, done: 2500, total: 10000, eta_s: 15 },
+      { event: 'progress', group_id: 1, status: 'caching', cached_count: 1, total_groups: n, percent: 31, done: 3100, total: 10000, eta_s: 12.2, pause: 1500 },
+      { event: 'progress', group_id: 1, status: 'failed', cached_count: 1, total_groups: n, percent: 50, done: 5000, total: 10000, eta_s: 8, detail: 'The disk is full' },
+      ...parts.slice(2).map((g, i) => ({ event: 'progress', group_id: g.group_id, status: 'cached', cached_count: 2 + i, total_groups: n, percent: 60 + i * 10, done: 6000, total: 10000, eta_s: 1 })),
+      { event: 'complete', doc_id: almanacId, cached_groups: n - 1, total_groups: n, failed_groups: 1 },
+      { event: 'error', status: 507, detail: 'The disk is full' }];
+    await page.evaluate(({ id, evs }) => {
+      window.__realFetch = window.fetch;
+      window.fetch = async (url, opts) => {
+        if (!String(url).includes(`/documents/cache/${id}`)) return window.__realFetch(url, opts);
+        const enc = new TextEncoder();
+        const body = new ReadableStream({
+          async start(c) {
+            for (const { pause, ...e } of evs) {
+              c.enqueue(enc.encode(`data: ${JSON.stringify(e)}\n\n`));
+              await new Promise((r) => setTimeout(r, pause || 30));
+            }
+            c.close();
+          },
+        });
+        return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
+      };
+    }, { id: almanacId, evs });
+    try {
+      await item.locator('button', { hasText: 'Re-cache' }).click();
+      await until(async () => /about 12 s left/.test(await item.locator('.doc-progress').textContent()), 'the time left while part 2 caches');
+      const text = await item.locator('.doc-progress').textContent();
+      check(text === `part 2 of ${n} · 31% · about 12 s left`, `the part, the percent and the time left are shown (${text})`);
+      check(await item.locator('progress').getAttribute('value') === '31', 'the overall bar follows the percent');
+      check(await item.locator('.part-cell[data-state="cached"]').count() === 1 && await item.locator('.part-cell[data-state="caching"]').count() === 1,
+        'one cell cached, one caching');
+      check(/part 2 of \d+, 31% — about 12 s left/.test(await page.textContent('#upload-status')), 'the status line says it too');
+      await shot('desktop-long-caching');
+      await until(async () => (await page.getAttribute('#upload-status', 'data-kind')) === 'error', 'the caching outcome');
+      const status = await page.textContent('#upload-status');
+      check(status === `almanac.md: ${n - 1} of ${n} parts cached, 1 failed (The disk is full).`, `the outcome counts the parts (${status})`);
+      await until(async () => (await item.locator('.doc-parts-label').textContent()) === `${n} parts · ${n - 1} cached · 1 failed`, 'the failed part in the count');
+      check(await item.locator('.part-cell[data-state="failed"]').count() === 1, 'one cell says failed');
+      const err = await item.locator('.doc-part-errors').textContent();
+      check(err === `Part 2 (${parts[1].where}) failed: The disk is full (507)`, `the failed part says why (${err})`);
+      check((await badge('almanac.md')).state === 'failed', 'the badge says a part failed');
+      await shot('desktop-long-failed');
+    } finally {
+      await page.evaluate(() => { window.fetch = window.__realFetch; });
+      await page.unroute(`**/api/v1/documents/${almanacId}/groups`);
+    }
+    await page.click('#doc-list-refresh');
+    await until(async () => (await item.locator('.doc-parts-label').textContent()) === `${n} parts · ${n} cached`, 'the real parts back after a refresh');
+  });
+
+  await step('an answer from a long document says which part and section it came from; its source shows the passage, highlighted', async () => {
+    const n = parts.length;
+    await page.click('#clear-btn');
+    const answer = await ask(`Who is ${keeper(97)}?`);
+    check(await answer.getAttribute('data-state') === 'done', 'the answer completed');
+    const line = await checkSourceLine(answer, 97, n);
+    await openSource(answer, 97);
+    check(await page.locator('#passage .passage-chunk').count() === 3, 'the passage comes with the chunks before and after it');
+    const meta = await page.textContent('#preview-meta');
+    check(/almanac\.md: Harbour 97/.test(meta), `the preview names the document and section (${meta})`);
+    await shot('desktop-long-source');
+    await page.click('#passage-later');
+    await until(async () => (await page.locator('#passage .passage-chunk').count()) === 4, 'one more chunk after Later');
+    await page.click('#passage-close');
+    check(await page.isHidden('#passage') && await page.isVisible('#preview-text'), 'Close goes back to the first lines');
+    // a stored answer says the same once the page is reloaded
+    await page.reload();
+    const again = page.locator('.msg.assistant').last();
+    await until(async () => (await again.locator('.msg-where').count()) === 1, 'the reopened answer\'s source line');
+    check(await again.locator('.msg-where').textContent() === line, 'the stored answer names the same part');
+    check(await again.locator('.source').count() === await answer.locator('.source').count(), 'and the same sources');
     await page.click(`${sel.docItem('kv-guide.md')} .doc-name`);
   });
 
@@ -643,6 +828,31 @@ async function walk() {
     await page.click('#banner-random-hide');
     check(!(await page.isVisible('#banner-random')), 'the random-weights notice can be hidden');
     check(/random weights/.test(await page.textContent('#model-pill')), 'the status pill still says random weights');
+  });
+
+  await step('phone width: a long document cached part by part; an answer\'s source opened in place', async () => {
+    const n = parts.length;
+    await page.click('.tab[data-view="docs"]');
+    const item = page.locator(sel.docItem('almanac.md'));
+    // the engine was started with reset: no part is cached any more
+    await until(async () => (await item.locator('.doc-parts-label').textContent()) === `${n} parts · 0 cached`, 'almanac.md to show no part cached');
+    await watchCaching('almanac.md');
+    await item.locator('button', { hasText: /^(Cache|Re-cache)$/ }).click();
+    await until(async () => new RegExp(`almanac\\.md: ${n} of ${n} parts cached`).test(await page.textContent('#upload-status')), 'the caching outcome', 90_000);
+    checkCachingSeen(await page.evaluate(() => window.__caching), n);
+    await until(async () => (await item.locator('.doc-parts-label').textContent()) === `${n} parts · ${n} cached`, 'every part cached');
+    check(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth) <= 0, 'no horizontal overflow on documents');
+    await shot('phone-long-cached');
+    await item.locator('.doc-name').click();
+    check(await page.isVisible('#panel-chat'), 'choosing the document goes to the chat');
+    await page.click('#clear-btn');
+    const answer = await ask(`Who is ${keeper(40)}?`);
+    check(await answer.getAttribute('data-state') === 'done', 'the answer completed');
+    await checkSourceLine(answer, 40, n);
+    await openSource(answer, 40);
+    check(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth) <= 0, 'no horizontal overflow with the passage open');
+    await shot('phone-long-source');
+    await page.click('#passage-close');
   });
 
   await step('dark mode follows the system', async () => {

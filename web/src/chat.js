@@ -1,11 +1,13 @@
 // chat.js — the conversation: streamed answers rendered as sanitized
 // markdown, Enter to send (Shift+Enter for a new line), Stop (aborts the
 // request, which stops the generation), Clear (a new session), a copy button
-// and the cache figures under each answer, and the list of past sessions.
+// and the cache figures under each answer, where each answer came from (a
+// long document's part, its pages or sections, the passages that matched:
+// a click shows one in the preview), and the list of past sessions.
 import { ApiError, del, events as sse, get, post, request } from './api.js';
 import { byId, confirmButton, h, setStatus } from './dom.js';
-import { ago, fullTime, int, ms, tierName } from './format.js';
-import { selectDoc } from './documents.js';
+import { ago, fullTime, int, lastHeading, ms, pages, sourceLine, tierName } from './format.js';
+import { openPassage, selectDoc } from './documents.js';
 import { docById, emit, newId, on, saved, state } from './state.js';
 import { setMarkdown } from './markdown.js';
 
@@ -64,14 +66,15 @@ async function copyText(text) {
 }
 
 /**
- * An answer bubble. Returns {node, setText, finish, fail, stop}; the raw
- * markdown is kept for the copy button.
+ * An answer bubble. Returns {node, setText, setSource, finish, fail, stop};
+ * the raw markdown is kept for the copy button.
  */
 function assistantMessage() {
   let raw = '';
   let pending = false;
   const body = h('div', { class: 'msg-body markdown' }, h('span', { class: 'typing', 'aria-label': 'Generating' }, h('i'), h('i'), h('i')));
   const error = h('div', { class: 'msg-error', role: 'alert', hidden: true });
+  const source = h('div', { class: 'msg-source', hidden: true });
   const metrics = h('p', { class: 'msg-metrics' });
   const copy = h('button', { type: 'button', class: 'btn small ghost copy-btn', disabled: true, 'aria-label': 'Copy this answer' }, 'Copy');
   copy.addEventListener('click', async () => {
@@ -81,7 +84,7 @@ function assistantMessage() {
   });
   const node = addMessage(h('article', { class: 'msg assistant', dataset: { state: 'streaming' }, 'aria-label': 'Answer', 'aria-busy': 'true' },
     h('div', { class: 'msg-role' }, 'Assistant'),
-    body, error,
+    body, error, source,
     h('footer', { class: 'msg-foot' }, metrics, copy)));
 
   const render = () => {
@@ -98,6 +101,9 @@ function assistantMessage() {
   };
   return {
     node,
+    setSource(info, sources) {
+      showSource(source, info, sources);
+    },
     setText(text) {
       raw = text;
       if (!pending) {
@@ -140,6 +146,47 @@ function errorContent(detail, status) {
       `The document and the conversation must fit in the model's context${n ? ` (${int(n)} tokens per conversation)` : ''}: use a shorter document, or Clear to start a new session.`));
   }
   return parts;
+}
+
+/**
+ * Where an answer came from, under it: for a part of a long document
+ * "From pages 20–23 of manual.pdf, part 4 of 9" and the passages that
+ * matched (heading, pages, snippet; a click shows the passage in the
+ * preview); for a whole document a quiet note. Everything here comes from
+ * the document, so it goes in as text only.
+ */
+function showSource(box, info, sources) {
+  const line = sourceLine(info);
+  const list = Array.isArray(sources) ? sources.filter((x) => x && Number.isInteger(x.chunk_id)) : [];
+  if (!line && !list.length) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  const rag = info && info.method === 'rag';
+  box.dataset.method = (info && info.method) || '';
+  if (rag && Number.isFinite(info.group_id)) {
+    box.dataset.part = String(info.group_id + 1);
+    box.dataset.totalParts = String(info.total_groups);
+  }
+  const items = list.map((x) => {
+    const head = lastHeading(x.heading);
+    const where = pages(x.page_numbers, x.page_labels);
+    const label = [head, where].filter(Boolean).join(', ') || `passage ${x.chunk_id + 1}`;
+    return h('li', {},
+      h('button', {
+        type: 'button', class: 'source',
+        dataset: { docId: x.document_id || '', chunkId: x.chunk_id },
+        title: [x.heading, where, x.filename].filter(Boolean).join(' · '),
+        'aria-label': `Show the source passage: ${label}${x.filename ? ` in ${x.filename}` : ''}`,
+        onclick: () => openPassage(x.document_id || (info && info.document_id), x.chunk_id),
+      },
+      h('span', { class: 'source-place' }, label),
+      x.snippet ? h('span', { class: 'source-snippet' }, x.snippet) : null));
+  });
+  box.replaceChildren(
+    h('p', { class: rag ? 'msg-where' : 'msg-where quiet' }, 'From ', h('span', { class: 'msg-where-text' }, line)),
+    items.length ? h('ol', { class: 'msg-sources', 'aria-label': 'Sources' }, ...items) : null);
 }
 
 /**
@@ -225,6 +272,7 @@ async function send() {
     let end = null;
     for await (const ev of sse(res)) {
       if (ev.error) { end = ev; break; }
+      if (ev.rag_info || ev.sources) msg.setSource(ev.rag_info, ev.sources);
       if (ev.chunk) {
         if (first === null) first = performance.now();
         acc += ev.chunk;
@@ -283,6 +331,7 @@ function renderHistory(messages) {
       userMessage(m.content);
     } else if (m.role === 'assistant') {
       const a = assistantMessage();
+      if (m.rag_info || m.sources) a.setSource(m.rag_info, m.sources);
       a.finish(m.content, { usage: m.usage, timings: m.timings, ttft_ms: m.ttft_ms, finish_reason: m.finish_reason, incomplete: m.incomplete });
     }
   }

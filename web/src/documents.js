@@ -2,9 +2,15 @@
 // before sending), the Cache button with streamed progress, the library list
 // with each document's cache state, the chat's document selector and the
 // preview of the selected document.
+//
+// A long document is planned by the server into parts (the API's groups),
+// each cached on its own: the library shows them ("9 parts · 4 cached", a
+// row of cells, one per part), caching shows the part under way and the
+// time left, and the preview can show any passage (a chunk and its
+// neighbours) with the source of an answer highlighted (openPassage).
 import { ApiError, del, events as sse, get, request, upload } from './api.js';
 import { byId, confirmButton, h, setStatus } from './dom.js';
-import { bytes, cacheState, int, ms, tierName } from './format.js';
+import { bytes, cacheState, eta, int, lastHeading, ms, pages, partState, partsSummary, tierName } from './format.js';
 import { docById, emit, on, saved, state } from './state.js';
 
 /** What the server accepts, checked here before sending: its defaults
@@ -16,6 +22,10 @@ export const limits = {
 
 /** The preview shows at most this much of the first lines. */
 const PREVIEW_MAX_CHARS = 2000;
+/** Parts lists loaded at once (one GET /groups per document). */
+const PARTS_CONCURRENCY = 3;
+/** A long document lists at most this many failed parts by name. */
+const FAILED_SHOWN = 3;
 
 const el = {};
 /** Files chosen and not yet uploaded: {file, error, state, message}. */
@@ -23,6 +33,7 @@ let pending = [];
 let uploading = false;
 let previewSeq = 0;
 let pollTimer = null;
+let engineStarted = 0;
 
 function extOf(name) {
   const dot = name.lastIndexOf('.');
@@ -133,42 +144,110 @@ function uploadError(err) {
   }
 }
 
-/** Caches a document's prefix in the engine, streaming progress. */
+/**
+ * Caches a document in the engine, streaming progress. A document of
+ * several parts reports each part (init, then progress per part with the
+ * overall percent and the time left, then complete); `run` keeps what the
+ * stream said so the library can draw it while it goes.
+ */
 export async function cacheDoc(id) {
   const doc = docById(id);
   const name = doc ? doc.filename : 'the document';
   if (state.caching.has(id)) return;
-  state.caching.set(id, 0);
+  const known = state.parts.get(id);
+  const run = {
+    percent: 0,
+    groups: known && known.groups.length > 1 ? known.groups.map((g) => ({ ...g })) : null,
+    part: -1,
+    total: 0,
+    cached: 0,
+    eta: NaN,
+    complete: null,
+  };
+  state.caching.set(id, run);
   renderDocs();
   setStatus(el.status, `Caching ${name}…`, 'busy');
   let outcome = null;
   try {
     const res = await request('POST', `/documents/cache/${encodeURIComponent(id)}`, { accept: 'text/event-stream' });
     for await (const ev of sse(res)) {
-      if (ev.event === 'progress') {
-        state.caching.set(id, ev.percent);
-        setStatus(el.status, `Caching ${name}: ${ev.percent}% (${int(ev.done)} of ${int(ev.total)} tokens)…`, 'busy');
+      if (ev.event === 'init') {
+        if (Array.isArray(ev.groups) && ev.groups.length) run.groups = ev.groups.map((g) => ({ ...g }));
+        run.total = ev.total_groups || (run.groups ? run.groups.length : 0);
+        run.cached = run.groups ? run.groups.filter((g) => partState(g) === 'cached').length : 0;
         renderDocs();
+      } else if (ev.event === 'progress') {
+        if (Number.isFinite(ev.percent)) run.percent = ev.percent;
+        if (Number.isInteger(ev.group_id)) {
+          partProgress(run, ev);
+          const left = eta(ev.eta_s);
+          setStatus(el.status, `Caching ${name}: part ${run.part + 1} of ${int(run.total)}, ${run.percent}%${left ? ` — ${left}` : ''}…`, 'busy');
+        } else {
+          setStatus(el.status, `Caching ${name}: ${ev.percent}% (${int(ev.done)} of ${int(ev.total)} tokens)…`, 'busy');
+        }
+        renderDocs();
+      } else if (ev.event === 'complete') {
+        run.complete = ev;
       } else if (ev.event === 'done' || ev.event === 'error') {
         outcome = ev;
       }
     }
     if (!outcome) throw new ApiError(0, 'the connection closed before caching finished');
     if (outcome.event === 'error') throw new ApiError(outcome.status || 500, outcome.detail || 'caching failed');
-    const how = outcome.already_cached ? 'was already cached' : `cached in ${ms(outcome.prefill_ms)}`;
-    setStatus(el.status, `${name} ${how}: ${int(outcome.n_tokens)} tokens, ${bytes(outcome.bytes)} of KV cache ${tierName(outcome.tier)}.`, 'ok');
+    if (outcome.total_groups > 1) {
+      setStatus(el.status, partsOutcome(name, outcome), outcome.failed_groups ? 'error' : 'ok');
+    } else {
+      const how = outcome.already_cached ? 'was already cached' : `cached in ${ms(outcome.prefill_ms)}`;
+      setStatus(el.status, `${name} ${how}: ${int(outcome.n_tokens)} tokens, ${bytes(outcome.bytes)} of KV cache ${tierName(outcome.tier)}.`, 'ok');
+    }
+    if (Array.isArray(outcome.groups) && outcome.groups.length) run.groups = outcome.groups;
   } catch (err) {
     const e = err instanceof ApiError ? err : new ApiError(0, String(err));
     let text;
     if (e.status === 422) text = `Cannot cache ${name}: ${e.detail}`;
     else if (e.status === 503) text = `Cannot cache ${name}: ${e.detail}`;
     else text = `Caching ${name} failed${e.status ? ` (${e.status})` : ''}: ${e.detail}`;
+    const c = run.complete;
+    if (c && c.total_groups > 1) {
+      text = `${name}: ${int(c.cached_groups)} of ${int(c.total_groups)} parts cached, ${int(c.failed_groups)} failed${e.detail ? ` (${e.detail})` : ''}.`;
+    }
     setStatus(el.status, text, 'error');
   } finally {
+    // what the run saw stays on screen until the server's parts list is back
+    if (run.groups) state.parts.set(id, { key: null, groups: run.groups, stale: true });
     state.caching.delete(id);
     await refreshDocs();
     emit('engine-activity');
   }
+}
+
+/** One part's progress event into the run's record of the parts. */
+function partProgress(run, ev) {
+  run.part = ev.group_id;
+  if (Number.isInteger(ev.total_groups)) run.total = ev.total_groups;
+  if (Number.isInteger(ev.cached_count)) run.cached = ev.cached_count;
+  run.eta = Number.isFinite(ev.eta_s) ? ev.eta_s : NaN;
+  if (!run.groups || run.groups.length < Math.max(run.total, ev.group_id + 1)) {
+    // no init event (or a short one): placeholders for the parts not named yet
+    const have = new Map((run.groups || []).map((g) => [g.group_id, g]));
+    run.groups = Array.from({ length: Math.max(run.total, ev.group_id + 1) },
+      (_, i) => have.get(i) || { group_id: i, status: 'none' });
+  }
+  const g = run.groups.find((x) => x.group_id === ev.group_id);
+  g.status = ev.status;
+  g.cached = ev.status === 'cached';
+  if (ev.status === 'failed') g.error = ev.detail || ev.error || g.error || null;
+}
+
+/** The status line once every part has been tried. */
+function partsOutcome(name, o) {
+  const total = int(o.total_groups);
+  const all = `${int(o.cached_groups)} of ${total} parts cached`;
+  const failed = o.failed_groups ? `, ${int(o.failed_groups)} failed` : '';
+  if (o.already_cached) return `${name}: ${all} (all were already cached).`;
+  const how = [o.n_tokens >= 0 ? `${int(o.n_tokens)} tokens` : '', o.bytes >= 0 ? `${bytes(o.bytes)} of KV cache ${tierName(o.tier)}` : '',
+    o.prefill_ms >= 0 ? `in ${ms(o.prefill_ms)}` : ''].filter(Boolean).join(', ');
+  return `${name}: ${all}${failed}${how ? ` (${how})` : ''}.`;
 }
 
 function onCacheButton() {
@@ -204,6 +283,90 @@ export async function refreshDocs() {
   renderDocs();
   emit('docs');
   schedulePoll();
+  if (await loadParts()) renderDocs();
+}
+
+/** What a document's parts list depends on: when it changes, reload it. */
+function partsKey(d) {
+  const c = d.cache || {};
+  return [d.cache_status, c.status, c.tier, c.tokens, c.cached_at, c.error, c.evicted ? 'evicted' : '', d.total_chunks].join('|');
+}
+
+let partsChain = Promise.resolve(false);
+
+/** loadPartsPass() after the pass under way (one at a time). */
+function loadParts() {
+  partsChain = partsChain.then(loadPartsPass, loadPartsPass);
+  return partsChain;
+}
+
+/**
+ * Loads the parts of every document whose cache state changed since its
+ * parts were last loaded (a few at a time); resolves to true when some
+ * came back different. A document being cached here is drawn from its
+ * stream instead. A failed load keeps what was known (a short document
+ * shows as it always did).
+ */
+async function loadPartsPass() {
+  const todo = state.docs.filter((d) => {
+    if (state.caching.has(d.doc_id)) return false;
+    const known = state.parts.get(d.doc_id);
+    return !known || known.stale || known.key !== partsKey(d) || d.cache_status === 'caching';
+  });
+  for (const id of [...state.parts.keys()]) if (!docById(id)) state.parts.delete(id);
+  if (!todo.length) return false;
+  let changed = false;
+  const one = async (d) => {
+    const key = partsKey(d);
+    try {
+      const groups = await get(`/documents/${encodeURIComponent(d.doc_id)}/groups`);
+      if (!Array.isArray(groups) || state.caching.has(d.doc_id)) return;
+      const before = state.parts.get(d.doc_id);
+      if (!before || JSON.stringify(before.groups) !== JSON.stringify(groups)) changed = true;
+      state.parts.set(d.doc_id, { key, groups, stale: false });
+    } catch {
+      const before = state.parts.get(d.doc_id);
+      if (before) before.stale = false;
+    }
+  };
+  const queue = [...todo];
+  await Promise.all(Array.from({ length: Math.min(PARTS_CONCURRENCY, queue.length) }, async () => {
+    while (queue.length) await one(queue.shift());
+  }));
+  return changed;
+}
+
+/** The parts a document shows: its caching run's, else the last loaded. */
+function partsOf(id) {
+  const run = state.caching.get(id);
+  if (run && run.groups && run.groups.length) return run.groups;
+  const known = state.parts.get(id);
+  return known ? known.groups : null;
+}
+
+/**
+ * A document's cache state, parts included: a document of several parts
+ * is cached when every part is, and says how many are when only some are.
+ * Returns cacheState()'s object plus `parts` (partsSummary) and `run`.
+ */
+function docState(d) {
+  const run = state.caching.get(d.doc_id);
+  const cs = cacheState(d, run ? run.percent : undefined, state.engine);
+  const ps = partsSummary(partsOf(d.doc_id));
+  const out = { ...cs, parts: ps, run };
+  if (!ps.long || run) return out;
+  if (ps.cached === ps.total) {
+    if (cs.state !== 'cached') Object.assign(out, { state: 'cached', label: 'cached', short: 'cached', detail: `All ${ps.total} parts are in the KV cache` });
+  } else if (ps.failed) {
+    Object.assign(out, { state: 'failed', label: `${ps.cached} of ${ps.total} parts cached`, short: `${ps.failed} part${ps.failed === 1 ? '' : 's'} failed`, detail: `${ps.failed} of ${ps.total} parts could not be cached: press Cache to try them again` });
+  } else if (ps.caching) {
+    Object.assign(out, { state: 'caching', label: `caching… ${ps.cached} of ${ps.total} parts`, short: 'caching…' });
+  } else if (ps.cached) {
+    Object.assign(out, { state: 'partial', label: `${ps.cached} of ${ps.total} parts cached`, short: 'partly cached', detail: 'Some parts are not in the KV cache (evicted or not cached yet): press Cache' });
+  } else if (cs.state === 'cached') {
+    Object.assign(out, { state: 'none', label: 'not cached', short: 'not cached', detail: 'The model server no longer holds its parts: press Cache' });
+  }
+  return out;
 }
 
 /** While some document is caching (from elsewhere), poll the list. */
@@ -233,8 +396,8 @@ export function renderDocs() {
 function renderSelector() {
   const items = [['', 'No document']];
   for (const d of state.docs) {
-    const cs = cacheState(d, state.caching.get(d.doc_id), state.engine);
-    items.push([d.doc_id, `${d.filename} — ${cs.short}`]);
+    const cs = docState(d);
+    items.push([d.doc_id, `${d.filename} — ${cs.short}${cs.parts.long ? ` · ${int(cs.parts.total)} parts` : ''}`]);
   }
   const opts = [...el.select.options];
   if (opts.length === items.length && opts.every((o, i) => o.value === items[i][0])) {
@@ -256,11 +419,13 @@ function renderList() {
     return;
   }
   el.list.replaceChildren(...state.docs.map((d) => {
-    const progress = state.caching.get(d.doc_id);
-    const cs = cacheState(d, progress, state.engine);
+    const cs = docState(d);
+    const { run, parts: ps } = cs;
     const selected = d.doc_id === state.selectedDocId;
-    const meta = [d.content_type, bytes(d.file_size), d.n_tokens >= 0 ? `${int(d.n_tokens)} tokens` : null]
+    const meta = [d.content_type, bytes(d.file_size), d.n_tokens >= 0 ? `${int(d.n_tokens)} tokens` : null,
+      d.total_pages > 0 ? `${int(d.total_pages)} page${d.total_pages === 1 ? '' : 's'}` : null]
       .filter(Boolean).join(' · ');
+    const failedParts = ps.long ? partsOf(d.doc_id).filter((g) => partState(g) === 'failed') : [];
     return h('li', { class: 'doc-item', dataset: { docId: d.doc_id, state: cs.state }, 'aria-current': selected ? 'true' : null },
       h('button', {
         type: 'button', class: 'doc-name', title: `Use ${d.filename} in the chat`,
@@ -269,10 +434,13 @@ function renderList() {
       }, d.filename),
       h('span', { class: 'doc-meta muted' }, meta),
       h('span', { class: 'badge doc-cache', dataset: { state: cs.state, tier: cs.tier || '' }, title: cs.detail }, cs.label),
-      cs.state === 'caching'
-        ? h('progress', { max: 100, value: progress ?? null, 'aria-label': `Caching ${d.filename}` })
+      ps.long ? partsRow(d, ps, partsOf(d.doc_id), run) : null,
+      cs.state === 'caching' && run
+        ? h('progress', { max: 100, value: run.percent ?? null, 'aria-label': `Caching ${d.filename}` })
         : null,
-      cs.state === 'failed' ? h('span', { class: 'doc-error error-text' }, cs.detail) : null,
+      run && ps.long && run.part >= 0 ? h('span', { class: 'doc-progress muted', role: 'status' }, progressText(run, ps)) : null,
+      cs.state === 'failed' && !failedParts.length ? h('span', { class: 'doc-error error-text' }, cs.detail) : null,
+      failedParts.length ? failedList(failedParts) : null,
       h('span', { class: 'doc-actions' },
         h('button', {
           type: 'button', class: 'btn small', disabled: cs.state === 'caching',
@@ -283,15 +451,53 @@ function renderList() {
   }));
 }
 
+/** "9 parts · 4 cached" and a cell per part (cached, caching, failed, none). */
+function partsRow(d, ps, groups, run) {
+  const stateText = { cached: 'cached', caching: 'caching…', failed: 'failed', none: 'not cached' };
+  return h('div', { class: 'doc-parts', dataset: { total: ps.total, cached: ps.cached, failed: ps.failed } },
+    h('span', { class: 'doc-parts-label' }, ps.label),
+    h('span', { class: 'part-cells', 'aria-hidden': 'true', dataset: { many: ps.total > 48 ? 'yes' : 'no' } },
+      ...groups.map((g) => {
+        const st = partState(g);
+        const now = run && run.part === g.group_id && st === 'caching';
+        return h('span', {
+          class: 'part-cell',
+          dataset: { state: st, part: g.group_id + 1, current: now ? 'yes' : null },
+          title: `Part ${g.group_id + 1} of ${ps.total}${g.where ? ` (${g.where})` : ''}: ${stateText[st]}${st === 'failed' && g.error ? ` — ${g.error}` : ''}`,
+        });
+      })));
+}
+
+/** "part 4 of 9 · 41% · about 12 s left" while a run goes. */
+function progressText(run, ps) {
+  const total = run.total || ps.total;
+  return [`part ${run.part + 1} of ${int(total)}`, `${run.percent}%`, eta(run.eta)].filter(Boolean).join(' · ');
+}
+
+/** The failed parts with their errors (the first few). */
+function failedList(failed) {
+  const lines = failed.slice(0, FAILED_SHOWN).map((g) => h('li', {},
+    `Part ${g.group_id + 1}${g.where ? ` (${g.where})` : ''} failed${g.error ? `: ${g.error}` : ''}`));
+  if (failed.length > FAILED_SHOWN) lines.push(h('li', {}, `and ${failed.length - FAILED_SHOWN} more`));
+  return h('ul', { class: 'doc-error doc-part-errors error-text' }, ...lines);
+}
+
 function renderBadge() {
   const d = docById(state.selectedDocId);
   if (!d) {
     el.badge.hidden = true;
     return;
   }
-  const cs = cacheState(d, state.caching.get(d.doc_id), state.engine);
+  const cs = docState(d);
   el.badge.hidden = false;
-  el.badge.textContent = cs.label;
+  let text = cs.label;
+  if (cs.parts.long) {
+    const total = `${int(cs.parts.total)} parts`;
+    if (cs.run) text = cs.run.part >= 0 ? `${cs.label} · part ${cs.run.part + 1} of ${int(cs.run.total || cs.parts.total)}` : cs.label;
+    else if (cs.state === 'cached') text = `${cs.short} · ${total}`;
+    else if (!/parts/.test(cs.label)) text = `${cs.label} · ${total}`;
+  }
+  el.badge.textContent = text;
   el.badge.title = cs.detail;
   el.badge.dataset.state = cs.state;
 }
@@ -310,6 +516,9 @@ export function selectDoc(id) {
 async function loadPreview() {
   const id = state.selectedDocId;
   const seq = ++previewSeq;
+  passage = null;
+  el.passage.hidden = true;
+  el.previewText.hidden = false;
   if (!id) {
     el.preview.hidden = true;
     return;
@@ -325,12 +534,110 @@ async function loadPreview() {
     if (cut) text = `${text.slice(0, PREVIEW_MAX_CHARS)}…`;
     const shown = text.split('\n').filter((_, i, a) => i < a.length - 1 || a[i] !== '').length;
     el.previewText.textContent = text || '(no text)';
-    el.previewMeta.textContent = `— ${d.filename}: ${cut ? 'the beginning' : `first ${Math.min(shown, d.total_lines ?? shown)}`} of ${int(d.total_lines)} line${d.total_lines === 1 ? '' : 's'}, ${int(d.n_chars)} characters`;
+    const ps = partsSummary(partsOf(id));
+    el.previewMeta.textContent = `— ${d.filename}: ${cut ? 'the beginning' : `first ${Math.min(shown, d.total_lines ?? shown)}`} of ${int(d.total_lines)} line${d.total_lines === 1 ? '' : 's'}, ${int(d.n_chars)} characters${ps.long ? `, ${int(ps.total)} parts` : ''}`;
   } catch (err) {
     if (seq !== previewSeq) return;
     el.previewText.textContent = '';
     el.previewMeta.textContent = `— cannot load the preview: ${err.detail || err}`;
   }
+}
+
+/* ---- a passage: an answer's source in its place ---- */
+
+/** The passage the preview shows: {docId, filename, total, chunks, hit}. */
+let passage = null;
+
+/** GET one chunk ({chunk_id, heading, page_numbers, ..., content}). */
+async function fetchChunk(docId, chunkId) {
+  const r = await get(`/documents/${encodeURIComponent(docId)}/chunks/${chunkId}`);
+  if (!r || !r.chunk || typeof r.chunk.content !== 'string') throw new ApiError(0, 'the server sent no passage');
+  return r.chunk;
+}
+
+/**
+ * Shows a document's chunk in the preview with the chunks before and after
+ * it, the chunk itself highlighted (.passage-hit) and scrolled into view.
+ * The chat's document stays as it is; Close goes back to its first lines.
+ */
+export async function openPassage(docId, chunkId) {
+  if (!docId || !Number.isInteger(chunkId) || chunkId < 0) return;
+  const seq = ++previewSeq;
+  const doc = docById(docId);
+  const filename = doc ? doc.filename : 'the document';
+  const total = doc && Number.isInteger(doc.total_chunks) ? doc.total_chunks : Infinity;
+  el.preview.hidden = false;
+  el.preview.open = true;
+  el.previewText.hidden = true;
+  el.passage.hidden = false;
+  el.passageText.replaceChildren();
+  el.passageEarlier.disabled = true;
+  el.passageLater.disabled = true;
+  el.previewMeta.textContent = `— ${filename}: loading the passage…`;
+  const ids = [chunkId - 1, chunkId, chunkId + 1].filter((i) => i >= 0 && i < total);
+  const got = await Promise.all(ids.map((i) => fetchChunk(docId, i).catch((err) => (i === chunkId ? err : null))));
+  if (seq !== previewSeq) return;
+  const hit = got[ids.indexOf(chunkId)];
+  if (!hit || hit instanceof Error) {
+    passage = null;
+    el.previewMeta.textContent = `— ${filename}: cannot load the passage: ${(hit && (hit.detail || hit.message)) || 'not found'}`;
+    return;
+  }
+  passage = { docId, filename, total, chunks: got.filter((c) => c && !(c instanceof Error)), hit: chunkId };
+  renderPassage();
+  // the highlighted chunk in view: centred, or its start when it is taller
+  const mark = el.passageText.querySelector('.passage-hit');
+  const box = el.passageText;
+  if (mark) box.scrollTop = Math.max(0, mark.offsetTop - Math.max(8, (box.clientHeight - mark.offsetHeight) / 2));
+  el.passageText.focus({ preventScroll: true });
+}
+
+function renderPassage() {
+  const p = passage;
+  const hit = p.chunks.find((c) => c.chunk_id === p.hit);
+  const where = [lastHeading(hit.heading), pages(hit.page_numbers, hit.page_labels)].filter(Boolean).join(', ');
+  el.previewMeta.textContent = `— ${p.filename}${where ? `: ${where}` : ''} (passage ${int(p.hit + 1)}${Number.isFinite(p.total) ? ` of ${int(p.total)}` : ''})`;
+  el.passageText.replaceChildren(...p.chunks.map((c, i) => {
+    const prev = p.chunks[i - 1];
+    const isHit = c.chunk_id === p.hit;
+    const place = [c.heading, pages(c.page_numbers, c.page_labels)].filter(Boolean).join(' · ');
+    const prevPlace = prev ? [prev.heading, pages(prev.page_numbers, prev.page_labels)].filter(Boolean).join(' · ') : '';
+    return h('section', {
+      class: isHit ? 'passage-chunk passage-hit' : 'passage-chunk',
+      dataset: { chunkId: c.chunk_id, hit: isHit ? 'true' : null },
+      'aria-label': isHit ? 'The source passage' : null,
+    },
+    place && place !== prevPlace ? h('p', { class: 'passage-place' }, place) : null,
+    h('div', { class: 'passage-body' }, isHit ? h('mark', { class: 'passage-mark' }, c.content) : c.content));
+  }));
+  el.passageEarlier.disabled = p.chunks[0].chunk_id <= 0;
+  el.passageLater.disabled = p.chunks[p.chunks.length - 1].chunk_id >= p.total - 1;
+}
+
+/** One more chunk before (dir -1) or after (+1) the passage. */
+async function extendPassage(dir) {
+  const p = passage;
+  if (!p) return;
+  const seq = previewSeq;
+  const id = dir < 0 ? p.chunks[0].chunk_id - 1 : p.chunks[p.chunks.length - 1].chunk_id + 1;
+  if (id < 0 || id >= p.total) return;
+  let c;
+  try {
+    c = await fetchChunk(p.docId, id);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      p.total = id;
+      renderPassage();
+    }
+    return;
+  }
+  if (seq !== previewSeq || passage !== p) return;
+  const box = el.passageText;
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  if (dir < 0) p.chunks.unshift(c); else p.chunks.push(c);
+  renderPassage();
+  // what was in view stays in view
+  if (dir < 0) box.scrollTop = box.scrollHeight - fromBottom;
 }
 
 function setupDrop() {
@@ -401,6 +708,13 @@ export function initDocuments() {
   el.preview = byId('preview');
   el.previewText = byId('preview-text');
   el.previewMeta = byId('preview-meta');
+  el.passage = byId('passage');
+  el.passageText = byId('passage-text');
+  el.passageEarlier = byId('passage-earlier');
+  el.passageLater = byId('passage-later');
+  el.passageEarlier.addEventListener('click', () => extendPassage(-1));
+  el.passageLater.addEventListener('click', () => extendPassage(1));
+  byId('passage-close').addEventListener('click', () => loadPreview());
   // the preview starts folded on phones, where the chat needs the room
   const phone = window.matchMedia('(max-width: 760px)');
   el.preview.open = !phone.matches;
@@ -416,10 +730,27 @@ export function initDocuments() {
   el.uploadBtn.addEventListener('click', uploadAll);
   el.cacheBtn.addEventListener('click', onCacheButton);
   el.select.addEventListener('change', () => selectDoc(el.select.value));
-  byId('doc-refresh').addEventListener('click', refreshDocs);
-  byId('doc-list-refresh').addEventListener('click', refreshDocs);
-  on('engine', () => renderDocs());
-  on('model-settled', () => refreshDocs());
+  // a Refresh asks for every document's parts again too
+  const refreshAll = () => {
+    for (const p of state.parts.values()) p.stale = true;
+    refreshDocs();
+  };
+  byId('doc-refresh').addEventListener('click', refreshAll);
+  byId('doc-list-refresh').addEventListener('click', refreshAll);
+  on('engine', (engine) => {
+    // another engine (a restart, a reset): the parts it holds may differ
+    if (engineStarted && engine.startedAt !== engineStarted) {
+      for (const p of state.parts.values()) p.stale = true;
+      loadParts().then((changed) => { if (changed) renderDocs(); });
+    }
+    engineStarted = engine.startedAt;
+    renderDocs();
+  });
+  on('model-settled', () => {
+    // another model plans the parts anew
+    for (const p of state.parts.values()) p.stale = true;
+    refreshDocs();
+  });
 
   state.selectedDocId = saved.get('kvchat.document') || '';
   return refreshDocs().then(() => loadPreview());

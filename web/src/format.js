@@ -90,3 +90,84 @@ export function cacheState(doc, progress, engine) {
       return { state: 'none', label: 'not cached', short: 'not cached', detail: 'Not in the KV cache yet: press Cache' };
   }
 }
+
+/** "about 12 s left" for an estimate in seconds ('' when there is none). */
+export function eta(s) {
+  if (!Number.isFinite(s) || s <= 0) return '';
+  if (s < 1.5) return 'about a second left';
+  if (s < 60) return `about ${Math.round(s)} s left`;
+  const min = Math.round(s / 60);
+  return `about ${min} min left`;
+}
+
+/**
+ * A long document's parts as the page shows them, from GET /groups (or the
+ * cache stream's own record): {total, cached, caching, failed, long, label}.
+ * `long` is false for a document that is one part, which shows as it always
+ * did. label: "9 parts · 4 cached" (· 1 failed).
+ */
+export function partsSummary(groups) {
+  const list = Array.isArray(groups) ? groups : [];
+  const total = list.length;
+  const count = (s) => list.filter((g) => partState(g) === s).length;
+  const cached = count('cached');
+  const failed = count('failed');
+  const caching = count('caching');
+  const label = [`${int(total)} part${total === 1 ? '' : 's'}`, `${int(cached)} cached`,
+    failed ? `${int(failed)} failed` : ''].filter(Boolean).join(' · ');
+  return { total, cached, caching, failed, long: total > 1, label };
+}
+
+/** One part's state: none, caching, cached or failed. */
+export function partState(g) {
+  if (!g) return 'none';
+  if (g.status === 'caching' || g.status === 'failed') return g.status;
+  if (g.cached || g.status === 'cached') return 'cached';
+  return 'none';
+}
+
+/**
+ * A chunk's or source's pages: "p. 21", "pp. 20–23" ('' for a format
+ * without pages). Printed labels (roman numerals, "A-3") win over numbers.
+ */
+export function pages(numbers, labels) {
+  const l = Array.isArray(labels) ? labels.filter((x) => typeof x === 'string' && x) : [];
+  if (l.length) {
+    const a = l[0];
+    const b = l[l.length - 1];
+    return a === b ? `p. ${a}` : `pp. ${a}–${b}`;
+  }
+  const n = Array.isArray(numbers) ? numbers.filter(Number.isFinite) : [];
+  if (!n.length) return '';
+  const a = Math.min(...n);
+  const b = Math.max(...n);
+  return a === b ? `p. ${a}` : `pp. ${a}–${b}`;
+}
+
+/** The last step of a heading path ("Manual > Errors > Decoding" → "Decoding"). */
+export function lastHeading(heading) {
+  if (typeof heading !== 'string' || !heading) return '';
+  const parts = heading.split(' > ');
+  return parts[parts.length - 1].trim();
+}
+
+/**
+ * Where an answer came from, as one line, from its rag_info; '' when it
+ * says nothing worth a line.
+ *   rag:           "pages 20–23 of libtasn1.pdf, part 4 of 5"
+ *                  "part 4 of 5 of libtasn1.pdf" (no pages or sections)
+ *   full_document: "the whole document (kv-guide.md)"
+ */
+export function sourceLine(info) {
+  if (!info || typeof info !== 'object') return '';
+  const names = Array.isArray(info.filenames) && info.filenames.length ? info.filenames.join(', ') : info.filename || '';
+  if (info.method === 'full_document') {
+    const several = Array.isArray(info.filenames) && info.filenames.length > 1;
+    return `the whole document${several ? 's' : ''}${names ? ` (${names})` : ''}`;
+  }
+  const total = Number.isFinite(info.total_groups) ? info.total_groups : 0;
+  const part = Number.isFinite(info.group_id) && total > 0 ? `part ${info.group_id + 1} of ${total}` : '';
+  const file = info.filename || 'the document';
+  if (info.where) return [`${info.where} of ${file}`, part].filter(Boolean).join(', ');
+  return part ? `${part} of ${file}` : file;
+}

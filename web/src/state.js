@@ -26,8 +26,13 @@ export const state = {
   selectedDocId: '',
   /** the document this page uploaded last (the Cache button's fallback) */
   lastUploadedId: '',
-  /** doc_id → percent, for caching runs this page started */
+  /** doc_id → the caching run this page started: {percent, groups, part,
+   * total, cached, eta} (groups, part and the rest only for a document of
+   * several parts; see documents.js cacheDoc) */
   caching: new Map(),
+  /** doc_id → {key, groups, stale}: the document's parts for the model in
+   * use (GET /documents/{id}/groups), reloaded when its cache state changes */
+  parts: new Map(),
   /** the model server: running, started (ms since the epoch), last status */
   engine: { running: false, startedAt: 0, status: null },
 };
