@@ -160,7 +160,6 @@ export async function cacheDoc(id) {
     groups: known && known.groups.length > 1 ? known.groups.map((g) => ({ ...g })) : null,
     part: -1,
     total: 0,
-    cached: 0,
     eta: NaN,
     complete: null,
   };
@@ -174,7 +173,6 @@ export async function cacheDoc(id) {
       if (ev.event === 'init') {
         if (Array.isArray(ev.groups) && ev.groups.length) run.groups = ev.groups.map((g) => ({ ...g }));
         run.total = ev.total_groups || (run.groups ? run.groups.length : 0);
-        run.cached = run.groups ? run.groups.filter((g) => partState(g) === 'cached').length : 0;
         renderDocs();
       } else if (ev.event === 'progress') {
         if (Number.isFinite(ev.percent)) run.percent = ev.percent;
@@ -225,7 +223,6 @@ export async function cacheDoc(id) {
 function partProgress(run, ev) {
   run.part = ev.group_id;
   if (Number.isInteger(ev.total_groups)) run.total = ev.total_groups;
-  if (Number.isInteger(ev.cached_count)) run.cached = ev.cached_count;
   run.eta = Number.isFinite(ev.eta_s) ? ev.eta_s : NaN;
   if (!run.groups || run.groups.length < Math.max(run.total, ev.group_id + 1)) {
     // no init event (or a short one): placeholders for the parts not named yet

@@ -156,6 +156,7 @@ export function lastHeading(heading) {
  * says nothing worth a line.
  *   rag:           "pages 20–23 of libtasn1.pdf, part 4 of 5"
  *                  "part 4 of 5 of libtasn1.pdf" (no pages or sections)
+ *                  "libtasn1.pdf" (a document of one part, among several)
  *   full_document: "the whole document (kv-guide.md)"
  */
 export function sourceLine(info) {
@@ -165,8 +166,9 @@ export function sourceLine(info) {
     const several = Array.isArray(info.filenames) && info.filenames.length > 1;
     return `the whole document${several ? 's' : ''}${names ? ` (${names})` : ''}`;
   }
+  // a document of one part (one of several documents in a chat) names no part
   const total = Number.isFinite(info.total_groups) ? info.total_groups : 0;
-  const part = Number.isFinite(info.group_id) && total > 0 ? `part ${info.group_id + 1} of ${total}` : '';
+  const part = Number.isFinite(info.group_id) && total > 1 ? `part ${info.group_id + 1} of ${total}` : '';
   const file = info.filename || 'the document';
   if (info.where) return [`${info.where} of ${file}`, part].filter(Boolean).join(', ');
   return part ? `${part} of ${file}` : file;

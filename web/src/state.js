@@ -27,8 +27,8 @@ export const state = {
   /** the document this page uploaded last (the Cache button's fallback) */
   lastUploadedId: '',
   /** doc_id → the caching run this page started: {percent, groups, part,
-   * total, cached, eta} (groups, part and the rest only for a document of
-   * several parts; see documents.js cacheDoc) */
+   * total, eta, complete} (all but percent only for a document of several
+   * parts; see documents.js cacheDoc) */
   caching: new Map(),
   /** doc_id → {key, groups, stale}: the document's parts for the model in
    * use (GET /documents/{id}/groups), reloaded when its cache state changes */
