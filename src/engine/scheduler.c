@@ -97,6 +97,7 @@ const char *sched_strerror(int rc)
     case SCHED_ESTOPPED: return "the server is shutting down";
     case SCHED_EINVAL: return "invalid request";
     case SCHED_EDECODE: return "the model failed to decode";
+    case SCHED_ESTORE: return "the snapshot could not be stored in the disk tier";
     default: return "unknown scheduler error";
     }
 }
@@ -201,9 +202,11 @@ static void record_ttft(sched_t *s, double ms)
     s->stats.ttft_count++;
 }
 
-/* Snapshot the slot's sequence into the store. Returns 0 or an error (the
- * job still succeeds; a failed snapshot only costs a future prefill). */
-static int snapshot(sched_t *s, slot_t *sl, bool pin, sched_result_t *res)
+/* Snapshot the slot's sequence into the store (to_disk: the disk tier
+ * only). Returns 0 or an error, with the reason in res->error when res is
+ * given (a generation job still succeeds; a failed snapshot only costs a
+ * future prefill). */
+static int snapshot(sched_t *s, slot_t *sl, bool pin, bool to_disk, sched_result_t *res)
 {
     if (!s->store || sl->n_cached == 0)
         return SCHED_EINVAL;
@@ -221,10 +224,16 @@ static int snapshot(sched_t *s, slot_t *sl, bool pin, sched_result_t *res)
         return SCHED_EINVAL;
     }
     char id[KVSTORE_ID_LEN + 1] = "";
-    rc = kvstore_insert(s->store, sl->cached, sl->n_cached, blob, written, pin, id);
+    rc = to_disk ? kvstore_insert_disk(s->store, sl->cached, sl->n_cached, blob, written, pin, id)
+                 : kvstore_insert(s->store, sl->cached, sl->n_cached, blob, written, pin, id);
     if (rc) {
-        log_warn("slot %d: cannot store snapshot of %d tokens: %s", sl->id, sl->n_cached,
-                 kvstore_strerror(rc));
+        log_warn("slot %d: cannot store snapshot of %d tokens (%zu bytes)%s: %s", sl->id,
+                 sl->n_cached, written, to_disk ? " in the disk tier" : "", kvstore_strerror(rc));
+        if (res)
+            snprintf(res->error, sizeof res->error, "the snapshot (%zu bytes) could not be "
+                     "stored%s: %s", written, to_disk ? " in the disk tier" : "",
+                     rc == KVSTORE_ETOOBIG && to_disk ? "larger than the disk tier's budget"
+                                                      : kvstore_strerror(rc));
         return SCHED_EINVAL;
     }
     pthread_mutex_lock(&s->lock);
@@ -336,13 +345,21 @@ static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const cha
     /* Snapshot the exact boundary: prefill end, or prompt+reply end. */
     if (rc == SCHED_OK && !cancelled && j->p.use_cache) {
         if (j->p.kind == JOB_PREFILL) {
-            if (snapshot(s, sl, j->p.pin, res) != 0 && !res->entry_id[0]) {
-                res->rc = SCHED_EINVAL;
-                snprintf(res->error, sizeof res->error, "the prefix was computed but could not be "
-                         "stored (see the engine log)");
+            if (snapshot(s, sl, j->p.pin, j->p.to_disk, res) != 0 && !res->entry_id[0]) {
+                res->rc = j->p.to_disk ? SCHED_ESTORE : SCHED_EINVAL;
+                if (!res->error[0])
+                    snprintf(res->error, sizeof res->error, "the prefix was computed but could "
+                             "not be stored (see the engine log)");
+            }
+            if (j->p.to_disk) {
+                /* Neither RAM nor a slot keeps it: the slot is free for the
+                 * next job (the next part of the same book, say) rather than
+                 * that job taking a slot that holds another document. */
+                model_seq_rm(s->ctx, sl->id, -1, -1);
+                sl->n_cached = 0;
             }
         } else {
-            snapshot(s, sl, false, NULL);
+            snapshot(s, sl, false, false, NULL);
             /* The next turn sends this reply back as text: remember its
              * tokens so it tokenizes to exactly what is in the snapshot.
              * A reply cut by a stop string no longer matches its tokens. */

@@ -10,7 +10,10 @@
  *
  * Snapshots are taken at exact boundaries: at the end of a prefill job, and
  * at the end of every finished job (its prompt plus reply), so the next turn
- * of a conversation restores its whole history.
+ * of a conversation restores its whole history. A prefill job may send its
+ * snapshot to the disk tier only (to_disk): the slot is then emptied, so
+ * the prefix is held by neither RAM nor a slot, and the next such job finds
+ * that slot free instead of taking one that holds another document.
  *
  * Ownership: a job is reference-counted between the submitter and the
  * scheduler. The sink's on_done is called exactly once per accepted job
@@ -37,6 +40,7 @@ enum {
     SCHED_ESTOPPED = -4,     /* scheduler shutting down */
     SCHED_EINVAL = -5,
     SCHED_EDECODE = -6,      /* the model failed to decode */
+    SCHED_ESTORE = -7,       /* a to_disk prefill's snapshot could not be stored */
 };
 
 const char *sched_strerror(int rc);
@@ -68,6 +72,11 @@ typedef struct {
     bool ignore_eos;
     bool use_cache;              /* false: neither restore nor snapshot */
     bool pin;                    /* pin the snapshot (JOB_PREFILL) */
+    bool to_disk;                /* JOB_PREFILL: the snapshot goes to the disk
+                                  * tier only (kvstore_insert_disk; its file is
+                                  * queued, not yet durable, at on_done) and the
+                                  * slot is emptied; failing that, the job fails
+                                  * with SCHED_ESTORE */
 } sched_job_params_t;
 
 void sched_job_params_init(sched_job_params_t *p);

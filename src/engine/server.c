@@ -11,6 +11,11 @@
  *
  * gen_t is shared by the handler, the decode thread (sink callbacks) and
  * the stream's on_close: it is reference-counted and freed by the last one.
+ *
+ * A prefill with "tier": "disk" answers only once its entry file is
+ * durable (written, fsync'd, renamed): the handler waits for the store's
+ * writer (kvstore_when_written); a streamed one sends its last event from
+ * the writer's callback, so the decode thread never waits for a disk.
  */
 #include "engine/server.h"
 
@@ -57,6 +62,8 @@ static int sched_status(int rc)
     case SCHED_ETOOLONG:
     case SCHED_EINVAL:
         return 400;
+    case SCHED_ESTORE:
+        return 507;
     default:
         return 500;
     }
@@ -325,6 +332,7 @@ typedef struct {
     bool return_tokens;
     int n_tokens;            /* prompt tokens (prefill) */
     bool pin;
+    bool to_disk;            /* prefill "tier": "disk" */
 } gen_t;
 
 static gen_t *gen_new(engine_t *e, gen_kind_t kind)
@@ -397,9 +405,121 @@ static void on_progress(void *ud, int done, int total)
 
 static json_t *prefill_result_json(gen_t *g, const sched_result_t *r);
 
+/* The status and message for a disk-tier write that did not end durable
+ * (kvstore_when_written's rc, or kvstore_set_disk_only's). */
+static int disk_error(int rc, char *msg, size_t cap)
+{
+    switch (rc) {
+    case KVSTORE_ENOSPACE:
+        snprintf(msg, cap, "no room in the disk tier: pinned entries fill its budget (--cache-disk)");
+        return 507;
+    case KVSTORE_ETOOBIG:
+        snprintf(msg, cap, "the snapshot is larger than the disk tier's budget (--cache-disk)");
+        return 507;
+    case KVSTORE_EIO:
+        snprintf(msg, cap, "the snapshot could not be written to the disk tier (a full or failing "
+                 "disk: see the engine log)");
+        return 507;
+    case KVSTORE_ENOTFOUND:
+        snprintf(msg, cap, "the entry was deleted before its file was written");
+        return 409;
+    default:
+        snprintf(msg, cap, "%s", kvstore_strerror(rc));
+        return 500;
+    }
+}
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int rc;
+} durable_t;
+
+static void on_durable(void *ud, int rc)
+{
+    durable_t *d = ud;
+    pthread_mutex_lock(&d->lock);
+    d->rc = rc;
+    d->done = true;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Wait until entry id's file is durable; returns KVSTORE_OK or why not.
+ * Blocks the calling (handler) thread for as long as the writer takes. */
+static int wait_durable(engine_t *e, const char *id)
+{
+    durable_t d = { .done = false, .rc = KVSTORE_OK };
+    pthread_mutex_init(&d.lock, NULL);
+    pthread_cond_init(&d.cond, NULL);
+    int rc = kvstore_when_written(e->store, id, on_durable, &d);
+    if (rc == KVSTORE_OK) {
+        pthread_mutex_lock(&d.lock);
+        while (!d.done)
+            pthread_cond_wait(&d.cond, &d.lock);
+        pthread_mutex_unlock(&d.lock);
+        rc = d.rc;
+    }
+    pthread_mutex_destroy(&d.lock);
+    pthread_cond_destroy(&d.cond);
+    return rc;
+}
+
+/* The end of a streamed prefill: its last event (or an error), [DONE],
+ * and the stream closed. Takes over the sink's reference to g. */
+static void prefill_stream_end(gen_t *g, const sched_result_t *r, int disk_rc)
+{
+    if (!atomic_load(&g->gone)) {
+        char msg[256];
+        if (r->rc != SCHED_OK) {
+            httpd_stream_sse_json(g->stream,
+                                  json_pack("{s:{s:s, s:s, s:i}}", "error", "message", r->error,
+                                            "type", "server_error", "code", sched_status(r->rc)));
+        } else if (disk_rc != KVSTORE_OK) {
+            int status = disk_error(disk_rc, msg, sizeof msg);
+            httpd_stream_sse_json(g->stream,
+                                  json_pack("{s:{s:s, s:s, s:i}}", "error", "message", msg, "type",
+                                            status >= 500 ? "server_error"
+                                                          : "invalid_request_error",
+                                            "code", status));
+        } else {
+            json_t *res = prefill_result_json(g, r);
+            json_object_set_new(res, "event", json_string("done"));
+            httpd_stream_sse_json(g->stream, res);
+        }
+        httpd_stream_sse(g->stream, "[DONE]");
+    }
+    httpd_stream_close(g->stream);
+    g->stream = NULL;
+    gen_unref(g);
+}
+
+/* kvstore_when_written's callback for a streamed "tier": "disk" prefill
+ * (the writer thread, or the decode thread when already decided). */
+static void on_stream_durable(void *ud, int rc)
+{
+    gen_t *g = ud;
+    prefill_stream_end(g, &g->res, rc);
+}
+
 static void on_done(void *ud, const sched_result_t *r)
 {
     gen_t *g = ud;
+    if (g->streaming && g->kind == GEN_PREFILL) {
+        if (r->rc == SCHED_OK && g->to_disk && !atomic_load(&g->gone)) {
+            /* Answer once the file is durable, from the writer's callback. */
+            g->res = *r;
+            g->res.text = "";
+            g->res.text_len = 0;
+            if (kvstore_when_written(g->e->store, r->entry_id, on_stream_durable, g) == KVSTORE_OK)
+                return;
+            prefill_stream_end(g, r, KVSTORE_ENOMEM);
+            return;
+        }
+        prefill_stream_end(g, r, KVSTORE_OK);
+        return;
+    }
     if (g->streaming) {
         if (!atomic_load(&g->gone)) {
             if (r->rc != SCHED_OK) {
@@ -534,6 +654,17 @@ static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t 
         return;
     }
     json_t *body;
+    if (g->kind == GEN_PREFILL && g->to_disk) {
+        /* "tier": "disk": answer once the file is durable. */
+        int drc = wait_durable(e, r->entry_id);
+        if (drc != KVSTORE_OK) {
+            char msg[256];
+            int status = disk_error(drc, msg, sizeof msg);
+            httpd_reply_error(req, status, "%s", msg);
+            gen_unref(g);
+            return;
+        }
+    }
     if (g->kind == GEN_PREFILL) {
         body = prefill_result_json(g, r);
     } else {
@@ -672,11 +803,12 @@ static void h_completions(httpd_req_t *req, void *user)
 
 static json_t *entry_json(const kvstore_entry_info_t *in)
 {
-    return json_pack("{s:s, s:i, s:I, s:s, s:b, s:I, s:I, s:I, s:b}", "id", in->id, "n_tokens",
-                     in->n_tokens, "bytes", (json_int_t)in->bytes, "tier",
-                     kvstore_tier_name(in->tier), "on_disk", in->on_disk, "hits",
-                     (json_int_t)in->hits, "created", (json_int_t)in->created, "last_used",
-                     (json_int_t)in->last_used, "pinned", in->pinned);
+    return json_pack("{s:s, s:i, s:I, s:s, s:b, s:b, s:I, s:I, s:I, s:b}", "id", in->id,
+                     "n_tokens", in->n_tokens, "bytes", (json_int_t)in->bytes, "tier",
+                     kvstore_tier_name(in->tier), "on_disk", in->on_disk, "disk_only",
+                     in->disk_only, "hits", (json_int_t)in->hits, "created",
+                     (json_int_t)in->created, "last_used", (json_int_t)in->last_used, "pinned",
+                     in->pinned);
 }
 
 /* The stored entry whose tokens are exactly toks[0..n), if any. */
@@ -732,9 +864,9 @@ static void h_prefill(httpd_req_t *req, void *user)
     sched_job_params_t p;
     sched_job_params_init(&p);
     p.kind = JOB_PREFILL;
-    bool pin = false, stream = false;
+    bool pin = false, stream = false, to_disk = false;
     json_t *arr = NULL;
-    const char *prompt = NULL;
+    const char *prompt = NULL, *tier = NULL;
     int rc_m = json_get_array(body, "messages", &arr, &err);
     int rc_p = rc_m == JSON_ETYPE ? JSON_EMISSING : json_get_string(body, "prompt", &prompt, &err);
     int cap = sched_slot_capacity(e->sched);
@@ -749,6 +881,22 @@ static void h_prefill(httpd_req_t *req, void *user)
     if ((rc_m == JSON_OK) == (rc_p == JSON_OK)) {
         httpd_reply_error(req, 400, "Give exactly one of 'messages' or 'prompt'");
         goto out;
+    }
+    rc = json_get_string(body, "tier", &tier, &err);
+    if (rc == JSON_ETYPE || (rc == JSON_OK && strcmp(tier, "ram") && strcmp(tier, "disk"))) {
+        httpd_reply_error(req, 400, "Field 'tier' must be \"ram\" or \"disk\"");
+        goto out;
+    }
+    rc = 0;
+    to_disk = tier && strcmp(tier, "disk") == 0;
+    if (to_disk) {
+        kvstore_stats_t ks;
+        kvstore_stats(e->store, &ks);
+        if (ks.disk_budget == 0) {
+            httpd_reply_error(req, 409, "the disk tier is disabled (--cache-disk 0): \"tier\": "
+                              "\"disk\" needs it");
+            goto out;
+        }
     }
     if (rc_m == JSON_OK) {
         size_t nm = json_array_size(arr);
@@ -794,6 +942,19 @@ static void h_prefill(httpd_req_t *req, void *user)
             kvstore_set_pinned(e->store, info.id, true);
             info.pinned = true;
         }
+        if (to_disk) {
+            /* Moved to the disk tier for good; answered once durable. */
+            int drc = kvstore_set_disk_only(e->store, info.id);
+            if (drc == KVSTORE_OK)
+                drc = wait_durable(e, info.id);
+            if (drc != KVSTORE_OK) {
+                char why[256];
+                int status = disk_error(drc, why, sizeof why);
+                httpd_reply_error(req, status, "%s", why);
+                goto out;
+            }
+            find_entry(e, p.tokens, p.n_tokens, &info);
+        }
         json_t *res = json_pack("{s:s, s:i, s:I, s:s, s:f, s:b, s:b, s:i, s:s}", "id", info.id,
                                 "n_tokens", info.n_tokens, "bytes", (json_int_t)info.bytes, "tier",
                                 kvstore_tier_name(info.tier), "prefill_ms", 0.0, "cached", true,
@@ -815,6 +976,7 @@ static void h_prefill(httpd_req_t *req, void *user)
         goto out;
     }
     p.pin = pin;
+    p.to_disk = to_disk;
     gen_t *g = gen_new(e, GEN_PREFILL);
     if (!g) {
         httpd_reply_error(req, 500, "out of memory");
@@ -823,6 +985,7 @@ static void h_prefill(httpd_req_t *req, void *user)
     g->streaming = stream;
     g->n_tokens = p.n_tokens;
     g->pin = pin;
+    g->to_disk = to_disk;
     run_job(e, req, g, &p);
 out:
     sched_job_params_cleanup(&p);

@@ -3,8 +3,11 @@
  * Correctness of the cache: greedy answers are token-identical whether the
  * prompt's prefix came from a slot, RAM, disk or was computed (an engine
  * with --no-cache runs beside it); restarts resume or reset the disk tier;
- * damaged cache files are refused; budgets hold; and the API's error
- * handling, streaming format, concurrency, cancellation and queue limits.
+ * damaged cache files are refused; budgets hold; a prefill with "tier":
+ * "disk" goes to the disk tier only, answers once its file is written, and
+ * is restored from there token-identically (its errors: no disk tier, no
+ * room); and the API's error handling, streaming format, concurrency,
+ * cancellation and queue limits.
  * The API key: from --api-key-fd (off the command line and environment)
  * and from --api-key, required everywhere but /health; bad key inputs.
  */
@@ -638,6 +641,212 @@ static long metric(int port, const char *line_prefix)
     return v;
 }
 
+/* POST /v1/cache/prefill of a system message with "tier": tier (NULL: the
+ * field left out); the response in out, its status returned. */
+static long prefill_tier(int port, const char *doc, const char *tier, resp_t *out)
+{
+    json_t *b = json_pack("{s:[{s:s, s:s}]}", "messages", "role", "system", "content", doc);
+    if (tier)
+        json_object_set_new(b, "tier", json_string(tier));
+    char *body = json_take_dump(b);
+    http(port, "POST", "/v1/cache/prefill", body, out);
+    free(body);
+    return out->status;
+}
+
+/* The /v1/cache entry with this id (a new reference), or NULL. */
+static json_t *cache_entry(int port, const char *id)
+{
+    resp_t r;
+    http(port, "GET", "/v1/cache", NULL, &r);
+    json_t *found = NULL, *v;
+    size_t i;
+    json_array_foreach(jpath(r.json, "entries"), i, v)
+        if (strcmp(jstr(v, "id"), id) == 0)
+            found = json_incref(v);
+    resp_free(&r);
+    return found;
+}
+
+static long long cache_stat(int port, const char *field)
+{
+    resp_t r;
+    http(port, "GET", "/v1/cache/stats", NULL, &r);
+    long long v = jint(r.json, field);
+    resp_free(&r);
+    return v;
+}
+
+typedef struct {
+    json_t *done;   /* the "done" event */
+    bool saw_done_marker;
+} prefill_sse_t;
+
+static bool on_prefill_event(const char *data, void *ud)
+{
+    prefill_sse_t *st = ud;
+    if (strcmp(data, "[DONE]") == 0) {
+        st->saw_done_marker = true;
+        return true;
+    }
+    json_t *j = json_loads(data, 0, NULL);
+    if (j && json_is_string(json_object_get(j, "event")) &&
+        strcmp(json_string_value(json_object_get(j, "event")), "done") == 0) {
+        json_decref(st->done);
+        st->done = j;
+    } else {
+        json_decref(j);
+    }
+    return true;
+}
+
+/* "tier": "disk": the snapshot is on disk (and only there) when the
+ * answer comes; a chat on the document restores it from disk and answers
+ * token for token as an engine without cache does. */
+static void test_prefill_to_disk(void **state)
+{
+    (void)state;
+    char dir_a[256], dir_b[256];
+    tmpdir_make(dir_a, sizeof dir_a);
+    tmpdir_make(dir_b, sizeof dir_b);
+    engine_t a, b;
+    const char *reset[] = { "--reset", "--parallel", "1", NULL };
+    const char *nocache[] = { "--no-cache", "--parallel", "1", NULL };
+    engine_start(&a, dir_a, reset);
+    engine_start(&b, dir_b, nocache);
+    char *doc = make_doc(41, 60);
+
+    long long ram0 = cache_stat(a.p.port, "bytes_ram");
+    resp_t pf;
+    assert_int_equal(prefill_tier(a.p.port, doc, "disk", &pf), 200);
+    long long P = jint(pf.json, "n_tokens");
+    assert_true(P > 300);
+    assert_string_equal(jstr(pf.json, "tier"), "disk");
+    assert_false(json_is_true(jpath(pf.json, "cached")));
+    char id[32];
+    snprintf(id, sizeof id, "%s", jstr(pf.json, "id"));
+    resp_free(&pf);
+
+    /* Durable at the answer: the file is there, nothing is pending, the
+     * RAM tier did not grow. */
+    char edir[600], f[700];
+    entry_dir(a.kvdir, edir, sizeof edir);
+    entry_file(edir, id, f, sizeof f);
+    assert_int_equal(cache_stat(a.p.port, "pending_writes"), 0);
+    assert_int_equal(cache_stat(a.p.port, "bytes_ram"), ram0);
+    assert_int_equal(cache_stat(a.p.port, "entries_disk"), 1);
+    json_t *en = cache_entry(a.p.port, id);
+    assert_non_null(en);
+    assert_string_equal(jstr(en, "tier"), "disk");
+    assert_true(json_is_true(jpath(en, "on_disk")));
+    assert_true(json_is_true(jpath(en, "disk_only")));
+    json_decref(en);
+
+    /* A chat on the document restores the prefix from disk. */
+    json_t *m = msgs_doc_question(doc, "Which item weighs the most?");
+    resp_t ra, rb;
+    chat(a.p.port, m, &ra, true);
+    chat(b.p.port, m, &rb, true);
+    assert_string_equal(tier(&ra), "disk");
+    assert_true(jint(ra.json, "usage.prompt_tokens_details.cached_tokens") >= P);
+    assert_same_tokens(&ra, &rb);
+    resp_free(&ra);
+    /* It stays on disk (loads do not promote it); a second document's chat
+     * in the one slot, then the first one's new question: from disk again. */
+    en = cache_entry(a.p.port, id);
+    assert_string_equal(jstr(en, "tier"), "disk");
+    json_decref(en);
+    char *other = make_doc(42, 10);
+    json_t *m2 = msgs_doc_question(other, "Anything?");
+    chat(a.p.port, m2, &ra, true);
+    resp_free(&ra);
+    /* (no word in common with the first question: the first chat's own
+     * snapshot, in RAM, shares only the prefix with it) */
+    json_t *m3 = msgs_doc_question(doc, "Name the lightest item.");
+    chat(a.p.port, m3, &ra, true);
+    resp_free(&rb);
+    chat(b.p.port, m3, &rb, true);
+    assert_string_equal(tier(&ra), "disk");
+    assert_same_tokens(&ra, &rb);
+    resp_free(&ra);
+    resp_free(&rb);
+
+    /* The same prefix again: already there. */
+    assert_int_equal(prefill_tier(a.p.port, doc, "disk", &pf), 200);
+    assert_true(json_is_true(jpath(pf.json, "cached")));
+    assert_string_equal(jstr(pf.json, "tier"), "disk");
+    assert_string_equal(jstr(pf.json, "id"), id);
+    resp_free(&pf);
+
+    /* A RAM entry prefilled again with "tier": "disk" moves there. */
+    char *third = make_doc(43, 30);
+    assert_int_equal(prefill_tier(a.p.port, third, NULL, &pf), 200);
+    assert_string_equal(jstr(pf.json, "tier"), "ram");
+    snprintf(id, sizeof id, "%s", jstr(pf.json, "id"));
+    long long bytes3 = jint(pf.json, "bytes");
+    resp_free(&pf);
+    long long ram1 = cache_stat(a.p.port, "bytes_ram");
+    assert_int_equal(prefill_tier(a.p.port, third, "disk", &pf), 200);
+    assert_string_equal(jstr(pf.json, "tier"), "disk");
+    assert_string_equal(jstr(pf.json, "id"), id);
+    resp_free(&pf);
+    assert_int_equal(cache_stat(a.p.port, "bytes_ram"), ram1 - bytes3);
+    en = cache_entry(a.p.port, id);
+    assert_true(json_is_true(jpath(en, "disk_only")));
+    json_decref(en);
+
+    /* Streamed: the last event comes once the file is durable. */
+    char *fourth = make_doc(44, 20);
+    char *body = json_take_dump(json_pack("{s:[{s:s, s:s}], s:s, s:b}", "messages", "role",
+                                          "system", "content", fourth, "tier", "disk", "stream", 1));
+    prefill_sse_t st = { 0 };
+    assert_int_equal(http_sse(a.p.port, "/v1/cache/prefill", body, on_prefill_event, &st), 200);
+    free(body);
+    assert_non_null(st.done);
+    assert_true(st.saw_done_marker);
+    assert_string_equal(jstr(st.done, "tier"), "disk");
+    entry_file(edir, jstr(st.done, "id"), f, sizeof f);
+    json_decref(st.done);
+
+    /* A bad value. */
+    body = json_take_dump(json_pack("{s:s, s:s}", "prompt", "x", "tier", "gpu"));
+    http(a.p.port, "POST", "/v1/cache/prefill", body, &pf);
+    free(body);
+    assert_int_equal(pf.status, 400);
+    assert_non_null(strstr(jstr(pf.json, "error.message"), "tier"));
+    resp_free(&pf);
+
+    json_decref(m);
+    json_decref(m2);
+    json_decref(m3);
+    free(other);
+    free(third);
+    free(fourth);
+    engine_stop(&a);
+    engine_stop(&b);
+    tmpdir_remove(dir_b);
+
+    /* No disk tier: 409. A disk tier too small for the snapshot: 507. */
+    const char *nodisk[] = { "--reset", "--cache-disk", "0", NULL };
+    engine_start(&a, dir_a, nodisk);
+    assert_int_equal(prefill_tier(a.p.port, doc, "disk", &pf), 409);
+    assert_non_null(strstr(jstr(pf.json, "error.message"), "disk tier is disabled"));
+    resp_free(&pf);
+    assert_int_equal(cache_stat(a.p.port, "entries"), 0);
+    engine_stop(&a);
+    const char *small[] = { "--reset", "--cache-disk", "64K", NULL };
+    engine_start(&a, dir_a, small);
+    assert_int_equal(prefill_tier(a.p.port, doc, "disk", &pf), 507);
+    assert_string_equal(jstr(pf.json, "error.type"), "server_error");
+    assert_non_null(strstr(jstr(pf.json, "error.message"), "disk tier"));
+    resp_free(&pf);
+    assert_int_equal(cache_stat(a.p.port, "entries"), 0);
+    assert_int_equal(cache_stat(a.p.port, "bytes_ram"), 0);
+    engine_stop(&a);
+    free(doc);
+    tmpdir_remove(dir_a);
+}
+
 static void test_streaming_and_disconnect(void **state)
 {
     (void)state;
@@ -1191,6 +1400,7 @@ int main(void)
         cmocka_unit_test(test_slots_keep_documents),
         cmocka_unit_test(test_resume_and_reset),
         cmocka_unit_test(test_damaged_files_rejected),
+        cmocka_unit_test(test_prefill_to_disk),
         cmocka_unit_test(test_budgets),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_streaming_and_disconnect),
