@@ -687,6 +687,32 @@ async function walk() {
     await page.click(`${sel.docItem('kv-guide.md')} .doc-name`);
   });
 
+  await step('a chat about two documents: the answer names the one it came from; the session keeps both', async () => {
+    const guideId = await docId('kv-guide.md');
+    check(await page.inputValue('#doc-select') === guideId, 'kv-guide.md is selected');
+    await page.locator('#doc-more').waitFor({ state: 'visible' });
+    await page.selectOption('#doc-add', almanacId);
+    await until(async () => (await page.locator('#doc-extra .chip').allTextContents()).join() === 'almanac.md×', 'almanac.md beside kv-guide.md');
+    check(!(await page.locator('#doc-add option').allTextContents()).includes('almanac.md'), 'an added document leaves the add list');
+    await page.click('#clear-btn');
+    const answer = await ask(`Who is ${keeper(12)}?`);
+    check(await answer.getAttribute('data-state') === 'done', 'the answer completed');
+    const sid = await page.evaluate(() => localStorage.getItem('kvchat.session'));
+    const s = (await api('GET', `/api/v1/session/${sid}`)).body;
+    check(JSON.stringify(s.document_ids) === JSON.stringify([guideId, almanacId]), `the session has both documents, in order (${JSON.stringify(s.document_ids)})`);
+    const stored = (await api('GET', `/api/v1/session/${sid}/messages`)).body.messages.pop();
+    check(stored.rag_info && stored.rag_info.document_id === almanacId, `the question was routed to almanac.md (${JSON.stringify(stored.rag_info)})`);
+    const line = await answer.locator('.msg-where').textContent();
+    check(new RegExp(`of almanac\\.md, part ${stored.rag_info.group_id + 1} of ${parts.length}$`).test(line), `the answer names almanac.md and its part (${line})`);
+    await page.reload();
+    await until(async () => (await page.locator('#doc-extra .chip').allTextContents()).join() === 'almanac.md×', 'both documents back after a reload');
+    check(await page.inputValue('#doc-select') === guideId, 'the first is selected again');
+    await shot('desktop-two-documents');
+    await page.click('#doc-extra .chip-remove');
+    await until(async () => (await page.locator('#doc-extra .chip').count()) === 0, 'almanac.md to leave the chat');
+    check(/Next questions use kv-guide\.md\./.test(await page.textContent('#chat-status')), 'the chat says which document the next questions use');
+  });
+
   await step('Stop stops the model; a question then fails with a clear error and a way out', async () => {
     await page.click('#stop-model');
     await until(async () => /stopped/i.test(await page.textContent('#model-progress')) && (await page.getAttribute('#model-progress', 'data-kind')) === 'ok', 'the stop outcome', 30_000);

@@ -7,8 +7,8 @@
 import { ApiError, del, events as sse, get, post, request } from './api.js';
 import { byId, confirmButton, h, setStatus } from './dom.js';
 import { ago, fullTime, int, lastHeading, ms, pages, sourceLine, tierName } from './format.js';
-import { openPassage, selectDoc } from './documents.js';
-import { docById, emit, newId, on, saved, state } from './state.js';
+import { openPassage, setChatDocs } from './documents.js';
+import { chatDocIds, docById, emit, newId, on, saved, state } from './state.js';
 import { setMarkdown } from './markdown.js';
 
 const el = {};
@@ -246,7 +246,10 @@ async function send() {
   setStatus(el.status, '');
   userMessage(text);
   el.input.value = '';
-  const docId = state.selectedDocId && docById(state.selectedDocId) ? state.selectedDocId : null;
+  // several documents go as document_ids (the session keeps the set); one
+  // (or none) as document_id, which also sets the session's set to it
+  const docIds = chatDocIds();
+  const docId = docIds[0] || null;
   const msg = assistantMessage();
   controller = new AbortController();
   const t0 = performance.now();
@@ -267,7 +270,8 @@ async function send() {
       saved.set('kvchat.session', session.id);
     }
     const res = await request('POST', `/session/${encodeURIComponent(session.id)}/messages/stream`, {
-      json: { message: text, document_id: docId }, accept: 'text/event-stream', signal: controller.signal,
+      json: docIds.length > 1 ? { message: text, document_ids: docIds } : { message: text, document_id: docId },
+      accept: 'text/event-stream', signal: controller.signal,
     });
     let end = null;
     for await (const ev of sse(res)) {
@@ -338,7 +342,10 @@ function renderHistory(messages) {
   scrollDown(true);
 }
 
-/** Opens a stored session: its messages, and its document in the selector. */
+/**
+ * Opens a stored session: its messages, and its documents in the selector
+ * (GET /session/{id} has the set, in order; the list has only the first).
+ */
 async function openSession(id, item) {
   if (busy) stop();
   try {
@@ -347,17 +354,20 @@ async function openSession(id, item) {
     session.onServer = true;
     saved.set('kvchat.session', id);
     renderHistory(r.messages || []);
-    const info = item || sessions.find((s) => s.session_id === id) || await get(`/session/${encodeURIComponent(id)}`);
+    const info = await get(`/session/${encodeURIComponent(id)}`).catch(() => null)
+      || item || sessions.find((s) => s.session_id === id) || null;
+    const ids = info && Array.isArray(info.document_ids) && info.document_ids.length ? info.document_ids
+      : info && info.document_id ? [info.document_id] : [];
+    const gone = ids.filter((x) => !docById(x)).length;
     restoring = true;
-    if (info && info.document_id && docById(info.document_id)) {
-      selectDoc(info.document_id);
-      restoring = false;
+    setChatDocs(ids);
+    restoring = false;
+    if (!gone) {
       setStatus(el.status, '');
+    } else if (ids.length > 1) {
+      setStatus(el.status, `${gone} of this session's ${ids.length} documents ${gone === 1 ? 'is' : 'are'} no longer in the library.`, 'info');
     } else {
-      selectDoc('');
-      restoring = false;
-      setStatus(el.status, info && info.has_document
-        ? `This session's document (${info.document_filename || 'unknown'}) is no longer in the library.` : '', 'info');
+      setStatus(el.status, `This session's document (${(info && info.document_filename) || 'unknown'}) is no longer in the library.`, 'info');
     }
     renderSessions();
     return true;
@@ -443,10 +453,11 @@ export function initChat(docsReady) {
     el.input.focus();
   });
   byId('session-refresh').addEventListener('click', refreshSessions);
-  on('doc-selected', (id) => {
+  on('doc-selected', () => {
     if (!restoring && session.onServer && el.messages.querySelector('.msg')) {
-      const d = docById(id);
-      setStatus(el.status, d ? `Next questions use ${d.filename}.` : 'Next questions use no document.', 'info');
+      const names = chatDocIds().map((x) => docById(x).filename);
+      const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
+      setStatus(el.status, list ? `Next questions use ${list}.` : 'Next questions use no document.', 'info');
     }
   });
 

@@ -11,7 +11,7 @@
 import { ApiError, del, events as sse, get, request, upload } from './api.js';
 import { byId, confirmButton, h, setStatus } from './dom.js';
 import { bytes, cacheState, eta, int, lastHeading, ms, pages, partState, partsSummary, tierName } from './format.js';
-import { docById, emit, on, saved, state } from './state.js';
+import { chatDocIds, docById, emit, on, saved, state } from './state.js';
 
 /** What the server accepts, checked here before sending: its defaults
  * until GET /documents/limits answers with the configured values. */
@@ -276,6 +276,7 @@ export async function refreshDocs() {
   } catch (err) {
     el.listError = `Cannot load the documents: ${err.detail || err}`;
   }
+  if (!el.listError) state.moreDocIds = state.moreDocIds.filter(docById);
   if (state.selectedDocId && !docById(state.selectedDocId)) selectDoc('');
   renderDocs();
   emit('docs');
@@ -385,6 +386,7 @@ function keepFocus(render) {
 export function renderDocs() {
   keepFocus(() => {
     renderSelector();
+    renderMore();
     renderList();
     renderBadge();
   });
@@ -499,14 +501,69 @@ function renderBadge() {
   el.badge.dataset.state = cs.state;
 }
 
-/** Selects a document for the chat ('' = no document) and loads its preview. */
-export function selectDoc(id) {
-  const changed = id !== state.selectedDocId;
-  state.selectedDocId = id && docById(id) ? id : '';
+/**
+ * The documents a chat may use beside the selected one: a chip per added
+ * document (× takes it out) and a selector of the others. Shown once a
+ * document is selected and the library has another.
+ */
+function renderMore() {
+  const others = state.docs.filter((d) => d.doc_id !== state.selectedDocId && !state.moreDocIds.includes(d.doc_id));
+  el.more.hidden = !state.selectedDocId || state.docs.length < 2;
+  el.extra.replaceChildren(...state.moreDocIds.filter(docById).map((id) => {
+    const d = docById(id);
+    return h('li', { class: 'chip', dataset: { docId: id } },
+      h('span', { class: 'chip-name', title: d.filename }, d.filename),
+      h('button', {
+        type: 'button', class: 'chip-remove', 'aria-label': `Remove ${d.filename} from this chat`,
+        dataset: { focusKey: `unadd-${id}` },
+        onclick: () => setMoreDocs(state.moreDocIds.filter((x) => x !== id)),
+      }, '×'));
+  }));
+  const items = [['', state.moreDocIds.length ? '+ Add another document…' : '+ Add a document to this chat…'],
+    ...others.map((d) => [d.doc_id, d.filename])];
+  const opts = [...el.add.options];
+  if (opts.length !== items.length || opts.some((o, i) => o.value !== items[i][0] || o.textContent !== items[i][1])) {
+    el.add.replaceChildren(...items.map(([v, t]) => h('option', { value: v }, t)));
+  }
+  el.add.value = '';
+  el.add.disabled = !others.length;
+}
+
+/**
+ * The chat's documents: `first` selected ('' = none), `more` beside it (in
+ * order; none without a first). Remembered for the next visit; the chat
+ * hears of a change (doc-selected).
+ */
+function useDocs(first, more) {
+  const before = chatDocIds().join(',');
+  state.selectedDocId = first && docById(first) ? first : '';
+  state.moreDocIds = state.selectedDocId
+    ? [...new Set(more)].filter((x) => x !== state.selectedDocId && docById(x)) : [];
   saved.set('kvchat.document', state.selectedDocId);
+  saved.set('kvchat.moreDocuments', state.moreDocIds.join(','));
   el.select.value = state.selectedDocId;
   renderDocs();
-  if (changed) emit('doc-selected', state.selectedDocId);
+  if (chatDocIds().join(',') !== before) emit('doc-selected', state.selectedDocId);
+}
+
+/** Sets the documents used beside the selected one (ids, in order). */
+function setMoreDocs(ids) {
+  useDocs(state.selectedDocId, ids);
+}
+
+/** Sets every document of the chat at once (a session's set, in order). */
+export function setChatDocs(ids) {
+  const listed = ids.filter(docById);
+  useDocs(listed[0] || '', listed.slice(1));
+  loadPreview();
+}
+
+/**
+ * Selects a document for the chat ('' = no document, and none beside it)
+ * and loads its preview; the documents added beside it stay.
+ */
+export function selectDoc(id) {
+  useDocs(id, state.moreDocIds);
   loadPreview();
 }
 
@@ -702,6 +759,12 @@ export function initDocuments() {
   el.list = byId('doc-list');
   el.select = byId('doc-select');
   el.badge = byId('doc-state');
+  el.more = byId('doc-more');
+  el.extra = byId('doc-extra');
+  el.add = byId('doc-add');
+  el.add.addEventListener('change', () => {
+    if (el.add.value) setMoreDocs([...state.moreDocIds, el.add.value]);
+  });
   el.preview = byId('preview');
   el.previewText = byId('preview-text');
   el.previewMeta = byId('preview-meta');
@@ -750,5 +813,6 @@ export function initDocuments() {
   });
 
   state.selectedDocId = saved.get('kvchat.document') || '';
+  state.moreDocIds = (saved.get('kvchat.moreDocuments') || '').split(',').filter(Boolean);
   return refreshDocs().then(() => loadPreview());
 }

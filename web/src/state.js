@@ -3,7 +3,8 @@
 //
 // Events (CustomEvent on `events`):
 //   docs            the document list was reloaded
-//   doc-selected    the selected document changed (detail: doc_id or '')
+//   doc-selected    the chat's documents changed (detail: the selected
+//                   doc_id or ''; chatDocIds() has them all)
 //   model-status    a new /model/status arrived (detail: the status)
 //   model-busy      a start/stop/switch began (detail: {what})
 //   model-settled   it ended (detail: {ok})
@@ -24,6 +25,8 @@ export const state = {
   docs: [],
   /** the document the chat uses ('' = none) */
   selectedDocId: '',
+  /** more documents the chat uses with it, in order (a chat about several) */
+  moreDocIds: [],
   /** the document this page uploaded last (the Cache button's fallback) */
   lastUploadedId: '',
   /** doc_id → the caching run this page started: {percent, groups, part,
@@ -39,6 +42,12 @@ export const state = {
 
 export function docById(id) {
   return state.docs.find((d) => d.doc_id === id) || null;
+}
+
+/** The documents the next question is about, in order (those still listed). */
+export function chatDocIds() {
+  if (!state.selectedDocId || !docById(state.selectedDocId)) return [];
+  return [state.selectedDocId, ...state.moreDocIds.filter((id) => id !== state.selectedDocId && docById(id))];
 }
 
 /** A random RFC 4122 version 4 id (crypto.randomUUID needs a secure context). */
