@@ -86,6 +86,7 @@ static const setting_t settings[] = {
       "0", 0, 1 << 20),
     I("documents", "part_overlap_tokens", "KVCHAT_PART_OVERLAP_TOKENS", part_overlap_tokens, "0",
       0, 1 << 20),
+    I("documents", "max_parts", "KVCHAT_MAX_PARTS", max_parts, "512", 1, 100000),
     S("log", "level", "KVCHAT_LOG_LEVEL", log_level, "info"),
     S("log", "format", "KVCHAT_LOG_FORMAT", log_format, "text"),
     S("log", "dir", "KVCHAT_LOGS_DIR", logs_dir, ""),

@@ -83,6 +83,8 @@ typedef struct {
                                  0 = a quarter of the context, at least 1024 */
     int part_overlap_tokens;  /* consecutive parts share at least this many tokens
                                  of whole chunks (at least one chunk); 0 = chunk_tokens */
+    int max_parts;            /* a document needing more parts for the model in use
+                                 is refused (422) before any is counted or cached */
     /* [log] */
     char log_level[16];
     char log_format[16];      /* text | json */

@@ -253,7 +253,7 @@ static void job_free(job_t *j)
 }
 
 /* The stages of a streamed upload's events, as "queued:2 queued:1
- * extracting storing done". */
+ * extracting storing indexing done". */
 static void stages(const job_t *j, char *out, size_t cap)
 {
     out[0] = '\0';
@@ -495,11 +495,11 @@ static void test_queue(void **state)
     job_join(&d);
     char st[256];
     stages(&a, st, sizeof st);
-    assert_string_equal(st, "extracting storing done");
+    assert_string_equal(st, "extracting storing indexing done");
     stages(&b, st, sizeof st);
-    assert_string_equal(st, "queued:1 extracting storing done");
+    assert_string_equal(st, "queued:1 extracting storing indexing done");
     stages(&c, st, sizeof st);
-    assert_string_equal(st, "queued:2 queued:1 extracting storing done");
+    assert_string_equal(st, "queued:2 queued:1 extracting storing indexing done");
     stages(&e, st, sizeof st);
     assert_string_equal(st, "queued:4");
     /* first come, first served */

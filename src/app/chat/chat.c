@@ -124,7 +124,7 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
     for (size_t i = 0; i < n; i++) {
         int rc = parts_plan(a, c->provider->llm, &m, &docs[i], &plans[i], why, sizeof why);
         if (rc != PARTS_OK) {
-            *status = rc == PARTS_ELLM ? 503 : rc == PARTS_ETOOSMALL ? 422 : 500;
+            *status = rc == PARTS_ELLM ? 503 : rc == PARTS_ETOOSMALL || rc == PARTS_ETOOLONG ? 422 : 500;
             snprintf(err, errcap, "%.200s: %s", docs[i].filename, why);
             goto done;
         }

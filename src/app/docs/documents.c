@@ -950,7 +950,7 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     int prc = parts_plan(a, p->llm, &pm, &d, &plan, why, sizeof why);
     if (prc != PARTS_OK) {
         *out = json_pack("{s:s}", "detail", why);
-        status = prc == PARTS_ELLM ? 503 : prc == PARTS_ETOOSMALL ? 422 : 500;
+        status = prc == PARTS_ELLM ? 503 : prc == PARTS_ETOOSMALL || prc == PARTS_ETOOLONG ? 422 : 500;
         goto done;
     }
     if (plan.n > 1) {

@@ -311,6 +311,7 @@ static int chunk_tokens(app_t *a, llm_provider_t *llm, const parts_model_t *m,
     if (!t)
         FAIL(PARTS_ENOMEM, "out of memory");
     bool need_count = false;
+    int64_t est = 0;
     for (int64_t first = 0; first < total;) {
         store_chunk_list_t l;
         int rc = store_chunk_list(a->store, d->id, first, 1000, false, &l, NULL);
@@ -328,9 +329,21 @@ static int chunk_tokens(app_t *a, llm_provider_t *llm, const parts_model_t *m,
             if (!m->exact)
                 t[first + (int64_t)i] = k->est_tokens;
             need_count |= m->exact && !have;
+            est += k->est_tokens;
         }
         first += (int64_t)l.n;
         store_chunk_list_cleanup(&l);
+    }
+    /* Far too long: said before a token is counted (a 50 MB text would
+     * take minutes to count and days to cache). The estimate is on the
+     * high side, so this refuses no document that would fit. */
+    int per_part = m->budget > 0 ? m->budget : 0;
+    if (per_part > 0 && est / per_part > a->cfg.max_parts) {
+        free(t);
+        FAIL(PARTS_ETOOLONG,
+             "The document is too long for the model even in parts: about %lld tokens, some "
+             "%lld parts of %d tokens, and at most %d are kept (documents.max_parts)",
+             (long long)est, (long long)(est / per_part), per_part, a->cfg.max_parts);
     }
     if (need_count) {
         for (int64_t i = 0; i < total; i++) {

@@ -41,6 +41,7 @@ enum {
     PARTS_ETOOSMALL = -4,  /* the context cannot hold even one chunk */
     PARTS_EIO = -5,        /* a temporary file could not be written or read */
     PARTS_ENOTEXT = -6,    /* the document has no text to cut */
+    PARTS_ETOOLONG = -7,   /* it would need more than documents.max_parts parts */
 };
 
 /* The model a plan is made for. */
