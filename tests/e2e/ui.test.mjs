@@ -12,7 +12,8 @@
 // and an answer restored from disk, a cache entry the engine dropped, a
 // long document (its parts, caching them part by part with the time left, a
 // part that fails, an answer that says which part and section it came from,
-// its source shown in place, highlighted; on a phone too),
+// its source shown in place, highlighted; on a phone too), a chat about two
+// documents,
 // the model stopped and the error it causes, the logs viewer, restart with
 // reset, past sessions, delete, markdown and script injection, keyboard
 // reach, phone width and dark mode. Screenshots of the main states go to
@@ -465,6 +466,8 @@ async function walk() {
     check(Number(m.ttftMs) >= 0 && /TTFT/.test(m.text), `the time to first token is shown (${m.text})`);
     check(Number(m.tokensPerSecond) > 0 && /tokens\/s/.test(m.text), `the speed is shown (${m.text})`);
     check(/prompt tokens from cache/.test(m.text), 'the cache figure is spelled out');
+    const from = await answer.locator('.msg-source').textContent();
+    check(from === 'From the whole document (kv-guide.md)', `a short document's answer says quietly that it used all of it (${from})`);
     await until(async () => (await page.locator('.session-item').first().textContent()).includes(firstQuestion), 'the session list to show the new session');
     await shot('desktop-answer');
   });

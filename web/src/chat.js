@@ -3,7 +3,8 @@
 // request, which stops the generation), Clear (a new session), a copy button
 // and the cache figures under each answer, where each answer came from (a
 // long document's part, its pages or sections, the passages that matched:
-// a click shows one in the preview), and the list of past sessions.
+// a click shows one in the preview; which document, in a chat about
+// several), and the list of past sessions.
 import { ApiError, del, events as sse, get, post, request } from './api.js';
 import { byId, confirmButton, h, setStatus } from './dom.js';
 import { ago, fullTime, int, lastHeading, ms, pages, sourceLine, tierName } from './format.js';
@@ -184,9 +185,10 @@ function showSource(box, info, sources) {
       h('span', { class: 'source-place' }, label),
       x.snippet ? h('span', { class: 'source-snippet' }, x.snippet) : null));
   });
-  box.replaceChildren(
-    h('p', { class: rag ? 'msg-where' : 'msg-where quiet' }, 'From ', h('span', { class: 'msg-where-text' }, line)),
-    items.length ? h('ol', { class: 'msg-sources', 'aria-label': 'Sources' }, ...items) : null);
+  box.replaceChildren(...[
+    line ? h('p', { class: rag ? 'msg-where' : 'msg-where quiet' }, 'From ', h('span', { class: 'msg-where-text' }, line)) : null,
+    items.length ? h('ol', { class: 'msg-sources', 'aria-label': 'Sources' }, ...items) : null,
+  ].filter(Boolean));
 }
 
 /**

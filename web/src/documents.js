@@ -519,7 +519,7 @@ function renderMore() {
         onclick: () => setMoreDocs(state.moreDocIds.filter((x) => x !== id)),
       }, '×'));
   }));
-  const items = [['', state.moreDocIds.length ? '+ Add another document…' : '+ Add a document to this chat…'],
+  const items = [['', state.moreDocIds.length ? '+ Add another…' : '+ Add a document…'],
     ...others.map((d) => [d.doc_id, d.filename])];
   const opts = [...el.add.options];
   if (opts.length !== items.length || opts.some((o, i) => o.value !== items[i][0] || o.textContent !== items[i][1])) {
