@@ -120,7 +120,7 @@ int route_pick(app_t *a, const route_doc_t *docs, size_t n_docs, const char *que
     for (size_t d = 0; d < n_docs; d++) {
         const store_part_list_t *pl = docs[d].plan;
         for (size_t p = 0; p < pl->n; p++) {
-            double top = 0, rest = 0;
+            double top = 0, second = 0;
             for (size_t i = 0; i < hs.n; i++) {
                 const hit_t *h = &hs.h[i];
                 if (h->doc != (int)d || h->seq < pl->items[p].chunk_first ||
@@ -128,10 +128,10 @@ int route_pick(app_t *a, const route_doc_t *docs, size_t n_docs, const char *que
                     continue;
                 if (top == 0)
                     top = h->score;   /* sorted: the first is the best */
-                else
-                    rest += h->score;
+                else if (second == 0)
+                    second = h->score;
             }
-            double score = top + rest / 4;
+            double score = top + ROUTE_SECOND_WEIGHT * second;
             bool is_prev = (int)d == prev.doc && (long)p == prev.part;
             if (score > best || (score > 0 && score == best && is_prev)) {
                 best = score;

@@ -5,8 +5,10 @@
  * among the chunks of the documents in play, and so is the previous user
  * turn, its scores weighted by ROUTE_PREVIOUS_WEIGHT (so that "tell me
  * more" stays on the topic). A part's score is its best chunk's score plus
- * a quarter of the rest of its matching chunks' scores; the best part
- * wins, the previous turn's part on a tie. No match at all keeps the
+ * ROUTE_SECOND_WEIGHT of its second best: a part holding two good matches
+ * beats one holding one, but many weak matches (a manual that repeats its
+ * wording in every section) never outvote the one chunk that matches
+ * best. The best part wins, the previous turn's part on a tie. No match at all keeps the
  * previous turn's part, else the first part of the first document.
  *
  * The result carries what the answer shows of where it came from: the
@@ -23,6 +25,7 @@
 #include "app/app.h"
 
 #define ROUTE_PREVIOUS_WEIGHT 0.3
+#define ROUTE_SECOND_WEIGHT 0.1
 #define ROUTE_CANDIDATES 32   /* chunks looked at per query */
 #define ROUTE_SOURCES_MAX 3   /* chunks an answer cites */
 
