@@ -109,7 +109,8 @@ int route_pick(app_t *a, const route_doc_t *docs, size_t n_docs, const char *que
         free(hs.h);
         return -1;
     }
-    qsort(hs.h, hs.n, sizeof *hs.h, by_score);
+    if (hs.n > 1)
+        qsort(hs.h, hs.n, sizeof *hs.h, by_score);
     /* The fallback first: the previous part, else the first. */
     if (prev.doc >= 0 && (size_t)prev.doc < n_docs && prev.part >= 0 &&
         (size_t)prev.part < docs[prev.doc].plan->n) {
