@@ -290,6 +290,11 @@ static void test_chunks_and_groups(void **state)
     get(path, 200, &r);
     size_t n = json_array_size(r.json);
     assert_true(n >= 5);
+    resp_t doc;
+    snprintf(path, sizeof path, API "/documents/%s", g_manual_id);
+    get(path, 200, &doc);
+    assert_int_equal(jint(doc.json, "total_groups"), (long long)n);
+    resp_free(&doc);
     for (size_t i = 0; i < n; i++) {
         json_t *g = json_array_get(r.json, i);
         assert_int_equal(jint(g, "group_id"), (long long)i);

@@ -1333,6 +1333,24 @@ static json_t *doc_json_now(app_t *a, const store_doc_t *d)
 
 /* ---- list, get, delete ---- */
 
+/* The model the active provider serves, for the documents' part counts. */
+static void active_model(app_t *a, parts_model_t *m)
+{
+    app_provider_t *p = app_provider_acquire(a);
+    parts_model(a, p->llm, m);
+    app_provider_release(p);
+}
+
+/* Add total_groups to a document's JSON: its parts for model m as planned
+ * (null until planned: caching or its first question plans it). */
+static void add_total_groups(app_t *a, json_t *j, const char *doc_id, const parts_model_t *m)
+{
+    store_part_list_t plan;
+    bool have = store_parts_list(a->store, doc_id, m->plan_key, &plan) == STORE_OK && plan.n;
+    json_object_set_new(j, "total_groups", have ? json_integer((json_int_t)plan.n) : json_null());
+    store_part_list_cleanup(&plan);
+}
+
 void documents_h_list(httpd_req_t *req, void *user)
 {
     app_t *a = user;
@@ -1345,9 +1363,14 @@ void documents_h_list(httpd_req_t *req, void *user)
     live_cache_t lc = { 0 };
     if (any_cached(l.items, l.n))
         live_cache_load(a, &lc);
+    parts_model_t m;
+    active_model(a, &m);
     json_t *arr = json_array();
-    for (size_t i = 0; i < l.n; i++)
-        json_array_append_new(arr, doc_json_live(&l.items[i], &lc));
+    for (size_t i = 0; i < l.n; i++) {
+        json_t *j = doc_json_live(&l.items[i], &lc);
+        add_total_groups(a, j, l.items[i].id, &m);
+        json_array_append_new(arr, j);
+    }
     live_cache_cleanup(&lc);
     store_doc_list_cleanup(&l);
     httpd_reply_json(req, 200, arr);
@@ -1424,6 +1447,9 @@ void documents_h_get(httpd_req_t *req, void *user)
     if (load_doc(req, a, id, &d) != 0)
         return;
     json_t *j = doc_json_now(a, &d);
+    parts_model_t m;
+    active_model(a, &m);
+    add_total_groups(a, j, d.id, &m);
     const char *prev = httpd_req_query(req, "include_preview");
     if (prev && (strcmp(prev, "true") == 0 || strcmp(prev, "1") == 0 || !*prev)) {
         preview_t pv = { 0 };
