@@ -716,6 +716,83 @@ static void test_several_documents(void **state)
     free(umbrella);
 }
 
+/* The engine goes away after the first part is cached: the other parts
+ * fail (recorded, the run goes on to its end), nothing cached is lost, and
+ * caching again, with the engine back, skips what is done. */
+typedef struct {
+    int cached_seen;
+    bool stopped;
+    long long cached_groups, failed_groups;
+} interrupt_t;
+
+static bool on_interrupt(const char *data, void *ud)
+{
+    interrupt_t *t = ud;
+    json_t *j = json_loads(data, 0, NULL);
+    assert_non_null(j);
+    const char *ev = jstr(j, "event");
+    if (!strcmp(ev, "progress") && !strcmp(jstr(j, "status"), "cached") && !t->stopped) {
+        t->cached_seen++;
+        resp_t r;
+        http(g_app.port, "POST", API "/model/down", "{}", &r);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+        t->stopped = true;
+    } else if (!strcmp(ev, "complete")) {
+        t->cached_groups = jint(j, "cached_groups");
+        t->failed_groups = jint(j, "failed_groups");
+    }
+    json_decref(j);
+    return true;
+}
+
+static void test_cache_interrupted(void **state)
+{
+    (void)state;
+    char *text = manual();
+    /* another document (its content differs from the manual's) */
+    size_t n = strlen(text);
+    text = realloc(text, n + 64);
+    assert_non_null(text);
+    snprintf(text + n, 64, "\n## Appendix\n\nThe end of the second manual.\n");
+    char *id = upload_text("manual2.md", text);
+    free(text);
+    char path[256];
+    snprintf(path, sizeof path, API "/documents/cache/%s", id);
+    interrupt_t t = { 0 };
+    assert_int_equal(http_sse(g_app.port, path, "{}", on_interrupt, &t), 200);
+    assert_true(t.stopped);
+    assert_true(t.cached_groups >= 1);
+    assert_true(t.failed_groups >= 1);
+    /* no model to plan for: said so, no plan made for nothing */
+    resp_t r;
+    snprintf(path, sizeof path, API "/documents/%s/groups", id);
+    get(path, 503, &r);
+    resp_free(&r);
+    /* back, keeping the cache: the failed parts say so, and caching again
+     * skips what was cached */
+    http(g_app.port, "POST", API "/model/up/without_reset", "{}", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    wait_engine("running");
+    get(path, 200, &r);
+    size_t failed = 0, cached = 0, total = json_array_size(r.json);
+    for (size_t i = 0; i < total; i++) {
+        failed += strcmp(jstr(json_array_get(r.json, i), "status"), "failed") == 0;
+        cached += json_is_true(jpath(json_array_get(r.json, i), "cached"));
+    }
+    assert_int_equal(failed, (size_t)t.failed_groups);
+    assert_int_equal(cached, (size_t)t.cached_groups);
+    resp_free(&r);
+    snprintf(path, sizeof path, API "/documents/cache/%s", id);
+    http(g_app.port, "POST", path, "{}", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "cached_groups"), (long long)total);
+    assert_false(json_is_true(jpath(r.json, "already_cached")));
+    resp_free(&r);
+    free(id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -726,6 +803,7 @@ int main(void)
         cmocka_unit_test(test_chinese_and_mixed),
         cmocka_unit_test(test_short_stays_whole),
         cmocka_unit_test(test_several_documents),
+        cmocka_unit_test(test_cache_interrupted),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     free(g_manual_id);

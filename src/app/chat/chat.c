@@ -107,7 +107,12 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
 {
     app_t *a = c->a;
     parts_model_t m;
-    parts_model(a, c->provider->llm, &m);
+    char why0[512];
+    if (parts_model(a, c->provider->llm, &m, why0, sizeof why0) != PARTS_OK) {
+        *status = 503;
+        snprintf(err, errcap, "%s", why0);
+        return -1;
+    }
     store_part_list_t *plans = calloc(n, sizeof *plans);
     route_doc_t *rd = calloc(n, sizeof *rd);
     const store_doc_t **ptrs = calloc(n, sizeof *ptrs);

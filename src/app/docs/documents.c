@@ -654,10 +654,10 @@ static void structure_and_chunks(app_t *a, ingest_watch_t *w, store_doc_t *doc,
 static void plan_for(app_t *a, app_provider_t *engine, const store_doc_t *doc)
 {
     parts_model_t m;
-    parts_model(a, engine->llm, &m);
-    store_part_list_t plan;
+    store_part_list_t plan = { 0 };
     char err[512];
-    if (parts_plan(a, engine->llm, &m, doc, &plan, err, sizeof err) != PARTS_OK)
+    if (parts_model(a, engine->llm, &m, err, sizeof err) != PARTS_OK ||
+        parts_plan(a, engine->llm, &m, doc, &plan, err, sizeof err) != PARTS_OK)
         log_warn("document %s: parts not planned: %s", doc->id, err);
     store_part_list_cleanup(&plan);
 }
@@ -944,10 +944,11 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     /* The plan for the model in use: one part (the document as ever), or
      * several, each cached on its own. */
     parts_model_t pm;
-    parts_model(a, p->llm, &pm);
     char why[512];
     store_part_list_t plan = { 0 };
-    int prc = parts_plan(a, p->llm, &pm, &d, &plan, why, sizeof why);
+    int prc = parts_model(a, p->llm, &pm, why, sizeof why);
+    if (prc == PARTS_OK)
+        prc = parts_plan(a, p->llm, &pm, &d, &plan, why, sizeof why);
     if (prc != PARTS_OK) {
         *out = json_pack("{s:s}", "detail", why);
         status = prc == PARTS_ELLM ? 503 : prc == PARTS_ETOOSMALL || prc == PARTS_ETOOLONG ? 422 : 500;
@@ -1334,19 +1335,20 @@ static json_t *doc_json_now(app_t *a, const store_doc_t *d)
 /* ---- list, get, delete ---- */
 
 /* The model the active provider serves, for the documents' part counts. */
-static void active_model(app_t *a, parts_model_t *m)
+static bool active_model(app_t *a, parts_model_t *m)
 {
     app_provider_t *p = app_provider_acquire(a);
-    parts_model(a, p->llm, m);
+    bool ok = parts_model(a, p->llm, m, NULL, 0) == PARTS_OK;
     app_provider_release(p);
+    return ok;
 }
 
 /* Add total_groups to a document's JSON: its parts for model m as planned
  * (null until planned: caching or its first question plans it). */
 static void add_total_groups(app_t *a, json_t *j, const char *doc_id, const parts_model_t *m)
 {
-    store_part_list_t plan;
-    bool have = store_parts_list(a->store, doc_id, m->plan_key, &plan) == STORE_OK && plan.n;
+    store_part_list_t plan = { 0 };
+    bool have = m && store_parts_list(a->store, doc_id, m->plan_key, &plan) == STORE_OK && plan.n;
     json_object_set_new(j, "total_groups", have ? json_integer((json_int_t)plan.n) : json_null());
     store_part_list_cleanup(&plan);
 }
@@ -1364,11 +1366,11 @@ void documents_h_list(httpd_req_t *req, void *user)
     if (any_cached(l.items, l.n))
         live_cache_load(a, &lc);
     parts_model_t m;
-    active_model(a, &m);
+    bool known = active_model(a, &m);
     json_t *arr = json_array();
     for (size_t i = 0; i < l.n; i++) {
         json_t *j = doc_json_live(&l.items[i], &lc);
-        add_total_groups(a, j, l.items[i].id, &m);
+        add_total_groups(a, j, l.items[i].id, known ? &m : NULL);
         json_array_append_new(arr, j);
     }
     live_cache_cleanup(&lc);
@@ -1448,8 +1450,8 @@ void documents_h_get(httpd_req_t *req, void *user)
         return;
     json_t *j = doc_json_now(a, &d);
     parts_model_t m;
-    active_model(a, &m);
-    add_total_groups(a, j, d.id, &m);
+    bool known = active_model(a, &m);
+    add_total_groups(a, j, d.id, known ? &m : NULL);
     const char *prev = httpd_req_query(req, "include_preview");
     if (prev && (strcmp(prev, "true") == 0 || strcmp(prev, "1") == 0 || !*prev)) {
         preview_t pv = { 0 };
@@ -1517,8 +1519,8 @@ void documents_h_cache_status(httpd_req_t *req, void *user)
     app_provider_t *p = app_local_acquire(a);
     if (p) {
         parts_model_t m;
-        parts_model(a, p->llm, &m);
-        store_parts_list(a->store, d.id, m.plan_key, &plan);
+        if (parts_model(a, p->llm, &m, NULL, 0) == PARTS_OK)
+            store_parts_list(a->store, d.id, m.plan_key, &plan);
         app_provider_release(p);
     }
     if (plan.n > 1) {
@@ -1690,17 +1692,20 @@ static json_t *chunk_json(const store_chunk_t *k, const store_part_list_t *plan)
 }
 
 /* The plan of document d for the active provider's model: the stored one,
- * else made now. *plan is empty when it cannot be made (logged). */
-static void current_plan(app_t *a, const store_doc_t *d, store_part_list_t *plan,
-                         parts_model_t *m)
+ * else made now. Returns PARTS_OK, or a PARTS_E* code with the reason in
+ * err (*plan is then empty). */
+static int current_plan(app_t *a, const store_doc_t *d, store_part_list_t *plan,
+                        parts_model_t *m, char *err, size_t errcap)
 {
     *plan = (store_part_list_t){ 0 };
     app_provider_t *p = app_provider_acquire(a);
-    parts_model(a, p->llm, m);
-    char err[512];
-    if (parts_plan(a, p->llm, m, d, plan, err, sizeof err) != PARTS_OK)
-        log_info("document %s: no parts for %s: %s", d->id, m->tokens_key, err);
+    int rc = parts_model(a, p->llm, m, err, errcap);
+    if (rc == PARTS_OK)
+        rc = parts_plan(a, p->llm, m, d, plan, err, errcap);
+    if (rc != PARTS_OK)
+        log_info("document %s: no parts: %s", d->id, err);
     app_provider_release(p);
+    return rc;
 }
 
 void documents_h_chunks(httpd_req_t *req, void *user)
@@ -1725,9 +1730,10 @@ void documents_h_chunks(httpd_req_t *req, void *user)
     }
     store_part_list_t plan = { 0 };
     parts_model_t m;
+    char why[512];
     if (httpd_req_query(req, "with_groups") == NULL ||
         strcmp(httpd_req_query(req, "with_groups"), "false") != 0)
-        current_plan(a, &d, &plan, &m);
+        current_plan(a, &d, &plan, &m, why, sizeof why);
     store_chunk_list_t l;
     int64_t total = 0;
     int rc = store_chunk_list(a->store, id, offset, (size_t)limit, false, &l, &total);
@@ -1774,7 +1780,8 @@ void documents_h_chunk(httpd_req_t *req, void *user)
     } else {
         store_part_list_t plan = { 0 };
         parts_model_t m;
-        current_plan(a, &d, &plan, &m);
+        char why[512];
+        current_plan(a, &d, &plan, &m, why, sizeof why);
         httpd_reply_json(req, 200, json_pack("{s:s, s:o}", "doc_id", id, "chunk",
                                              chunk_json(&k, &plan)));
         store_part_list_cleanup(&plan);
@@ -1792,7 +1799,14 @@ void documents_h_groups(httpd_req_t *req, void *user)
         return;
     store_part_list_t plan;
     parts_model_t m;
-    current_plan(a, &d, &plan, &m);
+    char why[512];
+    int rc = current_plan(a, &d, &plan, &m, why, sizeof why);
+    if (rc != PARTS_OK) {
+        httpd_reply_error(req, rc == PARTS_ELLM ? 503 : rc == PARTS_ETOOLONG ? 422 : 500, "%s",
+                          why);
+        store_doc_cleanup(&d);
+        return;
+    }
     live_cache_t lc = { 0 };
     live_cache_load(a, &lc);
     bool asked = lc.live;

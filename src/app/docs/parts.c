@@ -56,14 +56,22 @@ int parts_reserve(const app_t *a, int n_ctx)
     return r;
 }
 
-void parts_model(app_t *a, llm_provider_t *llm, parts_model_t *out)
+int parts_model(app_t *a, llm_provider_t *llm, parts_model_t *out, char *err, size_t errcap)
 {
     memset(out, 0, sizeof *out);
     llm_model_info_t info;
     memset(&info, 0, sizeof info);
-    char err[256];
-    if (llm_models(llm, &info, err, sizeof err) != LLM_OK)
+    char why[256] = "";
+    int lrc = llm_models(llm, &info, why, sizeof why);
+    if (lrc != LLM_OK)
         memset(&info, 0, sizeof info);
+    int rc = PARTS_OK;
+    if (lrc != LLM_OK && lrc != LLM_ENOTSUP) {
+        rc = PARTS_ELLM;
+        if (err)
+            snprintf(err, errcap, "The model server cannot be asked which model it runs: %s",
+                     why[0] ? why : llm_strerror(lrc));
+    }
     out->exact = info.fingerprint[0] != '\0';
     if (out->exact)
         snprintf(out->tokens_key, sizeof out->tokens_key, "tok:%.100s", info.fingerprint);
@@ -84,6 +92,7 @@ void parts_model(app_t *a, llm_provider_t *llm, parts_model_t *out)
         documents_sha256_hex(b.data, b.len, hex);
     buf_cleanup(&b);
     snprintf(out->plan_key, sizeof out->plan_key, "plan:%.24s", hex);
+    return rc;
 }
 
 /* ---- cutting ---- */

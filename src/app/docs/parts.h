@@ -64,8 +64,11 @@ int parts_reserve(const app_t *a, int n_ctx);
 /* Describe the model behind llm for planning. The local engine (and any
  * server that reports its context per request and its fingerprint) gives
  * exact counts; another provider gives estimates, and n_ctx 0 when it does
- * not say. Never fails: what cannot be learned is left unknown. */
-void parts_model(app_t *a, llm_provider_t *llm, parts_model_t *out);
+ * not say (then every document is one part). Returns PARTS_OK, or
+ * PARTS_ELLM with the reason in err when the server cannot be asked (the
+ * engine stopped, say): a plan made then would be for no model. *out is
+ * filled either way (as for a model that says nothing). */
+int parts_model(app_t *a, llm_provider_t *llm, parts_model_t *out, char *err, size_t errcap);
 
 /* Cut document `doc_id`'s text into chunks and store them with their index
  * texts, replacing any chunks it had (and so its plans). The text is read
