@@ -76,8 +76,10 @@
  * which are immutable. It is released around all file I/O and checksum
  * work. Entries and blobs are reference counted (under the mutex): the
  * index holds one reference, every handle one, a queued writer job one; a
- * blob is referenced by its entry's RAM slot, its pending-write slot, and
- * each handle that loaded it. Memory is freed after the mutex is dropped
+ * blob is referenced by its entry's RAM slot, its pending-write slot, its
+ * promote slot (a loaded mapping the writer is to copy into RAM), and
+ * each handle that loaded it; the store's spare buffer is a blob with no
+ * reference. Memory is freed after the mutex is dropped
  * (struct reap). All file mutations (writes, header rewrites, deletions)
  * are done by the writer thread in queue order, so the deletion of an
  * entry's file can never overtake a later rewrite of the same name. The
@@ -87,7 +89,8 @@
  * Entry states: in the index or not (deleted / replaced / dropped); a RAM
  * copy (counted in ram_bytes, on the RAM LRU list) or not; a written file
  * (on_disk, counted in disk_bytes, on the disk LRU list) or not; a pending
- * blob held for a queued or running write. An indexed entry always has at
+ * blob held for a queued or running write (with the kvstore_when_written
+ * waiters it will tell). An indexed entry always has at
  * least one of: RAM copy, pending blob, file.
  */
 #include "engine/kvstore.h"

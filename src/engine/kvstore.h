@@ -26,7 +26,8 @@
  * Disk writes (files, header rewrites, deletions) are done by one writer
  * thread owned by the store, never by the caller: kvstore_insert() queues
  * the write and returns. Reads from disk happen in kvstore_load(), in the
- * calling thread. A failing write (ENOSPC, EIO, any error) is logged once
+ * calling thread; the copy of a loaded entry into the RAM tier is the
+ * writer's too. A failing write (ENOSPC, EIO, any error) is logged once
  * and counted, and the entry stays in RAM only; the store keeps working.
  * When that RAM copy is evicted later the write is tried once more (the
  * demotion); if it fails again the entry is dropped.
