@@ -1,27 +1,30 @@
 /* utf8.c — see utf8.h. */
 #include "common/utf8.h"
 
-/* Length of the valid sequence starting at s (1..4), or 0 if the bytes at s
- * do not start a valid one. *incomplete is set when the sequence is a valid
- * beginning cut short by the end of the input. */
-static size_t seq_len(const unsigned char *s, size_t n, bool *incomplete)
+int utf8_decode(const char *str, size_t n, uint32_t *cp)
 {
-    *incomplete = false;
+    const unsigned char *s = (const unsigned char *)str;
     unsigned c = s[0];
-    size_t need;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c < 0x80)
+    if (c < 0x80) {
+        *cp = c;
         return 1;
-    if (c >= 0xC2 && c <= 0xDF)
+    }
+    int need;
+    unsigned lo = 0x80, hi = 0xBF;
+    uint32_t v;
+    if (c >= 0xC2 && c <= 0xDF) {
         need = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
         need = 3;
+        v = c & 0x0F;
         if (c == 0xE0)
             lo = 0xA0;
         else if (c == 0xED)
             hi = 0x9F;   /* no surrogates */
     } else if (c >= 0xF0 && c <= 0xF4) {
         need = 4;
+        v = c & 0x07;
         if (c == 0xF0)
             lo = 0x90;
         else if (c == 0xF4)
@@ -29,17 +32,27 @@ static size_t seq_len(const unsigned char *s, size_t n, bool *incomplete)
     } else {
         return 0;
     }
-    for (size_t i = 1; i < need; i++) {
-        if (i >= n) {
-            *incomplete = true;
-            return 0;
-        }
+    for (int i = 1; i < need; i++) {
+        if ((size_t)i >= n)
+            return -1;
         unsigned b = s[i];
-        unsigned l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xBF;
-        if (b < l || b > h)
+        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF))
             return 0;
+        v = v << 6 | (b & 0x3F);
     }
+    *cp = v;
     return need;
+}
+
+/* Length of the valid sequence starting at s (1..4), or 0 if the bytes at s
+ * do not start a valid one. *incomplete is set when the sequence is a valid
+ * beginning cut short by the end of the input. */
+static size_t seq_len(const unsigned char *s, size_t n, bool *incomplete)
+{
+    uint32_t cp;
+    int k = utf8_decode((const char *)s, n, &cp);
+    *incomplete = k < 0;
+    return k > 0 ? (size_t)k : 0;
 }
 
 size_t utf8_complete_len(const char *s, size_t n)

@@ -10,12 +10,19 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/buf.h"
 
 /* Length of s[0..n) without a trailing INCOMPLETE sequence (one that more
  * bytes could still complete). Invalid bytes elsewhere are not trimmed. */
 size_t utf8_complete_len(const char *s, size_t n);
+
+/* Decode the character at s[0..n) (n >= 1) into *cp. Returns its length
+ * (1..4); 0 when the bytes at s do not start a valid sequence (overlongs,
+ * surrogates, code points above U+10FFFF); -1 when they are a valid
+ * beginning cut short by n. */
+int utf8_decode(const char *s, size_t n, uint32_t *cp);
 
 /* Whether s[0..n) is entirely valid UTF-8 (no overlongs, surrogates or
  * code points above U+10FFFF). */

@@ -34,6 +34,26 @@ static void test_valid(void **state)
     assert_false(utf8_valid("\xC3", 1));               /* truncated */
 }
 
+static void test_decode(void **state)
+{
+    (void)state;
+    uint32_t cp = 0;
+    assert_int_equal(utf8_decode("A", 1, &cp), 1);
+    assert_int_equal(cp, 'A');
+    assert_int_equal(utf8_decode("\xc3\xa9", 2, &cp), 2);      /* é */
+    assert_int_equal(cp, 0xE9);
+    assert_int_equal(utf8_decode("\xe7\xbc\x93x", 4, &cp), 3);  /* 缓 */
+    assert_int_equal(cp, 0x7F13);
+    assert_int_equal(utf8_decode("\xf0\x9f\x98\x80", 4, &cp), 4);
+    assert_int_equal(cp, 0x1F600);
+    assert_int_equal(utf8_decode("\xc0\x80", 2, &cp), 0);      /* overlong */
+    assert_int_equal(utf8_decode("\xed\xa0\x80", 3, &cp), 0);  /* surrogate */
+    assert_int_equal(utf8_decode("\xf4\x90\x80\x80", 4, &cp), 0); /* > U+10FFFF */
+    assert_int_equal(utf8_decode("\x80", 1, &cp), 0);          /* a lone continuation */
+    assert_int_equal(utf8_decode("\xe7\xbc", 2, &cp), -1);     /* cut short */
+    assert_int_equal(utf8_decode("\xe7\x41", 2, &cp), 0);      /* broken */
+}
+
 static void check_sanitized(const char *in, size_t n, const char *want)
 {
     buf_t b;
@@ -64,6 +84,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_complete_len),
         cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_decode),
         cmocka_unit_test(test_sanitize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 /* ---- the token estimate --------------------------------------------------
  *
  * Weights are in 1/60 token. Runs of letters and of ASCII punctuation are
@@ -210,51 +212,6 @@ static int clamp_int(uint64_t v)
 
 /* ---- UTF-8 ---------------------------------------------------------------*/
 
-/* Decode the code point at s[0..n): its length (1..4) and *cp; 0 when the
- * bytes are not valid UTF-8 (the rules of common/utf8.c: no overlongs,
- * surrogates or code points above U+10FFFF); -1 when they are a valid
- * beginning cut short by n. */
-static int decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    int need;
-    unsigned lo = 0x80, hi = 0xBF;
-    uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 2;
-        v = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 3;
-        v = c & 0x0F;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 4;
-        v = c & 0x07;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    for (int i = 1; i < need; i++) {
-        if ((size_t)i >= n)
-            return -1;
-        unsigned b = s[i];
-        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF))
-            return 0;
-        v = v << 6 | (b & 0x3F);
-    }
-    *cp = v;
-    return need;
-}
 
 int chunker_estimate_tokens(const char *s, size_t n)
 {
@@ -263,7 +220,7 @@ int chunker_estimate_tokens(const char *s, size_t n)
     memset(&e, 0, sizeof e);
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        int k = decode(u + i, n - i, &cp);
+        int k = utf8_decode((const char *)u + i, n - i, &cp);
         if (k <= 0) {
             est_feed(&e, 0xFFFD, K_INVALID);
             i++;
@@ -759,7 +716,7 @@ static int scan(chunker_t *c, bool at_eof)
     while (c->pos < end) {
         const unsigned char *s = (const unsigned char *)c->win + (c->pos - c->base);
         uint32_t cp;
-        int n = decode(s, end - c->pos, &cp);
+        int n = utf8_decode((const char *)s, end - c->pos, &cp);
         if (n == 0 || (n > 0 && cp == 0) || (n < 0 && at_eof))
             return fail(c, CHUNKER_EUTF8);
         if (n < 0)
