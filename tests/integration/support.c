@@ -454,3 +454,19 @@ bool tcp_closed_within(int fd, int ms)
             return true;
     }
 }
+
+void app_wait_model(int port, const char *want)
+{
+    double t0 = now_ms();
+    for (;;) {
+        resp_t r;
+        http(port, "GET", "/api/v1/model/status", NULL, &r);
+        bool ok = r.json && strcmp(jstr(r.json, "status"), want) == 0;
+        resp_free(&r);
+        if (ok)
+            return;
+        if (now_ms() - t0 > 60000)
+            fail_msg("the model server did not become %s", want);
+        usleep(100 * 1000);
+    }
+}

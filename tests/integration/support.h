@@ -94,4 +94,8 @@ int tcp_connect_from(int port, const char *from);
 /* Is the server's end of fd closed (EOF or reset) within ms? */
 bool tcp_closed_within(int fd, int ms);
 
+/* Wait (at most 60 s) until kvchat on `port` reports its model server
+ * `want` ("running", "stopped") in GET /api/v1/model/status. */
+void app_wait_model(int port, const char *want);
+
 #endif

@@ -33,22 +33,6 @@ static proc_t g_app;
 static int g_engine_port;
 #define ENGINE_KEY "itest-engine-key"
 
-static void wait_engine(int port, const char *want)
-{
-    double t0 = now_ms();
-    for (;;) {
-        resp_t r;
-        http(port, "GET", API "/model/status", NULL, &r);
-        bool ok = r.json && strcmp(jstr(r.json, "status"), want) == 0;
-        resp_free(&r);
-        if (ok)
-            return;
-        if (now_ms() - t0 > 60000)
-            fail_msg("engine did not become %s", want);
-        usleep(100 * 1000);
-    }
-}
-
 static void start_app(proc_t *p, const char *dir, const char *const *extra)
 {
     char data[300], models[300], eport[64], remote[128], log[300];
@@ -70,7 +54,7 @@ static void start_app(proc_t *p, const char *dir, const char *const *extra)
         argv[n++] = extra[i];
     argv[n] = NULL;
     proc_start(p, KVCHAT_BIN_DIR "/kvchat", argv, log, 60);
-    wait_engine(p->port, "running");
+    app_wait_model(p->port, "running");
 }
 
 static int group_setup(void **state)

@@ -63,6 +63,19 @@ static void engine_start(engine_t *e, const char *dir, const char *const *extra)
 
 static void engine_stop(engine_t *e) { assert_int_equal(proc_stop(&e->p), 0); }
 
+/* Two engines of one slot each, in new directories: *a with a cache
+ * (started with --reset), *b without (--no-cache), for answers that must
+ * be the same token for token. */
+static void engine_pair_start(engine_t *a, char *dir_a, engine_t *b, char *dir_b)
+{
+    tmpdir_make(dir_a, 256);
+    tmpdir_make(dir_b, 256);
+    const char *reset[] = { "--reset", "--parallel", "1", NULL };
+    const char *nocache[] = { "--no-cache", "--parallel", "1", NULL };
+    engine_start(a, dir_a, reset);
+    engine_start(b, dir_b, nocache);
+}
+
 /* A document of about n_lines * 12 tokens, different per seed. */
 static char *make_doc(int seed, int n_lines)
 {
@@ -176,15 +189,10 @@ static void test_tiers_match_uncached(void **state)
 {
     (void)state;
     char dir_a[256], dir_b[256];
-    tmpdir_make(dir_a, sizeof dir_a);
-    tmpdir_make(dir_b, sizeof dir_b);
     engine_t a, b;
     /* One slot, so that a second prefill moves the first document out of
      * the slot and into the RAM tier only. */
-    const char *reset[] = { "--reset", "--parallel", "1", NULL };
-    const char *nocache[] = { "--no-cache", "--parallel", "1", NULL };
-    engine_start(&a, dir_a, reset);
-    engine_start(&b, dir_b, nocache);
+    engine_pair_start(&a, dir_a, &b, dir_b);
     char *doc = make_doc(1, 60);
     char *other = make_doc(3, 20);
 
@@ -707,13 +715,8 @@ static void test_prefill_to_disk(void **state)
 {
     (void)state;
     char dir_a[256], dir_b[256];
-    tmpdir_make(dir_a, sizeof dir_a);
-    tmpdir_make(dir_b, sizeof dir_b);
     engine_t a, b;
-    const char *reset[] = { "--reset", "--parallel", "1", NULL };
-    const char *nocache[] = { "--no-cache", "--parallel", "1", NULL };
-    engine_start(&a, dir_a, reset);
-    engine_start(&b, dir_b, nocache);
+    engine_pair_start(&a, dir_a, &b, dir_b);
     char *doc = make_doc(41, 60);
 
     long long ram0 = cache_stat(a.p.port, "bytes_ram");

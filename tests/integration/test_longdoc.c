@@ -40,22 +40,6 @@
 static char g_dir[256];
 static proc_t g_app;
 
-static void wait_engine(const char *want)
-{
-    double t0 = now_ms();
-    for (;;) {
-        resp_t r;
-        http(g_app.port, "GET", API "/model/status", NULL, &r);
-        bool ok = r.json && strcmp(jstr(r.json, "status"), want) == 0;
-        resp_free(&r);
-        if (ok)
-            return;
-        if (now_ms() - t0 > 60000)
-            fail_msg("engine did not become %s", want);
-        usleep(100 * 1000);
-    }
-}
-
 static int group_setup(void **state)
 {
     (void)state;
@@ -73,7 +57,7 @@ static int group_setup(void **state)
                            "documents.chunk_max_tokens=96", NULL };
     http_set_bearer(ENGINE_KEY);
     proc_start(&g_app, KVCHAT_BIN_DIR "/kvchat", argv, log, 60);
-    wait_engine("running");
+    app_wait_model(g_app.port, "running");
     return 0;
 }
 
@@ -774,7 +758,7 @@ static void test_cache_interrupted(void **state)
     http(g_app.port, "POST", API "/model/up/without_reset", "{}", &r);
     assert_int_equal(r.status, 200);
     resp_free(&r);
-    wait_engine("running");
+    app_wait_model(g_app.port, "running");
     get(path, 200, &r);
     size_t failed = 0, cached = 0, total = json_array_size(r.json);
     for (size_t i = 0; i < total; i++) {
