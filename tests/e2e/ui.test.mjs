@@ -618,7 +618,7 @@ async function walk() {
       { event: 'progress', group_id: 0, status: 'caching', cached_count: 0, total_groups: n, percent: 12, done: 1200, total: 10000, eta_s: 18.4 },
       { event: 'progress', group_id: 0, status: 'cached', cached_count: 1, total_groups: n, percent: 25, done: 2500, total: 10000, eta_s: 15 },
       { event: 'progress', group_id: 1, status: 'caching', cached_count: 1, total_groups: n, percent: 31, done: 3100, total: 10000, eta_s: 12.2, pause: 1500 },
-      { event: 'progress', group_id: 1, status: 'failed', cached_count: 1, total_groups: n, percent: 50, done: 5000, total: 10000, eta_s: 8, detail: 'The disk is full' },
+      { event: 'progress', group_id: 1, status: 'failed', cached_count: 1, total_groups: n, percent: 50, done: 5000, total: 10000, eta_s: 8, error: 'The disk is full (507)' },
       ...parts.slice(2).map((g, i) => ({ event: 'progress', group_id: g.group_id, status: 'cached', cached_count: 2 + i, total_groups: n, percent: 60 + i * 10, done: 6000, total: 10000, eta_s: 1 })),
       { event: 'complete', doc_id: almanacId, cached_groups: n - 1, total_groups: n, failed_groups: 1 },
       { event: 'error', status: 507, detail: 'The disk is full' }];

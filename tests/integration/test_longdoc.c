@@ -707,6 +707,8 @@ typedef struct {
     int cached_seen;
     bool stopped;
     long long cached_groups, failed_groups;
+    char first_error[512];   /* the first failed part's error, as streamed */
+    long long first_failed;
 } interrupt_t;
 
 static bool on_interrupt(const char *data, void *ud)
@@ -722,6 +724,10 @@ static bool on_interrupt(const char *data, void *ud)
         assert_int_equal(r.status, 200);
         resp_free(&r);
         t->stopped = true;
+    } else if (!strcmp(ev, "progress") && !strcmp(jstr(j, "status"), "failed") &&
+               !t->first_error[0]) {
+        snprintf(t->first_error, sizeof t->first_error, "%s", jstr(j, "error"));
+        t->first_failed = jint(j, "group_id");
     } else if (!strcmp(ev, "complete")) {
         t->cached_groups = jint(j, "cached_groups");
         t->failed_groups = jint(j, "failed_groups");
@@ -762,9 +768,14 @@ static void test_cache_interrupted(void **state)
     get(path, 200, &r);
     size_t failed = 0, cached = 0, total = json_array_size(r.json);
     for (size_t i = 0; i < total; i++) {
-        failed += strcmp(jstr(json_array_get(r.json, i), "status"), "failed") == 0;
-        cached += json_is_true(jpath(json_array_get(r.json, i), "cached"));
+        json_t *g = json_array_get(r.json, i);
+        failed += strcmp(jstr(g, "status"), "failed") == 0;
+        cached += json_is_true(jpath(g, "cached"));
+        /* the stream said why, in the words the parts list keeps */
+        if (jint(g, "group_id") == t.first_failed)
+            assert_string_equal(jstr(g, "error"), t.first_error);
     }
+    assert_true(t.first_error[0] != '\0');
     assert_int_equal(failed, (size_t)t.failed_groups);
     assert_int_equal(cached, (size_t)t.cached_groups);
     resp_free(&r);

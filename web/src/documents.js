@@ -233,7 +233,7 @@ function partProgress(run, ev) {
   const g = run.groups.find((x) => x.group_id === ev.group_id);
   g.status = ev.status;
   g.cached = ev.status === 'cached';
-  if (ev.status === 'failed') g.error = ev.detail || ev.error || g.error || null;
+  if (ev.status === 'failed') g.error = ev.error || ev.detail || g.error || null;
 }
 
 /** The status line once every part has been tried. */

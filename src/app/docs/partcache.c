@@ -98,8 +98,9 @@ static void emit(run_t *r, json_t *ev)
         json_decref(ev);
 }
 
-/* Percent of the whole run's tokens and seconds left at this run's rate. */
-static void progress(run_t *r, const char *status, int64_t done_in_part)
+/* Percent of the whole run's tokens and seconds left at this run's rate; a failed part
+ * carries the error its groups entry stores, so a client shows the same text from both. */
+static void progress_ex(run_t *r, const char *status, int64_t done_in_part, const char *error)
 {
     int64_t done = r->tokens_before + done_in_part;
     int pct = r->tokens_all > 0 ? (int)(done * 100 / r->tokens_all) : 100;
@@ -114,11 +115,19 @@ static void progress(run_t *r, const char *status, int64_t done_in_part)
                       ? json_real((double)(r->tokens_all - done) * elapsed / (double)rate_done /
                                   1000.0)
                       : json_null();
-    emit(r, json_pack("{s:s, s:I, s:s, s:I, s:I, s:i, s:I, s:I, s:o}", "event", "progress",
-                      "group_id", (json_int_t)r->group, "status", status, "cached_count",
-                      (json_int_t)r->cached_count, "total_groups", (json_int_t)r->total_groups,
-                      "percent", pct, "done", (json_int_t)done, "total",
-                      (json_int_t)r->tokens_all, "eta_s", eta));
+    json_t *ev = json_pack("{s:s, s:I, s:s, s:I, s:I, s:i, s:I, s:I, s:o}", "event", "progress",
+                           "group_id", (json_int_t)r->group, "status", status, "cached_count",
+                           (json_int_t)r->cached_count, "total_groups",
+                           (json_int_t)r->total_groups, "percent", pct, "done", (json_int_t)done,
+                           "total", (json_int_t)r->tokens_all, "eta_s", eta);
+    if (ev && error)
+        json_object_set_new(ev, "error", json_string(error));
+    emit(r, ev);
+}
+
+static void progress(run_t *r, const char *status, int64_t done_in_part)
+{
+    progress_ex(r, status, done_in_part, NULL);
 }
 
 static void on_prefill_progress(void *ud, int done, int total)
@@ -193,18 +202,21 @@ int partcache_run(app_t *a, app_provider_t *p, const store_doc_t *d, const parts
         }
         free(sys);
         if (rc != LLM_OK) {
-            store_cache_t c = { .status = STORE_CACHE_FAILED, .error = pr.error };
+            if (!pr.error[0])
+                snprintf(pr.error, sizeof pr.error, "%s", llm_strerror(rc));
+            char *why_failed = pr.error;
+            store_cache_t c = { .status = STORE_CACHE_FAILED, .error = why_failed };
             store_part_set_cache(a->store, d->id, m->plan_key, (int64_t)i, &c);
             out->failed++;
             if (!out->error[0]) {
                 snprintf(out->error, sizeof out->error, "part %zu of %zu: %.400s", i + 1, plan->n,
-                         pr.error[0] ? pr.error : llm_strerror(rc));
+                         why_failed);
                 out->http_status = llm_http_status(rc);
             }
             log_warn("document %s: part %zu of %zu not cached: %s", d->id, i + 1, plan->n,
-                     pr.error[0] ? pr.error : llm_strerror(rc));
+                     why_failed);
             r.tokens_before += r.part_tokens;
-            progress(&r, "failed", 0);
+            progress_ex(&r, "failed", 0, why_failed);
             continue;
         }
         store_cache_t c = { .status = STORE_CACHE_CACHED, .entry_id = pr.id,
