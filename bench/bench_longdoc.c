@@ -7,8 +7,10 @@
  *     tokens;
  *   - 20 questions, each in a new session, each naming one function of the
  *     manual: time to first token at the client (median, worst), whether
- *     the part it was routed to holds that function (the routing's hit
- *     rate), the tokens restored and from which tier;
+ *     the part it was routed to holds that function's definition (the
+ *     routing's hit rate), the tokens restored and from which tier;
+ *   - routing alone, for every function the manual defines (one question
+ *     each, GET /search: the part chat would route it to, no answer);
  * against, in the same run:
  *   (a) the cold prefill of the same part: its text (the part's chunks)
  *       and the same question sent to the same engine with cache_prompt
@@ -20,6 +22,7 @@
  *                             [--llama-server PATH] [--threads N]
  *                             [--out FILE (appends)]
  */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -285,16 +288,91 @@ static void load_doc(int port, const char *id, doc_t *d)
     d->groups = get_json(port, path);
 }
 
-/* Whether part g holds a chunk that names `fn`. */
-static bool part_names(const doc_t *d, long g, const char *fn)
+/* The name a definition line of the manual defines ("Function: void
+ * sha256_init (struct sha256_ctx *ctx)" defines sha256_init), into name;
+ * false for any other line. line[0..len). */
+static bool defines(const char *line, size_t len, char *name, size_t cap)
+{
+    static const char *const kinds[] = { "Function: ", "Macro: " };
+    bool kind = false;
+    for (size_t k = 0; k < 2; k++)
+        kind |= len > strlen(kinds[k]) && !strncmp(line, kinds[k], strlen(kinds[k]));
+    const char *paren = kind ? memchr(line, '(', len) : NULL;
+    if (!paren)
+        return false;
+    const char *e = paren;
+    while (e > line && e[-1] == ' ')
+        e--;
+    const char *b = e;
+    while (b > line && (isalnum((unsigned char)b[-1]) || b[-1] == '_'))
+        b--;
+    if (e == b || (size_t)(e - b) >= cap)
+        return false;
+    memcpy(name, b, (size_t)(e - b));
+    name[e - b] = '\0';
+    return true;
+}
+
+/* The chunk holding fn's definition line, or -1. */
+static long defining_chunk(const doc_t *d, const char *fn)
+{
+    char name[128];
+    for (long i = 0; i < d->n; i++)
+        for (const char *s = d->content[i]; *s;) {
+            const char *nl = strchr(s, '\n');
+            size_t len = nl ? (size_t)(nl - s) : strlen(s);
+            if (defines(s, len, name, sizeof name) && !strcmp(name, fn))
+                return i;
+            s += len + (nl != NULL);
+        }
+    return -1;
+}
+
+/* Whether part g holds chunk c. */
+static bool part_holds(const doc_t *d, long g, long c)
 {
     json_t *p = json_array_get(d->groups, (size_t)g);
-    if (!p)
-        return false;
-    for (long i = (long)jint(p, "first_chunk"); i <= (long)jint(p, "last_chunk") && i < d->n; i++)
-        if (strstr(d->content[i], fn))
-            return true;
-    return false;
+    return p && c >= (long)jint(p, "first_chunk") && c <= (long)jint(p, "last_chunk");
+}
+
+/* Every function the manual defines, each asked about in one of the
+ * question forms through GET /search (the part chat would route it to,
+ * no answer generated): how many went to the part holding the definition.
+ * Prints the figures; returns the hits, *n_out the questions. */
+static int route_all(int port, const char *id, const doc_t *d, int *n_out)
+{
+    int hits = 0, n = 0;
+    long *parts = calloc((size_t)json_array_size(d->groups) + 1, sizeof *parts);
+    for (long i = 0; i < d->n; i++)
+        for (const char *s = d->content[i]; *s;) {
+            const char *nl = strchr(s, '\n');
+            size_t len = nl ? (size_t)(nl - s) : strlen(s);
+            char fn[128], q[256], path[600];
+            if (defines(s, len, fn, sizeof fn) && defining_chunk(d, fn) == i) {
+                question(q, sizeof q, n, fn);
+                char *e = curl_easy_escape(NULL, q, 0);
+                snprintf(path, sizeof path, API "/documents/%s/search?limit=1&q=%s", id, e);
+                curl_free(e);
+                json_t *j = get_json(port, path);
+                long g = (long)json_integer_value(
+                    json_object_get(json_object_get(j, "route"), "group_id"));
+                json_decref(j);
+                hits += part_holds(d, g, i);
+                if (g >= 0 && (size_t)g < json_array_size(d->groups))
+                    parts[g]++;
+                n++;
+            }
+            s += len + (nl != NULL);
+        }
+    printf("routing, every function the manual defines (%d, one question each): %d to the part "
+           "holding its definition (%.1f%%); questions per part:",
+           n, hits, n ? 100.0 * hits / n : 0);
+    for (size_t g = 0; g < json_array_size(d->groups); g++)
+        printf(" %ld", parts[g]);
+    printf("\n");
+    free(parts);
+    *n_out = n;
+    return hits;
 }
 
 /* The part's text as its chunks hold it (what the cold peers read). */
@@ -398,6 +476,10 @@ int main(int argc, char **argv)
            "%.1f MB\n",
            doc_tokens, n_chunks, parts, up_ms / 1000, cache_ms / 1000, cached_tokens,
            (double)cached_bytes / 1e6);
+    for (int i = 0; i < N_QUESTIONS; i++)
+        if (defining_chunk(&d, g_functions[i]) < 0)
+            die("the manual does not define %s", g_functions[i]);
+    int all_n = 0, all_hits = route_all(app.port, id, &d, &all_n);
 
     /* 20 questions, each in a new session. */
     double ttft[N_QUESTIONS];
@@ -411,7 +493,7 @@ int main(int argc, char **argv)
         turn_t t;
         ttft[i] = kvchat_ask(app.port, session, id, q, &t);
         group[i] = t.group;
-        bool hit = part_names(&d, t.group, g_functions[i]);
+        bool hit = part_holds(&d, t.group, defining_chunk(&d, g_functions[i]));
         hits += hit;
         from_disk += strcmp(t.tier, "disk") == 0;
         if (restored_min < 0 || t.cached < restored_min)
@@ -483,8 +565,12 @@ int main(int argc, char **argv)
     buf_printf(&r, "- 20 questions, each naming one function, each in a new session: TTFT "
                    "median %.0f ms, worst %.0f ms; %d of 20 restored from the disk tier (at "
                    "least %lld tokens each); routing hit rate %d/20 (the part answered from "
-                   "holds the function)\n",
+                   "holds the function's definition)\n",
                med, worst, from_disk, restored_min, hits);
+    buf_printf(&r, "- routing, every function the manual defines, one question each (GET "
+                   "/search, the part chat would use): %d of %d to the part holding the "
+                   "definition (%.1f%%)\n",
+               all_hits, all_n, all_n ? 100.0 * all_hits / all_n : 0);
     buf_printf(&r, "- (a) cold prefill of the same part, same engine, cache off: median %.0f ms "
                    "(%lld tokens on average) -> kvchat's median TTFT is %.1fx below it "
                    "(target >= 30x)\n",

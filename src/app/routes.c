@@ -130,6 +130,9 @@ static const route_doc_t table[] = {
       "A page of the document's chunks (?offset=0&limit=100): pages, heading, sizes, parts", NULL },
     { { "GET", API "/documents/{doc_id}/chunks/{chunk_id}", documents_h_chunk, 0, NULL },
       "Documents", "One chunk with its text", NULL },
+    { { "GET", API "/documents/{doc_id}/search", documents_h_search, 0, NULL }, "Documents",
+      "Search a document (?q=words&limit=10): the best chunks, and the part a question with "
+      "these words goes to", NULL },
     { { "GET", API "/documents/{doc_id}/groups", documents_h_groups, 0, NULL }, "Documents",
       "The document's parts for the model in use, and which are cached", NULL },
     /* Sessions */

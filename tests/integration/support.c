@@ -234,7 +234,7 @@ bool http_try(int port, const char *method, const char *path, const char *body, 
 {
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();
-    char url[512];
+    char url[4096];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     sink_t s = { NULL, 0 };
     struct curl_slist *h = NULL;
@@ -295,7 +295,7 @@ void http_upload_many(int port, const char *path, const char *field,
 {
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();
-    char url[512];
+    char url[4096];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     curl_mime *mime = curl_mime_init(c);
     for (size_t i = 0; i < n; i++) {
@@ -362,7 +362,7 @@ static size_t sse_collect(char *p, size_t sz, size_t n, void *ud)
 long http_sse(int port, const char *path, const char *body, sse_fn cb, void *ud)
 {
     CURL *c = curl_easy_init();
-    char url[512];
+    char url[4096];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     sse_t s = { cb, ud, NULL, 0, false };
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");

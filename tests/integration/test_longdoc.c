@@ -127,7 +127,7 @@ static void get(const char *path, long want, resp_t *r)
 {
     http(g_app.port, "GET", path, NULL, r);
     if (r->status != want)
-        fail_msg("GET %s: expected %ld, got %ld: %s", path, want, r->status, r->body);
+        fail_msg("GET %.200s: expected %ld, got %ld: %.300s", path, want, r->status, r->body);
 }
 
 /* The chunk of document id whose content has `needle`: its id, or -1. */
@@ -788,12 +788,77 @@ static void test_cache_interrupted(void **state)
     free(id);
 }
 
+/* GET /documents/{id}/search: the chunk holding the answer first, the part
+ * a question goes to the one chat routes it to; bad searches are 400s. */
+static void test_search(void **state)
+{
+    (void)state;
+    char path[512];
+    resp_t g, r;
+    snprintf(path, sizeof path, API "/documents/%s/groups", g_manual_id);
+    get(path, 200, &g);
+    for (int k = 0; k < N_SECTIONS; k++) {
+        char code[16];
+        snprintf(code, sizeof code, "%d", g_codes[k]);
+        long chunk = chunk_with(g_manual_id, code);
+        snprintf(path, sizeof path, API "/documents/%s/search?q=vault+code+of+the+%s&limit=3",
+                 g_manual_id, g_animals[k]);
+        get(path, 200, &r);
+        json_t *res = jpath(r.json, "results");
+        assert_true(json_array_size(res) >= 1 && json_array_size(res) <= 3);
+        assert_int_equal(jint(json_array_get(res, 0), "chunk_id"), chunk);
+        assert_non_null(strstr(jstr(json_array_get(res, 0), "snippet"), g_animals[k]));
+        assert_true(json_real_value(jpath(json_array_get(res, 0), "score")) > 0);
+        assert_null(jpath(json_array_get(res, 0), "content"));
+        long group = (long)jint(r.json, "route.group_id");
+        assert_true(group_has(g.json, group, chunk));
+        assert_true(json_is_true(jpath(r.json, "route.matched")));
+        assert_int_equal(jint(r.json, "route.total_groups"), (long long)json_array_size(g.json));
+        json_t *groups = jpath(json_array_get(res, 0), "group_ids");
+        bool listed = false;
+        for (size_t i = 0; i < json_array_size(groups); i++)
+            listed |= json_integer_value(json_array_get(groups, i)) == group;
+        assert_true(listed);
+        resp_free(&r);
+    }
+    resp_free(&g);
+    /* no searchable word: nothing found, the first part */
+    snprintf(path, sizeof path, API "/documents/%s/search?q=the+of+and", g_manual_id);
+    get(path, 200, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "results")), 0);
+    assert_false(json_is_true(jpath(r.json, "route.matched")));
+    assert_int_equal(jint(r.json, "route.group_id"), 0);
+    resp_free(&r);
+    /* FTS5 syntax is words, not syntax */
+    snprintf(path, sizeof path, API "/documents/%s/search?q=%%22vault%%22+NEAR(code+*)+OR+%%5E",
+             g_manual_id);
+    get(path, 200, &r);
+    resp_free(&r);
+    snprintf(path, sizeof path, API "/documents/%s/search", g_manual_id);
+    get(path, 400, &r);
+    resp_free(&r);
+    snprintf(path, sizeof path, API "/documents/%s/search?q=vault&limit=0", g_manual_id);
+    get(path, 400, &r);
+    resp_free(&r);
+    char *longq = malloc(2200 + sizeof path);
+    assert_non_null(longq);
+    int n = snprintf(longq, 2200 + sizeof path, API "/documents/%s/search?q=", g_manual_id);
+    memset(longq + n, 'a', 2100);
+    longq[n + 2100] = '\0';
+    get(longq, 400, &r);
+    resp_free(&r);
+    free(longq);
+    get(API "/documents/nope/search?q=vault", 404, &r);
+    resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunks_and_groups),
         cmocka_unit_test(test_cache_parts),
         cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_search),
         cmocka_unit_test(test_stream_restore_and_restart),
         cmocka_unit_test(test_chinese_and_mixed),
         cmocka_unit_test(test_short_stays_whole),

@@ -7,7 +7,9 @@
  * question without a searchable word or a match stays on the previous
  * part, else the first; several documents: the best part of either; the
  * sources are the chosen part's best chunks, best first; rag_info and
- * sources in the prototype's shape.
+ * sources in the prototype's shape; an index (a list of names, or under a
+ * heading that says so) and a three-line fragment weigh less than the
+ * passage that explains what the question names (route_chunk_weight).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,12 +241,119 @@ static void test_two_documents(void **state)
     route_cleanup(&r);
 }
 
+static bool near(double x, double y)
+{
+    return fabs(x - y) < 1e-9;
+}
+
+static void test_chunk_weight(void **state)
+{
+    (void)state;
+    char prose[1024] = "", list[1024] = "";
+    for (int i = 0; i < 8; i++)
+        strcat(prose, "The keeper counts the gulls. He writes the count in the book.\n");
+    for (int i = 0; i < 16; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "aes%d_encrypt: AES\n", i);
+    assert_true(strlen(prose) >= ROUTE_SHORT_BYTES && strlen(list) >= ROUTE_SHORT_BYTES);
+    assert_true(near(route_chunk_weight("Manual > 7 Reference", prose), 1.0));
+    assert_true(near(route_chunk_weight(NULL, prose), 1.0));
+    /* all bare lines: a list of names */
+    assert_true(near(route_chunk_weight("Manual > 7 Reference", list), ROUTE_NAV_WEIGHT));
+    /* the heading says index or contents (the last one of the path; whole
+     * words, any case, Chinese too) */
+    assert_true(near(route_chunk_weight("Manual > Function and Concept Index", prose),
+                     ROUTE_NAV_WEIGHT));
+    assert_true(near(route_chunk_weight("Book > Table of Contents", prose), ROUTE_NAV_WEIGHT));
+    assert_true(near(route_chunk_weight("手册 > 目录", prose), ROUTE_NAV_WEIGHT));
+    assert_true(near(route_chunk_weight("Book > Indexing strategies", prose), 1.0));
+    assert_true(near(route_chunk_weight("Index > Usage", prose), 1.0));
+    /* half the lines bare: still prose; 80%: between */
+    char mixed[2048] = "";
+    for (int i = 0; i < 10; i++)
+        strcat(mixed, i % 5 ? "Function: void aes128_encrypt (struct aes128_ctx *ctx)\n"
+                            : "It encrypts one block of data with the key set up before.\n");
+    double w = route_chunk_weight("", mixed);
+    assert_true(w > ROUTE_NAV_WEIGHT && w < 1.0);
+    /* fewer than ROUTE_NAV_MIN_LINES lines are never a list */
+    char few[1024] = "";
+    for (int i = 0; i < ROUTE_NAV_MIN_LINES - 1; i++)
+        strcat(few, "Function: void aes128_encrypt (struct aes128_ctx *ctx, size_t n)\n");
+    assert_true(strlen(few) >= ROUTE_SHORT_BYTES);
+    assert_true(near(route_chunk_weight("", few), 1.0));
+    /* a short fragment: sqrt of its share of ROUTE_SHORT_BYTES */
+    char frag[ROUTE_SHORT_BYTES / 4 + 1];
+    memset(frag, 'a', sizeof frag - 1);
+    frag[sizeof frag - 1] = '\0';
+    assert_true(near(route_chunk_weight("", frag), 0.5));
+    assert_true(route_chunk_weight("", "") > 0);
+}
+
+/* A manual: each cipher's section explains its functions; its last part is
+ * the index, which names every function again in short lines (and so,
+ * by bm25 alone, matches a question naming one better than the section:
+ * a shorter text and every word of the question in it). */
+static void test_index_loses(void **state)
+{
+    fx_t *f = *state;
+    static char sec[6][600], idx[2][1200];
+    static const char *texts[8];
+    static const char *const ciphers[6] = { "aes128", "aes192", "aes256", "camellia128",
+                                            "serpent", "twofish" };
+    for (int i = 0; i < 6; i++) {
+        snprintf(sec[i], sizeof sec[i],
+                 "The %s cipher is one of the block ciphers the library offers. Its context "
+                 "struct holds the expanded key, and a context may be copied freely.\n"
+                 "Function: void %s_encrypt (struct %s_ctx *ctx, size_t length, uint8_t *dst, "
+                 "const uint8_t *src)\nEncrypts the data, one block at a time; the length "
+                 "must be a multiple of the block size. The key schedule must have been set "
+                 "up before with the set_encrypt_key function.",
+                 ciphers[i], ciphers[i], ciphers[i]);
+        texts[i] = sec[i];
+    }
+    for (int k = 0; k < 2; k++) {
+        idx[k][0] = '\0';
+        for (int i = 0; i < 6; i++)
+            snprintf(idx[k] + strlen(idx[k]), sizeof idx[k] - strlen(idx[k]),
+                     "%s_%s: %s\n%s_set_%s_key: %s\n", ciphers[i], k ? "decrypt" : "encrypt",
+                     ciphers[i], ciphers[i], k ? "decrypt" : "encrypt", ciphers[i]);
+        texts[6 + k] = idx[k];
+    }
+    add_doc(f, 0, "manual.md", texts, 8, 2);   /* parts: 0-1 2-3 4-5 6-7 */
+    route_doc_t rd = { &f->doc[0], &f->plan[0] };
+    route_t r;
+    char err[256];
+    route_prev_t none = { -1, -1 };
+    for (int i = 0; i < 6; i++) {
+        char q[128];
+        snprintf(q, sizeof q, "What does %s_encrypt do?", ciphers[i]);
+        assert_int_equal(route_pick(&f->a, &rd, 1, q, NULL, none, &r, err, sizeof err), 0);
+        assert_int_equal(r.part, (size_t)(i / 2));
+        assert_int_equal(r.hits.items[0].seq, i);
+        route_cleanup(&r);
+    }
+    /* the search finds the same, the index below */
+    store_chunk_list_t l;
+    assert_int_equal(route_search(&f->a, &rd, 1, "aes192_encrypt", 8, &l, err, sizeof err), 0);
+    assert_true(l.n >= 2);
+    assert_int_equal(l.items[0].seq, 1);
+    assert_non_null(l.items[0].content);
+    for (size_t i = 1; i < l.n; i++)
+        assert_true(l.items[i - 1].score >= l.items[i].score);
+    store_chunk_list_cleanup(&l);
+    /* nothing searchable: nothing found, no failure */
+    assert_int_equal(route_search(&f->a, &rd, 1, "the of and", 8, &l, err, sizeof err), 0);
+    assert_int_equal(l.n, 0);
+    store_chunk_list_cleanup(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_best_chunk_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_previous_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_documents, setup, teardown),
+        cmocka_unit_test(test_chunk_weight),
+        cmocka_unit_test_setup_teardown(test_index_loses, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

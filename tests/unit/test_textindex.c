@@ -45,7 +45,7 @@
 
 enum {
     C_PROSE = 1, C_DECODING, C_CODING, C_NODE, C_OPENSSL, C_CLI,
-    C_SIMP, C_TRAD, C_MIXED, C_LOCK, C_JA, C_KO,
+    C_SIMP, C_TRAD, C_MIXED, C_LOCK, C_JA, C_KO, C_AES, C_GCM,
 };
 
 static const struct {
@@ -78,6 +78,13 @@ static const struct {
     { C_LOCK, "在多线程程序中，访问共享变量之前必须先加锁，用完以后解锁。" },
     { C_JA, "設定を変更するには、管理画面でサーバーを再起動してください。" },
     { C_KO, "데이터베이스를 설정하는 방법은 관리자 문서에 있습니다." },
+    { C_AES, "Function: void aes128_encrypt (const struct aes128_ctx *ctx, "
+             "size_t length, uint8_t *dst, const uint8_t *src). Encryption "
+             "function, the key schedule set up before." },
+    { C_GCM, "Function: void gcm_aes128_encrypt (struct gcm_aes128_ctx "
+             "*ctx, size_t length, uint8_t *dst, const uint8_t *src). "
+             "Encrypts with AES128 in GCM mode; gcm_aes128_encrypt may be "
+             "called many times, and gcm_aes128_digest ends the message." },
 };
 #define N_CHUNKS (sizeof CHUNKS / sizeof CHUNKS[0])
 
@@ -215,9 +222,9 @@ static void test_identifiers(void **state)
      * only its chunk */
     int terms = 0;
     char *e = query(fx->ti, "asn1_der_decoding", &terms);
-    assert_int_equal(terms, 4);
-    assert_string_equal(e, "\"asn1 der decoding\" OR \"asn1\" OR \"der\" OR "
-                        "\"decoding\"");
+    assert_int_equal(terms, 5);
+    assert_string_equal(e, "\"asn1 der decoding\" OR \"asn1derdecoding\" OR \"asn1\" OR "
+                        "\"der\" OR \"decoding\"");
     int first = 0;
     assert_int_equal(db_match(fx->db, "\"asn1 der decoding\"", &first), 1);
     assert_int_equal(first, C_DECODING);
@@ -232,9 +239,16 @@ static void test_identifiers(void **state)
     buf_init(&b, 4096);
     const char *doc = "call process.nextTick(cb) or HTTPServer";
     assert_int_equal(textindex_doc(fx->ti, doc, strlen(doc), &b), TEXTINDEX_OK);
-    assert_non_null(strstr(b.data, "process.nextTick next Tick "));
+    assert_non_null(strstr(b.data, "process.nextTick processnextTick  next Tick "));
     assert_non_null(strstr(b.data, "HTTPServer HTTP Server "));
     buf_cleanup(&b);
+    /* the fused token: the phrase "aes128 encrypt" matches inside
+     * gcm_aes128_encrypt too (three times there), the identifier itself
+     * only where it stands */
+    assert_int_equal(top(fx, "What does aes128_encrypt do?"), C_AES);
+    assert_int_equal(top(fx, "gcm_aes128_encrypt"), C_GCM);
+    assert_int_equal(db_match(fx->db, "\"aes128encrypt\"", &first), 1);
+    assert_int_equal(first, C_AES);
 }
 
 static void test_english(void **state)

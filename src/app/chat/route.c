@@ -1,10 +1,12 @@
 /* route.c — see route.h. */
 #include "app/chat/route.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "app/docs/textindex.h"
 #include "common/buf.h"
@@ -44,9 +46,89 @@ static int hits_add(hits_t *hs, int doc, int64_t seq, double score)
     return 0;
 }
 
-/* Search `text` among the chunks of docs; add weight × score per chunk. */
+/* ---- navigational chunks ---- */
+
+/* Whether heading component h (len bytes) names an index or a table of
+ * contents: "Index", "Function and Concept Index", "Contents", "Table of
+ * Contents", "目录", "索引"... (whole words, any case). */
+static bool nav_heading(const char *h, size_t len)
+{
+    static const char *const words[] = { "index", "contents", "toc", "目录", "目錄", "索引" };
+    for (size_t w = 0; w < sizeof words / sizeof *words; w++) {
+        size_t wl = strlen(words[w]);
+        for (size_t i = 0; i + wl <= len; i++) {
+            if (strncasecmp(h + i, words[w], wl) != 0)
+                continue;
+            bool ascii = (unsigned char)words[w][0] < 0x80;
+            bool start = i == 0 || !ascii || !isalnum((unsigned char)h[i - 1]);
+            bool end = i + wl == len || !ascii || !isalnum((unsigned char)h[i + wl]);
+            if (start && end)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Whether a line ends a sentence somewhere: ". ", "? ", "! ", "; " or the
+ * CJK full stops, or one of them at its end. */
+static bool line_has_sentence(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if ((c == '.' || c == '?' || c == '!' || c == ';') &&
+            (i + 1 == len || s[i + 1] == ' ' || s[i + 1] == '\t'))
+            return true;
+        if (i + 3 <= len && (!memcmp(s + i, "\u3002", 3) || !memcmp(s + i, "\uff01", 3) ||
+                             !memcmp(s + i, "\uff1f", 3) || !memcmp(s + i, "\uff1b", 3)))
+            return true;
+    }
+    return false;
+}
+
+double route_chunk_weight(const char *heading, const char *content)
+{
+    double shortw = 1.0;
+    if (content) {
+        size_t len = strlen(content);
+        if (len < ROUTE_SHORT_BYTES)
+            shortw = sqrt((double)(len ? len : 1) / ROUTE_SHORT_BYTES);
+    }
+    /* the last heading of the path says what this stretch of text is */
+    if (heading && *heading) {
+        const char *last = heading, *sep;
+        while ((sep = strstr(last, " > ")))
+            last = sep + 3;
+        if (nav_heading(last, strlen(last)))
+            return ROUTE_NAV_WEIGHT * shortw;
+    }
+    if (!content)
+        return shortw;
+    size_t lines = 0, bare = 0;
+    for (const char *s = content; *s;) {
+        const char *e = strchr(s, '\n');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        size_t i = 0;
+        while (i < len && (s[i] == ' ' || s[i] == '\t'))
+            i++;
+        if (i < len) {
+            lines++;
+            bare += !line_has_sentence(s + i, len - i);
+        }
+        s += len + (e != NULL);
+    }
+    if (lines < ROUTE_NAV_MIN_LINES)
+        return shortw;
+    /* 60% bare lines or fewer: prose; then down to ROUTE_NAV_WEIGHT at 100% */
+    double f = (double)bare / (double)lines;
+    if (f <= 0.6)
+        return shortw;
+    return shortw * (1.0 - (1.0 - ROUTE_NAV_WEIGHT) * (f - 0.6) / 0.4);
+}
+
+/* Search `text` among the chunks of docs (the best `candidates`); add
+ * weight × score × the chunk's route_chunk_weight per chunk. */
 static int search_into(app_t *a, const route_doc_t *docs, size_t n_docs, const char *text,
-                       double weight, hits_t *hs, char *err, size_t errcap)
+                       double weight, size_t candidates, hits_t *hs, char *err, size_t errcap)
 {
     buf_t q;
     buf_init(&q, 64 * 1024);
@@ -61,7 +143,7 @@ static int search_into(app_t *a, const route_doc_t *docs, size_t n_docs, const c
     for (size_t i = 0; i < n_ids; i++)
         ids[i] = docs[i].doc->id;
     store_chunk_list_t l;
-    rc = store_chunk_search(a->store, ids, n_ids, q.data, ROUTE_CANDIDATES, &l);
+    rc = store_chunk_search(a->store, ids, n_ids, q.data, candidates, &l);
     buf_cleanup(&q);
     if (rc != STORE_OK) {
         snprintf(err, errcap, "cannot search the document: %s", store_strerror(rc));
@@ -72,7 +154,15 @@ static int search_into(app_t *a, const route_doc_t *docs, size_t n_docs, const c
         for (size_t k = 0; k < n_ids; k++)
             if (strcmp(ids[k], l.items[i].doc_id) == 0)
                 doc = (int)k;
-        if (doc >= 0 && hits_add(hs, doc, l.items[i].seq, weight * l.items[i].score)) {
+        if (doc < 0)
+            continue;
+        store_chunk_t k;
+        double w = 1.0;
+        if (store_chunk_get(a->store, l.items[i].doc_id, l.items[i].seq, &k) == STORE_OK) {
+            w = route_chunk_weight(k.heading, k.content);
+            store_chunk_cleanup(&k);
+        }
+        if (hits_add(hs, doc, l.items[i].seq, weight * w * l.items[i].score)) {
             store_chunk_list_cleanup(&l);
             snprintf(err, errcap, "out of memory");
             return -1;
@@ -92,6 +182,17 @@ static int by_score(const void *x, const void *y)
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
+/* Append hit h's chunk (with its text, its score) to l. Returns 0, or -1
+ * when the list cannot grow (a chunk gone meanwhile is skipped). */
+static int push_hit(app_t *a, const route_doc_t *docs, const hit_t *h, store_chunk_list_t *l)
+{
+    store_chunk_t k;
+    if (store_chunk_get(a->store, docs[h->doc].doc->id, h->seq, &k) != STORE_OK)
+        return 0;
+    k.score = h->score;
+    return store__chunk_list_push(l, &k) == STORE_OK ? 0 : -1;
+}
+
 void route_cleanup(route_t *r)
 {
     if (r)
@@ -103,9 +204,10 @@ int route_pick(app_t *a, const route_doc_t *docs, size_t n_docs, const char *que
 {
     memset(out, 0, sizeof *out);
     hits_t hs = { 0 };
-    if (search_into(a, docs, n_docs, question, 1.0, &hs, err, errcap) ||
+    if (search_into(a, docs, n_docs, question, 1.0, ROUTE_CANDIDATES, &hs, err, errcap) ||
         (previous && *previous &&
-         search_into(a, docs, n_docs, previous, ROUTE_PREVIOUS_WEIGHT, &hs, err, errcap))) {
+         search_into(a, docs, n_docs, previous, ROUTE_PREVIOUS_WEIGHT, ROUTE_CANDIDATES, &hs,
+                     err, errcap))) {
         free(hs.h);
         return -1;
     }
@@ -147,15 +249,29 @@ int route_pick(app_t *a, const route_doc_t *docs, size_t n_docs, const char *que
     const store_part_t *part = &docs[out->doc].plan->items[out->part];
     for (size_t i = 0; i < hs.n && out->hits.n < ROUTE_SOURCES_MAX; i++) {
         const hit_t *h = &hs.h[i];
-        if (h->doc != out->doc || h->seq < part->chunk_first || h->seq > part->chunk_last)
-            continue;
-        store_chunk_t k;
-        if (store_chunk_get(a->store, docs[h->doc].doc->id, h->seq, &k) != STORE_OK)
-            continue;
-        k.score = h->score;
-        if (store__chunk_list_push(&out->hits, &k) != STORE_OK)
+        if (h->doc == out->doc && h->seq >= part->chunk_first && h->seq <= part->chunk_last &&
+            push_hit(a, docs, h, &out->hits) != 0)
             break;
     }
+    free(hs.h);
+    return 0;
+}
+
+int route_search(app_t *a, const route_doc_t *docs, size_t n_docs, const char *text,
+                 size_t limit, store_chunk_list_t *out, char *err, size_t errcap)
+{
+    *out = (store_chunk_list_t){ 0 };
+    hits_t hs = { 0 };
+    size_t candidates = limit > ROUTE_CANDIDATES ? limit : ROUTE_CANDIDATES;
+    if (search_into(a, docs, n_docs, text, 1.0, candidates, &hs, err, errcap)) {
+        free(hs.h);
+        return -1;
+    }
+    if (hs.n > 1)
+        qsort(hs.h, hs.n, sizeof *hs.h, by_score);
+    for (size_t i = 0; i < hs.n && out->n < limit; i++)
+        if (push_hit(a, docs, &hs.h[i], out) != 0)
+            break;
     free(hs.h);
     return 0;
 }
@@ -182,6 +298,11 @@ static json_t *preview(const char *s)
     json_t *j = json_string(t);
     free(t);
     return j;
+}
+
+json_t *route_snippet(const char *content)
+{
+    return preview(content);
 }
 
 json_t *route_page_numbers(int64_t first, int64_t last)

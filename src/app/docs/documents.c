@@ -25,6 +25,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <openssl/evp.h>
@@ -55,6 +56,7 @@ static const char *const allowed_ext[] = { "txt", "md", "markdown", "pdf", "docx
 /* Names of the temporary files an upload writes into data/uploads while it
  * runs; renamed or removed when it ends. */
 #define UPLOAD_TMP_PREFIX ".upload-"
+#define SEARCH_QUERY_MAX 2000   /* bytes of a ?q= search */
 
 int documents_remove_stale(const app_t *a)
 {
@@ -1787,6 +1789,69 @@ void documents_h_chunk(httpd_req_t *req, void *user)
         store_part_list_cleanup(&plan);
         store_chunk_cleanup(&k);
     }
+    store_doc_cleanup(&d);
+}
+
+void documents_h_search(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    const char *q = httpd_req_query(req, "q");
+    long long limit;
+    if (!query_int(req, "limit", 1, 50, 10, &limit))
+        return;
+    if (!q || !*q) {
+        httpd_reply_error(req, 400, "Say what to search for: ?q=...");
+        return;
+    }
+    if (strlen(q) > SEARCH_QUERY_MAX) {
+        httpd_reply_error(req, 400, "The search is too long: at most %d bytes", SEARCH_QUERY_MAX);
+        return;
+    }
+    store_doc_t d;
+    if (load_doc(req, a, id, &d) != 0)
+        return;
+    store_part_list_t plan = { 0 };
+    parts_model_t m;
+    char why[512] = "";
+    int prc = current_plan(a, &d, &plan, &m, why, sizeof why);
+    route_doc_t rd = { &d, &plan };
+    store_chunk_list_t l;
+    if (route_search(a, &rd, 1, q, (size_t)limit, &l, why, sizeof why) != 0) {
+        store_part_list_cleanup(&plan);
+        store_doc_cleanup(&d);
+        httpd_reply_error(req, 500, "%s", why);
+        return;
+    }
+    json_t *results = json_array();
+    for (size_t i = 0; i < l.n; i++) {
+        json_t *c = chunk_json(&l.items[i], prc == PARTS_OK ? &plan : NULL);
+        json_object_del(c, "content");
+        json_object_set_new(c, "score", json_real(round(l.items[i].score * 1000) / 1000));
+        json_object_set_new(c, "snippet", route_snippet(l.items[i].content));
+        json_array_append_new(results, c);
+    }
+    store_chunk_list_cleanup(&l);
+    /* the part a question with these words would be answered from */
+    json_t *where_to = json_null();
+    route_t r;
+    if (prc == PARTS_OK && plan.n > 0 &&
+        route_pick(a, &rd, 1, q, NULL, (route_prev_t){ -1, -1 }, &r, why, sizeof why) == 0) {
+        char where[600] = "";
+        const store_part_t *p = &plan.items[r.part];
+        parts_where(a, d.id, p->chunk_first, p->chunk_last, where, sizeof where);
+        where_to = json_pack("{s:I, s:I, s:s, s:f, s:b}", "group_id", (json_int_t)r.part,
+                             "total_groups", (json_int_t)plan.n, "where", where, "score",
+                             round(r.score * 1000) / 1000, "matched", r.matched);
+        route_cleanup(&r);
+    }
+    json_t *out = json_pack("{s:s, s:s, s:I, s:o, s:o}", "doc_id", id, "query", q,
+                            "total_chunks", (json_int_t)d.n_chunks, "results", results, "route",
+                            where_to);
+    if (prc != PARTS_OK)
+        json_object_set_new(out, "route_error", json_string(why));
+    httpd_reply_json(req, 200, out);
+    store_part_list_cleanup(&plan);
     store_doc_cleanup(&d);
 }
 

@@ -39,6 +39,10 @@ void documents_h_cache_status(httpd_req_t *req, void *user);
 void documents_h_chunks(httpd_req_t *req, void *user);
 /* GET /documents/{doc_id}/chunks/{chunk_id}: one chunk with its content. */
 void documents_h_chunk(httpd_req_t *req, void *user);
+/* GET /documents/{doc_id}/search?q=&limit=: the chunks that best match q
+ * (as routing weighs them), and the part a question with these words
+ * would be answered from. */
+void documents_h_search(httpd_req_t *req, void *user);
 /* GET /documents/{doc_id}/groups: the parts of the current plan and their
  * cache states. */
 void documents_h_groups(httpd_req_t *req, void *user);

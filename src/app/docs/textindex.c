@@ -453,6 +453,42 @@ bool textindex_converts(const textindex_t *ti)
  * gives " Digest Init ". A token is cut before an upper-case letter that
  * follows a lower-case letter or a digit, and before the last capital of a
  * capital run followed by a lower-case letter (HTTPServer: HTTP Server). */
+static int doc_camel(const char *w, size_t n, buf_t *out);
+
+/* Append the fused form of an identifier w[0..n) of two tokens or more
+ * (joined by joiners): its token characters alone, " aes128encrypt " for
+ * aes128_encrypt. One rare token per identifier, which the question's
+ * identifier asks for too (textindex_query): the phrase "aes128 encrypt"
+ * also matches inside gcm_aes128_encrypt, the fused token does not, so the
+ * chunk that names the identifier itself ranks first. */
+static int doc_fused(const char *w, size_t n, buf_t *out)
+{
+    const unsigned char *u = (const unsigned char *)w;
+    size_t first = n, last = 0;   /* the first and last token characters */
+    for (size_t k = 0; k < n; k++)
+        if (u[k] >= 0x80 || is_upper(u[k]) || is_lower(u[k]) || is_digit(u[k])) {
+            first = first < k ? first : k;
+            last = k;
+        }
+    bool joined = false;
+    for (size_t k = first; k < last && !joined; k++)
+        joined = !(u[k] >= 0x80 || is_upper(u[k]) || is_lower(u[k]) || is_digit(u[k]));
+    if (!joined || last - first + 1 > TEXTINDEX_TERM_MAX)
+        return BUF_OK;
+    int rc = buf_append(out, " ", 1);
+    for (size_t k = first; k <= last && rc == BUF_OK; k++)
+        if (u[k] >= 0x80 || is_upper(u[k]) || is_lower(u[k]) || is_digit(u[k]))
+            rc = buf_append(out, w + k, 1);
+    return rc == BUF_OK ? buf_append(out, " ", 1) : rc;
+}
+
+/* Everything a word w[0..n) adds to the index text after itself. */
+static int doc_word(const char *w, size_t n, buf_t *out)
+{
+    int rc = doc_fused(w, n, out);
+    return rc == BUF_OK ? doc_camel(w, n, out) : rc;
+}
+
 static int doc_camel(const char *w, size_t n, buf_t *out)
 {
     const unsigned char *u = (const unsigned char *)w;
@@ -548,7 +584,7 @@ int textindex_doc(textindex_t *ti, const char *s, size_t n, buf_t *out)
         if (word != SIZE_MAX && !in_word) {
             rc = buf_append(out, s + span, at - span);
             if (rc == BUF_OK)
-                rc = doc_camel(s + word, at - word, out);
+                rc = doc_word(s + word, at - word, out);
             span = at;
             word = SIZE_MAX;
             if (rc != BUF_OK)
@@ -580,7 +616,7 @@ int textindex_doc(textindex_t *ti, const char *s, size_t n, buf_t *out)
     if (rc == BUF_OK)
         rc = buf_append(out, s + span, n - span);
     if (rc == BUF_OK && word != SIZE_MAX)
-        rc = doc_camel(s + word, n - word, out);
+        rc = doc_word(s + word, n - word, out);
     if (rc != BUF_OK) {
         out->len = start;
         if (out->data)
@@ -682,6 +718,14 @@ static void word_end(query_t *q)
         word_end_token(q);
     if (q->ntok > 0 && !q->too_long && !q->all_stop) {
         query_term(q, q->term, q->tlen);
+        if (q->ntok > 1) {   /* the identifier's fused token (doc_fused) */
+            char fused[TEXTINDEX_TERM_MAX];
+            size_t fl = 0;
+            for (size_t i = 0; i < q->tlen; i++)
+                if (q->term[i] != ' ')
+                    fused[fl++] = q->term[i];
+            query_term(q, fused, fl);
+        }
         for (size_t i = 0; q->ntok > 1 && i < q->tlen;) {
             size_t e = i;
             while (e < q->tlen && q->term[e] != ' ')
