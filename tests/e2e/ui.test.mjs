@@ -13,7 +13,8 @@
 // long document (its parts, caching them part by part with the time left, a
 // part that fails, an answer that says which part and section it came from,
 // its source shown in place, highlighted; on a phone too), a chat about two
-// documents,
+// documents, the library marking the chat's documents and adding or taking
+// them out (kept in step with the chips, Clear, sessions and deletion),
 // the model stopped and the error it causes, the logs viewer, restart with
 // reset, past sessions, delete, markdown and script injection, keyboard
 // reach, phone width and dark mode. Screenshots of the main states go to
@@ -242,6 +243,27 @@ const sel = {
 
 async function docId(name) {
   return page.getAttribute(sel.docItem(name), 'data-doc-id');
+}
+
+/** The library's "in this chat" toggle of a document. */
+function chatToggle(name) {
+  return page.locator(`${sel.docItem(name)} .doc-chat-toggle`);
+}
+
+/**
+ * Waits until the chat uses exactly `ids`, in order (the selector, then the
+ * chips), and the library marks exactly those documents as in this chat.
+ */
+async function chatUses(ids, what) {
+  let seen = '';
+  await until(async () => {
+    const used = [await page.inputValue('#doc-select'),
+      ...await page.locator('#doc-extra .chip').evaluateAll((cs) => cs.map((c) => c.dataset.docId))].filter(Boolean);
+    const marked = await page.locator('.doc-item[data-in-chat="true"]').evaluateAll((lis) => lis.map((li) => li.dataset.docId));
+    const badges = await page.locator('.doc-item .doc-in-chat').count();
+    seen = `uses ${used}, marked ${marked}, ${badges} badges`;
+    return used.join() === ids.join() && [...marked].sort().join() === [...ids].sort().join() && badges === ids.length;
+  }, `${what} (want ${ids}; ${seen})`);
 }
 
 async function badge(name) {
@@ -716,6 +738,72 @@ async function walk() {
     check(/Next questions use kv-guide\.md\./.test(await page.textContent('#chat-status')), 'the chat says which document the next questions use');
   });
 
+  await step('the library marks the chat\'s documents; its toggle adds or takes one out as the chips do, on a phone too', async () => {
+    const guideId = await docId('kv-guide.md');
+    const evilId = await docId('evil.txt');
+    await chatUses([guideId], 'kv-guide.md alone in the chat and marked');
+    const mark = page.locator(`${sel.docItem('kv-guide.md')} .doc-in-chat`);
+    check(await mark.textContent() === 'in this chat' && await mark.isVisible(), 'the mark says "in this chat"');
+    check(await chatToggle('almanac.md').getAttribute('aria-label') === 'Add almanac.md to this chat'
+      && await chatToggle('almanac.md').textContent() === '+ Add to chat', 'a document out of the chat offers to add it');
+    // the second document, added from the library
+    await chatToggle('almanac.md').click();
+    await chatUses([guideId, almanacId], 'almanac.md added from the library');
+    check((await page.locator('#doc-extra .chip').allTextContents()).join() === 'almanac.md×', 'its chip shows beside the selector');
+    check(!(await page.locator('#doc-add option').allTextContents()).includes('almanac.md'), 'it leaves the add list');
+    check(await chatToggle('almanac.md').getAttribute('aria-label') === 'Remove almanac.md from this chat'
+      && await chatToggle('almanac.md').textContent() === 'Remove from chat', 'the toggle now offers to take it out');
+    check(await page.evaluate(() => document.activeElement.dataset.focusKey) === `chat-${almanacId}`, 'the toggle keeps the focus');
+    check(/almanac\.md is in this chat now \(2 documents\)/.test(await page.textContent('#upload-status')), 'the status line says so');
+    await shot('desktop-library-in-chat');
+    // a third, added and taken out with the selector and its chip: the mark follows
+    await page.selectOption('#doc-add', evilId);
+    await chatUses([guideId, almanacId, evilId], 'evil.txt marked once added with the selector');
+    await page.click(`#doc-extra .chip[data-doc-id="${evilId}"] .chip-remove`);
+    await chatUses([guideId, almanacId], 'evil.txt unmarked once its chip is removed');
+    // taken out from the library: the chip goes too
+    await chatToggle('almanac.md').click();
+    await chatUses([guideId], 'almanac.md taken out from the library, chip and mark');
+    check((await page.locator('#doc-add option').allTextContents()).includes('almanac.md'), 'it is back in the add list');
+    // Clear starts a new session with the same documents: so do the marks
+    await chatToggle('almanac.md').click();
+    await chatUses([guideId, almanacId], 'almanac.md back in the chat');
+    await page.click('#clear-btn');
+    check(await page.locator('.msg').count() === 0, 'Clear empties the conversation');
+    await chatUses([guideId, almanacId], 'the documents and their marks to stay after Clear');
+    // a session opened (or reloaded) brings its documents and their marks
+    await chatToggle('almanac.md').click();
+    await chatUses([guideId], 'kv-guide.md alone again');
+    await page.click('#session-refresh');
+    await page.locator('.session-item', { hasText: `Who is ${keeper(12)}?` }).locator('.session-open').click();
+    await chatUses([guideId, almanacId], 'the marks to follow the reopened session\'s documents');
+    await page.reload();
+    await chatUses([guideId, almanacId], 'the marks back after a reload');
+    // the first document taken out: the next one becomes the first
+    await chatToggle('kv-guide.md').click();
+    await chatUses([almanacId], 'almanac.md to be the chat\'s document once kv-guide.md is out');
+    await until(async () => (await page.textContent('#preview-text')).startsWith('# The Lighthouse Almanac'), 'the preview of almanac.md');
+    // on a phone: the toggle works from the Documents tab, which stays open, and fits
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.click('.tab[data-view="docs"]');
+    await chatToggle('kv-guide.md').click();
+    await chatUses([almanacId, guideId], 'kv-guide.md added from the library on a phone');
+    check(await page.isVisible('#panel-docs'), 'the library stays in view');
+    check(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth) <= 0, 'no horizontal overflow on documents');
+    for (const name of ['kv-guide.md', 'evil.txt', 'almanac.md']) {
+      const box = await chatToggle(name).boundingBox();
+      const item = await page.locator(sel.docItem(name)).boundingBox();
+      check(box && box.height >= 28 && box.x >= item.x && box.x + box.width <= item.x + item.width, `${name}'s toggle fits its entry (${JSON.stringify(box)})`);
+    }
+    await page.locator(sel.docItem('almanac.md')).scrollIntoViewIfNeeded();
+    await shot('phone-library-in-chat');
+    // back to kv-guide.md alone, as the next steps expect
+    await chatToggle('almanac.md').click();
+    await chatUses([guideId], 'kv-guide.md alone at the end');
+    await page.click('.tab[data-view="chat"]');
+    await page.setViewportSize({ width: 1366, height: 860 });
+  });
+
   await step('Stop stops the model; a question then fails with a clear error and a way out', async () => {
     await page.click('#stop-model');
     await until(async () => /stopped/i.test(await page.textContent('#model-progress')) && (await page.getAttribute('#model-progress', 'data-kind')) === 'ok', 'the stop outcome', 30_000);
@@ -799,12 +887,19 @@ async function walk() {
     await until(async () => (await page.locator('.session-item').count()) === count - 1, 'the session to disappear');
     check(await page.locator('.msg').count() === 0, 'deleting the open session clears the conversation');
 
+    // the chat's first document deleted: the next one it uses takes its place
+    const guideId = await docId('kv-guide.md');
+    const evilId = await docId('evil.txt');
+    await page.click(`${sel.docItem('evil.txt')} .doc-name`);
+    await chatToggle('kv-guide.md').click();
+    await chatUses([evilId, guideId], 'evil.txt first and kv-guide.md beside it');
     const evilItem = page.locator(sel.docItem('evil.txt'));
     await evilItem.locator('button', { hasText: 'Delete' }).click();
     await evilItem.locator('button.armed').click();
     await until(async () => (await page.locator(sel.docItem('evil.txt')).count()) === 0, 'evil.txt to disappear');
     const opts = await page.locator('#doc-select option').allTextContents();
     check(!opts.some((o) => o.startsWith('evil.txt')), 'the selector lost it too');
+    await chatUses([guideId], 'kv-guide.md to take the deleted document\'s place, chip and mark');
   });
 
   await step('every control has a name and Tab reaches the main ones', async () => {

@@ -1,6 +1,7 @@
 // documents.js — upload (picker and drag-and-drop, several files, checked
 // before sending), the Cache button with streamed progress, the library list
-// with each document's cache state, the chat's document selector and the
+// with each document's cache state (and which documents the chat uses, with
+// a button to add or take out each), the chat's document selector and the
 // preview of the selected document.
 //
 // A long document is planned by the server into parts (the API's groups),
@@ -277,7 +278,8 @@ export async function refreshDocs() {
     el.listError = `Cannot load the documents: ${err.detail || err}`;
   }
   if (!el.listError) state.moreDocIds = state.moreDocIds.filter(docById);
-  if (state.selectedDocId && !docById(state.selectedDocId)) selectDoc('');
+  // the chat's first document gone: the next one it uses takes its place
+  if (state.selectedDocId && !docById(state.selectedDocId)) setChatDocs(state.moreDocIds);
   renderDocs();
   emit('docs');
   schedulePoll();
@@ -417,22 +419,35 @@ function renderList() {
     el.list.replaceChildren(h('li', { class: 'empty-item muted' }, 'No documents yet. Upload one above.'));
     return;
   }
+  const used = chatDocIds();
   el.list.replaceChildren(...state.docs.map((d) => {
     const cs = docState(d);
     const { run, parts: ps } = cs;
     const selected = d.doc_id === state.selectedDocId;
+    const inChat = used.includes(d.doc_id);
     const meta = [d.content_type, bytes(d.file_size), d.n_tokens >= 0 ? `${int(d.n_tokens)} tokens` : null,
       d.total_pages > 0 ? `${int(d.total_pages)} page${d.total_pages === 1 ? '' : 's'}` : null]
       .filter(Boolean).join(' · ');
     const failedParts = ps.long ? partsOf(d.doc_id).filter((g) => partState(g) === 'failed') : [];
-    return h('li', { class: 'doc-item', dataset: { docId: d.doc_id, state: cs.state }, 'aria-current': selected ? 'true' : null },
+    return h('li', {
+      class: 'doc-item', dataset: { docId: d.doc_id, state: cs.state, inChat: inChat ? 'true' : 'false' },
+      'aria-current': selected ? 'true' : null,
+    },
       h('button', {
         type: 'button', class: 'doc-name', title: `Use ${d.filename} in the chat`,
         dataset: { focusKey: `use-${d.doc_id}` }, 'aria-pressed': selected ? 'true' : 'false',
         onclick: () => { selectDoc(d.doc_id); emit('view', 'chat'); },
       }, d.filename),
       h('span', { class: 'doc-meta muted' }, meta),
-      h('span', { class: 'badge doc-cache', dataset: { state: cs.state, tier: cs.tier || '' }, title: cs.detail }, cs.label),
+      h('div', { class: 'doc-tags' },
+        h('span', { class: 'badge doc-cache', dataset: { state: cs.state, tier: cs.tier || '' }, title: cs.detail }, cs.label),
+        inChat ? h('span', { class: 'badge doc-in-chat', title: 'The next questions use this document' }, 'in this chat') : null,
+        h('button', {
+          type: 'button', class: 'btn small ghost doc-chat-toggle',
+          dataset: { focusKey: `chat-${d.doc_id}` },
+          'aria-label': inChat ? `Remove ${d.filename} from this chat` : `Add ${d.filename} to this chat`,
+          onclick: () => toggleInChat(d.doc_id),
+        }, inChat ? 'Remove from chat' : '+ Add to chat')),
       ps.long ? partsRow(d, ps, partsOf(d.doc_id), run) : null,
       cs.state === 'caching' && run
         ? h('progress', { max: 100, value: run.percent ?? null, 'aria-label': `Caching ${d.filename}` })
@@ -549,6 +564,33 @@ function useDocs(first, more) {
 /** Sets the documents used beside the selected one (ids, in order). */
 function setMoreDocs(ids) {
   useDocs(state.selectedDocId, ids);
+}
+
+/**
+ * The library's toggle: adds a document to the chat's documents (the first
+ * when the chat has none, else beside the others) or takes it out (the next
+ * one becomes the first when the first goes), as the selector and the
+ * chips do, and says so in the documents' status line (unless an upload
+ * or a caching is reporting there).
+ */
+function toggleInChat(id) {
+  const d = docById(id);
+  if (!d) return;
+  const ids = chatDocIds();
+  if (!ids.includes(id)) {
+    if (ids.length) setMoreDocs([...state.moreDocIds, id]);
+    else selectDoc(id);
+  } else if (id === state.selectedDocId) {
+    setChatDocs(ids.slice(1));
+  } else {
+    setMoreDocs(state.moreDocIds.filter((x) => x !== id));
+  }
+  // an upload or a caching under way keeps the status line
+  if (el.status.dataset.kind === 'busy') return;
+  const n = chatDocIds().length;
+  setStatus(el.status, ids.includes(id)
+    ? `${d.filename} is no longer in this chat${n ? ` (${n} document${n === 1 ? '' : 's'} left)` : ''}.`
+    : `${d.filename} is in this chat now${n > 1 ? ` (${n} documents)` : ''}.`, 'info');
 }
 
 /** Sets every document of the chat at once (a session's set, in order). */
