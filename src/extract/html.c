@@ -64,6 +64,8 @@ static const element_t elements[] = {
 #define ROW_DEPTH_MAX 32
 #define HEADING_DEPTH_MAX 8   /* open headings whose start is kept */
 #define PAGE_LABEL_READ 1024  /* bytes of a page break's text read for its label */
+#define HEADING_SCAN_MAX 64   /* nodes looked at for a heading ahead of an id */
+#define TITLE_NODES_MAX 4096  /* nodes of a heading read for its title */
 
 typedef struct {
     textout_t *out;
@@ -73,6 +75,13 @@ typedef struct {
     unsigned cells[ROW_DEPTH_MAX + 1];
     int heading_depth;    /* open h1-h6 (not capped) */
     size_t heading_start[HEADING_DEPTH_MAX];   /* where the first ones started */
+    /* Hooks only. */
+    const html_hooks_t *hooks;   /* NULL: none */
+    const xmlNode *root;
+    const xmlNode *heading_node[HEADING_DEPTH_MAX];   /* the open h1-h6 */
+    bool started;                /* hooks->start was called */
+    const xmlNode *eager;        /* h1-h6 to record on entering (after a hook's) */
+    unsigned recorded;           /* bit d: open heading d already recorded */
 } walk_t;
 
 static int element_cmp(const void *key, const void *el)
@@ -171,7 +180,10 @@ static void page_break(walk_t *w, const xmlNode *n)
         const char *text = (const char *)n->children->content;
         label = xmlStrndup(n->children->content, (int)strnlen(text, PAGE_LABEL_READ));
     }
-    textout_page(w->out, textout_last_page(w->out) + 1, (const char *)label);
+    if (w->hooks && w->hooks->page_break)
+        w->hooks->page_break(w->hooks->ctx, w->out, (const char *)label);
+    else
+        textout_page(w->out, textout_last_page(w->out) + 1, (const char *)label);
     xmlFree(label);
 }
 
@@ -180,6 +192,165 @@ static bool is_page_break(const xmlNode *n)
     return n->properties &&
            (attr_has_word(n, "epub:type", "pagebreak") || attr_has_word(n, "role", "doc-pagebreak"));
 }
+
+/* ---- hooks ---------------------------------------------------------------- */
+
+/* The title of heading h into buf (HTML_TITLE_READ + 1 bytes): its text as
+ * the walk writes it (skipped elements left out, a space for each line or
+ * cell break), cut at a character boundary; blanks are left to the sink. */
+static const char *heading_title(const xmlNode *h, char *buf)
+{
+    size_t o = 0;
+    int nodes = 0;
+    const xmlNode *c = h->children;
+    while (c && o < HTML_TITLE_READ && nodes++ < TITLE_NODES_MAX) {
+        bool down = false;
+        if (c->type == XML_ELEMENT_NODE) {
+            unsigned f = element_flags(c);
+            if (!(f & EL_SKIP)) {
+                if (f & (EL_BLOCK | EL_ROW | EL_BR | EL_CELL))
+                    buf[o++] = ' ';
+                down = c->children != NULL;
+            }
+        } else if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) &&
+                   c->content) {
+            const char *t = (const char *)c->content;
+            size_t k = strnlen(t, HTML_TITLE_READ - o);
+            if (t[k] != '\0') {   /* cut: not inside a character */
+                while (k > 0 && ((unsigned char)t[k] & 0xC0) == 0x80)
+                    k--;
+                memcpy(buf + o, t, k);
+                o += k;
+                break;
+            }
+            memcpy(buf + o, t, k);
+            o += k;
+        }
+        if (down) {
+            c = c->children;
+            continue;
+        }
+        while (c != h && !c->next)
+            c = c->parent;
+        if (c == h)
+            break;
+        c = c->next;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static bool is_blank_text(const char *s)
+{
+    while (*s && is_space((unsigned char)*s))
+        s++;
+    return *s == '\0';
+}
+
+/* The h1-h6 element whose text starts where the walk is, on entering n:
+ * n itself; the innermost open heading when nothing of it is written yet;
+ * else the first heading ahead (in n, then after it) before any text,
+ * looking at HEADING_SCAN_MAX nodes at most. NULL when there is none. */
+static const xmlNode *heading_here(const walk_t *w, const xmlNode *n)
+{
+    if (EL_LEVEL(element_flags(n)))
+        return n;
+    int d = w->heading_depth - 1;
+    if (d >= 0)
+        return d < HEADING_DEPTH_MAX && textout_len(w->out) == w->heading_start[d]
+                   ? w->heading_node[d] : NULL;
+    const xmlNode *c = n;
+    bool down = n->children != NULL;
+    for (int i = 0; i < HEADING_SCAN_MAX; i++) {
+        if (down) {
+            c = c->children;
+        } else {
+            while (c != w->root && !c->next)
+                c = c->parent;
+            if (c == w->root)
+                return NULL;
+            c = c->next;
+        }
+        down = false;
+        if (c->type == XML_ELEMENT_NODE) {
+            unsigned f = element_flags(c);
+            if (EL_LEVEL(f))
+                return c;
+            down = !(f & EL_SKIP) && c->children != NULL;
+        } else if ((c->type == XML_TEXT_NODE || c->type == XML_CDATA_SECTION_NODE) &&
+                   c->content && !is_blank_text((const char *)c->content)) {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* Record heading h's own mark now, at the end of the text, as open
+ * heading d (its mark is then not recorded again on leaving it). */
+static void record_heading(walk_t *w, const xmlNode *h, int d)
+{
+    char title[HTML_TITLE_READ + 1];
+    heading_title(h, title);
+    textout_heading(w->out, EL_LEVEL(element_flags(h)), title, strlen(title));
+    if (d >= 0 && d < HEADING_DEPTH_MAX)
+        w->recorded |= 1u << d;
+}
+
+/* After a hook given heading h: when it recorded a heading, h's own mark
+ * must follow it at once (h open, nothing of it written) or on entering h,
+ * or textout_heading_at() would take h for a heading holding the hook's. */
+static void after_hook(walk_t *w, const xmlNode *h, size_t marks_before)
+{
+    size_t n = textout_mark_count(w->out);
+    if (!h || n <= marks_before)
+        return;
+    extract_mark_t m;
+    textout_mark_get(w->out, n - 1, &m);
+    if (m.kind != EXTRACT_MARK_HEADING)
+        return;
+    int d = w->heading_depth - 1;
+    if (d >= 0 && d < HEADING_DEPTH_MAX && w->heading_node[d] == h)
+        record_heading(w, h, d);
+    else
+        w->eager = h;
+}
+
+/* The page's first text or heading (h, or NULL for text) comes next. */
+static void start_hook(walk_t *w, const xmlNode *h)
+{
+    w->started = true;
+    if (!w->hooks->start)
+        return;
+    char title[HTML_TITLE_READ + 1];
+    size_t before = textout_mark_count(w->out);
+    w->hooks->start(w->hooks->ctx, w->out, h ? heading_title(h, title) : NULL);
+    after_hook(w, h, before);
+}
+
+/* The hooks for entering element n: its id, then the start of the page
+ * when n is its first heading. */
+static void enter_hooks(walk_t *w, const xmlNode *n, unsigned f)
+{
+    if (w->hooks->id) {
+        const xmlAttr *a = n->properties;
+        while (a && !(a->name && strcmp((const char *)a->name, "id") == 0))
+            a = a->next;   /* most elements have none: look before allocating */
+        xmlChar *id = a ? xmlGetProp(n, BAD_CAST "id") : NULL;
+        if (id && *id) {
+            const xmlNode *h = heading_here(w, n);
+            char title[HTML_TITLE_READ + 1];
+            size_t before = textout_mark_count(w->out);
+            w->hooks->id(w->hooks->ctx, w->out, (const char *)id,
+                         h ? heading_title(h, title) : NULL);
+            after_hook(w, h, before);
+        }
+        xmlFree(id);
+    }
+    if (!w->started && EL_LEVEL(f))
+        start_hook(w, n);
+}
+
+/* ---- the walk ------------------------------------------------------------- */
 
 /* Entering an element; returns whether to descend into it. */
 static bool enter(walk_t *w, const xmlNode *n, unsigned f)
@@ -190,10 +361,19 @@ static bool enter(walk_t *w, const xmlNode *n, unsigned f)
         line_break(w);
     if (is_page_break(n))
         page_break(w, n);
+    if (w->hooks)
+        enter_hooks(w, n, f);
     if (EL_LEVEL(f)) {
-        if (w->heading_depth < HEADING_DEPTH_MAX)
-            w->heading_start[w->heading_depth] = textout_len(w->out);
-        w->heading_depth++;
+        int d = w->heading_depth++;
+        if (d < HEADING_DEPTH_MAX) {
+            w->heading_start[d] = textout_len(w->out);
+            w->heading_node[d] = n;
+            w->recorded &= ~(1u << d);
+        }
+        if (n == w->eager) {
+            w->eager = NULL;
+            record_heading(w, n, d);
+        }
     }
     if (f & EL_BR) {
         w->pending_space = false;
@@ -218,9 +398,11 @@ static bool enter(walk_t *w, const xmlNode *n, unsigned f)
 static void leave(walk_t *w, unsigned f)
 {
     if (EL_LEVEL(f) && w->heading_depth > 0) {
-        w->heading_depth--;
-        if (w->heading_depth < HEADING_DEPTH_MAX)
-            textout_heading_at(w->out, w->heading_start[w->heading_depth], EL_LEVEL(f), NULL, 0);
+        int d = --w->heading_depth;
+        if (d < HEADING_DEPTH_MAX && (w->recorded & (1u << d)))
+            w->recorded &= ~(1u << d);
+        else if (d < HEADING_DEPTH_MAX)
+            textout_heading_at(w->out, w->heading_start[d], EL_LEVEL(f), NULL, 0);
     }
     if (f & EL_PRE)
         w->pre_depth--;
@@ -244,6 +426,8 @@ static int walk(walk_t *w, xmlNode *root)
                 leave(w, f);
         } else if ((n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE) &&
                    n->content) {
+            if (w->hooks && !w->started && !is_blank_text((const char *)n->content))
+                start_hook(w, NULL);
             put_text(w, (const char *)n->content);
         }
         if (descend) {
@@ -295,6 +479,12 @@ static bool has_bom(const unsigned char *p, size_t n)
 
 int html_extract_memory(const unsigned char *data, size_t len, textout_t *out)
 {
+    return html_extract_hooked(data, len, out, NULL);
+}
+
+int html_extract_hooked(const unsigned char *data, size_t len, textout_t *out,
+                        const html_hooks_t *hooks)
+{
     const int opts = HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING |
                      HTML_PARSE_NONET | HTML_PARSE_COMPACT | XML_PARSE_HUGE;
     if (len > (size_t)INT32_MAX)
@@ -327,9 +517,9 @@ int html_extract_memory(const unsigned char *data, size_t len, textout_t *out)
         const xmlError *e = xmlGetLastError();
         return (e && e->code == XML_ERR_NO_MEMORY) ? EXTRACT_EMEMORY : EXTRACT_ECORRUPT;
     }
-    walk_t w = { .out = out };
-    int rc = 0;
     xmlNode *root = xmlDocGetRootElement(doc);
+    walk_t w = { .out = out, .hooks = hooks, .root = root };
+    int rc = 0;
     if (root)
         rc = walk(&w, root);
     xmlFreeDoc(doc);

@@ -38,7 +38,13 @@
  *   built to be slow (quick all the same), docx heading styles (by ID, by name in styles.xml, by
  *   w:outlineLvl in the style, on the paragraph, through w:basedOn; not
  *   in a table, not from a tracked old style), odt text:h outline levels,
- *   epub chapters' headings and page breaks numbered through the book;
+ *   epub chapters' headings and page breaks numbered through the book,
+ *   headings from the nav's TOC (levels by nesting, at a chapter's start or
+ *   at an id, not doubling the chapter's own heading of the same title) and
+ *   from an EPUB 2 NCX, pages from a nav page-list and an NCX pageList
+ *   (labels, one mark where a page break marks the same page), unusable
+ *   navigation (malformed, too deep, missing; entries outside the book)
+ *   ignored without losing the text;
  *   types without structure have none; --structure-fd on the command line.
  */
 #include <errno.h>
@@ -1485,6 +1491,324 @@ static void test_structure_epub(void **state)
     extract_result_cleanup(&r);
 }
 
+/* ---- epub navigation: table of contents and page list ---------------------- */
+
+#define XHTML_HEAD                                                                           \
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><html xmlns=\"http://www.w3.org/1999/xhtml\" " \
+    "xmlns:epub=\"http://www.idpf.org/2007/ops\"><head><title>t</title></head><body>"
+#define XHTML_TAIL "</body></html>"
+#define OPF_HEAD(version)                                                                    \
+    "<?xml version=\"1.0\"?><package xmlns=\"http://www.idpf.org/2007/opf\" version=\""      \
+    version "\"><metadata/><manifest>"
+#define OPF_XHTML(id, href) \
+    "<item id=\"" id "\" href=\"" href "\" media-type=\"application/xhtml+xml\"/>"
+
+/* Write an epub of files[0..n) under OEBPS/ with this OPF (at
+ * OEBPS/content.opf) and the usual mimetype and container. */
+static void write_book(const char *path, const char *opf, const zentry_t *files, size_t n)
+{
+    zentry_t e[16];
+    assert_true(n + 3 <= sizeof e / sizeof e[0]);
+    e[0] = (zentry_t){ "mimetype", "application/epub+zip", 0, true };
+    e[1] = (zentry_t){ "META-INF/container.xml", epub_container, 0, false };
+    e[2] = (zentry_t){ "OEBPS/content.opf", opf, 0, false };
+    for (size_t i = 0; i < n; i++)
+        e[3 + i] = files[i];
+    zip_write(path, e, n + 3);
+}
+
+/* An EPUB 3 whose chapters mostly have no h1: the nav's TOC titles them,
+ * its nesting gives the levels. The nav sits in its own folder (hrefs are
+ * resolved from there, one %-encoded); an entry without a fragment, and
+ * one whose fragment is at the chapter's start, head the chapter; one
+ * inside a chapter heads the element with that id; a chapter whose own
+ * h1 has the entry's title (but for case and punctuation) keeps just its
+ * own; an entry whose title differs from the heading at its target comes
+ * first, the heading after it at the same offset. */
+static void test_structure_epub_nav(void **state)
+{
+    (void)state;
+    static const char opf[] =
+        OPF_HEAD("3.0") OPF_XHTML("one", "text/one.xhtml") OPF_XHTML("two", "text/two%20b.xhtml")
+        OPF_XHTML("three", "text/three.xhtml")
+        "<item id=\"toc\" href=\"nav/toc.xhtml\" media-type=\"application/xhtml+xml\" "
+        "properties=\"nav\"/></manifest><spine><itemref idref=\"one\"/><itemref idref=\"two\"/>"
+        "<itemref idref=\"three\"/></spine></package>";
+    static const char nav[] =
+        XHTML_HEAD "<nav epub:type=\"landmarks\"><ol><li><a href=\"../text/three.xhtml\">"
+        "Not a chapter</a></li></ol></nav>"
+        "<nav epub:type=\"toc\"><h1>Contents</h1><ol>"
+        "<li><a href=\"../text/one.xhtml\">Part One</a><ol>"
+        "  <li><a href=\"../text/one.xhtml#c1\"> Chapter <em>1</em> </a></li>"
+        "  <li><a href=\"../text/two%20b.xhtml\">Chapter 2</a><ol>"
+        "    <li><a href=\"../text/two%20b.xhtml#s21\">Section 2.1</a></li></ol></li>"
+        "</ol></li>"
+        "<li><span>Unlinked</span><ol><li><a href=\"../text/three.xhtml\">Three</a><ol>"
+        "  <li><a href=\"../text/three.xhtml#ep\">Epilogue</a></li></ol></li></ol></li>"
+        "</ol></nav>" XHTML_TAIL;
+    static const char one[] = XHTML_HEAD "<section id=\"c1\"><p>Call me Ishmael.</p>"
+                              "<p>Some years ago.</p></section>" XHTML_TAIL;
+    static const char two[] = XHTML_HEAD "<p>Second chapter text.</p><p id=\"s21\">Subsection "
+                              "text.</p>" XHTML_TAIL;
+    static const char three[] = XHTML_HEAD "<h1>THREE.</h1><p>Third text.</p><h2 id=\"ep\">The "
+                                "End</h2><p>Fin.</p>" XHTML_TAIL;
+    const zentry_t files[] = {
+        { "OEBPS/nav/toc.xhtml", nav, 0, false },
+        { "OEBPS/text/one.xhtml", one, 0, false },
+        { "OEBPS/text/two b.xhtml", two, 0, false },
+        { "OEBPS/text/three.xhtml", three, 0, false },
+    };
+    const char *p = fixture("nav.epub");
+    write_book(p, opf, files, 4);
+    extract_result_t r;
+    run_ok(p, "nav.epub", "epub", &r);
+    assert_string_equal(r.text, "Call me Ishmael.\nSome years ago.\n\nSecond chapter text.\n"
+                                "Subsection text.\n\nTHREE.\nThird text.\nThe End\nFin.\n");
+    assert_int_equal(r.n_marks, 7);
+    HEADING(&r, 0, 1, "Part One", "Call me");
+    HEADING(&r, 1, 2, "Chapter 1", "Call me");
+    HEADING(&r, 2, 2, "Chapter 2", "Second");
+    HEADING(&r, 3, 3, "Section 2.1", "Subsection");
+    HEADING(&r, 4, 1, "THREE.", "THREE");        /* the chapter's own, not the TOC's "Three" */
+    HEADING(&r, 5, 3, "Epilogue", "The End");    /* the TOC's, then the h2 it points at */
+    HEADING(&r, 6, 2, "The End", "The End");
+    extract_result_cleanup(&r);
+}
+
+/* An EPUB 2 with only an NCX (spine@toc): navPoints give the chapters'
+ * headings, nested ones their levels. An entry pointing at an anchor in a
+ * heading of the same title (the Project Gutenberg way) leaves that
+ * heading alone; one at a missing file, one outside the book and one on
+ * the web are left out. */
+static void test_structure_epub_ncx(void **state)
+{
+    (void)state;
+    static const char opf[] =
+        OPF_HEAD("2.0") OPF_XHTML("c1", "ch1.xhtml") OPF_XHTML("c2", "ch2.xhtml")
+        "<item id=\"ncx\" href=\"toc.ncx\" media-type=\"application/x-dtbncx+xml\"/>"
+        "</manifest><spine toc=\"ncx\"><itemref idref=\"c1\"/><itemref idref=\"c2\"/></spine>"
+        "</package>";
+#define NAV_POINT(label, src) \
+    "<navPoint id=\"n\"><navLabel><text>" label "</text></navLabel><content src=\"" src "\"/>"
+    static const char ncx[] =
+        "<?xml version=\"1.0\"?><ncx xmlns=\"http://www.daisy.org/z3986/2005/ncx/\" "
+        "version=\"2005-1\"><head/><docTitle><text>Book</text></docTitle><navMap>"
+        NAV_POINT("Chapter I", "ch1.xhtml") "</navPoint>"
+        NAV_POINT("Chapter II", "ch2.xhtml#ch2")
+        NAV_POINT("A &amp; Section", "ch2.xhtml#sec") "</navPoint>"
+        NAV_POINT("Gone", "missing.xhtml") "</navPoint>"
+        NAV_POINT("Outside", "../../ch1.xhtml") "</navPoint>"
+        NAV_POINT("Web", "http://example.com/ch2.xhtml#sec") "</navPoint>"
+        "</navPoint></navMap></ncx>";
+#undef NAV_POINT
+    static const char ch1[] = XHTML_HEAD "<p>It was the best of times.</p>" XHTML_TAIL;
+    static const char ch2[] = XHTML_HEAD "<h2><a id=\"ch2\"></a>CHAPTER II.</h2><p>Words.</p>"
+                              "<p id=\"sec\">More words.</p>" XHTML_TAIL;
+    const zentry_t files[] = {
+        { "OEBPS/toc.ncx", ncx, 0, false },
+        { "OEBPS/ch1.xhtml", ch1, 0, false },
+        { "OEBPS/ch2.xhtml", ch2, 0, false },
+    };
+    const char *p = fixture("ncx.epub");
+    write_book(p, opf, files, 3);
+    extract_result_t r;
+    run_ok(p, "ncx.epub", "epub", &r);
+    assert_string_equal(r.text, "It was the best of times.\n\nCHAPTER II.\nWords.\nMore words.\n");
+    assert_int_equal(r.n_marks, 3);
+    HEADING(&r, 0, 1, "Chapter I", "It was");
+    HEADING(&r, 1, 2, "CHAPTER II.", "CHAPTER");
+    HEADING(&r, 2, 2, "A & Section", "More words");
+    extract_result_cleanup(&r);
+}
+
+/* A page list (nav page-list here, NCX pageList in the second book):
+ * each page at the element with its id, labelled by the list, numbered
+ * through the book; an entry without a fragment starts with its chapter.
+ * In-text page breaks still count, but one the list also names is one
+ * page, not two; entries naming no element are left out. A book with
+ * neither a page list nor page breaks has no pages at all (test_epub's,
+ * in test_structure_epub): a reflowable book has none of its own. */
+static void test_structure_epub_page_list(void **state)
+{
+    (void)state;
+    static const char opf[] =
+        OPF_HEAD("3.0") OPF_XHTML("one", "one.xhtml") OPF_XHTML("two", "two.xhtml")
+        "<item id=\"nav\" href=\"nav.xhtml\" media-type=\"application/xhtml+xml\" "
+        "properties=\"nav\"/></manifest><spine><itemref idref=\"one\"/><itemref idref=\"two\"/>"
+        "</spine></package>";
+    static const char nav[] =
+        XHTML_HEAD "<nav epub:type=\"page-list\" hidden=\"\"><ol>"
+        "<li><a href=\"one.xhtml\">i</a></li>"
+        "<li><a href=\"two.xhtml#pg1\">1</a></li>"
+        "<li><a href=\"two.xhtml#pg2\">2</a></li>"
+        "<li><a href=\"two.xhtml#nowhere\">9</a></li>"
+        "</ol></nav>" XHTML_TAIL;
+    static const char one[] = XHTML_HEAD "<p>Preface.</p>" XHTML_TAIL;
+    static const char two[] =
+        XHTML_HEAD "<p>Start <span id=\"pg1\"/>of page one.</p>"
+        "<p>Then <span epub:type=\"pagebreak\" id=\"pg2\" title=\"2\"/>page two.</p>"
+        "<div epub:type=\"pagebreak\" title=\"3\"/><p>Page three.</p>" XHTML_TAIL;
+    const zentry_t files[] = {
+        { "OEBPS/nav.xhtml", nav, 0, false },
+        { "OEBPS/one.xhtml", one, 0, false },
+        { "OEBPS/two.xhtml", two, 0, false },
+    };
+    const char *p = fixture("pagelist.epub");
+    write_book(p, opf, files, 3);
+    extract_result_t r;
+    run_ok(p, "pagelist.epub", "epub", &r);
+    assert_string_equal(r.text, "Preface.\n\nStart of page one.\nThen page two.\nPage three.\n");
+    assert_int_equal(r.n_marks, 4);
+    PAGE(&r, 0, 1, "i", "Preface");
+    PAGE(&r, 1, 2, "1", " of page one");   /* mid-paragraph: where the next word goes */
+    PAGE(&r, 2, 3, "2", " page two");
+    PAGE(&r, 3, 4, "3", "Page three");
+    extract_result_cleanup(&r);
+
+    /* The same from an NCX pageList, the page list's entry coming before
+     * the page break at the same place this time. */
+    static const char opf2[] =
+        OPF_HEAD("2.0") OPF_XHTML("one", "one.xhtml") OPF_XHTML("two", "two.xhtml")
+        "<item id=\"ncx\" href=\"toc.ncx\" media-type=\"application/x-dtbncx+xml\"/>"
+        "</manifest><spine toc=\"ncx\"><itemref idref=\"one\"/><itemref idref=\"two\"/>"
+        "</spine></package>";
+#define PAGE_TARGET(label, src) \
+    "<pageTarget type=\"normal\"><navLabel><text>" label "</text></navLabel><content src=\"" \
+    src "\"/></pageTarget>"
+    static const char ncx[] =
+        "<?xml version=\"1.0\"?><ncx xmlns=\"http://www.daisy.org/z3986/2005/ncx/\" "
+        "version=\"2005-1\"><navMap/><pageList>" PAGE_TARGET("i", "one.xhtml")
+        PAGE_TARGET("1", "two.xhtml#pg1") PAGE_TARGET("2", "two.xhtml#wrap")
+        "</pageList></ncx>";
+#undef PAGE_TARGET
+    static const char two2[] =
+        XHTML_HEAD "<p>Start <span id=\"pg1\"/>of page one.</p>"
+        "<p>Then <span id=\"wrap\"><span epub:type=\"pagebreak\"/>page two.</span></p>"
+        "<div epub:type=\"pagebreak\" title=\"3\"/><p>Page three.</p>" XHTML_TAIL;
+    const zentry_t files2[] = {
+        { "OEBPS/toc.ncx", ncx, 0, false },
+        { "OEBPS/one.xhtml", one, 0, false },
+        { "OEBPS/two.xhtml", two2, 0, false },
+    };
+    p = fixture("pagelist-ncx.epub");
+    write_book(p, opf2, files2, 3);
+    run_ok(p, "pagelist-ncx.epub", "epub", &r);
+    assert_string_equal(r.text, "Preface.\n\nStart of page one.\nThen page two.\nPage three.\n");
+    assert_int_equal(r.n_marks, 4);
+    PAGE(&r, 0, 1, "i", "Preface");
+    PAGE(&r, 1, 2, "1", " of page one");   /* mid-paragraph: where the next word goes */
+    PAGE(&r, 2, 3, "2", " page two");
+    PAGE(&r, 3, 4, "3", "Page three");
+    extract_result_cleanup(&r);
+}
+
+/* Navigation that cannot be used never costs the text: a nav that is not
+ * well-formed, a nav nested past libxml2's depth limit, a nav the
+ * manifest names but the zip lacks, and an NCX that is garbage all give
+ * the chapters' text with only their own headings. A malformed nav falls
+ * back to the NCX when that is fine. */
+static void test_structure_epub_bad_nav(void **state)
+{
+    (void)state;
+    static const char opf[] =
+        OPF_HEAD("3.0") OPF_XHTML("one", "one.xhtml")
+        "<item id=\"nav\" href=\"nav.xhtml\" media-type=\"application/xhtml+xml\" "
+        "properties=\"nav\"/><item id=\"ncx\" href=\"toc.ncx\" media-type=\"application/"
+        "x-dtbncx+xml\"/></manifest><spine toc=\"ncx\"><itemref idref=\"one\"/></spine>"
+        "</package>";
+    static const char one[] = XHTML_HEAD "<h1>Own</h1><p>Body text.</p>" XHTML_TAIL;
+    static const char broken[] =
+        XHTML_HEAD "<nav epub:type=\"toc\"><ol><li><a href=\"one.xhtml\">Entry</li></ol></nav>"
+        XHTML_TAIL;
+    static const char good_ncx[] =
+        "<?xml version=\"1.0\"?><ncx xmlns=\"http://www.daisy.org/z3986/2005/ncx/\"><navMap>"
+        "<navPoint><navLabel><text>From NCX</text></navLabel><content src=\"one.xhtml\"/>"
+        "</navPoint></navMap></ncx>";
+    /* 300 levels of <ol><li>: past the parser's limit of 256. */
+    char deep[300 * 48 + 1024];
+    size_t n = (size_t)snprintf(deep, sizeof deep, "%s<nav epub:type=\"toc\">", XHTML_HEAD);
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(deep + n, sizeof deep - n, "<ol><li><a href=\"one.xhtml\">x</a>");
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(deep + n, sizeof deep - n, "</li></ol>");
+    n += (size_t)snprintf(deep + n, sizeof deep - n, "</nav>%s", XHTML_TAIL);
+    assert_true(n < sizeof deep);
+
+    const struct {
+        const char *nav, *ncx;   /* NULL: not in the zip */
+        const char *toc_title;   /* the TOC heading expected, or NULL */
+    } cases[] = {
+        { broken, NULL, NULL },
+        { deep, NULL, NULL },
+        { NULL, NULL, NULL },
+        { NULL, "<ncx><navMap><navPoint>\x01</navMap>", NULL },
+        { broken, good_ncx, "From NCX" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        zentry_t files[3] = { { "OEBPS/one.xhtml", one, 0, false } };
+        size_t k = 1;
+        if (cases[i].nav)
+            files[k++] = (zentry_t){ "OEBPS/nav.xhtml", cases[i].nav, 0, false };
+        if (cases[i].ncx)
+            files[k++] = (zentry_t){ "OEBPS/toc.ncx", cases[i].ncx, 0, false };
+        const char *p = fixture("badnav.epub");
+        write_book(p, opf, files, k);
+        extract_result_t r;
+        run_ok(p, "badnav.epub", "epub", &r);
+        assert_string_equal(r.text, "Own\nBody text.\n");
+        if (cases[i].toc_title) {
+            assert_int_equal(r.n_marks, 2);
+            HEADING(&r, 0, 1, cases[i].toc_title, "Own");
+            HEADING(&r, 1, 1, "Own", "Own");
+        } else {
+            if (r.n_marks != 1)
+                fail_msg("case %zu: %zu marks", i, r.n_marks);
+            HEADING(&r, 0, 1, "Own", "Own");
+        }
+        extract_result_cleanup(&r);
+    }
+}
+
+/* Nav entries that name nothing in the book: a web address, a mailto, a
+ * path out of the archive, a file that is not there, a file that is there
+ * but not in the spine (a stylesheet), an empty href and an entry without
+ * a title. They are left out; the entry that names a chapter is used. */
+static void test_structure_epub_nav_outside(void **state)
+{
+    (void)state;
+    static const char opf[] =
+        OPF_HEAD("3.0") OPF_XHTML("one", "one.xhtml")
+        "<item id=\"css\" href=\"style.css\" media-type=\"text/css\"/>"
+        "<item id=\"nav\" href=\"nav.xhtml\" media-type=\"application/xhtml+xml\" "
+        "properties=\"nav\"/></manifest><spine><itemref idref=\"one\"/></spine></package>";
+    static const char nav[] =
+        XHTML_HEAD "<nav epub:type=\"toc\"><ol>"
+        "<li><a href=\"https://example.com/one.xhtml\">Web</a></li>"
+        "<li><a href=\"mailto:someone@example.com\">Mail</a></li>"
+        "<li><a href=\"//example.com/one.xhtml\">Host</a></li>"
+        "<li><a href=\"../../one.xhtml\">Outside</a></li>"
+        "<li><a href=\"missing.xhtml\">Missing</a></li>"
+        "<li><a href=\"style.css\">Style</a></li>"
+        "<li><a href=\"\">Empty</a></li>"
+        "<li><a href=\"one.xhtml#p\">  </a></li>"
+        "<li><a href=\"./one.xhtml#p\">Real</a></li>"
+        "</ol></nav>" XHTML_TAIL;
+    static const char one[] = XHTML_HEAD "<p>Intro.</p><p id=\"p\">Body.</p>" XHTML_TAIL;
+    const zentry_t files[] = {
+        { "OEBPS/nav.xhtml", nav, 0, false },
+        { "OEBPS/one.xhtml", one, 0, false },
+        { "OEBPS/style.css", "p {}", 0, false },
+    };
+    const char *p = fixture("outside.epub");
+    write_book(p, opf, files, 3);
+    extract_result_t r;
+    run_ok(p, "outside.epub", "epub", &r);
+    assert_string_equal(r.text, "Intro.\nBody.\n");
+    assert_int_equal(r.n_marks, 1);
+    HEADING(&r, 0, 1, "Real", "Body");
+    extract_result_cleanup(&r);
+}
+
 /* ---- the command line ------------------------------------------------------ */
 
 static void test_cli(void **state)
@@ -1616,6 +1940,11 @@ int main(void)
         cmocka_unit_test(test_structure_docx),
         cmocka_unit_test(test_structure_odt),
         cmocka_unit_test(test_structure_epub),
+        cmocka_unit_test(test_structure_epub_nav),
+        cmocka_unit_test(test_structure_epub_ncx),
+        cmocka_unit_test(test_structure_epub_page_list),
+        cmocka_unit_test(test_structure_epub_bad_nav),
+        cmocka_unit_test(test_structure_epub_nav_outside),
         cmocka_unit_test(test_cli_structure),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
