@@ -47,7 +47,7 @@ void app_provider_set(app_t *a, app_provider_t *p)
 
 app_provider_t *app_provider_new(app_t *a, const char *kind, const char *base_url,
                                  const char *api_key, const char *model, const char *serving_name,
-                                 bool local, char *err, size_t errcap)
+                                 bool local, int context_tokens, char *err, size_t errcap)
 {
     llm_kind_t k;
     if (llm_kind_parse(kind, &k) != LLM_OK) {
@@ -59,6 +59,7 @@ app_provider_t *app_provider_new(app_t *a, const char *kind, const char *base_ur
     lc.api_key = api_key && *api_key ? api_key : NULL;
     lc.model = model && *model ? model : NULL;
     lc.first_byte_timeout_ms = (unsigned)a->cfg.first_byte_timeout_s * 1000u;
+    lc.context_tokens = context_tokens > 0 ? context_tokens : 0;
     app_provider_t *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errcap, "out of memory");

@@ -79,11 +79,12 @@ app_provider_t *app_local_acquire(app_t *a);
 void app_provider_release(app_provider_t *p);
 /* Make `p` (a new reference, taken over) the active provider. */
 void app_provider_set(app_t *a, app_provider_t *p);
-/* A new provider from a kind, URL, key and model; NULL with a message in
- * err on failure. The result has one reference. */
+/* A new provider from a kind, URL, key and model; context_tokens: the
+ * context a request may use when the server does not say (0 = unknown).
+ * NULL with a message in err on failure. The result has one reference. */
 app_provider_t *app_provider_new(app_t *a, const char *kind, const char *base_url,
                                  const char *api_key, const char *model, const char *serving_name,
-                                 bool local, char *err, size_t errcap);
+                                 bool local, int context_tokens, char *err, size_t errcap);
 
 /* Record a chat's time to first token (ms) and prompt/cached tokens. */
 void app_record_chat(app_t *a, double ttft_ms, int64_t prompt_tokens, int64_t cached_tokens);

@@ -57,6 +57,7 @@ static const setting_t settings[] = {
     S("llm", "base_url", "KVCHAT_LLM_BASE_URL", llm_base_url, ""),
     S("llm", "api_key", "KVCHAT_LLM_API_KEY", llm_api_key, ""),
     S("llm", "model", "KVCHAT_LLM_MODEL", llm_model, ""),
+    I("llm", "context", "KVCHAT_LLM_CONTEXT", llm_context, "0", 0, 1 << 24),
     I("llm", "max_tokens", "KVCHAT_MAX_TOKENS", max_tokens, "512", 1, 1 << 20),
     D("llm", "temperature", "KVCHAT_TEMPERATURE", temperature, "0.7"),
     I("llm", "first_byte_timeout", "KVCHAT_FIRST_BYTE_TIMEOUT", first_byte_timeout_s, "600", 1, 86400),
@@ -170,6 +171,15 @@ int config_set(config_t *c, const char *section, const char *key, const char *va
             { "api_key", r->api_key, sizeof r->api_key },
             { "model", r->model, sizeof r->model },
         };
+        if (strcmp(key, "context") == 0) {
+            char *end;
+            errno = 0;
+            long v = strtol(value, &end, 10);
+            if (!*value || *end || errno || v < 0 || v > (1 << 24))
+                return -1;
+            r->context = (int)v;
+            return 0;
+        }
         for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
             if (strcmp(key, f[i].k) == 0) {
                 if (strlen(value) >= f[i].cap)
@@ -253,7 +263,7 @@ void config_usage(FILE *out)
         fprintf(out, "  %s.%s  $%s  [%.40s%s]\n", settings[i].section, settings[i].key,
                 settings[i].env, d, strlen(d) > 40 ? "..." : "");
     }
-    fprintf(out, "  remote.NAME.{provider,base_url,api_key,model}  remote models (openai | gemini)\n");
+    fprintf(out, "  remote.NAME.{provider,base_url,api_key,model,context}  remote models (openai | gemini)\n");
 }
 
 int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap)

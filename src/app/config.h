@@ -22,6 +22,8 @@ typedef struct {
     char base_url[512];
     char api_key[512];
     char model[128];
+    int context;              /* tokens per request, when the server does not say;
+                                 0 = unknown (then a document is never cut into parts) */
 } config_remote_t;
 
 typedef struct {
@@ -52,6 +54,7 @@ typedef struct {
     char llm_base_url[512];
     char llm_api_key[512];
     char llm_model[128];
+    int llm_context;          /* [llm] context: as config_remote_t's */
     int max_tokens;
     double temperature;
     int first_byte_timeout_s;

@@ -230,7 +230,7 @@ static int setup(app_t *a)
         char url[320], base[340];
         supervisor_base_url(a->sv, url, sizeof url);
         snprintf(base, sizeof base, "%s/v1", url);
-        a->local = app_provider_new(a, "local", base, NULL, NULL, a->model_name, true, err, sizeof err);
+        a->local = app_provider_new(a, "local", base, NULL, NULL, a->model_name, true, 0, err, sizeof err);
         if (!a->local) {
             log_error("local provider: %s", err);
             return -1;
@@ -246,7 +246,7 @@ static int setup(app_t *a)
             log_warn("llm.provider is local but there is no local model: chat will answer 503");
             /* A provider pointing at the engine's address still gives a clear
              * "not running" error to every chat. */
-            a->local = app_provider_new(a, "local", NULL, NULL, NULL, "local", true, err, sizeof err);
+            a->local = app_provider_new(a, "local", NULL, NULL, NULL, "local", true, 0, err, sizeof err);
         }
         if (a->local)
             atomic_fetch_add(&a->local->refs, 1);
@@ -254,7 +254,7 @@ static int setup(app_t *a)
     } else {
         a->provider = app_provider_new(a, c->provider, c->llm_base_url, c->llm_api_key,
                                        c->llm_model, c->llm_model[0] ? c->llm_model : c->provider,
-                                       false, err, sizeof err);
+                                       false, c->llm_context, err, sizeof err);
     }
     if (!a->provider) {
         log_error("provider: %s", err);

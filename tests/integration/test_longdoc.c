@@ -28,21 +28,98 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include "common/httpd.h"
+#include "common/json.h"
 #include "fixtures.h"
 #include "support.h"
 
 #define MODEL KVCHAT_TEST_MODELS_DIR "/tiny.gguf"
+#define MODEL_NAME "tiny.gguf"
 #define API "/api/v1"
 #define ENGINE_KEY "itest-longdoc-key"
 
 static char g_dir[256];
 static proc_t g_app;
 
+/* ---- a remote provider that does not say its context ----
+ *
+ * An OpenAI-compatible server as OpenAI's own API is: /v1/models lists a
+ * model without any context size, /v1/chat/completions streams an answer.
+ * It keeps the system message of the last request. kvchat knows it as two
+ * remote models: "blind" (no context setting) and "sized"
+ * (remote.sized.context). */
+static struct {
+    httpd_t *srv;
+    pthread_mutex_t lock;
+    char *system;      /* the last request's system message */
+    int chats;
+} g_remote = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+#define REMOTE_CONTEXT 1536
+
+static void remote_models(httpd_req_t *req, void *user)
+{
+    (void)user;
+    httpd_reply_json(req, 200, json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "object", "list", "data",
+                                         "id", "gpt-test", "object", "model", "owned_by",
+                                         "test"));
+}
+
+static void remote_chat(httpd_req_t *req, void *user)
+{
+    (void)user;
+    size_t len;
+    const char *b = httpd_req_body(req, &len);
+    json_t *j = json_loadb(b, len, 0, NULL);
+    json_t *first = json_array_get(json_object_get(j, "messages"), 0);
+    const char *role = json_string_value(json_object_get(first, "role"));
+    pthread_mutex_lock(&g_remote.lock);
+    free(g_remote.system);
+    g_remote.system = role && !strcmp(role, "system")
+                          ? strdup(json_string_value(json_object_get(first, "content")))
+                          : NULL;
+    g_remote.chats++;
+    pthread_mutex_unlock(&g_remote.lock);
+    json_decref(j);
+    static const char sse[] =
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-test\","
+        "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"The code is "
+        "in the manual.\"},\"finish_reason\":null}]}\n\n"
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-test\","
+        "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":"
+        "{\"prompt_tokens\":100,\"completion_tokens\":6,\"total_tokens\":106}}\n\n"
+        "data: [DONE]\n\n";
+    httpd_reply_text(req, 200, "text/event-stream", sse, sizeof sse - 1);
+}
+
+static const httpd_route_t g_remote_routes[] = {
+    { "GET", "/v1/models", remote_models, 0, NULL },
+    { "POST", "/v1/chat/completions", remote_chat, 0, NULL },
+};
+
+static int remote_start(void)
+{
+    httpd_config_t cfg = httpd_config_default();
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.max_body = (size_t)16 << 20;
+    return httpd_open(&cfg, g_remote_routes, 2, NULL, &g_remote.srv) == HTTPD_OK ? 0 : -1;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
+    if (remote_start() != 0)
+        return -1;
+    char blind[128], sized[128], sized_ctx[64];
+    snprintf(blind, sizeof blind, "remote.blind.base_url=http://127.0.0.1:%u/v1",
+             httpd_port(g_remote.srv));
+    snprintf(sized, sizeof sized, "remote.sized.base_url=http://127.0.0.1:%u/v1",
+             httpd_port(g_remote.srv));
+    snprintf(sized_ctx, sizeof sized_ctx, "remote.sized.context=%d", REMOTE_CONTEXT);
     tmpdir_make(g_dir, sizeof g_dir);
     char data[300], models[300], eport[64], log[300];
     snprintf(data, sizeof data, "%s/data", g_dir);
@@ -54,7 +131,9 @@ static int group_setup(void **state)
                            "engine.parallel=2", "--set", models, "--set", "llm.max_tokens=8",
                            "--set", "llm.temperature=0", "--set", "engine.api_key=" ENGINE_KEY,
                            "--set", "documents.chunk_tokens=48", "--set",
-                           "documents.chunk_max_tokens=96", NULL };
+                           "documents.chunk_max_tokens=96", "--set", blind, "--set",
+                           "remote.blind.provider=openai", "--set", sized, "--set",
+                           "remote.sized.provider=openai", "--set", sized_ctx, NULL };
     http_set_bearer(ENGINE_KEY);
     proc_start(&g_app, KVCHAT_BIN_DIR "/kvchat", argv, log, 60);
     app_wait_model(g_app.port, "running");
@@ -66,6 +145,8 @@ static int group_teardown(void **state)
     (void)state;
     int st = proc_stop(&g_app);
     tmpdir_remove(g_dir);
+    httpd_close(g_remote.srv);
+    free(g_remote.system);
     return st == 0 ? 0 : -1;
 }
 
@@ -852,6 +933,81 @@ static void test_search(void **state)
     resp_free(&r);
 }
 
+static void switch_to(const char *serving_name)
+{
+    char body[200];
+    snprintf(body, sizeof body, "{\"serving_name\":\"%s\"}", serving_name);
+    resp_t r;
+    http(g_app.port, "POST", API "/model/switch", body, &r);
+    if (r.status != 200)
+        fail_msg("switch to %s: %ld %s", serving_name, r.status, r.body);
+    resp_free(&r);
+}
+
+/* How many of the manual's sections the remote was given. */
+static int remote_sections(void)
+{
+    pthread_mutex_lock(&g_remote.lock);
+    int n = 0;
+    for (int k = 0; k < N_SECTIONS && g_remote.system; k++) {
+        char code[16];
+        snprintf(code, sizeof code, "%d", g_codes[k]);
+        n += strstr(g_remote.system, code) != NULL;
+    }
+    pthread_mutex_unlock(&g_remote.lock);
+    return n;
+}
+
+/* A remote model that does not say its context gets the whole document
+ * (kvchat cannot know it is too long); remote.NAME.context says it, and
+ * then the document is cut into parts by estimated counts and each
+ * question goes to its part. */
+static void test_remote_context(void **state)
+{
+    (void)state;
+    resp_t r;
+    switch_to("blind");
+    ask("remote-blind", g_manual_id, "Which code opens the vault of the walrus?", true, 200, &r);
+    assert_string_equal(jstr(r.json, "rag_info.method"), "full_document");
+    assert_int_equal(remote_sections(), N_SECTIONS);
+    resp_free(&r);
+
+    switch_to("sized");
+    char path[256];
+    snprintf(path, sizeof path, API "/documents/%s/groups", g_manual_id);
+    resp_t g;
+    get(path, 200, &g);
+    size_t n = json_array_size(g.json);
+    assert_true(n >= 2);
+    for (size_t i = 0; i < n; i++)   /* estimates, each within the context */
+        assert_true(jint(json_array_get(g.json, i), "total_tokens") < REMOTE_CONTEXT);
+    for (int k = 0; k < N_SECTIONS; k += 3) {
+        char q[200], session[64], code[16];
+        snprintf(q, sizeof q, "Which code opens the vault of the %s?", g_animals[k]);
+        snprintf(session, sizeof session, "remote-sized-%d", k);
+        snprintf(code, sizeof code, "%d", g_codes[k]);
+        ask(session, g_manual_id, q, true, 200, &r);
+        assert_string_equal(jstr(r.json, "rag_info.method"), "rag");
+        assert_int_equal(jint(r.json, "rag_info.total_groups"), (long long)n);
+        assert_true(group_has(g.json, (long)jint(r.json, "rag_info.group_id"),
+                              chunk_with(g_manual_id, code)));
+        pthread_mutex_lock(&g_remote.lock);
+        assert_non_null(g_remote.system);
+        assert_non_null(strstr(g_remote.system, code));   /* its part, not the whole */
+        pthread_mutex_unlock(&g_remote.lock);
+        assert_true(remote_sections() < N_SECTIONS);
+        resp_free(&r);
+    }
+    /* the whole document on request: more than the context holds */
+    ask("remote-sized-whole", g_manual_id, "Which code opens the vault of the walrus?", false,
+        422, &r);
+    assert_non_null(strstr(jstr(r.json, "detail"), "does not fit"));
+    resp_free(&r);
+    resp_free(&g);
+    switch_to(MODEL_NAME);
+    app_wait_model(g_app.port, "running");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -864,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_short_stays_whole),
         cmocka_unit_test(test_several_documents),
         cmocka_unit_test(test_cache_interrupted),
+        cmocka_unit_test(test_remote_context),
     };
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
     free(g_manual_id);

@@ -77,7 +77,8 @@ int parts_model(app_t *a, llm_provider_t *llm, parts_model_t *out, char *err, si
         snprintf(out->tokens_key, sizeof out->tokens_key, "tok:%.100s", info.fingerprint);
     else
         snprintf(out->tokens_key, sizeof out->tokens_key, "estimate");
-    out->n_ctx = info.n_ctx_slot > 0 ? info.n_ctx_slot : 0;
+    /* what the server says, else what the provider's settings say */
+    out->n_ctx = info.n_ctx_slot > 0 ? info.n_ctx_slot : llm_context_tokens(llm);
     out->budget = out->n_ctx ? out->n_ctx - parts_reserve(a, out->n_ctx) - TEMPLATE_MARGIN : 0;
     out->overlap = a->cfg.part_overlap_tokens > 0 ? a->cfg.part_overlap_tokens
                                                   : a->cfg.chunk_tokens;

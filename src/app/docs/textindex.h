@@ -11,7 +11,11 @@
  *  - Latin and other spaced scripts pass through as they are: unicode61
  *    cuts `asn1_der_decoding` into asn1 der decod, `process.nextTick` into
  *    process nexttick. A camelCase word is followed by its parts
- *    ("nextTick next Tick"), so "next tick" finds it too. Fullwidth ASCII
+ *    ("nextTick next Tick"), so "next tick" finds it too; an identifier of
+ *    several tokens is followed by its fused form ("asn1derdecoding"), one
+ *    rare token that a question naming the identifier asks for too, so
+ *    the phrase "aes128 encrypt" matching inside gcm_aes128_encrypt does
+ *    not rank that chunk with the one defining aes128_encrypt. Fullwidth ASCII
  *    (Ａ１) becomes ASCII.
  *  - unicode61 takes a whole run of CJK ideographs (or kana, or hangul) for
  *    ONE token, so each such run is cut here: Traditional Chinese becomes
@@ -28,7 +32,7 @@
  *  - A question becomes quoted terms ORed: single words (English stopwords
  *    dropped), identifiers as phrases ("asn1 der decoding", which FTS5
  *    matches only where the three tokens stand in that order) followed by
- *    their words ("asn1" "der" "decoding", which weigh a chunk holding the
+ *    their fused token and their words ("asn1" "der" "decoding", which weigh a chunk holding the
  *    identifier above one holding another word of the question), CJK bigrams
  *    (single characters for a lone character) after Traditional →
  *    Simplified, with function characters (的 了 吗 是 什么 如何 …) and

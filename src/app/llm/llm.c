@@ -1246,6 +1246,11 @@ int llm_cache_delete(llm_provider_t *p, const char *entry_id, char *errmsg, size
     return p->be->cache_delete(p, entry_id, errmsg, errcap);
 }
 
+int llm_context_tokens(const llm_provider_t *p)
+{
+    return p && p->cfg.context_tokens > 0 ? p->cfg.context_tokens : 0;
+}
+
 int llm_models(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t errcap)
 {
     memset(out, 0, sizeof *out);

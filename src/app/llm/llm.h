@@ -124,6 +124,8 @@ typedef struct {
     unsigned total_timeout_ms;      /* 30 min; 0 = none */
     size_t max_line;                /* one SSE line or event: 1 MiB */
     size_t max_answer;              /* the answer's text: 4 MiB */
+    int context_tokens;             /* tokens one request may use, for a server
+                                       that does not say (llm_models); 0 = unknown */
 } llm_config_t;
 
 /* The defaults above for `kind`, with no URL, key or model. */
@@ -140,6 +142,10 @@ int llm_provider_new(const llm_config_t *cfg, llm_provider_t **out, char *errmsg
 
 /* Free a provider. No call may be running on it. Accepts NULL. */
 void llm_provider_free(llm_provider_t *p);
+
+/* The context a request may use as configured (llm_config_t's
+ * context_tokens), 0 when it was not. */
+int llm_context_tokens(const llm_provider_t *p);
 
 /* Where a key that changes while the provider lives comes from (the
  * supervised engine gets a new one at every start): write the key,

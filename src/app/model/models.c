@@ -260,7 +260,7 @@ void models_h_switch(httpd_req_t *req, void *user)
     if (r) {
         char e[256];
         app_provider_t *p = app_provider_new(a, r->provider, r->base_url, r->api_key, r->model,
-                                             r->name, false, e, sizeof e);
+                                             r->name, false, r->context, e, sizeof e);
         if (!p) {
             httpd_reply_error(req, 500, "Cannot use remote model '%s': %s", name, e);
         } else {
