@@ -94,8 +94,9 @@ typedef enum {
  * without structure sends nothing. Which types report what: txt pages
  * split by form feeds; md ATX and setext headings; html h1-h6; docx
  * heading paragraphs; odt text:h; pdf pages (with /PageLabels) and its
- * outline as headings; epub its chapters' h1-h6 and print page breaks
- * (the backends' headers say how). */
+ * outline as headings; epub its table of contents (nav, else NCX) and
+ * its chapters' h1-h6 as headings, its page list and print page breaks
+ * as pages (the backends' headers say how). */
 
 typedef enum {
     EXTRACT_MARK_PAGE = 'P',

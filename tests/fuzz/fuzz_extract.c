@@ -103,7 +103,9 @@ static const struct {
           "<?xml version=\"1.0\"?><container version=\"1.0\" xmlns=\"urn:oasis:names:tc:"
           "opendocument:xmlns:container\"><rootfiles><rootfile full-path=\"OEBPS/book.opf\" "
           "media-type=\"application/oebps-package+xml\"/></rootfiles></container>" },
-        { "OEBPS/text/two.xhtml", "<html><body><p>Two.</p></body></html>" } } },
+        { "OEBPS/text/two.xhtml", "<html><body><p>Two.</p></body></html>" },
+        { "OEBPS/nav.xhtml", "" },
+        { "OEBPS/toc.ncx", "" } } },
 };
 
 static int g_fd = -1;

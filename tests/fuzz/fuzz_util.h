@@ -59,7 +59,7 @@ bool fuzz_clean_text(const char *s, size_t n);
 /* An input of the docx, odt and epub targets that does not start with
  * "PK" is up to FUZZ_PARTS_MAX XML entries separated by this marker. */
 #define FUZZ_PART_SPLIT "\n--part--\n"
-#define FUZZ_PARTS_MAX 4
+#define FUZZ_PARTS_MAX 6
 
 /* ---- KV-store entry files (fuzz_kvstore.c, seeds.c) ------------------- */
 

@@ -255,6 +255,37 @@ static void documents(void)
           "<metadata/><manifest/><spine><itemref idref=\"c1\"/></spine></package>" },
     };
     put_parts("fuzz_extract_epub", "empty-manifest.xml", epub_empty, N(epub_empty));
+    /* A table of contents and a page list: the EPUB 3 nav and the EPUB 2
+     * NCX, pointing at chapter starts and at ids inside them. */
+    zent_t epub_nav[] = {
+        epub[0],
+        epub[1],
+        { "OEBPS/book.opf",
+          "<?xml version=\"1.0\"?><package xmlns=\"http://www.idpf.org/2007/opf\" version=\"3.0\">"
+          "<metadata/><manifest><item id=\"nav\" href=\"nav.xhtml\" properties=\"nav\" "
+          "media-type=\"application/xhtml+xml\"/><item id=\"ncx\" href=\"toc.ncx\" "
+          "media-type=\"application/x-dtbncx+xml\"/><item id=\"a\" href=\"text/one.xhtml\" "
+          "media-type=\"application/xhtml+xml\"/></manifest><spine toc=\"ncx\"><itemref "
+          "idref=\"a\"/></spine></package>" },
+        { "OEBPS/nav.xhtml",
+          "<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\" xmlns:epub=\""
+          "http://www.idpf.org/2007/ops\"><body><nav epub:type=\"toc\"><ol><li><a href=\"text/"
+          "one.xhtml\">One</a><ol><li><a href=\"text/one.xhtml#s2\">Part %32</a></li></ol></li>"
+          "</ol></nav><nav epub:type=\"page-list\"><ol><li><a href=\"text/one.xhtml#p7\">vii"
+          "</a></li></ol></nav></body></html>" },
+        { "OEBPS/toc.ncx",
+          "<?xml version=\"1.0\"?><ncx xmlns=\"http://www.daisy.org/z3986/2005/ncx/\"><navMap>"
+          "<navPoint><navLabel><text>One</text></navLabel><content src=\"text/one.xhtml\"/>"
+          "</navPoint></navMap><pageList><pageTarget><navLabel><text>vii</text></navLabel>"
+          "<content src=\"text/one.xhtml#p7\"/></pageTarget></pageList></ncx>" },
+        { "OEBPS/text/one.xhtml",
+          "<?xml version=\"1.0\"?><html xmlns=\"http://www.w3.org/1999/xhtml\"><body>"
+          "<p>First chapter.</p><h2 id=\"s2\">Part 2</h2><p>More <span id=\"p7\"/>text.</p>"
+          "</body></html>" },
+    };
+    put_zip("fuzz_extract_epub", "nav.epub", epub_nav, N(epub_nav));
+    zent_t nav_parts[] = { epub_nav[2], epub_nav[5], epub[1], epub[5], epub_nav[3], epub_nav[4] };
+    put_parts("fuzz_extract_epub", "nav.xml", nav_parts, N(nav_parts)); /* the wrap's order */
 }
 
 /* A PDF of objects 1..n (objs[0..n)) with a computed xref. */
