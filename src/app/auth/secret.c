@@ -17,9 +17,27 @@
 
 _Static_assert(crypto_pwhash_STRBYTES <= SECRET_PWHASH_MAX, "hash buffer too small");
 
+static unsigned char g_shorthash_key[crypto_shorthash_KEYBYTES];
+
 int secret_init(void)
 {
-    return sodium_init() < 0 ? -1 : 0;
+    if (sodium_init() < 0)
+        return -1;
+    static bool keyed;   /* sodium_init succeeded: the same thread goes on */
+    if (!keyed) {
+        crypto_shorthash_keygen(g_shorthash_key);
+        keyed = true;
+    }
+    return 0;
+}
+
+uint64_t secret_shorthash(const void *s, size_t len)
+{
+    unsigned char h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, s, len, g_shorthash_key);
+    uint64_t v;
+    memcpy(&v, h, sizeof v);
+    return v;
 }
 
 bool secret_password_ok(const char *pw, size_t len, char *why, size_t whycap)

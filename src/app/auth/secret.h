@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define SECRET_PWHASH_MAX 128     /* bytes of an encoded hash, NUL included */
 #define SECRET_HEX_MAX 65         /* SHA-256 hex and its NUL */
@@ -57,6 +58,11 @@ void secret_new(const char *prefix, char out[SECRET_TOKEN_MAX]);
 
 /* The SHA-256 of s (len bytes) as 64 lowercase hex digits, into hex. */
 void secret_hash_hex(const char *s, size_t len, char hex[SECRET_HEX_MAX]);
+
+/* A 64-bit keyed hash (SipHash-2-4, the key random per process) of
+ * s[0..len): for hash tables whose keys come from clients, which cannot
+ * then be chosen to collide. */
+uint64_t secret_shorthash(const void *s, size_t len);
 
 /* Whether a and b (n bytes each) are equal, in time that does not depend
  * on where they differ. */
