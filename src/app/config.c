@@ -1,15 +1,19 @@
 /* config.c — see config.h. inih is included here only. */
 #include "app/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 typedef enum { T_STR, T_INT, T_DOUBLE, T_BOOL } type_t;
@@ -88,6 +92,20 @@ static const setting_t settings[] = {
     I("documents", "part_overlap_tokens", "KVCHAT_PART_OVERLAP_TOKENS", part_overlap_tokens, "0",
       0, 1 << 20),
     I("documents", "max_parts", "KVCHAT_MAX_PARTS", max_parts, "512", 1, 100000),
+    S("auth", "mode", "KVCHAT_AUTH_MODE", auth_mode, "local"),
+    I("auth", "session_idle", "KVCHAT_AUTH_SESSION_IDLE", auth_session_idle_s, "604800", 60,
+      1 << 30),
+    S("auth", "trusted_header", "KVCHAT_AUTH_TRUSTED_HEADER", auth_trusted_header, ""),
+    S("auth", "trusted_proxies", "KVCHAT_AUTH_TRUSTED_PROXIES", auth_trusted_proxies, ""),
+    I("auth", "login_lock_after", "KVCHAT_LOGIN_LOCK_AFTER", login_lock_after, "10", 1, 1000),
+    I("auth", "login_lock_minutes", "KVCHAT_LOGIN_LOCK_MINUTES", login_lock_minutes, "15", 1,
+      10080),
+    I("limits", "chats_per_minute", "KVCHAT_CHATS_PER_MINUTE", chats_per_minute, "30", 0,
+      100000),
+    I("limits", "chats_at_once", "KVCHAT_CHATS_AT_ONCE", chats_at_once, "4", 0, 1000),
+    I("limits", "uploads_per_minute", "KVCHAT_UPLOADS_PER_MINUTE", uploads_per_minute, "20", 0,
+      100000),
+    I("limits", "storage_mb", "KVCHAT_STORAGE_MB", storage_mb, "0", 0, 1 << 30),
     S("log", "level", "KVCHAT_LOG_LEVEL", log_level, "info"),
     S("log", "format", "KVCHAT_LOG_FORMAT", log_format, "text"),
     S("log", "dir", "KVCHAT_LOGS_DIR", logs_dir, ""),
@@ -254,6 +272,7 @@ void config_usage(FILE *out)
         "  -m, --model PATH       GGUF model for the local engine\n"
         "      --provider NAME    local | openai | gemini\n"
         "      --no-autostart     do not start the engine at start-up\n"
+        "      --insecure-no-auth serve without accounts on a non-loopback address\n"
         "      --log-level L      debug | info | warn | error\n"
         "      --set S.K=V        any setting, e.g. --set session.idle_timeout=600\n"
         "  -h, --help\n\n"
@@ -306,7 +325,7 @@ int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap)
         }
     }
 
-    enum { O_HOST = 256, O_PROVIDER, O_NOAUTO, O_LOGLEVEL, O_SET };
+    enum { O_HOST = 256, O_PROVIDER, O_NOAUTO, O_LOGLEVEL, O_SET, O_INSECURE };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "host", required_argument, NULL, O_HOST },
@@ -317,6 +336,7 @@ int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap)
         { "no-autostart", no_argument, NULL, O_NOAUTO },
         { "log-level", required_argument, NULL, O_LOGLEVEL },
         { "set", required_argument, NULL, O_SET },
+        { "insecure-no-auth", no_argument, NULL, O_INSECURE },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -333,6 +353,7 @@ int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap)
         case O_PROVIDER: sec = "llm"; key = "provider"; break;
         case O_LOGLEVEL: sec = "log"; key = "level"; break;
         case O_NOAUTO: c->autostart = false; continue;
+        case O_INSECURE: c->insecure_no_auth = true; continue;
         case 'h': config_usage(stdout); return 1;
         case O_SET: {
             char buf[2048];
@@ -373,7 +394,44 @@ int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap)
         snprintf(err, errcap, "llm.provider must be local, openai or gemini (got '%s')", c->provider);
         return -1;
     }
+    if (strcmp(c->auth_mode, "local") != 0 && strcmp(c->auth_mode, "accounts") != 0) {
+        snprintf(err, errcap, "auth.mode must be local or accounts (got '%s')", c->auth_mode);
+        return -1;
+    }
     return 0;
+}
+
+bool config_mode_allowed(const config_t *c, char *err, size_t errcap)
+{
+    if (strcmp(c->auth_mode, "local") != 0 || c->insecure_no_auth)
+        return true;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE };
+    struct addrinfo *res = NULL;
+    bool loopback = getaddrinfo(c->host[0] ? c->host : NULL, "0", &hints, &res) == 0 && res;
+    for (struct addrinfo *ai = res; loopback && ai; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)ai->ai_addr;
+            loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        } else if (ai->ai_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ai->ai_addr;
+            loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+                       (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+        } else {
+            loopback = false;
+        }
+    }
+    if (res)
+        freeaddrinfo(res);
+    if (loopback)
+        return true;
+    snprintf(err, errcap,
+             "kvchat would listen on %s without accounts: anyone who can reach it could read "
+             "and delete every document and chat. Listen on 127.0.0.1 (behind a reverse proxy "
+             "that checks who comes in), turn accounts on (--set auth.mode=accounts), or, on a "
+             "network you trust alone, pass --insecure-no-auth",
+             c->host[0] ? c->host : "every address");
+    return false;
 }
 
 void config_resolve(config_t *c)

@@ -88,6 +88,20 @@ typedef struct {
                                  of whole chunks (at least one chunk); 0 = chunk_tokens */
     int max_parts;            /* a document needing more parts for the model in use
                                  is refused (422) before any is counted or cached */
+    /* [auth] accounts */
+    char auth_mode[16];       /* local (no login; loopback addresses only) | accounts */
+    int auth_session_idle_s;  /* a login session unused this long ends */
+    char auth_trusted_header[128];  /* "" = none; else the header a trusted proxy
+                                       names the signed-in user with */
+    char auth_trusted_proxies[1024];/* addresses allowed to set it (comma-separated) */
+    int login_lock_after;     /* failed logins (per account, per address) that lock */
+    int login_lock_minutes;
+    bool insecure_no_auth;    /* --insecure-no-auth: local mode on any address */
+    /* [limits] per user, accounts mode */
+    int chats_per_minute;     /* 0 = none */
+    int chats_at_once;        /* 0 = none */
+    int uploads_per_minute;   /* 0 = none */
+    int storage_mb;           /* documents' bytes per user; 0 = none */
     /* [log] */
     char log_level[16];
     char log_format[16];      /* text | json */
@@ -110,6 +124,12 @@ int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap);
 
 /* Derived paths (data_dir based defaults filled in). Call after loading. */
 void config_resolve(config_t *c);
+
+/* Whether local mode may serve on the configured address: true when
+ * auth.mode is accounts, when --insecure-no-auth was given, or when every
+ * address server.host resolves to is a loopback one (127.0.0.0/8, ::1).
+ * Otherwise false with the message to print in err. */
+bool config_mode_allowed(const config_t *c, char *err, size_t errcap);
 
 /* Set one value by "section.key" (as --set does). Returns 0 or -1. */
 int config_set(config_t *c, const char *section, const char *key, const char *value);

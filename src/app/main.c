@@ -276,6 +276,16 @@ int main(int argc, char **argv)
         return 2;
     }
     config_resolve(&a->cfg);
+    if (!config_mode_allowed(&a->cfg, err, sizeof err)) {
+        fprintf(stderr, "kvchat: %s\n", err);
+        return 2;
+    }
+    if (strcmp(a->cfg.auth_mode, "accounts") == 0) {
+        /* refused rather than served without the logins it promises */
+        fprintf(stderr, "kvchat: auth.mode=accounts: this build has no accounts yet; listen on "
+                        "127.0.0.1, or pass --insecure-no-auth on a network you trust alone\n");
+        return 2;
+    }
     log_set_tag("kvchat");
     log_level_t lvl;
     if (log_level_parse(a->cfg.log_level, &lvl) == 0)

@@ -320,6 +320,31 @@ static void test_chunked_upload_over_limit(void **state)
     assert_non_null(strstr(out, "too large"));
 }
 
+/* Without accounts, kvchat serves loopback addresses only: on 0.0.0.0 it
+ * refuses to start (exit 2, the way out in its message, nothing bound),
+ * unless --insecure-no-auth says the network is trusted. */
+static void test_local_mode_loopback_only(void **state)
+{
+    (void)state;
+    char data[300], log[300];
+    snprintf(data, sizeof data, "%s/open-data", g_dir);
+    snprintf(log, sizeof log, "%s/open.log", g_dir);
+    const char *argv[] = { "--host", "0.0.0.0", "--data", data, "--no-autostart", NULL };
+    proc_t p;
+    assert_false(proc_try_start(&p, KVCHAT_BIN_DIR "/kvchat", argv, log, 10));
+    assert_true(log_contains(log, "without accounts"));
+    assert_true(log_contains(log, "--insecure-no-auth"));
+    resp_t r;
+    assert_false(http_try(p.port, "GET", "/health", NULL, &r));
+    const char *argv2[] = { "--host", "0.0.0.0", "--data", data, "--no-autostart",
+                            "--insecure-no-auth", NULL };
+    proc_start(&p, KVCHAT_BIN_DIR "/kvchat", argv2, log, 30);
+    http(p.port, "GET", "/health", NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_int_equal(proc_stop(&p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_web_pages_cannot_drive),
         cmocka_unit_test(test_title_limit),
         cmocka_unit_test(test_chunked_upload_over_limit),
+        cmocka_unit_test(test_local_mode_loopback_only),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

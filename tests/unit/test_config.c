@@ -131,12 +131,53 @@ static void test_errors(void **state)
     unlink(bad);
 }
 
+/* Local mode (no login) only on loopback addresses, unless accounts are on
+ * or --insecure-no-auth is given; remote models' context. */
+static void test_mode(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[512];
+    static const char *const loopback[] = { "127.0.0.1", "localhost", "::1", "127.0.0.2" };
+    for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
+        char *argv[] = { "kvchat", "--host", (char *)loopback[i], NULL };
+        assert_int_equal(load(&c, argv, err), 0);
+        assert_string_equal(c.auth_mode, "local");
+        assert_true(config_mode_allowed(&c, err, sizeof err));
+    }
+    static const char *const open_[] = { "0.0.0.0", "::", "192.0.2.7" };
+    for (size_t i = 0; i < sizeof open_ / sizeof *open_; i++) {
+        char *argv[] = { "kvchat", "--host", (char *)open_[i], NULL };
+        assert_int_equal(load(&c, argv, err), 0);
+        assert_false(config_mode_allowed(&c, err, sizeof err));
+        assert_non_null(strstr(err, "auth.mode=accounts"));
+        assert_non_null(strstr(err, "--insecure-no-auth"));
+        char *argv2[] = { "kvchat", "--host", (char *)open_[i], "--insecure-no-auth", NULL };
+        assert_int_equal(load(&c, argv2, err), 0);
+        assert_true(config_mode_allowed(&c, err, sizeof err));
+        char *argv3[] = { "kvchat", "--host", (char *)open_[i], "--set", "auth.mode=accounts",
+                          NULL };
+        assert_int_equal(load(&c, argv3, err), 0);
+        assert_true(config_mode_allowed(&c, err, sizeof err));
+    }
+    char *bad[] = { "kvchat", "--set", "auth.mode=open", NULL };
+    assert_int_equal(load(&c, bad, err), -1);
+    assert_non_null(strstr(err, "auth.mode"));
+    char *remote[] = { "kvchat", "--set", "remote.x.context=32768", NULL };
+    assert_int_equal(load(&c, remote, err), 0);
+    assert_int_equal(c.n_remotes, 1);
+    assert_int_equal(c.remotes[0].context, 32768);
+    char *remote_bad[] = { "kvchat", "--set", "remote.x.context=lots", NULL };
+    assert_int_equal(load(&c, remote_bad, err), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_layers),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_mode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
