@@ -38,6 +38,7 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -290,6 +291,9 @@ struct httpd_req {
 
     void *ctx;
     void (*ctx_free)(void *);
+    void *auth;
+    void (*auth_free)(void *);
+    char peer[64];     /* "" until asked for */
     json_err_t jerr;
 };
 
@@ -737,6 +741,35 @@ void httpd_req_set_ctx(httpd_req_t *req, void *ctx, void (*free_fn)(void *ctx))
 }
 
 void *httpd_req_ctx(const httpd_req_t *req) { return req->ctx; }
+
+void httpd_req_set_auth(httpd_req_t *req, void *auth, void (*free_fn)(void *auth))
+{
+    if (req->auth_free && req->auth && req->auth != auth)
+        req->auth_free(req->auth);
+    req->auth = auth;
+    req->auth_free = free_fn;
+}
+
+void *httpd_req_auth(const httpd_req_t *req) { return req->auth; }
+
+const char *httpd_req_peer(httpd_req_t *req)
+{
+    if (req->peer[0])
+        return req->peer;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->con, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, req->peer,
+                  sizeof req->peer);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, req->peer,
+                  sizeof req->peer);
+    /* an IPv4 client of a dual-stack socket, as IPv4 */
+    if (!strncmp(req->peer, "::ffff:", 7) && strchr(req->peer + 7, '.'))
+        memmove(req->peer, req->peer + 7, strlen(req->peer + 7) + 1);
+    return req->peer;
+}
 
 /* True if the socket shows the peer has closed (FIN, reset, error). */
 static bool socket_gone(int fd, bool *data_pending)
@@ -1260,6 +1293,8 @@ static void req_free(httpd_req_t *req)
     }
     if (req->ctx_free)
         req->ctx_free(req->ctx);
+    if (req->auth_free && req->auth)
+        req->auth_free(req->auth);
     if (req->kept)
         MHD_destroy_response(req->kept);
     free(req->part_key);
@@ -1565,6 +1600,7 @@ static void req_begin(httpd_req_t *req)
     bool known = false;
     bool head = method_is(req->method, "HEAD");
     int pending = 0;
+    char auth_msg[256] = "";
 
     watch_mark(req, now_ms()); /* the body's budget; cleared when it is complete */
     cors_setup(req);
@@ -1618,6 +1654,14 @@ static void req_begin(httpd_req_t *req)
             pending = 500;
         } else if (cross_site(req)) {
             pending = 4031;
+        } else if (srv->cfg.authorize && !(best->flags & HTTPD_ROUTE_PUBLIC)) {
+            int st = srv->cfg.authorize(req, srv->user, auth_msg, sizeof auth_msg);
+            if (st) {
+                pending = 1000 + st;
+                if (!auth_msg[0])
+                    snprintf(auth_msg, sizeof auth_msg, "%s",
+                             st == 401 ? "Sign in first" : "Not allowed");
+            }
         } else if (srv->api_key && !(best->flags & HTTPD_ROUTE_PUBLIC) &&
                    !key_ok(srv, req)) {
             pending = 401;
@@ -1685,7 +1729,12 @@ static void req_begin(httpd_req_t *req)
     case 413:
         answer_errorf(req, 413, "Request body too large (limit %zu bytes)", req->limit);
         break;
-    default: answer_error(req, 500, "Internal error"); break;
+    default:
+        if (pending > 1000 && pending < 1600)   /* the authorize callback's */
+            answer_error(req, pending - 1000, auth_msg);
+        else
+            answer_error(req, 500, "Internal error");
+        break;
     }
     req->phase = PHASE_BODY;
 }

@@ -130,6 +130,17 @@ typedef struct {
                                     else 415 (true) */
     const char *api_key;         /* NULL/"" = none; else "Authorization: Bearer <key>"
                                     is required except on HTTPD_ROUTE_PUBLIC routes */
+    /* NULL = none. Else called for every request to a route without
+     * HTTPD_ROUTE_PUBLIC, after the Host and Origin checks and before its
+     * body is read (an upload from someone who may not make it is refused
+     * before a byte of it is kept), in place of the api_key check (which
+     * the callback then does itself if it wants it). Returns 0 to go on,
+     * or the HTTP status to answer (401, 403, 429, 503...) with msg as the
+     * error's message; it may add reply headers (Retry-After, Set-Cookie)
+     * with httpd_reply_header and leave per-request state with
+     * httpd_req_set_auth. Runs on the connection's thread; may block
+     * briefly (a store lookup). */
+    int (*authorize)(httpd_req_t *req, void *user, char *msg, size_t msgcap);
     httpd_error_style_t error_style; /* HTTPD_ERRORS_OPENAI */
     const char *cors_origins;    /* NULL/"" = no CORS headers; "*" = any origin; or a
                                     comma-separated list of exact origins */
@@ -275,6 +286,13 @@ void *httpd_req_user(const httpd_req_t *req);
  * so an upload's temporary file can be removed if the handler never ran.
  * Replaces (without freeing) an earlier ctx. */
 void httpd_req_set_ctx(httpd_req_t *req, void *ctx, void (*free_fn)(void *ctx));
+/* Who the request comes from, as the authorize callback found it: kept
+ * apart from the ctx of upload routes, freed (free_fn, may be NULL) when
+ * the request ends. NULL when never set. */
+void httpd_req_set_auth(httpd_req_t *req, void *auth, void (*free_fn)(void *auth));
+void *httpd_req_auth(const httpd_req_t *req);
+/* The client's address as text ("127.0.0.1", "::1"), "" when unknown. */
+const char *httpd_req_peer(httpd_req_t *req);
 void *httpd_req_ctx(const httpd_req_t *req);
 /* True if the client has closed its connection or the server is closing.
  * Cheap (one poll(2) with no wait); for handlers that wait a long time. */

@@ -103,6 +103,15 @@ static void h_hello(httpd_req_t *req, void *user)
     httpd_reply_json(req, 200, json_pack("{s:s}", "hello", "world"));
 }
 
+/* Who the authorize callback said the request comes from, and from where. */
+static void h_whoami(httpd_req_t *req, void *user)
+{
+    (void)user;
+    const char *who = httpd_req_auth(req);
+    httpd_reply_json(req, 200, json_pack("{s:s, s:s}", "who", who ? who : "", "peer",
+                                         httpd_req_peer(req)));
+}
+
 static void h_item(httpd_req_t *req, void *user)
 {
     (void)user;
@@ -477,6 +486,7 @@ static const httpd_route_t routes[] = {
     { "GET", "/sleep", h_sleep, 0, NULL },
     { "GET", "/late", h_late, 0, NULL },
     { "POST", "/act", h_item_delete, 0, NULL },
+    { "GET", "/whoami", h_whoami, 0, NULL },
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -1055,6 +1065,82 @@ static void test_api_key(void **state)
     req1("GET", "/public", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
     resp_cleanup(&r);
+    stop();
+}
+
+/* The authorize callback: X-User names the caller ("mallory" is
+ * refused, "slow" told to wait). */
+static atomic_int g_auth_calls;
+
+static void free_str(void *p)
+{
+    free(p);
+}
+
+static int authorize(httpd_req_t *req, void *user, char *msg, size_t cap)
+{
+    (void)user;
+    atomic_fetch_add(&g_auth_calls, 1);
+    const char *u = httpd_req_header(req, "X-User");
+    if (!u) {
+        snprintf(msg, cap, "Sign in first");
+        return 401;
+    }
+    if (!strcmp(u, "mallory")) {
+        snprintf(msg, cap, "%s may not do that", u);
+        return 403;
+    }
+    if (!strcmp(u, "slow")) {
+        httpd_reply_header(req, "Retry-After", "7");
+        return 429;   /* no message: the default */
+    }
+    httpd_req_set_auth(req, strdup(u), free_str);
+    return 0;
+}
+
+static void test_authorize(void **state)
+{
+    (void)state;
+    httpd_config_t cfg = test_config();
+    cfg.authorize = authorize;
+    start(&cfg);
+    resp_t r;
+    char v[64];
+    req1("GET", "/whoami", NULL, NULL, &r);
+    assert_json_error(&r, HTTPD_ERRORS_OPENAI, 401, "Sign in first");
+    resp_cleanup(&r);
+    const char *mallory[] = { "X-User: mallory", NULL };
+    req1("GET", "/whoami", NULL, mallory, &r);
+    assert_json_error(&r, HTTPD_ERRORS_OPENAI, 403, "mallory may not do that");
+    resp_cleanup(&r);
+    const char *slow[] = { "X-User: slow", NULL };
+    req1("GET", "/whoami", NULL, slow, &r);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(resp_header(&r, "Retry-After", v, sizeof v), "7");
+    resp_cleanup(&r);
+    const char *alice[] = { "X-User: alice", NULL };
+    req1("GET", "/whoami", NULL, alice, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "\"who\":\"alice\""));
+    assert_non_null(strstr(r.body.data, "\"peer\":\"127.0.0.1\""));
+    resp_cleanup(&r);
+    /* public routes are not asked about */
+    int before = atomic_load(&g_auth_calls);
+    req1("GET", "/public", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(atomic_load(&g_auth_calls), before);
+    resp_cleanup(&r);
+    /* a refused POST keeps the connection, its body drained */
+    CURL *c = new_handle();
+    do_req(c, "POST", "/echo", "{\"a\":1}", -1, NULL, &r);
+    assert_int_equal(r.status, 401);
+    resp_cleanup(&r);
+    const char *alice_json[] = { "X-User: alice", NULL };
+    do_req(c, "POST", "/echo", "{\"a\":1}", -1, alice_json, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.connects, 0);
+    resp_cleanup(&r);
+    curl_easy_cleanup(c);
     stop();
 }
 
@@ -2382,6 +2468,7 @@ int main(void)
         cmocka_unit_test(test_slow_headers),
         cmocka_unit_test(test_slow_body),
         cmocka_unit_test(test_shed),
+        cmocka_unit_test(test_authorize),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
