@@ -1,35 +1,43 @@
 /* kvstore.c — KV-cache snapshot store: radix index, RAM tier, disk tier,
  * writer thread; see kvstore.h for the contract.
  *
- * ENTRY FILE FORMAT (version 2, KVSTORE_FORMAT_VERSION). One file per entry, named "<id>.kv" with
- * <id> the entry's 16 lowercase hex digits, in the store directory. All
- * integers are little-endian, fixed width; no padding.
+ * ENTRY FILE FORMAT (version 3, KVSTORE_FORMAT_VERSION). One file per
+ * entry, named "<id>.kv" with <id> the entry's 16 lowercase hex digits, in
+ * the store directory. All integers are little-endian, fixed width; no
+ * padding.
  *
  *   offset      size  field
  *   0           8     magic "KVCHATKV"
- *   8           4     format version (u32) = 2
+ *   8           4     format version (u32) = 3
  *   12          8     model fingerprint (u64)
  *   20          4     layout length L (u32, <= 1024)
  *   24          L     layout string (bytes, no NUL), the context's KV layout
  *   24+L        8     n_tokens (u64, 1 .. 2^24)
  *   32+L        8     blob size B (u64, >= 1)
  *   40+L        8     created (u64, epoch milliseconds)
- *   48+L        4     flags (u32): bit 0 = pinned, bit 1 = disk only;
- *                     other bits zero
+ *   48+L        4     flags (u32): bit 0 = pinned, bit 1 = disk only,
+ *                     bit 2 = salted; other bits zero
  *   52+L        4     reserved (u32) = 0
  *   56+L        8     header checksum (u64)
  *   64+L        8     blob checksum (u64)
- *   H = 72+L    4*n   tokens (i32 each)
+ *   72+L        32    salt hash: the SHA-256 of the cache_salt the entry
+ *                     was stored under when salted, else 32 zero bytes
+ *   H = 104+L   4*n   tokens (i32 each)
  *   H+4n        B     blob (llama_state_seq_get_data bytes, opaque)
  *
  * The file size is exactly H + 4n + B. The header checksum is
  * kvstore_checksum(tokens, 4n, kvstore_checksum(header[0..H) with the
- * header-checksum field zeroed, H, 0)): it covers every header field and
- * the tokens, which are read and verified when a store resumes. The blob
- * checksum is kvstore_checksum(blob, B, 0), verified on every load.
- * kvstore_checksum is XXH3-64 with a seed. Version 1 had this layout with
- * a checksum of our own and no disk-only flag; its files, like those of
- * any other version, are skipped with a log line and removed at open (the
+ * header-checksum field zeroed, H, 0)): it covers every header field (the
+ * salt hash too) and the tokens, which are read and verified when a store
+ * resumes. The blob checksum is kvstore_checksum(blob, B, 0), verified on
+ * every load. kvstore_checksum is XXH3-64 with a seed. The salt itself is
+ * never written anywhere.
+ * Version 2 is this layout without the salt hash (H = 72+L) and without
+ * the salted flag: such files still load, as entries without a salt, and
+ * keep their version when their header is rewritten (pinning); new files
+ * are always version 3. Version 1 had the version 2 layout with a
+ * checksum of our own and no disk-only flag; its files, like those of any
+ * other version, are skipped with a log line and removed at open (the
  * entries are computed again when next needed).
  * Files are written to "<id>.kv.tmp", fsync'd, renamed to "<id>.kv", and
  * the directory is fsync'd, so a crash leaves either the whole file or a
@@ -71,6 +79,15 @@
  * kernel without MADV_POPULATE_READ (before Linux 5.14) reads the blob in
  * 1 MiB blocks, hashed as they arrive, into the spare or a fresh buffer,
  * which becomes the RAM copy at once.
+ *
+ * NAMESPACES. Entries stored without a salt are indexed in `index`, the
+ * radix tree over tokens they always had. Each salt's entries have a tree
+ * of their own, found in `salted`: a radix tree keyed by the salt hash's
+ * eight 32-bit words, whose values are those trees. A salt's tree is made
+ * with its first entry and freed with its last. A lookup or walk under a
+ * salt (or under none) searches that one tree, so it cannot match, count
+ * or time anything of another namespace: no key of one tree is ever
+ * compared with another's, whatever values the tokens take.
  *
  * CONCURRENCY. One mutex guards everything below except an entry's tokens,
  * which are immutable. It is released around all file I/O and checksum
@@ -133,12 +150,18 @@
 #define KV_VERSION ((uint32_t)KVSTORE_FORMAT_VERSION)
 #define KV_MAX_LAYOUT 1024u
 #define KV_MAX_TOKENS (1 << 24)
+#define KV_VERSION_UNSALTED 2u          /* still loaded: no salt hash */
 #define KV_HDR_HEAD 24u                 /* magic, version, fingerprint, L */
-#define KV_HDR_TAIL 48u                 /* n, B, created, flags, reserved, sums */
+#define KV_HDR_TAIL_V2 48u              /* n, B, created, flags, reserved, sums */
+#define KV_SALT_AT 48u                  /* the salt hash, in the tail (v3) */
+#define KV_HDR_TAIL (KV_SALT_AT + KVSTORE_SALT_LEN)
 #define KV_HDR_MAX (KV_HDR_HEAD + KV_MAX_LAYOUT + KV_HDR_TAIL)
 #define KV_FLAG_PINNED 1u
 #define KV_FLAG_DISK 2u                  /* disk only */
-#define KV_FLAGS_KNOWN (KV_FLAG_PINNED | KV_FLAG_DISK)
+#define KV_FLAG_SALTED 4u                /* the salt hash is set (v3) */
+#define KV_FLAGS_V2 (KV_FLAG_PINNED | KV_FLAG_DISK)
+#define KV_FLAGS_KNOWN (KV_FLAGS_V2 | KV_FLAG_SALTED)
+#define KV_SALT_WORDS (KVSTORE_SALT_LEN / 4)   /* the key of a salt's tree */
 #define KV_LOCK_NAME ".kvstore.lock"
 #define KV_READ_CHUNK ((size_t)1 << 20)  /* read, then hash while in L2 */
 #define KV_SPARE_MIN ((size_t)4 << 20)   /* smaller freed blobs are not kept */
@@ -201,6 +224,8 @@ struct entry {
     bool pinned;
     bool disk_only;                        /* loads never promote it */
     uint32_t file_flags;                   /* KV_FLAG_* as written in the file */
+    uint32_t file_version;                 /* its file's format (2 or 3) */
+    kvstore_salt_t salt;                   /* its namespace; immutable */
 };
 
 struct kvstore_handle {
@@ -223,7 +248,9 @@ struct kvstore {
     int dir_fd, lock_fd;
     uint64_t id_state;
 
-    radix_t *index;                        /* tokens -> struct entry * */
+    radix_t *index;                        /* tokens -> struct entry *, no salt */
+    radix_t *salted;                       /* salt hash words -> radix_t * of
+                                            * that salt's entries (NAMESPACES) */
     struct entry *all;                     /* indexed entries */
     size_t n_entries;
     struct entry *ram_head, *ram_tail;
@@ -335,21 +362,27 @@ static bool name_matches(const char *name, const char *suffix)
     return strcmp(name + KVSTORE_ID_LEN, suffix) == 0;
 }
 
-static uint64_t hdr_size(const kvstore_t *s) { return KV_HDR_HEAD + s->layout_len + KV_HDR_TAIL; }
+/* The header size of a file of format `version` (2 or 3). */
+static uint64_t hdr_size(const kvstore_t *s, uint32_t version)
+{
+    return KV_HDR_HEAD + s->layout_len +
+           (version == KV_VERSION_UNSALTED ? KV_HDR_TAIL_V2 : KV_HDR_TAIL);
+}
 
 /* The KV_FLAG_* bits of e as they should be in its file. */
 static uint32_t entry_flags(const struct entry *e)
 {
-    return (e->pinned ? KV_FLAG_PINNED : 0) | (e->disk_only ? KV_FLAG_DISK : 0);
+    return (e->pinned ? KV_FLAG_PINNED : 0) | (e->disk_only ? KV_FLAG_DISK : 0) |
+           (e->salt.salted ? KV_FLAG_SALTED : 0);
 }
 
-/* Write the header of e into p (KV_HDR_MAX bytes) with the given flags;
- * returns its size. */
+/* Write the header of e into p (KV_HDR_MAX bytes) with the given flags, in
+ * the format of its file (e->file_version); returns its size. */
 static size_t hdr_encode(const kvstore_t *s, unsigned char *p, const struct entry *e,
                          uint32_t flags, uint64_t bsum)
 {
     memcpy(p, KV_MAGIC, 8);
-    put32(p + 8, KV_VERSION);
+    put32(p + 8, e->file_version);
     put64(p + 12, s->fingerprint);
     put32(p + 20, s->layout_len);
     memcpy(p + KV_HDR_HEAD, s->layout, s->layout_len);
@@ -361,7 +394,13 @@ static size_t hdr_encode(const kvstore_t *s, unsigned char *p, const struct entr
     put32(q + 28, 0);
     put64(q + 32, 0);
     put64(q + 40, bsum);
-    size_t size = (size_t)hdr_size(s);
+    if (e->file_version != KV_VERSION_UNSALTED) {
+        if (e->salt.salted)
+            memcpy(q + KV_SALT_AT, e->salt.hash, KVSTORE_SALT_LEN);
+        else
+            memset(q + KV_SALT_AT, 0, KVSTORE_SALT_LEN);
+    }
+    size_t size = (size_t)hdr_size(s, e->file_version);
     uint64_t hsum = kvstore_checksum(e->tokens, (size_t)e->n_tokens * 4,
                                      kvstore_checksum(p, size, 0));
     put64(q + 32, hsum);
@@ -385,6 +424,58 @@ static void new_id(kvstore_t *s, struct entry *e)
             return;
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* namespaces (under the mutex; see NAMESPACES)                         */
+
+bool kvstore_salt_equal(const kvstore_salt_t *a, const kvstore_salt_t *b)
+{
+    bool sa = a && a->salted, sb = b && b->salted;
+    if (sa != sb)
+        return false;
+    return !sa || memcmp(a->hash, b->hash, KVSTORE_SALT_LEN) == 0;
+}
+
+static void salt_key(const kvstore_salt_t *salt, int32_t key[KV_SALT_WORDS])
+{
+    memcpy(key, salt->hash, KVSTORE_SALT_LEN);
+}
+
+/* The tree of the namespace `salt` (NULL or not salted: s->index). A salt
+ * without entries has none: NULL, unless `create`, which makes an empty
+ * one (NULL then only when out of memory). */
+static radix_t *ns_index(kvstore_t *s, const kvstore_salt_t *salt, bool create)
+{
+    if (!salt || !salt->salted)
+        return s->index;
+    int32_t key[KV_SALT_WORDS];
+    salt_key(salt, key);
+    void *v = NULL;
+    if (radix_find_exact(s->salted, key, KV_SALT_WORDS, &v) == RADIX_OK)
+        return v;
+    radix_t *t = NULL;
+    if (!create || radix_new(&t) != RADIX_OK)
+        return NULL;
+    if (radix_insert(s->salted, key, KV_SALT_WORDS, t, NULL) != RADIX_OK) {
+        radix_free(t, NULL);
+        return NULL;
+    }
+    return t;
+}
+
+/* Free the tree t of the namespace `salt` once it holds no entry (the
+ * tree of no salt stays). */
+static void ns_prune(kvstore_t *s, const kvstore_salt_t *salt, radix_t *t)
+{
+    if (!salt->salted || radix_size(t) > 0)
+        return;
+    int32_t key[KV_SALT_WORDS];
+    salt_key(salt, key);
+    radix_remove(s->salted, key, KV_SALT_WORDS, NULL);
+    radix_free(t, NULL);
+}
+
+static void ns_free_index(void *t) { radix_free(t, NULL); }
 
 /* ------------------------------------------------------------------ */
 /* lists (all under the mutex)                                         */
@@ -599,9 +690,10 @@ static void entry_unref(kvstore_t *s, struct entry *e, struct reap *r)
  * `in_radix`: whether the radix tree still maps its tokens to it. */
 static void entry_unindex(kvstore_t *s, struct entry *e, struct reap *r, bool in_radix)
 {
-    if (in_radix) {
-        void *v = NULL;
-        radix_remove(s->index, e->tokens, (size_t)e->n_tokens, &v);
+    radix_t *t = in_radix ? ns_index(s, &e->salt, false) : NULL;
+    if (t) {
+        radix_remove(t, e->tokens, (size_t)e->n_tokens, NULL);
+        ns_prune(s, &e->salt, t);
     }
     all_unlink(s, e);
     if (e->ram) {
@@ -1187,7 +1279,7 @@ static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t
         goto fail;
     }
     uint32_t version = get32(hdr + 8);
-    if (version != KV_VERSION) {
+    if (version != KV_VERSION && version != KV_VERSION_UNSALTED) {
         snprintf(why, whylen, "unknown format version %" PRIu32, version);
         goto fail;
     }
@@ -1201,7 +1293,9 @@ static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t
         snprintf(why, whylen, "corrupt header (layout length %" PRIu32 ")", L);
         goto fail;
     }
-    if (got < (ssize_t)(KV_HDR_HEAD + L + KV_HDR_TAIL)) {
+    uint64_t hl = KV_HDR_HEAD + L +
+                  (version == KV_VERSION_UNSALTED ? KV_HDR_TAIL_V2 : KV_HDR_TAIL);
+    if (got < (ssize_t)hl) {
         snprintf(why, whylen, "truncated header");
         goto fail;
     }
@@ -1214,11 +1308,20 @@ static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t
     uint64_t n = get64(q), bytes = get64(q + 8), created = get64(q + 16);
     uint32_t flags = get32(q + 24);
     uint64_t hsum = get64(q + 32), bsum = get64(q + 40);
-    uint64_t hl = KV_HDR_HEAD + L + KV_HDR_TAIL;
+    uint32_t known = version == KV_VERSION_UNSALTED ? KV_FLAGS_V2 : KV_FLAGS_KNOWN;
     if (n == 0 || n > KV_MAX_TOKENS || bytes == 0 || bytes > ((uint64_t)1 << 48) ||
-        (flags & ~KV_FLAGS_KNOWN) != 0 || get32(q + 28) != 0) {
+        (flags & ~known) != 0 || get32(q + 28) != 0) {
         snprintf(why, whylen, "corrupt header (counts, flags or reserved)");
         goto fail;
+    }
+    kvstore_salt_t salt = { .salted = (flags & KV_FLAG_SALTED) != 0 };
+    if (version != KV_VERSION_UNSALTED) {
+        static const unsigned char zero[KVSTORE_SALT_LEN];
+        memcpy(salt.hash, q + KV_SALT_AT, KVSTORE_SALT_LEN);
+        if (!salt.salted && memcmp(salt.hash, zero, KVSTORE_SALT_LEN) != 0) {
+            snprintf(why, whylen, "corrupt header (a salt hash without the salted flag)");
+            goto fail;
+        }
     }
     uint64_t want = hl + n * 4 + bytes;
     if ((uint64_t)st.st_size != want) {
@@ -1253,6 +1356,8 @@ static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t
     e->pinned = (flags & KV_FLAG_PINNED) != 0;
     e->disk_only = (flags & KV_FLAG_DISK) != 0;
     e->file_flags = flags;
+    e->file_version = version;
+    e->salt = salt;
     e->on_disk = e->has_file = true;
     return e;
 nomem:
@@ -1346,15 +1451,18 @@ static int scan_dir(kvstore_t *s)
     struct reap r = { 0 };
     for (size_t i = 0; i < n_found; i++) {
         struct entry *e = found[i];
+        radix_t *t = ns_index(s, &e->salt, true);
         void *dup_v = NULL;
-        if (radix_find_exact(s->index, e->tokens, (size_t)e->n_tokens, &dup_v) == RADIX_OK) {
+        if (t && radix_find_exact(t, e->tokens, (size_t)e->n_tokens, &dup_v) == RADIX_OK) {
             log_info("kvstore: %s duplicates %s; removed", e->name,
                      ((struct entry *)dup_v)->name);
             unlink_entry_file(s, e->name);
             entry_free_now(e);
             continue;
         }
-        if (radix_insert(s->index, e->tokens, (size_t)e->n_tokens, e, NULL) != RADIX_OK) {
+        if (!t || radix_insert(t, e->tokens, (size_t)e->n_tokens, e, NULL) != RADIX_OK) {
+            if (t)
+                ns_prune(s, &e->salt, t);
             entry_free_now(e);   /* out of memory: file kept for next time */
             continue;
         }
@@ -1417,7 +1525,8 @@ int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out)
     s->layout = strdup(layout);
     s->dir = strdup(disk ? cfg->dir : "");
     int rc = KVSTORE_OK;
-    if (!s->layout || !s->dir || radix_new(&s->index) != RADIX_OK) {
+    if (!s->layout || !s->dir || radix_new(&s->index) != RADIX_OK ||
+        radix_new(&s->salted) != RADIX_OK) {
         rc = KVSTORE_ENOMEM;
         goto fail;
     }
@@ -1503,6 +1612,7 @@ void kvstore_close(kvstore_t *s)
     if (held)
         log_warn("kvstore: closed with %zu entry handle(s) still held", held);
     radix_free(s->index, NULL);
+    radix_free(s->salted, ns_free_index);
     if (s->lock_fd >= 0)
         close(s->lock_fd);   /* releases the flock */
     if (s->dir_fd >= 0)
@@ -1518,16 +1628,15 @@ void kvstore_close(kvstore_t *s)
 /* ------------------------------------------------------------------ */
 /* insert / lookup / load                                               */
 
-/* kvstore_insert() and kvstore_insert_disk() (disk_only). */
-static int insert_entry(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_t len,
-                        bool pinned, bool disk_only, char *id_out)
+int kvstore_insert_salted(kvstore_t *s, const kvstore_salt_t *salt, const int32_t *tokens, int n,
+                          void *blob, size_t len, bool pinned, bool disk_only, char *id_out)
 {
     if (!s || !tokens || n <= 0 || n > KV_MAX_TOKENS || !blob || len == 0 ||
         (disk_only && !s->disk_tier)) {
         free(blob);
         return KVSTORE_EINVAL;
     }
-    uint64_t file_bytes = hdr_size(s) + (uint64_t)n * 4 + len;
+    uint64_t file_bytes = hdr_size(s, KV_VERSION) + (uint64_t)n * 4 + len;
     bool fits_ram = !disk_only && len <= s->ram_budget;
     bool fits_disk = s->disk_tier && file_bytes <= s->disk_budget;
     if (!fits_ram && !fits_disk) {
@@ -1549,8 +1658,11 @@ static int insert_entry(kvstore_t *s, const int32_t *tokens, int n, void *blob, 
     e->tokens = toks;
     e->n_tokens = n;
     e->bytes = len;
-    e->hdr_bytes = hdr_size(s);
+    e->hdr_bytes = hdr_size(s, KV_VERSION);
     e->file_bytes = file_bytes;
+    e->file_version = KV_VERSION;
+    if (salt && salt->salted)
+        e->salt = *salt;
     e->pinned = pinned;
     e->created = e->last_used = now_ms();
 
@@ -1558,7 +1670,10 @@ static int insert_entry(kvstore_t *s, const int32_t *tokens, int n, void *blob, 
     pthread_mutex_lock(&s->lock);
     new_id(s, e);
     void *old = NULL;
-    if (radix_insert(s->index, toks, (size_t)n, e, &old) != RADIX_OK) {
+    radix_t *t = ns_index(s, &e->salt, true);
+    if (!t || radix_insert(t, toks, (size_t)n, e, &old) != RADIX_OK) {
+        if (t)
+            ns_prune(s, &e->salt, t);
         pthread_mutex_unlock(&s->lock);
         free(b);
         free(blob);
@@ -1596,16 +1711,22 @@ static int insert_entry(kvstore_t *s, const int32_t *tokens, int n, void *blob, 
 int kvstore_insert(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_t len,
                    bool pinned, char *id_out)
 {
-    return insert_entry(s, tokens, n, blob, len, pinned, false, id_out);
+    return kvstore_insert_salted(s, NULL, tokens, n, blob, len, pinned, false, id_out);
 }
 
 int kvstore_insert_disk(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_t len,
                         bool pinned, char *id_out)
 {
-    return insert_entry(s, tokens, n, blob, len, pinned, true, id_out);
+    return kvstore_insert_salted(s, NULL, tokens, n, blob, len, pinned, true, id_out);
 }
 
 int kvstore_lookup(kvstore_t *s, const int32_t *tokens, int n, kvstore_match_t *match)
+{
+    return kvstore_lookup_salted(s, NULL, tokens, n, match);
+}
+
+int kvstore_lookup_salted(kvstore_t *s, const kvstore_salt_t *salt, const int32_t *tokens, int n,
+                          kvstore_match_t *match)
 {
     if (!match)
         return KVSTORE_EINVAL;
@@ -1622,7 +1743,8 @@ int kvstore_lookup(kvstore_t *s, const int32_t *tokens, int n, kvstore_match_t *
     s->st.lookups++;
     void *v = NULL;
     size_t len = 0;
-    if (n > 0 && radix_longest_prefix(s->index, tokens, (size_t)n, &v, &len) == RADIX_OK) {
+    radix_t *t = ns_index(s, salt, false);   /* NULL: no entry under this salt */
+    if (t && n > 0 && radix_longest_prefix(t, tokens, (size_t)n, &v, &len) == RADIX_OK) {
         struct entry *e = v;
         e->refs++;
         hf->e = e;
@@ -1631,7 +1753,7 @@ int kvstore_lookup(kvstore_t *s, const int32_t *tokens, int n, kvstore_match_t *
         match->full_tier = entry_tier(e);
         hf = NULL;
     }
-    if (n > 0 && radix_longest_common(s->index, tokens, (size_t)n, &v, &len) == RADIX_OK &&
+    if (t && n > 0 && radix_longest_common(t, tokens, (size_t)n, &v, &len) == RADIX_OK &&
         (int)len > match->full_len) {
         struct entry *e = v;
         e->refs++;
@@ -1785,6 +1907,7 @@ static void entry_info(const struct entry *e, kvstore_entry_info_t *info)
     info->on_disk = e->on_disk;
     info->pinned = e->pinned;
     info->disk_only = e->disk_only;
+    info->salt = e->salt;
     info->hits = e->hits;
     info->created = e->created;
     info->last_used = e->last_used;
@@ -1820,11 +1943,18 @@ static int visit_extending(const int32_t *key, size_t n, void *value, void *ud)
 int kvstore_foreach_extending(kvstore_t *s, const int32_t *prefix, int n, kvstore_visit_fn fn,
                               void *ud)
 {
+    return kvstore_foreach_extending_salted(s, NULL, prefix, n, fn, ud);
+}
+
+int kvstore_foreach_extending_salted(kvstore_t *s, const kvstore_salt_t *salt,
+                                     const int32_t *prefix, int n, kvstore_visit_fn fn, void *ud)
+{
     if (!s || !fn || n < 0 || (n > 0 && !prefix))
         return KVSTORE_EINVAL;
     struct extending_visit v = { fn, ud };
     pthread_mutex_lock(&s->lock);
-    int rc = radix_foreach_extending(s->index, prefix, (size_t)n, visit_extending, &v);
+    radix_t *t = ns_index(s, salt, false);
+    int rc = t ? radix_foreach_extending(t, prefix, (size_t)n, visit_extending, &v) : 0;
     pthread_mutex_unlock(&s->lock);
     return rc == RADIX_ENOMEM ? KVSTORE_ENOMEM : rc;
 }

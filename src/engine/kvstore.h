@@ -23,6 +23,15 @@
  * Pinned entries are never evicted from either tier; they may hold more
  * than a budget, and the budget then constrains the unpinned entries only.
  *
+ * Salts: every entry belongs to one namespace, that of the cache_salt it
+ * was stored under or that of no salt (kvstore_salt_t). Lookups, prefix
+ * matches and walks see the entries of their own namespace only, so a
+ * request under one salt can neither restore nor learn of (by timing or by
+ * counts) an entry made under another salt or under none, and the reverse.
+ * The store never sees a salt, only its SHA-256 (salt.h), which is what
+ * entry files and listings carry. Budgets, LRU order and ids are shared by
+ * all namespaces.
+ *
  * Disk writes (files, header rewrites, deletions) are done by one writer
  * thread owned by the store, never by the caller: kvstore_insert() queues
  * the write and returns. Reads from disk happen in kvstore_load(), in the
@@ -76,10 +85,11 @@ enum {
     KVSTORE_EBUSY = -8,       /* the directory is in use by another store */
 };
 
-/* The entry file format (kvstore.c's header comment). Files of any other
- * version are skipped with a log line and removed at open. Version 2:
- * XXH3 checksums and the disk-only flag. */
-#define KVSTORE_FORMAT_VERSION 2
+/* The entry file format written (kvstore.c's header comment). Version 2:
+ * XXH3 checksums and the disk-only flag; version 3: the salt's hash.
+ * Files of version 2 still load (as entries without a salt); files of any
+ * other version are skipped with a log line and removed at open. */
+#define KVSTORE_FORMAT_VERSION 3
 
 const char *kvstore_strerror(int rc);
 
@@ -88,6 +98,18 @@ const char *kvstore_strerror(int rc);
 
 typedef struct kvstore kvstore_t;
 typedef struct kvstore_handle kvstore_handle_t;
+
+/* A namespace: the SHA-256 of a cache_salt (never the salt itself), or no
+ * salt. A zeroed struct is "no salt", as is a NULL pointer wherever a
+ * function takes one; `hash` is then ignored. */
+#define KVSTORE_SALT_LEN 32
+typedef struct {
+    bool salted;
+    unsigned char hash[KVSTORE_SALT_LEN];
+} kvstore_salt_t;
+
+/* Whether a and b name the same namespace (NULL: no salt). */
+bool kvstore_salt_equal(const kvstore_salt_t *a, const kvstore_salt_t *b);
 
 typedef enum {
     KVSTORE_TIER_NONE = 0,
@@ -135,13 +157,15 @@ int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out);
  * Accepts NULL. */
 void kvstore_close(kvstore_t *s);
 
-/* Store a snapshot of tokens[0..n) (n >= 1; copied). The store takes
+/* Store a snapshot of tokens[0..n) (n >= 1; copied), without a salt
+ * (kvstore_insert_salted() for a namespace). The store takes
  * ownership of `blob` (len >= 1 bytes from malloc() or, better for large
  * blobs, hugemem_alloc(), as the store uses for blobs it reads from disk;
  * the store frees it with free()) on every return, success or failure; the
  * caller must not touch it afterwards.
- * An entry with the identical token sequence is replaced: the new entry
- * (a new id) keeps the old one's hit count and stays pinned if it was.
+ * An entry with the identical token sequence in the same namespace is
+ * replaced: the new entry (a new id) keeps the old one's hit count and
+ * stays pinned if it was.
  * The blob goes to RAM (evicting least recently used unpinned copies
  * beyond the budget) and, with a disk tier, is queued for the writer.
  * A blob larger than ram_budget goes to disk only.
@@ -165,6 +189,13 @@ int kvstore_insert(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_
 int kvstore_insert_disk(kvstore_t *s, const int32_t *tokens, int n, void *blob, size_t len,
                         bool pinned, char *id_out);
 
+/* kvstore_insert() (disk_only false) or kvstore_insert_disk() (true) in
+ * the namespace `salt` (NULL: no salt; the struct is copied): the entry
+ * replaces only an entry of the same tokens in the same namespace, and is
+ * found only by lookups in it. Same ownership of `blob`, same errors. */
+int kvstore_insert_salted(kvstore_t *s, const kvstore_salt_t *salt, const int32_t *tokens, int n,
+                          void *blob, size_t len, bool pinned, bool disk_only, char *id_out);
+
 /* Move a stored entry to the disk tier for good, as if stored by
  * kvstore_insert_disk(): its RAM copy leaves the RAM tier (held for the
  * writer when its file is not written yet), later loads do not promote it,
@@ -187,7 +218,8 @@ int kvstore_set_disk_only(kvstore_t *s, const char *id);
 typedef void (*kvstore_written_fn)(void *ud, int rc);
 int kvstore_when_written(kvstore_t *s, const char *id, kvstore_written_fn fn, void *ud);
 
-/* Best entries for a request of tokens[0..n):
+/* Best entries for a request of tokens[0..n), among the entries stored
+ * without a salt (kvstore_lookup_salted() for a namespace):
  *  - full: the longest stored sequence that is wholly a prefix of tokens
  *    (full_len = its length; it may equal n);
  *  - partial: when some entry shares more leading tokens with the request
@@ -208,6 +240,12 @@ typedef struct {
 } kvstore_match_t;
 
 int kvstore_lookup(kvstore_t *s, const int32_t *tokens, int n, kvstore_match_t *match);
+
+/* kvstore_lookup() among the entries of the namespace `salt` only (NULL:
+ * those stored without a salt, which is what kvstore_lookup() searches).
+ * A namespace with no entries is a complete miss. */
+int kvstore_lookup_salted(kvstore_t *s, const kvstore_salt_t *salt, const int32_t *tokens, int n,
+                          kvstore_match_t *match);
 
 /* Read access to the entry's blob: *blob points to *len bytes, valid until
  * the handle is released (the handle holds a reference; eviction or deletion
@@ -252,6 +290,7 @@ typedef struct {
     bool on_disk;             /* its file is written */
     bool disk_only;           /* loads never promote it into RAM */
     bool pinned;
+    kvstore_salt_t salt;      /* its namespace (salt.salted false: none) */
     uint64_t hits;
     uint64_t created;         /* epoch ms */
     uint64_t last_used;       /* epoch ms */
@@ -270,6 +309,11 @@ void kvstore_handle_info(kvstore_t *s, const kvstore_handle_t *h, kvstore_entry_
 typedef int (*kvstore_visit_fn)(const int32_t *tokens, int n, void *ud);
 int kvstore_foreach_extending(kvstore_t *s, const int32_t *prefix, int n, kvstore_visit_fn fn,
                               void *ud);
+
+/* kvstore_foreach_extending() over the entries of the namespace `salt`
+ * only (NULL: those without a salt, as kvstore_foreach_extending()). */
+int kvstore_foreach_extending_salted(kvstore_t *s, const kvstore_salt_t *salt,
+                                     const int32_t *prefix, int n, kvstore_visit_fn fn, void *ud);
 
 /* All entries, most recently used first. *out is a malloc'd array of *n
  * copies (caller frees with free(); NULL when *n is 0). */

@@ -344,12 +344,13 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-/* prompt.h's source of replies: the store's snapshots that continue a
- * prompt (model_token_t is the store's int32_t token). */
-static int replies_from_store(void *src, const model_token_t *prefix, int n, prompt_visit_fn visit,
-                              void *vud)
+/* prompt.h's source of replies: the store's snapshots of the
+ * conversation's namespace that continue a prompt (model_token_t is the
+ * store's int32_t token). */
+static int replies_from_store(void *src, const kvstore_salt_t *salt, const model_token_t *prefix,
+                              int n, prompt_visit_fn visit, void *vud)
 {
-    return kvstore_foreach_extending(src, prefix, n, visit, vud);
+    return kvstore_foreach_extending_salted(src, salt, prefix, n, visit, vud);
 }
 
 /* Load the model and build everything that depends on it. On failure the
@@ -436,7 +437,7 @@ static int load(engine_t *e)
                  c->cache_disk >> 20, c->cache_disk ? dir : "-", c->reset ? "reset" : "resumed");
         /* Replies sent back as text find their tokens in the snapshots too
          * (after a restart nothing else remembers them). */
-        prompt_set_reply_source(e->prompt, replies_from_store, e->store);
+        prompt_set_reply_source_salted(e->prompt, replies_from_store, e->store);
     }
 
     sched_config_t sc;

@@ -20,6 +20,7 @@
 
 typedef struct {
     uint64_t hash;
+    kvstore_salt_t salt;     /* the namespace it was produced in */
     char *text;
     size_t len;
     model_token_t *toks;
@@ -36,7 +37,10 @@ struct prompt {
     bool warned_fallback;
     int user_opener;         /* -1 unknown, 0 no, 1 yes */
     char bos_text[64];
-    prompt_source_fn source; /* replies not remembered: stored snapshots */
+    /* Replies not remembered: stored snapshots, from one of these two
+     * (source: for conversations without a salt only). */
+    prompt_source_fn source;
+    prompt_salted_source_fn salted_source;
     void *source_ud;
 };
 
@@ -137,6 +141,12 @@ void prompt_free(prompt_t *p)
 void prompt_remember_reply(prompt_t *p, const char *text, size_t len, const model_token_t *toks,
                            int n)
 {
+    prompt_remember_reply_salted(p, NULL, text, len, toks, n);
+}
+
+void prompt_remember_reply_salted(prompt_t *p, const kvstore_salt_t *salt, const char *text,
+                                  size_t len, const model_token_t *toks, int n)
+{
     if (n <= 0 || len == 0)
         return;
     char *t = malloc(len);
@@ -150,11 +160,13 @@ void prompt_remember_reply(prompt_t *p, const char *text, size_t len, const mode
     memcpy(v, toks, (size_t)n * sizeof *v);
     uint64_t h = hash_text(text, len);
     pthread_mutex_lock(&p->lock);
-    /* Replace the same text, else the least recently used slot. */
+    /* Replace the same text in the same namespace, else the least
+     * recently used slot. */
     int victim = 0;
     for (int i = 0; i < p->replies_max; i++) {
         reply_t *r = &p->replies[i];
-        if (r->text && r->hash == h && r->len == len && memcmp(r->text, text, len) == 0) {
+        if (r->text && r->hash == h && r->len == len && kvstore_salt_equal(&r->salt, salt) &&
+            memcmp(r->text, text, len) == 0) {
             victim = i;
             break;
         }
@@ -165,6 +177,9 @@ void prompt_remember_reply(prompt_t *p, const char *text, size_t len, const mode
     free(r->text);
     free(r->toks);
     r->hash = h;
+    memset(&r->salt, 0, sizeof r->salt);
+    if (salt && salt->salted)
+        r->salt = *salt;
     r->text = t;
     r->len = len;
     r->toks = v;
@@ -173,15 +188,18 @@ void prompt_remember_reply(prompt_t *p, const char *text, size_t len, const mode
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Append the remembered tokens of a reply with this text; false if none. */
-static bool append_reply(prompt_t *p, toks_t *t, const char *text, size_t len, int *rc)
+/* Append the remembered tokens of a reply with this text, remembered in
+ * the namespace `salt`; false if none. */
+static bool append_reply(prompt_t *p, const kvstore_salt_t *salt, toks_t *t, const char *text,
+                         size_t len, int *rc)
 {
     uint64_t h = hash_text(text, len);
     bool found = false;
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < p->replies_max; i++) {
         reply_t *r = &p->replies[i];
-        if (r->text && r->hash == h && r->len == len && memcmp(r->text, text, len) == 0) {
+        if (r->text && r->hash == h && r->len == len && kvstore_salt_equal(&r->salt, salt) &&
+            memcmp(r->text, text, len) == 0) {
             r->used = ++p->clock;
             *rc = toks_append(t, r->toks, r->n);
             found = true;
@@ -195,7 +213,21 @@ static bool append_reply(prompt_t *p, toks_t *t, const char *text, size_t len, i
 void prompt_set_reply_source(prompt_t *p, prompt_source_fn source, void *src)
 {
     p->source = source;
+    p->salted_source = NULL;
     p->source_ud = src;
+}
+
+void prompt_set_reply_source_salted(prompt_t *p, prompt_salted_source_fn source, void *src)
+{
+    p->source = NULL;
+    p->salted_source = source;
+    p->source_ud = src;
+}
+
+/* Whether there is a source of stored replies for the namespace `salt`. */
+static bool has_source(const prompt_t *p, const kvstore_salt_t *salt)
+{
+    return p->salted_source || (p->source && !(salt && salt->salted));
 }
 
 /* The search of stored snapshots for a reply's tokens: among the sequences
@@ -243,14 +275,18 @@ static int visit_reply(const model_token_t *toks, int n, void *ud)
     return at == r->len || ++r->visits >= REPLY_VISITS_MAX;
 }
 
-/* Append the tokens of a stored snapshot that spell the start of the
- * reply text[0..len) after the prompt so far; *done gets the bytes they
- * spell (0: none found). */
-static int append_stored_reply(prompt_t *p, toks_t *t, const char *text, size_t len, size_t *done)
+/* Append the tokens of a snapshot stored in the namespace `salt` that
+ * spell the start of the reply text[0..len) after the prompt so far;
+ * *done gets the bytes they spell (0: none found). */
+static int append_stored_reply(prompt_t *p, const kvstore_salt_t *salt, toks_t *t,
+                               const char *text, size_t len, size_t *done)
 {
     *done = 0;
     reply_search_t r = { .p = p, .n_prefix = t->n, .text = text, .len = len };
-    p->source(p->source_ud, t->v, t->n, visit_reply, &r);
+    if (p->salted_source)
+        p->salted_source(p->source_ud, salt, t->v, t->n, visit_reply, &r);
+    else
+        p->source(p->source_ud, t->v, t->n, visit_reply, &r);
     int rc = r.oom ? MODEL_ENOMEM : MODEL_OK;
     if (!rc && r.best_n > 0) {
         rc = toks_append(t, r.best, r.best_n);
@@ -284,10 +320,11 @@ static int render(const prompt_t *p, const prompt_msg_t *msgs, int n, bool add_a
     return rc;
 }
 
-/* Tokenize one message's text seg[0..len) whose content is `content`.
- * `first` marks the very first piece of the prompt (BOS goes there). */
-static int tokenize_message(prompt_t *p, toks_t *t, const char *seg, size_t len,
-                            const prompt_msg_t *msg, bool first)
+/* Tokenize one message's text seg[0..len) whose content is `content`, in
+ * a conversation under the namespace `salt`. `first` marks the very first
+ * piece of the prompt (BOS goes there). */
+static int tokenize_message(prompt_t *p, const kvstore_salt_t *salt, toks_t *t, const char *seg,
+                            size_t len, const prompt_msg_t *msg, bool first)
 {
     bool bos = first && model_info(p->m)->add_bos &&
                !(p->bos_text[0] && strncmp(seg, p->bos_text, strlen(p->bos_text)) == 0);
@@ -318,18 +355,18 @@ static int tokenize_message(prompt_t *p, toks_t *t, const char *seg, size_t len,
     if (rc)
         return rc;
     const bool reply = strcmp(msg->role, "assistant") == 0;
-    if (!reply || !append_reply(p, t, at, clen, &rc)) {
+    if (!reply || !append_reply(p, salt, t, at, clen, &rc)) {
         /* Not remembered: its tokens may still be in a stored snapshot
          * (then remembered again, with the rest of its text tokenized). */
         int start = t->n;
         size_t done = 0;
-        if (reply && p->source && t->n > 0)
-            rc = append_stored_reply(p, t, at, clen, &done);
+        if (reply && has_source(p, salt) && t->n > 0)
+            rc = append_stored_reply(p, salt, t, at, clen, &done);
         if (!rc)
             rc = toks_tokenize(p, t, at + done, clen - done, bos && open_len == 0 && done == 0,
                                false);
         if (!rc && done > 0)
-            prompt_remember_reply(p, at, clen, t->v + start, t->n - start);
+            prompt_remember_reply_salted(p, salt, at, clen, t->v + start, t->n - start);
     }
     if (rc)
         return rc;
@@ -390,6 +427,13 @@ static int user_opener(prompt_t *p, const prompt_msg_t *msgs, int n, const char 
 int prompt_chat(prompt_t *p, const prompt_msg_t *msgs, int n_msgs, prompt_end_t end, int max,
                 model_token_t **toks, int *n, char *err, size_t errcap)
 {
+    return prompt_chat_salted(p, NULL, msgs, n_msgs, end, max, toks, n, err, errcap);
+}
+
+int prompt_chat_salted(prompt_t *p, const kvstore_salt_t *salt, const prompt_msg_t *msgs,
+                       int n_msgs, prompt_end_t end, int max, model_token_t **toks, int *n,
+                       char *err, size_t errcap)
+{
     toks_t t = { .max = max };
     char *prev = NULL, *cur = NULL, *tail = NULL;
     size_t prev_len = 0, cur_len = 0, tail_len = 0;
@@ -403,7 +447,8 @@ int prompt_chat(prompt_t *p, const prompt_msg_t *msgs, int n_msgs, prompt_end_t 
             consistent = false;
             break;
         }
-        rc = tokenize_message(p, &t, cur + prev_len, cur_len - prev_len, &msgs[k], t.n == 0);
+        rc = tokenize_message(p, salt, &t, cur + prev_len, cur_len - prev_len, &msgs[k],
+                              t.n == 0);
         free(prev);
         prev = cur;
         prev_len = cur_len;

@@ -24,6 +24,13 @@
  * stored snapshot that continues the conversation up to the reply holds the
  * reply's tokens, and those whose text is the reply's are used again.
  *
+ * Salts: a reply remembered, or found in the cache, under one cache_salt
+ * (kvstore.h, "Salts") is used again only for a conversation under the
+ * same salt, and one remembered or found without a salt only for one
+ * without: which tokens a reply's text becomes would otherwise tell a
+ * request (by its prompt_tokens, or its timing) that another namespace
+ * had that reply in its cache.
+ *
  * Thread-safe: a prompt_t may be used from any thread.
  */
 #ifndef KVCHAT_ENGINE_PROMPT_H
@@ -31,6 +38,7 @@
 
 #include <stddef.h>
 
+#include "engine/kvstore.h"
 #include "engine/model.h"
 
 typedef struct {
@@ -56,6 +64,13 @@ void prompt_free(prompt_t *p);
 int prompt_chat(prompt_t *p, const prompt_msg_t *msgs, int n_msgs, prompt_end_t end, int max,
                 model_token_t **toks, int *n, char *err, size_t errcap);
 
+/* prompt_chat() for a conversation under the cache salt `salt` (NULL: none,
+ * which is what prompt_chat() does): replies are looked up among those
+ * remembered or stored in that namespace only. */
+int prompt_chat_salted(prompt_t *p, const kvstore_salt_t *salt, const prompt_msg_t *msgs,
+                       int n_msgs, prompt_end_t end, int max, model_token_t **toks, int *n,
+                       char *err, size_t errcap);
+
 /* Tokens for a raw prompt (completions API): BOS where the model wants it,
  * special tokens parsed, as llama-server does. */
 int prompt_text(prompt_t *p, const char *text, size_t len, int max, model_token_t **toks, int *n);
@@ -70,9 +85,24 @@ typedef int (*prompt_source_fn)(void *src, const model_token_t *prefix, int n,
                                 prompt_visit_fn visit, void *vud);
 void prompt_set_reply_source(prompt_t *p, prompt_source_fn source, void *src);
 
-/* Remember that `text` was produced as the tokens toks[0..n). Copies both. */
+/* As prompt_set_reply_source(), with a source that is told the namespace
+ * to search (NULL: no salt) and must visit only the sequences stored in
+ * it. A source set by prompt_set_reply_source() is asked for conversations
+ * without a salt only. The last one set replaces the other. */
+typedef int (*prompt_salted_source_fn)(void *src, const kvstore_salt_t *salt,
+                                       const model_token_t *prefix, int n, prompt_visit_fn visit,
+                                       void *vud);
+void prompt_set_reply_source_salted(prompt_t *p, prompt_salted_source_fn source, void *src);
+
+/* Remember that `text` was produced as the tokens toks[0..n), without a
+ * salt. Copies both. */
 void prompt_remember_reply(prompt_t *p, const char *text, size_t len, const model_token_t *toks,
                            int n);
+
+/* prompt_remember_reply() in the namespace `salt` (NULL: none; copied):
+ * used again only by prompt_chat_salted() with the same salt. */
+void prompt_remember_reply_salted(prompt_t *p, const kvstore_salt_t *salt, const char *text,
+                                  size_t len, const model_token_t *toks, int n);
 
 /* Whether the template puts the next user turn's opener in a prefix
  * (PROMPT_PREFIX has an effect). */

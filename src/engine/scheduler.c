@@ -65,6 +65,7 @@ typedef struct {
     sched_result_t res;
     double t_start, t_first;
     uint64_t last_used;
+    kvstore_salt_t salt;        /* namespace of the KV it holds (of its job) */
 } slot_t;
 
 struct sched {
@@ -224,8 +225,8 @@ static int snapshot(sched_t *s, slot_t *sl, bool pin, bool to_disk, sched_result
         return SCHED_EINVAL;
     }
     char id[KVSTORE_ID_LEN + 1] = "";
-    rc = to_disk ? kvstore_insert_disk(s->store, sl->cached, sl->n_cached, blob, written, pin, id)
-                 : kvstore_insert(s->store, sl->cached, sl->n_cached, blob, written, pin, id);
+    rc = kvstore_insert_salted(s->store, &sl->salt, sl->cached, sl->n_cached, blob, written, pin,
+                               to_disk, id);
     if (rc) {
         log_warn("slot %d: cannot store snapshot of %d tokens (%zu bytes)%s: %s", sl->id,
                  sl->n_cached, written, to_disk ? " in the disk tier" : "", kvstore_strerror(rc));
@@ -314,8 +315,8 @@ static bool flush_text(slot_t *sl, bool final)
 static void remember_reply(sched_t *s, slot_t *sl)
 {
     if (sl->res.n_gen_tokens > 0)
-        prompt_remember_reply(s->prompt, sl->text.data, sl->text.len, sl->res.gen_tokens,
-                              sl->res.n_gen_tokens);
+        prompt_remember_reply_salted(s->prompt, &sl->salt, sl->text.data, sl->text.len,
+                                     sl->res.gen_tokens, sl->res.n_gen_tokens);
 }
 
 static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const char *msg)
@@ -400,7 +401,9 @@ static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const cha
 
 /* Choose an idle slot for a job (NULL when none is idle). The slot that
  * holds the job's prefix is reused when the job carries on from it (a new
- * question on its document, the next turn of its conversation). A short
+ * question on its document, the next turn of its conversation); only a
+ * slot whose KV was made in the job's namespace (salt) can hold it: the
+ * others count as sharing nothing with the job. A short
  * overlap, such as a system prompt that all documents share, is not worth
  * overwriting a slot for: its other tokens serve later requests from the
  * slot tier, and the overlap is in the store anyway. Then an empty slot is
@@ -414,7 +417,9 @@ static slot_t *pick_slot(sched_t *s, const sched_job_t *j, int *common)
         slot_t *sl = &s->slots[i];
         if (sl->state != SLOT_IDLE)
             continue;
-        int c = j->p.use_cache ? common_prefix(sl->cached, sl->n_cached, j->p.tokens, j->p.n_tokens) : 0;
+        int c = j->p.use_cache && kvstore_salt_equal(&sl->salt, &j->p.salt)
+                    ? common_prefix(sl->cached, sl->n_cached, j->p.tokens, j->p.n_tokens)
+                    : 0;
         if (!empty && sl->n_cached == 0)
             empty = sl;
         if (!lru || sl->last_used < lru->last_used) {
@@ -510,8 +515,11 @@ static int trim_slot(sched_t *s, slot_t *sl, int keep)
 }
 
 /* Prepare a newly admitted job: find and restore the longest usable cached
- * prefix (at least one prompt token is always left to decode, so the last
- * one yields logits). */
+ * prefix of its namespace (at least one prompt token is always left to
+ * decode, so the last one yields logits). slot_common is 0 unless the
+ * slot's KV is of the job's namespace (pick_slot). The slot then belongs to
+ * the job's namespace: whatever it held of another is restored over or
+ * dropped. */
 static void start_job(sched_t *s, slot_t *sl, int slot_common)
 {
     sched_job_t *j = sl->job;
@@ -527,7 +535,7 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
         int slot_keep = slot_common < usable_max ? slot_common : usable_max;
         kvstore_match_t mt = { 0 };
         if (s->store)
-            kvstore_lookup(s->store, j->p.tokens, n, &mt);
+            kvstore_lookup_salted(s->store, &j->p.salt, j->p.tokens, n, &mt);
         int full_keep = mt.full ? (mt.full_len < usable_max ? mt.full_len : usable_max) : 0;
         int part_keep = mt.partial ? (mt.partial_len < usable_max ? mt.partial_len : usable_max) : 0;
         int store_keep = full_keep > part_keep ? full_keep : part_keep;
@@ -571,6 +579,7 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
         sl->n_cached = 0;
     }
     sl->n_cached = keep;
+    sl->salt = j->p.salt;
     if (slot_reserve(sl, n + (j->p.kind == JOB_GENERATE ? j->p.max_tokens : 0) + 1) != 0) {
         finish(s, sl, "error", SCHED_ENOMEM, "out of memory");
         return;

@@ -8,6 +8,13 @@
  * plus a chunk of pending prompt tokens, decodes it, samples per slot and
  * streams text out through the job's sink.
  *
+ * Salts: a job runs in the namespace of its cache salt, or in that of no
+ * salt (kvstore.h, "Salts"). It restores only entries of that namespace,
+ * its snapshots go into it, and it reuses what an idle slot holds only
+ * when that slot's last job ran in the same namespace (a slot remembers
+ * the namespace of the KV it holds); otherwise the slot's KV is dropped,
+ * never shared or counted as cached.
+ *
  * Snapshots are taken at exact boundaries: at the end of a prefill job, and
  * at the end of every finished job (its prompt plus reply), so the next turn
  * of a conversation restores its whole history. A prefill job may send its
@@ -77,6 +84,7 @@ typedef struct {
                                   * queued, not yet durable, at on_done) and the
                                   * slot is emptied; failing that, the job fails
                                   * with SCHED_ESTORE */
+    kvstore_salt_t salt;         /* the job's cache namespace (zeroed: no salt) */
 } sched_job_params_t;
 
 void sched_job_params_init(sched_job_params_t *p);

@@ -32,6 +32,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "engine/metrics.h"
+#include "engine/salt.h"
 
 #define MAX_MESSAGES 4096
 
@@ -99,6 +100,36 @@ static json_t *begin_json(engine_t *e, httpd_req_t *req)
         return NULL;
     }
     return body;
+}
+
+/* The request's optional "cache_salt" (chat, completions, prefill) into
+ * *salt, zeroed when the field is absent or null: 1 to SALT_MAX_BYTES bytes
+ * of text, of which only the SHA-256 is kept (salt.h), so the request sees
+ * only the cache of its own salt. Returns 0; or answers the request itself
+ * (400 for another type or length, 500 when it cannot be hashed; no
+ * message repeats the salt) and returns -1. */
+static int parse_salt(httpd_req_t *req, const json_t *body, kvstore_salt_t *salt)
+{
+    memset(salt, 0, sizeof *salt);
+    json_t *v = json_object_get(body, "cache_salt");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v)) {
+        httpd_reply_error(req, 400, "Field 'cache_salt' must be a string");
+        return -1;
+    }
+    size_t len = json_string_length(v);
+    int rc = salt_hash(json_string_value(v), len, salt);
+    if (rc == SALT_EINVAL) {
+        httpd_reply_error(req, 400, "Field 'cache_salt' must be 1 to %d bytes of UTF-8 text "
+                          "(it has %zu)", SALT_MAX_BYTES, len);
+        return -1;
+    }
+    if (rc) {
+        httpd_reply_error(req, 500, "%s", salt_strerror(rc));
+        return -1;
+    }
+    return 0;
 }
 
 /* Parse sampling and limits shared by chat and completions. Returns 0, or
@@ -741,14 +772,16 @@ static void h_chat(httpd_req_t *req, void *user)
     int n = 0;
     if (!msgs || !owned) {
         httpd_reply_error(req, 500, "out of memory");
+    } else if (parse_salt(req, body, &p.salt) != 0) {
+        /* answered */
     } else if (parse_messages(arr, msgs, &n, owned, &err) != 0 ||
                parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
     } else {
         char perr[256];
         int cap = sched_slot_capacity(e->sched);
-        rc = prompt_chat(e->prompt, msgs, n, PROMPT_GENERATE, cap - 1, &p.tokens, &p.n_tokens, perr,
-                         sizeof perr);
+        rc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, PROMPT_GENERATE, cap - 1, &p.tokens,
+                                &p.n_tokens, perr, sizeof perr);
         if (rc == MODEL_ETOOLONG) {
             reply_too_long(e, req, p.n_tokens);
         } else if (rc) {
@@ -782,6 +815,8 @@ static void h_completions(httpd_req_t *req, void *user)
                                                               : "Field 'prompt' must be a string");
     } else if (!*prompt) {
         httpd_reply_error(req, 400, "'prompt' must not be empty");
+    } else if (parse_salt(req, body, &p.salt) != 0) {
+        /* answered */
     } else if (parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
     } else {
@@ -801,21 +836,31 @@ static void h_completions(httpd_req_t *req, void *user)
 
 /* ---- cache API ---- */
 
+/* "salt_hash": the hex SHA-256 of the entry's cache_salt, or null. */
+static json_t *salt_json(const kvstore_salt_t *salt)
+{
+    char hex[SALT_HEX_LEN];
+    salt_hex(salt, hex);
+    return hex[0] ? json_string(hex) : json_null();
+}
+
 static json_t *entry_json(const kvstore_entry_info_t *in)
 {
-    return json_pack("{s:s, s:i, s:I, s:s, s:b, s:b, s:I, s:I, s:I, s:b}", "id", in->id,
+    return json_pack("{s:s, s:i, s:I, s:s, s:b, s:b, s:I, s:I, s:I, s:b, s:b, s:o}", "id", in->id,
                      "n_tokens", in->n_tokens, "bytes", (json_int_t)in->bytes, "tier",
                      kvstore_tier_name(in->tier), "on_disk", in->on_disk, "disk_only",
                      in->disk_only, "hits", (json_int_t)in->hits, "created",
                      (json_int_t)in->created, "last_used", (json_int_t)in->last_used, "pinned",
-                     in->pinned);
+                     in->pinned, "salted", in->salt.salted, "salt_hash", salt_json(&in->salt));
 }
 
-/* The stored entry whose tokens are exactly toks[0..n), if any. */
-static bool find_entry(engine_t *e, const model_token_t *toks, int n, kvstore_entry_info_t *info)
+/* The entry stored in the namespace `salt` whose tokens are exactly
+ * toks[0..n), if any. */
+static bool find_entry(engine_t *e, const kvstore_salt_t *salt, const model_token_t *toks, int n,
+                       kvstore_entry_info_t *info)
 {
     kvstore_match_t m;
-    if (kvstore_lookup(e->store, toks, n, &m) != KVSTORE_OK)
+    if (kvstore_lookup_salted(e->store, salt, toks, n, &m) != KVSTORE_OK)
         return false;
     bool found = m.full && m.full_len == n;
     if (found)
@@ -878,6 +923,8 @@ static void h_prefill(httpd_req_t *req, void *user)
         httpd_reply_error(req, 400, "%s", err.msg);
         goto out;
     }
+    if (parse_salt(req, body, &p.salt) != 0)
+        goto out;
     if ((rc_m == JSON_OK) == (rc_p == JSON_OK)) {
         httpd_reply_error(req, 400, "Give exactly one of 'messages' or 'prompt'");
         goto out;
@@ -913,8 +960,8 @@ static void h_prefill(httpd_req_t *req, void *user)
             snprintf(perr, sizeof perr, "%s", err.msg);
             rc = MODEL_EINVAL;
         } else {
-            rc = prompt_chat(e->prompt, msgs, n, PROMPT_PREFIX, cap - 1, &p.tokens, &p.n_tokens,
-                             perr, sizeof perr);
+            rc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, PROMPT_PREFIX, cap - 1,
+                                    &p.tokens, &p.n_tokens, perr, sizeof perr);
         }
         for (size_t i = 0; owned && i < nm; i++)
             free(owned[i]);
@@ -937,7 +984,7 @@ static void h_prefill(httpd_req_t *req, void *user)
     }
     /* Already stored: answer at once. */
     kvstore_entry_info_t info;
-    if (find_entry(e, p.tokens, p.n_tokens, &info)) {
+    if (find_entry(e, &p.salt, p.tokens, p.n_tokens, &info)) {
         if (pin && !info.pinned) {
             kvstore_set_pinned(e->store, info.id, true);
             info.pinned = true;
@@ -953,7 +1000,7 @@ static void h_prefill(httpd_req_t *req, void *user)
                 httpd_reply_error(req, status, "%s", why);
                 goto out;
             }
-            find_entry(e, p.tokens, p.n_tokens, &info);
+            find_entry(e, &p.salt, p.tokens, p.n_tokens, &info);
         }
         json_t *res = json_pack("{s:s, s:i, s:I, s:s, s:f, s:b, s:b, s:i, s:s}", "id", info.id,
                                 "n_tokens", info.n_tokens, "bytes", (json_int_t)info.bytes, "tier",

@@ -15,13 +15,16 @@
  * be pinned or deleted, the store closes, the directory is emptied.
  *
  * Checked besides memory safety: only files that are valid by the format
- * in kvstore.c's header comment are indexed (checked here independently),
- * with their tokens; when every file is valid, their token sequences
- * differ and the disk budget holds them all, all of them are indexed; a
- * loaded blob has the size its header gives, and a load fails only as
- * KVSTORE_ECORRUPT when the blob checksum is wrong; a loaded disk-only
- * entry stays out of RAM; the disk budget holds after open unless entries
- * are pinned.
+ * in kvstore.c's header comment are indexed (checked here independently;
+ * format versions 3 and 2, the one before salts), with their tokens and in
+ * the namespace of their salt hash (none for version 2); when every file is
+ * valid, their (namespace, tokens) pairs differ and the disk budget holds
+ * them all, all of them are indexed; every entry a lookup returns, whole
+ * or in part, belongs to the namespace looked in (the entry's own, and
+ * another); a loaded blob has the size its header gives, and a load fails
+ * only as KVSTORE_ECORRUPT when the blob checksum is wrong; a loaded
+ * disk-only entry stays out of RAM; the disk budget holds after open
+ * unless entries are pinned.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,7 +41,13 @@
 #define HEAD 24u  /* magic, version, fingerprint, layout length */
 #define FLAG_PINNED 1u
 #define FLAG_DISK 2u   /* disk only: loads are not promoted into RAM */
-#define TAIL 48u  /* n, B, created, flags, reserved, header and blob checksums */
+#define FLAG_SALTED 4u /* version 3: the salt hash is set */
+#define VERSION_V2 2u  /* before salts: still loaded, without a salt */
+/* n, B, created, flags, reserved, header and blob checksums; version 3
+ * then the salt hash (SALT_AT) */
+#define TAIL_V2 48u
+#define SALT_AT 48u
+#define TAIL (SALT_AT + KVSTORE_SALT_LEN)
 
 static char g_dir[256];
 
@@ -51,9 +60,10 @@ static void wr64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* The parts of an entry file, if its sizes add up; else false. */
+/* The parts of an entry file, if its sizes add up; else false. A file of
+ * any version but 2 is taken to have the current header's size. */
 typedef struct {
-    uint32_t L;
+    uint32_t L, version;
     uint64_t hl, n, bytes;
 } layout_t;
 
@@ -62,7 +72,8 @@ static bool file_layout(const uint8_t *f, size_t len, layout_t *l)
     if (len < HEAD)
         return false;
     l->L = rd32(f + 20);
-    l->hl = HEAD + (uint64_t)l->L + TAIL;
+    l->version = rd32(f + 8);
+    l->hl = HEAD + (uint64_t)l->L + (l->version == VERSION_V2 ? TAIL_V2 : TAIL);
     if (l->L > 1024 || len < l->hl)
         return false;
     l->n = rd64(f + HEAD + l->L);
@@ -85,20 +96,38 @@ static uint64_t blob_sum(const uint8_t *f, const layout_t *l)
     return kvstore_checksum(f + l->hl + l->n * 4, l->bytes, 0);
 }
 
+/* The namespace a file's header names (whatever its validity): its salt
+ * hash when it is of version 3 with the salted flag, else none. */
+static kvstore_salt_t file_salt(const uint8_t *f, const layout_t *l)
+{
+    kvstore_salt_t k = { .salted = false };
+    if (l->version == KVSTORE_FORMAT_VERSION && (rd32(f + HEAD + l->L + 24) & FLAG_SALTED)) {
+        k.salted = true;
+        memcpy(k.hash, f + HEAD + l->L + SALT_AT, KVSTORE_SALT_LEN);
+    }
+    return k;
+}
+
 /* Valid for this store by the format description (blob checksum aside,
- * which is checked on load): the current format version, pinned and
- * disk-only the only flags. */
+ * which is checked on load): the current format version with pinned,
+ * disk-only and salted the only flags and a zero salt hash unless salted,
+ * or version 2 with pinned and disk-only the only flags. */
 static bool spec_valid(const uint8_t *f, size_t len)
 {
+    static const uint8_t zero[KVSTORE_SALT_LEN];
     layout_t l;
     size_t lay = strlen(FUZZ_KV_LAYOUT);
     if (!file_layout(f, len, &l))
         return false;
     uint32_t flags = rd32(f + HEAD + l.L + 24);
-    return memcmp(f, "KVCHATKV", 8) == 0 && rd32(f + 8) == KVSTORE_FORMAT_VERSION &&
+    bool v3 = l.version == KVSTORE_FORMAT_VERSION;
+    uint32_t known = FLAG_PINNED | FLAG_DISK | (v3 ? FLAG_SALTED : 0);
+    if (v3 && !(flags & FLAG_SALTED) && memcmp(f + HEAD + l.L + SALT_AT, zero, sizeof zero) != 0)
+        return false;
+    return memcmp(f, "KVCHATKV", 8) == 0 && (v3 || l.version == VERSION_V2) &&
            rd64(f + 12) == FUZZ_KV_FINGERPRINT && l.L == lay &&
            memcmp(f + HEAD, FUZZ_KV_LAYOUT, lay) == 0 && l.n >= 1 && l.bytes >= 1 &&
-           (flags & ~(FLAG_PINNED | FLAG_DISK)) == 0 && rd32(f + HEAD + l.L + 28) == 0 &&
+           (flags & ~known) == 0 && rd32(f + HEAD + l.L + 28) == 0 &&
            rd64(f + HEAD + l.L + 32) == header_sum(f, &l);
 }
 
@@ -141,6 +170,8 @@ typedef struct {
 typedef struct {
     int32_t *tokens[FUZZ_KV_FILES];
     int n[FUZZ_KV_FILES];
+    kvstore_salt_t salt[FUZZ_KV_FILES];   /* the namespace it was found in */
+    kvstore_salt_t walking;               /* the namespace being walked */
     int count;
     bool overflow;
 } seqs_t;
@@ -155,8 +186,29 @@ static int collect(const int32_t *tokens, int n, void *ud)
     s->tokens[s->count] = malloc((size_t)n * sizeof *tokens);
     FUZZ_CHECK(s->tokens[s->count] != NULL, "out of memory");
     memcpy(s->tokens[s->count], tokens, (size_t)n * sizeof *tokens);
+    s->salt[s->count] = s->walking;
     s->n[s->count++] = n;
     return 0;
+}
+
+/* Every entry a lookup of toks[0..n) in `salt` returns is of that salt's
+ * namespace. */
+static void check_lookup_namespace(kvstore_t *s, const kvstore_salt_t *salt, const int32_t *toks,
+                                   int n)
+{
+    kvstore_match_t m;
+    int rc = kvstore_lookup_salted(s, salt, toks, n, &m);
+    FUZZ_CHECK(rc == KVSTORE_OK, "kvstore_lookup_salted: %d", rc);
+    kvstore_handle_t *hs[2] = { m.full, m.partial };
+    for (int k = 0; k < 2; k++) {
+        if (!hs[k])
+            continue;
+        kvstore_entry_info_t info;
+        kvstore_handle_info(s, hs[k], &info);
+        FUZZ_CHECK(kvstore_salt_equal(&info.salt, salt),
+                   "a lookup returned entry %s of another namespace", info.id);
+    }
+    kvstore_match_release(s, &m);
 }
 
 static void write_file(const char *name, const uint8_t *p, size_t n)
@@ -235,10 +287,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = kvstore_open(&cfg, &s);
     FUZZ_CHECK(rc == KVSTORE_OK, "kvstore_open: %s", kvstore_strerror(rc));
 
+    /* Every entry, walking each namespace a file names (and none): an
+     * entry of a namespace no file names would be missed here, and found
+     * by the count check below. */
     seqs_t seqs = { .count = 0 };
-    rc = kvstore_foreach_extending(s, NULL, 0, collect, &seqs);
+    kvstore_salt_t spaces[FUZZ_KV_FILES + 1] = { { .salted = false } };
+    int n_spaces = 1;
+    for (int i = 0; i < np; i++) {
+        layout_t l;
+        if (!file_layout(parts[i].data, parts[i].len, &l))
+            continue;
+        kvstore_salt_t k = file_salt(parts[i].data, &l);
+        bool seen = false;
+        for (int j = 0; j < n_spaces; j++)
+            seen |= kvstore_salt_equal(&spaces[j], &k);
+        if (!seen)
+            spaces[n_spaces++] = k;
+    }
+    for (int j = 0; j < n_spaces && !seqs.overflow; j++) {
+        seqs.walking = spaces[j];
+        rc = kvstore_foreach_extending_salted(s, &spaces[j], NULL, 0, collect, &seqs);
+        FUZZ_CHECK(rc == KVSTORE_OK || seqs.overflow, "kvstore_foreach_extending_salted: %d", rc);
+    }
     FUZZ_CHECK(!seqs.overflow, "more entries than files");
-    FUZZ_CHECK(rc == KVSTORE_OK, "kvstore_foreach_extending: %d", rc);
 
     /* Indexed => valid. All valid, distinct, within budget => all indexed. */
     bool all_valid = true, distinct = true;
@@ -249,7 +320,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             layout_t a, b;
             file_layout(parts[i].data, parts[i].len, &a);
             file_layout(parts[j].data, parts[j].len, &b);
-            if (a.n == b.n && !memcmp(parts[i].data + a.hl, parts[j].data + b.hl, a.n * 4))
+            kvstore_salt_t sa = file_salt(parts[i].data, &a), sb = file_salt(parts[j].data, &b);
+            if (a.n == b.n && kvstore_salt_equal(&sa, &sb) &&
+                !memcmp(parts[i].data + a.hl, parts[j].data + b.hl, a.n * 4))
                 distinct = false;
         }
     if (all_valid && distinct && !(flags & FUZZ_KV_SMALL_DISK))
@@ -258,8 +331,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kvstore_entry_info_t first = { .id = "" }, last = { .id = "" };
     bool any_pinned = false;
     for (int i = 0; i < seqs.count; i++) {
+        /* Looked up in its own namespace and in another one. */
+        kvstore_salt_t other = seqs.salt[i];
+        if (other.salted)
+            other.hash[0] ^= 1;
+        else
+            other.salted = true;
+        check_lookup_namespace(s, &other, seqs.tokens[i], seqs.n[i]);
+        check_lookup_namespace(s, &seqs.salt[i], seqs.tokens[i], seqs.n[i]);
         kvstore_match_t m;
-        rc = kvstore_lookup(s, seqs.tokens[i], seqs.n[i], &m);
+        rc = kvstore_lookup_salted(s, &seqs.salt[i], seqs.tokens[i], seqs.n[i], &m);
         FUZZ_CHECK(rc == KVSTORE_OK && m.full && m.full_len == seqs.n[i],
                    "lookup of an indexed entry: rc %d, full_len %d of %d", rc, m.full_len,
                    seqs.n[i]);
@@ -273,6 +354,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(l.n == (uint64_t)seqs.n[i] &&
                        !memcmp(pt->data + l.hl, seqs.tokens[i], (size_t)seqs.n[i] * 4),
                    "entry %s has other tokens than its file", info.id);
+        kvstore_salt_t fs = file_salt(pt->data, &l);
+        FUZZ_CHECK(kvstore_salt_equal(&info.salt, &fs) && kvstore_salt_equal(&fs, &seqs.salt[i]),
+                   "entry %s is in another namespace than its file names", info.id);
         uint8_t fl = pt->data[HEAD + l.L + 24];
         FUZZ_CHECK(info.bytes == l.bytes && info.pinned == ((fl & FLAG_PINNED) != 0) &&
                        info.disk_only == ((fl & FLAG_DISK) != 0),

@@ -10,6 +10,9 @@
  * cancellation and queue limits.
  * The API key: from --api-key-fd (off the command line and environment)
  * and from --api-key, required everywhere but /health; bad key inputs.
+ * cache_salt: cached prefixes (entries, slots, remembered replies) are
+ * shared only by requests with the same salt, across restarts too; the
+ * salt is in no file and no log line; bad salts are refused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -999,6 +1002,54 @@ static void test_bad_requests(void **state)
     expect_error(p, "POST", "/v1/cache/prefill", "{\"prompt\":\"a\",\"messages\":[]}", 400, NULL);
     expect_error(p, "POST", "/tokenize", "{}", 400, "content");
     expect_error(p, "POST", "/detokenize", "{\"tokens\":[1, -4]}", 400, "token");
+    /* cache_salt: a string of 1 to 256 bytes (null: none), on every route
+     * that caches; the message never repeats the salt. */
+    const char *const salted_paths[] = { chat_path, "/v1/completions", "/v1/cache/prefill" };
+    const char *const salted_bodies[] = {
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2,",
+        "{\"prompt\":\"hi\",\"max_tokens\":2,",
+        "{\"messages\":[{\"role\":\"system\",\"content\":\"hi\"}],",
+    };
+    char long_salt[300], salt_field[400], req_body[600];
+    for (int i = 0; i < 3; i++) {
+        const char *bad[] = { "\"cache_salt\":5", "\"cache_salt\":[\"a\"]", "\"cache_salt\":true",
+                              "\"cache_salt\":\"\"" };
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            snprintf(req_body, sizeof req_body, "%s%s}", salted_bodies[i], bad[b]);
+            expect_error(p, "POST", salted_paths[i], req_body, 400, "cache_salt");
+        }
+        /* 257 bytes: refused, and not echoed */
+        memset(long_salt, 'q', 257);
+        long_salt[257] = '\0';
+        snprintf(salt_field, sizeof salt_field, "\"cache_salt\":\"%s\"", long_salt);
+        snprintf(req_body, sizeof req_body, "%s%s}", salted_bodies[i], salt_field);
+        resp_t lr;
+        http(p, "POST", salted_paths[i], req_body, &lr);
+        assert_int_equal(lr.status, 400);
+        assert_non_null(strstr(jstr(lr.json, "error.message"), "cache_salt"));
+        assert_null(strstr(lr.body, "qqqqqqqq"));
+        resp_free(&lr);
+        /* 256 bytes (128 two-byte characters) and null: accepted */
+        size_t at = 0;
+        for (int c = 0; c < 128; c++) {
+            long_salt[at++] = '\xc3';
+            long_salt[at++] = '\xa9';
+        }
+        long_salt[at] = '\0';
+        snprintf(salt_field, sizeof salt_field, "\"cache_salt\":\"%s\"", long_salt);
+        snprintf(req_body, sizeof req_body, "%s%s}", salted_bodies[i], salt_field);
+        http(p, "POST", salted_paths[i], req_body, &lr);
+        assert_int_equal(lr.status, 200);
+        resp_free(&lr);
+        snprintf(req_body, sizeof req_body, "%s%s}", salted_bodies[i], "\"cache_salt\":null");
+        http(p, "POST", salted_paths[i], req_body, &lr);
+        assert_int_equal(lr.status, 200);
+        resp_free(&lr);
+        /* 257 bytes of two-byte characters and one more */
+        snprintf(salt_field, sizeof salt_field, "\"cache_salt\":\"%sx\"", long_salt);
+        snprintf(req_body, sizeof req_body, "%s%s}", salted_bodies[i], salt_field);
+        expect_error(p, "POST", salted_paths[i], req_body, 400, "cache_salt");
+    }
     expect_error(p, "DELETE", "/v1/cache/0123456789abcdef", NULL, 404, "no cache entry");
     expect_error(p, "GET", "/v1/nothing", NULL, 404, NULL);
     expect_error(p, "GET", chat_path, NULL, 405, NULL);
@@ -1362,6 +1413,288 @@ static void test_full_disk(void **state)
     tmpdir_remove(dir);
 }
 
+/* ---- cache_salt ---- */
+
+/* A greedy chat under the cache salt `salt` (NULL: no salt). */
+static void chat_salted(int port, json_t *messages, const char *salt, int max_tokens, resp_t *r)
+{
+    json_t *req = json_pack("{s:O, s:f, s:i, s:b}", "messages", messages, "temperature", 0.0,
+                            "max_tokens", max_tokens, "return_tokens", 1);
+    if (salt)
+        json_object_set_new(req, "cache_salt", json_string(salt));
+    char *body = json_take_dump(req);
+    http(port, "POST", "/v1/chat/completions", body, r);
+    free(body);
+    if (r->status != 200)
+        fail_msg("chat: HTTP %ld: %s", r->status, r->body);
+    /* the figure OpenAI's clients read is the engine's own */
+    assert_int_equal(jint(r->json, "usage.prompt_tokens_details.cached_tokens"), cache_n(r));
+}
+
+/* A prefill of doc as a system message under `salt` (NULL: none). */
+static long long prefill_salted(int port, const char *doc, const char *salt, resp_t *out)
+{
+    json_t *req = json_pack("{s:[{s:s, s:s}]}", "messages", "role", "system", "content", doc);
+    if (salt)
+        json_object_set_new(req, "cache_salt", json_string(salt));
+    char *body = json_take_dump(req);
+    http(port, "POST", "/v1/cache/prefill", body, out);
+    free(body);
+    if (out->status != 200)
+        fail_msg("prefill: HTTP %ld: %s", out->status, out->body);
+    return jint(out->json, "n_tokens");
+}
+
+/* Whether any regular file under dir (recursively) holds needle[0..n). */
+static bool dir_holds(const char *dir, const void *needle, size_t n)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        struct stat st;
+        if (lstat(p, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            found = dir_holds(p, needle, n);
+            continue;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size == 0)
+            continue;
+        FILE *f = fopen(p, "rb");
+        assert_non_null(f);
+        char *b = malloc((size_t)st.st_size);
+        assert_non_null(b);
+        size_t got = fread(b, 1, (size_t)st.st_size, f);
+        fclose(f);
+        found = memmem(b, got, needle, n) != NULL;
+        free(b);
+    }
+    closedir(d);
+    return found;
+}
+
+/* The SHA-256 of text, as sha256sum(1) prints it (64 hex digits). */
+static void sha256_hex(const char *text, char out[65])
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "printf '%%s' '%s' | sha256sum", text);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    assert_non_null(fgets(out, 65, p));
+    pclose(p);
+    assert_int_equal(strlen(out), 64);
+}
+
+/* The entry listed under id, or NULL. */
+static json_t *listed(json_t *list, const char *id)
+{
+    size_t k;
+    json_t *v;
+    json_array_foreach(jpath(list, "entries"), k, v)
+        if (!strcmp(jstr(v, "id"), id))
+            return v;
+    return NULL;
+}
+
+/* cache_salt: a prefix cached under one salt gives cached tokens to
+ * requests with that salt only: not to another salt's, nor to requests
+ * without one (whether from an entry or from a slot's resident KV), and
+ * entries without a salt serve requests without one as before; the same
+ * after a restart (entries restored from disk into their own salt's
+ * namespace). A reply's tokens remembered under one salt are not used for
+ * another. The listing shows each entry's salt hash (SHA-256), never the
+ * salt, and neither do the entry files and the log. */
+static void test_cache_salt(void **state)
+{
+    (void)state;
+    static const char SA[] = "salt-of-tenant-A-5d1f0c", SB[] = "salt-of-tenant-B-9e72aa",
+                      SC[] = "salt-of-tenant-C-31b4e8", SD[] = "salt-of-tenant-D-0a77f2";
+    const char *const salts[] = { SA, SB, SC, SD };
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    /* One slot: every request takes the slot the last one left, so a
+     * slot's KV must not serve a request of another namespace. */
+    const char *reset[] = { "--reset", "--parallel", "1", "--verbose", NULL };
+    engine_start(&e, dir, reset);
+    int port = e.p.port;
+    char *doc = make_doc(21, 40), *doc2 = make_doc(22, 40), *doc3 = make_doc(23, 40);
+
+    resp_t r;
+    long long P = prefill_salted(port, doc, SA, &r);
+    assert_true(P > 300);
+    assert_false(json_is_true(jpath(r.json, "cached")));
+    char id_a[32];
+    snprintf(id_a, sizeof id_a, "%s", jstr(r.json, "id"));
+    resp_free(&r);
+
+    json_t *m1 = msgs_doc_question(doc, "Which item weighs the most?");
+    chat_salted(port, m1, SA, 16, &r);
+    assert_true(cache_n(&r) >= P);
+    resp_free(&r);
+    /* Salt B, the same text: nothing, though the slot holds it. */
+    chat_salted(port, m1, SB, 16, &r);
+    assert_int_equal(cache_n(&r), 0);
+    assert_string_equal(tier(&r), "none");
+    resp_free(&r);
+    /* No salt: nothing either. */
+    chat_salted(port, m1, NULL, 16, &r);
+    assert_int_equal(cache_n(&r), 0);
+    assert_string_equal(tier(&r), "none");
+    resp_free(&r);
+    /* A again: from its own entries, not from the slot (which holds the
+     * unsalted request's KV of the same text). */
+    json_t *m2 = msgs_doc_question(doc, "Which item is lightest?");
+    chat_salted(port, m2, SA, 16, &r);
+    assert_string_equal(tier(&r), "ram");
+    assert_true(cache_n(&r) >= P);
+    resp_free(&r);
+    /* Prefill: stored already under A; computed afresh under C. */
+    prefill_salted(port, doc, SA, &r);
+    assert_true(json_is_true(jpath(r.json, "cached")));
+    assert_string_equal(jstr(r.json, "id"), id_a);
+    resp_free(&r);
+    prefill_salted(port, doc, SC, &r);
+    assert_false(json_is_true(jpath(r.json, "cached")));
+    assert_int_equal(jint(r.json, "cache_n"), 0);
+    char id_c[32];
+    snprintf(id_c, sizeof id_c, "%s", jstr(r.json, "id"));
+    resp_free(&r);
+
+    /* Without a salt, as before salts: a prefill serves later requests. */
+    long long P2 = prefill_salted(port, doc2, NULL, &r);
+    resp_free(&r);
+    json_t *m4 = msgs_doc_question(doc2, "Which item is heaviest?");
+    chat_salted(port, m4, NULL, 16, &r);
+    assert_true(cache_n(&r) >= P2);
+    resp_free(&r);
+    /* (A's own entries share only the opening tokens of the documents) */
+    chat_salted(port, m4, SA, 16, &r);
+    assert_true(cache_n(&r) < 20);
+    resp_free(&r);
+
+    /* A reply remembered under A is used again for A's next turn only: B's
+     * and D's next turns tokenize its text alike (neither learns that A
+     * had it), and A's uses the generated tokens. */
+    json_t *conv = json_pack("[{s:s, s:s}]", "role", "user", "content",
+                             "Which item weighs the most?");
+    chat_salted(port, conv, SA, 48, &r);
+    const char *text = jstr(r.json, "choices.0.message.content");
+    long long n_gen = (long long)json_array_size(jpath(r.json, "choices.0.tokens"));
+    json_array_append_new(conv, json_pack("{s:s, s:s}", "role", "assistant", "content", text));
+    json_array_append_new(conv, json_pack("{s:s, s:s}", "role", "user", "content",
+                                          "And the lightest?"));
+    resp_t tk;
+    char *body = json_take_dump(json_pack("{s:s}", "content", text));
+    http(port, "POST", "/tokenize", body, &tk);
+    free(body);
+    long long n_text = (long long)json_array_size(jpath(tk.json, "tokens"));
+    resp_free(&tk);
+    resp_free(&r);
+    long long pt[3];
+    const char *turn2[3] = { SB, SD, SA };
+    for (int i = 0; i < 3; i++) {
+        chat_salted(port, conv, turn2[i], 8, &r);
+        pt[i] = jint(r.json, "usage.prompt_tokens");
+        if (i < 2)
+            assert_true(cache_n(&r) < 20);
+        resp_free(&r);
+    }
+    assert_int_equal(pt[0], pt[1]);
+    assert_int_equal(pt[2] - pt[1], n_gen - n_text);
+
+    /* The listing: each entry's salt hash (SHA-256 of the salt) or null;
+     * a salted entry deletes by id as any other. */
+    char ha[65], hc[65];
+    sha256_hex(SA, ha);
+    sha256_hex(SC, hc);
+    http(port, "GET", "/v1/cache", NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *ea = listed(r.json, id_a), *ec = listed(r.json, id_c);
+    assert_non_null(ea);
+    assert_non_null(ec);
+    assert_true(json_is_true(json_object_get(ea, "salted")));
+    assert_string_equal(jstr(ea, "salt_hash"), ha);
+    assert_string_equal(jstr(ec, "salt_hash"), hc);
+    size_t k, n_plain = 0;
+    json_t *v;
+    json_array_foreach(jpath(r.json, "entries"), k, v) {
+        json_t *h = json_object_get(v, "salt_hash");
+        assert_true(json_is_null(h) == !json_is_true(json_object_get(v, "salted")));
+        n_plain += json_is_null(h);
+    }
+    assert_true(n_plain >= 2);   /* doc2's prefill and its question */
+    resp_free(&r);
+    char path[64];
+    snprintf(path, sizeof path, "/v1/cache/%s", id_c);
+    http(port, "DELETE", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http(port, "GET", "/v1/cache", NULL, &r);
+    assert_null(listed(r.json, id_c));
+    resp_free(&r);
+
+    long long P3 = prefill_salted(port, doc3, SA, &r);
+    resp_free(&r);
+    engine_stop(&e);   /* flushes the writer */
+
+    /* Files and log: the salts' hashes, never the salts. */
+    unsigned char ha_bin[32];
+    for (int i = 0; i < 32; i++)
+        sscanf(ha + 2 * i, "%2hhx", &ha_bin[i]);
+    assert_true(dir_holds(e.kvdir, ha_bin, sizeof ha_bin));
+    for (size_t i = 0; i < sizeof salts / sizeof salts[0]; i++) {
+        assert_false(dir_holds(e.kvdir, salts[i], strlen(salts[i])));
+        assert_false(log_contains(e.log, salts[i]));
+    }
+
+    /* After a restart: doc3 is A's, from disk; B, C and no salt get none
+     * of it (at most the opening tokens their own entries share with it;
+     * asked first, so that A's cannot come from the slot). */
+    const char *resume[] = { "--resume", "--parallel", "1", "--verbose", NULL };
+    engine_start(&e, dir, resume);
+    port = e.p.port;
+    json_t *m3 = msgs_doc_question(doc3, "Name one item.");
+    const char *others[] = { SB, SC, NULL };
+    for (int i = 0; i < 3; i++) {
+        chat_salted(port, m3, others[i], 16, &r);
+        assert_true(cache_n(&r) < 20);
+        resp_free(&r);
+    }
+    chat_salted(port, m3, SA, 16, &r);
+    assert_string_equal(tier(&r), "disk");
+    assert_int_equal(cache_n(&r), P3);
+    resp_free(&r);
+    /* Entries without a salt serve requests without one, as they did. */
+    json_t *m5 = msgs_doc_question(doc2, "Which item is lightest?");
+    chat_salted(port, m5, NULL, 16, &r);
+    assert_string_equal(tier(&r), "disk");
+    assert_true(cache_n(&r) >= P2);
+    resp_free(&r);
+    engine_stop(&e);
+    for (size_t i = 0; i < sizeof salts / sizeof salts[0]; i++) {
+        assert_false(dir_holds(e.kvdir, salts[i], strlen(salts[i])));
+        assert_false(log_contains(e.log, salts[i]));
+    }
+
+    json_decref(m1);
+    json_decref(m2);
+    json_decref(m3);
+    json_decref(m4);
+    json_decref(m5);
+    json_decref(conv);
+    free(doc);
+    free(doc2);
+    free(doc3);
+    tmpdir_remove(dir);
+}
+
 /* A q8_0 KV cache halves (about) the bytes of a snapshot. */
 static void test_kv_q8(void **state)
 {
@@ -1412,6 +1745,7 @@ int main(void)
         cmocka_unit_test(test_misc_endpoints),
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_kv_q8),
+        cmocka_unit_test(test_cache_salt),
         cmocka_unit_test(test_api_key),
         cmocka_unit_test(test_connections),
         cmocka_unit_test(test_api_key_bad),

@@ -20,6 +20,13 @@
  *   layout and leftover temporary files are removed at open; unrelated
  *   files are left alone; a file of format version 1 (with a right header
  *   checksum) is skipped, logged and removed;
+ * - salts: salt_hash is SHA-256 (a published value) within its bounds; the
+ *   same tokens under no salt and two salts are three entries, each found
+ *   (whole, in part, by a walk) in its namespace only, replaced there
+ *   only; a salt without entries finds nothing; the files carry the salt's
+ *   hash and flag, never the salt, and come back into their namespaces
+ *   after a restart; files of format version 2 (before salts) load as
+ *   entries without a salt and keep their version when pinned;
  * - disk only (kvstore_insert_disk, kvstore_set_disk_only): nothing in the
  *   RAM tier, kvstore_when_written tells when the file is durable (or why
  *   not: no room, a write error, no such entry), loads are not promoted,
@@ -57,6 +64,7 @@
 #include "common/log.h"
 #include "engine/hugemem.h"
 #include "engine/kvstore.h"
+#include "engine/salt.h"
 
 #define FP 0x1122334455667788ull
 #define LAYOUT "k=f16 v=f16 fa=1 unified=0 seqs=4 cells=4096"
@@ -693,8 +701,9 @@ static void copy_file(const char *src, const char *dst, long keep, long at, unsi
     fclose(out);
 }
 
-/* A copy of src with the u32 at `at` set to v and the header checksum
- * made right again, as a later format's writer would leave it. */
+/* A copy of src (a file of the current format) with the u32 at `at` set
+ * to v and the header checksum made right again, as a later format's
+ * writer would leave it. */
 static void copy_with_field(const char *src, const char *dst, long at, uint32_t v, long L, int n)
 {
     FILE *in = fopen(src, "rb");
@@ -702,7 +711,7 @@ static void copy_with_field(const char *src, const char *dst, long at, uint32_t 
     static unsigned char b[1 << 16];
     size_t len = fread(b, 1, sizeof b, in);
     fclose(in);
-    long hl = 72 + L, hsum_at = 56 + L;
+    long hl = 104 + L, hsum_at = 56 + L;
     assert_true((long)len > hl + 4L * n);
     memcpy(b + at, &v, 4);
     memset(b + hsum_at, 0, 8);
@@ -746,7 +755,7 @@ static void test_bad_files_at_open(void **state)
     snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa4.kv", g_dir);
     copy_file(good, p, -1, 24 + L + 1, 0x01);        /* n_tokens vs size */
     snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa5.kv", g_dir);
-    copy_file(good, p, -1, 24 + L + 80, 0x01);       /* a token: header checksum */
+    copy_file(good, p, -1, 104 + L + 4, 0x01);       /* a token: header checksum */
     snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa6.kv", g_dir);
     copy_file(good, p, 10, -1, 0);                   /* header cut short */
     snprintf(p, sizeof p, "%s/aaaaaaaaaaaaaaa7.kv.tmp", g_dir);
@@ -766,18 +775,19 @@ static void test_bad_files_at_open(void **state)
     expect_load(s, t, 10, 5000, 3, KVSTORE_TIER_DISK);
     kvstore_close(s);
 
-    /* A later format's header (with a right checksum): an unknown flag or
-     * a reserved field that is not zero is refused; rewritten the same way
-     * with the fields as they were, the file still loads. */
+    /* A later format's header (with a right checksum): an unknown flag, a
+     * reserved field that is not zero, or a salt hash without the salted
+     * flag is refused; rewritten the same way with the fields as they
+     * were, the file still loads. */
     snprintf(p, sizeof p, "%s/kept", g_dir);
     assert_int_equal(rename(good, p), 0);
-    const long fields[][2] = { { 52 + L, 1 }, { 48 + L, 4 }, { 52 + L, 0 } };
-    for (int i = 0; i < 3; i++) {
+    const long fields[][2] = { { 52 + L, 1 }, { 48 + L, 8 }, { 100 + L, 1 }, { 52 + L, 0 } };
+    for (int i = 0; i < 4; i++) {
         copy_with_field(p, good, fields[i][0], (uint32_t)fields[i][1], L, 10);
         s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
         kvstore_stats(s, &st);
-        assert_int_equal(st.entries, i == 2 ? 1 : 0);
-        if (i == 2)
+        assert_int_equal(st.entries, i == 3 ? 1 : 0);
+        if (i == 3)
             expect_load(s, t, 10, 5000, 3, KVSTORE_TIER_DISK);
         kvstore_close(s);
     }
@@ -831,6 +841,363 @@ static void test_other_fingerprint(void **state)
     assert_int_equal(st.entries, 0);
     kvstore_close(s);
     assert_int_equal(count_files(".kv", NULL), 0);
+}
+
+/* ---- salts (namespaces) ---- */
+
+static kvstore_salt_t salt_of(const char *text)
+{
+    kvstore_salt_t k = { 0 };
+    assert_int_equal(salt_hash(text, strlen(text), &k), SALT_OK);
+    return k;
+}
+
+/* Look up toks[0..n) in the namespace `salt`; returns the full match's
+ * length (0: none) and checks that its blob is the one of `seed`. */
+static int salted_full(kvstore_t *s, const kvstore_salt_t *salt, const int32_t *toks, int n,
+                       size_t len, uint64_t seed)
+{
+    kvstore_match_t m;
+    assert_int_equal(kvstore_lookup_salted(s, salt, toks, n, &m), KVSTORE_OK);
+    int got = m.full ? m.full_len : 0;
+    if (m.full) {
+        const void *p = NULL;
+        size_t l = 0;
+        assert_int_equal(kvstore_load(s, m.full, &p, &l), KVSTORE_OK);
+        assert_int_equal(l, len);
+        void *want = rand_blob(len, seed);
+        assert_memory_equal(p, want, len);
+        free(want);
+        kvstore_entry_info_t info;
+        kvstore_handle_info(s, m.full, &info);
+        assert_true(kvstore_salt_equal(&info.salt, salt));
+    }
+    kvstore_match_release(s, &m);
+    return got;
+}
+
+/* A lookup in `salt` that matches nothing at all, whole or in part. */
+static void salted_miss(kvstore_t *s, const kvstore_salt_t *salt, const int32_t *toks, int n)
+{
+    kvstore_match_t m;
+    assert_int_equal(kvstore_lookup_salted(s, salt, toks, n, &m), KVSTORE_OK);
+    assert_null(m.full);
+    assert_null(m.partial);
+}
+
+/* salt_hash is SHA-256 of the salt's bytes; its bounds; the namespace
+ * equality. */
+static void test_salt_hash(void **state)
+{
+    (void)state;
+    kvstore_salt_t abc = { 0 };
+    assert_int_equal(salt_hash("abc", 3, &abc), SALT_OK);   /* FIPS 180-2, B.1 */
+    assert_true(abc.salted);
+    char hex[SALT_HEX_LEN];
+    salt_hex(&abc, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    char big[SALT_MAX_BYTES + 1];
+    memset(big, 'a', sizeof big);
+    kvstore_salt_t k = { 0 };
+    assert_int_equal(salt_hash(big, SALT_MAX_BYTES, &k), SALT_OK);
+    assert_false(kvstore_salt_equal(&k, &abc));
+    kvstore_salt_t bad = { 0 };
+    assert_int_equal(salt_hash(big, SALT_MAX_BYTES + 1, &bad), SALT_EINVAL);
+    assert_int_equal(salt_hash("", 0, &bad), SALT_EINVAL);
+    assert_int_equal(salt_hash("\xc3", 1, &bad), SALT_EINVAL);   /* cut UTF-8 */
+    assert_int_equal(salt_hash(NULL, 3, &bad), SALT_EINVAL);
+    assert_false(bad.salted);                                     /* untouched */
+    assert_int_equal(salt_hash("\xc3\xa9t\xc3\xa9", 6, &bad), SALT_OK);
+    salt_hex(NULL, hex);
+    assert_string_equal(hex, "");
+    kvstore_salt_t none = { 0 }, none2 = { .salted = false, .hash = { 7 } };
+    salt_hex(&none2, hex);
+    assert_string_equal(hex, "");
+    assert_true(kvstore_salt_equal(NULL, NULL));
+    assert_true(kvstore_salt_equal(NULL, &none));
+    assert_true(kvstore_salt_equal(&none2, &none));   /* no salt: hash ignored */
+    assert_false(kvstore_salt_equal(&abc, NULL));
+    assert_false(kvstore_salt_equal(&none, &abc));
+    kvstore_salt_t abc2 = salt_of("abc");
+    assert_true(kvstore_salt_equal(&abc, &abc2));
+    assert_string_not_equal(salt_strerror(SALT_EINVAL), salt_strerror(SALT_EHASH));
+}
+
+/* The same tokens stored without a salt, under salt A and under salt B are
+ * three entries; each namespace finds only its own, whole or in part,
+ * walks only its own, replaces only its own; a salt with no entries (or
+ * whose entries are gone) finds nothing, even keys spelled like its hash. */
+static void test_salt_namespaces(void **state)
+{
+    (void)state;
+    kvstore_t *s = open_store(1 << 20, 0, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_salt_t A = salt_of("tenant A"), B = salt_of("tenant B"), C = salt_of("tenant C");
+    const kvstore_salt_t *ns[3] = { NULL, &A, &B };
+    int32_t d[100], q[120], r[90];
+    seq(d, 100, 1000);
+    seq(q, 120, 1000);   /* d, then more */
+    seq(r, 90, 1000);
+    r[80] = 5;           /* shares 80 tokens with d */
+    char ids[3][KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert(s, d, 100, rand_blob(5000, 1), 5000, false, ids[0]),
+                     KVSTORE_OK);
+    for (int i = 1; i < 3; i++)
+        assert_int_equal(kvstore_insert_salted(s, ns[i], d, 100, rand_blob(5000, (uint64_t)i + 1),
+                                               5000, false, false, ids[i]),
+                         KVSTORE_OK);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(salted_full(s, ns[i], q, 120, 5000, (uint64_t)i + 1), 100);
+        kvstore_match_t m;
+        assert_int_equal(kvstore_lookup_salted(s, ns[i], r, 90, &m), KVSTORE_OK);
+        assert_null(m.full);
+        assert_non_null(m.partial);
+        assert_int_equal(m.partial_len, 80);
+        kvstore_entry_info_t info;
+        kvstore_handle_info(s, m.partial, &info);
+        assert_string_equal(info.id, ids[i]);
+        kvstore_match_release(s, &m);
+        struct lens l = { 0 };
+        assert_int_equal(kvstore_foreach_extending_salted(s, ns[i], d, 10, collect_lens, &l), 0);
+        assert_int_equal(l.n, 1);
+    }
+    /* kvstore_lookup is the namespace of no salt. */
+    assert_int_equal(salted_full(s, NULL, q, 120, 5000, 1), 100);
+    expect_load(s, d, 100, 5000, 1, KVSTORE_TIER_RAM);
+    /* A salt nobody stored under: nothing at all. */
+    salted_miss(s, &C, q, 120);
+    salted_miss(s, &C, r, 90);
+    struct lens l = { 0 };
+    assert_int_equal(kvstore_foreach_extending_salted(s, &C, NULL, 0, collect_lens, &l), 0);
+    assert_int_equal(l.n, 0);
+
+    /* Replacing under B replaces B's entry only, keeping its hits. */
+    char idb2[KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert_salted(s, &B, d, 100, rand_blob(4000, 9), 4000, false, false,
+                                           idb2),
+                     KVSTORE_OK);
+    assert_int_equal(salted_full(s, &B, d, 100, 4000, 9), 100);
+    assert_int_equal(salted_full(s, &A, d, 100, 5000, 2), 100);
+    assert_int_equal(salted_full(s, NULL, d, 100, 5000, 1), 100);
+    kvstore_entry_info_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(kvstore_list(s, &list, &n), KVSTORE_OK);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_not_equal(list[i].id, ids[2]);
+        if (strcmp(list[i].id, idb2) == 0) {
+            assert_true(kvstore_salt_equal(&list[i].salt, &B));
+            assert_int_equal(list[i].hits, 2);   /* kept from the old one, + 1 */
+        } else if (strcmp(list[i].id, ids[1]) == 0) {
+            assert_true(kvstore_salt_equal(&list[i].salt, &A));
+        } else {
+            assert_string_equal(list[i].id, ids[0]);
+            assert_false(list[i].salt.salted);
+        }
+    }
+    free(list);
+
+    /* A's last entry gone: A finds nothing, the others still find theirs;
+     * a key stored without a salt that starts with A's hash words is not
+     * A's either. */
+    assert_int_equal(kvstore_delete(s, ids[1]), KVSTORE_OK);
+    salted_miss(s, &A, q, 120);
+    assert_int_equal(salted_full(s, &B, q, 120, 4000, 9), 100);
+    assert_int_equal(salted_full(s, NULL, q, 120, 5000, 1), 100);
+    int32_t spoof[8 + 100];
+    memcpy(spoof, A.hash, sizeof A.hash);
+    memcpy(spoof + 8, d, sizeof d);
+    assert_int_equal(kvstore_insert(s, spoof, 108, rand_blob(100, 5), 100, false, NULL),
+                     KVSTORE_OK);
+    salted_miss(s, &A, d, 100);
+    salted_miss(s, &A, spoof, 108);
+    assert_int_equal(salted_full(s, NULL, spoof, 108, 100, 5), 108);
+    /* And A can store again. */
+    assert_int_equal(kvstore_insert_salted(s, &A, d, 50, rand_blob(300, 6), 300, false, false,
+                                           NULL),
+                     KVSTORE_OK);
+    assert_int_equal(salted_full(s, &A, q, 120, 300, 6), 50);
+    /* Disk only without a disk tier is refused under a salt too. */
+    assert_int_equal(kvstore_insert_salted(s, &A, d, 60, rand_blob(300, 6), 300, false, true,
+                                           NULL),
+                     KVSTORE_EINVAL);
+    /* Reset empties every namespace. */
+    assert_int_equal(kvstore_reset(s), KVSTORE_OK);
+    for (int i = 0; i < 3; i++)
+        salted_miss(s, ns[i], q, 120);
+    kvstore_close(s);
+}
+
+/* Whole file g_dir/<id>.kv into a malloc'd buffer. */
+static unsigned char *slurp(const char *id, size_t *len)
+{
+    char p[256];
+    entry_path(p, sizeof p, id);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Salted entries on disk: the file carries the salt's hash and flag, never
+ * the salt; after a restart each entry is found in its namespace only,
+ * flags (pinned, disk only) and all, and pinning rewrites a salted header
+ * without losing the salt. */
+static void test_salt_files(void **state)
+{
+    (void)state;
+    static const char *const texts[2] = { "tenant A's secret salt", "tenant B's secret salt" };
+    kvstore_salt_t A = salt_of(texts[0]), B = salt_of(texts[1]);
+    const kvstore_salt_t *ns[3] = { NULL, &A, &B };
+    kvstore_t *s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t d[40];
+    seq(d, 40, 77);
+    char ids[3][KVSTORE_ID_LEN + 1];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kvstore_insert_salted(s, ns[i], d, 40, rand_blob(6000, (uint64_t)i),
+                                               6000, false, i == 2, ids[i]),
+                         KVSTORE_OK);
+    kvstore_close(s);
+
+    const long L = (long)strlen(LAYOUT);
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        unsigned char *f = slurp(ids[i], &len);
+        assert_int_equal(le32(f + 8), KVSTORE_FORMAT_VERSION);
+        assert_int_equal(len, 104 + L + 40 * 4 + 6000);
+        uint32_t flags = le32(f + 48 + L);
+        static const unsigned char zero[KVSTORE_SALT_LEN];
+        if (i == 0) {
+            assert_int_equal(flags & 4, 0);
+            assert_memory_equal(f + 72 + L, zero, KVSTORE_SALT_LEN);
+        } else {
+            assert_int_equal(flags & 4, 4);
+            assert_memory_equal(f + 72 + L, ns[i]->hash, KVSTORE_SALT_LEN);
+        }
+        for (int k = 0; k < 2; k++)
+            assert_null(memmem(f, len, texts[k], strlen(texts[k])));
+        free(f);
+    }
+
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 3);   /* the same tokens, not duplicates */
+    kvstore_salt_t C = salt_of("tenant C");
+    salted_miss(s, &C, d, 40);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(salted_full(s, ns[i], d, 40, 6000, (uint64_t)i), 40);
+        kvstore_match_t m;
+        assert_int_equal(kvstore_lookup_salted(s, ns[i], d, 40, &m), KVSTORE_OK);
+        kvstore_entry_info_t info;
+        kvstore_handle_info(s, m.full, &info);
+        assert_string_equal(info.id, ids[i]);
+        assert_int_equal(info.disk_only, i == 2);
+        kvstore_match_release(s, &m);
+    }
+    assert_int_equal(kvstore_set_pinned(s, ids[1], true), KVSTORE_OK);
+    kvstore_close(s);
+
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_entry_info_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(kvstore_list(s, &list, &n), KVSTORE_OK);
+    assert_int_equal(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        bool is_a = strcmp(list[i].id, ids[1]) == 0;
+        assert_int_equal(list[i].pinned, is_a);
+        if (is_a)
+            assert_true(kvstore_salt_equal(&list[i].salt, &A));
+    }
+    free(list);
+    assert_int_equal(salted_full(s, &A, d, 40, 6000, 1), 40);
+    kvstore_close(s);
+}
+
+/* A file of format version 2 (before salts) still loads, as an entry
+ * without a salt; pinning rewrites its header in version 2; one that
+ * claims the salted flag is refused. */
+static void test_v2_files(void **state)
+{
+    (void)state;
+    kvstore_t *s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    int32_t d[30], e[30];
+    seq(d, 30, 5);
+    seq(e, 30, 500);
+    char id[KVSTORE_ID_LEN + 1], id_e[KVSTORE_ID_LEN + 1];
+    assert_int_equal(kvstore_insert(s, d, 30, rand_blob(7000, 4), 7000, false, id), KVSTORE_OK);
+    assert_int_equal(kvstore_insert(s, e, 30, rand_blob(700, 5), 700, false, id_e), KVSTORE_OK);
+    kvstore_close(s);
+
+    /* Version 2: the version 3 header without the salt hash. */
+    const size_t L = strlen(LAYOUT), hl2 = 72 + L, hl3 = 104 + L;
+    const char *const src[2] = { id, id_e }, *const dst[2] = { "dddddddddddddddd",
+                                                                "eeeeeeeeeeeeeeee" };
+    for (int k = 0; k < 2; k++) {
+        size_t len;
+        unsigned char *f = slurp(src[k], &len);
+        size_t len2 = len - (hl3 - hl2);
+        unsigned char *g = malloc(len2);
+        assert_non_null(g);
+        memcpy(g, f, hl2);
+        memcpy(g + hl2, f + hl3, len - hl3);
+        uint32_t v2 = 2, flags = k == 1 ? 4 : 0;   /* the second claims a salt */
+        memcpy(g + 8, &v2, 4);
+        memcpy(g + 48 + L, &flags, 4);
+        memset(g + 56 + L, 0, 8);
+        uint64_t h = kvstore_checksum(g + hl2, 30 * 4, kvstore_checksum(g, hl2, 0));
+        memcpy(g + 56 + L, &h, 8);
+        char p[256];
+        entry_path(p, sizeof p, src[k]);
+        assert_int_equal(unlink(p), 0);
+        entry_path(p, sizeof p, dst[k]);
+        FILE *out = fopen(p, "wb");
+        assert_non_null(out);
+        assert_int_equal(fwrite(g, 1, len2, out), len2);
+        fclose(out);
+        free(f);
+        free(g);
+    }
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_stats_t st;
+    kvstore_stats(s, &st);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(count_files(".kv", NULL), 1);
+    expect_load(s, d, 30, 7000, 4, KVSTORE_TIER_DISK);
+    kvstore_salt_t A = salt_of("tenant A");
+    salted_miss(s, &A, d, 30);
+    assert_int_equal(kvstore_set_pinned(s, dst[0], true), KVSTORE_OK);
+    kvstore_close(s);
+    size_t len;
+    unsigned char *f = slurp(dst[0], &len);
+    assert_int_equal(le32(f + 8), 2);
+    assert_int_equal(le32(f + 48 + L), 1);
+    assert_int_equal(len, hl2 + 30 * 4 + 7000);
+    free(f);
+    s = open_store(1 << 20, 1 << 20, KVSTORE_RESUME, FP, LAYOUT);
+    kvstore_entry_info_t *list = NULL;
+    size_t n = 0;
+    assert_int_equal(kvstore_list(s, &list, &n), KVSTORE_OK);
+    assert_int_equal(n, 1);
+    assert_true(list[0].pinned);
+    assert_false(list[0].salt.salted);
+    free(list);
+    expect_load(s, d, 30, 7000, 4, KVSTORE_TIER_DISK);
+    kvstore_close(s);
 }
 
 /* ---- disk only ---- */
@@ -1395,6 +1762,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_blob, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_bad_files_at_open, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_other_fingerprint, setup_dir, teardown_dir),
+        cmocka_unit_test(test_salt_hash),
+        cmocka_unit_test(test_salt_namespaces),
+        cmocka_unit_test_setup_teardown(test_salt_files, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_v2_files, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_disk_only, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_disk_only_full, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_spare_buffer, setup_dir, teardown_dir),
