@@ -23,7 +23,27 @@
  *   meta JSON checked by the database, list in order with "last N", count,
  *   missing sessions;
  * - 8 threads appending and reading in their own sessions for about a
- *   second (plus document inserts) with no error and exact counts.
+ *   second (plus document inserts) with no error and exact counts;
+ * - users: ids, names unique in any case and their rules, password hashes
+ *   returned only by the two gets, the list by name; never losing the last
+ *   enabled admin (demote, disable, delete; two admins demoting each other
+ *   from two threads at once); counts; disabling and deleting ending
+ *   logins and tokens;
+ * - logins: ids kept lowercase, user agents shortened, lookups with the
+ *   user joined, touches only when due and never backwards, idle expiry to
+ *   the millisecond, sweep, logout of one (own only) and of all but one;
+ * - tokens: scopes (admin for admins only, dropped on demotion), expiry,
+ *   last use, lists without hashes, deletes by the owner only or by id;
+ * - ownership: another user's document or session is refused exactly as
+ *   an unknown id through every function that takes it (get, list,
+ *   search, delete, share, find, session and message functions); shared
+ *   documents readable, not writable, by others and taken out of their
+ *   sessions when unshared; two users with a session "abc" each; the same
+ *   content uploaded by two users is two documents on one file, kept until
+ *   the last document that uses it goes; a copy of a content (text,
+ *   marks, chunks, plans without cache states) for another user; deleting
+ *   a user with everything they own; adopting the unowned records; usage;
+ * - the audit log: order, pages, filters, bounded size.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1645,6 +1665,1434 @@ static void test_doc_text_pieces_fail(void **state)
     free(text);
 }
 
+/* ---- Accounts ----------------------------------------------------------------- */
+
+/* An argon2id string as libsodium encodes one (the store never parses it). */
+#define PW_HASH "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG"
+
+/* A user named `name` with `role`; its id into id_out (STORE_ID_MAX + 1). */
+static void mk_user(store_t *s, const char *name, store_user_role_t role, char *id_out)
+{
+    store_user_t u;
+    assert_int_equal(store_user_create(s, name, PW_HASH, role, &u), STORE_OK);
+    snprintf(id_out, STORE_ID_MAX + 1, "%s", u.id);
+    store_user_cleanup(&u);
+}
+
+/* A distinct 64-hex-digit secret hash for n, in hex[65]. */
+static const char *hash_of(int n, char *hex)
+{
+    snprintf(hex, 65, "%064x", n);
+    return hex;
+}
+
+/* A document of user `scope` (NULL: local mode) with distinct content n. */
+static void insert_doc_as(store_t *s, const store_scope_t *scope, int n, const char *text,
+                          char *id_out)
+{
+    store_doc_t in = doc_in(n);
+    store_doc_t out;
+    bool existed = true;
+    assert_int_equal(store_doc_insert_scoped(s, scope, &in, text, strlen(text), &out, &existed),
+                     STORE_OK);
+    assert_false(existed);
+    if (id_out)
+        snprintf(id_out, STORE_ID_MAX + 1, "%s", out.id);
+    store_doc_cleanup(&out);
+}
+
+static void test_user_create_get(void **state)
+{
+    fx_t *f = *state;
+    store_user_t u, got;
+    int64_t before = store_now_ms();
+    assert_int_equal(store_user_create(f->s, "Alice", PW_HASH, STORE_USER_ROLE_ADMIN, &u),
+                     STORE_OK);
+    assert_true(store_id_valid(u.id));
+    assert_int_equal(strlen(u.id), 36);
+    assert_string_equal(u.name, "Alice");
+    assert_string_equal(u.password_hash, PW_HASH);
+    assert_int_equal(u.role, STORE_USER_ROLE_ADMIN);
+    assert_false(u.disabled);
+    assert_in_range(u.created_at, before, store_now_ms());
+    assert_int_equal(u.updated_at, u.created_at);
+
+    /* by id, and by name in any case (the name keeps its case) */
+    assert_int_equal(store_user_get(f->s, u.id, &got), STORE_OK);
+    assert_string_equal(got.name, "Alice");
+    assert_string_equal(got.password_hash, PW_HASH);
+    store_user_cleanup(&got);
+    static const char *const spellings[] = { "alice", "ALICE", "aLiCe", "Alice" };
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(store_user_get_by_name(f->s, spellings[i], &got), STORE_OK);
+        assert_string_equal(got.id, u.id);
+        assert_string_equal(got.name, "Alice");
+        assert_string_equal(got.password_hash, PW_HASH);
+        store_user_cleanup(&got);
+    }
+
+    /* the name is taken in every case */
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(store_user_create(f->s, spellings[i], PW_HASH, STORE_USER_ROLE_USER,
+                                           NULL), STORE_ECONFLICT);
+    assert_int_equal(store_user_create(f->s, "bob", PW_HASH, STORE_USER_ROLE_USER, NULL),
+                     STORE_OK);
+    assert_int_equal(store_user_create(f->s, "carol.d_e-f@example.org", PW_HASH,
+                                       STORE_USER_ROLE_USER, NULL), STORE_OK);
+
+    /* names: 1..64 of [A-Za-z0-9._@-], starting with a letter or digit */
+    char name64[66];
+    memset(name64, 'n', 65);
+    name64[64] = '\0';
+    assert_true(store_user_name_valid(name64));
+    assert_true(store_user_name_valid("7"));
+    assert_int_equal(store_user_create(f->s, name64, PW_HASH, STORE_USER_ROLE_USER, NULL),
+                     STORE_OK);
+    name64[64] = 'n';
+    name64[65] = '\0';
+    static const char *const bad_names[] = {
+        "", " bob", "bob ", "b o", ".bob", "-bob", "_bob", "@bob", "a/b", "a\\b", "a:b",
+        "b\xc3\xb6" "b", "bob\n", "a%b", "a+b",
+    };
+    for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+        assert_false(store_user_name_valid(bad_names[i]));
+        assert_int_equal(store_user_create(f->s, bad_names[i], PW_HASH, STORE_USER_ROLE_USER,
+                                           &got), STORE_EINVAL);
+        assert_null(got.id);
+        assert_int_equal(store_user_get_by_name(f->s, bad_names[i], &got), STORE_ENOTFOUND);
+    }
+    assert_false(store_user_name_valid(name64));
+    assert_false(store_user_name_valid(NULL));
+    assert_int_equal(store_user_create(f->s, name64, PW_HASH, STORE_USER_ROLE_USER, NULL),
+                     STORE_EINVAL);
+
+    /* password hashes: printable ASCII without spaces, bounded */
+    char longhash[STORE_PASSWORD_HASH_MAX + 2];
+    memset(longhash, 'h', sizeof longhash - 1);
+    longhash[sizeof longhash - 1] = '\0';
+    assert_int_equal(store_user_create(f->s, "dave", longhash, STORE_USER_ROLE_USER, NULL),
+                     STORE_ETOOBIG);
+    assert_int_equal(store_user_create(f->s, "dave", "", STORE_USER_ROLE_USER, NULL),
+                     STORE_EINVAL);
+    assert_int_equal(store_user_create(f->s, "dave", NULL, STORE_USER_ROLE_USER, NULL),
+                     STORE_EINVAL);
+    assert_int_equal(store_user_create(f->s, "dave", "has space", STORE_USER_ROLE_USER, NULL),
+                     STORE_EINVAL);
+    assert_int_equal(store_user_create(f->s, "dave", "h\xc3\xa9", STORE_USER_ROLE_USER, NULL),
+                     STORE_EINVAL);
+    assert_int_equal(store_user_create(f->s, "dave", PW_HASH, (store_user_role_t)2, NULL),
+                     STORE_EINVAL);
+    longhash[STORE_PASSWORD_HASH_MAX] = '\0';
+    assert_int_equal(store_user_create(f->s, "dave", longhash, STORE_USER_ROLE_USER, NULL),
+                     STORE_OK);
+
+    /* unknown */
+    assert_int_equal(store_user_get(f->s, "no-such-user", &got), STORE_ENOTFOUND);
+    assert_null(got.id);
+    assert_int_equal(store_user_get_by_name(f->s, "nobody", &got), STORE_ENOTFOUND);
+    assert_int_equal(store_user_get(f->s, "bad id", &got), STORE_EINVAL);
+
+    /* the list: by name in any case, no hashes */
+    store_user_list_t l;
+    assert_int_equal(store_user_list(f->s, &l), STORE_OK);
+    assert_int_equal(l.n, 5);
+    assert_string_equal(l.items[0].name, "Alice");
+    assert_string_equal(l.items[1].name, "bob");
+    assert_string_equal(l.items[2].name, "carol.d_e-f@example.org");
+    assert_string_equal(l.items[3].name, "dave");
+    for (size_t i = 0; i < l.n; i++)
+        assert_null(l.items[i].password_hash);
+    store_user_list_cleanup(&l);
+    store_user_list_cleanup(&l);
+
+    store_user_role_t r;
+    assert_string_equal(store_user_role_name(STORE_USER_ROLE_ADMIN), "admin");
+    assert_string_equal(store_user_role_name((store_user_role_t)7), "");
+    assert_int_equal(store_user_role_parse("user", &r), STORE_OK);
+    assert_int_equal(r, STORE_USER_ROLE_USER);
+    assert_int_equal(store_user_role_parse("Admin", &r), STORE_EINVAL);
+    store_user_cleanup(&u);
+    store_user_cleanup(NULL);
+}
+
+static void test_user_last_admin(void **state)
+{
+    fx_t *f = *state;
+    int64_t users = -1, admins = -1;
+    assert_int_equal(store_user_count(f->s, &users, &admins), STORE_OK);
+    assert_int_equal(users, 0);   /* the first admin is still to be created */
+    assert_int_equal(admins, 0);
+
+    char a[STORE_ID_MAX + 1], b[STORE_ID_MAX + 1], c[STORE_ID_MAX + 1];
+    mk_user(f->s, "a", STORE_USER_ROLE_ADMIN, a);
+    mk_user(f->s, "b", STORE_USER_ROLE_USER, b);
+    assert_int_equal(store_user_count(f->s, &users, &admins), STORE_OK);
+    assert_int_equal(users, 2);
+    assert_int_equal(admins, 1);
+
+    /* the only admin can be neither demoted, nor disabled, nor deleted */
+    assert_int_equal(store_user_set_role(f->s, a, STORE_USER_ROLE_USER), STORE_ECONFLICT);
+    assert_int_equal(store_user_set_disabled(f->s, a, true), STORE_ECONFLICT);
+    assert_int_equal(store_user_delete(f->s, a, NULL, NULL), STORE_ECONFLICT);
+    store_user_t u;
+    assert_int_equal(store_user_get(f->s, a, &u), STORE_OK);
+    assert_int_equal(u.role, STORE_USER_ROLE_ADMIN);
+    assert_false(u.disabled);
+    store_user_cleanup(&u);
+    /* changes that keep it an admin are fine */
+    assert_int_equal(store_user_set_role(f->s, a, STORE_USER_ROLE_ADMIN), STORE_OK);
+    assert_int_equal(store_user_set_disabled(f->s, a, false), STORE_OK);
+
+    /* with a second admin, the first may go */
+    int64_t t0 = store_now_ms();
+    assert_int_equal(store_user_set_role(f->s, b, STORE_USER_ROLE_ADMIN), STORE_OK);
+    assert_int_equal(store_user_get(f->s, b, &u), STORE_OK);
+    assert_int_equal(u.role, STORE_USER_ROLE_ADMIN);
+    assert_true(u.updated_at >= t0);
+    assert_true(u.updated_at >= u.created_at);
+    store_user_cleanup(&u);
+    assert_int_equal(store_user_count(f->s, NULL, &admins), STORE_OK);
+    assert_int_equal(admins, 2);
+    assert_int_equal(store_user_set_role(f->s, a, STORE_USER_ROLE_USER), STORE_OK);
+    assert_int_equal(store_user_set_role(f->s, b, STORE_USER_ROLE_USER), STORE_ECONFLICT);
+
+    /* a disabled admin does not count */
+    mk_user(f->s, "c", STORE_USER_ROLE_ADMIN, c);
+    assert_int_equal(store_user_set_disabled(f->s, c, true), STORE_OK);
+    assert_int_equal(store_user_count(f->s, &users, &admins), STORE_OK);
+    assert_int_equal(users, 3);
+    assert_int_equal(admins, 1);
+    assert_int_equal(store_user_delete(f->s, b, NULL, NULL), STORE_ECONFLICT);
+    assert_int_equal(store_user_set_disabled(f->s, c, false), STORE_OK);
+    assert_int_equal(store_user_delete(f->s, b, NULL, NULL), STORE_OK);
+    assert_int_equal(store_user_count(f->s, &users, &admins), STORE_OK);
+    assert_int_equal(users, 2);
+    assert_int_equal(admins, 1);
+    /* a user who is not an admin may always go */
+    assert_int_equal(store_user_delete(f->s, a, NULL, NULL), STORE_OK);
+
+    assert_int_equal(store_user_set_role(f->s, "nobody", STORE_USER_ROLE_USER),
+                     STORE_ENOTFOUND);
+    assert_int_equal(store_user_set_disabled(f->s, "nobody", true), STORE_ENOTFOUND);
+    assert_int_equal(store_user_delete(f->s, "nobody", NULL, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_user_set_role(f->s, c, (store_user_role_t)-1), STORE_EINVAL);
+    assert_int_equal(store_user_count(NULL, &users, &admins), STORE_EINVAL);
+}
+
+struct demoter {
+    store_t *s;
+    const char *id;
+    pthread_barrier_t *go;
+    int rc;
+};
+
+static void *demote_main(void *p)
+{
+    struct demoter *d = p;
+    pthread_barrier_wait(d->go);
+    d->rc = store_user_set_role(d->s, d->id, STORE_USER_ROLE_USER);
+    return NULL;
+}
+
+/* Two admins demoting each other at the same moment: exactly one wins, so
+ * an admin always remains. */
+static void test_user_last_admin_race(void **state)
+{
+    fx_t *f = *state;
+    char prev[STORE_ID_MAX + 1] = "";
+    for (int round = 0; round < 20; round++) {
+        char a[STORE_ID_MAX + 1], b[STORE_ID_MAX + 1], na[16], nb[16];
+        snprintf(na, sizeof na, "a%d", round);
+        snprintf(nb, sizeof nb, "b%d", round);
+        mk_user(f->s, na, STORE_USER_ROLE_ADMIN, a);
+        mk_user(f->s, nb, STORE_USER_ROLE_ADMIN, b);
+        if (prev[0])   /* a and b become the only two admins */
+            assert_int_equal(store_user_set_role(f->s, prev, STORE_USER_ROLE_USER), STORE_OK);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        struct demoter da = { f->s, a, &go, 1 }, db = { f->s, b, &go, 1 };
+        pthread_t ta, tb;
+        assert_int_equal(pthread_create(&ta, NULL, demote_main, &da), 0);
+        assert_int_equal(pthread_create(&tb, NULL, demote_main, &db), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&go);
+        assert_true((da.rc == STORE_OK) != (db.rc == STORE_OK));
+        assert_int_equal(da.rc == STORE_OK ? db.rc : da.rc, STORE_ECONFLICT);
+        int64_t admins = 0;
+        assert_int_equal(store_user_count(f->s, NULL, &admins), STORE_OK);
+        assert_int_equal(admins, 1);
+        snprintf(prev, sizeof prev, "%s", da.rc == STORE_OK ? b : a);
+    }
+    int64_t users = 0, admins = 0;
+    assert_int_equal(store_user_count(f->s, &users, &admins), STORE_OK);
+    assert_int_equal(users, 40);
+    assert_int_equal(admins, 1);
+}
+
+static void test_user_password(void **state)
+{
+    fx_t *f = *state;
+    char a[STORE_ID_MAX + 1], h[65];
+    mk_user(f->s, "alice", STORE_USER_ROLE_USER, a);
+    assert_int_equal(store_login_create(f->s, hash_of(1, h), a, 3600, NULL, NULL, NULL),
+                     STORE_OK);
+    const char *next = "$argon2id$v=19$m=65536,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA";
+    assert_int_equal(store_user_set_password(f->s, a, next), STORE_OK);
+    store_user_t u;
+    assert_int_equal(store_user_get_by_name(f->s, "ALICE", &u), STORE_OK);
+    assert_string_equal(u.password_hash, next);
+    assert_true(u.updated_at >= u.created_at);
+    store_user_cleanup(&u);
+    /* logins stay; the app ends the others itself */
+    assert_int_equal(store_login_lookup(f->s, h, 0, 60, NULL, &u), STORE_OK);
+    store_user_cleanup(&u);
+    assert_int_equal(store_user_set_password(f->s, a, "with space"), STORE_EINVAL);
+    assert_int_equal(store_user_set_password(f->s, a, NULL), STORE_EINVAL);
+    assert_int_equal(store_user_set_password(f->s, "nobody", next), STORE_ENOTFOUND);
+}
+
+static void test_login_lifecycle(void **state)
+{
+    fx_t *f = *state;
+    char a[STORE_ID_MAX + 1], b[STORE_ID_MAX + 1], h1[65], h2[65], h3[65];
+    mk_user(f->s, "alice", STORE_USER_ROLE_ADMIN, a);
+    mk_user(f->s, "bob", STORE_USER_ROLE_USER, b);
+
+    /* the id is kept lowercase; a long or ill-formed user agent is shortened */
+    char upper[65];
+    hash_of(0xabcdef, h1);
+    for (int i = 0; i < 64; i++)
+        upper[i] = (char)(h1[i] >= 'a' ? h1[i] - 'a' + 'A' : h1[i]);
+    upper[64] = '\0';
+    char ua[1000];
+    memset(ua, 'u', sizeof ua - 1);
+    ua[sizeof ua - 1] = '\0';
+    ua[10] = '\xff';
+    store_login_t l;
+    int64_t before = store_now_ms();
+    assert_int_equal(store_login_create(f->s, upper, a, 3600, "192.0.2.7", ua, &l), STORE_OK);
+    assert_string_equal(l.id, h1);
+    assert_string_equal(l.user_id, a);
+    assert_in_range(l.created_at, before, store_now_ms());
+    assert_int_equal(l.last_seen_at, l.created_at);
+    assert_int_equal(l.idle_ms, 3600 * 1000);
+    assert_int_equal(l.expires_at, l.created_at + 3600 * 1000);
+    assert_string_equal(l.client_addr, "192.0.2.7");
+    assert_true(strlen(l.user_agent) <= STORE_USER_AGENT_MAX);
+    assert_true(utf8_valid(l.user_agent, strlen(l.user_agent)));
+    assert_int_equal(memcmp(l.user_agent + strlen(l.user_agent) - 3, "...", 3), 0);
+    int64_t t0 = l.created_at;
+    store_login_cleanup(&l);
+
+    /* lookups: the user joined, without the password hash */
+    store_user_t u;
+    assert_int_equal(store_login_lookup(f->s, h1, t0 + 1000, 60, &l, &u), STORE_OK);
+    assert_string_equal(u.id, a);
+    assert_string_equal(u.name, "alice");
+    assert_int_equal(u.role, STORE_USER_ROLE_ADMIN);
+    assert_null(u.password_hash);
+    assert_int_equal(l.last_seen_at, t0);           /* not due for a touch yet */
+    store_login_cleanup(&l);
+    store_user_cleanup(&u);
+    /* due: last_seen and the expiry move forward */
+    assert_int_equal(store_login_lookup(f->s, upper, t0 + 61000, 60, &l, &u), STORE_OK);
+    assert_int_equal(l.last_seen_at, t0 + 61000);
+    assert_int_equal(l.expires_at, t0 + 61000 + 3600 * 1000);
+    store_login_cleanup(&l);
+    store_user_cleanup(&u);
+    assert_int_equal(store_login_lookup(f->s, h1, t0 + 62000, 60, &l, &u), STORE_OK);
+    assert_int_equal(l.last_seen_at, t0 + 61000);   /* read back as stored */
+    assert_int_equal(l.expires_at, t0 + 61000 + 3600 * 1000);
+    store_login_cleanup(&l);
+    store_user_cleanup(&u);
+    /* a touch never moves it backwards */
+    assert_int_equal(store_login_lookup(f->s, h1, t0 + 30000, 0, &l, &u), STORE_OK);
+    assert_int_equal(l.last_seen_at, t0 + 61000);
+    store_login_cleanup(&l);
+    store_user_cleanup(&u);
+    /* idle expiry: alive until expires_at, then not found */
+    int64_t exp = t0 + 61000 + 3600 * 1000;
+    assert_int_equal(store_login_lookup(f->s, h1, exp - 1, 3600 * 2, NULL, &u), STORE_OK);
+    store_user_cleanup(&u);
+    assert_int_equal(store_login_lookup(f->s, h1, exp, 3600 * 2, &l, &u), STORE_ENOTFOUND);
+    assert_null(u.id);
+    assert_null(l.id);
+    assert_int_equal(store_login_lookup(f->s, h1, exp + 1000, 0, NULL, &u), STORE_ENOTFOUND);
+
+    /* more logins: list, delete one, delete the user's others */
+    assert_int_equal(store_login_create(f->s, hash_of(2, h2), a, 60, NULL, NULL, NULL),
+                     STORE_OK);
+    assert_int_equal(store_login_create(f->s, hash_of(3, h3), a, 7200, "::1", "curl/8", NULL),
+                     STORE_OK);
+    assert_int_equal(store_login_create(f->s, h2, b, 60, NULL, NULL, NULL), STORE_ECONFLICT);
+    char hb[65];
+    assert_int_equal(store_login_create(f->s, hash_of(4, hb), b, 60, NULL, NULL, NULL),
+                     STORE_OK);
+    store_login_list_t ll;
+    assert_int_equal(store_login_list(f->s, a, &ll), STORE_OK);
+    assert_int_equal(ll.n, 3);      /* the expired one too, until swept */
+    assert_string_equal(ll.items[0].id, h1);   /* seen last, at t0 + 61 s */
+    store_login_list_cleanup(&ll);
+    assert_int_equal(store_login_list(f->s, "nobody", &ll), STORE_OK);
+    assert_int_equal(ll.n, 0);
+
+    /* sweep at t0 + 61 min + 1 s: h1 (expired) and h2, h4 (60 s idle) go */
+    int64_t n = -1;
+    assert_int_equal(store_login_sweep(f->s, exp + 1000, &n), STORE_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(store_login_list(f->s, a, &ll), STORE_OK);
+    assert_int_equal(ll.n, 1);
+    assert_string_equal(ll.items[0].id, h3);
+    assert_string_equal(ll.items[0].user_agent, "curl/8");
+    store_login_list_cleanup(&ll);
+    assert_int_equal(store_login_sweep(f->s, 0, &n), STORE_OK);
+    assert_int_equal(n, 0);
+
+    /* log out: only one's own when a user is given */
+    assert_int_equal(store_login_delete(f->s, h3, b), STORE_ENOTFOUND);
+    assert_int_equal(store_login_delete(f->s, h3, a), STORE_OK);
+    assert_int_equal(store_login_delete(f->s, h3, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_login_lookup(f->s, h3, 0, 0, NULL, &u), STORE_ENOTFOUND);
+
+    /* log out everywhere, keeping the current one */
+    for (int i = 10; i < 14; i++) {
+        char h[65];
+        assert_int_equal(store_login_create(f->s, hash_of(i, h), a, 600, NULL, NULL, NULL),
+                         STORE_OK);
+    }
+    assert_int_equal(store_login_create(f->s, hash_of(20, hb), b, 600, NULL, NULL, NULL),
+                     STORE_OK);
+    char keep[65];
+    assert_int_equal(store_login_delete_user(f->s, a, hash_of(12, keep), &n), STORE_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(store_login_list(f->s, a, &ll), STORE_OK);
+    assert_int_equal(ll.n, 1);
+    assert_string_equal(ll.items[0].id, keep);
+    store_login_list_cleanup(&ll);
+    assert_int_equal(store_login_delete_user(f->s, a, NULL, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_login_lookup(f->s, hb, 0, 0, NULL, &u), STORE_OK); /* bob's stays */
+    store_user_cleanup(&u);
+
+    /* refusals */
+    assert_int_equal(store_login_create(f->s, hash_of(30, h1), "nobody", 60, NULL, NULL, NULL),
+                     STORE_ENOTFOUND);
+    assert_int_equal(store_login_create(f->s, h1, a, 0, NULL, NULL, NULL), STORE_EINVAL);
+    assert_int_equal(store_login_create(f->s, "abc", a, 60, NULL, NULL, NULL), STORE_EINVAL);
+    char addr[STORE_ADDR_MAX + 2];
+    memset(addr, '1', sizeof addr - 1);
+    addr[sizeof addr - 1] = '\0';
+    assert_int_equal(store_login_create(f->s, h1, a, 60, addr, NULL, NULL), STORE_ETOOBIG);
+    assert_int_equal(store_login_lookup(f->s, h1, 0, -1, NULL, &u), STORE_EINVAL);
+    assert_int_equal(store_login_lookup(f->s, "zz", 0, 0, NULL, &u), STORE_EINVAL);
+    assert_int_equal(store_login_lookup(f->s, h1, 0, 0, NULL, NULL), STORE_EINVAL);
+    assert_int_equal(store_login_delete(f->s, "nothex", NULL), STORE_EINVAL);
+}
+
+/* Disabling a user ends their logins and tokens; deleting too. */
+static void test_user_disable_ends_credentials(void **state)
+{
+    fx_t *f = *state;
+    char a[STORE_ID_MAX + 1], b[STORE_ID_MAX + 1], h[65], t[65];
+    mk_user(f->s, "admin", STORE_USER_ROLE_ADMIN, a);
+    mk_user(f->s, "bob", STORE_USER_ROLE_USER, b);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(store_login_create(f->s, hash_of(100 + i, h), b, 600, NULL, NULL, NULL),
+                         STORE_OK);
+        assert_int_equal(store_token_create(f->s, b, "cli", hash_of(200 + i, t), STORE_TOKEN_CHAT,
+                                            0, NULL), STORE_OK);
+    }
+    assert_int_equal(store_login_create(f->s, hash_of(300, h), a, 600, NULL, NULL, NULL),
+                     STORE_OK);
+    assert_int_equal(store_user_set_disabled(f->s, b, true), STORE_OK);
+    store_user_t u;
+    assert_int_equal(store_user_get(f->s, b, &u), STORE_OK);
+    assert_true(u.disabled);
+    store_user_cleanup(&u);
+    assert_int_equal(store_login_lookup(f->s, hash_of(100, h), 0, 0, NULL, &u), STORE_ENOTFOUND);
+    assert_int_equal(store_token_lookup(f->s, hash_of(201, t), 0, 0, NULL, &u), STORE_ENOTFOUND);
+    store_login_list_t ll;
+    assert_int_equal(store_login_list(f->s, b, &ll), STORE_OK);
+    assert_int_equal(ll.n, 0);
+    store_token_list_t tl;
+    assert_int_equal(store_token_list(f->s, b, &tl), STORE_OK);
+    assert_int_equal(tl.n, 0);
+    /* a disabled user gets no new ones */
+    assert_int_equal(store_login_create(f->s, hash_of(101, h), b, 600, NULL, NULL, NULL),
+                     STORE_ENOTFOUND);
+    assert_int_equal(store_token_create(f->s, b, "cli", hash_of(202, t), STORE_TOKEN_READ, 0,
+                                        NULL), STORE_ENOTFOUND);
+    /* enabled again: they log in afresh */
+    assert_int_equal(store_user_set_disabled(f->s, b, false), STORE_OK);
+    assert_int_equal(store_login_lookup(f->s, hash_of(100, h), 0, 0, NULL, &u), STORE_ENOTFOUND);
+    assert_int_equal(store_login_create(f->s, hash_of(102, h), b, 600, NULL, NULL, NULL),
+                     STORE_OK);
+    assert_int_equal(store_login_lookup(f->s, h, 0, 0, NULL, &u), STORE_OK);
+    store_user_cleanup(&u);
+    /* the admin's login was never touched */
+    assert_int_equal(store_login_lookup(f->s, hash_of(300, h), 0, 0, NULL, &u), STORE_OK);
+    store_user_cleanup(&u);
+    /* deleting takes them too */
+    assert_int_equal(store_token_create(f->s, b, "cli", hash_of(203, t), STORE_TOKEN_READ, 0,
+                                        NULL), STORE_OK);
+    assert_int_equal(store_user_delete(f->s, b, NULL, NULL), STORE_OK);
+    assert_int_equal(store_login_lookup(f->s, hash_of(102, h), 0, 0, NULL, &u), STORE_ENOTFOUND);
+    assert_int_equal(store_token_lookup(f->s, hash_of(203, t), 0, 0, NULL, &u), STORE_ENOTFOUND);
+}
+
+static void test_token_lifecycle(void **state)
+{
+    fx_t *f = *state;
+    char a[STORE_ID_MAX + 1], b[STORE_ID_MAX + 1], h[65];
+    mk_user(f->s, "admin", STORE_USER_ROLE_ADMIN, a);
+    mk_user(f->s, "bob", STORE_USER_ROLE_USER, b);
+
+    store_token_t t, got;
+    int64_t now = store_now_ms();
+    assert_int_equal(store_token_create(f->s, b, "laptop \xe2\x9c\x93", hash_of(1, h),
+                                        STORE_TOKEN_CHAT, 0, &t), STORE_OK);
+    assert_true(store_id_valid(t.id));
+    assert_string_equal(t.user_id, b);
+    assert_string_equal(t.name, "laptop \xe2\x9c\x93");
+    assert_string_equal(t.hash, h);
+    assert_int_equal(t.scope, STORE_TOKEN_CHAT);
+    assert_in_range(t.created_at, now, store_now_ms());
+    assert_int_equal(t.expires_at, -1);
+    assert_int_equal(t.last_used_at, -1);
+    char t1[STORE_ID_MAX + 1];
+    snprintf(t1, sizeof t1, "%s", t.id);
+    store_token_cleanup(&t);
+
+    /* an admin scope is for admins only */
+    assert_int_equal(store_token_create(f->s, b, "x", hash_of(2, h), STORE_TOKEN_ADMIN, 0, &t),
+                     STORE_EINVAL);
+    assert_null(t.id);
+    assert_int_equal(store_token_create(f->s, a, "ops", hash_of(3, h), STORE_TOKEN_ADMIN, 0,
+                                        NULL), STORE_OK);
+    /* expiring in a minute */
+    assert_int_equal(store_token_create(f->s, b, "ci", hash_of(4, h), STORE_TOKEN_READ,
+                                        now + 60000, &t), STORE_OK);
+    assert_int_equal(t.expires_at, now + 60000);
+    char t4[STORE_ID_MAX + 1];
+    snprintf(t4, sizeof t4, "%s", t.id);
+    store_token_cleanup(&t);
+
+    /* lookups: user joined; expired ones not found; last_used touched */
+    store_user_t u;
+    assert_int_equal(store_token_lookup(f->s, hash_of(1, h), now + 1000, 300, &got, &u),
+                     STORE_OK);
+    assert_string_equal(got.id, t1);
+    assert_string_equal(got.hash, h);
+    assert_int_equal(got.scope, STORE_TOKEN_CHAT);
+    assert_int_equal(got.last_used_at, now + 1000);   /* first use: touched */
+    assert_string_equal(u.name, "bob");
+    assert_null(u.password_hash);
+    store_token_cleanup(&got);
+    store_user_cleanup(&u);
+    assert_int_equal(store_token_lookup(f->s, h, now + 2000, 300, &got, &u), STORE_OK);
+    assert_int_equal(got.last_used_at, now + 1000);   /* not due yet */
+    store_token_cleanup(&got);
+    store_user_cleanup(&u);
+    assert_int_equal(store_token_lookup(f->s, h, now + 302000, 300, &got, &u), STORE_OK);
+    assert_int_equal(got.last_used_at, now + 302000);
+    store_token_cleanup(&got);
+    store_user_cleanup(&u);
+    assert_int_equal(store_token_lookup(f->s, hash_of(4, h), now + 59999, 0, NULL, &u), STORE_OK);
+    store_user_cleanup(&u);
+    assert_int_equal(store_token_lookup(f->s, h, now + 60000, 0, &got, &u), STORE_ENOTFOUND);
+    assert_null(got.id);
+    assert_null(u.id);
+    assert_int_equal(store_token_lookup(f->s, hash_of(99, h), 0, 0, NULL, &u), STORE_ENOTFOUND);
+
+    /* lists: newest first, expired ones included, no hashes */
+    store_token_list_t l;
+    assert_int_equal(store_token_list(f->s, b, &l), STORE_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].id, t4);
+    assert_string_equal(l.items[1].id, t1);
+    assert_int_equal(l.items[1].last_used_at, now + 302000);
+    for (size_t i = 0; i < l.n; i++)
+        assert_null(l.items[i].hash);
+    store_token_list_cleanup(&l);
+
+    /* deletes: a user's own only; admins' form: any */
+    assert_int_equal(store_token_delete(f->s, a, t1), STORE_ENOTFOUND);
+    assert_int_equal(store_token_delete(f->s, b, "no-such-token"), STORE_ENOTFOUND);
+    assert_int_equal(store_token_delete(f->s, b, t1), STORE_OK);
+    assert_int_equal(store_token_delete(f->s, b, t1), STORE_ENOTFOUND);
+    assert_int_equal(store_token_lookup(f->s, hash_of(1, h), 0, 0, NULL, &u), STORE_ENOTFOUND);
+    assert_int_equal(store_token_delete_any(f->s, t4), STORE_OK);
+    assert_int_equal(store_token_delete_any(f->s, t4), STORE_ENOTFOUND);
+
+    /* demoting an admin takes their admin-scoped tokens (and only those) */
+    char c[STORE_ID_MAX + 1];
+    mk_user(f->s, "carol", STORE_USER_ROLE_ADMIN, c);
+    assert_int_equal(store_token_create(f->s, c, "ops", hash_of(10, h), STORE_TOKEN_ADMIN, 0,
+                                        NULL), STORE_OK);
+    assert_int_equal(store_token_create(f->s, c, "chat", hash_of(11, h), STORE_TOKEN_CHAT, 0,
+                                        NULL), STORE_OK);
+    assert_int_equal(store_user_set_role(f->s, c, STORE_USER_ROLE_USER), STORE_OK);
+    assert_int_equal(store_token_lookup(f->s, hash_of(10, h), 0, 0, NULL, &u), STORE_ENOTFOUND);
+    assert_int_equal(store_token_lookup(f->s, hash_of(11, h), 0, 0, NULL, &u), STORE_OK);
+    store_user_cleanup(&u);
+    assert_int_equal(store_token_lookup(f->s, hash_of(3, h), 0, 0, &got, &u), STORE_OK);
+    assert_int_equal(got.scope, STORE_TOKEN_ADMIN);   /* the other admin's stays */
+    store_token_cleanup(&got);
+    store_user_cleanup(&u);
+
+    /* refusals */
+    assert_int_equal(store_token_create(f->s, b, "dup", hash_of(11, h), STORE_TOKEN_READ, 0,
+                                        NULL), STORE_ECONFLICT);
+    assert_int_equal(store_token_create(f->s, b, "old", hash_of(12, h), STORE_TOKEN_READ,
+                                        now - 1000, NULL), STORE_EINVAL);
+    assert_int_equal(store_token_create(f->s, b, "", hash_of(12, h), STORE_TOKEN_READ, 0, NULL),
+                     STORE_EINVAL);
+    assert_int_equal(store_token_create(f->s, b, "x", hash_of(12, h), (store_token_scope_t)3, 0,
+                                        NULL), STORE_EINVAL);
+    assert_int_equal(store_token_create(f->s, "nobody", "x", hash_of(12, h), STORE_TOKEN_READ,
+                                        0, NULL), STORE_ENOTFOUND);
+    char longname[STORE_TOKEN_NAME_MAX + 2];
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    assert_int_equal(store_token_create(f->s, b, longname, hash_of(12, h), STORE_TOKEN_READ, 0,
+                                        NULL), STORE_ETOOBIG);
+
+    store_token_scope_t sc;
+    assert_string_equal(store_token_scope_name(STORE_TOKEN_READ), "read");
+    assert_string_equal(store_token_scope_name(STORE_TOKEN_ADMIN), "admin");
+    assert_string_equal(store_token_scope_name((store_token_scope_t)5), "");
+    assert_int_equal(store_token_scope_parse("chat", &sc), STORE_OK);
+    assert_int_equal(sc, STORE_TOKEN_CHAT);
+    assert_int_equal(store_token_scope_parse("write", &sc), STORE_EINVAL);
+    assert_true(STORE_TOKEN_READ < STORE_TOKEN_CHAT && STORE_TOKEN_CHAT < STORE_TOKEN_ADMIN);
+}
+
+/* ---- Ownership ----------------------------------------------------------------- */
+
+/* Two users, a and b, and an admin, with their scopes. */
+typedef struct {
+    char a[STORE_ID_MAX + 1], b[STORE_ID_MAX + 1], adm[STORE_ID_MAX + 1];
+    store_scope_t sa, sb, sadm;
+} people_t;
+
+static void mk_people(store_t *s, people_t *p)
+{
+    mk_user(s, "alice", STORE_USER_ROLE_USER, p->a);
+    mk_user(s, "bob", STORE_USER_ROLE_USER, p->b);
+    mk_user(s, "root", STORE_USER_ROLE_ADMIN, p->adm);
+    p->sa = (store_scope_t){ p->a, false };
+    p->sb = (store_scope_t){ p->b, false };
+    p->sadm = (store_scope_t){ p->adm, true };
+}
+
+/* Whether the list holds a document with this id. */
+static bool has_doc(const store_doc_list_t *l, const char *id)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].id, id) == 0)
+            return true;
+    return false;
+}
+
+static size_t n_docs_seen(store_t *s, const store_scope_t *scope)
+{
+    store_doc_list_t l;
+    assert_int_equal(store_doc_list_scoped(s, scope, &l), STORE_OK);
+    size_t n = l.n;
+    store_doc_list_cleanup(&l);
+    return n;
+}
+
+static void test_doc_isolation(void **state)
+{
+    fx_t *f = *state;
+    people_t p;
+    mk_people(f->s, &p);
+    char da[STORE_ID_MAX + 1], db[STORE_ID_MAX + 1];
+    insert_doc_as(f->s, &p.sa, 1, "alice writes about zeppelins", da);
+    insert_doc_as(f->s, &p.sb, 2, "bob writes about submarines", db);
+
+    store_doc_t d;
+    assert_int_equal(store_doc_get_scoped(f->s, &p.sa, da, &d), STORE_OK);
+    assert_string_equal(d.owner_id, p.a);
+    assert_false(d.shared);
+    store_doc_cleanup(&d);
+
+    /* bob: alice's document is exactly as absent as one that never was */
+    int unknown = store_doc_get_scoped(f->s, &p.sb, "never-was", &d);
+    assert_int_equal(unknown, STORE_ENOTFOUND);
+    assert_int_equal(store_doc_get_scoped(f->s, &p.sb, da, &d), unknown);
+    assert_null(d.id);
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sb, da, &d, NULL), unknown);
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sb, "never-was", NULL, NULL), unknown);
+    assert_int_equal(store_doc_set_shared(f->s, &p.sb, da, true), unknown);
+    assert_int_equal(store_doc_set_shared(f->s, &p.sb, "never-was", true), unknown);
+    store_doc_t in = doc_in(1);
+    assert_int_equal(store_doc_find_sha256_scoped(f->s, &p.sb, in.sha256, &d), unknown);
+    store_doc_list_t l;
+    assert_int_equal(store_doc_list_scoped(f->s, &p.sb, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].id, db);
+    store_doc_list_cleanup(&l);
+    assert_int_equal(store_doc_search_scoped(f->s, &p.sb, "zeppelins", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    store_doc_list_cleanup(&l);
+    assert_int_equal(store_doc_search_scoped(f->s, &p.sb, "writes", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].id, db);
+    store_doc_list_cleanup(&l);
+    /* a user who does not exist (a stale scope) sees nothing at all */
+    store_scope_t ghost = { "ghost", false };
+    assert_int_equal(n_docs_seen(f->s, &ghost), 0);
+    assert_int_equal(store_doc_get_scoped(f->s, &ghost, da, &d), STORE_ENOTFOUND);
+
+    /* alice's own view */
+    assert_int_equal(store_doc_find_sha256_scoped(f->s, &p.sa, in.sha256, &d), STORE_OK);
+    assert_string_equal(d.id, da);
+    store_doc_cleanup(&d);
+    assert_int_equal(n_docs_seen(f->s, &p.sa), 1);
+
+    /* an admin sees and may delete everyone's; local mode sees all */
+    assert_int_equal(n_docs_seen(f->s, &p.sadm), 2);
+    assert_int_equal(n_docs_seen(f->s, NULL), 2);
+    assert_int_equal(store_doc_get_scoped(f->s, &p.sadm, da, &d), STORE_OK);
+    store_doc_cleanup(&d);
+    assert_int_equal(store_doc_search_scoped(f->s, &p.sadm, "writes", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 2);
+    store_doc_list_cleanup(&l);
+    /* but its own upload dedupe is its own */
+    assert_int_equal(store_doc_find_sha256_scoped(f->s, &p.sadm, in.sha256, &d),
+                     STORE_ENOTFOUND);
+    bool unused = false;
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sadm, db, &d, &unused), STORE_OK);
+    assert_string_equal(d.id, db);
+    assert_true(unused);
+    store_doc_cleanup(&d);
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sa, da, NULL, &unused), STORE_OK);
+    assert_true(unused);
+    assert_int_equal(n_docs_seen(f->s, NULL), 0);
+
+    /* scopes are checked */
+    store_scope_t bad = { "bad id", false }, none = { NULL, true };
+    assert_int_equal(store_doc_list_scoped(f->s, &bad, &l), STORE_EINVAL);
+    assert_int_equal(store_doc_get_scoped(f->s, &none, da, &d), STORE_EINVAL);
+    assert_int_equal(store_session_list_scoped(f->s, &none, 0, NULL), STORE_EINVAL);
+}
+
+static void test_shared_documents(void **state)
+{
+    fx_t *f = *state;
+    people_t p;
+    mk_people(f->s, &p);
+    char da[STORE_ID_MAX + 1], priv[STORE_ID_MAX + 1];
+    insert_doc_as(f->s, &p.sa, 1, "the shared handbook", da);
+    insert_doc_as(f->s, &p.sa, 2, "alice's private diary", priv);
+    assert_int_equal(store_doc_set_shared(f->s, &p.sa, da, true), STORE_OK);
+
+    /* bob reads it: get, list, search */
+    store_doc_t d;
+    assert_int_equal(store_doc_get_scoped(f->s, &p.sb, da, &d), STORE_OK);
+    assert_true(d.shared);
+    assert_string_equal(d.owner_id, p.a);
+    store_doc_cleanup(&d);
+    store_doc_list_t l;
+    assert_int_equal(store_doc_list_scoped(f->s, &p.sb, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_true(has_doc(&l, da));
+    store_doc_list_cleanup(&l);
+    assert_int_equal(store_doc_search_scoped(f->s, &p.sb, "handbook", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    store_doc_list_cleanup(&l);
+    /* but may not change it */
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sb, da, NULL, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_doc_set_shared(f->s, &p.sb, da, false), STORE_ENOTFOUND);
+    assert_int_equal(store_doc_get_scoped(f->s, &p.sb, da, &d), STORE_OK);
+    assert_true(d.shared);
+    store_doc_cleanup(&d);
+
+    /* bob talks with it; not with the private one */
+    assert_int_equal(store_session_create_scoped(f->s, &p.sb, "bs", da, NULL, NULL), STORE_OK);
+    assert_int_equal(store_session_create_scoped(f->s, &p.sb, "bs2", priv, NULL, NULL),
+                     STORE_ENOTFOUND);
+    assert_int_equal(store_session_ensure_scoped(f->s, &p.sb, "bs3", priv, NULL, NULL),
+                     STORE_ENOTFOUND);
+    const char *both[] = { da, priv };
+    assert_int_equal(store_session_set_documents_scoped(f->s, &p.sb, "bs", both, 2),
+                     STORE_ENOTFOUND);
+    assert_int_equal(store_session_set_document_scoped(f->s, &p.sb, "bs", priv),
+                     STORE_ENOTFOUND);
+    store_id_list_t ids;
+    assert_int_equal(store_session_documents_scoped(f->s, &p.sb, "bs", &ids), STORE_OK);
+    assert_int_equal(ids.n, 1);   /* the refused changes changed nothing */
+    assert_string_equal(ids.ids[0], da);
+    store_id_list_cleanup(&ids);
+    /* a set with it, and alice's own session with both */
+    char db[STORE_ID_MAX + 1];
+    insert_doc_as(f->s, &p.sb, 3, "bob's notes", db);
+    const char *set[] = { db, da };
+    assert_int_equal(store_session_set_documents_scoped(f->s, &p.sb, "bs", set, 2), STORE_OK);
+    assert_int_equal(store_session_create_scoped(f->s, &p.sb, "bs4", da, NULL, NULL), STORE_OK);
+    assert_int_equal(store_session_create_scoped(f->s, &p.sa, "as", da, NULL, NULL), STORE_OK);
+
+    /* unsharing takes it out of bob's sessions, not alice's */
+    assert_int_equal(store_doc_set_shared(f->s, &p.sa, da, false), STORE_OK);
+    assert_int_equal(store_doc_get_scoped(f->s, &p.sb, da, &d), STORE_ENOTFOUND);
+    assert_int_equal(n_docs_seen(f->s, &p.sb), 1);
+    assert_int_equal(store_session_documents_scoped(f->s, &p.sb, "bs", &ids), STORE_OK);
+    assert_int_equal(ids.n, 1);
+    assert_string_equal(ids.ids[0], db);
+    store_id_list_cleanup(&ids);
+    store_session_t ss;
+    assert_int_equal(store_session_get_scoped(f->s, &p.sb, "bs4", &ss), STORE_OK);
+    assert_null(ss.document_id);
+    store_session_cleanup(&ss);
+    assert_int_equal(store_session_get_scoped(f->s, &p.sa, "as", &ss), STORE_OK);
+    assert_string_equal(ss.document_id, da);
+    store_session_cleanup(&ss);
+
+    /* an admin may share and unshare anyone's */
+    assert_int_equal(store_doc_set_shared(f->s, &p.sadm, priv, true), STORE_OK);
+    assert_int_equal(n_docs_seen(f->s, &p.sb), 2);
+    assert_int_equal(store_doc_set_shared(f->s, &p.sadm, priv, false), STORE_OK);
+    assert_int_equal(n_docs_seen(f->s, &p.sb), 1);
+    assert_int_equal(store_check(f->s), STORE_OK);
+}
+
+/* The same bytes uploaded by two users: two documents, one file. */
+static void test_same_content_two_users(void **state)
+{
+    fx_t *f = *state;
+    people_t p;
+    mk_people(f->s, &p);
+    store_doc_t in = doc_in(5), da, db, again;
+    in.stored_name = "alice-upload.txt";
+    bool existed = true;
+    assert_int_equal(store_doc_insert_scoped(f->s, &p.sa, &in, "same words", 10, &da, &existed),
+                     STORE_OK);
+    assert_false(existed);
+    assert_string_equal(da.stored_name, "alice-upload.txt");
+
+    /* bob's upload of the same bytes: his own document, alice's file */
+    in.stored_name = "bob-upload.txt";
+    in.filename = "mine.txt";
+    assert_int_equal(store_doc_insert_scoped(f->s, &p.sb, &in, "same words", 10, &db, &existed),
+                     STORE_OK);
+    assert_false(existed);
+    assert_string_not_equal(db.id, da.id);
+    assert_string_equal(db.owner_id, p.b);
+    assert_string_equal(db.filename, "mine.txt");
+    assert_string_equal(db.stored_name, "alice-upload.txt");   /* bob's own file: unused */
+    assert_string_equal(db.sha256, da.sha256);
+    int64_t refs = 0;
+    assert_int_equal(store_file_refs(f->s, "alice-upload.txt", &refs), STORE_OK);
+    assert_int_equal(refs, 2);
+    assert_int_equal(store_file_refs(f->s, "bob-upload.txt", &refs), STORE_OK);
+    assert_int_equal(refs, 0);
+
+    /* each one's own again: the existing one */
+    assert_int_equal(store_doc_insert_scoped(f->s, &p.sb, &in, "same words", 10, &again,
+                                             &existed), STORE_OK);
+    assert_true(existed);
+    assert_string_equal(again.id, db.id);
+    store_doc_cleanup(&again);
+    assert_int_equal(store_doc_insert_scoped(f->s, &p.sa, &in, "same words", 10, &again,
+                                             &existed), STORE_OK);
+    assert_true(existed);
+    assert_string_equal(again.id, da.id);
+    store_doc_cleanup(&again);
+    /* a file name is one content's: another content may not take it */
+    store_doc_t other = doc_in(6);
+    other.stored_name = "alice-upload.txt";
+    assert_int_equal(store_doc_insert_scoped(f->s, &p.sb, &other, "x", 1, &again, NULL),
+                     STORE_ECONFLICT);
+
+    /* quotas count it for each */
+    int64_t bytes = 0, n = 0;
+    assert_int_equal(store_user_usage(f->s, p.a, &bytes, &n), STORE_OK);
+    assert_int_equal(bytes, 105);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_user_usage(f->s, p.b, &bytes, &n), STORE_OK);
+    assert_int_equal(bytes, 105);
+    assert_int_equal(n, 1);
+
+    /* bob deletes his: alice's document and the file stay */
+    store_doc_t gone;
+    bool unused = true;
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sb, db.id, &gone, &unused), STORE_OK);
+    assert_false(unused);
+    assert_string_equal(gone.stored_name, "alice-upload.txt");
+    store_doc_cleanup(&gone);
+    store_doc_t still;
+    assert_int_equal(store_doc_get_scoped(f->s, &p.sa, da.id, &still), STORE_OK);
+    store_doc_cleanup(&still);
+    char *t = NULL;
+    assert_int_equal(store_doc_text(f->s, da.id, &t, NULL), STORE_OK);
+    assert_string_equal(t, "same words");
+    free(t);
+    assert_int_equal(store_file_refs(f->s, "alice-upload.txt", &refs), STORE_OK);
+    assert_int_equal(refs, 1);
+    /* and the last one takes the file with it */
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sa, da.id, NULL, &unused), STORE_OK);
+    assert_true(unused);
+    assert_int_equal(store_file_refs(f->s, "alice-upload.txt", &refs), STORE_OK);
+    assert_int_equal(refs, 0);
+    /* local mode keeps one document per content, as before accounts */
+    in.stored_name = "local.txt";
+    assert_int_equal(store_doc_insert(f->s, &in, "same words", 10, &again, &existed), STORE_OK);
+    assert_false(existed);
+    store_doc_cleanup(&again);
+    in.stored_name = "local2.txt";
+    assert_int_equal(store_doc_insert(f->s, &in, "same words", 10, &again, &existed), STORE_OK);
+    assert_true(existed);
+    assert_string_equal(again.stored_name, "local.txt");
+    store_doc_cleanup(&again);
+    assert_int_equal(store_file_refs(f->s, "a/b", &refs), STORE_OK);
+    assert_int_equal(store_file_refs(f->s, NULL, &refs), STORE_EINVAL);
+    store_doc_cleanup(&da);
+    store_doc_cleanup(&db);
+    assert_int_equal(store_check(f->s), STORE_OK);
+}
+
+/* The same content for another user without extracting it again. */
+static void test_doc_copy_content(void **state)
+{
+    fx_t *f = *state;
+    people_t p;
+    mk_people(f->s, &p);
+    char da[STORE_ID_MAX + 1];
+    insert_doc_as(f->s, &p.sa, 7, "a lighthouse keeper's log", da);
+    store_mark_t m[] = { { STORE_MARK_PAGE, 0, 1, "i" }, { STORE_MARK_PAGE, 10, 2, "ii" } };
+    assert_int_equal(store_doc_set_marks(f->s, da, m, 2), STORE_OK);
+    put_three_chunks(f->s, da);
+    int64_t tk[3] = { 11, 12, 13 };
+    assert_int_equal(store_chunks_set_tokens(f->s, da, "tok", tk, 3), STORE_OK);
+    assert_int_equal(store_doc_set_tokens(f->s, da, 36), STORE_OK);
+    store_part_t part;
+    store_part_init(&part);
+    part.chunk_first = 0;
+    part.chunk_last = 2;
+    part.tokens = 40;
+    part.content_length = 120;
+    part.cache.status = STORE_CACHE_CACHED;
+    part.cache.entry_id = "alice-entry";
+    assert_int_equal(store_parts_set(f->s, da, "plan", &part, 1), STORE_OK);
+    store_cache_t c = { .status = STORE_CACHE_CACHED, .entry_id = "e-a", .tokens = 36,
+                        .bytes = 1000, .tier = "ram", .ms = 1, .cached_at = 0 };
+    assert_int_equal(store_doc_set_cache(f->s, da, &c), STORE_OK);
+
+    store_doc_t in = doc_in(7), db;
+    bool existed = true;
+    assert_int_equal(store_doc_copy_content(f->s, &p.sb, in.sha256, "bobs-copy.txt", &db,
+                                            &existed), STORE_OK);
+    assert_false(existed);
+    assert_string_not_equal(db.id, da);
+    assert_string_equal(db.owner_id, p.b);
+    assert_false(db.shared);
+    assert_string_equal(db.filename, "bobs-copy.txt");
+    assert_string_equal(db.stored_name, "upload-7.txt");
+    assert_int_equal(db.file_size, 107);
+    assert_int_equal(db.n_chars, 25);
+    assert_int_equal(db.n_tokens, 36);
+    assert_int_equal(db.n_pages, 2);
+    assert_int_equal(db.n_chunks, 3);
+    assert_int_equal(db.cache.status, STORE_CACHE_NONE);   /* its own cache state */
+    assert_null(db.cache.entry_id);
+    char *t = NULL;
+    assert_int_equal(store_doc_text(f->s, db.id, &t, NULL), STORE_OK);
+    assert_string_equal(t, "a lighthouse keeper's log");
+    free(t);
+    store_chunk_t ch;
+    assert_int_equal(store_chunk_get(f->s, db.id, 1, &ch), STORE_OK);
+    assert_string_equal(ch.content, three_texts[1]);
+    assert_int_equal(ch.tokens, 12);
+    assert_string_equal(ch.tokens_key, "tok");
+    store_chunk_cleanup(&ch);
+    store_part_list_t pl;
+    assert_int_equal(store_parts_list(f->s, db.id, "plan", &pl), STORE_OK);
+    assert_int_equal(pl.n, 1);
+    assert_int_equal(pl.items[0].chunk_last, 2);
+    assert_int_equal(pl.items[0].tokens, 40);
+    assert_int_equal(pl.items[0].cache.status, STORE_CACHE_NONE);
+    assert_null(pl.items[0].cache.entry_id);
+    store_part_list_cleanup(&pl);
+    /* bob finds his copy in his searches, by text and by chunk */
+    store_doc_list_t l;
+    assert_int_equal(store_doc_search_scoped(f->s, &p.sb, "lighthouse", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].id, db.id);
+    store_doc_list_cleanup(&l);
+    store_chunk_list_t cl;
+    const char *ids[] = { db.id };
+    assert_int_equal(store_chunk_search(f->s, ids, 1, "digest", 10, &cl), STORE_OK);
+    assert_true(cl.n >= 1);
+    assert_string_equal(cl.items[0].doc_id, db.id);
+    store_chunk_list_cleanup(&cl);
+    int64_t refs = 0;
+    assert_int_equal(store_file_refs(f->s, "upload-7.txt", &refs), STORE_OK);
+    assert_int_equal(refs, 2);
+
+    /* again: his existing copy; unknown content: ENOTFOUND (extract it) */
+    store_doc_t again;
+    assert_int_equal(store_doc_copy_content(f->s, &p.sb, in.sha256, "x.txt", &again, &existed),
+                     STORE_OK);
+    assert_true(existed);
+    assert_string_equal(again.id, db.id);
+    store_doc_cleanup(&again);
+    char none[65];
+    memset(none, 'e', 64);
+    none[64] = '\0';
+    assert_int_equal(store_doc_copy_content(f->s, &p.sb, none, "x.txt", &again, &existed),
+                     STORE_ENOTFOUND);
+    assert_null(again.id);
+    assert_false(existed);
+    assert_int_equal(store_doc_copy_content(f->s, &p.sb, "abc", "x.txt", &again, NULL),
+                     STORE_EINVAL);
+    assert_int_equal(store_doc_copy_content(f->s, &p.sb, none, "", &again, NULL), STORE_EINVAL);
+    /* in local mode the content exists already */
+    assert_int_equal(store_doc_copy_content(f->s, NULL, in.sha256, "x.txt", &again, &existed),
+                     STORE_OK);
+    assert_true(existed);
+    store_doc_cleanup(&again);
+
+    /* the original goes: the copy stays whole, and keeps the file */
+    bool unused = true;
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sa, da, NULL, &unused), STORE_OK);
+    assert_false(unused);
+    assert_int_equal(store_doc_text(f->s, db.id, &t, NULL), STORE_OK);
+    free(t);
+    assert_int_equal(store_doc_delete_scoped(f->s, &p.sb, db.id, NULL, &unused), STORE_OK);
+    assert_true(unused);
+    store_doc_cleanup(&db);
+    assert_int_equal(store_check(f->s), STORE_OK);
+}
+
+/* Two users, each with a session "abc", and one user trying every door of
+ * the other's. */
+static void test_session_isolation(void **state)
+{
+    fx_t *f = *state;
+    people_t p;
+    mk_people(f->s, &p);
+    store_session_t ss;
+    assert_int_equal(store_session_create_scoped(f->s, &p.sa, "abc", NULL, "alice's", &ss),
+                     STORE_OK);
+    assert_string_equal(ss.id, "abc");
+    assert_string_equal(ss.owner_id, p.a);
+    store_session_cleanup(&ss);
+    assert_int_equal(store_session_create_scoped(f->s, &p.sb, "abc", NULL, "bob's", NULL),
+                     STORE_OK);
+    assert_int_equal(store_session_create_scoped(f->s, &p.sa, "abc", NULL, NULL, NULL),
+                     STORE_ECONFLICT);
+    bool created = true;
+    assert_int_equal(store_session_ensure_scoped(f->s, &p.sa, "only-a", NULL, NULL, &created),
+                     STORE_OK);
+    assert_true(created);
+    int64_t m1, m2, m3;
+    assert_int_equal(store_msg_append_scoped(f->s, &p.sa, "abc", STORE_ROLE_USER, "a1", false,
+                                             NULL, &m1), STORE_OK);
+    assert_int_equal(store_msg_append_scoped(f->s, &p.sa, "abc", STORE_ROLE_ASSISTANT, "a2",
+                                             false, NULL, &m2), STORE_OK);
+    assert_int_equal(store_msg_append_scoped(f->s, &p.sb, "abc", STORE_ROLE_USER, "b1", false,
+                                             NULL, &m3), STORE_OK);
+    assert_int_equal(store_msg_append_scoped(f->s, &p.sa, "only-a", STORE_ROLE_USER, "secret",
+                                             false, NULL, NULL), STORE_OK);
+
+    /* each "abc" is its owner's */
+    assert_int_equal(store_session_get_scoped(f->s, &p.sa, "abc", &ss), STORE_OK);
+    assert_string_equal(ss.title, "alice's");
+    assert_int_equal(ss.message_count, 2);
+    store_session_cleanup(&ss);
+    assert_int_equal(store_session_get_scoped(f->s, &p.sb, "abc", &ss), STORE_OK);
+    assert_string_equal(ss.title, "bob's");
+    assert_int_equal(ss.message_count, 1);
+    store_session_cleanup(&ss);
+    store_msg_list_t ml;
+    assert_int_equal(store_msg_list_scoped(f->s, &p.sb, "abc", 0, &ml), STORE_OK);
+    assert_int_equal(ml.n, 1);
+    assert_string_equal(ml.items[0].content, "b1");
+    assert_string_equal(ml.items[0].session_id, "abc");   /* the client's id */
+    assert_int_equal(ml.items[0].id, m3);
+    store_msg_list_cleanup(&ml);
+    assert_int_equal(store_msg_list_scoped(f->s, &p.sa, "abc", 1, &ml), STORE_OK);
+    assert_int_equal(ml.n, 1);
+    assert_int_equal(ml.items[0].id, m2);
+    store_msg_list_cleanup(&ml);
+    (void)m1;
+
+    /* every door of alice's "only-a", from bob: as if it never was */
+    const char *ids[] = { "only-a", "never-was" };
+    for (int i = 0; i < 2; i++) {
+        const char *id = ids[i];
+        int64_t n = 7;
+        assert_int_equal(store_session_get_scoped(f->s, &p.sb, id, &ss), STORE_ENOTFOUND);
+        assert_null(ss.id);
+        assert_int_equal(store_session_touch_scoped(f->s, &p.sb, id), STORE_ENOTFOUND);
+        assert_int_equal(store_session_set_title_scoped(f->s, &p.sb, id, "mine"),
+                         STORE_ENOTFOUND);
+        assert_int_equal(store_session_set_document_scoped(f->s, &p.sb, id, NULL),
+                         STORE_ENOTFOUND);
+        store_id_list_t dl;
+        assert_int_equal(store_session_documents_scoped(f->s, &p.sb, id, &dl), STORE_ENOTFOUND);
+        assert_int_equal(store_msg_list_scoped(f->s, &p.sb, id, 0, &ml), STORE_ENOTFOUND);
+        assert_int_equal(ml.n, 0);
+        assert_int_equal(store_msg_count_scoped(f->s, &p.sb, id, &n), STORE_ENOTFOUND);
+        assert_int_equal(n, 0);
+        assert_int_equal(store_msg_append_scoped(f->s, &p.sb, id, STORE_ROLE_USER, "hi", false,
+                                                 NULL, NULL), STORE_ENOTFOUND);
+        assert_int_equal(store_session_delete_scoped(f->s, &p.sb, id), STORE_ENOTFOUND);
+        /* an admin acts in its own sessions only, too */
+        assert_int_equal(store_session_get_scoped(f->s, &p.sadm, id, &ss), STORE_ENOTFOUND);
+        assert_int_equal(store_msg_list_scoped(f->s, &p.sadm, id, 0, &ml), STORE_ENOTFOUND);
+        /* and local mode sees only sessions without an owner */
+        assert_int_equal(store_session_get(f->s, id, &ss), STORE_ENOTFOUND);
+        assert_int_equal(store_msg_count(f->s, id, &n), STORE_ENOTFOUND);
+    }
+    /* ensure by bob makes bob's own, leaving alice's alone */
+    assert_int_equal(store_session_ensure_scoped(f->s, &p.sb, "only-a", NULL, &ss, &created),
+                     STORE_OK);
+    assert_true(created);
+    assert_int_equal(ss.message_count, 0);
+    assert_string_equal(ss.owner_id, p.b);
+    store_session_cleanup(&ss);
+    int64_t n = 0;
+    assert_int_equal(store_msg_count_scoped(f->s, &p.sa, "only-a", &n), STORE_OK);
+    assert_int_equal(n, 1);
+
+    /* lists: one's own only */
+    store_session_list_t sl;
+    assert_int_equal(store_session_list_scoped(f->s, &p.sa, 0, &sl), STORE_OK);
+    assert_int_equal(sl.n, 2);
+    for (size_t i = 0; i < sl.n; i++)
+        assert_string_equal(sl.items[i].owner_id, p.a);
+    store_session_list_cleanup(&sl);
+    assert_int_equal(store_session_list_scoped(f->s, &p.sadm, 0, &sl), STORE_OK);
+    assert_int_equal(sl.n, 0);
+    store_session_list_cleanup(&sl);
+    assert_int_equal(store_session_list(f->s, 0, &sl), STORE_OK);
+    assert_int_equal(sl.n, 0);
+    store_session_list_cleanup(&sl);
+
+    /* local mode has its own "abc" too */
+    assert_int_equal(store_session_create(f->s, "abc", NULL, "local", &ss), STORE_OK);
+    assert_null(ss.owner_id);
+    store_session_cleanup(&ss);
+    assert_int_equal(store_msg_append(f->s, "abc", STORE_ROLE_USER, "l1", false, NULL, NULL),
+                     STORE_OK);
+    assert_int_equal(store_msg_count(f->s, "abc", &n), STORE_OK);
+    assert_int_equal(n, 1);
+
+    /* alice deletes her "abc": bob's and the local one stay with theirs */
+    assert_int_equal(store_session_delete_scoped(f->s, &p.sa, "abc"), STORE_OK);
+    assert_int_equal(store_msg_count_scoped(f->s, &p.sb, "abc", &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_msg_count(f->s, "abc", &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_msg_count_scoped(f->s, &p.sa, "abc", &n), STORE_ENOTFOUND);
+    /* and may use the id again */
+    assert_int_equal(store_session_create_scoped(f->s, &p.sa, "abc", NULL, NULL, NULL),
+                     STORE_OK);
+
+    /* idle expiry is for everyone's (maintenance, no scope) */
+    int64_t gone = 0;
+    assert_int_equal(store_session_delete_expired(f->s, 0, store_now_ms() + 1000, &gone),
+                     STORE_OK);
+    assert_int_equal(gone, 5);
+}
+
+static void test_user_delete_everything(void **state)
+{
+    fx_t *f = *state;
+    people_t p;
+    mk_people(f->s, &p);
+    char own[STORE_ID_MAX + 1], shared[STORE_ID_MAX + 1], h[65];
+    insert_doc_as(f->s, &p.sb, 1, "only bob has this", own);
+    insert_doc_as(f->s, &p.sb, 2, "bob shares this", shared);
+    assert_int_equal(store_doc_set_shared(f->s, &p.sb, shared, true), STORE_OK);
+    /* alice has content 2 too, so its file stays */
+    store_doc_t in = doc_in(2), da;
+    in.stored_name = "alice-2.txt";
+    assert_int_equal(store_doc_insert_scoped(f->s, &p.sa, &in, "bob shares this", 15, &da, NULL),
+                     STORE_OK);
+    assert_string_equal(da.stored_name, "upload-2.txt");
+    assert_int_equal(store_session_create_scoped(f->s, &p.sb, "s", own, NULL, NULL), STORE_OK);
+    assert_int_equal(store_msg_append_scoped(f->s, &p.sb, "s", STORE_ROLE_USER, "x", false, NULL,
+                                             NULL), STORE_OK);
+    assert_int_equal(store_session_create_scoped(f->s, &p.sa, "s", shared, NULL, NULL),
+                     STORE_OK);
+    assert_int_equal(store_login_create(f->s, hash_of(1, h), p.b, 600, NULL, NULL, NULL),
+                     STORE_OK);
+    assert_int_equal(store_token_create(f->s, p.b, "t", hash_of(2, h), STORE_TOKEN_READ, 0,
+                                        NULL), STORE_OK);
+    store_audit_t e;
+    store_audit_init(&e);
+    e.actor_id = p.b;
+    e.actor_name = "bob";
+    e.action = "document.share";
+    e.target = shared;
+    assert_int_equal(store_audit_append(f->s, &e, 0, NULL), STORE_OK);
+
+    store_doc_list_t docs;
+    store_id_list_t files;
+    assert_int_equal(store_user_delete(f->s, p.b, &docs, &files), STORE_OK);
+    assert_int_equal(docs.n, 2);
+    assert_true(has_doc(&docs, own));
+    assert_true(has_doc(&docs, shared));
+    assert_int_equal(files.n, 1);   /* upload-2.txt is alice's file too */
+    assert_string_equal(files.ids[0], "upload-1.txt");
+    store_doc_list_cleanup(&docs);
+    store_id_list_cleanup(&files);
+
+    store_user_t u;
+    assert_int_equal(store_user_get(f->s, p.b, &u), STORE_ENOTFOUND);
+    assert_int_equal(store_login_lookup(f->s, hash_of(1, h), 0, 0, NULL, &u), STORE_ENOTFOUND);
+    assert_int_equal(store_token_lookup(f->s, hash_of(2, h), 0, 0, NULL, &u), STORE_ENOTFOUND);
+    assert_int_equal(store_session_get_scoped(f->s, &p.sb, "s", NULL), STORE_EINVAL);
+    store_session_t ss;
+    assert_int_equal(store_session_get_scoped(f->s, &p.sb, "s", &ss), STORE_ENOTFOUND);
+    store_doc_t d;
+    assert_int_equal(store_doc_get(f->s, own, &d), STORE_ENOTFOUND);
+    assert_int_equal(store_doc_get(f->s, shared, &d), STORE_ENOTFOUND);
+    /* alice's session lost the shared document, her own copy is whole */
+    assert_int_equal(store_session_get_scoped(f->s, &p.sa, "s", &ss), STORE_OK);
+    assert_null(ss.document_id);
+    store_session_cleanup(&ss);
+    char *t = NULL;
+    assert_int_equal(store_doc_text(f->s, da.id, &t, NULL), STORE_OK);
+    assert_string_equal(t, "bob shares this");
+    free(t);
+    /* nothing of bob's is left in the text index; the audit entry stays */
+    store_doc_list_t l;
+    assert_int_equal(store_doc_search(f->s, "only", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    store_doc_list_cleanup(&l);
+    store_audit_list_t al;
+    store_audit_filter_t af = { .actor = p.b, .limit = 10 };
+    assert_int_equal(store_audit_list(f->s, &af, &al), STORE_OK);
+    assert_int_equal(al.n, 1);
+    store_audit_list_cleanup(&al);
+    int64_t bytes;
+    assert_int_equal(store_user_usage(f->s, p.b, &bytes, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_check(f->s), STORE_OK);
+    store_doc_cleanup(&da);
+}
+
+static void test_adopt_unowned(void **state)
+{
+    fx_t *f = *state;
+    /* a data directory used in local mode */
+    char d1[STORE_ID_MAX + 1], d2[STORE_ID_MAX + 1];
+    insert_doc(f->s, 1, "local one", d1);
+    insert_doc(f->s, 2, "local two", d2);
+    assert_int_equal(store_session_create(f->s, "s1", d1, NULL, NULL), STORE_OK);
+    assert_int_equal(store_session_create(f->s, "s2", NULL, NULL, NULL), STORE_OK);
+    assert_int_equal(store_msg_append(f->s, "s1", STORE_ROLE_USER, "q", false, NULL, NULL),
+                     STORE_OK);
+    /* accounts turned on: the first admin adopts it all */
+    char adm[STORE_ID_MAX + 1], other[STORE_ID_MAX + 1];
+    mk_user(f->s, "root", STORE_USER_ROLE_ADMIN, adm);
+    mk_user(f->s, "bob", STORE_USER_ROLE_USER, other);
+    store_scope_t sa = { adm, true }, sb = { other, false };
+    insert_doc_as(f->s, &sb, 3, "bob's own", NULL);
+    int64_t nd = -1, ns = -1;
+    assert_int_equal(store_adopt_unowned(f->s, adm, &nd, &ns), STORE_OK);
+    assert_int_equal(nd, 2);
+    assert_int_equal(ns, 2);
+    store_doc_t d;
+    assert_int_equal(store_doc_get(f->s, d1, &d), STORE_OK);
+    assert_string_equal(d.owner_id, adm);
+    store_doc_cleanup(&d);
+    assert_int_equal(store_doc_get_scoped(f->s, &sb, d1, &d), STORE_ENOTFOUND);
+    int64_t n = 0;
+    assert_int_equal(store_msg_count_scoped(f->s, &sa, "s1", &n), STORE_OK);
+    assert_int_equal(n, 1);
+    store_session_t ss;
+    assert_int_equal(store_session_get_scoped(f->s, &sa, "s1", &ss), STORE_OK);
+    assert_string_equal(ss.document_id, d1);
+    assert_string_equal(ss.owner_id, adm);
+    store_session_cleanup(&ss);
+    assert_int_equal(store_session_get(f->s, "s1", &ss), STORE_ENOTFOUND); /* not unowned now */
+    assert_int_equal(store_adopt_unowned(f->s, adm, &nd, &ns), STORE_OK);
+    assert_int_equal(nd, 0);
+    assert_int_equal(ns, 0);
+
+    /* an unowned session whose id the user has already: refused whole */
+    insert_doc(f->s, 4, "local again", NULL);
+    assert_int_equal(store_session_create(f->s, "s1", NULL, NULL, NULL), STORE_OK);
+    assert_int_equal(store_session_create(f->s, "s9", NULL, NULL, NULL), STORE_OK);
+    assert_int_equal(store_adopt_unowned(f->s, adm, &nd, &ns), STORE_ECONFLICT);
+    assert_int_equal(nd, 0);
+    assert_int_equal(ns, 0);
+    assert_int_equal(store_session_get(f->s, "s9", &ss), STORE_OK);   /* nothing moved */
+    assert_null(ss.owner_id);
+    store_session_cleanup(&ss);
+    store_doc_list_t l;
+    assert_int_equal(store_doc_list_scoped(f->s, &sb, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    store_doc_list_cleanup(&l);
+    assert_int_equal(store_doc_list_scoped(f->s, &(store_scope_t){ adm, false }, &l), STORE_OK);
+    assert_int_equal(l.n, 2);
+    store_doc_list_cleanup(&l);
+    /* another user may take them */
+    assert_int_equal(store_adopt_unowned(f->s, other, &nd, &ns), STORE_OK);
+    assert_int_equal(nd, 1);
+    assert_int_equal(ns, 2);
+    assert_int_equal(store_adopt_unowned(f->s, "nobody", &nd, &ns), STORE_ENOTFOUND);
+    assert_int_equal(store_adopt_unowned(f->s, "bad id", &nd, &ns), STORE_EINVAL);
+}
+
+static void test_user_usage(void **state)
+{
+    fx_t *f = *state;
+    people_t p;
+    mk_people(f->s, &p);
+    int64_t bytes = -1, n = -1;
+    assert_int_equal(store_user_usage(f->s, p.a, &bytes, &n), STORE_OK);
+    assert_int_equal(bytes, 0);
+    assert_int_equal(n, 0);
+    insert_doc_as(f->s, &p.sa, 1, "one", NULL);
+    insert_doc_as(f->s, &p.sa, 20, "twenty", NULL);
+    insert_doc_as(f->s, &p.sb, 3, "three", NULL);
+    insert_doc(f->s, 4, "nobody's", NULL);
+    assert_int_equal(store_user_usage(f->s, p.a, &bytes, &n), STORE_OK);
+    assert_int_equal(bytes, 101 + 120);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_user_usage(f->s, p.b, &bytes, NULL), STORE_OK);
+    assert_int_equal(bytes, 103);
+    assert_int_equal(store_user_usage(f->s, "nobody", &bytes, &n), STORE_ENOTFOUND);
+    assert_int_equal(bytes, 0);
+}
+
+static void test_audit_log(void **state)
+{
+    fx_t *f = *state;
+    char a[STORE_ID_MAX + 1];
+    mk_user(f->s, "alice", STORE_USER_ROLE_ADMIN, a);
+    static const char *const actions[] = { "login.ok", "login.fail", "user.create" };
+    int64_t before = store_now_ms(), last = 0;
+    for (int i = 0; i < 9; i++) {
+        store_audit_t e;
+        store_audit_init(&e);
+        char target[16];
+        snprintf(target, sizeof target, "t%d", i);
+        e.action = (char *)actions[i % 3];
+        e.target = target;
+        e.client_addr = "198.51.100.4";
+        if (i % 3 == 1) {
+            e.actor_name = "Mallory";   /* a failed login: a name, no id */
+        } else {
+            e.actor_id = a;
+            e.actor_name = "alice";
+        }
+        e.detail = i == 2 ? "{\"role\":\"user\"}" : NULL;
+        int64_t id = -1;
+        assert_int_equal(store_audit_append(f->s, &e, 0, &id), STORE_OK);
+        assert_true(id > last);
+        last = id;
+    }
+    store_audit_list_t l;
+    store_audit_filter_t fl = { .limit = 100 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 9);
+    assert_string_equal(l.items[0].target, "t8");   /* newest first */
+    assert_int_equal(l.items[0].id, last);
+    assert_in_range(l.items[0].ts, before, store_now_ms());
+    assert_string_equal(l.items[6].detail, "{\"role\":\"user\"}");
+    assert_string_equal(l.items[6].actor_id, a);
+    assert_string_equal(l.items[7].actor_name, "Mallory");
+    assert_null(l.items[7].actor_id);
+    assert_null(l.items[7].detail);
+    assert_string_equal(l.items[8].client_addr, "198.51.100.4");
+    store_audit_list_cleanup(&l);
+
+    /* pages */
+    fl = (store_audit_filter_t){ .offset = 2, .limit = 3 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.items[0].target, "t6");
+    assert_string_equal(l.items[2].target, "t4");
+    store_audit_list_cleanup(&l);
+    fl = (store_audit_filter_t){ .offset = 9, .limit = 3 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    store_audit_list_cleanup(&l);
+    /* filters: an actor by id or by name (any case), an action, both */
+    fl = (store_audit_filter_t){ .actor = a, .limit = 100 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 6);
+    store_audit_list_cleanup(&l);
+    fl = (store_audit_filter_t){ .actor = "mallory", .limit = 100 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.items[0].target, "t7");
+    store_audit_list_cleanup(&l);
+    fl = (store_audit_filter_t){ .action = "user.create", .limit = 100 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 3);
+    store_audit_list_cleanup(&l);
+    fl = (store_audit_filter_t){ .actor = "ALICE", .action = "login.ok", .offset = 1,
+                                 .limit = 100 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].target, "t3");
+    store_audit_list_cleanup(&l);
+    fl = (store_audit_filter_t){ .action = "login", .limit = 100 };   /* exact, not prefix */
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    store_audit_list_cleanup(&l);
+
+    /* bounded: append with max_rows keeps the newest max_rows */
+    store_audit_t e;
+    store_audit_init(&e);
+    e.action = "tick";
+    e.ts = 1234;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(store_audit_append(f->s, &e, 4, NULL), STORE_OK);
+    fl = (store_audit_filter_t){ .limit = 100 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 4);
+    for (size_t i = 0; i < l.n; i++) {
+        assert_string_equal(l.items[i].action, "tick");
+        assert_int_equal(l.items[i].ts, 1234);
+    }
+    store_audit_list_cleanup(&l);
+    int64_t n = -1;
+    assert_int_equal(store_audit_prune(f->s, 2, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_audit_prune(f->s, 2, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_audit_prune(f->s, 0, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_OK);
+    assert_int_equal(l.n, 0);
+    store_audit_list_cleanup(&l);
+    assert_int_equal(store_audit_append(f->s, &e, 0, NULL), STORE_OK);   /* still appends */
+
+    /* refusals */
+    store_audit_t bad;
+    store_audit_init(&bad);
+    assert_int_equal(store_audit_append(f->s, &bad, 0, NULL), STORE_EINVAL);   /* no action */
+    bad.action = "x";
+    bad.detail = "{not json";
+    assert_int_equal(store_audit_append(f->s, &bad, 0, NULL), STORE_EINVAL);
+    bad.detail = NULL;
+    bad.actor_id = "bad id";
+    assert_int_equal(store_audit_append(f->s, &bad, 0, NULL), STORE_EINVAL);
+    bad.actor_id = NULL;
+    char longaction[STORE_ACTION_MAX + 2];
+    memset(longaction, 'a', sizeof longaction - 1);
+    longaction[sizeof longaction - 1] = '\0';
+    bad.action = longaction;
+    assert_int_equal(store_audit_append(f->s, &bad, 0, NULL), STORE_ETOOBIG);
+    bad.action = "x";
+    assert_int_equal(store_audit_append(f->s, &bad, -1, NULL), STORE_EINVAL);
+    fl = (store_audit_filter_t){ .limit = 0 };
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_EINVAL);
+    fl.limit = 1001;
+    assert_int_equal(store_audit_list(f->s, &fl, &l), STORE_EINVAL);
+    assert_int_equal(store_audit_prune(f->s, -1, &n), STORE_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1676,6 +3124,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_create_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_last_admin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_last_admin_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_password, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_disable_ends_credentials, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_documents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_content_two_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_copy_content, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_delete_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_unowned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_user_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_log, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,7 +18,16 @@
  * - "sqlite::memory:" works across calls and is private to its store;
  * - a database of schema version 1 (a text in one value) written as an
  *   older kvchat wrote it, through sqlite3.h (the one exception above), is
- *   migrated: its texts read back, are found and are deleted as before.
+ *   migrated: its texts read back, are found and are deleted as before;
+ * - a database of schema version 3 (before accounts) with documents,
+ *   texts, marks, chunks, sessions, messages, session sets and a
+ *   collection is migrated keeping every row and every reference: no
+ *   owners, the same session ids, message ids and list orders; then
+ *   adopted by a first admin, and two users may hold the same content;
+ * - the store's own key of a session, read from the file, names no session
+ *   for anyone;
+ * - login and token lookups that are not due for a touch succeed while
+ *   another process holds the write lock (they only read).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -572,6 +581,293 @@ static void test_migrate_from_v1(void **state)
     assert_int_equal(get_be32(f->path, HDR_USER_VERSION), STORE_SQLITE_SCHEMA_VERSION);
 }
 
+/* Run `sql` on a database through sqlite3 directly; fail the test with
+ * SQLite's message if it fails. */
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("%s: %s", sql, err);
+}
+
+/* The first column of the first row of `sql` as an integer. */
+static int64_t raw_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A database of schema version 3 (the last before accounts), with a little
+ * of everything, written as that kvchat wrote it (the shipped migrations
+ * 0 -> 1 -> 2 -> 3, which never change), is migrated keeping every row:
+ * documents and sessions get no owner, session ids stay what their clients
+ * know, messages keep their ids and sessions, and everything refers to
+ * everything as before. */
+static void test_migrate_from_v3(void **state)
+{
+    fx_t *f = *state;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    for (int v = 0; v < 3; v++)
+        raw_exec(db, store_sqlite_migration(v));
+    char sql[4096];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO documents (id, filename, stored_name, content_type, file_size, sha256, "
+             "uploaded_at, n_chars, n_tokens, cache_status, cache_entry_id) VALUES "
+             "('doc-a', 'a.txt', 'a-stored.txt', 'txt', 25, '%064d', 1000, 25, 6, 'cached', "
+             "'e-a'), "
+             "('doc-b', 'b.txt', 'b-stored.txt', 'txt', 0, '%064d', 1000, 0, NULL, 'none', NULL);"
+             "INSERT INTO document_chunks (document_id, seq, text) VALUES "
+             "('doc-a', 0, 'An old lighthouse keeper.');"
+             "INSERT INTO document_marks (document_id, seq, kind, pos, number, label) VALUES "
+             "('doc-a', 0, 'page', 0, 1, 'i');"
+             "INSERT INTO chunks (document_id, seq, pos_start, pos_end, n_chars, est_tokens, "
+             "content, index_text) VALUES ('doc-a', 0, 0, 25, 25, 6, "
+             "'An old lighthouse keeper.', 'an old lighthouse keeper');"
+             "INSERT INTO sessions (id, created_at, last_active, document_id, title) VALUES "
+             "('old-s1', 100, 300, 'doc-a', 'Lighthouses'), ('old-s2', 100, 200, NULL, NULL);"
+             "INSERT INTO messages (session_id, role, content, created_at, meta) VALUES "
+             "('old-s1', 'user', 'q1', 101, NULL), ('old-s1', 'assistant', 'a1', 102, '{}'), "
+             "('old-s2', 'user', 'q2', 103, NULL), ('old-s1', 'user', 'q3', 104, NULL);"
+             "INSERT INTO session_documents (session_id, pos, document_id) VALUES "
+             "('old-s2', 0, 'doc-b'), ('old-s2', 1, 'doc-a');"
+             "UPDATE sessions SET document_id = 'doc-b' WHERE id = 'old-s2';"
+             "INSERT INTO collections (id, name, created_at) VALUES ('coll', 'C', 5);"
+             "INSERT INTO collection_documents (collection_id, pos, document_id) VALUES "
+             "('coll', 0, 'doc-a');"
+             "PRAGMA user_version = 3; PRAGMA application_id = %d;",
+             1, 2, STORE_SQLITE_APP_ID);
+    raw_exec(db, sql);
+    sqlite3_close(db);
+
+    store_t *s;
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    assert_int_equal(store_check(s), STORE_OK);
+
+    /* documents: all there, nobody's, in the same order (equal times: the
+     * later insert first, so rowids were kept) */
+    store_doc_list_t l;
+    assert_int_equal(store_doc_list(s, &l), STORE_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0].id, "doc-b");
+    assert_string_equal(l.items[1].id, "doc-a");
+    const store_doc_t *a = &l.items[1];
+    assert_null(a->owner_id);
+    assert_false(a->shared);
+    assert_string_equal(a->stored_name, "a-stored.txt");
+    assert_int_equal(a->n_tokens, 6);
+    assert_int_equal(a->n_pages, 1);
+    assert_int_equal(a->n_chunks, 1);
+    assert_int_equal(a->cache.status, STORE_CACHE_CACHED);
+    assert_string_equal(a->cache.entry_id, "e-a");
+    store_doc_list_cleanup(&l);
+    char *t = NULL;
+    assert_int_equal(store_doc_text(s, "doc-a", &t, NULL), STORE_OK);
+    assert_string_equal(t, "An old lighthouse keeper.");
+    free(t);
+    assert_int_equal(store_doc_search(s, "lighthouse", 10, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].id, "doc-a");
+    store_doc_list_cleanup(&l);
+    store_chunk_list_t cl;
+    const char *ids[] = { "doc-a" };
+    assert_int_equal(store_chunk_search(s, ids, 1, "lighthouse", 10, &cl), STORE_OK);
+    assert_int_equal(cl.n, 1);
+    store_chunk_list_cleanup(&cl);
+
+    /* sessions: their ids as their clients know them, nobody's, with
+     * their messages, documents and order */
+    store_session_list_t sl;
+    assert_int_equal(store_session_list(s, 0, &sl), STORE_OK);
+    assert_int_equal(sl.n, 2);
+    assert_string_equal(sl.items[0].id, "old-s1");
+    assert_null(sl.items[0].owner_id);
+    assert_string_equal(sl.items[0].title, "Lighthouses");
+    assert_string_equal(sl.items[0].document_filename, "a.txt");
+    assert_int_equal(sl.items[0].message_count, 3);
+    assert_int_equal(sl.items[0].last_active, 300);
+    assert_int_equal(sl.items[1].message_count, 1);
+    store_session_list_cleanup(&sl);
+    store_msg_list_t ml;
+    assert_int_equal(store_msg_list(s, "old-s1", 0, &ml), STORE_OK);
+    assert_int_equal(ml.n, 3);
+    assert_int_equal(ml.items[0].id, 1);
+    assert_int_equal(ml.items[1].id, 2);
+    assert_int_equal(ml.items[2].id, 4);
+    assert_string_equal(ml.items[2].content, "q3");
+    assert_string_equal(ml.items[1].meta, "{}");
+    assert_string_equal(ml.items[0].session_id, "old-s1");
+    store_msg_list_cleanup(&ml);
+    int64_t id = 0;
+    assert_int_equal(store_msg_append(s, "old-s2", STORE_ROLE_USER, "new", false, NULL, &id),
+                     STORE_OK);
+    assert_int_equal(id, 5);   /* ids go on growing */
+    store_id_list_t dl;
+    assert_int_equal(store_session_documents(s, "old-s2", &dl), STORE_OK);
+    assert_int_equal(dl.n, 2);
+    assert_string_equal(dl.ids[0], "doc-b");
+    assert_string_equal(dl.ids[1], "doc-a");
+    store_id_list_cleanup(&dl);
+    store_collection_t c;
+    assert_int_equal(store_collection_get(s, "coll", &c), STORE_OK);
+    assert_int_equal(c.docs.n, 1);
+    store_collection_cleanup(&c);
+    /* foreign keys still hold, both ways */
+    assert_int_equal(store_session_create(s, "x", "no-such-doc", NULL, NULL), STORE_ENOTFOUND);
+    assert_int_equal(store_session_create(s, "old-s1", NULL, NULL, NULL), STORE_ECONFLICT);
+
+    /* accounts on: the first admin adopts it all */
+    store_user_t u;
+    assert_int_equal(store_user_create(s, "root", "$argon2id$x", STORE_USER_ROLE_ADMIN, &u),
+                     STORE_OK);
+    int64_t nd = 0, ns = 0;
+    assert_int_equal(store_adopt_unowned(s, u.id, &nd, &ns), STORE_OK);
+    assert_int_equal(nd, 2);
+    assert_int_equal(ns, 2);
+    store_scope_t root = { u.id, true };
+    int64_t n = 0;
+    assert_int_equal(store_msg_count_scoped(s, &root, "old-s1", &n), STORE_OK);
+    assert_int_equal(n, 3);
+    /* the old UNIQUE(sha256) is gone: another user's copy of doc-a */
+    store_user_t b;
+    assert_int_equal(store_user_create(s, "bob", "$argon2id$y", STORE_USER_ROLE_USER, &b),
+                     STORE_OK);
+    store_scope_t sb = { b.id, false };
+    store_doc_t in, out;
+    store_doc_init(&in);
+    char sha[65];
+    snprintf(sha, sizeof sha, "%064d", 1);
+    in.filename = "mine.txt";
+    in.stored_name = "bob.txt";
+    in.content_type = "txt";
+    in.file_size = 25;
+    in.sha256 = sha;
+    bool existed = true;
+    assert_int_equal(store_doc_insert_scoped(s, &sb, &in, "An old lighthouse keeper.", 25, &out,
+                                             &existed), STORE_OK);
+    assert_false(existed);
+    assert_string_equal(out.stored_name, "a-stored.txt");
+    store_doc_cleanup(&out);
+    /* deleting a migrated session still takes its messages */
+    assert_int_equal(store_session_delete_scoped(s, &root, "old-s1"), STORE_OK);
+    assert_int_equal(store_check(s), STORE_OK);
+    store_close(s);
+    store_user_cleanup(&u);
+    store_user_cleanup(&b);
+    assert_int_equal(get_be32(f->path, HDR_USER_VERSION), STORE_SQLITE_SCHEMA_VERSION);
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM messages WHERE session_id = 'old-s1'"), 0);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM messages"), 2);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+    sqlite3_close(db);
+    /* opened again: nothing left to migrate */
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    assert_int_equal(store_doc_list(s, &l), STORE_OK);
+    assert_int_equal(l.n, 3);
+    store_doc_list_cleanup(&l);
+    store_close(s);
+}
+
+/* The store's own key of a session never reaches another user: even
+ * knowing it (read here from the file), nobody can name the session by it. */
+static void test_session_keys_stay_inside(void **state)
+{
+    fx_t *f = *state;
+    store_t *s;
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    store_user_t a, b;
+    assert_int_equal(store_user_create(s, "alice", "$h$a", STORE_USER_ROLE_USER, &a), STORE_OK);
+    assert_int_equal(store_user_create(s, "bob", "$h$b", STORE_USER_ROLE_USER, &b), STORE_OK);
+    store_scope_t sa = { a.id, false }, sb = { b.id, false }, sadm = { b.id, true };
+    assert_int_equal(store_session_create_scoped(s, &sa, "abc", NULL, NULL, NULL), STORE_OK);
+    assert_int_equal(store_msg_append_scoped(s, &sa, "abc", STORE_ROLE_USER, "secret", false,
+                                             NULL, NULL), STORE_OK);
+
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT id FROM sessions WHERE client_id = 'abc'",
+                                        -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    char key[STORE_ID_MAX + 1];
+    snprintf(key, sizeof key, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_string_not_equal(key, "abc");
+    assert_true(store_id_valid(key));
+
+    const store_scope_t *scopes[] = { &sa, &sb, &sadm, NULL };
+    for (int i = 0; i < 4; i++) {
+        store_session_t ss;
+        store_msg_list_t ml;
+        int64_t n;
+        assert_int_equal(store_session_get_scoped(s, scopes[i], key, &ss), STORE_ENOTFOUND);
+        assert_int_equal(store_msg_list_scoped(s, scopes[i], key, 0, &ml), STORE_ENOTFOUND);
+        assert_int_equal(store_msg_count_scoped(s, scopes[i], key, &n), STORE_ENOTFOUND);
+        assert_int_equal(store_msg_append_scoped(s, scopes[i], key, STORE_ROLE_USER, "x", false,
+                                                 NULL, NULL), STORE_ENOTFOUND);
+        assert_int_equal(store_session_delete_scoped(s, scopes[i], key), STORE_ENOTFOUND);
+    }
+    /* nor does it show anywhere: messages name the session as its client does */
+    store_msg_list_t ml;
+    assert_int_equal(store_msg_list_scoped(s, &sa, "abc", 0, &ml), STORE_OK);
+    assert_int_equal(ml.n, 1);
+    assert_string_equal(ml.items[0].session_id, "abc");
+    store_msg_list_cleanup(&ml);
+    store_session_list_t sl;
+    assert_int_equal(store_session_list_scoped(s, &sa, 0, &sl), STORE_OK);
+    assert_int_equal(sl.n, 1);
+    assert_string_equal(sl.items[0].id, "abc");
+    store_session_list_cleanup(&sl);
+    store_user_cleanup(&a);
+    store_user_cleanup(&b);
+    store_close(s);
+}
+
+/* A login or token lookup that is not due for a touch only reads: it
+ * succeeds, without waiting, while another process holds the write lock
+ * (a write would wait STORE_SQLITE_BUSY_MS and fail). */
+static void test_lookup_needs_no_write_lock(void **state)
+{
+    fx_t *f = *state;
+    store_t *s;
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    store_user_t u;
+    assert_int_equal(store_user_create(s, "alice", "$h$a", STORE_USER_ROLE_USER, &u), STORE_OK);
+    char lh[65], th[65];
+    memset(lh, 'a', 64);
+    lh[64] = '\0';
+    memset(th, 'b', 64);
+    th[64] = '\0';
+    assert_int_equal(store_login_create(s, lh, u.id, 3600, NULL, NULL, NULL), STORE_OK);
+    assert_int_equal(store_token_create(s, u.id, "t", th, STORE_TOKEN_READ, 0, NULL), STORE_OK);
+    store_user_t got;
+    assert_int_equal(store_token_lookup(s, th, 0, 60, NULL, &got), STORE_OK); /* first use */
+    store_user_cleanup(&got);
+
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    raw_exec(db, "BEGIN IMMEDIATE");
+    int64_t t0 = store_now_ms();
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(store_login_lookup(s, lh, 0, 60, NULL, &got), STORE_OK);
+        assert_string_equal(got.id, u.id);
+        store_user_cleanup(&got);
+        assert_int_equal(store_token_lookup(s, th, 0, 60, NULL, &got), STORE_OK);
+        store_user_cleanup(&got);
+    }
+    assert_true(store_now_ms() - t0 < STORE_SQLITE_BUSY_MS);
+    raw_exec(db, "ROLLBACK");
+    sqlite3_close(db);
+    store_user_cleanup(&u);
+    store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +884,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_stores_one_file, setup, teardown),
         cmocka_unit_test(test_memory),
         cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_from_v3, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_keys_stay_inside, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_needs_no_write_lock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,9 @@
 /* store.c — the store's front: argument checks, defaults and dispatch.
  *
  * Every public store_* function checks its arguments here (NULLs, ids,
- * UTF-8, limits, enum ranges), fills the defaults (new ids, "now",
- * n_chars), initializes the caller's out-structs and then calls the
+ * UTF-8, limits, enum ranges, scopes, hashes, user names), fills the
+ * defaults (new ids, "now", n_chars, shortened user agents), initializes
+ * the caller's out-structs and then calls the
  * backend's function from its table (store_backend_ops_t). Backends thus
  * see valid input only, and the rules of store.h hold for every backend
  * alike. Backends are data: the table `backends` below maps URL schemes to
@@ -159,6 +160,8 @@ bool store_id_valid(const char *id)
 static const char *const cache_status_names[] = {"none", "caching", "cached", "failed"};
 static const char *const role_names[] = {"system", "user", "assistant"};
 static const char *const content_types[] = {"txt", "md", "pdf", "docx", "odt", "html", "epub"};
+static const char *const user_role_names[] = {"user", "admin"};
+static const char *const token_scope_names[] = {"read", "chat", "admin"};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -205,6 +208,50 @@ bool store_content_type_valid(const char *content_type)
     return name_index(content_types, COUNT(content_types), content_type) >= 0;
 }
 
+const char *store_user_role_name(store_user_role_t role)
+{
+    return (unsigned)role < COUNT(user_role_names) ? user_role_names[role] : "";
+}
+
+int store_user_role_parse(const char *name, store_user_role_t *out)
+{
+    int i = name_index(user_role_names, COUNT(user_role_names), name);
+    if (i < 0 || !out)
+        return STORE_EINVAL;
+    *out = (store_user_role_t)i;
+    return STORE_OK;
+}
+
+const char *store_token_scope_name(store_token_scope_t scope)
+{
+    return (unsigned)scope < COUNT(token_scope_names) ? token_scope_names[scope] : "";
+}
+
+int store_token_scope_parse(const char *name, store_token_scope_t *out)
+{
+    int i = name_index(token_scope_names, COUNT(token_scope_names), name);
+    if (i < 0 || !out)
+        return STORE_EINVAL;
+    *out = (store_token_scope_t)i;
+    return STORE_OK;
+}
+
+static bool is_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool store_user_name_valid(const char *name)
+{
+    if (!name || !is_alnum(name[0]))
+        return false;
+    size_t n = 0;
+    for (const char *p = name; *p; p++, n++)
+        if (n >= STORE_USER_NAME_MAX || !(is_alnum(*p) || strchr("._@-", *p)))
+            return false;
+    return true;
+}
+
 /* ---- Records ---------------------------------------------------------------- */
 
 static void cache_init(store_cache_t *c)
@@ -246,6 +293,7 @@ void store_doc_cleanup(store_doc_t *d)
     free(d->stored_name);
     free(d->content_type);
     free(d->sha256);
+    free(d->owner_id);
     cache_cleanup(&d->cache);
     store_doc_init(d);
 }
@@ -268,6 +316,7 @@ void store_session_cleanup(store_session_t *ss)
     free(ss->document_id);
     free(ss->title);
     free(ss->document_filename);
+    free(ss->owner_id);
     store_session_init(ss);
 }
 
@@ -343,6 +392,92 @@ void store_part_cleanup(store_part_t *p)
     store_part_init(p);
 }
 
+void store_user_init(store_user_t *u)
+{
+    if (!u)
+        return;
+    memset(u, 0, sizeof *u);
+    u->role = STORE_USER_ROLE_USER;
+    u->created_at = -1;
+    u->updated_at = -1;
+}
+
+void store_user_cleanup(store_user_t *u)
+{
+    if (!u)
+        return;
+    free(u->id);
+    free(u->name);
+    free(u->password_hash);
+    store_user_init(u);
+}
+
+void store_login_init(store_login_t *l)
+{
+    if (!l)
+        return;
+    memset(l, 0, sizeof *l);
+    l->created_at = -1;
+    l->last_seen_at = -1;
+    l->expires_at = -1;
+    l->idle_ms = -1;
+}
+
+void store_login_cleanup(store_login_t *l)
+{
+    if (!l)
+        return;
+    free(l->id);
+    free(l->user_id);
+    free(l->client_addr);
+    free(l->user_agent);
+    store_login_init(l);
+}
+
+void store_token_init(store_token_t *t)
+{
+    if (!t)
+        return;
+    memset(t, 0, sizeof *t);
+    t->scope = STORE_TOKEN_READ;
+    t->created_at = -1;
+    t->expires_at = -1;
+    t->last_used_at = -1;
+}
+
+void store_token_cleanup(store_token_t *t)
+{
+    if (!t)
+        return;
+    free(t->id);
+    free(t->user_id);
+    free(t->name);
+    free(t->hash);
+    store_token_init(t);
+}
+
+void store_audit_init(store_audit_t *e)
+{
+    if (!e)
+        return;
+    memset(e, 0, sizeof *e);
+    e->id = -1;
+    e->ts = -1;
+}
+
+void store_audit_cleanup(store_audit_t *e)
+{
+    if (!e)
+        return;
+    free(e->actor_id);
+    free(e->actor_name);
+    free(e->action);
+    free(e->target);
+    free(e->client_addr);
+    free(e->detail);
+    store_audit_init(e);
+}
+
 /* Grow an array of n elements of `size` bytes to room for n + 1, doubling
  * at powers of two (the capacity is implied by n). Returns the array, or
  * NULL with the old one still valid. */
@@ -389,6 +524,25 @@ RECORD_LIST(msg, store_msg_t, store_msg_list_t)
 RECORD_LIST(mark, store_mark_t, store_mark_list_t)
 RECORD_LIST(chunk, store_chunk_t, store_chunk_list_t)
 RECORD_LIST(part, store_part_t, store_part_list_t)
+RECORD_LIST(user, store_user_t, store_user_list_t)
+RECORD_LIST(login, store_login_t, store_login_list_t)
+RECORD_LIST(token, store_token_t, store_token_list_t)
+RECORD_LIST(audit, store_audit_t, store_audit_list_t)
+
+int store__id_list_push(store_id_list_t *l, const char *id)
+{
+    /* Exact size, as the backends' lists of ids are built, so that both
+     * may append to one list. */
+    char *copy = strdup(id);
+    char **ids = copy ? realloc(l->ids, (l->n + 1) * sizeof *ids) : NULL;
+    if (!ids) {
+        free(copy);
+        return STORE_ENOMEM;
+    }
+    l->ids = ids;
+    l->ids[l->n++] = copy;
+    return STORE_OK;
+}
 
 /* ---- Argument checks ------------------------------------------------------ */
 
@@ -415,6 +569,12 @@ static int check_id(const char *id)
 static int check_nullable_id(const char *id)
 {
     return !id || store_id_valid(id) ? STORE_OK : STORE_EINVAL;
+}
+
+/* NULL (local mode) or a scope with a valid user id. */
+static int check_scope(const store_scope_t *scope)
+{
+    return !scope || store_id_valid(scope->user_id) ? STORE_OK : STORE_EINVAL;
 }
 
 /* Copy a sha256 in hex (either case) to out[65] in lowercase. */
@@ -603,6 +763,12 @@ static int mem_read(void *ud, char *buf, size_t cap, size_t *got)
 int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_t text_len,
                      store_doc_t *out, bool *existed)
 {
+    return store_doc_insert_scoped(s, NULL, doc, text, text_len, out, existed);
+}
+
+int store_doc_insert_scoped(store_t *s, const store_scope_t *scope, const store_doc_t *doc,
+                            const char *text, size_t text_len, store_doc_t *out, bool *existed)
+{
     if (out)
         store_doc_init(out);
     if (existed)
@@ -615,11 +781,18 @@ int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_
         return STORE_EINVAL;
     mem_text_t m = { text, text_len };
     store_text_reader_t r = { mem_read, &m };
-    return store_doc_insert_from(s, doc, &r, out, existed);
+    return store_doc_insert_from_scoped(s, scope, doc, &r, out, existed);
 }
 
 int store_doc_insert_from(store_t *s, const store_doc_t *doc, const store_text_reader_t *text,
                           store_doc_t *out, bool *existed)
+{
+    return store_doc_insert_from_scoped(s, NULL, doc, text, out, existed);
+}
+
+int store_doc_insert_from_scoped(store_t *s, const store_scope_t *scope, const store_doc_t *doc,
+                                 const store_text_reader_t *text, store_doc_t *out,
+                                 bool *existed)
 {
     if (out)
         store_doc_init(out);
@@ -627,6 +800,7 @@ int store_doc_insert_from(store_t *s, const store_doc_t *doc, const store_text_r
         *existed = false;
     if (!s || !doc || !text || !text->read || !out)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_nullable_id(doc->id));
     CHECK(check_text(doc->filename, STORE_NAME_MAX, false, false));
     CHECK(check_text(doc->stored_name, STORE_NAME_MAX, false, false));
@@ -654,7 +828,7 @@ int store_doc_insert_from(store_t *s, const store_doc_t *doc, const store_text_r
         return STORE_ENOMEM;
     src->r = text;
     bool ex = false;
-    int rc = s->ops->doc_insert(s->b, &d, src, out, &ex);
+    int rc = s->ops->doc_insert(s->b, scope, &d, src, out, &ex);
     free(src);
     if (rc != STORE_OK) {
         store_doc_cleanup(out);
@@ -665,13 +839,43 @@ int store_doc_insert_from(store_t *s, const store_doc_t *doc, const store_text_r
     return STORE_OK;
 }
 
+int store_doc_copy_content(store_t *s, const store_scope_t *scope, const char *sha256,
+                           const char *filename, store_doc_t *out, bool *existed)
+{
+    store_doc_init(out);
+    if (existed)
+        *existed = false;
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_scope(scope));
+    char sha[65];
+    CHECK(normalize_sha256(sha256, sha));
+    CHECK(check_text(filename, STORE_NAME_MAX, false, false));
+    char id[STORE_UUID_BUFSZ];
+    CHECK(store_id_new(id));
+    bool ex = false;
+    int rc = s->ops->doc_copy_content(s->b, scope, sha, filename, id, store_now_ms(), out, &ex);
+    if (rc != STORE_OK)
+        store_doc_cleanup(out);
+    else if (existed)
+        *existed = ex;
+    return rc;
+}
+
 int store_doc_get(store_t *s, const char *id, store_doc_t *out)
+{
+    return store_doc_get_scoped(s, NULL, id, out);
+}
+
+int store_doc_get_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                         store_doc_t *out)
 {
     store_doc_init(out);
     if (!s || !out)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
-    int rc = s->ops->doc_get(s->b, id, out);
+    int rc = s->ops->doc_get(s->b, scope, id, out);
     if (rc != STORE_OK)
         store_doc_cleanup(out);
     return rc;
@@ -679,12 +883,19 @@ int store_doc_get(store_t *s, const char *id, store_doc_t *out)
 
 int store_doc_find_sha256(store_t *s, const char *sha256, store_doc_t *out)
 {
+    return store_doc_find_sha256_scoped(s, NULL, sha256, out);
+}
+
+int store_doc_find_sha256_scoped(store_t *s, const store_scope_t *scope, const char *sha256,
+                                 store_doc_t *out)
+{
     store_doc_init(out);
     if (!s || !out)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     char sha[65];
     CHECK(normalize_sha256(sha256, sha));
-    int rc = s->ops->doc_find_sha256(s->b, sha, out);
+    int rc = s->ops->doc_find_sha256(s->b, scope, sha, out);
     if (rc != STORE_OK)
         store_doc_cleanup(out);
     return rc;
@@ -725,11 +936,17 @@ int store_doc_text(store_t *s, const char *id, char **text, size_t *len)
 
 int store_doc_list(store_t *s, store_doc_list_t *out)
 {
+    return store_doc_list_scoped(s, NULL, out);
+}
+
+int store_doc_list_scoped(store_t *s, const store_scope_t *scope, store_doc_list_t *out)
+{
     if (out)
         *out = (store_doc_list_t){0};
     if (!s || !out)
         return STORE_EINVAL;
-    int rc = s->ops->doc_list(s->b, out);
+    CHECK(check_scope(scope));
+    int rc = s->ops->doc_list(s->b, scope, out);
     if (rc != STORE_OK)
         store_doc_list_cleanup(out);
     return rc;
@@ -737,17 +954,48 @@ int store_doc_list(store_t *s, store_doc_list_t *out)
 
 int store_doc_delete(store_t *s, const char *id, store_doc_t *out)
 {
+    return store_doc_delete_scoped(s, NULL, id, out, NULL);
+}
+
+int store_doc_delete_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                            store_doc_t *out, bool *file_unused)
+{
     store_doc_init(out);
+    if (file_unused)
+        *file_unused = false;
     if (!s)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
     store_doc_t tmp;
     store_doc_init(&tmp);
-    int rc = s->ops->doc_delete(s->b, id, out ? out : &tmp);
+    bool unused = false;
+    int rc = s->ops->doc_delete(s->b, scope, id, out ? out : &tmp, &unused);
     if (rc != STORE_OK)
         store_doc_cleanup(out);
+    else if (file_unused)
+        *file_unused = unused;
     store_doc_cleanup(&tmp);
     return rc;
+}
+
+int store_doc_set_shared(store_t *s, const store_scope_t *scope, const char *id, bool shared)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_scope(scope));
+    CHECK(check_id(id));
+    return s->ops->doc_set_shared(s->b, scope, id, shared);
+}
+
+int store_file_refs(store_t *s, const char *stored_name, int64_t *n)
+{
+    if (n)
+        *n = 0;
+    if (!s || !n)
+        return STORE_EINVAL;
+    CHECK(check_text(stored_name, STORE_NAME_MAX, false, false));
+    return s->ops->file_refs(s->b, stored_name, n);
 }
 
 int store_doc_set_tokens(store_t *s, const char *id, int64_t n_tokens)
@@ -758,23 +1006,23 @@ int store_doc_set_tokens(store_t *s, const char *id, int64_t n_tokens)
     return s->ops->doc_set_tokens(s->b, id, n_tokens);
 }
 
-/* Copy `err` (any bytes) into *out as valid UTF-8 of at most
- * STORE_CACHE_ERROR_MAX bytes: invalid sequences become U+FFFD and a longer
- * message is cut at a character boundary and ends with "...". On success
- * *out is a heap string (caller frees). */
-static int shorten_error(const char *err, char **out)
+/* Copy `err` (any bytes) into *out as valid UTF-8 of at most `max` (> 3)
+ * bytes: invalid sequences become U+FFFD and a longer text is cut at a
+ * character boundary and ends with "...". For diagnostic text (a cache
+ * error, a user agent). On success *out is a heap string (caller frees). */
+static int shorten_text(const char *err, size_t max, char **out)
 {
     *out = NULL;
-    size_t n = strnlen(err, STORE_CACHE_ERROR_MAX + 1);
-    bool cut = n > STORE_CACHE_ERROR_MAX;
+    size_t n = strnlen(err, max + 1);
+    bool cut = n > max;
     buf_t b;
-    buf_init(&b, 3 * (STORE_CACHE_ERROR_MAX + 1) + 8);
+    buf_init(&b, 3 * (max + 1) + 8);
     if (utf8_append_sanitized(&b, err, utf8_complete_len(err, n)) != BUF_OK) {
         buf_cleanup(&b);
         return STORE_ENOMEM;
     }
-    if (cut || b.len > STORE_CACHE_ERROR_MAX) {
-        b.len = utf8_complete_len(b.data, STORE_CACHE_ERROR_MAX - 3);
+    if (cut || b.len > max) {
+        b.len = utf8_complete_len(b.data, max - 3);
         b.data[b.len] = '\0';
         if (buf_append(&b, "...", 3) != BUF_OK) {
             buf_cleanup(&b);
@@ -805,7 +1053,7 @@ static int cache_final(const store_cache_t *cache, store_cache_t *out, char **er
     if (out->status == STORE_CACHE_CACHED && out->cached_at <= 0)
         out->cached_at = store_now_ms();
     if (out->error) {
-        CHECK(shorten_error(out->error, err));
+        CHECK(shorten_text(out->error, STORE_CACHE_ERROR_MAX, err));
         out->error = *err;
     }
     return STORE_OK;
@@ -839,14 +1087,21 @@ int store_doc_reset_cache(store_t *s, bool only_caching, int64_t *n_changed)
 
 int store_doc_search(store_t *s, const char *query, size_t limit, store_doc_list_t *out)
 {
+    return store_doc_search_scoped(s, NULL, query, limit, out);
+}
+
+int store_doc_search_scoped(store_t *s, const store_scope_t *scope, const char *query,
+                            size_t limit, store_doc_list_t *out)
+{
     if (out)
         *out = (store_doc_list_t){0};
     if (!s || !out || limit < 1 || limit > 1000)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_text(query, STORE_QUERY_MAX, false, false));
     if (!s->ops->doc_search)
         return STORE_EUNSUPPORTED;
-    int rc = s->ops->doc_search(s->b, query, limit, out);
+    int rc = s->ops->doc_search(s->b, scope, query, limit, out);
     if (rc != STORE_OK)
         store_doc_list_cleanup(out);
     return rc;
@@ -1061,9 +1316,17 @@ int store_part_set_cache(store_t *s, const char *id, const char *key, int64_t se
 int store_session_create(store_t *s, const char *id, const char *document_id, const char *title,
                          store_session_t *out)
 {
+    return store_session_create_scoped(s, NULL, id, document_id, title, out);
+}
+
+int store_session_create_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                const char *document_id, const char *title,
+                                store_session_t *out)
+{
     store_session_init(out);
     if (!s)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_nullable_id(id));
     CHECK(check_nullable_id(document_id));
     CHECK(check_text(title, STORE_NAME_MAX, true, true));
@@ -1074,7 +1337,7 @@ int store_session_create(store_t *s, const char *id, const char *document_id, co
     }
     store_session_t tmp;
     store_session_init(&tmp);
-    int rc = s->ops->session_create(s->b, id, document_id, title, store_now_ms(),
+    int rc = s->ops->session_create(s->b, scope, id, document_id, title, store_now_ms(),
                                     out ? out : &tmp);
     if (rc != STORE_OK)
         store_session_cleanup(out);
@@ -1085,18 +1348,25 @@ int store_session_create(store_t *s, const char *id, const char *document_id, co
 int store_session_ensure(store_t *s, const char *id, const char *document_id,
                          store_session_t *out, bool *created)
 {
+    return store_session_ensure_scoped(s, NULL, id, document_id, out, created);
+}
+
+int store_session_ensure_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                const char *document_id, store_session_t *out, bool *created)
+{
     store_session_init(out);
     if (created)
         *created = false;
     if (!s)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
     CHECK(check_nullable_id(document_id));
     store_session_t tmp;
     store_session_init(&tmp);
     bool cr = false;
-    int rc = s->ops->session_ensure(s->b, id, document_id, store_now_ms(), out ? out : &tmp,
-                                    &cr);
+    int rc = s->ops->session_ensure(s->b, scope, id, document_id, store_now_ms(),
+                                    out ? out : &tmp, &cr);
     if (rc != STORE_OK)
         store_session_cleanup(out);
     else if (created)
@@ -1107,11 +1377,18 @@ int store_session_ensure(store_t *s, const char *id, const char *document_id,
 
 int store_session_get(store_t *s, const char *id, store_session_t *out)
 {
+    return store_session_get_scoped(s, NULL, id, out);
+}
+
+int store_session_get_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                             store_session_t *out)
+{
     store_session_init(out);
     if (!s || !out)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
-    int rc = s->ops->session_get(s->b, id, out);
+    int rc = s->ops->session_get(s->b, scope, id, out);
     if (rc != STORE_OK)
         store_session_cleanup(out);
     return rc;
@@ -1119,16 +1396,28 @@ int store_session_get(store_t *s, const char *id, store_session_t *out)
 
 int store_session_touch(store_t *s, const char *id)
 {
+    return store_session_touch_scoped(s, NULL, id);
+}
+
+int store_session_touch_scoped(store_t *s, const store_scope_t *scope, const char *id)
+{
     if (!s)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
-    return s->ops->session_touch(s->b, id, store_now_ms());
+    return s->ops->session_touch(s->b, scope, id, store_now_ms());
 }
 
 int store_session_set_document(store_t *s, const char *id, const char *document_id)
 {
-    return store_session_set_documents(s, id, document_id ? &document_id : NULL,
-                                       document_id ? 1 : 0);
+    return store_session_set_document_scoped(s, NULL, id, document_id);
+}
+
+int store_session_set_document_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                      const char *document_id)
+{
+    return store_session_set_documents_scoped(s, scope, id, document_id ? &document_id : NULL,
+                                              document_id ? 1 : 0);
 }
 
 /* ids[0..n): 0..STORE_SET_MAX valid, distinct ids (at least `min`). */
@@ -1147,11 +1436,18 @@ static int check_id_set(const char *const *ids, size_t n, size_t min)
 
 int store_session_set_documents(store_t *s, const char *id, const char *const *ids, size_t n)
 {
+    return store_session_set_documents_scoped(s, NULL, id, ids, n);
+}
+
+int store_session_set_documents_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                       const char *const *ids, size_t n)
+{
     if (!s)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
     CHECK(check_id_set(ids, n, 0));
-    return s->ops->session_set_documents(s->b, id, ids, n);
+    return s->ops->session_set_documents(s->b, scope, id, ids, n);
 }
 
 void store_id_list_cleanup(store_id_list_t *l)
@@ -1167,12 +1463,19 @@ void store_id_list_cleanup(store_id_list_t *l)
 
 int store_session_documents(store_t *s, const char *id, store_id_list_t *out)
 {
+    return store_session_documents_scoped(s, NULL, id, out);
+}
+
+int store_session_documents_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                   store_id_list_t *out)
+{
     if (out)
         *out = (store_id_list_t){ 0 };
     if (!s || !out)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
-    int rc = s->ops->session_documents(s->b, id, out);
+    int rc = s->ops->session_documents(s->b, scope, id, out);
     if (rc != STORE_OK)
         store_id_list_cleanup(out);
     return rc;
@@ -1224,20 +1527,34 @@ int store_collection_get(store_t *s, const char *id, store_collection_t *out)
 
 int store_session_set_title(store_t *s, const char *id, const char *title)
 {
+    return store_session_set_title_scoped(s, NULL, id, title);
+}
+
+int store_session_set_title_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                   const char *title)
+{
     if (!s)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
     CHECK(check_text(title, STORE_NAME_MAX, true, true));
-    return s->ops->session_set_title(s->b, id, title);
+    return s->ops->session_set_title(s->b, scope, id, title);
 }
 
 int store_session_list(store_t *s, size_t limit, store_session_list_t *out)
+{
+    return store_session_list_scoped(s, NULL, limit, out);
+}
+
+int store_session_list_scoped(store_t *s, const store_scope_t *scope, size_t limit,
+                              store_session_list_t *out)
 {
     if (out)
         *out = (store_session_list_t){0};
     if (!s || !out)
         return STORE_EINVAL;
-    int rc = s->ops->session_list(s->b, limit, out);
+    CHECK(check_scope(scope));
+    int rc = s->ops->session_list(s->b, scope, limit, out);
     if (rc != STORE_OK)
         store_session_list_cleanup(out);
     return rc;
@@ -1245,10 +1562,16 @@ int store_session_list(store_t *s, size_t limit, store_session_list_t *out)
 
 int store_session_delete(store_t *s, const char *id)
 {
+    return store_session_delete_scoped(s, NULL, id);
+}
+
+int store_session_delete_scoped(store_t *s, const store_scope_t *scope, const char *id)
+{
     if (!s)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(id));
-    return s->ops->session_delete(s->b, id);
+    return s->ops->session_delete(s->b, scope, id);
 }
 
 int store_session_delete_expired(store_t *s, int64_t max_idle_s, int64_t now_ms,
@@ -1274,15 +1597,23 @@ int store_session_delete_expired(store_t *s, int64_t max_idle_s, int64_t now_ms,
 int store_msg_append(store_t *s, const char *session_id, store_role_t role, const char *content,
                      bool incomplete, const char *meta, int64_t *id_out)
 {
+    return store_msg_append_scoped(s, NULL, session_id, role, content, incomplete, meta, id_out);
+}
+
+int store_msg_append_scoped(store_t *s, const store_scope_t *scope, const char *session_id,
+                            store_role_t role, const char *content, bool incomplete,
+                            const char *meta, int64_t *id_out)
+{
     if (id_out)
         *id_out = -1;
     if (!s || (unsigned)role >= COUNT(role_names))
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(session_id));
     CHECK(check_text(content, STORE_CONTENT_MAX, false, true));
     CHECK(check_text(meta, STORE_META_MAX, true, false));
     int64_t id = -1;
-    int rc = s->ops->msg_append(s->b, session_id, role, content, incomplete, meta,
+    int rc = s->ops->msg_append(s->b, scope, session_id, role, content, incomplete, meta,
                                 store_now_ms(), &id);
     if (rc == STORE_OK && id_out)
         *id_out = id;
@@ -1291,12 +1622,19 @@ int store_msg_append(store_t *s, const char *session_id, store_role_t role, cons
 
 int store_msg_list(store_t *s, const char *session_id, size_t limit, store_msg_list_t *out)
 {
+    return store_msg_list_scoped(s, NULL, session_id, limit, out);
+}
+
+int store_msg_list_scoped(store_t *s, const store_scope_t *scope, const char *session_id,
+                          size_t limit, store_msg_list_t *out)
+{
     if (out)
         *out = (store_msg_list_t){0};
     if (!s || !out)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(session_id));
-    int rc = s->ops->msg_list(s->b, session_id, limit, out);
+    int rc = s->ops->msg_list(s->b, scope, session_id, limit, out);
     if (rc != STORE_OK)
         store_msg_list_cleanup(out);
     return rc;
@@ -1304,10 +1642,461 @@ int store_msg_list(store_t *s, const char *session_id, size_t limit, store_msg_l
 
 int store_msg_count(store_t *s, const char *session_id, int64_t *n)
 {
+    return store_msg_count_scoped(s, NULL, session_id, n);
+}
+
+int store_msg_count_scoped(store_t *s, const store_scope_t *scope, const char *session_id,
+                           int64_t *n)
+{
     if (n)
         *n = 0;
     if (!s || !n)
         return STORE_EINVAL;
+    CHECK(check_scope(scope));
     CHECK(check_id(session_id));
-    return s->ops->msg_count(s->b, session_id, n);
+    return s->ops->msg_count(s->b, scope, session_id, n);
+}
+
+/* ---- Accounts --------------------------------------------------------------- */
+
+/* A password hash as libsodium encodes it: printable ASCII without spaces. */
+static int check_password_hash(const char *h)
+{
+    if (!h || !h[0])
+        return STORE_EINVAL;
+    size_t n = strnlen(h, STORE_PASSWORD_HASH_MAX + 1);
+    if (n > STORE_PASSWORD_HASH_MAX)
+        return STORE_ETOOBIG;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)h[i] <= 0x20 || (unsigned char)h[i] >= 0x7f)
+            return STORE_EINVAL;
+    return STORE_OK;
+}
+
+static int check_user_role(store_user_role_t role)
+{
+    return (unsigned)role < COUNT(user_role_names) ? STORE_OK : STORE_EINVAL;
+}
+
+/* A "now" argument: <= 0 means the clock; beyond year 9999 is refused so
+ * that now + an interval cannot overflow. */
+static int resolve_now(int64_t *now_ms)
+{
+    if (*now_ms <= 0)
+        *now_ms = store_now_ms();
+    return *now_ms <= STORE_TIME_LAST ? STORE_OK : STORE_EINVAL;
+}
+
+/* A touch interval in seconds (0..10 years) as ms into *ms. */
+static int touch_interval(int64_t touch_after_s, int64_t *ms)
+{
+    if (touch_after_s < 0 || touch_after_s > 10 * 366 * 86400LL)
+        return STORE_EINVAL;
+    *ms = touch_after_s * 1000;
+    return STORE_OK;
+}
+
+int store_user_create(store_t *s, const char *name, const char *password_hash,
+                      store_user_role_t role, store_user_t *out)
+{
+    store_user_init(out);
+    if (!s || !store_user_name_valid(name))
+        return STORE_EINVAL;
+    CHECK(check_password_hash(password_hash));
+    CHECK(check_user_role(role));
+    char id[STORE_UUID_BUFSZ];
+    CHECK(store_id_new(id));
+    store_user_t tmp;
+    store_user_init(&tmp);
+    int rc = s->ops->user_create(s->b, id, name, password_hash, role, store_now_ms(),
+                                 out ? out : &tmp);
+    if (rc != STORE_OK)
+        store_user_cleanup(out);
+    store_user_cleanup(&tmp);
+    return rc;
+}
+
+int store_user_get(store_t *s, const char *id, store_user_t *out)
+{
+    store_user_init(out);
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    int rc = s->ops->user_get(s->b, id, false, out);
+    if (rc != STORE_OK)
+        store_user_cleanup(out);
+    return rc;
+}
+
+int store_user_get_by_name(store_t *s, const char *name, store_user_t *out)
+{
+    store_user_init(out);
+    if (!s || !out || !name)
+        return STORE_EINVAL;
+    if (!store_user_name_valid(name))
+        return STORE_ENOTFOUND;
+    int rc = s->ops->user_get(s->b, name, true, out);
+    if (rc != STORE_OK)
+        store_user_cleanup(out);
+    return rc;
+}
+
+int store_user_list(store_t *s, store_user_list_t *out)
+{
+    if (out)
+        *out = (store_user_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    int rc = s->ops->user_list(s->b, out);
+    if (rc != STORE_OK)
+        store_user_list_cleanup(out);
+    return rc;
+}
+
+int store_user_set_role(store_t *s, const char *id, store_user_role_t role)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_user_role(role));
+    return s->ops->user_set_role(s->b, id, role, store_now_ms());
+}
+
+int store_user_set_disabled(store_t *s, const char *id, bool disabled)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    return s->ops->user_set_disabled(s->b, id, disabled, store_now_ms());
+}
+
+int store_user_set_password(store_t *s, const char *id, const char *password_hash)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    CHECK(check_password_hash(password_hash));
+    return s->ops->user_set_password(s->b, id, password_hash, store_now_ms());
+}
+
+int store_user_delete(store_t *s, const char *id, store_doc_list_t *docs,
+                      store_id_list_t *unused_files)
+{
+    if (docs)
+        *docs = (store_doc_list_t){0};
+    if (unused_files)
+        *unused_files = (store_id_list_t){0};
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    store_doc_list_t d = {0};
+    store_id_list_t f = {0};
+    int rc = s->ops->user_delete(s->b, id, &d, &f);
+    if (rc == STORE_OK && docs) {
+        *docs = d;
+        d = (store_doc_list_t){0};
+    }
+    if (rc == STORE_OK && unused_files) {
+        *unused_files = f;
+        f = (store_id_list_t){0};
+    }
+    store_doc_list_cleanup(&d);
+    store_id_list_cleanup(&f);
+    return rc;
+}
+
+int store_user_count(store_t *s, int64_t *n_users, int64_t *n_admins)
+{
+    if (n_users)
+        *n_users = 0;
+    if (n_admins)
+        *n_admins = 0;
+    if (!s)
+        return STORE_EINVAL;
+    int64_t u = 0, a = 0;
+    int rc = s->ops->user_count(s->b, &u, &a);
+    if (rc == STORE_OK) {
+        if (n_users)
+            *n_users = u;
+        if (n_admins)
+            *n_admins = a;
+    }
+    return rc;
+}
+
+int store_user_usage(store_t *s, const char *id, int64_t *bytes, int64_t *n_docs)
+{
+    if (bytes)
+        *bytes = 0;
+    if (n_docs)
+        *n_docs = 0;
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    int64_t b = 0, n = 0;
+    int rc = s->ops->user_usage(s->b, id, &b, &n);
+    if (rc == STORE_OK) {
+        if (bytes)
+            *bytes = b;
+        if (n_docs)
+            *n_docs = n;
+    }
+    return rc;
+}
+
+int store_adopt_unowned(store_t *s, const char *user_id, int64_t *n_docs, int64_t *n_sessions)
+{
+    if (n_docs)
+        *n_docs = 0;
+    if (n_sessions)
+        *n_sessions = 0;
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(user_id));
+    int64_t d = 0, ss = 0;
+    int rc = s->ops->adopt_unowned(s->b, user_id, &d, &ss);
+    if (rc == STORE_OK) {
+        if (n_docs)
+            *n_docs = d;
+        if (n_sessions)
+            *n_sessions = ss;
+    }
+    return rc;
+}
+
+/* ---- Logins ---- */
+
+int store_login_create(store_t *s, const char *hash, const char *user_id, int64_t idle_s,
+                       const char *client_addr, const char *user_agent, store_login_t *out)
+{
+    store_login_init(out);
+    if (!s || idle_s < 1 || idle_s > 10 * 366 * 86400LL)
+        return STORE_EINVAL;
+    char h[65];
+    CHECK(normalize_sha256(hash, h));
+    CHECK(check_id(user_id));
+    CHECK(check_text(client_addr, STORE_ADDR_MAX, true, false));
+    char *ua = NULL;
+    if (user_agent)
+        CHECK(shorten_text(user_agent, STORE_USER_AGENT_MAX, &ua));
+    store_login_t tmp;
+    store_login_init(&tmp);
+    int rc = s->ops->login_create(s->b, h, user_id, idle_s * 1000, client_addr, ua,
+                                  store_now_ms(), out ? out : &tmp);
+    if (rc != STORE_OK)
+        store_login_cleanup(out);
+    store_login_cleanup(&tmp);
+    free(ua);
+    return rc;
+}
+
+int store_login_lookup(store_t *s, const char *hash, int64_t now_ms, int64_t touch_after_s,
+                       store_login_t *login, store_user_t *user)
+{
+    store_login_init(login);
+    store_user_init(user);
+    if (!s || !user)
+        return STORE_EINVAL;
+    char h[65];
+    int64_t touch_ms;
+    CHECK(normalize_sha256(hash, h));
+    CHECK(touch_interval(touch_after_s, &touch_ms));
+    CHECK(resolve_now(&now_ms));
+    store_login_t tmp;
+    store_login_init(&tmp);
+    int rc = s->ops->login_lookup(s->b, h, now_ms, touch_ms, login ? login : &tmp, user);
+    if (rc != STORE_OK) {
+        store_login_cleanup(login);
+        store_user_cleanup(user);
+    }
+    store_login_cleanup(&tmp);
+    return rc;
+}
+
+int store_login_list(store_t *s, const char *user_id, store_login_list_t *out)
+{
+    if (out)
+        *out = (store_login_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(user_id));
+    int rc = s->ops->login_list(s->b, user_id, out);
+    if (rc != STORE_OK)
+        store_login_list_cleanup(out);
+    return rc;
+}
+
+int store_login_delete(store_t *s, const char *hash, const char *user_id)
+{
+    if (!s)
+        return STORE_EINVAL;
+    char h[65];
+    CHECK(normalize_sha256(hash, h));
+    CHECK(check_nullable_id(user_id));
+    return s->ops->login_delete(s->b, h, user_id);
+}
+
+int store_login_delete_user(store_t *s, const char *user_id, const char *except_hash,
+                            int64_t *n_deleted)
+{
+    if (n_deleted)
+        *n_deleted = 0;
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(user_id));
+    char h[65];
+    if (except_hash)
+        CHECK(normalize_sha256(except_hash, h));
+    int64_t n = 0;
+    int rc = s->ops->login_delete_user(s->b, user_id, except_hash ? h : NULL, &n);
+    if (rc == STORE_OK && n_deleted)
+        *n_deleted = n;
+    return rc;
+}
+
+int store_login_sweep(store_t *s, int64_t now_ms, int64_t *n_deleted)
+{
+    if (n_deleted)
+        *n_deleted = 0;
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(resolve_now(&now_ms));
+    int64_t n = 0;
+    int rc = s->ops->login_sweep(s->b, now_ms, &n);
+    if (rc == STORE_OK && n_deleted)
+        *n_deleted = n;
+    return rc;
+}
+
+/* ---- API tokens ---- */
+
+int store_token_create(store_t *s, const char *user_id, const char *name, const char *hash,
+                       store_token_scope_t scope, int64_t expires_at, store_token_t *out)
+{
+    store_token_init(out);
+    if (!s || (unsigned)scope >= COUNT(token_scope_names))
+        return STORE_EINVAL;
+    CHECK(check_id(user_id));
+    CHECK(check_text(name, STORE_TOKEN_NAME_MAX, false, false));
+    char h[65];
+    CHECK(normalize_sha256(hash, h));
+    int64_t now = store_now_ms();
+    if (expires_at <= 0)
+        expires_at = -1;
+    else if (expires_at <= now || expires_at > STORE_TIME_LAST)
+        return STORE_EINVAL;
+    char id[STORE_UUID_BUFSZ];
+    CHECK(store_id_new(id));
+    store_token_t tmp;
+    store_token_init(&tmp);
+    int rc = s->ops->token_create(s->b, id, user_id, name, h, scope, expires_at, now,
+                                  out ? out : &tmp);
+    if (rc != STORE_OK)
+        store_token_cleanup(out);
+    store_token_cleanup(&tmp);
+    return rc;
+}
+
+int store_token_list(store_t *s, const char *user_id, store_token_list_t *out)
+{
+    if (out)
+        *out = (store_token_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    CHECK(check_id(user_id));
+    int rc = s->ops->token_list(s->b, user_id, out);
+    if (rc != STORE_OK)
+        store_token_list_cleanup(out);
+    return rc;
+}
+
+int store_token_lookup(store_t *s, const char *hash, int64_t now_ms, int64_t touch_after_s,
+                       store_token_t *token, store_user_t *user)
+{
+    store_token_init(token);
+    store_user_init(user);
+    if (!s || !user)
+        return STORE_EINVAL;
+    char h[65];
+    int64_t touch_ms;
+    CHECK(normalize_sha256(hash, h));
+    CHECK(touch_interval(touch_after_s, &touch_ms));
+    CHECK(resolve_now(&now_ms));
+    store_token_t tmp;
+    store_token_init(&tmp);
+    int rc = s->ops->token_lookup(s->b, h, now_ms, touch_ms, token ? token : &tmp, user);
+    if (rc != STORE_OK) {
+        store_token_cleanup(token);
+        store_user_cleanup(user);
+    }
+    store_token_cleanup(&tmp);
+    return rc;
+}
+
+int store_token_delete(store_t *s, const char *user_id, const char *id)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(user_id));
+    CHECK(check_id(id));
+    return s->ops->token_delete(s->b, user_id, id);
+}
+
+int store_token_delete_any(store_t *s, const char *id)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    return s->ops->token_delete(s->b, NULL, id);
+}
+
+/* ---- Audit log ---- */
+
+int store_audit_append(store_t *s, const store_audit_t *e, int64_t max_rows, int64_t *id_out)
+{
+    if (id_out)
+        *id_out = -1;
+    if (!s || !e || max_rows < 0)
+        return STORE_EINVAL;
+    CHECK(check_text(e->action, STORE_ACTION_MAX, false, false));
+    CHECK(check_nullable_id(e->actor_id));
+    CHECK(check_text(e->actor_name, STORE_NAME_MAX, true, false));
+    CHECK(check_text(e->target, STORE_NAME_MAX, true, true));
+    CHECK(check_text(e->client_addr, STORE_ADDR_MAX, true, false));
+    CHECK(check_text(e->detail, STORE_DETAIL_MAX, true, false));
+    store_audit_t a = *e;   /* shallow: borrowed strings */
+    CHECK(resolve_now(&a.ts));
+    int64_t id = -1;
+    int rc = s->ops->audit_append(s->b, &a, max_rows, &id);
+    if (rc == STORE_OK && id_out)
+        *id_out = id;
+    return rc;
+}
+
+int store_audit_list(store_t *s, const store_audit_filter_t *f, store_audit_list_t *out)
+{
+    if (out)
+        *out = (store_audit_list_t){0};
+    if (!s || !f || !out || f->limit < 1 || f->limit > 1000 ||
+        (uint64_t)f->offset > (uint64_t)INT64_MAX)
+        return STORE_EINVAL;
+    CHECK(check_text(f->actor, STORE_NAME_MAX, true, false));
+    CHECK(check_text(f->action, STORE_ACTION_MAX, true, false));
+    int rc = s->ops->audit_list(s->b, f, out);
+    if (rc != STORE_OK)
+        store_audit_list_cleanup(out);
+    return rc;
+}
+
+int store_audit_prune(store_t *s, int64_t max_rows, int64_t *n_deleted)
+{
+    if (n_deleted)
+        *n_deleted = 0;
+    if (!s || max_rows < 0)
+        return STORE_EINVAL;
+    int64_t n = 0;
+    int rc = s->ops->audit_prune(s->b, max_rows, &n);
+    if (rc == STORE_OK && n_deleted)
+        *n_deleted = n;
+    return rc;
 }

@@ -1,4 +1,5 @@
-/* store.h — the app server's persistent state: documents, sessions, messages.
+/* store.h — the app server's persistent state: documents, sessions, messages,
+ * and the accounts that own them (users, login sessions, API tokens, audit).
  *
  * This is the interface the rest of kvchat uses for everything it keeps
  * between restarts. The database behind it is chosen by store_open()'s
@@ -10,14 +11,20 @@
  *   backend (not built yet: STORE_EUNSUPPORTED).
  *
  * Records.
- *  - A document is one uploaded file: its metadata, the sha256 of its bytes
- *    (UNIQUE: identical content is stored once), its extracted text and the
- *    state of its KV cache in the engine. The extracted text is kept in the
- *    database, in a table of its own (read only by store_doc_text()), not in
- *    a file: it is then written and deleted atomically with its record (no
- *    orphan or missing text file after a crash), shared by every replica of
- *    a shared database, and indexed for full-text search (store_doc_search)
- *    without a second copy. A text is kept in pieces of at most
+ *  - A document is one uploaded file: its metadata, the sha256 of its bytes,
+ *    its extracted text and the state of its KV cache in the engine. It may
+ *    have an owner (a user; none in local mode) and may be shared with
+ *    everyone. Identical content is one document per owner: uploading the
+ *    same bytes again gives back the owner's existing document. Two owners
+ *    with the same content have a document each (their own ids, names and
+ *    cache states) that use ONE uploaded file: the file is kept while any
+ *    document uses it (see store_doc_delete_scoped's file_unused).
+ *    The extracted text is kept in the database, in a table of its own
+ *    (read only by store_doc_text()), not in a file: it is then written
+ *    and deleted atomically with its record (no orphan or missing text
+ *    file after a crash), shared by every replica of a shared database,
+ *    and indexed for full-text search (store_doc_search) without a second
+ *    copy. A text is kept in pieces of at most
  *    STORE_TEXT_CHUNK bytes, cut between words where it can be, each
  *    indexed on its own: storing (store_doc_insert_from), indexing and
  *    reading (store_doc_text_foreach) a text of any size up to
@@ -25,17 +32,42 @@
  *    text.
  *    The uploaded file itself stays in data/uploads/ under stored_name; the
  *    store never touches files.
- *  - A session is one conversation. Its id may be chosen by the client (the
- *    API creates the session on the first message, store_session_ensure) or
- *    by the store. It may name a document (ON DELETE SET NULL: deleting the
- *    document leaves the session without one).
+ *  - A session is one conversation of one owner (or of nobody, in local
+ *    mode). Its id may be chosen by the client (the API creates the session
+ *    on the first message, store_session_ensure) or by the store; it is
+ *    unique per owner only: two users may each have a session "abc", and
+ *    each reaches only their own. It may name a document (ON DELETE SET
+ *    NULL: deleting the document leaves the session without one).
  *  - A message belongs to one session (deleting the session deletes its
  *    messages) and is ordered by its id, which only grows.
+ *  - Accounts (see "Accounts" below): users, their login sessions (called
+ *    logins here, so as not to be confused with chat sessions) and API
+ *    tokens, and an audit log.
  *
- * Ids. Document and session ids are strings of 1..STORE_ID_MAX bytes of
- * printable ASCII other than '/', '\\', '?', '#', '%' and space (they appear
- * in URLs); the store makes new ones as lowercase UUID v4 text
- * (store_id_new). Message ids are positive integers.
+ * Ownership and scopes. Functions named *_scoped take the acting user as a
+ * store_scope_t: lists return what that user may see, and a record the user
+ * may not see gives STORE_ENOTFOUND exactly as an unknown id does (an id of
+ * another user's record reveals nothing). scope NULL is local mode, which is
+ * also what every function without a scope does (the behaviour from before
+ * accounts existed): every document, and the sessions that have no owner
+ * (all of them until accounts exist). A user's scope sees:
+ *   documents: their own (read and write) and the shared ones (read only);
+ *              an admin every document (read and write);
+ *   sessions and their messages: their own only, admins included (session
+ *              ids are the clients' and mean something only within their
+ *              owner).
+ * New documents and sessions get the scope's user as owner (none in local
+ * mode). The functions that take a document id and no scope (text, marks,
+ * chunks, parts, cache state) act on any document: a request path checks
+ * the document with store_doc_get_scoped() first.
+ *
+ * Ids. Document, session, user and token ids are strings of
+ * 1..STORE_ID_MAX bytes of printable ASCII other than '/', '\\', '?', '#',
+ * '%' and space (they appear in URLs); the store makes new ones as
+ * lowercase UUID v4 text (store_id_new). Message and audit entry ids are
+ * positive integers. Logins and tokens are found by the SHA-256 (64 hex
+ * digits) of a secret only the client holds: the store never sees secrets
+ * or passwords.
  *
  * Times are milliseconds since the Unix epoch (UTC), read from one clock
  * (store_now_ms); store_format_time() renders them as ISO 8601 for the API.
@@ -75,7 +107,9 @@ enum {
                               * value a constraint refuses (bad JSON meta...) */
     STORE_ENOTFOUND = -3,    /* no such record (or a referenced one, such as
                               * the session of a new message, is missing) */
-    STORE_ECONFLICT = -4,    /* a record with this id / stored_name exists */
+    STORE_ECONFLICT = -4,    /* a record with this id / stored_name / user
+                              * name exists, or the change would leave no
+                              * enabled admin */
     STORE_EIO = -5,          /* the database could not be read or written */
     STORE_ECORRUPT = -6,     /* the database file is damaged or not a database */
     STORE_EBUSY = -7,        /* the database stayed locked by another process */
@@ -97,8 +131,27 @@ const char *store_strerror(int rc);
 #define STORE_CACHE_ERROR_MAX 1024             /* cache_error, after shortening */
 #define STORE_SHORT_MAX 64                     /* cache_entry_id, cache_tier */
 #define STORE_TEXT_CHUNK (64u * 1024)          /* a piece of a text, as stored */
+#define STORE_USER_NAME_MAX 64                 /* a user name (see store_user_name_valid) */
+#define STORE_PASSWORD_HASH_MAX 512            /* a user's password hash, as encoded */
+#define STORE_ADDR_MAX 64                      /* a client address */
+#define STORE_USER_AGENT_MAX 256               /* a user agent, after shortening */
+#define STORE_TOKEN_NAME_MAX 128               /* an API token's name */
+#define STORE_ACTION_MAX 64                    /* an audit entry's action */
+#define STORE_DETAIL_MAX (64u * 1024)          /* an audit entry's detail JSON */
 
 typedef struct store store_t;
+
+/* Who is acting, for the *_scoped functions (see "Ownership and scopes"):
+ * user_id is a valid id (the user need not exist: a scope of an unknown
+ * user sees nothing of anyone's and owns nothing); admin widens what it
+ * sees of documents to all of them. The store does not check that admin
+ * matches the user's role: the caller builds the scope from the user it
+ * authenticated (store_login_lookup / store_token_lookup). Only read
+ * during a call. A NULL scope pointer is local mode. */
+typedef struct {
+    const char *user_id;
+    bool admin;
+} store_scope_t;
 
 /* ---- Opening ------------------------------------------------------------ */
 
@@ -184,8 +237,9 @@ bool store_content_type_valid(const char *content_type);
 typedef struct {
     char *id;            /* UUID text, or any valid id the caller chose */
     char *filename;      /* the client's file name; for display only */
-    char *stored_name;   /* generated file name under data/uploads/ (UNIQUE,
-                          * no '/') */
+    char *stored_name;   /* generated file name under data/uploads/ (no '/');
+                          * one content, one file: the documents of several
+                          * owners with the same sha256 share it */
     char *content_type;  /* txt | md | pdf | docx | odt | html | epub */
     int64_t file_size;   /* bytes of the uploaded file */
     char *sha256;        /* 64 lowercase hex digits of the file's bytes */
@@ -195,9 +249,13 @@ typedef struct {
     int64_t n_pages;     /* highest page number of its marks; 0 when none */
     int64_t n_chunks;    /* its chunks; 0 until chunked */
     store_cache_t cache;
+    char *owner_id;      /* the owning user's id; NULL: nobody's (local mode) */
+    bool shared;         /* readable by every user (written by its owner and
+                          * admins only) */
 } store_doc_t;
 
-/* Set every field to "empty" (NULL strings, -1 numbers, status NONE). */
+/* Set every field to "empty" (NULL strings, -1 numbers, status NONE,
+ * not shared). */
 void store_doc_init(store_doc_t *d);
 /* Free the strings and re-initialize. Accepts NULL. */
 void store_doc_cleanup(store_doc_t *d);
@@ -211,24 +269,39 @@ typedef struct {
 void store_doc_list_cleanup(store_doc_list_t *l);
 
 /* Insert a document with its extracted text text[0..text_len) (UTF-8, no
- * NUL, at most STORE_TEXT_MAX bytes; copied). `doc` (start from
+ * NUL, at most STORE_TEXT_MAX bytes; copied), in local mode (no owner).
+ * The same as store_doc_insert_scoped(s, NULL, ...). `doc` (start from
  * store_doc_init()) is only read, never freed or kept; from it the store
  * takes: id (NULL → a new UUID), filename, stored_name (no '/', not "." or
  * ".."), content_type, file_size (>= 0), sha256 (64 hex digits, either
- * case), uploaded_at (<= 0 → now), n_tokens (-1 if unknown). It computes
- * n_chars from the text; the cache state starts as STORE_CACHE_NONE; the
- * other fields of `doc` are ignored.
- * If a document with the same sha256 exists, nothing is written: *out
+ * case), uploaded_at (<= 0 → now), n_tokens (-1 if unknown), shared. It
+ * computes n_chars from the text; the cache state starts as
+ * STORE_CACHE_NONE; the other fields of `doc` (owner_id included) are
+ * ignored.
+ * If a document with the same sha256 exists (in local mode: any document;
+ * see store_doc_insert_scoped), nothing is written: *out
  * receives the EXISTING document and *existed is true (the caller then
  * removes the upload file it wrote). Otherwise *out receives the new record
  * and *existed is false. Checking and inserting are one transaction, so two
  * concurrent uploads of the same bytes give one document.
  * Returns STORE_OK; STORE_EINVAL for a missing or malformed field;
- * STORE_ECONFLICT when the id or stored_name is taken (by a document with
- * another sha256); STORE_ETOOBIG; or a database error. Nothing is written
- * on failure. out is caller-owned (store_doc_cleanup); existed may be NULL. */
+ * STORE_ECONFLICT when the id is taken, or the stored_name is the file of
+ * documents with another sha256; STORE_ETOOBIG; or a database error.
+ * Nothing is written on failure. out is caller-owned (store_doc_cleanup);
+ * existed may be NULL. */
 int store_doc_insert(store_t *s, const store_doc_t *doc, const char *text, size_t text_len,
                      store_doc_t *out, bool *existed);
+
+/* As store_doc_insert(), for the acting user: the new document's owner is
+ * scope->user_id (none when scope is NULL). The existing document that
+ * makes *existed true is the user's own with this sha256 (in local mode:
+ * any document with it). When only other owners have this content, a new
+ * document is written for this user, but it uses their file: out->
+ * stored_name is then theirs, not doc->stored_name, and the caller removes
+ * the file it wrote (compare the two names). So one content is one file,
+ * however many users upload it. */
+int store_doc_insert_scoped(store_t *s, const store_scope_t *scope, const store_doc_t *doc,
+                            const char *text, size_t text_len, store_doc_t *out, bool *existed);
 
 /* A document's text given in pieces, for store_doc_insert_from(): read()
  * puts up to cap bytes of it into buf and their count into *got (0 at the
@@ -248,12 +321,49 @@ typedef struct {
 int store_doc_insert_from(store_t *s, const store_doc_t *doc, const store_text_reader_t *text,
                           store_doc_t *out, bool *existed);
 
+/* store_doc_insert_from() for the acting user (as store_doc_insert_scoped). */
+int store_doc_insert_from_scoped(store_t *s, const store_scope_t *scope, const store_doc_t *doc,
+                                 const store_text_reader_t *text, store_doc_t *out,
+                                 bool *existed);
+
+/* Give the acting user a document of content `sha256` (64 hex digits,
+ * either case) that some document (anyone's) already has, without
+ * extracting it again: a new record (new id, `filename` as given, uploaded
+ * now, owner scope->user_id, not shared) that uses the same file
+ * (stored_name, content_type, file_size) with a copy of its text (indexed),
+ * marks, chunks and token counts, and its plans of parts with their cache
+ * states reset (the engine's cache entries are per document). For an
+ * upload whose bytes the caller has hashed: having the bytes is what
+ * entitles the user to them. If the user already has a document with this
+ * content, nothing is written and *existed is true (*out: that document).
+ * In local mode (scope NULL) any document with the content is the existing
+ * one. One transaction. *out is caller-owned; existed may be NULL.
+ * Returns STORE_OK; STORE_ENOTFOUND when no document has this content (the
+ * caller extracts and inserts it); STORE_EINVAL; or a database error. */
+int store_doc_copy_content(store_t *s, const store_scope_t *scope, const char *sha256,
+                           const char *filename, store_doc_t *out, bool *existed);
+
 /* Fetch document `id` into *out (caller-owned). STORE_ENOTFOUND if none. */
 int store_doc_get(store_t *s, const char *id, store_doc_t *out);
 
+/* Fetch document `id` if the acting user may see it (their own, a shared
+ * one, or any for an admin or local mode) into *out (caller-owned).
+ * STORE_ENOTFOUND if there is none or it is another user's private one. */
+int store_doc_get_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                         store_doc_t *out);
+
 /* Fetch the document whose file has this sha256 (64 hex digits, either
- * case) into *out (caller-owned). STORE_ENOTFOUND if none. */
+ * case) into *out (caller-owned): in local mode any (the first stored);
+ * the same as store_doc_find_sha256_scoped(s, NULL, ...).
+ * STORE_ENOTFOUND if none. */
 int store_doc_find_sha256(store_t *s, const char *sha256, store_doc_t *out);
+
+/* The acting user's OWN document with this sha256 (for an upload's
+ * "already uploaded"; shared documents of others and, for an admin, other
+ * users' documents do not count: see store_doc_copy_content) into *out
+ * (caller-owned). STORE_ENOTFOUND if none. */
+int store_doc_find_sha256_scoped(store_t *s, const store_scope_t *scope, const char *sha256,
+                                 store_doc_t *out);
 
 /* The extracted text of document `id`: *text receives a NUL-terminated heap
  * copy (caller frees with free()) and *len its length in bytes (len may be
@@ -279,11 +389,44 @@ int store_doc_text_foreach(store_t *s, const char *id, store_text_fn fn, void *u
  * *out (caller-owned, store_doc_list_cleanup). */
 int store_doc_list(store_t *s, store_doc_list_t *out);
 
-/* Delete document `id` with its text. Sessions that named it keep going
- * without a document. If out is not NULL it receives the deleted record
- * (caller-owned), so the caller can remove the upload file and the engine's
- * cache entry. STORE_ENOTFOUND if there was no such document. */
+/* The documents the acting user may see (their own and the shared ones;
+ * all for an admin or local mode), in store_doc_list() order, into *out
+ * (caller-owned). */
+int store_doc_list_scoped(store_t *s, const store_scope_t *scope, store_doc_list_t *out);
+
+/* Delete document `id` with its text, in local mode (any document). The
+ * same as store_doc_delete_scoped(s, NULL, id, out, NULL): a caller that
+ * removes the upload file must use that one and look at file_unused, since
+ * another owner's document may use the same file. */
 int store_doc_delete(store_t *s, const char *id, store_doc_t *out);
+
+/* Delete document `id` with its text if the acting user may write it (their
+ * own; any for an admin or local mode; a shared document of another user is
+ * STORE_ENOTFOUND like an unknown id). Sessions that named it keep going
+ * without a document. If out is not NULL it receives the deleted record
+ * (caller-owned), so the caller can remove the engine's cache entry and
+ * the file. *file_unused (may be NULL) is true when no document uses the
+ * file out->stored_name any more: only then may the caller remove it; it
+ * is false when another document (another owner's copy of the content)
+ * still does. Decided in the delete's transaction, so a concurrent upload
+ * of the same content either shares the file before (false) or does not
+ * find it after (it writes its own). STORE_ENOTFOUND if there was no such
+ * document. */
+int store_doc_delete_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                            store_doc_t *out, bool *file_unused);
+
+/* Share (true) or unshare (false) document `id`, if the acting user may
+ * write it (see store_doc_delete_scoped). Unsharing also takes the document
+ * out of every session whose owner is not the document's owner (their
+ * session sets and their one document), so nobody keeps talking with it
+ * through a session made while it was shared. STORE_ENOTFOUND as for a
+ * delete. */
+int store_doc_set_shared(store_t *s, const store_scope_t *scope, const char *id, bool shared);
+
+/* How many documents use the uploaded file `stored_name` (0: none; the
+ * file may go) into *n. For maintenance (files left behind by a crash);
+ * deletes report it themselves. */
+int store_file_refs(store_t *s, const char *stored_name, int64_t *n);
 
 /* Record the token count of document `id` (>= 0; -1 makes it unknown
  * again). STORE_ENOTFOUND if there is no such document. */
@@ -312,6 +455,10 @@ int store_doc_reset_cache(store_t *s, bool only_caching, int64_t *n_changed);
  * (caller-owned). STORE_EINVAL for a malformed query; STORE_EUNSUPPORTED if
  * the backend has no text index. */
 int store_doc_search(store_t *s, const char *query, size_t limit, store_doc_list_t *out);
+
+/* store_doc_search() over the documents the acting user may see. */
+int store_doc_search_scoped(store_t *s, const store_scope_t *scope, const char *query,
+                            size_t limit, store_doc_list_t *out);
 
 /* ---- Long documents: structure, chunks, parts ---------------------------- *
  *
@@ -478,16 +625,24 @@ int store_parts_list(store_t *s, const char *id, const char *key, store_part_lis
 int store_part_set_cache(store_t *s, const char *id, const char *key, int64_t seq,
                          const store_cache_t *cache);
 
-/* ---- Sessions --------------------------------------------------------------- */
+/* ---- Sessions --------------------------------------------------------------- *
+ *
+ * Every function here has a *_scoped form that acts in the acting user's
+ * sessions (their own only, admins included); the plain form acts in local
+ * mode, on the sessions without an owner (see "Ownership and scopes"). A
+ * session id names a session within its owner: in another user's scope
+ * the same id names that user's own session or none, so no id reaches
+ * another user's session or its messages. */
 
 typedef struct {
-    char *id;
+    char *id;                  /* the id the client knows (unique per owner) */
     int64_t created_at;        /* epoch ms */
     int64_t last_active;       /* epoch ms: creation, touch, new message */
     char *document_id;         /* NULL: no document */
     char *title;               /* NULL: untitled */
     int64_t message_count;     /* messages in the session */
     char *document_filename;   /* the document's filename; NULL when none */
+    char *owner_id;            /* the owning user's id; NULL: nobody's */
 } store_session_t;
 
 void store_session_init(store_session_t *ss);
@@ -508,6 +663,12 @@ void store_session_list_cleanup(store_session_list_t *l);
  * malformed id. */
 int store_session_create(store_t *s, const char *id, const char *document_id,
                          const char *title, store_session_t *out);
+/* The new session belongs to scope->user_id; document_id must name a
+ * document the user may see (else STORE_ENOTFOUND); the id conflicts only
+ * with the user's own sessions. */
+int store_session_create_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                const char *document_id, const char *title,
+                                store_session_t *out);
 
 /* Get-or-create, atomically: if session `id` exists its last_active becomes
  * now and *created is false; otherwise it is created with document_id
@@ -517,18 +678,28 @@ int store_session_create(store_t *s, const char *id, const char *document_id,
  * document. created may be NULL. */
 int store_session_ensure(store_t *s, const char *id, const char *document_id,
                          store_session_t *out, bool *created);
+/* Get-or-create among the acting user's sessions (a new one is theirs;
+ * its document_id must be visible to them). */
+int store_session_ensure_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                const char *document_id, store_session_t *out, bool *created);
 
 /* Fetch session `id` (with message_count and document_filename) into *out
  * (caller-owned). STORE_ENOTFOUND if none. */
 int store_session_get(store_t *s, const char *id, store_session_t *out);
+int store_session_get_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                             store_session_t *out);
 
 /* Mark session `id` active now (last_active never moves backwards).
  * STORE_ENOTFOUND if none. */
 int store_session_touch(store_t *s, const char *id);
+int store_session_touch_scoped(store_t *s, const store_scope_t *scope, const char *id);
 
 /* Set (document_id non-NULL) or clear (NULL) the document of session `id`.
  * STORE_ENOTFOUND if the session or the document does not exist. */
 int store_session_set_document(store_t *s, const char *id, const char *document_id);
+/* The document must be one the acting user may see (else STORE_ENOTFOUND). */
+int store_session_set_document_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                      const char *document_id);
 
 /* ---- Several documents: a session's set, collections ---- */
 
@@ -547,10 +718,16 @@ void store_id_list_cleanup(store_id_list_t *l);
  * STORE_ENOTFOUND if the session or a document does not exist;
  * STORE_EINVAL for a duplicate. */
 int store_session_set_documents(store_t *s, const char *id, const char *const *ids, size_t n);
+/* Every document must be one the acting user may see (else STORE_ENOTFOUND,
+ * nothing changed). */
+int store_session_set_documents_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                       const char *const *ids, size_t n);
 
 /* The documents of session `id`, in order, into *out (caller-owned): its
  * set, or its one document, or none. STORE_ENOTFOUND if no such session. */
 int store_session_documents(store_t *s, const char *id, store_id_list_t *out);
+int store_session_documents_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                   store_id_list_t *out);
 
 typedef struct {
     char *id;
@@ -561,7 +738,9 @@ typedef struct {
 
 void store_collection_cleanup(store_collection_t *c);
 
-/* A named collection of documents ids[0..n) (1..STORE_SET_MAX, no
+/* Collections have no owner: they are for local mode (an accounts-mode
+ * caller checks each document with store_doc_get_scoped first).
+ * A named collection of documents ids[0..n) (1..STORE_SET_MAX, no
  * duplicates; name 1..STORE_NAME_MAX bytes), with a new id, into *out
  * (may be NULL; caller-owned). STORE_ENOTFOUND if a document does not
  * exist. */
@@ -575,16 +754,23 @@ int store_collection_get(store_t *s, const char *id, store_collection_t *out);
 /* Set (non-NULL) or clear (NULL) the title of session `id`.
  * STORE_ENOTFOUND if none. */
 int store_session_set_title(store_t *s, const char *id, const char *title);
+int store_session_set_title_scoped(store_t *s, const store_scope_t *scope, const char *id,
+                                   const char *title);
 
-/* Sessions, most recently active first, at most `limit` (0 = all), into
- * *out (caller-owned). */
+/* Sessions (in local mode: those without an owner), most recently active
+ * first, at most `limit` (0 = all), into *out (caller-owned). */
 int store_session_list(store_t *s, size_t limit, store_session_list_t *out);
+/* The acting user's sessions (their own only, admins included). */
+int store_session_list_scoped(store_t *s, const store_scope_t *scope, size_t limit,
+                              store_session_list_t *out);
 
 /* Delete session `id` and its messages. STORE_ENOTFOUND if none. */
 int store_session_delete(store_t *s, const char *id);
+int store_session_delete_scoped(store_t *s, const store_scope_t *scope, const char *id);
 
 /* Delete the sessions (with their messages) idle for more than max_idle_s
- * seconds at time now_ms: those with last_active < now_ms - max_idle_s*1000.
+ * seconds at time now_ms: those with last_active < now_ms - max_idle_s*1000,
+ * whoever owns them (maintenance: no scope).
  * now_ms <= 0 means store_now_ms() (a caller passes its own clock reading
  * to sweep with one time). max_idle_s must be >= 0. If n_deleted is not
  * NULL it receives how many sessions went. */
@@ -606,7 +792,7 @@ int store_role_parse(const char *name, store_role_t *out);
 
 typedef struct {
     int64_t id;          /* grows with every message in the database */
-    char *session_id;
+    char *session_id;    /* the session's id as its client knows it */
     store_role_t role;
     char *content;
     int64_t created_at;  /* epoch ms */
@@ -633,15 +819,353 @@ void store_msg_list_cleanup(store_msg_list_t *l);
  * STORE_ENOTFOUND if the session does not exist. */
 int store_msg_append(store_t *s, const char *session_id, store_role_t role, const char *content,
                      bool incomplete, const char *meta, int64_t *id_out);
+/* Append to the acting user's session `session_id` (STORE_ENOTFOUND for an
+ * unknown or another user's). */
+int store_msg_append_scoped(store_t *s, const store_scope_t *scope, const char *session_id,
+                            store_role_t role, const char *content, bool incomplete,
+                            const char *meta, int64_t *id_out);
 
 /* Messages of session `session_id` in order (by id). limit 0 = all; else
  * the LAST `limit` messages, still oldest first. *out is caller-owned.
  * STORE_ENOTFOUND if the session does not exist. */
 int store_msg_list(store_t *s, const char *session_id, size_t limit, store_msg_list_t *out);
+int store_msg_list_scoped(store_t *s, const store_scope_t *scope, const char *session_id,
+                          size_t limit, store_msg_list_t *out);
 
 /* Number of messages of session `session_id` into *n.
  * STORE_ENOTFOUND if the session does not exist. */
 int store_msg_count(store_t *s, const char *session_id, int64_t *n);
+int store_msg_count_scoped(store_t *s, const store_scope_t *scope, const char *session_id,
+                           int64_t *n);
+
+/* ---- Accounts --------------------------------------------------------------- *
+ *
+ * Users, their login sessions ("logins": a browser's cookie) and API
+ * tokens, and an audit log. The app computes everything secret: a user's
+ * password hash (an argon2id encoded string from libsodium; opaque here),
+ * and the SHA-256 of each login's or token's random secret, which is what
+ * the store keeps and looks up. A copy of the database thus holds no
+ * secret a client could present as it is (and passwords only as slow
+ * hashes).
+ *
+ * Rules the store keeps itself, in the same transaction as the change:
+ *  - user names are unique without regard to case ("Bob" and "bob" are one
+ *    name); the name keeps the case it was given;
+ *  - disabling or deleting a user removes their logins and tokens (and
+ *    deleting removes everything they own: documents, sessions, messages);
+ *  - a change that would leave no enabled admin (demoting, disabling or
+ *    deleting the last one) is refused with STORE_ECONFLICT, so two admins
+ *    demoting each other at once cannot both succeed;
+ *  - an admin-scoped token belongs to an admin: creating one for another
+ *    user is STORE_EINVAL, and demoting a user deletes theirs;
+ *  - logins and tokens of disabled users are not found by their lookups.
+ * The app still decides who may do what (roles, token scopes, refusing to
+ * act on oneself): the effective rights of a token are its scope AND its
+ * user's role. */
+
+typedef enum {
+    STORE_USER_ROLE_USER = 0,
+    STORE_USER_ROLE_ADMIN = 1,
+} store_user_role_t;
+
+/* "user" | "admin"; "" for other values. Static. */
+const char *store_user_role_name(store_user_role_t role);
+/* The reverse; returns STORE_OK or STORE_EINVAL (*out untouched). */
+int store_user_role_parse(const char *name, store_user_role_t *out);
+
+/* Whether `name` is acceptable as a user name: 1..STORE_USER_NAME_MAX
+ * bytes of ASCII letters, digits and '.', '_', '-', '@', starting with a
+ * letter or a digit. ASCII only, so that "the same name in another case"
+ * is exact (no Unicode case folding to disagree about) and no two names
+ * look alike; an e-mail address fits. */
+bool store_user_name_valid(const char *name);
+
+typedef struct {
+    char *id;                /* UUID text */
+    char *name;              /* as given at creation (case kept) */
+    char *password_hash;     /* only from store_user_get / _get_by_name (for
+                              * checking a password); NULL in every other
+                              * record. Never send it to a client. */
+    store_user_role_t role;
+    bool disabled;
+    int64_t created_at;      /* epoch ms */
+    int64_t updated_at;      /* epoch ms: creation or last change */
+} store_user_t;
+
+void store_user_init(store_user_t *u);
+/* Free the strings and re-initialize. Accepts NULL. */
+void store_user_cleanup(store_user_t *u);
+
+typedef struct {
+    store_user_t *items;     /* owned; n records */
+    size_t n;
+} store_user_list_t;
+
+void store_user_list_cleanup(store_user_list_t *l);
+
+/* Create a user with a new id: `name` (store_user_name_valid, else
+ * STORE_EINVAL), `password_hash` (1..STORE_PASSWORD_HASH_MAX bytes of
+ * printable ASCII without spaces, as libsodium encodes it), `role`; not
+ * disabled. *out (may be NULL; caller-owned) receives the record (with its
+ * password_hash). STORE_ECONFLICT if the name is taken in any case. */
+int store_user_create(store_t *s, const char *name, const char *password_hash,
+                      store_user_role_t role, store_user_t *out);
+
+/* User `id`, or the user named `name` in any case, into *out (caller-owned),
+ * password_hash included. STORE_ENOTFOUND if none (an invalid name is not
+ * an error here: no user has it). */
+int store_user_get(store_t *s, const char *id, store_user_t *out);
+int store_user_get_by_name(store_t *s, const char *name, store_user_t *out);
+
+/* Every user, by name (case-insensitively), without password hashes, into
+ * *out (caller-owned). */
+int store_user_list(store_t *s, store_user_list_t *out);
+
+/* Change user `id`'s role. Demoting deletes the user's admin-scoped tokens.
+ * STORE_ENOTFOUND if no such user; STORE_ECONFLICT if it would leave no
+ * enabled admin (nothing changed). Setting the role the user has is a
+ * success that changes nothing but updated_at. */
+int store_user_set_role(store_t *s, const char *id, store_user_role_t role);
+
+/* Disable (true) or enable (false) user `id`. Disabling deletes every login
+ * and token of the user at once (they must log in again once enabled).
+ * STORE_ENOTFOUND if no such user; STORE_ECONFLICT if it would leave no
+ * enabled admin. */
+int store_user_set_disabled(store_t *s, const char *id, bool disabled);
+
+/* Replace user `id`'s password hash (checked as for store_user_create).
+ * The user's logins stay: the app usually ends the others with
+ * store_login_delete_user(s, id, current_login, NULL). STORE_ENOTFOUND if
+ * no such user. */
+int store_user_set_password(store_t *s, const char *id, const char *password_hash);
+
+/* Delete user `id` with everything they own, in one transaction: their
+ * documents (with texts, chunks, parts), sessions (with messages), logins
+ * and tokens; shared documents of theirs leave other users' sessions.
+ * Audit entries stay. *docs (may be NULL; caller-owned) receives the
+ * deleted documents (for the engine's cache entries) and *unused_files (may
+ * be NULL; caller-owned) the stored_names no document uses any more: the
+ * files the caller removes (a file another user's copy still uses is not
+ * in it). STORE_ENOTFOUND if no such user; STORE_ECONFLICT if it is the
+ * last enabled admin (nothing deleted). */
+int store_user_delete(store_t *s, const char *id, store_doc_list_t *docs,
+                      store_id_list_t *unused_files);
+
+/* Count the users into *n_users and the enabled admins into *n_admins
+ * (either may be NULL): no users at all means the first admin is still to
+ * be created. */
+int store_user_count(store_t *s, int64_t *n_users, int64_t *n_admins);
+
+/* Usage for quotas: the total file_size of the documents user `id` owns
+ * into *bytes and their number into *n_docs (either may be NULL). A file
+ * shared with another owner's copy counts for each owner (what a user
+ * uploads is theirs, whoever uploaded it first). STORE_ENOTFOUND if no
+ * such user. */
+int store_user_usage(store_t *s, const char *id, int64_t *bytes, int64_t *n_docs);
+
+/* Give every document and session that has no owner to user `user_id`, in
+ * one transaction (an existing data directory becomes the first admin's
+ * when accounts are turned on). *n_docs and *n_sessions (may be NULL)
+ * receive how many changed hands. A document whose content the user
+ * already has becomes a second document of theirs with that content
+ * (harmless: uploads find the first). STORE_ENOTFOUND if no such user;
+ * STORE_ECONFLICT if the user already has a session with the id of an
+ * unowned one (nothing changed). */
+int store_adopt_unowned(store_t *s, const char *user_id, int64_t *n_docs, int64_t *n_sessions);
+
+/* ---- Logins (server-side login sessions) ---- *
+ *
+ * A login is found by its id, the SHA-256 hex of the random secret in the
+ * browser's cookie. It expires when idle: expires_at = last_seen_at +
+ * idle_ms, and each lookup that finds last_seen_at older than the caller's
+ * touch interval moves both forward. A lookup per request therefore costs
+ * one indexed read, and a write at most once per touch interval per login;
+ * the price is that a login may expire up to one touch interval earlier
+ * than exactly idle_ms after its last request. Expired logins are not
+ * found; store_login_sweep() removes them. */
+
+typedef struct {
+    char *id;                /* SHA-256 hex (64 lowercase digits) of the secret */
+    char *user_id;
+    int64_t created_at;      /* epoch ms */
+    int64_t last_seen_at;    /* epoch ms, as of the last touch */
+    int64_t expires_at;      /* epoch ms: last_seen_at + idle_ms */
+    int64_t idle_ms;         /* the idle lifetime it was created with */
+    char *client_addr;       /* where it logged in from; NULL unknown */
+    char *user_agent;        /* the browser's, shortened; NULL unknown */
+} store_login_t;
+
+void store_login_init(store_login_t *l);
+void store_login_cleanup(store_login_t *l);
+
+typedef struct {
+    store_login_t *items;    /* owned; n records */
+    size_t n;
+} store_login_list_t;
+
+void store_login_list_cleanup(store_login_list_t *l);
+
+/* Create a login for user `user_id`: id = `hash` (64 hex digits, either
+ * case; kept lowercase), idle lifetime idle_s seconds (1..10 years),
+ * created now. client_addr: NULL or 1..STORE_ADDR_MAX bytes (else
+ * STORE_ETOOBIG). user_agent: NULL or any text; it is diagnostic, so it is
+ * shortened to STORE_USER_AGENT_MAX bytes (ending in "...") with invalid
+ * UTF-8 replaced, never refused. *out (may be NULL; caller-owned)
+ * receives the record. STORE_ENOTFOUND if there is no such user or the
+ * user is disabled; STORE_ECONFLICT if the id exists. */
+int store_login_create(store_t *s, const char *hash, const char *user_id, int64_t idle_s,
+                       const char *client_addr, const char *user_agent, store_login_t *out);
+
+/* The login whose id is `hash`, if it has not expired at now_ms (<= 0:
+ * now) and its user is enabled: *user (caller-owned; password_hash NULL)
+ * receives its user and *login (may be NULL; caller-owned) the login. If
+ * its last_seen_at is touch_after_s seconds old or more (0: always), it is
+ * touched (last_seen_at = now_ms, expires_at = now_ms + idle_ms) and *login
+ * shows that. STORE_ENOTFOUND if there is no such live login (unknown,
+ * expired, logged out, user disabled or deleted); STORE_EINVAL for a
+ * malformed hash or touch_after_s < 0. */
+int store_login_lookup(store_t *s, const char *hash, int64_t now_ms, int64_t touch_after_s,
+                       store_login_t *login, store_user_t *user);
+
+/* The logins of user `user_id` ("where you are logged in"), most recently
+ * seen first, expired ones included until swept, into *out (caller-owned).
+ * An unknown user has none. */
+int store_login_list(store_t *s, const char *user_id, store_login_list_t *out);
+
+/* Delete login `hash` (log out). user_id non-NULL: only if it is that
+ * user's (a user ending one of their own logins); NULL: whoever's.
+ * STORE_ENOTFOUND if there is no such login (of that user). */
+int store_login_delete(store_t *s, const char *hash, const char *user_id);
+
+/* Delete every login of user `user_id` ("log out everywhere"), except
+ * `except_hash` when it is not NULL (the login making the request).
+ * *n_deleted (may be NULL) receives the count. An unknown user has none. */
+int store_login_delete_user(store_t *s, const char *user_id, const char *except_hash,
+                            int64_t *n_deleted);
+
+/* Delete the logins expired at now_ms (<= 0: now): expires_at <= now_ms.
+ * *n_deleted (may be NULL) receives the count. */
+int store_login_sweep(store_t *s, int64_t now_ms, int64_t *n_deleted);
+
+/* ---- API tokens ---- */
+
+/* Ordered: each scope allows what the ones before it allow. */
+typedef enum {
+    STORE_TOKEN_READ = 0,    /* read documents and sessions */
+    STORE_TOKEN_CHAT = 1,    /* also chat, upload, change one's own records */
+    STORE_TOKEN_ADMIN = 2,   /* also the admin paths (admins' tokens only) */
+} store_token_scope_t;
+
+/* "read" | "chat" | "admin"; "" for other values. Static. */
+const char *store_token_scope_name(store_token_scope_t scope);
+/* The reverse; returns STORE_OK or STORE_EINVAL (*out untouched). */
+int store_token_scope_parse(const char *name, store_token_scope_t *out);
+
+typedef struct {
+    char *id;                /* UUID text: how the owner names it to delete it */
+    char *user_id;
+    char *name;              /* the owner's label for it */
+    char *hash;              /* SHA-256 hex of the secret; NULL in lists */
+    store_token_scope_t scope;
+    int64_t created_at;      /* epoch ms */
+    int64_t expires_at;      /* epoch ms; -1: never */
+    int64_t last_used_at;    /* epoch ms, as of the last touch; -1: never used */
+} store_token_t;
+
+void store_token_init(store_token_t *t);
+void store_token_cleanup(store_token_t *t);
+
+typedef struct {
+    store_token_t *items;    /* owned; n records */
+    size_t n;
+} store_token_list_t;
+
+void store_token_list_cleanup(store_token_list_t *l);
+
+/* Create a token of user `user_id` with a new id: `name` (1..
+ * STORE_TOKEN_NAME_MAX bytes of UTF-8), `hash` (64 hex digits, either
+ * case), `scope`, expiring at expires_at (epoch ms, in the future; <= 0:
+ * never). *out (may be NULL; caller-owned) receives the record (hash
+ * included). STORE_ENOTFOUND if there is no such user or it is disabled;
+ * STORE_EINVAL for an admin scope on a user who is not an admin, or an
+ * expiry in the past; STORE_ECONFLICT if the hash exists. */
+int store_token_create(store_t *s, const char *user_id, const char *name, const char *hash,
+                       store_token_scope_t scope, int64_t expires_at, store_token_t *out);
+
+/* The tokens of user `user_id`, newest first, expired ones included,
+ * without hashes, into *out (caller-owned). An unknown user has none. */
+int store_token_list(store_t *s, const char *user_id, store_token_list_t *out);
+
+/* The token whose hash is `hash`, if it has not expired at now_ms (<= 0:
+ * now) and its user is enabled: *user (caller-owned; password_hash NULL)
+ * receives its user and *token (may be NULL; caller-owned) the token. If
+ * it was never used or last_used_at is touch_after_s seconds old or more
+ * (0: always), last_used_at becomes now_ms. STORE_ENOTFOUND if there is no
+ * such live token; STORE_EINVAL for a malformed hash or touch_after_s < 0. */
+int store_token_lookup(store_t *s, const char *hash, int64_t now_ms, int64_t touch_after_s,
+                       store_token_t *token, store_user_t *user);
+
+/* Delete token `id` if it is user `user_id`'s (a user's own tokens page):
+ * another user's token is STORE_ENOTFOUND like an unknown one. */
+int store_token_delete(store_t *s, const char *user_id, const char *id);
+
+/* Delete token `id` whoever's it is (admin paths). STORE_ENOTFOUND if none. */
+int store_token_delete_any(store_t *s, const char *id);
+
+/* ---- Audit log ---- *
+ *
+ * Who did what, newest first, bounded in size: entries are numbered in the
+ * order they were written and the oldest go first. */
+
+typedef struct {
+    int64_t id;              /* grows with every entry */
+    int64_t ts;              /* epoch ms */
+    char *actor_id;          /* the acting user's id; NULL when none (a failed
+                              * login, the system) */
+    char *actor_name;        /* the actor's name as it was (a user name, the
+                              * name a failed login tried, "system"); NULL */
+    char *action;            /* what happened: "user.create", "login.fail"... */
+    char *target;            /* what it happened to (an id, a name); NULL */
+    char *client_addr;       /* NULL unknown */
+    char *detail;            /* JSON text, or NULL */
+} store_audit_t;
+
+void store_audit_init(store_audit_t *e);
+void store_audit_cleanup(store_audit_t *e);
+
+typedef struct {
+    store_audit_t *items;    /* owned; n records, newest first */
+    size_t n;
+} store_audit_list_t;
+
+void store_audit_list_cleanup(store_audit_list_t *l);
+
+/* Append *e (read only; id ignored; ts <= 0: now): action 1..
+ * STORE_ACTION_MAX bytes; actor_id a valid id or NULL; actor_name and
+ * target NULL or at most STORE_NAME_MAX bytes; client_addr NULL or at most
+ * STORE_ADDR_MAX; detail NULL or one JSON value of at most STORE_DETAIL_MAX
+ * bytes (STORE_EINVAL if it is not JSON). Text the app takes from a client
+ * (a tried user name) is the app's to shorten first: too long is
+ * STORE_ETOOBIG. If max_rows > 0, the oldest entries beyond the newest
+ * max_rows go in the same transaction (cheap: by id range). *id_out (may
+ * be NULL) receives the entry's id. */
+int store_audit_append(store_t *s, const store_audit_t *e, int64_t max_rows, int64_t *id_out);
+
+typedef struct {
+    const char *actor;       /* NULL, or entries whose actor_id is this or
+                              * whose actor_name is this in any case */
+    const char *action;      /* NULL, or entries with exactly this action */
+    size_t offset;           /* skip this many (of those that match) */
+    size_t limit;            /* 1..1000 */
+} store_audit_filter_t;
+
+/* The entries matching *f (read only), newest first, into *out
+ * (caller-owned). STORE_EINVAL for a limit out of range. */
+int store_audit_list(store_t *s, const store_audit_filter_t *f, store_audit_list_t *out);
+
+/* Delete all but the newest max_rows (>= 0) entries; *n_deleted (may be
+ * NULL) receives the count. */
+int store_audit_prune(store_t *s, int64_t max_rows, int64_t *n_deleted);
 
 /* ---- Backend interface ---------------------------------------------------- *
  * For store.c and the backends (store_<name>.c) only; the rest of kvchat
@@ -656,7 +1180,11 @@ int store_msg_count(store_t *s, const char *session_id, int64_t *n);
  * STORE_EINVAL. Each function is one transaction and may be called from
  * any thread at any time. Ownership is as for the public function of the
  * same name. A NULL function pointer means "not supported"
- * (STORE_EUNSUPPORTED); only check, doc_search and chunk_search may be NULL. */
+ * (STORE_EUNSUPPORTED); only check, doc_search and chunk_search may be NULL.
+ * `scope` is NULL (local mode) or has a valid user_id; its meaning is the
+ * one "Ownership and scopes" describes, and the backend applies it in the
+ * same statement or transaction as the operation. Hashes (sha256, login
+ * and token hashes) arrive lowercase; "now" arrives resolved (> 0). */
 typedef struct store_backend store_backend_t;   /* a backend's own state */
 typedef struct store_text_src store_text_src_t; /* a text being inserted */
 typedef struct store_chunk_src store_chunk_src_t; /* chunks being written */
@@ -689,21 +1217,30 @@ typedef struct {
      * n_chars and cache are ignored. The text comes from store__text_next()
      * (checked pieces, cut between words); its n_chars from
      * store__text_chars() once the last piece was taken. */
-    int (*doc_insert)(store_backend_t *b, const store_doc_t *doc, store_text_src_t *text,
-                      store_doc_t *out, bool *existed);
-    int (*doc_get)(store_backend_t *b, const char *id, store_doc_t *out);
-    /* sha256: lowercase. */
-    int (*doc_find_sha256)(store_backend_t *b, const char *sha256, store_doc_t *out);
+    int (*doc_insert)(store_backend_t *b, const store_scope_t *scope, const store_doc_t *doc,
+                      store_text_src_t *text, store_doc_t *out, bool *existed);
+    /* new_id fresh, now_ms the upload time; out never NULL */
+    int (*doc_copy_content)(store_backend_t *b, const store_scope_t *scope, const char *sha256,
+                            const char *filename, const char *new_id, int64_t now_ms,
+                            store_doc_t *out, bool *existed);
+    int (*doc_get)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                   store_doc_t *out);
+    int (*doc_find_sha256)(store_backend_t *b, const store_scope_t *scope, const char *sha256,
+                           store_doc_t *out);
     int (*doc_text_foreach)(store_backend_t *b, const char *id, store_text_fn fn, void *ud);
-    int (*doc_list)(store_backend_t *b, store_doc_list_t *out);
-    /* out never NULL here. */
-    int (*doc_delete)(store_backend_t *b, const char *id, store_doc_t *out);
+    int (*doc_list)(store_backend_t *b, const store_scope_t *scope, store_doc_list_t *out);
+    /* out and file_unused never NULL here. */
+    int (*doc_delete)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                      store_doc_t *out, bool *file_unused);
+    int (*doc_set_shared)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                          bool shared);
+    int (*file_refs)(store_backend_t *b, const char *stored_name, int64_t *n);
     int (*doc_set_tokens)(store_backend_t *b, const char *id, int64_t n_tokens);
     /* cache: final values (cached_at resolved, error shortened). */
     int (*doc_set_cache)(store_backend_t *b, const char *id, const store_cache_t *cache);
     int (*doc_reset_cache)(store_backend_t *b, bool only_caching, int64_t *n_changed);
-    int (*doc_search)(store_backend_t *b, const char *query, size_t limit,
-                      store_doc_list_t *out);
+    int (*doc_search)(store_backend_t *b, const store_scope_t *scope, const char *query,
+                      size_t limit, store_doc_list_t *out);
     int (*doc_set_marks)(store_backend_t *b, const char *id, const store_mark_t *marks,
                          size_t n);
     int (*doc_marks)(store_backend_t *b, const char *id, store_mark_list_t *out);
@@ -725,35 +1262,97 @@ typedef struct {
     int (*part_set_cache)(store_backend_t *b, const char *id, const char *key, int64_t seq,
                           const store_cache_t *cache);
 
-    /* out never NULL here; now_ms is the creation time. */
-    int (*session_create)(store_backend_t *b, const char *id, const char *document_id,
-                          const char *title, int64_t now_ms, store_session_t *out);
-    int (*session_ensure)(store_backend_t *b, const char *id, const char *document_id,
-                          int64_t now_ms, store_session_t *out, bool *created);
-    int (*session_get)(store_backend_t *b, const char *id, store_session_t *out);
-    int (*session_touch)(store_backend_t *b, const char *id, int64_t now_ms);
+    /* Sessions: `id` is the client's id within the scope's owner. out never
+     * NULL here; now_ms is the creation time. */
+    int (*session_create)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                          const char *document_id, const char *title, int64_t now_ms,
+                          store_session_t *out);
+    int (*session_ensure)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                          const char *document_id, int64_t now_ms, store_session_t *out,
+                          bool *created);
+    int (*session_get)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                       store_session_t *out);
+    int (*session_touch)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                         int64_t now_ms);
     /* ids checked: valid, distinct, n <= STORE_SET_MAX */
-    int (*session_set_documents)(store_backend_t *b, const char *id, const char *const *ids,
-                                 size_t n);
-    int (*session_documents)(store_backend_t *b, const char *id, store_id_list_t *out);
+    int (*session_set_documents)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                                 const char *const *ids, size_t n);
+    int (*session_documents)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                             store_id_list_t *out);
     /* id new, name checked, now_ms the creation time; out never NULL */
     int (*collection_create)(store_backend_t *b, const char *id, const char *name,
                              int64_t now_ms, const char *const *ids, size_t n,
                              store_collection_t *out);
     int (*collection_get)(store_backend_t *b, const char *id, store_collection_t *out);
-    int (*session_set_title)(store_backend_t *b, const char *id, const char *title);
+    int (*session_set_title)(store_backend_t *b, const store_scope_t *scope, const char *id,
+                             const char *title);
     /* limit 0 = all */
-    int (*session_list)(store_backend_t *b, size_t limit, store_session_list_t *out);
-    int (*session_delete)(store_backend_t *b, const char *id);
+    int (*session_list)(store_backend_t *b, const store_scope_t *scope, size_t limit,
+                        store_session_list_t *out);
+    int (*session_delete)(store_backend_t *b, const store_scope_t *scope, const char *id);
     /* delete sessions with last_active < before_ms; *n_deleted always set */
     int (*session_delete_idle)(store_backend_t *b, int64_t before_ms, int64_t *n_deleted);
 
-    int (*msg_append)(store_backend_t *b, const char *session_id, store_role_t role,
-                      const char *content, bool incomplete, const char *meta, int64_t now_ms,
-                      int64_t *id_out);
-    int (*msg_list)(store_backend_t *b, const char *session_id, size_t limit,
-                    store_msg_list_t *out);
-    int (*msg_count)(store_backend_t *b, const char *session_id, int64_t *n);
+    int (*msg_append)(store_backend_t *b, const store_scope_t *scope, const char *session_id,
+                      store_role_t role, const char *content, bool incomplete,
+                      const char *meta, int64_t now_ms, int64_t *id_out);
+    int (*msg_list)(store_backend_t *b, const store_scope_t *scope, const char *session_id,
+                    size_t limit, store_msg_list_t *out);
+    int (*msg_count)(store_backend_t *b, const store_scope_t *scope, const char *session_id,
+                     int64_t *n);
+
+    /* Accounts. Checked input; new ids made by store.c; out never NULL
+     * unless said; counts (n_*) never NULL. */
+    int (*user_create)(store_backend_t *b, const char *id, const char *name,
+                       const char *password_hash, store_user_role_t role, int64_t now_ms,
+                       store_user_t *out);
+    /* by_name: `key` is a name (any case), else an id */
+    int (*user_get)(store_backend_t *b, const char *key, bool by_name, store_user_t *out);
+    int (*user_list)(store_backend_t *b, store_user_list_t *out);
+    int (*user_set_role)(store_backend_t *b, const char *id, store_user_role_t role,
+                         int64_t now_ms);
+    int (*user_set_disabled)(store_backend_t *b, const char *id, bool disabled, int64_t now_ms);
+    int (*user_set_password)(store_backend_t *b, const char *id, const char *password_hash,
+                             int64_t now_ms);
+    /* docs and unused_files never NULL */
+    int (*user_delete)(store_backend_t *b, const char *id, store_doc_list_t *docs,
+                       store_id_list_t *unused_files);
+    int (*user_count)(store_backend_t *b, int64_t *n_users, int64_t *n_admins);
+    int (*user_usage)(store_backend_t *b, const char *id, int64_t *bytes, int64_t *n_docs);
+    int (*adopt_unowned)(store_backend_t *b, const char *user_id, int64_t *n_docs,
+                         int64_t *n_sessions);
+
+    /* user_agent already shortened; idle_ms > 0 */
+    int (*login_create)(store_backend_t *b, const char *hash, const char *user_id,
+                        int64_t idle_ms, const char *client_addr, const char *user_agent,
+                        int64_t now_ms, store_login_t *out);
+    /* touch when last_seen_at <= now_ms - touch_after_ms */
+    int (*login_lookup)(store_backend_t *b, const char *hash, int64_t now_ms,
+                        int64_t touch_after_ms, store_login_t *login, store_user_t *user);
+    int (*login_list)(store_backend_t *b, const char *user_id, store_login_list_t *out);
+    /* user_id may be NULL (whoever's) */
+    int (*login_delete)(store_backend_t *b, const char *hash, const char *user_id);
+    /* except_hash may be NULL */
+    int (*login_delete_user)(store_backend_t *b, const char *user_id, const char *except_hash,
+                             int64_t *n_deleted);
+    int (*login_sweep)(store_backend_t *b, int64_t now_ms, int64_t *n_deleted);
+
+    /* expires_at: -1 never */
+    int (*token_create)(store_backend_t *b, const char *id, const char *user_id,
+                        const char *name, const char *hash, store_token_scope_t scope,
+                        int64_t expires_at, int64_t now_ms, store_token_t *out);
+    int (*token_list)(store_backend_t *b, const char *user_id, store_token_list_t *out);
+    int (*token_lookup)(store_backend_t *b, const char *hash, int64_t now_ms,
+                        int64_t touch_after_ms, store_token_t *token, store_user_t *user);
+    /* user_id NULL: whoever's */
+    int (*token_delete)(store_backend_t *b, const char *user_id, const char *id);
+
+    /* e checked, ts resolved; max_rows 0 = keep all */
+    int (*audit_append)(store_backend_t *b, const store_audit_t *e, int64_t max_rows,
+                        int64_t *id_out);
+    int (*audit_list)(store_backend_t *b, const store_audit_filter_t *f,
+                      store_audit_list_t *out);
+    int (*audit_prune)(store_backend_t *b, int64_t max_rows, int64_t *n_deleted);
 } store_backend_ops_t;
 
 /* Helpers for building result lists (backends, and callers that build
@@ -767,5 +1366,11 @@ int store__msg_list_push(store_msg_list_t *l, store_msg_t *item);
 int store__mark_list_push(store_mark_list_t *l, store_mark_t *item);
 int store__chunk_list_push(store_chunk_list_t *l, store_chunk_t *item);
 int store__part_list_push(store_part_list_t *l, store_part_t *item);
+int store__user_list_push(store_user_list_t *l, store_user_t *item);
+int store__login_list_push(store_login_list_t *l, store_login_t *item);
+int store__token_list_push(store_token_list_t *l, store_token_t *item);
+int store__audit_list_push(store_audit_list_t *l, store_audit_t *item);
+/* Append a heap copy of `id` to *l. STORE_OK or STORE_ENOMEM (l unchanged). */
+int store__id_list_push(store_id_list_t *l, const char *id);
 
 #endif
