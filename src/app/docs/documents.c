@@ -1480,14 +1480,16 @@ void documents_h_delete(httpd_req_t *req, void *user)
     const char *id = httpd_req_param(req, "doc_id");
     store_doc_t d;
     store_doc_init(&d);
-    int rc = store_doc_delete(a->store, id, &d);
+    bool file_unused = false;
+    int rc = store_doc_delete_scoped(a->store, NULL, id, &d, &file_unused);
     if (rc) {
         reply_store_error(req, rc, "Document");
         return;
     }
+    /* the file goes with the last document that has its content */
     char path[1300];
     snprintf(path, sizeof path, "%s/%s", a->uploads_dir, d.stored_name);
-    if (unlink(path) != 0 && errno != ENOENT)
+    if (file_unused && unlink(path) != 0 && errno != ENOENT)
         log_warn("document %s: cannot remove %s: %s", id, path, strerror(errno));
     if (d.cache.entry_id && d.cache.entry_id[0]) {
         app_provider_t *p = app_local_acquire(a);
