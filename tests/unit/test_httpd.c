@@ -2359,6 +2359,7 @@ static void test_shed(void **state)
     assert_true(st.connections_shed >= 3);
     assert_int_equal(st.connections_cut, 0);
     close(held);
+    httpd_stream_close(T.held[slot]);   /* the producer's end: the test's */
     for (int i = 0; i < N; i++)
         close(fds[i]);
     for (int k = 0; k < 3; k++)
