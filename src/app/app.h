@@ -57,6 +57,7 @@ typedef struct app {
     struct extractq *extractq; /* extractions at once (extract.concurrency) */
     struct textindex *textindex; /* index texts and queries of chunks */
     struct httpd *http;
+    struct auth_state *auth;   /* accounts: secrets, rate limits (auth.c) */
     double started_at;
 
     pthread_mutex_t lock;      /* provider pointer, stats, active chats */

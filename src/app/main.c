@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "app/app.h"
+#include "app/auth/auth.h"
 #include "app/docs/documents.h"
 #include "app/docs/extractq.h"
 #include "app/docs/textindex.h"
@@ -119,7 +120,9 @@ static void *sweeper(void *arg)
         if (a->stopping)
             break;
         pthread_mutex_unlock(&a->sweep_lock);
-        int64_t n = 0;
+        int64_t n = 0, logins = 0;
+        if (store_login_sweep(a->store, 0, &logins) == STORE_OK && logins)
+            log_info("ended %lld idle login(s)", (long long)logins);
         int rc = store_session_delete_expired(a->store, a->cfg.session_idle_s, store_now_ms(), &n);
         if (rc)
             log_warn("session sweep failed: %s", store_strerror(rc));
@@ -265,6 +268,8 @@ static int setup(app_t *a)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "user") == 0)
+        return auth_cli(argc - 1, argv + 1);
     static app_t app;
     app_t *a = &app;
     char err[512];
@@ -278,12 +283,6 @@ int main(int argc, char **argv)
     config_resolve(&a->cfg);
     if (!config_mode_allowed(&a->cfg, err, sizeof err)) {
         fprintf(stderr, "kvchat: %s\n", err);
-        return 2;
-    }
-    if (strcmp(a->cfg.auth_mode, "accounts") == 0) {
-        /* refused rather than served without the logins it promises */
-        fprintf(stderr, "kvchat: auth.mode=accounts: this build has no accounts yet; listen on "
-                        "127.0.0.1, or pass --insecure-no-auth on a network you trust alone\n");
         return 2;
     }
     log_set_tag("kvchat");
@@ -309,7 +308,7 @@ int main(int argc, char **argv)
     }
     if (a->cfg.config_file[0])
         log_info("configuration from %s", a->cfg.config_file);
-    if (setup(a) != 0)
+    if (setup(a) != 0 || auth_init(a) != 0)
         return 1;
     rc = routes_open(a);
     if (rc) {
@@ -345,6 +344,7 @@ int main(int argc, char **argv)
     supervisor_free(a->sv);
     app_provider_release(a->provider);
     app_provider_release(a->local);
+    auth_free(a);
     store_close(a->store);
     llm_global_cleanup();
     log_info("stopped");

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "app/auth/auth.h"
 #include "app/docs/documents.h"
 #include "app/docs/extractq.h"
 #include "app/model/models.h"
@@ -165,6 +166,33 @@ static const route_doc_t table[] = {
     { { "GET", API "/logs/server", logs_h_server, QUIET, NULL }, "Logs",
       "Engine log lines (?lines=1..1000&pattern=REGEX)", NULL },
     { { "GET", API "/logs/sessions", logs_h_sessions, 0, NULL }, "Logs", "Engine log files, newest first", NULL },
+    /* Accounts (auth.mode = accounts) */
+    { { "POST", API "/auth/login", auth_h_login, PUB, NULL }, "Accounts",
+      "Sign in: a login cookie (HttpOnly, SameSite=Strict)", "{username, password}" },
+    { { "POST", API "/auth/setup", auth_h_setup, PUB, NULL }, "Accounts",
+      "Create the first admin with the one-time link printed at start-up",
+      "{token, username, password}" },
+    { { "POST", API "/auth/logout", auth_h_logout, 0, NULL }, "Accounts",
+      "End this login, or every login of the user", "{everywhere?}" },
+    { { "GET", API "/auth/me", auth_h_me, QUIET, NULL }, "Accounts",
+      "Who is asking (mode local: nobody in particular)", NULL },
+    { { "POST", API "/auth/password", auth_h_password, 0, NULL }, "Accounts",
+      "Change one's password (ends one's other logins)", "{current_password, new_password}" },
+    { { "POST", API "/auth/tokens", auth_h_tokens_create, 0, NULL }, "Accounts",
+      "Make an API token (its secret is shown once)", "{name, scope: read|chat|admin, expires_in?}" },
+    { { "GET", API "/auth/tokens", auth_h_tokens_list, 0, NULL }, "Accounts",
+      "One's API tokens", NULL },
+    { { "DELETE", API "/auth/tokens/{token_id}", auth_h_tokens_delete, 0, NULL }, "Accounts",
+      "Revoke one of one's API tokens", NULL },
+    { { "GET", API "/users", auth_h_users_list, 0, NULL }, "Accounts", "Users (admins)", NULL },
+    { { "POST", API "/users", auth_h_users_create, 0, NULL }, "Accounts",
+      "Add a user (admins)", "{username, password, role}" },
+    { { "PATCH", API "/users/{user_id}", auth_h_users_patch, 0, NULL }, "Accounts",
+      "Change a user's role, password, or disable them (admins)", "{role?, disabled?, password?}" },
+    { { "DELETE", API "/users/{user_id}", auth_h_users_delete, 0, NULL }, "Accounts",
+      "Delete a user with their documents and chats (admins)", NULL },
+    { { "GET", API "/audit", auth_h_audit, 0, NULL }, "Accounts",
+      "The audit log, newest first (?actor=&action=&offset=&limit=; admins)", NULL },
     /* System */
     { { "GET", "/health", h_health, PUB | QUIET, NULL }, "System", "Liveness and engine state", NULL },
     { { "GET", API "/health", h_health, PUB | QUIET, NULL }, "System", "Liveness and engine state", NULL },
@@ -197,7 +225,7 @@ int routes_open(app_t *a)
     /* the file limit is counted by the upload callbacks (a clear 413);
      * this bound only covers the multipart framing around it */
     cfg.max_upload = ((size_t)a->cfg.max_upload_mb << 20) + (1u << 20);
-    cfg.api_key = a->cfg.api_key[0] ? a->cfg.api_key : NULL;
+    cfg.authorize = auth_authorize;   /* logins, tokens, server.api_key (auth.c) */
     cfg.error_style = HTTPD_ERRORS_DETAIL;
     cfg.cors_origins = a->cfg.cors_origins;
     cfg.timeout_s = (unsigned)a->cfg.http_timeout_s;

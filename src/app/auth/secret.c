@@ -106,6 +106,11 @@ void secret_hash_hex(const char *s, size_t len, char hex[SECRET_HEX_MAX])
     sodium_bin2hex(hex, SECRET_HEX_MAX, h, sizeof h);
 }
 
+void secret_wipe(void *p, size_t n)
+{
+    sodium_memzero(p, n);
+}
+
 bool secret_equal(const void *a, const void *b, size_t n)
 {
     return sodium_memcmp(a, b, n) == 0;

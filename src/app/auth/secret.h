@@ -64,6 +64,10 @@ void secret_hash_hex(const char *s, size_t len, char hex[SECRET_HEX_MAX]);
  * then be chosen to collide. */
 uint64_t secret_shorthash(const void *s, size_t len);
 
+/* Overwrite n bytes at p with zeros (a secret no longer needed), in a way
+ * the compiler does not leave out. */
+void secret_wipe(void *p, size_t n);
+
 /* Whether a and b (n bytes each) are equal, in time that does not depend
  * on where they differ. */
 bool secret_equal(const void *a, const void *b, size_t n);
