@@ -30,8 +30,16 @@
 #define UPLOAD_BURST 10.0
 #define SALT_SECRET_FILE "cache-salt.key"
 
+#define RUNNING_MAX 1024            /* users with chats running, tracked at once */
+
+typedef struct {
+    char user[AUTH_TICKET_MAX];   /* "" = free */
+    int n;
+} running_t;
+
 struct auth_state {
     ratelimit_t *rl;
+    running_t running[RUNNING_MAX];   /* under lock */
     pthread_mutex_t lock;
     char setup_hash[SECRET_HEX_MAX];   /* the first-admin link's, "" when none */
     char salt_key[SECRET_HEX_MAX];     /* per-owner salts are derived from it */
@@ -437,6 +445,59 @@ int auth_authorize(httpd_req_t *req, void *user, char *msg, size_t cap)
     }
     httpd_req_set_auth(req, w, free_auth);
     return 0;
+}
+
+/* ---- chats at once ---- */
+
+bool auth_chat_begin(app_t *a, httpd_req_t *req, char *ticket)
+{
+    ticket[0] = '\0';
+    const auth_t *w = auth_get(req);
+    int limit = a->cfg.chats_at_once;
+    if (!w || limit <= 0 || !a->auth)
+        return true;
+    const char *key = w->user_id[0] ? w->user_id : "(api-key)";
+    bool ok = true;
+    pthread_mutex_lock(&a->auth->lock);
+    running_t *slot = NULL, *free_slot = NULL;
+    for (size_t i = 0; i < RUNNING_MAX && !slot; i++) {
+        running_t *r = &a->auth->running[i];
+        if (r->user[0] && strcmp(r->user, key) == 0)
+            slot = r;
+        else if (!r->user[0] && !free_slot)
+            free_slot = r;
+    }
+    if (!slot && free_slot) {
+        slot = free_slot;
+        snprintf(slot->user, sizeof slot->user, "%s", key);
+        slot->n = 0;
+    }
+    if (!slot)   /* more users chatting at once than tracked: not limited */
+        ok = true;
+    else if (slot->n >= limit)
+        ok = false;
+    else {
+        slot->n++;
+        snprintf(ticket, AUTH_TICKET_MAX, "%s", key);
+    }
+    pthread_mutex_unlock(&a->auth->lock);
+    return ok;
+}
+
+void auth_chat_end(app_t *a, const char *ticket)
+{
+    if (!ticket || !ticket[0] || !a->auth)
+        return;
+    pthread_mutex_lock(&a->auth->lock);
+    for (size_t i = 0; i < RUNNING_MAX; i++) {
+        running_t *r = &a->auth->running[i];
+        if (r->user[0] && strcmp(r->user, ticket) == 0) {
+            if (--r->n <= 0)
+                r->user[0] = '\0';
+            break;
+        }
+    }
+    pthread_mutex_unlock(&a->auth->lock);
 }
 
 /* ---- helpers for the routes ---- */

@@ -81,6 +81,16 @@ const store_scope_t *auth_scope(httpd_req_t *req);
 void auth_audit(app_t *a, httpd_req_t *req, const char *action, const char *target,
                 json_t *detail);
 
+/* Per-user chats at once (limits.chats_at_once). auth_chat_begin counts
+ * a chat of req's caller as running and writes what auth_chat_end needs
+ * into ticket (AUTH_TICKET_MAX bytes; "" when nothing is counted: local
+ * mode, no limit); it returns false, counting nothing, when the caller
+ * already has that many running (the handler answers 429). auth_chat_end
+ * (any thread, after the stream ended) takes it back. */
+#define AUTH_TICKET_MAX (STORE_ID_MAX + 1)
+bool auth_chat_begin(app_t *a, httpd_req_t *req, char *ticket);
+void auth_chat_end(app_t *a, const char *ticket);
+
 /* The cache salt for a document's entries in the engine: "" for a shared
  * document or in local mode (one entry for everyone), else a secret per
  * owner (another user's identical text never matches it). */
