@@ -22,6 +22,8 @@
  * - `kvchat user add|list|passwd|delete` (password on standard input);
  * - the set-up link printed at the first start creates the first admin,
  *   once;
+ * - a trusted proxy's header signs its user in (made on the first visit),
+ *   from the listed addresses only;
  * - a local-mode data directory's documents and sessions go to the first
  *   admin;
  * - failed logins back off, then lock (per account and per address), and
@@ -550,6 +552,49 @@ static void test_setup_link_and_upgrade(void **state)
     assert_int_equal(proc_stop(&acc), 0);
 }
 
+/* Sign-in by a trusted proxy's header: believed from the listed
+ * addresses only; the user is made on the first visit, as a user. */
+static void test_trusted_header(void **state)
+{
+    (void)state;
+    char data[300], log[300];
+    snprintf(data, sizeof data, "%s/sso-data", g_dir);
+    snprintf(log, sizeof log, "%s/sso.log", g_dir);
+    assert_int_equal(cli(data, "admin-pass-1\n", NULL, 0, "add", "admin", "--role", "admin"), 0);
+    int saved = g_app.port;
+    proc_t p;
+    const char *trusted[] = { "--data", data, "--no-autostart", "--set", "auth.mode=accounts",
+                              "--set", "auth.trusted_header=X-Forwarded-User", "--set",
+                              "auth.trusted_proxies=10.9.9.9, 127.0.0.1", NULL };
+    proc_start(&p, KVCHAT, trusted, log, 30);
+    g_app.port = p.port;
+    ares_t r;
+    req("GET", API "/auth/me", NULL, NULL, "X-Forwarded-User: dora@example.org", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "user.name"), "dora@example.org");
+    assert_string_equal(jstr(r.json, "user.role"), "user");
+    assert_string_equal(jstr(r.json, "via"), "header");
+    ares_free(&r);
+    req("GET", API "/users", NULL, NULL, "X-Forwarded-User: dora@example.org", &r);
+    assert_int_equal(r.status, 403);   /* a user, even so */
+    ares_free(&r);
+    req("GET", API "/auth/me", NULL, NULL, "X-Forwarded-User: not a valid/name", &r);
+    assert_int_equal(r.status, 401);
+    ares_free(&r);
+    assert_int_equal(proc_stop(&p), 0);
+    /* the same header from an address not listed: nobody */
+    const char *untrusted[] = { "--data", data, "--no-autostart", "--set", "auth.mode=accounts",
+                                "--set", "auth.trusted_header=X-Forwarded-User", "--set",
+                                "auth.trusted_proxies=10.9.9.9", NULL };
+    proc_start(&p, KVCHAT, untrusted, log, 30);
+    g_app.port = p.port;
+    req("GET", API "/auth/me", NULL, NULL, "X-Forwarded-User: admin", &r);
+    assert_int_equal(r.status, 401);
+    ares_free(&r);
+    g_app.port = saved;
+    assert_int_equal(proc_stop(&p), 0);
+}
+
 /* Last: it locks 127.0.0.1 out of logging in for a while. */
 static void test_login_limits(void **state)
 {
@@ -585,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_audit),
         cmocka_unit_test(test_cli),
         cmocka_unit_test(test_setup_link_and_upgrade),
+        cmocka_unit_test(test_trusted_header),
         cmocka_unit_test(test_login_limits),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
