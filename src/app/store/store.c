@@ -1805,62 +1805,50 @@ int store_user_delete(store_t *s, const char *id, store_doc_list_t *docs,
     return rc;
 }
 
+/* *pa = a and *pb = b, for the ones given (not NULL). */
+static void put2(int64_t *pa, int64_t a, int64_t *pb, int64_t b)
+{
+    if (pa)
+        *pa = a;
+    if (pb)
+        *pb = b;
+}
+
 int store_user_count(store_t *s, int64_t *n_users, int64_t *n_admins)
 {
-    if (n_users)
-        *n_users = 0;
-    if (n_admins)
-        *n_admins = 0;
+    put2(n_users, 0, n_admins, 0);
     if (!s)
         return STORE_EINVAL;
     int64_t u = 0, a = 0;
     int rc = s->ops->user_count(s->b, &u, &a);
-    if (rc == STORE_OK) {
-        if (n_users)
-            *n_users = u;
-        if (n_admins)
-            *n_admins = a;
-    }
+    if (rc == STORE_OK)
+        put2(n_users, u, n_admins, a);
     return rc;
 }
 
 int store_user_usage(store_t *s, const char *id, int64_t *bytes, int64_t *n_docs)
 {
-    if (bytes)
-        *bytes = 0;
-    if (n_docs)
-        *n_docs = 0;
+    put2(bytes, 0, n_docs, 0);
     if (!s)
         return STORE_EINVAL;
     CHECK(check_id(id));
     int64_t b = 0, n = 0;
     int rc = s->ops->user_usage(s->b, id, &b, &n);
-    if (rc == STORE_OK) {
-        if (bytes)
-            *bytes = b;
-        if (n_docs)
-            *n_docs = n;
-    }
+    if (rc == STORE_OK)
+        put2(bytes, b, n_docs, n);
     return rc;
 }
 
 int store_adopt_unowned(store_t *s, const char *user_id, int64_t *n_docs, int64_t *n_sessions)
 {
-    if (n_docs)
-        *n_docs = 0;
-    if (n_sessions)
-        *n_sessions = 0;
+    put2(n_docs, 0, n_sessions, 0);
     if (!s)
         return STORE_EINVAL;
     CHECK(check_id(user_id));
     int64_t d = 0, ss = 0;
     int rc = s->ops->adopt_unowned(s->b, user_id, &d, &ss);
-    if (rc == STORE_OK) {
-        if (n_docs)
-            *n_docs = d;
-        if (n_sessions)
-            *n_sessions = ss;
-    }
+    if (rc == STORE_OK)
+        put2(n_docs, d, n_sessions, ss);
     return rc;
 }
 
