@@ -175,65 +175,32 @@ static int name_index(const char *const *names, size_t n, const char *name)
     return -1;
 }
 
-const char *store_cache_status_name(store_cache_status_t st)
-{
-    return (unsigned)st < COUNT(cache_status_names) ? cache_status_names[st] : "";
-}
+/* The name of an enum's value and the value of a name, from its table of
+ * names in value order. */
+#define NAMED_ENUM(type, name_fn, parse_fn, names)                            \
+    const char *name_fn(type v)                                              \
+    {                                                                        \
+        return (unsigned)v < COUNT(names) ? names[v] : "";                   \
+    }                                                                        \
+    int parse_fn(const char *name, type *out)                                \
+    {                                                                        \
+        int i = name_index(names, COUNT(names), name);                       \
+        if (i < 0 || !out)                                                   \
+            return STORE_EINVAL;                                             \
+        *out = (type)i;                                                      \
+        return STORE_OK;                                                     \
+    }
 
-int store_cache_status_parse(const char *name, store_cache_status_t *out)
-{
-    int i = name_index(cache_status_names, COUNT(cache_status_names), name);
-    if (i < 0 || !out)
-        return STORE_EINVAL;
-    *out = (store_cache_status_t)i;
-    return STORE_OK;
-}
-
-const char *store_role_name(store_role_t role)
-{
-    return (unsigned)role < COUNT(role_names) ? role_names[role] : "";
-}
-
-int store_role_parse(const char *name, store_role_t *out)
-{
-    int i = name_index(role_names, COUNT(role_names), name);
-    if (i < 0 || !out)
-        return STORE_EINVAL;
-    *out = (store_role_t)i;
-    return STORE_OK;
-}
+NAMED_ENUM(store_cache_status_t, store_cache_status_name, store_cache_status_parse,
+           cache_status_names)
+NAMED_ENUM(store_role_t, store_role_name, store_role_parse, role_names)
+NAMED_ENUM(store_user_role_t, store_user_role_name, store_user_role_parse, user_role_names)
+NAMED_ENUM(store_token_scope_t, store_token_scope_name, store_token_scope_parse,
+           token_scope_names)
 
 bool store_content_type_valid(const char *content_type)
 {
     return name_index(content_types, COUNT(content_types), content_type) >= 0;
-}
-
-const char *store_user_role_name(store_user_role_t role)
-{
-    return (unsigned)role < COUNT(user_role_names) ? user_role_names[role] : "";
-}
-
-int store_user_role_parse(const char *name, store_user_role_t *out)
-{
-    int i = name_index(user_role_names, COUNT(user_role_names), name);
-    if (i < 0 || !out)
-        return STORE_EINVAL;
-    *out = (store_user_role_t)i;
-    return STORE_OK;
-}
-
-const char *store_token_scope_name(store_token_scope_t scope)
-{
-    return (unsigned)scope < COUNT(token_scope_names) ? token_scope_names[scope] : "";
-}
-
-int store_token_scope_parse(const char *name, store_token_scope_t *out)
-{
-    int i = name_index(token_scope_names, COUNT(token_scope_names), name);
-    if (i < 0 || !out)
-        return STORE_EINVAL;
-    *out = (store_token_scope_t)i;
-    return STORE_OK;
 }
 
 static bool is_alnum(char c)
