@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -224,10 +225,40 @@ static size_t collect(char *p, size_t sz, size_t n, void *ud)
 }
 
 static char g_bearer[256];
+static char g_cookie[512];
 
 void http_set_bearer(const char *key)
 {
     snprintf(g_bearer, sizeof g_bearer, "%s", key ? key : "");
+}
+
+void http_set_cookie(const char *cookie)
+{
+    snprintf(g_cookie, sizeof g_cookie, "%s", cookie ? cookie : "");
+}
+
+/* The Cookie header of http_set_cookie, added to h (unchanged when none). */
+static struct curl_slist *add_cookie(struct curl_slist *h)
+{
+    if (!g_cookie[0])
+        return h;
+    char line[600];
+    snprintf(line, sizeof line, "Cookie: %s", g_cookie);
+    return curl_slist_append(h, line);
+}
+
+/* Keeps the "name=value" of a Set-Cookie header in resp_t.set_cookie. */
+static size_t on_header(char *p, size_t sz, size_t n, void *ud)
+{
+    resp_t *r = ud;
+    size_t len = sz * n;
+    if (len > 12 && strncasecmp(p, "Set-Cookie: ", 12) == 0) {
+        size_t v = 0;   /* the header is not NUL-terminated */
+        while (12 + v < len && p[12 + v] != ';' && p[12 + v] != '\r' && p[12 + v] != '\n')
+            v++;
+        snprintf(r->set_cookie, sizeof r->set_cookie, "%.*s", (int)v, p + 12);
+    }
+    return len;
 }
 
 bool http_try(int port, const char *method, const char *path, const char *body, resp_t *out)
@@ -254,7 +285,10 @@ bool http_try(int port, const char *method, const char *path, const char *body, 
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", g_bearer);
         h = curl_slist_append(h, auth);
     }
+    h = add_cookie(h);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
     CURLcode rc = curl_easy_perform(c);
     if (rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
@@ -310,6 +344,9 @@ void http_upload_many(int port, const char *path, const char *field,
         curl_mime_data(part, form_value, CURL_ZERO_TERMINATED);
     }
     sink_t s = { NULL, 0 };
+    struct curl_slist *h = add_cookie(NULL);
+    if (h)
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
@@ -320,6 +357,7 @@ void http_upload_many(int port, const char *path, const char *field,
     if (rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     curl_mime_free(mime);
+    curl_slist_free_all(h);
     curl_easy_cleanup(c);
     if (rc != CURLE_OK && rc != CURLE_SEND_ERROR && !out->status)
         fail_msg("upload to %s failed: %s", path, curl_easy_strerror(rc));
@@ -367,6 +405,7 @@ long http_sse(int port, const char *path, const char *body, sse_fn cb, void *ud)
     sse_t s = { cb, ud, NULL, 0, false };
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     h = curl_slist_append(h, "Accept: text/event-stream");
+    h = add_cookie(h);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);

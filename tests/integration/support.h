@@ -48,11 +48,17 @@ typedef struct {
     char *body;
     size_t len;
     json_t *json;      /* parsed body, or NULL if not JSON */
+    char set_cookie[512]; /* http()/http_try(): the "name=value" of the answer's
+                             last Set-Cookie header, "" when none */
 } resp_t;
 
 /* Send "Authorization: Bearer <key>" with every later http()/http_try()
  * request (NULL or "": none). */
 void http_set_bearer(const char *key);
+/* Send "Cookie: <cookie>" ("kvchat_session=...") with every later http(),
+ * http_try(), http_upload*() and http_sse() request (NULL or "": none,
+ * the default). */
+void http_set_cookie(const char *cookie);
 /* One request. body may be NULL; a body is sent as application/json.
  * Returns false on a transport error (connection refused, ...). */
 bool http_try(int port, const char *method, const char *path, const char *body, resp_t *out);

@@ -31,6 +31,10 @@
  *   malformed event, a prompt blocked, a stream without finishReason, an
  *   idle hang; countTokens; only-system conversations;
  * - calls a provider does not offer return LLM_ENOTSUP;
+ * - the engine's cache salt: sent as "cache_salt" with a local engine's
+ *   chat and prefill when set, never when unset, never to an OpenAI-
+ *   compatible server or Gemini; one the engine would refuse is refused
+ *   before anything is sent;
  * - a key source: asked at every request (the key may change between two),
  *   in place of the configured key; none, or one too long, sends none.
  */
@@ -1181,6 +1185,116 @@ static llm_provider_t *gemini_fake(const llm_config_t *tweak)
 
 #define GEV(json) "data: " json "\r\n\r\n"
 
+/* ---- the engine's cache salt ------------------------------------------------- */
+
+/* The last request's "cache_salt", or NULL when it had none. */
+static const char *sent_salt(void)
+{
+    return json_string_value(json_object_get(F.req, "cache_salt"));
+}
+
+/* A chat's salt goes to the local engine as "cache_salt" (and nowhere
+ * else: not when none is set, not to an OpenAI-compatible server, not to
+ * Gemini); a prefill's too; a salt the engine would refuse is refused
+ * before anything is sent. */
+static void test_cache_salt(void **state)
+{
+    (void)state;
+    char url[160];
+    snprintf(url, sizeof url, "%s/v1", F.url);
+    llm_provider_t *local = provider(LLM_PROVIDER_LOCAL, url, NULL, NULL, NULL);
+    llm_provider_t *oa = openai_fake(NULL);
+    llm_provider_t *gm = gemini_fake(NULL);
+    llm_params_t prm = llm_params_default();
+    llm_result_t res;
+
+    /* the local engine: sent when set, absent when NULL or "" */
+    prm.cache_salt = "owner-7f3a";
+    script_sse(0, false, CHUNK("a"), FINISH("stop"), DONE, NULL);
+    assert_int_equal(llm_chat(local, one_msg, 1, &prm, NULL, NULL, &res), LLM_OK);
+    llm_result_cleanup(&res);
+    assert_non_null(sent_salt());
+    assert_string_equal(sent_salt(), "owner-7f3a");
+    const char *none[] = { NULL, "" };
+    for (int i = 0; i < 2; i++) {
+        prm.cache_salt = none[i];
+        script_sse(0, false, CHUNK("a"), FINISH("stop"), DONE, NULL);
+        assert_int_equal(llm_chat(local, one_msg, 1, &prm, NULL, NULL, &res), LLM_OK);
+        llm_result_cleanup(&res);
+        assert_non_null(F.req);
+        assert_null(json_object_get(F.req, "cache_salt"));
+    }
+
+    /* remote providers never see it */
+    prm.cache_salt = "owner-7f3a";
+    script_sse(0, false, CHUNK("a"), FINISH("stop"), DONE, NULL);
+    assert_int_equal(llm_chat(oa, one_msg, 1, &prm, NULL, NULL, &res), LLM_OK);
+    llm_result_cleanup(&res);
+    assert_string_equal(F.path, "/v1/chat/completions");
+    assert_non_null(F.req);
+    assert_null(json_object_get(F.req, "cache_salt"));
+    script_sse(0, false,
+               GEV("{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}],\"role\":\"model\"},"
+                   "\"finishReason\":\"STOP\",\"index\":0}]}"),
+               NULL);
+    assert_int_equal(llm_chat(gm, one_msg, 1, &prm, NULL, NULL, &res), LLM_OK);
+    llm_result_cleanup(&res);
+    assert_non_null(F.req);
+    assert_null(json_object_get(F.req, "cache_salt"));
+    char *dump = json_dumps_compact(F.req);
+    assert_non_null(dump);
+    assert_null(strstr(dump, "owner-7f3a"));   /* nowhere in the request */
+    free(dump);
+
+    /* prefill: the salted call sends it, the plain one does not */
+    script_reply(200, "application/json",
+                 "{\"id\":\"e1\",\"n_tokens\":3,\"bytes\":10,\"tier\":\"ram\",\"prefill_ms\":1,"
+                 "\"cached\":false}");
+    llm_prefill_result_t pr;
+    const llm_message_t sys[] = { { LLM_ROLE_SYSTEM, "doc" } };
+    int chats = F.requests;
+    assert_int_equal(llm_prefill_salted(local, sys, 1, LLM_PREFILL_DISK, "owner-7f3a", NULL, NULL,
+                                        &pr),
+                     LLM_OK);
+    assert_string_equal(F.path, "/v1/cache/prefill");
+    assert_non_null(sent_salt());
+    assert_string_equal(sent_salt(), "owner-7f3a");
+    assert_string_equal(json_string_value(json_object_get(F.req, "tier")), "disk");
+    assert_string_equal(pr.id, "e1");
+    assert_int_equal(llm_prefill(local, sys, 1, 0, NULL, NULL, &pr), LLM_OK);
+    assert_null(json_object_get(F.req, "cache_salt"));
+    assert_int_equal(llm_prefill_salted(local, sys, 1, 0, "", NULL, NULL, &pr), LLM_OK);
+    assert_null(json_object_get(F.req, "cache_salt"));
+    assert_int_equal(F.requests, chats + 3);
+    /* an OpenAI-compatible server has no cache API, salted or not */
+    assert_int_equal(llm_prefill_salted(oa, sys, 1, 0, "owner-7f3a", NULL, NULL, &pr),
+                     LLM_ENOTSUP);
+
+    /* over the engine's limit, or not UTF-8: refused here, nothing sent */
+    char big[LLM_CACHE_SALT_MAX + 2];
+    memset(big, 's', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    int before = F.requests;
+    prm.cache_salt = big;
+    assert_int_equal(llm_chat(local, one_msg, 1, &prm, NULL, NULL, &res), LLM_EINVAL);
+    assert_true(res.error[0] != '\0');
+    llm_result_cleanup(&res);
+    assert_int_equal(llm_prefill_salted(local, sys, 1, 0, big, NULL, NULL, &pr), LLM_EINVAL);
+    assert_int_equal(llm_prefill_salted(local, sys, 1, 0, "bad \xff", NULL, NULL, &pr),
+                     LLM_EINVAL);
+    assert_int_equal(F.requests, before);
+    big[LLM_CACHE_SALT_MAX] = '\0';   /* exactly the limit: sent */
+    script_sse(0, false, CHUNK("a"), FINISH("stop"), DONE, NULL);
+    assert_int_equal(llm_chat(local, one_msg, 1, &prm, NULL, NULL, &res), LLM_OK);
+    llm_result_cleanup(&res);
+    assert_int_equal(strlen(sent_salt()), LLM_CACHE_SALT_MAX);
+
+    llm_provider_free(local);
+    llm_provider_free(oa);
+    llm_provider_free(gm);
+}
+
+
 static void test_gemini_stream(void **state)
 {
     (void)state;
@@ -1465,6 +1579,7 @@ int main(void)
         T(test_cancel_from_delta),
         T(test_cancel_before_start),
         T(test_not_supported),
+        T(test_cache_salt),
         T(test_gemini_stream),
         T(test_gemini_finish_reasons),
         T(test_gemini_errors),

@@ -13,6 +13,8 @@
  * - prefill streams progress up to its total, returns an entry (tokens,
  *   bytes, id), answers "cached" the second time; cache entries delete
  *   once (then LLM_ENOTFOUND) and bad ids are refused before any request;
+ * - a salted prefill is restored by chats of its salt only; the salt is
+ *   not sent when the engine is used as an "openai" provider;
  * - token counts grow with the text; /v1/models says random_weights and
  *   the slot size;
  * - a prompt over the slot's context is LLM_ETOOLONG (chat and prefill);
@@ -39,6 +41,7 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 #include "app/llm/llm.h"
 #include "common/buf.h"
@@ -515,6 +518,84 @@ static void test_prefill(void **state)
     llm_provider_free(p);
 }
 
+/* Salts through the real engine: a document prefilled under one salt is
+ * restored by a chat of that salt only; a chat of another salt, or of
+ * none, finds nothing of it (and prefilling the same text under another
+ * salt is a new entry, not "cached"). The same engine as an "openai"
+ * provider is never sent the salt, and so shares the unsalted cache. */
+static void test_salted_prefill(void **state)
+{
+    (void)state;
+    llm_provider_t *p = provider_at(LLM_PROVIDER_LOCAL, g_engine.port);
+    char *doc = words(600, 41);
+    const llm_message_t sys[] = { { LLM_ROLE_SYSTEM, doc } };
+    llm_prefill_result_t a, b, c;
+    int rc = llm_prefill_salted(p, sys, 1, 0, "alice-salt", NULL, NULL, &a);
+    if (rc != LLM_OK)
+        fail_msg("prefill: %s", a.error);
+    assert_false(a.cached);
+    assert_true(a.n_tokens > 600);
+    assert_int_equal(llm_prefill_salted(p, sys, 1, 0, "alice-salt", NULL, NULL, &b), LLM_OK);
+    assert_true(b.cached);
+    assert_string_equal(b.id, a.id);
+    assert_int_equal(llm_prefill_salted(p, sys, 1, 0, "bob-salt", NULL, NULL, &c), LLM_OK);
+    assert_false(c.cached);
+    assert_string_not_equal(c.id, a.id);
+
+    const llm_message_t chat[] = { { LLM_ROLE_SYSTEM, doc }, { LLM_ROLE_USER, "Summarize." } };
+    llm_params_t prm = llm_params_default();
+    prm.max_tokens = 2;
+    llm_result_t res;
+    prm.cache_salt = "alice-salt";
+    assert_int_equal(llm_chat(p, chat, 2, &prm, NULL, NULL, &res), LLM_OK);
+    assert_true(res.usage.cached_tokens >= a.n_tokens);
+    llm_result_cleanup(&res);
+    prm.cache_salt = "carol-salt";   /* nobody prefilled anything under it */
+    assert_int_equal(llm_chat(p, chat, 2, &prm, NULL, NULL, &res), LLM_OK);
+    assert_int_equal(res.usage.cached_tokens, 0);
+    llm_result_cleanup(&res);
+    prm.cache_salt = NULL;
+    assert_int_equal(llm_chat(p, chat, 2, &prm, NULL, NULL, &res), LLM_OK);
+    assert_true(res.usage.cached_tokens < a.n_tokens / 2);
+    llm_result_cleanup(&res);
+    /* as an OpenAI-compatible server: the salt stays home, so this chat
+     * is the unsalted one just made, and restores it */
+    llm_provider_t *oa = provider_at(LLM_PROVIDER_OPENAI, g_engine.port);
+    prm.cache_salt = "alice-salt";
+    assert_int_equal(llm_chat(oa, chat, 2, &prm, NULL, NULL, &res), LLM_OK);
+    assert_true(res.usage.cached_tokens >= a.n_tokens);
+    llm_result_cleanup(&res);
+    llm_provider_free(oa);
+
+    /* the engine lists each entry with its salt's hash */
+    char err[256], want[65];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    assert_int_equal(EVP_Digest("alice-salt", 10, md, &mdlen, EVP_sha256(), NULL), 1);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(want + 2 * i, 3, "%02x", md[i]);
+    llm_cache_entry_t *ents = NULL;
+    size_t n_ents = 0;
+    int seen = 0;
+    assert_int_equal(llm_cache_entries(p, &ents, &n_ents, err, sizeof err), LLM_OK);
+    for (size_t i = 0; i < n_ents; i++) {
+        if (strcmp(ents[i].id, a.id) == 0) {
+            assert_string_equal(ents[i].salt_hash, want);
+            seen++;
+        } else if (strcmp(ents[i].id, c.id) == 0) {
+            assert_int_equal(strlen(ents[i].salt_hash), 64);
+            assert_string_not_equal(ents[i].salt_hash, want);
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 2);
+    free(ents);
+    assert_int_equal(llm_cache_delete(p, a.id, err, sizeof err), LLM_OK);
+    assert_int_equal(llm_cache_delete(p, c.id, err, sizeof err), LLM_OK);
+    free(doc);
+    llm_provider_free(p);
+}
+
 static void test_tokenize(void **state)
 {
     (void)state;
@@ -645,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_cached_tokens),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_prefill),
+        cmocka_unit_test(test_salted_prefill),
         cmocka_unit_test(test_tokenize),
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_too_long),

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/auth/auth.h"
 #include "app/chat/route.h"
 #include "app/docs/documents.h"
 #include "app/docs/parts.h"
@@ -19,6 +20,12 @@ struct chat {
     app_t *a;
     app_provider_t *provider;
     char session_id[STORE_ID_MAX + 1];
+    /* the caller, copied from the turn (a streamed answer is stored after
+     * the request's handler returned) */
+    bool scoped;
+    store_scope_t scope;        /* user_id points into owner */
+    char owner[STORE_ID_MAX + 1];
+    char salt[LLM_CACHE_SALT_MAX + 1]; /* the engine's cache salt; "" none */
     llm_message_t *msgs;
     size_t n;
     char *system;               /* owned */
@@ -30,11 +37,72 @@ struct chat {
 
 const char *chat_session_id(const chat_t *c) { return c->session_id; }
 
+/* The caller's store scope, or NULL in local mode. */
+static const store_scope_t *scope_of(const chat_t *c) { return c->scoped ? &c->scope : NULL; }
+
+static void scope_copy(chat_t *c, const store_scope_t *from)
+{
+    c->scoped = from != NULL;
+    if (!from)
+        return;
+    c->scope.admin = from->admin;
+    c->scope.user_id = NULL;
+    if (from->user_id) {
+        snprintf(c->owner, sizeof c->owner, "%s", from->user_id);
+        c->scope.user_id = c->owner;
+    }
+}
+
+/* The cache salt of a chat without documents: the caller's own (that of a
+ * private document of theirs), so their conversation is found by nobody
+ * else's; none in local mode. */
+static void caller_salt(chat_t *c)
+{
+    c->salt[0] = '\0';
+    if (!c->scoped || !c->scope.user_id)
+        return;
+    store_doc_t mine;
+    store_doc_init(&mine);
+    mine.owner_id = c->owner;   /* borrowed: not cleaned up */
+    auth_cache_salt(c->a, &mine, c->salt, sizeof c->salt);
+}
+
+/* The cache salt of a system message holding docs[0..n) whole: their one
+ * salt when they all have the same, else one made from all of theirs (the
+ * hex SHA-256 of the salts in order, one per line, after a tag), which
+ * only a chat over these same documents uses: taking any one of theirs
+ * would put the others' text (another user's, say, seen by an admin) in
+ * that salt's namespace, for its owner to find by timing. */
+static void docs_salt(chat_t *c, const store_doc_t *docs, size_t n)
+{
+    c->salt[0] = '\0';
+    if (n == 0)
+        return;
+    auth_cache_salt(c->a, &docs[0], c->salt, sizeof c->salt);
+    bool same = true;
+    buf_t b;
+    buf_init(&b, (size_t)STORE_SET_MAX * (LLM_CACHE_SALT_MAX + 1) + 64);
+    buf_puts(&b, "kvchat-set\n");
+    for (size_t i = 0; i < n; i++) {
+        char s[LLM_CACHE_SALT_MAX + 1] = "";
+        auth_cache_salt(c->a, &docs[i], s, sizeof s);
+        same &= strcmp(s, c->salt) == 0;
+        buf_puts(&b, s);
+        buf_puts(&b, "\n");
+    }
+    if (!same) {
+        char hex[65];
+        documents_sha256_hex(b.data ? b.data : "", b.len, hex);
+        snprintf(c->salt, sizeof c->salt, "set-%s", hex);
+    }
+    buf_cleanup(&b);
+}
+
 /* An untitled session is named after its first message: the first line,
  * at most TITLE_MAX bytes cut at a character boundary, with an ellipsis
  * when cut. Best effort: a failure leaves the session untitled. */
 #define TITLE_MAX 60
-static void title_from_message(app_t *a, const char *session_id, const char *message)
+static void title_from_message(chat_t *c, const char *session_id, const char *message)
 {
     while (*message == ' ' || *message == '\t' || *message == '\n' || *message == '\r')
         message++;
@@ -49,7 +117,7 @@ static void title_from_message(app_t *a, const char *session_id, const char *mes
     buf_t b;
     buf_init(&b, 3 * len + 16);   /* room for U+FFFD per invalid byte */
     if (utf8_append_sanitized(&b, message, len) == BUF_OK && (!cut || buf_puts(&b, "…") == BUF_OK))
-        store_session_set_title(a->store, session_id, b.data);
+        store_session_set_title_scoped(c->a->store, scope_of(c), session_id, b.data);
     buf_cleanup(&b);
 }
 
@@ -141,6 +209,7 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
     if (n == 1 && plans[0].n == 1) {
         c->system = parts_system_message(a, &docs[0], &plans[0], 0, NULL, 0, why, sizeof why);
         c->rag_info = route_rag_info_full(&docs[0]);
+        docs_salt(c, docs, 1);
     } else if (all_whole) {
         /* Several short documents: together, in the set's order, when they
          * fit. */
@@ -155,6 +224,7 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
         if (sys && (m.n_ctx <= 0 || together <= m.budget)) {
             c->system = sys;
             c->rag_info = route_rag_info_full(&docs[0]);
+            docs_salt(c, docs, n);
             json_t *ids = json_array(), *names = json_array();
             for (size_t i = 0; i < n; i++) {
                 json_array_append_new(ids, json_string(docs[i].id));
@@ -196,6 +266,7 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
         char where[600];
         c->system = parts_system_message(a, &docs[r.doc], &plans[r.doc], r.part, where,
                                          sizeof where, why, sizeof why);
+        docs_salt(c, &docs[r.doc], 1);   /* the part's document: as it was cached */
         c->rag_info = route_rag_info(rd, &r, where);
         c->sources = route_sources(rd, &r);
         log_info("session %s: question routed to part %zu of %zu of document %s (score %.3f%s)",
@@ -218,16 +289,18 @@ done:
     return ret;
 }
 
-/* The documents of session `id` (in its order) into docs[0..*n) (at most
- * STORE_SET_MAX; documents deleted meanwhile are left out). */
-static int session_docs(app_t *a, const char *id, store_doc_t *docs, size_t *n)
+/* The documents of the caller's session `id` (in its order) into
+ * docs[0..*n) (at most STORE_SET_MAX; documents deleted meanwhile, or no
+ * longer visible to the caller, are left out). */
+static int session_docs(chat_t *c, const char *id, store_doc_t *docs, size_t *n)
 {
+    app_t *a = c->a;
     *n = 0;
     store_id_list_t ids;
-    int rc = store_session_documents(a->store, id, &ids);
+    int rc = store_session_documents_scoped(a->store, scope_of(c), id, &ids);
     for (size_t i = 0; rc == STORE_OK && i < ids.n && *n < STORE_SET_MAX; i++) {
         store_doc_init(&docs[*n]);
-        if (store_doc_get(a->store, ids.ids[i], &docs[*n]) == STORE_OK)
+        if (store_doc_get_scoped(a->store, scope_of(c), ids.ids[i], &docs[*n]) == STORE_OK)
             (*n)++;
     }
     store_id_list_cleanup(&ids);
@@ -244,6 +317,11 @@ static int turn_set(app_t *a, const chat_turn_t *turn, store_id_list_t *ids, int
     if (turn->collection_id) {
         store_collection_t col;
         int rc = store_collection_get(a->store, turn->collection_id, &col);
+        if (rc == STORE_OK) {
+            rc = documents_collection_visible(a, turn->scope, &col);
+            if (rc != STORE_OK)
+                store_collection_cleanup(&col);
+        }
         if (rc != STORE_OK) {
             *status = rc == STORE_ENOTFOUND || rc == STORE_EINVAL ? 404 : 500;
             snprintf(err, errcap, "%s", *status == 404 ? "Collection not found"
@@ -268,7 +346,7 @@ static int turn_set(app_t *a, const chat_turn_t *turn, store_id_list_t *ids, int
     }
     for (size_t i = 0; i < turn->n_document_ids; i++) {
         store_doc_t d;
-        int rc = store_doc_get(a->store, turn->document_ids[i], &d);
+        int rc = store_doc_get_scoped(a->store, turn->scope, turn->document_ids[i], &d);
         store_doc_cleanup(&d);
         bool dup = false;
         for (size_t k = 0; k < ids->n; k++)
@@ -318,7 +396,7 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
     store_doc_init(&doc);
     bool have_doc = false;
     if (document_given && document_id && *document_id) {
-        int rc = store_doc_get(a->store, document_id, &doc);
+        int rc = store_doc_get_scoped(a->store, turn->scope, document_id, &doc);
         if (rc) {
             *status = rc == STORE_ENOTFOUND || rc == STORE_EINVAL ? 404 : 500;
             snprintf(err, errcap, rc == STORE_ENOTFOUND || rc == STORE_EINVAL
@@ -348,27 +426,30 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
     }
     c->a = a;
     snprintf(c->session_id, sizeof c->session_id, "%s", session_id);
+    scope_copy(c, turn->scope);
     c->provider = app_provider_acquire(a);
     store_session_t ss;
     store_session_init(&ss);
     bool created = false;
     const char *first_doc = set_given ? (set.n ? set.ids[0] : NULL) : have_doc ? doc.id : NULL;
-    int rc = store_session_ensure(a->store, session_id, first_doc, &ss, &created);
+    const store_scope_t *scope = scope_of(c);
+    int rc = store_session_ensure_scoped(a->store, scope, session_id, first_doc, &ss, &created);
     if (rc == STORE_OK && set_given)
-        rc = store_session_set_documents(a->store, session_id, (const char *const *)set.ids,
-                                         set.n);
+        rc = store_session_set_documents_scoped(a->store, scope, session_id,
+                                                (const char *const *)set.ids, set.n);
     else if (rc == STORE_OK && document_given && !created)
         /* an explicit null/"" detaches the document; an id attaches it */
-        rc = store_session_set_document(a->store, session_id, have_doc ? doc.id : NULL);
+        rc = store_session_set_document_scoped(a->store, scope, session_id,
+                                               have_doc ? doc.id : NULL);
     /* The documents the session uses (given now or attached before). */
     if (rc == STORE_OK)
-        rc = session_docs(a, session_id, docs, &n_docs);
+        rc = session_docs(c, session_id, docs, &n_docs);
     if (rc != STORE_OK) {
         *status = rc == STORE_ENOTFOUND ? 404 : 500;
         snprintf(err, errcap, "Cannot open the session: %s", store_strerror(rc));
         goto fail;
     }
-    rc = store_msg_list(a->store, session_id, 0, &c->history);
+    rc = store_msg_list_scoped(a->store, scope, session_id, 0, &c->history);
     if (rc != STORE_OK) {
         *status = 500;
         snprintf(err, errcap, "Cannot read the session's history: %s", store_strerror(rc));
@@ -377,11 +458,13 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
     if (n_docs) {
         if (prepare_documents(c, docs, n_docs, turn, status, err, errcap))
             goto fail;
-    } else if (a->cfg.system_no_doc[0]) {
-        c->system = strdup(a->cfg.system_no_doc);
+    } else {
+        if (a->cfg.system_no_doc[0])
+            c->system = strdup(a->cfg.system_no_doc);
+        caller_salt(c);
     }
     if (!ss.title && c->history.n == 0)
-        title_from_message(a, session_id, message);
+        title_from_message(c, session_id, message);
     c->user = strdup(message);
     size_t first = c->history.n > HISTORY_MAX ? c->history.n - HISTORY_MAX : 0;
     c->msgs = calloc(c->history.n - first + 2, sizeof *c->msgs);
@@ -402,7 +485,8 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
                                            m->content };
     }
     c->msgs[c->n++] = (llm_message_t){ LLM_ROLE_USER, c->user };
-    rc = store_msg_append(a->store, session_id, STORE_ROLE_USER, message, false, NULL, NULL);
+    rc = store_msg_append_scoped(a->store, scope, session_id, STORE_ROLE_USER, message, false,
+                                 NULL, NULL);
     if (rc != STORE_OK) {
         *status = 500;
         snprintf(err, errcap, "Cannot store the message: %s", store_strerror(rc));
@@ -431,6 +515,7 @@ int chat_run(chat_t *c, const llm_callbacks_t *cb, void *ud, llm_result_t *res)
     llm_params_t params = llm_params_default();
     params.max_tokens = c->a->cfg.max_tokens;
     params.temperature = c->a->cfg.temperature;
+    params.cache_salt = c->salt;   /* "" (none) without documents */
     pthread_mutex_lock(&c->a->lock);
     c->a->stats.chats++;
     c->a->active_chats++;
@@ -473,8 +558,8 @@ int64_t chat_store_answer(chat_t *c, const char *text, size_t len, bool incomple
     json_decref(meta);
     char *t = strndup(text ? text : "", len);
     int64_t now = store_now_ms();
-    int rc = store_msg_append(c->a->store, c->session_id, STORE_ROLE_ASSISTANT, t ? t : "",
-                              incomplete, meta_s, NULL);
+    int rc = store_msg_append_scoped(c->a->store, scope_of(c), c->session_id,
+                                     STORE_ROLE_ASSISTANT, t ? t : "", incomplete, meta_s, NULL);
     if (rc != STORE_OK)
         log_error("session %s: cannot store the answer: %s", c->session_id, store_strerror(rc));
     free(t);

@@ -10,6 +10,20 @@
  * sources). The user turn is stored before the call; the assistant turn
  * after it, marked incomplete when the call was cut short (client gone,
  * error), with rag_info and sources in its meta.
+ *
+ * Accounts: a turn acts for its caller (chat_turn_t.scope): the session
+ * is the caller's own of that id (made on the first message), and the
+ * documents must be ones the caller may see (else 404 "Document not
+ * found", as for an unknown id). The call goes to the local engine under
+ * the documents' cache salt (auth_cache_salt), so it restores what was
+ * cached of them and nothing of another user's: the salt of the document
+ * whose text the system message holds (a routed part's document), or for
+ * several documents sent whole together, their one salt when they share
+ * it, else a salt made from all of theirs (no user could make it without
+ * seeing every one of those documents); a turn without documents, the
+ * caller's own. (A shared document's salt is everyone's, so the
+ * conversation that follows it is in the namespace everyone uses: that is
+ * the price of sharing its cache.)
  */
 #ifndef KVCHAT_APP_CHAT_H
 #define KVCHAT_APP_CHAT_H
@@ -33,6 +47,8 @@ typedef struct {
     size_t n_document_ids;
     bool ids_given;            /* the request named document_ids */
     const char *collection_id; /* or a collection's documents; NULL: none */
+    const store_scope_t *scope; /* the caller (auth_scope); NULL: local mode.
+                                   Copied by chat_prepare. */
 } chat_turn_t;
 
 /* Validate and prepare a turn: the session is created if new (ids are

@@ -10,6 +10,13 @@
  * "timings":...}` or `{"error":"...","done":true}`. A client that goes away
  * makes should_stop true: the provider call is aborted (the engine cancels
  * the generation) and the partial answer is stored marked incomplete.
+ *
+ * Accounts: every call acts in the caller's sessions (auth_scope; NULL in
+ * local mode: the sessions without an owner, as before accounts). Session
+ * ids are the clients' and mean something only within their owner: two
+ * users may each have a session "abc", and another user's id is the same
+ * 404 "Session not found" as an unknown one. A user has at most
+ * limits.chats_at_once turns running (auth_chat_begin; 429 past it).
  */
 #include "app/chat/sessions.h"
 
@@ -18,11 +25,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/auth/auth.h"
 #include "app/chat/chat.h"
 #include "common/buf.h"
 #include "common/log.h"
 
 #define MAX_ACTIVE_CHATS 64
+
+/* The caller's store scope: auth_scope, or NULL (everything, as in local
+ * mode) for a caller who is nobody in particular (server.api_key in
+ * accounts mode: an admin whose documents and sessions have no owner). */
+static const store_scope_t *req_scope(httpd_req_t *req)
+{
+    const store_scope_t *s = auth_scope(req);
+    return s && s->user_id ? s : NULL;
+}
 
 static json_t *time_json(int64_t ms)
 {
@@ -51,6 +68,7 @@ static json_t *session_json(const store_session_t *s)
 void sessions_h_create(httpd_req_t *req, void *user)
 {
     app_t *a = user;
+    const store_scope_t *scope = req_scope(req);
     json_t *body = NULL;
     const char *msg;
     size_t blen = 0;
@@ -77,7 +95,7 @@ void sessions_h_create(httpd_req_t *req, void *user)
     if (doc && *doc) {
         store_doc_t d;
         store_doc_init(&d);
-        int rc = store_doc_get(a->store, doc, &d);
+        int rc = store_doc_get_scoped(a->store, scope, doc, &d);
         store_doc_cleanup(&d);
         if (rc) {
             httpd_reply_error(req, 404, "Document not found");
@@ -87,7 +105,8 @@ void sessions_h_create(httpd_req_t *req, void *user)
     }
     store_session_t s;
     store_session_init(&s);
-    int rc = store_session_create(a->store, sid, doc && *doc ? doc : NULL, title, &s);
+    int rc = store_session_create_scoped(a->store, scope, sid, doc && *doc ? doc : NULL, title,
+                                         &s);
     json_decref(body);
     if (rc == STORE_ECONFLICT) {
         httpd_reply_error(req, 409, "A session with this id exists");
@@ -109,7 +128,7 @@ void sessions_h_list(httpd_req_t *req, void *user)
 {
     app_t *a = user;
     store_session_list_t l = { 0 };
-    int rc = store_session_list(a->store, 200, &l);
+    int rc = store_session_list_scoped(a->store, req_scope(req), 200, &l);
     if (rc) {
         reply_store_error(req, rc);
         return;
@@ -121,12 +140,13 @@ void sessions_h_list(httpd_req_t *req, void *user)
     httpd_reply_json(req, 200, arr);
 }
 
-/* The session's documents, in order, as a JSON array of ids (new ref). */
-static json_t *document_ids_json(app_t *a, const char *id)
+/* The documents of the caller's session `id`, in order, as a JSON array
+ * of ids (new ref). */
+static json_t *document_ids_json(app_t *a, const store_scope_t *scope, const char *id)
 {
     json_t *arr = json_array();
     store_id_list_t l;
-    if (store_session_documents(a->store, id, &l) == STORE_OK)
+    if (store_session_documents_scoped(a->store, scope, id, &l) == STORE_OK)
         for (size_t i = 0; i < l.n; i++)
             json_array_append_new(arr, json_string(l.ids[i]));
     store_id_list_cleanup(&l);
@@ -138,13 +158,14 @@ void sessions_h_get(httpd_req_t *req, void *user)
     app_t *a = user;
     store_session_t s;
     store_session_init(&s);
-    int rc = store_session_get(a->store, httpd_req_param(req, "session_id"), &s);
+    const store_scope_t *scope = req_scope(req);
+    int rc = store_session_get_scoped(a->store, scope, httpd_req_param(req, "session_id"), &s);
     if (rc) {
         reply_store_error(req, rc);
         return;
     }
     json_t *j = session_json(&s);
-    json_object_set_new(j, "document_ids", document_ids_json(a, s.id));
+    json_object_set_new(j, "document_ids", document_ids_json(a, scope, s.id));
     httpd_reply_json(req, 200, j);
     store_session_cleanup(&s);
 }
@@ -152,7 +173,8 @@ void sessions_h_get(httpd_req_t *req, void *user)
 void sessions_h_delete(httpd_req_t *req, void *user)
 {
     app_t *a = user;
-    int rc = store_session_delete(a->store, httpd_req_param(req, "session_id"));
+    int rc = store_session_delete_scoped(a->store, req_scope(req),
+                                         httpd_req_param(req, "session_id"));
     if (rc) {
         reply_store_error(req, rc);
         return;
@@ -164,15 +186,16 @@ void sessions_h_messages(httpd_req_t *req, void *user)
 {
     app_t *a = user;
     const char *id = httpd_req_param(req, "session_id");
+    const store_scope_t *scope = req_scope(req);
     store_session_t s;
     store_session_init(&s);
-    int rc = store_session_get(a->store, id, &s);
+    int rc = store_session_get_scoped(a->store, scope, id, &s);
     if (rc) {
         reply_store_error(req, rc);
         return;
     }
     store_msg_list_t l = { 0 };
-    rc = store_msg_list(a->store, id, 0, &l);
+    rc = store_msg_list_scoped(a->store, scope, id, 0, &l);
     if (rc) {
         store_session_cleanup(&s);
         reply_store_error(req, rc);
@@ -198,7 +221,7 @@ void sessions_h_messages(httpd_req_t *req, void *user)
     json_t *body = json_pack("{s:s, s:o, s:b, s:s?, s:s?}", "session_id", s.id, "messages", arr,
                              "has_document", s.document_id != NULL, "document_id", s.document_id,
                              "document_filename", s.document_filename);
-    json_object_set_new(body, "document_ids", document_ids_json(a, s.id));
+    json_object_set_new(body, "document_ids", document_ids_json(a, scope, s.id));
     store_msg_list_cleanup(&l);
     store_session_cleanup(&s);
     httpd_reply_json(req, 200, body);
@@ -213,6 +236,7 @@ static int parse_turn(httpd_req_t *req, json_t **body, chat_turn_t *turn, const 
     const char **message = &turn->message, **doc = &turn->document_id;
     bool *doc_given = &turn->document_given;
     turn->session_id = httpd_req_param(req, "session_id");
+    turn->scope = req_scope(req);
     turn->use_rag = true;
     const char *msg;
     if (httpd_req_json(req, body, &msg) != HTTPD_OK) {
@@ -307,6 +331,18 @@ typedef struct {
 static int sync_delta(void *ud, const char *t, size_t n) { return collect_delta(&((sync_ud_t *)ud)->col, t, n); }
 static bool sync_stop(void *ud) { return never_stop(((sync_ud_t *)ud)->req); }
 
+/* limits.chats_at_once: a turn of a caller who has that many running is
+ * answered 429 (returns false); else it counts until auth_chat_end(ticket). */
+static bool chat_begin(httpd_req_t *req, app_t *a, char *ticket)
+{
+    if (auth_chat_begin(a, req, ticket))
+        return true;
+    httpd_reply_error(req, 429, "You have %d chats running at once, the most allowed: wait for "
+                                "one to finish",
+                      a->cfg.chats_at_once);
+    return false;
+}
+
 void sessions_h_post_message(httpd_req_t *req, void *user)
 {
     app_t *a = user;
@@ -315,12 +351,18 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     const char *ids[STORE_SET_MAX];
     if (parse_turn(req, &body, &turn, ids))
         return;
+    char ticket[AUTH_TICKET_MAX];
+    if (!chat_begin(req, a, ticket)) {
+        json_decref(body);
+        return;
+    }
     chat_t *c;
     int status;
     char err[512];
     if (chat_prepare(a, &turn, &c, &status, err, sizeof err)) {
         httpd_reply_error(req, status, "%s", err);
         json_decref(body);
+        auth_chat_end(a, ticket);
         return;
     }
     json_decref(body);
@@ -347,6 +389,7 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     llm_result_cleanup(&res);
     buf_cleanup(&ud.col.text);
     chat_free(c);
+    auth_chat_end(a, ticket);
 }
 
 /* ---- streaming ---- */
@@ -356,6 +399,7 @@ typedef struct {
     chat_t *chat;
     httpd_stream_t *stream;
     buf_t text;
+    char ticket[AUTH_TICKET_MAX];   /* auth_chat_end's, when the turn ends */
 } stream_job_t;
 
 static int stream_delta(void *ud, const char *text, size_t len)
@@ -411,6 +455,7 @@ static void *stream_worker(void *arg)
     llm_result_cleanup(&res);
     buf_cleanup(&j->text);
     chat_free(j->chat);
+    auth_chat_end(j->a, j->ticket);
     free(j);
     return NULL;
 }
@@ -438,9 +483,15 @@ void sessions_h_stream(httpd_req_t *req, void *user)
         json_decref(body);
         return;
     }
+    if (!chat_begin(req, a, j->ticket)) {
+        json_decref(body);
+        free(j);
+        return;
+    }
     if (chat_prepare(a, &turn, &j->chat, &status, err, sizeof err)) {
         httpd_reply_error(req, status, "%s", err);
         json_decref(body);
+        auth_chat_end(a, j->ticket);
         free(j);
         return;
     }
@@ -450,6 +501,7 @@ void sessions_h_stream(httpd_req_t *req, void *user)
     if (httpd_stream_open(req, "text/event-stream", &j->stream) != HTTPD_OK) {
         httpd_reply_error(req, 503, "the server is shutting down");
         chat_free(j->chat);
+        auth_chat_end(a, j->ticket);
         free(j);
         return;
     }
@@ -462,6 +514,7 @@ void sessions_h_stream(httpd_req_t *req, void *user)
         httpd_stream_close(j->stream);
         chat_free(j->chat);
         buf_cleanup(&j->text);
+        auth_chat_end(a, j->ticket);
         free(j);
     }
     pthread_attr_destroy(&attr);

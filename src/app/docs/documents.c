@@ -15,6 +15,20 @@
  * stored once. With "Accept: text/event-stream" the upload runs on a worker
  * thread and reports its place in line and its stage as it goes.
  *
+ * Accounts (auth.mode = accounts): every handler acts in the caller's
+ * store scope (auth_scope; NULL in local mode, which is everything, as
+ * before accounts). A document the caller may not see answers exactly as
+ * an unknown id does (404 "Document not found"), never 403, so an id
+ * tells nothing about anyone else's documents. An upload is the caller's
+ * document: identical content is one document per owner, and the same
+ * bytes uploaded by two owners are two documents on one file (the store
+ * says whose file; this module removes the file it wrote when it is not
+ * the one kept, and a deleted document's file only when no document uses
+ * it any more). limits.storage_mb bounds the bytes each user's documents
+ * take (413 before extraction). The engine's cache entries of a document
+ * are made under its cache salt (auth_cache_salt: its owner's, or none
+ * when shared), so another user's identical text never finds them.
+ *
  * Caching: the document's system message is rendered exactly as chat
  * renders it and sent to the engine's /v1/cache/prefill. With
  * "Accept: text/event-stream" the progress is streamed; the prefill then
@@ -38,6 +52,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/auth/auth.h"
 #include "app/chat/route.h"
 #include "app/docs/extractq.h"
 #include "app/docs/partcache.h"
@@ -141,7 +156,53 @@ json_t *documents_json(const store_doc_t *d)
                           "cache_status", store_cache_status_name(d->cache.status), "cache", cache);
     json_object_set_new(j, "total_pages", json_integer(d->n_pages));
     json_object_set_new(j, "total_chunks", json_integer(d->n_chunks));
+    json_object_set_new(j, "owner", d->owner_id ? json_string(d->owner_id) : json_null());
+    json_object_set_new(j, "shared", json_boolean(d->shared));
     return j;
+}
+
+/* ---- the caller's scope, kept past the request ---- */
+
+/* The caller's store scope: auth_scope, or NULL (everything, as in local
+ * mode) for a caller who is nobody in particular (server.api_key in
+ * accounts mode: an admin whose documents and sessions have no owner). */
+static const store_scope_t *req_scope(httpd_req_t *req)
+{
+    const store_scope_t *s = auth_scope(req);
+    return s && s->user_id ? s : NULL;
+}
+
+/* A copy of a request's store scope (auth_scope), for work that outlives
+ * the handler (a streamed upload's worker thread). */
+typedef struct {
+    bool scoped;                        /* false: local mode (scope NULL) */
+    bool has_user;                      /* user_id is set */
+    char user_id[STORE_ID_MAX + 1];
+    bool admin;
+} owner_t;
+
+static void owner_from(owner_t *o, const store_scope_t *scope)
+{
+    memset(o, 0, sizeof *o);
+    if (!scope)
+        return;
+    o->scoped = true;
+    o->admin = scope->admin;
+    if (scope->user_id) {
+        o->has_user = true;
+        snprintf(o->user_id, sizeof o->user_id, "%s", scope->user_id);
+    }
+}
+
+/* The scope o holds, built in *buf (which must outlive its use), or NULL
+ * for local mode. */
+static const store_scope_t *owner_scope(const owner_t *o, store_scope_t *buf)
+{
+    if (!o->scoped)
+        return NULL;
+    buf->user_id = o->has_user ? o->user_id : NULL;
+    buf->admin = o->admin;
+    return buf;
 }
 
 /* ---- upload ---- */
@@ -155,6 +216,7 @@ typedef struct {
     bool got_file, in_file;
     char filename[STORE_NAME_MAX];
     char ext[16];
+    owner_t owner;      /* who uploads: the document will be theirs */
 } upload_t;
 
 static void upload_free(void *ctx)
@@ -202,13 +264,14 @@ static bool clean_filename(const char *in, char *out, size_t cap)
     return true;
 }
 
-static upload_t *upload_new(app_t *a)
+static upload_t *upload_new(app_t *a, httpd_req_t *req)
 {
     upload_t *u = calloc(1, sizeof *u);
     if (u) {
         u->a = a;
         u->fd = -1;
         u->limit = (size_t)a->cfg.max_upload_mb << 20;
+        owner_from(&u->owner, req_scope(req));
     }
     return u;
 }
@@ -223,7 +286,7 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename, c
     upload_t *u = httpd_req_ctx(req);
     app_t *a = httpd_req_user(req);
     if (!u) {
-        u = upload_new(a);
+        u = upload_new(a, req);
         if (!u) {
             httpd_reply_error(req, 500, "out of memory");
             return 1;
@@ -359,7 +422,7 @@ static int coll_begin(httpd_req_t *req, const char *field, const char *filename,
         httpd_reply_error(req, 400, "At most %d files in one collection", STORE_SET_MAX);
         return 1;
     }
-    upload_t *u = upload_new(httpd_req_user(req));
+    upload_t *u = upload_new(httpd_req_user(req), req);
     if (!u) {
         httpd_reply_error(req, 500, "out of memory");
         return 1;
@@ -689,10 +752,36 @@ static int extract_failed(app_t *a, const upload_t *u, int code, const char *mes
     return ingest_fail(err, status, "%s", message[0] ? message : extract_strerror(code));
 }
 
-/* Extract the upload's text and store the document, holding one slot of
- * the extraction queue (waiting for it in line first). On success fills
- * *doc and returns 0; otherwise returns -1 with *err filled. Nothing is
- * answered here: plain and streamed requests answer differently. */
+/* MB with one decimal, for the quota's message. */
+static double mb(int64_t bytes) { return (double)bytes / (1024.0 * 1024.0); }
+
+/* limits.storage_mb: a new document of `bytes` must not take its owner
+ * (a user in accounts mode) past it. Returns 0, or -1 with the 413 (or a
+ * 500 when the usage cannot be read) in *err. Two uploads checked at the
+ * same moment may together go past the limit by the smaller of them. */
+static int check_quota(app_t *a, const store_scope_t *scope, int64_t bytes, ingest_error_t *err)
+{
+    if (!scope || !scope->user_id || a->cfg.storage_mb <= 0)
+        return 0;
+    int64_t used = 0, limit = (int64_t)a->cfg.storage_mb << 20;
+    int rc = store_user_usage(a->store, scope->user_id, &used, NULL);
+    if (rc != STORE_OK && rc != STORE_ENOTFOUND)
+        return ingest_fail(err, 500, "Cannot read your storage use: %s", store_strerror(rc));
+    if (used + bytes <= limit)
+        return 0;
+    return ingest_fail(err, 413,
+                       "Storage quota exceeded: this file is %.1f MB, and your documents "
+                       "already take %.1f MB of your %d MB (%lld + %lld > %lld bytes); "
+                       "delete documents to make room",
+                       mb(bytes), mb(used), a->cfg.storage_mb, (long long)used,
+                       (long long)bytes, (long long)limit);
+}
+
+/* Extract the upload's text and store the document as the uploader's,
+ * holding one slot of the extraction queue (waiting for it in line
+ * first). On success fills *doc and returns 0; otherwise returns -1 with
+ * *err filled. Nothing is answered here: plain and streamed requests
+ * answer differently. */
 static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bool *existed,
                   ingest_error_t *err)
 {
@@ -706,11 +795,20 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
         snprintf(sha + 2 * i, 3, "%02x", md[i]);
     close(u->fd);
     u->fd = -1;
+    store_scope_t sbuf;
+    const store_scope_t *scope = owner_scope(&u->owner, &sbuf);
 
-    /* Identical content: the existing document. */
-    if (store_doc_find_sha256(a->store, sha, doc) == STORE_OK) {
+    /* Identical content: the uploader's existing document (in local mode,
+     * anyone's). Another user's copy does not count: the content is
+     * extracted and stored again for this one, never copied from theirs,
+     * whose existence the time it takes would tell. */
+    if (store_doc_find_sha256_scoped(a->store, scope, sha, doc) == STORE_OK) {
         *existed = true;
         return 0;
+    }
+    if (check_quota(a, scope, (int64_t)u->bytes, err) != 0) {
+        log_info("upload '%s' refused: %s", u->filename, err->detail);
+        return -1;
     }
     w->filename = u->filename;
     extractq_wait_t wait = { on_queue_position, queue_should_stop, w };
@@ -763,15 +861,18 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
     d.sha256 = sha;
     d.n_tokens = -1;
     store_text_reader_t reader = { fd_read, &text_fd };
-    rc = lseek(text_fd, 0, SEEK_SET) == 0 ? store_doc_insert_from(a->store, &d, &reader, doc, existed)
-                                          : STORE_EIO;
+    rc = lseek(text_fd, 0, SEEK_SET) == 0
+             ? store_doc_insert_from_scoped(a->store, scope, &d, &reader, doc, existed)
+             : STORE_EIO;
     if (rc != STORE_OK) {
         unlink(final);
         ingest_fail(err, rc == STORE_ETOOBIG ? 413 : 500, "Cannot store the document: %s",
                     store_strerror(rc));
         goto done;
     }
-    if (*existed)   /* raced with an identical upload */
+    /* Raced with an identical upload of the same user, or another owner
+     * has this content: their file is the one kept. */
+    if (*existed || !doc->stored_name || strcmp(doc->stored_name, stored) != 0)
         unlink(final);
     /* The extraction is over: its slot goes to the next upload before the
      * text is cut and the engine counts the tokens. */
@@ -912,8 +1013,9 @@ static int cache_parts(app_t *a, app_provider_t *p, const store_doc_t *d, const 
     return rc == 0 ? 200 : r.http_status;
 }
 
-/* Cache a document's prefix. Returns the HTTP status; *out gets the answer
- * body (success or {"detail": ...}). */
+/* Cache a document's prefix, under the document's cache salt. The caller
+ * has checked that its client may see the document. Returns the HTTP
+ * status; *out gets the answer body (success or {"detail": ...}). */
 static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **out)
 {
     store_doc_t d;
@@ -1003,7 +1105,9 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     llm_message_t m = { LLM_ROLE_SYSTEM, sys };
     llm_callbacks_t cb = { .on_progress = on_progress, .should_stop = progress_stop };
     llm_prefill_result_t pr;
-    rc = llm_prefill(p->llm, &m, 1, 0, &cb, prog, &pr);
+    char salt[LLM_CACHE_SALT_MAX + 1];
+    auth_cache_salt(a, &d, salt, sizeof salt);
+    rc = llm_prefill_salted(p->llm, &m, 1, 0, salt, &cb, prog, &pr);
     if (rc != LLM_OK) {
         store_cache_t c = { .status = STORE_CACHE_FAILED, .error = pr.error };
         store_doc_set_cache(a->store, doc_id, &c);
@@ -1236,9 +1340,19 @@ void documents_h_upload_and_cache(httpd_req_t *req, void *user)
     store_doc_cleanup(&d);
 }
 
+static int load_doc(httpd_req_t *req, app_t *a, const char *id, store_doc_t *d);
+
 void documents_h_cache(httpd_req_t *req, void *user)
 {
-    answer_cache(req, user, httpd_req_param(req, "doc_id"), NULL);
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    if (req_scope(req)) {   /* a document the caller may not see: 404 */
+        store_doc_t d;
+        if (load_doc(req, a, id, &d) != 0)
+            return;
+        store_doc_cleanup(&d);
+    }
+    answer_cache(req, a, id, NULL);
 }
 
 /* ---- the cache as the engine holds it now ---- */
@@ -1359,7 +1473,7 @@ void documents_h_list(httpd_req_t *req, void *user)
 {
     app_t *a = user;
     store_doc_list_t l = { 0 };
-    int rc = store_doc_list(a->store, &l);
+    int rc = store_doc_list_scoped(a->store, req_scope(req), &l);
     if (rc) {
         httpd_reply_error(req, 500, "Cannot list documents: %s", store_strerror(rc));
         return;
@@ -1402,11 +1516,13 @@ static void reply_store_error(httpd_req_t *req, int rc, const char *what)
         httpd_reply_error(req, 500, "%s: %s", what, store_strerror(rc));
 }
 
-/* The document named in the path, or an answered 404/500 (returns -1). */
+/* The document named in the path if the caller may see it, or an
+ * answered 404/500 (returns -1): another user's private document is the
+ * same 404 as an unknown id. */
 static int load_doc(httpd_req_t *req, app_t *a, const char *id, store_doc_t *d)
 {
     store_doc_init(d);
-    int rc = store_doc_get(a->store, id, d);
+    int rc = store_doc_get_scoped(a->store, req_scope(req), id, d);
     if (rc) {
         reply_store_error(req, rc, "Document");
         return -1;
@@ -1478,14 +1594,25 @@ void documents_h_delete(httpd_req_t *req, void *user)
 {
     app_t *a = user;
     const char *id = httpd_req_param(req, "doc_id");
+    const store_scope_t *scope = req_scope(req);
     store_doc_t d;
     store_doc_init(&d);
     bool file_unused = false;
-    int rc = store_doc_delete_scoped(a->store, NULL, id, &d, &file_unused);
+    int rc = store_doc_delete_scoped(a->store, scope, id, &d, &file_unused);
+    if (rc == STORE_ENOTFOUND && scope && store_doc_get_scoped(a->store, scope, id, &d) == STORE_OK) {
+        /* shared with the caller, who sees it anyway: say why it stays */
+        store_doc_cleanup(&d);
+        httpd_reply_error(req, 403, "This document is shared with you: only its owner or an "
+                                    "admin can delete it");
+        return;
+    }
     if (rc) {
         reply_store_error(req, rc, "Document");
         return;
     }
+    auth_audit(a, req, "document.delete", id,
+               json_pack("{s:s, s:s?, s:b}", "filename", d.filename, "owner", d.owner_id,
+                         "shared", d.shared));
     /* the file goes with the last document that has its content */
     char path[1300];
     snprintf(path, sizeof path, "%s/%s", a->uploads_dir, d.stored_name);
@@ -1502,6 +1629,100 @@ void documents_h_delete(httpd_req_t *req, void *user)
     store_doc_cleanup(&d);
     httpd_reply_json(req, 200, json_pack("{s:s, s:s}", "message", "Document deleted successfully",
                                          "doc_id", id));
+}
+
+/* ---- sharing ---- */
+
+static const store_cache_t no_cache = { .status = STORE_CACHE_NONE, .tokens = -1, .bytes = -1,
+                                        .ms = -1, .cached_at = -1 };
+
+/* Sharing changes a document's cache salt (its owner's, or none when
+ * shared: auth_cache_salt), so the entries made under the old one would
+ * never be found again: delete them from the engine, and mark the
+ * document and its parts (for the engine's model) not cached, for the
+ * next cache request to make them anew. Best effort (logged): the parts'
+ * cache run also checks each entry's salt before it skips one. */
+static void forget_cache(app_t *a, const store_doc_t *d)
+{
+    app_provider_t *p = app_local_acquire(a);
+    char err[256];
+    if (p && d->cache.entry_id && d->cache.entry_id[0] &&
+        llm_cache_delete(p->llm, d->cache.entry_id, err, sizeof err) != LLM_OK)
+        log_info("document %s: engine cache entry %s not deleted: %s", d->id, d->cache.entry_id,
+                 err);
+    store_doc_set_cache(a->store, d->id, &no_cache);
+    parts_model_t m;
+    store_part_list_t plan = { 0 };
+    if (p && parts_model(a, p->llm, &m, NULL, 0) == PARTS_OK &&
+        store_parts_list(a->store, d->id, m.plan_key, &plan) == STORE_OK && plan.n > 1) {
+        for (size_t i = 0; i < plan.n; i++) {
+            const store_cache_t *c = &plan.items[i].cache;
+            if (c->status == STORE_CACHE_NONE)
+                continue;
+            if (c->entry_id && c->entry_id[0] &&
+                llm_cache_delete(p->llm, c->entry_id, err, sizeof err) != LLM_OK)
+                log_info("document %s: part %zu's cache entry not deleted: %s", d->id, i, err);
+            store_part_set_cache(a->store, d->id, m.plan_key, (int64_t)i, &no_cache);
+        }
+    }
+    store_part_list_cleanup(&plan);
+    app_provider_release(p);
+}
+
+void documents_h_share(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    const char *id = httpd_req_param(req, "doc_id");
+    if (!auth_accounts(a)) {
+        httpd_reply_error(req, 400, "Sharing needs accounts (auth.mode = accounts)");
+        return;
+    }
+    const auth_t *who = auth_get(req);
+    if (!who || !who->admin) {
+        httpd_reply_error(req, 403, "Only an admin can share or unshare documents");
+        return;
+    }
+    json_t *body;
+    const char *msg;
+    if (httpd_req_json(req, &body, &msg) != HTTPD_OK) {
+        httpd_reply_error(req, 400, "%s", msg);
+        return;
+    }
+    json_t *ev = json_object_get(body, "everyone");
+    if (!json_is_boolean(ev)) {
+        httpd_reply_error(req, 400, "Field 'everyone' must be true (share the document with "
+                                    "every user) or false (its owner's alone again)");
+        json_decref(body);
+        return;
+    }
+    bool everyone = json_is_true(ev);
+    json_decref(body);
+    store_doc_t d;
+    if (load_doc(req, a, id, &d) != 0)
+        return;
+    bool changed = d.shared != everyone;
+    int rc = store_doc_set_shared(a->store, req_scope(req), id, everyone);
+    if (rc) {
+        store_doc_cleanup(&d);
+        reply_store_error(req, rc, "Document");
+        return;
+    }
+    auth_audit(a, req, everyone ? "document.share" : "document.unshare", id,
+               json_pack("{s:s, s:s?, s:b}", "filename", d.filename, "owner", d.owner_id,
+                         "changed", changed));
+    if (changed)
+        forget_cache(a, &d);
+    store_doc_cleanup(&d);
+    if (load_doc(req, a, id, &d) != 0)   /* deleted meanwhile */
+        return;
+    log_info("document %s %s by %s", id, everyone ? "shared with everyone" : "unshared",
+             who->name[0] ? who->name : "the API key");
+    json_t *j = doc_json_now(a, &d);
+    json_object_set_new(j, "message",
+                        json_string(everyone ? "The document is shared with every user"
+                                             : "The document is its owner's alone again"));
+    store_doc_cleanup(&d);
+    httpd_reply_json(req, 200, j);
 }
 
 void documents_h_cache_status(httpd_req_t *req, void *user)
@@ -1624,11 +1845,33 @@ void documents_h_upload_collection(httpd_req_t *req, void *user)
         store_doc_cleanup(&got[i]);
 }
 
+int documents_collection_visible(app_t *a, const store_scope_t *scope,
+                                 const store_collection_t *col)
+{
+    if (!scope || scope->admin)
+        return STORE_OK;
+    if (col->docs.n == 0)
+        return STORE_ENOTFOUND;   /* nothing left in it to tell whose it was */
+    for (size_t i = 0; i < col->docs.n; i++) {
+        store_doc_t d;
+        int rc = store_doc_get_scoped(a->store, scope, col->docs.ids[i], &d);
+        store_doc_cleanup(&d);
+        if (rc != STORE_OK)
+            return rc;
+    }
+    return STORE_OK;
+}
+
 void documents_h_collection(httpd_req_t *req, void *user)
 {
     app_t *a = user;
     store_collection_t col;
     int rc = store_collection_get(a->store, httpd_req_param(req, "collection_id"), &col);
+    if (rc == STORE_OK) {
+        rc = documents_collection_visible(a, req_scope(req), &col);
+        if (rc != STORE_OK)
+            store_collection_cleanup(&col);
+    }
     if (rc != STORE_OK) {
         if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL)
             httpd_reply_error(req, 404, "Collection not found");
@@ -1640,7 +1883,7 @@ void documents_h_collection(httpd_req_t *req, void *user)
     for (size_t i = 0; i < col.docs.n; i++) {
         store_doc_t d;
         json_array_append_new(ids, json_string(col.docs.ids[i]));
-        if (store_doc_get(a->store, col.docs.ids[i], &d) == STORE_OK)
+        if (store_doc_get_scoped(a->store, req_scope(req), col.docs.ids[i], &d) == STORE_OK)
             json_array_append_new(docs, documents_json(&d));
         store_doc_cleanup(&d);
     }

@@ -1,6 +1,23 @@
 /* documents.h — the /documents endpoints: upload (streamed to disk),
- * extraction in a sandboxed process, listing, preview, deletion, and
- * caching a document's prefix in the engine.
+ * extraction in a sandboxed process, listing, preview, deletion, sharing,
+ * and caching a document's prefix in the engine.
+ *
+ * Accounts (auth.mode = accounts). Every handler acts for its caller
+ * (auth_scope): lists show the caller's own documents and the shared
+ * ones (an admin's, every document); any other document id answers 404
+ * "Document not found", the same answer as an unknown id (never 403: an
+ * id must not tell that it exists). A shared document is read-only to
+ * users other than its owner: they read, search, cache and chat with it;
+ * deleting it is 403 (they can see it, so that says nothing new). An
+ * upload becomes the caller's document, within limits.storage_mb (413).
+ * Collections have no owner in the store: a collection is visible to a
+ * caller who may see every document still in it (an admin: any), else
+ * it is the same 404 as an unknown collection id; one whose documents
+ * are all gone is visible to admins only. In local mode (auth_scope
+ * NULL) everything is as before accounts.
+ *
+ * Documents in answers carry "owner" (the owning user's id, or null) and
+ * "shared" (bool).
  */
 #ifndef KVCHAT_APP_DOCUMENTS_H
 #define KVCHAT_APP_DOCUMENTS_H
@@ -27,11 +44,26 @@ void documents_h_upload_and_cache(httpd_req_t *req, void *user);
 void documents_h_upload_collection(httpd_req_t *req, void *user);
 /* GET /documents/collections/{collection_id}. */
 void documents_h_collection(httpd_req_t *req, void *user);
+/* Whether the caller of scope (NULL: local mode) may use collection col
+ * (see the top of this file): STORE_OK, STORE_ENOTFOUND, or a store error. */
+int documents_collection_visible(app_t *a, const store_scope_t *scope,
+                                 const store_collection_t *col);
 void documents_h_list(httpd_req_t *req, void *user);
 /* GET /documents/limits: the upload limit and the accepted file types. */
 void documents_h_limits(httpd_req_t *req, void *user);
 void documents_h_get(httpd_req_t *req, void *user);
+/* DELETE /documents/{doc_id}: the caller's own (an admin's: any); the
+ * file goes with the last document that uses it. Audited
+ * ("document.delete"). */
 void documents_h_delete(httpd_req_t *req, void *user);
+/* POST /documents/{doc_id}/share {"everyone": true|false}: share a
+ * document with every user, or make it its owner's alone again (which
+ * also takes it out of other users' sessions). Admins only (403); 400 in
+ * local mode, which has no users to share with. The document's cache
+ * entries, made under its old cache salt, are deleted and its cache state
+ * reset. Audited ("document.share" / "document.unshare"). Answers the
+ * document. */
+void documents_h_share(httpd_req_t *req, void *user);
 void documents_h_cache(httpd_req_t *req, void *user);
 void documents_h_cache_status(httpd_req_t *req, void *user);
 /* GET /documents/{doc_id}/chunks?offset=&limit=: a page of the document's

@@ -1,4 +1,11 @@
-/* partcache.c — see partcache.h. */
+/* partcache.c — see partcache.h.
+ *
+ * Salts: every part of a document is prefilled under the document's cache
+ * salt (auth_cache_salt), and an entry the engine lists counts as the
+ * part's only when it was made under that salt (its salt_hash), so a
+ * document shared or unshared since its parts were cached has them made
+ * anew rather than skipped.
+ */
 #include "app/docs/partcache.h"
 
 #include <stdio.h>
@@ -6,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "app/auth/auth.h"
+#include "app/docs/documents.h"
 #include "common/log.h"
 
 static double now_ms(void)
@@ -20,27 +29,45 @@ static int cmp_entry(const void *x, const void *y)
     return strcmp(((const llm_cache_entry_t *)x)->id, ((const llm_cache_entry_t *)y)->id);
 }
 
+/* Document d's cache salt into salt ("" for none) and its hex SHA-256 as
+ * the engine lists it into hash ("" for none). */
+static void doc_salt(app_t *a, const store_doc_t *d, char salt[LLM_CACHE_SALT_MAX + 1],
+                     char hash[65])
+{
+    salt[0] = hash[0] = '\0';
+    auth_cache_salt(a, d, salt, LLM_CACHE_SALT_MAX + 1);
+    if (salt[0])
+        documents_sha256_hex(salt, strlen(salt), hash);
+}
+
+/* The entry `id` of the engine's list if it was made under the salt whose
+ * hash is salt_hash ("" for none), else NULL. */
 static const llm_cache_entry_t *find_entry(const llm_cache_entry_t *live, size_t n,
-                                           const char *id)
+                                           const char *id, const char *salt_hash)
 {
     if (!live || !n || !id)
         return NULL;
     llm_cache_entry_t key;
     snprintf(key.id, sizeof key.id, "%s", id);
-    return bsearch(&key, live, n, sizeof *live, cmp_entry);
+    const llm_cache_entry_t *e = bsearch(&key, live, n, sizeof *live, cmp_entry);
+    return e && strcmp(e->salt_hash, salt_hash) == 0 ? e : NULL;
 }
 
 json_t *partcache_groups_json(app_t *a, const store_doc_t *d, const store_part_list_t *plan,
                               const llm_cache_entry_t *live, size_t n_live, bool asked)
 {
     json_t *arr = json_array();
+    char salt[LLM_CACHE_SALT_MAX + 1] = "", hash[65] = "";
+    if (asked)
+        doc_salt(a, d, salt, hash);
     for (size_t i = 0; i < plan->n; i++) {
         const store_part_t *p = &plan->items[i];
         /* a one-part plan is the document itself: its cache state is the
          * document's */
         const store_cache_t *c = plan->n == 1 ? &d->cache : &p->cache;
         bool stored = c->status == STORE_CACHE_CACHED && c->entry_id;
-        const llm_cache_entry_t *e = stored ? find_entry(live, n_live, c->entry_id) : NULL;
+        const llm_cache_entry_t *e = stored && asked ? find_entry(live, n_live, c->entry_id, hash)
+                                                     : NULL;
         bool cached = stored && (!asked || e);
         const char *status = cached ? "cached"
                              : stored ? "none"   /* the engine let it go */
@@ -159,7 +186,8 @@ int partcache_run(app_t *a, app_provider_t *p, const store_doc_t *d, const parts
 
     llm_cache_entry_t *live = NULL;
     size_t n_live = 0;
-    char err[512];
+    char err[512], salt[LLM_CACHE_SALT_MAX + 1], hash[65];
+    doc_salt(a, d, salt, hash);
     bool asked = llm_cache_entries(p->llm, &live, &n_live, err, sizeof err) == LLM_OK;
     if (asked && n_live > 1)
         qsort(live, n_live, sizeof *live, cmp_entry);
@@ -174,7 +202,7 @@ int partcache_run(app_t *a, app_provider_t *p, const store_doc_t *d, const parts
         r.group = i;
         r.part_tokens = part->tokens > 0 ? part->tokens : 0;
         bool have = part->cache.status == STORE_CACHE_CACHED && part->cache.entry_id &&
-                    (!asked || find_entry(live, n_live, part->cache.entry_id));
+                    (!asked || find_entry(live, n_live, part->cache.entry_id, hash));
         if (have) {
             out->cached++;
             out->skipped++;
@@ -194,9 +222,9 @@ int partcache_run(app_t *a, app_provider_t *p, const store_doc_t *d, const parts
         if (sys) {
             llm_message_t msg = { LLM_ROLE_SYSTEM, sys };
             llm_callbacks_t cb = { .on_progress = on_prefill_progress, .should_stop = never_stop };
-            rc = llm_prefill(p->llm, &msg, 1, LLM_PREFILL_DISK, &cb, &r, &pr);
+            rc = llm_prefill_salted(p->llm, &msg, 1, LLM_PREFILL_DISK, salt, &cb, &r, &pr);
             if (rc == LLM_EREFUSED || rc == LLM_EUPSTREAM)   /* no disk tier, or it is full */
-                rc = llm_prefill(p->llm, &msg, 1, 0, &cb, &r, &pr);
+                rc = llm_prefill_salted(p->llm, &msg, 1, 0, salt, &cb, &r, &pr);
         } else {
             snprintf(pr.error, sizeof pr.error, "%s", why);
         }

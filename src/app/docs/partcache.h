@@ -9,6 +9,12 @@
  * incremental). A part that fails is recorded as failed with the reason
  * and the run goes on with the next one.
  *
+ * Every part is prefilled under the document's cache salt
+ * (auth_cache_salt: its owner's in accounts mode, none when shared or in
+ * local mode), so another user's identical text never restores it; an
+ * entry made under another salt (before the document was shared or
+ * unshared) does not count as the part's.
+ *
  * Events report the run as the prototype's client expects them: "init"
  * (the parts), "progress" per part and while a part prefills (with the
  * token-level percent of the whole run and an estimate of the time left),
@@ -45,9 +51,9 @@ int partcache_run(app_t *a, app_provider_t *p, const store_doc_t *d, const parts
 /* The API's view of a plan: [{group_id, chunk_ids, first_chunk,
  * last_chunk, total_tokens, content_length, page_range, where, cached,
  * tier, status, error, cached_tokens}]; a part counts as cached only when the engine
- * still holds its entry (live: the engine's entry list, sorted by id, or
- * NULL when it could not be asked: then the stored state stands). New
- * reference. */
+ * still holds its entry, made under the document's cache salt (live: the
+ * engine's entry list, sorted by id, or NULL when it could not be asked:
+ * then the stored state stands). New reference. */
 json_t *partcache_groups_json(app_t *a, const store_doc_t *d, const store_part_list_t *plan,
                               const llm_cache_entry_t *live, size_t n_live, bool asked);
 

@@ -1122,6 +1122,17 @@ void llm__finish(llm_chat_call_t *c, const char *reason)
              reason && *reason ? reason : "stop");
 }
 
+/* Whether a cache salt may be sent: none (NULL, ""), or at most
+ * LLM_CACHE_SALT_MAX bytes of UTF-8 (the engine's limit: a longer one
+ * would be refused there, after the request was built). */
+static bool salt_ok(const char *salt)
+{
+    if (!salt || !*salt)
+        return true;
+    size_t len = strnlen(salt, LLM_CACHE_SALT_MAX + 1);
+    return len <= LLM_CACHE_SALT_MAX && utf8_valid(salt, len);
+}
+
 static int chat_event(llm_xfer_t *x, json_t *ev)
 {
     llm_chat_call_t *c = (llm_chat_call_t *)x;
@@ -1140,6 +1151,12 @@ int llm_chat_stream(llm_provider_t *p, const llm_message_t *msgs, size_t n,
     if (!p || (!msgs && n) || n == 0) {
         out->rc = LLM_EINVAL;
         snprintf(out->error, sizeof out->error, "A chat needs at least one message");
+        return out->rc;
+    }
+    if (!salt_ok(params->cache_salt)) {
+        out->rc = LLM_EINVAL;
+        snprintf(out->error, sizeof out->error, "A cache salt is 1 to %d bytes of UTF-8",
+                 LLM_CACHE_SALT_MAX);
         return out->rc;
     }
     char *url = NULL, *body = NULL;
@@ -1222,6 +1239,13 @@ int llm_chat(llm_provider_t *p, const llm_message_t *msgs, size_t n, const llm_p
 int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                 const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out)
 {
+    return llm_prefill_salted(p, msgs, n, flags, NULL, cb, ud, out);
+}
+
+int llm_prefill_salted(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
+                       const char *cache_salt, const llm_callbacks_t *cb, void *ud,
+                       llm_prefill_result_t *out)
+{
     memset(out, 0, sizeof *out);
     if (!p->be->prefill) {
         out->rc = LLM_ENOTSUP;
@@ -1233,7 +1257,14 @@ int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned
         snprintf(out->error, sizeof out->error, "A prefill needs at least one message");
         return out->rc;
     }
-    return p->be->prefill(p, msgs, n, flags, cb, ud, out);
+    if (!salt_ok(cache_salt)) {
+        out->rc = LLM_EINVAL;
+        snprintf(out->error, sizeof out->error, "A cache salt is 1 to %d bytes of UTF-8",
+                 LLM_CACHE_SALT_MAX);
+        return out->rc;
+    }
+    return p->be->prefill(p, msgs, n, flags, cache_salt && *cache_salt ? cache_salt : NULL, cb,
+                          ud, out);
 }
 
 int llm_cache_delete(llm_provider_t *p, const char *entry_id, char *errmsg, size_t errcap)

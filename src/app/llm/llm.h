@@ -202,7 +202,18 @@ typedef struct {
                                 request body as they are (provider-specific:
                                 "seed", "top_k", "ignore_eos", "cache_prompt"...);
                                 they override fields set from the above */
+    const char *cache_salt;  /* NULL or "": none. The request's cache namespace in
+                                the local engine (docs/engine.md, "Salts"): it
+                                reuses only the KV that requests of the same salt
+                                left. Sent as "cache_salt" to LLM_PROVIDER_LOCAL
+                                only: other servers never see it (OpenAI-
+                                compatible ones would refuse or ignore it, and it
+                                means nothing to them). At most LLM_CACHE_SALT_MAX
+                                bytes of UTF-8, else the call is LLM_EINVAL. */
 } llm_params_t;
+
+/* The longest cache salt the engine takes, in bytes. */
+#define LLM_CACHE_SALT_MAX 256
 
 llm_params_t llm_params_default(void);
 
@@ -302,6 +313,14 @@ enum {
 int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                 const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out);
 
+/* llm_prefill() in the cache namespace `cache_salt` (NULL or "": none, the
+ * same as llm_prefill; see llm_params_t.cache_salt): the entry is found
+ * only by chats and prefills with the same salt. A salt over
+ * LLM_CACHE_SALT_MAX bytes or not UTF-8 is LLM_EINVAL (nothing sent). */
+int llm_prefill_salted(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
+                       const char *cache_salt, const llm_callbacks_t *cb, void *ud,
+                       llm_prefill_result_t *out);
+
 /* Local provider only: delete one cache entry. Returns LLM_OK,
  * LLM_ENOTFOUND (no such entry), LLM_EINVAL (an id with characters other
  * than [A-Za-z0-9_-]), LLM_ENOTSUP, or another LLM_E*. errmsg may be NULL. */
@@ -346,6 +365,9 @@ typedef struct {
     char tier[16];   /* "ram" or "disk": where its bytes are now */
     int n_tokens;
     bool pinned;
+    char salt_hash[65]; /* the lowercase hex SHA-256 of the cache salt it was
+                           made under (llm_params_t.cache_salt), "" for none:
+                           only requests of that salt find it */
 } llm_cache_entry_t;
 
 /* Local provider only: every entry of the engine's KV cache (GET /v1/cache,

@@ -150,8 +150,10 @@ struct llm_backend {
                         const llm_params_t *params, char **url, char **body, char *err,
                         size_t errcap);
     int (*chat_event)(llm_chat_call_t *c, json_t *ev);
+    /* cache_salt: NULL or a checked salt of 1..LLM_CACHE_SALT_MAX bytes */
     int (*prefill)(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
-                   const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out);
+                   const char *cache_salt, const llm_callbacks_t *cb, void *ud,
+                   llm_prefill_result_t *out);
     int (*cache_delete)(llm_provider_t *p, const char *id, char *errmsg, size_t errcap);
     int (*models)(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t errcap);
     int (*cache_stats)(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap);

@@ -17,6 +17,10 @@
  *   - a server that ignores "stream" and answers one chat.completion object
  *     (choices[0].message.content).
  *
+ * A cache salt (llm_params_t.cache_salt, llm_prefill_salted) is sent as
+ * "cache_salt" to the local engine only (cfg.kind LLM_PROVIDER_LOCAL); an
+ * "openai" provider never gets it, whatever server it names.
+ *
  * Engine calls (the local provider): POST {root}/v1/cache/prefill,
  * DELETE {root}/v1/cache/{id}; and for local and openai: GET
  * {base_url}/models, POST {root}/tokenize. {root} is base_url without its
@@ -69,6 +73,12 @@ static int oa_chat_request(const llm_provider_t *p, const llm_message_t *msgs, s
         if (!stop || json_object_set_new(b, "stop", stop) != 0)
             goto out;
     }
+    /* The engine's cache namespace: for the local engine only, which
+     * knows the field (another server would refuse it, or ignore it and
+     * have no use for it). */
+    if (prm->cache_salt && *prm->cache_salt && p->cfg.kind == LLM_PROVIDER_LOCAL &&
+        json_object_set_new(b, "cache_salt", llm__json_text(prm->cache_salt)) != 0)
+        goto out;
     rc = llm__merge_extra(b, prm);
     if (rc == LLM_EINVAL) {
         snprintf(err, errcap, "The extra generation parameters must be a JSON object");
@@ -263,7 +273,8 @@ static int prefill_event(llm_xfer_t *x, json_t *ev)
 }
 
 static int oa_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
-                      const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out)
+                      const char *cache_salt, const llm_callbacks_t *cb, void *ud,
+                      llm_prefill_result_t *out)
 {
     out->rc = require_cache_api(p, out->error, sizeof out->error);
     if (out->rc)
@@ -275,6 +286,8 @@ static int oa_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, un
                        : NULL;
     if (body && (flags & LLM_PREFILL_DISK))
         json_object_set_new(body, "tier", json_string("disk"));
+    if (body && cache_salt)
+        json_object_set_new(body, "cache_salt", llm__json_text(cache_salt));
     char *url = llm__strdupf("%s/v1/cache/prefill", p->root_url);
     char *text = body ? json_dumps_compact(body) : NULL;
     json_decref(body);
@@ -444,6 +457,7 @@ static int oa_cache_entries(llm_provider_t *p, llm_cache_entry_t **out, size_t *
         llm__copy_str(e[k].tier, sizeof e[k].tier, v, "tier");
         e[k].n_tokens = (int)llm__get_int(v, "n_tokens", 0);
         e[k].pinned = json_is_true(json_object_get(v, "pinned"));
+        llm__copy_str(e[k].salt_hash, sizeof e[k].salt_hash, v, "salt_hash");
         k++;
     }
     json_decref(j);

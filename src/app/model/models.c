@@ -6,6 +6,11 @@
  * the start at kvchat's own start-up): the supervisor carries out the
  * newest and answers the older ones it superseded at once, which these
  * handlers answer 200 with "superseded": true (see docs/api.md).
+ *
+ * Every command (start, start with an empty cache, stop, switch) is a line
+ * of the audit log (auth_audit: "model.start", "model.reset",
+ * "model.stop", "model.switch", with the model's name), written once the
+ * request is valid, before it is carried out.
  */
 #include "app/model/models.h"
 
@@ -16,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/auth/auth.h"
 #include "common/log.h"
 
 static json_t *result_json(const supervisor_result_t *r)
@@ -125,6 +131,8 @@ static void start(httpd_req_t *req, app_t *a, bool reset)
         json_decref(body);
         return;
     }
+    auth_audit(a, req, reset ? "model.reset" : "model.start",
+               name && *name ? name : a->model_name, NULL);
     supervisor_result_t r;
     int rc = supervisor_start(a->sv, reset, path[0] ? path : NULL, &r);
     if (rc == SUPERVISOR_OK) {
@@ -149,6 +157,7 @@ void models_h_down(httpd_req_t *req, void *user)
     app_t *a = user;
     if (no_engine(a, req))
         return;
+    auth_audit(a, req, "model.stop", a->model_name, NULL);
     supervisor_result_t r;
     int rc = supervisor_stop(a->sv, &r);
     httpd_reply_json(req, status_of(rc), result_json(&r));
@@ -257,6 +266,8 @@ void models_h_switch(httpd_req_t *req, void *user)
     }
     const config_remote_t *r = remote_model(a, name);
     char path[1100];
+    if (r || (a->sv && local_model_path(a, name, path, sizeof path)))
+        auth_audit(a, req, "model.switch", name, NULL);
     if (r) {
         char e[256];
         app_provider_t *p = app_provider_new(a, r->provider, r->base_url, r->api_key, r->model,
