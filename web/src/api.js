@@ -1,9 +1,15 @@
 // api.js — the page's only way to talk to kvchat (/api/v1).
 //
 // Every failure becomes an ApiError with the HTTP status (0 when the server
-// could not be reached) and the server's {"detail": "..."} text, so callers
-// can show it where the user is looking. Reaching or losing the server and
-// a 401 are announced on `bus` ("online", "offline", "auth") for the banners.
+// could not be reached), the server's {"detail": "..."} text and, for a 429,
+// the Retry-After seconds, so callers can show it where the user is looking.
+// Reaching or losing the server and a 401 are announced on `bus` ("online",
+// "offline", "auth") for the banners and the sign-in page.
+//
+// With accounts, a login is the browser's HttpOnly cookie: this file never
+// sees it. Once a login has ended (setSignedOut(true)) every request but the
+// sign-in ones (`anon`) fails at once with a 401, so the page's timers do not
+// knock on the server until someone signs in again.
 
 export const API = '/api/v1';
 export const bus = new EventTarget();
@@ -11,12 +17,21 @@ export const bus = new EventTarget();
 const KEY_STORAGE = 'kvchat.apiKey';
 
 export class ApiError extends Error {
-  constructor(status, detail, body) {
+  constructor(status, detail, body, retryAfter = 0) {
     super(detail);
     this.status = status;
     this.detail = detail;
     this.body = body;
+    /** seconds to wait (a 429's Retry-After), 0 when not said */
+    this.retryAfter = retryAfter;
   }
+}
+
+let signedOut = false;
+
+/** Closes (true) or opens (false) the gate for every request but the sign-in ones. */
+export function setSignedOut(v) {
+  signedOut = !!v;
 }
 
 function storage() {
@@ -29,9 +44,22 @@ export function setApiKey(key) {
   if (key) s.setItem(KEY_STORAGE, key); else s.removeItem(KEY_STORAGE);
 }
 
-function authHeaders(headers = {}) {
-  const key = storage()?.getItem(KEY_STORAGE);
+/** Whether this browser keeps an API key for the server. */
+export function hasApiKey() {
+  return !!storage()?.getItem(KEY_STORAGE);
+}
+
+function authHeaders(headers = {}, noKey = false) {
+  const key = noKey ? null : storage()?.getItem(KEY_STORAGE);
   return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
+/** A Retry-After header in seconds (0 when absent or a date). */
+function retryAfterOf(value, detail) {
+  const n = Number.parseInt(value || '', 10);
+  if (Number.isFinite(n) && n > 0) return n;
+  const m = /try again in (\d+) s/.exec(detail || '');
+  return m ? Number(m[1]) : 0;
 }
 
 let online = true;
@@ -41,8 +69,12 @@ function announce(ok, detail) {
   bus.dispatchEvent(new CustomEvent(ok ? 'online' : 'offline', { detail }));
 }
 
-/** The error text of a failed response: its {"detail"} or its status line. */
-async function errorOf(res) {
+/**
+ * The error of a failed response: its {"detail"} or its status line. A 401
+ * is announced on `bus` unless `quiet` (the sign-in requests, whose 401 is
+ * a wrong password).
+ */
+async function errorOf(res, quiet = false) {
   let body = null;
   let detail = `${res.status} ${res.statusText}`.trim();
   try {
@@ -55,17 +87,20 @@ async function errorOf(res) {
       if (text && text.length < 300) detail = text;
     }
   } catch { /* the body could not be read: keep the status line */ }
-  if (res.status === 401) bus.dispatchEvent(new CustomEvent('auth'));
-  return new ApiError(res.status, detail, body);
+  if (res.status === 401 && !quiet) bus.dispatchEvent(new CustomEvent('auth', { detail }));
+  return new ApiError(res.status, detail, body, res.status === 429 ? retryAfterOf(res.headers.get('Retry-After'), detail) : 0);
 }
 
 /**
  * fetch() against the API. Resolves to the Response when its status is 2xx;
  * rejects with ApiError otherwise (status 0 when the network failed, or
- * the AbortError itself when `signal` fired).
+ * the AbortError itself when `signal` fired). `anon`: a sign-in request
+ * (sent while signed out, its 401 not announced); `noKey`: without the
+ * stored API key.
  */
-export async function request(method, path, { json, body, headers = {}, signal, accept } = {}) {
-  const h = authHeaders(headers);
+export async function request(method, path, { json, body, headers = {}, signal, accept, anon = false, noKey = false } = {}) {
+  if (signedOut && !anon) throw new ApiError(401, 'Sign in first');
+  const h = authHeaders(headers, noKey);
   if (json !== undefined) {
     h['Content-Type'] = 'application/json';
     body = JSON.stringify(json);
@@ -80,7 +115,7 @@ export async function request(method, path, { json, body, headers = {}, signal, 
     throw new ApiError(0, 'Cannot reach the kvchat server (is it running?)');
   }
   announce(true);
-  if (!res.ok) throw await errorOf(res);
+  if (!res.ok) throw await errorOf(res, anon);
   return res;
 }
 
@@ -97,6 +132,7 @@ export async function call(method, path, opts) {
 
 export const get = (path, opts) => call('GET', path, opts);
 export const post = (path, json, opts = {}) => call('POST', path, { ...opts, json });
+export const patch = (path, json, opts = {}) => call('PATCH', path, { ...opts, json });
 export const del = (path, opts) => call('DELETE', path, opts);
 
 /**
@@ -151,6 +187,7 @@ export async function* events(res) {
  * as the plain answer would.
  */
 export function upload(path, file, onProgress, onEvent) {
+  if (signedOut) return Promise.reject(new ApiError(401, 'Sign in first'));
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', API + path);
@@ -199,9 +236,9 @@ export function upload(path, file, onProgress, onEvent) {
         resolve(body);
         return;
       }
-      if (xhr.status === 401) bus.dispatchEvent(new CustomEvent('auth'));
       const detail = body && typeof body.detail === 'string' ? body.detail : `${xhr.status} ${xhr.statusText}`;
-      reject(new ApiError(xhr.status, detail, body));
+      if (xhr.status === 401) bus.dispatchEvent(new CustomEvent('auth', { detail }));
+      reject(new ApiError(xhr.status, detail, body, xhr.status === 429 ? retryAfterOf(xhr.getResponseHeader('Retry-After'), detail) : 0));
     });
     xhr.addEventListener('error', () => {
       announce(false, 'upload failed');

@@ -6,10 +6,10 @@
 // a click shows one in the preview; which document, in a chat about
 // several), and the list of past sessions.
 import { ApiError, del, events as sse, get, post, request } from './api.js';
-import { byId, confirmButton, h, setStatus } from './dom.js';
+import { byId, confirmButton, copyText, h, setStatus } from './dom.js';
 import { ago, fullTime, int, lastHeading, ms, pages, sourceLine, tierName } from './format.js';
 import { openPassage, setChatDocs } from './documents.js';
-import { chatDocIds, docById, emit, newId, on, saved, state } from './state.js';
+import { chatDocIds, docById, emit, isAdmin, newId, on, saved, state } from './state.js';
 import { setMarkdown } from './markdown.js';
 
 const el = {};
@@ -47,23 +47,6 @@ function userMessage(text) {
   return addMessage(h('article', { class: 'msg user', 'aria-label': 'Your message' },
     h('div', { class: 'msg-role' }, 'You'),
     h('div', { class: 'msg-body plain' }, text)));
-}
-
-async function copyText(text) {
-  try {
-    await navigator.clipboard.writeText(text);
-    return true;
-  } catch {
-    // the clipboard API needs a secure context; fall back to a selection
-    const ta = h('textarea', { class: 'visually-hidden', 'aria-hidden': 'true' });
-    ta.value = text;
-    document.body.append(ta);
-    ta.select();
-    let ok = false;
-    try { ok = document.execCommand('copy'); } catch { ok = false; }
-    ta.remove();
-    return ok;
-  }
 }
 
 /**
@@ -137,7 +120,9 @@ function assistantMessage() {
 function errorContent(detail, status) {
   const parts = [h('strong', {}, status ? `Error ${status}: ` : 'Error: '), detail];
   const down = status === 503 || /not running|nothing answers|still starting|connection refused/i.test(detail);
-  if (down) {
+  if (down && !isAdmin()) {
+    parts.push(h('span', { class: 'hint-line' }, 'Ask an admin to start the model server.'));
+  } else if (down) {
     parts.push(' ', h('button', {
       type: 'button', class: 'btn small', onclick: () => { emit('view', 'model'); emit('start-model'); },
     }, 'Start the model server'));
@@ -455,6 +440,7 @@ export function initChat(docsReady) {
     el.input.focus();
   });
   byId('session-refresh').addEventListener('click', refreshSessions);
+  on('signed-in', refreshSessions);
   on('doc-selected', () => {
     if (!restoring && session.onServer && el.messages.querySelector('.msg')) {
       const names = chatDocIds().map((x) => docById(x).filename);

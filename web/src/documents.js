@@ -9,10 +9,15 @@
 // row of cells, one per part), caching shows the part under way and the
 // time left, and the preview can show any passage (a chunk and its
 // neighbours) with the source of an answer highlighted (openPassage).
-import { ApiError, del, events as sse, get, request, upload } from './api.js';
+//
+// With accounts, a document shared with every user says so ("shared"), an
+// admin sees whose each document is and can share or unshare it (when the
+// server has POST /documents/{id}/share), and a user is not offered to
+// delete a shared document that is not theirs.
+import { ApiError, del, events as sse, get, post, request, upload } from './api.js';
 import { byId, confirmButton, h, setStatus } from './dom.js';
 import { bytes, cacheState, eta, int, lastHeading, ms, pages, partState, partsSummary, tierName } from './format.js';
-import { chatDocIds, docById, emit, on, saved, state } from './state.js';
+import { chatDocIds, docById, emit, hasAccounts, isAdmin, on, saved, state } from './state.js';
 
 /** What the server accepts, checked here before sending: its defaults
  * until GET /documents/limits answers with the configured values. */
@@ -35,6 +40,8 @@ let uploading = false;
 let previewSeq = 0;
 let pollTimer = null;
 let engineStarted = 0;
+/** Whether this server shares documents (POST /documents/{id}/share, admins). */
+let canShare = false;
 
 function extOf(name) {
   const dot = name.lastIndexOf('.');
@@ -268,6 +275,58 @@ async function deleteDoc(doc) {
   await refreshDocs();
 }
 
+/* ---- sharing (accounts) ---- */
+
+/**
+ * Whether the server has the share route: its OpenAPI description lists
+ * every route (a POST that is not there would answer 404, as would a
+ * document that is gone).
+ */
+async function probeSharing() {
+  try {
+    const api = await get('/openapi.json');
+    canShare = Object.entries((api && api.paths) || {})
+      .some(([p, ops]) => /\/documents\/\{[^}]+\}\/share$/.test(p) && ops && ops.post);
+  } catch {
+    canShare = false;
+  }
+  renderDocs();
+}
+
+async function shareDoc(doc, everyone) {
+  setStatus(el.status, `${everyone ? 'Sharing' : 'Unsharing'} ${doc.filename}…`, 'busy');
+  try {
+    await post(`/documents/${encodeURIComponent(doc.doc_id)}/share`, { everyone });
+    setStatus(el.status, everyone
+      ? `${doc.filename} is shared: every user can read it and chat with it. Its cache is made anew.`
+      : `${doc.filename} is its owner's alone again.`, 'ok');
+  } catch (err) {
+    // no such route (an older server): "Not found: /api/v1/..." or a 405
+    if (err instanceof ApiError && (err.status === 405 || (err.status === 404 && /^Not found: \//.test(err.detail)))) {
+      canShare = false;
+      setStatus(el.status, 'Sharing is not available on this server yet.', 'error');
+    } else {
+      setStatus(el.status, `Cannot ${everyone ? 'share' : 'unshare'} ${doc.filename}: ${err.detail || err}`, 'error');
+    }
+  }
+  await refreshDocs();
+}
+
+/** Whose a document is, for an admin ('' when theirs, or unknown). */
+function ownerText(d) {
+  if (!hasAccounts() || !isAdmin() || d.owner === undefined) return '';
+  if (d.owner === null) return 'no owner';
+  if (state.me.user && d.owner === state.me.user.id) return '';
+  const name = state.userNames.get(d.owner);
+  return name ? `owner ${name}` : '';
+}
+
+/** Whether this user may delete the document (a shared one only its owner or an admin). */
+function mayDelete(d) {
+  if (!hasAccounts() || isAdmin() || !d.shared) return true;
+  return !!state.me.user && d.owner === state.me.user.id;
+}
+
 /** Reloads the document list; keeps the selection when it still exists. */
 export async function refreshDocs() {
   try {
@@ -426,8 +485,9 @@ function renderList() {
     const selected = d.doc_id === state.selectedDocId;
     const inChat = used.includes(d.doc_id);
     const meta = [d.content_type, bytes(d.file_size), d.n_tokens >= 0 ? `${int(d.n_tokens)} tokens` : null,
-      d.total_pages > 0 ? `${int(d.total_pages)} page${d.total_pages === 1 ? '' : 's'}` : null]
+      d.total_pages > 0 ? `${int(d.total_pages)} page${d.total_pages === 1 ? '' : 's'}` : null, ownerText(d)]
       .filter(Boolean).join(' · ');
+    const shareable = canShare && hasAccounts() && isAdmin() && typeof d.shared === 'boolean';
     const failedParts = ps.long ? partsOf(d.doc_id).filter((g) => partState(g) === 'failed') : [];
     return h('li', {
       class: 'doc-item', dataset: { docId: d.doc_id, state: cs.state, inChat: inChat ? 'true' : 'false' },
@@ -442,6 +502,7 @@ function renderList() {
       h('div', { class: 'doc-tags' },
         h('span', { class: 'badge doc-cache', dataset: { state: cs.state, tier: cs.tier || '' }, title: cs.detail }, cs.label),
         inChat ? h('span', { class: 'badge doc-in-chat', title: 'The next questions use this document' }, 'in this chat') : null,
+        d.shared === true ? h('span', { class: 'badge doc-shared', title: 'Shared: every user can read this document and chat with it' }, 'shared') : null,
         h('button', {
           type: 'button', class: 'btn small ghost doc-chat-toggle',
           dataset: { focusKey: `chat-${d.doc_id}` },
@@ -461,7 +522,12 @@ function renderList() {
           dataset: { focusKey: `cache-${d.doc_id}` }, 'aria-label': `Cache ${d.filename}`,
           onclick: () => cacheDoc(d.doc_id),
         }, cs.state === 'cached' ? 'Re-cache' : 'Cache'),
-        confirmButton('Delete', 'Confirm', `Delete ${d.filename}`, () => deleteDoc(d))));
+        shareable ? h('button', {
+          type: 'button', class: 'btn small ghost doc-share', dataset: { focusKey: `share-${d.doc_id}` },
+          'aria-label': d.shared ? `Stop sharing ${d.filename}` : `Share ${d.filename} with every user`,
+          onclick: () => shareDoc(d, !d.shared),
+        }, d.shared ? 'Unshare' : 'Share') : null,
+        mayDelete(d) ? confirmButton('Delete', 'Confirm', `Delete ${d.filename}`, () => deleteDoc(d)) : null));
   }));
 }
 
@@ -853,6 +919,17 @@ export function initDocuments() {
     for (const p of state.parts.values()) p.stale = true;
     refreshDocs();
   });
+
+  on('signed-in', refreshAll);
+  if (hasAccounts() && isAdmin()) {
+    // the owners' names (the admin page keeps them up to date)
+    on('users', (list) => {
+      state.userNames = new Map(list.map((u) => [u.id, u.name]));
+      renderDocs();
+    });
+    get('/users').then((r) => emit('users', Array.isArray(r.users) ? r.users : [])).catch(() => {});
+    probeSharing();
+  }
 
   state.selectedDocId = saved.get('kvchat.document') || '';
   state.moreDocIds = (saved.get('kvchat.moreDocuments') || '').split(',').filter(Boolean);

@@ -71,3 +71,56 @@ export function confirmButton(label, confirmLabel, ariaLabel, fn) {
   btn.addEventListener('blur', () => { if (armed) disarm(); });
   return btn;
 }
+
+/**
+ * Wires a <dialog>: its .dialog-close buttons close it, and closing it puts
+ * the focus back where it was when openDialog ran (or on `fallback()`, when
+ * that element is gone or hidden, as a menu item is).
+ */
+export function wireDialog(dlg, fallback) {
+  for (const b of dlg.querySelectorAll('.dialog-close')) b.addEventListener('click', () => dlg.close());
+  dlg.addEventListener('close', () => {
+    const back = dlg.opener;
+    dlg.opener = null;
+    const target = back && back.isConnected && back.offsetParent !== null ? back : fallback && fallback();
+    if (target) target.focus();
+  });
+}
+
+/** Opens a wired dialog as a modal, focusing `first` (or its first field). */
+export function openDialog(dlg, first) {
+  if (dlg.open) return;
+  dlg.opener = document.activeElement;
+  dlg.showModal();
+  const f = first || dlg.querySelector('input:not([type="hidden"]):not([readonly]), select, textarea, button');
+  if (f) f.focus();
+}
+
+/** Puts text on the clipboard; resolves to whether it worked. */
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // the clipboard API needs a secure context; fall back to a selection
+    const ta = h('textarea', { class: 'visually-hidden', 'aria-hidden': 'true' });
+    ta.value = text;
+    document.body.append(ta);
+    ta.select();
+    let ok = false;
+    try { ok = document.execCommand('copy'); } catch { ok = false; }
+    ta.remove();
+    return ok;
+  }
+}
+
+/**
+ * Once the user edits a field a form marked invalid (aria-invalid), the
+ * mark goes: the next check says again what is wrong.
+ */
+export function clearInvalidOnInput(form) {
+  form.addEventListener('input', (ev) => {
+    const f = ev.target;
+    if (f && f.getAttribute && f.getAttribute('aria-invalid') === 'true') f.removeAttribute('aria-invalid');
+  });
+}

@@ -100,6 +100,7 @@ export function initLogs() {
   el.lines.addEventListener('change', refreshLogs);
   el.auto.addEventListener('change', refreshLogs);
 
+  on('signed-in', refreshLogs);
   on('model-busy', ({ what }) => {
     if (what !== 'stop') {
       opBusy = true;

@@ -195,6 +195,7 @@ export function initModel() {
   byId('model-list-refresh').addEventListener('click', refreshModels);
   on('start-model', () => { if (!op) startModel(false); });
   on('engine-activity', () => { if (!op) pollStatus(); });
+  on('signed-in', () => { pollStatus(); refreshModels(); });
   document.addEventListener('visibilitychange', () => { if (!document.hidden) pollStatus(); });
 
   pollStatus();

@@ -9,6 +9,10 @@
 //   model-busy      a start/stop/switch began (detail: {what})
 //   model-settled   it ended (detail: {ok})
 //   view            the phone view should switch (detail: 'chat'|'docs'|'model')
+//   signed-in       someone signed in again after their login ended (the
+//                   parts reload what they show)
+//   users           the admin page changed or reloaded the users (detail:
+//                   the list)
 
 export const events = new EventTarget();
 
@@ -38,7 +42,22 @@ export const state = {
   parts: new Map(),
   /** the model server: running, started (ms since the epoch), last status */
   engine: { running: false, startedAt: 0, status: null },
+  /** who uses the page (GET /auth/me): mode 'local' (no accounts: anyone may
+   * do anything) or 'accounts' with the signed-in user {id, name, role} */
+  me: { mode: 'local', user: null, via: '' },
+  /** user id → name, for the documents' owners (admins only; may be empty) */
+  userNames: new Map(),
 };
+
+/** Whether the page may offer admin things (always, in local mode). */
+export function isAdmin() {
+  return state.me.mode === 'local' || (!!state.me.user && state.me.user.role === 'admin');
+}
+
+/** Whether the page runs with accounts. */
+export function hasAccounts() {
+  return state.me.mode === 'accounts';
+}
 
 export function docById(id) {
   return state.docs.find((d) => d.doc_id === id) || null;
