@@ -134,6 +134,8 @@ static const route_doc_t table[] = {
     { { "GET", API "/documents/{doc_id}/search", documents_h_search, 0, NULL }, "Documents",
       "Search a document (?q=words&limit=10): the best chunks, and the part a question with "
       "these words goes to", NULL },
+    { { "POST", API "/documents/{doc_id}/share", documents_h_share, 0, NULL }, "Documents",
+      "Share a document with every user, or not (admins, accounts mode)", "{everyone}" },
     { { "GET", API "/documents/{doc_id}/groups", documents_h_groups, 0, NULL }, "Documents",
       "The document's parts for the model in use, and which are cached", NULL },
     /* Sessions */

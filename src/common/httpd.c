@@ -1389,6 +1389,17 @@ static bool key_ok(const httpd_t *srv, const httpd_req_t *req)
     return diff == 0;
 }
 
+/* The authorize callback's answer: 0, or 1000 + its status (msg filled). */
+static int authorize(httpd_t *srv, httpd_req_t *req, char *msg, size_t cap)
+{
+    int st = srv->cfg.authorize(req, srv->user, msg, cap);
+    if (!st)
+        return 0;
+    if (!msg[0])
+        snprintf(msg, cap, "%s", st == 401 ? "Sign in first" : "Not allowed");
+    return 1000 + st;
+}
+
 static void cors_setup(httpd_req_t *req)
 {
     httpd_t *srv = req->srv;
@@ -1654,15 +1665,10 @@ static void req_begin(httpd_req_t *req)
             pending = 500;
         } else if (cross_site(req)) {
             pending = 4031;
-        } else if (srv->cfg.authorize && !(best->flags & HTTPD_ROUTE_PUBLIC)) {
-            int st = srv->cfg.authorize(req, srv->user, auth_msg, sizeof auth_msg);
-            if (st) {
-                pending = 1000 + st;
-                if (!auth_msg[0])
-                    snprintf(auth_msg, sizeof auth_msg, "%s",
-                             st == 401 ? "Sign in first" : "Not allowed");
-            }
-        } else if (srv->api_key && !(best->flags & HTTPD_ROUTE_PUBLIC) &&
+        } else if (srv->cfg.authorize && !(best->flags & HTTPD_ROUTE_PUBLIC) &&
+                   (pending = authorize(srv, req, auth_msg, sizeof auth_msg)) != 0) {
+            /* answered below with the callback's status and message */
+        } else if (!srv->cfg.authorize && srv->api_key && !(best->flags & HTTPD_ROUTE_PUBLIC) &&
                    !key_ok(srv, req)) {
             pending = 401;
         } else if (srv->cfg.json_bodies && !(best->flags & HTTPD_ROUTE_UPLOAD) && has_body(req) &&

@@ -17,6 +17,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/utf8.h"
 
 #define COOKIE "kvchat_session"
 #define TOUCH_AFTER_S 60            /* a login's or token's last use, to the minute */
@@ -191,7 +192,7 @@ static void audit_as(app_t *a, httpd_req_t *req, const char *actor_id, const cha
     store_audit_t e;
     store_audit_init(&e);
     e.actor_id = (char *)actor_id;
-    e.actor_name = json_string_value(json_string(name)) ? name : (char *)"(not UTF-8)";
+    e.actor_name = utf8_valid(name, strlen(name)) ? name : (char *)"(not UTF-8)";
     e.action = (char *)action;
     e.client_addr = httpd_req_peer(req)[0] ? (char *)httpd_req_peer(req) : NULL;
     e.detail = dt;
@@ -212,7 +213,8 @@ const auth_t *auth_get(httpd_req_t *req)
 const store_scope_t *auth_scope(httpd_req_t *req)
 {
     const auth_t *w = auth_get(req);
-    return w ? &w->store_scope : NULL;
+    /* server.api_key is nobody in particular: unscoped, as in local mode */
+    return w && w->user_id[0] ? &w->store_scope : NULL;
 }
 
 static void free_auth(void *p)
@@ -824,8 +826,8 @@ void auth_h_setup(httpd_req_t *req, void *user)
         a->auth->setup_hash[0] = '\0';   /* once */
     pthread_mutex_unlock(&a->auth->lock);
     if (!valid) {
-        json_decref(b);
         audit_as(a, req, NULL, name ? name : "", "setup.fail", NULL);
+        json_decref(b);
         httpd_reply_error(req, 403, "This set-up link is not valid (it works once)");
         return;
     }
