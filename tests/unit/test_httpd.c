@@ -1141,6 +1141,11 @@ static void test_authorize(void **state)
     assert_int_equal(r.connects, 0);
     resp_cleanup(&r);
     curl_easy_cleanup(c);
+    /* an authorized request still has its body's type checked */
+    const char *alice_text[] = { "X-User: alice", "Content-Type: text/plain", NULL };
+    req1("POST", "/echo", "{\"a\":1}", alice_text, &r);
+    assert_int_equal(r.status, 415);
+    resp_cleanup(&r);
     stop();
 }
 
