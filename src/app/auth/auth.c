@@ -1017,19 +1017,28 @@ void auth_h_users_create(httpd_req_t *req, void *user)
     json_decref(b);
 }
 
+/* The user the route names into *u (store_user_cleanup); -1 when answered
+ * (local mode, no such user). */
+static int route_user(httpd_req_t *req, app_t *a, const char *id, store_user_t *u)
+{
+    store_user_init(u);
+    if (!accounts_only(req, a))
+        return -1;
+    if (store_user_get(a->store, id, u) != STORE_OK) {
+        store_user_cleanup(u);
+        httpd_reply_error(req, 404, "User not found");
+        return -1;
+    }
+    return 0;
+}
+
 void auth_h_users_patch(httpd_req_t *req, void *user)
 {
     app_t *a = user;
-    if (!accounts_only(req, a))
-        return;
     const char *id = httpd_req_param(req, "user_id");
     store_user_t u;
-    store_user_init(&u);
-    if (store_user_get(a->store, id, &u) != STORE_OK) {
-        store_user_cleanup(&u);
-        httpd_reply_error(req, 404, "User not found");
+    if (route_user(req, a, id, &u) != 0)
         return;
-    }
     json_t *b = NULL;
     if (!body_json(req, &b)) {
         store_user_cleanup(&u);
@@ -1086,16 +1095,10 @@ out:
 void auth_h_users_delete(httpd_req_t *req, void *user)
 {
     app_t *a = user;
-    if (!accounts_only(req, a))
-        return;
     const char *id = httpd_req_param(req, "user_id");
     store_user_t u;
-    store_user_init(&u);
-    if (store_user_get(a->store, id, &u) != STORE_OK) {
-        store_user_cleanup(&u);
-        httpd_reply_error(req, 404, "User not found");
+    if (route_user(req, a, id, &u) != 0)
         return;
-    }
     store_doc_list_t docs = { 0 };
     store_id_list_t files = { 0 };
     int rc = store_user_delete(a->store, u.id, &docs, &files);
