@@ -38,7 +38,10 @@ export function check(cond, msg) {
   if (!cond) throw new Failure(msg);
 }
 
-/** Polls fn until it returns a truthy value; throws with `what` on timeout. */
+/**
+ * Polls fn until it returns a truthy value; throws with `what` (a text, or a
+ * function giving it then, to show the last state seen) on timeout.
+ */
 export async function until(fn, what, timeout = 15_000) {
   const end = Date.now() + timeout;
   let last;
@@ -49,7 +52,7 @@ export async function until(fn, what, timeout = 15_000) {
     } catch (err) {
       last = err;
     }
-    if (Date.now() > end) throw new Failure(`timed out waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
+    if (Date.now() > end) throw new Failure(`timed out waiting for ${typeof what === 'function' ? what() : what}${last instanceof Error ? ` (${last.message})` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

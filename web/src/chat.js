@@ -18,6 +18,8 @@ let busy = false;
 let controller = null;
 let sessions = [];
 let restoring = false;     // opening a session moves the selector: no notice then
+let docPicks = 0;          // the user's changes of the chat's documents
+let openSeq = 0;           // the latest opening of a session
 
 /* ---- messages ---- */
 
@@ -335,8 +337,12 @@ function renderHistory(messages) {
  */
 async function openSession(id, item) {
   if (busy) stop();
+  const seq = ++openSeq;
+  const picks = docPicks;
   try {
     const r = await get(`/session/${encodeURIComponent(id)}/messages`);
+    // a later opening wins
+    if (seq !== openSeq) return true;
     session.id = id;
     session.onServer = true;
     saved.set('kvchat.session', id);
@@ -345,6 +351,13 @@ async function openSession(id, item) {
       || item || sessions.find((s) => s.session_id === id) || null;
     const ids = info && Array.isArray(info.document_ids) && info.document_ids.length ? info.document_ids
       : info && info.document_id ? [info.document_id] : [];
+    if (seq !== openSeq) return true;
+    // documents the user picked meanwhile (the page restores the last
+    // session as it loads) are the ones the next question uses
+    if (docPicks !== picks) {
+      renderSessions();
+      return true;
+    }
     const gone = ids.filter((x) => !docById(x)).length;
     restoring = true;
     setChatDocs(ids);
@@ -442,6 +455,7 @@ export function initChat(docsReady) {
   byId('session-refresh').addEventListener('click', refreshSessions);
   on('signed-in', refreshSessions);
   on('doc-selected', () => {
+    if (!restoring) docPicks++;
     if (!restoring && session.onServer && el.messages.querySelector('.msg')) {
       const names = chatDocIds().map((x) => docById(x).filename);
       const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
