@@ -96,11 +96,13 @@ typedef struct {
     char auth_trusted_proxies[1024];/* addresses allowed to set it (comma-separated) */
     int login_lock_after;     /* failed logins (per account, per address) that lock */
     int login_lock_minutes;
+    int audit_keep;           /* audit log entries kept (the newest); 0 = all */
     bool insecure_no_auth;    /* --insecure-no-auth: local mode on any address */
     /* [limits] per user, accounts mode */
     int chats_per_minute;     /* 0 = none */
     int chats_at_once;        /* 0 = none */
     int uploads_per_minute;   /* 0 = none */
+    int uploads_at_once;      /* 0 = none */
     int storage_mb;           /* documents' bytes per user; 0 = none */
     /* [log] */
     char log_level[16];

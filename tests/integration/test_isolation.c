@@ -31,6 +31,9 @@
  *   alice cached gets no cached tokens from it, alice does; a shared
  *   document's cache serves both (after sharing, its old entry is gone
  *   and the document must be cached anew);
+ * - uploads at once (limits.uploads_at_once): a user's third upload
+ *   while two are under way is refused with 429, another user's is not,
+ *   and the places come back when the uploads end;
  * - local mode: sharing is refused with a clear 400.
  * Chats run one after another here, more of them per user than
  * limits.chats_at_once (4): each gives its place back when it ends.
@@ -797,6 +800,88 @@ static void test_cache_salt(void **state)
     free(stext);
 }
 
+/* ---- uploads at once ---- */
+
+/* An upload that stays open: the request head and the start of a file
+ * part of a body that never ends, as u. Returns the socket. */
+static int upload_held(const user_t *u)
+{
+    int fd = tcp_connect_from(g_app.port, NULL);
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "POST " API "/documents/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Cookie: %s\r\nContent-Type: multipart/form-data; boundary=XB\r\n"
+                     "Content-Length: 900000\r\n\r\n--XB\r\nContent-Disposition: form-data; "
+                     "name=\"file\"; filename=\"slow.txt\"\r\nContent-Type: text/plain\r\n\r\n",
+                     u->cookie);
+    assert_true(write(fd, head, (size_t)n) == n);
+    /* more than the server's multipart buffer (64 KiB), which holds a
+     * part's first bytes until it is full */
+    static char part[256 << 10];
+    memset(part, 'a', sizeof part);
+    assert_true(write(fd, part, sizeof part) == (ssize_t)sizeof part);
+    return fd;
+}
+
+/* Wait (at most 10 s) until GET /auth/me says u has n uploads running. */
+static void wait_uploads(const user_t *u, long long n)
+{
+    long long seen = -1;
+    for (double end = now_ms() + 10000; now_ms() < end;) {
+        resp_t r;
+        call(u, "GET", API "/auth/me", NULL, 200, &r);
+        seen = jint(r.json, "running.uploads");
+        resp_free(&r);
+        if (seen == n)
+            return;
+        usleep(50 * 1000);
+    }
+    fail_msg("%s: %lld uploads running, expected %lld", u->name, seen, n);
+}
+
+/* limits.uploads_at_once (2): carol's third upload while two of hers are
+ * under way is refused with 429 and a sentence; alice's is not; once
+ * carol's uploads end (their clients leave), hers go through again.
+ * GET /auth/me counts them, with the limits. */
+static void test_uploads_at_once(void **state)
+{
+    (void)state;
+    login(&g_carol);
+    login(&g_alice);
+    resp_t r;
+    call(&g_carol, "GET", API "/auth/me", NULL, 200, &r);
+    assert_int_equal(jint(r.json, "limits.uploads_at_once"), 2);
+    assert_int_equal(jint(r.json, "limits.chats_at_once"), 4);
+    assert_int_equal(jint(r.json, "running.chats"), 0);
+    resp_free(&r);
+    wait_uploads(&g_carol, 0);
+    int held[2];
+    for (int i = 0; i < 2; i++) {
+        held[i] = upload_held(&g_carol);
+        wait_uploads(&g_carol, i + 1);
+    }
+    const char *text = "Uploaded while two others were still coming in.\n";
+    const char *p = fixture_raw(g_dir, "third.txt", text, strlen(text));
+    http_set_cookie(g_carol.cookie);
+    http_upload(g_app.port, API "/documents/upload", p, "third.txt", &r);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(jstr(r.json, "detail"), "You have 2 uploads running at once, the most "
+                                                "allowed: wait for one to finish");
+    resp_free(&r);
+    http_set_cookie(g_alice.cookie);
+    http_upload(g_app.port, API "/documents/upload", p, "third.txt", &r);
+    assert_int_equal(r.status, 200);   /* per user */
+    resp_free(&r);
+    wait_uploads(&g_alice, 0);
+    close(held[0]);
+    close(held[1]);
+    wait_uploads(&g_carol, 0);   /* the server saw the clients leave */
+    http_set_cookie(g_carol.cookie);
+    http_upload(g_app.port, API "/documents/upload", p, "third.txt", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+}
+
 /* ---- local mode ---- */
 
 static void test_local_mode_share(void **state)
@@ -842,6 +927,7 @@ int main(void)
         cmocka_unit_test(test_same_content),
         cmocka_unit_test(test_quota),
         cmocka_unit_test(test_cache_salt),
+        cmocka_unit_test(test_uploads_at_once),
         cmocka_unit_test(test_local_mode_share),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

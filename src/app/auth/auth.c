@@ -21,7 +21,6 @@
 
 #define COOKIE "kvchat_session"
 #define TOUCH_AFTER_S 60            /* a login's or token's last use, to the minute */
-#define AUDIT_MAX_ROWS 100000       /* the audit log keeps the newest this many */
 #define RATE_TABLE 16384            /* keys the rate limits remember */
 #define LOGIN_FREE_FAILURES 3       /* failed logins before any backoff */
 #define LOGIN_BACKOFF_MAX 30.0      /* seconds */
@@ -31,10 +30,10 @@
 #define UPLOAD_BURST 10.0
 #define SALT_SECRET_FILE "cache-salt.key"
 
-#define RUNNING_MAX 1024            /* users with chats running, tracked at once */
+#define RUNNING_MAX 2048            /* (user, chats or uploads) busy, tracked at once */
 
 typedef struct {
-    char user[AUTH_TICKET_MAX];   /* "" = free */
+    char user[AUTH_TICKET_MAX];   /* "c:" or "u:" and the user's id; "" = free */
     int n;
 } running_t;
 
@@ -172,7 +171,7 @@ void auth_audit(app_t *a, httpd_req_t *req, const char *action, const char *targ
     e.target = target ? tgt : NULL;
     e.client_addr = req && httpd_req_peer(req)[0] ? (char *)httpd_req_peer(req) : NULL;
     e.detail = dt;
-    int rc = store_audit_append(a->store, &e, AUDIT_MAX_ROWS, NULL);
+    int rc = store_audit_append(a->store, &e, a->cfg.audit_keep, NULL);
     if (rc != STORE_OK)
         log_warn("audit: cannot record %s: %s", action, store_strerror(rc));
     log_info("audit: %s %s%s%s from %s", e.actor_name ? e.actor_name : "-", action,
@@ -196,7 +195,7 @@ static void audit_as(app_t *a, httpd_req_t *req, const char *actor_id, const cha
     e.action = (char *)action;
     e.client_addr = httpd_req_peer(req)[0] ? (char *)httpd_req_peer(req) : NULL;
     e.detail = dt;
-    int rc = store_audit_append(a->store, &e, AUDIT_MAX_ROWS, NULL);
+    int rc = store_audit_append(a->store, &e, a->cfg.audit_keep, NULL);
     if (rc != STORE_OK)
         log_warn("audit: cannot record %s: %s", action, store_strerror(rc));
     log_info("audit: %s %s from %s", e.actor_name, action, e.client_addr ? e.client_addr : "-");
@@ -449,16 +448,40 @@ int auth_authorize(httpd_req_t *req, void *user, char *msg, size_t cap)
     return 0;
 }
 
-/* ---- chats at once ---- */
+/* ---- chats and uploads at once ---- */
 
-bool auth_chat_begin(app_t *a, httpd_req_t *req, char *ticket)
+/* The running table's key of w's chats or uploads. */
+static void busy_key(const auth_t *w, auth_busy_t kind, char *key)
+{
+    snprintf(key, AUTH_TICKET_MAX, "%c:%s", kind == AUTH_BUSY_UPLOAD ? 'u' : 'c',
+             w->user_id[0] ? w->user_id : "(api-key)");
+}
+
+/* How many chats or uploads of w's are counted as running. */
+static int busy_count(app_t *a, const auth_t *w, auth_busy_t kind)
+{
+    char key[AUTH_TICKET_MAX];
+    busy_key(w, kind, key);
+    int n = 0;
+    pthread_mutex_lock(&a->auth->lock);
+    for (size_t i = 0; i < RUNNING_MAX; i++)
+        if (a->auth->running[i].user[0] && strcmp(a->auth->running[i].user, key) == 0) {
+            n = a->auth->running[i].n;
+            break;
+        }
+    pthread_mutex_unlock(&a->auth->lock);
+    return n;
+}
+
+bool auth_busy_begin(app_t *a, httpd_req_t *req, auth_busy_t kind, char *ticket)
 {
     ticket[0] = '\0';
     const auth_t *w = auth_get(req);
-    int limit = a->cfg.chats_at_once;
+    int limit = kind == AUTH_BUSY_UPLOAD ? a->cfg.uploads_at_once : a->cfg.chats_at_once;
     if (!w || limit <= 0 || !a->auth)
         return true;
-    const char *key = w->user_id[0] ? w->user_id : "(api-key)";
+    char key[AUTH_TICKET_MAX];
+    busy_key(w, kind, key);
     bool ok = true;
     pthread_mutex_lock(&a->auth->lock);
     running_t *slot = NULL, *free_slot = NULL;
@@ -474,7 +497,7 @@ bool auth_chat_begin(app_t *a, httpd_req_t *req, char *ticket)
         snprintf(slot->user, sizeof slot->user, "%s", key);
         slot->n = 0;
     }
-    if (!slot)   /* more users chatting at once than tracked: not limited */
+    if (!slot)   /* more users busy at once than tracked: not limited */
         ok = true;
     else if (slot->n >= limit)
         ok = false;
@@ -486,7 +509,7 @@ bool auth_chat_begin(app_t *a, httpd_req_t *req, char *ticket)
     return ok;
 }
 
-void auth_chat_end(app_t *a, const char *ticket)
+void auth_busy_end(app_t *a, const char *ticket)
 {
     if (!ticket || !ticket[0] || !a->auth)
         return;
@@ -716,12 +739,17 @@ void auth_h_me(httpd_req_t *req, void *user)
         httpd_reply_json(req, 200, json_pack("{s:s, s:n}", "mode", "local", "user"));
         return;
     }
-    httpd_reply_json(req, 200,
-                     json_pack("{s:s, s:{s:s?, s:s, s:s}, s:s, s:s}", "mode", "accounts", "user",
-                               "id", w->user_id[0] ? w->user_id : NULL, "name", w->name, "role",
-                               w->admin ? "admin" : "user", "scope",
-                               store_token_scope_name(w->scope), "via", via_name(w->via)));
-    (void)a;
+    const config_t *c = &a->cfg;
+    httpd_reply_json(
+        req, 200,
+        json_pack("{s:s, s:{s:s?, s:s, s:s}, s:s, s:s, s:{s:i, s:i}, s:{s:i, s:i, s:i, s:i, s:i}}",
+                  "mode", "accounts", "user", "id", w->user_id[0] ? w->user_id : NULL, "name",
+                  w->name, "role", w->admin ? "admin" : "user", "scope",
+                  store_token_scope_name(w->scope), "via", via_name(w->via), "running", "chats",
+                  busy_count(a, w, AUTH_BUSY_CHAT), "uploads", busy_count(a, w, AUTH_BUSY_UPLOAD),
+                  "limits", "chats_per_minute", c->chats_per_minute, "chats_at_once",
+                  c->chats_at_once, "uploads_per_minute", c->uploads_per_minute,
+                  "uploads_at_once", c->uploads_at_once, "storage_mb", c->storage_mb));
 }
 
 void auth_h_password(httpd_req_t *req, void *user)

@@ -23,8 +23,9 @@
  * role allows; a token no more than its scope. Failed logins back off and
  * lock per account and per client address (auth.login_lock_after,
  * auth.login_lock_minutes); chats and uploads are limited per user
- * (limits.*). Every login, token, user change, share, document delete and
- * model command is one line of the audit log (auth_audit).
+ * (limits.*: a rate, and how many at once). Every login, token, user
+ * change, share, document delete and model command is one line of the
+ * audit log (auth_audit), which keeps the newest auth.audit_keep.
  *
  * Handlers get the caller with auth_get (NULL in local mode) and the
  * store's view of it with auth_scope (NULL in local mode: unscoped, as
@@ -81,15 +82,17 @@ const store_scope_t *auth_scope(httpd_req_t *req);
 void auth_audit(app_t *a, httpd_req_t *req, const char *action, const char *target,
                 json_t *detail);
 
-/* Per-user chats at once (limits.chats_at_once). auth_chat_begin counts
- * a chat of req's caller as running and writes what auth_chat_end needs
- * into ticket (AUTH_TICKET_MAX bytes; "" when nothing is counted: local
- * mode, no limit); it returns false, counting nothing, when the caller
- * already has that many running (the handler answers 429). auth_chat_end
- * (any thread, after the stream ended) takes it back. */
-#define AUTH_TICKET_MAX (STORE_ID_MAX + 1)
-bool auth_chat_begin(app_t *a, httpd_req_t *req, char *ticket);
-void auth_chat_end(app_t *a, const char *ticket);
+/* Per-user chats and uploads at once (limits.chats_at_once,
+ * limits.uploads_at_once). auth_busy_begin counts one of req's caller's
+ * as running and writes what auth_busy_end needs into ticket
+ * (AUTH_TICKET_MAX bytes; "" when nothing is counted: local mode, no
+ * limit); it returns false, counting nothing, when the caller already has
+ * that many running (the handler answers 429). auth_busy_end (any thread,
+ * once it is over) takes it back. */
+typedef enum { AUTH_BUSY_CHAT, AUTH_BUSY_UPLOAD } auth_busy_t;
+#define AUTH_TICKET_MAX (STORE_ID_MAX + 3)
+bool auth_busy_begin(app_t *a, httpd_req_t *req, auth_busy_t kind, char *ticket);
+void auth_busy_end(app_t *a, const char *ticket);
 
 /* The cache salt for a document's entries in the engine: "" for a shared
  * document or in local mode (one entry for everyone), else a secret per

@@ -16,7 +16,7 @@
  * ids are the clients' and mean something only within their owner: two
  * users may each have a session "abc", and another user's id is the same
  * 404 "Session not found" as an unknown one. A user has at most
- * limits.chats_at_once turns running (auth_chat_begin; 429 past it).
+ * limits.chats_at_once turns running (auth_busy_begin; 429 past it).
  */
 #include "app/chat/sessions.h"
 
@@ -332,10 +332,10 @@ static int sync_delta(void *ud, const char *t, size_t n) { return collect_delta(
 static bool sync_stop(void *ud) { return never_stop(((sync_ud_t *)ud)->req); }
 
 /* limits.chats_at_once: a turn of a caller who has that many running is
- * answered 429 (returns false); else it counts until auth_chat_end(ticket). */
+ * answered 429 (returns false); else it counts until auth_busy_end(ticket). */
 static bool chat_begin(httpd_req_t *req, app_t *a, char *ticket)
 {
-    if (auth_chat_begin(a, req, ticket))
+    if (auth_busy_begin(a, req, AUTH_BUSY_CHAT, ticket))
         return true;
     httpd_reply_error(req, 429, "You have %d chats running at once, the most allowed: wait for "
                                 "one to finish",
@@ -362,7 +362,7 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     if (chat_prepare(a, &turn, &c, &status, err, sizeof err)) {
         httpd_reply_error(req, status, "%s", err);
         json_decref(body);
-        auth_chat_end(a, ticket);
+        auth_busy_end(a, ticket);
         return;
     }
     json_decref(body);
@@ -389,7 +389,7 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     llm_result_cleanup(&res);
     buf_cleanup(&ud.col.text);
     chat_free(c);
-    auth_chat_end(a, ticket);
+    auth_busy_end(a, ticket);
 }
 
 /* ---- streaming ---- */
@@ -399,7 +399,7 @@ typedef struct {
     chat_t *chat;
     httpd_stream_t *stream;
     buf_t text;
-    char ticket[AUTH_TICKET_MAX];   /* auth_chat_end's, when the turn ends */
+    char ticket[AUTH_TICKET_MAX];   /* auth_busy_end's, when the turn ends */
 } stream_job_t;
 
 static int stream_delta(void *ud, const char *text, size_t len)
@@ -455,7 +455,7 @@ static void *stream_worker(void *arg)
     llm_result_cleanup(&res);
     buf_cleanup(&j->text);
     chat_free(j->chat);
-    auth_chat_end(j->a, j->ticket);
+    auth_busy_end(j->a, j->ticket);
     free(j);
     return NULL;
 }
@@ -491,7 +491,7 @@ void sessions_h_stream(httpd_req_t *req, void *user)
     if (chat_prepare(a, &turn, &j->chat, &status, err, sizeof err)) {
         httpd_reply_error(req, status, "%s", err);
         json_decref(body);
-        auth_chat_end(a, j->ticket);
+        auth_busy_end(a, j->ticket);
         free(j);
         return;
     }
@@ -501,7 +501,7 @@ void sessions_h_stream(httpd_req_t *req, void *user)
     if (httpd_stream_open(req, "text/event-stream", &j->stream) != HTTPD_OK) {
         httpd_reply_error(req, 503, "the server is shutting down");
         chat_free(j->chat);
-        auth_chat_end(a, j->ticket);
+        auth_busy_end(a, j->ticket);
         free(j);
         return;
     }
@@ -514,7 +514,7 @@ void sessions_h_stream(httpd_req_t *req, void *user)
         httpd_stream_close(j->stream);
         chat_free(j->chat);
         buf_cleanup(&j->text);
-        auth_chat_end(a, j->ticket);
+        auth_busy_end(a, j->ticket);
         free(j);
     }
     pthread_attr_destroy(&attr);

@@ -217,6 +217,7 @@ typedef struct {
     char filename[STORE_NAME_MAX];
     char ext[16];
     owner_t owner;      /* who uploads: the document will be theirs */
+    char ticket[AUTH_TICKET_MAX];   /* a single upload's place in limits.uploads_at_once */
 } upload_t;
 
 static void upload_free(void *ctx)
@@ -229,6 +230,7 @@ static void upload_free(void *ctx)
     if (u->tmp_path[0])
         unlink(u->tmp_path);
     EVP_MD_CTX_free(u->sha);
+    auth_busy_end(u->a, u->ticket);
     free(u);
 }
 
@@ -280,6 +282,19 @@ static upload_t *upload_new(app_t *a, httpd_req_t *req)
  * Answers the request itself and returns 1 on failure. */
 static int upload_open(httpd_req_t *req, upload_t *u, const char *filename);
 
+/* limits.uploads_at_once: an upload (one file, or a collection) of a
+ * caller who has that many running is answered 429 (returns false); else
+ * it counts, under ticket, until its upload is freed. */
+static bool upload_begin_busy(httpd_req_t *req, app_t *a, char *ticket)
+{
+    if (auth_busy_begin(a, req, AUTH_BUSY_UPLOAD, ticket))
+        return true;
+    httpd_reply_error(req, 429, "You have %d uploads running at once, the most allowed: wait "
+                                "for one to finish",
+                      a->cfg.uploads_at_once);
+    return false;
+}
+
 static int up_begin(httpd_req_t *req, const char *field, const char *filename, const char *ct)
 {
     (void)ct;
@@ -292,6 +307,8 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename, c
             return 1;
         }
         httpd_req_set_ctx(req, u, upload_free);
+        if (!upload_begin_busy(req, a, u->ticket))
+            return 1;
     }
     u->in_file = false;
     if (strcmp(field, "file") != 0 || !filename)
@@ -387,9 +404,11 @@ const httpd_upload_t documents_upload_callbacks = { up_begin, up_data, up_end };
 #define COLLECTION_TOTAL_FACTOR 8
 
 typedef struct {
+    app_t *a;
     upload_t *files[STORE_SET_MAX];
     size_t n;
     size_t total;
+    char ticket[AUTH_TICKET_MAX];   /* the collection's place in limits.uploads_at_once */
 } collection_up_t;
 
 static void collection_free(void *ctx)
@@ -399,6 +418,7 @@ static void collection_free(void *ctx)
         return;
     for (size_t i = 0; i < c->n; i++)
         upload_free(c->files[i]);
+    auth_busy_end(c->a, c->ticket);
     free(c);
 }
 
@@ -412,7 +432,10 @@ static int coll_begin(httpd_req_t *req, const char *field, const char *filename,
             httpd_reply_error(req, 500, "out of memory");
             return 1;
         }
+        c->a = httpd_req_user(req);
         httpd_req_set_ctx(req, c, collection_free);
+        if (!upload_begin_busy(req, c->a, c->ticket))
+            return 1;
     }
     if (c->n)
         c->files[c->n - 1]->in_file = false;
