@@ -3,11 +3,14 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench_util.h"
@@ -47,6 +50,12 @@ static struct curl_slist *headers(const char *bearer)
 long bench_request(int port, const char *method, const char *path, const char *body,
                    const char *bearer, char **out)
 {
+    return bench_request_from(port, NULL, method, path, body, bearer, out);
+}
+
+long bench_request_from(int port, const char *from, const char *method, const char *path,
+                        const char *body, const char *bearer, char **out)
+{
     CURL *c = curl_easy_init();
     char url[512];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
@@ -60,6 +69,11 @@ long bench_request(int port, const char *method, const char *path, const char *b
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 7200L);
+    char iface[80];
+    if (from) {
+        snprintf(iface, sizeof iface, "host!%s", from);
+        curl_easy_setopt(c, CURLOPT_INTERFACE, iface);
+    }
     if (body)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     long status = 0;
@@ -152,4 +166,43 @@ double bench_chat(int port, const char *bearer, const char *system, const char *
     if (rc != CURLE_OK || status != 200 || st->t_first == 0)
         return -1;
     return st->t_first - st->t0;
+}
+
+void bench_proc_start(bench_proc_t *p, const char *const *argv, const char *log,
+                      const char *health)
+{
+    snprintf(p->log, sizeof p->log, "%s", log);
+    p->pid = fork();
+    if (p->pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        setpgid(0, 0);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    double t0 = bench_now_ms();
+    while (bench_request(p->port, "GET", health, NULL, NULL, NULL) != 200) {
+        const char *why = waitpid(p->pid, NULL, WNOHANG) == p->pid ? "exited during start-up"
+                          : bench_now_ms() - t0 > 600000        ? "not up after 600 s"
+                                                                 : NULL;
+        if (why) {
+            fprintf(stderr, "bench: %s %s; see %s\n", argv[0], why, log);
+            exit(1);
+        }
+        usleep(200 * 1000);
+    }
+}
+
+void bench_proc_stop(bench_proc_t *p)
+{
+    if (p->pid <= 0)
+        return;
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < 100 && waitpid(p->pid, NULL, WNOHANG) == 0; i++)
+        usleep(100 * 1000);
+    kill(-p->pid, SIGKILL);
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    p->pid = 0;
 }

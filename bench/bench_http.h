@@ -4,6 +4,7 @@
 #define KVCHAT_BENCH_HTTP_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* A TCP port on 127.0.0.1 free right now; exits the program on failure. */
 int bench_free_port(void);
@@ -13,6 +14,23 @@ int bench_free_port(void);
  * (malloc'd, caller frees) when out is not NULL. */
 long bench_request(int port, const char *method, const char *path, const char *body,
                    const char *bearer, char **out);
+/* bench_request from the local address `from` ("127.0.0.9"; NULL: any). */
+long bench_request_from(int port, const char *from, const char *method, const char *path,
+                        const char *body, const char *bearer, char **out);
+
+/* A server the benchmark started: its own process group, output to log. */
+typedef struct {
+    pid_t pid;
+    int port;       /* set before bench_proc_start */
+    char log[400];
+} bench_proc_t;
+
+/* Start argv (its program at argv[0]) and wait until GET `health` on
+ * p->port answers 200; exits the program when it dies or takes 600 s. */
+void bench_proc_start(bench_proc_t *p, const char *const *argv, const char *log,
+                      const char *health);
+/* SIGTERM, then after 10 s SIGKILL to its group; reaped. */
+void bench_proc_stop(bench_proc_t *p);
 
 /* What a streamed answer looked like at the client. */
 typedef struct {

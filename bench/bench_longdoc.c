@@ -85,49 +85,6 @@ static void question(char *q, size_t cap, int form, const char *fn)
     }
 }
 
-/* ---- processes ---- */
-
-typedef struct {
-    pid_t pid;
-    int port;
-    char log[400];
-} proc_t;
-
-static void proc_start(proc_t *p, const char *const *argv, const char *log, const char *health)
-{
-    snprintf(p->log, sizeof p->log, "%s", log);
-    p->pid = fork();
-    if (p->pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        setpgid(0, 0);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    double t0 = bench_now_ms();
-    while (bench_request(p->port, "GET", health, NULL, NULL, NULL) != 200) {
-        if (waitpid(p->pid, NULL, WNOHANG) == p->pid)
-            die("%s exited during start-up; see %s", argv[0], log);
-        if (bench_now_ms() - t0 > 600000)
-            die("%s not up after 600 s; see %s", argv[0], log);
-        usleep(200 * 1000);
-    }
-}
-
-static void proc_stop(proc_t *p)
-{
-    if (p->pid <= 0)
-        return;
-    kill(p->pid, SIGTERM);
-    for (int i = 0; i < 100 && waitpid(p->pid, NULL, WNOHANG) == 0; i++)
-        usleep(100 * 1000);
-    kill(-p->pid, SIGKILL);
-    kill(p->pid, SIGKILL);
-    waitpid(p->pid, NULL, 0);
-    p->pid = 0;
-}
-
 static json_t *get_json(int port, const char *path)
 {
     char *body = NULL;
@@ -424,7 +381,7 @@ int main(int argc, char **argv)
         die("mkdtemp: %s", strerror(errno));
 
     /* kvchat as `make run` starts it: 8,192 tokens per conversation. */
-    proc_t app = { .port = bench_free_port() };
+    bench_proc_t app = { .port = bench_free_port() };
     int eport = bench_free_port();
     char data[300], port[16], ep[64], th[64], log[300];
     snprintf(data, sizeof data, "%s/data", dir);
@@ -436,7 +393,7 @@ int main(int argc, char **argv)
                            ep, "--set", th, "--set", "engine.ctx_size=16384", "--set",
                            "engine.parallel=2", "--set", "llm.max_tokens=8", "--set",
                            "llm.temperature=0", "--set", "engine.api_key=" ENGINE_KEY, NULL };
-    proc_start(&app, args, log, "/health");
+    bench_proc_start(&app, args, log, "/health");
     for (double t0 = bench_now_ms();;) {
         json_t *st = get_json(app.port, API "/model/status");
         bool running = strcmp(json_string_value(json_object_get(st, "status")), "running") == 0;
@@ -527,15 +484,15 @@ int main(int argc, char **argv)
     /* (b) llama-server with the same part as its prompt. */
     double ls_cold = -1, ls_warm = -1;
     if (o.server) {
-        proc_stop(&app);   /* one model in memory at a time */
-        proc_t ls = { .port = bench_free_port() };
+        bench_proc_stop(&app);   /* one model in memory at a time */
+        bench_proc_t ls = { .port = bench_free_port() };
         char lport[16], lth[16], llog[300];
         snprintf(lport, sizeof lport, "%d", ls.port);
         snprintf(lth, sizeof lth, "%d", o.threads);
         snprintf(llog, sizeof llog, "%s/llama-server.log", dir);
         const char *largs[] = { o.server, "-m", o.model, "-t", lth, "-c", "8192", "-np", "1",
                                 "--port", lport, NULL };
-        proc_start(&ls, largs, llog, "/health");
+        bench_proc_start(&ls, largs, llog, "/health");
         char *text = part_text(&d, group[0]);
         char q[256];
         question(q, sizeof q, 0, g_functions[0]);
@@ -546,9 +503,9 @@ int main(int argc, char **argv)
         printf("  (b) llama-server, part %ld: cold TTFT %.0f ms, next question %.0f ms\n",
                group[0] + 1, ls_cold, ls_warm);
         free(text);
-        proc_stop(&ls);
+        bench_proc_stop(&ls);
     } else {
-        proc_stop(&app);
+        bench_proc_stop(&app);
     }
 
     buf_t r;

@@ -532,6 +532,20 @@ static void texts(void)
         snprintf(name, sizeof name, "config-%zu.ini", i);
         put_str("fuzz_config", name, ini[i]);
     }
+
+    /* cookie, authorization, trusted proxies, client, forwarded proto, name */
+    static const char *const auth[] = {
+        "theme=dark; kvchat_session=kvs_abc\nBearer kvt_x\n10.0.0.0/8, ::1\n10.2.3.4\nhttps\n",
+        ("kvchat_session=\"q\"; user=alice\nbearer   kvt_y  \nfd00::/8 192.168.1.1\nfd00::7\n"
+         "http, https\nuser"),
+        ";;kvchat_session=\nBasic dXNlcjpw\n::ffff:10.0.0.0/104,junk\n10.0.0.1\nHTTPS\n",
+        "a=1\nBearer\n0.0.0.0/0\n2001:db8::1\n\nkvchat_session",
+    };
+    for (size_t i = 0; i < N(auth); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "request-%zu.txt", i);
+        put_str("fuzz_auth", name, auth[i]);
+    }
 }
 
 /* ---- KV-cache entry files ------------------------------------------------- */

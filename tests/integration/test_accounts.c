@@ -553,7 +553,8 @@ static void test_setup_link_and_upgrade(void **state)
 }
 
 /* Sign-in by a trusted proxy's header: believed from the listed
- * addresses only; the user is made on the first visit, as a user. */
+ * addresses and ranges only; the user is made on the first visit, as a
+ * user; a list kvchat cannot read stops it at start-up. */
 static void test_trusted_header(void **state)
 {
     (void)state;
@@ -565,7 +566,7 @@ static void test_trusted_header(void **state)
     proc_t p;
     const char *trusted[] = { "--data", data, "--no-autostart", "--set", "auth.mode=accounts",
                               "--set", "auth.trusted_header=X-Forwarded-User", "--set",
-                              "auth.trusted_proxies=10.9.9.9, 127.0.0.1", NULL };
+                              "auth.trusted_proxies=10.9.9.9, 127.0.0.0/8", NULL };
     proc_start(&p, KVCHAT, trusted, log, 30);
     g_app.port = p.port;
     ares_t r;
@@ -593,6 +594,18 @@ static void test_trusted_header(void **state)
     ares_free(&r);
     g_app.port = saved;
     assert_int_equal(proc_stop(&p), 0);
+    /* a list entry that is not an address or a range, or a header without
+     * proxies, stops kvchat at start-up with a sentence */
+    const char *bad[] = { "--data", data, "--no-autostart", "--set", "auth.mode=accounts",
+                          "--set", "auth.trusted_header=X-Forwarded-User", "--set",
+                          "auth.trusted_proxies=10.9.9.9, proxy.internal", NULL };
+    assert_false(proc_try_start(&p, KVCHAT, bad, log, 30));
+    assert_true(log_contains(log, "auth.trusted_proxies: 'proxy.internal' is not an IP address "
+                                  "or a CIDR range"));
+    const char *none[] = { "--data", data, "--no-autostart", "--set", "auth.mode=accounts",
+                           "--set", "auth.trusted_header=X-Forwarded-User", NULL };
+    assert_false(proc_try_start(&p, KVCHAT, none, log, 30));
+    assert_true(log_contains(log, "auth.trusted_header is set but auth.trusted_proxies is empty"));
 }
 
 /* Last: it locks 127.0.0.1 out of logging in for a while. */

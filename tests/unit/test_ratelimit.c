@@ -5,7 +5,8 @@
  * window are forgotten; keys are independent and cut at
  * RATELIMIT_KEY_MAX; a table flooded with new keys keeps memory fixed and
  * loses only the least recently seen; the token bucket's burst, refill and
- * retry time; no limit when the rate is 0.
+ * retry time; no limit when the rate is 0; a clock that goes back never
+ * lengthens a wait.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -143,12 +144,35 @@ static int setup(void **state)
     return secret_init();
 }
 
+/* Times earlier than one already seen (a clock set back, threads that
+ * read the clock in another order) never make a wait longer than the
+ * policy's. */
+static void test_time_going_back(void **state)
+{
+    (void)state;
+    ratelimit_t *rl = ratelimit_new(64);
+    assert_non_null(rl);
+    int64_t t = 10000000;
+    for (int i = 0; i < P.lock_after; i++)
+        ratelimit_fail(rl, "k", &P, t);
+    double wait = 0;
+    bool locked = false;
+    assert_false(ratelimit_allowed(rl, "k", &P, t - 3600 * 1000, &wait, &locked));
+    assert_true(locked);
+    assert_true(near(wait, P.lock_s));
+    ratelimit_fail(rl, "k", &P, t - 60 * 1000);   /* counted, the time kept */
+    assert_false(ratelimit_allowed(rl, "k", &P, t + 100 * 1000, &wait, &locked));
+    assert_true(near(wait, P.lock_s - 100));
+    ratelimit_free(rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff_and_lock),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_bucket),
+        cmocka_unit_test(test_time_going_back),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

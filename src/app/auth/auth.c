@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/auth/authparse.h"
 #include "app/auth/ratelimit.h"
 #include "app/auth/secret.h"
 #include "common/fs.h"
@@ -29,6 +30,7 @@
 #define CHAT_BURST 5.0              /* chats a user may send at once before the rate */
 #define UPLOAD_BURST 10.0
 #define SALT_SECRET_FILE "cache-salt.key"
+#define BEARER_MAX 1024             /* longer credentials are none of ours */
 
 #define RUNNING_MAX 2048            /* (user, chats or uploads) busy, tracked at once */
 
@@ -116,6 +118,16 @@ int auth_init(app_t *a)
     pthread_mutex_init(&a->auth->lock, NULL);
     if (!auth_accounts(a))
         return 0;
+    char why[200];
+    if (!authparse_addr_list_check(a->cfg.auth_trusted_proxies, why, sizeof why)) {
+        log_error("auth.trusted_proxies: %s", why);
+        return -1;
+    }
+    if (a->cfg.auth_trusted_header[0] && !a->cfg.auth_trusted_proxies[0]) {
+        log_error("auth.trusted_header is set but auth.trusted_proxies is empty: name the "
+                  "addresses of the proxies allowed to set it");
+        return -1;
+    }
     if (load_salt_key(a) != 0)
         return -1;
     int64_t users = 0;
@@ -216,44 +228,31 @@ const store_scope_t *auth_scope(httpd_req_t *req)
     return w && w->user_id[0] ? &w->store_scope : NULL;
 }
 
+/* The rate limits' clock: monotonic, so a clock set back never lengthens
+ * a wait. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void free_auth(void *p)
 {
     free(p);
 }
 
-/* Bearer <value> of the Authorization header, or NULL. */
-static const char *bearer(httpd_req_t *req)
+/* The bearer credentials of req, NUL-terminated into out; NULL when there
+ * are none (or they are too long to be any of ours). */
+static const char *bearer(httpd_req_t *req, char *out, size_t cap)
 {
-    const char *h = httpd_req_header(req, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+    size_t n;
+    const char *v = authparse_bearer(httpd_req_header(req, "Authorization"), &n);
+    if (!v || n >= cap)
         return NULL;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    return *h ? h : NULL;
-}
-
-/* The value of cookie `name`, into out; false when absent. */
-static bool cookie(httpd_req_t *req, const char *name, char *out, size_t cap)
-{
-    const char *h = httpd_req_header(req, "Cookie");
-    size_t nl = strlen(name);
-    while (h && *h) {
-        while (*h == ' ' || *h == ';')
-            h++;
-        const char *end = strchr(h, ';');
-        size_t len = end ? (size_t)(end - h) : strlen(h);
-        if (len > nl && strncmp(h, name, nl) == 0 && h[nl] == '=') {
-            size_t vl = len - nl - 1;
-            if (vl >= cap)
-                return false;
-            memcpy(out, h + nl + 1, vl);
-            out[vl] = '\0';
-            return true;
-        }
-        h = end;
-    }
-    return false;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return out;
 }
 
 static bool key_matches(const char *given, const char *key)
@@ -263,23 +262,6 @@ static bool key_matches(const char *given, const char *key)
     secret_hash_hex(given, gl, a);
     secret_hash_hex(key, kl, b);
     return secret_equal(a, b, SECRET_HEX_MAX - 1);
-}
-
-/* Whether addr is one of the comma-separated addresses in list. */
-static bool addr_listed(const char *list, const char *addr)
-{
-    size_t al = strlen(addr);
-    for (const char *p = list; p && *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',' && *e != ' ')
-            e++;
-        if ((size_t)(e - p) == al && al && strncmp(p, addr, al) == 0)
-            return true;
-        p = e;
-    }
-    return false;
 }
 
 static void fill_user(auth_t *w, const store_user_t *u)
@@ -344,7 +326,8 @@ static int too_fast(httpd_req_t *req, double wait, const char *what, char *msg, 
 int auth_authorize(httpd_req_t *req, void *user, char *msg, size_t cap)
 {
     app_t *a = user;
-    const char *bk = bearer(req);
+    char bkbuf[BEARER_MAX];
+    const char *bk = bearer(req, bkbuf, sizeof bkbuf);
     if (!auth_accounts(a)) {
         if (a->cfg.api_key[0] && (!bk || !key_matches(bk, a->cfg.api_key))) {
             httpd_reply_header(req, "WWW-Authenticate", "Bearer");
@@ -388,7 +371,7 @@ int auth_authorize(httpd_req_t *req, void *user, char *msg, size_t cap)
             snprintf(msg, cap, "Invalid, expired or revoked token");
             return 401;
         }
-    } else if (cookie(req, COOKIE, sess, sizeof sess)) {
+    } else if (authparse_cookie(httpd_req_header(req, "Cookie"), COOKIE, sess, sizeof sess)) {
         char hash[SECRET_HEX_MAX];
         secret_hash_hex(sess, strlen(sess), hash);
         if (store_login_lookup(a->store, hash, now, TOUCH_AFTER_S, NULL, &u) == STORE_OK) {
@@ -398,7 +381,7 @@ int auth_authorize(httpd_req_t *req, void *user, char *msg, size_t cap)
             found = true;
         }
     }
-    if (!found && a->cfg.auth_trusted_header[0] && addr_listed(a->cfg.auth_trusted_proxies, peer)) {
+    if (!found && a->cfg.auth_trusted_header[0] && authparse_addr_listed(a->cfg.auth_trusted_proxies, peer)) {
         const char *name = httpd_req_header(req, a->cfg.auth_trusted_header);
         if (name && *name) {
             int rc = header_user(a, req, name, &u);
@@ -432,14 +415,14 @@ int auth_authorize(httpd_req_t *req, void *user, char *msg, size_t cap)
     if (!strcmp(m, "POST") && strstr(route, "/messages")) {
         snprintf(key, sizeof key, "chat:%.80s", w->user_id);
         if (!ratelimit_take(a->auth->rl, key, a->cfg.chats_per_minute, CHAT_BURST,
-                            now, &wait)) {
+                            mono_ms(), &wait)) {
             free(w);
             return too_fast(req, wait, "messages", msg, cap);
         }
     } else if (!strcmp(m, "POST") && strstr(route, "/documents/upload")) {
         snprintf(key, sizeof key, "upload:%.80s", w->user_id);
         if (!ratelimit_take(a->auth->rl, key, a->cfg.uploads_per_minute, UPLOAD_BURST,
-                            now, &wait)) {
+                            mono_ms(), &wait)) {
             free(w);
             return too_fast(req, wait, "uploads", msg, cap);
         }
@@ -578,8 +561,7 @@ static void reply_store(httpd_req_t *req, int rc, const char *what)
 /* Whether the request came over HTTPS through a proxy that says so. */
 static bool over_https(httpd_req_t *req)
 {
-    const char *p = httpd_req_header(req, "X-Forwarded-Proto");
-    return p && strcasecmp(p, "https") == 0;
+    return authparse_forwarded_https(httpd_req_header(req, "X-Forwarded-Proto"));
 }
 
 static void set_cookie(httpd_req_t *req, const char *value, long max_age)
@@ -646,7 +628,7 @@ void auth_h_login(httpd_req_t *req, void *user)
     snprintf(kuser, sizeof kuser, "login:user:%.80s", lower);
     snprintf(kaddr, sizeof kaddr, "login:ip:%s", httpd_req_peer(req));
     ratelimit_policy_t pol = login_policy(a, false), pol_ip = login_policy(a, true);
-    int64_t now = store_now_ms();
+    int64_t now = mono_ms();
     double w1 = 0, w2 = 0;
     bool l1 = false, l2 = false;
     bool ok1 = ratelimit_allowed(a->auth->rl, kuser, &pol, now, &w1, &l1);

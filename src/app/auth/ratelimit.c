@@ -84,7 +84,8 @@ static double wait_for(const entry_t *e, const ratelimit_policy_t *p, int64_t no
     *locked = false;
     if (!e || e->fails <= 0 || (double)(now - e->last_fail_ms) / 1000.0 > p->window_s)
         return 0;
-    double since = (double)(now - e->last_fail_ms) / 1000.0;
+    /* a clock that went back counts as no time passed */
+    double since = fmax(0.0, (double)(now - e->last_fail_ms) / 1000.0);
     double need = 0;
     if (e->fails >= p->lock_after) {
         *locked = true;
@@ -117,7 +118,8 @@ int ratelimit_fail(ratelimit_t *rl, const char *key, const ratelimit_policy_t *p
     if (e->fails > 0 && (double)(now_ms - e->last_fail_ms) / 1000.0 > p->window_s)
         e->fails = 0;   /* forgotten: a new run */
     e->fails++;
-    e->last_fail_ms = now_ms;
+    if (now_ms > e->last_fail_ms)
+        e->last_fail_ms = now_ms;
     int n = e->fails;
     pthread_mutex_unlock(&rl->lock);
     return n;

@@ -20,7 +20,9 @@
  * `per_minute` per minute.
  *
  * Thread safe (one mutex; every call is O(RATELIMIT_WAYS)). Times are
- * passed in (ms, any monotonic clock), so tests need no sleeping.
+ * passed in (ms, a monotonic clock), so tests need no sleeping; a time
+ * earlier than one already seen counts as no time passed (never a longer
+ * wait than the policy's).
  */
 #ifndef KVCHAT_APP_AUTH_RATELIMIT_H
 #define KVCHAT_APP_AUTH_RATELIMIT_H
