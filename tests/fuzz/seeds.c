@@ -60,6 +60,17 @@ static void put_str(const char *target, const char *name, const char *text)
     put(target, name, text, strlen(text));
 }
 
+/* Each of n texts as <stem>-<i>.<ext>. */
+static void put_strs(const char *target, const char *stem, const char *ext,
+                     const char *const *texts, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s-%zu.%s", stem, i, ext);
+        put_str(target, name, texts[i]);
+    }
+}
+
 /* A fixture document of format ext, renamed to <target>/<name>. */
 static void put_fixture(const char *target, const char *ext, const char *name,
                         const char *const *lines, size_t n)
@@ -401,11 +412,7 @@ static void texts(void)
         "\"a string with \\\" escapes \\t\\n\\/\"",
         "{\"max_tokens\":2.0,\"pin\":true,\"id\":\"1\",\"name\":\"\xc3\xa9\"} ",
     };
-    for (size_t i = 0; i < N(json); i++) {
-        char name[32];
-        snprintf(name, sizeof name, "body-%zu.json", i);
-        put_str("fuzz_json", name, json[i]);
-    }
+    put_strs("fuzz_json", "body", "json", json, N(json));
     /* Nested as deep as json_parse() allows, and one deeper. */
     for (int depth = JSON_MAX_DEPTH; depth <= JSON_MAX_DEPTH + 1; depth++) {
         buf_t b;
@@ -490,11 +497,7 @@ static void texts(void)
         "id: 1\nretry: 5\ndata: {\"choices\":\ndata: [{\"delta\":{\"content\":\"split\"}}]}\n\n"
         "data:\n\ndata: [DONE]",
     };
-    for (size_t i = 0; i < N(openai); i++) {
-        char name[32];
-        snprintf(name, sizeof name, "stream-%zu.sse", i);
-        put_str("fuzz_sse_openai", name, openai[i]);
-    }
+    put_strs("fuzz_sse_openai", "stream", "sse", openai, N(openai));
     static const char *const gemini[] = {
         "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi \"},{\"text\":\"there\"}],"
         "\"role\":\"model\"}}],\"modelVersion\":\"gemini-x\"}\r\n\r\n"
@@ -508,11 +511,7 @@ static void texts(void)
          "\"status\":\"INVALID_ARGUMENT\"}}]\n\n"),
         "data: {\"candidates\":[{\"finishReason\":\"SAFETY\"}]}\n\n",
     };
-    for (size_t i = 0; i < N(gemini); i++) {
-        char name[32];
-        snprintf(name, sizeof name, "stream-%zu.sse", i);
-        put_str("fuzz_sse_gemini", name, gemini[i]);
-    }
+    put_strs("fuzz_sse_gemini", "stream", "sse", gemini, N(gemini));
 
     static const char *const ini[] = {
         "; kvchat.ini\n[server]\nhost = 0.0.0.0\nport = 8080\ncors_origins = http://a, http://b\n"
@@ -527,11 +526,7 @@ static void texts(void)
         "[engine\nmodel = /models/x.gguf\n  continued line\n",
         "[llm]\nprovider = gemini\n[remote.x]\nprovider = other\n",
     };
-    for (size_t i = 0; i < N(ini); i++) {
-        char name[32];
-        snprintf(name, sizeof name, "config-%zu.ini", i);
-        put_str("fuzz_config", name, ini[i]);
-    }
+    put_strs("fuzz_config", "config", "ini", ini, N(ini));
 
     /* cookie, authorization, trusted proxies, client, forwarded proto, name */
     static const char *const auth[] = {
@@ -541,11 +536,7 @@ static void texts(void)
         ";;kvchat_session=\nBasic dXNlcjpw\n::ffff:10.0.0.0/104,junk\n10.0.0.1\nHTTPS\n",
         "a=1\nBearer\n0.0.0.0/0\n2001:db8::1\n\nkvchat_session",
     };
-    for (size_t i = 0; i < N(auth); i++) {
-        char name[32];
-        snprintf(name, sizeof name, "request-%zu.txt", i);
-        put_str("fuzz_auth", name, auth[i]);
-    }
+    put_strs("fuzz_auth", "request", "txt", auth, N(auth));
 }
 
 /* ---- KV-cache entry files ------------------------------------------------- */

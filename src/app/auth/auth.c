@@ -489,6 +489,10 @@ bool auth_busy_begin(app_t *a, httpd_req_t *req, auth_busy_t kind, char *ticket)
         snprintf(ticket, AUTH_TICKET_MAX, "%s", key);
     }
     pthread_mutex_unlock(&a->auth->lock);
+    if (!ok)
+        httpd_reply_error(req, 429, "You have %d %s running at once, the most allowed: wait for "
+                                    "one to finish",
+                          limit, kind == AUTH_BUSY_UPLOAD ? "uploads" : "chats");
     return ok;
 }
 

@@ -86,9 +86,9 @@ void auth_audit(app_t *a, httpd_req_t *req, const char *action, const char *targ
  * limits.uploads_at_once). auth_busy_begin counts one of req's caller's
  * as running and writes what auth_busy_end needs into ticket
  * (AUTH_TICKET_MAX bytes; "" when nothing is counted: local mode, no
- * limit); it returns false, counting nothing, when the caller already has
- * that many running (the handler answers 429). auth_busy_end (any thread,
- * once it is over) takes it back. */
+ * limit); it returns false, counting nothing and answering req with 429
+ * and a sentence, when the caller already has that many running.
+ * auth_busy_end (any thread, once it is over) takes it back. */
 typedef enum { AUTH_BUSY_CHAT, AUTH_BUSY_UPLOAD } auth_busy_t;
 #define AUTH_TICKET_MAX (STORE_ID_MAX + 3)
 bool auth_busy_begin(app_t *a, httpd_req_t *req, auth_busy_t kind, char *ticket);

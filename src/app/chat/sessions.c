@@ -331,18 +331,6 @@ typedef struct {
 static int sync_delta(void *ud, const char *t, size_t n) { return collect_delta(&((sync_ud_t *)ud)->col, t, n); }
 static bool sync_stop(void *ud) { return never_stop(((sync_ud_t *)ud)->req); }
 
-/* limits.chats_at_once: a turn of a caller who has that many running is
- * answered 429 (returns false); else it counts until auth_busy_end(ticket). */
-static bool chat_begin(httpd_req_t *req, app_t *a, char *ticket)
-{
-    if (auth_busy_begin(a, req, AUTH_BUSY_CHAT, ticket))
-        return true;
-    httpd_reply_error(req, 429, "You have %d chats running at once, the most allowed: wait for "
-                                "one to finish",
-                      a->cfg.chats_at_once);
-    return false;
-}
-
 void sessions_h_post_message(httpd_req_t *req, void *user)
 {
     app_t *a = user;
@@ -352,7 +340,7 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     if (parse_turn(req, &body, &turn, ids))
         return;
     char ticket[AUTH_TICKET_MAX];
-    if (!chat_begin(req, a, ticket)) {
+    if (!auth_busy_begin(a, req, AUTH_BUSY_CHAT, ticket)) {
         json_decref(body);
         return;
     }
@@ -483,7 +471,7 @@ void sessions_h_stream(httpd_req_t *req, void *user)
         json_decref(body);
         return;
     }
-    if (!chat_begin(req, a, j->ticket)) {
+    if (!auth_busy_begin(a, req, AUTH_BUSY_CHAT, j->ticket)) {
         json_decref(body);
         free(j);
         return;

@@ -282,19 +282,6 @@ static upload_t *upload_new(app_t *a, httpd_req_t *req)
  * Answers the request itself and returns 1 on failure. */
 static int upload_open(httpd_req_t *req, upload_t *u, const char *filename);
 
-/* limits.uploads_at_once: an upload (one file, or a collection) of a
- * caller who has that many running is answered 429 (returns false); else
- * it counts, under ticket, until its upload is freed. */
-static bool upload_begin_busy(httpd_req_t *req, app_t *a, char *ticket)
-{
-    if (auth_busy_begin(a, req, AUTH_BUSY_UPLOAD, ticket))
-        return true;
-    httpd_reply_error(req, 429, "You have %d uploads running at once, the most allowed: wait "
-                                "for one to finish",
-                      a->cfg.uploads_at_once);
-    return false;
-}
-
 static int up_begin(httpd_req_t *req, const char *field, const char *filename, const char *ct)
 {
     (void)ct;
@@ -307,7 +294,7 @@ static int up_begin(httpd_req_t *req, const char *field, const char *filename, c
             return 1;
         }
         httpd_req_set_ctx(req, u, upload_free);
-        if (!upload_begin_busy(req, a, u->ticket))
+        if (!auth_busy_begin(a, req, AUTH_BUSY_UPLOAD, u->ticket))
             return 1;
     }
     u->in_file = false;
@@ -434,7 +421,7 @@ static int coll_begin(httpd_req_t *req, const char *field, const char *filename,
         }
         c->a = httpd_req_user(req);
         httpd_req_set_ctx(req, c, collection_free);
-        if (!upload_begin_busy(req, c->a, c->ticket))
+        if (!auth_busy_begin(c->a, req, AUTH_BUSY_UPLOAD, c->ticket))
             return 1;
     }
     if (c->n)
