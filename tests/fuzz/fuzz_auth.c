@@ -7,7 +7,11 @@
  * parses it; the values found then key failed logins and request rates in
  * a small table, at times taken from the input.
  *
- * Checked besides memory safety: a cookie value found is non-empty, fits
+ * The fifth field is also read as an X-Forwarded-For header.
+ *
+ * Checked besides memory safety: the client's address is the peer or
+ * an entry of the forwarded header, and the peer itself unless it is a
+ * trusted proxy; a cookie value found is non-empty, fits
  * the buffer, is a run of the header's bytes and holds no ';'; a bearer
  * value lies inside its header, is non-empty and has no space at either
  * end; a list that passes the start-up check matches each of its own
@@ -170,6 +174,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_bearer(f[1]);
     check_list(f[2], f[3]);
     (void)authparse_forwarded_https(f[4]);
+    /* the client behind proxies f[2], forwarded in f[4] read as X-Forwarded-For */
+    char client[AUTHPARSE_ADDR_MAX];
+    authparse_client_addr(f[3], f[4], f[2], client, sizeof client);
+    /* (a peer longer than the buffer is cut: peers are IP addresses) */
+    bool is_peer = strncmp(client, f[3], sizeof client - 1) == 0;
+    FUZZ_CHECK(is_peer || (client[0] && strstr(f[4], client)),
+               "client '%s' is neither the peer nor forwarded", client);
+    if (!authparse_addr_listed(f[2], f[3]))
+        FUZZ_CHECK(is_peer, "an untrusted peer's header was believed");
     char v[COOKIE_CAP];
     const char *who = authparse_cookie(f[0], "user", v, sizeof v) ? v : f[1];
     check_limits(who, f[3], data, size);

@@ -7,7 +7,9 @@
  * and no value; addresses and CIDR ranges (IPv4, IPv6, an IPv4 client
  * against its IPv4-mapped form, /0, host bits set in the range), entries
  * that do not parse matching nothing and named by the start-up check;
- * X-Forwarded-Proto with one hop and several.
+ * the client's address behind trusted proxies (X-Forwarded-For walked
+ * from the right, made-up and malformed entries); X-Forwarded-Proto with
+ * one hop and several.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,6 +106,38 @@ static void test_addresses(void **state)
     assert_non_null(strstr(why, "'fd00::/129'"));
 }
 
+static void test_client_addr(void **state)
+{
+    (void)state;
+    char out[AUTHPARSE_ADDR_MAX];
+    const char *proxies = "127.0.0.1, 10.0.0.0/8";
+    /* not from a proxy: the peer, whatever the header says */
+    authparse_client_addr("203.0.113.9", "198.51.100.1", proxies, out, sizeof out);
+    assert_string_equal(out, "203.0.113.9");
+    /* from a proxy: the address it forwards */
+    authparse_client_addr("127.0.0.1", "198.51.100.1", proxies, out, sizeof out);
+    assert_string_equal(out, "198.51.100.1");
+    /* a chain of trusted proxies, and a made-up entry the client sent first */
+    authparse_client_addr("127.0.0.1", "6.6.6.6, 198.51.100.1, 10.1.2.3", proxies, out,
+                          sizeof out);
+    assert_string_equal(out, "198.51.100.1");
+    /* an entry that is no address ends the walk before it */
+    authparse_client_addr("127.0.0.1", "198.51.100.1, not-an-ip", proxies, out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    authparse_client_addr("127.0.0.1", "2001:db8::5", proxies, out, sizeof out);
+    assert_string_equal(out, "2001:db8::5");
+    /* no header, an empty one, or only proxies */
+    authparse_client_addr("127.0.0.1", NULL, proxies, out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    authparse_client_addr("127.0.0.1", " , ", proxies, out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+    authparse_client_addr("127.0.0.1", "10.9.9.9,10.8.8.8", proxies, out, sizeof out);
+    assert_string_equal(out, "10.9.9.9");
+    /* no trusted proxies: always the peer */
+    authparse_client_addr("127.0.0.1", "198.51.100.1", "", out, sizeof out);
+    assert_string_equal(out, "127.0.0.1");
+}
+
 static void test_forwarded_proto(void **state)
 {
     (void)state;
@@ -122,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_cookie),
         cmocka_unit_test(test_bearer),
         cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_client_addr),
         cmocka_unit_test(test_forwarded_proto),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

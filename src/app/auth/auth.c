@@ -164,6 +164,15 @@ void auth_free(app_t *a)
     a->auth = NULL;
 }
 
+/* The client's address: the socket's peer, or behind a trusted proxy the
+ * address it forwards (X-Forwarded-For); "" when unknown. */
+static const char *client_addr(const app_t *a, httpd_req_t *req, char *buf)
+{
+    authparse_client_addr(httpd_req_peer(req), httpd_req_header(req, "X-Forwarded-For"),
+                          a->cfg.auth_trusted_proxies, buf, AUTHPARSE_ADDR_MAX);
+    return buf;
+}
+
 /* ---- audit ---- */
 
 void auth_audit(app_t *a, httpd_req_t *req, const char *action, const char *target,
@@ -181,7 +190,8 @@ void auth_audit(app_t *a, httpd_req_t *req, const char *action, const char *targ
     e.actor_name = who ? (char *)who->name : (char *)(auth_accounts(a) ? "system" : "local");
     e.action = (char *)action;
     e.target = target ? tgt : NULL;
-    e.client_addr = req && httpd_req_peer(req)[0] ? (char *)httpd_req_peer(req) : NULL;
+    char from[AUTHPARSE_ADDR_MAX];
+    e.client_addr = req && client_addr(a, req, from)[0] ? from : NULL;
     e.detail = dt;
     int rc = store_audit_append(a->store, &e, a->cfg.audit_keep, NULL);
     if (rc != STORE_OK)
@@ -205,7 +215,8 @@ static void audit_as(app_t *a, httpd_req_t *req, const char *actor_id, const cha
     e.actor_id = (char *)actor_id;
     e.actor_name = utf8_valid(name, strlen(name)) ? name : (char *)"(not UTF-8)";
     e.action = (char *)action;
-    e.client_addr = httpd_req_peer(req)[0] ? (char *)httpd_req_peer(req) : NULL;
+    char from[AUTHPARSE_ADDR_MAX];
+    e.client_addr = client_addr(a, req, from)[0] ? from : NULL;
     e.detail = dt;
     int rc = store_audit_append(a->store, &e, a->cfg.audit_keep, NULL);
     if (rc != STORE_OK)
@@ -582,7 +593,8 @@ static int start_login(app_t *a, httpd_req_t *req, const store_user_t *u)
     char secret[SECRET_TOKEN_MAX], hash[SECRET_HEX_MAX];
     secret_new("kvs_", secret);
     secret_hash_hex(secret, strlen(secret), hash);
-    const char *peer = httpd_req_peer(req);
+    char from[AUTHPARSE_ADDR_MAX];
+    const char *peer = client_addr(a, req, from);
     int rc = store_login_create(a->store, hash, u->id, a->cfg.auth_session_idle_s,
                                 peer[0] ? peer : NULL, httpd_req_header(req, "User-Agent"),
                                 NULL);
@@ -630,7 +642,8 @@ void auth_h_login(httpd_req_t *req, void *user)
         lower[i] = (char)tolower((unsigned char)name[i]);
     lower[i] = '\0';
     snprintf(kuser, sizeof kuser, "login:user:%.80s", lower);
-    snprintf(kaddr, sizeof kaddr, "login:ip:%s", httpd_req_peer(req));
+    char from[AUTHPARSE_ADDR_MAX];
+    snprintf(kaddr, sizeof kaddr, "login:ip:%s", client_addr(a, req, from));
     ratelimit_policy_t pol = login_policy(a, false), pol_ip = login_policy(a, true);
     int64_t now = mono_ms();
     double w1 = 0, w2 = 0;

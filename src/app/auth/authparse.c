@@ -188,6 +188,44 @@ bool authparse_addr_list_check(const char *list, char *why, size_t whycap)
     return !each_entry(list, entry_bad, &c);
 }
 
+/* Whether s (n bytes) is an IP address, copied into out (AUTHPARSE_ADDR_MAX). */
+static bool ip_entry(const char *s, size_t n, char *out)
+{
+    unsigned char a[16];
+    bool v4;
+    if (!n || n >= AUTHPARSE_ADDR_MAX)
+        return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return addr16(out, a, &v4);
+}
+
+void authparse_client_addr(const char *peer, const char *xff, const char *trusted, char *out,
+                           size_t cap)
+{
+    char cur[AUTHPARSE_ADDR_MAX];
+    snprintf(out, cap, "%s", peer ? peer : "");
+    if (!peer || strlen(peer) >= sizeof cur || !xff)
+        return;
+    snprintf(cur, sizeof cur, "%s", peer);
+    const char *end = xff + strlen(xff);
+    while (authparse_addr_listed(trusted, cur)) {
+        /* the entry left of `end` */
+        while (end > xff && (end[-1] == ',' || is_space(end[-1])))
+            end--;
+        const char *b = end;
+        while (b > xff && b[-1] != ',' && !is_space(b[-1]))
+            b--;
+        char next[AUTHPARSE_ADDR_MAX];
+        if (b == end || !ip_entry(b, (size_t)(end - b), next))
+            break;
+        memcpy(cur, next, sizeof cur);
+        end = b;
+    }
+    if (strlen(cur) < cap)
+        snprintf(out, cap, "%s", cur);
+}
+
 bool authparse_forwarded_https(const char *value)
 {
     if (!value)

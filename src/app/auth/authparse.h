@@ -32,6 +32,17 @@ bool authparse_addr_listed(const char *list, const char *addr);
  * false with the first bad entry named in why. */
 bool authparse_addr_list_check(const char *list, char *why, size_t whycap);
 
+/* The client's address of a request that came from `peer` with an
+ * X-Forwarded-For header `xff` (NULL: none), into out: peer itself, unless
+ * peer is in `trusted` (auth.trusted_proxies); then the nearest address of
+ * xff, read from the right, that is not trusted itself (each trusted proxy
+ * vouches for the one before it). An entry that is not an IP address ends
+ * the walk at the address after it, so a client cannot pass off a made-up
+ * entry as someone else. An address too long for out leaves out = peer. */
+#define AUTHPARSE_ADDR_MAX 64
+void authparse_client_addr(const char *peer, const char *xff, const char *trusted, char *out,
+                           size_t cap);
+
 /* Whether an X-Forwarded-Proto value (NULL: none) says the client used
  * HTTPS: "https" in any case, or a list whose first (the client's) hop is
  * https. */
