@@ -582,6 +582,16 @@ static void test_trusted_header(void **state)
     req("GET", API "/auth/me", NULL, NULL, "X-Forwarded-User: not a valid/name", &r);
     assert_int_equal(r.status, 401);
     ares_free(&r);
+    /* behind the proxy, a login is from the address it forwards */
+    req("POST", API "/auth/login", "{\"username\":\"admin\",\"password\":\"admin-pass-1\"}",
+        NULL, "X-Forwarded-For: 6.6.6.6, 198.51.100.7", &r);
+    assert_int_equal(r.status, 200);
+    char cookie[300];
+    snprintf(cookie, sizeof cookie, "%.*s", (int)strcspn(r.set_cookie, ";"), r.set_cookie);
+    ares_free(&r);
+    expect("GET", API "/audit?action=login.ok&limit=1", NULL, cookie, 200, &r);
+    assert_string_equal(jstr(r.json, "entries.0.from"), "198.51.100.7");
+    ares_free(&r);
     assert_int_equal(proc_stop(&p), 0);
     /* the same header from an address not listed: nobody */
     const char *untrusted[] = { "--data", data, "--no-autostart", "--set", "auth.mode=accounts",
