@@ -10,16 +10,19 @@
 #   make models     write the test, benchmark and demo models into build/models
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each (build-fuzz/)
 #   make stress     load and abuse test of a running kvchat (not part of make test)
+#   make install    programs, man pages, systemd units, docs into PREFIX
+#                   (/usr/local; DESTDIR for a staging root)
 #   make clean      remove the build directories (the llama.cpp cache stays)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+PREFIX     ?= /usr/local
 CMAKE_GEN  ?= Ninja
 SETUP      := scripts/setup
 
-.PHONY: all build setup run test asan fuzz stress bench models clean distclean
+.PHONY: all build setup run test asan fuzz stress bench models install clean distclean
 
 all: build
 
@@ -43,6 +46,12 @@ run: build
 
 test: build
 	@scripts/test $(BUILD)
+
+# The build configured for PREFIX (the units and man pages name its paths).
+install: build
+	@cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX="$(PREFIX)" >/dev/null
+	@cmake --build $(BUILD)
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD)
 
 asan:
 	$(call configure,$(ASAN_BUILD),-DKVCHAT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)

@@ -31,6 +31,38 @@
 #define KVCHAT_VOCAB_DIR "."
 #endif
 
+/* Where bare vocabulary names are looked up: $KVCHAT_VOCAB_DIR; else the
+ * installed copies, ../share/kvchat/vocab from this program; else the
+ * directory the build found them in. */
+static const char *vocab_dir(void)
+{
+    static char dir[4096];
+    if (dir[0])
+        return dir;
+    const char *env = getenv("KVCHAT_VOCAB_DIR");
+    if (env && env[0]) {
+        snprintf(dir, sizeof dir, "%s", env);
+        return dir;
+    }
+    char exe[2048];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char probe[4096];
+            snprintf(probe, sizeof probe, "%s/../share/kvchat/vocab/ggml-vocab-qwen2.gguf", exe);
+            if (access(probe, R_OK) == 0) {
+                snprintf(dir, sizeof dir, "%s/../share/kvchat/vocab", exe);
+                return dir;
+            }
+        }
+    }
+    snprintf(dir, sizeof dir, "%s", KVCHAT_VOCAB_DIR);
+    return dir;
+}
+
 typedef struct {
     const char *name;
     int n_layer, n_embd, n_head, n_head_kv, n_ff, n_ctx;
@@ -485,7 +517,9 @@ static void usage(FILE *out)
         "  -o, --out PATH         output file (required)\n"
         "  -v, --vocab PATH|NAME  vocab-only GGUF to take the tokenizer from; a bare\n"
         "                         NAME (qwen2, llama-spm, llama-bpe) means\n"
-        "                         %s/ggml-vocab-NAME.gguf (default qwen2)\n"
+        "                         ggml-vocab-NAME.gguf in the vocabulary directory\n"
+        "                         (default qwen2; $KVCHAT_VOCAB_DIR, else\n"
+        "                         %s)\n"
         "  -a, --arch NAME        qwen2 | llama (default: from the vocabulary)\n"
         "  -t, --type TYPE        f32 | f16 | q8_0 weight type (default f16)\n"
         "  -s, --seed N           random seed (default 42)\n"
@@ -494,7 +528,7 @@ static void usage(FILE *out)
         "      --layers N --embd N --heads N --kv-heads N --ff N --ctx N\n"
         "                         override the preset's shape\n"
         "  -h, --help\n",
-        KVCHAT_VOCAB_DIR);
+        vocab_dir());
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out)
@@ -512,7 +546,7 @@ int main(int argc, char **argv)
 {
     options_t o = { .shape = presets[0], .seed = 42 };
     static char default_vocab[4096];
-    snprintf(default_vocab, sizeof default_vocab, "%s/ggml-vocab-qwen2.gguf", KVCHAT_VOCAB_DIR);
+    snprintf(default_vocab, sizeof default_vocab, "%s/ggml-vocab-qwen2.gguf", vocab_dir());
     o.vocab_path = default_vocab;
     const char *type_name = NULL;
 
@@ -556,7 +590,7 @@ int main(int argc, char **argv)
             /* A bare name ("llama-spm") means the llama.cpp source's file. */
             if (!strchr(optarg, '/') && !strstr(optarg, ".gguf")) {
                 snprintf(default_vocab, sizeof default_vocab, "%s/ggml-vocab-%s.gguf",
-                         KVCHAT_VOCAB_DIR, optarg);
+                         vocab_dir(), optarg);
                 o.vocab_path = default_vocab;
             } else {
                 o.vocab_path = optarg;

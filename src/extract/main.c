@@ -77,13 +77,21 @@ typedef struct {
 
 static void usage(FILE *f)
 {
-    fputs("usage: kvchat-extract [--name ORIGINAL_FILENAME] [--max-output BYTES] [--detect]\n"
-          "                      [--limit-cpu SECONDS] [--limit-mem BYTES] [--sandbox]\n"
-          "                      [--structure-fd N] FILE\n"
-          "Writes the text of FILE (txt, md, pdf, docx, odt, html, epub) as UTF-8 to stdout\n"
-          "and a status line to stderr: 'type=<type> chars=<n>' or 'error=<code> <message>'.\n"
-          "With --structure-fd, its pages and headings go to descriptor N, one per line:\n"
-          "'P<tab>offset<tab>page<tab>label' or 'H<tab>offset<tab>level<tab>title'.\n",
+    fputs("Usage: kvchat-extract [options] FILE\n"
+          "Writes the text of FILE (txt, md, pdf, docx, odt, html, epub; detected from\n"
+          "the content) as UTF-8 to stdout and a status line to stderr:\n"
+          "'type=<type> chars=<n>' or 'error=<code> <message>'.\n\n"
+          "      --name NAME         the file's original name (for messages)\n"
+          "      --max-output BYTES  most text written (default 64 MiB)\n"
+          "      --detect            print the detected type only\n"
+          "      --limit-cpu SECONDS lower the CPU time limit (RLIMIT_CPU)\n"
+          "      --limit-mem BYTES   lower the address space limit (RLIMIT_AS)\n"
+          "      --sandbox           no files written, no core, few descriptors,\n"
+          "                          no new privileges\n"
+          "      --structure-fd N    pages and headings to descriptor N, one per line:\n"
+          "                          'P<tab>offset<tab>page<tab>label' or\n"
+          "                          'H<tab>offset<tab>level<tab>title'\n"
+          "      --help\n",
           f);
 }
 
