@@ -7,6 +7,7 @@
 #   make test       build and run every test; ends with "N passed, N failed"
 #   make asan       the tests again under AddressSanitizer + UBSan (build-asan/)
 #   make bench      benchmarks against llama-server built from the same source
+#   make bench-cluster  routing over 1-4 engines, simulated: prints the tables
 #   make models     write the test, benchmark and demo models into build/models
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each (build-fuzz/)
 #   make stress     load and abuse test of a running kvchat (not part of make test)
@@ -22,7 +23,7 @@ PREFIX     ?= /usr/local
 CMAKE_GEN  ?= Ninja
 SETUP      := scripts/setup
 
-.PHONY: all build setup run test asan fuzz stress bench models install clean distclean
+.PHONY: all build setup run test asan fuzz stress bench bench-cluster models install clean distclean
 
 all: build
 
@@ -71,6 +72,10 @@ stress: build
 
 bench: build
 	@scripts/bench $(BUILD)
+
+bench-cluster: build
+	@$(BUILD)/bin/kvchat-bench-cluster
+	@$(BUILD)/bin/kvchat-bench-cluster --shared
 
 models: build
 	@scripts/mkmodels $(BUILD) all

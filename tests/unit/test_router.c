@@ -5,7 +5,8 @@
  * taking an engine out moves only its own keys, each to the next of its
  * ranking, and they come back with it; router_pick keeps a key on its
  * home while loads are even, skips an engine at the bound for the next of
- * the key's ranking, and never leaves an engine above the bound; no
+ * the key's ranking, and never leaves an engine above the bound (nor
+ * skips one below min_load); no
  * healthy engine is -1; bad arguments are refused.
  */
 #include <setjmp.h>
@@ -34,10 +35,10 @@ static size_t key(char *buf, size_t cap, int i)
 static void test_rank_and_spread(void **state)
 {
     (void)state;
-    router_t *r = router_new(4, IDS4, 1.25);
+    router_t *r = router_new(4, IDS4, 1.25, 0);
     assert_non_null(r);
     const char *const rev[] = { IDS4[3], IDS4[2], IDS4[1], IDS4[0] };
-    router_t *r2 = router_new(4, rev, 1.25);   /* another replica, listed otherwise */
+    router_t *r2 = router_new(4, rev, 1.25, 0);   /* another replica, listed otherwise */
     int homes[4] = { 0 };
     for (int i = 0; i < KEYS; i++) {
         char k[64];
@@ -63,7 +64,7 @@ static void test_rank_and_spread(void **state)
 static void test_failover_moves_own_keys(void **state)
 {
     (void)state;
-    router_t *r = router_new(4, IDS4, 1.25);
+    router_t *r = router_new(4, IDS4, 1.25, 0);
     int before[KEYS], second[KEYS];
     for (int i = 0; i < KEYS; i++) {
         char k[64];
@@ -105,7 +106,7 @@ static void test_failover_moves_own_keys(void **state)
 static void test_bounded_load(void **state)
 {
     (void)state;
-    router_t *r = router_new(4, IDS4, 1.25);
+    router_t *r = router_new(4, IDS4, 1.25, 0);
     const char *hot = "the one popular document";
     size_t hn = strlen(hot);
     int o[ROUTER_MAX];
@@ -141,6 +142,14 @@ static void test_bounded_load(void **state)
     assert_int_equal(router_pick(r, hot, hn, &rank), o[1]);
     assert_int_equal(rank, 0);
     router_free(r);
+
+    /* min_load: an engine with free slots keeps its keys, however the
+     * others idle; past them the bound applies */
+    r = router_new(4, IDS4, 1.25, 2);
+    assert_int_equal(router_pick(r, hot, hn, NULL), o[0]);
+    assert_int_equal(router_pick(r, hot, hn, NULL), o[0]);   /* 1.25 x 2/4 < 1, yet 2 slots */
+    assert_int_equal(router_pick(r, hot, hn, NULL), o[1]);   /* the home is full */
+    router_free(r);
 }
 
 static void test_bad_arguments(void **state)
@@ -148,11 +157,11 @@ static void test_bad_arguments(void **state)
     (void)state;
     const char *const dup[] = { "a", "a" };
     const char *const empty[] = { "a", "" };
-    assert_null(router_new(0, IDS4, 1.0));
-    assert_null(router_new(2, dup, 1.0));
-    assert_null(router_new(2, empty, 1.0));
-    assert_null(router_new(ROUTER_MAX + 1, IDS4, 1.0));
-    router_t *r = router_new(1, IDS4, 0.5);   /* taken as 1 */
+    assert_null(router_new(0, IDS4, 1.0, 0));
+    assert_null(router_new(2, dup, 1.0, 0));
+    assert_null(router_new(2, empty, 1.0, 0));
+    assert_null(router_new(ROUTER_MAX + 1, IDS4, 1.0, 0));
+    router_t *r = router_new(1, IDS4, 0.5, 0);   /* taken as 1 */
     assert_non_null(r);
     for (int i = 0; i < 5; i++)
         assert_int_equal(router_pick(r, "k", 1, NULL), 0);

@@ -19,10 +19,11 @@ struct router {
     pthread_mutex_t lock;
     size_t n;
     double load_factor;
+    int min_load;
     engine_t e[ROUTER_MAX];
 };
 
-router_t *router_new(size_t n, const char *const *ids, double load_factor)
+router_t *router_new(size_t n, const char *const *ids, double load_factor, int min_load)
 {
     if (n == 0 || n > ROUTER_MAX || !ids)
         return NULL;
@@ -44,6 +45,7 @@ router_t *router_new(size_t n, const char *const *ids, double load_factor)
     }
     r->n = n;
     r->load_factor = load_factor > 1.0 ? load_factor : 1.0;
+    r->min_load = min_load > 0 ? min_load : 0;
     pthread_mutex_init(&r->lock, NULL);
     return r;
 }
@@ -112,6 +114,8 @@ int router_pick(router_t *r, const char *key, size_t keylen, int *rank)
     if (healthy > 0) {
         /* the bound, with this request counted */
         double bound = ceil(r->load_factor * (double)(total + 1) / healthy);
+        if (bound < r->min_load)
+            bound = r->min_load;
         for (size_t i = 0, h = 0; i < r->n && pick < 0; i++) {
             const engine_t *e = &r->e[order[i]];
             if (!e->healthy)

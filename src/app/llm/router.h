@@ -13,9 +13,12 @@
  * above load_factor times the mean (counted with the new one: Mirrokni,
  * Thorup and Zadimoghaddam's consistent hashing with bounded loads), for
  * the next of the key's ranking, so that one popular document cannot queue
- * every request behind one engine while the others idle. load_factor <= 1
- * is taken as 1 (every engine as loaded as the mean before any is
- * skipped); 0 engines healthy is an error, never a wait.
+ * every request behind one engine while the others idle. An engine with
+ * fewer than min_load in flight (its sequence slots: it is not busy yet)
+ * is never skipped, since sending a request elsewhere costs the cache it
+ * would have found at home. load_factor <= 1 is taken as 1 (every engine
+ * as loaded as the mean before any is skipped); 0 engines healthy is an
+ * error, never a wait.
  *
  * The hash is XXH3 (libxxhash), seeded with 0: the same ranking on every
  * machine and every run, which the replicas rely on. Thread safe (one
@@ -33,9 +36,9 @@
 typedef struct router router_t;
 
 /* A router over n engines (1..ROUTER_MAX) named by ids (distinct; each
- * shorter than ROUTER_ID_MAX), all healthy, none loaded. NULL on a bad
- * argument or out of memory. */
-router_t *router_new(size_t n, const char *const *ids, double load_factor);
+ * shorter than ROUTER_ID_MAX), all healthy, none loaded; load_factor and
+ * min_load as above. NULL on a bad argument or out of memory. */
+router_t *router_new(size_t n, const char *const *ids, double load_factor, int min_load);
 void router_free(router_t *r);
 
 size_t router_count(const router_t *r);
