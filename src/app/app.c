@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
+
+#include "app/llm/engines.h"
 
 /* ---- providers ---- */
 
@@ -31,7 +34,10 @@ app_provider_t *app_local_acquire(app_t *a)
 void app_provider_release(app_provider_t *p)
 {
     if (p && atomic_fetch_sub(&p->refs, 1) == 1) {
-        llm_provider_free(p->llm);
+        if (p->engines)
+            engines_free(p->engines);   /* p->llm is one of its providers */
+        else
+            llm_provider_free(p->llm);
         free(p);
     }
 }
@@ -73,6 +79,155 @@ app_provider_t *app_provider_new(app_t *a, const char *kind, const char *base_ur
         return NULL;
     }
     return p;
+}
+
+/* ---- several engines ---- */
+
+void app_route_key(const char *salt, const char *text, size_t len, char out[APP_ROUTE_KEY_MAX])
+{
+    XXH3_state_t *st = XXH3_createState();
+    uint64_t h = 0;
+    if (st && XXH3_64bits_reset(st) == XXH_OK) {
+        XXH3_64bits_update(st, salt ? salt : "", salt ? strlen(salt) + 1 : 1);
+        XXH3_64bits_update(st, text, len);
+        h = XXH3_64bits_digest(st);
+    }
+    XXH3_freeState(st);
+    snprintf(out, APP_ROUTE_KEY_MAX, "p%016llx", (unsigned long long)h);
+}
+
+llm_provider_t *app_llm(app_provider_t *p)
+{
+    if (!p->engines)
+        return p->llm;
+    int i = engines_any(p->engines);
+    return i >= 0 ? engines_llm(p->engines, i) : p->llm;
+}
+
+llm_provider_t *app_engine(app_provider_t *p, const char *key, bool home, int *slot)
+{
+    *slot = -1;
+    if (!p->engines)
+        return p->llm;
+    int i = home ? engines_home(p->engines, key) : engines_pick(p->engines, key, NULL);
+    if (i < 0)
+        return NULL;
+    /* a home is not counted in flight: encode it apart for app_engine_done */
+    *slot = home ? -2 - i : i;
+    return engines_llm(p->engines, i);
+}
+
+void app_engine_done(app_provider_t *p, int slot)
+{
+    if (p->engines && slot >= 0)
+        engines_done(p->engines, slot);
+}
+
+bool app_engine_failed(app_provider_t *p, int slot, int rc, const char *why)
+{
+    if (!p->engines || slot == -1 || (rc != LLM_EDOWN && rc != LLM_ECONN))
+        return false;
+    engines_down(p->engines, slot >= 0 ? slot : -2 - slot, why);
+    return engines_healthy_count(p->engines) > 0;
+}
+
+int app_prefill(app_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
+                const char *salt, const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *res)
+{
+    char key[APP_ROUTE_KEY_MAX];
+    app_route_key(salt, msgs[0].content, strlen(msgs[0].content), key);
+    for (;;) {
+        int slot;
+        llm_provider_t *lp = app_engine(p, key, true, &slot);
+        if (!lp) {
+            memset(res, 0, sizeof *res);
+            snprintf(res->error, sizeof res->error, "No model server is answering");
+            return LLM_EDOWN;
+        }
+        int rc = llm_prefill_salted(lp, msgs, n, flags, salt, cb, ud, res);
+        if (rc == LLM_OK || !app_engine_failed(p, slot, rc, res->error))
+            return rc;
+    }
+}
+
+int app_chat_stream(app_provider_t *p, const char *key, const llm_message_t *msgs, size_t n,
+                    const llm_params_t *params, const llm_callbacks_t *cb, void *ud,
+                    llm_result_t *res)
+{
+    char derived[APP_ROUTE_KEY_MAX];
+    if (!key) {
+        app_route_key(params->cache_salt, msgs[0].content, strlen(msgs[0].content), derived);
+        key = derived;
+    }
+    for (;;) {
+        int slot;
+        llm_provider_t *lp = app_engine(p, key, false, &slot);
+        if (!lp) {
+            llm_result_init(res);
+            res->rc = LLM_EDOWN;
+            snprintf(res->error, sizeof res->error, "No model server is answering");
+            return LLM_EDOWN;
+        }
+        int rc = llm_chat_stream(lp, msgs, n, params, cb, ud, res);
+        app_engine_done(p, slot);
+        /* another engine only while the client has seen nothing */
+        if (rc == LLM_OK || res->text_len > 0 || !app_engine_failed(p, slot, rc, res->error))
+            return rc;
+        llm_result_cleanup(res);
+    }
+}
+
+int app_cache_entries(app_provider_t *p, llm_cache_entry_t **out, size_t *n, char *err,
+                      size_t errcap)
+{
+    if (!p->engines)
+        return llm_cache_entries(p->llm, out, n, err, errcap);
+    *out = NULL;
+    *n = 0;
+    int rc = LLM_EDOWN;
+    snprintf(err, errcap, "No model server is answering");
+    for (size_t i = 0; i < engines_count(p->engines); i++) {
+        if (!engines_healthy(p->engines, (int)i))
+            continue;
+        llm_cache_entry_t *e = NULL;
+        size_t k = 0;
+        if (llm_cache_entries(engines_llm(p->engines, (int)i), &e, &k, err, errcap) != LLM_OK)
+            continue;
+        llm_cache_entry_t *all = k ? realloc(*out, (*n + k) * sizeof *all) : *out;
+        if (k && !all) {
+            free(e);
+            free(*out);
+            *out = NULL;
+            *n = 0;
+            snprintf(err, errcap, "out of memory");
+            return LLM_ENOMEM;
+        }
+        if (k)
+            memcpy(all + *n, e, k * sizeof *e);
+        *out = all;
+        *n += k;
+        free(e);
+        rc = LLM_OK;
+    }
+    if (rc == LLM_OK && err && errcap)
+        err[0] = '\0';
+    return rc;
+}
+
+int app_cache_delete(app_provider_t *p, const char *entry_id, char *err, size_t errcap)
+{
+    if (!p->engines)
+        return llm_cache_delete(p->llm, entry_id, err, errcap);
+    /* entry ids are unique across engines: delete it wherever it is */
+    int rc = LLM_ENOTFOUND;
+    for (size_t i = 0; i < engines_count(p->engines); i++) {
+        int r = llm_cache_delete(engines_llm(p->engines, (int)i), entry_id, err, errcap);
+        if (r == LLM_OK)
+            rc = LLM_OK;
+        else if (r != LLM_ENOTFOUND && rc != LLM_OK)
+            rc = r;
+    }
+    return rc;
 }
 
 void app_record_chat(app_t *a, double ttft_ms, int64_t prompt_tokens, int64_t cached_tokens)

@@ -23,11 +23,15 @@
 #include "extract/runner.h"
 
 struct httpd;
+struct engines;
 
 /* A provider with a reference count (see app_provider_acquire). */
 typedef struct app_provider {
     atomic_int refs;
-    llm_provider_t *llm;
+    llm_provider_t *llm;       /* one engine's or provider's; with several
+                                  engines, the first's (use app_llm) */
+    struct engines *engines;   /* several engines (engine.endpoints), owned;
+                                  NULL for one */
     char serving_name[128];    /* what /model/list calls it */
     bool local;                /* the supervised engine */
 } app_provider_t;
@@ -78,6 +82,55 @@ app_provider_t *app_provider_acquire(app_t *a);
 /* The local engine's provider with a reference, or NULL if there is none. */
 app_provider_t *app_local_acquire(app_t *a);
 void app_provider_release(app_provider_t *p);
+
+/* ---- several engines (engine.endpoints) ----
+ * A provider with one engine (or a remote API) answers every call itself;
+ * with several, a request about a document goes to the engine its route
+ * key ranks first (llm/engines.h). The route key of a cached prefix is
+ * derived from what is cached (app_route_key), so caching a document part
+ * and chatting about it pick the same engine on every replica. */
+
+#define APP_ROUTE_KEY_MAX 24
+
+/* The route key of a prefix: its cache salt and its first message's text
+ * (a document part's system message). */
+void app_route_key(const char *salt, const char *text, size_t len, char out[APP_ROUTE_KEY_MAX]);
+
+/* A provider for calls any engine answers alike (tokenizing, the model's
+ * facts): p->llm, or the first healthy engine's. */
+llm_provider_t *app_llm(app_provider_t *p);
+
+/* The provider a request about key should go to. *slot receives what
+ * app_engine_done needs (-1 with one engine). home: the key's home engine
+ * whatever the load (caching: where the entry belongs), else the load
+ * bound applies and the request counts as in flight. NULL when no engine
+ * is healthy. */
+llm_provider_t *app_engine(app_provider_t *p, const char *key, bool home, int *slot);
+void app_engine_done(app_provider_t *p, int slot);
+/* A call to slot's engine failed with rc: when rc says the engine is
+ * unreachable (refused, reset), it is skipped from now on and true is
+ * returned (the caller may try the key's next engine, if nothing was
+ * sent to its client yet). */
+bool app_engine_failed(app_provider_t *p, int slot, int rc, const char *why);
+
+/* llm_prefill_salted on the home engine of the prefix (its route key:
+ * salt and msgs[0]); an engine found down is skipped for the next home. */
+int app_prefill(app_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
+                const char *salt, const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *res);
+
+/* llm_chat_stream on the engine for key (NULL: the route key of the salt
+ * and msgs[0]), within the load bound; when an engine is found down
+ * before any text came, the next one is tried, and the caller sees one
+ * call. */
+int app_chat_stream(app_provider_t *p, const char *key, const llm_message_t *msgs, size_t n,
+                    const llm_params_t *params, const llm_callbacks_t *cb, void *ud,
+                    llm_result_t *res);
+
+/* Every engine's cache entries, one list (llm_cache_entries on each
+ * healthy engine); and an entry deleted wherever it is. */
+int app_cache_entries(app_provider_t *p, llm_cache_entry_t **out, size_t *n, char *err,
+                      size_t errcap);
+int app_cache_delete(app_provider_t *p, const char *entry_id, char *err, size_t errcap);
 /* Make `p` (a new reference, taken over) the active provider. */
 void app_provider_set(app_t *a, app_provider_t *p);
 /* A new provider from a kind, URL, key and model; context_tokens: the

@@ -176,7 +176,7 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
     app_t *a = c->a;
     parts_model_t m;
     char why0[512];
-    if (parts_model(a, c->provider->llm, &m, why0, sizeof why0) != PARTS_OK) {
+    if (parts_model(a, app_llm(c->provider), &m, why0, sizeof why0) != PARTS_OK) {
         *status = 503;
         snprintf(err, errcap, "%s", why0);
         return -1;
@@ -195,7 +195,7 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
     }
     bool all_whole = true;
     for (size_t i = 0; i < n; i++) {
-        int rc = parts_plan(a, c->provider->llm, &m, &docs[i], &plans[i], why, sizeof why);
+        int rc = parts_plan(a, app_llm(c->provider), &m, &docs[i], &plans[i], why, sizeof why);
         if (rc != PARTS_OK) {
             *status = rc == PARTS_ELLM ? 503 : rc == PARTS_ETOOSMALL || rc == PARTS_ETOOLONG ? 422 : 500;
             snprintf(err, errcap, "%.200s: %s", docs[i].filename, why);
@@ -215,7 +215,7 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
          * fit. */
         char *sys = parts_combined_message(a, ptrs, n, why, sizeof why);
         if (sys && m.n_ctx > 0 &&
-            parts_count(c->provider->llm, &m, sys, &together, why, sizeof why) != PARTS_OK) {
+            parts_count(app_llm(c->provider), &m, sys, &together, why, sizeof why) != PARTS_OK) {
             free(sys);
             *status = 503;
             snprintf(err, errcap, "%s", why);
@@ -520,7 +520,13 @@ int chat_run(chat_t *c, const llm_callbacks_t *cb, void *ud, llm_result_t *res)
     c->a->stats.chats++;
     c->a->active_chats++;
     pthread_mutex_unlock(&c->a->lock);
-    int rc = llm_chat_stream(c->provider->llm, c->msgs, c->n, &params, cb, ud, res);
+    /* a conversation without documents is its own key; with documents,
+     * the system message (the part) is, as when it was cached */
+    char key[APP_ROUTE_KEY_MAX];
+    if (!c->rag_info)
+        snprintf(key, sizeof key, "s%.*s", APP_ROUTE_KEY_MAX - 2, c->session_id);
+    int rc = app_chat_stream(c->provider, c->rag_info ? NULL : key, c->msgs, c->n, &params, cb,
+                             ud, res);
     pthread_mutex_lock(&c->a->lock);
     c->a->active_chats--;
     if (rc == LLM_ECANCELLED)

@@ -731,8 +731,8 @@ static void plan_for(app_t *a, app_provider_t *engine, const store_doc_t *doc)
     parts_model_t m;
     store_part_list_t plan = { 0 };
     char err[512];
-    if (parts_model(a, engine->llm, &m, err, sizeof err) != PARTS_OK ||
-        parts_plan(a, engine->llm, &m, doc, &plan, err, sizeof err) != PARTS_OK)
+    if (parts_model(a, app_llm(engine), &m, err, sizeof err) != PARTS_OK ||
+        parts_plan(a, app_llm(engine), &m, doc, &plan, err, sizeof err) != PARTS_OK)
         log_warn("document %s: parts not planned: %s", doc->id, err);
     store_part_list_cleanup(&plan);
 }
@@ -894,7 +894,7 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
     app_provider_t *engine = !*existed && ex.len <= TOKEN_COUNT_MAX ? running_engine(a) : NULL;
     if (engine) {
         send_stage(w, "counting");
-        set_tokens_from_fd(a, engine->llm, doc, text_fd);
+        set_tokens_from_fd(a, app_llm(engine), doc, text_fd);
         plan_for(a, engine, doc);
         app_provider_release(engine);
     }
@@ -1060,9 +1060,9 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     parts_model_t pm;
     char why[512];
     store_part_list_t plan = { 0 };
-    int prc = parts_model(a, p->llm, &pm, why, sizeof why);
+    int prc = parts_model(a, app_llm(p), &pm, why, sizeof why);
     if (prc == PARTS_OK)
-        prc = parts_plan(a, p->llm, &pm, &d, &plan, why, sizeof why);
+        prc = parts_plan(a, app_llm(p), &pm, &d, &plan, why, sizeof why);
     if (prc != PARTS_OK) {
         *out = json_pack("{s:s}", "detail", why);
         status = prc == PARTS_ELLM ? 503 : prc == PARTS_ETOOSMALL || prc == PARTS_ETOOLONG ? 422 : 500;
@@ -1080,11 +1080,11 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
      * is read into memory; the rendered system message settles the rest. */
     char err[512];
     llm_model_info_t info;
-    bool have_info = llm_models(p->llm, &info, err, sizeof err) == LLM_OK && info.n_ctx_slot > 0;
+    bool have_info = llm_models(app_llm(p), &info, err, sizeof err) == LLM_OK && info.n_ctx_slot > 0;
     int64_t n_sys = 0;
     bool over = false;
     if (have_info && d.n_tokens < 0 &&
-        count_stored_tokens(a, p->llm, doc_id, info.n_ctx_slot, &n_sys, &over) && !over) {
+        count_stored_tokens(a, app_llm(p), doc_id, info.n_ctx_slot, &n_sys, &over) && !over) {
         store_doc_set_tokens(a->store, doc_id, n_sys);
         d.n_tokens = n_sys;
     }
@@ -1096,7 +1096,7 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
         status = 500;
         goto done;
     }
-    if (have_info && (sys ? count_tokens(p->llm, sys, strlen(sys), &n_sys) : true) &&
+    if (have_info && (sys ? count_tokens(app_llm(p), sys, strlen(sys), &n_sys) : true) &&
         n_sys + 32 > info.n_ctx_slot) {
         char msg[300];
         snprintf(msg, sizeof msg,
@@ -1117,7 +1117,7 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     llm_prefill_result_t pr;
     char salt[LLM_CACHE_SALT_MAX + 1];
     auth_cache_salt(a, &d, salt, sizeof salt);
-    rc = llm_prefill_salted(p->llm, &m, 1, 0, salt, &cb, prog, &pr);
+    rc = app_prefill(p, &m, 1, 0, salt, &cb, prog, &pr);
     if (rc != LLM_OK) {
         store_cache_t c = { .status = STORE_CACHE_FAILED, .error = pr.error };
         store_doc_set_cache(a->store, doc_id, &c);
@@ -1132,7 +1132,7 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
                         .bytes = pr.bytes, .tier = pr.tier, .ms = pr.prefill_ms };
     store_doc_set_cache(a->store, doc_id, &c);
     int64_t n_doc = 0;
-    if (d.n_tokens < 0 && count_tokens(p->llm, text, text_len, &n_doc))
+    if (d.n_tokens < 0 && count_tokens(app_llm(p), text, text_len, &n_doc))
         store_doc_set_tokens(a->store, doc_id, n_doc);
     pthread_mutex_lock(&a->lock);
     a->stats.caches++;
@@ -1395,7 +1395,7 @@ static void live_cache_load(app_t *a, live_cache_t *lc)
     if (!p)
         return;
     char err[256];
-    if (llm_cache_entries(p->llm, &lc->e, &lc->n, err, sizeof err) == LLM_OK) {
+    if (app_cache_entries(p, &lc->e, &lc->n, err, sizeof err) == LLM_OK) {
         lc->live = true;
         if (lc->n > 1)
             qsort(lc->e, lc->n, sizeof *lc->e, cmp_entry);
@@ -1464,7 +1464,7 @@ static json_t *doc_json_now(app_t *a, const store_doc_t *d)
 static bool active_model(app_t *a, parts_model_t *m)
 {
     app_provider_t *p = app_provider_acquire(a);
-    bool ok = parts_model(a, p->llm, m, NULL, 0) == PARTS_OK;
+    bool ok = parts_model(a, app_llm(p), m, NULL, 0) == PARTS_OK;
     app_provider_release(p);
     return ok;
 }
@@ -1631,7 +1631,7 @@ void documents_h_delete(httpd_req_t *req, void *user)
     if (d.cache.entry_id && d.cache.entry_id[0]) {
         app_provider_t *p = app_local_acquire(a);
         char err[256];
-        if (p && llm_cache_delete(p->llm, d.cache.entry_id, err, sizeof err) != LLM_OK)
+        if (p && app_cache_delete(p, d.cache.entry_id, err, sizeof err) != LLM_OK)
             log_info("document %s: engine cache entry %s not deleted: %s", id, d.cache.entry_id, err);
         app_provider_release(p);
     }
@@ -1657,20 +1657,20 @@ static void forget_cache(app_t *a, const store_doc_t *d)
     app_provider_t *p = app_local_acquire(a);
     char err[256];
     if (p && d->cache.entry_id && d->cache.entry_id[0] &&
-        llm_cache_delete(p->llm, d->cache.entry_id, err, sizeof err) != LLM_OK)
+        app_cache_delete(p, d->cache.entry_id, err, sizeof err) != LLM_OK)
         log_info("document %s: engine cache entry %s not deleted: %s", d->id, d->cache.entry_id,
                  err);
     store_doc_set_cache(a->store, d->id, &no_cache);
     parts_model_t m;
     store_part_list_t plan = { 0 };
-    if (p && parts_model(a, p->llm, &m, NULL, 0) == PARTS_OK &&
+    if (p && parts_model(a, app_llm(p), &m, NULL, 0) == PARTS_OK &&
         store_parts_list(a->store, d->id, m.plan_key, &plan) == STORE_OK && plan.n > 1) {
         for (size_t i = 0; i < plan.n; i++) {
             const store_cache_t *c = &plan.items[i].cache;
             if (c->status == STORE_CACHE_NONE)
                 continue;
             if (c->entry_id && c->entry_id[0] &&
-                llm_cache_delete(p->llm, c->entry_id, err, sizeof err) != LLM_OK)
+                app_cache_delete(p, c->entry_id, err, sizeof err) != LLM_OK)
                 log_info("document %s: part %zu's cache entry not deleted: %s", d->id, i, err);
             store_part_set_cache(a->store, d->id, m.plan_key, (int64_t)i, &no_cache);
         }
@@ -1754,7 +1754,7 @@ void documents_h_cache_status(httpd_req_t *req, void *user)
     app_provider_t *p = app_local_acquire(a);
     if (p) {
         parts_model_t m;
-        if (parts_model(a, p->llm, &m, NULL, 0) == PARTS_OK)
+        if (parts_model(a, app_llm(p), &m, NULL, 0) == PARTS_OK)
             store_parts_list(a->store, d.id, m.plan_key, &plan);
         app_provider_release(p);
     }
@@ -1956,9 +1956,9 @@ static int current_plan(app_t *a, const store_doc_t *d, store_part_list_t *plan,
 {
     *plan = (store_part_list_t){ 0 };
     app_provider_t *p = app_provider_acquire(a);
-    int rc = parts_model(a, p->llm, m, err, errcap);
+    int rc = parts_model(a, app_llm(p), m, err, errcap);
     if (rc == PARTS_OK)
-        rc = parts_plan(a, p->llm, m, d, plan, err, errcap);
+        rc = parts_plan(a, app_llm(p), m, d, plan, err, errcap);
     if (rc != PARTS_OK)
         log_info("document %s: no parts: %s", d->id, err);
     app_provider_release(p);

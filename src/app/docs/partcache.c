@@ -188,7 +188,7 @@ int partcache_run(app_t *a, app_provider_t *p, const store_doc_t *d, const parts
     size_t n_live = 0;
     char err[512], salt[LLM_CACHE_SALT_MAX + 1], hash[65];
     doc_salt(a, d, salt, hash);
-    bool asked = llm_cache_entries(p->llm, &live, &n_live, err, sizeof err) == LLM_OK;
+    bool asked = app_cache_entries(p, &live, &n_live, err, sizeof err) == LLM_OK;
     if (asked && n_live > 1)
         qsort(live, n_live, sizeof *live, cmp_entry);
     emit(&r, json_pack("{s:s, s:s, s:I, s:o}", "event", "init", "doc_id", d->id, "total_groups",
@@ -222,9 +222,9 @@ int partcache_run(app_t *a, app_provider_t *p, const store_doc_t *d, const parts
         if (sys) {
             llm_message_t msg = { LLM_ROLE_SYSTEM, sys };
             llm_callbacks_t cb = { .on_progress = on_prefill_progress, .should_stop = never_stop };
-            rc = llm_prefill_salted(p->llm, &msg, 1, LLM_PREFILL_DISK, salt, &cb, &r, &pr);
+            rc = app_prefill(p, &msg, 1, LLM_PREFILL_DISK, salt, &cb, &r, &pr);
             if (rc == LLM_EREFUSED || rc == LLM_EUPSTREAM)   /* no disk tier, or it is full */
-                rc = llm_prefill_salted(p->llm, &msg, 1, 0, salt, &cb, &r, &pr);
+                rc = app_prefill(p, &msg, 1, 0, salt, &cb, &r, &pr);
         } else {
             snprintf(pr.error, sizeof pr.error, "%s", why);
         }

@@ -187,20 +187,20 @@ void models_h_status(httpd_req_t *req, void *user)
         char err[256];
         llm_cache_stats_t cs;
         if (lp && st.state == SUPERVISOR_RUNNING &&
-            llm_cache_stats(lp->llm, &cs, err, sizeof err) == LLM_OK) {
+            llm_cache_stats(app_llm(lp), &cs, err, sizeof err) == LLM_OK) {
             json_object_set_new(cache, "entries", json_integer(cs.entries));
             json_object_set_new(cache, "bytes_ram", json_integer(cs.bytes_ram));
             json_object_set_new(cache, "bytes_disk", json_integer(cs.bytes_disk));
         }
         llm_model_info_t info;
-        if (lp && st.state == SUPERVISOR_RUNNING && llm_models(lp->llm, &info, err, sizeof err) == LLM_OK) {
+        if (lp && st.state == SUPERVISOR_RUNNING && llm_models(app_llm(lp), &info, err, sizeof err) == LLM_OK) {
             json_object_set_new(body, "random_weights", json_boolean(info.random_weights));
             json_object_set_new(body, "n_ctx", json_integer(info.n_ctx_slot));
         }
         app_provider_release(lp);
         json_object_set_new(body, "cache", cache);
     }
-    json_object_set_new(body, "provider", json_string(llm_kind_name(llm_provider_kind(p->llm))));
+    json_object_set_new(body, "provider", json_string(llm_kind_name(llm_provider_kind(app_llm(p)))));
     json_object_set_new(body, "serving_name", json_string(p->serving_name));
     app_provider_release(p);
     httpd_reply_json(req, 200, body);
@@ -244,7 +244,7 @@ void models_h_list(httpd_req_t *req, void *user)
                                              !p->local && !strcmp(p->serving_name, r->name)));
     }
     json_t *body = json_pack("{s:o, s:s, s:s}", "models", arr, "current", p->serving_name,
-                             "provider", llm_kind_name(llm_provider_kind(p->llm)));
+                             "provider", llm_kind_name(llm_provider_kind(app_llm(p))));
     app_provider_release(p);
     httpd_reply_json(req, 200, body);
 }
