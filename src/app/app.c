@@ -83,6 +83,35 @@ app_provider_t *app_provider_new(app_t *a, const char *kind, const char *base_ur
 
 /* ---- several engines ---- */
 
+bool app_local_running(app_t *a, supervisor_state_t *state)
+{
+    *state = SUPERVISOR_STOPPED;
+    app_provider_t *p = app_local_acquire(a);
+    bool several = p && p->engines;
+    if (several)
+        *state = engines_healthy_count(p->engines) ? SUPERVISOR_RUNNING : SUPERVISOR_CRASHED;
+    app_provider_release(p);
+    supervisor_status_t st;
+    if (!several && a->sv && supervisor_status(a->sv, &st) == SUPERVISOR_OK)
+        *state = st.state;
+    return *state == SUPERVISOR_RUNNING;
+}
+
+app_provider_t *app_provider_engines(struct engines *g, const char *serving_name)
+{
+    app_provider_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        engines_free(g);
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    p->local = true;
+    p->engines = g;
+    p->llm = engines_llm(g, 0);
+    snprintf(p->serving_name, sizeof p->serving_name, "%s", serving_name);
+    return p;
+}
+
 void app_route_key(const char *salt, const char *text, size_t len, char out[APP_ROUTE_KEY_MAX])
 {
     XXH3_state_t *st = XXH3_createState();

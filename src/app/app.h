@@ -83,6 +83,15 @@ app_provider_t *app_provider_acquire(app_t *a);
 app_provider_t *app_local_acquire(app_t *a);
 void app_provider_release(app_provider_t *p);
 
+/* Whether the local model can answer now, and its state: the supervised
+ * engine's; with engine.endpoints SUPERVISOR_RUNNING while one engine
+ * answers, else SUPERVISOR_CRASHED; SUPERVISOR_STOPPED without any. */
+bool app_local_running(app_t *a, supervisor_state_t *state);
+
+/* The local provider over several engines (engines_new's, taken over),
+ * named serving_name. NULL when out of memory (g is freed). */
+app_provider_t *app_provider_engines(struct engines *g, const char *serving_name);
+
 /* ---- several engines (engine.endpoints) ----
  * A provider with one engine (or a remote API) answers every call itself;
  * with several, a request about a document goes to the engine its route

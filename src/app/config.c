@@ -79,6 +79,8 @@ static const setting_t settings[] = {
     B("engine", "restart_on_crash", "KVCHAT_RESTART_ON_CRASH", restart_on_crash, "true"),
     B("engine", "autostart", "KVCHAT_AUTOSTART", autostart, "true"),
     I("engine", "health_timeout", "KVCHAT_HEALTH_TIMEOUT", health_timeout_s, "300", 1, 86400),
+    S("engine", "endpoints", "KVCHAT_ENGINE_ENDPOINTS", engine_endpoints, ""),
+    D("engine", "load_factor", "KVCHAT_ENGINE_LOAD_FACTOR", engine_load_factor, "1.25"),
     S("extract", "exe", "KVCHAT_EXTRACT_EXE", extract_exe, ""),
     I("extract", "timeout", "KVCHAT_EXTRACT_TIMEOUT", extract_timeout_s, "60", 1, 86400),
     I("extract", "cpu_seconds", "KVCHAT_EXTRACT_CPU", extract_cpu_s, "30", 1, 86400),

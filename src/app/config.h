@@ -73,6 +73,10 @@ typedef struct {
     bool restart_on_crash;
     bool autostart;           /* start the engine (with --resume) at start-up */
     int health_timeout_s;
+    char engine_endpoints[2048]; /* "" = one engine, supervised here; else the
+                                    URLs of kvchat-engines to route over */
+    double engine_load_factor;   /* an engine past this times the mean load
+                                    is skipped for a key's next (llm/router.h) */
     /* [extract] */
     char extract_exe[1024];   /* "" = kvchat-extract next to kvchat */
     int extract_timeout_s;

@@ -24,8 +24,12 @@
 #include "app/docs/documents.h"
 #include "app/docs/extractq.h"
 #include "app/docs/textindex.h"
+#include "app/llm/engines.h"
 #include "common/fs.h"
 #include "common/log.h"
+
+/* Between health checks of the engines of engine.endpoints. */
+#define ENGINE_CHECK_MS 2000u
 
 /* ---- start-up helpers ---- */
 
@@ -134,6 +138,36 @@ static void *sweeper(void *arg)
     return NULL;
 }
 
+/* engine.endpoints: kvchat routes over engines it does not run (none is
+ * supervised here); the local provider is theirs. */
+static int setup_engines(app_t *a)
+{
+    const config_t *c = &a->cfg;
+    engines_config_t ec = { .list = c->engine_endpoints, .api_key = c->engine_api_key,
+                            .first_byte_timeout_ms = (unsigned)c->first_byte_timeout_s * 1000u,
+                            .load_factor = c->engine_load_factor, .min_load = c->parallel,
+                            .check_ms = ENGINE_CHECK_MS };
+    engines_t *g;
+    char err[512];
+    if (engines_new(&ec, &g, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    size_t up = engines_check(g);
+    int first = engines_any(g);
+    llm_model_info_t info = { .id = "" };
+    if (first >= 0)
+        llm_models(engines_llm(g, first), &info, NULL, 0);
+    snprintf(a->model_name, sizeof a->model_name, "%s", info.id[0] ? info.id : "engines");
+    log_info("%zu engines, %zu answering; model %s", engines_count(g), up, a->model_name);
+    a->local = app_provider_engines(g, a->model_name);
+    if (!a->local) {
+        log_error("out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static int setup(app_t *a)
 {
     config_t *c = &a->cfg;
@@ -194,9 +228,13 @@ static int setup(app_t *a)
         return -1;
     }
 
-    find_model(a);
     char err[512];
-    if (a->model_path[0] && is_file(a->model_path) && is_file(a->engine_exe)) {
+    if (!c->engine_endpoints[0])
+        find_model(a);
+    if (c->engine_endpoints[0]) {
+        if (setup_engines(a) != 0)
+            return -1;
+    } else if (a->model_path[0] && is_file(a->model_path) && is_file(a->engine_exe)) {
         const char *slash = strrchr(a->model_path, '/');
         snprintf(a->model_name, sizeof a->model_name, "%.255s", slash ? slash + 1 : a->model_path);
         supervisor_config_t sc;

@@ -23,8 +23,11 @@ static void h_health(httpd_req_t *req, void *user)
 {
     app_t *a = user;
     supervisor_status_t st = { .status = "stopped" };
+    supervisor_state_t state;
     if (a->sv)
         supervisor_status(a->sv, &st);
+    else if (app_local_running(a, &state) || state != SUPERVISOR_STOPPED)
+        st.status = supervisor_state_name(state);   /* engine.endpoints */
     app_provider_t *p = app_provider_acquire(a);
     json_t *body = json_pack("{s:s, s:s, s:s, s:s, s:f}", "status", "ok", "engine", st.status,
                              "provider", llm_kind_name(llm_provider_kind(p->llm)), "serving_name",

@@ -545,14 +545,10 @@ static int tokcount_feed(void *ud, const char *p, size_t len)
  * NULL. */
 static app_provider_t *running_engine(app_t *a)
 {
-    app_provider_t *p = app_local_acquire(a);
-    supervisor_status_t st;
-    if (p && (!a->sv || supervisor_status(a->sv, &st) != SUPERVISOR_OK ||
-              st.state != SUPERVISOR_RUNNING)) {
-        app_provider_release(p);
-        p = NULL;
-    }
-    return p;
+    supervisor_state_t state;
+    if (!app_local_running(a, &state))
+        return NULL;
+    return app_local_acquire(a);
 }
 
 /* Record the tokens of document d, counted by llm from its text in the
@@ -1040,16 +1036,16 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
         return rc == STORE_ENOTFOUND ? 404 : 500;
     }
     p = app_local_acquire(a);
-    supervisor_status_t st = { 0 };
-    if (!p || !a->sv) {
+    supervisor_state_t state;
+    app_local_running(a, &state);
+    if (!p || (!a->sv && !p->engines)) {
         *out = json_pack("{s:s}", "detail", "No local model is configured: caching needs the local model server");
         status = 503;
         goto done;
     }
-    supervisor_status(a->sv, &st);
-    if (st.state != SUPERVISOR_RUNNING) {
+    if (state != SUPERVISOR_RUNNING) {
         *out = json_pack("{s:s}", "detail",
-                         st.state == SUPERVISOR_STARTING
+                         state == SUPERVISOR_STARTING
                              ? "The model server is still starting; try again in a moment"
                              : "The model server is not running: start it first (Start button, or POST /api/v1/model/up/without_reset)");
         status = 503;

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 
 #include "app/auth/auth.h"
+#include "app/llm/engines.h"
 #include "common/log.h"
 
 static json_t *result_json(const supervisor_result_t *r)
@@ -169,7 +170,19 @@ void models_h_status(httpd_req_t *req, void *user)
     app_t *a = user;
     app_provider_t *p = app_provider_acquire(a);
     json_t *body;
-    if (!a->sv) {
+    app_provider_t *lp0 = app_local_acquire(a);
+    struct engines *g = lp0 ? lp0->engines : NULL;
+    if (g) {
+        /* engine.endpoints: engines run elsewhere; running while one answers */
+        size_t up = engines_healthy_count(g), n = engines_count(g);
+        char msg[160];
+        snprintf(msg, sizeof msg, "%zu of %zu engines answering", up, n);
+        body = json_pack("{s:s, s:s, s:n, s:n, s:i, s:f, s:n, s:f, s:s, s:o}", "status",
+                         up ? "running" : "crashed", "message", msg, "pid", "port", "memory_usage",
+                         0, "cpu_percent", 0.0, "create_time", "last_updated",
+                         (double)store_now_ms() / 1000, "model_name", a->model_name, "engines",
+                         engines_json(g));
+    } else if (!a->sv) {
         body = json_pack("{s:s, s:s, s:n, s:n, s:i, s:f, s:n, s:f, s:s}", "status", "stopped",
                          "message", "no local model configured", "pid", "port", "memory_usage", 0,
                          "cpu_percent", 0.0, "create_time", "last_updated", (double)store_now_ms() / 1000,
@@ -200,6 +213,7 @@ void models_h_status(httpd_req_t *req, void *user)
         app_provider_release(lp);
         json_object_set_new(body, "cache", cache);
     }
+    app_provider_release(lp0);
     json_object_set_new(body, "provider", json_string(llm_kind_name(llm_provider_kind(app_llm(p)))));
     json_object_set_new(body, "serving_name", json_string(p->serving_name));
     app_provider_release(p);

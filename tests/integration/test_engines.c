@@ -1,0 +1,259 @@
+/* test_engines.c — one kvchat over several kvchat-engines
+ * (engine.endpoints): the real app, three real engines with the tiny
+ * model, the real extractor, over loopback.
+ *
+ * Covered:
+ * - /model/status lists the engines and says how many answer;
+ * - caching puts each document's entry on exactly one engine, and the
+ *   documents spread over the engines;
+ * - questions about a document, in any session, go to the engine that
+ *   cached it: the prompt comes from its cache;
+ * - kill -9 of a document's engine: the next question about it is still
+ *   answered (by the next engine of its ranking), the engine is reported
+ *   down, and the other documents keep their engines and caches;
+ * - engine.endpoints that cannot be read stops kvchat at start with a
+ *   sentence.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "fixtures.h"
+#include "support.h"
+
+#define MODEL KVCHAT_TEST_MODELS_DIR "/tiny.gguf"
+#define KVCHAT KVCHAT_BIN_DIR "/kvchat"
+#define API "/api/v1"
+#define KEY "engines-test-key"
+#define N_ENGINES 3
+#define N_DOCS 12
+
+static char g_dir[256];
+static proc_t g_engine[N_ENGINES], g_app;
+static char g_doc[N_DOCS][64];
+static int g_home[N_DOCS];          /* the engine each document was cached on */
+static long long g_tokens[N_DOCS];
+
+/* Entries in engine i's cache (GET /v1/cache). */
+static int cache_entries(int i)
+{
+    resp_t r;
+    http_set_bearer(KEY);
+    http(g_engine[i].port, "GET", "/v1/cache", NULL, &r);
+    http_set_bearer(NULL);
+    assert_int_equal(r.status, 200);
+    json_t *list = jpath(r.json, "entries");
+    int n = (int)json_array_size(json_is_array(list) ? list : r.json);
+    resp_free(&r);
+    return n;
+}
+
+/* A text of its own for document i: distinct words, a few hundred tokens. */
+static char *doc_text(int i)
+{
+    static const char *const words[] = { "harbor", "ferry", "lamp", "keeper", "island",
+                                         "storm", "tide", "signal", "rock", "beacon",
+                                         "gull", "pier", "rope", "sail", "fog" };
+    size_t cap = 8192, len = 0;
+    char *t = malloc(cap);
+    len += (size_t)snprintf(t + len, cap - len, "# Logbook %d\n\n", i);
+    unsigned x = 2654435761u * (unsigned)(i + 1);
+    for (int s = 0; s < 60; s++) {
+        for (int w = 0; w < 12; w++) {
+            x = x * 1103515245u + 12345u;
+            len += (size_t)snprintf(t + len, cap - len, "%s%s", w ? " " : "",
+                                    words[(x >> 16) % 15]);
+        }
+        len += (size_t)snprintf(t + len, cap - len, ".\n");
+    }
+    return t;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    tmpdir_make(g_dir, sizeof g_dir);
+    char list[1024] = "engine.endpoints=";
+    for (int i = 0; i < N_ENGINES; i++) {
+        char kv[300], log[300];
+        snprintf(kv, sizeof kv, "%s/kv%d", g_dir, i);
+        snprintf(log, sizeof log, "%s/engine%d.log", g_dir, i);
+        const char *argv[] = { "--model", MODEL, "--threads", "1", "--ctx-size", "4096",
+                               "--parallel", "2", "--cache-dir", kv, "--api-key", KEY, NULL };
+        proc_start(&g_engine[i], KVCHAT_ENGINE_EXE, argv, log, 60);
+        char url[64];
+        snprintf(url, sizeof url, "%shttp://127.0.0.1:%d", i ? ", " : "", g_engine[i].port);
+        strcat(list, url);
+    }
+    char data[300], log[300];
+    snprintf(data, sizeof data, "%s/data", g_dir);
+    snprintf(log, sizeof log, "%s/kvchat.log", g_dir);
+    const char *argv[] = { "--data", data, "--set", list, "--set", "engine.api_key=" KEY,
+                           "--set", "llm.max_tokens=4", "--set", "llm.temperature=0", NULL };
+    proc_start(&g_app, KVCHAT, argv, log, 60);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    int bad = proc_stop(&g_app) != 0;
+    for (int i = 0; i < N_ENGINES; i++)
+        if (g_engine[i].pid > 0)
+            bad |= proc_stop(&g_engine[i]) != 0;
+    tmpdir_remove(g_dir);
+    return bad ? -1 : 0;
+}
+
+static void test_status(void **state)
+{
+    (void)state;
+    resp_t r;
+    http(g_app.port, "GET", API "/model/status", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "status"), "running");
+    assert_string_equal(jstr(r.json, "message"), "3 of 3 engines answering");
+    assert_int_equal(json_array_size(jpath(r.json, "engines")), N_ENGINES);
+    assert_true(json_is_true(jpath(r.json, "engines.0.healthy")));
+    resp_free(&r);
+}
+
+/* Caching: one engine per document, found by which engine's cache grew. */
+static void test_caching_spreads(void **state)
+{
+    (void)state;
+    int used[N_ENGINES] = { 0 };
+    for (int d = 0; d < N_DOCS; d++) {
+        char name[32];
+        snprintf(name, sizeof name, "log%d.md", d);
+        char *text = doc_text(d);
+        const char *p = fixture_raw(g_dir, name, text, strlen(text));
+        free(text);
+        resp_t r;
+        http_upload(g_app.port, API "/documents/upload", p, name, &r);
+        assert_int_equal(r.status, 200);
+        snprintf(g_doc[d], sizeof g_doc[d], "%s", jstr(r.json, "doc_id"));
+        resp_free(&r);
+        int before[N_ENGINES];
+        for (int i = 0; i < N_ENGINES; i++)
+            before[i] = cache_entries(i);
+        char path[256];
+        snprintf(path, sizeof path, API "/documents/cache/%s", g_doc[d]);
+        http(g_app.port, "POST", path, NULL, &r);
+        if (r.status != 200)
+            fail_msg("caching %s: %ld %s", name, r.status, r.body);
+        g_tokens[d] = jint(r.json, "n_tokens");
+        resp_free(&r);
+        g_home[d] = -1;
+        for (int i = 0; i < N_ENGINES; i++) {
+            int grew = cache_entries(i) - before[i];
+            assert_true(grew == 0 || grew == 1);
+            if (grew) {
+                assert_int_equal(g_home[d], -1);   /* on one engine only */
+                g_home[d] = i;
+            }
+        }
+        assert_true(g_home[d] >= 0);
+        used[g_home[d]]++;
+    }
+    int engines_used = 0;
+    for (int i = 0; i < N_ENGINES; i++)
+        engines_used += used[i] > 0;
+    assert_true(engines_used >= 2);
+}
+
+/* Ask about document d in a new session; its cached tokens into *cached. */
+static void ask(int d, const char *session, long want, long long *cached)
+{
+    char path[256], body[256];
+    snprintf(path, sizeof path, API "/session/%s/messages", session);
+    snprintf(body, sizeof body, "{\"message\":\"Which lamp?\",\"document_id\":\"%s\"}", g_doc[d]);
+    resp_t r;
+    http(g_app.port, "POST", path, body, &r);
+    if (r.status != want)
+        fail_msg("asking about document %d: %ld %s", d, r.status, r.body);
+    *cached = jint(r.json, "usage.cached_tokens");
+    resp_free(&r);
+}
+
+static void test_questions_go_home(void **state)
+{
+    (void)state;
+    for (int d = 0; d < N_DOCS; d++)
+        for (int k = 0; k < 2; k++) {   /* two sessions each */
+            char sid[64];
+            snprintf(sid, sizeof sid, "home-%d-%d", d, k);
+            long long cached = 0;
+            ask(d, sid, 200, &cached);
+            if (cached < g_tokens[d] - 2)
+                fail_msg("document %d: %lld of %lld tokens from the cache", d, cached,
+                         g_tokens[d]);
+        }
+}
+
+static void test_engine_killed(void **state)
+{
+    (void)state;
+    int victim = g_home[0];
+    kill(g_engine[victim].pid, SIGKILL);
+    waitpid(g_engine[victim].pid, NULL, 0);
+    g_engine[victim].pid = 0;
+    /* its document is answered all the same, by another engine */
+    long long cached = 0;
+    ask(0, "after-kill-0", 200, &cached);
+    resp_t r;
+    http(g_app.port, "GET", API "/model/status", NULL, &r);
+    assert_string_equal(jstr(r.json, "status"), "running");
+    assert_string_equal(jstr(r.json, "message"), "2 of 3 engines answering");
+    char key[64];
+    snprintf(key, sizeof key, "engines.%d.healthy", victim);
+    assert_true(json_is_false(jpath(r.json, key)));
+    resp_free(&r);
+    /* the others keep their engines and caches */
+    for (int d = 1; d < N_DOCS; d++) {
+        if (g_home[d] == victim)
+            continue;
+        char sid[64];
+        snprintf(sid, sizeof sid, "after-kill-%d", d);
+        ask(d, sid, 200, &cached);
+        if (cached < g_tokens[d] - 2)
+            fail_msg("document %d lost its cache: %lld of %lld tokens", d, cached, g_tokens[d]);
+    }
+}
+
+static void test_bad_endpoints(void **state)
+{
+    (void)state;
+    char data[300], log[300];
+    snprintf(data, sizeof data, "%s/bad-data", g_dir);
+    snprintf(log, sizeof log, "%s/bad.log", g_dir);
+    const char *argv[] = { "--data", data, "--set", "engine.endpoints=ftp://10.0.0.1:13141",
+                           NULL };
+    proc_t p;
+    assert_false(proc_try_start(&p, KVCHAT, argv, log, 30));
+    assert_true(log_contains(log, "engine.endpoints: 'ftp://10.0.0.1:13141' is not an http:// "
+                                  "or https:// URL"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status),
+        cmocka_unit_test(test_caching_spreads),
+        cmocka_unit_test(test_questions_go_home),
+        cmocka_unit_test(test_engine_killed),
+        cmocka_unit_test(test_bad_endpoints),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
