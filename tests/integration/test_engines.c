@@ -3,7 +3,8 @@
  * model, the real extractor, over loopback.
  *
  * Covered:
- * - /model/status lists the engines and says how many answer;
+ * - /model/status lists the engines and says how many answer; starting
+ *   the model is refused with 409 (the engines run elsewhere);
  * - caching puts each document's entry on exactly one engine, and the
  *   documents spread over the engines;
  * - questions about a document, in any session, go to the engine that
@@ -126,6 +127,12 @@ static void test_status(void **state)
     assert_string_equal(jstr(r.json, "message"), "3 of 3 engines answering");
     assert_int_equal(json_array_size(jpath(r.json, "engines")), N_ENGINES);
     assert_true(json_is_true(jpath(r.json, "engines.0.healthy")));
+    resp_free(&r);
+    /* the engines are run where they are: kvchat does not start them */
+    http_set_bearer(NULL);
+    http(g_app.port, "POST", API "/model/up/without_reset", NULL, &r);
+    assert_int_equal(r.status, 409);
+    assert_non_null(strstr(jstr(r.json, "detail"), "engine.endpoints"));
     resp_free(&r);
 }
 

@@ -56,8 +56,14 @@ static bool no_engine(app_t *a, httpd_req_t *req)
 {
     if (a->sv)
         return false;
-    httpd_reply_error(req, 503, "No local model is configured: set engine.model or put a GGUF file in %s",
-                      a->cfg.models_dir);
+    if (a->cfg.engine_endpoints[0])
+        httpd_reply_error(req, 409, "kvchat uses the engines of engine.endpoints: start, stop "
+                                    "and reset them where they run");
+    else
+        httpd_reply_error(req, 503,
+                          "No local model is configured: set engine.model or put a GGUF file "
+                          "in %s",
+                          a->cfg.models_dir);
     return true;
 }
 
