@@ -133,6 +133,11 @@ llm_provider_t *app_llm(app_provider_t *p)
     return i >= 0 ? engines_llm(p->engines, i) : p->llm;
 }
 
+bool app_llm_healthy(app_provider_t *p)
+{
+    return !p->engines || engines_any(p->engines) >= 0;
+}
+
 llm_provider_t *app_engine(app_provider_t *p, const char *key, bool home, int *slot)
 {
     *slot = -1;

@@ -25,6 +25,9 @@
 struct httpd;
 struct engines;
 
+/* engine.count at most. */
+#define APP_ENGINES_MAX 16
+
 /* A provider with a reference count (see app_provider_acquire). */
 typedef struct app_provider {
     atomic_int refs;
@@ -54,7 +57,10 @@ typedef struct app {
     char uploads_dir[1100];
     char texts_dir[1100];
     store_t *store;
-    supervisor_t *sv;          /* NULL when no local model is available */
+    supervisor_t *sv;          /* NULL when no local model is available; the
+                                  first of svs */
+    supervisor_t *svs[APP_ENGINES_MAX]; /* engine.count supervised engines */
+    size_t n_sv;
     char model_path[1024];     /* the local model in use ("" if none) */
     char model_name[256];
     extract_limits_t extract;
@@ -108,6 +114,8 @@ void app_route_key(const char *salt, const char *text, size_t len, char out[APP_
 /* A provider for calls any engine answers alike (tokenizing, the model's
  * facts): p->llm, or the first healthy engine's. */
 llm_provider_t *app_llm(app_provider_t *p);
+/* Whether app_llm(p) has a healthy engine to give (always, with one). */
+bool app_llm_healthy(app_provider_t *p);
 
 /* The provider a request about key should go to. *slot receives what
  * app_engine_done needs (-1 with one engine). home: the key's home engine

@@ -75,6 +75,8 @@ typedef struct {
     int health_timeout_s;
     char engine_endpoints[2048]; /* "" = one engine, supervised here; else the
                                     URLs of kvchat-engines to route over */
+    int engine_count;            /* engines supervised here for the local model,
+                                    each its own port, cache and logs */
     double engine_load_factor;   /* an engine past this times the mean load
                                     is skipped for a key's next (llm/router.h) */
     /* [extract] */

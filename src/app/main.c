@@ -99,15 +99,17 @@ static void on_engine_event(supervisor_t *sv, const supervisor_event_t *ev, void
 static void *autostart(void *arg)
 {
     app_t *a = arg;
-    supervisor_result_t r;
-    supervisor_start(a->sv, false, NULL, &r);
-    if (r.code == SUPERVISOR_OK)
-        log_info("engine ready on port %d in %u ms (pid %d)", r.port, r.ready_ms, r.pid);
-    else if (r.code == SUPERVISOR_ESUPERSEDED)
-        log_info("engine start at start-up superseded: %s", r.message);
-    else
-        log_error("engine did not start: %s", r.message);
-    supervisor_result_cleanup(&r);
+    for (size_t i = 0; i < a->n_sv; i++) {
+        supervisor_result_t r;
+        supervisor_start(a->svs[i], false, NULL, &r);
+        if (r.code == SUPERVISOR_OK)
+            log_info("engine ready on port %d in %u ms (pid %d)", r.port, r.ready_ms, r.pid);
+        else if (r.code == SUPERVISOR_ESUPERSEDED)
+            log_info("engine start at start-up superseded: %s", r.message);
+        else
+            log_error("engine did not start: %s", r.message);
+        supervisor_result_cleanup(&r);
+    }
     return NULL;
 }
 
@@ -165,6 +167,99 @@ static int setup_engines(app_t *a)
         log_error("out of memory");
         return -1;
     }
+    return 0;
+}
+
+/* The local model's engines, supervised here: one, or engine.count of
+ * them (each on its own port, cache and logs directory, with its share
+ * of the cores), routed over as engine.endpoints are. */
+static int setup_supervised(app_t *a)
+{
+    const config_t *c = &a->cfg;
+    const char *slash = strrchr(a->model_path, '/');
+    snprintf(a->model_name, sizeof a->model_name, "%.255s", slash ? slash + 1 : a->model_path);
+    static char ram[32], disk[32];
+    snprintf(ram, sizeof ram, "%d", c->cache_ram_mb);
+    snprintf(disk, sizeof disk, "%d", c->cache_disk_gb);
+    static const char *extra[] = { "--cache-ram", ram, "--cache-disk", disk, NULL };
+    size_t n = (size_t)c->engine_count;
+    if (n > 1 && !c->engine_port) {
+        log_error("engine.count needs engine.port: the first engine's, the others follow it");
+        return -1;
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    static char dirs[APP_ENGINES_MAX][2][1100];
+    char list[APP_ENGINES_MAX * 40] = "";
+    for (size_t i = 0; i < n; i++) {
+        supervisor_config_t sc;
+        supervisor_config_default(&sc);
+        sc.engine_exe = a->engine_exe;
+        sc.model_path = a->model_path;
+        sc.model_name = a->model_name;
+        sc.port = c->engine_port ? c->engine_port + (int)i : 0;
+        sc.cache_dir = c->cache_dir;
+        sc.logs_dir = c->logs_dir;
+        if (n > 1) {
+            snprintf(dirs[i][0], sizeof dirs[i][0], "%s/engine-%zu", c->cache_dir, i);
+            snprintf(dirs[i][1], sizeof dirs[i][1], "%s/engine-%zu", c->logs_dir, i);
+            if (fs_mkdirs(dirs[i][0]) || fs_mkdirs(dirs[i][1])) {
+                log_error("cannot create %s", dirs[i][0]);
+                return -1;
+            }
+            sc.cache_dir = dirs[i][0];
+            sc.logs_dir = dirs[i][1];
+        }
+        sc.ctx_size = c->ctx_size;
+        sc.parallel = c->parallel;
+        /* the cores shared out, unless engine.threads says */
+        sc.threads = c->threads || n == 1 ? c->threads : (int)(cores / (long)n > 0 ? cores / (long)n : 1);
+        sc.api_key = c->engine_api_key;
+        sc.health_timeout_ms = (unsigned)c->health_timeout_s * 1000u;
+        sc.restart_on_crash = c->restart_on_crash;
+        sc.on_event = on_engine_event;
+        sc.user = a;
+        sc.extra_args = extra;
+        int rc = supervisor_new(&sc, &a->svs[i]);
+        if (rc) {
+            log_error("cannot supervise the engine: %s", supervisor_strerror(rc));
+            return -1;
+        }
+        a->n_sv = i + 1;
+        char url[320];
+        supervisor_base_url(a->svs[i], url, sizeof url);
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? "," : "", url);
+    }
+    a->sv = a->svs[0];
+    char err[512];
+    if (n == 1) {
+        char base[340];
+        snprintf(base, sizeof base, "%s/v1", list);
+        a->local = app_provider_new(a, "local", base, NULL, NULL, a->model_name, true, 0, err,
+                                    sizeof err);
+        if (!a->local) {
+            log_error("local provider: %s", err);
+            return -1;
+        }
+        llm_provider_set_key_source(a->local->llm, supervisor_api_key_source, a->sv);
+        return 0;
+    }
+    engines_config_t ec = { .list = list,
+                            .first_byte_timeout_ms = (unsigned)c->first_byte_timeout_s * 1000u,
+                            .load_factor = c->engine_load_factor, .min_load = c->parallel,
+                            .check_ms = ENGINE_CHECK_MS };
+    engines_t *g;
+    if (engines_new(&ec, &g, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        llm_provider_set_key_source(engines_llm(g, (int)i), supervisor_api_key_source, a->svs[i]);
+    a->local = app_provider_engines(g, a->model_name);
+    if (!a->local) {
+        log_error("out of memory");
+        return -1;
+    }
+    log_info("%zu engines for %s", n, a->model_name);
     return 0;
 }
 
@@ -235,48 +330,8 @@ static int setup(app_t *a)
         if (setup_engines(a) != 0)
             return -1;
     } else if (a->model_path[0] && is_file(a->model_path) && is_file(a->engine_exe)) {
-        const char *slash = strrchr(a->model_path, '/');
-        snprintf(a->model_name, sizeof a->model_name, "%.255s", slash ? slash + 1 : a->model_path);
-        supervisor_config_t sc;
-        supervisor_config_default(&sc);
-        sc.engine_exe = a->engine_exe;
-        sc.model_path = a->model_path;
-        sc.model_name = a->model_name;
-        sc.port = c->engine_port;
-        sc.cache_dir = c->cache_dir;
-        sc.ctx_size = c->ctx_size;
-        sc.parallel = c->parallel;
-        sc.threads = c->threads;
-        sc.logs_dir = c->logs_dir;
-        sc.api_key = c->engine_api_key;
-        sc.health_timeout_ms = (unsigned)c->health_timeout_s * 1000u;
-        sc.restart_on_crash = c->restart_on_crash;
-        sc.on_event = on_engine_event;
-        sc.user = a;
-        char ram[32], disk[32];
-        snprintf(ram, sizeof ram, "%d", c->cache_ram_mb);
-        snprintf(disk, sizeof disk, "%d", c->cache_disk_gb);
-        static const char *extra[5];
-        extra[0] = "--cache-ram";
-        extra[1] = ram;
-        extra[2] = "--cache-disk";
-        extra[3] = disk;
-        extra[4] = NULL;
-        sc.extra_args = extra;
-        rc = supervisor_new(&sc, &a->sv);
-        if (rc) {
-            log_error("cannot supervise the engine: %s", supervisor_strerror(rc));
+        if (setup_supervised(a) != 0)
             return -1;
-        }
-        char url[320], base[340];
-        supervisor_base_url(a->sv, url, sizeof url);
-        snprintf(base, sizeof base, "%s/v1", url);
-        a->local = app_provider_new(a, "local", base, NULL, NULL, a->model_name, true, 0, err, sizeof err);
-        if (!a->local) {
-            log_error("local provider: %s", err);
-            return -1;
-        }
-        llm_provider_set_key_source(a->local->llm, supervisor_api_key_source, a->sv);
     } else {
         log_warn("no local model (%s); configure engine.model or put a GGUF in %s",
                  a->model_path[0] ? "file missing" : "none found", c->models_dir);
@@ -371,15 +426,16 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&a->sweep_lock);
     pthread_join(a->sweeper, NULL);
     routes_close(a);
-    if (a->sv) {
+    for (size_t i = 0; i < a->n_sv; i++) {
         /* also cancels a start still waiting for the engine */
         supervisor_result_t r;
-        supervisor_stop(a->sv, &r);
+        supervisor_stop(a->svs[i], &r);
         supervisor_result_cleanup(&r);
     }
     if (started)
         pthread_join(starter, NULL);
-    supervisor_free(a->sv);
+    for (size_t i = 0; i < a->n_sv; i++)
+        supervisor_free(a->svs[i]);
     app_provider_release(a->provider);
     app_provider_release(a->local);
     auth_free(a);

@@ -13,7 +13,9 @@
  *   answered (by the next engine of its ranking), the engine is reported
  *   down, and the other documents keep their engines and caches;
  * - engine.endpoints that cannot be read stops kvchat at start with a
- *   sentence.
+ *   sentence;
+ * - engine.count: two engines supervised by kvchat, each with its own
+ *   port and cache directory, routed over alike; Stop stops both.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -253,6 +255,66 @@ static void test_bad_endpoints(void **state)
                                   "or https:// URL"));
 }
 
+/* engine.count: kvchat supervises two engines of the local model, each
+ * with its own port, cache and logs, and routes over them; Stop stops
+ * both. */
+static void test_engine_count(void **state)
+{
+    (void)state;
+    char data[300], log[300], port[64];
+    snprintf(data, sizeof data, "%s/count-data", g_dir);
+    snprintf(log, sizeof log, "%s/count.log", g_dir);
+    int first = free_port();
+    snprintf(port, sizeof port, "engine.port=%d", first);
+    const char *argv[] = { "--data", data, "--model", MODEL, "--set", "engine.count=2", "--set",
+                           port, "--set", "engine.threads=1", "--set", "llm.max_tokens=4", NULL };
+    proc_t app;
+    proc_start(&app, KVCHAT, argv, log, 60);
+    app_wait_model(app.port, "running");
+    resp_t r;
+    double end = now_ms() + 60000;
+    for (;;) {   /* both engines up */
+        http(app.port, "GET", API "/model/status", NULL, &r);
+        bool both = json_array_size(jpath(r.json, "engines")) == 2 &&
+                    json_is_true(jpath(r.json, "engines.0.healthy")) &&
+                    json_is_true(jpath(r.json, "engines.1.healthy"));
+        resp_free(&r);
+        if (both)
+            break;
+        assert_true(now_ms() < end);
+        usleep(200 * 1000);
+    }
+    for (int i = 0; i < 2; i++) {
+        char dir[400];
+        snprintf(dir, sizeof dir, "%s/kvcache/engine-%d", data, i);
+        assert_int_equal(access(dir, F_OK), 0);
+    }
+    char *text = doc_text(99);
+    const char *p = fixture_raw(g_dir, "count.md", text, strlen(text));
+    free(text);
+    http_upload(app.port, API "/documents/upload", p, "count.md", &r);
+    assert_int_equal(r.status, 200);
+    char path[256], body[256];
+    snprintf(path, sizeof path, API "/documents/cache/%s", jstr(r.json, "doc_id"));
+    snprintf(body, sizeof body, "{\"message\":\"Which lamp?\",\"document_id\":\"%s\"}",
+             jstr(r.json, "doc_id"));
+    resp_free(&r);
+    http(app.port, "POST", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    long long tokens = jint(r.json, "n_tokens");
+    resp_free(&r);
+    http(app.port, "POST", API "/session/count-1/messages", body, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(jint(r.json, "usage.cached_tokens") >= tokens - 2);
+    resp_free(&r);
+    http(app.port, "POST", API "/model/down", NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_false(http_try(first, "GET", "/health", NULL, &r));
+    assert_false(http_try(first + 1, "GET", "/health", NULL, &r));
+    assert_int_equal(proc_stop(&app), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_questions_go_home),
         cmocka_unit_test(test_engine_killed),
         cmocka_unit_test(test_bad_endpoints),
+        cmocka_unit_test(test_engine_count),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

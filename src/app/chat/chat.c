@@ -176,7 +176,7 @@ static int prepare_documents(chat_t *c, const store_doc_t *docs, size_t n,
     app_t *a = c->a;
     parts_model_t m;
     char why0[512];
-    if (parts_model(a, app_llm(c->provider), &m, why0, sizeof why0) != PARTS_OK) {
+    if (parts_model_of(a, c->provider, &m, why0, sizeof why0) != PARTS_OK) {
         *status = 503;
         snprintf(err, errcap, "%s", why0);
         return -1;

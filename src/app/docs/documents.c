@@ -727,7 +727,7 @@ static void plan_for(app_t *a, app_provider_t *engine, const store_doc_t *doc)
     parts_model_t m;
     store_part_list_t plan = { 0 };
     char err[512];
-    if (parts_model(a, app_llm(engine), &m, err, sizeof err) != PARTS_OK ||
+    if (parts_model_of(a, engine, &m, err, sizeof err) != PARTS_OK ||
         parts_plan(a, app_llm(engine), &m, doc, &plan, err, sizeof err) != PARTS_OK)
         log_warn("document %s: parts not planned: %s", doc->id, err);
     store_part_list_cleanup(&plan);
@@ -1056,7 +1056,7 @@ static int cache_doc(app_t *a, const char *doc_id, progress_t *prog, json_t **ou
     parts_model_t pm;
     char why[512];
     store_part_list_t plan = { 0 };
-    int prc = parts_model(a, app_llm(p), &pm, why, sizeof why);
+    int prc = parts_model_of(a, p, &pm, why, sizeof why);
     if (prc == PARTS_OK)
         prc = parts_plan(a, app_llm(p), &pm, &d, &plan, why, sizeof why);
     if (prc != PARTS_OK) {
@@ -1460,7 +1460,7 @@ static json_t *doc_json_now(app_t *a, const store_doc_t *d)
 static bool active_model(app_t *a, parts_model_t *m)
 {
     app_provider_t *p = app_provider_acquire(a);
-    bool ok = parts_model(a, app_llm(p), m, NULL, 0) == PARTS_OK;
+    bool ok = parts_model_of(a, p, m, NULL, 0) == PARTS_OK;
     app_provider_release(p);
     return ok;
 }
@@ -1659,7 +1659,7 @@ static void forget_cache(app_t *a, const store_doc_t *d)
     store_doc_set_cache(a->store, d->id, &no_cache);
     parts_model_t m;
     store_part_list_t plan = { 0 };
-    if (p && parts_model(a, app_llm(p), &m, NULL, 0) == PARTS_OK &&
+    if (p && parts_model_of(a, p, &m, NULL, 0) == PARTS_OK &&
         store_parts_list(a->store, d->id, m.plan_key, &plan) == STORE_OK && plan.n > 1) {
         for (size_t i = 0; i < plan.n; i++) {
             const store_cache_t *c = &plan.items[i].cache;
@@ -1750,7 +1750,7 @@ void documents_h_cache_status(httpd_req_t *req, void *user)
     app_provider_t *p = app_local_acquire(a);
     if (p) {
         parts_model_t m;
-        if (parts_model(a, app_llm(p), &m, NULL, 0) == PARTS_OK)
+        if (parts_model_of(a, p, &m, NULL, 0) == PARTS_OK)
             store_parts_list(a->store, d.id, m.plan_key, &plan);
         app_provider_release(p);
     }
@@ -1952,7 +1952,7 @@ static int current_plan(app_t *a, const store_doc_t *d, store_part_list_t *plan,
 {
     *plan = (store_part_list_t){ 0 };
     app_provider_t *p = app_provider_acquire(a);
-    int rc = parts_model(a, app_llm(p), m, err, errcap);
+    int rc = parts_model_of(a, p, m, err, errcap);
     if (rc == PARTS_OK)
         rc = parts_plan(a, app_llm(p), m, d, plan, err, errcap);
     if (rc != PARTS_OK)

@@ -26,6 +26,7 @@
 #include "app/docs/chunker.h"
 #include "app/docs/documents.h"
 #include "app/docs/textindex.h"
+#include "app/llm/router.h"
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/utf8.h"
@@ -93,6 +94,17 @@ int parts_model(app_t *a, llm_provider_t *llm, parts_model_t *out, char *err, si
         documents_sha256_hex(b.data, b.len, hex);
     buf_cleanup(&b);
     snprintf(out->plan_key, sizeof out->plan_key, "plan:%.24s", hex);
+    return rc;
+}
+
+int parts_model_of(app_t *a, app_provider_t *p, parts_model_t *out, char *err, size_t errcap)
+{
+    int rc = parts_model(a, app_llm(p), out, err, errcap);
+    /* a failed call took its engine out (the down hook): the next answers */
+    for (size_t tries = 1; rc == PARTS_ELLM && p->engines && tries < ROUTER_MAX &&
+                           app_llm_healthy(p);
+         tries++)
+        rc = parts_model(a, app_llm(p), out, err, errcap);
     return rc;
 }
 

@@ -69,6 +69,9 @@ int parts_reserve(const app_t *a, int n_ctx);
  * engine stopped, say): a plan made then would be for no model. *out is
  * filled either way (as for a model that says nothing). */
 int parts_model(app_t *a, llm_provider_t *llm, parts_model_t *out, char *err, size_t errcap);
+/* parts_model of provider p's model: with several engines, asked of the
+ * first healthy one, and of the next when that one is found down. */
+int parts_model_of(app_t *a, app_provider_t *p, parts_model_t *out, char *err, size_t errcap);
 
 /* Cut document `doc_id`'s text into chunks and store them with their index
  * texts, replacing any chunks it had (and so its plans). The text is read

@@ -10,10 +10,14 @@
 
 #include "common/log.h"
 
+typedef struct engines engines_t_;
+
 typedef struct {
     char url[ROUTER_ID_MAX];
     llm_provider_t *llm;
     char error[256];          /* the last check's or call's failure; "" when none */
+    engines_t_ *owner;        /* for the down hook */
+    int index;
 } engine_t;
 
 struct engines {
@@ -51,6 +55,7 @@ static const char *next_entry(const char *p, char *out, size_t cap, bool *too_lo
 }
 
 static void *checker(void *arg);
+static void on_down(void *ud, const char *why);
 
 int engines_new(const engines_config_t *cfg, engines_t **out, char *err, size_t errcap)
 {
@@ -108,6 +113,8 @@ int engines_new(const engines_config_t *cfg, engines_t **out, char *err, size_t 
             snprintf(err, errcap, "engine.endpoints: %s: %s", url, why);
             goto fail;
         }
+        e->owner = g;
+        e->index = (int)g->n;
         ids[g->n] = e->url;
         g->n++;
     }
@@ -120,6 +127,9 @@ int engines_new(const engines_config_t *cfg, engines_t **out, char *err, size_t 
         snprintf(err, errcap, "out of memory");
         goto fail;
     }
+    /* a call that finds an engine gone takes it out at once */
+    for (size_t i = 0; i < g->n; i++)
+        llm_provider_set_down_hook(g->e[i].llm, on_down, &g->e[i]);
     g->check_ms = cfg->check_ms;
     if (g->check_ms) {
         if (pthread_create(&g->thread, NULL, checker, g) != 0) {
@@ -212,6 +222,12 @@ void engines_down(engines_t *g, int i, const char *why)
 {
     if (i >= 0 && (size_t)i < g->n)
         set_health(g, i, false, why);
+}
+
+static void on_down(void *ud, const char *why)
+{
+    engine_t *e = ud;
+    engines_down(e->owner, e->index, why);
 }
 
 bool engines_healthy(engines_t *g, int i)

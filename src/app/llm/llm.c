@@ -369,6 +369,12 @@ void llm_provider_free(llm_provider_t *p)
     free(p);
 }
 
+void llm_provider_set_down_hook(llm_provider_t *p, llm_down_fn fn, void *ud)
+{
+    p->down_fn = fn;
+    p->down_ud = ud;
+}
+
 void llm_provider_set_key_source(llm_provider_t *p, llm_key_fn fn, void *ud)
 {
     p->key_fn = fn;
@@ -1082,6 +1088,8 @@ out:
     explicit_bzero(key, sizeof key);
     if (x->rc != LLM_OK && x->rc != LLM_ECANCELLED)
         log_warn("llm: %s %s: %s", x->method, x->url, x->error);
+    if ((x->rc == LLM_EDOWN || x->rc == LLM_ECONN) && p->down_fn)
+        p->down_fn(p->down_ud, x->error);
     return x->rc;
 }
 

@@ -163,6 +163,13 @@ typedef size_t (*llm_key_fn)(void *ud, char *buf, size_t cap);
  * and is wiped from the request's memory when the request ends. */
 void llm_provider_set_key_source(llm_provider_t *p, llm_key_fn fn, void *ud);
 
+/* Called (in the calling thread, before the call returns) whenever a call
+ * finds the server unreachable or loses the connection (LLM_EDOWN,
+ * LLM_ECONN), with the message; for whoever routes over several servers.
+ * Set before calls start. */
+typedef void (*llm_down_fn)(void *ud, const char *why);
+void llm_provider_set_down_hook(llm_provider_t *p, llm_down_fn fn, void *ud);
+
 /* Borrowed views of the provider's configuration (valid while p lives). */
 llm_kind_t llm_provider_kind(const llm_provider_t *p);
 const char *llm_provider_base_url(const llm_provider_t *p);

@@ -39,6 +39,8 @@ struct llm_provider {
     llm_key_fn key_fn;         /* when set, the key of each request (see
                                   llm_provider_set_key_source) */
     void *key_ud;
+    llm_down_fn down_fn;       /* llm_provider_set_down_hook's, or NULL */
+    void *down_ud;
     char *model;               /* "" when none */
     char *name;                /* for messages: "the model server", "OpenAI" */
     struct llm_share *share;

@@ -104,6 +104,42 @@ static void adopt_model(app_t *a, const supervisor_result_t *r)
     snprintf(a->model_name, sizeof a->model_name, "%.255s", r->model_name);
 }
 
+/* supervisor_start on every engine supervised here (engine.count), one
+ * after another: *r is the first's result, or the first failure's. */
+static int start_all(app_t *a, bool reset, const char *path, supervisor_result_t *r)
+{
+    int rc = supervisor_start(a->svs[0], reset, path, r);
+    for (size_t i = 1; i < a->n_sv && rc == SUPERVISOR_OK; i++) {
+        supervisor_result_t ri;
+        rc = supervisor_start(a->svs[i], reset, path, &ri);
+        if (rc != SUPERVISOR_OK) {
+            supervisor_result_cleanup(r);
+            *r = ri;
+        } else {
+            supervisor_result_cleanup(&ri);
+        }
+    }
+    return rc;
+}
+
+/* supervisor_stop on every engine: *r as start_all's. */
+static int stop_all(app_t *a, supervisor_result_t *r)
+{
+    int rc = supervisor_stop(a->svs[0], r);
+    for (size_t i = 1; i < a->n_sv; i++) {
+        supervisor_result_t ri;
+        int k = supervisor_stop(a->svs[i], &ri);
+        if (k != SUPERVISOR_OK && rc == SUPERVISOR_OK) {
+            supervisor_result_cleanup(r);
+            *r = ri;
+            rc = k;
+        } else {
+            supervisor_result_cleanup(&ri);
+        }
+    }
+    return rc;
+}
+
 /* Make the local engine the active provider again (after a remote one). */
 static void use_local(app_t *a, const char *name)
 {
@@ -141,7 +177,7 @@ static void start(httpd_req_t *req, app_t *a, bool reset)
     auth_audit(a, req, reset ? "model.reset" : "model.start",
                name && *name ? name : a->model_name, NULL);
     supervisor_result_t r;
-    int rc = supervisor_start(a->sv, reset, path[0] ? path : NULL, &r);
+    int rc = start_all(a, reset, path[0] ? path : NULL, &r);
     if (rc == SUPERVISOR_OK) {
         adopt_model(a, &r);
         use_local(a, a->model_name);
@@ -166,7 +202,7 @@ void models_h_down(httpd_req_t *req, void *user)
         return;
     auth_audit(a, req, "model.stop", a->model_name, NULL);
     supervisor_result_t r;
-    int rc = supervisor_stop(a->sv, &r);
+    int rc = stop_all(a, &r);
     httpd_reply_json(req, status_of(rc), result_json(&r));
     supervisor_result_cleanup(&r);
 }
@@ -178,7 +214,7 @@ void models_h_status(httpd_req_t *req, void *user)
     json_t *body;
     app_provider_t *lp0 = app_local_acquire(a);
     struct engines *g = lp0 ? lp0->engines : NULL;
-    if (g) {
+    if (g && !a->sv) {
         /* engine.endpoints: engines run elsewhere; running while one answers */
         size_t up = engines_healthy_count(g), n = engines_count(g);
         char msg[160];
@@ -218,6 +254,8 @@ void models_h_status(httpd_req_t *req, void *user)
         }
         app_provider_release(lp);
         json_object_set_new(body, "cache", cache);
+        if (g)   /* engine.count: the first's state above, all of them here */
+            json_object_set_new(body, "engines", engines_json(g));
     }
     app_provider_release(lp0);
     json_object_set_new(body, "provider", json_string(llm_kind_name(llm_provider_kind(app_llm(p)))));
@@ -312,7 +350,7 @@ void models_h_switch(httpd_req_t *req, void *user)
                                                  "serving_name", name, "provider", "local"));
         } else {
             supervisor_result_t res;
-            int rc = supervisor_start(a->sv, false, path, &res);
+            int rc = start_all(a, false, path, &res);
             if (rc == SUPERVISOR_OK) {
                 adopt_model(a, &res);
                 use_local(a, a->model_name);
