@@ -165,6 +165,41 @@ bool app_engine_failed(app_provider_t *p, int slot, int rc, const char *why)
     return engines_healthy_count(p->engines) > 0;
 }
 
+/* An OpenAI-compatible server keeps no entries kvchat can name: a
+ * one-token answer to the prefix (and a one-character question) leaves
+ * it in the server's own prefix cache, as caching does on an engine. */
+static int warm_prefix(llm_provider_t *lp, const llm_message_t *msgs, size_t n,
+                       const char *salt, const llm_callbacks_t *cb, void *ud,
+                       llm_prefill_result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    llm_message_t m[8];
+    if (n + 1 > sizeof m / sizeof *m)
+        n = sizeof m / sizeof *m - 1;
+    memcpy(m, msgs, n * sizeof *m);
+    m[n] = (llm_message_t){ LLM_ROLE_USER, "." };
+    llm_params_t params = llm_params_default();
+    params.max_tokens = 1;
+    params.temperature = 0;
+    params.cache_salt = salt;
+    llm_callbacks_t c = { .should_stop = cb ? cb->should_stop : NULL };
+    llm_result_t r;
+    int rc = llm_chat(lp, m, n + 1, &params, &c, ud, &r);
+    res->rc = rc;
+    res->upstream_status = r.upstream_status;
+    if (rc == LLM_OK) {
+        res->n_tokens = r.usage.prompt_tokens > 0 ? (int)r.usage.prompt_tokens : 0;
+        res->bytes = -1;
+        snprintf(res->tier, sizeof res->tier, "remote");
+        res->prefill_ms = r.total_ms;
+        res->cached = r.usage.cached_tokens > 0;
+    } else {
+        snprintf(res->error, sizeof res->error, "%s", r.error);
+    }
+    llm_result_cleanup(&r);
+    return rc;
+}
+
 int app_prefill(app_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                 const char *salt, const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *res)
 {
@@ -178,7 +213,9 @@ int app_prefill(app_provider_t *p, const llm_message_t *msgs, size_t n, unsigned
             snprintf(res->error, sizeof res->error, "No model server is answering");
             return LLM_EDOWN;
         }
-        int rc = llm_prefill_salted(lp, msgs, n, flags, salt, cb, ud, res);
+        int rc = llm_provider_kind(lp) == LLM_PROVIDER_OPENAI
+                     ? warm_prefix(lp, msgs, n, salt, cb, ud, res)
+                     : llm_prefill_salted(lp, msgs, n, flags, salt, cb, ud, res);
         if (rc == LLM_OK || !app_engine_failed(p, slot, rc, res->error))
             return rc;
     }

@@ -155,6 +155,9 @@ static int setup_engines(app_t *a)
         log_error("%s", err);
         return -1;
     }
+    if (strcmp(c->auth_mode, "accounts") == 0 && strstr(c->engine_endpoints, "openai:"))
+        log_warn("engine.endpoints: the OpenAI-compatible servers get no cache salt: their "
+                 "users may tell from answer times what others asked of the same text");
     size_t up = engines_check(g);
     int first = engines_any(g);
     llm_model_info_t info = { .id = "" };

@@ -15,7 +15,9 @@
  * - engine.endpoints that cannot be read stops kvchat at start with a
  *   sentence;
  * - engine.count: two engines supervised by kvchat, each with its own
- *   port and cache directory, routed over alike; Stop stops both.
+ *   port and cache directory, routed over alike; Stop stops both;
+ * - an OpenAI-compatible server listed as "openai:URL": caching warms its
+ *   prefix cache, and the question finds it there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -315,6 +317,47 @@ static void test_engine_count(void **state)
     assert_int_equal(proc_stop(&app), 0);
 }
 
+/* An OpenAI-compatible server in engine.endpoints ("openai:URL"; here a
+ * kvchat-engine spoken to as any OpenAI server would be): caching warms
+ * its own prefix cache (tier "remote"), and the question then finds it. */
+static void test_openai_endpoint(void **state)
+{
+    (void)state;
+    int live = g_engine[0].pid > 0 ? 0 : 1;
+    char data[300], log[300], list[128];
+    snprintf(data, sizeof data, "%s/openai-data", g_dir);
+    snprintf(log, sizeof log, "%s/openai.log", g_dir);
+    snprintf(list, sizeof list, "engine.endpoints=openai:http://127.0.0.1:%d/v1",
+             g_engine[live].port);
+    const char *argv[] = { "--data", data, "--set", list, "--set", "engine.api_key=" KEY,
+                           "--set", "llm.max_tokens=4", NULL };
+    proc_t app;
+    proc_start(&app, KVCHAT, argv, log, 60);
+    char *text = doc_text(77);
+    const char *p = fixture_raw(g_dir, "remote.md", text, strlen(text));
+    free(text);
+    resp_t r;
+    http_upload(app.port, API "/documents/upload", p, "remote.md", &r);
+    assert_int_equal(r.status, 200);
+    char path[256], body[256];
+    snprintf(path, sizeof path, API "/documents/cache/%s", jstr(r.json, "doc_id"));
+    snprintf(body, sizeof body, "{\"message\":\"Which gull?\",\"document_id\":\"%s\"}",
+             jstr(r.json, "doc_id"));
+    resp_free(&r);
+    http(app.port, "POST", path, NULL, &r);
+    if (r.status != 200)
+        fail_msg("caching on an OpenAI-compatible server: %ld %s", r.status, r.body);
+    assert_string_equal(jstr(r.json, "tier"), "remote");
+    long long tokens = jint(r.json, "n_tokens");
+    assert_true(tokens > 100);
+    resp_free(&r);
+    http(app.port, "POST", API "/session/remote-1/messages", body, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(jint(r.json, "usage.cached_tokens") >= tokens - 16);
+    resp_free(&r);
+    assert_int_equal(proc_stop(&app), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_engine_killed),
         cmocka_unit_test(test_bad_endpoints),
         cmocka_unit_test(test_engine_count),
+        cmocka_unit_test(test_openai_endpoint),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -82,6 +82,13 @@ int engines_new(const engines_config_t *cfg, engines_t **out, char *err, size_t 
                      ROUTER_ID_MAX - 5);
             goto fail;
         }
+        /* "openai:URL": an OpenAI-compatible server with a prefix cache of
+         * its own (vLLM, SGLang, llama-server), not a kvchat-engine */
+        llm_kind_t kind = LLM_PROVIDER_LOCAL;
+        if (strncmp(url, "openai:", 7) == 0) {
+            kind = LLM_PROVIDER_OPENAI;
+            memmove(url, url + 7, strlen(url + 7) + 1);
+        }
         if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
             snprintf(err, errcap, "engine.endpoints: '%s' is not an http:// or https:// URL",
                      url);
@@ -103,7 +110,7 @@ int engines_new(const engines_config_t *cfg, engines_t **out, char *err, size_t 
             }
         engine_t *e = &g->e[g->n];
         snprintf(e->url, sizeof e->url, "%s", url);
-        llm_config_t lc = llm_config_default(LLM_PROVIDER_LOCAL);
+        llm_config_t lc = llm_config_default(kind);
         lc.base_url = e->url;
         lc.api_key = cfg->api_key && *cfg->api_key ? cfg->api_key : NULL;
         if (cfg->first_byte_timeout_ms)

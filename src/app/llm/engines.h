@@ -31,7 +31,11 @@ typedef struct engines engines_t;
 typedef struct {
     const char *list;        /* engine.endpoints: URLs separated by commas
                                 and/or spaces ("http://10.0.0.5:13141");
-                                "/v1" is added when a URL lacks it */
+                                "/v1" is added when a URL lacks it. A URL
+                                after "openai:" is an OpenAI-compatible
+                                server (vLLM, SGLang, llama-server): chats
+                                go to it alike, and caching a document
+                                there warms its own prefix cache */
     const char *api_key;     /* every engine's key (engine.api_key); NULL/"" none */
     unsigned first_byte_timeout_ms;   /* as llm_config_t's; 0 = its default */
     double load_factor;      /* router.h */
