@@ -534,6 +534,25 @@ async function walk() {
     await until(async () => /running · tiny\.gguf/.test(await page.textContent('#model-pill')), 'the pill to name the local model again');
   });
 
+  await step('several engines: the status panel lists them, the pill counts those answering', async () => {
+    // the status of a kvchat over three engines (engine.endpoints), one down
+    const real = (await api('GET', '/api/v1/model/status')).body;
+    const engines = [
+      { url: 'http://10.0.0.5:13141/v1', healthy: true, inflight: 2, error: null },
+      { url: 'http://10.0.0.6:13141/v1', healthy: false, inflight: 0, error: 'The model server is not running' },
+      { url: 'http://10.0.0.7:13141/v1', healthy: true, inflight: 0, error: null },
+    ];
+    await page.route('**/api/v1/model/status', (route) => route.fulfill({
+      json: { ...real, status: 'running', message: '2 of 3 engines answering', pid: null, port: null, engines } }));
+    await until(async () => /2 of 3 engines/.test(await page.textContent('#model-pill')), 'the pill to count the engines', 20_000);
+    check(await page.getAttribute('#model-pill', 'data-state') === 'degraded', 'one engine down: the pill says degraded');
+    check(/2 of 3 answering/.test(await page.textContent('#model-status dd[data-key="engines"]')), 'the panel counts them');
+    check(/10\.0\.0\.6:13141 · down: The model server is not running/.test(await page.textContent('#model-status dd[data-key="engine-2"]')), 'a down engine says why');
+    check(/10\.0\.0\.5:13141 · answering · 2 in flight/.test(await page.textContent('#model-status dd[data-key="engine-1"]')), 'an engine shows its load');
+    await page.unroute('**/api/v1/model/status');
+    await until(async () => !/engines/.test(await page.textContent('#model-pill')), 'the one engine again', 20_000);
+  });
+
   let almanacId = '';
   let parts = [];
   await step('a long document shows its parts; caching shows each part, the overall progress and the time left', async () => {

@@ -54,10 +54,13 @@ function applyStatus(st) {
 
   if (typeof st.random_weights === 'boolean' && st.model_name) randomByModel.set(st.model_name, st.random_weights);
   const remote = st.provider && st.provider !== 'local';
+  const engines = Array.isArray(st.engines) ? st.engines : null;
+  const answering = engines ? engines.filter((e) => e.healthy).length : 0;
   if (remote) {
     setPill('running', `Model: ${st.serving_name} (remote, ${st.provider})`);
   } else {
-    setPill(st.status, `Model: ${STATE_TEXT[st.status] || st.status}${st.model_name ? ` · ${st.model_name}` : ''}${randomByModel.get(st.model_name) ? ' · random weights' : ''}`);
+    setPill(engines && answering < engines.length && answering ? 'degraded' : st.status,
+      `Model: ${STATE_TEXT[st.status] || st.status}${st.model_name ? ` · ${st.model_name}` : ''}${engines ? ` · ${answering} of ${engines.length} engines` : ''}${randomByModel.get(st.model_name) ? ' · random weights' : ''}`);
   }
 
   const random = !remote && (st.random_weights === true || (st.random_weights === undefined && randomByModel.get(st.model_name) === true));
@@ -80,6 +83,11 @@ function applyStatus(st) {
     rows.push(['KV cache', `${int(st.cache.entries)} entr${st.cache.entries === 1 ? 'y' : 'ies'} · ${bytes(st.cache.bytes_ram)} in RAM · ${bytes(st.cache.bytes_disk)} on disk`]);
   }
   if (st.restarts) rows.push(['Restarts', String(st.restarts)]);
+  if (engines) {
+    rows.push(['Engines', `${answering} of ${engines.length} answering; each document's questions go to the engine that cached it`]);
+    engines.forEach((e, i) => rows.push([`Engine ${i + 1}`,
+      `${e.url.replace(/\/v1$/, '')} · ${e.healthy ? `answering · ${int(e.inflight)} in flight` : `down${e.error ? `: ${e.error}` : ''}`}`]));
+  }
   el.dl.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', { dataset: { key: k.toLowerCase().replace(/\s+/g, '-') } }, v ?? '–')]));
   updateButtons();
 }
