@@ -1,7 +1,10 @@
-/* test_store.c — store.h through its SQLite backend: records and rules.
+/* test_store.c — store.h through its backends: records and rules.
  *
- * Each test gets a fresh database file in a temporary directory (removed
- * at the end). Covered:
+ * The tests run on SQLite: each gets a fresh database file in a temporary
+ * directory (removed at the end). When KVCHAT_TEST_PG holds a libpq URI
+ * (scripts/pgtmp sets it), they run again on PostgreSQL: each test gets a
+ * fresh schema of that database (search_path given in the URI), dropped
+ * at the end. Covered:
  * - helpers: ISO 8601 formatting and its range, UUID v4 text, id rules,
  *   enum names both ways, content types;
  * - documents: insert with a generated or given id, every field read back,
@@ -61,13 +64,20 @@
 #include <unistd.h>
 
 #include "app/store/store.h"
+#include "app/store/store_pg.h"
 #include "common/utf8.h"
 
 typedef struct {
     char dir[64];
-    char path[128];
+    char path[1024];
+    char schema[64];  /* PostgreSQL: the test's schema; "" on SQLite */
     store_t *s;
 } fx_t;
+
+/* The PostgreSQL database of the second run (NULL during the SQLite run)
+ * and a counter naming each test's schema. */
+static const char *pg_base;
+static int pg_schemas;
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -86,6 +96,15 @@ static int setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     snprintf(f->path, sizeof f->path, "%s/kvchat.db", f->dir);
+    if (pg_base) {
+        char sql[128];
+        snprintf(f->schema, sizeof f->schema, "kvchat_test_%d_%d", (int)getpid(), ++pg_schemas);
+        snprintf(sql, sizeof sql, "CREATE SCHEMA %s", f->schema);
+        if (store_pg_exec(pg_base, sql) != STORE_OK)
+            return -1;
+        snprintf(f->path, sizeof f->path, "%s%soptions=-csearch_path%%3D%s", pg_base,
+                 strchr(pg_base, '?') ? "&" : "?", f->schema);
+    }
     if (store_open(f->path, &f->s) != STORE_OK)
         return -1;
     *state = f;
@@ -96,6 +115,12 @@ static int teardown(void **state)
 {
     fx_t *f = *state;
     store_close(f->s);
+    if (f->schema[0]) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP SCHEMA %s CASCADE", f->schema);
+        if (store_pg_exec(pg_base, sql) != STORE_OK)
+            return -1;
+    }
     int rc = nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
     free(f);
     return rc;
@@ -3141,5 +3166,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_log, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("store on SQLite", tests, NULL, NULL);
+    pg_base = getenv("KVCHAT_TEST_PG");
+    if (pg_base && pg_base[0])
+        failed += cmocka_run_group_tests_name("store on PostgreSQL", tests, NULL, NULL);
+    return failed;
 }

@@ -21,6 +21,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "app/store/store_pg.h"
 #include "app/store/store_sqlite.h"
 #include "common/buf.h"
 #include "common/utf8.h"
@@ -32,6 +33,8 @@ struct store {
 
 static const store_backend_ops_t *const backends[] = {
     &store_sqlite_ops,
+    &store_pg_ops,
+    &store_pg_ops_alias,
 };
 
 /* Longest full-text query accepted. */
@@ -612,7 +615,7 @@ int store_open(const char *url_or_path, store_t **out)
     }
     if (!ops) {
         if (looks_like_url(url_or_path))
-            return STORE_EUNSUPPORTED; /* postgres:// until that backend exists */
+            return STORE_EUNSUPPORTED; /* a scheme no backend has */
         ops = backends[0];
     }
 

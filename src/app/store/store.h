@@ -7,8 +7,8 @@
  * interface" at the end), so nothing here names a database library:
  *   "sqlite:/path/kvchat.db", "sqlite:///path/kvchat.db" or a plain path
  *   → the embedded SQLite backend (store_sqlite.c), the default;
- *   "postgres://..." / "postgresql://..." → reserved for a PostgreSQL
- *   backend (not built yet: STORE_EUNSUPPORTED).
+ *   "postgres://..." / "postgresql://..." → the PostgreSQL backend
+ *   (store_pg.c), for several processes sharing one database.
  *
  * Records.
  *  - A document is one uploaded file: its metadata, the sha256 of its bytes,
