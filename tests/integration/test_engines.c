@@ -257,6 +257,39 @@ static void test_bad_endpoints(void **state)
                                   "or https:// URL"));
 }
 
+/* Upload document `seed` to the kvchat on port, cache it (its tier into
+ * tier, when not NULL, and its tokens into *tokens) and ask about it in
+ * session sid (the cached tokens of the answer into *cached). */
+static void upload_cache_ask(int port, int seed, const char *sid, char *tier, long long *tokens,
+                             long long *cached)
+{
+    char name[32];
+    snprintf(name, sizeof name, "doc%d.md", seed);
+    char *text = doc_text(seed);
+    const char *p = fixture_raw(g_dir, name, text, strlen(text));
+    free(text);
+    resp_t r;
+    http_upload(port, API "/documents/upload", p, name, &r);
+    assert_int_equal(r.status, 200);
+    char path[256], body[256];
+    snprintf(path, sizeof path, API "/documents/cache/%s", jstr(r.json, "doc_id"));
+    snprintf(body, sizeof body, "{\"message\":\"Which lamp?\",\"document_id\":\"%s\"}",
+             jstr(r.json, "doc_id"));
+    resp_free(&r);
+    http(port, "POST", path, NULL, &r);
+    if (r.status != 200)
+        fail_msg("caching %s: %ld %s", name, r.status, r.body);
+    *tokens = jint(r.json, "n_tokens");
+    if (tier)
+        snprintf(tier, 32, "%s", jstr(r.json, "tier"));
+    resp_free(&r);
+    snprintf(path, sizeof path, API "/session/%s/messages", sid);
+    http(port, "POST", path, body, &r);
+    assert_int_equal(r.status, 200);
+    *cached = jint(r.json, "usage.cached_tokens");
+    resp_free(&r);
+}
+
 /* engine.count: kvchat supervises two engines of the local model, each
  * with its own port, cache and logs, and routes over them; Stop stops
  * both. */
@@ -291,24 +324,9 @@ static void test_engine_count(void **state)
         snprintf(dir, sizeof dir, "%s/kvcache/engine-%d", data, i);
         assert_int_equal(access(dir, F_OK), 0);
     }
-    char *text = doc_text(99);
-    const char *p = fixture_raw(g_dir, "count.md", text, strlen(text));
-    free(text);
-    http_upload(app.port, API "/documents/upload", p, "count.md", &r);
-    assert_int_equal(r.status, 200);
-    char path[256], body[256];
-    snprintf(path, sizeof path, API "/documents/cache/%s", jstr(r.json, "doc_id"));
-    snprintf(body, sizeof body, "{\"message\":\"Which lamp?\",\"document_id\":\"%s\"}",
-             jstr(r.json, "doc_id"));
-    resp_free(&r);
-    http(app.port, "POST", path, NULL, &r);
-    assert_int_equal(r.status, 200);
-    long long tokens = jint(r.json, "n_tokens");
-    resp_free(&r);
-    http(app.port, "POST", API "/session/count-1/messages", body, &r);
-    assert_int_equal(r.status, 200);
-    assert_true(jint(r.json, "usage.cached_tokens") >= tokens - 2);
-    resp_free(&r);
+    long long tokens, cached;
+    upload_cache_ask(app.port, 99, "count-1", NULL, &tokens, &cached);
+    assert_true(cached >= tokens - 2);
     http(app.port, "POST", API "/model/down", NULL, &r);
     assert_int_equal(r.status, 200);
     resp_free(&r);
@@ -333,28 +351,12 @@ static void test_openai_endpoint(void **state)
                            "--set", "llm.max_tokens=4", NULL };
     proc_t app;
     proc_start(&app, KVCHAT, argv, log, 60);
-    char *text = doc_text(77);
-    const char *p = fixture_raw(g_dir, "remote.md", text, strlen(text));
-    free(text);
-    resp_t r;
-    http_upload(app.port, API "/documents/upload", p, "remote.md", &r);
-    assert_int_equal(r.status, 200);
-    char path[256], body[256];
-    snprintf(path, sizeof path, API "/documents/cache/%s", jstr(r.json, "doc_id"));
-    snprintf(body, sizeof body, "{\"message\":\"Which gull?\",\"document_id\":\"%s\"}",
-             jstr(r.json, "doc_id"));
-    resp_free(&r);
-    http(app.port, "POST", path, NULL, &r);
-    if (r.status != 200)
-        fail_msg("caching on an OpenAI-compatible server: %ld %s", r.status, r.body);
-    assert_string_equal(jstr(r.json, "tier"), "remote");
-    long long tokens = jint(r.json, "n_tokens");
+    char tier[32];
+    long long tokens, cached;
+    upload_cache_ask(app.port, 77, "remote-1", tier, &tokens, &cached);
+    assert_string_equal(tier, "remote");
     assert_true(tokens > 100);
-    resp_free(&r);
-    http(app.port, "POST", API "/session/remote-1/messages", body, &r);
-    assert_int_equal(r.status, 200);
-    assert_true(jint(r.json, "usage.cached_tokens") >= tokens - 16);
-    resp_free(&r);
+    assert_true(cached >= tokens - 16);
     assert_int_equal(proc_stop(&app), 0);
 }
 
