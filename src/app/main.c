@@ -21,6 +21,7 @@
 
 #include "app/app.h"
 #include "app/auth/auth.h"
+#include "app/dbcli.h"
 #include "app/docs/documents.h"
 #include "app/docs/extractq.h"
 #include "app/docs/textindex.h"
@@ -366,6 +367,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "user") == 0)
         return auth_cli(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "db") == 0)
+        return dbcli_main(argc - 1, argv + 1);
     static app_t app;
     app_t *a = &app;
     char err[512];

@@ -640,6 +640,12 @@ void store_close(store_t *s)
     free(s);
 }
 
+const store_backend_ops_t *store__backend(store_t *s, store_backend_t **b)
+{
+    *b = s->b;
+    return s->ops;
+}
+
 const char *store_backend_name(const store_t *s)
 {
     return s ? s->ops->name : "";

@@ -1355,6 +1355,11 @@ typedef struct {
     int (*audit_prune)(store_backend_t *b, int64_t max_rows, int64_t *n_deleted);
 } store_backend_ops_t;
 
+/* The backend of s and its function table (*b receives its state), for
+ * backend-neutral tools that write records as they are, ids and times
+ * included (store_copy.c). The table and state stay s's. */
+const store_backend_ops_t *store__backend(store_t *s, store_backend_t **b);
+
 /* Helpers for building result lists (backends, and callers that build
  * lists of records themselves): append *item to the list,
  * taking ownership of its strings (*item is re-initialized). On
