@@ -236,7 +236,7 @@ static int setup_supervised(app_t *a)
     a->sv = a->svs[0];
     char err[512];
     if (n == 1) {
-        char base[340];
+        char base[sizeof list + 4];
         snprintf(base, sizeof base, "%s/v1", list);
         a->local = app_provider_new(a, "local", base, NULL, NULL, a->model_name, true, 0, err,
                                     sizeof err);
