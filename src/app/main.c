@@ -127,6 +127,15 @@ static void *sweeper(void *arg)
         if (a->stopping)
             break;
         pthread_mutex_unlock(&a->sweep_lock);
+        /* one sweep per interval for all the replicas on one database (a
+         * little early, so that a replica's own tick is never just late) */
+        bool mine = false;
+        int64_t every = (int64_t)a->cfg.session_sweep_s * 1000;
+        if (store_job_claim(a->store, "session-sweep", every - every / 10, &mine) != STORE_OK ||
+            !mine) {
+            pthread_mutex_lock(&a->sweep_lock);
+            continue;
+        }
         int64_t n = 0, logins = 0;
         if (store_login_sweep(a->store, 0, &logins) == STORE_OK && logins)
             log_info("ended %lld idle login(s)", (long long)logins);

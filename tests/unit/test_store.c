@@ -2692,6 +2692,77 @@ static void test_doc_copy_content(void **state)
     assert_int_equal(store_check(f->s), STORE_OK);
 }
 
+
+/* Periodic jobs: one claim per interval, whoever asks; two stores on one
+ * database (two app processes) never both get a run, even at once. */
+struct claim_args {
+    const char *url;
+    pthread_barrier_t *bar;
+    int got;
+};
+
+static void *claim_thread(void *arg)
+{
+    struct claim_args *c = arg;
+    store_t *s = NULL;
+    if (store_open(c->url, &s) != STORE_OK)
+        return NULL;
+    pthread_barrier_wait(c->bar);
+    for (int i = 0; i < 20; i++) {
+        bool got = false;
+        if (store_job_claim(s, "race", 3600 * 1000, &got) == STORE_OK && got)
+            c->got++;
+    }
+    store_close(s);
+    return NULL;
+}
+
+static void test_job_claim(void **state)
+{
+    fx_t *f = *state;
+    bool got = true;
+    assert_int_equal(store_job_claim(f->s, "", 1000, &got), STORE_EINVAL);
+    assert_false(got);
+    char long_name[STORE_JOB_NAME_MAX + 2];
+    memset(long_name, 'j', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    assert_int_equal(store_job_claim(f->s, long_name, 1000, &got), STORE_EINVAL);
+    assert_int_equal(store_job_claim(f->s, "sweep", -1, &got), STORE_EINVAL);
+    /* the first claim gets it; again within the interval, nobody */
+    assert_int_equal(store_job_claim(f->s, "sweep", 3600 * 1000, &got), STORE_OK);
+    assert_true(got);
+    assert_int_equal(store_job_claim(f->s, "sweep", 3600 * 1000, &got), STORE_OK);
+    assert_false(got);
+    /* another job is its own; an interval of 0 is always due */
+    assert_int_equal(store_job_claim(f->s, "prune", 3600 * 1000, &got), STORE_OK);
+    assert_true(got);
+    assert_int_equal(store_job_claim(f->s, "sweep", 0, &got), STORE_OK);
+    assert_true(got);
+    /* a short interval passes */
+    assert_int_equal(store_job_claim(f->s, "tick", 50, &got), STORE_OK);
+    assert_true(got);
+    usleep(80 * 1000);
+    assert_int_equal(store_job_claim(f->s, "tick", 50, &got), STORE_OK);
+    assert_true(got);
+    /* four processes' worth of stores on one database, at once: one run */
+    enum { N = 4 };
+    pthread_t th[N];
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, N);
+    struct claim_args args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct claim_args){ f->path, &bar, 0 };
+        assert_int_equal(pthread_create(&th[i], NULL, claim_thread, &args[i]), 0);
+    }
+    int total = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        total += args[i].got;
+    }
+    pthread_barrier_destroy(&bar);
+    assert_int_equal(total, 1);
+}
+
 /* Two users, each with a session "abc", and one user trying every door of
  * the other's. */
 static void test_session_isolation(void **state)
@@ -3165,6 +3236,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_adopt_unowned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_user_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_claim, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("store on SQLite", tests, NULL, NULL);
     pg_base = getenv("KVCHAT_TEST_PG");

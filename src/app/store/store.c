@@ -2064,3 +2064,17 @@ int store_audit_prune(store_t *s, int64_t max_rows, int64_t *n_deleted)
         *n_deleted = n;
     return rc;
 }
+
+/* ---- Periodic jobs ------------------------------------------------------------ */
+
+int store_job_claim(store_t *s, const char *name, int64_t interval_ms, bool *claimed)
+{
+    if (claimed)
+        *claimed = false;
+    if (!s || !name || !claimed || interval_ms < 0)
+        return STORE_EINVAL;
+    size_t n = strlen(name);
+    if (n < 1 || n > STORE_JOB_NAME_MAX || !utf8_valid(name, n))
+        return STORE_EINVAL;
+    return s->ops->job_claim(s->b, name, store_now_ms(), interval_ms, claimed);
+}

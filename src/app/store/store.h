@@ -1167,6 +1167,17 @@ int store_audit_list(store_t *s, const store_audit_filter_t *f, store_audit_list
  * NULL) receives the count. */
 int store_audit_prune(store_t *s, int64_t max_rows, int64_t *n_deleted);
 
+/* ---- Periodic jobs -------------------------------------------------------- */
+
+/* A periodic job (the idle-session sweep, ...) runs once for every process
+ * that shares the store (app replicas on one PostgreSQL), not once in
+ * each: a process claims job `name` (1..STORE_JOB_NAME_MAX bytes) for a
+ * run now when its last claimed run is at least interval_ms old, or it
+ * never ran; *claimed says whether this caller got it. Atomic: of several
+ * processes asking at once, at most one gets it. */
+#define STORE_JOB_NAME_MAX 64
+int store_job_claim(store_t *s, const char *name, int64_t interval_ms, bool *claimed);
+
 /* ---- Backend interface ---------------------------------------------------- *
  * For store.c and the backends (store_<name>.c) only; the rest of kvchat
  * uses the functions above.
@@ -1353,6 +1364,10 @@ typedef struct {
     int (*audit_list)(store_backend_t *b, const store_audit_filter_t *f,
                       store_audit_list_t *out);
     int (*audit_prune)(store_backend_t *b, int64_t max_rows, int64_t *n_deleted);
+
+    /* name checked; now: store_now_ms() */
+    int (*job_claim)(store_backend_t *b, const char *name, int64_t now, int64_t interval_ms,
+                     bool *claimed);
 } store_backend_ops_t;
 
 /* The backend of s and its function table (*b receives its state), for

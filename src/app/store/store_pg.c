@@ -375,6 +375,7 @@ typedef enum {
     ST_AUDIT_INSERT,
     ST_AUDIT_TRIM,
     ST_AUDIT_PRUNE,
+    ST_JOB_CLAIM,
     ST_AUDIT_LIST,
     ST_COUNT
 } stmt_id_t;
@@ -602,6 +603,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "client_addr, detail) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     [ST_AUDIT_TRIM] = "DELETE FROM audit_log WHERE id <= $1",
     [ST_AUDIT_PRUNE] = "DELETE FROM audit_log WHERE id <= (SELECT max(id) FROM audit_log) - $1",
+    [ST_JOB_CLAIM] = "INSERT INTO jobs (name, last_run) VALUES ($1, $2) ON CONFLICT (name) "
+                     "DO UPDATE SET last_run = EXCLUDED.last_run "
+                     "WHERE jobs.last_run <= $2::bigint - $3::bigint",
     [ST_AUDIT_LIST] = "SELECT id, ts, actor_id, actor_name, action, target, client_addr, detail "
                       "FROM audit_log WHERE ($1::text IS NULL OR actor_id = $1 "
                       "OR lower(actor_name) = lower($1)) AND ($2::text IS NULL OR action = $2) "
@@ -1434,6 +1438,39 @@ static int make_text_configs(conn_t *c)
     return conn_exec(c, sql, "create text search configurations");
 }
 
+/* Migrations from version 4 on: pg_migrations[i] brings version 4 + i to
+ * 5 + i (as store_sqlite.c's migrations do for SQLite). */
+static const char *const pg_migrations[] = {
+    /* 5: periodic jobs, claimed by one process of those sharing the store */
+    "CREATE TABLE jobs (\n"
+    "    name     TEXT NOT NULL PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),\n"
+    "    last_run BIGINT NOT NULL\n"
+    ")",
+};
+
+_Static_assert(4 + (int)(sizeof pg_migrations / sizeof pg_migrations[0]) ==
+                   STORE_PG_SCHEMA_VERSION,
+               "STORE_PG_SCHEMA_VERSION must match the migrations");
+
+/* Apply the migrations from version `from` on, and record the version. */
+static int migrate_from(conn_t *c, int from)
+{
+    int rc = STORE_OK;
+    for (int v = from; v < STORE_PG_SCHEMA_VERSION && rc == STORE_OK; v++)
+        rc = conn_exec(c, pg_migrations[v - 4], "migrate schema");
+    if (rc == STORE_OK && from < STORE_PG_SCHEMA_VERSION) {
+        char sql[128];
+        snprintf(sql, sizeof sql,
+                 "UPDATE kvchat_meta SET value = '%d' WHERE key = 'schema_version'",
+                 STORE_PG_SCHEMA_VERSION);
+        rc = conn_exec(c, sql, "migrate schema");
+        if (rc == STORE_OK)
+            log_info("store: postgresql: migrated schema from version %d to %d", from,
+                     STORE_PG_SCHEMA_VERSION);
+    }
+    return rc;
+}
+
 /* Bring the schema to STORE_PG_SCHEMA_VERSION under an advisory lock (one
  * process migrates, the others then find it done). */
 static int migrate(conn_t *c)
@@ -1477,17 +1514,21 @@ static int migrate(conn_t *c)
                 snprintf(sql, sizeof sql,
                          "CREATE TABLE kvchat_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
                          "INSERT INTO kvchat_meta VALUES ('application', 'kvchat'), "
-                         "('schema_version', '%d')", STORE_PG_SCHEMA_VERSION);
+                         "('schema_version', '4')");
                 rc = conn_exec(c, sql, "create schema");
             }
             if (rc == STORE_OK)
+                rc = migrate_from(c, 4);
+            if (rc == STORE_OK)
                 log_info("store: postgresql: created schema version %d",
                          STORE_PG_SCHEMA_VERSION);
-        } else if (atoi(version) < STORE_PG_SCHEMA_VERSION) {
+        } else if (atoi(version) < 4) {
             /* No older PostgreSQL schema exists: version 4 is the first. */
             log_error("store: the PostgreSQL schema has version %s, which no kvchat made",
                       version);
             rc = STORE_ESCHEMA;
+        } else if (atoi(version) < STORE_PG_SCHEMA_VERSION) {
+            rc = migrate_from(c, atoi(version));
         }
     }
     return txn_end(c, rc);
@@ -3537,6 +3578,21 @@ static int pg_audit_prune(store_backend_t *b, int64_t max_rows, int64_t *n_delet
     return write_one(b, ST_AUDIT_PRUNE, &p, n_deleted);
 }
 
+/* ---- Periodic jobs ------------------------------------------------------------ */
+
+static int pg_job_claim(store_backend_t *b, const char *name, int64_t now, int64_t interval_ms,
+                        bool *claimed)
+{
+    params_t p = {0};
+    p_text(&p, name);
+    p_int(&p, now);
+    p_int(&p, interval_ms);
+    int64_t n = 0;
+    int rc = write_one(b, ST_JOB_CLAIM, &p, &n);
+    *claimed = rc == STORE_OK && n == 1;
+    return rc;
+}
+
 /* ---- The tables --------------------------------------------------------------- */
 
 #define PG_OPS                                        \
@@ -3603,7 +3659,8 @@ static int pg_audit_prune(store_backend_t *b, int64_t max_rows, int64_t *n_delet
     .token_delete = pg_token_delete,                  \
     .audit_append = pg_audit_append,                  \
     .audit_list = pg_audit_list,                      \
-    .audit_prune = pg_audit_prune
+    .audit_prune = pg_audit_prune,                    \
+    .job_claim = pg_job_claim
 
 const store_backend_ops_t store_pg_ops = {
     .scheme = "postgresql",

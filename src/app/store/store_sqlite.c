@@ -361,6 +361,12 @@ static const char *const migrations[] = {
     "CREATE INDEX sessions_by_owner ON sessions (ifnull(owner_id, ''), last_active);\n"
     "CREATE INDEX sessions_by_activity ON sessions (last_active);\n"
     "CREATE INDEX sessions_by_document ON sessions (document_id);\n",
+
+    /* 5: periodic jobs, claimed by one process of those sharing the store */
+    "CREATE TABLE jobs (\n"
+    "    name     TEXT NOT NULL PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),\n"
+    "    last_run INTEGER NOT NULL\n"
+    ") STRICT;\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -546,6 +552,7 @@ typedef enum {
     ST_AUDIT_INSERT,
     ST_AUDIT_TRIM,
     ST_AUDIT_PRUNE,
+    ST_JOB_CLAIM,
     ST_AUDIT_LIST,
     ST_COUNT
 } stmt_id_t;
@@ -776,6 +783,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "client_addr, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_AUDIT_TRIM] = "DELETE FROM audit_log WHERE id <= ?1",
     [ST_AUDIT_PRUNE] = "DELETE FROM audit_log WHERE id <= (SELECT max(id) FROM audit_log) - ?1",
+    [ST_JOB_CLAIM] = "INSERT INTO jobs (name, last_run) VALUES (?1, ?2) ON CONFLICT (name) "
+                     "DO UPDATE SET last_run = excluded.last_run "
+                     "WHERE jobs.last_run <= ?2 - ?3",
     [ST_AUDIT_LIST] = "SELECT id, ts, actor_id, actor_name, action, target, client_addr, detail "
                       "FROM audit_log WHERE (?1 IS NULL OR actor_id = ?1 "
                       "OR actor_name = ?1 COLLATE NOCASE) AND (?2 IS NULL OR action = ?2) "
@@ -3670,6 +3680,31 @@ static int sq_audit_prune(store_backend_t *b, int64_t max_rows, int64_t *n_delet
     return write_one(b, ST_AUDIT_PRUNE, bind_int, &max_rows, n_deleted);
 }
 
+/* ---- Periodic jobs ------------------------------------------------------------ */
+
+struct job_args {
+    const char *name;
+    int64_t now, interval_ms;
+};
+
+static void bind_job(sqlite3_stmt *st, const void *arg)
+{
+    const struct job_args *j = arg;
+    bind_text(st, 1, j->name);
+    sqlite3_bind_int64(st, 2, j->now);
+    sqlite3_bind_int64(st, 3, j->interval_ms);
+}
+
+static int sq_job_claim(store_backend_t *b, const char *name, int64_t now, int64_t interval_ms,
+                        bool *claimed)
+{
+    struct job_args j = { name, now, interval_ms };
+    int64_t n = 0;
+    int rc = write_one(b, ST_JOB_CLAIM, bind_job, &j, &n);
+    *claimed = rc == STORE_OK && n == 1;
+    return rc;
+}
+
 /* ---- The table ---------------------------------------------------------------- */
 
 const store_backend_ops_t store_sqlite_ops = {
@@ -3739,4 +3774,5 @@ const store_backend_ops_t store_sqlite_ops = {
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
     .audit_prune = sq_audit_prune,
+    .job_claim = sq_job_claim,
 };
