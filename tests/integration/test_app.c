@@ -571,6 +571,71 @@ static void test_sessions(void **state)
     resp_free(&r);
 }
 
+
+/* An idempotency key: the same turn sent again (a client whose stream
+ * broke, resending, maybe to another replica) is the same turn: its
+ * answer again, or an answer for the first time, never a second user
+ * message; with another message it is refused, and so is a bad key. */
+static void test_idempotency(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    proc_t app;
+    const char *extra[] = { "--set", "llm.max_tokens=64", NULL };
+    start_app(&app, dir, extra);
+    const char *turn1 = "{\"message\":\"Where do ferries leave?\",\"idempotency_key\":\"turn-1\"}";
+    resp_t a, b;
+    /* a stream cut short by its client: the answer is stored incomplete */
+    const char *path = API "/session/s-idem/messages/stream";
+    chat_sse_t c = { .hang_up_after = 2 };
+    assert_int_equal(http_sse(app.port, path, turn1, on_chat_event, &c), 200);
+    double t0 = now_ms();
+    for (;;) {
+        http(app.port, "GET", API "/session/s-idem/messages", NULL, &a);
+        size_t n = json_array_size(jpath(a.json, "messages"));
+        resp_free(&a);
+        if (n == 2)
+            break;
+        assert_true(now_ms() - t0 < 10000);
+        usleep(50 * 1000);
+    }
+    /* sent again: answered anew, without a second user message */
+    http(app.port, "POST", API "/session/s-idem/messages", turn1, &a);
+    assert_int_equal(a.status, 200);
+    http(app.port, "GET", API "/session/s-idem/messages", NULL, &b);
+    assert_int_equal(json_array_size(jpath(b.json, "messages")), 3);
+    assert_string_equal(jstr(b.json, "messages.0.role"), "user");
+    assert_true(json_is_true(jpath(b.json, "messages.1.incomplete")));
+    assert_string_equal(jstr(b.json, "messages.2.role"), "assistant");
+    assert_false(json_is_true(jpath(b.json, "messages.2.incomplete")));
+    assert_string_equal(jstr(b.json, "messages.2.content"), jstr(a.json, "message"));
+    resp_free(&b);
+    /* and again, streamed: the same answer, nothing stored */
+    chat_sse_t d = { 0 };
+    assert_int_equal(http_sse(app.port, path, turn1, on_chat_event, &d), 200);
+    assert_true(d.done);
+    assert_string_equal(d.text, jstr(a.json, "message"));
+    json_decref(d.final);
+    http(app.port, "GET", API "/session/s-idem/messages", NULL, &b);
+    assert_int_equal(json_array_size(jpath(b.json, "messages")), 3);
+    resp_free(&b);
+    resp_free(&a);
+    /* the key with another message; a malformed key */
+    http(app.port, "POST", API "/session/s-idem/messages",
+         "{\"message\":\"Something else\",\"idempotency_key\":\"turn-1\"}", &a);
+    assert_int_equal(a.status, 422);
+    assert_string_equal(jstr(a.json, "detail"),
+                        "This Idempotency-Key was sent with another message");
+    resp_free(&a);
+    http(app.port, "POST", API "/session/s-idem/messages",
+         "{\"message\":\"Hi\",\"idempotency_key\":\"not a key\"}", &a);
+    assert_int_equal(a.status, 400);
+    resp_free(&a);
+    assert_int_equal(proc_stop(&app), 0);
+    tmpdir_remove(dir);
+}
+
 /* A client that leaves mid-answer: generation stops, the partial answer is
  * stored marked incomplete. */
 static void test_disconnect(void **state)
@@ -835,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_upload_and_cache),
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_disconnect),
+        cmocka_unit_test(test_idempotency),
         cmocka_unit_test(test_model_and_logs),
         cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_errors_and_system),

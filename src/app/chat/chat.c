@@ -1,6 +1,7 @@
 /* chat.c — see chat.h. */
 #include "app/chat/chat.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,8 @@ struct chat {
     char *user;                 /* owned copy of the user's message */
     json_t *rag_info;           /* where the answer comes from, or NULL */
     json_t *sources;            /* the chunks it draws on, or NULL */
+    const store_msg_t *replay;  /* the stored answer of a repeated
+                                   idempotency key (in history), or NULL */
 };
 
 const char *chat_session_id(const chat_t *c) { return c->session_id; }
@@ -133,6 +136,45 @@ void chat_free(chat_t *c)
     json_decref(c->sources);
     store_msg_list_cleanup(&c->history);
     free(c);
+}
+
+bool chat_idempotency_key_valid(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n < 1 || n > CHAT_IDEMPOTENCY_MAX)
+        return false;
+    for (const char *p = key; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("._:-", *p))
+            return false;
+    return true;
+}
+
+/* The history's user message sent with idempotency key `key` (its index),
+ * or -1. */
+static long find_keyed(const store_msg_list_t *h, const char *key)
+{
+    for (size_t i = h->n; i-- > 0;) {
+        const store_msg_t *m = &h->items[i];
+        if (m->role != STORE_ROLE_USER || !m->meta)
+            continue;
+        json_t *j = json_loads(m->meta, 0, NULL);
+        const char *k = json_string_value(json_object_get(j, "idempotency_key"));
+        bool same = k && strcmp(k, key) == 0;
+        json_decref(j);
+        if (same)
+            return (long)i;
+    }
+    return -1;
+}
+
+/* The complete answer to history message `at`, or NULL (none yet, or only
+ * answers cut short). */
+static const store_msg_t *answer_to(const store_msg_list_t *h, size_t at)
+{
+    for (size_t i = at + 1; i < h->n && h->items[i].role != STORE_ROLE_USER; i++)
+        if (h->items[i].role == STORE_ROLE_ASSISTANT && !h->items[i].incomplete)
+            return &h->items[i];
+    return NULL;
 }
 
 /* The previous turn's document and part (from the last answer's
@@ -463,11 +505,23 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
             c->system = strdup(a->cfg.system_no_doc);
         caller_salt(c);
     }
+    /* the same idempotency key again: the same turn */
+    long keyed = turn->idempotency_key ? find_keyed(&c->history, turn->idempotency_key) : -1;
+    if (keyed >= 0 && strcmp(c->history.items[keyed].content, message) != 0) {
+        *status = 422;
+        snprintf(err, errcap, "This Idempotency-Key was sent with another message");
+        goto fail;
+    }
+    if (keyed >= 0)
+        c->replay = answer_to(&c->history, (size_t)keyed);
+    /* the history before the turn (before the keyed message when it is
+     * answered again) */
+    size_t upto = keyed >= 0 ? (size_t)keyed : c->history.n;
     if (!ss.title && c->history.n == 0)
         title_from_message(c, session_id, message);
     c->user = strdup(message);
-    size_t first = c->history.n > HISTORY_MAX ? c->history.n - HISTORY_MAX : 0;
-    c->msgs = calloc(c->history.n - first + 2, sizeof *c->msgs);
+    size_t first = upto > HISTORY_MAX ? upto - HISTORY_MAX : 0;
+    c->msgs = calloc(upto - first + 2, sizeof *c->msgs);
     if (!c->user || !c->msgs) {
         *status = 500;
         snprintf(err, errcap, "out of memory");
@@ -475,7 +529,7 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
     }
     if (c->system)
         c->msgs[c->n++] = (llm_message_t){ LLM_ROLE_SYSTEM, c->system };
-    for (size_t i = first; i < c->history.n; i++) {
+    for (size_t i = first; i < upto; i++) {
         const store_msg_t *m = &c->history.items[i];
         /* answers cut short are shown to the user but not sent back */
         if (m->incomplete || m->role == STORE_ROLE_SYSTEM)
@@ -485,8 +539,19 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
                                            m->content };
     }
     c->msgs[c->n++] = (llm_message_t){ LLM_ROLE_USER, c->user };
-    rc = store_msg_append_scoped(a->store, scope, session_id, STORE_ROLE_USER, message, false,
-                                 NULL, NULL);
+    char *meta = NULL;
+    if (turn->idempotency_key && keyed < 0) {
+        json_t *k = json_pack("{s:s}", "idempotency_key", turn->idempotency_key);
+        meta = json_dumps_compact(k);
+        json_decref(k);
+    }
+    rc = keyed >= 0 ? STORE_OK
+                    : store_msg_append_scoped(a->store, scope, session_id, STORE_ROLE_USER,
+                                              message, false, meta, NULL);
+    free(meta);
+    if (keyed >= 0)
+        log_info("session %s: message with Idempotency-Key %s again: %s", session_id,
+                 turn->idempotency_key, c->replay ? "its answer given again" : "answered anew");
     if (rc != STORE_OK) {
         *status = 500;
         snprintf(err, errcap, "Cannot store the message: %s", store_strerror(rc));
@@ -510,8 +575,38 @@ fail:
 json_t *chat_rag_info(const chat_t *c) { return c->rag_info; }
 json_t *chat_sources(const chat_t *c) { return c->sources; }
 
+/* A repeated turn that has its answer: that answer, as if generated. */
+static int replay(chat_t *c, const llm_callbacks_t *cb, void *ud, llm_result_t *res)
+{
+    llm_result_init(res);
+    const store_msg_t *m = c->replay;
+    json_t *meta = m->meta ? json_loads(m->meta, 0, NULL) : NULL;
+    json_t *u = json_object_get(meta, "usage");
+    res->usage.prompt_tokens = json_is_integer(json_object_get(u, "prompt_tokens"))
+                                   ? json_integer_value(json_object_get(u, "prompt_tokens")) : -1;
+    res->usage.completion_tokens =
+        json_is_integer(json_object_get(u, "completion_tokens"))
+            ? json_integer_value(json_object_get(u, "completion_tokens")) : -1;
+    res->usage.cached_tokens = json_is_integer(json_object_get(u, "cached_tokens"))
+                                   ? json_integer_value(json_object_get(u, "cached_tokens")) : -1;
+    json_t *t = json_object_get(meta, "timings");
+    res->timings = t ? json_incref(t) : NULL;
+    snprintf(res->finish_reason, sizeof res->finish_reason, "%s",
+             json_string_value(json_object_get(meta, "finish_reason"))
+                 ? json_string_value(json_object_get(meta, "finish_reason")) : "stop");
+    json_decref(meta);
+    size_t len = strlen(m->content);
+    res->text_len = len;
+    res->ttft_ms = 0;
+    if (cb && cb->on_delta && len && cb->on_delta(ud, m->content, len) != 0)
+        return res->rc = LLM_ECANCELLED;
+    return res->rc = LLM_OK;
+}
+
 int chat_run(chat_t *c, const llm_callbacks_t *cb, void *ud, llm_result_t *res)
 {
+    if (c->replay)
+        return replay(c, cb, ud, res);
     llm_params_t params = llm_params_default();
     params.max_tokens = c->a->cfg.max_tokens;
     params.temperature = c->a->cfg.temperature;
@@ -556,6 +651,8 @@ json_t *chat_usage_json(const llm_result_t *res)
 int64_t chat_store_answer(chat_t *c, const char *text, size_t len, bool incomplete,
                           const llm_result_t *res)
 {
+    if (c->replay)   /* stored the first time */
+        return c->replay->created_at;
     json_t *meta = json_pack("{s:o, s:O?, s:s, s:f, s:s, s:O?, s:O?}", "usage",
                              chat_usage_json(res), "timings", res->timings, "finish_reason",
                              res->finish_reason, "ttft_ms", res->ttft_ms, "model", res->model,

@@ -49,7 +49,17 @@ typedef struct {
     const char *collection_id; /* or a collection's documents; NULL: none */
     const store_scope_t *scope; /* the caller (auth_scope); NULL: local mode.
                                    Copied by chat_prepare. */
+    const char *idempotency_key; /* NULL: none. The same key again in the
+                                   session (a client resending after its
+                                   stream broke, maybe to another replica)
+                                   is the same turn: its stored answer is
+                                   given again, or, when it has none, it is
+                                   answered without a second user message */
 } chat_turn_t;
+
+/* An idempotency key: 1..CHAT_IDEMPOTENCY_MAX of [A-Za-z0-9._:-]. */
+#define CHAT_IDEMPOTENCY_MAX 128
+bool chat_idempotency_key_valid(const char *key);
 
 /* Validate and prepare a turn: the session is created if new (ids are
  * 1..128 characters of [A-Za-z0-9_-.]), the document (if given; "" or NULL

@@ -293,6 +293,17 @@ static int parse_turn(httpd_req_t *req, json_t **body, chat_turn_t *turn, const 
         turn->n_document_ids = json_array_size(arr);
         turn->ids_given = true;
     }
+    /* the header, as payment APIs take it; or the body's field */
+    turn->idempotency_key = httpd_req_header(req, "Idempotency-Key");
+    json_t *ik = json_object_get(*body, "idempotency_key");
+    if (!turn->idempotency_key && json_is_string(ik))
+        turn->idempotency_key = json_string_value(ik);
+    if (turn->idempotency_key && !chat_idempotency_key_valid(turn->idempotency_key)) {
+        httpd_reply_error(req, 400, "An Idempotency-Key is 1 to %d of A-Z a-z 0-9 . _ : -",
+                          CHAT_IDEMPOTENCY_MAX);
+        json_decref(*body);
+        return -1;
+    }
     json_t *col = json_object_get(*body, "collection_id");
     if (col && !json_is_null(col)) {
         if (!json_is_string(col) || turn->ids_given) {
