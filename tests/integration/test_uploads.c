@@ -38,6 +38,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixtures.h"
@@ -763,8 +764,25 @@ static void test_extractor_dies_with_app(void **state)
 }
 
 
-/* kill -9 during an upload leaves its temporary file; the next start
- * removes it. */
+/* Set the modification time of every file of dir's uploads named with
+ * prefix to `age` seconds ago. */
+static void age_files(const char *dir, const char *prefix, int age)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/data/uploads", dir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *e;
+    struct timespec t[2] = { { .tv_sec = time(NULL) - age }, { .tv_sec = time(NULL) - age } };
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+            assert_int_equal(utimensat(dirfd(d), e->d_name, t, 0), 0);
+    closedir(d);
+}
+
+/* kill -9 during an upload leaves its temporary file; a start removes it
+ * once it is abandoned (untouched for an hour), not while it may be
+ * another replica's upload on a shared uploads directory. */
 static void test_stale_temp_files(void **state)
 {
     (void)state;
@@ -780,6 +798,10 @@ static void test_stale_temp_files(void **state)
     proc_stop(&app);   /* reaps it */
     close(fd);
     assert_int_equal(count_files(dir, ".upload-"), 1);
+    start_app(&app, dir, false, NULL);   /* fresh: maybe another's */
+    assert_int_equal(count_files(dir, ".upload-"), 1);
+    assert_int_equal(proc_stop(&app), 0);
+    age_files(dir, ".upload-", 7200);
     start_app(&app, dir, false, NULL);
     assert_int_equal(count_files(dir, ".upload-"), 0);
     assert_true(log_contains(app.log_path, "removed 1 temporary file"));

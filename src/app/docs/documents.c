@@ -50,6 +50,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app/auth/auth.h"
@@ -71,6 +72,7 @@ static const char *const allowed_ext[] = { "txt", "md", "markdown", "pdf", "docx
 /* Names of the temporary files an upload writes into data/uploads while it
  * runs; renamed or removed when it ends. */
 #define UPLOAD_TMP_PREFIX ".upload-"
+#define STALE_UPLOAD_S 3600       /* a temporary upload file untouched this long is abandoned */
 #define SEARCH_QUERY_MAX 2000   /* bytes of a ?q= search */
 
 int documents_remove_stale(const app_t *a)
@@ -84,6 +86,12 @@ int documents_remove_stale(const app_t *a)
     struct dirent *e;
     while ((e = readdir(d))) {
         if (strncmp(e->d_name, UPLOAD_TMP_PREFIX, strlen(UPLOAD_TMP_PREFIX)) != 0)
+            continue;
+        /* another replica's upload, on a shared uploads directory, writes
+         * its file at least every minute: only abandoned ones go */
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            time(NULL) - st.st_mtime < STALE_UPLOAD_S)
             continue;
         if (unlinkat(dirfd(d), e->d_name, 0) == 0)
             n++;

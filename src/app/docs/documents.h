@@ -30,10 +30,10 @@ extern const httpd_upload_t documents_upload_callbacks;
 extern const httpd_upload_t documents_collection_callbacks;
 
 /* Remove the temporary files of uploads that never finished (data/uploads/
- * .upload-*, left by a kvchat that was killed or crashed). Call at
- * start-up, before the server accepts requests: the data directory belongs
- * to one kvchat, so none of them can be in use. Returns how many went;
- * failures are logged. */
+ * .upload-*, left by a kvchat that was killed or crashed) once nothing has
+ * written to them for an hour: replicas may share the uploads directory,
+ * and an upload under way writes at least every minute. Called at
+ * start-up. Returns how many went; failures are logged. */
 int documents_remove_stale(const app_t *a);
 
 void documents_h_upload(httpd_req_t *req, void *user);
