@@ -136,6 +136,7 @@ static void *sweeper(void *arg)
             pthread_mutex_lock(&a->sweep_lock);
             continue;
         }
+        log_debug("session sweep: this replica's turn");
         int64_t n = 0, logins = 0;
         if (store_login_sweep(a->store, 0, &logins) == STORE_OK && logins)
             log_info("ended %lld idle login(s)", (long long)logins);
