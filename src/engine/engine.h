@@ -34,6 +34,9 @@ typedef struct {
     size_t cache_ram;           /* bytes */
     size_t cache_disk;          /* bytes; 0 = no disk tier */
     const char *cache_dir;
+    const char *cache_shared;   /* shared tier directory (several engines);
+                                   NULL = none. Needs the disk tier */
+    size_t cache_shared_size;   /* bytes; the shared tier's budget */
     bool reset;                 /* else resume */
     bool no_cache;              /* neither restore nor snapshot */
     const char *api_key;        /* required as "Authorization: Bearer" (all routes

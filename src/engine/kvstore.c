@@ -166,6 +166,10 @@
 #define KV_READ_CHUNK ((size_t)1 << 20)  /* read, then hash while in L2 */
 #define KV_SPARE_MIN ((size_t)4 << 20)   /* smaller freed blobs are not kept */
 #define KV_NAME_MAX 32                   /* "<16 hex>.kv.tmp" + NUL */
+#define KV_SH_ID_LEN 32                  /* hex digits of a shared file's name */
+#define KV_SH_SUFFIX ".kvs"
+#define KV_SH_NAME_MAX 64                /* "<32 hex>.kvs.<16 hex>.tmp" + NUL */
+#define KV_SH_TMP_AGE_MS (3600ull * 1000u)  /* an older temporary file is abandoned */
 
 /* ------------------------------------------------------------------ */
 /* checksum                                                            */
@@ -195,7 +199,7 @@ struct waiter {
     void *ud;
 };
 
-enum { JOB_WRITE = 1, JOB_HEADER = 2, JOB_UNLINK = 4, JOB_PROMOTE = 8 };
+enum { JOB_WRITE = 1, JOB_HEADER = 2, JOB_UNLINK = 4, JOB_PROMOTE = 8, JOB_SH_TOUCH = 16 };
 
 struct entry {
     struct entry *prev, *next;             /* all indexed entries */
@@ -226,6 +230,24 @@ struct entry {
     uint32_t file_flags;                   /* KV_FLAG_* as written in the file */
     uint32_t file_version;                 /* its file's format (2 or 3) */
     kvstore_salt_t salt;                   /* its namespace; immutable */
+    /* shared tier (SHARED TIER in kvstore.h) */
+    struct entry *sh_prev, *sh_next;       /* entries with a shared file */
+    bool shared;                           /* a shared file holds it */
+    char sh_name[KV_SH_ID_LEN + 1];        /* that file's name, hex */
+    uint64_t sh_hdr_bytes, sh_file_bytes;  /* as for the local file */
+    uint64_t sh_bsum;                      /* its blob checksum */
+    uint64_t sh_ino;                       /* its inode: a replaced file is a miss */
+    uint64_t sh_touched;                   /* epoch ms of the last access-time update */
+};
+
+/* A name in the shared directory as the last rescan saw it. */
+enum { SH_VALID = 0, SH_BAD = 1, SH_FOREIGN = 2 };
+struct shfile {
+    char name[KV_SH_ID_LEN + 1];
+    unsigned char kind;                    /* SH_*: BAD counts in the budget,
+                                            * FOREIGN does not */
+    uint64_t bytes;
+    uint64_t when;                         /* eviction order key (epoch ms) */
 };
 
 struct kvstore_handle {
@@ -264,6 +286,23 @@ struct kvstore {
     pthread_t writer;
 
     kvstore_stats_t st;                    /* counters only */
+
+    /* shared tier */
+    bool shared_tier;
+    char *sh_dir;
+    int sh_fd;
+    uint64_t sh_budget;
+    unsigned sh_rescan_ms, sh_grace_ms;
+    struct entry *sh_head;                 /* entries with a shared file */
+    bool sh_write_failing;                 /* logged; quiet until a success */
+    bool sh_list_failing;                  /* likewise for listing (scan_lock) */
+    pthread_mutex_t scan_lock;             /* one rescan at a time; guards
+                                            * sh_known. Taken before `lock` */
+    struct shfile *sh_known;               /* sorted by name */
+    size_t n_sh_known;
+    pthread_cond_t sh_wake;                /* the rescan thread's timer; stop */
+    bool sh_stop, scanner_started;
+    pthread_t scanner;
 };
 
 /* Things to free (and waiters to call) once the mutex is released. */
@@ -298,6 +337,7 @@ const char *kvstore_tier_name(kvstore_tier_t tier)
     switch (tier) {
     case KVSTORE_TIER_RAM: return "ram";
     case KVSTORE_TIER_DISK: return "disk";
+    case KVSTORE_TIER_SHARED: return "shared";
     default: return "none";
     }
 }
@@ -311,6 +351,10 @@ void kvstore_config_default(kvstore_config_t *cfg)
     cfg->fingerprint = 0;
     cfg->layout = "";
     cfg->mode = KVSTORE_RESUME;
+    cfg->shared_dir = NULL;
+    cfg->shared_budget = (uint64_t)10 << 30;
+    cfg->shared_rescan_ms = 2000;
+    cfg->shared_grace_ms = 60000;
 }
 
 static uint64_t now_ms(void)
@@ -377,12 +421,12 @@ static uint32_t entry_flags(const struct entry *e)
 }
 
 /* Write the header of e into p (KV_HDR_MAX bytes) with the given flags, in
- * the format of its file (e->file_version); returns its size. */
+ * format `version` (2 or 3); returns its size. */
 static size_t hdr_encode(const kvstore_t *s, unsigned char *p, const struct entry *e,
-                         uint32_t flags, uint64_t bsum)
+                         uint32_t version, uint32_t flags, uint64_t bsum)
 {
     memcpy(p, KV_MAGIC, 8);
-    put32(p + 8, e->file_version);
+    put32(p + 8, version);
     put64(p + 12, s->fingerprint);
     put32(p + 20, s->layout_len);
     memcpy(p + KV_HDR_HEAD, s->layout, s->layout_len);
@@ -394,13 +438,13 @@ static size_t hdr_encode(const kvstore_t *s, unsigned char *p, const struct entr
     put32(q + 28, 0);
     put64(q + 32, 0);
     put64(q + 40, bsum);
-    if (e->file_version != KV_VERSION_UNSALTED) {
+    if (version != KV_VERSION_UNSALTED) {
         if (e->salt.salted)
             memcpy(q + KV_SALT_AT, e->salt.hash, KVSTORE_SALT_LEN);
         else
             memset(q + KV_SALT_AT, 0, KVSTORE_SALT_LEN);
     }
-    size_t size = (size_t)hdr_size(s, e->file_version);
+    size_t size = (size_t)hdr_size(s, version);
     uint64_t hsum = kvstore_checksum(e->tokens, (size_t)e->n_tokens * 4,
                                      kvstore_checksum(p, size, 0));
     put64(q + 32, hsum);
@@ -423,6 +467,44 @@ static void new_id(kvstore_t *s, struct entry *e)
         if (!clash)
             return;
     }
+}
+
+/* The name of the shared file of an entry of `salt` over tokens[0..n):
+ * XXH3-128 of the tokens, seeded with the XXH3-64 of the fingerprint, the
+ * layout and the namespace; 32 hex digits. The same everywhere for the
+ * same entry, and recomputed from a file's content when it is indexed. */
+static void sh_name_of(const kvstore_t *s, const kvstore_salt_t *salt, const int32_t *tokens,
+                       int n, char out[KV_SH_ID_LEN + 1])
+{
+    unsigned char head[8 + 4 + KV_MAX_LAYOUT + 1 + KVSTORE_SALT_LEN];
+    size_t at = 0;
+    put64(head, s->fingerprint);
+    put32(head + 8, s->layout_len);
+    at = 12;
+    memcpy(head + at, s->layout, s->layout_len);
+    at += s->layout_len;
+    head[at++] = salt->salted ? 1 : 0;
+    if (salt->salted)
+        memcpy(head + at, salt->hash, KVSTORE_SALT_LEN);
+    else
+        memset(head + at, 0, KVSTORE_SALT_LEN);
+    at += KVSTORE_SALT_LEN;
+    XXH128_hash_t h = XXH3_128bits_withSeed(tokens, (size_t)n * 4, kvstore_checksum(head, at, 0));
+    snprintf(out, KV_SH_ID_LEN + 1, "%016" PRIx64 "%016" PRIx64, (uint64_t)h.high64,
+             (uint64_t)h.low64);
+}
+
+static void sh_file_name(char *out, const char *name)
+{
+    snprintf(out, KV_SH_NAME_MAX, "%s%s", name, KV_SH_SUFFIX);
+}
+
+static bool is_hex(const char *p, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return false;
+    return true;
 }
 
 /* ------------------------------------------------------------------ */
@@ -559,6 +641,40 @@ static void disk_push_back(kvstore_t *s, struct entry *e)
     else
         s->disk_head = e;
     s->disk_tail = e;
+}
+
+static void sh_push(kvstore_t *s, struct entry *e)
+{
+    e->sh_prev = NULL;
+    e->sh_next = s->sh_head;
+    if (s->sh_head)
+        s->sh_head->sh_prev = e;
+    s->sh_head = e;
+}
+
+static void sh_unlink(kvstore_t *s, struct entry *e)
+{
+    if (e->sh_prev)
+        e->sh_prev->sh_next = e->sh_next;
+    else
+        s->sh_head = e->sh_next;
+    if (e->sh_next)
+        e->sh_next->sh_prev = e->sh_prev;
+    e->sh_prev = e->sh_next = NULL;
+}
+
+/* A shared file found or written for e (not shared yet): note it. */
+static void sh_attach(kvstore_t *s, struct entry *e, const char *name, uint64_t hdr_bytes,
+                      uint64_t file_bytes, uint64_t bsum, uint64_t ino)
+{
+    memcpy(e->sh_name, name, sizeof e->sh_name);
+    e->sh_hdr_bytes = hdr_bytes;
+    e->sh_file_bytes = file_bytes;
+    e->sh_bsum = bsum;
+    e->sh_ino = ino;
+    e->sh_touched = now_ms();
+    e->shared = true;
+    sh_push(s, e);
 }
 
 /* ------------------------------------------------------------------ */
@@ -707,8 +823,24 @@ static void entry_unindex(kvstore_t *s, struct entry *e, struct reap *r, bool in
         s->disk_bytes -= e->file_bytes;
         e->on_disk = false;
     }
+    if (e->shared) {
+        sh_unlink(s, e);   /* the file stays: it is every engine's */
+        e->shared = false;
+    }
     e->in_index = false;
     entry_unref(s, e, r);
+}
+
+/* e's shared file is gone or unusable: e forgets it, and leaves the index
+ * when it had no other copy. */
+static void sh_forget(kvstore_t *s, struct entry *e, struct reap *r)
+{
+    if (!e->shared)
+        return;
+    sh_unlink(s, e);
+    e->shared = false;
+    if (e->in_index && !e->ram && !e->pending && !e->on_disk)
+        entry_unindex(s, e, r, true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -718,7 +850,9 @@ static kvstore_tier_t entry_tier(const struct entry *e)
 {
     if (!e->in_index)
         return KVSTORE_TIER_NONE;
-    return e->ram || e->pending ? KVSTORE_TIER_RAM : KVSTORE_TIER_DISK;
+    if (e->ram || e->pending)
+        return KVSTORE_TIER_RAM;
+    return e->on_disk || !e->shared ? KVSTORE_TIER_DISK : KVSTORE_TIER_SHARED;
 }
 
 static void ram_add(kvstore_t *s, struct entry *e, struct blob *b)
@@ -738,7 +872,7 @@ static void ram_evict(kvstore_t *s, struct entry *e, struct reap *r)
     s->ram_bytes -= e->bytes;
     e->ram = NULL;
     s->st.evictions_ram++;
-    if (e->on_disk || e->pending) {
+    if (e->on_disk || e->pending || e->shared) {
         blob_unref(s, b, r);
         return;
     }
@@ -777,10 +911,22 @@ static void entry_use(kvstore_t *s, kvstore_handle_t *h, kvstore_tier_t tier)
         s->st.hits_ram++;
     else if (tier == KVSTORE_TIER_DISK)
         s->st.hits_disk++;
+    else if (tier == KVSTORE_TIER_SHARED)
+        s->st.hits_shared++;
     else
         s->st.touches++;
     if (!e->in_index)
         return;
+    if (e->shared && s->writer_started && !s->stop) {
+        /* The shared eviction order is by access time: tell the other
+         * engines this file is in use, now and then (by the writer). */
+        uint64_t every = s->sh_grace_ms / 2;
+        every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+        if (e->last_used >= e->sh_touched + every) {
+            e->sh_touched = e->last_used;
+            queue_job(s, e, JOB_SH_TOUCH);
+        }
+    }
     if (e->ram) {
         ram_unlink(s, e);
         ram_push_front(s, e);
@@ -823,7 +969,7 @@ static int write_entry_file(kvstore_t *s, const struct entry *e, const struct bl
     file_name(fin, e->name, false);
     unsigned char hdr[KV_HDR_MAX];
     uint64_t sum = kvstore_checksum(b->data, b->len, 0);
-    size_t hl = hdr_encode(s, hdr, e, flags, sum);
+    size_t hl = hdr_encode(s, hdr, e, e->file_version, flags, sum);
 
     int fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -854,6 +1000,84 @@ static int write_entry_file(kvstore_t *s, const struct entry *e, const struct bl
     return 0;
 }
 
+/* What write_shared_file() wrote. */
+struct sh_written {
+    char name[KV_SH_ID_LEN + 1];
+    uint64_t hdr_bytes, file_bytes, bsum, ino;
+};
+
+/* Write e's shared file from blob b (checksum bsum) with the given flags,
+ * once: to a temporary name of our own, fsync'd, then moved to its name
+ * only if no file has it (RENAME_NOREPLACE, or link() where the
+ * filesystem lacks that), and the directory fsync'd. Returns 0 (written,
+ * *out filled), 1 when the name is present already (nothing written) or
+ * -errno (no file of ours left behind, but see the directory fsync). */
+static int write_shared_file(kvstore_t *s, const struct entry *e, const struct blob *b,
+                             uint32_t flags, uint64_t bsum, struct sh_written *out)
+{
+    char fin[KV_SH_NAME_MAX], tmp[KV_SH_NAME_MAX];
+    sh_name_of(s, &e->salt, e->tokens, e->n_tokens, out->name);
+    sh_file_name(fin, out->name);
+    struct stat st;
+    if (fstatat(s->sh_fd, fin, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return 1;
+    uint64_t nonce;
+    if (getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != sizeof nonce)
+        nonce = now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)e;
+    snprintf(tmp, sizeof tmp, "%.32s" KV_SH_SUFFIX ".%016" PRIx64 ".tmp", out->name, nonce);
+    unsigned char hdr[KV_HDR_MAX];
+    size_t hl = hdr_encode(s, hdr, e, KV_VERSION, flags, bsum);
+
+    int fd = openat(s->sh_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int rc = write_all(fd, hdr, hl);
+    if (!rc)
+        rc = write_all(fd, e->tokens, (size_t)e->n_tokens * 4);
+    if (!rc)
+        rc = write_all(fd, b->data, b->len);
+    if (!rc && fsync(fd) != 0)
+        rc = -errno;
+    if (!rc && fstat(fd, &st) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && !rc)
+        rc = -errno;
+    bool present = false, moved = false;
+    if (!rc) {
+        if (renameat2(s->sh_fd, tmp, s->sh_fd, fin, RENAME_NOREPLACE) == 0) {
+            moved = true;
+        } else if (errno == EEXIST) {
+            present = true;
+        } else if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+            /* No RENAME_NOREPLACE here (NFS): link() fails if the name
+             * exists, atomically on every POSIX filesystem. */
+            if (linkat(s->sh_fd, tmp, s->sh_fd, fin, 0) != 0) {
+                if (errno == EEXIST)
+                    present = true;
+                else
+                    rc = -errno;
+            }
+        } else {
+            rc = -errno;
+        }
+    }
+    if (!moved)
+        unlinkat(s->sh_fd, tmp, 0);
+    if (rc)
+        return rc;
+    if (present)
+        return 1;
+    /* The file is complete and may be in use by others already: it stays
+     * even when its name cannot be made durable. */
+    if (fsync(s->sh_fd) != 0 && errno != EINVAL)
+        return -errno;
+    out->hdr_bytes = hl;
+    out->file_bytes = hl + (uint64_t)e->n_tokens * 4 + b->len;
+    out->bsum = bsum;
+    out->ino = (uint64_t)st.st_ino;
+    return 0;
+}
+
 static void unlink_entry_file(kvstore_t *s, const char *id)
 {
     char fin[KV_NAME_MAX];
@@ -862,23 +1086,57 @@ static void unlink_entry_file(kvstore_t *s, const char *id)
         log_warn("kvstore: cannot delete %s/%s: %s", s->dir, fin, strerror(errno));
 }
 
-/* Read e's blob from fd (blob at file offset off) into b->data in blocks,
- * each hashed while it is in the cache. Returns 0 or a KVSTORE_E* code
- * with *why set. */
-static int read_hashed(int fd, off_t off, const struct entry *e, struct blob *b, const char **why)
+/* Where a load reads an entry's blob from: its local file or its shared
+ * one, described under the mutex, read without it. */
+struct src {
+    int dfd;
+    char name[KV_SH_NAME_MAX];
+    uint64_t file_bytes;
+    off_t off;                /* of the blob */
+    size_t bytes;
+    uint64_t bsum;
+    uint64_t ino;             /* shared: the file indexed */
+    bool shared;              /* read, never mapped; a vanished file is a miss */
+};
+
+static void src_of(const kvstore_t *s, const struct entry *e, bool shared, struct src *f)
 {
+    memset(f, 0, sizeof *f);
+    f->shared = shared;
+    f->bytes = e->bytes;
+    if (shared) {
+        f->dfd = s->sh_fd;
+        sh_file_name(f->name, e->sh_name);
+        f->file_bytes = e->sh_file_bytes;
+        f->off = (off_t)(e->sh_hdr_bytes + (uint64_t)e->n_tokens * 4);
+        f->bsum = e->sh_bsum;
+        f->ino = e->sh_ino;
+    } else {
+        f->dfd = s->dir_fd;
+        file_name(f->name, e->name, false);
+        f->file_bytes = e->file_bytes;
+        f->off = (off_t)(e->hdr_bytes + (uint64_t)e->n_tokens * 4);
+        f->bsum = e->bsum;
+    }
+}
+
+/* Read the blob of f from fd into b->data in blocks, each hashed while it
+ * is in the cache. Returns 0 or a KVSTORE_E* code with *why set. */
+static int read_hashed(int fd, const struct src *f, struct blob *b, const char **why)
+{
+    const off_t off = f->off;
     XXH3_state_t *h = XXH3_createState();
     if (!h) {
         *why = "out of memory";
         return KVSTORE_ENOMEM;
     }
     XXH3_64bits_reset_withSeed(h, 0);
-    posix_fadvise(fd, off, (off_t)e->bytes, POSIX_FADV_SEQUENTIAL);
+    posix_fadvise(fd, off, (off_t)f->bytes, POSIX_FADV_SEQUENTIAL);
     unsigned char *buf = b->data;
     int rc = KVSTORE_OK;
     size_t done = 0;
-    while (done < e->bytes) {
-        size_t want = e->bytes - done < KV_READ_CHUNK ? e->bytes - done : KV_READ_CHUNK;
+    while (done < f->bytes) {
+        size_t want = f->bytes - done < KV_READ_CHUNK ? f->bytes - done : KV_READ_CHUNK;
         ssize_t got = pread(fd, buf + done, want, off + (off_t)done);
         if (got < 0) {
             if (errno == EINTR)
@@ -895,7 +1153,7 @@ static int read_hashed(int fd, off_t off, const struct entry *e, struct blob *b,
         XXH3_64bits_update(h, buf + done, (size_t)got);
         done += (size_t)got;
     }
-    if (!rc && XXH3_64bits_digest(h) != e->bsum) {
+    if (!rc && XXH3_64bits_digest(h) != f->bsum) {
         *why = "blob checksum mismatch";
         rc = KVSTORE_ECORRUPT;
     }
@@ -936,50 +1194,55 @@ static int map_populated(int fd, size_t size, void **map, const char **why)
 #endif
 }
 
-/* Read and verify e's blob: mapped from the page cache where the kernel
- * can (MADV_POPULATE_READ), else read into a buffer: the spare one when
- * the blob will be kept in RAM (`keep`) and the spare suits it, else a
- * fresh one. Returns 0 with *out (a blob with one reference) or a
- * KVSTORE_E* code with *why set. Called without the mutex. */
-static int read_entry_blob(kvstore_t *s, const struct entry *e, bool keep, struct blob **out,
+/* Read and verify the blob of f: mapped from the page cache where the
+ * kernel can (MADV_POPULATE_READ) and f is local, else read into a
+ * buffer: the spare one when the blob will be kept in RAM (`keep`) and
+ * the spare suits it, else a fresh one. A shared file that is gone (or
+ * was replaced) gives KVSTORE_ENOTFOUND. Returns 0 with *out (a blob with
+ * one reference) or a KVSTORE_E* code with *why set. Called without the
+ * mutex. */
+static int read_entry_blob(kvstore_t *s, const struct src *f, bool keep, struct blob **out,
                            const char **why)
 {
-    char fin[KV_NAME_MAX];
-    file_name(fin, e->name, false);
     struct blob *b = NULL;
     int rc = KVSTORE_OK;
-    int fd = openat(s->dir_fd, fin, O_RDONLY | O_CLOEXEC);
+    int fd = openat(f->dfd, f->name, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         *why = strerror(errno);
-        rc = KVSTORE_EIO;
+        rc = f->shared && (errno == ENOENT || errno == ESTALE) ? KVSTORE_ENOTFOUND : KVSTORE_EIO;
         goto out;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         *why = strerror(errno);
-        rc = KVSTORE_EIO;
+        rc = f->shared && errno == ESTALE ? KVSTORE_ENOTFOUND : KVSTORE_EIO;
         goto out;
     }
-    if ((uint64_t)st.st_size != e->file_bytes) {
+    if (f->shared && (uint64_t)st.st_ino != f->ino) {
+        *why = "replaced by another file";
+        rc = KVSTORE_ENOTFOUND;
+        goto out;
+    }
+    if ((uint64_t)st.st_size != f->file_bytes) {
         *why = "file size changed";
         rc = KVSTORE_ECORRUPT;
         goto out;
     }
-    off_t off = (off_t)(e->hdr_bytes + (uint64_t)e->n_tokens * 4);
+    const off_t off = f->off;
     void *m = NULL;
-    rc = map_populated(fd, (size_t)e->file_bytes, &m, why);
+    rc = f->shared ? 1 : map_populated(fd, (size_t)f->file_bytes, &m, why);
     if (rc < 0)
         goto out;
     if (rc == 0) {
-        if (!(b = blob_new(m, (size_t)e->file_bytes, e->bytes))) {
-            munmap(m, (size_t)e->file_bytes);
+        if (!(b = blob_new(m, (size_t)f->file_bytes, f->bytes))) {
+            munmap(m, (size_t)f->file_bytes);
             *why = "out of memory";
             rc = KVSTORE_ENOMEM;
             goto out;
         }
         b->mapped = true;
         b->data = (unsigned char *)m + off;
-        if (kvstore_checksum(b->data, b->len, 0) != e->bsum) {
+        if (kvstore_checksum(b->data, b->len, 0) != f->bsum) {
             *why = "blob checksum mismatch";
             rc = KVSTORE_ECORRUPT;
         }
@@ -988,19 +1251,19 @@ static int read_entry_blob(kvstore_t *s, const struct entry *e, bool keep, struc
     rc = KVSTORE_OK;   /* no mapping here: read it */
     if (keep) {
         pthread_mutex_lock(&s->lock);
-        b = spare_take(s, e->bytes);
+        b = spare_take(s, f->bytes);
         pthread_mutex_unlock(&s->lock);
     }
     if (!b) {
-        void *buf = hugemem_alloc(e->bytes);
-        if (!buf || !(b = blob_new(buf, e->bytes, e->bytes))) {
+        void *buf = hugemem_alloc(f->bytes);
+        if (!buf || !(b = blob_new(buf, f->bytes, f->bytes))) {
             free(buf);
             *why = "out of memory";
             rc = KVSTORE_ENOMEM;
             goto out;
         }
     }
-    rc = read_hashed(fd, off, e, b, why);
+    rc = read_hashed(fd, f, b, why);
 out:
     if (fd >= 0)
         close(fd);
@@ -1026,7 +1289,7 @@ static void disk_evict(kvstore_t *s, struct entry *v, struct reap *r)
     v->on_disk = false;
     v->has_file = false;   /* deleted right here */
     s->st.evictions_disk++;
-    if (!v->ram && !v->pending) {
+    if (!v->ram && !v->pending && !v->shared) {
         s->st.dropped++;
         entry_unindex(s, v, r, true);
     }
@@ -1086,9 +1349,33 @@ static bool do_write(kvstore_t *s, struct entry *e, struct reap *r)
         outcome = NO_ROOM;   /* pinned files fill the budget: not an I/O error */
     } else {
         s->disk_bytes += need;   /* reserved while writing */
+        /* The shared file follows the local one (SHARED TIER), by this
+         * thread: pins stay local. */
+        bool to_shared = s->shared_tier && !e->shared && need <= s->sh_budget;
         pthread_mutex_unlock(&s->lock);
         err = write_entry_file(s, e, b, flags, &bsum);
+        struct sh_written shw;
+        int sh_rc = to_shared && !err
+                        ? write_shared_file(s, e, b, flags & ~KV_FLAG_PINNED, bsum, &shw) : 1;
+        if (sh_rc < 0 && !s->sh_write_failing)
+            log_warn("kvstore: cannot write entry %s to the shared tier %s: %s (logged once "
+                     "until a write succeeds)", e->name, s->sh_dir, strerror(-sh_rc));
+        else if (sh_rc == 0 && s->sh_write_failing)
+            log_info("kvstore: writes to the shared tier %s succeed again", s->sh_dir);
+        if (to_shared && !err && sh_rc != 1)
+            s->sh_write_failing = sh_rc < 0;   /* the writer's own */
         pthread_mutex_lock(&s->lock);
+        if (to_shared && !err) {
+            if (sh_rc == 0) {
+                s->st.shared_writes++;
+                if (e->in_index && !e->shared)
+                    sh_attach(s, e, shw.name, shw.hdr_bytes, shw.file_bytes, shw.bsum, shw.ino);
+            } else if (sh_rc == 1) {
+                s->st.shared_write_skips++;
+            } else {
+                s->st.shared_write_failures++;
+            }
+        }
         s->disk_bytes -= need;
         wrote = err == 0;
         outcome = err ? FAILED : e->in_index ? WRITTEN : GONE;
@@ -1121,7 +1408,7 @@ static bool do_write(kvstore_t *s, struct entry *e, struct reap *r)
     case FAILED:
         if (outcome == FAILED)
             s->st.disk_write_failures++;
-        drop = e->in_index && !e->ram;
+        drop = e->in_index && !e->ram && !e->shared;
         if (drop) {
             s->st.dropped++;
             entry_unindex(s, e, r, true);
@@ -1148,7 +1435,7 @@ static void do_header(kvstore_t *s, struct entry *e)
     uint64_t bsum = e->bsum;
     pthread_mutex_unlock(&s->lock);
     unsigned char hdr[KV_HDR_MAX];
-    size_t hl = hdr_encode(s, hdr, e, flags, bsum);
+    size_t hl = hdr_encode(s, hdr, e, e->file_version, flags, bsum);
     char fin[KV_NAME_MAX];
     file_name(fin, e->name, false);
     int err = 0;
@@ -1198,6 +1485,23 @@ static void do_promote(kvstore_t *s, struct entry *e, struct reap *r)
     blob_unref(s, src, r);
 }
 
+/* Set the access time of e's shared file to now (its modification time
+ * and content stay): the shared eviction order is by it. A vanished file
+ * is left to the next rescan. */
+static void do_sh_touch(kvstore_t *s, struct entry *e)
+{
+    if (!e->in_index || !e->shared)
+        return;
+    char fin[KV_SH_NAME_MAX];
+    sh_file_name(fin, e->sh_name);
+    pthread_mutex_unlock(&s->lock);
+    const struct timespec ts[2] = { { .tv_nsec = UTIME_NOW }, { .tv_nsec = UTIME_OMIT } };
+    if (utimensat(s->sh_fd, fin, ts, AT_SYMLINK_NOFOLLOW) != 0 && errno != ENOENT)
+        log_debug("kvstore: cannot set the access time of %s/%s: %s", s->sh_dir, fin,
+                  strerror(errno));
+    pthread_mutex_lock(&s->lock);
+}
+
 static void *writer_main(void *arg)
 {
     kvstore_t *s = arg;
@@ -1235,6 +1539,8 @@ static void *writer_main(void *arg)
                 do_header(s, e);
             if (jobs & JOB_PROMOTE)
                 do_promote(s, e, &r);
+            if (jobs & JOB_SH_TOUCH)
+                do_sh_touch(s, e);
             entry_unref(s, e, &r);
         }
         s->writer_busy = false;
@@ -1251,16 +1557,27 @@ static void *writer_main(void *arg)
 /* ------------------------------------------------------------------ */
 /* open: directory scan                                                 */
 
-/* Read and check the header and tokens of one entry file. Returns the
- * entry (not indexed) or NULL with the reason in why. NULL with why[0] ==
- * '\0' means out of memory (the file is kept). */
-static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t whylen)
+/* What scan_file() learnt besides the entry. */
+struct scan_out {
+    bool vanished;            /* the name was gone when opened */
+    bool foreign;             /* a valid header of another model or layout */
+    uint64_t size, ino;
+};
+
+/* Read and check the header and tokens of the entry file `name` in the
+ * directory dfd. Returns the entry (not indexed) or NULL with the reason
+ * in why. NULL with why[0] == '\0' means out of memory (the file is
+ * kept). *so tells the file's size and inode, and why it was refused. */
+static struct entry *scan_file(kvstore_t *s, int dfd, const char *name, char *why, size_t whylen,
+                               struct scan_out *so)
 {
     why[0] = '\0';
+    memset(so, 0, sizeof *so);
     struct entry *e = NULL;
     unsigned char hdr[KV_HDR_MAX];
-    int fd = openat(s->dir_fd, name, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
+        so->vanished = errno == ENOENT || errno == ESTALE;
         snprintf(why, whylen, "cannot open: %s", strerror(errno));
         return NULL;
     }
@@ -1269,6 +1586,8 @@ static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t
         snprintf(why, whylen, "not a regular file");
         goto fail;
     }
+    so->size = (uint64_t)st.st_size;
+    so->ino = (uint64_t)st.st_ino;
     ssize_t got = pread(fd, hdr, sizeof hdr, 0);
     if (got < (ssize_t)KV_HDR_HEAD) {
         snprintf(why, whylen, "truncated header");
@@ -1286,6 +1605,7 @@ static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t
     uint64_t fp = get64(hdr + 12);
     if (fp != s->fingerprint) {
         snprintf(why, whylen, "made by another model (fingerprint %016" PRIx64 ")", fp);
+        so->foreign = true;
         goto fail;
     }
     uint32_t L = get32(hdr + 20);
@@ -1302,6 +1622,7 @@ static struct entry *scan_file(kvstore_t *s, const char *name, char *why, size_t
     if (L != s->layout_len || memcmp(hdr + KV_HDR_HEAD, s->layout, L) != 0) {
         snprintf(why, whylen, "made for another context layout \"%.*s\"", (int)L,
                  (const char *)hdr + KV_HDR_HEAD);
+        so->foreign = true;
         goto fail;
     }
     const unsigned char *q = hdr + KV_HDR_HEAD + L;
@@ -1408,7 +1729,8 @@ static int scan_dir(kvstore_t *s)
             continue;
         }
         char why[160];
-        struct entry *e = scan_file(s, name, why, sizeof why);
+        struct scan_out so;
+        struct entry *e = scan_file(s, s->dir_fd, name, why, sizeof why, &so);
         if (!e) {
             if (!why[0]) {
                 rc = KVSTORE_ENOMEM;
@@ -1496,6 +1818,366 @@ static int scan_dir(kvstore_t *s)
 }
 
 /* ------------------------------------------------------------------ */
+/* shared tier: rescan and eviction (SHARED TIER in kvstore.h)          */
+
+static int cmp_shfile(const void *a, const void *b)
+{
+    return strcmp(((const struct shfile *)a)->name, ((const struct shfile *)b)->name);
+}
+
+static int cmp_shfile_when(const void *a, const void *b)
+{
+    const struct shfile *x = *(struct shfile *const *)a, *y = *(struct shfile *const *)b;
+    if (x->when != y->when)
+        return x->when < y->when ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static uint64_t ts_ms(const struct timespec *t)
+{
+    return (uint64_t)t->tv_sec * 1000u + (uint64_t)t->tv_nsec / 1000000u;
+}
+
+/* Entries whose shared file is named in gone[0..n) (sorted by name) forget
+ * it. Under the mutex. */
+static void sh_forget_names(kvstore_t *s, const struct shfile *gone, size_t n, struct reap *r)
+{
+    if (n == 0)
+        return;
+    struct entry *e = s->sh_head;
+    while (e) {
+        struct entry *next = e->sh_next;
+        struct shfile key;
+        memcpy(key.name, e->sh_name, sizeof key.name);
+        if (bsearch(&key, gone, n, sizeof *gone, cmp_shfile))
+            sh_forget(s, e, r);
+        e = next;
+    }
+}
+
+/* Is name one of ours: "<32 hex>.kvs" (tmp false) or the temporary
+ * "<32 hex>.kvs.<16 hex>.tmp" (tmp true)? */
+static bool sh_name_matches(const char *name, bool tmp)
+{
+    size_t l = strlen(name), sl = strlen(KV_SH_SUFFIX);
+    if (!tmp)
+        return l == KV_SH_ID_LEN + sl && is_hex(name, KV_SH_ID_LEN) &&
+               strcmp(name + KV_SH_ID_LEN, KV_SH_SUFFIX) == 0;
+    return l == KV_SH_ID_LEN + sl + 1 + 16 + 4 && is_hex(name, KV_SH_ID_LEN) &&
+           memcmp(name + KV_SH_ID_LEN, KV_SH_SUFFIX ".", sl + 1) == 0 &&
+           is_hex(name + KV_SH_ID_LEN + sl + 1, 16) && strcmp(name + l - 4, ".tmp") == 0;
+}
+
+/* The names of the shared directory, sorted, in *out (malloc'd; kind
+ * SH_VALID, bytes 0). Temporary files older than KV_SH_TMP_AGE_MS (their
+ * writer died) are removed on the way. Returns 0 or a KVSTORE_E* code. */
+static int sh_list(kvstore_t *s, struct shfile **out, size_t *n_out)
+{
+    int dfd = openat(s->sh_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return KVSTORE_EIO;
+    }
+    struct shfile *cur = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t now = now_ms();
+    int rc = KVSTORE_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        if (sh_name_matches(name, true)) {
+            struct stat st;
+            if (fstatat(s->sh_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                ts_ms(&st.st_mtim) + KV_SH_TMP_AGE_MS < now &&
+                unlinkat(s->sh_fd, name, 0) == 0)
+                log_info("kvstore: removed the abandoned temporary file %s/%s", s->sh_dir, name);
+            continue;
+        }
+        if (!sh_name_matches(name, false))
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct shfile *nc = realloc(cur, ncap * sizeof *nc);
+            if (!nc) {
+                rc = KVSTORE_ENOMEM;
+                break;
+            }
+            cur = nc;
+            cap = ncap;
+        }
+        memset(&cur[n], 0, sizeof cur[n]);
+        memcpy(cur[n].name, name, KV_SH_ID_LEN);
+        n++;
+    }
+    closedir(d);
+    if (rc) {
+        free(cur);
+        return rc;
+    }
+    if (n > 1)
+        qsort(cur, n, sizeof *cur, cmp_shfile);
+    *out = cur;
+    *n_out = n;
+    return KVSTORE_OK;
+}
+
+/* Read a new name's header and tokens: the entry (not indexed, its shared
+ * fields set) or NULL with f->kind and f->bytes telling what it is, or
+ * *drop set when the name must not be remembered (vanished, or out of
+ * memory: tried again next time). *skipped counts refused files. */
+static struct entry *sh_scan_new(kvstore_t *s, struct shfile *f, bool *drop, size_t *skipped)
+{
+    char fin[KV_SH_NAME_MAX], why[160];
+    sh_file_name(fin, f->name);
+    struct scan_out so;
+    *drop = false;
+    struct entry *e = scan_file(s, s->sh_fd, fin, why, sizeof why, &so);
+    if (e) {
+        char want[KV_SH_ID_LEN + 1];
+        sh_name_of(s, &e->salt, e->tokens, e->n_tokens, want);
+        if (strcmp(want, f->name) != 0) {
+            snprintf(why, sizeof why, "its name does not match its content");
+            entry_free_now(e);
+            e = NULL;
+        }
+    }
+    if (!e) {
+        if (!why[0] || so.vanished) {
+            *drop = true;
+            return NULL;
+        }
+        f->kind = so.foreign ? SH_FOREIGN : SH_BAD;
+        f->bytes = so.size;
+        (*skipped)++;
+        log_warn("kvstore: skipping shared file %s/%s: %s", s->sh_dir, fin, why);
+        return NULL;
+    }
+    f->kind = SH_VALID;
+    f->bytes = e->file_bytes;
+    e->sh_hdr_bytes = e->hdr_bytes;
+    e->sh_file_bytes = e->file_bytes;
+    e->sh_bsum = e->bsum;
+    e->sh_ino = so.ino;
+    memcpy(e->sh_name, f->name, sizeof e->sh_name);
+    e->shared = true;
+    e->sh_touched = now_ms();
+    /* No local file (yet): one written later is of the current format. */
+    e->on_disk = e->has_file = false;
+    e->pinned = false;
+    e->bsum = 0;
+    e->file_version = KV_VERSION;
+    e->hdr_bytes = hdr_size(s, KV_VERSION);
+    e->file_bytes = e->hdr_bytes + (uint64_t)e->n_tokens * 4 + e->bytes;
+    e->file_flags = 0;
+    return e;
+}
+
+/* Delete files beyond the budget (SHARED TIER, Eviction) from the names
+ * in s->sh_known; those deleted, and those found gone, leave it and the
+ * index. scan_lock held. */
+static void sh_evict(kvstore_t *s)
+{
+    struct shfile *k = s->sh_known;
+    size_t n = s->n_sh_known;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k[i].kind != SH_FOREIGN)
+            total += k[i].bytes;
+    size_t n_gone = 0, evicted = 0;
+    struct shfile **order = NULL;
+    if (total > s->sh_budget && (order = malloc(n * sizeof *order)) != NULL) {
+        size_t n_order = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (k[i].kind == SH_FOREIGN)
+                continue;
+            char fin[KV_SH_NAME_MAX];
+            sh_file_name(fin, k[i].name);
+            struct stat st;
+            if (fstatat(s->sh_fd, fin, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                if (errno == ENOENT) {   /* deleted by another engine */
+                    total -= k[i].bytes;
+                    k[i].bytes = UINT64_MAX;   /* marks it gone */
+                    n_gone++;
+                }
+                continue;
+            }
+            uint64_t at = ts_ms(&st.st_atim), mt = ts_ms(&st.st_mtim);
+            k[i].when = at > mt ? at : mt;
+            order[n_order++] = &k[i];
+        }
+        qsort(order, n_order, sizeof *order, cmp_shfile_when);
+        uint64_t now = now_ms();
+        uint64_t cutoff = now > s->sh_grace_ms ? now - s->sh_grace_ms : 0;
+        for (size_t i = 0; i < n_order && total > s->sh_budget; i++) {
+            struct shfile *f = order[i];
+            if (f->when > cutoff)
+                break;   /* this one and all after it are within the grace period */
+            char fin[KV_SH_NAME_MAX];
+            sh_file_name(fin, f->name);
+            if (unlinkat(s->sh_fd, fin, 0) != 0 && errno != ENOENT) {
+                log_warn("kvstore: cannot delete %s/%s: %s", s->sh_dir, fin, strerror(errno));
+                continue;
+            }
+            total -= f->bytes;
+            f->bytes = UINT64_MAX;
+            n_gone++;
+            evicted++;
+        }
+        free(order);
+    }
+    /* Take the gone names out of the known list (still sorted) and of the
+     * index. */
+    struct shfile *gone = n_gone ? malloc(n_gone * sizeof *gone) : NULL;
+    size_t g = 0, w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (k[i].bytes == UINT64_MAX) {
+            if (gone)
+                gone[g++] = k[i];
+            continue;
+        }
+        k[w++] = k[i];
+    }
+    s->n_sh_known = w;
+    struct reap r = { 0 };
+    pthread_mutex_lock(&s->lock);
+    sh_forget_names(s, gone, g, &r);
+    s->st.shared_evictions += evicted;
+    s->st.shared_bytes = total;
+    pthread_mutex_unlock(&s->lock);
+    reap_run(&r);
+    free(gone);
+    if (evicted)
+        log_info("kvstore: deleted %zu shared file(s) beyond the shared budget", evicted);
+}
+
+/* One rescan (see kvstore_shared_rescan). scan_lock held. */
+static int sh_rescan(kvstore_t *s)
+{
+    struct shfile *cur = NULL;
+    size_t n_cur = 0;
+    int rc = sh_list(s, &cur, &n_cur);
+    if (rc) {
+        free(cur);
+        return rc;
+    }
+    const struct shfile *known = s->sh_known;
+    const size_t n_known = s->n_sh_known;
+    struct shfile *gone = n_known ? malloc(n_known * sizeof *gone) : NULL;
+    if (n_known && !gone) {
+        free(cur);
+        return KVSTORE_ENOMEM;
+    }
+    struct entry *fresh = NULL;   /* chained by next */
+    size_t n_gone = 0, skipped = 0, i = 0, j = 0, w = 0;
+    while (i < n_cur || j < n_known) {
+        int c = i == n_cur ? 1 : j == n_known ? -1 : strcmp(cur[i].name, known[j].name);
+        if (c > 0) {
+            gone[n_gone++] = known[j++];
+            continue;
+        }
+        if (c == 0) {
+            cur[w] = known[j++];
+            i++;
+            w++;
+            continue;
+        }
+        struct shfile f = cur[i++];   /* new: its header and tokens */
+        bool drop;
+        struct entry *e = sh_scan_new(s, &f, &drop, &skipped);
+        if (drop)
+            continue;
+        cur[w++] = f;
+        if (e) {
+            e->next = fresh;
+            fresh = e;
+        }
+    }
+    n_cur = w;
+
+    struct reap r = { 0 };
+    pthread_mutex_lock(&s->lock);
+    s->st.shared_rescans++;
+    s->st.shared_skipped += skipped;
+    sh_forget_names(s, gone, n_gone, &r);
+    while (fresh) {
+        struct entry *e = fresh;
+        fresh = e->next;
+        e->next = NULL;
+        radix_t *t = ns_index(s, &e->salt, true);
+        void *dup_v = NULL;
+        if (t && radix_find_exact(t, e->tokens, (size_t)e->n_tokens, &dup_v) == RADIX_OK) {
+            /* Our own entry of these tokens (one we wrote, say). */
+            struct entry *x = dup_v;
+            if (!x->shared)
+                sh_attach(s, x, e->sh_name, e->sh_hdr_bytes, e->sh_file_bytes, e->sh_bsum,
+                          e->sh_ino);
+            e->free_next = r.entries;
+            r.entries = e;
+            continue;
+        }
+        if (!t || radix_insert(t, e->tokens, (size_t)e->n_tokens, e, NULL) != RADIX_OK) {
+            if (t)
+                ns_prune(s, &e->salt, t);
+            e->free_next = r.entries;   /* out of memory: a miss, no more */
+            r.entries = e;
+            continue;
+        }
+        new_id(s, e);
+        e->refs = 1;
+        e->in_index = true;
+        all_push(s, e);
+        sh_push(s, e);   /* its shared fields are set */
+    }
+    pthread_mutex_unlock(&s->lock);
+    reap_run(&r);
+    free(gone);
+    free(s->sh_known);
+    s->sh_known = cur;
+    s->n_sh_known = n_cur;
+    sh_evict(s);
+    return KVSTORE_OK;
+}
+
+int kvstore_shared_rescan(kvstore_t *s)
+{
+    if (!s || !s->shared_tier)
+        return KVSTORE_EINVAL;
+    pthread_mutex_lock(&s->scan_lock);
+    int rc = sh_rescan(s);
+    if (rc == KVSTORE_EIO && !s->sh_list_failing)
+        log_warn("kvstore: cannot list the shared tier %s (logged once until it works)",
+                 s->sh_dir);
+    s->sh_list_failing = rc == KVSTORE_EIO;
+    pthread_mutex_unlock(&s->scan_lock);
+    return rc;
+}
+
+/* The rescan thread: kvstore_shared_rescan() every sh_rescan_ms. */
+static void *scanner_main(void *arg)
+{
+    kvstore_t *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->sh_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)s->sh_rescan_ms * 1000000u;
+        ts.tv_sec += (time_t)(ns / 1000000000u);
+        ts.tv_nsec = (long)(ns % 1000000000u);
+        while (!s->sh_stop && pthread_cond_timedwait(&s->sh_wake, &s->lock, &ts) != ETIMEDOUT)
+            ;
+        if (s->sh_stop)
+            break;
+        pthread_mutex_unlock(&s->lock);
+        kvstore_shared_rescan(s);
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
 /* open / close                                                         */
 
 int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out)
@@ -1505,17 +2187,30 @@ int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out)
     const char *layout = cfg->layout ? cfg->layout : "";
     size_t layout_len = strlen(layout);
     bool disk = cfg->disk_budget > 0 && cfg->dir && cfg->dir[0];
+    bool shared = cfg->shared_dir && cfg->shared_dir[0];
     if (layout_len > KV_MAX_LAYOUT || (cfg->disk_budget > 0 && !disk) ||
-        (cfg->mode != KVSTORE_RESUME && cfg->mode != KVSTORE_RESET))
+        (cfg->mode != KVSTORE_RESUME && cfg->mode != KVSTORE_RESET) ||
+        (shared && (!disk || cfg->shared_budget == 0)))
         return KVSTORE_EINVAL;
 
     kvstore_t *s = calloc(1, sizeof *s);
     if (!s)
         return KVSTORE_ENOMEM;
-    s->dir_fd = s->lock_fd = -1;
+    s->dir_fd = s->lock_fd = s->sh_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->scan_lock, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->idle, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->sh_wake, &ca);
+    pthread_condattr_destroy(&ca);
+    s->shared_tier = shared;
+    s->sh_budget = shared ? cfg->shared_budget : 0;
+    s->sh_rescan_ms = cfg->shared_rescan_ms;
+    s->sh_grace_ms = cfg->shared_grace_ms;
+    s->st.shared_budget = s->sh_budget;
     s->ram_budget = cfg->ram_budget;
     s->disk_budget = disk ? cfg->disk_budget : 0;
     s->disk_tier = disk;
@@ -1524,8 +2219,9 @@ int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out)
     s->layout_len = (uint32_t)layout_len;
     s->layout = strdup(layout);
     s->dir = strdup(disk ? cfg->dir : "");
+    s->sh_dir = strdup(shared ? cfg->shared_dir : "");
     int rc = KVSTORE_OK;
-    if (!s->layout || !s->dir || radix_new(&s->index) != RADIX_OK ||
+    if (!s->layout || !s->dir || !s->sh_dir || radix_new(&s->index) != RADIX_OK ||
         radix_new(&s->salted) != RADIX_OK) {
         rc = KVSTORE_ENOMEM;
         goto fail;
@@ -1559,11 +2255,38 @@ int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out)
         rc = scan_dir(s);
         if (rc)
             goto fail;
+    }
+    if (shared) {
+        if (mkdir(s->sh_dir, 0755) != 0 && errno != EEXIST) {
+            log_error("kvstore: cannot create %s: %s", s->sh_dir, strerror(errno));
+            rc = KVSTORE_EIO;
+            goto fail;
+        }
+        s->sh_fd = open(s->sh_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->sh_fd < 0) {
+            log_error("kvstore: cannot open %s: %s", s->sh_dir, strerror(errno));
+            rc = KVSTORE_EIO;
+            goto fail;
+        }
+        rc = kvstore_shared_rescan(s);
+        if (rc)
+            goto fail;
+        log_info("kvstore: shared tier %s: %zu entries (%.1f MiB of files)", s->sh_dir,
+                 s->n_sh_known, (double)s->st.shared_bytes / 1048576.0);
+    }
+    if (disk) {
         if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
             rc = KVSTORE_ENOMEM;
             goto fail;
         }
         s->writer_started = true;
+    }
+    if (shared && s->sh_rescan_ms > 0) {
+        if (pthread_create(&s->scanner, NULL, scanner_main, s) != 0) {
+            rc = KVSTORE_ENOMEM;
+            goto fail;
+        }
+        s->scanner_started = true;
     }
     *out = s;
     return KVSTORE_OK;
@@ -1586,6 +2309,13 @@ void kvstore_close(kvstore_t *s)
 {
     if (!s)
         return;
+    if (s->scanner_started) {
+        pthread_mutex_lock(&s->lock);
+        s->sh_stop = true;
+        pthread_cond_signal(&s->sh_wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->scanner, NULL);
+    }
     if (s->writer_started) {
         kvstore_flush(s);
         pthread_mutex_lock(&s->lock);
@@ -1617,11 +2347,17 @@ void kvstore_close(kvstore_t *s)
         close(s->lock_fd);   /* releases the flock */
     if (s->dir_fd >= 0)
         close(s->dir_fd);
+    if (s->sh_fd >= 0)
+        close(s->sh_fd);
+    free(s->sh_known);
     pthread_cond_destroy(&s->work);
     pthread_cond_destroy(&s->idle);
+    pthread_cond_destroy(&s->sh_wake);
+    pthread_mutex_destroy(&s->scan_lock);
     pthread_mutex_destroy(&s->lock);
     free(s->layout);
     free(s->dir);
+    free(s->sh_dir);
     free(s);
 }
 
@@ -1687,6 +2423,13 @@ int kvstore_insert_salted(kvstore_t *s, const kvstore_salt_t *salt, const int32_
         struct entry *o = old;
         e->hits = o->hits;
         e->pinned |= o->pinned;
+        if (o->shared) {
+            /* Same tokens and namespace: the same shared file. */
+            sh_attach(s, e, o->sh_name, o->sh_hdr_bytes, o->sh_file_bytes, o->sh_bsum, o->sh_ino);
+            e->sh_touched = o->sh_touched;
+            sh_unlink(s, o);
+            o->shared = false;
+        }
         entry_unindex(s, o, &r, false);
     }
     if (fits_ram)
@@ -1801,22 +2544,42 @@ int kvstore_load(kvstore_t *s, kvstore_handle_t *h, const void **blob, size_t *l
         reap_run(&r);
         return KVSTORE_OK;
     }
-    if (!e->on_disk) {
+    if (!e->on_disk && !e->shared) {
         pthread_mutex_unlock(&s->lock);
         return KVSTORE_ENOTFOUND;
     }
+    const bool from_shared = !e->on_disk;   /* the local file comes first */
+    struct src f;
+    src_of(s, e, from_shared, &f);
     e->loading++;   /* keeps the writer from deleting the file under us */
     bool keep = !e->disk_only && e->bytes <= s->ram_budget;
     pthread_mutex_unlock(&s->lock);
 
     const char *why = NULL;
     struct blob *nb = NULL;
-    int rc = read_entry_blob(s, e, keep, &nb, &why);
-    if (rc && rc != KVSTORE_ENOMEM)
+    int rc = read_entry_blob(s, &f, keep, &nb, &why);
+    if (rc && rc != KVSTORE_ENOMEM && from_shared)
+        log_msg(rc == KVSTORE_ENOTFOUND ? LOG_DEBUG : LOG_WARN,
+                "kvstore: shared file %s/%s of entry %s %s (%s); a miss", s->sh_dir, f.name,
+                e->name, rc == KVSTORE_ENOTFOUND ? "gone" : "unreadable", why);
+    else if (rc && rc != KVSTORE_ENOMEM)
         log_warn("kvstore: entry %s unreadable (%s); dropped", e->name, why);
 
     pthread_mutex_lock(&s->lock);
     e->loading--;
+    if (rc && from_shared) {
+        /* Gone (another engine evicted it) or bad: this engine forgets
+         * the file, unless it was replaced by a new one meanwhile. */
+        if (rc == KVSTORE_ENOTFOUND)
+            s->st.shared_lost++;
+        else if (rc != KVSTORE_ENOMEM)
+            s->st.shared_read_failures++;
+        if (rc != KVSTORE_ENOMEM && e->in_index && e->shared && e->sh_ino == f.ino)
+            sh_forget(s, e, &r);
+        pthread_mutex_unlock(&s->lock);
+        reap_run(&r);
+        return rc;
+    }
     if (rc) {
         if (rc != KVSTORE_ENOMEM) {
             s->st.disk_read_failures++;
@@ -1845,7 +2608,7 @@ int kvstore_load(kvstore_t *s, kvstore_handle_t *h, const void **blob, size_t *l
         ram_enforce(s, &r);
     }
     h->blob = nb;
-    entry_use(s, h, KVSTORE_TIER_DISK);
+    entry_use(s, h, from_shared ? KVSTORE_TIER_SHARED : KVSTORE_TIER_DISK);
     *blob = nb->data;
     *len = nb->len;
     pthread_mutex_unlock(&s->lock);
@@ -1905,6 +2668,7 @@ static void entry_info(const struct entry *e, kvstore_entry_info_t *info)
     info->bytes = e->bytes;
     info->tier = entry_tier(e);
     info->on_disk = e->on_disk;
+    info->shared = e->shared;
     info->pinned = e->pinned;
     info->disk_only = e->disk_only;
     info->salt = e->salt;
@@ -1989,9 +2753,11 @@ void kvstore_stats(kvstore_t *s, kvstore_stats_t *out)
     pthread_mutex_lock(&s->lock);
     *out = s->st;
     out->entries = s->n_entries;
-    out->entries_ram = out->entries_disk = 0;
+    out->entries_ram = out->entries_disk = out->entries_shared = 0;
     out->pending_bytes = 0;
     for (struct entry *e = s->all; e; e = e->next) {
+        if (e->shared)
+            out->entries_shared++;
         if (e->ram || e->pending)
             out->entries_ram++;
         if (e->on_disk)

@@ -20,8 +20,12 @@
  *    and never copy it into the RAM tier, so many such entries (the parts
  *    of a long document) cannot push other entries out of RAM. The flag is
  *    kept in the file.
- * Pinned entries are never evicted from either tier; they may hold more
- * than a budget, and the budget then constrains the unpinned entries only.
+ *  - shared (optional, cfg.shared_dir): a directory on storage that several
+ *    engines use at once (NFS or any POSIX filesystem), beside each one's
+ *    own disk tier; see SHARED TIER below.
+ * Pinned entries are never evicted from the RAM or disk tier; they may hold
+ * more than a budget, and the budget then constrains the unpinned entries
+ * only. Pins are local: the shared tier's budget ignores them.
  *
  * Salts: every entry belongs to one namespace, that of the cache_salt it
  * was stored under or that of no salt (kvstore_salt_t). Lookups, prefix
@@ -58,6 +62,74 @@
  * counts one hit for the tier the bytes came from (RAM or disk) and makes
  * the entry most recently used; kvstore_touch() does the same for a caller
  * that used the entry without loading it. One use is counted per handle.
+ *
+ * SHARED TIER. When an engine dies, another one takes its documents over
+ * and restores their KV from the shared directory instead of computing it
+ * again.
+ *  - What goes there: every entry whose file the engine writes to its disk
+ *    tier, by the same writer thread, right after that file (never on a
+ *    request's path; a "tier": "disk" prefill is answered once both are
+ *    written). Not only the disk-only entries: the engine taking a
+ *    document over needs the conversation prefixes as much as the
+ *    document's parts, and content-derived names make an entry that
+ *    several engines computed one file.
+ *  - Names: "<32 hex>.kvs", the XXH3-128 of the model fingerprint, the
+ *    context layout, the salt hash and the tokens: the same entry made by
+ *    two engines has one name. The file format is that of the disk tier
+ *    (version 3), flags "disk only" and "salted" only (pins stay local).
+ *    A file is written once: to "<name>.<16 hex>.tmp" (a name of its
+ *    writer's own), fsync'd, then moved to its name without replacing an
+ *    existing one (renameat2 RENAME_NOREPLACE, or link() + unlink() where
+ *    the filesystem lacks it, as NFS does), and the directory fsync'd. An
+ *    engine that finds the name present skips its write. Files are never
+ *    modified afterwards: what changes (last use, pins, hits) stays in the
+ *    engine's memory; only the file's access time is set on use (see
+ *    Eviction).
+ *  - Indexing: at open and then every shared_rescan_ms (a background
+ *    thread), an engine lists the directory and reads the header and
+ *    tokens of names it does not know yet, checked as for the disk tier
+ *    (magic, version, fingerprint, layout, sizes, header checksum, and the
+ *    name against the content). Valid files join the index (or are noted
+ *    on the local entry of the same tokens and namespace); corrupt,
+ *    truncated and foreign files (another model or layout) are skipped and
+ *    counted (shared_skipped), once per name, and never deleted for that.
+ *    Names that disappeared leave the index. A rescan costs one readdir
+ *    plus the headers of new names. inotify is not used: it does not see
+ *    files made by other NFS clients, so the rescan would be needed anyway.
+ *  - Lookups rank a copy in RAM, then the local file, then the shared
+ *    file; an entry found only in the shared tier is reported as
+ *    KVSTORE_TIER_SHARED, loaded from there (read and hashed in blocks,
+ *    not mapped: a file another host deletes while it is mapped would
+ *    raise SIGBUS on NFS once its pages are reclaimed) and counted in
+ *    hits_shared. A file gone when the load opens it (deleted by another
+ *    engine's eviction, or replaced) is a miss (KVSTORE_ENOTFOUND,
+ *    counted in shared_lost); once open, the bytes read stay valid.
+ *  - Eviction, safe with several engines evicting at once: after each
+ *    rescan, when the files of this model and layout in the directory
+ *    (valid and corrupt ones) exceed shared_budget, the engine reads their
+ *    times and deletes in one order every engine computes alike: oldest
+ *    max(access time, modification time) first, ties by name; it deletes
+ *    only files whose that time is older than shared_grace_ms (a file
+ *    just written, or used by some engine within the grace period, is
+ *    never deleted), and stops once within the budget. An engine that
+ *    uses a shared entry sets the file's access time (utimensat, by the
+ *    writer, at most every grace/2), so the order is least recently used
+ *    across engines. Deletions are idempotent (ENOENT is success): two
+ *    engines over the same budget choose the same oldest files, and the
+ *    second's unlink finds them gone. The budget is enforced at each
+ *    rescan, so the directory may exceed it by what was written since.
+ *    Temporary files older than an hour (a writer that died) are removed.
+ *    Clocks: times are the file server's, compared with the engine's;
+ *    the grace period must exceed the clock skew between hosts.
+ *  - Failures: a write that fails (a full shared disk, EIO) is logged
+ *    once until a write succeeds again, counted (shared_write_failures)
+ *    and leaves no file; the entry keeps its local copies.
+ *  - Salts: shared files carry the salt's hash as local files do; entries
+ *    from them join their own namespace only.
+ *  - kvstore_delete() and kvstore_reset() leave shared files alone (other
+ *    engines use them; the budget deletes them in time); a name whose
+ *    entry was deleted here is not indexed again until it is rewritten.
+ *    KVSTORE_RESET mode empties the disk tier only.
  *
  * Threading: every function may be called from any thread. One mutex guards
  * the index; it is never held during disk I/O or while hashing blobs.
@@ -115,9 +187,10 @@ typedef enum {
     KVSTORE_TIER_NONE = 0,
     KVSTORE_TIER_RAM = 1,     /* bytes are in memory */
     KVSTORE_TIER_DISK = 2,    /* bytes must be read from the entry's file */
+    KVSTORE_TIER_SHARED = 3,  /* bytes must be read from the shared tier */
 } kvstore_tier_t;
 
-/* "none" | "ram" | "disk". */
+/* "none" | "ram" | "disk" | "shared". */
 const char *kvstore_tier_name(kvstore_tier_t tier);
 
 typedef enum {
@@ -136,6 +209,16 @@ typedef struct {
     const char *layout;       /* context KV layout (model_ctx_layout()); files
                                * load only into an equal string; NULL = "" */
     kvstore_mode_t mode;      /* default KVSTORE_RESUME */
+    const char *shared_dir;   /* shared tier directory, created if missing;
+                               * NULL = no shared tier. Needs a disk tier.
+                               * It should hold the files of one model and
+                               * layout: the budget counts no other files */
+    uint64_t shared_budget;   /* bytes of entry files in shared_dir (default
+                               * 10 GiB) */
+    unsigned shared_rescan_ms; /* period of the background rescan (default
+                               * 2000); 0 = none: kvstore_shared_rescan() */
+    unsigned shared_grace_ms; /* files created or used more recently are
+                               * never deleted (default 60000) */
 } kvstore_config_t;
 
 void kvstore_config_default(kvstore_config_t *cfg);
@@ -149,6 +232,9 @@ void kvstore_config_default(kvstore_config_t *cfg);
  * size, header checksum): valid files are indexed in the disk tier,
  * any other entry file is logged and removed. Files beyond disk_budget are
  * then deleted, least recently modified first.
+ * With a shared tier (which needs the disk tier: KVSTORE_EINVAL without),
+ * its directory is created if missing and indexed once (a rescan, see
+ * SHARED TIER; in both modes), and the rescan thread started.
  * On success *out owns the store (kvstore_close()). */
 int kvstore_open(const kvstore_config_t *cfg, kvstore_t **out);
 
@@ -286,8 +372,10 @@ typedef struct {
     char id[KVSTORE_ID_LEN + 1];
     int n_tokens;
     size_t bytes;             /* blob size */
-    kvstore_tier_t tier;      /* RAM when the bytes are in memory, else DISK */
+    kvstore_tier_t tier;      /* RAM when the bytes are in memory, else DISK
+                               * with a local file, else SHARED */
     bool on_disk;             /* its file is written */
+    bool shared;              /* a file in the shared tier holds it */
     bool disk_only;           /* loads never promote it into RAM */
     bool pinned;
     kvstore_salt_t salt;      /* its namespace (salt.salted false: none) */
@@ -340,6 +428,19 @@ typedef struct {
     size_t pending_writes;    /* files queued or being written */
     uint64_t spare_bytes;     /* a freed blob's buffer kept for the next
                                * read from disk (outside both budgets) */
+    /* shared tier (all zero without one) */
+    size_t entries_shared;    /* indexed entries with a shared file */
+    uint64_t shared_bytes;    /* files of the directory as of the last rescan */
+    uint64_t shared_budget;
+    uint64_t hits_shared;     /* loads read from the shared tier */
+    uint64_t shared_writes;   /* files written there */
+    uint64_t shared_write_skips;    /* names found present: not written */
+    uint64_t shared_write_failures;
+    uint64_t shared_skipped;  /* corrupt, truncated or foreign files seen */
+    uint64_t shared_read_failures;  /* failed their checksum or a read on load */
+    uint64_t shared_lost;     /* deleted by another engine before a load: misses */
+    uint64_t shared_evictions;      /* files this store deleted for the budget */
+    uint64_t shared_rescans;
 } kvstore_stats_t;
 
 void kvstore_stats(kvstore_t *s, kvstore_stats_t *out);
@@ -360,6 +461,14 @@ int kvstore_set_pinned(kvstore_t *s, const char *id, bool pinned);
 
 /* Wait until the writer has nothing queued or in progress. */
 void kvstore_flush(kvstore_t *s);
+
+/* Rescan the shared directory now, in the calling thread (see SHARED
+ * TIER: new names indexed, vanished ones dropped, then eviction by the
+ * budget), as the rescan thread does every shared_rescan_ms. One rescan
+ * runs at a time; a call waits for one in progress. Returns 0,
+ * KVSTORE_EINVAL without a shared tier, KVSTORE_EIO when the directory
+ * cannot be listed (the index is left as it was) or KVSTORE_ENOMEM. */
+int kvstore_shared_rescan(kvstore_t *s);
 
 /* The 64-bit checksum of entry files: XXH3-64 of data[0..len) with `seed`
  * (xxHash's XXH3_64bits_withSeed; the same value on every platform, one

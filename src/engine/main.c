@@ -61,6 +61,10 @@ static void usage(FILE *out)
         "      --cache-ram MiB     RAM tier budget (default 2048; K/M/G suffixes allowed)\n"
         "      --cache-disk GiB    disk tier budget (default 10; 0 = no disk tier; K/M/G)\n"
         "      --cache-dir DIR     disk tier directory (default $XDG_CACHE_HOME/kvchat/kv)\n"
+        "      --cache-shared DIR  shared tier: a directory (NFS or any POSIX filesystem)\n"
+        "                          several engines write entries to and restore from\n"
+        "                          (needs the disk tier; default: none)\n"
+        "      --cache-shared-gb GiB  shared tier budget (default 10; K/M/G)\n"
         "      --resume            keep the disk tier's entries from earlier runs (default)\n"
         "      --reset             delete them at start\n"
         "      --no-cache          never restore or store KV (for comparisons)\n"
@@ -125,6 +129,7 @@ static void config_default(engine_config_t *c)
     c->kv_unified = false;
     c->cache_ram = (size_t)2048 << 20;
     c->cache_disk = (size_t)10 << 30;
+    c->cache_shared_size = (size_t)10 << 30;
     c->max_body = (size_t)32 << 20;
     c->max_tokens_default = 512;
     c->api_key_fd = -1;
@@ -141,7 +146,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
     enum {
         O_ALIAS = 256, O_HOST, O_PORT, O_KV, O_NOFA, O_RAM, O_DISK, O_DIR, O_RESUME, O_RESET,
         O_NOCACHE, O_KEY, O_KEY_FD, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP,
-        O_TIMEOUT, O_MAXCONN, O_MAXCONN_IP, O_HOSTS
+        O_TIMEOUT, O_MAXCONN, O_MAXCONN_IP, O_HOSTS, O_SHARED, O_SHARED_GB
     };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
@@ -166,6 +171,8 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         { "cache-ram", required_argument, NULL, O_RAM },
         { "cache-disk", required_argument, NULL, O_DISK },
         { "cache-dir", required_argument, NULL, O_DIR },
+        { "cache-shared", required_argument, NULL, O_SHARED },
+        { "cache-shared-gb", required_argument, NULL, O_SHARED_GB },
         { "resume", no_argument, NULL, O_RESUME },
         { "reset", no_argument, NULL, O_RESET },
         { "no-cache", no_argument, NULL, O_NOCACHE },
@@ -246,6 +253,12 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
             if (parse_size(optarg, (size_t)1 << 30, &c->cache_disk)) name = "--cache-disk";
             break;
         case O_DIR: c->cache_dir = optarg; break;
+        case O_SHARED: c->cache_shared = optarg; break;
+        case O_SHARED_GB:
+            if (parse_size(optarg, (size_t)1 << 30, &c->cache_shared_size) ||
+                c->cache_shared_size == 0)
+                name = "--cache-shared-gb";
+            break;
         case O_RESUME: c->reset = false; break;
         case O_RESET: c->reset = true; break;
         case O_NOCACHE: c->no_cache = true; break;
@@ -274,6 +287,10 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
     }
     if (c->api_key && c->api_key_fd >= 0) {
         fprintf(stderr, "kvchat-engine: give --api-key or --api-key-fd, not both\n");
+        return -1;
+    }
+    if (c->cache_shared && (c->cache_disk == 0 || c->no_cache)) {
+        fprintf(stderr, "kvchat-engine: --cache-shared needs the disk tier (--cache-disk > 0)\n");
         return -1;
     }
     if (c->kv_type == MODEL_KV_Q8_0 && !c->flash_attn) {
@@ -427,6 +444,23 @@ static int load(engine_t *e)
             }
             kc.dir = dir;
         }
+        /* The shared tier likewise: one directory per model and layout,
+         * which is what its budget counts. */
+        char sdir[PATH_MAX];
+        if (c->cache_shared) {
+            char sbase[PATH_MAX - 64];
+            snprintf(sbase, sizeof sbase, "%s", c->cache_shared);
+            snprintf(sdir, sizeof sdir, "%s/%016" PRIx64 "-%08" PRIx32, sbase, in->fingerprint,
+                     (uint32_t)hash_str(kc.layout));
+            int mr = fs_mkdirs(sdir);
+            if (mr) {
+                snprintf(e->error, sizeof e->error, "cannot create shared cache directory %.180s: %s",
+                         sdir, strerror(-mr));
+                return -1;
+            }
+            kc.shared_dir = sdir;
+            kc.shared_budget = c->cache_shared_size;
+        }
         rc = kvstore_open(&kc, &e->store);
         if (rc) {
             snprintf(e->error, sizeof e->error, "cannot open the KV store: %s",
@@ -438,6 +472,9 @@ static int load(engine_t *e)
         /* Replies sent back as text find their tokens in the snapshots too
          * (after a restart nothing else remembers them). */
         prompt_set_reply_source_salted(e->prompt, replies_from_store, e->store);
+        if (c->cache_shared)
+            log_info("KV store: shared tier budget %zu MiB at %s", c->cache_shared_size >> 20,
+                     sdir);
     }
 
     sched_config_t sc;

@@ -40,7 +40,7 @@ int metrics_render(engine_t *e, buf_t *b)
         counter(b, "kvchat_engine_generated_tokens_total", "Tokens generated", s.generated_tokens);
         buf_printf(b, "# HELP kvchat_engine_cache_requests_total Requests by the tier their prefix came from\n"
                       "# TYPE kvchat_engine_cache_requests_total counter\n");
-        for (int t = 0; t < 4; t++)
+        for (int t = 0; t < SCHED_N_TIERS; t++)
             buf_printf(b, "kvchat_engine_cache_requests_total{tier=\"%s\"} %" PRIu64 "\n",
                        sched_tier_name((cache_tier_t)t), s.hits[t]);
         counter(b, "kvchat_engine_snapshots_total", "KV snapshots taken", s.snapshots);
@@ -65,22 +65,40 @@ int metrics_render(engine_t *e, buf_t *b)
         buf_printf(b, "# HELP kvchat_engine_cache_bytes Bytes held by each cache tier\n"
                       "# TYPE kvchat_engine_cache_bytes gauge\n"
                       "kvchat_engine_cache_bytes{tier=\"ram\"} %" PRIu64 "\n"
-                      "kvchat_engine_cache_bytes{tier=\"disk\"} %" PRIu64 "\n",
-                   k.ram_bytes, k.disk_bytes);
+                      "kvchat_engine_cache_bytes{tier=\"disk\"} %" PRIu64 "\n"
+                      "kvchat_engine_cache_bytes{tier=\"shared\"} %" PRIu64 "\n",
+                   k.ram_bytes, k.disk_bytes, k.shared_bytes);
         buf_printf(b, "# HELP kvchat_engine_cache_entries Entries by tier\n"
                       "# TYPE kvchat_engine_cache_entries gauge\n"
                       "kvchat_engine_cache_entries{tier=\"ram\"} %zu\n"
-                      "kvchat_engine_cache_entries{tier=\"disk\"} %zu\n",
-                   k.entries_ram, k.entries_disk);
+                      "kvchat_engine_cache_entries{tier=\"disk\"} %zu\n"
+                      "kvchat_engine_cache_entries{tier=\"shared\"} %zu\n",
+                   k.entries_ram, k.entries_disk, k.entries_shared);
         buf_printf(b, "# HELP kvchat_engine_cache_hits_total Entry loads by the tier that served them\n"
                       "# TYPE kvchat_engine_cache_hits_total counter\n"
                       "kvchat_engine_cache_hits_total{tier=\"ram\"} %" PRIu64 "\n"
-                      "kvchat_engine_cache_hits_total{tier=\"disk\"} %" PRIu64 "\n",
-                   k.hits_ram, k.hits_disk);
+                      "kvchat_engine_cache_hits_total{tier=\"disk\"} %" PRIu64 "\n"
+                      "kvchat_engine_cache_hits_total{tier=\"shared\"} %" PRIu64 "\n",
+                   k.hits_ram, k.hits_disk, k.hits_shared);
         counter(b, "kvchat_engine_cache_evictions_total", "RAM copies and files evicted",
                 k.evictions_ram + k.evictions_disk);
         counter(b, "kvchat_engine_cache_disk_write_failures_total", "Entry files that failed to write",
                 k.disk_write_failures);
+        if (k.shared_budget > 0) {
+            counter(b, "kvchat_engine_cache_shared_writes_total",
+                    "Files written to the shared tier", k.shared_writes);
+            counter(b, "kvchat_engine_cache_shared_write_failures_total",
+                    "Files that failed to write to the shared tier", k.shared_write_failures);
+            counter(b, "kvchat_engine_cache_shared_skipped_total",
+                    "Corrupt, truncated or foreign files skipped in the shared tier",
+                    k.shared_skipped);
+            counter(b, "kvchat_engine_cache_shared_lost_total",
+                    "Shared files deleted by another engine before a load (misses)",
+                    k.shared_lost);
+            counter(b, "kvchat_engine_cache_shared_evictions_total",
+                    "Shared files deleted by this engine for the shared budget",
+                    k.shared_evictions);
+        }
     }
     if (e->http) {
         httpd_stats_t h;

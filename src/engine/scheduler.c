@@ -109,6 +109,7 @@ const char *sched_tier_name(cache_tier_t t)
     case TIER_SLOT: return "slot";
     case TIER_RAM: return "ram";
     case TIER_DISK: return "disk";
+    case TIER_SHARED: return "shared";
     default: return "none";
     }
 }
@@ -562,7 +563,9 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
                     continue;
                 if (restore_entry(s, sl, tries[t].h) >= 0 && trim_slot(s, sl, tries[t].keep) == 0) {
                     keep = tries[t].keep;
-                    tier = tries[t].tier == KVSTORE_TIER_DISK ? TIER_DISK : TIER_RAM;
+                    tier = tries[t].tier == KVSTORE_TIER_DISK     ? TIER_DISK
+                           : tries[t].tier == KVSTORE_TIER_SHARED ? TIER_SHARED
+                                                                  : TIER_RAM;
                     kvstore_touch(s->store, tries[t].h);
                 }
             }

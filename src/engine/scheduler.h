@@ -62,7 +62,10 @@ typedef enum {
     TIER_SLOT,
     TIER_RAM,
     TIER_DISK,
+    TIER_SHARED,                 /* the shared tier (kvstore.h, SHARED TIER) */
 } cache_tier_t;
+
+#define SCHED_N_TIERS 5
 
 const char *sched_tier_name(cache_tier_t t);
 
@@ -165,7 +168,7 @@ int sched_slot_capacity(const sched_t *s);
 typedef struct {
     uint64_t requests, requests_ok, requests_cancelled, requests_failed, rejected_busy;
     uint64_t prompt_tokens, cached_tokens, generated_tokens;
-    uint64_t hits[4];            /* by cache_tier_t (TIER_NONE = misses) */
+    uint64_t hits[SCHED_N_TIERS]; /* by cache_tier_t (TIER_NONE = misses) */
     uint64_t snapshots, snapshot_bytes;
     int slots_busy, queue_len;
     /* time-to-first-token histogram, buckets in seconds (cumulative) */

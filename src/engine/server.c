@@ -1084,6 +1084,25 @@ static void h_cache_stats(httpd_req_t *req, void *user)
         (json_int_t)ss.restore_bytes_total, "restore_ms_total", ss.restore_ms_total,
         "restore_copy_ms_total", ss.restore_copy_ms_total,
         "cached_tokens", (json_int_t)ss.cached_tokens);
+    if (body) {
+        json_object_set_new(json_object_get(body, "requests"), "shared",
+                            json_integer((json_int_t)ss.hits[TIER_SHARED]));
+        if (ks.shared_budget > 0)
+            json_object_set_new(
+                body, "shared",
+                json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                          "entries", (json_int_t)ks.entries_shared, "bytes",
+                          (json_int_t)ks.shared_bytes, "budget", (json_int_t)ks.shared_budget,
+                          "hits", (json_int_t)ks.hits_shared, "writes",
+                          (json_int_t)ks.shared_writes, "write_skips",
+                          (json_int_t)ks.shared_write_skips, "write_failures",
+                          (json_int_t)ks.shared_write_failures, "skipped_files",
+                          (json_int_t)ks.shared_skipped, "read_failures",
+                          (json_int_t)ks.shared_read_failures, "lost",
+                          (json_int_t)ks.shared_lost, "evictions",
+                          (json_int_t)ks.shared_evictions, "rescans",
+                          (json_int_t)ks.shared_rescans));
+    }
     httpd_reply_json(req, 200, body);
 }
 
