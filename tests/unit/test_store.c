@@ -2763,6 +2763,38 @@ static void test_job_claim(void **state)
     assert_int_equal(total, 1);
 }
 
+
+/* Shared settings: set, read back, replaced with a later time, never
+ * found before being set; bad keys and values refused. */
+static void test_settings(void **state)
+{
+    fx_t *f = *state;
+    char *v = (char *)1;
+    int64_t at = 0, at2 = 0;
+    assert_int_equal(store_setting_get(f->s, "model.active", &v, &at), STORE_ENOTFOUND);
+    assert_null(v);
+    assert_int_equal(store_setting_set(f->s, "model.active", "tiny.gguf"), STORE_OK);
+    assert_int_equal(store_setting_get(f->s, "model.active", &v, &at), STORE_OK);
+    assert_string_equal(v, "tiny.gguf");
+    free(v);
+    assert_true(at > 0);
+    /* set again at once: a later time all the same, so followers see it */
+    assert_int_equal(store_setting_set(f->s, "model.active", "remote-a"), STORE_OK);
+    assert_int_equal(store_setting_get(f->s, "model.active", &v, &at2), STORE_OK);
+    assert_string_equal(v, "remote-a");
+    free(v);
+    assert_true(at2 > at);
+    assert_int_equal(store_setting_set(f->s, "", "x"), STORE_EINVAL);
+    assert_int_equal(store_setting_set(f->s, "k", NULL), STORE_EINVAL);
+    char *big = malloc(STORE_SETTING_MAX + 2);
+    memset(big, 'v', STORE_SETTING_MAX + 1);
+    big[STORE_SETTING_MAX + 1] = '\0';
+    assert_int_equal(store_setting_set(f->s, "k", big), STORE_EINVAL);
+    free(big);
+    assert_int_equal(store_setting_set(f->s, "k", "\xff"), STORE_EINVAL);
+    assert_int_equal(store_setting_get(f->s, "k", &v, &at), STORE_ENOTFOUND);
+}
+
 /* Two users, each with a session "abc", and one user trying every door of
  * the other's. */
 static void test_session_isolation(void **state)
@@ -3237,6 +3269,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_user_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_claim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settings, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("store on SQLite", tests, NULL, NULL);
     pg_base = getenv("KVCHAT_TEST_PG");

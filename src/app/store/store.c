@@ -2078,3 +2078,26 @@ int store_job_claim(store_t *s, const char *name, int64_t interval_ms, bool *cla
         return STORE_EINVAL;
     return s->ops->job_claim(s->b, name, store_now_ms(), interval_ms, claimed);
 }
+
+static bool setting_key_ok(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    return n >= 1 && n <= STORE_JOB_NAME_MAX && utf8_valid(key, n);
+}
+
+int store_setting_set(store_t *s, const char *key, const char *value)
+{
+    if (!s || !setting_key_ok(key) || !value || strlen(value) > STORE_SETTING_MAX ||
+        !utf8_valid(value, strlen(value)))
+        return STORE_EINVAL;
+    return s->ops->setting_set(s->b, key, value, store_now_ms());
+}
+
+int store_setting_get(store_t *s, const char *key, char **value, int64_t *updated_at)
+{
+    if (value)
+        *value = NULL;
+    if (!s || !setting_key_ok(key) || !value || !updated_at)
+        return STORE_EINVAL;
+    return s->ops->setting_get(s->b, key, value, updated_at);
+}

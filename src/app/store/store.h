@@ -1178,6 +1178,16 @@ int store_audit_prune(store_t *s, int64_t max_rows, int64_t *n_deleted);
 #define STORE_JOB_NAME_MAX 64
 int store_job_claim(store_t *s, const char *name, int64_t interval_ms, bool *claimed);
 
+/* ---- Shared settings -------------------------------------------------------- */
+
+/* State every process sharing the store follows (the active model, ...):
+ * key 1..STORE_JOB_NAME_MAX bytes, value UTF-8 of at most
+ * STORE_SETTING_MAX bytes. store_setting_get gives the value (malloc'd,
+ * caller frees) and when it was set; STORE_ENOTFOUND when never set. */
+#define STORE_SETTING_MAX 4096
+int store_setting_set(store_t *s, const char *key, const char *value);
+int store_setting_get(store_t *s, const char *key, char **value, int64_t *updated_at);
+
 /* ---- Backend interface ---------------------------------------------------- *
  * For store.c and the backends (store_<name>.c) only; the rest of kvchat
  * uses the functions above.
@@ -1368,6 +1378,9 @@ typedef struct {
     /* name checked; now: store_now_ms() */
     int (*job_claim)(store_backend_t *b, const char *name, int64_t now, int64_t interval_ms,
                      bool *claimed);
+    /* key and value checked */
+    int (*setting_set)(store_backend_t *b, const char *key, const char *value, int64_t now);
+    int (*setting_get)(store_backend_t *b, const char *key, char **value, int64_t *updated_at);
 } store_backend_ops_t;
 
 /* The backend of s and its function table (*b receives its state), for

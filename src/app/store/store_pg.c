@@ -376,6 +376,8 @@ typedef enum {
     ST_AUDIT_TRIM,
     ST_AUDIT_PRUNE,
     ST_JOB_CLAIM,
+    ST_SETTING_SET,
+    ST_SETTING_GET,
     ST_AUDIT_LIST,
     ST_COUNT
 } stmt_id_t;
@@ -606,6 +608,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_JOB_CLAIM] = "INSERT INTO jobs (name, last_run) VALUES ($1, $2) ON CONFLICT (name) "
                      "DO UPDATE SET last_run = EXCLUDED.last_run "
                      "WHERE jobs.last_run <= $2::bigint - $3::bigint",
+    [ST_SETTING_SET] = "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) "
+                       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
+                       "updated_at = GREATEST(EXCLUDED.updated_at, settings.updated_at + 1)",
+    [ST_SETTING_GET] = "SELECT value, updated_at FROM settings WHERE key = $1",
     [ST_AUDIT_LIST] = "SELECT id, ts, actor_id, actor_name, action, target, client_addr, detail "
                       "FROM audit_log WHERE ($1::text IS NULL OR actor_id = $1 "
                       "OR lower(actor_name) = lower($1)) AND ($2::text IS NULL OR action = $2) "
@@ -1445,6 +1451,12 @@ static const char *const pg_migrations[] = {
     "CREATE TABLE jobs (\n"
     "    name     TEXT NOT NULL PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),\n"
     "    last_run BIGINT NOT NULL\n"
+    ");\n"
+    /* and settings they all follow (the active model) */
+    "CREATE TABLE settings (\n"
+    "    key        TEXT NOT NULL PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 64),\n"
+    "    value      TEXT NOT NULL CHECK (length(value) <= 4096),\n"
+    "    updated_at BIGINT NOT NULL\n"
     ")",
 };
 
@@ -3593,6 +3605,44 @@ static int pg_job_claim(store_backend_t *b, const char *name, int64_t now, int64
     return rc;
 }
 
+static int pg_setting_set(store_backend_t *b, const char *key, const char *value, int64_t now)
+{
+    params_t p = {0};
+    p_text(&p, key);
+    p_text(&p, value);
+    p_int(&p, now);
+    int64_t n = 0;
+    return write_one(b, ST_SETTING_SET, &p, &n);
+}
+
+struct setting_out {
+    char **value;
+    int64_t *updated_at;
+};
+
+static int row_setting(const PGresult *r, int i, void *out)
+{
+    struct setting_out *o = out;
+    if (col_dup(r, i, 0, o->value) != 0 || !*o->value)
+        return STORE_ENOMEM;
+    *o->updated_at = col_int(r, i, 1);
+    return STORE_OK;
+}
+
+static int pg_setting_get(store_backend_t *b, const char *key, char **value, int64_t *updated_at)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    params_t p = {0};
+    p_text(&p, key);
+    struct setting_out o = { value, updated_at };
+    rc = q_one(c, ST_SETTING_GET, &p, row_setting, &o);
+    conn_put(b, c);
+    return rc;
+}
+
 /* ---- The tables --------------------------------------------------------------- */
 
 #define PG_OPS                                        \
@@ -3660,7 +3710,9 @@ static int pg_job_claim(store_backend_t *b, const char *name, int64_t now, int64
     .audit_append = pg_audit_append,                  \
     .audit_list = pg_audit_list,                      \
     .audit_prune = pg_audit_prune,                    \
-    .job_claim = pg_job_claim
+    .job_claim = pg_job_claim,                        \
+    .setting_set = pg_setting_set,                    \
+    .setting_get = pg_setting_get
 
 const store_backend_ops_t store_pg_ops = {
     .scheme = "postgresql",

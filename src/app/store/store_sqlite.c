@@ -366,6 +366,12 @@ static const char *const migrations[] = {
     "CREATE TABLE jobs (\n"
     "    name     TEXT NOT NULL PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),\n"
     "    last_run INTEGER NOT NULL\n"
+    ") STRICT;\n"
+    /* and settings they all follow (the active model) */
+    "CREATE TABLE settings (\n"
+    "    key        TEXT NOT NULL PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 64),\n"
+    "    value      TEXT NOT NULL CHECK (length(value) <= 4096),\n"
+    "    updated_at INTEGER NOT NULL\n"
     ") STRICT;\n",
 };
 
@@ -553,6 +559,8 @@ typedef enum {
     ST_AUDIT_TRIM,
     ST_AUDIT_PRUNE,
     ST_JOB_CLAIM,
+    ST_SETTING_SET,
+    ST_SETTING_GET,
     ST_AUDIT_LIST,
     ST_COUNT
 } stmt_id_t;
@@ -786,6 +794,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_JOB_CLAIM] = "INSERT INTO jobs (name, last_run) VALUES (?1, ?2) ON CONFLICT (name) "
                      "DO UPDATE SET last_run = excluded.last_run "
                      "WHERE jobs.last_run <= ?2 - ?3",
+    [ST_SETTING_SET] = "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                       "updated_at = max(excluded.updated_at, settings.updated_at + 1)",
+    [ST_SETTING_GET] = "SELECT value, updated_at FROM settings WHERE key = ?1",
     [ST_AUDIT_LIST] = "SELECT id, ts, actor_id, actor_name, action, target, client_addr, detail "
                       "FROM audit_log WHERE (?1 IS NULL OR actor_id = ?1 "
                       "OR actor_name = ?1 COLLATE NOCASE) AND (?2 IS NULL OR action = ?2) "
@@ -3705,6 +3717,52 @@ static int sq_job_claim(store_backend_t *b, const char *name, int64_t now, int64
     return rc;
 }
 
+struct setting_args {
+    const char *key, *value;
+    int64_t now;
+};
+
+static void bind_setting(sqlite3_stmt *st, const void *arg)
+{
+    const struct setting_args *x = arg;
+    bind_text(st, 1, x->key);
+    bind_text(st, 2, x->value);
+    sqlite3_bind_int64(st, 3, x->now);
+}
+
+static int sq_setting_set(store_backend_t *b, const char *key, const char *value, int64_t now)
+{
+    struct setting_args x = { key, value, now };
+    int64_t n = 0;
+    return write_one(b, ST_SETTING_SET, bind_setting, &x, &n);
+}
+
+struct setting_out {
+    char **value;
+    int64_t *updated_at;
+};
+
+static int row_setting(sqlite3_stmt *st, void *out)
+{
+    struct setting_out *o = out;
+    const char *v = (const char *)sqlite3_column_text(st, 0);
+    *o->value = strdup(v ? v : "");
+    *o->updated_at = sqlite3_column_int64(st, 1);
+    return *o->value ? STORE_OK : STORE_ENOMEM;
+}
+
+static int sq_setting_get(store_backend_t *b, const char *key, char **value, int64_t *updated_at)
+{
+    conn_t *c;
+    int rc = conn_get(b, &c);
+    if (rc != STORE_OK)
+        return rc;
+    struct setting_out o = { value, updated_at };
+    rc = read_one(c, ST_SETTING_GET, key, row_setting, &o);
+    conn_put(b, c);
+    return rc;
+}
+
 /* ---- The table ---------------------------------------------------------------- */
 
 const store_backend_ops_t store_sqlite_ops = {
@@ -3775,4 +3833,6 @@ const store_backend_ops_t store_sqlite_ops = {
     .audit_list = sq_audit_list,
     .audit_prune = sq_audit_prune,
     .job_claim = sq_job_claim,
+    .setting_set = sq_setting_set,
+    .setting_get = sq_setting_get,
 };
