@@ -61,6 +61,7 @@ typedef struct app {
                                   first of svs */
     supervisor_t *svs[APP_ENGINES_MAX]; /* engine.count supervised engines */
     size_t n_sv;
+    int64_t model_setting_at;  /* the shared model switch last followed (under lock) */
     char model_path[1024];     /* the local model in use ("" if none) */
     char model_name[256];
     extract_limits_t extract;

@@ -26,11 +26,14 @@
 #include "app/docs/extractq.h"
 #include "app/docs/textindex.h"
 #include "app/llm/engines.h"
+#include "app/model/models.h"
 #include "common/fs.h"
 #include "common/log.h"
 
 /* Between health checks of the engines of engine.endpoints. */
 #define ENGINE_CHECK_MS 2000u
+/* Between looks at what other replicas changed (follower). */
+#define FOLLOW_MS 2000
 
 /* ---- start-up helpers ---- */
 
@@ -146,6 +149,26 @@ static void *sweeper(void *arg)
         else if (n)
             log_info("expired %lld idle session(s)", (long long)n);
         pthread_mutex_lock(&a->sweep_lock);
+    }
+    pthread_mutex_unlock(&a->sweep_lock);
+    return NULL;
+}
+
+/* Every FOLLOW_MS: what other replicas on this database changed that this
+ * one follows (a model switch). */
+static void *follower(void *arg)
+{
+    app_t *a = arg;
+    pthread_mutex_lock(&a->sweep_lock);
+    while (!a->stopping) {
+        pthread_mutex_unlock(&a->sweep_lock);
+        models_follow(a);
+        pthread_mutex_lock(&a->sweep_lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += FOLLOW_MS / 1000;
+        if (!a->stopping)
+            pthread_cond_timedwait(&a->sweep_cond, &a->sweep_lock, &ts);
     }
     pthread_mutex_unlock(&a->sweep_lock);
     return NULL;
@@ -432,6 +455,8 @@ int main(int argc, char **argv)
     if (a->sv && a->cfg.autostart && pthread_create(&starter, NULL, autostart, a) == 0)
         started = true;
     pthread_create(&a->sweeper, NULL, sweeper, a);
+    pthread_t follow;
+    bool following = pthread_create(&follow, NULL, follower, a) == 0;
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -441,6 +466,8 @@ int main(int argc, char **argv)
     pthread_cond_broadcast(&a->sweep_cond);
     pthread_mutex_unlock(&a->sweep_lock);
     pthread_join(a->sweeper, NULL);
+    if (following)
+        pthread_join(follow, NULL);
     routes_close(a);
     for (size_t i = 0; i < a->n_sv; i++) {
         /* also cancels a start still waiting for the engine */

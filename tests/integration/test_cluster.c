@@ -7,6 +7,7 @@
  * - a document uploaded on one replica is listed, cached and chatted with
  *   on the other, and its questions hit the cache of the engine both
  *   replicas route it to; a session started on one continues on the other;
+ * - a model switch on one replica is followed by the other;
  * - kill -9 of the document's engine: the next question, on either
  *   replica, is answered by another engine, and nothing stored is lost;
  * - kill -9 of a replica in the middle of a streamed answer: the client
@@ -50,9 +51,13 @@ static void replica_start(proc_t *p, const char *name, const char *max_tokens)
 {
     char log[300];
     snprintf(log, sizeof log, "%s/%s.log", g_dir, name);
+    char remote[96];
+    snprintf(remote, sizeof remote, "remote.direct.base_url=http://127.0.0.1:%d/v1",
+             g_engine[0].port);
     const char *argv[] = { "--data", g_data, "--set", g_db, "--set", g_list, "--set",
                            "engine.api_key=" KEY, "--set", max_tokens, "--set",
-                           "llm.temperature=0", NULL };
+                           "llm.temperature=0", "--set", "remote.direct.provider=openai", "--set",
+                           remote, "--set", "remote.direct.api_key=" KEY, NULL };
     proc_start(p, KVCHAT, argv, log, 60);
 }
 
@@ -179,6 +184,46 @@ static void test_replicas_share(void **state)
     resp_free(&r);
 }
 
+/* The serving name replica `on` reports. */
+static char *serving(int on)
+{
+    resp_t r;
+    http(g_app[on].port, "GET", API "/model/status", NULL, &r);
+    char *name = strdup(jstr(r.json, "serving_name"));
+    resp_free(&r);
+    return name;
+}
+
+/* A model switch on one replica is followed by the other. */
+static void test_switch_followed(void **state)
+{
+    (void)state;
+    char *engines_model = serving(0);
+    for (int k = 0; k < 2; k++) {
+        int on = k, other = 1 - k;
+        const char *to = k == 0 ? "direct" : engines_model;
+        char body[300];
+        snprintf(body, sizeof body, "{\"serving_name\":\"%s\"}", to);
+        resp_t r;
+        http(g_app[on].port, "POST", API "/model/switch", body, &r);
+        if (r.status != 200)
+            fail_msg("switch to %s on replica %d: %ld %s", to, on, r.status, r.body);
+        resp_free(&r);
+        double end = now_ms() + 10000;
+        for (;;) {
+            char *now = serving(other);
+            bool followed = strcmp(now, to) == 0;
+            free(now);
+            if (followed)
+                break;
+            if (now_ms() > end)
+                fail_msg("replica %d did not follow the switch to %s", other, to);
+            usleep(100 * 1000);
+        }
+    }
+    free(engines_model);
+}
+
 static void test_engine_killed(void **state)
 {
     (void)state;
@@ -300,6 +345,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replicas_share),
+        cmocka_unit_test(test_switch_followed),
         cmocka_unit_test(test_engine_killed),
         cmocka_unit_test(test_replica_killed_mid_stream),
         cmocka_unit_test(test_sweep_runs_once),

@@ -141,6 +141,9 @@ static int stop_all(app_t *a, supervisor_result_t *r)
 }
 
 /* Make the local engine the active provider again (after a remote one). */
+/* The shared setting that names the active model. */
+#define MODEL_SETTING "model.active"
+
 static void use_local(app_t *a, const char *name)
 {
     app_provider_t *p = app_local_acquire(a);
@@ -307,6 +310,67 @@ void models_h_list(httpd_req_t *req, void *user)
     httpd_reply_json(req, 200, body);
 }
 
+/* Make `name` the active model: a configured remote one, or a local GGUF
+ * (started when it is not what the engines run); with engine.endpoints,
+ * the engines' model. Returns the HTTP status, with the answer in *out;
+ * 404 for a name nobody knows. */
+static int switch_to(app_t *a, const char *name, json_t **out)
+{
+    const config_remote_t *r = remote_model(a, name);
+    char path[1100];
+    app_provider_t *lp = app_local_acquire(a);
+    bool engines = lp && lp->engines && strcmp(name, lp->serving_name) == 0;
+    app_provider_release(lp);
+    if (r) {
+        char e[256];
+        app_provider_t *p = app_provider_new(a, r->provider, r->base_url, r->api_key, r->model,
+                                             r->name, false, r->context, e, sizeof e);
+        if (!p) {
+            *out = json_pack("{s:s}", "detail", "Cannot use the remote model");
+            log_warn("cannot use remote model %s: %s", name, e);
+            return 500;
+        }
+        app_provider_set(a, p);
+        log_info("switched to remote model %s (%s)", name, r->provider);
+        *out = json_pack("{s:s, s:s, s:s, s:s}", "status", "success", "message",
+                         "Switched to the remote model", "serving_name", name, "provider",
+                         r->provider);
+        return 200;
+    }
+    if (engines) {
+        use_local(a, name);
+        *out = json_pack("{s:s, s:s, s:s, s:s}", "status", "success", "message",
+                         "Switched to the local model (the engines')", "serving_name", name,
+                         "provider", "local");
+        return 200;
+    }
+    if (!a->sv || !local_model_path(a, name, path, sizeof path)) {
+        *out = json_pack("{s:s}", "detail", "Unknown model (see GET /api/v1/model/list)");
+        return 404;
+    }
+    bool same = strcmp(name, a->model_name) == 0;
+    supervisor_status_t st;
+    supervisor_status(a->sv, &st);
+    if (same && st.state == SUPERVISOR_RUNNING) {
+        use_local(a, name);
+        *out = json_pack("{s:s, s:s, s:s, s:s}", "status", "success", "message",
+                         "Switched to the local model (already running)", "serving_name", name,
+                         "provider", "local");
+        return 200;
+    }
+    supervisor_result_t res;
+    int rc = start_all(a, false, path, &res);
+    if (rc == SUPERVISOR_OK) {
+        adopt_model(a, &res);
+        use_local(a, a->model_name);
+    }
+    *out = result_json(&res);
+    json_object_set_new(*out, "serving_name", json_string(name));
+    json_object_set_new(*out, "provider", json_string("local"));
+    supervisor_result_cleanup(&res);
+    return status_of(rc);
+}
+
 void models_h_switch(httpd_req_t *req, void *user)
 {
     app_t *a = user;
@@ -322,49 +386,44 @@ void models_h_switch(httpd_req_t *req, void *user)
         json_decref(body);
         return;
     }
-    const config_remote_t *r = remote_model(a, name);
-    char path[1100];
-    if (r || (a->sv && local_model_path(a, name, path, sizeof path)))
-        auth_audit(a, req, "model.switch", name, NULL);
-    if (r) {
-        char e[256];
-        app_provider_t *p = app_provider_new(a, r->provider, r->base_url, r->api_key, r->model,
-                                             r->name, false, r->context, e, sizeof e);
-        if (!p) {
-            httpd_reply_error(req, 500, "Cannot use remote model '%s': %s", name, e);
-        } else {
-            app_provider_set(a, p);
-            log_info("switched to remote model %s (%s)", name, r->provider);
-            httpd_reply_json(req, 200, json_pack("{s:s, s:s, s:s, s:s}", "status", "success",
-                                                 "message", "Switched to the remote model",
-                                                 "serving_name", name, "provider", r->provider));
-        }
-    } else if (a->sv && local_model_path(a, name, path, sizeof path)) {
-        bool same = strcmp(name, a->model_name) == 0;
-        supervisor_status_t st;
-        supervisor_status(a->sv, &st);
-        if (same && st.state == SUPERVISOR_RUNNING) {
-            use_local(a, name);
-            httpd_reply_json(req, 200, json_pack("{s:s, s:s, s:s, s:s}", "status", "success", "message",
-                                                 "Switched to the local model (already running)",
-                                                 "serving_name", name, "provider", "local"));
-        } else {
-            supervisor_result_t res;
-            int rc = start_all(a, false, path, &res);
-            if (rc == SUPERVISOR_OK) {
-                adopt_model(a, &res);
-                use_local(a, a->model_name);
-            }
-            json_t *j = result_json(&res);
-            json_object_set_new(j, "serving_name", json_string(name));
-            json_object_set_new(j, "provider", json_string("local"));
-            httpd_reply_json(req, status_of(rc), j);
-            supervisor_result_cleanup(&res);
-        }
-    } else {
+    json_t *out = NULL;
+    int status = switch_to(a, name, &out);
+    if (status == 404) {
+        json_decref(out);
         httpd_reply_error(req, 404, "Unknown model '%s' (see GET /api/v1/model/list)", name);
+    } else {
+        auth_audit(a, req, "model.switch", name, NULL);
+        /* every replica on this database follows (models_follow) */
+        int rc = status == 200 ? store_setting_set(a->store, MODEL_SETTING, name) : STORE_OK;
+        if (rc != STORE_OK)
+            log_warn("cannot record the active model for the other replicas: %s",
+                     store_strerror(rc));
+        httpd_reply_json(req, status, out);
     }
     json_decref(body);
+}
+
+void models_follow(app_t *a)
+{
+    char *name = NULL;
+    int64_t at = 0;
+    if (store_setting_get(a->store, MODEL_SETTING, &name, &at) != STORE_OK)
+        return;
+    pthread_mutex_lock(&a->lock);
+    bool seen = at <= a->model_setting_at;
+    a->model_setting_at = at;
+    pthread_mutex_unlock(&a->lock);
+    app_provider_t *p = app_provider_acquire(a);
+    bool same = strcmp(p->serving_name, name) == 0;
+    app_provider_release(p);
+    if (!seen && !same) {
+        json_t *out = NULL;
+        int status = switch_to(a, name, &out);
+        log_info("another replica switched the model to %s: %s", name,
+                 status == 200 ? "switched here too" : "cannot switch here");
+        json_decref(out);
+    }
+    free(name);
 }
 
 /* ---- logs ---- */
