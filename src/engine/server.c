@@ -846,9 +846,10 @@ static json_t *salt_json(const kvstore_salt_t *salt)
 
 static json_t *entry_json(const kvstore_entry_info_t *in)
 {
-    return json_pack("{s:s, s:i, s:I, s:s, s:b, s:b, s:I, s:I, s:I, s:b, s:b, s:o}", "id", in->id,
-                     "n_tokens", in->n_tokens, "bytes", (json_int_t)in->bytes, "tier",
-                     kvstore_tier_name(in->tier), "on_disk", in->on_disk, "disk_only",
+    return json_pack("{s:s, s:i, s:I, s:s, s:b, s:b, s:b, s:I, s:I, s:I, s:b, s:b, s:o}", "id",
+                     in->id, "n_tokens", in->n_tokens, "bytes", (json_int_t)in->bytes, "tier",
+                     kvstore_tier_name(in->tier), "on_disk", in->on_disk, "shared", in->shared,
+                     "disk_only",
                      in->disk_only, "hits", (json_int_t)in->hits, "created",
                      (json_int_t)in->created, "last_used", (json_int_t)in->last_used, "pinned",
                      in->pinned, "salted", in->salt.salted, "salt_hash", salt_json(&in->salt));
