@@ -509,3 +509,16 @@ void app_wait_model(int port, const char *want)
         usleep(100 * 1000);
     }
 }
+
+int engine_cache_count(int port, const char *key)
+{
+    resp_t r;
+    http_set_bearer(key);
+    http(port, "GET", "/v1/cache", NULL, &r);
+    http_set_bearer(NULL);
+    assert_int_equal(r.status, 200);
+    json_t *list = jpath(r.json, "entries");
+    int n = (int)json_array_size(json_is_array(list) ? list : r.json);
+    resp_free(&r);
+    return n;
+}

@@ -100,6 +100,10 @@ int tcp_connect_from(int port, const char *from);
 /* Is the server's end of fd closed (EOF or reset) within ms? */
 bool tcp_closed_within(int fd, int ms);
 
+/* How many entries the kvchat-engine on `port` (with API key `key`) has
+ * in its KV cache (GET /v1/cache); fails the test on an error. */
+int engine_cache_count(int port, const char *key);
+
 /* Wait (at most 60 s) until kvchat on `port` reports its model server
  * `want` ("running", "stopped") in GET /api/v1/model/status. */
 void app_wait_model(int port, const char *want);

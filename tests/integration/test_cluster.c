@@ -108,15 +108,7 @@ static int group_teardown(void **state)
 /* Entries in engine i's cache. */
 static int cache_entries(int i)
 {
-    resp_t r;
-    http_set_bearer(KEY);
-    http(g_engine[i].port, "GET", "/v1/cache", NULL, &r);
-    http_set_bearer(NULL);
-    assert_int_equal(r.status, 200);
-    json_t *list = jpath(r.json, "entries");
-    int n = (int)json_array_size(json_is_array(list) ? list : r.json);
-    resp_free(&r);
-    return n;
+    return engine_cache_count(g_engine[i].port, KEY);
 }
 
 /* Ask on replica `on` in session sid; the answer's cached tokens. */

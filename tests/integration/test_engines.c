@@ -50,18 +50,10 @@ static char g_doc[N_DOCS][64];
 static int g_home[N_DOCS];          /* the engine each document was cached on */
 static long long g_tokens[N_DOCS];
 
-/* Entries in engine i's cache (GET /v1/cache). */
+/* Entries in engine i's cache. */
 static int cache_entries(int i)
 {
-    resp_t r;
-    http_set_bearer(KEY);
-    http(g_engine[i].port, "GET", "/v1/cache", NULL, &r);
-    http_set_bearer(NULL);
-    assert_int_equal(r.status, 200);
-    json_t *list = jpath(r.json, "entries");
-    int n = (int)json_array_size(json_is_array(list) ? list : r.json);
-    resp_free(&r);
-    return n;
+    return engine_cache_count(g_engine[i].port, KEY);
 }
 
 /* A text of its own for document i: distinct words, a few hundred tokens. */
