@@ -100,15 +100,33 @@
  * (struct reap). All file mutations (writes, header rewrites, deletions)
  * are done by the writer thread in queue order, so the deletion of an
  * entry's file can never overtake a later rewrite of the same name. The
- * only file I/O outside the writer is reading blobs in kvstore_load() and
- * the directory scan in kvstore_open().
+ * only file I/O outside the writer is reading blobs in kvstore_load(),
+ * the directory scan in kvstore_open(), and the shared tier's rescans.
+ *
+ * SHARED TIER (see kvstore.h for the rules). Shared files use the entry
+ * format above (always version 3, never the pinned flag), under names
+ * "<32 hex>.kvs" derived from the content (sh_name_of), so they need no
+ * lock file: several stores write, read and delete there at once. The
+ * writer writes them (write_shared_file, right after the local file) and
+ * sets their access times (JOB_SH_TOUCH); a rescan (kvstore_shared_rescan,
+ * by the rescan thread or a caller, one at a time under scan_lock, which
+ * is taken before the mutex) lists the directory, reads new names'
+ * headers without the mutex, then indexes them under it, and evicts
+ * (sh_evict). Its list of the names seen (sh_known, sorted) is what makes
+ * a rescan cost one readdir plus the new headers. An entry may have a RAM
+ * copy, a local file and a shared file at once; it is SHARED for lookups
+ * only when the shared file is all it has. Shared files are read, never
+ * mapped (kvstore.h says why), and checked against the inode indexed: a
+ * name deleted and written again by others is a miss, and its name is
+ * put on sh_recheck so that the next rescan reads the new file.
  *
  * Entry states: in the index or not (deleted / replaced / dropped); a RAM
  * copy (counted in ram_bytes, on the RAM LRU list) or not; a written file
  * (on_disk, counted in disk_bytes, on the disk LRU list) or not; a pending
  * blob held for a queued or running write (with the kvstore_when_written
- * waiters it will tell). An indexed entry always has at
- * least one of: RAM copy, pending blob, file.
+ * waiters it will tell); a shared file (shared, on the sh list) or not.
+ * An indexed entry always has at least one of: RAM copy, pending blob,
+ * file, shared file.
  */
 #include "engine/kvstore.h"
 
@@ -300,6 +318,10 @@ struct kvstore {
                                             * sh_known. Taken before `lock` */
     struct shfile *sh_known;               /* sorted by name */
     size_t n_sh_known;
+    struct shfile *sh_recheck;             /* names a load found gone or
+                                            * replaced: read again at the
+                                            * next rescan (under `lock`) */
+    size_t n_sh_recheck;
     pthread_cond_t sh_wake;                /* the rescan thread's timer; stop */
     bool sh_stop, scanner_started;
     pthread_t scanner;
@@ -2055,6 +2077,26 @@ static void sh_evict(kvstore_t *s)
 /* One rescan (see kvstore_shared_rescan). scan_lock held. */
 static int sh_rescan(kvstore_t *s)
 {
+    /* Names a load found gone or replaced are forgotten: if present
+     * still, they are new to this rescan and read again. */
+    pthread_mutex_lock(&s->lock);
+    struct shfile *again = s->sh_recheck;
+    size_t n_again = s->n_sh_recheck;
+    s->sh_recheck = NULL;
+    s->n_sh_recheck = 0;
+    pthread_mutex_unlock(&s->lock);
+    if (n_again) {
+        size_t w = 0;
+        for (size_t i = 0; i < s->n_sh_known; i++) {
+            bool drop = false;
+            for (size_t k = 0; k < n_again && !drop; k++)
+                drop = strcmp(s->sh_known[i].name, again[k].name) == 0;
+            if (!drop)
+                s->sh_known[w++] = s->sh_known[i];
+        }
+        s->n_sh_known = w;
+    }
+    free(again);
     struct shfile *cur = NULL;
     size_t n_cur = 0;
     int rc = sh_list(s, &cur, &n_cur);
@@ -2350,6 +2392,7 @@ void kvstore_close(kvstore_t *s)
     if (s->sh_fd >= 0)
         close(s->sh_fd);
     free(s->sh_known);
+    free(s->sh_recheck);
     pthread_cond_destroy(&s->work);
     pthread_cond_destroy(&s->idle);
     pthread_cond_destroy(&s->sh_wake);
@@ -2574,8 +2617,19 @@ int kvstore_load(kvstore_t *s, kvstore_handle_t *h, const void **blob, size_t *l
             s->st.shared_lost++;
         else if (rc != KVSTORE_ENOMEM)
             s->st.shared_read_failures++;
-        if (rc != KVSTORE_ENOMEM && e->in_index && e->shared && e->sh_ino == f.ino)
+        if (rc != KVSTORE_ENOMEM && e->in_index && e->shared && e->sh_ino == f.ino) {
+            /* A new file of that name (written again) is read at the
+             * next rescan; failing memory, once the name is gone. */
+            struct shfile *nr = realloc(s->sh_recheck, (s->n_sh_recheck + 1) * sizeof *nr);
+            if (nr && s->n_sh_recheck < 4096) {
+                s->sh_recheck = nr;
+                memset(&nr[s->n_sh_recheck], 0, sizeof *nr);
+                memcpy(nr[s->n_sh_recheck++].name, e->sh_name, sizeof nr->name);
+            } else if (nr) {
+                s->sh_recheck = nr;
+            }
             sh_forget(s, e, &r);
+        }
         pthread_mutex_unlock(&s->lock);
         reap_run(&r);
         return rc;

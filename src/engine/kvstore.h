@@ -128,7 +128,7 @@
  *    from them join their own namespace only.
  *  - kvstore_delete() and kvstore_reset() leave shared files alone (other
  *    engines use them; the budget deletes them in time); a name whose
- *    entry was deleted here is not indexed again until it is rewritten.
+ *    entry was deleted here is not indexed again while that file stays.
  *    KVSTORE_RESET mode empties the disk tier only.
  *
  * Threading: every function may be called from any thread. One mutex guards
