@@ -70,9 +70,10 @@ static int db_copy(int argc, char **argv)
     store_copy_counts_t n;
     rc = store_copy(src, dst, make_index, ti, &n);
     printf("users %lld\ndocuments %lld\nchunks %lld\nsessions %lld\nmessages %lld\n"
-           "logins %lld\naudit %lld\n", (long long)n.users, (long long)n.documents,
-           (long long)n.chunks, (long long)n.sessions, (long long)n.messages,
-           (long long)n.logins, (long long)n.audit);
+           "logins %lld\naudit %lld\ntokens %lld\ncollections %lld\n", (long long)n.users,
+           (long long)n.documents, (long long)n.chunks, (long long)n.sessions,
+           (long long)n.messages, (long long)n.logins, (long long)n.audit, (long long)n.tokens,
+           (long long)n.collections);
     if (rc != STORE_OK) {
         fprintf(stderr, "kvchat db: copy failed: %s%s\n", store_strerror(rc),
                 rc == STORE_ECONFLICT ? " (the destination must be empty)" : "");

@@ -131,6 +131,16 @@ static void fill(store_t *s, char *doc1, char *doc2, char *uid)
     assert_int_equal(store_login_create(s, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
                                         u.id, 3600, "10.0.0.1", "test", &l), STORE_OK);
     store_login_cleanup(&l);
+    store_token_t t;
+    store_token_init(&t);
+    assert_int_equal(store_token_create(s, u.id, "script",
+                                        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                                        STORE_TOKEN_READ, 0, &t), STORE_OK);
+    store_token_cleanup(&t);
+    const char *both[] = { doc1, doc2 };
+    store_collection_t col = {0};
+    assert_int_equal(store_collection_create(s, "manuals", both, 2, &col), STORE_OK);
+    store_collection_cleanup(&col);
     store_audit_t e;
     store_audit_init(&e);
     e.action = "user.create";
@@ -265,6 +275,32 @@ static void compare(store_t *src, store_t *dst, const char *doc1, const char *ui
     assert_int_equal(au.n, 2);
     assert_string_equal(au.items[0].action, "login");   /* newest first */
     store_audit_list_cleanup(&au);
+    /* the token still signs in: its hash came along */
+    store_token_t tok;
+    store_user_t tu;
+    assert_int_equal(store_token_lookup(dst,
+                                        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                                        0, 0, &tok, &tu), STORE_OK);
+    assert_string_equal(tok.name, "script");
+    assert_int_equal(tok.scope, STORE_TOKEN_READ);
+    assert_string_equal(tu.id, uid);
+    store_token_cleanup(&tok);
+    store_user_cleanup(&tu);
+    /* the collection, its id and documents in order */
+    store_id_list_t cids = {0};
+    assert_int_equal(store_collection_ids(src, &cids), STORE_OK);
+    assert_int_equal(cids.n, 1);
+    store_collection_t cola = {0}, colb = {0};
+    assert_int_equal(store_collection_get(src, cids.ids[0], &cola), STORE_OK);
+    assert_int_equal(store_collection_get(dst, cids.ids[0], &colb), STORE_OK);
+    assert_string_equal(colb.name, "manuals");
+    assert_int_equal(colb.created_at, cola.created_at);
+    assert_int_equal(colb.docs.n, 2);
+    assert_string_equal(colb.docs.ids[0], cola.docs.ids[0]);
+    assert_string_equal(colb.docs.ids[1], cola.docs.ids[1]);
+    store_collection_cleanup(&cola);
+    store_collection_cleanup(&colb);
+    store_id_list_cleanup(&cids);
 }
 
 /* Copy a filled SQLite store of a temporary directory into `to` with the

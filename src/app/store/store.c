@@ -1974,6 +1974,30 @@ int store_token_list(store_t *s, const char *user_id, store_token_list_t *out)
     return rc;
 }
 
+int store_token_list_all(store_t *s, store_token_list_t *out)
+{
+    if (out)
+        *out = (store_token_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    int rc = s->ops->token_list_all(s->b, out);
+    if (rc != STORE_OK)
+        store_token_list_cleanup(out);
+    return rc;
+}
+
+int store_collection_ids(store_t *s, store_id_list_t *out)
+{
+    if (out)
+        *out = (store_id_list_t){0};
+    if (!s || !out)
+        return STORE_EINVAL;
+    int rc = s->ops->collection_ids(s->b, out);
+    if (rc != STORE_OK)
+        store_id_list_cleanup(out);
+    return rc;
+}
+
 int store_token_lookup(store_t *s, const char *hash, int64_t now_ms, int64_t touch_after_s,
                        store_token_t *token, store_user_t *user)
 {

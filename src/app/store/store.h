@@ -751,6 +751,10 @@ int store_collection_create(store_t *s, const char *name, const char *const *ids
  * no longer in it. STORE_ENOTFOUND if none. */
 int store_collection_get(store_t *s, const char *id, store_collection_t *out);
 
+/* Every collection's id, oldest first, into *out (caller-owned): for
+ * copying a store (store_copy.c). */
+int store_collection_ids(store_t *s, store_id_list_t *out);
+
 /* Set (non-NULL) or clear (NULL) the title of session `id`.
  * STORE_ENOTFOUND if none. */
 int store_session_set_title(store_t *s, const char *id, const char *title);
@@ -1096,6 +1100,11 @@ int store_token_create(store_t *s, const char *user_id, const char *name, const 
  * without hashes, into *out (caller-owned). An unknown user has none. */
 int store_token_list(store_t *s, const char *user_id, store_token_list_t *out);
 
+/* Every user's tokens, oldest first, WITH their hashes, into *out
+ * (caller-owned): for copying a store (store_copy.c), never for an
+ * answer. */
+int store_token_list_all(store_t *s, store_token_list_t *out);
+
 /* The token whose hash is `hash`, if it has not expired at now_ms (<= 0:
  * now) and its user is enabled: *user (caller-owned; password_hash NULL)
  * receives its user and *token (may be NULL; caller-owned) the token. If
@@ -1305,6 +1314,7 @@ typedef struct {
                              int64_t now_ms, const char *const *ids, size_t n,
                              store_collection_t *out);
     int (*collection_get)(store_backend_t *b, const char *id, store_collection_t *out);
+    int (*collection_ids)(store_backend_t *b, store_id_list_t *out);
     int (*session_set_title)(store_backend_t *b, const store_scope_t *scope, const char *id,
                              const char *title);
     /* limit 0 = all */
@@ -1363,6 +1373,7 @@ typedef struct {
                         const char *name, const char *hash, store_token_scope_t scope,
                         int64_t expires_at, int64_t now_ms, store_token_t *out);
     int (*token_list)(store_backend_t *b, const char *user_id, store_token_list_t *out);
+    int (*token_list_all)(store_backend_t *b, store_token_list_t *out);
     int (*token_lookup)(store_backend_t *b, const char *hash, int64_t now_ms,
                         int64_t touch_after_ms, store_token_t *token, store_user_t *user);
     /* user_id NULL: whoever's */

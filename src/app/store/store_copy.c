@@ -6,7 +6,8 @@
  * Order matters: users first (documents and sessions name them), then
  * documents (sessions name them), sessions with their messages, logins
  * (while every user is still enabled: a login is only made for an enabled
- * user), the users' final disabled flags and change times, the audit log.
+ * user), API tokens (the same), the users' final disabled flags and
+ * change times, the audit log; collections after the documents.
  */
 #include "app/store/store_copy.h"
 
@@ -287,6 +288,47 @@ static int check_empty(store_t *dst)
     return rc;
 }
 
+/* Collections, with their ids, names, times and documents in order. */
+static int copy_collections(store_t *src, const store_backend_ops_t *ops, store_backend_t *b,
+                            store_copy_counts_t *n)
+{
+    store_id_list_t ids = {0};
+    int rc = store_collection_ids(src, &ids);
+    for (size_t i = 0; rc == STORE_OK && i < ids.n; i++) {
+        store_collection_t c = {0}, made = {0};
+        rc = store_collection_get(src, ids.ids[i], &c);
+        if (rc == STORE_OK && c.docs.n)   /* one whose documents all went: gone */
+            rc = ops->collection_create(b, c.id, c.name, c.created_at,
+                                        (const char *const *)c.docs.ids, c.docs.n, &made);
+        if (rc == STORE_OK && c.docs.n)
+            n->collections++;
+        store_collection_cleanup(&c);
+        store_collection_cleanup(&made);
+    }
+    store_id_list_cleanup(&ids);
+    return rc;
+}
+
+/* API tokens with their hashes, names, scopes, times and expiries. */
+static int copy_tokens(store_t *src, const store_backend_ops_t *ops, store_backend_t *b,
+                       store_copy_counts_t *n)
+{
+    store_token_list_t all = {0};
+    int rc = store_token_list_all(src, &all);
+    for (size_t i = 0; rc == STORE_OK && i < all.n; i++) {
+        const store_token_t *t = &all.items[i];
+        store_token_t made;
+        store_token_init(&made);
+        rc = ops->token_create(b, t->id, t->user_id, t->name, t->hash, t->scope, t->expires_at,
+                               t->created_at, &made);
+        store_token_cleanup(&made);
+        if (rc == STORE_OK)
+            n->tokens++;
+    }
+    store_token_list_cleanup(&all);
+    return rc;
+}
+
 int store_copy(store_t *src, store_t *dst, store_copy_index_fn index, void *ud,
                store_copy_counts_t *counts)
 {
@@ -327,6 +369,8 @@ int store_copy(store_t *src, store_t *dst, store_copy_index_fn index, void *ud,
     for (size_t i = docs.n; rc == STORE_OK && i-- > 0;)   /* oldest first */
         rc = copy_document(src, dst, &docs.items[i], index, ud, &n);
     store_doc_list_cleanup(&docs);
+    if (rc == STORE_OK)
+        rc = copy_collections(src, ops, b, &n);
 
     if (rc == STORE_OK)
         rc = copy_sessions(src, dst, ops, b, NULL, &n);
@@ -337,6 +381,10 @@ int store_copy(store_t *src, store_t *dst, store_copy_index_fn index, void *ud,
         if (rc == STORE_OK)
             rc = copy_logins(src, ops, b, u->id, &n);
     }
+    /* API tokens, with their hashes (they keep working), while every user
+     * is still enabled */
+    if (rc == STORE_OK)
+        rc = copy_tokens(src, ops, b, &n);
     /* the final flags and change times */
     for (size_t i = 0; rc == STORE_OK && i < users.n; i++) {
         const store_user_t *u = &users.items[i];

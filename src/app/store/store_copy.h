@@ -25,7 +25,7 @@
 #include "app/store/store.h"
 
 typedef struct {
-    int64_t users, documents, chunks, sessions, messages, logins, audit;
+    int64_t users, documents, chunks, sessions, messages, logins, audit, tokens, collections;
 } store_copy_counts_t;
 
 /* Make the index text of a chunk's content[0..n) into *out (a heap

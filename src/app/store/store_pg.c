@@ -376,6 +376,8 @@ typedef enum {
     ST_AUDIT_TRIM,
     ST_AUDIT_PRUNE,
     ST_JOB_CLAIM,
+    ST_TOKEN_ALL,
+    ST_COLL_IDS,
     ST_SETTING_SET,
     ST_SETTING_GET,
     ST_AUDIT_LIST,
@@ -592,6 +594,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TOKEN_GET] = "SELECT " TOKEN_COLS_HASH " FROM api_tokens t WHERE t.id = $1",
     [ST_TOKEN_LIST] = "SELECT " TOKEN_COLS " FROM api_tokens t WHERE t.user_id = $1 "
                       "ORDER BY t.created_at DESC, t.rid DESC",
+    [ST_TOKEN_ALL] = "SELECT " TOKEN_COLS_HASH " FROM api_tokens t ORDER BY t.created_at, t.rid",
+    [ST_COLL_IDS] = "SELECT id FROM collections ORDER BY created_at, id",
     [ST_TOKEN_LOOKUP] = "SELECT " TOKEN_COLS_HASH ", " USER_COLS " FROM api_tokens t "
                         "JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 "
                         "AND (t.expires_at IS NULL OR t.expires_at > $2) AND NOT u.disabled",
@@ -3490,6 +3494,18 @@ static int pg_token_list(store_backend_t *b, const char *user_id, store_token_li
     return read_rows(b, ST_TOKEN_LIST, NULL, &p, row_token_item, out);
 }
 
+static int pg_token_list_all(store_backend_t *b, store_token_list_t *out)
+{
+    params_t p = {0};
+    return read_rows(b, ST_TOKEN_ALL, NULL, &p, row_token_item, out);
+}
+
+static int pg_collection_ids(store_backend_t *b, store_id_list_t *out)
+{
+    params_t p = {0};
+    return read_rows(b, ST_COLL_IDS, NULL, &p, row_id, out);
+}
+
 static bool token_due(const void *rec, int64_t before)
 {
     const store_token_t *t = rec;
@@ -3711,6 +3727,8 @@ static int pg_setting_get(store_backend_t *b, const char *key, char **value, int
     .audit_list = pg_audit_list,                      \
     .audit_prune = pg_audit_prune,                    \
     .job_claim = pg_job_claim,                        \
+    .token_list_all = pg_token_list_all,              \
+    .collection_ids = pg_collection_ids,              \
     .setting_set = pg_setting_set,                    \
     .setting_get = pg_setting_get
 

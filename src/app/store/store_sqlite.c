@@ -559,6 +559,8 @@ typedef enum {
     ST_AUDIT_TRIM,
     ST_AUDIT_PRUNE,
     ST_JOB_CLAIM,
+    ST_TOKEN_ALL,
+    ST_COLL_IDS,
     ST_SETTING_SET,
     ST_SETTING_GET,
     ST_AUDIT_LIST,
@@ -779,6 +781,9 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TOKEN_GET] = "SELECT " TOKEN_COLS_HASH " FROM api_tokens t WHERE t.id = ?1",
     [ST_TOKEN_LIST] = "SELECT " TOKEN_COLS " FROM api_tokens t WHERE t.user_id = ?1 "
                       "ORDER BY t.created_at DESC, t.rowid DESC",
+    [ST_TOKEN_ALL] = "SELECT " TOKEN_COLS_HASH " FROM api_tokens t "
+                     "ORDER BY t.created_at, t.rowid",
+    [ST_COLL_IDS] = "SELECT id FROM collections ORDER BY created_at, rowid",
     [ST_TOKEN_LOOKUP] = "SELECT " TOKEN_COLS_HASH ", " USER_COLS " FROM api_tokens t "
                         "JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?1 "
                         "AND (t.expires_at IS NULL OR t.expires_at > ?2) AND u.disabled = 0",
@@ -3574,6 +3579,22 @@ static int sq_token_list(store_backend_t *b, const char *user_id, store_token_li
     return read_doc_rows(b, ST_TOKEN_LIST, NULL, bind_id1, user_id, row_token_item, out, false);
 }
 
+static void bind_none(sqlite3_stmt *st, const void *arg)
+{
+    (void)st;
+    (void)arg;
+}
+
+static int sq_token_list_all(store_backend_t *b, store_token_list_t *out)
+{
+    return read_doc_rows(b, ST_TOKEN_ALL, NULL, bind_none, NULL, row_token_item, out, false);
+}
+
+static int sq_collection_ids(store_backend_t *b, store_id_list_t *out)
+{
+    return read_doc_rows(b, ST_COLL_IDS, NULL, bind_none, NULL, row_id, out, false);
+}
+
 static bool token_due(const void *rec, int64_t before)
 {
     const store_token_t *t = rec;
@@ -3833,6 +3854,8 @@ const store_backend_ops_t store_sqlite_ops = {
     .audit_list = sq_audit_list,
     .audit_prune = sq_audit_prune,
     .job_claim = sq_job_claim,
+    .token_list_all = sq_token_list_all,
+    .collection_ids = sq_collection_ids,
     .setting_set = sq_setting_set,
     .setting_get = sq_setting_get,
 };
