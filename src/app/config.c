@@ -80,6 +80,8 @@ static const setting_t settings[] = {
     B("engine", "autostart", "KVCHAT_AUTOSTART", autostart, "true"),
     I("engine", "health_timeout", "KVCHAT_HEALTH_TIMEOUT", health_timeout_s, "300", 1, 86400),
     S("engine", "endpoints", "KVCHAT_ENGINE_ENDPOINTS", engine_endpoints, ""),
+    S("engine", "cache_shared", "KVCHAT_CACHE_SHARED", cache_shared, ""),
+    I("engine", "cache_shared_gb", "KVCHAT_CACHE_SHARED_GB", cache_shared_gb, "10", 1, 1 << 20),
     I("engine", "count", "KVCHAT_ENGINE_COUNT", engine_count, "1", 1, 16),
     D("engine", "load_factor", "KVCHAT_ENGINE_LOAD_FACTOR", engine_load_factor, "1.25"),
     S("extract", "exe", "KVCHAT_EXTRACT_EXE", extract_exe, ""),

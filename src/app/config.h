@@ -75,6 +75,9 @@ typedef struct {
     int health_timeout_s;
     char engine_endpoints[2048]; /* "" = one engine, supervised here; else the
                                     URLs of kvchat-engines to route over */
+    char cache_shared[1024];     /* "" = none; else the directory the engines
+                                    supervised here share a cache tier in */
+    int cache_shared_gb;
     int engine_count;            /* engines supervised here for the local model,
                                     each its own port, cache and logs */
     double engine_load_factor;   /* an engine past this times the mean load

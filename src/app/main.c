@@ -215,10 +215,17 @@ static int setup_supervised(app_t *a)
     const config_t *c = &a->cfg;
     const char *slash = strrchr(a->model_path, '/');
     snprintf(a->model_name, sizeof a->model_name, "%.255s", slash ? slash + 1 : a->model_path);
-    static char ram[32], disk[32];
+    static char ram[32], disk[32], shared_gb[32];
     snprintf(ram, sizeof ram, "%d", c->cache_ram_mb);
     snprintf(disk, sizeof disk, "%d", c->cache_disk_gb);
-    static const char *extra[] = { "--cache-ram", ram, "--cache-disk", disk, NULL };
+    snprintf(shared_gb, sizeof shared_gb, "%d", c->cache_shared_gb);
+    static const char *extra[9] = { "--cache-ram", ram, "--cache-disk", disk };
+    if (c->cache_shared[0]) {   /* a tier every engine reads (kvstore.h) */
+        extra[4] = "--cache-shared";
+        extra[5] = c->cache_shared;
+        extra[6] = "--cache-shared-gb";
+        extra[7] = shared_gb;
+    }
     size_t n = (size_t)c->engine_count;
     if (n > 1 && !c->engine_port) {
         log_error("engine.count needs engine.port: the first engine's, the others follow it");
@@ -249,7 +256,8 @@ static int setup_supervised(app_t *a)
         sc.ctx_size = c->ctx_size;
         sc.parallel = c->parallel;
         /* the cores shared out, unless engine.threads says */
-        sc.threads = c->threads || n == 1 ? c->threads : (int)(cores / (long)n > 0 ? cores / (long)n : 1);
+        long share = cores / (long)n > 0 ? cores / (long)n : 1;
+        sc.threads = c->threads || n == 1 ? c->threads : (int)share;
         sc.api_key = c->engine_api_key;
         sc.health_timeout_ms = (unsigned)c->health_timeout_s * 1000u;
         sc.restart_on_crash = c->restart_on_crash;

@@ -8,8 +8,9 @@
  *   on the other, and its questions hit the cache of the engine both
  *   replicas route it to; a session started on one continues on the other;
  * - a model switch on one replica is followed by the other;
- * - kill -9 of the document's engine: the next question, on either
- *   replica, is answered by another engine, and nothing stored is lost;
+ * - kill -9 of the document's engine: the next question is answered by
+ *   another engine, which restores the document from the tier the
+ *   engines share (cache_tier "shared"), and nothing stored is lost;
  * - kill -9 of a replica in the middle of a streamed answer: the client
  *   resends to the other replica with the same idempotency key and gets
  *   its answer, with one user message in the session, not two;
@@ -74,11 +75,13 @@ static int group_setup(void **state)
     snprintf(g_db, sizeof g_db, "data.database=%s", pg);
     snprintf(g_list, sizeof g_list, "engine.endpoints=");
     for (int i = 0; i < N_ENGINES; i++) {
-        char kv[300], log[300];
+        char kv[300], log[300], shared[300];
         snprintf(kv, sizeof kv, "%s/kv%d", g_dir, i);
         snprintf(log, sizeof log, "%s/engine%d.log", g_dir, i);
+        snprintf(shared, sizeof shared, "%s/shared-kv", g_dir);   /* all three's */
         const char *argv[] = { "--model", MODEL, "--threads", "1", "--ctx-size", "4096",
-                               "--cache-dir", kv, "--api-key", KEY, NULL };
+                               "--cache-dir", kv, "--cache-shared", shared, "--api-key", KEY,
+                               NULL };
         proc_start(&g_engine[i], KVCHAT_ENGINE_EXE, argv, log, 60);
         char url[64];
         snprintf(url, sizeof url, "%shttp://127.0.0.1:%d", i ? "," : "", g_engine[i].port);
@@ -111,8 +114,9 @@ static int cache_entries(int i)
     return engine_cache_count(g_engine[i].port, KEY);
 }
 
-/* Ask on replica `on` in session sid; the answer's cached tokens. */
-static long long ask(int on, const char *sid, const char *question)
+/* Ask on replica `on` in session sid; the answer's cached tokens (and
+ * where they came from into tier, when not NULL). */
+static long long ask_tier(int on, const char *sid, const char *question, char *tier)
 {
     char path[256], body[256];
     snprintf(path, sizeof path, API "/session/%s/messages", sid);
@@ -122,8 +126,16 @@ static long long ask(int on, const char *sid, const char *question)
     if (r.status != 200)
         fail_msg("replica %d, session %s: %ld %s", on, sid, r.status, r.body);
     long long cached = jint(r.json, "usage.cached_tokens");
+    const char *from = jstr(r.json, "timings.cache_tier");
+    if (tier)
+        snprintf(tier, 32, "%s", from ? from : "");
     resp_free(&r);
     return cached;
+}
+
+static long long ask(int on, const char *sid, const char *question)
+{
+    return ask_tier(on, sid, question, NULL);
 }
 
 static size_t messages(int on, const char *sid, resp_t *r)
@@ -227,7 +239,11 @@ static void test_engine_killed(void **state)
     kill(g_engine[home].pid, SIGKILL);
     waitpid(g_engine[home].pid, NULL, 0);
     g_engine[home].pid = 0;
-    ask(1, "after-kill", "When does the ferry leave?");
+    /* the next engine restores the document from the shared tier */
+    char tier[32];
+    long long cached = ask_tier(1, "after-kill", "When does the ferry leave?", tier);
+    if (cached < g_tokens - 2 || strcmp(tier, "shared") != 0)
+        fail_msg("after the kill: %lld of %lld tokens cached, from '%s'", cached, g_tokens, tier);
     ask(0, "after-kill", "And the gulls?");
     resp_t r;
     assert_int_equal(messages(1, "shared-1", &r), 4);   /* nothing lost */

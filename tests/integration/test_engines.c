@@ -15,7 +15,8 @@
  * - engine.endpoints that cannot be read stops kvchat at start with a
  *   sentence;
  * - engine.count: two engines supervised by kvchat, each with its own
- *   port and cache directory, routed over alike; Stop stops both;
+ *   port and cache directory, routed over alike, writing to the cache
+ *   tier they share (engine.cache_shared); Stop stops both;
  * - an OpenAI-compatible server listed as "openai:URL": caching warms its
  *   prefix cache, and the question finds it there.
  */
@@ -32,6 +33,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <ftw.h>
+#include <sys/stat.h>
 
 #include "common/json.h"
 #include "fixtures.h"
@@ -282,19 +285,41 @@ static void upload_cache_ask(int port, int seed, const char *sid, char *tier, lo
     resp_free(&r);
 }
 
+static int g_kvs;
+
+static int one_kvs(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    size_t n = strlen(path);
+    if (flag == FTW_F && n > 4 && strcmp(path + n - 4, ".kvs") == 0)
+        g_kvs++;
+    return 0;
+}
+
+/* Entry files (*.kvs) anywhere under dir. */
+static int count_kvs(const char *dir)
+{
+    g_kvs = 0;
+    nftw(dir, one_kvs, 8, FTW_PHYS);
+    return g_kvs;
+}
+
 /* engine.count: kvchat supervises two engines of the local model, each
  * with its own port, cache and logs, and routes over them; Stop stops
  * both. */
 static void test_engine_count(void **state)
 {
     (void)state;
-    char data[300], log[300], port[64];
+    char data[300], log[300], port[64], shared[400];
     snprintf(data, sizeof data, "%s/count-data", g_dir);
     snprintf(log, sizeof log, "%s/count.log", g_dir);
+    snprintf(shared, sizeof shared, "engine.cache_shared=%s/count-shared", g_dir);
     int first = free_port();
     snprintf(port, sizeof port, "engine.port=%d", first);
     const char *argv[] = { "--data", data, "--model", MODEL, "--set", "engine.count=2", "--set",
-                           port, "--set", "engine.threads=1", "--set", "llm.max_tokens=4", NULL };
+                           port, "--set", "engine.threads=1", "--set", "llm.max_tokens=4",
+                           "--set", shared, NULL };
     proc_t app;
     proc_start(&app, KVCHAT, argv, log, 60);
     app_wait_model(app.port, "running");
@@ -319,6 +344,10 @@ static void test_engine_count(void **state)
     long long tokens, cached;
     upload_cache_ask(app.port, 99, "count-1", NULL, &tokens, &cached);
     assert_true(cached >= tokens - 2);
+    /* engine.cache_shared: the engines write to the tier they share */
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/count-shared", g_dir);
+    assert_true(count_kvs(dir) >= 1);
     http(app.port, "POST", API "/model/down", NULL, &r);
     assert_int_equal(r.status, 200);
     resp_free(&r);
