@@ -62,6 +62,8 @@ typedef struct app {
     supervisor_t *svs[APP_ENGINES_MAX]; /* engine.count supervised engines */
     size_t n_sv;
     int64_t model_setting_at;  /* the shared model switch last followed (under lock) */
+    int64_t command_at;        /* the shared model command last followed (under lock) */
+    bool command_seen;         /* the first look at it was made */
     char model_path[1024];     /* the local model in use ("" if none) */
     char model_name[256];
     extract_limits_t extract;

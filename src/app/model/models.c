@@ -141,8 +141,21 @@ static int stop_all(app_t *a, supervisor_result_t *r)
 }
 
 /* Make the local engine the active provider again (after a remote one). */
-/* The shared setting that names the active model. */
+/* The shared settings every replica follows: the active model, and the
+ * last start, reset or stop ("start NAME", "reset NAME", "stop"). */
 #define MODEL_SETTING "model.active"
+#define COMMAND_SETTING "model.command"
+
+/* Record a model command for the other replicas (models_follow). */
+static void share_command(app_t *a, const char *cmd, const char *name)
+{
+    char v[400];
+    snprintf(v, sizeof v, "%s%s%.300s", cmd, name ? " " : "", name ? name : "");
+    int rc = store_setting_set(a->store, COMMAND_SETTING, v);
+    if (rc != STORE_OK)
+        log_warn("cannot record the model command for the other replicas: %s",
+                 store_strerror(rc));
+}
 
 static void use_local(app_t *a, const char *name)
 {
@@ -189,6 +202,7 @@ static void start(httpd_req_t *req, app_t *a, bool reset)
              * to the caller's next request for certain */
             store_doc_reset_cache(a->store, false, NULL);
         }
+        share_command(a, reset ? "reset" : "start", a->model_name);
     }
     httpd_reply_json(req, status_of(rc), result_json(&r));
     supervisor_result_cleanup(&r);
@@ -206,6 +220,8 @@ void models_h_down(httpd_req_t *req, void *user)
     auth_audit(a, req, "model.stop", a->model_name, NULL);
     supervisor_result_t r;
     int rc = stop_all(a, &r);
+    if (rc == SUPERVISOR_OK)
+        share_command(a, "stop", NULL);
     httpd_reply_json(req, status_of(rc), result_json(&r));
     supervisor_result_cleanup(&r);
 }
@@ -403,6 +419,58 @@ void models_h_switch(httpd_req_t *req, void *user)
     json_decref(body);
 }
 
+/* A start, reset or stop made on another replica, done here too (the
+ * engines this replica supervises); those from before this process
+ * started are history. */
+static void follow_command(app_t *a)
+{
+    char *cmd = NULL;
+    int64_t at = 0;
+    int src = a->sv ? store_setting_get(a->store, COMMAND_SETTING, &cmd, &at) : STORE_EINVAL;
+    if (src == STORE_ENOTFOUND) {   /* none yet: the next one is news */
+        pthread_mutex_lock(&a->lock);
+        a->command_seen = true;
+        pthread_mutex_unlock(&a->lock);
+    }
+    if (src != STORE_OK)
+        return;
+    pthread_mutex_lock(&a->lock);
+    bool act = a->command_seen && at > a->command_at;
+    a->command_seen = true;
+    if (at > a->command_at)
+        a->command_at = at;
+    pthread_mutex_unlock(&a->lock);
+    if (!act) {
+        free(cmd);
+        return;
+    }
+    supervisor_result_t r;
+    int rc;
+    char path[1100] = "";
+    bool reset = strncmp(cmd, "reset ", 6) == 0;
+    if (strcmp(cmd, "stop") == 0) {
+        rc = stop_all(a, &r);
+    } else if (reset || strncmp(cmd, "start ", 6) == 0) {
+        const char *name = cmd + 6;
+        if (strcmp(name, a->model_name) != 0 && !local_model_path(a, name, path, sizeof path)) {
+            log_warn("another replica started model %s, which this one does not have", name);
+            free(cmd);
+            return;
+        }
+        rc = start_all(a, reset, path[0] ? path : NULL, &r);
+        if (rc == SUPERVISOR_OK) {
+            adopt_model(a, &r);
+            use_local(a, a->model_name);
+        }
+    } else {
+        free(cmd);
+        return;
+    }
+    log_info("another replica's model command \"%s\": %s", cmd, r.message);
+    supervisor_result_cleanup(&r);
+    free(cmd);
+}
+
 void models_follow(app_t *a)
 {
     char *name = NULL;
@@ -424,6 +492,7 @@ void models_follow(app_t *a)
         json_decref(out);
     }
     free(name);
+    follow_command(a);
 }
 
 /* ---- logs ---- */
