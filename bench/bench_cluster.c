@@ -25,8 +25,19 @@
  * mean, averaged over time). The simulation is deterministic: the same
  * options give the same table.
  *
+ * With --real (and --engine, --model), the same policies over real
+ * kvchat-engines instead, 1 to 3 of them, each with a RAM tier of a
+ * quarter of the documents' KV: a smaller workload of the same shape, the
+ * questions sent one after another (so every engine is idle when asked,
+ * and least-loaded means the engine that has served the fewest), each
+ * answered with 4 tokens; the prompt tokens each engine restored and from
+ * which tier, as it reports them, and the time to the first token at the
+ * client. With the tiny model the times are small; the hit rates are the
+ * point.
+ *
  * Usage: kvchat-bench-cluster [--docs N] [--hours H] [--rate SESSIONS/S per
  *                             engine] [--seed N] [--shared] [--out FILE]
+ *                             [--real --engine PATH --model PATH]
  */
 #include <getopt.h>
 #include <math.h>
@@ -37,6 +48,9 @@
 #include <string.h>
 
 #include "app/llm/router.h"
+#include "bench_http.h"
+#include "bench_util.h"
+#include "common/json.h"
 
 /* Costs, from docs/benchmarks.md (2,349-token document: cold TTFT 10.26 s,
  * 29.0 MB of KV, restored from RAM at 6.8 GB/s, from the disk tier in
@@ -66,8 +80,8 @@ typedef struct {
     int docs;
     double hours, rate;   /* sessions per second per engine */
     uint64_t seed;
-    bool shared;
-    const char *out;
+    bool shared, real;
+    const char *out, *engine, *model;
 } opts_t;
 
 /* ---- randomness (xorshift64*: the same sequence everywhere) ---- */
@@ -410,6 +424,160 @@ static result_t run(const workload_t *w, int n, int policy, bool with_shared, do
     return res;
 }
 
+/* ---- real engines ---- */
+
+#define REAL_KEY "bench-cluster-key"
+#define REAL_ENGINES 3
+#define TINY_KV_BYTES_PER_TOKEN 520.0   /* the tiny model's KV (docs/benchmarks.md) */
+
+/* Document d's text: words enough for about `tokens` tokens. */
+static char *real_text(int d, int tokens)
+{
+    static const char *const words[] = { "harbor", "ferry", "lamp", "keeper", "island", "storm",
+                                         "tide", "signal", "rock", "beacon", "gull", "pier" };
+    size_t cap = (size_t)tokens * 8 + 64, len = 0;
+    char *t = malloc(cap);
+    len += (size_t)snprintf(t, cap, "Logbook %d.", d);
+    uint64_t x = (uint64_t)d * 0x9e3779b97f4a7c15ull + 1;
+    for (int i = 0; i < tokens && len + 10 < cap; i++) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        len += (size_t)snprintf(t + len, cap - len, " %s", words[(x >> 20) % 12]);
+    }
+    return t;
+}
+
+static void real_prefill(int port, const char *text)
+{
+    json_t *b = json_pack("{s:[{s:s, s:s}]}", "messages", "role", "system", "content", text);
+    char *body = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    long st = bench_request(port, "POST", "/v1/cache/prefill", body, REAL_KEY, NULL);
+    free(body);
+    if (st != 200) {
+        fprintf(stderr, "kvchat-bench-cluster: prefill on port %d answered %ld\n", port, st);
+        exit(1);
+    }
+}
+
+static size_t run_real(const opts_t *o, char *report, size_t len, size_t cap)
+{
+    workload_t w;
+    opts_t small = *o;
+    small.docs = o->docs < 60 ? o->docs : 60;
+    workload_make(&w, &small, 0.004, 3600 * 4);
+    if (w.n_req > 240)
+        w.n_req = 240;
+    double total_kv = 0;
+    char *texts[MAX_DOCS];
+    for (int d = 0; d < w.n_docs; d++) {
+        w.doc_tokens[d] = 200 + w.doc_tokens[d] / 5;   /* 400-1,400 tokens */
+        texts[d] = real_text(d, w.doc_tokens[d]);
+        total_kv += w.doc_tokens[d] * TINY_KV_BYTES_PER_TOKEN;
+    }
+    char ram[32];
+    snprintf(ram, sizeof ram, "%d", (int)(total_kv / 4 / (1 << 20)) + 1);
+    char dir[] = "/tmp/kvchat-bench-cluster-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    len += (size_t)snprintf(report + len, cap - len,
+        "\n## Routing over several engines (real engines, tiny model)\n\n"
+        "kvchat-bench-cluster --real: %d documents of 400-1,400 tokens, each prefilled at upload "
+        "on the engine the policy sends it to; %d questions of Zipf-popular documents, one "
+        "after another; 1 to 3 kvchat-engines with the tiny model, each with a RAM tier of %s "
+        "MiB (a quarter of the documents' KV) and a disk tier. Prompt tokens by the tier the "
+        "engine restored them from; TTFT at the client.\n\n"
+        "| engines | routing | slot | RAM | disk | recomputed | hit rate | TTFT p50 ms | TTFT "
+        "p99 ms | skew (requests) |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        w.n_docs, w.n_req, ram);
+    for (int n = 1; n <= REAL_ENGINES; n++)
+        for (int policy = n == 1 ? P_KVCHAT : 0; policy < N_POLICIES; policy++) {
+            bench_proc_t e[REAL_ENGINES];
+            const char *ids[REAL_ENGINES];
+            char urls[REAL_ENGINES][64];
+            for (int i = 0; i < n; i++) {
+                char port[16], kv[128], log[128];
+                e[i].port = bench_free_port();
+                snprintf(port, sizeof port, "%d", e[i].port);
+                snprintf(kv, sizeof kv, "%s/kv-%d-%d-%d", dir, n, policy, i);
+                snprintf(log, sizeof log, "%s/engine-%d-%d-%d.log", dir, n, policy, i);
+                const char *argv[] = { o->engine, "--model", o->model, "--port", port,
+                                       "--threads", "1", "--ctx-size", "8192", "--parallel",
+                                       "2", "--cache-dir", kv, "--cache-ram", ram, "--api-key",
+                                       REAL_KEY, NULL };
+                bench_proc_start(&e[i], argv, log, "/health");
+                snprintf(urls[i], sizeof urls[i], "http://127.0.0.1:%d", e[i].port);
+                ids[i] = urls[i];
+            }
+            router_t *rt = router_new((size_t)n, ids, 1.25, SLOTS);
+            for (int d = 0; d < w.n_docs; d++) {
+                char key[32];
+                int klen = snprintf(key, sizeof key, "doc-%d", d);
+                int home = policy == P_KVCHAT ? router_home(rt, key, (size_t)klen) : d % n;
+                real_prefill(e[home].port, texts[d]);
+            }
+            double tokens[N_TIERS] = { 0 }, *ttft = calloc((size_t)w.n_req, sizeof *ttft);
+            int served[REAL_ENGINES] = { 0 }, rr = 0;
+            for (int i = 0; i < w.n_req; i++) {
+                const request_t *r = &w.req[i];
+                char key[32], q[64];
+                int klen = snprintf(key, sizeof key, "doc-%d", r->doc);
+                snprintf(q, sizeof q, "Question %d of session %d?", r->turn, r->session);
+                int k = 0;
+                if (policy == P_ROUND_ROBIN)
+                    k = rr++ % n;
+                else if (policy == P_LEAST_LOADED)
+                    for (int j = 1; j < n; j++)
+                        k = served[j] < served[k] ? j : k;
+                else
+                    k = router_pick(rt, key, (size_t)klen, NULL);
+                bench_stream_t st;
+                ttft[i] = bench_chat(e[k].port, REAL_KEY, texts[r->doc], q, 4, true, &st);
+                if (policy == P_KVCHAT)
+                    router_done(rt, k);
+                served[k]++;
+                int tier = !strcmp(st.cache_tier, "slot") ? T_SLOT
+                           : !strcmp(st.cache_tier, "ram") ? T_RAM
+                           : !strcmp(st.cache_tier, "disk") ? T_DISK
+                           : !strcmp(st.cache_tier, "shared") ? T_SHARED : T_NONE;
+                int cached = st.cache_n > 0 ? st.cache_n : 0;
+                tokens[tier] += cached;
+                tokens[T_NONE] += st.prompt_n > 0 ? st.prompt_n : 0;
+            }
+            double all = 0;
+            for (int t = 0; t < N_TIERS; t++)
+                all += tokens[t];
+            int most = 0;
+            for (int i = 0; i < n; i++)
+                most = served[i] > most ? served[i] : most;
+            qsort(ttft, (size_t)w.n_req, sizeof *ttft, cmp_double);
+            len += (size_t)snprintf(report + len, cap - len,
+                                    "| %d | %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f "
+                                    "| %.1f | %.2f |\n",
+                                    n, n == 1 ? "(one engine)" : policy_names[policy],
+                                    100 * tokens[T_SLOT] / all, 100 * tokens[T_RAM] / all,
+                                    100 * tokens[T_DISK] / all, 100 * tokens[T_NONE] / all,
+                                    100 * (1 - tokens[T_NONE] / all), ttft[w.n_req / 2],
+                                    ttft[(int)(w.n_req * 0.99)],
+                                    most / ((double)w.n_req / n));
+            free(ttft);
+            router_free(rt);
+            for (int i = 0; i < n; i++)
+                bench_proc_stop(&e[i]);
+        }
+    for (int d = 0; d < w.n_docs; d++)
+        free(texts[d]);
+    free(w.req);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "kvchat-bench-cluster: cannot remove %s\n", dir);
+    return len;
+}
+
 int main(int argc, char **argv)
 {
     opts_t o = { .docs = 400, .hours = 8, .rate = 0.03, .seed = 7 };
@@ -417,7 +585,8 @@ int main(int argc, char **argv)
         { "docs", required_argument, NULL, 'd' },  { "hours", required_argument, NULL, 'h' },
         { "rate", required_argument, NULL, 'r' },  { "seed", required_argument, NULL, 's' },
         { "shared", no_argument, NULL, 'S' },      { "out", required_argument, NULL, 'o' },
-        { NULL, 0, NULL, 0 },
+        { "real", no_argument, NULL, 'R' },        { "engine", required_argument, NULL, 'e' },
+        { "model", required_argument, NULL, 'm' }, { NULL, 0, NULL, 0 },
     };
     for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
         switch (c) {
@@ -427,6 +596,9 @@ int main(int argc, char **argv)
         case 's': o.seed = strtoull(optarg, NULL, 10); break;
         case 'S': o.shared = true; break;
         case 'o': o.out = optarg; break;
+        case 'R': o.real = true; break;
+        case 'e': o.engine = optarg; break;
+        case 'm': o.model = optarg; break;
         default: return 2;
         }
     }
@@ -436,6 +608,20 @@ int main(int argc, char **argv)
     }
     static char report[1 << 16];
     size_t len = 0;
+    if (o.real) {
+        if (!o.engine || !o.model) {
+            fprintf(stderr, "kvchat-bench-cluster: --real needs --engine and --model\n");
+            return 2;
+        }
+        len = run_real(&o, report, len, sizeof report);
+        fputs(report, stdout);
+        if (o.out) {
+            FILE *f = fopen(o.out, "a");
+            if (!f || fputs(report, f) < 0 || fclose(f) != 0)
+                return 1;
+        }
+        return 0;
+    }
 #define OUT(...) len += (size_t)snprintf(report + len, sizeof report - len, __VA_ARGS__)
     OUT("\n## Routing over several engines (simulation%s)\n\n",
         o.shared ? ", with a shared tier" : "");

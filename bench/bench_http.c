@@ -110,6 +110,8 @@ static void on_data_line(bench_stream_t *st, const char *data)
         st->predicted_ms = json_number_value(json_object_get(tm, "predicted_ms"));
         st->prompt_n = (int)json_integer_value(json_object_get(tm, "prompt_n"));
         st->cache_n = (int)json_integer_value(json_object_get(tm, "cache_n"));
+        const char *tier = json_string_value(json_object_get(tm, "cache_tier"));
+        snprintf(st->cache_tier, sizeof st->cache_tier, "%s", tier ? tier : "");
     }
     json_decref(j);
 }

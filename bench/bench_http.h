@@ -37,6 +37,7 @@ typedef struct {
     double t0, t_first, t_last;   /* request sent, first and last content */
     int chunks;                   /* content pieces */
     int predicted_n, cache_n, prompt_n;   /* from the final timings */
+    char cache_tier[16];                  /* the timings' cache_tier, "" if none */
     double predicted_ms;
     char line[1 << 16];
     unsigned len;
