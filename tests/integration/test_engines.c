@@ -348,8 +348,8 @@ static void test_engine_count(void **state)
     char dir[400];
     snprintf(dir, sizeof dir, "%s/count-shared", g_dir);
     /* (written by the engine's writer thread after the answer) */
-    for (double end = now_ms() + 15000; count_kvs(dir) < 1;) {
-        assert_true(now_ms() < end);
+    for (double until = now_ms() + 15000; count_kvs(dir) < 1;) {
+        assert_true(now_ms() < until);
         usleep(100 * 1000);
     }
     http(app.port, "POST", API "/model/down", NULL, &r);
