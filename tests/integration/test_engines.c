@@ -33,6 +33,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <ftw.h>
 #include <sys/stat.h>
 
@@ -315,15 +318,39 @@ static void test_engine_count(void **state)
     snprintf(data, sizeof data, "%s/count-data", g_dir);
     snprintf(log, sizeof log, "%s/count.log", g_dir);
     snprintf(shared, sizeof shared, "engine.cache_shared=%s/count-shared", g_dir);
-    int first = free_port();
+    /* two consecutive ports, held until kvchat has its own (which could
+     * otherwise be the second), then given to the engines */
+    int held[2] = { -1, -1 }, first = 0;
+    while (held[1] < 0) {
+        first = free_port();
+        for (int i = 0; i < 2; i++) {
+            held[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_in sa = { .sin_family = AF_INET,
+                                      .sin_port = htons((uint16_t)(first + i)),
+                                      .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+            if (bind(held[i], (struct sockaddr *)&sa, sizeof sa) != 0) {
+                close(held[0]);
+                if (i)
+                    close(held[1]);
+                held[0] = held[1] = -1;
+                break;
+            }
+        }
+    }
     snprintf(port, sizeof port, "engine.port=%d", first);
-    const char *argv[] = { "--data", data, "--model", MODEL, "--set", "engine.count=2", "--set",
-                           port, "--set", "engine.threads=1", "--set", "llm.max_tokens=4",
-                           "--set", shared, NULL };
+    const char *argv[] = { "--data", data, "--model", MODEL, "--no-autostart", "--set",
+                           "engine.count=2", "--set", port, "--set", "engine.threads=1", "--set",
+                           "llm.max_tokens=4", "--set", shared, NULL };
     proc_t app;
     proc_start(&app, KVCHAT, argv, log, 60);
-    app_wait_model(app.port, "running");
+    close(held[0]);
+    close(held[1]);
     resp_t r;
+    http(app.port, "POST", API "/model/up/without_reset", NULL, &r);
+    if (r.status != 200)
+        fail_msg("start: %ld %s", r.status, r.body);
+    resp_free(&r);
+    app_wait_model(app.port, "running");
     double end = now_ms() + 60000;
     for (;;) {   /* both engines up */
         http(app.port, "GET", API "/model/status", NULL, &r);
