@@ -628,7 +628,7 @@ async function walk() {
       check(await item.locator('.part-cell[data-state="failed"]').count() === 1, 'one cell says failed');
       const err = await item.locator('.doc-part-errors').textContent();
       check(err === `Part 2 (${parts[1].where}) failed: The disk is full (507)`, `the failed part says why (${err})`);
-      check((await badge('almanac.md')).state === 'failed', 'the badge says a part failed');
+      await until(async () => (await badge('almanac.md')).state === 'failed', 'the badge to say a part failed');
       await shot('desktop-long-failed');
     } finally {
       await page.evaluate(() => { window.fetch = window.__realFetch; });
