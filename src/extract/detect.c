@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "extract/csv.h"
 #include "extract/zipread.h"
 
 #define HEAD_MAX 65536
@@ -25,6 +26,9 @@ static const ext_map_t ext_map[] = {
     { "odt", EXTRACT_TYPE_ODT },   { "html", EXTRACT_TYPE_HTML },
     { "htm", EXTRACT_TYPE_HTML },  { "xhtml", EXTRACT_TYPE_HTML },
     { "epub", EXTRACT_TYPE_EPUB },
+    { "pptx", EXTRACT_TYPE_PPTX }, { "odp", EXTRACT_TYPE_ODP },
+    { "xlsx", EXTRACT_TYPE_XLSX }, { "ods", EXTRACT_TYPE_ODS },
+    { "csv", EXTRACT_TYPE_CSV },   { "tsv", EXTRACT_TYPE_CSV },
 };
 
 extract_type_t detect_from_name(const char *name)
@@ -126,7 +130,9 @@ static bool looks_like_html(const unsigned char *p, size_t n)
 static int detect_zip(int fd, extract_type_t hint, extract_type_t *type)
 {
     bool zip_hint = hint == EXTRACT_TYPE_DOCX || hint == EXTRACT_TYPE_ODT ||
-                    hint == EXTRACT_TYPE_EPUB;
+                    hint == EXTRACT_TYPE_EPUB || hint == EXTRACT_TYPE_PPTX ||
+                    hint == EXTRACT_TYPE_ODP || hint == EXTRACT_TYPE_XLSX ||
+                    hint == EXTRACT_TYPE_ODS;
     *type = zip_hint ? hint : EXTRACT_TYPE_UNKNOWN;
     zipread_t *z;
     int rc = zipread_open(fd, &z);
@@ -144,6 +150,14 @@ static int detect_zip(int fd, extract_type_t hint, extract_type_t *type)
                 strcmp(mt, "application/vnd.oasis.opendocument.text-template") == 0) {
                 *type = EXTRACT_TYPE_ODT;
                 rc = 0;
+            } else if (strncmp(mt, "application/vnd.oasis.opendocument.presentation", 47) ==
+                           0 && (!mt[47] || strcmp(mt + 47, "-template") == 0)) {
+                *type = EXTRACT_TYPE_ODP;
+                rc = 0;
+            } else if (strncmp(mt, "application/vnd.oasis.opendocument.spreadsheet", 46) ==
+                           0 && (!mt[46] || strcmp(mt + 46, "-template") == 0)) {
+                *type = EXTRACT_TYPE_ODS;
+                rc = 0;
             } else if (strcmp(mt, "application/epub+zip") == 0) {
                 *type = EXTRACT_TYPE_EPUB;
                 rc = 0;
@@ -157,6 +171,12 @@ static int detect_zip(int fd, extract_type_t hint, extract_type_t *type)
     }
     if (zipread_exists(z, "word/document.xml")) {
         *type = EXTRACT_TYPE_DOCX;
+        rc = 0;
+    } else if (zipread_exists(z, "ppt/presentation.xml")) {
+        *type = EXTRACT_TYPE_PPTX;
+        rc = 0;
+    } else if (zipread_exists(z, "xl/workbook.xml")) {
+        *type = EXTRACT_TYPE_XLSX;
         rc = 0;
     } else if (zipread_exists(z, "META-INF/container.xml")) {
         *type = EXTRACT_TYPE_EPUB;
@@ -232,6 +252,9 @@ int detect_type(int fd, const char *name, extract_type_t *type)
         *type = EXTRACT_TYPE_HTML;
     } else if (hint == EXTRACT_TYPE_MD) {
         *type = EXTRACT_TYPE_MD;
+    } else if (hint == EXTRACT_TYPE_CSV ||
+               (hint != EXTRACT_TYPE_TXT && csv_sniff((const char *)head, len, NULL))) {
+        *type = EXTRACT_TYPE_CSV;
     } else {
         *type = EXTRACT_TYPE_TXT;
     }

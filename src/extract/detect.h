@@ -6,9 +6,12 @@
  *   empty file                       -> EXTRACT_ENOTEXT
  *   "%PDF-" in the first 1 KiB       -> pdf
  *   zip (PK\3\4): mimetype entry "application/vnd.oasis.opendocument.text"
- *                 -> odt; "application/epub+zip" -> epub; a
- *                 word/document.xml entry -> docx; META-INF/container.xml
- *                 -> epub; any other zip -> EXTRACT_EUNSUPPORTED
+ *                 -> odt; "...opendocument.presentation" -> odp;
+ *                 "...opendocument.spreadsheet" -> ods (templates too);
+ *                 "application/epub+zip" -> epub; a word/document.xml
+ *                 entry -> docx; ppt/presentation.xml -> pptx;
+ *                 xl/workbook.xml -> xlsx; META-INF/container.xml -> epub;
+ *                 any other zip -> EXTRACT_EUNSUPPORTED
  *   OLE2 compound file holding an "EncryptedPackage" stream (how Office
  *                 stores a password-protected docx) -> EXTRACT_EENCRYPTED;
  *                 other OLE2 files (legacy .doc, .xls) -> unsupported
@@ -18,6 +21,9 @@
  *   text starting with '<' and naming <!doctype html, <html, <head or <body
  *                 in its first 1 KiB, or named .html/.htm/.xhtml -> html
  *   text named .md/.markdown         -> md
+ *   text named .csv/.tsv, or text not named .txt/.text whose head reads
+ *                 as delimited values (csv_sniff: 3+ records with the same
+ *                 count, 2 or more, of one delimiter)  -> csv
  *   other text                       -> txt
  */
 #ifndef KVCHAT_EXTRACT_DETECT_H

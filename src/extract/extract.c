@@ -95,6 +95,11 @@ static const char *const type_names[EXTRACT_TYPE_COUNT] = {
     [EXTRACT_TYPE_ODT] = "odt",
     [EXTRACT_TYPE_HTML] = "html",
     [EXTRACT_TYPE_EPUB] = "epub",
+    [EXTRACT_TYPE_PPTX] = "pptx",
+    [EXTRACT_TYPE_ODP] = "odp",
+    [EXTRACT_TYPE_XLSX] = "xlsx",
+    [EXTRACT_TYPE_ODS] = "ods",
+    [EXTRACT_TYPE_CSV] = "csv",
 };
 
 /* How a message names a file of each type. */
@@ -107,6 +112,11 @@ static const char *const type_nouns[EXTRACT_TYPE_COUNT] = {
     [EXTRACT_TYPE_ODT] = "OpenDocument text",
     [EXTRACT_TYPE_HTML] = "web page",
     [EXTRACT_TYPE_EPUB] = "e-book",
+    [EXTRACT_TYPE_PPTX] = "PowerPoint presentation",
+    [EXTRACT_TYPE_ODP] = "OpenDocument presentation",
+    [EXTRACT_TYPE_XLSX] = "Excel workbook",
+    [EXTRACT_TYPE_ODS] = "OpenDocument spreadsheet",
+    [EXTRACT_TYPE_CSV] = "CSV file",
 };
 
 const char *extract_type_name(extract_type_t type)
@@ -137,8 +147,9 @@ void extract_message(int code, extract_type_t type, char *buf, size_t n)
         break;
     case EXTRACT_EUNSUPPORTED:
         snprintf(buf, n, "kvchat cannot read this type of file. Supported: plain text, "
-                         "Markdown, PDF, Word (.docx), OpenDocument text (.odt), HTML "
-                         "and EPUB.");
+                         "Markdown, PDF, Word (.docx), OpenDocument text (.odt), HTML, "
+                         "EPUB, PowerPoint (.pptx), Excel (.xlsx), OpenDocument "
+                         "presentations and spreadsheets (.odp, .ods) and CSV.");
         break;
     case EXTRACT_ECORRUPT:
         snprintf(buf, n, "The %s is damaged or unreadable.", noun);

@@ -62,6 +62,11 @@ typedef enum {
     EXTRACT_TYPE_ODT,
     EXTRACT_TYPE_HTML,
     EXTRACT_TYPE_EPUB,
+    EXTRACT_TYPE_PPTX,          /* slides: pptx.h, odf.h */
+    EXTRACT_TYPE_ODP,
+    EXTRACT_TYPE_XLSX,          /* spreadsheets: xlsx.h, odf.h, csv.h */
+    EXTRACT_TYPE_ODS,
+    EXTRACT_TYPE_CSV,           /* csv and tsv */
     EXTRACT_TYPE_COUNT
 } extract_type_t;
 
@@ -96,7 +101,9 @@ typedef enum {
  * heading paragraphs; odt text:h; pdf pages (with /PageLabels) and its
  * outline as headings; epub its table of contents (nav, else NCX) and
  * its chapters' h1-h6 as headings, its page list and print page breaks
- * as pages (the backends' headers say how). */
+ * as pages; pptx and odp a page per slide and its title as a heading;
+ * xlsx and ods each sheet's name as a heading; csv none (the backends'
+ * headers say how). */
 
 typedef enum {
     EXTRACT_MARK_PAGE = 'P',

@@ -12,6 +12,7 @@
 
 #include "common/buf.h"
 #include "extract/extract.h"
+#include "extract/mdtable.h"
 #include "extract/text.h"
 
 enum {
@@ -21,6 +22,7 @@ enum {
     EL_ROW = 8,     /* table row: cells counted, a line */
     EL_CELL = 16,   /* table cell: tab before all but the first */
     EL_PRE = 32,    /* whitespace kept */
+    EL_TABLE = 64,  /* a table: a Markdown table (mdtable.h) */
 };
 
 /* h1..h6 carry their level in bits 8..10. */
@@ -53,7 +55,7 @@ static const element_t elements[] = {
     { "p", EL_BLOCK },         { "plaintext", EL_BLOCK | EL_PRE },
     { "pre", EL_BLOCK | EL_PRE },                          { "script", EL_SKIP },
     { "section", EL_BLOCK },   { "select", EL_BLOCK },     { "style", EL_SKIP },
-    { "summary", EL_BLOCK },   { "svg", EL_SKIP },         { "table", EL_BLOCK },
+    { "summary", EL_BLOCK },   { "svg", EL_SKIP },         { "table", EL_BLOCK | EL_TABLE },
     { "tbody", EL_BLOCK },     { "td", EL_CELL },          { "template", EL_SKIP },
     { "textarea", EL_BLOCK | EL_PRE },                     { "tfoot", EL_BLOCK },
     { "th", EL_CELL },         { "thead", EL_BLOCK },      { "title", EL_SKIP },
@@ -72,6 +74,8 @@ typedef struct {
     bool pending_space;   /* collapsed whitespace not yet written */
     int pre_depth;
     int row_depth;        /* nesting of open <tr> (capped) */
+    int table_depth;      /* open <table>; the outermost one is tbl */
+    mdtable_t tbl;
     unsigned cells[ROW_DEPTH_MAX + 1];
     int heading_depth;    /* open h1-h6 (not capped) */
     size_t heading_start[HEADING_DEPTH_MAX];   /* where the first ones started */
@@ -113,8 +117,16 @@ static bool is_space(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
 }
 
+/* Inside a cell of the outermost table: text goes to the table. */
+static bool in_cell(const walk_t *w)
+{
+    return w->table_depth > 0 && mdtable_in_cell(&w->tbl);
+}
+
 static int put_text(walk_t *w, const char *s)
 {
+    if (in_cell(w))
+        return mdtable_put(&w->tbl, s, strlen(s)) ? w->tbl.err : textout_error(w->out);
     if (w->pre_depth > 0)
         return textout_put_utf8(w->out, s, strlen(s));
     const unsigned char *p = (const unsigned char *)s;
@@ -140,6 +152,10 @@ static int put_text(walk_t *w, const char *s)
 static void line_break(walk_t *w)
 {
     w->pending_space = false;
+    if (in_cell(w)) {
+        mdtable_space(&w->tbl);
+        return;
+    }
     textout_newline(w->out);
 }
 
@@ -352,6 +368,28 @@ static void enter_hooks(walk_t *w, const xmlNode *n, unsigned f)
 
 /* ---- the walk ------------------------------------------------------------- */
 
+/* A span attribute (colspan, rowspan) of n: 1 when absent or not a
+ * number, at most MDTABLE_SPAN_MAX. */
+static unsigned span_attr(const xmlNode *n, const char *name)
+{
+    xmlChar *v = n->properties ? xmlGetProp(n, BAD_CAST name) : NULL;
+    long k = v ? strtol((const char *)v, NULL, 10) : 1;
+    xmlFree(v);
+    return k < 1 ? 1 : k > MDTABLE_SPAN_MAX ? MDTABLE_SPAN_MAX : (unsigned)k;
+}
+
+/* A row or cell inside a table: of the outermost table, a row or cell of
+ * the Markdown table; of a nested one, a word break in the outer cell. */
+static void table_enter(walk_t *w, const xmlNode *n, unsigned f)
+{
+    if (w->table_depth > 1)
+        mdtable_space(&w->tbl);
+    else if (f & EL_ROW)
+        mdtable_row(&w->tbl);
+    else
+        mdtable_cell(&w->tbl, span_attr(n, "colspan"), span_attr(n, "rowspan"));
+}
+
 /* Entering an element; returns whether to descend into it. */
 static bool enter(walk_t *w, const xmlNode *n, unsigned f)
 {
@@ -377,14 +415,21 @@ static bool enter(walk_t *w, const xmlNode *n, unsigned f)
     }
     if (f & EL_BR) {
         w->pending_space = false;
-        textout_putc(w->out, '\n');
+        if (in_cell(w))
+            mdtable_space(&w->tbl);
+        else
+            textout_putc(w->out, '\n');
     }
-    if (f & EL_ROW) {
+    if (f & EL_TABLE)
+        w->table_depth++;
+    if ((f & (EL_ROW | EL_CELL)) && w->table_depth > 0) {
+        table_enter(w, n, f);
+    } else if (f & EL_ROW) {
         if (w->row_depth < ROW_DEPTH_MAX)
             w->row_depth++;
         w->cells[w->row_depth] = 0;
     }
-    if (f & EL_CELL) {
+    else if (f & EL_CELL) {
         if (w->cells[w->row_depth]++ > 0) {
             w->pending_space = false;
             textout_putc(w->out, '\t');
@@ -406,8 +451,10 @@ static void leave(walk_t *w, unsigned f)
     }
     if (f & EL_PRE)
         w->pre_depth--;
-    if (f & EL_ROW && w->row_depth > 0)
+    if (f & EL_ROW && w->row_depth > 0 && w->table_depth == 0)
         w->row_depth--;
+    if (f & EL_TABLE && w->table_depth > 0 && --w->table_depth == 0)
+        mdtable_end(&w->tbl);
     if (f & (EL_BLOCK | EL_ROW))
         line_break(w);
 }
@@ -519,9 +566,15 @@ int html_extract_hooked(const unsigned char *data, size_t len, textout_t *out,
     }
     xmlNode *root = xmlDocGetRootElement(doc);
     walk_t w = { .out = out, .hooks = hooks, .root = root };
+    mdtable_init(&w.tbl, out);
     int rc = 0;
     if (root)
         rc = walk(&w, root);
+    if (!rc && w.table_depth > 0)   /* the root was inside a table */
+        rc = mdtable_end(&w.tbl);
+    if (!rc)
+        rc = w.tbl.err;
+    mdtable_cleanup(&w.tbl);
     xmlFreeDoc(doc);
     if (!rc) {
         const xmlError *e = xmlGetLastError();

@@ -7,8 +7,10 @@
  * text_decode() (BOM, UTF-8, else Latin-1) and parsed as "UTF-8" given
  * explicitly, since libxml2 would otherwise read it as Latin-1.
  * Text: script, style, head, template, noscript, svg and embedded objects
- * are skipped; block elements end lines; <br> breaks a line; table cells
- * are separated by tabs, rows by lines; whitespace collapses except in
+ * are skipped; block elements end lines; <br> breaks a line; a table is a
+ * Markdown table (mdtable.h: the first row is the header, colspan and
+ * rowspan leave the cells they cover empty, a nested table's text is
+ * flattened into its cell, a table of one column is lines of text); whitespace collapses except in
  * <pre>. The tree is walked without recursion (any depth).
  * Structure: h1-h6 are heading marks, titled with their text as extracted
  * (a heading holding another heading is not one itself); a print page

@@ -38,6 +38,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "extract/csv.h"
 #include "extract/detect.h"
 #include "extract/epub.h"
 #include "extract/extract.h"
@@ -45,8 +46,10 @@
 #include "extract/odf.h"
 #include "extract/ooxml.h"
 #include "extract/pdf.h"
+#include "extract/pptx.h"
 #include "extract/text.h"
 #include "extract/textout.h"
+#include "extract/xlsx.h"
 
 #define DEFAULT_MAX_OUTPUT ((size_t)64 << 20)
 #define SANDBOX_NOFILE 32
@@ -61,6 +64,9 @@ static const struct {
     { EXTRACT_TYPE_PDF, pdf_extract },    { EXTRACT_TYPE_DOCX, ooxml_extract },
     { EXTRACT_TYPE_ODT, odf_extract },    { EXTRACT_TYPE_HTML, html_extract },
     { EXTRACT_TYPE_EPUB, epub_extract },
+    { EXTRACT_TYPE_PPTX, pptx_extract },  { EXTRACT_TYPE_ODP, odf_extract_slides },
+    { EXTRACT_TYPE_XLSX, xlsx_extract },  { EXTRACT_TYPE_ODS, odf_extract_sheet },
+    { EXTRACT_TYPE_CSV, csv_extract },
 };
 
 /* The program's state, built from the command line. */
@@ -78,7 +84,8 @@ typedef struct {
 static void usage(FILE *f)
 {
     fputs("Usage: kvchat-extract [options] FILE\n"
-          "Writes the text of FILE (txt, md, pdf, docx, odt, html, epub; detected from\n"
+          "Writes the text of FILE (txt, md, pdf, docx, odt, html, epub, pptx, odp,\n"
+          "xlsx, ods, csv; detected from\n"
           "the content) as UTF-8 to stdout and a status line to stderr:\n"
           "'type=<type> chars=<n>' or 'error=<code> <message>'.\n\n"
           "      --name NAME         the file's original name (for messages)\n"

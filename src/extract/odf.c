@@ -9,14 +9,20 @@
 #include <libxml/xmlreader.h>
 
 #include "extract/extract.h"
+#include "extract/mdtable.h"
+#include "extract/sheet.h"
 #include "extract/zipread.h"
 
 #define NS_TEXT "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
 #define NS_TABLE "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
 #define NS_OFFICE "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
 #define NS_MANIFEST "urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"
+#define NS_DRAW "urn:oasis:names:tc:opendocument:xmlns:drawing:1.0"
+#define NS_PRESENTATION "urn:oasis:names:tc:opendocument:xmlns:presentation:1.0"
 
-#define TABLE_DEPTH_MAX 32
+#define REPEAT_MAX 1048576   /* most copies of a repeated row or cell */
+
+typedef enum { MODE_TEXT, MODE_SHEET, MODE_SLIDES } mode_t_;
 #define SPACES_MAX 1000     /* most spaces one text:s may ask for */
 
 typedef struct {
@@ -25,11 +31,23 @@ typedef struct {
     int para_depth;       /* open text:p / text:h */
     bool pending_space;   /* collapsed whitespace not yet written */
     bool para_has_text;
-    int row_depth;
-    unsigned cells[TABLE_DEPTH_MAX + 1];
-    bool cell_para_done[TABLE_DEPTH_MAX + 1];
+    int tbl_depth;         /* open table:table; the outermost is tbl or sheet */
+    int cell_depth;        /* open cells */
+    mdtable_t tbl;         /* text and slides: the outermost table */
     int heading_level;     /* an open text:h to mark, 0 if none */
     size_t heading_start;  /* where its text starts */
+    mode_t_ mode;
+    /* Spreadsheets. */
+    sheet_t sheet;
+    buf_t cell;            /* text of the open cell */
+    unsigned long cell_repeat, row_repeat;
+    /* Presentations. */
+    int slide;             /* slides so far */
+    int title_depth;       /* open draw:frame of class title (1) */
+    int frame_depth;       /* open draw:frame */
+    size_t title_start;
+    int notes_depth;       /* inside presentation:notes */
+    bool notes_prefix;     /* "Notes:" not yet written for this slide */
 } odt_t;
 
 static void silent(void *ctx, const char *msg, ...)
@@ -119,20 +137,50 @@ static int manifest_encrypted(zipread_t *z, bool *encrypted)
     return rc;
 }
 
+static void table_end(odt_t *o, const char *name);
+
+/* Where text goes: the open spreadsheet cell, the open table cell, or
+ * the text (after "Notes:" for a slide's first note). */
+static void emit(odt_t *o, const char *s, size_t n)
+{
+    if (o->mode == MODE_SHEET && o->cell_depth > 0 && o->tbl_depth == 1) {
+        if (o->cell.len + n <= MDTABLE_CELL_MAX + 4)
+            buf_append(&o->cell, s, n);   /* past that, mdtable would cut it */
+        return;
+    }
+    if (o->tbl_depth > 0 && mdtable_in_cell(&o->tbl)) {
+        mdtable_put(&o->tbl, s, n);
+        return;
+    }
+    if (o->notes_prefix) {
+        o->notes_prefix = false;
+        textout_blank_line(o->out);
+        textout_put_utf8(o->out, "Notes: ", 7);
+    }
+    textout_put_utf8(o->out, s, n);
+}
+
+/* A line break; in a cell, a space. */
+static void emit_break(odt_t *o)
+{
+    if (o->cell_depth > 0 && o->tbl_depth > 0) {
+        if (o->mode == MODE_SHEET && o->tbl_depth == 1) {
+            if (o->cell.len)
+                buf_append(&o->cell, " ", 1);
+        } else {
+            mdtable_space(&o->tbl);
+        }
+        return;
+    }
+    if (!o->notes_prefix)
+        textout_putc(o->out, '\n');
+}
+
 static void flush_space(odt_t *o)
 {
     if (o->pending_space && o->para_has_text)
-        textout_putc(o->out, ' ');
+        emit(o, " ", 1);
     o->pending_space = false;
-}
-
-static void cell_text_starts(odt_t *o)
-{
-    int t = o->row_depth;
-    if (t > 0 && o->cell_para_done[t]) {
-        o->cell_para_done[t] = false;
-        textout_putc(o->out, ' ');
-    }
 }
 
 static void put_text(odt_t *o, const char *s)
@@ -147,10 +195,8 @@ static void put_text(odt_t *o, const char *s)
         const char *q = p;
         while (*q && *q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
             q++;
-        if (!o->para_has_text)
-            cell_text_starts(o);
         flush_space(o);
-        textout_put_utf8(o->out, p, (size_t)(q - p));
+        emit(o, p, (size_t)(q - p));
         o->para_has_text = true;
         p = q;
     }
@@ -168,11 +214,7 @@ static void para_end(odt_t *o)
     if (o->para_depth > 0)
         o->para_depth--;
     o->pending_space = false;
-    int t = o->row_depth;
-    if (t > 0)
-        o->cell_para_done[t] = o->cell_para_done[t] || o->para_has_text;
-    else
-        textout_putc(o->out, '\n');
+    emit_break(o);
     o->para_has_text = o->para_depth > 0;
 }
 
@@ -206,6 +248,118 @@ static bool skipped(const char *name)
     return false;
 }
 
+/* A numeric attribute of the table namespace, 1 when absent or not a
+ * number, at most REPEAT_MAX. */
+static unsigned long table_count(xmlTextReaderPtr r, const char *name)
+{
+    xmlChar *v = xmlTextReaderGetAttributeNs(r, BAD_CAST name, BAD_CAST NS_TABLE);
+    long n = v ? strtol((const char *)v, NULL, 10) : 1;
+    xmlFree(v);
+    return n < 1 ? 1 : n > REPEAT_MAX ? REPEAT_MAX : (unsigned long)n;
+}
+
+/* Tables: the outermost one is a sheet (spreadsheets) or a Markdown table;
+ * a nested one is flattened into the cell holding it. Covered cells (the
+ * places a merged cell spans) are written as empty cells. */
+static void table_start(odt_t *o, xmlTextReaderPtr r, const char *name)
+{
+    bool sheet = o->mode == MODE_SHEET;
+    if (strcmp(name, "table") == 0) {
+        if (o->tbl_depth++ > 0) {
+            emit_break(o);
+        } else if (sheet) {
+            xmlChar *v = xmlTextReaderGetAttributeNs(r, BAD_CAST "name", BAD_CAST NS_TABLE);
+            const char *sn = v ? (const char *)v : "Sheet";
+            sheet_begin(&o->sheet, sn, strlen(sn));
+            xmlFree(v);
+        } else {
+            textout_newline(o->out);
+        }
+    } else if (strcmp(name, "table-row") == 0) {
+        if (o->tbl_depth != 1) {
+            emit_break(o);
+        } else if (sheet) {
+            o->row_repeat = table_count(r, "number-rows-repeated");
+            sheet_row(&o->sheet);
+        } else {
+            mdtable_row(&o->tbl);
+        }
+    } else if (strcmp(name, "table-cell") == 0 || strcmp(name, "covered-table-cell") == 0) {
+        o->cell_depth++;
+        if (o->tbl_depth != 1) {
+            emit_break(o);
+            return;
+        }
+        if (sheet) {
+            o->cell_repeat = table_count(r, "number-columns-repeated");
+            buf_reset(&o->cell);
+        } else {
+            mdtable_cell(&o->tbl, 1, 1);
+        }
+    }
+}
+
+static void table_end(odt_t *o, const char *name)
+{
+    bool sheet = o->mode == MODE_SHEET;
+    if (strcmp(name, "table") == 0 && o->tbl_depth > 0) {
+        if (--o->tbl_depth == 0) {
+            if (sheet)
+                sheet_end(&o->sheet);
+            else
+                mdtable_end(&o->tbl);
+        }
+    } else if (strcmp(name, "table-row") == 0 && o->tbl_depth == 1 && sheet) {
+        sheet_row_end(&o->sheet, o->row_repeat);
+    } else if ((strcmp(name, "table-cell") == 0 || strcmp(name, "covered-table-cell") == 0) &&
+               o->cell_depth > 0) {
+        o->cell_depth--;
+        if (sheet && o->tbl_depth == 1)
+            sheet_cell(&o->sheet, SHEET_NEXT, o->cell.data ? o->cell.data : "", o->cell.len,
+                       o->cell_repeat);
+    }
+}
+
+/* Slides: each draw:page is a page; a frame of class "title" is its
+ * heading; presentation:notes are its speaker notes, after "Notes:". */
+static void slide_start(odt_t *o, xmlTextReaderPtr r, const char *name)
+{
+    if (ns_is(r, NS_DRAW) && strcmp(name, "page") == 0 && o->notes_depth == 0) {
+        textout_blank_line(o->out);
+        textout_page(o->out, ++o->slide, NULL);
+        o->notes_prefix = false;
+    } else if (ns_is(r, NS_DRAW) && strcmp(name, "frame") == 0) {
+        o->frame_depth++;
+        xmlChar *c = xmlTextReaderGetAttributeNs(r, BAD_CAST "class", BAD_CAST NS_PRESENTATION);
+        if (c && strcmp((const char *)c, "title") == 0 && o->notes_depth == 0 &&
+            o->title_depth == 0) {
+            textout_blank_line(o->out);
+            o->title_depth = o->frame_depth;
+            o->title_start = textout_len(o->out);
+        }
+        xmlFree(c);
+    } else if (ns_is(r, NS_PRESENTATION) && strcmp(name, "notes") == 0) {
+        if (o->notes_depth++ == 0)
+            o->notes_prefix = true;
+    }
+}
+
+static void slide_end(odt_t *o, xmlTextReaderPtr r, const char *name)
+{
+    if (ns_is(r, NS_DRAW) && strcmp(name, "frame") == 0 && o->frame_depth > 0) {
+        if (o->title_depth == o->frame_depth) {
+            o->title_depth = 0;
+            textout_heading_at(o->out, o->title_start, 1, NULL, 0);
+        }
+        o->frame_depth--;
+        if (!o->notes_prefix)
+            textout_blank_line(o->out);
+    } else if (ns_is(r, NS_PRESENTATION) && strcmp(name, "notes") == 0 && o->notes_depth > 0) {
+        if (--o->notes_depth == 0)
+            o->notes_prefix = false;
+    }
+}
+
 /* A start tag; returns true to skip its subtree. */
 static bool start(odt_t *o, xmlTextReaderPtr r, const char *name)
 {
@@ -219,7 +373,7 @@ static bool start(odt_t *o, xmlTextReaderPtr r, const char *name)
     if (ns_is(r, NS_TEXT)) {
         if (skipped(name))
             return true;
-        if (strcmp(name, "h") == 0 && o->para_depth == 0 && o->row_depth == 0) {
+        if (strcmp(name, "h") == 0 && o->para_depth == 0 && o->tbl_depth == 0) {
             heading_start(o, r);
             para_start(o);
         } else if (strcmp(name, "p") == 0 || strcmp(name, "h") == 0) {
@@ -237,30 +391,20 @@ static bool start(odt_t *o, xmlTextReaderPtr r, const char *name)
                 n = SPACES_MAX;
             flush_space(o);
             for (long i = 0; i < n; i++)
-                textout_putc(o->out, ' ');
+                emit(o, " ", 1);
             o->para_has_text = true;
         } else if (strcmp(name, "tab") == 0) {
             flush_space(o);
-            textout_putc(o->out, '\t');
+            emit(o, "\t", 1);
             o->para_has_text = true;
         } else if (strcmp(name, "line-break") == 0) {
             o->pending_space = false;
-            textout_putc(o->out, '\n');
+            emit_break(o);
         }
     } else if (ns_is(r, NS_TABLE)) {
-        int t = o->row_depth;
-        if (strcmp(name, "table-row") == 0) {
-            textout_newline(o->out);
-            if (o->row_depth < TABLE_DEPTH_MAX)
-                o->row_depth++;
-            o->cells[o->row_depth] = 0;
-            o->cell_para_done[o->row_depth] = false;
-        } else if ((strcmp(name, "table-cell") == 0 ||
-                    strcmp(name, "covered-table-cell") == 0) && t > 0) {
-            if (o->cells[t]++ > 0)
-                textout_putc(o->out, '\t');
-            o->cell_para_done[t] = false;
-        }
+        table_start(o, r, name);
+    } else if (o->mode == MODE_SLIDES) {
+        slide_start(o, r, name);
     }
     return false;
 }
@@ -281,10 +425,10 @@ static void end(odt_t *o, xmlTextReaderPtr r, const char *name)
         }
         if (strcmp(name, "p") == 0 || strcmp(name, "h") == 0)
             para_end(o);
-    } else if (ns_is(r, NS_TABLE) && strcmp(name, "table-row") == 0) {
-        if (o->row_depth > 0)
-            o->row_depth--;
-        textout_newline(o->out);
+    } else if (ns_is(r, NS_TABLE)) {
+        table_end(o, name);
+    } else if (o->mode == MODE_SLIDES) {
+        slide_end(o, r, name);
     }
 }
 
@@ -300,6 +444,8 @@ static int run_content(odt_t *o, xmlTextReaderPtr r)
             return EXTRACT_ECORRUPT;
         if (textout_error(o->out))
             return textout_error(o->out);
+        if (o->tbl.err || o->sheet.tbl.err)
+            return o->tbl.err ? o->tbl.err : o->sheet.tbl.err;
         switch (xmlTextReaderNodeType(r)) {
         case XML_READER_TYPE_DOCUMENT_TYPE:
             return EXTRACT_ECORRUPT;
@@ -336,7 +482,7 @@ static int run_content(odt_t *o, xmlTextReaderPtr r)
     }
 }
 
-int odf_extract(int fd, textout_t *out)
+static int extract_as(int fd, textout_t *out, mode_t_ mode)
 {
     zipread_t *z = NULL;
     int rc = zipread_open(fd, &z);
@@ -359,16 +505,41 @@ int odf_extract(int fd, textout_t *out)
         if (!r) {
             rc = EXTRACT_EMEMORY;
         } else {
-            odt_t o = { .out = out };
+            odt_t o = { .out = out, .mode = mode };
+            mdtable_init(&o.tbl, out);
+            sheet_init(&o.sheet, out);
+            buf_init(&o.cell, MDTABLE_CELL_MAX + 16);
             rc = run_content(&o, r);
             if (rc == EXTRACT_ECORRUPT)
                 rc = reader_failure(e);
+            if (!rc && o.tbl_depth > 0)   /* a table left open: what it holds */
+                rc = mode == MODE_SHEET ? sheet_end(&o.sheet) : mdtable_end(&o.tbl);
+            if (!rc)
+                rc = o.tbl.err ? o.tbl.err : o.sheet.tbl.err;
             if (!rc)
                 rc = textout_error(out);
+            mdtable_cleanup(&o.tbl);
+            sheet_cleanup(&o.sheet);
+            buf_cleanup(&o.cell);
             xmlFreeTextReader(r);
         }
     }
     zipread_entry_close(e);
     zipread_close(z);
     return rc;
+}
+
+int odf_extract(int fd, textout_t *out)
+{
+    return extract_as(fd, out, MODE_TEXT);
+}
+
+int odf_extract_sheet(int fd, textout_t *out)
+{
+    return extract_as(fd, out, MODE_SHEET);
+}
+
+int odf_extract_slides(int fd, textout_t *out)
+{
+    return extract_as(fd, out, MODE_SLIDES);
 }

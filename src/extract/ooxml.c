@@ -9,14 +9,15 @@
 #include <libxml/xmlerror.h>
 #include <libxml/xmlreader.h>
 
+#include "extract/codepoint.h"
 #include "extract/extract.h"
+#include "extract/mdtable.h"
 #include "extract/zipread.h"
 
 #define NS_W "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 #define NS_W_STRICT "http://purl.oclc.org/ooxml/wordprocessingml/main"
 #define NS_MC "http://schemas.openxmlformats.org/markup-compatibility/2006"
 
-#define TABLE_DEPTH_MAX 32
 #define STYLES_MAX 10000                   /* styles read from styles.xml */
 #define STYLES_XML_MAX ((size_t)16 << 20)  /* bytes of styles.xml read */
 #define STYLE_CHAIN_MAX 16                 /* w:basedOn steps followed */
@@ -47,10 +48,9 @@ typedef struct {
     size_t p_start;        /* where its text starts */
     bool in_text;          /* inside w:t */
     int run_depth;         /* open w:r elements */
-    int tbl_depth;         /* open w:tbl elements (capped) */
-    unsigned cells[TABLE_DEPTH_MAX + 1];        /* cells so far in the row */
-    bool in_cell[TABLE_DEPTH_MAX + 1];
-    bool cell_para_done[TABLE_DEPTH_MAX + 1];   /* a paragraph ended in the cell */
+    int tbl_depth;         /* open w:tbl elements; the outermost is tbl */
+    int tc_depth;          /* open w:tc elements */
+    mdtable_t tbl;
 } docx_t;
 
 static void silent(void *ctx, const char *msg, ...)
@@ -291,26 +291,39 @@ static int paragraph_style_level(const styles_t *st, const char *id)
 
 /* ---- the document -------------------------------------------------------------- */
 
+/* Inside a table cell, text goes to the Markdown table (breaks, tabs and
+ * paragraphs become spaces there). */
+static bool in_cell(const docx_t *d)
+{
+    return d->tbl_depth > 0 && mdtable_in_cell(&d->tbl);
+}
+
 static void put(docx_t *d, uint32_t cp)
 {
+    if (in_cell(d)) {
+        if (cp == '\t' || cp == '\n') {
+            mdtable_space(&d->tbl);
+        } else {
+            char enc[4];
+            mdtable_put(&d->tbl, enc, codepoint_encode(cp, enc));
+        }
+        return;
+    }
     textout_putc(d->out, cp);
 }
 
-/* Joins the paragraphs of one table cell with a space. */
-static void cell_text_starts(docx_t *d)
+static void put_text(docx_t *d, const char *s, size_t n)
 {
-    int t = d->tbl_depth;
-    if (t > 0 && d->in_cell[t] && d->cell_para_done[t]) {
-        d->cell_para_done[t] = false;
-        put(d, ' ');
-    }
+    if (in_cell(d))
+        mdtable_put(&d->tbl, s, n);
+    else
+        textout_put_utf8(d->out, s, n);
 }
 
 /* A start tag in the w: namespace; returns true to skip its subtree.
  * Empty elements get their end_w() at once. */
 static bool start_w(docx_t *d, xmlTextReaderPtr r, const char *name)
 {
-    int t = d->tbl_depth;
     if (strcmp(name, "p") == 0) {
         if (++d->p_depth == 1) {
             d->p_start = textout_len(d->out);
@@ -337,21 +350,29 @@ static bool start_w(docx_t *d, xmlTextReaderPtr r, const char *name)
         if (d->run_depth > 0)
             put(d, '\n');
     } else if (strcmp(name, "noBreakHyphen") == 0) {
-        cell_text_starts(d);
         put(d, '-');
     } else if (strcmp(name, "tbl") == 0) {
-        textout_newline(d->out);
-        if (d->tbl_depth < TABLE_DEPTH_MAX)
-            d->tbl_depth++;
-        d->in_cell[d->tbl_depth] = false;
+        if (d->tbl_depth++ == 0)
+            textout_newline(d->out);
+        else
+            mdtable_space(&d->tbl);   /* a nested table: flattened into the cell */
     } else if (strcmp(name, "tr") == 0) {
-        textout_newline(d->out);
-        d->cells[t] = 0;
+        if (d->tbl_depth == 1)
+            mdtable_row(&d->tbl);
+        else
+            mdtable_space(&d->tbl);
     } else if (strcmp(name, "tc") == 0) {
-        if (d->cells[t]++ > 0)
-            put(d, '\t');
-        d->in_cell[t] = true;
-        d->cell_para_done[t] = false;
+        d->tc_depth++;
+        if (d->tbl_depth == 1)
+            mdtable_cell(&d->tbl, 1, 1);
+        else
+            mdtable_space(&d->tbl);
+    } else if (strcmp(name, "gridSpan") == 0 && d->tbl_depth == 1 && d->tc_depth == 1) {
+        xmlChar *v = w_val(r);
+        long k = v ? strtol((const char *)v, NULL, 10) : 1;
+        xmlFree(v);
+        if (k > 1)
+            mdtable_span(&d->tbl, k > MDTABLE_COLS_MAX ? MDTABLE_COLS_MAX : (unsigned)k, 0);
     } else if (strcmp(name, "moveFrom") == 0) {
         return true;
     }
@@ -370,7 +391,6 @@ static void paragraph_ends(docx_t *d)
 
 static void end_w(docx_t *d, const char *name)
 {
-    int t = d->tbl_depth;
     if (strcmp(name, "p") == 0) {
         if (d->p_depth == 1)
             paragraph_ends(d);
@@ -386,18 +406,15 @@ static void end_w(docx_t *d, const char *name)
         if (d->run_depth > 0)
             d->run_depth--;
     } else if (strcmp(name, "p") == 0) {
-        if (t > 0 && d->in_cell[t])
-            d->cell_para_done[t] = true;
-        else
-            put(d, '\n');
+        put(d, '\n');
     } else if (strcmp(name, "tc") == 0) {
-        d->in_cell[t] = false;
-    } else if (strcmp(name, "tr") == 0) {
-        textout_newline(d->out);
+        if (d->tc_depth > 0)
+            d->tc_depth--;
+        if (d->tbl_depth > 1)
+            mdtable_space(&d->tbl);
     } else if (strcmp(name, "tbl") == 0) {
-        if (d->tbl_depth > 0)
-            d->tbl_depth--;
-        textout_newline(d->out);
+        if (d->tbl_depth > 0 && --d->tbl_depth == 0)
+            mdtable_end(&d->tbl);
     }
 }
 
@@ -413,6 +430,8 @@ static int run_reader(docx_t *d, xmlTextReaderPtr r)
             return EXTRACT_ECORRUPT;
         if (textout_error(d->out))
             return textout_error(d->out);
+        if (d->tbl.err)
+            return d->tbl.err;
         int type = xmlTextReaderNodeType(r);
         switch (type) {
         case XML_READER_TYPE_DOCUMENT_TYPE:
@@ -448,10 +467,8 @@ static int run_reader(docx_t *d, xmlTextReaderPtr r)
         case XML_READER_TYPE_SIGNIFICANT_WHITESPACE:
             if (d->in_text) {
                 const char *v = (const char *)xmlTextReaderConstValue(r);
-                if (v && *v) {
-                    cell_text_starts(d);
-                    textout_put_utf8(d->out, v, strlen(v));
-                }
+                if (v && *v)
+                    put_text(d, v, strlen(v));
             }
             break;
         default:
@@ -485,7 +502,11 @@ int ooxml_extract(int fd, textout_t *out)
         rc = EXTRACT_EMEMORY;
     } else {
         docx_t d = { .out = out, .styles = &styles };
+        mdtable_init(&d.tbl, out);
         rc = run_reader(&d, r);
+        if (!rc && d.tbl_depth > 0)   /* a table left open: what it holds */
+            rc = mdtable_end(&d.tbl);
+        mdtable_cleanup(&d.tbl);
         if (!rc)
             rc = textout_error(out);
         xmlFreeTextReader(r);

@@ -4,9 +4,11 @@
  * libxml2's xmlReader, so memory does not grow with the document. The body
  * text only: headers, footers, footnotes and comments live in other parts
  * and are not read. Each w:p is a line (an empty one a blank line); w:t is
- * text; w:tab and w:br inside a run are a tab and a line break; table rows
- * are lines with cells separated by tabs (paragraphs inside a cell are
- * joined with spaces). Content that Word keeps twice — mc:Fallback copies
+ * text; w:tab and w:br inside a run are a tab and a line break; a table
+ * (w:tbl) is a Markdown table (mdtable.h: the first row is the header;
+ * paragraphs, breaks and tabs inside a cell become spaces; w:gridSpan
+ * leaves the cells it covers empty, as vMerge continuation cells are; a
+ * nested table's text is flattened into its cell). Content that Word keeps twice — mc:Fallback copies
  * of text boxes and w:moveFrom sources of moved text — is skipped; deleted
  * text (w:delText) and field codes (w:instrText) are never w:t. A document
  * type declaration is refused (OOXML has none; it could only be an attack).

@@ -543,7 +543,7 @@ static void test_html(void **state)
     const char *p = write_fixture("page.bin", page, n);
     expect_text(p, "page.html", "html",
                 "caf\xc3\xa9 au lait\ndeep bold text\nafter the divs\nand a break\n"
-                "a\tb\nc\td\n  keep   spaces\none\ntwo\n");
+                "\n| a | b |\n| --- | --- |\n| c | d |\n\n  keep   spaces\none\ntwo\n");
 }
 
 static void test_html_encoding(void **state)
@@ -794,11 +794,11 @@ static void test_docx(void **state)
     const char *p = fixture("doc.bin");
     zip_write(p, entries, 2);
     expect_text(p, "letter.docx", "docx",
-                "Heading\nHello w\xc3\xb6rld\ttabbed\nbroken\n\nAfter empty\n"
-                "a1 a1b\tb1\na2\tb2\nchoice Last & final\n");
+                "Heading\nHello w\xc3\xb6rld\ttabbed\nbroken\n\nAfter empty\n\n"
+                "| a1 a1b | b1 |\n| --- | --- |\n| a2 | b2 |\n\nchoice Last & final\n");
     expect_text(p, "letter.zip", "docx",
-                "Heading\nHello w\xc3\xb6rld\ttabbed\nbroken\n\nAfter empty\n"
-                "a1 a1b\tb1\na2\tb2\nchoice Last & final\n");
+                "Heading\nHello w\xc3\xb6rld\ttabbed\nbroken\n\nAfter empty\n\n"
+                "| a1 a1b | b1 |\n| --- | --- |\n| a2 | b2 |\n\nchoice Last & final\n");
 }
 
 static void test_docx_bomb(void **state)
@@ -913,8 +913,8 @@ static void test_odt(void **state)
     zip_write(p, entries, 3);
     expect_text(p, "essay.odt", "odt",
                 "Chapter One\nLeading space and spanned text   three\ttab\nnext line\n"
-                "first item\nsecond item\nwith note and comment.\nc1\tc2 c2b\nd1\td2\n"
-                "The end\n");
+                "first item\nsecond item\nwith note and comment.\n\n"
+                "| c1 | c2 c2b |\n| --- | --- |\n| d1 | d2 |\n\nThe end\n");
 }
 
 static void test_odt_encrypted(void **state)
@@ -1066,11 +1066,11 @@ static void test_unsupported(void **state)
     zip_write(p, entries, 1);
     expect_error(p, "other.docx", EXTRACT_EUNSUPPORTED, NULL);
 
-    const zentry_t ods[] = { { "mimetype", "application/vnd.oasis.opendocument.spreadsheet", 0,
+    const zentry_t odg[] = { { "mimetype", "application/vnd.oasis.opendocument.graphics", 0,
                                true } };
-    p = fixture("sheet.ods");
-    zip_write(p, ods, 1);
-    expect_error(p, "sheet.odt", EXTRACT_EUNSUPPORTED, NULL);
+    p = fixture("drawing.odg");
+    zip_write(p, odg, 1);
+    expect_error(p, "drawing.odt", EXTRACT_EUNSUPPORTED, NULL);
 }
 
 static void test_empty(void **state)
@@ -1386,8 +1386,8 @@ static void test_structure_docx(void **state)
     extract_result_t r;
     run_ok(p, "styled.docx", "docx", &r);
     assert_string_equal(r.text, "The title\nIntro\nBody text.\nLocalised\nOutline style\n"
-                                "Based on\nDirect\nBody after all\nWas a heading\nIn a table\n"
-                                "Deep\n");
+                                "Based on\nDirect\nBody after all\nWas a heading\n\nIn a table\n"
+                                "\nDeep\n");
     assert_int_equal(r.n_marks, 7);
     HEADING(&r, 0, 1, "The title", "The title");
     HEADING(&r, 1, 1, "Intro", "Intro");
@@ -1430,7 +1430,7 @@ static void test_structure_odt(void **state)
     zip_write(p, entries, 2);
     extract_result_t r;
     run_ok(p, "headings.odt", "odt", &r);
-    assert_string_equal(r.text, "Part One\nText.\nNumbered\nNo level\nDeep\nBad\nCell\n\nEnd.\n");
+    assert_string_equal(r.text, "Part One\nText.\nNumbered\nNo level\nDeep\nBad\n\nCell\n\n\nEnd.\n");
     assert_int_equal(r.n_marks, 5);
     HEADING(&r, 0, 1, "Part One", "Part One");
     HEADING(&r, 1, 2, "Numbered", "Numbered");
