@@ -213,6 +213,21 @@ static bool ole_is_encrypted_package(int fd, off_t size)
     return found;
 }
 
+/* An image format kvchat reads (by OCR), told by its signature at offset
+ * 0; EXTRACT_TYPE_UNKNOWN when none. */
+static extract_type_t image_magic(const unsigned char *h, size_t len)
+{
+    if (len >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return EXTRACT_TYPE_PNG;
+    if (len >= 3 && memcmp(h, "\xff\xd8\xff", 3) == 0)
+        return EXTRACT_TYPE_JPEG;
+    if (len >= 4 && (memcmp(h, "II*\0", 4) == 0 || memcmp(h, "MM\0*", 4) == 0))
+        return EXTRACT_TYPE_TIFF;
+    if (len >= 12 && memcmp(h, "RIFF", 4) == 0 && memcmp(h + 8, "WEBP", 4) == 0)
+        return EXTRACT_TYPE_WEBP;
+    return EXTRACT_TYPE_UNKNOWN;
+}
+
 int detect_type(int fd, const char *name, extract_type_t *type)
 {
     extract_type_t hint = detect_from_name(name);
@@ -235,7 +250,9 @@ int detect_type(int fd, const char *name, extract_type_t *type)
     size_t len = (size_t)n;
     int rc = 0;
     static const unsigned char ole_magic[8] = { 0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1 };
-    if (memmem(head, len < 1024 ? len : 1024, "%PDF-", 5)) {
+    if (image_magic(head, len) != EXTRACT_TYPE_UNKNOWN) {
+        *type = image_magic(head, len);
+    } else if (memmem(head, len < 1024 ? len : 1024, "%PDF-", 5)) {
         *type = EXTRACT_TYPE_PDF;
     } else if (len >= 4 && memcmp(head, "PK\x03\x04", 4) == 0) {
         rc = detect_zip(fd, hint, type);

@@ -4,6 +4,9 @@
  * content always wins for known formats: a PDF named .txt is a PDF, and a
  * PNG named .pdf is unsupported. Rules, in order:
  *   empty file                       -> EXTRACT_ENOTEXT
+ *   an image signature at offset 0   -> png (89 "PNG" 0D 0A 1A 0A), jpeg
+ *                 (FF D8 FF), tiff ("II*\0", "MM\0*"), webp ("RIFF" ....
+ *                 "WEBP"): read by OCR (image.h)
  *   "%PDF-" in the first 1 KiB       -> pdf
  *   zip (PK\3\4): mimetype entry "application/vnd.oasis.opendocument.text"
  *                 -> odt; "...opendocument.presentation" -> odp;

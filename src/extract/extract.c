@@ -28,6 +28,7 @@ static const code_info_t code_table[] = {
     { EXTRACT_EBOMB, "bomb", "archive expands past the unpack limits" },
     { EXTRACT_EMEMORY, "memory", "out of memory" },
     { EXTRACT_EINTERNAL, "internal", "internal error" },
+    { EXTRACT_EOCRTIME, "ocrtime", "OCR over its time limit" },
     { EXTRACT_ECRASHED, NULL, "extractor crashed" },
     { EXTRACT_ETIMEOUT, NULL, "extractor timed out" },
     { EXTRACT_ECPU, NULL, "extractor over its CPU-time limit" },
@@ -95,6 +96,10 @@ static const char *const type_names[EXTRACT_TYPE_COUNT] = {
     [EXTRACT_TYPE_ODT] = "odt",
     [EXTRACT_TYPE_HTML] = "html",
     [EXTRACT_TYPE_EPUB] = "epub",
+    [EXTRACT_TYPE_PNG] = "png",
+    [EXTRACT_TYPE_JPEG] = "jpeg",
+    [EXTRACT_TYPE_TIFF] = "tiff",
+    [EXTRACT_TYPE_WEBP] = "webp",
     [EXTRACT_TYPE_PPTX] = "pptx",
     [EXTRACT_TYPE_ODP] = "odp",
     [EXTRACT_TYPE_XLSX] = "xlsx",
@@ -112,6 +117,10 @@ static const char *const type_nouns[EXTRACT_TYPE_COUNT] = {
     [EXTRACT_TYPE_ODT] = "OpenDocument text",
     [EXTRACT_TYPE_HTML] = "web page",
     [EXTRACT_TYPE_EPUB] = "e-book",
+    [EXTRACT_TYPE_PNG] = "PNG image",
+    [EXTRACT_TYPE_JPEG] = "JPEG image",
+    [EXTRACT_TYPE_TIFF] = "TIFF image",
+    [EXTRACT_TYPE_WEBP] = "WebP image",
     [EXTRACT_TYPE_PPTX] = "PowerPoint presentation",
     [EXTRACT_TYPE_ODP] = "OpenDocument presentation",
     [EXTRACT_TYPE_XLSX] = "Excel workbook",
@@ -160,7 +169,9 @@ void extract_message(int code, extract_type_t type, char *buf, size_t n)
     case EXTRACT_ENOTEXT:
         if (type == EXTRACT_TYPE_PDF)
             snprintf(buf, n, "The PDF looks like a scanned document: it contains no "
-                             "text (kvchat does not do OCR).");
+                             "text, and none was recognised in its images (OCR).");
+        else if (extract_type_is_image(type))
+            snprintf(buf, n, "No text was recognised in the %s (OCR).", noun);
         else if (type == EXTRACT_TYPE_UNKNOWN)
             snprintf(buf, n, "The file is empty or contains no text.");
         else
@@ -170,6 +181,11 @@ void extract_message(int code, extract_type_t type, char *buf, size_t n)
         snprintf(buf, n, "The text of the %s is larger than kvchat accepts.", noun);
         break;
     case EXTRACT_EBOMB:
+        if (extract_type_is_image(type)) {
+            snprintf(buf, n, "The %s is too large (more pixels or pages than kvchat "
+                             "accepts); it was not read.", noun);
+            break;
+        }
         snprintf(buf, n, "The %s unpacks to far more data than kvchat accepts "
                          "(possibly a zip bomb); it was not read.", noun);
         break;
@@ -178,6 +194,10 @@ void extract_message(int code, extract_type_t type, char *buf, size_t n)
         break;
     case EXTRACT_ECRASHED:
         snprintf(buf, n, "The text extractor crashed on the %s.", noun);
+        break;
+    case EXTRACT_EOCRTIME:
+        snprintf(buf, n, "Recognising the text of the %s (OCR) took longer than kvchat "
+                         "allows.", noun);
         break;
     case EXTRACT_ETIMEOUT:
         snprintf(buf, n, "Extraction timed out.");
@@ -200,6 +220,12 @@ void extract_message(int code, extract_type_t type, char *buf, size_t n)
 }
 
 bool extract_error_is_unsupported(int code) { return code == EXTRACT_EUNSUPPORTED; }
+
+bool extract_type_is_image(extract_type_t type)
+{
+    return type == EXTRACT_TYPE_PNG || type == EXTRACT_TYPE_JPEG || type == EXTRACT_TYPE_TIFF ||
+           type == EXTRACT_TYPE_WEBP;
+}
 
 bool extract_error_is_internal(int code)
 {

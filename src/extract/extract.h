@@ -4,7 +4,7 @@
  * outcome in three places, all defined here:
  *
  *   exit status   0 on success, otherwise extract_exit_status(code): every
- *                 program code below has its own status (10..17, 2);
+ *                 program code below has its own status (10..18, 2);
  *   stderr        exactly one status line as the last line written:
  *                   type=<type> chars=<N>           on success
  *                   error=<code-name> <message>     on failure
@@ -43,6 +43,7 @@ typedef enum {
     EXTRACT_EBOMB = -15,        /* archive expands past the unpack limits */
     EXTRACT_EMEMORY = -16,      /* ran out of memory (also set by the runner) */
     EXTRACT_EINTERNAL = -17,    /* a bug or an unexpected system error */
+    EXTRACT_EOCRTIME = -18,     /* OCR ran past its time limit (--ocr-seconds) */
 
     /* Reported by the runner only. */
     EXTRACT_ECRASHED = -30,     /* killed by a signal */
@@ -62,6 +63,10 @@ typedef enum {
     EXTRACT_TYPE_ODT,
     EXTRACT_TYPE_HTML,
     EXTRACT_TYPE_EPUB,
+    EXTRACT_TYPE_PNG,           /* images: text by OCR (image.h) */
+    EXTRACT_TYPE_JPEG,
+    EXTRACT_TYPE_TIFF,
+    EXTRACT_TYPE_WEBP,
     EXTRACT_TYPE_PPTX,          /* slides: pptx.h, odf.h */
     EXTRACT_TYPE_ODP,
     EXTRACT_TYPE_XLSX,          /* spreadsheets: xlsx.h, odf.h, csv.h */
@@ -147,6 +152,27 @@ size_t extract_mark_format(const extract_mark_t *m, char *buf);
  * check. */
 int extract_mark_parse(const char *line, size_t n, extract_mark_t *m, size_t *label_len);
 
+/* ---- OCR progress -----------------------------------------------------------
+ *
+ * With --progress-fd N, kvchat-extract reports its OCR (text recognised
+ * from page images: scanned PDF pages, images) on descriptor N as it goes,
+ * one line each, fields separated by one space:
+ *
+ *   ocr <pages>               OCR starts on <pages> pages (1..EXTRACT_OCR_PAGES_MAX),
+ *                             written once, before any page line
+ *   page <page> <confidence>  page <page> (physical, 1-based, increasing)
+ *                             was recognised, Tesseract's mean word
+ *                             confidence 0..100
+ *
+ * decimal numbers without sign or leading zeros; each line ends with '\n';
+ * at most <pages> page lines. A document that needs no OCR writes nothing.
+ * The reader uses the lines for progress while the program runs and, on
+ * success, as the record of which pages were OCR'd. The "ocr" line also
+ * tells it that the OCR time limit (--ocr-seconds) now applies on top of
+ * the usual ones (runner.h). */
+#define EXTRACT_OCR_PAGES_MAX 2000
+#define EXTRACT_PROGRESS_LINE_MAX 64
+
 /* Longest message extract_message() writes, including the NUL. */
 #define EXTRACT_MESSAGE_MAX 256
 
@@ -169,7 +195,8 @@ int extract_exit_status(int code);
  * not one kvchat-extract uses (the runner then reports an internal error). */
 int extract_code_from_exit(int status);
 
-/* "txt", "md", "pdf", "docx", "odt", "html", "epub"; "unknown" otherwise.
+/* "txt", "md", "pdf", "docx", "odt", "html", "epub", "png", "jpeg", "tiff",
+ * "webp" (and the types added after them); "unknown" otherwise.
  * The string is static. */
 const char *extract_type_name(extract_type_t type);
 
@@ -190,5 +217,8 @@ bool extract_error_is_unsupported(int code);
 /* True when the failure is kvchat's fault, not the file's (usage, spawn,
  * protocol, internal): the app answers 500 and logs it loudly. */
 bool extract_error_is_internal(int code);
+
+/* True for the image types (text only by OCR). */
+bool extract_type_is_image(extract_type_t type);
 
 #endif

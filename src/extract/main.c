@@ -2,7 +2,8 @@
  *
  *   kvchat-extract [--name ORIGINAL_FILENAME] [--max-output BYTES] [--detect]
  *                  [--limit-cpu SECONDS] [--limit-mem BYTES] [--sandbox]
- *                  [--structure-fd N] FILE
+ *                  [--structure-fd N] [--ocr-languages L] [--ocr-page-seconds S]
+ *                  [--ocr-seconds S] [--progress-fd N] FILE
  *
  * The type is detected from the content (detect.h); --name only supplies
  * the extension hint that tells Markdown and HTML from plain text.
@@ -22,6 +23,14 @@
  * written only once it is complete, so a failure never leaves half a text
  * behind a success status. Messages come from extract_message() only and
  * never quote the file.
+ *
+ * --ocr-languages (default "eng"; "" turns OCR off) names the Tesseract
+ * languages used to recognise scanned PDF pages and images (ocr.h);
+ * --ocr-page-seconds and --ocr-seconds limit OCR per page and per
+ * document; --progress-fd names a descriptor (3 or above) for the OCR
+ * progress lines of extract.h. With OCR on, the CPU-time limit's hard
+ * value leaves --ocr-seconds above the soft one, which the program lifts
+ * only when it starts OCR.
  *
  * One backend per type, behind one table (a backend reads the file from the
  * descriptor and writes to the normalising sink, textout.h).
@@ -43,6 +52,8 @@
 #include "extract/epub.h"
 #include "extract/extract.h"
 #include "extract/html.h"
+#include "extract/image.h"
+#include "extract/ocr.h"
 #include "extract/odf.h"
 #include "extract/ooxml.h"
 #include "extract/pdf.h"
@@ -69,6 +80,20 @@ static const struct {
     { EXTRACT_TYPE_CSV, csv_extract },
 };
 
+/* Backends that may recognise text in images (ocr may be NULL). */
+typedef int (*ocr_backend_fn)(int fd, textout_t *out, ocr_t *ocr);
+
+static const struct {
+    extract_type_t type;
+    ocr_backend_fn extract;
+} ocr_backends[] = {
+    { EXTRACT_TYPE_PDF, pdf_extract_ocr },   { EXTRACT_TYPE_PNG, image_extract },
+    { EXTRACT_TYPE_JPEG, image_extract },    { EXTRACT_TYPE_TIFF, image_extract },
+    { EXTRACT_TYPE_WEBP, image_extract },
+};
+
+#define OCR_LANGUAGES_MAX 128
+
 /* The program's state, built from the command line. */
 typedef struct {
     const char *path;
@@ -79,6 +104,7 @@ typedef struct {
     unsigned long long cpu_seconds;   /* 0: leave as is */
     unsigned long long mem_bytes;     /* 0: leave as is */
     int structure_fd;                 /* -1: marks not wanted */
+    ocr_options_t ocr;                /* languages "" = OCR off */
 } options_t;
 
 static void usage(FILE *f)
@@ -98,6 +124,12 @@ static void usage(FILE *f)
           "      --structure-fd N    pages and headings to descriptor N, one per line:\n"
           "                          'P<tab>offset<tab>page<tab>label' or\n"
           "                          'H<tab>offset<tab>level<tab>title'\n"
+          "      --ocr-languages L   Tesseract languages for scanned pages and images\n"
+          "                          (default eng; '' turns OCR off)\n"
+          "      --ocr-page-seconds S  OCR time limit per page (default none)\n"
+          "      --ocr-seconds S     OCR time limit per document (default none)\n"
+          "      --progress-fd N     OCR progress to descriptor N: 'ocr <pages>', then\n"
+          "                          'page <page> <confidence>' per page\n"
           "      --help\n",
           f);
 }
@@ -128,7 +160,7 @@ static bool parse_u64(const char *s, unsigned long long *out)
 static int parse_options(int argc, char **argv, options_t *o)
 {
     enum { OPT_NAME = 1, OPT_MAX, OPT_DETECT, OPT_CPU, OPT_MEM, OPT_SANDBOX, OPT_STRUCTURE,
-           OPT_HELP };
+           OPT_HELP, OPT_OCR_LANG, OPT_OCR_PAGE, OPT_OCR_TOTAL, OPT_PROGRESS };
     static const struct option longopts[] = {
         { "name", required_argument, NULL, OPT_NAME },
         { "max-output", required_argument, NULL, OPT_MAX },
@@ -138,11 +170,17 @@ static int parse_options(int argc, char **argv, options_t *o)
         { "sandbox", no_argument, NULL, OPT_SANDBOX },
         { "structure-fd", required_argument, NULL, OPT_STRUCTURE },
         { "help", no_argument, NULL, OPT_HELP },
+        { "ocr-languages", required_argument, NULL, OPT_OCR_LANG },
+        { "ocr-page-seconds", required_argument, NULL, OPT_OCR_PAGE },
+        { "ocr-seconds", required_argument, NULL, OPT_OCR_TOTAL },
+        { "progress-fd", required_argument, NULL, OPT_PROGRESS },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
     o->max_output = DEFAULT_MAX_OUTPUT;
     o->structure_fd = -1;
+    ocr_options_default(&o->ocr);
+    o->ocr.languages = "eng";
     opterr = 0;
     int c;
     unsigned long long v;
@@ -177,6 +215,28 @@ static int parse_options(int argc, char **argv, options_t *o)
                 return EXTRACT_EUSAGE;
             o->structure_fd = (int)v;
             break;
+        case OPT_OCR_LANG:
+            /* Names of traineddata files: no path may sneak in. */
+            if (strlen(optarg) > OCR_LANGUAGES_MAX ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "0123456789_+") != strlen(optarg))
+                return EXTRACT_EUSAGE;
+            o->ocr.languages = optarg;
+            break;
+        case OPT_OCR_PAGE:
+        case OPT_OCR_TOTAL:
+            if (!parse_u64(optarg, &v) || v > 86400)
+                return EXTRACT_EUSAGE;
+            if (c == OPT_OCR_PAGE)
+                o->ocr.page_seconds = (unsigned)v;
+            else
+                o->ocr.total_seconds = (unsigned)v;
+            break;
+        case OPT_PROGRESS:
+            if (!parse_u64(optarg, &v) || v < 3 || v > INT_MAX || fcntl((int)v, F_GETFD) < 0)
+                return EXTRACT_EUSAGE;
+            o->ocr.progress_fd = (int)v;
+            break;
         case OPT_HELP:
             usage(stdout);
             exit(0);
@@ -207,8 +267,11 @@ static int lower_limit(int resource, rlim_t soft, rlim_t hard)
 static int harden(const options_t *o)
 {
     int bad = 0;
-    if (o->cpu_seconds)
-        bad |= lower_limit(RLIMIT_CPU, o->cpu_seconds, o->cpu_seconds + 1);
+    if (o->cpu_seconds) {
+        /* Room above the soft limit for OCR, taken only when it starts. */
+        unsigned long long extra = o->ocr.languages[0] ? o->ocr.total_seconds : 0;
+        bad |= lower_limit(RLIMIT_CPU, o->cpu_seconds, o->cpu_seconds + extra + 1);
+    }
     if (o->mem_bytes)
         bad |= lower_limit(RLIMIT_AS, o->mem_bytes, o->mem_bytes);
     if (o->sandbox) {
@@ -254,6 +317,14 @@ static int write_marks(int fd, const textout_t *out)
     return write_all(fd, chunk, n);
 }
 
+static ocr_backend_fn ocr_backend_for(extract_type_t type)
+{
+    for (size_t i = 0; i < sizeof ocr_backends / sizeof ocr_backends[0]; i++)
+        if (ocr_backends[i].type == type)
+            return ocr_backends[i].extract;
+    return NULL;
+}
+
 static backend_fn backend_for(extract_type_t type)
 {
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
@@ -294,7 +365,15 @@ int main(int argc, char **argv)
     textout_init(&out, o.max_output);
     char *text = NULL;
     size_t len = 0, chars = 0;
-    rc = extract ? extract(fd, &out) : EXTRACT_EUNSUPPORTED;
+    ocr_backend_fn extract_ocr = ocr_backend_for(type);
+    ocr_t *ocr = NULL;
+    if (extract_ocr && o.ocr.languages[0] && !(ocr = ocr_new(&o.ocr)))
+        rc = EXTRACT_EMEMORY;
+    else if (extract_ocr)
+        rc = extract_ocr(fd, &out, ocr);
+    else
+        rc = extract ? extract(fd, &out) : EXTRACT_EUNSUPPORTED;
+    ocr_free(ocr);
     close(fd);
     if (!rc)
         rc = textout_finish(&out, &text, &len, &chars);

@@ -2,6 +2,7 @@
 #include "extract/pdf.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,106 @@ static int write_one_page(fz_context *ctx, fz_document *doc, int i, page_writer_
         rc = fz_caught(ctx) == FZ_ERROR_MEMORY ? EXTRACT_EMEMORY : EXTRACT_ECORRUPT;
     }
     return rc;
+}
+
+/* ---- OCR of pages without a text layer ---- */
+
+/* True when page i has some text (anything but blanks) of its own. A page
+ * that fails to load has none that OCR could find either: false. */
+static bool page_has_text(fz_context *ctx, fz_document *doc, int i)
+{
+    fz_stext_options opts = { 0 };
+    fz_page *page = NULL;
+    fz_stext_page *text = NULL;
+    bool found = false;
+    fz_var(page);
+    fz_var(text);
+    fz_var(found);
+    fz_try(ctx) {
+        page = fz_load_page(ctx, doc, i);
+        text = fz_new_stext_page_from_page(ctx, page, &opts);
+        for (fz_stext_block *b = text->first_block; b && !found; b = b->next) {
+            if (b->type != FZ_STEXT_BLOCK_TEXT)
+                continue;
+            for (fz_stext_line *l = b->u.t.first_line; l && !found; l = l->next)
+                for (fz_stext_char *ch = l->first_char; ch && !found; ch = ch->next)
+                    found = ch->c > ' ' && ch->c != 0xA0 && ch->c != 0xAD;
+        }
+    }
+    fz_always(ctx) {
+        fz_drop_stext_page(ctx, text);
+        fz_drop_page(ctx, page);
+    }
+    fz_catch(ctx) {
+        found = true;   /* not for OCR: the text pass reports the failure */
+    }
+    return found;
+}
+
+/* Render page i in grayscale at OCR_DPI (lower when that would pass
+ * OCR_MAX_PIXELS) and recognise it. Returns 0, an ocr_page() code, or
+ * EXTRACT_EMEMORY / EXTRACT_ECORRUPT when MuPDF cannot render it. */
+static int ocr_one_page(fz_context *ctx, fz_document *doc, int i, ocr_t *ocr, textout_t *out)
+{
+    fz_page *page = NULL;
+    fz_pixmap *pix = NULL;
+    int rc = 0, dpi = OCR_DPI;
+    fz_var(page);
+    fz_var(pix);
+    fz_var(rc);
+    fz_var(dpi);
+    fz_try(ctx) {
+        page = fz_load_page(ctx, doc, i);
+        fz_rect r = fz_bound_page(ctx, page);
+        double w = (double)r.x1 - r.x0, h = (double)r.y1 - r.y0;
+        if (w >= 1 && h >= 1) {
+            double scale = OCR_DPI / 72.0;
+            double px = w * scale * h * scale;
+            if (px > (double)OCR_MAX_PIXELS)
+                scale *= sqrt((double)OCR_MAX_PIXELS / px);
+            dpi = (int)(scale * 72.0 + 0.5);
+            pix = fz_new_pixmap_from_page(ctx, page, fz_scale((float)scale, (float)scale),
+                                          fz_device_gray(ctx), 0);
+        }
+    }
+    fz_catch(ctx) {
+        rc = fz_caught(ctx) == FZ_ERROR_MEMORY ? EXTRACT_EMEMORY : EXTRACT_ECORRUPT;
+    }
+    if (!rc && pix && fz_pixmap_width(ctx, pix) > 0 && fz_pixmap_height(ctx, pix) > 0)
+        rc = ocr_page(ocr, i + 1, fz_pixmap_samples(ctx, pix), fz_pixmap_width(ctx, pix),
+                      fz_pixmap_height(ctx, pix), (int)fz_pixmap_stride(ctx, pix), dpi, out);
+    fz_drop_pixmap(ctx, pix);
+    fz_drop_page(ctx, page);
+    return rc;
+}
+
+/* Which pages need OCR: a bool per page (NULL when none do, or OCR is
+ * off) in *need. Returns 0, or EXTRACT_EMEMORY, or EXTRACT_EOCRTIME when
+ * more than EXTRACT_OCR_PAGES_MAX pages would need it; starts the OCR
+ * (ocr_begin) when some do. */
+static int plan_ocr(fz_context *ctx, fz_document *doc, int n, ocr_t *ocr, bool **need)
+{
+    *need = NULL;
+    if (!ocr_enabled(ocr))
+        return 0;
+    bool *v = calloc((size_t)n, sizeof *v);
+    if (!v)
+        return EXTRACT_EMEMORY;
+    int count = 0;
+    for (int i = 0; i < n; i++)
+        if ((v[i] = !page_has_text(ctx, doc, i)))
+            count++;
+    if (!count) {
+        free(v);
+        return 0;
+    }
+    int rc = count > EXTRACT_OCR_PAGES_MAX ? EXTRACT_EOCRTIME : ocr_begin(ocr, count);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    *need = v;
+    return 0;
 }
 
 /* The page tree, checked before any page is loaded.
@@ -760,7 +861,7 @@ static bool has_text(const textout_t *out)
  * MuPDF had to repair the file (a broken or missing xref, as in a truncated
  * download), a page failed to load, or the page tree does not hold the
  * pages it counts, the file is damaged. */
-static int write_document(fz_context *ctx, pdf_document *doc, textout_t *out)
+static int write_document(fz_context *ctx, pdf_document *doc, textout_t *out, ocr_t *ocr)
 {
     bool mismatch = false;
     int err = 0;
@@ -773,6 +874,12 @@ static int write_document(fz_context *ctx, pdf_document *doc, textout_t *out)
     structure_t st = { 0 };
     read_structure(ctx, doc, n, &map, &st);
     free(map.v);
+    bool *need_ocr = NULL;
+    int orc = plan_ocr(ctx, &doc->super, n, ocr, &need_ocr);
+    if (orc) {
+        structure_cleanup(&st);
+        return orc;
+    }
     page_writer_t w = { .out = out };
     int failed = 0;
     size_t next_item = 0;
@@ -787,14 +894,19 @@ static int write_document(fz_context *ctx, pdf_document *doc, textout_t *out)
                 textout_heading(out, st.items[next_item].level,
                                 st.titles.data + st.items[next_item].title_at,
                                 st.items[next_item].title_len);
-        int rc = write_one_page(ctx, &doc->super, i, &w);
-        if (rc == EXTRACT_EMEMORY) {
+        int rc = need_ocr && need_ocr[i] ? ocr_one_page(ctx, &doc->super, i, ocr, out)
+                                         : write_one_page(ctx, &doc->super, i, &w);
+        if (need_ocr && need_ocr[i] && !rc)
+            textout_blank_line(out);
+        if (rc == EXTRACT_EMEMORY || rc == EXTRACT_EOCRTIME || rc == EXTRACT_EINTERNAL) {
             structure_cleanup(&st);
+            free(need_ocr);
             return rc;
         }
         if (rc)
             failed++;
     }
+    free(need_ocr);
     structure_cleanup(&st);
     if (textout_error(out))
         return textout_error(out);
@@ -813,7 +925,9 @@ static int write_document(fz_context *ctx, pdf_document *doc, textout_t *out)
     return 0;
 }
 
-int pdf_extract(int fd, textout_t *out)
+int pdf_extract(int fd, textout_t *out) { return pdf_extract_ocr(fd, out, NULL); }
+
+int pdf_extract_ocr(int fd, textout_t *out, ocr_t *ocr)
 {
     int dfd = dup(fd);
     if (dfd < 0)
@@ -857,7 +971,7 @@ int pdf_extract(int fd, textout_t *out)
             rc = locked > 0 ? EXTRACT_EENCRYPTED : EXTRACT_ECORRUPT;
     }
     if (!rc)
-        rc = write_document(ctx, doc, out);
+        rc = write_document(ctx, doc, out, ocr);
     fz_drop_document(ctx, doc ? &doc->super : NULL);
     fz_drop_stream(ctx, stm);
     fz_drop_context(ctx);

@@ -32,9 +32,22 @@
 #ifndef KVCHAT_EXTRACT_PDF_H
 #define KVCHAT_EXTRACT_PDF_H
 
+#include "extract/ocr.h"
 #include "extract/textout.h"
 
-/* Returns 0 or an EXTRACT_* code; the text is in out. */
+/* Returns 0 or an EXTRACT_* code; the text is in out. No OCR. */
 int pdf_extract(int fd, textout_t *out);
+
+/* As pdf_extract(), with OCR (ocr.h) of the pages that have no text layer
+ * (no character but blanks): they are found in a first pass, announced
+ * with ocr_begin(), rendered in grayscale at OCR_DPI (lower for a page
+ * that would pass OCR_MAX_PIXELS) and recognised in their place, after
+ * their page mark, in page order; pages with text are read as usual. A
+ * page OCR finds nothing on stays empty; a PDF with no text from either
+ * is EXTRACT_ENOTEXT as before. More than EXTRACT_OCR_PAGES_MAX pages to
+ * recognise, or the document's OCR time used up, is EXTRACT_EOCRTIME; a
+ * language that cannot be loaded EXTRACT_EINTERNAL. ocr NULL or disabled:
+ * exactly pdf_extract(). */
+int pdf_extract_ocr(int fd, textout_t *out, ocr_t *ocr);
 
 #endif

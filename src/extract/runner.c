@@ -46,6 +46,7 @@
 #define TICK_MS 20              /* poll tick when there is no pidfd */
 #define EXE_PATH_MAX 4096
 #define STRUCTURE_FD 3          /* where the child finds the structure pipe */
+#define PROGRESS_FD 4           /* ... and the OCR progress pipe */
 
 void extract_limits_default(extract_limits_t *lim)
 {
@@ -54,6 +55,9 @@ void extract_limits_default(extract_limits_t *lim)
     lim->mem_bytes = (size_t)1 << 30;
     lim->max_output = (size_t)64 << 20;
     lim->timeout_ms = 30000;
+    lim->ocr_languages = "eng";
+    lim->ocr_page_seconds = 60;
+    lim->ocr_seconds = 600;
 }
 
 void extract_result_cleanup(extract_result_t *res)
@@ -66,6 +70,9 @@ void extract_result_cleanup(extract_result_t *res)
     free(res->marks);   /* the labels live in the same block */
     res->marks = NULL;
     res->n_marks = 0;
+    free(res->ocr_pages);
+    res->ocr_pages = NULL;
+    res->n_ocr_pages = 0;
 }
 
 /* Everything the child needs, prepared before fork (no allocation after). */
@@ -73,7 +80,7 @@ typedef struct {
     const char *exe;
     char *const *argv;
     char *const *envp;
-    int in_fd, out_fd, err_fd, st_fd, exec_fd;
+    int in_fd, out_fd, err_fd, st_fd, pr_fd, exec_fd;
     struct rlimit cpu, as, fsize, core, nofile;
     bool set_cpu, set_as;
     pid_t parent;           /* getpid() before the fork */
@@ -93,14 +100,25 @@ typedef struct {
 /* The state of one run in the parent. */
 typedef struct {
     pid_t pid;
-    int out_r, err_r, st_r, exec_r, pidfd;
+    int out_r, err_r, st_r, pr_r, exec_r, pidfd;
     buf_t text;
     stream_t to;
     buf_t marks;             /* the structure lines, at most extract_marks_limit() */
     bool marks_over;         /* more came: drained and dropped */
     char tail[STDERR_KEEP];
     size_t tail_len;
-    bool out_eof, err_eof, st_eof, exited;
+    bool out_eof, err_eof, st_eof, pr_eof, exited;
+    /* OCR progress (extract.h): the line being read, what it said. */
+    char pline[EXTRACT_PROGRESS_LINE_MAX];
+    size_t pline_len;
+    int ocr_total;           /* pages announced; 0 before "ocr" */
+    int *ocr_pages;          /* ocr_total slots */
+    int ocr_done;
+    long ocr_conf_sum;
+    bool progress_bad;       /* a line broke the protocol */
+    const extract_watch_t *watch;
+    uint64_t deadline;       /* 0 = none; grows when OCR starts */
+    unsigned ocr_extra_ms;
     bool timed_out, too_big, poll_failed;
 } run_t;
 
@@ -184,14 +202,14 @@ __attribute__((noreturn)) static void child_exec(const child_plan_t *p)
     }
     if (setpgid(0, 0) != 0)
         goto fail;
-    /* Lift the four ends above 3 first, so that wiring one of them to
-     * 0..3 cannot overwrite another (a parent may run with 0..2 closed). */
-    const int from[4] = { p->in_fd, p->out_fd, p->err_fd, p->st_fd };
-    int high[4];
-    for (int t = 0; t < 4; t++)
-        if ((high[t] = fcntl(from[t], F_DUPFD_CLOEXEC, 4)) < 0)
+    /* Lift the five ends above 4 first, so that wiring one of them to
+     * 0..4 cannot overwrite another (a parent may run with 0..2 closed). */
+    const int from[5] = { p->in_fd, p->out_fd, p->err_fd, p->st_fd, p->pr_fd };
+    int high[5];
+    for (int t = 0; t < 5; t++)
+        if ((high[t] = fcntl(from[t], F_DUPFD_CLOEXEC, 5)) < 0)
             goto fail;
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < 5; t++)
         if (dup2(high[t], t) < 0)   /* the copy at t is not close-on-exec */
             goto fail;
     if ((p->set_cpu && setrlimit(RLIMIT_CPU, &p->cpu) != 0) ||
@@ -201,8 +219,8 @@ __attribute__((noreturn)) static void child_exec(const child_plan_t *p)
         goto fail;
     /* Descriptors other threads opened without O_CLOEXEC must not leak
      * into the sandbox. */
-    if (close_range(STRUCTURE_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-        for (int fd = STRUCTURE_FD + 1; fd < 65536; fd++)
+    if (close_range(PROGRESS_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = PROGRESS_FD + 1; fd < 65536; fd++)
             fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
     sigset_t none;
@@ -275,13 +293,87 @@ static bool stream_text(run_t *r, const char *p, size_t n, size_t max_output)
     return true;
 }
 
-typedef enum { PIPE_OUT, PIPE_ERR, PIPE_STRUCTURE } pipe_t;
+typedef enum { PIPE_OUT, PIPE_ERR, PIPE_STRUCTURE, PIPE_PROGRESS } pipe_t;
+
+/* A decimal number without sign or leading zeros, at most `max`; -1 if
+ * the field is anything else. Moves *p past it. */
+static long parse_field(const char **p, const char *end, long max)
+{
+    const char *s = *p;
+    long v = 0;
+    if (s >= end || *s < '0' || *s > '9' || (*s == '0' && s + 1 < end && s[1] >= '0' &&
+                                              s[1] <= '9'))
+        return -1;
+    for (; s < end && *s >= '0' && *s <= '9'; s++) {
+        v = v * 10 + (*s - '0');
+        if (v > max)
+            return -1;
+    }
+    *p = s;
+    return v;
+}
+
+/* One progress line (without its '\n'), as extract.h writes it. */
+static void progress_line(run_t *r, const char *line, size_t n)
+{
+    const char *p = line, *end = line + n;
+    if (n > 4 && memcmp(line, "ocr ", 4) == 0 && !r->ocr_total) {
+        p += 4;
+        long pages = parse_field(&p, end, EXTRACT_OCR_PAGES_MAX);
+        if (pages < 1 || p != end || !(r->ocr_pages = calloc((size_t)pages, sizeof(int)))) {
+            r->progress_bad = true;
+            return;
+        }
+        r->ocr_total = (int)pages;
+        if (r->deadline)
+            r->deadline += r->ocr_extra_ms;   /* OCR's own time, once */
+    } else if (n > 5 && memcmp(line, "page ", 5) == 0 && r->ocr_total &&
+               r->ocr_done < r->ocr_total) {
+        p += 5;
+        long page = parse_field(&p, end, INT32_MAX);
+        long conf = -1;
+        if (page >= 1 && p < end && *p == ' ') {
+            p++;
+            conf = parse_field(&p, end, 100);
+        }
+        if (page < 1 || conf < 0 || p != end ||
+            (r->ocr_done && page <= r->ocr_pages[r->ocr_done - 1])) {
+            r->progress_bad = true;
+            return;
+        }
+        r->ocr_pages[r->ocr_done++] = (int)page;
+        r->ocr_conf_sum += conf;
+    } else {
+        r->progress_bad = true;
+        return;
+    }
+    if (r->watch && r->watch->on_ocr)
+        r->watch->on_ocr(r->watch->ud, r->ocr_done, r->ocr_total);
+}
+
+/* Split what came on the progress pipe into lines. */
+static void progress_bytes(run_t *r, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n && !r->progress_bad; i++) {
+        if (p[i] == '\n') {
+            progress_line(r, r->pline, r->pline_len);
+            r->pline_len = 0;
+        } else if (r->pline_len == sizeof r->pline) {
+            r->progress_bad = true;
+        } else {
+            r->pline[r->pline_len++] = p[i];
+        }
+    }
+}
 
 /* Read what is there from one pipe. */
 static void drain(run_t *r, pipe_t which, size_t max_output)
 {
     char chunk[READ_CHUNK];
-    int fd = which == PIPE_OUT ? r->out_r : which == PIPE_ERR ? r->err_r : r->st_r;
+    int fd = which == PIPE_OUT         ? r->out_r
+             : which == PIPE_ERR       ? r->err_r
+             : which == PIPE_STRUCTURE ? r->st_r
+                                       : r->pr_r;
     for (;;) {
         ssize_t k = read(fd, chunk, sizeof chunk);
         if (k < 0 && errno == EINTR)
@@ -293,8 +385,10 @@ static void drain(run_t *r, pipe_t which, size_t max_output)
                 r->out_eof = true;
             else if (which == PIPE_ERR)
                 r->err_eof = true;
-            else
+            else if (which == PIPE_STRUCTURE)
                 r->st_eof = true;
+            else
+                r->pr_eof = true;
             return;
         }
         if (which == PIPE_OUT && r->to.fd >= 0) {
@@ -307,6 +401,8 @@ static void drain(run_t *r, pipe_t which, size_t max_output)
             }
         } else if (which == PIPE_ERR) {
             keep_tail(r, chunk, (size_t)k);
+        } else if (which == PIPE_PROGRESS) {
+            progress_bytes(r, chunk, (size_t)k);
         } else if (!r->marks_over && buf_append(&r->marks, chunk, (size_t)k) != BUF_OK) {
             /* Over the bound (or no memory for it): the text does not
              * depend on its marks, so drop them and keep draining. */
@@ -331,21 +427,21 @@ static bool leader_exited(pid_t pid)
 /* Pump the pipes until done, the deadline, or the output limit. */
 static void pump(run_t *r, const extract_limits_t *lim, uint64_t start)
 {
-    uint64_t deadline = lim->timeout_ms ? start + lim->timeout_ms : 0;
-    while (!(r->out_eof && r->err_eof && r->st_eof && r->exited)) {
+    r->deadline = lim->timeout_ms ? start + lim->timeout_ms : 0;
+    while (!(r->out_eof && r->err_eof && r->st_eof && r->pr_eof && r->exited)) {
         int wait_ms = -1;
-        if (deadline) {
+        if (r->deadline) {
             uint64_t now = now_ms();
-            if (now >= deadline) {
+            if (now >= r->deadline) {
                 r->timed_out = true;
                 return;
             }
-            wait_ms = (int)(deadline - now);
+            wait_ms = (int)(r->deadline - now);
         }
         if (r->pidfd < 0 && !r->exited && (wait_ms < 0 || wait_ms > TICK_MS))
             wait_ms = TICK_MS;
-        struct pollfd fds[4];
-        int nfds = 0, i_out = -1, i_err = -1, i_st = -1, i_pid = -1;
+        struct pollfd fds[5];
+        int nfds = 0, i_out = -1, i_err = -1, i_st = -1, i_pr = -1, i_pid = -1;
         if (!r->out_eof) {
             i_out = nfds;
             fds[nfds++] = (struct pollfd){ .fd = r->out_r, .events = POLLIN };
@@ -357,6 +453,10 @@ static void pump(run_t *r, const extract_limits_t *lim, uint64_t start)
         if (!r->st_eof) {
             i_st = nfds;
             fds[nfds++] = (struct pollfd){ .fd = r->st_r, .events = POLLIN };
+        }
+        if (!r->pr_eof) {
+            i_pr = nfds;
+            fds[nfds++] = (struct pollfd){ .fd = r->pr_r, .events = POLLIN };
         }
         if (!r->exited && r->pidfd >= 0) {
             i_pid = nfds;
@@ -378,6 +478,8 @@ static void pump(run_t *r, const extract_limits_t *lim, uint64_t start)
             drain(r, PIPE_ERR, lim->max_output);
         if (i_st >= 0 && fds[i_st].revents)
             drain(r, PIPE_STRUCTURE, lim->max_output);
+        if (i_pr >= 0 && fds[i_pr].revents)
+            drain(r, PIPE_PROGRESS, lim->max_output);
         bool exited_now = false;
         if (i_pid >= 0 && fds[i_pid].revents)
             exited_now = true;
@@ -511,6 +613,23 @@ static int take_marks(const run_t *r, const char *text, size_t len, extract_resu
     return 0;
 }
 
+/* Move the OCR record into the result. Returns 0, or EXTRACT_EPROTOCOL
+ * when the progress lines broke the protocol (or the last one was not
+ * ended). */
+static int take_ocr(run_t *r, extract_result_t *out)
+{
+    out->ocr_confidence = -1;
+    if (r->progress_bad || r->pline_len)
+        return EXTRACT_EPROTOCOL;
+    if (r->ocr_done) {
+        out->ocr_pages = r->ocr_pages;
+        out->n_ocr_pages = (size_t)r->ocr_done;
+        out->ocr_confidence = (int)(r->ocr_conf_sum / r->ocr_done);
+        r->ocr_pages = NULL;
+    }
+    return 0;
+}
+
 /* Decide the outcome from what was seen. */
 static int classify(run_t *r, const extract_limits_t *lim, int status, const struct rusage *ru,
                     extract_result_t *out)
@@ -584,7 +703,7 @@ static int classify(run_t *r, const extract_limits_t *lim, int status, const str
             return EXTRACT_EINTERNAL;
         }
         if (!parse_success(line, n, &type, &chars) || r->to.bytes == 0 || r->to.ill_formed ||
-            r->to.carry_len || r->to.chars != chars ||
+            r->to.carry_len || r->to.chars != chars || take_ocr(r, out) != 0 ||
             take_marks(r, NULL, r->to.bytes, out) != 0) {
             extract_message(EXTRACT_EPROTOCOL, EXTRACT_TYPE_UNKNOWN, out->message,
                             sizeof out->message);
@@ -599,7 +718,7 @@ static int classify(run_t *r, const extract_limits_t *lim, int status, const str
     const char *text = r->text.data ? r->text.data : "";
     if (!parse_success(line, n, &type, &chars) || r->text.len == 0 ||
         memchr(text, '\0', r->text.len) || !utf8_valid(text, r->text.len) ||
-        codepoint_count(text, r->text.len) != chars ||
+        codepoint_count(text, r->text.len) != chars || take_ocr(r, out) != 0 ||
         take_marks(r, text, r->text.len, out) != 0) {
         extract_message(EXTRACT_EPROTOCOL, EXTRACT_TYPE_UNKNOWN, out->message,
                         sizeof out->message);
@@ -612,6 +731,9 @@ static int classify(run_t *r, const extract_limits_t *lim, int status, const str
         free(out->marks);
         out->marks = NULL;
         out->n_marks = 0;
+        free(out->ocr_pages);
+        out->ocr_pages = NULL;
+        out->n_ocr_pages = 0;
         extract_message(EXTRACT_EINTERNAL, EXTRACT_TYPE_UNKNOWN, out->message,
                         sizeof out->message);
         return EXTRACT_EINTERNAL;
@@ -634,9 +756,10 @@ static int spawn_failed(extract_result_t *out, const char *what, int err)
 /* extract_run() and extract_run_to_fd(): text_fd -1 keeps the text in
  * memory. */
 static int run(const extract_limits_t *lim, const char *path, const char *client_name,
-               int text_fd, extract_result_t *out)
+               int text_fd, const extract_watch_t *watch, extract_result_t *out)
 {
     memset(out, 0, sizeof *out);
+    out->ocr_confidence = -1;
     out->type = extract_type_name(EXTRACT_TYPE_UNKNOWN);
     out->exit_status = -1;
     if (!lim || !lim->exe || !path || lim->max_output == 0 ||
@@ -651,12 +774,16 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
         return spawn_failed(out, "looking up the program", err);
 
     /* argv and envp, prepared before the fork. */
-    char max_s[32], cpu_s[32], mem_s[32], st_s[16];
+    char max_s[32], cpu_s[32], mem_s[32], st_s[16], pr_s[16], ocr_page_s[16], ocr_s[16];
     snprintf(max_s, sizeof max_s, "%zu", lim->max_output);
     snprintf(cpu_s, sizeof cpu_s, "%u", lim->cpu_seconds);
     snprintf(mem_s, sizeof mem_s, "%zu", lim->mem_bytes);
     snprintf(st_s, sizeof st_s, "%d", STRUCTURE_FD);
-    const char *argv[16];
+    snprintf(pr_s, sizeof pr_s, "%d", PROGRESS_FD);
+    snprintf(ocr_page_s, sizeof ocr_page_s, "%u", lim->ocr_page_seconds);
+    snprintf(ocr_s, sizeof ocr_s, "%u", lim->ocr_seconds);
+    bool ocr_on = !lim->ocr_languages || lim->ocr_languages[0];
+    const char *argv[32];
     int argc = 0;
     argv[argc++] = exe;
     argv[argc++] = "--sandbox";
@@ -664,6 +791,20 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
     argv[argc++] = max_s;
     argv[argc++] = "--structure-fd";
     argv[argc++] = st_s;
+    argv[argc++] = "--progress-fd";
+    argv[argc++] = pr_s;
+    if (lim->ocr_languages) {
+        argv[argc++] = "--ocr-languages";
+        argv[argc++] = lim->ocr_languages;
+    }
+    if (lim->ocr_page_seconds) {
+        argv[argc++] = "--ocr-page-seconds";
+        argv[argc++] = ocr_page_s;
+    }
+    if (lim->ocr_seconds) {
+        argv[argc++] = "--ocr-seconds";
+        argv[argc++] = ocr_s;
+    }
     if (lim->cpu_seconds) {
         argv[argc++] = "--limit-cpu";
         argv[argc++] = cpu_s;
@@ -679,24 +820,29 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
     argv[argc++] = "--";
     argv[argc++] = path;
     argv[argc] = NULL;
-    /* Nothing of kvchat's environment (API keys!) reaches the sandbox. */
-    const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", NULL };
+    /* Nothing of kvchat's environment (API keys!) reaches the sandbox.
+     * OCR runs on one thread: the extraction queue counts one core a run. */
+    const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", "OMP_THREAD_LIMIT=1",
+                           NULL };
 
-    run_t r = { .pid = -1, .out_r = -1, .err_r = -1, .st_r = -1, .exec_r = -1, .pidfd = -1,
-                .to = { .fd = text_fd } };
+    run_t r = { .pid = -1, .out_r = -1, .err_r = -1, .st_r = -1, .pr_r = -1, .exec_r = -1,
+                .pidfd = -1, .to = { .fd = text_fd }, .watch = watch,
+                .ocr_extra_ms = ocr_on ? lim->ocr_seconds * 1000u : 0 };
     buf_init(&r.text, lim->max_output);
     buf_init(&r.marks, extract_marks_limit(lim->max_output));
     int out_p[2] = { -1, -1 }, err_p[2] = { -1, -1 }, st_p[2] = { -1, -1 },
-        exec_p[2] = { -1, -1 };
+        pr_p[2] = { -1, -1 }, exec_p[2] = { -1, -1 };
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull < 0 || pipe2(out_p, O_CLOEXEC) != 0 || pipe2(err_p, O_CLOEXEC) != 0 ||
-        pipe2(st_p, O_CLOEXEC) != 0 || pipe2(exec_p, O_CLOEXEC) != 0) {
+        pipe2(st_p, O_CLOEXEC) != 0 || pipe2(pr_p, O_CLOEXEC) != 0 ||
+        pipe2(exec_p, O_CLOEXEC) != 0) {
         err = errno;
         close_fd(&devnull);
         for (int i = 0; i < 2; i++) {
             close_fd(&out_p[i]);
             close_fd(&err_p[i]);
             close_fd(&st_p[i]);
+            close_fd(&pr_p[i]);
             close_fd(&exec_p[i]);
         }
         buf_cleanup(&r.text);
@@ -711,8 +857,11 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
         .out_fd = out_p[1],
         .err_fd = err_p[1],
         .st_fd = st_p[1],
+        .pr_fd = pr_p[1],
         .exec_fd = exec_p[1],
-        .cpu = { lim->cpu_seconds, (rlim_t)lim->cpu_seconds + 1 },
+        /* The hard limit leaves OCR its time (runner.h). */
+        .cpu = { lim->cpu_seconds,
+                 (rlim_t)lim->cpu_seconds + (ocr_on ? lim->ocr_seconds : 0) + 1 },
         .as = { lim->mem_bytes, lim->mem_bytes },
         .fsize = { 0, 0 },
         .core = { 0, 0 },
@@ -736,10 +885,12 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
     close_fd(&out_p[1]);
     close_fd(&err_p[1]);
     close_fd(&st_p[1]);
+    close_fd(&pr_p[1]);
     close_fd(&exec_p[1]);
     r.out_r = out_p[0];
     r.err_r = err_p[0];
     r.st_r = st_p[0];
+    r.pr_r = pr_p[0];
     r.exec_r = exec_p[0];
     int rc;
     int status = 0;
@@ -771,6 +922,7 @@ static int run(const extract_limits_t *lim, const char *path, const char *client
     fcntl(r.out_r, F_SETFL, O_NONBLOCK);
     fcntl(r.err_r, F_SETFL, O_NONBLOCK);
     fcntl(r.st_r, F_SETFL, O_NONBLOCK);
+    fcntl(r.pr_r, F_SETFL, O_NONBLOCK);
     pump(&r, lim, start);
 
     /* Kill the group unless the leader exited on its own (then it was
@@ -811,17 +963,19 @@ done:
     close_fd(&r.out_r);
     close_fd(&r.err_r);
     close_fd(&r.st_r);
+    close_fd(&r.pr_r);
     close_fd(&r.exec_r);
     close_fd(&r.pidfd);
     buf_cleanup(&r.text);
     buf_cleanup(&r.marks);
+    free(r.ocr_pages);
     return out->code = rc;
 }
 
 int extract_run(const extract_limits_t *lim, const char *path, const char *client_name,
                 extract_result_t *out)
 {
-    return run(lim, path, client_name, -1, out);
+    return run(lim, path, client_name, -1, NULL, out);
 }
 
 int extract_run_to_fd(const extract_limits_t *lim, const char *path, const char *client_name,
@@ -835,5 +989,11 @@ int extract_run_to_fd(const extract_limits_t *lim, const char *path, const char 
                         sizeof out->message);
         return out->code = EXTRACT_EINTERNAL;
     }
-    return run(lim, path, client_name, text_fd, out);
+    return run(lim, path, client_name, text_fd, NULL, out);
+}
+
+int extract_run_watched(const extract_limits_t *lim, const char *path, const char *client_name,
+                        int text_fd, const extract_watch_t *watch, extract_result_t *out)
+{
+    return run(lim, path, client_name, text_fd < 0 ? -1 : text_fd, watch, out);
 }

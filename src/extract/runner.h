@@ -2,7 +2,8 @@
  *
  * extract_run() starts the program in a new process group with a minimal
  * environment, /dev/null as stdin, no inherited descriptors but the pipe
- * of its structure marks as fd 3 (--structure-fd 3), and these limits set
+ * of its structure marks as fd 3 (--structure-fd 3) and the pipe of its OCR
+ * progress as fd 4 (--progress-fd 4), and these limits set
  * in the child before exec: RLIMIT_CPU (cpu_seconds), RLIMIT_AS
  * (mem_bytes), RLIMIT_FSIZE = 0, RLIMIT_CORE = 0, RLIMIT_NOFILE = 32 (the
  * program is also asked to apply them itself), and PR_SET_PDEATHSIG =
@@ -34,6 +35,17 @@
  * is optional. A user-facing message from the program is used only if it
  * is one of extract_message()'s sentences for the code it exited with.
  *
+ * OCR (extract.h, "OCR progress"): the program is given the OCR settings
+ * of the limits (--ocr-languages, --ocr-page-seconds, --ocr-seconds) and
+ * room for OCR in its CPU-time limit (RLIMIT_CPU's hard value is
+ * cpu_seconds + ocr_seconds + 1, its soft value cpu_seconds; the program
+ * raises the soft one only when it starts OCR, and a program that raises
+ * it otherwise still stops at the hard one). The wall-clock limit grows
+ * by ocr_seconds when the program announces OCR ("ocr <pages>"). Each
+ * progress line is passed to the watcher as it arrives; on success the
+ * pages recognised and their mean confidence are in the result. Progress
+ * lines not as extract.h writes them make a success EXTRACT_EPROTOCOL.
+ *
  * Thread safety: no global state; any number of threads may call
  * extract_run() at once. Between fork and exec the child makes only
  * async-signal-safe calls on data prepared beforehand, so locks held by
@@ -59,10 +71,18 @@ typedef struct {
     size_t mem_bytes;       /* RLIMIT_AS; 0 = no limit */
     size_t max_output;      /* most bytes of text accepted (> 0) */
     unsigned timeout_ms;    /* wall clock; 0 = no limit */
+    /* OCR of scanned PDF pages and images. */
+    const char *ocr_languages;  /* Tesseract languages ("eng", "eng+deu"); "" =
+                                   OCR off; NULL = the program's default (eng).
+                                   Must stay valid during the run. */
+    unsigned ocr_page_seconds;  /* per page; 0 = no limit */
+    unsigned ocr_seconds;       /* per document, added to the CPU and wall
+                                   limits once OCR starts; 0 = no limit of
+                                   its own (and no extra time) */
 } extract_limits_t;
 
 /* Defaults: exe "kvchat-extract", 20 s CPU, 1 GiB address space, 64 MiB of
- * text, 30 s wall clock. */
+ * text, 30 s wall clock; OCR in English, 60 s a page, 600 s a document. */
 void extract_limits_default(extract_limits_t *lim);
 
 typedef struct {
@@ -79,6 +99,12 @@ typedef struct {
     size_t n_marks;
     bool marks_dropped;     /* the program sent more marks than the bound:
                                none are kept */
+    /* EXTRACT_OK only: the pages whose text was recognised from images
+     * (OCR), in increasing order, malloc'd and owned by the result (NULL
+     * and 0 when none), and their mean confidence 0..100 (-1 when none). */
+    int *ocr_pages;
+    size_t n_ocr_pages;
+    int ocr_confidence;
     char message[EXTRACT_MESSAGE_MAX]; /* for the user; "" on success */
     /* For logs. */
     int pid;                /* the child (also its process group); 0 if none */
@@ -125,7 +151,21 @@ int extract_run(const extract_limits_t *lim, const char *path, const char *clien
 int extract_run_to_fd(const extract_limits_t *lim, const char *path, const char *client_name,
                       int text_fd, extract_result_t *out);
 
-/* Free the text and the marks; the struct may be reused. Accepts NULL. */
+/* Told of OCR progress while a run goes on: done pages of total (0 of
+ * total when OCR starts, then after each page). Runs on the calling
+ * thread, inside the run; it must not block for long. */
+typedef struct {
+    void (*on_ocr)(void *ud, int done, int total);
+    void *ud;
+} extract_watch_t;
+
+/* extract_run() (text_fd < 0) or extract_run_to_fd() (text_fd >= 0) with
+ * a watcher (NULL: none). Same returns. */
+int extract_run_watched(const extract_limits_t *lim, const char *path, const char *client_name,
+                        int text_fd, const extract_watch_t *watch, extract_result_t *out);
+
+/* Free the text, the marks and the OCR pages; the struct may be reused.
+ * Accepts NULL. */
 void extract_result_cleanup(extract_result_t *res);
 
 #endif

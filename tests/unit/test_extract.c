@@ -613,8 +613,8 @@ static void test_pdf_no_text(void **state)
     (void)state;
     const char *p = pdf_one_page("scan.pdf", "q 200 0 0 200 100 400 cm /Im1 Do Q", NULL, NULL);
     expect_error(p, "scan.pdf", EXTRACT_ENOTEXT,
-                 "The PDF looks like a scanned document: it contains no text (kvchat does "
-                 "not do OCR).");
+                 "The PDF looks like a scanned document: it contains no text, and none was "
+                 "recognised in its images (OCR).");
 }
 
 static void test_pdf_corrupt(void **state)
@@ -1058,8 +1058,9 @@ static void test_unsupported(void **state)
         0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
         0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89,
     };
+    /* A PNG named .pdf is an image (read by OCR); this one is cut short. */
     p = write_fixture("image.pdf", png, sizeof png);
-    expect_error(p, "image.pdf", EXTRACT_EUNSUPPORTED, NULL);
+    expect_error(p, "image.pdf", EXTRACT_ECORRUPT, "The PNG image is damaged or unreadable.");
 
     const zentry_t entries[] = { { "data.csv", "a,b\n1,2\n", 0, false } };
     p = fixture("other.zip");

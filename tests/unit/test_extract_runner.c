@@ -424,8 +424,9 @@ static void test_sandbox_inside(void **state)
     assert_int_equal(extract_run(&lim, "/dev/null", "probe", &r), EXTRACT_OK);
     unsetenv("KVCHAT_TEST_SECRET");
     assert_non_null(strstr(r.text, "secret=no\n"));
-    assert_int_equal(probe_value(r.text, "fds"), 4);   /* 0..2 and the structure pipe */
-    assert_int_equal(probe_value(r.text, "env"), 2);
+    /* 0..2, the structure pipe and the OCR progress pipe */
+    assert_int_equal(probe_value(r.text, "fds"), 5);
+    assert_int_equal(probe_value(r.text, "env"), 3);   /* PATH, LC_ALL, OMP_THREAD_LIMIT */
     assert_int_equal(probe_value(r.text, "fsize"), 0);
     assert_int_equal(probe_value(r.text, "core"), 0);
     assert_int_equal(probe_value(r.text, "nofile"), 32);
