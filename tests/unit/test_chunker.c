@@ -1,6 +1,7 @@
 /* test_chunker.c — the chunker: packing paragraphs to the target and never
  * past the maximum, headings (cuts, tiny sections merged, nested paths),
- * pages and their labels, long paragraphs cut at sentences, Chinese cut at
+ * pages and their labels, long paragraphs cut at sentences, Markdown table
+ * rows kept whole, Chinese cut at
  * 。 or at characters, the same chunks whatever the pieces, empty text,
  * errors, the token estimate against known strings, and a 50 MB text in
  * fixed memory (its throughput is printed).
@@ -451,6 +452,61 @@ static void test_long_paragraph_sentences(void **state)
     got_free(&l);
     free(t.s);
     free(u.s);
+}
+
+/* A Markdown table longer than max_tokens is cut between its rows, never
+ * inside one (whose cells hold sentences); a row alone longer than
+ * max_tokens is cut at words; the header is not repeated. */
+static void test_table_rows(void **state)
+{
+    (void)state;
+    text_t t = { 0 };
+    puts_(&t, "Before the table.\n\n| Item | Notes |\n| --- | --- |\n");
+    size_t rows_at = t.n;
+    char row[256];
+    for (int i = 0; i < 200; i++) {
+        snprintf(row, sizeof row, "| item %d | Done. Checked twice. Shipped %d. |\n", i, i * 7);
+        puts_(&t, row);
+    }
+    size_t long_at = t.n;
+    puts_(&t, "| long |");
+    for (int i = 0; i < 400; i++)
+        puts_(&t, " word. more");
+    puts_(&t, " |\n| last | row. |\n\nAfter.");
+    chunker_params_t p = { 48, 64 };
+    got_list_t l;
+    chunk_text(t.s, t.n, NULL, 0, &p, 0, &l);
+    assert_true(l.n > 20);
+    size_t in_long = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        const got_t *g = &l.v[i];
+        if (g->start >= rows_at && g->end <= long_at) {
+            /* Rows only, whole: starts and ends a line. */
+            assert_int_equal(g->text[0], '|');
+            assert_int_equal(t.s[g->start - 1], '\n');
+            assert_int_equal(t.s[g->end], '\n');
+            assert_int_equal(g->text[strlen(g->text) - 1], '|');
+        }
+        if (g->start >= long_at && g->end < long_at + 400 * 11)
+            in_long++;
+        assert_null(strstr(g->text + 1, "| Item |"));   /* the header once */
+    }
+    assert_true(in_long > 2);   /* the long row: cut inside, at words */
+    /* The same text as prose (no '|' at line starts) is cut at its
+     * sentences instead. */
+    for (size_t i = rows_at; i < long_at; i++)
+        if (t.s[i] == '|' && t.s[i - 1] == '\n')
+            t.s[i] = '#';
+    got_list_t m;
+    chunk_text(t.s, t.n, NULL, 0, &p, 0, &m);
+    bool mid_line = false;
+    for (size_t i = 0; i < m.n; i++)
+        if (m.v[i].start > rows_at && m.v[i].end < long_at && t.s[m.v[i].end] == ' ')
+            mid_line = true;
+    assert_true(mid_line);
+    got_free(&l);
+    got_free(&m);
+    free(t.s);
 }
 
 /* 10,000 Chinese characters in one paragraph, no spaces: cut after 。 (and
@@ -959,6 +1015,7 @@ int main(void)
         cmocka_unit_test(test_empty_and_whitespace),
         cmocka_unit_test(test_pack_paragraphs),
         cmocka_unit_test(test_long_paragraph_sentences),
+        cmocka_unit_test(test_table_rows),
         cmocka_unit_test(test_chinese),
         cmocka_unit_test(test_headings),
         cmocka_unit_test(test_heading_path),

@@ -337,6 +337,12 @@ struct chunker {
     bool hpending;                   /* a heading starts before the next content */
     uint8_t term;                    /* TERM_*: the content ended a sentence */
     bool clause;                     /* the content ended with ，、；： */
+
+    /* Markdown table rows: a line whose first character is '|' is cut only
+     * at its end (between rows), unless it alone passes max_tokens. */
+    bool line_start;                 /* the next content starts a line */
+    bool in_row;                     /* the current line is a table row */
+    bool u_line_start, u_in_row;     /* both as they were at us (for a rewind) */
 };
 
 const char *chunker_strerror(int rc)
@@ -434,6 +440,7 @@ int chunker_new(const chunker_params_t *p, const chunker_mark_t *marks, size_t n
     if (!c)
         return CHUNKER_ENOMEM;
     c->p = prm;
+    c->line_start = true;
     c->merge_below = prm.target_tokens / 4;
     c->emit = emit;
     c->ud = ud;
@@ -590,6 +597,8 @@ static int on_heading(chunker_t *c)
 
 static int on_space(chunker_t *c, uint32_t cp, klass_t k)
 {
+    if (cp == '\n')
+        c->line_start = true;
     if (c->u_open) {
         if (c->r_len == 0) {
             c->ue = c->pos;
@@ -633,6 +642,8 @@ static int check_limits(chunker_t *c, bool *rewound)
             return fail(c, CHUNKER_EINTERNAL);   /* one character > max: impossible */
         c->depth++;
         c->pos = c->us;
+        c->line_start = c->u_line_start;
+        c->in_row = c->u_in_row;
         c->u_open = false;
         c->term = TERM_NONE;
         c->clause = false;
@@ -652,7 +663,7 @@ static int boundary_level(const chunker_t *c, uint32_t cp)
         return LVL_SENTENCE;
     bool glued = c->r_len == 0 && (is_closer(cp) || is_term(cp));
     if ((c->term == TERM_CJK && !glued) || (c->term == TERM_ASCII && c->r_len))
-        return LVL_SENTENCE;
+        return c->in_row ? LVL_WORD : LVL_SENTENCE;   /* a row is one sentence */
     if (c->r_len || (c->clause && !glued))
         return LVL_WORD;
     return LVL_CHAR;
@@ -671,6 +682,8 @@ static int on_content(chunker_t *c, uint32_t cp, klass_t k, bool *rewound)
     if (!c->u_open) {   /* a unit starts here */
         c->u_open = true;
         c->us = c->pos;
+        c->u_line_start = c->line_start;
+        c->u_in_row = c->in_row;
         memset(&c->e_u, 0, sizeof c->e_u);
         if (!c->c_open)
             memset(&c->e_cu, 0, sizeof c->e_cu);
@@ -678,6 +691,9 @@ static int on_content(chunker_t *c, uint32_t cp, klass_t k, bool *rewound)
     c->r_len = 0;
     c->r_nl = 0;
     c->hpending = false;
+    if (c->line_start)
+        c->in_row = cp == '|';
+    c->line_start = false;
     if (is_term(cp))
         c->term = is_cjk_term(cp) || c->term == TERM_CJK ? TERM_CJK : TERM_ASCII;
     else if (!is_closer(cp))

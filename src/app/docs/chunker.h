@@ -27,6 +27,11 @@
  *     sentence longer than max_tokens by its words (whitespace, and after
  *     the CJK clause marks ，、；：); a word longer than max_tokens by its
  *     characters. A cut is never inside a UTF-8 character.
+ *     A Markdown table row (a line whose first character is '|', as
+ *     kvchat-extract writes tables) is one sentence: its ". " and 。 do
+ *     not end sentences, so a long table is cut between rows, and a row
+ *     is cut inside only when it alone is longer than max_tokens (then by
+ *     words, as above). Nothing is repeated (not even the header row).
  *  4. A heading mark ends the chunk being built, unless that chunk is still
  *     below target_tokens / 4: consecutive tiny sections then share a chunk,
  *     whose heading path is the one at its start. Page marks do not cut.
