@@ -22,7 +22,8 @@ import { chatDocIds, docById, emit, hasAccounts, isAdmin, on, saved, state } fro
 /** What the server accepts, checked here before sending: its defaults
  * until GET /documents/limits answers with the configured values. */
 export const limits = {
-  ext: ['txt', 'md', 'markdown', 'pdf', 'docx', 'odt', 'html', 'htm', 'epub'],
+  ext: ['txt', 'md', 'markdown', 'pdf', 'docx', 'odt', 'html', 'htm', 'epub', 'pptx', 'odp',
+    'xlsx', 'ods', 'csv', 'tsv', 'png', 'jpg', 'jpeg', 'tif', 'tiff', 'webp'],
   maxMb: 50,
 };
 
@@ -32,6 +33,9 @@ const PREVIEW_MAX_CHARS = 2000;
 const PARTS_CONCURRENCY = 3;
 /** A long document lists at most this many failed parts by name. */
 const FAILED_SHOWN = 3;
+
+/** The formats kvchat reads, as the upload hint names them. */
+const TYPES_TEXT = 'txt, md, pdf, docx, odt, html, epub, pptx, odp, xlsx, ods, csv, images';
 
 const el = {};
 /** Files chosen and not yet uploaded: {file, error, state, message}. */
@@ -52,7 +56,7 @@ function extOf(name) {
 export function checkFile(file) {
   const ext = extOf(file.name);
   if (!limits.ext.includes(ext)) {
-    return `Unsupported type${ext ? ` .${ext}` : ' (no extension)'}: use txt, md, pdf, docx, odt, html or epub`;
+    return `Unsupported type${ext ? ` .${ext}` : ' (no extension)'}: use ${TYPES_TEXT}`;
   }
   if (file.size > limits.maxMb * 1024 * 1024) {
     return `Too large (${bytes(file.size)}): the limit is ${limits.maxMb} MB`;
@@ -839,7 +843,7 @@ function setupDrop() {
 }
 
 function showUploadHint() {
-  byId('upload-hint').textContent = `txt, md, pdf, docx, odt, html, epub · up to ${limits.maxMb} MB each`;
+  byId('upload-hint').textContent = `${TYPES_TEXT} · up to ${limits.maxMb} MB each`;
 }
 
 /** The server's configured limits; the defaults stay if it cannot say. */

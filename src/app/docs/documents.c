@@ -62,10 +62,14 @@
 #include "common/log.h"
 #include "common/utf8.h"
 
-const char documents_allowed_types[] = ".txt, .md, .pdf, .docx, .odt, .html, .htm, .epub";
+const char documents_allowed_types[] =
+    ".txt, .md, .pdf, .docx, .odt, .html, .htm, .epub, .pptx, .odp, .xlsx, .ods, .csv, .tsv, "
+    ".png, .jpg, .jpeg, .tif, .tiff, .webp";
 
-static const char *const allowed_ext[] = { "txt", "md", "markdown", "pdf", "docx", "odt", "html",
-                                           "htm", "epub", NULL };
+static const char *const allowed_ext[] = { "txt",  "md",   "markdown", "pdf", "docx", "odt",
+                                           "html", "htm",  "epub",     "pptx", "odp", "xlsx",
+                                           "ods",  "csv",  "tsv",      "png", "jpg",  "jpeg",
+                                           "tif",  "tiff", "webp",     NULL };
 
 /* ---- start-up ---- */
 
