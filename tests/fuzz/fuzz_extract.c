@@ -8,7 +8,8 @@
  * the detection said, so inputs that detection would send elsewhere still
  * exercise it.
  *
- * The zip formats (docx, odt, epub) take two kinds of input. One that
+ * The zip formats (docx, odt, epub, pptx, odp, xlsx, ods) take two kinds
+ * of input. One that
  * starts with "PK" is the file itself (zip structure, the unpack guards).
  * Any other input is the XML the backend reads, up to FUZZ_PARTS_MAX
  * entries separated by FUZZ_PART_SPLIT (fuzz_util.h) in the order of the
@@ -37,6 +38,7 @@
 #include <string.h>
 #include <zip.h>
 
+#include "extract/csv.h"
 #include "extract/detect.h"
 #include "extract/epub.h"
 #include "extract/extract.h"
@@ -44,8 +46,10 @@
 #include "extract/odf.h"
 #include "extract/ooxml.h"
 #include "extract/pdf.h"
+#include "extract/pptx.h"
 #include "extract/text.h"
 #include "extract/textout.h"
+#include "extract/xlsx.h"
 #include "fuzz_util.h"
 
 #ifndef FUZZ_TYPE
@@ -68,6 +72,11 @@ static const struct {
     { EXTRACT_TYPE_ODT, odf_extract, "letter.odt" },
     { EXTRACT_TYPE_HTML, html_extract, "page.html" },
     { EXTRACT_TYPE_EPUB, epub_extract, "book.epub" },
+    { EXTRACT_TYPE_PPTX, pptx_extract, "talk.pptx" },
+    { EXTRACT_TYPE_ODP, odf_extract_slides, "talk.odp" },
+    { EXTRACT_TYPE_XLSX, xlsx_extract, "sums.xlsx" },
+    { EXTRACT_TYPE_ODS, odf_extract_sheet, "sums.ods" },
+    { EXTRACT_TYPE_CSV, csv_extract, "data.csv" },
 };
 
 /* Entries of the zip built from XML parts: the fixed ones first (a
@@ -76,6 +85,9 @@ static const struct {
 typedef struct {
     const char *name, *data;
 } entry_t;
+
+#define PKG_RELS "http://schemas.openxmlformats.org/package/2006/relationships"
+#define OFFICE_RELS "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
 static const struct {
     extract_type_t type;
@@ -106,6 +118,41 @@ static const struct {
         { "OEBPS/text/two.xhtml", "<html><body><p>Two.</p></body></html>" },
         { "OEBPS/nav.xhtml", "" },
         { "OEBPS/toc.ncx", "" } } },
+    { EXTRACT_TYPE_PPTX,
+      { { "[Content_Types].xml", "<?xml version=\"1.0\"?><Types/>" } },
+      { { "ppt/slides/slide1.xml", "" },
+        { "ppt/notesSlides/notesSlide1.xml", "" },
+        { "ppt/presentation.xml",
+          "<?xml version=\"1.0\"?><p:presentation xmlns:p=\"http://schemas.openxmlformats.org/"
+          "presentationml/2006/main\" xmlns:r=\"" OFFICE_RELS "\"><p:sldIdLst><p:sldId "
+          "id=\"256\" r:id=\"rId1\"/></p:sldIdLst></p:presentation>" },
+        { "ppt/_rels/presentation.xml.rels",
+          "<?xml version=\"1.0\"?><Relationships xmlns=\"" PKG_RELS "\"><Relationship "
+          "Id=\"rId1\" Type=\"" OFFICE_RELS "/slide\" Target=\"slides/slide1.xml\"/>"
+          "</Relationships>" },
+        { "ppt/slides/_rels/slide1.xml.rels",
+          "<?xml version=\"1.0\"?><Relationships xmlns=\"" PKG_RELS "\"><Relationship "
+          "Id=\"rId2\" Type=\"" OFFICE_RELS "/notesSlide\" "
+          "Target=\"../notesSlides/notesSlide1.xml\"/></Relationships>" } } },
+    { EXTRACT_TYPE_XLSX,
+      { { "[Content_Types].xml", "<?xml version=\"1.0\"?><Types/>" } },
+      { { "xl/worksheets/sheet1.xml", "" },
+        { "xl/sharedStrings.xml", "" },
+        { "xl/workbook.xml",
+          "<?xml version=\"1.0\"?><workbook xmlns=\"http://schemas.openxmlformats.org/"
+          "spreadsheetml/2006/main\" xmlns:r=\"" OFFICE_RELS "\"><sheets><sheet name=\"S\" "
+          "sheetId=\"1\" r:id=\"rId1\"/></sheets></workbook>" },
+        { "xl/_rels/workbook.xml.rels",
+          "<?xml version=\"1.0\"?><Relationships xmlns=\"" PKG_RELS "\"><Relationship "
+          "Id=\"rId1\" Type=\"" OFFICE_RELS "/worksheet\" Target=\"worksheets/sheet1.xml\"/>"
+          "<Relationship Id=\"rId2\" Type=\"" OFFICE_RELS "/sharedStrings\" "
+          "Target=\"sharedStrings.xml\"/></Relationships>" } } },
+    { EXTRACT_TYPE_ODP,
+      { { "mimetype", "application/vnd.oasis.opendocument.presentation" } },
+      { { "content.xml", "" } } },
+    { EXTRACT_TYPE_ODS,
+      { { "mimetype", "application/vnd.oasis.opendocument.spreadsheet" } },
+      { { "content.xml", "" } } },
 };
 
 static int g_fd = -1;

@@ -400,6 +400,75 @@ static void structure(void)
 
 /* ---- JSON, HTTP, SSE, config --------------------------------------------- */
 
+/* Slides, spreadsheets and csv: the XML parts (split as fuzz_extract.c
+ * packs them) and delimited text. */
+static void slides_and_sheets(void)
+{
+    static const char slide[] =
+        "<?xml version=\"1.0\"?><p:sld xmlns:p=\"http://schemas.openxmlformats.org/"
+        "presentationml/2006/main\" xmlns:a=\"http://schemas.openxmlformats.org/drawingml/2006/"
+        "main\"><p:cSld><p:spTree><p:sp><p:nvSpPr><p:nvPr><p:ph type=\"title\"/></p:nvPr>"
+        "</p:nvSpPr><p:txBody><a:p><a:r><a:t>Title</a:t></a:r></a:p></p:txBody></p:sp>"
+        "<p:sp><p:txBody><a:p><a:r><a:t>Body</a:t></a:r><a:br/><a:r><a:t>more</a:t></a:r>"
+        "</a:p></p:txBody></p:sp><p:graphicFrame><a:graphic><a:graphicData><a:tbl><a:tr>"
+        "<a:tc gridSpan=\"2\"><a:txBody><a:p><a:r><a:t>A|B</a:t></a:r></a:p></a:txBody></a:tc>"
+        "<a:tc hMerge=\"1\"/></a:tr><a:tr><a:tc><a:txBody><a:p><a:r><a:t>1</a:t></a:r></a:p>"
+        "</a:txBody></a:tc><a:tc><a:txBody><a:p><a:r><a:t>2</a:t></a:r></a:p></a:txBody>"
+        "</a:tc></a:tr></a:tbl></a:graphicData></a:graphic></p:graphicFrame></p:spTree>"
+        "</p:cSld></p:sld>" FUZZ_PART_SPLIT
+        "<?xml version=\"1.0\"?><p:notes xmlns:p=\"http://schemas.openxmlformats.org/"
+        "presentationml/2006/main\" xmlns:a=\"http://schemas.openxmlformats.org/drawingml/2006/"
+        "main\"><p:cSld><p:spTree><p:sp><p:nvSpPr><p:nvPr><p:ph type=\"body\"/></p:nvPr>"
+        "</p:nvSpPr><p:txBody><a:p><a:r><a:t>Notes</a:t></a:r></a:p></p:txBody></p:sp>"
+        "</p:spTree></p:cSld></p:notes>";
+    put("fuzz_extract_pptx", "slide.xml", slide, sizeof slide - 1);
+    static const char sheet[] =
+        "<?xml version=\"1.0\"?><worksheet xmlns=\"http://schemas.openxmlformats.org/"
+        "spreadsheetml/2006/main\"><sheetData><row r=\"1\"><c r=\"A1\" t=\"s\"><v>0</v></c>"
+        "<c r=\"C1\" t=\"inlineStr\"><is><t>x</t></is></c></row><row r=\"2\"><c r=\"A2\">"
+        "<v>3.5</v></c><c r=\"B2\" t=\"b\"><v>1</v></c><c r=\"XFD2\" t=\"e\"><v>#N/A</v></c>"
+        "</row></sheetData></worksheet>" FUZZ_PART_SPLIT
+        "<?xml version=\"1.0\"?><sst xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/"
+        "2006/main\"><si><t>Name</t></si><si><r><t>rich</t></r><rPh><t>ruby</t></rPh></si></sst>";
+    put("fuzz_extract_xlsx", "sheet.xml", sheet, sizeof sheet - 1);
+#define ODF_HEAD                                                                             \
+    "<?xml version=\"1.0\"?><office:document-content xmlns:office=\"urn:oasis:names:tc:"    \
+    "opendocument:xmlns:office:1.0\" xmlns:text=\"urn:oasis:names:tc:opendocument:xmlns:"   \
+    "text:1.0\" xmlns:table=\"urn:oasis:names:tc:opendocument:xmlns:table:1.0\" "           \
+    "xmlns:draw=\"urn:oasis:names:tc:opendocument:xmlns:drawing:1.0\" "                      \
+    "xmlns:presentation=\"urn:oasis:names:tc:opendocument:xmlns:presentation:1.0\">"         \
+    "<office:body>"
+    static const char ods[] =
+        ODF_HEAD "<office:spreadsheet><table:table table:name=\"S\"><table:table-row>"
+        "<table:table-cell><text:p>a</text:p></table:table-cell><table:table-cell "
+        "table:number-columns-repeated=\"3\"><text:p>b</text:p></table:table-cell>"
+        "</table:table-row><table:table-row table:number-rows-repeated=\"1000\">"
+        "<table:table-cell table:number-columns-repeated=\"16384\"/></table:table-row>"
+        "</table:table></office:spreadsheet></office:body></office:document-content>";
+    put("fuzz_extract_ods", "content.xml", ods, sizeof ods - 1);
+    static const char odp[] =
+        ODF_HEAD "<office:presentation><draw:page><draw:frame presentation:class=\"title\">"
+        "<draw:text-box><text:p>Title</text:p></draw:text-box></draw:frame><draw:frame>"
+        "<draw:text-box><text:p>Body</text:p></draw:text-box></draw:frame><presentation:notes>"
+        "<draw:frame><draw:text-box><text:p>Notes</text:p></draw:text-box></draw:frame>"
+        "</presentation:notes></draw:page></office:presentation></office:body>"
+        "</office:document-content>";
+    put("fuzz_extract_odp", "content.xml", odp, sizeof odp - 1);
+#undef ODF_HEAD
+    static const char *const csvs[] = {
+        "a,b,c\r\n1,\"x, y\",3\r\n\"multi\nline\",\"q\"\"q\",\r\n",
+        "Nom;Prix\nCr\xe8me;4,50\n\xc9" "clair;3\n",
+        "\xef\xbb\xbf" "a\tb\n1\t2\n",
+        "x|y|z\n1|2|3\n4|5\n",
+        "\"open quote,1\n2,3\n",
+    };
+    for (size_t i = 0; i < N(csvs); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "data-%zu.csv", i);
+        put("fuzz_extract_csv", name, csvs[i], strlen(csvs[i]));
+    }
+}
+
 static void texts(void)
 {
     static const char *const json[] = {
@@ -694,6 +763,7 @@ int main(int argc, char **argv)
     if (mkdir(g_out, 0755) != 0 && errno != EEXIST)
         die("cannot create", g_out);
     documents();
+    slides_and_sheets();
     structure();
     texts();
     kv_entries();
