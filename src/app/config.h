@@ -88,6 +88,10 @@ typedef struct {
     int extract_cpu_s;
     int extract_mem_mb;
     int extract_concurrency;  /* extractions running at once; 0 = number of cores */
+    char ocr_languages[128];  /* Tesseract languages ("eng", "eng+deu"); "" = no OCR */
+    int ocr_page_s;           /* OCR time limit per page */
+    int ocr_s;                /* OCR time limit per document, on top of timeout
+                                 and cpu_seconds once OCR starts */
     /* [documents] long documents: chunks and parts */
     int chunk_tokens;         /* a chunk's target size (estimated tokens) */
     int chunk_max_tokens;     /* a chunk's largest size */

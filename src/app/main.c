@@ -347,6 +347,9 @@ static int setup(app_t *a)
     a->extract.timeout_ms = (unsigned)c->extract_timeout_s * 1000u;
     a->extract.cpu_seconds = (unsigned)c->extract_cpu_s;
     a->extract.mem_bytes = (size_t)c->extract_mem_mb << 20;
+    a->extract.ocr_languages = c->ocr_languages;   /* the config outlives every run */
+    a->extract.ocr_page_seconds = (unsigned)c->ocr_page_s;
+    a->extract.ocr_seconds = (unsigned)c->ocr_s;
 #if defined(__SANITIZE_ADDRESS__)
     /* AddressSanitizer reserves terabytes of address space: an address-space
      * limit would kill every extraction in a sanitizer build. */

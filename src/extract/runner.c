@@ -115,6 +115,7 @@ typedef struct {
     int *ocr_pages;          /* ocr_total slots */
     int ocr_done;
     long ocr_conf_sum;
+    int ocr_conf_pages;      /* pages with a confidence: those with words */
     bool progress_bad;       /* a line broke the protocol */
     const extract_watch_t *watch;
     uint64_t deadline;       /* 0 = none; grows when OCR starts */
@@ -343,6 +344,8 @@ static void progress_line(run_t *r, const char *line, size_t n)
         }
         r->ocr_pages[r->ocr_done++] = (int)page;
         r->ocr_conf_sum += conf;
+        if (conf > 0)
+            r->ocr_conf_pages++;
     } else {
         r->progress_bad = true;
         return;
@@ -624,7 +627,10 @@ static int take_ocr(run_t *r, extract_result_t *out)
     if (r->ocr_done) {
         out->ocr_pages = r->ocr_pages;
         out->n_ocr_pages = (size_t)r->ocr_done;
-        out->ocr_confidence = (int)(r->ocr_conf_sum / r->ocr_done);
+        /* Over the pages where words were found: a blank page (0) says
+         * nothing of how well the others were read. */
+        out->ocr_confidence =
+            r->ocr_conf_pages ? (int)(r->ocr_conf_sum / r->ocr_conf_pages) : 0;
         r->ocr_pages = NULL;
     }
     return 0;

@@ -101,7 +101,8 @@ typedef struct {
                                none are kept */
     /* EXTRACT_OK only: the pages whose text was recognised from images
      * (OCR), in increasing order, malloc'd and owned by the result (NULL
-     * and 0 when none), and their mean confidence 0..100 (-1 when none). */
+     * and 0 when none), and their mean confidence 0..100 over the pages
+     * where words were found (0 when there were none; -1 without OCR). */
     int *ocr_pages;
     size_t n_ocr_pages;
     int ocr_confidence;

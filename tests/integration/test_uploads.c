@@ -434,6 +434,111 @@ static void test_hostile_pdfs(void **state)
     tmpdir_remove(dir);
 }
 
+/* ---- OCR ------------------------------------------------------------------ */
+
+/* A scanned PDF (a text PDF from ghostscript rendered to 300 dpi images by
+ * pdftoppm and put back by img2pdf) and a PNG of its first page: the
+ * streamed upload reports OCR progress page by page, the text is the
+ * known one, and the document's JSON (upload answer, list, one document)
+ * names the OCR'd pages and their confidence. A blank scan still gets the
+ * "scanned document" answer. */
+static void test_ocr_upload(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    tmpdir_make(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/t.ps", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("%!PS\n/Times-Roman findfont 14 scalefont setfont\n"
+          "72 720 moveto (Lighthouses guard the northern coast at night.) show\nshowpage\n"
+          "/Times-Roman findfont 14 scalefont setfont\n"
+          "72 720 moveto (Fishermen return before the winter storms arrive.) show\nshowpage\n"
+          "showpage\n",
+          f);
+    fclose(f);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && ps2pdf t.ps t.pdf && pdftoppm -r 300 -gray -png t.pdf pg && "
+             "img2pdf pg-1.png pg-2.png -o scan.pdf && img2pdf pg-3.png -o blank.pdf && "
+             "pdfseparate -f 1 -l 1 t.pdf t1.pdf",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    proc_t app;
+    start_app(&app, dir, false, NULL);
+
+    snprintf(path, sizeof path, "%s/scan.pdf", dir);
+    job_t j;
+    job_start(&j, app.port, API "/documents/upload", path, "scan.pdf", true);
+    job_join(&j);
+    assert_int_equal(j.status, 200);
+    char st[512];
+    stages(&j, st, sizeof st);
+    if (!strstr(st, "extracting ocr ocr ocr storing"))
+        fail_msg("stages: %s", st);
+    /* 0/2, 1/2, 2/2 */
+    int seen = 0;
+    size_t i;
+    json_t *ev, *done = NULL;
+    json_array_foreach(j.events, i, ev) {
+        const char *s = json_string_value(json_object_get(ev, "stage"));
+        if (s && strcmp(s, "ocr") == 0) {
+            assert_int_equal(json_integer_value(json_object_get(ev, "done")), seen);
+            assert_int_equal(json_integer_value(json_object_get(ev, "total")), 2);
+            seen++;
+        }
+        const char *e = json_string_value(json_object_get(ev, "event"));
+        if (e && strcmp(e, "done") == 0)
+            done = ev;
+    }
+    assert_int_equal(seen, 3);
+    assert_non_null(done);
+    const char *id = jstr(done, "doc_id");
+    assert_non_null(id);
+    assert_int_equal(jint(done, "ocr.pages.1"), 2);
+    assert_in_range(jint(done, "ocr.confidence"), 70, 100);
+    assert_int_equal(jint(done, "total_pages"), 2);
+
+    char url[300];
+    snprintf(url, sizeof url, API "/documents/%s?include_preview=true", id);
+    resp_t r;
+    http(app.port, "GET", url, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(jpath(r.json, "ocr.pages")), 2);
+    assert_int_equal(jint(r.json, "ocr.pages.0"), 1);
+    const char *preview = jstr(r.json, "content_preview");
+    if (!preview || !strstr(preview, "Lighthouses guard the northern coast"))
+        fail_msg("preview: %s", r.body);
+    resp_free(&r);
+    http(app.port, "GET", API "/documents/list", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "0.ocr.confidence") >= 70, 1);
+    resp_free(&r);
+    job_free(&j);
+
+    /* An image is a document too; a text PDF has "ocr": null. */
+    snprintf(path, sizeof path, "%s/pg-2.png", dir);
+    http_upload(app.port, API "/documents/upload", path, "page.png", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "content_type"), "png");
+    assert_int_equal(jint(r.json, "ocr.pages.0"), 1);
+    resp_free(&r);
+    snprintf(path, sizeof path, "%s/t1.pdf", dir);
+    http_upload(app.port, API "/documents/upload", path, "t1.pdf", &r);
+    assert_int_equal(r.status, 200);
+    assert_true(json_is_null(json_object_get(r.json, "ocr")));
+    resp_free(&r);
+
+    /* Nothing to recognise: the answer of old. */
+    snprintf(path, sizeof path, "%s/blank.pdf", dir);
+    http_upload(app.port, API "/documents/upload", path, "blank.pdf", &r);
+    assert_int_equal(r.status, 422);
+    assert_non_null(strstr(jstr(r.json, "detail"), "looks like a scanned document"));
+    resp_free(&r);
+    assert_int_equal(proc_stop(&app), 0);
+    tmpdir_remove(dir);
+}
+
 /* ---- the extraction queue --------------------------------------------- */
 
 /* extract.concurrency = 1 and an extraction held at a gate: the next
@@ -814,6 +919,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filename_not_utf8),
         cmocka_unit_test(test_hostile_pdfs),
+        cmocka_unit_test(test_ocr_upload),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_queue_errors),
         cmocka_unit_test(test_upload_memory),

@@ -827,6 +827,48 @@ static void test_doc_marks(void **state)
     assert_int_equal(store_doc_marks(f->s, "nope", &l), STORE_ENOTFOUND);
 }
 
+static void test_doc_ocr(void **state)
+{
+    fx_t *f = *state;
+    char id[STORE_ID_MAX + 1];
+    insert_doc(f->s, 1, "scanned text", id);
+    store_doc_t d;
+    assert_int_equal(store_doc_get(f->s, id, &d), STORE_OK);
+    assert_null(d.ocr_pages);
+    assert_int_equal(d.ocr_confidence, -1);
+    store_doc_cleanup(&d);
+    assert_int_equal(store_doc_set_ocr(f->s, id, "1,3,12", 91), STORE_OK);
+    assert_int_equal(store_doc_get(f->s, id, &d), STORE_OK);
+    assert_string_equal(d.ocr_pages, "1,3,12");
+    assert_int_equal(d.ocr_confidence, 91);
+    store_doc_cleanup(&d);
+    store_doc_list_t l;
+    assert_int_equal(store_doc_list(f->s, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.items[0].ocr_pages, "1,3,12");
+    store_doc_list_cleanup(&l);
+    /* Malformed lists and confidences are refused; nothing changes. */
+    static const char *const bad[] = { "1,,2", ",1", "1,", "01", "1;2", "a", "-1" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(store_doc_set_ocr(f->s, id, bad[i], 50), STORE_EINVAL);
+    assert_int_equal(store_doc_set_ocr(f->s, id, "1", 101), STORE_EINVAL);
+    assert_int_equal(store_doc_set_ocr(f->s, id, "1", -1), STORE_EINVAL);
+    assert_int_equal(store_doc_set_ocr(f->s, id, NULL, 50), STORE_EINVAL);
+    assert_int_equal(store_doc_get(f->s, id, &d), STORE_OK);
+    assert_string_equal(d.ocr_pages, "1,3,12");
+    store_doc_cleanup(&d);
+    /* Cleared. */
+    assert_int_equal(store_doc_set_ocr(f->s, id, NULL, -1), STORE_OK);
+    assert_int_equal(store_doc_get(f->s, id, &d), STORE_OK);
+    assert_null(d.ocr_pages);
+    assert_int_equal(d.ocr_confidence, -1);
+    store_doc_cleanup(&d);
+    assert_int_equal(store_doc_set_ocr(f->s, "nope", "1", 50), STORE_ENOTFOUND);
+    /* Image types are documents. */
+    assert_true(store_content_type_valid("png") && store_content_type_valid("tiff") &&
+                store_content_type_valid("jpeg") && store_content_type_valid("webp"));
+}
+
 /* A reader over an array of chunks and their index texts; fail_at >= 0
  * makes it fail there. */
 typedef struct {
@@ -3239,6 +3281,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_doc_text_in_pieces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_text_pieces_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_doc_ocr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_doc_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_document_sets, setup, teardown),

@@ -148,6 +148,24 @@ fail:
     return NULL;
 }
 
+/* {"pages": [1, 2], "confidence": 91} for a document whose text was
+ * (partly) recognised from images, null otherwise. */
+static json_t *ocr_json(const store_doc_t *d)
+{
+    if (!d->ocr_pages || d->ocr_confidence < 0)
+        return json_null();
+    json_t *pages = json_array();
+    for (const char *p = d->ocr_pages; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            break;   /* the store checks the list; never here */
+        json_array_append_new(pages, json_integer(v));
+        p = *end == ',' ? end + 1 : end;
+    }
+    return json_pack("{s:o, s:i}", "pages", pages, "confidence", d->ocr_confidence);
+}
+
 json_t *documents_json(const store_doc_t *d)
 {
     char up[STORE_TIME_BUFSZ], cached[STORE_TIME_BUFSZ] = "";
@@ -170,6 +188,7 @@ json_t *documents_json(const store_doc_t *d)
     json_object_set_new(j, "total_chunks", json_integer(d->n_chunks));
     json_object_set_new(j, "owner", d->owner_id ? json_string(d->owner_id) : json_null());
     json_object_set_new(j, "shared", json_boolean(d->shared));
+    json_object_set_new(j, "ocr", ocr_json(d));
     return j;
 }
 
@@ -687,6 +706,41 @@ static void on_queue_position(void *ud, unsigned position)
                                                    "queued", "position", (int)position));
 }
 
+/* OCR progress of kvchat-extract (runner.h): pages done of total. */
+static void on_ocr_progress(void *ud, int done, int total)
+{
+    ingest_watch_t *w = ud;
+    if (done == 0)
+        log_info("upload '%s': recognising the text of %d page%s (OCR)", w->filename, total,
+                 total == 1 ? "" : "s");
+    if (w->stream)
+        httpd_stream_sse_json(w->stream, json_pack("{s:s, s:s, s:i, s:i}", "event", "progress",
+                                                   "stage", "ocr", "done", done, "total", total));
+}
+
+/* Keep which pages were recognised from images (OCR) and how surely:
+ * in the store and in *doc. A failure is logged only: the text is there. */
+static void keep_ocr(app_t *a, store_doc_t *doc, const extract_result_t *ex)
+{
+    if (!ex->n_ocr_pages || ex->ocr_confidence < 0)
+        return;
+    buf_t b;
+    buf_init(&b, STORE_OCR_PAGES_MAX);
+    for (size_t i = 0; i < ex->n_ocr_pages; i++)
+        buf_printf(&b, i ? ",%d" : "%d", ex->ocr_pages[i]);
+    char *pages = buf_steal(&b, NULL);
+    int rc = pages ? store_doc_set_ocr(a->store, doc->id, pages, ex->ocr_confidence)
+                   : STORE_ETOOBIG;
+    if (rc != STORE_OK) {
+        log_warn("document %s: OCR pages not kept: %s", doc->id, store_strerror(rc));
+        free(pages);
+        return;
+    }
+    free(doc->ocr_pages);
+    doc->ocr_pages = pages;
+    doc->ocr_confidence = ex->ocr_confidence;
+}
+
 static bool queue_should_stop(void *ud)
 {
     ingest_watch_t *w = ud;
@@ -853,7 +907,8 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
         goto done;
     }
     unlink(text_path);
-    int rc = extract_run_to_fd(&a->extract, u->tmp_path, u->filename, text_fd, &ex);
+    extract_watch_t ocr_watch = { on_ocr_progress, w };
+    int rc = extract_run_watched(&a->extract, u->tmp_path, u->filename, text_fd, &ocr_watch, &ex);
     if (rc != 0 || ex.code != 0) {
         extract_failed(a, u, rc ? rc : ex.code, ex.message, err);
         goto done;
@@ -897,7 +952,8 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
     if (a->extractq)
         extractq_release(a->extractq);
     holding = false;
-    if (!*existed)
+    if (!*existed) {
+        keep_ocr(a, doc, &ex);
         structure_and_chunks(a, w, doc, &ex, text_fd);
     app_provider_t *engine = !*existed && ex.len <= TOKEN_COUNT_MAX ? running_engine(a) : NULL;
     if (engine) {

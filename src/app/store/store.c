@@ -162,7 +162,10 @@ bool store_id_valid(const char *id)
 
 static const char *const cache_status_names[] = {"none", "caching", "cached", "failed"};
 static const char *const role_names[] = {"system", "user", "assistant"};
-static const char *const content_types[] = {"txt", "md", "pdf", "docx", "odt", "html", "epub"};
+static const char *const content_types[] = {"txt",  "md",  "pdf",  "docx", "odt",
+                                            "html", "epub", "pptx", "odp",  "xlsx",
+                                            "ods",  "csv",  "png",  "jpeg", "tiff",
+                                            "webp"};
 static const char *const user_role_names[] = {"user", "admin"};
 static const char *const token_scope_names[] = {"read", "chat", "admin"};
 
@@ -251,6 +254,7 @@ void store_doc_init(store_doc_t *d)
     d->uploaded_at = -1;
     d->n_chars = -1;
     d->n_tokens = -1;
+    d->ocr_confidence = -1;
     cache_init(&d->cache);
 }
 
@@ -264,6 +268,7 @@ void store_doc_cleanup(store_doc_t *d)
     free(d->content_type);
     free(d->sha256);
     free(d->owner_id);
+    free(d->ocr_pages);
     cache_cleanup(&d->cache);
     store_doc_init(d);
 }
@@ -1088,6 +1093,30 @@ int store_doc_search_scoped(store_t *s, const store_scope_t *scope, const char *
 static int check_key(const char *key)
 {
     return check_text(key, STORE_KEY_MAX, false, false);
+}
+
+int store_doc_set_ocr(store_t *s, const char *id, const char *pages, int confidence)
+{
+    if (!s)
+        return STORE_EINVAL;
+    CHECK(check_id(id));
+    if (pages && !*pages)
+        pages = NULL;
+    if ((pages == NULL) != (confidence == -1) || confidence < -1 || confidence > 100)
+        return STORE_EINVAL;
+    if (pages) {
+        /* "1,2,5": numbers without leading zeros, one comma between. */
+        size_t n = strlen(pages);
+        if (n > STORE_OCR_PAGES_MAX)
+            return STORE_EINVAL;
+        for (size_t i = 0; i < n; i++) {
+            bool start = i == 0 || pages[i - 1] == ',';
+            if (pages[i] == ',' ? start || i + 1 == n
+                                : pages[i] < '0' || pages[i] > '9' || (start && pages[i] == '0'))
+                return STORE_EINVAL;
+        }
+    }
+    return s->ops->doc_set_ocr(s->b, id, pages, confidence);
 }
 
 int store_doc_set_marks(store_t *s, const char *id, const store_mark_t *marks, size_t n)

@@ -240,7 +240,8 @@ typedef struct {
     char *stored_name;   /* generated file name under data/uploads/ (no '/');
                           * one content, one file: the documents of several
                           * owners with the same sha256 share it */
-    char *content_type;  /* txt | md | pdf | docx | odt | html | epub */
+    char *content_type;  /* txt | md | pdf | docx | odt | html | epub | pptx | odp |
+                          * xlsx | ods | csv | png | jpeg | tiff | webp */
     int64_t file_size;   /* bytes of the uploaded file */
     char *sha256;        /* 64 lowercase hex digits of the file's bytes */
     int64_t uploaded_at; /* epoch ms */
@@ -252,6 +253,9 @@ typedef struct {
     char *owner_id;      /* the owning user's id; NULL: nobody's (local mode) */
     bool shared;         /* readable by every user (written by its owner and
                           * admins only) */
+    char *ocr_pages;     /* pages whose text was recognised from images (OCR),
+                          * increasing, comma-separated ("1,2,5"); NULL: none */
+    int ocr_confidence;  /* their mean OCR confidence 0..100; -1: no OCR */
 } store_doc_t;
 
 /* Set every field to "empty" (NULL strings, -1 numbers, status NONE,
@@ -506,6 +510,16 @@ void store_mark_list_cleanup(store_mark_list_t *l);
  * NULL taken as ""), in one transaction. STORE_ENOTFOUND if there is no
  * such document; STORE_EINVAL for a bad mark (nothing written). */
 int store_doc_set_marks(store_t *s, const char *id, const store_mark_t *marks, size_t n);
+
+/* Longest OCR page list (store_doc_set_ocr). */
+#define STORE_OCR_PAGES_MAX 16384
+
+/* Record which pages of document `id` were recognised from images (OCR):
+ * pages as in store_doc_t.ocr_pages (digits and commas, at most
+ * STORE_OCR_PAGES_MAX bytes; NULL or "" with confidence -1: no OCR) and
+ * their mean confidence 0..100. STORE_ENOTFOUND if there is no such
+ * document; STORE_EINVAL for a malformed list or confidence. */
+int store_doc_set_ocr(store_t *s, const char *id, const char *pages, int confidence);
 
 /* The marks of document `id`, by offset, into *out (caller-owned).
  * STORE_ENOTFOUND if there is no such document (none: an empty list). */
@@ -1274,6 +1288,8 @@ typedef struct {
     int (*doc_set_marks)(store_backend_t *b, const char *id, const store_mark_t *marks,
                          size_t n);
     int (*doc_marks)(store_backend_t *b, const char *id, store_mark_list_t *out);
+    /* pages NULL with confidence -1, or checked as store_doc_set_ocr() says. */
+    int (*doc_set_ocr)(store_backend_t *b, const char *id, const char *pages, int confidence);
     /* Chunks come checked through store__chunk_next(). */
     int (*doc_set_chunks)(store_backend_t *b, const char *id, store_chunk_src_t *src,
                           int64_t *n_out);

@@ -137,6 +137,8 @@ static int copy_document(store_t *src, store_t *dst, const store_doc_t *d,
     store_doc_cleanup(&out);
     if (rc == STORE_OK && d->cache.status != STORE_CACHE_NONE)
         rc = store_doc_set_cache(dst, d->id, &d->cache);
+    if (rc == STORE_OK && d->ocr_pages)
+        rc = store_doc_set_ocr(dst, d->id, d->ocr_pages, d->ocr_confidence);
     store_mark_list_t marks = {0};
     if (rc == STORE_OK)
         rc = store_doc_marks(src, d->id, &marks);

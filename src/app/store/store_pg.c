@@ -226,7 +226,8 @@ static const char *const schema_v4 =
     "d.cache_tokens, d.cache_bytes, d.cache_tier, d.cache_ms, d.cached_at, d.cache_error, " \
     "(SELECT coalesce(max(number), 0) FROM document_marks m "                            \
     " WHERE m.document_id = d.id AND m.kind = 'page'), "                                 \
-    "(SELECT count(*) FROM chunks k WHERE k.document_id = d.id), d.owner_id, d.shared"
+    "(SELECT count(*) FROM chunks k WHERE k.document_id = d.id), d.owner_id, d.shared, "  \
+    "d.ocr_pages, d.ocr_confidence"
 
 /* Scopes are bound as parameters (p_scope()): "all" (true in local mode
  * and for admins), the acting user (NULL in local mode) and the owner key
@@ -288,6 +289,7 @@ typedef enum {
     ST_DOC_LIST,
     ST_DOC_DELETE,
     ST_DOC_SET_TOKENS,
+    ST_DOC_SET_OCR,
     ST_DOC_SET_CACHE,
     ST_DOC_RESET_CACHE,
     ST_DOC_RESET_CACHING,
@@ -412,6 +414,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                     " ORDER BY d.uploaded_at DESC, d.rid DESC",
     [ST_DOC_DELETE] = "DELETE FROM documents WHERE id = $1",
     [ST_DOC_SET_TOKENS] = "UPDATE documents SET n_tokens = $2 WHERE id = $1",
+    [ST_DOC_SET_OCR] = "UPDATE documents SET ocr_pages = $2, ocr_confidence = $3 WHERE id = $1",
     [ST_DOC_SET_CACHE] =
         "UPDATE documents SET cache_status = $2, cache_entry_id = $3, cache_tokens = $4, "
         "cache_bytes = $5, cache_tier = $6, cache_ms = $7, cached_at = $8, cache_error = $9 "
@@ -830,7 +833,7 @@ static int row_doc(const PGresult *r, int i, store_doc_t *d)
     if (col_dup(r, i, 0, &d->id) || col_dup(r, i, 1, &d->filename) ||
         col_dup(r, i, 2, &d->stored_name) || col_dup(r, i, 3, &d->content_type) ||
         col_dup(r, i, 5, &d->sha256) || row_cache_at(r, i, 9, &d->cache) ||
-        col_dup(r, i, 19, &d->owner_id)) {
+        col_dup(r, i, 19, &d->owner_id) || col_dup(r, i, 21, &d->ocr_pages)) {
         store_doc_cleanup(d);
         return STORE_ENOMEM;
     }
@@ -841,6 +844,7 @@ static int row_doc(const PGresult *r, int i, store_doc_t *d)
     d->n_pages = col_int(r, i, 17);
     d->n_chunks = col_int(r, i, 18);
     d->shared = col_bool(r, i, 20);
+    d->ocr_confidence = (int)col_opt_int(r, i, 22);
     return STORE_OK;
 }
 
@@ -1462,6 +1466,18 @@ static const char *const pg_migrations[] = {
     "    value      TEXT NOT NULL CHECK (length(value) <= 4096),\n"
     "    updated_at BIGINT NOT NULL\n"
     ")",
+    /* 6: the content types of the new extractors (slides, spreadsheets,
+     * CSV, images), and which pages of a document were recognised from
+     * images (OCR) with their mean confidence */
+    "ALTER TABLE documents DROP CONSTRAINT IF EXISTS documents_content_type_check;\n"
+    "ALTER TABLE documents ADD CONSTRAINT documents_content_type_check\n"
+    "    CHECK (content_type IN ('txt','md','pdf','docx','odt','html','epub','pptx','odp',\n"
+    "                            'xlsx','ods','csv','png','jpeg','tiff','webp'));\n"
+    "ALTER TABLE documents ADD COLUMN ocr_pages TEXT\n"
+    "    CHECK (ocr_pages IS NULL OR (length(ocr_pages) BETWEEN 1 AND 16384\n"
+    "                                 AND ocr_pages !~ '[^0-9,]'));\n"
+    "ALTER TABLE documents ADD COLUMN ocr_confidence INTEGER\n"
+    "    CHECK (ocr_confidence IS NULL OR ocr_confidence BETWEEN 0 AND 100)",
 };
 
 _Static_assert(4 + (int)(sizeof pg_migrations / sizeof pg_migrations[0]) ==
@@ -2080,6 +2096,15 @@ static int pg_doc_set_tokens(store_backend_t *b, const char *id, int64_t n_token
     p_text(&p, id);
     p_opt_int(&p, n_tokens);
     return write_row(b, ST_DOC_SET_TOKENS, &p);
+}
+
+static int pg_doc_set_ocr(store_backend_t *b, const char *id, const char *pages, int confidence)
+{
+    params_t p = {0};
+    p_text(&p, id);
+    p_text(&p, pages);
+    p_opt_int(&p, confidence);
+    return write_row(b, ST_DOC_SET_OCR, &p);
 }
 
 static void p_cache(params_t *p, const store_cache_t *cache)
@@ -3676,6 +3701,7 @@ static int pg_setting_get(store_backend_t *b, const char *key, char **value, int
     .doc_reset_cache = pg_doc_reset_cache,            \
     .doc_search = pg_doc_search,                      \
     .doc_set_marks = pg_doc_set_marks,                \
+    .doc_set_ocr = pg_doc_set_ocr,                    \
     .doc_marks = pg_doc_marks,                        \
     .doc_set_chunks = pg_doc_set_chunks,              \
     .chunks_set_tokens = pg_chunks_set_tokens,        \

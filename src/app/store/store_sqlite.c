@@ -373,6 +373,54 @@ static const char *const migrations[] = {
     "    value      TEXT NOT NULL CHECK (length(value) <= 4096),\n"
     "    updated_at INTEGER NOT NULL\n"
     ") STRICT;\n",
+
+    /* 6: the content types of the new extractors (slides, spreadsheets,
+     * CSV, images), and which pages of a document were recognised from
+     * images (OCR) with their mean confidence. The CHECK on content_type
+     * cannot be altered in SQLite: the table is rebuilt as in 4 (rowids
+     * kept, foreign keys off). */
+    "CREATE TABLE documents_v6 (\n"
+    "    id             TEXT NOT NULL PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 128),\n"
+    "    owner_id       TEXT REFERENCES users (id) ON DELETE CASCADE,\n"
+    "    shared         INTEGER NOT NULL DEFAULT 0 CHECK (shared IN (0, 1)),\n"
+    "    filename       TEXT NOT NULL CHECK (length(filename) >= 1),\n"
+    "    stored_name    TEXT NOT NULL\n"
+    "                   CHECK (length(stored_name) >= 1 AND instr(stored_name, '/') = 0),\n"
+    "    content_type   TEXT NOT NULL\n"
+    "                   CHECK (content_type IN ('txt','md','pdf','docx','odt','html','epub','pptx','odp','xlsx',\n"
+    "                   'ods','csv','png','jpeg','tiff','webp')),\n"
+    "    file_size      INTEGER NOT NULL CHECK (file_size >= 0),\n"
+    "    sha256         TEXT NOT NULL\n"
+    "                   CHECK (length(sha256) = 64 AND NOT sha256 GLOB '*[^0-9a-f]*'),\n"
+    "    uploaded_at    INTEGER NOT NULL,\n"
+    "    n_chars        INTEGER NOT NULL CHECK (n_chars >= 0),\n"
+    "    n_tokens       INTEGER CHECK (n_tokens IS NULL OR n_tokens >= 0),\n"
+    "    cache_status   TEXT NOT NULL DEFAULT 'none'\n"
+    "                   CHECK (cache_status IN ('none','caching','cached','failed')),\n"
+    "    cache_entry_id TEXT,\n"
+    "    cache_tokens   INTEGER CHECK (cache_tokens IS NULL OR cache_tokens >= 0),\n"
+    "    cache_bytes    INTEGER CHECK (cache_bytes IS NULL OR cache_bytes >= 0),\n"
+    "    cache_tier     TEXT,\n"
+    "    cache_ms       REAL CHECK (cache_ms IS NULL OR cache_ms >= 0),\n"
+    "    cached_at      INTEGER,\n"
+    "    cache_error    TEXT,\n"
+    "    ocr_pages      TEXT CHECK (ocr_pages IS NULL OR (length(ocr_pages) BETWEEN 1 AND 16384\n"
+    "                                AND NOT ocr_pages GLOB '*[^0-9,]*')),\n"
+    "    ocr_confidence INTEGER\n"
+    "                   CHECK (ocr_confidence IS NULL OR ocr_confidence BETWEEN 0 AND 100)\n"
+    ") STRICT;\n"
+    "INSERT INTO documents_v6 (rowid, id, owner_id, shared, filename, stored_name, content_type,\n"
+    "    file_size, sha256, uploaded_at, n_chars, n_tokens, cache_status, cache_entry_id,\n"
+    "    cache_tokens, cache_bytes, cache_tier, cache_ms, cached_at, cache_error)\n"
+    "    SELECT rowid, id, owner_id, shared, filename, stored_name, content_type, file_size,\n"
+    "    sha256, uploaded_at, n_chars, n_tokens, cache_status, cache_entry_id, cache_tokens,\n"
+    "    cache_bytes, cache_tier, cache_ms, cached_at, cache_error FROM documents;\n"
+    "DROP TABLE documents;\n"
+    "ALTER TABLE documents_v6 RENAME TO documents;\n"
+    "CREATE INDEX documents_by_upload ON documents (uploaded_at);\n"
+    "CREATE INDEX documents_by_owner ON documents (owner_id);\n"
+    "CREATE INDEX documents_by_sha256 ON documents (sha256);\n"
+    "CREATE INDEX documents_by_stored_name ON documents (stored_name);\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -394,7 +442,8 @@ const char *store_sqlite_migration(int v)
     "d.cache_tokens, d.cache_bytes, d.cache_tier, d.cache_ms, d.cached_at, d.cache_error, "  \
     "(SELECT coalesce(max(number), 0) FROM document_marks m "                            \
     " WHERE m.document_id = d.id AND m.kind = 'page'), "                                 \
-    "(SELECT count(*) FROM chunks k WHERE k.document_id = d.id), d.owner_id, d.shared"
+    "(SELECT count(*) FROM chunks k WHERE k.document_id = d.id), d.owner_id, d.shared, "  \
+    "d.ocr_pages, d.ocr_confidence"
 
 /* Scopes (see store.h, "Ownership and scopes") are bound as parameters of
  * fixed numbers, far above those of any statement's own (bind_scope()):
@@ -472,6 +521,7 @@ typedef enum {
     ST_DOC_LIST,
     ST_DOC_DELETE,
     ST_DOC_SET_TOKENS,
+    ST_DOC_SET_OCR,
     ST_DOC_SET_CACHE,
     ST_DOC_RESET_CACHE,
     ST_DOC_RESET_CACHING,
@@ -600,6 +650,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "ORDER BY d.uploaded_at DESC, d.rowid DESC",
     [ST_DOC_DELETE] = "DELETE FROM documents WHERE id = ?1",
     [ST_DOC_SET_TOKENS] = "UPDATE documents SET n_tokens = ?2 WHERE id = ?1",
+    [ST_DOC_SET_OCR] = "UPDATE documents SET ocr_pages = ?2, ocr_confidence = ?3 WHERE id = ?1",
     [ST_DOC_SET_CACHE] =
         "UPDATE documents SET cache_status = ?2, cache_entry_id = ?3, cache_tokens = ?4, "
         "cache_bytes = ?5, cache_tier = ?6, cache_ms = ?7, cached_at = ?8, cache_error = ?9 "
@@ -1015,7 +1066,7 @@ static int row_doc(sqlite3_stmt *st, store_doc_t *d)
     if (col_dup(st, 0, &d->id) || col_dup(st, 1, &d->filename) ||
         col_dup(st, 2, &d->stored_name) || col_dup(st, 3, &d->content_type) ||
         col_dup(st, 5, &d->sha256) || row_cache_at(st, 9, &d->cache) ||
-        col_dup(st, 19, &d->owner_id)) {
+        col_dup(st, 19, &d->owner_id) || col_dup(st, 21, &d->ocr_pages)) {
         store_doc_cleanup(d);
         return STORE_ENOMEM;
     }
@@ -1026,6 +1077,7 @@ static int row_doc(sqlite3_stmt *st, store_doc_t *d)
     d->n_pages = sqlite3_column_int64(st, 17);
     d->n_chunks = sqlite3_column_int64(st, 18);
     d->shared = sqlite3_column_int(st, 20) != 0;
+    d->ocr_confidence = (int)col_opt_int(st, 22);
     return STORE_OK;
 }
 
@@ -2019,6 +2071,25 @@ static int sq_doc_set_tokens(store_backend_t *b, const char *id, int64_t n_token
 {
     struct id_int a = {id, n_tokens};
     return write_row(b, ST_DOC_SET_TOKENS, bind_id_opt_int, &a);
+}
+
+struct id_ocr {
+    const char *id, *pages;
+    int confidence;
+};
+
+static void bind_ocr(sqlite3_stmt *st, const void *arg)
+{
+    const struct id_ocr *a = arg;
+    bind_text(st, 1, a->id);
+    bind_text(st, 2, a->pages);
+    bind_opt_int(st, 3, a->confidence);
+}
+
+static int sq_doc_set_ocr(store_backend_t *b, const char *id, const char *pages, int confidence)
+{
+    struct id_ocr a = {id, pages, confidence};
+    return write_row(b, ST_DOC_SET_OCR, bind_ocr, &a);
 }
 
 struct id_cache {
@@ -3803,6 +3874,7 @@ const store_backend_ops_t store_sqlite_ops = {
     .doc_reset_cache = sq_doc_reset_cache,
     .doc_search = sq_doc_search,
     .doc_set_marks = sq_doc_set_marks,
+    .doc_set_ocr = sq_doc_set_ocr,
     .doc_marks = sq_doc_marks,
     .doc_set_chunks = sq_doc_set_chunks,
     .chunks_set_tokens = sq_chunks_set_tokens,
