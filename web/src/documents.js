@@ -117,7 +117,8 @@ async function uploadAll() {
         // the server's progress once the bytes are in: its extraction queue
         const what = ev.stage === 'queued' ? `waiting for extraction (position ${ev.position})`
           : ev.stage === 'extracting' ? 'extracting text'
-            : ev.stage === 'storing' ? 'storing' : '';
+            : ev.stage === 'ocr' ? ocrProgressText(ev)
+              : ev.stage === 'storing' ? 'storing' : '';
         if (!what) return;
         p.message = `${what}…`;
         renderPending();
@@ -473,6 +474,25 @@ function renderSelector() {
   el.select.value = state.selectedDocId;
 }
 
+// OCR (text recognised from page images): the upload's progress, page by page.
+function ocrProgressText(ev) {
+  const total = Number(ev.total) || 0;
+  return `recognising text in images (OCR): page ${Math.min((Number(ev.done) || 0) + 1, total)} of ${total}`;
+}
+
+// A document whose text was (partly) recognised from images says so, with
+// the pages and Tesseract's mean confidence.
+function ocrBadge(d) {
+  const o = d.ocr;
+  if (!o || !Array.isArray(o.pages) || !o.pages.length) return null;
+  const pages = o.pages.length === 1 ? `page ${o.pages[0]}` : `${o.pages.length} pages`;
+  return h('span', {
+    class: 'badge doc-ocr',
+    title: `Text recognised from images (OCR) on ${o.pages.length === 1 ? 'page' : 'pages'} `
+      + `${o.pages.join(', ')}; mean confidence ${o.confidence}%. It may contain misread words.`,
+  }, `text recognised from images (OCR) · ${pages} · ${o.confidence}% confidence`);
+}
+
 function renderList() {
   if (el.listError) {
     el.list.replaceChildren(h('li', { class: 'empty-item error-text', role: 'alert' }, el.listError));
@@ -506,6 +526,7 @@ function renderList() {
       h('div', { class: 'doc-tags' },
         h('span', { class: 'badge doc-cache', dataset: { state: cs.state, tier: cs.tier || '' }, title: cs.detail }, cs.label),
         inChat ? h('span', { class: 'badge doc-in-chat', title: 'The next questions use this document' }, 'in this chat') : null,
+        ocrBadge(d),
         d.shared === true ? h('span', { class: 'badge doc-shared', title: 'Shared: every user can read this document and chat with it' }, 'shared') : null,
         h('button', {
           type: 'button', class: 'btn small ghost doc-chat-toggle',
