@@ -82,7 +82,7 @@ bool csv_sniff(const char *p, size_t n, char *delim)
         end = n;
     size_t agree, total, fields;
     char d = best_delimiter(p, end, &agree, &total, &fields);
-    bool yes = d && total >= 3 && agree == total && fields >= 2;
+    bool yes = d && total >= 3 && agree == total && fields >= 2 && !(d == '|' && p[0] == '|');
     if (yes && delim)
         *delim = d;
     return yes;

@@ -9,7 +9,7 @@
  * file ends there. The delimiter is the candidate (, ; TAB |) whose count
  * per record, outside quotes, is the same non-zero number on the most of
  * the first CSV_SNIFF_RECORDS records (ties: the one with more fields;
- * none consistent: ',' for .csv, TAB for .tsv).
+ * none at all: TAB when the head holds one, else ',').
  * The file is one sheet written by sheet.h without a heading: a Markdown
  * table whose first record is the header, with sheet.h's cell limit and
  * note ("… N more rows not shown"); empty records are left out.
@@ -27,8 +27,9 @@
 /* Whether p[0..n) (the head of a text file, ASCII-compatible) reads as
  * delimited values without a hint from the name: at least 3 records, and
  * a delimiter that appears the same number of times (2 or more, outside
- * quotes) in every complete record among the first CSV_SNIFF_RECORDS.
- * Strict on purpose: a one-comma-per-line text stays text. Sets *delim
+ * quotes) in every complete record among the first CSV_SNIFF_RECORDS,
+ * and not a Markdown table (lines that start with '|'). Strict on
+ * purpose: a one-comma-per-line text stays text. Sets *delim
  * when not NULL. */
 bool csv_sniff(const char *p, size_t n, char *delim);
 

@@ -326,6 +326,9 @@ static void test_csv(void **state)
     /* By content, without a name. */
     expect_text("data.bin", "csv", "| id | name | score |\n| --- | --- | --- |\n"
                                    "| 1 | ann | 9 |\n| 2 | bob | 7 |\n| 3 | cy | 8 |\n");
+    /* A Markdown table is text too, not pipe-separated values. */
+    write_fixture("table.bin", "| a | b |\n| --- | --- |\n| 1 | 2 |\n| 3 | 4 |\n");
+    expect_text("table.bin", "txt", "| a | b |\n| --- | --- |\n| 1 | 2 |\n| 3 | 4 |\n");
     /* Prose with commas on every line is not a table. */
     extract_result_t r;
     run_ok("prose.bin", "txt", &r);
