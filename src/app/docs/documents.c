@@ -955,6 +955,7 @@ static int ingest(app_t *a, upload_t *u, ingest_watch_t *w, store_doc_t *doc, bo
     if (!*existed) {
         keep_ocr(a, doc, &ex);
         structure_and_chunks(a, w, doc, &ex, text_fd);
+    }
     app_provider_t *engine = !*existed && ex.len <= TOKEN_COUNT_MAX ? running_engine(a) : NULL;
     if (engine) {
         send_stage(w, "counting");
