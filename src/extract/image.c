@@ -83,9 +83,9 @@ static int check_header(const unsigned char *data, size_t size, int format, int 
     return 0;
 }
 
-/* Decode page i, make it 8-bit grayscale and recognise it. */
-static int ocr_one(ocr_t *ocr, const unsigned char *data, size_t size, int format, int i,
-                   textout_t *out)
+/* Decode page i, make it 8-bit grayscale and hand it to the sink. */
+static int decode_one(const image_sink_t *sink, const unsigned char *data, size_t size,
+                      int format, int i)
 {
     PIX *pix = L_FORMAT_IS_TIFF(format) ? pixReadMemTiff(data, size, i) : pixReadMem(data, size);
     if (!pix)
@@ -97,17 +97,15 @@ static int ocr_one(ocr_t *ocr, const unsigned char *data, size_t size, int forma
     pixDestroy(&gray);
     if (!rows)
         return EXTRACT_EMEMORY;
-    int rc = ocr_page(ocr, i + 1, (const unsigned char *)pixGetData(rows), pixGetWidth(rows),
-                      pixGetHeight(rows), pixGetWpl(rows) * 4, dpi >= 50 && dpi <= 2400 ? dpi : OCR_DPI,
-                      out);
+    int rc = sink->page(sink->ud, i + 1, (const unsigned char *)pixGetData(rows),
+                        pixGetWidth(rows), pixGetHeight(rows), pixGetWpl(rows) * 4,
+                        dpi >= 50 && dpi <= 2400 ? dpi : OCR_DPI);
     pixDestroy(&rows);
     return rc;
 }
 
-int image_extract(int fd, textout_t *out, ocr_t *ocr)
+int image_decode(int fd, const image_sink_t *sink)
 {
-    if (!ocr_enabled(ocr))
-        return EXTRACT_EUNSUPPORTED;
     setMsgSeverity(L_SEVERITY_NONE);
     unsigned char *data = NULL;
     size_t size = 0;
@@ -124,12 +122,40 @@ int image_extract(int fd, textout_t *out, ocr_t *ocr)
     for (int i = 0; !rc && i < pages; i++)
         rc = check_header(data, size, format, i);
     if (!rc)
-        rc = ocr_begin(ocr, pages);
-    for (int i = 0; !rc && i < pages; i++) {
-        textout_blank_line(out);
-        textout_page(out, i + 1, NULL);
-        rc = ocr_one(ocr, data, size, format, i, out);
-    }
+        rc = sink->begin(sink->ud, pages);
+    for (int i = 0; !rc && i < pages; i++)
+        rc = decode_one(sink, data, size, format, i);
     free(data);
+    return rc;
+}
+
+/* image_extract(): each page is a page mark and its recognised text. */
+typedef struct {
+    ocr_t *ocr;
+    textout_t *out;
+} ocr_sink_t;
+
+static int ocr_sink_begin(void *ud, int pages)
+{
+    ocr_sink_t *s = ud;
+    return ocr_begin(s->ocr, pages);
+}
+
+static int ocr_sink_page(void *ud, int page, const unsigned char *gray, int width, int height,
+                         int stride, int dpi)
+{
+    ocr_sink_t *s = ud;
+    textout_blank_line(s->out);
+    textout_page(s->out, page, NULL);
+    return ocr_page(s->ocr, page, gray, width, height, stride, dpi, s->out);
+}
+
+int image_extract(int fd, textout_t *out, ocr_t *ocr)
+{
+    if (!ocr_enabled(ocr))
+        return EXTRACT_EUNSUPPORTED;
+    ocr_sink_t s = { ocr, out };
+    image_sink_t sink = { ocr_sink_begin, ocr_sink_page, &s };
+    int rc = image_decode(fd, &sink);
     return rc ? rc : textout_error(out);
 }

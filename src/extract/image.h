@@ -28,4 +28,22 @@
  * (OCR off). */
 int image_extract(int fd, textout_t *out, ocr_t *ocr);
 
+/* Where image_decode() sends what it decodes. begin() is told the page
+ * count once every header has passed the limits, before any page is
+ * decoded; page() gets each page in order as 8-bit grayscale rows (at
+ * most OCR_MAX_PIXELS pixels; the pixels are freed after it returns) and
+ * its resolution (OCR_DPI when the file names none or an odd one). A
+ * non-zero return from either stops the decoding and is returned. */
+typedef struct {
+    int (*begin)(void *ud, int pages);
+    int (*page)(void *ud, int page, const unsigned char *gray, int width, int height,
+                int stride, int dpi);
+    void *ud;
+} image_sink_t;
+
+/* Decode every page of the image file open in fd (the limits and errors
+ * of image_extract(), without OCR). Returns 0 or an EXTRACT_* code. Used
+ * by image_extract() and by the fuzz target of this path. */
+int image_decode(int fd, const image_sink_t *sink);
+
 #endif

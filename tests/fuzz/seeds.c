@@ -727,6 +727,58 @@ static void kv_entries(void)
 }
 
 /* fuzz_docs: two parameter bytes, a text, "\n--q--\n", a question. */
+/* Images for fuzz_image: an 8x8 gray PNG and a TIFF of two 4x4 gray
+ * pages, each IFD with its strip (uncompressed, so mutations reach the
+ * tags and the pixel data alike). */
+static void put_u16le(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+static void put_u32le(unsigned char *p, uint32_t v)
+{
+    put_u16le(p, v & 0xffff);
+    put_u16le(p + 2, v >> 16);
+}
+
+static void images(void)
+{
+    static const unsigned char png[] = {
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+    0x52, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x08, 0x08, 0x00, 0x00, 0x00, 0x00, 0xe1,
+    0x64, 0xe1, 0x57, 0x00, 0x00, 0x00, 0x30, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x60,
+    0x50, 0x70, 0x48, 0x68, 0x58, 0x70, 0xe0, 0x01, 0x83, 0x80, 0x41, 0x40, 0xc1, 0x84, 0x0d,
+    0x17, 0x3e, 0xc0, 0x05, 0x18, 0xa0, 0x02, 0x02, 0x0c, 0x50, 0x01, 0x05, 0x06, 0xa8, 0x80,
+    0x01, 0x03, 0x54, 0xc0, 0x81, 0x01, 0x2a, 0x10, 0x00, 0x00, 0x27, 0x84, 0x1e, 0x01, 0xbf,
+    0x31, 0xec, 0x4b, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    };
+    put("fuzz_image", "gray8x8.png", png, sizeof png);
+
+    enum { PAGES = 2, SIDE = 4, TAGS = 9, IFD = 2 + TAGS * 12 + 4 };
+    unsigned char tif[8 + PAGES * (IFD + SIDE * SIDE)];
+    memcpy(tif, "II*\0", 4);
+    put_u32le(tif + 4, 8);
+    for (int p = 0; p < PAGES; p++) {
+        size_t at = 8 + (size_t)p * (IFD + SIDE * SIDE), strip = at + IFD;
+        static const uint16_t tags[TAGS] = { 256, 257, 258, 259, 262, 273, 277, 278, 279 };
+        const uint32_t values[TAGS] = { SIDE, SIDE, 8, 1, 1, (uint32_t)strip, 1, SIDE,
+                                        SIDE * SIDE };
+        put_u16le(tif + at, TAGS);
+        for (int t = 0; t < TAGS; t++) {
+            unsigned char *e = tif + at + 2 + 12 * t;
+            put_u16le(e, tags[t]);
+            put_u16le(e + 2, tags[t] == 273 || tags[t] == 279 ? 4 : 3);   /* LONG : SHORT */
+            put_u32le(e + 4, 1);
+            put_u32le(e + 8, values[t]);
+        }
+        put_u32le(tif + at + 2 + TAGS * 12, p + 1 < PAGES ? (uint32_t)(strip + SIDE * SIDE) : 0);
+        for (int i = 0; i < SIDE * SIDE; i++)
+            tif[strip + (size_t)i] = (unsigned char)(i * 17 + p * 50);
+    }
+    put("fuzz_image", "two-pages.tif", tif, sizeof tif);
+}
+
 static void docs(void)
 {
     static const struct {
@@ -768,5 +820,6 @@ int main(int argc, char **argv)
     texts();
     kv_entries();
     docs();
+    images();
     return 0;
 }
