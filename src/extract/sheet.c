@@ -99,8 +99,15 @@ int sheet_row_end(sheet_t *s, unsigned long repeat)
     s->n_cells = 0;
     if (n == 0)
         return error(s);   /* an empty row: left out */
+    /* What the row costs as a Markdown line, at most (cells, padding, '|'). */
+    size_t row_bytes = 2;
+    for (unsigned i = 0; i < n; i++)
+        row_bytes += s->cell[i].len + 8;
+    row_bytes += 3 * (size_t)s->cell[n - 1].col;
+    size_t max = textout_max(s->out), budget = max - max / 8;
     for (unsigned long r = 0; r < repeat; r++) {
-        if (s->full || s->cells_shown + n > s->cells_max) {
+        size_t held = textout_len(s->out) + s->tbl.rows.len;
+        if (s->full || s->cells_shown + n > s->cells_max || held + row_bytes > budget) {
             s->full = true;
             s->hidden_rows += repeat - r;
             break;

@@ -13,8 +13,9 @@
  * more than its filled copies.
  *
  * Limits: the whole workbook shows at most `cells_max` filled cells
- * (sheet_cells_limit: SHEET_CELLS_MAX, lower for a small --max-output);
- * once a sheet reaches it, its remaining rows are counted, not shown, and
+ * (sheet_cells_limit: SHEET_CELLS_MAX, lower for a small --max-output)
+ * and rows only while the text stays under 7/8 of --max-output (so large
+ * cells cannot make it fail as too big); once a sheet reaches either, its remaining rows are counted, not shown, and
  * a line after its table says "… N more rows not shown"; later sheets show
  * their name and the same kind of note. Reading a million-cell sheet thus
  * costs time linear in the file and memory bounded by the limits.

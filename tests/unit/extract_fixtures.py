@@ -109,6 +109,16 @@ def xlsx_million(f):
     f.write(b"</sheetData></worksheet>")
 
 
+def xlsx_big_cells(f):
+    """3,000 rows of 10 cells of about 900 bytes: 27 MB of text."""
+    f.write(('<?xml version="1.0"?><worksheet xmlns="%s"><sheetData>' % S_NS).encode())
+    for r in range(3000):
+        cells = "".join('<c t="inlineStr"><is><t>%s</t></is></c>' % (("r%dc%d " % (r, c)) * 100)
+                        for c in range(10))
+        f.write(("<row>%s</row>" % cells).encode())
+    f.write(b"</sheetData></worksheet>")
+
+
 def xlsx_bomb(f):
     """A sheet of 40 MB of empty rows: deflates past the ratio limit."""
     f.write(('<?xml version="1.0"?><worksheet xmlns="%s"><sheetData>' % S_NS).encode())
@@ -237,6 +247,7 @@ if __name__ == "__main__":
              '</si></sst>' % S_NS)
     xlsx_raw("million.xlsx", xlsx_million)
     xlsx_raw("bomb.xlsx", xlsx_bomb)
+    xlsx_raw("bigcells.xlsx", xlsx_big_cells)
     ods()
     ods_million()
     odp()

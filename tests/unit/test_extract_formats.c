@@ -18,7 +18,8 @@
  * - csv: semicolons and Latin-1 with quoted delimiters, quotes and line
  *   breaks; tsv with a BOM; a pipe-separated file found by content; prose
  *   with commas stays text;
- * - hostile: a million-cell xlsx and ods (a note, bounded time), a sheet
+ * - hostile: a million-cell xlsx and ods (a note, bounded time), large
+ *   cells under a small output limit (a note, not "too big"), a sheet
  *   that inflates past the zip limits (bomb), a truncated xlsx (corrupt).
  */
 #include <setjmp.h>
@@ -309,6 +310,13 @@ static void test_sheets_hostile(void **state)
     extract_result_t r;
     assert_int_equal(extract_run(&lim, fixture("million.xlsx"), "m.xlsx", &r), EXTRACT_OK);
     assert_non_null(strstr(r.text, "more rows not shown"));
+    extract_result_cleanup(&r);
+    /* Cells of 900 bytes, 27 MB of them, under a 4 MB output limit: the
+     * rows that fit, then the note (not "too big"). */
+    lim.max_output = 4 << 20;
+    assert_int_equal(extract_run(&lim, fixture("bigcells.xlsx"), "b.xlsx", &r), EXTRACT_OK);
+    assert_true(r.len <= (size_t)4 << 20);
+    assert_non_null(strstr(r.text, "more rows not shown\n"));
     extract_result_cleanup(&r);
 }
 
