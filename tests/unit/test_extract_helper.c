@@ -23,6 +23,10 @@
  *               fd 3 (the runner's structure pipe): marks-ok well-formed,
  *               marks-flood more than the runner keeps, the others each
  *               break one rule of the line format (see marks[] below)
+ *   progress-*  "hello\n" and OCR progress lines on fd 4 (the runner's
+ *               progress pipe): progress-ok well-formed, progress-slow
+ *               announces OCR and takes 1.5 s, the others each break one
+ *               rule of the protocol (see progress[] below)
  * Built without sanitizers (see src/extract/CMakeLists.txt).
  */
 #include <dirent.h>
@@ -148,6 +152,44 @@ static int probe(void)
     return 0;
 }
 
+/* OCR progress modes: the lines each writes on fd 4 (extract.h). */
+static const struct {
+    const char *mode, *lines;
+} progress[] = {
+    { "progress-ok", "ocr 3\npage 1 90\npage 2 0\npage 5 80\n" },
+    { "progress-first", "page 1 90\n" },                 /* no "ocr" line first */
+    { "progress-order", "ocr 2\npage 2 90\npage 1 90\n" }, /* pages not increasing */
+    { "progress-conf", "ocr 1\npage 1 101\n" },           /* confidence over 100 */
+    { "progress-many", "ocr 1\npage 1 50\npage 2 50\n" }, /* more pages than announced */
+    { "progress-unended", "ocr 1\npage 1 50" },            /* last line without '\n' */
+    { "progress-zero", "ocr 02\n" },                       /* leading zero */
+    { "progress-huge", "ocr 999999\n" },                   /* past EXTRACT_OCR_PAGES_MAX */
+    { "progress-junk", "ocr 1\npage one 50\n" },
+};
+
+static int ocr_progress(const char *mode)
+{
+    const char *lines = NULL;
+    for (size_t i = 0; i < sizeof progress / sizeof progress[0]; i++)
+        if (strcmp(mode, progress[i].mode) == 0)
+            lines = progress[i].lines;
+    if (strcmp(mode, "progress-slow") == 0) {
+        if (write(4, "ocr 1\n", 6) != 6)
+            return 1;
+        usleep(1500 * 1000);
+        lines = "page 1 77\n";
+    }
+    if (!lines)
+        return 2;
+    size_t n = strlen(lines);
+    if (write(4, lines, n) != (ssize_t)n)
+        return 1;
+    fputs("hello\n", stdout);
+    fflush(stdout);
+    status_ok(6);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = "ok";
@@ -239,6 +281,8 @@ int main(int argc, char **argv)
         return probe();
     if (strncmp(mode, "marks-", 6) == 0)
         return structure(mode);
+    if (strncmp(mode, "progress-", 9) == 0)
+        return ocr_progress(mode);
     fprintf(stderr, "error=usage unknown helper mode\n");
     return 2;
 }

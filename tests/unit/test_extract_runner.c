@@ -437,6 +437,73 @@ static void test_sandbox_inside(void **state)
     extract_result_cleanup(&r);
 }
 
+/* OCR progress (extract.h): passed to the watcher as it comes, kept as the
+ * record on success, refused when it breaks the protocol; announcing OCR
+ * gives the run ocr_seconds more of wall clock. */
+typedef struct {
+    int calls, done[8], total[8];
+} ocr_seen_t;
+
+static void on_ocr(void *ud, int done, int total)
+{
+    ocr_seen_t *s = ud;
+    if (s->calls < 8) {
+        s->done[s->calls] = done;
+        s->total[s->calls] = total;
+    }
+    s->calls++;
+}
+
+static void test_ocr_progress(void **state)
+{
+    (void)state;
+    extract_limits_t lim;
+    helper_limits(&lim);
+    extract_result_t r;
+    ocr_seen_t seen = { 0 };
+    extract_watch_t w = { on_ocr, &seen };
+    assert_int_equal(extract_run_watched(&lim, "/dev/null", "progress-ok", -1, &w, &r), EXTRACT_OK);
+    assert_string_equal(r.text, "hello\n");
+    assert_int_equal(r.n_ocr_pages, 3);
+    assert_int_equal(r.ocr_pages[0], 1);
+    assert_int_equal(r.ocr_pages[1], 2);
+    assert_int_equal(r.ocr_pages[2], 5);
+    assert_int_equal(r.ocr_confidence, 85);   /* (90 + 80) / 2: the blank page does not count */
+    assert_int_equal(seen.calls, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(seen.done[i], i);
+        assert_int_equal(seen.total[i], 3);
+    }
+    extract_result_cleanup(&r);
+    assert_null(r.ocr_pages);
+    /* Without OCR: no record. */
+    assert_int_equal(extract_run(&lim, "/dev/null", "ok", &r), EXTRACT_OK);
+    assert_int_equal(r.n_ocr_pages, 0);
+    assert_int_equal(r.ocr_confidence, -1);
+    extract_result_cleanup(&r);
+
+    static const char *const bad[] = { "progress-first", "progress-order", "progress-conf",
+                                       "progress-many", "progress-unended", "progress-zero",
+                                       "progress-huge", "progress-junk" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(extract_run(&lim, "/dev/null", bad[i], &r), EXTRACT_EPROTOCOL);
+        assert_null(r.ocr_pages);
+        extract_result_cleanup(&r);
+    }
+
+    /* 1 s of wall clock; OCR announced, then 1.5 s: within ocr_seconds. */
+    lim.timeout_ms = 1000;
+    lim.ocr_seconds = 3;
+    assert_int_equal(extract_run(&lim, "/dev/null", "progress-slow", &r), EXTRACT_OK);
+    assert_int_equal(r.n_ocr_pages, 1);
+    assert_int_equal(r.ocr_confidence, 77);
+    extract_result_cleanup(&r);
+    /* OCR off (no languages): no extra time, the wall clock stops it. */
+    lim.ocr_languages = "";
+    assert_int_equal(extract_run(&lim, "/dev/null", "progress-slow", &r), EXTRACT_ETIMEOUT);
+    extract_result_cleanup(&r);
+}
+
 typedef struct {
     const char *mode;
     int code;
@@ -750,6 +817,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_real_program, setup, teardown),
         cmocka_unit_test_setup_teardown(test_to_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ocr_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marks_to_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_marks_real_program, setup, teardown),
     };
