@@ -10,7 +10,8 @@
  * Hostile files are refused before anything is decoded: more than
  * EXTRACT_OCR_PAGES_MAX pages, or a page whose header says it has more
  * than OCR_MAX_PIXELS pixels (or a side of more than 65,535), is
- * EXTRACT_EBOMB; a header or an image Leptonica cannot read is
+ * EXTRACT_EBOMB (a TIFF's directories are walked once for this, and its
+ * pages then decoded in turn: linear in the pages, however many); a header or an image Leptonica cannot read is
  * EXTRACT_ECORRUPT. With OCR off (no languages) an image is
  * EXTRACT_EUNSUPPORTED; an image in which OCR finds no text is
  * EXTRACT_ENOTEXT through the sink. Leptonica's messages are silenced.

@@ -475,6 +475,13 @@ static void test_hostile_images(void **state)
     assert_int_equal(run_file(write_tiff("many.tif", 10000), &lim, NULL, &r), EXTRACT_EBOMB);
     assert_true(r.elapsed_ms < 10000);
     extract_result_cleanup(&r);
+    /* 2,000 pages (the limit), blank: every header in one walk, every page
+     * read in turn (this took 16 s of CPU when each page was looked up
+     * from the first). */
+    assert_int_equal(run_file(write_tiff("limit.tif", EXTRACT_OCR_PAGES_MAX), &lim, NULL, &r),
+                     EXTRACT_ENOTEXT);
+    assert_true(r.elapsed_ms < 8000);
+    extract_result_cleanup(&r);
     /* Three blank pages: read, nothing recognised. */
     assert_int_equal(run_file(write_tiff("three.tif", 3), &lim, NULL, &r), EXTRACT_ENOTEXT);
     assert_non_null(strstr(r.message, "No text was recognised in the TIFF image"));
