@@ -9,6 +9,10 @@
  * extraction (position 2)". A waiter whose client leaves gives up its
  * place; nobody behind it waits for it.
  *
+ * OCR (text recognised from scanned pages and images) runs inside
+ * kvchat-extract, so inside the slot of its upload: a long OCR holds one
+ * slot (one core: Tesseract runs on one thread) for as long as it runs.
+ *
  * Rules:
  *  1. A slot is taken at once only if one is free and nobody is waiting;
  *     otherwise the caller joins the end of the line.
