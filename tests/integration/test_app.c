@@ -202,8 +202,17 @@ static void test_upload_rules(void **state)
     /* content checked, not only the extension: PNG bytes named .pdf */
     static const unsigned char png[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13,
                                          'I', 'H', 'D', 'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0 };
+    /* (a PNG is a document read by OCR: this one is cut short, and said to
+     * be a damaged PNG, not a PDF) */
     p = fixture_raw(g_dir, "image.pdf", png, sizeof png);
-    upload(p, "image.pdf", 400, &r);
+    upload(p, "image.pdf", 422, &r);
+    assert_string_equal(jstr(r.json, "detail"), "The PNG image is damaged or unreadable.");
+    resp_free(&r);
+    /* GIF bytes named .pdf: a format kvchat does not read */
+    static const unsigned char gif[] = { 'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0,
+                                         0, 0, 0, 0xff, 0xff, 0xff, ';' };
+    p = fixture_raw(g_dir, "gif.pdf", gif, sizeof gif);
+    upload(p, "gif.pdf", 400, &r);
     assert_non_null(strstr(jstr(r.json, "detail"), "Unsupported file type"));
     resp_free(&r);
     /* too large (the app runs with a 1 MB limit) */
