@@ -667,8 +667,10 @@ static int classify(run_t *r, const extract_limits_t *lim, int status, const str
         long cpu = ru->ru_utime.tv_sec + ru->ru_stime.tv_sec;
         if (lim->cpu_seconds &&
             (sig == SIGXCPU || (sig == SIGKILL && cpu >= (long)lim->cpu_seconds))) {
+            /* OCR may have been given more than cpu_seconds (runner.h). */
             snprintf(out->message, sizeof out->message,
-                     "Extraction was stopped after using %u s of CPU time.", lim->cpu_seconds);
+                     "Extraction was stopped after using %ld s of CPU time.",
+                     cpu > (long)lim->cpu_seconds ? cpu : (long)lim->cpu_seconds);
             return EXTRACT_ECPU;
         }
         if (lim->mem_bytes && (size_t)ru->ru_maxrss * 1024 >= lim->mem_bytes / 2) {
