@@ -408,6 +408,17 @@ int config_load(config_t *c, int argc, char **argv, char *err, size_t errcap)
         snprintf(err, errcap, "auth.mode must be local or accounts (got '%s')", c->auth_mode);
         return -1;
     }
+    /* Tesseract language names joined by '+' ("eng+deu"), or "" (no OCR):
+     * kvchat-extract refuses anything else, so every upload would fail. */
+    const char *l = c->ocr_languages;
+    if (strspn(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+") !=
+            strlen(l) ||
+        l[0] == '+' || (l[0] && l[strlen(l) - 1] == '+') || strstr(l, "++")) {
+        snprintf(err, errcap,
+                 "extract.ocr_languages must be Tesseract languages joined by '+' "
+                 "(eng, eng+deu) or empty (got '%s')", l);
+        return -1;
+    }
     return 0;
 }
 

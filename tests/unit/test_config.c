@@ -66,6 +66,9 @@ static void test_defaults(void **state)
     config_resolve(&c);
     assert_string_equal(c.database, "sqlite:./data/kvchat.db");
     assert_string_equal(c.logs_dir, "./data/logs");
+    assert_string_equal(c.ocr_languages, "eng");
+    assert_int_equal(c.ocr_page_s, 60);
+    assert_int_equal(c.ocr_s, 600);
 }
 
 static void test_layers(void **state)
@@ -129,6 +132,20 @@ static void test_errors(void **state)
     assert_int_equal(load(&c, a6, err), -1);
     assert_non_null(strstr(err, bad));
     unlink(bad);
+    /* OCR languages: names joined by '+', or empty (no OCR) */
+    static const char *const langs[] = { "extract.ocr_languages=../eng", "extract.ocr_languages=eng+",
+                                         "extract.ocr_languages=eng++deu",
+                                         "extract.ocr_languages=eng deu" };
+    for (size_t i = 0; i < sizeof langs / sizeof langs[0]; i++) {
+        char *a7[] = { "kvchat", "--set", (char *)langs[i], NULL };
+        assert_int_equal(load(&c, a7, err), -1);
+        assert_non_null(strstr(err, "extract.ocr_languages"));
+    }
+    char *a8[] = { "kvchat", "--set", "extract.ocr_languages=eng+chi_sim", NULL };
+    assert_int_equal(load(&c, a8, err), 0);
+    char *a9[] = { "kvchat", "--set", "extract.ocr_languages=", NULL };
+    assert_int_equal(load(&c, a9, err), 0);
+    assert_string_equal(c.ocr_languages, "");
 }
 
 /* Local mode (no login) only on loopback addresses, unless accounts are on
