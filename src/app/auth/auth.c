@@ -507,7 +507,7 @@ bool auth_busy_begin(app_t *a, httpd_req_t *req, auth_busy_t kind, char *ticket)
     return ok;
 }
 
-void auth_busy_end(app_t *a, const char *ticket)
+void auth_busy_end(app_t *a, char *ticket)
 {
     if (!ticket || !ticket[0] || !a->auth)
         return;
@@ -521,6 +521,7 @@ void auth_busy_end(app_t *a, const char *ticket)
         }
     }
     pthread_mutex_unlock(&a->auth->lock);
+    ticket[0] = '\0';
 }
 
 /* ---- helpers for the routes ---- */

@@ -88,11 +88,14 @@ void auth_audit(app_t *a, httpd_req_t *req, const char *action, const char *targ
  * (AUTH_TICKET_MAX bytes; "" when nothing is counted: local mode, no
  * limit); it returns false, counting nothing and answering req with 429
  * and a sentence, when the caller already has that many running.
- * auth_busy_end (any thread, once it is over) takes it back. */
+ * auth_busy_end (any thread, once it is over) takes it back and empties
+ * ticket, so a second call does nothing: call it before the answer's last
+ * bytes go out, since a client that has its answer may start the next one
+ * at once. */
 typedef enum { AUTH_BUSY_CHAT, AUTH_BUSY_UPLOAD } auth_busy_t;
 #define AUTH_TICKET_MAX (STORE_ID_MAX + 3)
 bool auth_busy_begin(app_t *a, httpd_req_t *req, auth_busy_t kind, char *ticket);
-void auth_busy_end(app_t *a, const char *ticket);
+void auth_busy_end(app_t *a, char *ticket);
 
 /* The cache salt for a document's entries in the engine: "" for a shared
  * document or in local mode (one entry for everyone), else a secret per

@@ -371,6 +371,7 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     llm_result_t res;
     llm_result_init(&res);
     int rc = chat_run(c, &cb, &ud, &res);
+    auth_busy_end(a, ticket);   /* before the answer: the client may ask again at once */
     if (rc == LLM_OK) {
         int64_t t = chat_store_answer(c, ud.col.text.data, ud.col.text.len, false, &res);
         httpd_reply_json(req, 200,
@@ -388,7 +389,6 @@ void sessions_h_post_message(httpd_req_t *req, void *user)
     llm_result_cleanup(&res);
     buf_cleanup(&ud.col.text);
     chat_free(c);
-    auth_busy_end(a, ticket);
 }
 
 /* ---- streaming ---- */
@@ -429,6 +429,7 @@ static void *stream_worker(void *arg)
     llm_result_t res;
     llm_result_init(&res);
     int rc = chat_run(j->chat, &cb, j, &res);
+    auth_busy_end(j->a, j->ticket);   /* before the last event: the client may ask again at once */
     const char *text = j->text.data ? j->text.data : "";
     if (rc == LLM_OK) {
         chat_store_answer(j->chat, text, j->text.len, false, &res);
@@ -454,7 +455,6 @@ static void *stream_worker(void *arg)
     llm_result_cleanup(&res);
     buf_cleanup(&j->text);
     chat_free(j->chat);
-    auth_busy_end(j->a, j->ticket);
     free(j);
     return NULL;
 }

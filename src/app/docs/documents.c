@@ -265,6 +265,15 @@ static void upload_free(void *ctx)
     free(u);
 }
 
+/* The upload no longer counts in limits.uploads_at_once (u may be NULL):
+ * called before its answer, since a client that has it may upload again
+ * at once, before the request is freed. */
+static void upload_over(upload_t *u)
+{
+    if (u)
+        auth_busy_end(u->a, u->ticket);
+}
+
 static bool ext_allowed(const char *ext)
 {
     for (int i = 0; allowed_ext[i]; i++)
@@ -1002,7 +1011,9 @@ void documents_h_upload(httpd_req_t *req, void *user)
     bool existed = false;
     ingest_watch_t w = { .req = req };
     ingest_error_t err;
-    if (ingest(a, httpd_req_ctx(req), &w, &d, &existed, &err) == 0)
+    int rc = ingest(a, httpd_req_ctx(req), &w, &d, &existed, &err);
+    upload_over(httpd_req_ctx(req));
+    if (rc == 0)
         httpd_reply_json(req, 200, upload_json(&d, existed));
     else
         httpd_reply_error(req, err.status, "%s", err.detail);
@@ -1341,7 +1352,9 @@ static void *upload_worker(void *arg)
     bool existed = false;
     ingest_watch_t w = { .stream = j->stream };
     ingest_error_t err;
-    if (ingest(j->a, j->u, &w, &d, &existed, &err) != 0) {
+    int rc = ingest(j->a, j->u, &w, &d, &existed, &err);
+    upload_over(j->u);
+    if (rc != 0) {
         httpd_stream_sse_json(j->stream, json_pack("{s:s, s:i, s:s}", "event", "error", "status",
                                                    err.status, "detail", err.detail));
     } else if (!j->and_cache) {
@@ -1408,7 +1421,9 @@ void documents_h_upload_and_cache(httpd_req_t *req, void *user)
     bool existed = false;
     ingest_watch_t w = { .req = req };
     ingest_error_t err;
-    if (ingest(a, httpd_req_ctx(req), &w, &d, &existed, &err) == 0)
+    int rc = ingest(a, httpd_req_ctx(req), &w, &d, &existed, &err);
+    upload_over(httpd_req_ctx(req));
+    if (rc == 0)
         answer_cache(req, a, d.id, upload_json(&d, existed));
     else
         httpd_reply_error(req, err.status, "%s", err.detail);
@@ -1890,6 +1905,7 @@ void documents_h_upload_collection(httpd_req_t *req, void *user)
         ids[n_ok] = got[n_ok].id;
         n_ok++;
     }
+    auth_busy_end(a, c->ticket);   /* before the answer: the client may upload again at once */
     if (!n_ok) {
         httpd_reply_error(req, first_status ? first_status : 400, "%s", first_detail);
         json_decref(docs);
