@@ -12,6 +12,7 @@
 #include "extract/extract.h"
 #include "extract/html.h"
 #include "extract/zipread.h"
+#include "extract/xmlquiet.h"
 
 #define NS_CONTAINER "urn:oasis:names:tc:opendocument:xmlns:container"
 #define NS_OPF "http://www.idpf.org/2007/opf"
@@ -80,18 +81,6 @@ typedef struct {
     list_t toc, pages;
     page_seen_t from_list, from_breaks;
 } book_t;
-
-static void silent(void *ctx, const char *msg, ...)
-{
-    (void)ctx;
-    (void)msg;
-}
-
-static void silent_structured(void *ctx, xmlErrorPtr err)
-{
-    (void)ctx;
-    (void)err;
-}
 
 static void package_cleanup(package_t *p)
 {
@@ -1036,9 +1025,7 @@ int epub_extract(int fd, textout_t *out)
     int rc = zipread_open(fd, &z);
     if (rc)
         return rc;
-    xmlInitParser();
-    xmlSetGenericErrorFunc(NULL, silent);
-    xmlSetStructuredErrorFunc(NULL, silent_structured);
+    xml_quiet_init();
 
     char *opf = NULL, *data = NULL;
     size_t len = 0;

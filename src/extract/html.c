@@ -14,6 +14,7 @@
 #include "extract/extract.h"
 #include "extract/mdtable.h"
 #include "extract/text.h"
+#include "extract/xmlquiet.h"
 
 enum {
     EL_SKIP = 1,    /* do not descend */
@@ -98,18 +99,6 @@ static unsigned element_flags(const xmlNode *n)
     const element_t *e = bsearch(n->name, elements, sizeof elements / sizeof elements[0],
                                  sizeof elements[0], element_cmp);
     return e ? e->flags : 0;
-}
-
-static void silent(void *ctx, const char *msg, ...)
-{
-    (void)ctx;
-    (void)msg;
-}
-
-static void silent_structured(void *ctx, xmlErrorPtr err)
-{
-    (void)ctx;
-    (void)err;
 }
 
 static bool is_space(unsigned char c)
@@ -536,9 +525,7 @@ int html_extract_hooked(const unsigned char *data, size_t len, textout_t *out,
                      HTML_PARSE_NONET | HTML_PARSE_COMPACT | XML_PARSE_HUGE;
     if (len > (size_t)INT32_MAX)
         return EXTRACT_ETOOBIG;
-    xmlInitParser();
-    xmlSetGenericErrorFunc(NULL, silent);
-    xmlSetStructuredErrorFunc(NULL, silent_structured);
+    xml_quiet_init();
     xmlResetLastError();
 
     htmlDocPtr doc;

@@ -12,6 +12,7 @@
 #include "extract/mdtable.h"
 #include "extract/sheet.h"
 #include "extract/zipread.h"
+#include "extract/xmlquiet.h"
 
 #define NS_TEXT "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
 #define NS_TABLE "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
@@ -49,18 +50,6 @@ typedef struct {
     int notes_depth;       /* inside presentation:notes */
     bool notes_prefix;     /* "Notes:" not yet written for this slide */
 } odt_t;
-
-static void silent(void *ctx, const char *msg, ...)
-{
-    (void)ctx;
-    (void)msg;
-}
-
-static void silent_structured(void *ctx, xmlErrorPtr err)
-{
-    (void)ctx;
-    (void)err;
-}
 
 static int read_entry(void *ctx, char *buf, int len)
 {
@@ -488,9 +477,7 @@ static int extract_as(int fd, textout_t *out, mode_t_ mode)
     int rc = zipread_open(fd, &z);
     if (rc)
         return rc;
-    xmlInitParser();
-    xmlSetGenericErrorFunc(NULL, silent);
-    xmlSetStructuredErrorFunc(NULL, silent_structured);
+    xml_quiet_init();
     xmlResetLastError();
 
     bool encrypted = false;

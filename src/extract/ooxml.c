@@ -13,6 +13,7 @@
 #include "extract/extract.h"
 #include "extract/mdtable.h"
 #include "extract/zipread.h"
+#include "extract/xmlquiet.h"
 
 #define NS_W "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 #define NS_W_STRICT "http://purl.oclc.org/ooxml/wordprocessingml/main"
@@ -52,18 +53,6 @@ typedef struct {
     int tc_depth;          /* open w:tc elements */
     mdtable_t tbl;
 } docx_t;
-
-static void silent(void *ctx, const char *msg, ...)
-{
-    (void)ctx;
-    (void)msg;
-}
-
-static void silent_structured(void *ctx, xmlErrorPtr err)
-{
-    (void)ctx;
-    (void)err;
-}
 
 static int read_entry(void *ctx, char *buf, int len)
 {
@@ -489,9 +478,7 @@ int ooxml_extract(int fd, textout_t *out)
         zipread_close(z);
         return rc;
     }
-    xmlInitParser();
-    xmlSetGenericErrorFunc(NULL, silent);
-    xmlSetStructuredErrorFunc(NULL, silent_structured);
+    xml_quiet_init();
     styles_t styles = { 0 };
     styles_read(z, &styles);
     xmlResetLastError();

@@ -9,27 +9,9 @@
 #include <libxml/xmlerror.h>
 
 #include "extract/extract.h"
+#include "extract/xmlquiet.h"
 
 #define NS_PKG_RELS "http://schemas.openxmlformats.org/package/2006/relationships"
-
-static void silent(void *ctx, const char *msg, ...)
-{
-    (void)ctx;
-    (void)msg;
-}
-
-static void silent_structured(void *ctx, xmlErrorPtr err)
-{
-    (void)ctx;
-    (void)err;
-}
-
-void opc_xml_init(void)
-{
-    xmlInitParser();
-    xmlSetGenericErrorFunc(NULL, silent);
-    xmlSetStructuredErrorFunc(NULL, silent_structured);
-}
 
 static int read_entry(void *ctx, char *buf, int len)
 {

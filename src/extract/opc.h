@@ -52,8 +52,6 @@ const opc_rel_t *opc_rels_find_type(const opc_rels_t *rels, const char *suffix);
 /* Frees the relationships. Accepts NULL. */
 void opc_rels_cleanup(opc_rels_t *rels);
 
-/* Silence libxml2's error output (once per run; harmless to repeat). */
-void opc_xml_init(void);
 
 /* Open part `name` as a streaming XML reader. Returns 0 and sets *e and
  * *r (close both with opc_reader_close); or zipread_entry_open's codes,

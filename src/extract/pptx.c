@@ -8,6 +8,7 @@
 #include "extract/extract.h"
 #include "extract/mdtable.h"
 #include "extract/opc.h"
+#include "extract/xmlquiet.h"
 
 #define NS_REL_TRANSITIONAL "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 #define NS_REL_STRICT "http://purl.oclc.org/ooxml/officeDocument/relationships"
@@ -198,7 +199,7 @@ int pptx_extract(int fd, textout_t *out)
     int rc = zipread_open(fd, &z);
     if (rc)
         return rc;
-    opc_xml_init();
+    xml_quiet_init();
     const char *pres = "ppt/presentation.xml";
     opc_rels_t rels = { 0 };
     char **ids = calloc(PPTX_SLIDES_MAX, sizeof *ids);

@@ -11,6 +11,7 @@
 #include "extract/mdtable.h"
 #include "extract/opc.h"
 #include "extract/sheet.h"
+#include "extract/xmlquiet.h"
 
 #define STRING_KEEP (MDTABLE_CELL_MAX + 4)   /* bytes of a string a cell can show */
 
@@ -290,7 +291,7 @@ int xlsx_extract(int fd, textout_t *out)
     int rc = zipread_open(fd, &z);
     if (rc)
         return rc;
-    opc_xml_init();
+    xml_quiet_init();
     const char *wb = "xl/workbook.xml";
     opc_rels_t rels = { 0 };
     strings_t strings = { 0 };
