@@ -107,7 +107,7 @@ static void h_openapi(httpd_req_t *req, void *user)
 static const route_doc_t table[] = {
     /* Documents */
     { { "POST", API "/documents/upload", documents_h_upload, HTTPD_ROUTE_UPLOAD, &documents_upload_callbacks },
-      "Documents", "Upload a document (txt, md, pdf, docx, odt, html, epub) and extract its text",
+      "Documents", "Upload a document (text, PDF, office files, web pages, e-books, spreadsheets, images) and extract its text",
       "multipart/form-data with the file in field 'file'" },
     { { "POST", API "/documents/upload_and_cache", documents_h_upload_and_cache, HTTPD_ROUTE_UPLOAD,
         &documents_upload_callbacks },

@@ -155,10 +155,10 @@ void extract_message(int code, extract_type_t type, char *buf, size_t n)
         snprintf(buf, n, "%s", "");
         break;
     case EXTRACT_EUNSUPPORTED:
-        snprintf(buf, n, "kvchat cannot read this type of file. Supported: plain text, "
-                         "Markdown, PDF, Word (.docx), OpenDocument text (.odt), HTML, "
-                         "EPUB, PowerPoint (.pptx), Excel (.xlsx), OpenDocument "
-                         "presentations and spreadsheets (.odp, .ods) and CSV.");
+        snprintf(buf, n, "kvchat cannot read this type of file. It reads plain text, Markdown, "
+                         "PDF, Word, PowerPoint and Excel (.docx, .pptx, .xlsx), OpenDocument "
+                         "(.odt, .odp, .ods), HTML, EPUB, CSV and images (PNG, JPEG, TIFF, "
+                         "WebP).");
         break;
     case EXTRACT_ECORRUPT:
         snprintf(buf, n, "The %s is damaged or unreadable.", noun);
