@@ -914,12 +914,98 @@ static void test_stale_temp_files(void **state)
     tmpdir_remove(dir);
 }
 
+/* ---- tables, slides and spreadsheets -------------------------------------- */
+
+/* One upload of path named name: its status and the document's preview
+ * (the caller frees; NULL unless 200). */
+static char *upload_preview(int port, const char *path, const char *name, long want,
+                            const char *want_type)
+{
+    resp_t r;
+    http_upload(port, API "/documents/upload", path, name, &r);
+    if (r.status != want)
+        fail_msg("%s: expected %ld, got %ld: %s", name, want, r.status, r.body);
+    if (want != 200) {
+        resp_free(&r);
+        return NULL;
+    }
+    assert_string_equal(jstr(r.json, "content_type"), want_type);
+    char url[256];
+    snprintf(url, sizeof url, API "/documents/%s?include_preview=true", jstr(r.json, "doc_id"));
+    resp_free(&r);
+    http(port, "GET", url, NULL, &r);
+    assert_int_equal(r.status, 200);
+    char *preview = strdup(jstr(r.json, "content_preview"));
+    resp_free(&r);
+    return preview;
+}
+
+static void want_in(const char *text, const char *what, const char *name)
+{
+    if (!strstr(text, what))
+        fail_msg("%s: \"%s\" not in:\n%s", name, what, text);
+}
+
+/* The files users have, made by the tools they come from (pandoc,
+ * openpyxl; extract_fixtures.py), uploaded through the app: tables come
+ * back as Markdown tables (slides and sheets too), a semicolon CSV in
+ * Latin-1 as a table in UTF-8; a zip bomb and a cut workbook are 422s with
+ * a sentence, and the server goes on. */
+static void test_table_formats(void **state)
+{
+    (void)state;
+    char dir[256], cmd[700], path[400];
+    tmpdir_make(dir, sizeof dir);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/unit/extract_fixtures.py' '%s'",
+             KVCHAT_SOURCE_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    proc_t app;
+    start_app(&app, dir, false, NULL);
+    static const struct {
+        const char *file, *type, *want;
+    } ok[] = {
+        { "pandoc.docx", "docx", "| Tea | 3 | hot \\| cold |" },
+        { "pandoc.odt", "odt", "| Cake | 4.5 | sweet |" },
+        { "pandoc.html", "html", "| Name | Price | Note |" },
+        { "pandoc.epub", "epub", "| Cake | 4.5 | sweet |" },
+        { "pandoc.pptx", "pptx", "| Cake | 4.5 | sweet |" },
+        { "book.xlsx", "xlsx", "| Apple | 3 | TRUE |" },
+        { "latin1.csv", "csv", "| Crème; brûlée | Paris | 4,50 |" },
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, ok[i].file);
+        char *text = upload_preview(app.port, path, ok[i].file, 200, ok[i].type);
+        want_in(text, ok[i].want, ok[i].file);
+        free(text);
+    }
+    snprintf(path, sizeof path, "%s/bomb.xlsx", dir);
+    resp_t r;
+    http_upload(app.port, API "/documents/upload", path, "bomb.xlsx", &r);
+    assert_int_equal(r.status, 422);
+    assert_non_null(jstr(r.json, "detail"));
+    resp_free(&r);
+    snprintf(path, sizeof path, "%s/truncated.xlsx", dir);
+    http_upload(app.port, API "/documents/upload", path, "truncated.xlsx", &r);
+    assert_int_equal(r.status, 422);
+    assert_string_equal(jstr(r.json, "detail"), "The Excel workbook is damaged or unreadable.");
+    resp_free(&r);
+    http(app.port, "GET", API "/documents/limits", NULL, &r);
+    assert_int_equal(r.status, 200);
+    want_in(r.body, "xlsx", "limits");
+    want_in(r.body, "png", "limits");
+    resp_free(&r);
+    assert_int_equal(metric(app.port, "kvchat_extractions_running"), 0);
+    assert_int_equal(proc_stop(&app), 0);
+    tmpdir_remove(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filename_not_utf8),
         cmocka_unit_test(test_hostile_pdfs),
         cmocka_unit_test(test_ocr_upload),
+        cmocka_unit_test(test_table_formats),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_queue_errors),
         cmocka_unit_test(test_upload_memory),
