@@ -64,6 +64,7 @@ typedef struct app {
     int64_t model_setting_at;  /* the shared model switch last followed (under lock) */
     int64_t command_at;        /* the shared model command last followed (under lock) */
     bool command_seen;         /* the first look at it was made */
+    char replica[20];          /* this process's random name, on the commands it shares */
     char model_path[1024];     /* the local model in use ("" if none) */
     char model_name[256];
     extract_limits_t extract;

@@ -12,9 +12,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -436,6 +438,10 @@ int main(int argc, char **argv)
     a->started_at = (double)time(NULL);
     pthread_mutex_init(&a->lock, NULL);
     pthread_mutex_init(&a->sweep_lock, NULL);
+    uint64_t tag = 0;
+    if (getrandom(&tag, sizeof tag, 0) != (ssize_t)sizeof tag)
+        tag = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+    snprintf(a->replica, sizeof a->replica, "%016llx", (unsigned long long)tag);
     pthread_cond_init(&a->sweep_cond, NULL);
 
     sigset_t sigs;

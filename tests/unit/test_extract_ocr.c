@@ -131,6 +131,9 @@ static void ocr_limits(extract_limits_t *lim)
     lim->timeout_ms = 60000;
     lim->ocr_seconds = 120;
     lim->ocr_page_seconds = 60;
+#if defined(__SANITIZE_ADDRESS__)
+    lim->mem_bytes = 0;   /* ASan reserves terabytes of address space */
+#endif
 }
 
 typedef struct {

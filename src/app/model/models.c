@@ -142,7 +142,10 @@ static int stop_all(app_t *a, supervisor_result_t *r)
 
 /* Make the local engine the active provider again (after a remote one). */
 /* The shared settings every replica follows: the active model, and the
- * last start, reset or stop ("start NAME", "reset NAME", "stop"). */
+ * last start, reset or stop, with the name of the replica that made it
+ * ("REPLICA start NAME", "REPLICA reset NAME", "REPLICA stop"): a replica
+ * never follows its own commands, which it has done already and which a
+ * later one of its own may have overtaken. */
 #define MODEL_SETTING "model.active"
 #define COMMAND_SETTING "model.command"
 
@@ -150,7 +153,7 @@ static int stop_all(app_t *a, supervisor_result_t *r)
 static void share_command(app_t *a, const char *cmd, const char *name)
 {
     char v[400];
-    snprintf(v, sizeof v, "%s%s%.300s", cmd, name ? " " : "", name ? name : "");
+    snprintf(v, sizeof v, "%s %s%s%.300s", a->replica, cmd, name ? " " : "", name ? name : "");
     int rc = store_setting_set(a->store, COMMAND_SETTING, v);
     if (rc != STORE_OK)
         log_warn("cannot record the model command for the other replicas: %s",
@@ -440,18 +443,25 @@ static void follow_command(app_t *a)
     if (at > a->command_at)
         a->command_at = at;
     pthread_mutex_unlock(&a->lock);
+    /* "REPLICA command": this replica's own, or one from before replicas
+     * were named, are not followed */
+    size_t rl = strlen(a->replica);
+    const char *space = strchr(cmd, ' ');
+    if (!space || (size_t)(space - cmd) != rl || strncmp(cmd, a->replica, rl) == 0)
+        act = false;
     if (!act) {
         free(cmd);
         return;
     }
+    const char *what = space + 1;
     supervisor_result_t r;
     int rc;
     char path[1100] = "";
-    bool reset = strncmp(cmd, "reset ", 6) == 0;
-    if (strcmp(cmd, "stop") == 0) {
+    bool reset = strncmp(what, "reset ", 6) == 0;
+    if (strcmp(what, "stop") == 0) {
         rc = stop_all(a, &r);
-    } else if (reset || strncmp(cmd, "start ", 6) == 0) {
-        const char *name = cmd + 6;
+    } else if (reset || strncmp(what, "start ", 6) == 0) {
+        const char *name = what + 6;
         if (strcmp(name, a->model_name) != 0 && !local_model_path(a, name, path, sizeof path)) {
             log_warn("another replica started model %s, which this one does not have", name);
             free(cmd);
@@ -466,17 +476,18 @@ static void follow_command(app_t *a)
         free(cmd);
         return;
     }
-    log_info("another replica's model command \"%s\": %s", cmd, r.message);
+    log_info("another replica's model command \"%s\": %s", what, r.message);
     supervisor_result_cleanup(&r);
     free(cmd);
 }
 
 void models_follow(app_t *a)
 {
+    follow_command(a);
     char *name = NULL;
     int64_t at = 0;
     if (store_setting_get(a->store, MODEL_SETTING, &name, &at) != STORE_OK)
-        return;
+        return;   /* no switch made yet */
     pthread_mutex_lock(&a->lock);
     bool seen = at <= a->model_setting_at;
     a->model_setting_at = at;
@@ -492,7 +503,6 @@ void models_follow(app_t *a)
         json_decref(out);
     }
     free(name);
-    follow_command(a);
 }
 
 /* ---- logs ---- */
