@@ -9,7 +9,8 @@
  * written by sheet.h as a heading with the sheet's name and a Markdown
  * table. Cells: t="s" a shared string, t="inlineStr" its <is> text,
  * t="b" TRUE/FALSE, numbers, formula strings (t="str") and errors (t="e")
- * as stored in <v> (numbers unformatted: a date is its serial number);
+ * as stored in <v> (numbers unformatted), except numbers whose cell
+ * format (xl/styles.xml) is a date or time: ISO dates (xlsx.c, "dates");
  * columns come from the cell reference (r="C7"), so gaps stay aligned.
  * Hidden sheets are read like the others. Chart sheets and sheets whose
  * part is missing are skipped. zipread.h guards every part.

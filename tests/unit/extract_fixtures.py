@@ -65,6 +65,30 @@ def xlsx():
     wb.save(path("book.xlsx"))
 
 
+def xlsx_dates():
+    """Dates, times and a custom date format in both date systems; money
+    stays a number."""
+    import datetime
+    import openpyxl
+    for name, epoch in (("dates.xlsx", None), ("dates1904.xlsx", "1904")):
+        wb = openpyxl.Workbook()
+        if epoch:
+            wb.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904
+        ws = wb.active
+        ws.title = "Dates"
+        ws.append(["What", "When"])
+        ws.append(["day", datetime.date(2024, 3, 1)])
+        ws.append(["moment", datetime.datetime(2024, 3, 1, 14, 30)])
+        ws.append(["clock", datetime.time(14, 30, 5)])
+        ws.append(["custom", datetime.date(2024, 3, 1)])
+        ws["B5"].number_format = 'dd"/"mm"/"yyyy'
+        ws.append(["money", 1234.5])
+        ws["B6"].number_format = '"$"#,##0.00'
+        if not epoch:
+            ws.append(["early", datetime.date(1900, 2, 28)])
+        wb.save(path(name))
+
+
 CT = ('<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
       'content-types"/>')
 RELS_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
@@ -242,6 +266,7 @@ def truncated():
 if __name__ == "__main__":
     pandoc()
     xlsx()
+    xlsx_dates()
     xlsx_raw("inline.xlsx", xlsx_inline,
              '<?xml version="1.0"?><sst xmlns="%s"><si><t>Value</t><rPh><t>ruby</t></rPh>'
              '</si></sst>' % S_NS)

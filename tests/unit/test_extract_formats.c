@@ -266,6 +266,14 @@ static void test_xlsx(void **state)
     extract_result_cleanup(&r);
     expect_text("inline.xlsx", "xlsx",
                 "Big\n\n| Key | Value |  |\n| --- | --- | --- |\n| rich text | #DIV/0! | TRUE |\n");
+    /* dates are shown as dates (ISO), whichever the date system */
+    const char *dates = "Dates\n\n| What | When |\n| --- | --- |\n| day | 2024-03-01 |\n"
+                        "| moment | 2024-03-01 14:30 |\n| clock | 14:30:05 |\n"
+                        "| custom | 2024-03-01 |\n| money | 1234.5 |\n";
+    char want[512];
+    snprintf(want, sizeof want, "%s| early | 1900-02-28 |\n", dates);
+    expect_text("dates.xlsx", "xlsx", want);
+    expect_text("dates1904.xlsx", "xlsx", dates);
 }
 
 static void test_ods(void **state)
