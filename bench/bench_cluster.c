@@ -472,7 +472,7 @@ static size_t run_real(const opts_t *o, char *report, size_t len, size_t cap)
     double total_kv = 0;
     char *texts[MAX_DOCS];
     for (int d = 0; d < w.n_docs; d++) {
-        w.doc_tokens[d] = 200 + w.doc_tokens[d] / 5;   /* 400-1,400 tokens */
+        w.doc_tokens[d] = 200 + w.doc_tokens[d] / 2;   /* 700-3,200 tokens */
         texts[d] = real_text(d, w.doc_tokens[d]);
         total_kv += w.doc_tokens[d] * TINY_KV_BYTES_PER_TOKEN;
     }
@@ -485,7 +485,7 @@ static size_t run_real(const opts_t *o, char *report, size_t len, size_t cap)
     }
     len += (size_t)snprintf(report + len, cap - len,
         "\n## Routing over several engines (real engines, tiny model)\n\n"
-        "kvchat-bench-cluster --real: %d documents of 400-1,400 tokens, each prefilled at upload "
+        "kvchat-bench-cluster --real: %d documents of 700-3,200 tokens, each prefilled at upload "
         "on the engine the policy sends it to; %d questions of Zipf-popular documents, one "
         "after another; 1 to 3 kvchat-engines with the tiny model, each with a RAM tier of %s "
         "MiB (a quarter of the documents' KV) and a disk tier. Prompt tokens by the tier the "
@@ -493,6 +493,8 @@ static size_t run_real(const opts_t *o, char *report, size_t len, size_t cap)
         "| engines | routing | slot | RAM | disk | recomputed | hit rate | TTFT p50 ms | TTFT "
         "p99 ms | skew (requests) |\n|---|---|---|---|---|---|---|---|---|---|\n",
         w.n_docs, w.n_req, ram);
+    double hit[REAL_ENGINES + 1][N_POLICIES] = { { 0 } };
+    double p99[REAL_ENGINES + 1][N_POLICIES] = { { 0 } };
     for (int n = 1; n <= REAL_ENGINES; n++)
         for (int policy = n == 1 ? P_KVCHAT : 0; policy < N_POLICIES; policy++) {
             bench_proc_t e[REAL_ENGINES];
@@ -554,6 +556,8 @@ static size_t run_real(const opts_t *o, char *report, size_t len, size_t cap)
             for (int i = 0; i < n; i++)
                 most = served[i] > most ? served[i] : most;
             qsort(ttft, (size_t)w.n_req, sizeof *ttft, cmp_double);
+            hit[n][policy] = 1 - tokens[T_NONE] / all;
+            p99[n][policy] = ttft[(int)(w.n_req * 0.99)];
             len += (size_t)snprintf(report + len, cap - len,
                                     "| %d | %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f "
                                     "| %.1f | %.2f |\n",
@@ -568,6 +572,16 @@ static size_t run_real(const opts_t *o, char *report, size_t len, size_t cap)
             for (int i = 0; i < n; i++)
                 bench_proc_stop(&e[i]);
         }
+    len += (size_t)snprintf(report + len, cap - len,
+                            "\nTargets, kvchat's routing on real engines:\n\n");
+    for (int n = 2; n <= REAL_ENGINES; n++)
+        len += (size_t)snprintf(report + len, cap - len,
+                                "- %d engines: hit rate %.1f%% against one engine's %.1f%% (%+.1f "
+                                "points; target: within 5); TTFT p99 round-robin / kvchat %.1fx "
+                                "(target >= 3x)\n",
+                                n, 100 * hit[n][P_KVCHAT], 100 * hit[1][P_KVCHAT],
+                                100 * (hit[n][P_KVCHAT] - hit[1][P_KVCHAT]),
+                                p99[n][P_ROUND_ROBIN] / p99[n][P_KVCHAT]);
     for (int d = 0; d < w.n_docs; d++)
         free(texts[d]);
     free(w.req);
