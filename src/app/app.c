@@ -221,6 +221,25 @@ int app_prefill(app_provider_t *p, const llm_message_t *msgs, size_t n, unsigned
     }
 }
 
+int app_draft(app_provider_t *p, const char *key, const llm_message_t *msgs, size_t n,
+              const char *salt, const char *draft_key, bool *accepted, char *err,
+              size_t errcap)
+{
+    *accepted = false;
+    char derived[APP_ROUTE_KEY_MAX];
+    if (!key) {
+        app_route_key(salt, msgs[0].content, strlen(msgs[0].content), derived);
+        key = derived;
+    }
+    int slot;
+    llm_provider_t *lp = app_engine(p, key, true, &slot);
+    if (!lp) {
+        snprintf(err, errcap, "No model server is answering");
+        return LLM_EDOWN;
+    }
+    return llm_draft(lp, msgs, n, salt, draft_key, accepted, err, errcap);
+}
+
 int app_chat_stream(app_provider_t *p, const char *key, const llm_message_t *msgs, size_t n,
                     const llm_params_t *params, const llm_callbacks_t *cb, void *ud,
                     llm_result_t *res)

@@ -139,6 +139,13 @@ bool app_engine_failed(app_provider_t *p, int slot, int rc, const char *why);
 int app_prefill(app_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                 const char *salt, const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *res);
 
+/* llm_draft on the engine a chat with route key `key` (NULL: the route key
+ * of the salt and msgs[0], as app_chat_stream) goes to when it is not
+ * loaded: its home. draft_key names the conversation on that engine. */
+int app_draft(app_provider_t *p, const char *key, const llm_message_t *msgs, size_t n,
+              const char *salt, const char *draft_key, bool *accepted, char *err,
+              size_t errcap);
+
 /* llm_chat_stream on the engine for key (NULL: the route key of the salt
  * and msgs[0]), within the load bound; when an engine is found down
  * before any text came, the next one is tried, and the caller sees one

@@ -153,6 +153,9 @@ static const route_doc_t table[] = {
       "Send a message and get the whole answer", "{message, document_id?}" },
     { { "POST", API "/session/{session_id}/messages/stream", sessions_h_stream, 0, NULL }, "Sessions",
       "Send a message and stream the answer (SSE)", "{message, document_id?}" },
+    { { "POST", API "/session/{session_id}/draft", sessions_h_draft, QUIET, NULL }, "Sessions",
+      "The message being typed: prefilled ahead so that its answer starts sooner (202; nothing "
+      "is stored)", "{message, document_id?}" },
     /* Model */
     { { "POST", API "/model/up/reset", models_h_up_reset, 0, NULL }, "Model",
       "Start the model server with an empty KV cache", "{model_name?}" },

@@ -789,6 +789,64 @@ static void test_model_and_logs(void **state)
     free(id);
 }
 
+/* A draft of a turn being typed: 202 at once, nothing stored (no session
+ * is made, no message kept), the same checks as a turn (unknown document
+ * 404, empty message and bad JSON 400); the real turn afterwards is
+ * answered as ever. */
+static void test_draft(void **state)
+{
+    (void)state;
+    const char *p = fixture_write(g_dir, "txt", g_lines, 6);
+    char *id = upload(p, "drafted.txt", 200, NULL);
+    char body[512];
+    resp_t r;
+    snprintf(body, sizeof body, "{\"message\":\"Where do the ferr\",\"document_id\":\"%s\"}", id);
+    http(g_app.port, "POST", API "/session/s-draft/draft", body, &r);
+    assert_int_equal(r.status, 202);
+    assert_true(json_is_boolean(jpath(r.json, "accepted")));
+    resp_free(&r);
+    /* nothing stored: no session, no message */
+    http(g_app.port, "GET", API "/session/s-draft", NULL, &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    http(g_app.port, "POST", API "/session/s-draft/draft",
+         "{\"message\":\"x\",\"document_id\":\"00000000-0000-0000-0000-000000000000\"}", &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    http(g_app.port, "POST", API "/session/s-draft/draft", "{\"message\":\"\"}", &r);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    http(g_app.port, "POST", API "/session/s-draft/draft", "{\"message\":", &r);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    char longid[300];
+    memset(longid, 'a', 200);
+    snprintf(longid + 200, sizeof longid - 200, "/draft");
+    char url[400];
+    snprintf(url, sizeof url, API "/session/%s", longid);
+    http(g_app.port, "POST", url, "{\"message\":\"x\"}", &r);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    /* the real turn: one user message, one answer */
+    snprintf(body, sizeof body,
+             "{\"message\":\"Where do the ferries leave?\",\"document_id\":\"%s\"}", id);
+    http(g_app.port, "POST", API "/session/s-draft/messages", body, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* a draft of the next turn in an existing session stores nothing either */
+    http(g_app.port, "POST", API "/session/s-draft/draft", "{\"message\":\"And when do th\"}", &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    http(g_app.port, "GET", API "/session/s-draft/messages", NULL, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "messages")), 2);
+    resp_free(&r);
+    http(g_app.port, "DELETE", API "/session/s-draft", NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    delete_doc(id);
+    free(id);
+}
+
 /* A document longer than the model's context: cached in parts; asking about
  * all of it at once (use_rag false) is a 422 with both numbers. */
 static void test_too_long(void **state)
@@ -917,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_disconnect),
         cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_draft),
         cmocka_unit_test(test_model_and_logs),
         cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_errors_and_system),

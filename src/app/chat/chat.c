@@ -349,6 +349,26 @@ static int session_docs(chat_t *c, const char *id, store_doc_t *docs, size_t *n)
     return rc;
 }
 
+/* A draft's documents, as the real turn would have them: the set it
+ * names (set), or the one document it names (document_given: doc_id, NULL
+ * for none), or the session's own (when it exists). */
+static int draft_docs(chat_t *c, const store_id_list_t *set, bool document_given,
+                      const char *doc_id, bool created, store_doc_t *docs, size_t *n)
+{
+    *n = 0;
+    if (!set && !document_given)
+        return created ? STORE_OK : session_docs(c, c->session_id, docs, n);
+    const char *one[1] = { doc_id };
+    const char *const *ids = set ? (const char *const *)set->ids : one;
+    size_t count = set ? set->n : doc_id ? 1 : 0;
+    for (size_t i = 0; i < count && *n < STORE_SET_MAX; i++) {
+        store_doc_init(&docs[*n]);
+        if (store_doc_get_scoped(c->a->store, scope_of(c), ids[i], &docs[*n]) == STORE_OK)
+            (*n)++;
+    }
+    return STORE_OK;
+}
+
 /* The ids the turn names for the session's set (document_ids or a
  * collection's) into *ids (caller cleans up). Returns 0, or -1 with the
  * answer in *status/err. */
@@ -475,23 +495,39 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
     bool created = false;
     const char *first_doc = set_given ? (set.n ? set.ids[0] : NULL) : have_doc ? doc.id : NULL;
     const store_scope_t *scope = scope_of(c);
-    int rc = store_session_ensure_scoped(a->store, scope, session_id, first_doc, &ss, &created);
-    if (rc == STORE_OK && set_given)
-        rc = store_session_set_documents_scoped(a->store, scope, session_id,
-                                                (const char *const *)set.ids, set.n);
-    else if (rc == STORE_OK && document_given && !created)
-        /* an explicit null/"" detaches the document; an id attaches it */
-        rc = store_session_set_document_scoped(a->store, scope, session_id,
-                                               have_doc ? doc.id : NULL);
-    /* The documents the session uses (given now or attached before). */
-    if (rc == STORE_OK)
-        rc = session_docs(c, session_id, docs, &n_docs);
+    int rc;
+    if (turn->draft) {
+        /* a draft changes nothing: the session as it is (or none yet), and
+         * the documents the turn would give it */
+        rc = store_session_get_scoped(a->store, scope, session_id, &ss);
+        if (rc == STORE_ENOTFOUND) {
+            created = true;
+            rc = STORE_OK;
+        }
+        if (rc == STORE_OK)
+            rc = draft_docs(c, set_given ? &set : NULL, document_given,
+                            have_doc ? doc.id : NULL, created, docs, &n_docs);
+    } else {
+        rc = store_session_ensure_scoped(a->store, scope, session_id, first_doc, &ss, &created);
+        if (rc == STORE_OK && set_given)
+            rc = store_session_set_documents_scoped(a->store, scope, session_id,
+                                                    (const char *const *)set.ids, set.n);
+        else if (rc == STORE_OK && document_given && !created)
+            /* an explicit null/"" detaches the document; an id attaches it */
+            rc = store_session_set_document_scoped(a->store, scope, session_id,
+                                                   have_doc ? doc.id : NULL);
+        /* The documents the session uses (given now or attached before). */
+        if (rc == STORE_OK)
+            rc = session_docs(c, session_id, docs, &n_docs);
+    }
     if (rc != STORE_OK) {
         *status = rc == STORE_ENOTFOUND ? 404 : 500;
         snprintf(err, errcap, "Cannot open the session: %s", store_strerror(rc));
         goto fail;
     }
-    rc = store_msg_list_scoped(a->store, scope, session_id, 0, &c->history);
+    rc = turn->draft && created ? STORE_OK
+                                : store_msg_list_scoped(a->store, scope, session_id, 0,
+                                                        &c->history);
     if (rc != STORE_OK) {
         *status = 500;
         snprintf(err, errcap, "Cannot read the session's history: %s", store_strerror(rc));
@@ -506,7 +542,8 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
         caller_salt(c);
     }
     /* the same idempotency key again: the same turn */
-    long keyed = turn->idempotency_key ? find_keyed(&c->history, turn->idempotency_key) : -1;
+    long keyed = turn->idempotency_key && !turn->draft
+                     ? find_keyed(&c->history, turn->idempotency_key) : -1;
     if (keyed >= 0 && strcmp(c->history.items[keyed].content, message) != 0) {
         *status = 422;
         snprintf(err, errcap, "This Idempotency-Key was sent with another message");
@@ -517,7 +554,7 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
     /* the history before the turn (before the keyed message when it is
      * answered again) */
     size_t upto = keyed >= 0 ? (size_t)keyed : c->history.n;
-    if (!ss.title && c->history.n == 0)
+    if (!ss.title && c->history.n == 0 && !turn->draft)
         title_from_message(c, session_id, message);
     c->user = strdup(message);
     size_t first = upto > HISTORY_MAX ? upto - HISTORY_MAX : 0;
@@ -545,9 +582,10 @@ int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, c
         meta = json_dumps_compact(k);
         json_decref(k);
     }
-    rc = keyed >= 0 ? STORE_OK
-                    : store_msg_append_scoped(a->store, scope, session_id, STORE_ROLE_USER,
-                                              message, false, meta, NULL);
+    rc = keyed >= 0 || turn->draft
+             ? STORE_OK
+             : store_msg_append_scoped(a->store, scope, session_id, STORE_ROLE_USER, message,
+                                       false, meta, NULL);
     free(meta);
     if (keyed >= 0)
         log_info("session %s: message with Idempotency-Key %s again: %s", session_id,
@@ -634,6 +672,23 @@ int chat_run(chat_t *c, const llm_callbacks_t *cb, void *ud, llm_result_t *res)
     else if (rc != LLM_ECANCELLED)
         log_warn("chat in session %s failed: %s", c->session_id, res->error);
     return rc;
+}
+
+int chat_draft(chat_t *c, bool *accepted, char *err, size_t errcap)
+{
+    *accepted = false;
+    char key[APP_ROUTE_KEY_MAX];   /* the engine the real turn goes to (chat_run) */
+    if (!c->rag_info)
+        snprintf(key, sizeof key, "s%.*s", APP_ROUTE_KEY_MAX - 2, c->session_id);
+    /* the conversation on the engine: its owner's, as session ids are */
+    char dkey[APP_ROUTE_KEY_MAX];
+    const store_scope_t *scope = scope_of(c);
+    app_route_key(scope ? scope->user_id : NULL, c->session_id, strlen(c->session_id), dkey);
+    int rc = app_draft(c->provider, c->rag_info ? NULL : key, c->msgs, c->n, c->salt, dkey,
+                       accepted, err, errcap);
+    if (rc == LLM_ENOTSUP)   /* remote providers take no drafts */
+        return 0;
+    return rc == LLM_OK ? 0 : -1;
 }
 
 json_t *chat_usage_json(const llm_result_t *res)

@@ -55,6 +55,9 @@ typedef struct {
                                    is the same turn: its stored answer is
                                    given again, or, when it has none, it is
                                    answered without a second user message */
+    bool draft;                 /* a draft of the turn being typed (chat_draft):
+                                   the same prompt, but no session is made,
+                                   nothing attached and nothing stored */
 } chat_turn_t;
 
 /* An idempotency key: 1..CHAT_IDEMPOTENCY_MAX of [A-Za-z0-9._:-]. */
@@ -71,6 +74,14 @@ bool chat_idempotency_key_valid(const char *key);
  * 404, 422, 500, 503...) and a message in err; nothing is stored then. */
 int chat_prepare(app_t *a, const chat_turn_t *turn, chat_t **out, int *status, char *err,
                  size_t errcap);
+
+/* Send a prepared draft turn (chat_turn_t.draft) to the engine its real
+ * turn will go to: the engine prefills the prompt so far into a slot kept
+ * for the session, when it has nothing else to do, and the real turn then
+ * decodes only what follows. Returns 0 with *accepted (false: the engine
+ * had no room, or the provider takes no drafts: remote providers), or -1
+ * with a message in err (the engine could not be asked). */
+int chat_draft(chat_t *c, bool *accepted, char *err, size_t errcap);
 
 /* Where the answer comes from: the prototype's rag_info, or NULL for a
  * turn without a document. Borrowed; valid until chat_free(). */

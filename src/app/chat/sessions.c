@@ -317,6 +317,40 @@ static int parse_turn(httpd_req_t *req, json_t **body, chat_turn_t *turn, const 
     return 0;
 }
 
+/* ---- drafts ---- */
+
+/* A turn being typed: prepared as the real one will be (nothing stored)
+ * and sent to its engine as a draft. Always 202 once the turn is valid:
+ * a draft is advice, so an engine that cannot take it (busy, remote,
+ * down) makes it {"accepted": false, "reason"}, not an error. */
+void sessions_h_draft(httpd_req_t *req, void *user)
+{
+    app_t *a = user;
+    json_t *body = NULL;
+    chat_turn_t turn;
+    const char *ids[STORE_SET_MAX];
+    if (parse_turn(req, &body, &turn, ids))
+        return;
+    turn.draft = true;
+    turn.idempotency_key = NULL;
+    chat_t *c;
+    int status;
+    char err[512] = "";
+    if (chat_prepare(a, &turn, &c, &status, err, sizeof err)) {
+        httpd_reply_error(req, status, "%s", err);
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    bool accepted = false;
+    int rc = chat_draft(c, &accepted, err, sizeof err);
+    chat_free(c);
+    json_t *out = json_pack("{s:b}", "accepted", accepted);
+    if (rc)
+        json_object_set_new(out, "reason", json_string(err));
+    httpd_reply_json(req, 202, out);
+}
+
 /* ---- non-streaming ---- */
 
 static bool never_stop(void *ud)

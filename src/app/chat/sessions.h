@@ -13,5 +13,7 @@ void sessions_h_delete(httpd_req_t *req, void *user);
 void sessions_h_messages(httpd_req_t *req, void *user);
 void sessions_h_post_message(httpd_req_t *req, void *user);
 void sessions_h_stream(httpd_req_t *req, void *user);
+/* POST /session/{id}/draft: a turn being typed, prefilled ahead (chat_draft). */
+void sessions_h_draft(httpd_req_t *req, void *user);
 
 #endif

@@ -1244,6 +1244,26 @@ int llm_chat(llm_provider_t *p, const llm_message_t *msgs, size_t n, const llm_p
 
 /* ---- engine calls: dispatch ---------------------------------------------- */
 
+int llm_draft(llm_provider_t *p, const llm_message_t *msgs, size_t n, const char *cache_salt,
+              const char *key, bool *accepted, char *errmsg, size_t errcap)
+{
+    *accepted = false;
+    if (!p->be->draft) {
+        if (errmsg)
+            snprintf(errmsg, errcap, "%s does not take drafts", p->name);
+        return LLM_ENOTSUP;
+    }
+    size_t klen = key ? strlen(key) : 0;
+    if (!msgs || n == 0 || klen == 0 || klen > LLM_DRAFT_KEY_MAX || !salt_ok(cache_salt)) {
+        if (errmsg)
+            snprintf(errmsg, errcap, "A draft needs messages, a key of 1 to %d bytes and a "
+                                     "valid cache salt", LLM_DRAFT_KEY_MAX);
+        return LLM_EINVAL;
+    }
+    return p->be->draft(p, msgs, n, cache_salt && *cache_salt ? cache_salt : NULL, key, accepted,
+                        errmsg, errcap);
+}
+
 int llm_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                 const llm_callbacks_t *cb, void *ud, llm_prefill_result_t *out)
 {

@@ -328,6 +328,18 @@ int llm_prefill_salted(llm_provider_t *p, const llm_message_t *msgs, size_t n, u
                        const char *cache_salt, const llm_callbacks_t *cb, void *ud,
                        llm_prefill_result_t *out);
 
+/* Local provider only: a draft of a turn being typed, keyed by its
+ * conversation (key: 1..LLM_DRAFT_KEY_MAX bytes). The engine prefills what
+ * msgs render to into a slot bound to key when it has nothing else to do,
+ * and a later chat whose prompt extends it decodes only the rest; nothing
+ * is stored (the engine's POST /v1/cache/draft). Answers at once:
+ * LLM_OK with *accepted (false: the engine had no room for it, dropped),
+ * LLM_ENOTSUP for other providers, LLM_EINVAL for a bad key or salt, or
+ * another LLM_E* with errmsg (may be NULL). */
+#define LLM_DRAFT_KEY_MAX 128
+int llm_draft(llm_provider_t *p, const llm_message_t *msgs, size_t n, const char *cache_salt,
+              const char *key, bool *accepted, char *errmsg, size_t errcap);
+
 /* Local provider only: delete one cache entry. Returns LLM_OK,
  * LLM_ENOTFOUND (no such entry), LLM_EINVAL (an id with characters other
  * than [A-Za-z0-9_-]), LLM_ENOTSUP, or another LLM_E*. errmsg may be NULL. */

@@ -12,7 +12,7 @@
  *   chat_event     reads one parsed event of the answer (error objects and
  *                  "[DONE]" never reach it) and reports text through
  *                  llm__emit(), the end through llm__finish();
- *   prefill, cache_delete, models, tokenize_count: optional (NULL means
+ *   prefill, draft, cache_delete, models, tokenize_count: optional (NULL means
  *                  LLM_ENOTSUP); they use llm__xfer_run() as well.
  *
  * Internal names carry a double underscore (libuv's uv__ convention).
@@ -156,6 +156,9 @@ struct llm_backend {
     int (*prefill)(llm_provider_t *p, const llm_message_t *msgs, size_t n, unsigned flags,
                    const char *cache_salt, const llm_callbacks_t *cb, void *ud,
                    llm_prefill_result_t *out);
+    /* key: 1..LLM_DRAFT_KEY_MAX bytes; cache_salt as for prefill */
+    int (*draft)(llm_provider_t *p, const llm_message_t *msgs, size_t n, const char *cache_salt,
+                 const char *key, bool *accepted, char *errmsg, size_t errcap);
     int (*cache_delete)(llm_provider_t *p, const char *id, char *errmsg, size_t errcap);
     int (*models)(llm_provider_t *p, llm_model_info_t *out, char *errmsg, size_t errcap);
     int (*cache_stats)(llm_provider_t *p, llm_cache_stats_t *out, char *errmsg, size_t errcap);

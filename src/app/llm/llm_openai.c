@@ -329,6 +329,37 @@ static int oa_prefill(llm_provider_t *p, const llm_message_t *msgs, size_t n, un
     return rc;
 }
 
+/* ---- drafts -------------------------------------------------------------- */
+
+static int oa_draft(llm_provider_t *p, const llm_message_t *msgs, size_t n, const char *cache_salt,
+                    const char *key, bool *accepted, char *errmsg, size_t errcap)
+{
+    int rc = require_cache_api(p, errmsg, errcap);
+    if (rc)
+        return rc;
+    json_t *arr = messages_json(msgs, n);
+    json_t *body = arr ? json_pack("{s:o, s:o}", "messages", arr, "key", llm__json_text(key))
+                       : NULL;
+    if (body && cache_salt)
+        json_object_set_new(body, "cache_salt", llm__json_text(cache_salt));
+    char *url = llm__strdupf("%s/v1/cache/draft", p->root_url);
+    if (!body || !url) {
+        json_decref(body);
+        free(url);
+        if (errmsg)
+            snprintf(errmsg, errcap, "Out of memory");
+        return LLM_ENOMEM;
+    }
+    json_t *j = NULL;
+    rc = json_call(p, "POST", url, body, (size_t)64 << 10, LLM_STATUS_TIMEOUT_MS, NULL, NULL, &j,
+                   NULL, errmsg, errcap);
+    if (rc == LLM_OK)
+        *accepted = json_is_true(json_object_get(j, "accepted"));
+    json_decref(j);
+    free(url);
+    return rc;
+}
+
 /* ---- cache delete, models, tokenize -------------------------------------- */
 
 /* GET {root}{path} from the local engine, a status call (bounded by
@@ -502,6 +533,7 @@ const llm_backend_t llm__backend_openai = {
     .chat_request = oa_chat_request,
     .chat_event = oa_chat_event,
     .prefill = oa_prefill,
+    .draft = oa_draft,
     .cache_delete = oa_cache_delete,
     .models = oa_models,
     .cache_stats = oa_cache_stats,
