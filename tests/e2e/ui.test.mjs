@@ -435,6 +435,31 @@ async function walk() {
     check(copied === stored, 'the clipboard holds the answer as stored');
   });
 
+  await step('typing reads the question ahead: drafts at word boundaries, nothing shown; the toggle turns it off', async () => {
+    const drafts = [];
+    const onReq = (req) => { if (req.url().endsWith('/draft')) drafts.push(req.postDataJSON()); };
+    page.on('request', onReq);
+    const before = await page.locator('.msg').count();
+    await page.fill('#chat-input', '');
+    await page.click('#chat-input');
+    await page.keyboard.type('What does the guide say about ', { delay: 15 });
+    await until(async () => drafts.length > 0, 'a draft of the question being typed');
+    check(drafts[0].message === 'What does the guide say about', `the draft carries the text so far (${JSON.stringify(drafts[0])})`);
+    check(drafts.length === 1, `one draft for one pause at a word boundary (${drafts.length})`);
+    check(await page.locator('.msg').count() === before, 'a draft shows nothing in the conversation');
+    await page.uncheck('#drafts-toggle');
+    await page.click('#chat-input');
+    await page.keyboard.press('End');
+    await page.keyboard.type('line 8 and ', { delay: 15 });
+    await page.waitForTimeout(900);
+    check(drafts.length === 1, `no draft while reading ahead is off (${drafts.length})`);
+    await page.reload();
+    await until(async () => !(await page.isChecked('#drafts-toggle')), 'the choice kept in this browser');
+    await page.check('#drafts-toggle');
+    page.off('request', onReq);
+    await page.fill('#chat-input', '');
+  });
+
   await step('Stop aborts a generation; the server keeps the partial answer as incomplete', async () => {
     // Stop is pressed the moment the first words show (answers are short)
     await page.evaluate(() => {

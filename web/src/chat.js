@@ -231,6 +231,7 @@ function setBusy(b) {
 async function send() {
   const text = el.input.value.trim();
   if (!text || busy) return;
+  resetDrafts();
   setBusy(true);
   setStatus(el.status, '');
   userMessage(text);
@@ -297,6 +298,54 @@ async function send() {
   }
 }
 
+/* ---- drafts: the question read ahead while it is typed ----
+ *
+ * At a word boundary after a short pause, the text so far goes to
+ * POST /session/{id}/draft: the model server prefills it (when it has
+ * nothing else to do), so the answer to the whole question starts sooner.
+ * At most one in flight; none for very short text, while an answer runs,
+ * when the model server is not running, or when turned off (the
+ * composer's checkbox, kept in this browser). An answer saying the draft
+ * was not taken (a remote provider, a full server) stops them until the
+ * next question. Nothing shows: answers just start sooner. */
+const DRAFT_PAUSE_MS = 350;
+const DRAFT_MIN_CHARS = 12;
+const drafts = { timer: 0, inFlight: false, sent: '', declined: false };
+
+function draftsOn() {
+  return saved.get('kvchat.drafts') !== 'off';
+}
+
+function resetDrafts() {
+  clearTimeout(drafts.timer);
+  drafts.sent = '';
+  drafts.declined = false;
+}
+
+function scheduleDraft() {
+  clearTimeout(drafts.timer);
+  if (!draftsOn() || busy || drafts.declined || !state.engine.running) return;
+  if (!/[\s.,;:!?]$/.test(el.input.value)) return;   // word boundaries only
+  drafts.timer = setTimeout(sendDraft, DRAFT_PAUSE_MS);
+}
+
+async function sendDraft() {
+  const text = el.input.value.trim();
+  if (busy || drafts.inFlight || drafts.declined || text.length < DRAFT_MIN_CHARS || text === drafts.sent) return;
+  drafts.inFlight = true;
+  drafts.sent = text;
+  const docIds = chatDocIds();
+  try {
+    const r = await post(`/session/${encodeURIComponent(session.id)}/draft`,
+      docIds.length > 1 ? { message: text, document_ids: docIds } : { message: text, document_id: docIds[0] || null });
+    if (r && r.accepted === false) drafts.declined = true;
+  } catch {
+    drafts.declined = true;   // advice only: never an error to show
+  } finally {
+    drafts.inFlight = false;
+  }
+}
+
 function titleOf(text) {
   const one = text.replace(/\s+/g, ' ').trim();
   return one.length > 80 ? `${one.slice(0, 77)}…` : one;
@@ -310,6 +359,7 @@ function stop() {
 
 function newSession() {
   stop();
+  resetDrafts();
   session.id = newId();
   session.onServer = false;
   saved.set('kvchat.session', '');
@@ -445,6 +495,13 @@ export function initChat(docsReady) {
       ev.preventDefault();
       send();
     }
+  });
+  el.input.addEventListener('input', scheduleDraft);
+  const draftsToggle = byId('drafts-toggle');
+  draftsToggle.checked = draftsOn();
+  draftsToggle.addEventListener('change', () => {
+    saved.set('kvchat.drafts', draftsToggle.checked ? 'on' : 'off');
+    resetDrafts();
   });
   el.stop.addEventListener('click', stop);
   byId('clear-btn').addEventListener('click', () => {
