@@ -48,6 +48,21 @@ int metrics_render(engine_t *e, buf_t *b)
                 s.snapshot_bytes);
         counter(b, "kvchat_engine_restored_bytes_total", "Bytes of KV restored from RAM or disk",
                 s.restore_bytes_total);
+        counter(b, "kvchat_engine_drafts_total", "Drafts bound to a slot (prefill while typing)",
+                s.drafts);
+        counter(b, "kvchat_engine_drafts_dropped_total",
+                "Drafts dropped: no slot they could take, real requests waiting, or evicted unused",
+                s.drafts_dropped);
+        counter(b, "kvchat_engine_draft_tokens_total", "Prompt tokens decoded by drafts",
+                s.draft_tokens);
+        counter(b, "kvchat_engine_draft_tokens_used_total",
+                "Draft tokens that the real request then found in its slot", s.draft_tokens_used);
+        gauge(b, "kvchat_engine_draft_slots", "Slots bound to a draft", s.draft_slots);
+        buf_printf(b, "# HELP kvchat_engine_deferred_snapshot_seconds_total Time spent taking the "
+                      "snapshots that answers left owed (off their critical path)\n"
+                      "# TYPE kvchat_engine_deferred_snapshot_seconds_total counter\n"
+                      "kvchat_engine_deferred_snapshot_seconds_total %.6f\n",
+                   s.snapshot_ms_total / 1000.0);
         gauge(b, "kvchat_engine_slots_busy", "Slots running a request", s.slots_busy);
         gauge(b, "kvchat_engine_queue_length", "Requests waiting for a slot", s.queue_len);
         buf_printf(b, "# HELP kvchat_engine_ttft_seconds Time from request to first token\n"

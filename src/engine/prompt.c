@@ -322,9 +322,10 @@ static int render(const prompt_t *p, const prompt_msg_t *msgs, int n, bool add_a
 
 /* Tokenize one message's text seg[0..len) whose content is `content`, in
  * a conversation under the namespace `salt`. `first` marks the very first
- * piece of the prompt (BOS goes there). */
+ * piece of the prompt (BOS goes there); `open_end`: stop after the
+ * content (a message still being typed has no closer yet). */
 static int tokenize_message(prompt_t *p, const kvstore_salt_t *salt, toks_t *t, const char *seg,
-                            size_t len, const prompt_msg_t *msg, bool first)
+                            size_t len, const prompt_msg_t *msg, bool first, bool open_end)
 {
     bool bos = first && model_info(p->m)->add_bos &&
                !(p->bos_text[0] && strncmp(seg, p->bos_text, strlen(p->bos_text)) == 0);
@@ -368,7 +369,7 @@ static int tokenize_message(prompt_t *p, const kvstore_salt_t *salt, toks_t *t, 
         if (!rc && done > 0)
             prompt_remember_reply_salted(p, salt, at, clen, t->v + start, t->n - start);
     }
-    if (rc)
+    if (rc || open_end)
         return rc;
     return toks_tokenize(p, t, at + clen, len - open_len - clen, false, true);
 }
@@ -448,7 +449,7 @@ int prompt_chat_salted(prompt_t *p, const kvstore_salt_t *salt, const prompt_msg
             break;
         }
         rc = tokenize_message(p, salt, &t, cur + prev_len, cur_len - prev_len, &msgs[k],
-                              t.n == 0);
+                              t.n == 0, end == PROMPT_DRAFT && k == n_msgs - 1);
         free(prev);
         prev = cur;
         prev_len = cur_len;
@@ -462,6 +463,8 @@ int prompt_chat_salted(prompt_t *p, const kvstore_salt_t *salt, const prompt_msg
             else if (rc == 0)
                 rc = toks_tokenize(p, &t, tail + prev_len, tail_len - prev_len,
                                    t.n == 0 && model_info(p->m)->add_bos, true);
+        } else if (end == PROMPT_DRAFT) {
+            /* nothing after the last message's content */
         } else if (n_msgs == 0 || strcmp(msgs[n_msgs - 1].role, "user") != 0) {
             rc = user_opener(p, msgs, n_msgs, prev, prev_len, &tail, &tail_len);
             p->user_opener = tail_len > 0;

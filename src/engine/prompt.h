@@ -49,6 +49,10 @@ typedef struct {
 typedef enum {
     PROMPT_GENERATE,        /* end with the assistant opener */
     PROMPT_PREFIX,          /* end with the next user turn's opener, if any */
+    PROMPT_DRAFT,           /* end after the last message's content: a turn
+                             * still being typed (its tokens are a prefix of
+                             * the PROMPT_GENERATE tokens of the finished
+                             * turn when the text so far ends a word) */
 } prompt_end_t;
 
 typedef struct prompt prompt_t;

@@ -9,7 +9,12 @@
  * a finished job's snapshot covers the prompt and every generated token but
  * the last one sampled.
  *
- * Locking: `lock` guards the queue, the stats and the job flags the HTTP
+ * A draft slot is IDLE with `draft` set: cached[0..n_cached) is always a
+ * prefix of draft_tokens, and draft_base of them were there before the
+ * draft decoded any (what it found in the slot), so a job that takes the
+ * slot reused (kept - draft_base) drafted tokens.
+ *
+ * Locking: `lock` guards the queue, the draft inbox, the stats and the job flags the HTTP
  * threads touch; everything about slots and the model belongs to the decode
  * thread alone.
  */
@@ -66,7 +71,25 @@ typedef struct {
     double t_start, t_first;
     uint64_t last_used;
     kvstore_salt_t salt;        /* namespace of the KV it holds (of its job) */
+    int unsaved;                /* > 0: the snapshot of cached[0..unsaved) is owed */
+    bool draft;                 /* IDLE and bound to a draft */
+    bool draft_sync;            /* the KV is not yet brought in line with it */
+    char draft_key[SCHED_DRAFT_KEY_MAX + 1];
+    kvstore_salt_t draft_salt;
+    model_token_t *draft_tokens; /* what the draft wants in the KV (owned) */
+    int n_draft;
+    int draft_base;             /* cached tokens the draft did not decode */
 } slot_t;
+
+/* A draft on its way from sched_draft() to the decode thread (the inbox
+ * holds one per key: a newer one replaces it). */
+typedef struct draft_req {
+    char key[SCHED_DRAFT_KEY_MAX + 1];
+    kvstore_salt_t salt;
+    model_token_t *tokens;
+    int n_tokens;
+    struct draft_req *next;
+} draft_req_t;
 
 struct sched {
     sched_config_t cfg;
@@ -82,6 +105,8 @@ struct sched {
     pthread_cond_t wake;
     sched_job_t *q_head, *q_tail;
     int q_len;
+    draft_req_t *d_head, *d_tail; /* the draft inbox */
+    int draft_rr;               /* the slot after the last one drafted */
     bool stopping;
     atomic_bool forget_slots;
     uint64_t clock;
@@ -347,6 +372,8 @@ static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const cha
     /* Snapshot the exact boundary: prefill end, or prompt+reply end. */
     if (rc == SCHED_OK && !cancelled && j->p.use_cache) {
         if (j->p.kind == JOB_PREFILL) {
+            /* (its entry starts with anything the slot owed) */
+            sl->unsaved = 0;
             if (snapshot(s, sl, j->p.pin, j->p.to_disk, res) != 0 && !res->entry_id[0]) {
                 res->rc = j->p.to_disk ? SCHED_ESTORE : SCHED_EINVAL;
                 if (!res->error[0])
@@ -361,7 +388,10 @@ static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const cha
                 sl->n_cached = 0;
             }
         } else {
-            snapshot(s, sl, false, false, NULL);
+            /* Owed, not taken: the answer ends with its last token, and
+             * the snapshot is taken in an idle step, or before the slot's
+             * KV is dropped or rewritten, or at shutdown (save_slot). */
+            sl->unsaved = sl->n_cached;
             /* The next turn sends this reply back as text: remember its
              * tokens so it tokenizes to exactly what is in the snapshot.
              * A reply cut by a stop string no longer matches its tokens. */
@@ -391,9 +421,11 @@ static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const cha
     sl->state = SLOT_IDLE;
     sl->last_used = ++s->clock;
     if (rc != SCHED_OK) {
-        /* After a failed decode the KV content is unknown: drop it. */
+        /* After a failed decode the KV content is unknown: drop it (a
+         * snapshot it owed is lost with it). */
         model_seq_rm(s->ctx, sl->id, -1, -1);
         sl->n_cached = 0;
+        sl->unsaved = 0;
     }
     job_unref(j);
 }
@@ -408,8 +440,19 @@ static void finish(sched_t *s, slot_t *sl, const char *reason, int rc, const cha
  * overlap, such as a system prompt that all documents share, is not worth
  * overwriting a slot for: its other tokens serve later requests from the
  * slot tier, and the overlap is in the store anyway. Then an empty slot is
- * taken, else the least recently used one. *common gets the tokens the
- * chosen slot shares with the job. */
+ * taken, else the one evict_rank() gives up first. *common gets the
+ * tokens the chosen slot shares with the job. */
+/* Which idle slot's KV goes first when one must: a draft's, then one
+ * whose snapshot is stored, then one that still owes it (lower first; the
+ * least recently used among equals). */
+static int evict_rank(const slot_t *sl) { return sl->draft ? 0 : sl->unsaved > 0 ? 2 : 1; }
+
+static bool evicts_before(const slot_t *a, const slot_t *b)
+{
+    return !b || evict_rank(a) < evict_rank(b) ||
+           (evict_rank(a) == evict_rank(b) && a->last_used < b->last_used);
+}
+
 static slot_t *pick_slot(sched_t *s, const sched_job_t *j, int *common)
 {
     slot_t *best = NULL, *lru = NULL, *empty = NULL;
@@ -421,9 +464,9 @@ static slot_t *pick_slot(sched_t *s, const sched_job_t *j, int *common)
         int c = j->p.use_cache && kvstore_salt_equal(&sl->salt, &j->p.salt)
                     ? common_prefix(sl->cached, sl->n_cached, j->p.tokens, j->p.n_tokens)
                     : 0;
-        if (!empty && sl->n_cached == 0)
+        if (!empty && sl->n_cached == 0 && !sl->draft)
             empty = sl;
-        if (!lru || sl->last_used < lru->last_used) {
+        if (evicts_before(sl, lru)) {
             lru = sl;
             lru_n = c;
         }
@@ -444,21 +487,295 @@ static slot_t *pick_slot(sched_t *s, const sched_job_t *j, int *common)
     return lru;
 }
 
+/* ---- deferred snapshots ---- */
+
+static int trim_slot(sched_t *s, slot_t *sl, int keep);
+static int restore_entry(sched_t *s, slot_t *sl, kvstore_handle_t *h);
+
+/* Store the snapshot a finished job left owed (its whole sequence; the
+ * slot's KV is still exactly what the job left, or a longer sequence that
+ * starts with it). Called before anything drops or rewrites those tokens,
+ * on idle steps, and at shutdown. */
+static void save_slot(sched_t *s, slot_t *sl)
+{
+    if (sl->unsaved <= 0)
+        return;
+    double t0 = now_ms();
+    if (sl->n_cached >= sl->unsaved)
+        snapshot(s, sl, false, false, NULL);
+    sl->unsaved = 0;
+    double ms = now_ms() - t0;
+    pthread_mutex_lock(&s->lock);
+    s->stats.snapshot_ms_total += ms;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* An idle slot that still owes its snapshot (the least recently used). */
+static slot_t *unsaved_slot(sched_t *s)
+{
+    slot_t *pick = NULL;
+    for (int i = 0; i < s->cfg.n_slots; i++) {
+        slot_t *sl = &s->slots[i];
+        if (sl->state == SLOT_IDLE && sl->unsaved > 0 &&
+            (!pick || sl->last_used < pick->last_used))
+            pick = sl;
+    }
+    return pick;
+}
+
+/* ---- drafts ---- */
+
+/* Release the slot's draft (its KV stays, as any idle slot's does);
+ * `dropped`: it ended unused, counted as dropped. */
+static void draft_unbind(sched_t *s, slot_t *sl, bool dropped)
+{
+    if (!sl->draft)
+        return;
+    free(sl->draft_tokens);
+    sl->draft_tokens = NULL;
+    sl->n_draft = 0;
+    sl->draft_base = 0;
+    sl->draft = false;
+    sl->draft_sync = false;
+    sl->draft_key[0] = '\0';
+    pthread_mutex_lock(&s->lock);
+    s->stats.draft_slots--;
+    if (dropped)
+        s->stats.drafts_dropped++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Bind a submitted draft to a slot: the slot of its key, else an empty
+ * idle slot or an idle one whose KV is wholly a prefix of the draft in its
+ * namespace (the one sharing most), while fewer than max(1, n_slots - 1)
+ * slots hold drafts. Bookkeeping only: the KV is brought in line by
+ * draft_sync(), in an idle step. Takes r->tokens. */
+static void draft_bind(sched_t *s, draft_req_t *r)
+{
+    slot_t *own = NULL, *take = NULL;
+    int n_drafts = 0, take_n = -1;
+    for (int i = 0; i < s->cfg.n_slots; i++) {
+        slot_t *sl = &s->slots[i];
+        if (sl->draft) {
+            n_drafts++;
+            if (strcmp(sl->draft_key, r->key) == 0)
+                own = sl;
+            continue;
+        }
+        if (sl->state != SLOT_IDLE)
+            continue;
+        int c = 0;
+        if (sl->n_cached > 0) {
+            if (!kvstore_salt_equal(&sl->salt, &r->salt))
+                continue;
+            c = common_prefix(sl->cached, sl->n_cached, r->tokens, r->n_tokens);
+            if (c < sl->n_cached)
+                continue;   /* it holds what a job left: not the draft's to drop */
+        }
+        if (c > take_n) {
+            take = sl;
+            take_n = c;
+        }
+    }
+    int max_drafts = s->cfg.n_slots > 1 ? s->cfg.n_slots - 1 : 1;
+    slot_t *sl = own;
+    if (!sl) {
+        if (!take || n_drafts >= max_drafts) {
+            free(r->tokens);
+            r->tokens = NULL;
+            pthread_mutex_lock(&s->lock);
+            s->stats.drafts_dropped++;
+            pthread_mutex_unlock(&s->lock);
+            return;
+        }
+        sl = take;
+        sl->draft = true;
+        snprintf(sl->draft_key, sizeof sl->draft_key, "%s", r->key);
+        sl->draft_base = sl->n_cached;
+        pthread_mutex_lock(&s->lock);
+        s->stats.draft_slots++;
+        s->stats.drafts++;
+        pthread_mutex_unlock(&s->lock);
+    } else {
+        free(sl->draft_tokens);
+    }
+    sl->draft_salt = r->salt;
+    sl->draft_tokens = r->tokens;
+    sl->n_draft = r->n_tokens;
+    sl->draft_sync = true;
+    r->tokens = NULL;
+    sl->last_used = ++s->clock;
+}
+
+/* Bind the drafts submitted since the last step. */
+static void take_drafts(sched_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    draft_req_t *r = s->d_head;
+    s->d_head = s->d_tail = NULL;
+    pthread_mutex_unlock(&s->lock);
+    while (r) {
+        draft_req_t *next = r->next;
+        draft_bind(s, r);
+        free(r->tokens);
+        free(r);
+        r = next;
+    }
+}
+
+static bool draft_has_work(const slot_t *sl)
+{
+    return sl->draft && sl->state == SLOT_IDLE && (sl->draft_sync || sl->n_cached < sl->n_draft);
+}
+
+/* Whether an idle step has something to do: a draft to feed or a snapshot
+ * owed. The decode thread's own state. */
+static bool idle_work(sched_t *s)
+{
+    for (int i = 0; i < s->cfg.n_slots; i++) {
+        const slot_t *sl = &s->slots[i];
+        if (draft_has_work(sl) || (sl->state == SLOT_IDLE && sl->unsaved > 0))
+            return true;
+    }
+    return false;
+}
+
+/* Bring a slot's KV in line with its (new) draft: keep what both share,
+ * then restore a longer prefix from the store when it has one. Returns
+ * true when this was a step's worth of work (a restore). */
+static bool draft_sync(sched_t *s, slot_t *sl)
+{
+    sl->draft_sync = false;
+    int c = kvstore_salt_equal(&sl->salt, &sl->draft_salt)
+                ? common_prefix(sl->cached, sl->n_cached, sl->draft_tokens, sl->n_draft)
+                : 0;
+    if (c < sl->n_cached) {
+        save_slot(s, sl);   /* what a job left is stored before it is cut */
+        if (c == 0) {
+            model_seq_rm(s->ctx, sl->id, -1, -1);
+            sl->n_cached = 0;
+        } else {
+            trim_slot(s, sl, c);   /* on failure the slot is emptied */
+        }
+    }
+    sl->salt = sl->draft_salt;
+    if (sl->draft_base > sl->n_cached)
+        sl->draft_base = sl->n_cached;
+    if (slot_reserve(sl, sl->n_draft + 1) != 0) {
+        model_seq_rm(s->ctx, sl->id, -1, -1);
+        sl->n_cached = 0;
+        draft_unbind(s, sl, true);
+        return false;
+    }
+    /* A stored prefix longer than the slot's (by more than a chunk: a
+     * restore costs about a chunk's decode) is restored, as a job would. */
+    if (!s->store || sl->n_draft - sl->n_cached <= SCHED_DRAFT_CHUNK)
+        return false;
+    kvstore_match_t mt = { 0 };
+    kvstore_lookup_salted(s->store, &sl->draft_salt, sl->draft_tokens, sl->n_draft, &mt);
+    kvstore_handle_t *h = mt.full;
+    int keep = mt.full ? mt.full_len : 0;
+    if (mt.partial && mt.partial_len > keep) {
+        h = mt.partial;
+        keep = mt.partial_len;
+    }
+    bool restored = false;
+    if (h && keep > sl->n_cached + SCHED_DRAFT_CHUNK) {
+        save_slot(s, sl);
+        /* emptied first, so that make_room() never picks this slot */
+        model_seq_rm(s->ctx, sl->id, -1, -1);
+        sl->n_cached = 0;
+        if (restore_entry(s, sl, h) >= 0 && trim_slot(s, sl, keep) == 0) {
+            kvstore_touch(s->store, h);
+            sl->draft_base = sl->n_cached;
+            restored = true;
+        } else {
+            model_seq_rm(s->ctx, sl->id, -1, -1);
+            sl->n_cached = 0;
+            sl->draft_base = 0;
+        }
+        /* restore_entry() sized the token array for the entry */
+        if (slot_reserve(sl, sl->n_draft + 1) != 0) {
+            model_seq_rm(s->ctx, sl->id, -1, -1);
+            sl->n_cached = 0;
+            draft_unbind(s, sl, true);
+        }
+    }
+    kvstore_release(s->store, mt.full);
+    kvstore_release(s->store, mt.partial);
+    return restored;
+}
+
+/* One unit of idle work: a snapshot owed, else the next chunk of a draft
+ * (the drafts take turns). Called only when no job has tokens to decode. A
+ * draft that fails to decode (no room in the KV, which it never makes) is
+ * dropped with its KV. */
+static void idle_step(sched_t *s)
+{
+    slot_t *owed = unsaved_slot(s);
+    if (owed) {
+        save_slot(s, owed);
+        return;
+    }
+    slot_t *sl = NULL;
+    for (int k = 0; k < s->cfg.n_slots && !sl; k++) {
+        slot_t *c = &s->slots[(s->draft_rr + k) % s->cfg.n_slots];
+        if (draft_has_work(c))
+            sl = c;
+    }
+    if (!sl)
+        return;
+    s->draft_rr = (sl->id + 1) % s->cfg.n_slots;
+    if (sl->draft_sync && draft_sync(s, sl))
+        return;
+    if (!sl->draft || sl->n_cached >= sl->n_draft)
+        return;
+    int take = sl->n_draft - sl->n_cached;
+    if (take > SCHED_DRAFT_CHUNK)
+        take = SCHED_DRAFT_CHUNK;
+    if (take > s->cfg.n_batch)
+        take = s->cfg.n_batch;
+    model_batch_clear(s->batch);
+    for (int k = 0; k < take; k++) {
+        int pos = sl->n_cached + k;
+        model_batch_add(s->batch, sl->draft_tokens[pos], pos, sl->id, false);
+    }
+    int rc = model_decode(s->ctx, s->batch);
+    if (rc != MODEL_OK) {
+        log_debug("slot %d: draft dropped: %s", sl->id, model_strerror(rc));
+        model_seq_rm(s->ctx, sl->id, -1, -1);
+        sl->n_cached = 0;
+        draft_unbind(s, sl, true);
+        return;
+    }
+    memcpy(sl->cached + sl->n_cached, sl->draft_tokens + sl->n_cached,
+           (size_t)take * sizeof *sl->cached);
+    sl->n_cached += take;
+    pthread_mutex_lock(&s->lock);
+    s->stats.draft_tokens += (uint64_t)take;
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* Restore an entry into the slot. Returns the tokens now in the KV, or
  * a negative error (the slot's sequence is then empty). */
 /* With a KV buffer shared by the slots, idle slots' contents (the slot
  * tier) take cells a running request may need: drop the least recently
- * used one. Returns true if cells were freed. */
+ * used one (a draft's first). Returns true if cells were freed. */
 static bool make_room(sched_t *s)
 {
     slot_t *lru = NULL;
     for (int i = 0; i < s->cfg.n_slots; i++) {
         slot_t *sl = &s->slots[i];
-        if (sl->state == SLOT_IDLE && sl->n_cached > 0 && (!lru || sl->last_used < lru->last_used))
+        if (sl->state != SLOT_IDLE || sl->n_cached == 0)
+            continue;
+        if (evicts_before(sl, lru))
             lru = sl;
     }
     if (!lru)
         return false;
+    if (lru->draft)
+        draft_unbind(s, lru, true);
+    save_slot(s, lru);
     model_seq_rm(s->ctx, lru->id, -1, -1);
     lru->n_cached = 0;
     log_debug("slot %d: dropped its idle KV to make room", lru->id);
@@ -528,8 +845,14 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
     const int usable_max = n - 1;
     cache_tier_t tier = TIER_NONE;
     int keep = 0;
+    /* A job takes a draft's slot over: the draft ends here, and what the
+     * job keeps of it was drafted for it. */
+    bool was_draft = sl->draft;
+    int draft_base = sl->draft_base;
+    draft_unbind(s, sl, false);
 
     if (!j->p.use_cache) {
+        save_slot(s, sl);
         model_seq_rm(s->ctx, sl->id, -1, -1);
         sl->n_cached = 0;
     } else {
@@ -540,6 +863,10 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
         int full_keep = mt.full ? (mt.full_len < usable_max ? mt.full_len : usable_max) : 0;
         int part_keep = mt.partial ? (mt.partial_len < usable_max ? mt.partial_len : usable_max) : 0;
         int store_keep = full_keep > part_keep ? full_keep : part_keep;
+        /* A snapshot the slot owes is taken now unless the job carries on
+         * from all of it in the slot (then the job's own covers it). */
+        if (sl->unsaved > 0 && !(slot_keep >= sl->unsaved && slot_keep >= store_keep))
+            save_slot(s, sl);
         if (slot_keep > 0 && slot_keep >= store_keep) {
             if (trim_slot(s, sl, slot_keep) == 0) {
                 keep = slot_keep;
@@ -596,6 +923,8 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
     s->stats.hits[tier]++;
     s->stats.prompt_tokens += (uint64_t)n;
     s->stats.cached_tokens += (uint64_t)keep;
+    if (was_draft && tier == TIER_SLOT && keep > draft_base)
+        s->stats.draft_tokens_used += (uint64_t)(keep - draft_base);
     pthread_mutex_unlock(&s->lock);
 
     if (j->p.kind == JOB_GENERATE) {
@@ -749,8 +1078,10 @@ static void step(sched_t *s)
         for (int i = 0; i < s->cfg.n_slots; i++) {
             slot_t *sl = &s->slots[i];
             if (sl->state == SLOT_IDLE) {
+                draft_unbind(s, sl, false);
                 model_seq_rm(s->ctx, sl->id, -1, -1);
                 sl->n_cached = 0;
+                sl->unsaved = 0;
             }
         }
     }
@@ -764,8 +1095,13 @@ static void step(sched_t *s)
         }
     }
     admit(s);
-    if (build_batch(s) == 0)
+    /* After admission: a draft never takes a slot a waiting job could. */
+    take_drafts(s);
+    if (build_batch(s) == 0) {
+        /* No job has anything to decode: a snapshot owed, or a draft. */
+        idle_step(s);
         return;
+    }
     int rc = model_decode(s->ctx, s->batch);
     while (rc == MODEL_ENOSPACE && make_room(s))
         rc = model_decode(s->ctx, s->batch);
@@ -811,8 +1147,10 @@ static void *run(void *arg)
 {
     sched_t *s = arg;
     for (;;) {
+        bool idle = idle_work(s);
         pthread_mutex_lock(&s->lock);
-        while (!s->stopping && !s->q_head && !any_active(s) && !atomic_load(&s->forget_slots))
+        while (!s->stopping && !s->q_head && !s->d_head && !idle && !any_active(s) &&
+               !atomic_load(&s->forget_slots))
             pthread_cond_wait(&s->wake, &s->lock);
         bool stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
@@ -820,7 +1158,11 @@ static void *run(void *arg)
             break;
         step(s);
     }
-    /* Shutdown: every job, running or queued, gets its on_done. */
+    /* Shutdown: snapshots owed are taken (what a running job's slot holds
+     * is a valid sequence too), then every job, running or queued, gets
+     * its on_done. */
+    for (int i = 0; i < s->cfg.n_slots; i++)
+        save_slot(s, &s->slots[i]);
     for (int i = 0; i < s->cfg.n_slots; i++)
         if (s->slots[i].state != SLOT_IDLE)
             finish(s, &s->slots[i], "cancelled", SCHED_ESTOPPED, sched_strerror(SCHED_ESTOPPED));
@@ -838,6 +1180,16 @@ static void *run(void *arg)
         job_unref(j);
         j = next;
     }
+    /* Drafts still waiting are dropped; none can arrive now (stopping). */
+    pthread_mutex_lock(&s->lock);
+    for (draft_req_t *r = s->d_head; r;) {
+        draft_req_t *next = r->next;
+        free(r->tokens);
+        free(r);
+        r = next;
+    }
+    s->d_head = s->d_tail = NULL;
+    pthread_mutex_unlock(&s->lock);
     return NULL;
 }
 
@@ -892,8 +1244,10 @@ void sched_stop(sched_t *s)
     pthread_cond_broadcast(&s->wake);
     pthread_mutex_unlock(&s->lock);
     pthread_join(s->thread, NULL);
-    for (int i = 0; i < s->cfg.n_slots; i++)
+    for (int i = 0; i < s->cfg.n_slots; i++) {
         free(s->slots[i].cached);
+        free(s->slots[i].draft_tokens);
+    }
     free(s->slots);
     model_batch_free(s->batch);
     pthread_mutex_destroy(&s->lock);
@@ -945,6 +1299,60 @@ int sched_submit(sched_t *s, sched_job_params_t *p, const sched_sink_t *sink, vo
     s->stats.requests++;
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
+    return SCHED_OK;
+}
+
+int sched_draft(sched_t *s, const char *key, const kvstore_salt_t *salt, model_token_t *tokens,
+                int n_tokens, bool *accepted)
+{
+    *accepted = false;
+    size_t klen = key ? strlen(key) : 0;
+    if (klen == 0 || klen > SCHED_DRAFT_KEY_MAX || !tokens || n_tokens < 1) {
+        free(tokens);
+        return SCHED_EINVAL;
+    }
+    if (n_tokens >= s->seq_cap) {
+        free(tokens);
+        return SCHED_ETOOLONG;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->lock);
+        free(tokens);
+        return SCHED_ESTOPPED;
+    }
+    if (s->q_len > 0) {
+        /* Real requests are waiting for slots: no draft now. */
+        s->stats.drafts_dropped++;
+        pthread_mutex_unlock(&s->lock);
+        free(tokens);
+        return SCHED_OK;
+    }
+    draft_req_t *r = s->d_head;
+    while (r && strcmp(r->key, key) != 0)
+        r = r->next;
+    if (r) {
+        free(r->tokens);   /* replaced before it was bound */
+    } else {
+        r = calloc(1, sizeof *r);
+        if (!r) {
+            pthread_mutex_unlock(&s->lock);
+            free(tokens);
+            return SCHED_ENOMEM;
+        }
+        memcpy(r->key, key, klen + 1);
+        if (s->d_tail)
+            s->d_tail->next = r;
+        else
+            s->d_head = r;
+        s->d_tail = r;
+    }
+    r->salt = *salt;
+    r->tokens = tokens;
+    r->n_tokens = n_tokens;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    *accepted = true;
     return SCHED_OK;
 }
 

@@ -22,6 +22,34 @@
  * the prefix is held by neither RAM nor a slot, and the next such job finds
  * that slot free instead of taking one that holds another document.
  *
+ * Drafts ("prefill while typing"): a draft binds an idle slot to a key (a
+ * session) and feeds it the tokens of a prompt still being typed,
+ * SCHED_DRAFT_CHUNK tokens at a time, only in steps where no job has
+ * anything to decode (neither prompt tokens nor a generating slot), so a
+ * job waits at most one chunk for it. When the store holds a longer prefix
+ * of the draft than the slot, the draft restores it first, as a job would.
+ * A draft is no job: it has no reply, no snapshot and no on_done. The next
+ * draft of the same key keeps the tokens both share and drops the rest. The
+ * slot stays IDLE the whole time, so a job takes it like any idle slot: a
+ * job that carries on from the draft (same namespace) decodes only the
+ * rest; any other job may take it over (a draft's KV goes before any job's
+ * slot tier). At most max(1, n_slots - 1) slots hold drafts; a draft takes
+ * only an empty slot or one whose KV is wholly a prefix of it in its
+ * namespace, so it never evicts what a job left, and touches no store
+ * entry (pinned or not).
+ *
+ * Snapshots off the critical path: a generation job's snapshot (prompt and
+ * reply) is owed when it finishes, not taken: its answer ends with its last
+ * token. The slot keeps the sequence, and the snapshot is taken in the next
+ * step with nothing to decode, or before the slot's KV is dropped or
+ * rewritten (another job takes the slot, room is made, a draft cuts it), or
+ * at shutdown; a job that carries on from the whole sequence in the slot
+ * (the session's next turn) takes it over, and its own snapshot covers it.
+ * A snapshot is never taken while other slots have tokens to decode. Lost
+ * only with the process (kill -9 before the next idle step) or with a
+ * failed decode. Prefill jobs still snapshot before they finish (their
+ * caller waits for the entry).
+ *
  * Ownership: a job is reference-counted between the submitter and the
  * scheduler. The sink's on_done is called exactly once per accepted job
  * (also when cancelled or failed) and is the last callback; after it the
@@ -159,6 +187,22 @@ int sched_submit(sched_t *s, sched_job_params_t *p, const sched_sink_t *sink, vo
 void sched_cancel(sched_job_t *job);
 void sched_job_release(sched_job_t *job);
 
+/* Longest draft key (bytes), and the tokens a draft decodes per step. */
+#define SCHED_DRAFT_KEY_MAX 128
+#define SCHED_DRAFT_CHUNK 64
+
+/* Start or replace the draft of `key` (1 to SCHED_DRAFT_KEY_MAX bytes) in
+ * the namespace `salt`: queued for the decode thread, which binds it to a
+ * slot at its next step (a draft still queued for the same key is
+ * replaced). Does not wait. `tokens` (malloc'd) belong to the scheduler in
+ * every case. Returns SCHED_OK with *accepted true when queued, false when
+ * real requests are waiting for a slot (then no draft is taken; one that
+ * finds no slot at its step is dropped too, counted in drafts_dropped);
+ * SCHED_EINVAL (bad key or no tokens), SCHED_ETOOLONG (no shorter than a
+ * slot's context), SCHED_ESTOPPED or SCHED_ENOMEM otherwise. */
+int sched_draft(sched_t *s, const char *key, const kvstore_salt_t *salt, model_token_t *tokens,
+                int n_tokens, bool *accepted);
+
 /* Forget what the slots hold (after a cache reset). */
 void sched_forget_slots(sched_t *s);
 
@@ -170,11 +214,16 @@ typedef struct {
     uint64_t prompt_tokens, cached_tokens, generated_tokens;
     uint64_t hits[SCHED_N_TIERS]; /* by cache_tier_t (TIER_NONE = misses) */
     uint64_t snapshots, snapshot_bytes;
+    double snapshot_ms_total;    /* snapshots owed by answers, taken later */
     int slots_busy, queue_len;
     /* time-to-first-token histogram, buckets in seconds (cumulative) */
     uint64_t ttft_buckets[12];
     double ttft_sum;
     uint64_t ttft_count;
+    uint64_t drafts, drafts_dropped; /* drafts bound to a slot / dropped */
+    uint64_t draft_tokens;       /* tokens decoded by drafts */
+    uint64_t draft_tokens_used;  /* of those, reused by a job that took the slot */
+    int draft_slots;             /* slots bound to a draft now */
     double restore_ms_total;     /* load from the store + copy into the KV */
     double restore_copy_ms_total;  /* the copy into the KV alone */
     uint64_t restore_bytes_total;

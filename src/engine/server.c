@@ -1040,6 +1040,95 @@ out:
     json_decref(body);
 }
 
+/* POST /v1/cache/draft {messages, key, cache_salt?}: the conversation as
+ * typed so far (the last message unfinished), prefilled into a slot bound
+ * to `key` while the engine has nothing else to do (scheduler.h,
+ * "Drafts"). Answers 202 at once: {"accepted", "tokens"}; accepted is
+ * false when real requests are waiting for a slot. */
+static void h_draft(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    json_t *body = begin_json(e, req);
+    if (!body)
+        return;
+    json_err_t err = { "" };
+    json_t *arr = NULL;
+    const char *key = NULL;
+    int rc = json_get_array(body, "messages", &arr, &err);
+    size_t nm = rc == JSON_OK ? json_array_size(arr) : 0;
+    prompt_msg_t *msgs = NULL;
+    char **owned = NULL;
+    char *last = NULL;
+    model_token_t *toks = NULL;
+    int n = 0, n_toks = 0;
+    kvstore_salt_t salt;
+    if (rc != JSON_OK || nm == 0 || nm > MAX_MESSAGES) {
+        httpd_reply_error(req, 400, "%s", rc == JSON_ETYPE     ? err.msg
+                                          : rc == JSON_EMISSING ? "Missing required field 'messages'"
+                                                                : "'messages' must hold 1 to "
+                                                                  "4096 messages");
+        goto out;
+    }
+    rc = json_get_string(body, "key", &key, &err);
+    size_t klen = rc == JSON_OK ? strlen(key) : 0;
+    if (klen == 0 || klen > SCHED_DRAFT_KEY_MAX) {
+        httpd_reply_error(req, 400, "Field 'key' must be a string of 1 to %d bytes",
+                          SCHED_DRAFT_KEY_MAX);
+        goto out;
+    }
+    if (parse_salt(req, body, &salt) != 0)
+        goto out;
+    msgs = calloc(nm, sizeof *msgs);
+    owned = calloc(nm, sizeof *owned);
+    if (!msgs || !owned) {
+        httpd_reply_error(req, 500, "out of memory");
+        goto out;
+    }
+    if (parse_messages(arr, msgs, &n, owned, &err) != 0) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+        goto out;
+    }
+    /* A word being typed ends at its last letter: the space after it
+     * belongs to the next word's token. */
+    size_t ll = strlen(msgs[n - 1].content);
+    while (ll && strchr(" \t\r\n", msgs[n - 1].content[ll - 1]))
+        ll--;
+    last = strndup(msgs[n - 1].content, ll);
+    if (!last) {
+        httpd_reply_error(req, 500, "out of memory");
+        goto out;
+    }
+    msgs[n - 1].content = last;
+    char perr[256];
+    int cap = sched_slot_capacity(e->sched);
+    rc = prompt_chat_salted(e->prompt, &salt, msgs, n, PROMPT_DRAFT, cap - 1, &toks, &n_toks, perr,
+                            sizeof perr);
+    if (rc == MODEL_ETOOLONG) {
+        reply_too_long(e, req, n_toks);
+        goto out;
+    }
+    if (rc) {
+        httpd_reply_error(req, 400, "%s", perr);
+        goto out;
+    }
+    bool accepted = false;
+    rc = sched_draft(e->sched, key, &salt, toks, n_toks, &accepted);
+    toks = NULL;   /* the scheduler's in every case */
+    if (rc != SCHED_OK) {
+        httpd_reply_error(req, sched_status(rc), "%s", sched_strerror(rc));
+        goto out;
+    }
+    httpd_reply_json(req, 202, json_pack("{s:b, s:i}", "accepted", accepted, "tokens", n_toks));
+out:
+    free(toks);
+    free(last);
+    for (size_t i = 0; owned && i < nm; i++)
+        free(owned[i]);
+    free(owned);
+    free(msgs);
+    json_decref(body);
+}
+
 static void h_cache_list(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
@@ -1282,6 +1371,7 @@ static const httpd_route_t routes[] = {
     { "POST", "/tokenize", h_tokenize, 0, NULL },
     { "POST", "/detokenize", h_detokenize, 0, NULL },
     { "POST", "/v1/cache/prefill", h_prefill, 0, NULL },
+    { "POST", "/v1/cache/draft", h_draft, HTTPD_ROUTE_QUIET, NULL },
     { "GET", "/v1/cache", h_cache_list, 0, NULL },
     { "GET", "/v1/cache/stats", h_cache_stats, HTTPD_ROUTE_QUIET, NULL },
     { "DELETE", "/v1/cache/{id}", h_cache_delete, 0, NULL },
