@@ -1043,8 +1043,12 @@ out:
 /* POST /v1/cache/draft {messages, key, cache_salt?}: the conversation as
  * typed so far (the last message unfinished), prefilled into a slot bound
  * to `key` while the engine has nothing else to do (scheduler.h,
- * "Drafts"). Answers 202 at once: {"accepted", "tokens"}; accepted is
- * false when real requests are waiting for a slot. */
+ * "Drafts"). What is drafted is the turn as if sent now (closer and
+ * assistant opener included): sent as it stands, the real request decodes
+ * one token; typed on, the next draft cuts back to the end of the text
+ * (typed_tokens), which every longer text starts with when this one ends a
+ * word. Answers 202 at once: {"accepted", "tokens", "typed_tokens"};
+ * accepted is false when real requests are waiting for a slot. */
 static void h_draft(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
@@ -1101,8 +1105,16 @@ static void h_draft(httpd_req_t *req, void *user)
     msgs[n - 1].content = last;
     char perr[256];
     int cap = sched_slot_capacity(e->sched);
-    rc = prompt_chat_salted(e->prompt, &salt, msgs, n, PROMPT_DRAFT, cap - 1, &toks, &n_toks, perr,
-                            sizeof perr);
+    rc = prompt_chat_salted(e->prompt, &salt, msgs, n, PROMPT_GENERATE, cap - 1, &toks, &n_toks,
+                            perr, sizeof perr);
+    model_token_t *typed = NULL;
+    int n_typed = 0;
+    if (rc == 0)
+        rc = prompt_chat_salted(e->prompt, &salt, msgs, n, PROMPT_DRAFT, cap - 1, &typed, &n_typed,
+                                perr, sizeof perr);
+    if (rc == 0 && (n_typed > n_toks || memcmp(typed, toks, (size_t)n_typed * sizeof *toks) != 0))
+        n_typed = 0;   /* a template that renders the turn otherwise: nothing stable */
+    free(typed);
     if (rc == MODEL_ETOOLONG) {
         reply_too_long(e, req, n_toks);
         goto out;
@@ -1118,7 +1130,8 @@ static void h_draft(httpd_req_t *req, void *user)
         httpd_reply_error(req, sched_status(rc), "%s", sched_strerror(rc));
         goto out;
     }
-    httpd_reply_json(req, 202, json_pack("{s:b, s:i}", "accepted", accepted, "tokens", n_toks));
+    httpd_reply_json(req, 202, json_pack("{s:b, s:i, s:i}", "accepted", accepted, "tokens", n_toks,
+                                         "typed_tokens", n_typed));
 out:
     free(toks);
     free(last);
