@@ -300,15 +300,18 @@ async function send() {
 
 /* ---- drafts: the question read ahead while it is typed ----
  *
- * At a word boundary after a short pause, the text so far goes to
+ * At a word boundary after a short pause (or inside a word after a longer
+ * one: the question may be finished), the text so far goes to
  * POST /session/{id}/draft: the model server prefills it (when it has
- * nothing else to do), so the answer to the whole question starts sooner.
+ * nothing else to do), so the answer to the whole question starts sooner;
+ * sent as last drafted, it starts after one token's work.
  * At most one in flight; none for very short text, while an answer runs,
  * when the model server is not running, or when turned off (the
  * composer's checkbox, kept in this browser). An answer saying the draft
  * was not taken (a remote provider, a full server) stops them until the
  * next question. Nothing shows: answers just start sooner. */
 const DRAFT_PAUSE_MS = 350;
+const DRAFT_IDLE_MS = 900;
 const DRAFT_MIN_CHARS = 12;
 const drafts = { timer: 0, inFlight: false, sent: '', declined: false };
 
@@ -325,8 +328,8 @@ function resetDrafts() {
 function scheduleDraft() {
   clearTimeout(drafts.timer);
   if (!draftsOn() || busy || drafts.declined || !state.engine.running) return;
-  if (!/[\s.,;:!?]$/.test(el.input.value)) return;   // word boundaries only
-  drafts.timer = setTimeout(sendDraft, DRAFT_PAUSE_MS);
+  const boundary = /[\s.,;:!?]$/.test(el.input.value);
+  drafts.timer = setTimeout(sendDraft, boundary ? DRAFT_PAUSE_MS : DRAFT_IDLE_MS);
 }
 
 async function sendDraft() {
