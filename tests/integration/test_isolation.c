@@ -494,6 +494,14 @@ static void test_sessions_isolated(void **state)
     last = ask_stream(&g_bob, "trip", a, "And on Sunday?", &st);
     assert_int_equal(st, 404);
     json_decref(last);
+    /* drafts too: bob's draft naming alice's document is a 404, like his
+     * turn; his draft of his own "trip" is his (202), read ahead in his
+     * own namespace, and adds nothing to either session */
+    char dbody[256];
+    snprintf(dbody, sizeof dbody, "{\"message\":\"And on Sund\",\"document_id\":\"%s\"}", a);
+    call_free(&g_bob, "POST", API "/session/trip/draft", dbody, 404);
+    call_free(&g_bob, "POST", API "/session/trip/draft", "{\"message\":\"And on Sunday at nine\"}",
+              202);
     call(&g_alice, "GET", API "/session/trip", NULL, 200, &r);
     assert_int_equal(jint(r.json, "message_count"), 4);
     resp_free(&r);
