@@ -272,7 +272,7 @@ static bool flow_event(const char *data, void *ud)
     f->events++;
     /* Well after the draft was sent (before the first event), while
      * tokens still flow: drafts must not have run. */
-    if (f->events == 400 && !f->checked) {
+    if (f->events == 200 && !f->checked) {
         f->drafted_mid = metric(f->draft_port, "kvchat_engine_draft_tokens_total");
         f->checked = true;
     }
@@ -299,7 +299,7 @@ static void *long_gen(void *arg)
 {
     long_gen_t *g = arg;
     http_sse(g->port, "/v1/chat/completions",
-             "{\"messages\":[{\"role\":\"user\",\"content\":\"Count on.\"}],\"max_tokens\":1500,"
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Count on.\"}],\"max_tokens\":600,"
              "\"ignore_eos\":true,\"stream\":true,\"temperature\":0}",
              first_event, g);
     return NULL;
