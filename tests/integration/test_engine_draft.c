@@ -418,9 +418,25 @@ static void test_draft_keeps_job_slots(void **state)
     tmpdir_remove(dir);
 }
 
+typedef struct {
+    int port;
+    json_t *messages;
+    int max_tokens;
+    resp_t r;
+} chat_job_t;
+
+static void *chat_thread(void *arg)
+{
+    chat_job_t *c = arg;
+    chat(c->port, c->messages, NULL, c->max_tokens, &c->r);
+    return NULL;
+}
+
 /* An answer's snapshot is owed, not taken before the answer ends: it is
- * taken before another job takes the slot, so the conversation's next turn
- * still restores prompt and reply from RAM; and in idle time. */
+ * taken before another job takes the slot (here one that waited for it,
+ * admitted in the very next step, with no idle step between), so the
+ * conversation's next turn still restores prompt and reply from RAM; and
+ * in idle time. */
 static void test_deferred_snapshot(void **state)
 {
     (void)state;
@@ -431,17 +447,26 @@ static void test_deferred_snapshot(void **state)
     engine_start(&e, dir, one);
     char *d1 = make_doc(8, 30), *d2 = make_doc(9, 30);
     json_t *m1 = doc_question(d1, "Which crate holds the fewest units?");
-    resp_t r;
-    chat(e.p.port, m1, NULL, 12, &r);
+    json_t *m2 = doc_question(d2, "Which crate?");
+    chat_job_t c1 = { .port = e.p.port, .messages = m1, .max_tokens = 200 };
+    chat_job_t c2 = { .port = e.p.port, .messages = m2, .max_tokens = 4 };
+    pthread_t t1, t2;
+    assert_int_equal(pthread_create(&t1, NULL, chat_thread, &c1), 0);
+    for (int i = 0; i < 1000 && metric(e.p.port, "kvchat_engine_slots_busy") < 1; i++)
+        usleep(2000);
+    /* the other document waits for the only slot, and takes it at once */
+    assert_int_equal(pthread_create(&t2, NULL, chat_thread, &c2), 0);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    /* it did wait for the slot */
+    assert_true(json_number_value(jpath(c2.r.json, "timings.queue_ms")) > 0);
+    resp_t r = c1.r;
     long long total = jint(r.json, "usage.prompt_tokens") + jint(r.json, "usage.completion_tokens");
     json_array_append_new(m1, json_pack("{s:s, s:s}", "role", "assistant", "content",
                                         jstr(r.json, "choices.0.message.content")));
     json_array_append_new(m1, json_pack("{s:s, s:s}", "role", "user", "content", "And the most?"));
-    resp_free(&r);
-    /* the other document takes the only slot at once */
-    json_t *m2 = doc_question(d2, "Which crate?");
-    chat(e.p.port, m2, NULL, 4, &r);
-    resp_free(&r);
+    resp_free(&c1.r);
+    resp_free(&c2.r);
     chat(e.p.port, m1, NULL, 4, &r);
     assert_string_equal(jstr(r.json, "timings.cache_tier"), "ram");
     assert_true(jint(r.json, "timings.cache_n") >= total - 1);
