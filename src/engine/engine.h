@@ -52,6 +52,7 @@ typedef struct {
     unsigned max_connections;
     unsigned max_per_ip;        /* connections from one client address; 0 = no limit */
     const char *allowed_hosts;  /* NULL: "*" unless listening on loopback */
+    const char *cors_origins;   /* --cors-origins; NULL = no CORS */
 } engine_config_t;
 
 typedef enum { ENGINE_LOADING = 0, ENGINE_READY = 1, ENGINE_FAILED = 2 } engine_state_t;

@@ -54,6 +54,10 @@ static void usage(FILE *out)
         "      --allowed-hosts LIST  Host names answered besides IP addresses and\n"
         "                          localhost (comma-separated; '*' any; the default\n"
         "                          is '*' unless listening on loopback only)\n"
+        "      --cors-origins LIST web pages allowed to call the API from a browser:\n"
+        "                          exact origins, comma-separated, or '*' (default:\n"
+        "                          none; preflights answered and CORS headers sent\n"
+        "                          for these only)\n"
         "      --kv-type TYPE      f16 | q8_0 KV cache (default f16; q8_0 halves the bytes)\n"
         "      --no-flash-attn     disable flash attention (snapshots get slow)\n"
         "      --kv-unified        one KV buffer shared by the slots (default: one per\n"
@@ -146,7 +150,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
     enum {
         O_ALIAS = 256, O_HOST, O_PORT, O_KV, O_NOFA, O_RAM, O_DISK, O_DIR, O_RESUME, O_RESET,
         O_NOCACHE, O_KEY, O_KEY_FD, O_LOG, O_CHUNK, O_QUEUE, O_MAXTOK, O_NP, O_UNIFIED, O_MMAP,
-        O_TIMEOUT, O_MAXCONN, O_MAXCONN_IP, O_HOSTS, O_SHARED, O_SHARED_GB
+        O_TIMEOUT, O_MAXCONN, O_MAXCONN_IP, O_HOSTS, O_SHARED, O_SHARED_GB, O_CORS
     };
     static const struct option opts[] = {
         { "model", required_argument, NULL, 'm' },
@@ -164,6 +168,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         { "max-connections", required_argument, NULL, O_MAXCONN },
         { "max-connections-per-ip", required_argument, NULL, O_MAXCONN_IP },
         { "allowed-hosts", required_argument, NULL, O_HOSTS },
+        { "cors-origins", required_argument, NULL, O_CORS },
         { "kv-type", required_argument, NULL, O_KV },
         { "no-flash-attn", no_argument, NULL, O_NOFA },
         { "kv-unified", no_argument, NULL, O_UNIFIED },
@@ -233,6 +238,7 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
             c->max_per_ip = (unsigned)v;
             break;
         case O_HOSTS: c->allowed_hosts = optarg; break;
+        case O_CORS: c->cors_origins = optarg; break;
         case O_MAXTOK:
             if (parse_long(optarg, 1, 1 << 20, &v)) { name = "--max-tokens"; break; }
             c->max_tokens_default = (int)v;

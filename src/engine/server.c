@@ -164,8 +164,10 @@ static int parse_generation(const engine_t *e, json_t *body, sched_job_params_t 
         if (rc == JSON_OK)
             p->max_tokens = i < 0 ? (1 << 24) : (int)i;
     }
-    if (p->max_tokens == 0)
-        p->max_tokens = 1;
+    if (p->max_tokens == 0) {
+        snprintf(err->msg, sizeof err->msg, "max_tokens must be at least 1 (or -1: no limit)");
+        return -1;
+    }
 
     struct {
         const char *key;
@@ -311,6 +313,12 @@ static int parse_messages(json_t *arr, prompt_msg_t *msgs, int *n, char **owned,
             snprintf(err->msg, sizeof err->msg, "messages[%zu].content must be a string", i);
             return -1;
         }
+        if (i > 0 && strcmp(role, "assistant") == 0 && strcmp(msgs[i - 1].role, "assistant") == 0) {
+            snprintf(err->msg, sizeof err->msg,
+                     "messages[%zu]: two assistant messages in a row (a user or tool message "
+                     "must come between them)", i);
+            return -1;
+        }
         msgs[i].role = role;
         msgs[i].content = content;
         (*n)++;
@@ -364,6 +372,8 @@ typedef struct {
     int n_tokens;            /* prompt tokens (prefill) */
     bool pin;
     bool to_disk;            /* prefill "tier": "disk" */
+    int index;               /* its choice's index (completions of several prompts) */
+    char *echo;              /* completions "echo": the prompt's text, before the answer */
 } gen_t;
 
 static gen_t *gen_new(engine_t *e, gen_kind_t kind)
@@ -389,17 +399,36 @@ static void gen_unref(gen_t *g)
     sched_job_release(g->job);
     free(g->text);
     free(g->gen_tokens);
+    free(g->echo);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
     free(g);
 }
 
-static json_t *chunk_json(gen_t *g, json_t *choice)
+/* "system_fingerprint": what decides the answers besides the request: the
+ * model (its fingerprint) and the KV layout (cache types, attention path),
+ * as "fp_<16 hex>_<8 hex>". */
+static void system_fingerprint(const engine_t *e, char out[40])
 {
-    return json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", g->id, "object",
-                     g->kind == GEN_CHAT ? "chat.completion.chunk" : "text_completion", "created",
-                     (json_int_t)g->created, "model", g->e->model_id, "choices", choice);
+    const char *layout = model_ctx_layout(e->ctx);
+    uint32_t h = 2166136261u;
+    for (const char *c = layout; c && *c; c++)
+        h = (h ^ (uint8_t)*c) * 16777619u;
+    snprintf(out, 40, "fp_%016" PRIx64 "_%08" PRIx32, model_info(e->model)->fingerprint, h);
 }
+
+/* A streamed chunk with the given choices (a new reference, stolen). */
+static json_t *chunk_with(gen_t *g, json_t *choices)
+{
+    char fp[40];
+    system_fingerprint(g->e, fp);
+    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:o}", "id", g->id, "object",
+                     g->kind == GEN_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)g->created, "model", g->e->model_id, "system_fingerprint", fp,
+                     "choices", choices);
+}
+
+static json_t *chunk_json(gen_t *g, json_t *choice) { return chunk_with(g, json_pack("[o]", choice)); }
 
 static void stream_write_or_cancel(gen_t *g, json_t *j)
 {
@@ -418,10 +447,10 @@ static void on_text(void *ud, const char *text, size_t len)
         return;
     json_t *s = json_string_lossy(text, len);
     json_t *choice = g->kind == GEN_CHAT
-                         ? json_pack("{s:i, s:{s:o}, s:n}", "index", 0, "delta", "content", s,
-                                     "finish_reason")
-                         : json_pack("{s:i, s:o, s:n, s:n}", "index", 0, "text", s, "logprobs",
-                                     "finish_reason");
+                         ? json_pack("{s:i, s:{s:o}, s:n}", "index", g->index, "delta", "content",
+                                     s, "finish_reason")
+                         : json_pack("{s:i, s:o, s:n, s:n}", "index", g->index, "text", s,
+                                     "logprobs", "finish_reason");
     stream_write_or_cancel(g, chunk_json(g, choice));
 }
 
@@ -563,14 +592,20 @@ static void on_done(void *ud, const sched_result_t *r)
                 httpd_stream_sse_json(g->stream, res);
             } else {
                 json_t *choice = g->kind == GEN_CHAT
-                                     ? json_pack("{s:i, s:{}, s:s}", "index", 0, "delta",
+                                     ? json_pack("{s:i, s:{}, s:s}", "index", g->index, "delta",
                                                  "finish_reason", r->finish_reason)
-                                     : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "",
-                                                 "logprobs", "finish_reason", r->finish_reason);
+                                     : json_pack("{s:i, s:s, s:n, s:s}", "index", g->index, "text",
+                                                 "", "logprobs", "finish_reason",
+                                                 r->finish_reason);
                 json_t *last = chunk_json(g, choice);
-                json_object_set_new(last, "usage", usage_json(r));
                 json_object_set_new(last, "timings", timings_json(r));
                 httpd_stream_sse_json(g->stream, last);
+                if (g->include_usage) {
+                    /* as OpenAI: a last chunk with no choices, only when asked */
+                    json_t *u = chunk_with(g, json_array());
+                    json_object_set_new(u, "usage", usage_json(r));
+                    httpd_stream_sse_json(g->stream, u);
+                }
             }
             httpd_stream_sse(g->stream, "[DONE]");
         }
@@ -631,10 +666,161 @@ static void wait_done(gen_t *g, httpd_req_t *req)
     pthread_mutex_unlock(&g->lock);
 }
 
+/* Request fields this server cannot honour are refused with a 400 that
+ * says so, never ignored (docs/openai.md lists every field). Returns 0, or
+ * -1 with the message in err. */
+static int refuse_unsupported(const json_t *body, gen_kind_t kind, json_err_t *err)
+{
+    static const struct {
+        const char *key;
+        const char *why;
+    } refused[] = {
+        { "tools", "tool calls are not supported by this server yet" },
+        { "tool_choice", "tool calls are not supported by this server yet" },
+        { "functions", "functions (deprecated by OpenAI for 'tools') are not supported" },
+        { "function_call", "functions (deprecated by OpenAI for 'tools') are not supported" },
+        { "audio", "audio output is not supported (text models only)" },
+        { "prediction", "predicted outputs are not supported" },
+        { "web_search_options", "web search is not supported" },
+        { "logit_bias", "logit_bias is not supported by this server yet" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        json_t *v = json_object_get(body, refused[i].key);
+        /* null, false, empty: the client's library filling in a default */
+        if (!v || json_is_null(v) || json_is_false(v) ||
+            (json_is_array(v) && json_array_size(v) == 0) ||
+            (json_is_object(v) && json_object_size(v) == 0) ||
+            (json_is_string(v) && strcmp(json_string_value(v), "none") == 0))
+            continue;
+        snprintf(err->msg, sizeof err->msg, "'%s': %s", refused[i].key, refused[i].why);
+        return -1;
+    }
+    json_t *lp = json_object_get(body, "logprobs");
+    if ((kind == GEN_CHAT && json_is_true(lp)) ||
+        (kind == GEN_COMPLETION && json_is_integer(lp) && json_integer_value(lp) > 0) ||
+        (json_is_integer(json_object_get(body, "top_logprobs")) &&
+         json_integer_value(json_object_get(body, "top_logprobs")) > 0)) {
+        snprintf(err->msg, sizeof err->msg, "'logprobs': not supported by this server yet");
+        return -1;
+    }
+    json_t *mod = json_object_get(body, "modalities");
+    size_t i;
+    json_t *m;
+    json_array_foreach(mod, i, m) {
+        if (!json_is_string(m) || strcmp(json_string_value(m), "text") != 0) {
+            snprintf(err->msg, sizeof err->msg, "'modalities': only \"text\" is supported");
+            return -1;
+        }
+    }
+    json_t *rf = json_object_get(body, "response_format");
+    if (rf && !json_is_null(rf)) {
+        const char *type = json_string_value(json_object_get(rf, "type"));
+        if (!json_is_object(rf) || !type) {
+            snprintf(err->msg, sizeof err->msg,
+                     "'response_format' must be an object with a 'type'");
+            return -1;
+        }
+        if (strcmp(type, "text") != 0) {
+            snprintf(err->msg, sizeof err->msg,
+                     "'response_format': type \"%.40s\" is not supported by this server yet "
+                     "(\"text\" is)", type);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Submit a job (g's sink), reporting a refusal to the client (as an SSE
+ * error event once a stream is open). Returns 0 when submitted. */
+static int submit(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t *p)
+{
+    const sched_sink_t sink = { on_text, on_progress, on_done };
+    atomic_fetch_add(&g->refs, 1);   /* the sink's reference */
+    if (g->streaming) {
+        /* on_close only cancels: it may fire before the job exists. */
+        httpd_stream_on_close(g->stream, on_stream_close, g);
+    }
+    int rc = sched_submit(e->sched, p, &sink, g, &g->job);
+    if (rc == SCHED_OK)
+        return 0;
+    sched_job_params_cleanup(p);
+    gen_unref(g);   /* the sink's reference: no callback will come */
+    if (g->streaming) {
+        httpd_stream_on_close(g->stream, NULL, NULL);
+        httpd_stream_sse_json(g->stream, json_pack("{s:{s:s, s:s, s:i}}", "error", "message",
+                                                   sched_strerror(rc), "type",
+                                                   "unavailable_error", "code", sched_status(rc)));
+        httpd_stream_sse(g->stream, "[DONE]");
+        httpd_stream_close(g->stream);
+    } else {
+        httpd_reply_error(req, sched_status(rc), "%s", sched_strerror(rc));
+    }
+    return -1;
+}
+
+/* Submit a job that is not streamed and wait for it. Returns 0 with the
+ * result in g->res, or -1 once the client was answered with the error. */
+static int submit_and_wait(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t *p)
+{
+    if (submit(e, req, g, p) != 0)
+        return -1;
+    wait_done(g, req);
+    const sched_result_t *r = &g->res;
+    if (r->rc != SCHED_OK) {
+        httpd_reply_error(req, sched_status(r->rc), "%s",
+                          r->error[0] ? r->error : sched_strerror(r->rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* The choice of a finished chat or completion job (not streamed). */
+static json_t *choice_json(gen_t *g)
+{
+    const sched_result_t *r = &g->res;
+    json_t *text;
+    if (g->echo) {
+        size_t el = strlen(g->echo);
+        char *both = malloc(el + r->text_len + 1);
+        if (!both)
+            return NULL;
+        memcpy(both, g->echo, el);
+        memcpy(both + el, r->text, r->text_len);
+        text = json_string_lossy(both, el + r->text_len);
+        free(both);
+    } else {
+        text = json_string_lossy(r->text, r->text_len);
+    }
+    json_t *choice = g->kind == GEN_CHAT
+                         ? json_pack("{s:i, s:{s:s, s:o}, s:s}", "index", g->index, "message",
+                                     "role", "assistant", "content", text, "finish_reason",
+                                     r->finish_reason)
+                         : json_pack("{s:i, s:o, s:n, s:s}", "index", g->index, "text", text,
+                                     "logprobs", "finish_reason", r->finish_reason);
+    if (choice && g->return_tokens) {
+        /* kvchat extension: the generated token ids */
+        json_t *toks = json_array();
+        for (int i = 0; i < r->n_gen_tokens; i++)
+            json_array_append_new(toks, json_integer(r->gen_tokens[i]));
+        json_object_set_new(choice, "tokens", toks);
+    }
+    return choice;
+}
+
+/* The whole answer to a chat or completion that is not streamed. */
+static json_t *answer_json(engine_t *e, gen_t *g, json_t *choices, json_t *usage, json_t *timings)
+{
+    char fp[40];
+    system_fingerprint(e, fp);
+    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:o, s:o, s:o}", "id", g->id, "object",
+                     g->kind == GEN_CHAT ? "chat.completion" : "text_completion", "created",
+                     (json_int_t)g->created, "model", e->model_id, "system_fingerprint", fp,
+                     "choices", choices, "usage", usage, "timings", timings);
+}
+
 /* Submit and answer (stream or wait). Takes over p's allocations. */
 static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t *p)
 {
-    const sched_sink_t sink = { on_text, on_progress, on_done };
     if (g->streaming) {
         if (httpd_stream_open(req, "text/event-stream", &g->stream) != HTTPD_OK) {
             sched_job_params_cleanup(p);
@@ -647,45 +833,31 @@ static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t 
                                   chunk_json(g, json_pack("{s:i, s:{s:s, s:s}, s:n}", "index", 0,
                                                           "delta", "role", "assistant", "content",
                                                           "", "finish_reason")));
-    }
-    atomic_fetch_add(&g->refs, 1);   /* the sink's reference */
-    if (g->streaming) {
-        /* on_close only cancels: it may fire before the job exists. */
-        httpd_stream_on_close(g->stream, on_stream_close, g);
-    }
-    int rc = sched_submit(e->sched, p, &sink, g, &g->job);
-    if (rc != SCHED_OK) {
-        sched_job_params_cleanup(p);
-        gen_unref(g);   /* the sink's reference: no callback will come */
-        if (g->streaming) {
-            httpd_stream_on_close(g->stream, NULL, NULL);
-            httpd_stream_sse_json(g->stream, json_pack("{s:{s:s, s:s, s:i}}", "error", "message",
-                                                       sched_strerror(rc), "type",
-                                                       "unavailable_error", "code",
-                                                       sched_status(rc)));
-            httpd_stream_sse(g->stream, "[DONE]");
-            httpd_stream_close(g->stream);
-        } else {
-            httpd_reply_error(req, sched_status(rc), "%s", sched_strerror(rc));
-        }
-        gen_unref(g);
-        return;
-    }
-    if (g->streaming) {
-        if (atomic_load(&g->gone))
+        else if (g->echo)
+            httpd_stream_sse_json(g->stream,
+                                  chunk_json(g, json_pack("{s:i, s:s, s:n, s:n}", "index",
+                                                          g->index, "text", g->echo, "logprobs",
+                                                          "finish_reason")));
+        if (submit(e, req, g, p) == 0 && atomic_load(&g->gone))
             sched_cancel(g->job);
         gen_unref(g);   /* the handler's reference; the sink finishes */
         return;
     }
-    wait_done(g, req);
-    const sched_result_t *r = &g->res;
-    if (r->rc != SCHED_OK) {
-        httpd_reply_error(req, sched_status(r->rc), "%s", r->error[0] ? r->error : sched_strerror(r->rc));
+    if (g->kind != GEN_PREFILL) {
+        if (submit_and_wait(e, req, g, p) == 0) {
+            const sched_result_t *r = &g->res;
+            httpd_reply_json(req, 200, answer_json(e, g, json_pack("[o]", choice_json(g)),
+                                                   usage_json(r), timings_json(r)));
+        }
         gen_unref(g);
         return;
     }
-    json_t *body;
-    if (g->kind == GEN_PREFILL && g->to_disk) {
+    if (submit_and_wait(e, req, g, p) != 0) {
+        gen_unref(g);
+        return;
+    }
+    const sched_result_t *r = &g->res;
+    if (g->to_disk) {
         /* "tier": "disk": answer once the file is durable. */
         int drc = wait_durable(e, r->entry_id);
         if (drc != KVSTORE_OK) {
@@ -696,29 +868,7 @@ static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t 
             return;
         }
     }
-    if (g->kind == GEN_PREFILL) {
-        body = prefill_result_json(g, r);
-    } else {
-        json_t *text = json_string_lossy(r->text, r->text_len);
-        json_t *choice = g->kind == GEN_CHAT
-                             ? json_pack("{s:i, s:{s:s, s:o}, s:s}", "index", 0, "message", "role",
-                                         "assistant", "content", text, "finish_reason",
-                                         r->finish_reason)
-                             : json_pack("{s:i, s:o, s:n, s:s}", "index", 0, "text", text,
-                                         "logprobs", "finish_reason", r->finish_reason);
-        if (g->return_tokens) {
-            /* kvchat extension: the generated token ids */
-            json_t *toks = json_array();
-            for (int i = 0; i < r->n_gen_tokens; i++)
-                json_array_append_new(toks, json_integer(r->gen_tokens[i]));
-            json_object_set_new(choice, "tokens", toks);
-        }
-        body = json_pack("{s:s, s:s, s:i, s:s, s:[o], s:o, s:o}", "id", g->id, "object",
-                         g->kind == GEN_CHAT ? "chat.completion" : "text_completion", "created",
-                         (json_int_t)g->created, "model", e->model_id, "choices", choice, "usage",
-                         usage_json(r), "timings", timings_json(r));
-    }
-    httpd_reply_json(req, 200, body);
+    httpd_reply_json(req, 200, prefill_result_json(g, r));
     gen_unref(g);
 }
 
@@ -738,12 +888,23 @@ static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, gen_ki
     run_job(e, req, g, p);
 }
 
-static void reply_too_long(engine_t *e, httpd_req_t *req, int n)
+/* Counting a prompt that does not fit stops here. */
+#define COUNT_MAX (1 << 24)
+
+/* 400 as OpenAI says it (code "context_length_exceeded", both numbers):
+ * the prompt has n tokens (at_least: n or more). */
+static void reply_too_long(engine_t *e, httpd_req_t *req, int n, bool at_least)
 {
-    httpd_reply_error(req, 400,
-                      "the prompt has %d tokens or more, but a slot's context holds %d tokens "
-                      "(including the reply)",
-                      n, sched_slot_capacity(e->sched));
+    char msg[320];
+    int cap = sched_slot_capacity(e->sched);
+    snprintf(msg, sizeof msg,
+             "This model's maximum context length is %d tokens (a slot's context, prompt and "
+             "reply). However, your prompt has %s%d tokens. Please reduce the length of the "
+             "messages or prompt.",
+             cap, at_least ? "at least " : "", n);
+    httpd_reply_json(req, 400, json_pack("{s:{s:s, s:s, s:s, s:n}}", "error", "message", msg,
+                                         "type", "invalid_request_error", "code",
+                                         "context_length_exceeded", "param"));
 }
 
 static void h_chat(httpd_req_t *req, void *user)
@@ -772,9 +933,16 @@ static void h_chat(httpd_req_t *req, void *user)
     int n = 0;
     if (!msgs || !owned) {
         httpd_reply_error(req, 500, "out of memory");
+    } else if (json_object_get(body, "echo") && !json_is_false(json_object_get(body, "echo"))) {
+        httpd_reply_error(req, 400, "'echo' is an option of /v1/completions, not of chat "
+                                    "completions");
+    } else if (json_object_get(body, "suffix")) {
+        httpd_reply_error(req, 400, "'suffix' is an option of /v1/completions, not of chat "
+                                    "completions");
     } else if (parse_salt(req, body, &p.salt) != 0) {
         /* answered */
     } else if (parse_messages(arr, msgs, &n, owned, &err) != 0 ||
+               refuse_unsupported(body, GEN_CHAT, &err) != 0 ||
                parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
     } else {
@@ -783,7 +951,13 @@ static void h_chat(httpd_req_t *req, void *user)
         rc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, PROMPT_GENERATE, cap - 1, &p.tokens,
                                 &p.n_tokens, perr, sizeof perr);
         if (rc == MODEL_ETOOLONG) {
-            reply_too_long(e, req, p.n_tokens);
+            /* counted to the end, for the message */
+            model_token_t *all = NULL;
+            int n_all = 0;
+            int crc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, PROMPT_GENERATE, COUNT_MAX,
+                                         &all, &n_all, perr, sizeof perr);
+            free(all);
+            reply_too_long(e, req, crc == 0 ? n_all : p.n_tokens, crc != 0);
         } else if (rc) {
             httpd_reply_error(req, 400, "%s", perr);
         } else {
@@ -798,6 +972,112 @@ static void h_chat(httpd_req_t *req, void *user)
     json_decref(body);
 }
 
+/* The most prompts one completions request may carry (one choice each). */
+#define MAX_PROMPTS 16
+
+/* One prompt of a completions request: text, or token ids. */
+typedef struct {
+    const char *text;
+    const json_t *ids;      /* array of integers, when not text */
+} cprompt_t;
+
+/* "prompt": a string, an array of strings, an array of token ids, or an
+ * array of arrays of token ids. Fills out[0..*n). Returns 0, or -1 with a
+ * message in err. */
+static int parse_prompts(const engine_t *e, json_t *v, cprompt_t *out, int *n, json_err_t *err)
+{
+    *n = 0;
+    if (!v) {
+        snprintf(err->msg, sizeof err->msg, "Missing required field 'prompt'");
+        return -1;
+    }
+    if (json_is_string(v)) {
+        out[(*n)++].text = json_string_value(v);
+    } else if (json_is_array(v) && json_array_size(v) > 0) {
+        json_t *first = json_array_get(v, 0);
+        if (json_is_integer(first)) {
+            out[(*n)++].ids = v;
+        } else {
+            size_t i;
+            json_t *x;
+            if (json_array_size(v) > MAX_PROMPTS) {
+                snprintf(err->msg, sizeof err->msg, "At most %d prompts in one request",
+                         MAX_PROMPTS);
+                return -1;
+            }
+            json_array_foreach(v, i, x) {
+                if (json_is_string(x)) {
+                    out[*n].text = json_string_value(x);
+                } else if (json_is_array(x) && json_array_size(x) > 0) {
+                    out[*n].ids = x;
+                } else {
+                    snprintf(err->msg, sizeof err->msg,
+                             "Field 'prompt' must be a string, an array of strings, an array of "
+                             "token ids or an array of arrays of token ids");
+                    return -1;
+                }
+                (*n)++;
+            }
+        }
+    } else {
+        snprintf(err->msg, sizeof err->msg,
+                 "Field 'prompt' must be a string, an array of strings, an array of token ids or "
+                 "an array of arrays of token ids");
+        return -1;
+    }
+    int n_vocab = model_info(e->model)->n_vocab;
+    for (int k = 0; k < *n; k++) {
+        if (out[k].text && !*out[k].text) {
+            snprintf(err->msg, sizeof err->msg, "'prompt' must not be empty");
+            return -1;
+        }
+        size_t i;
+        json_t *x;
+        json_array_foreach(out[k].ids, i, x) {
+            if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+                json_integer_value(x) >= n_vocab) {
+                snprintf(err->msg, sizeof err->msg,
+                         "'prompt' token ids must be integers from 0 to %d", n_vocab - 1);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The tokens of one prompt (at most max; MODEL_ETOOLONG beyond, with *n
+ * the count) and, for echo, its text. */
+static int prompt_tokens(engine_t *e, const cprompt_t *cp, int max, model_token_t **toks, int *n,
+                         char **echo)
+{
+    *toks = NULL;
+    *n = 0;
+    if (cp->text) {
+        int rc = prompt_text(e->prompt, cp->text, strlen(cp->text), max, toks, n);
+        if (rc == 0 && echo && !(*echo = strdup(cp->text)))
+            rc = MODEL_ENOMEM;
+        return rc;
+    }
+    size_t len = json_array_size(cp->ids);
+    if (len > (size_t)max) {
+        *n = (int)len;
+        return MODEL_ETOOLONG;
+    }
+    *toks = malloc(len * sizeof **toks);
+    if (!*toks)
+        return MODEL_ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        (*toks)[i] = (model_token_t)json_integer_value(json_array_get(cp->ids, i));
+    *n = (int)len;
+    if (echo) {
+        size_t tl;
+        int rc = model_detokenize(e->model, *toks, *n, false, echo, &tl);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 static void h_completions(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
@@ -805,31 +1085,99 @@ static void h_completions(httpd_req_t *req, void *user)
     if (!body)
         return;
     json_err_t err = { "" };
-    const char *prompt;
+    cprompt_t prompts[MAX_PROMPTS] = { 0 };
+    int n_prompts = 0;
+    bool stream = false, usage = false, echo = false;
+    gen_t *gens[MAX_PROMPTS] = { 0 };
     sched_job_params_t p;
     sched_job_params_init(&p);
-    bool stream = false, usage = false;
-    int rc = json_get_string(body, "prompt", &prompt, &err);
-    if (rc != JSON_OK) {
-        httpd_reply_error(req, 400, "%s", rc == JSON_EMISSING ? "Missing required field 'prompt'"
-                                                              : "Field 'prompt' must be a string");
-    } else if (!*prompt) {
-        httpd_reply_error(req, 400, "'prompt' must not be empty");
-    } else if (parse_salt(req, body, &p.salt) != 0) {
-        /* answered */
-    } else if (parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
-        httpd_reply_error(req, 400, "%s", err.msg);
-    } else {
-        int cap = sched_slot_capacity(e->sched);
-        rc = prompt_text(e->prompt, prompt, strlen(prompt), cap - 1, &p.tokens, &p.n_tokens);
-        if (rc == MODEL_ETOOLONG) {
-            reply_too_long(e, req, cap);
-        } else if (rc) {
-            httpd_reply_error(req, 400, "tokenization failed: %s", model_strerror(rc));
-        } else {
-            start_generation(e, req, body, GEN_COMPLETION, stream, usage, &p);
-        }
+    json_t *suffix = json_object_get(body, "suffix");
+    int rc = 0;
+    if (suffix && !json_is_null(suffix) &&
+        !(json_is_string(suffix) && json_string_length(suffix) == 0)) {
+        httpd_reply_error(req, 400, "'suffix' (text after the insertion) is not supported: this "
+                                    "server completes prompts from their end only");
+        goto out;
     }
+    if (json_get_bool(body, "echo", &echo, &err) == JSON_ETYPE ||
+        refuse_unsupported(body, GEN_COMPLETION, &err) != 0 ||
+        parse_prompts(e, json_object_get(body, "prompt"), prompts, &n_prompts, &err) != 0) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+        goto out;
+    }
+    if (n_prompts > 1 && json_is_true(json_object_get(body, "stream"))) {
+        httpd_reply_error(req, 400, "Streaming several prompts in one request is not supported: "
+                                    "send one request per prompt");
+        goto out;
+    }
+    int cap = sched_slot_capacity(e->sched);
+    json_t *choices = json_array();
+    sched_result_t total = { 0 };
+    double prompt_ms = 0;
+    for (int k = 0; k < n_prompts; k++) {
+        sched_job_params_init(&p);
+        if (parse_salt(req, body, &p.salt) != 0) {
+            json_decref(choices);
+            goto out;
+        }
+        if (parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
+            httpd_reply_error(req, 400, "%s", err.msg);
+            json_decref(choices);
+            goto out;
+        }
+        gens[k] = gen_new(e, GEN_COMPLETION);
+        if (!gens[k]) {
+            httpd_reply_error(req, 500, "out of memory");
+            json_decref(choices);
+            goto out;
+        }
+        gen_t *g = gens[k];
+        g->index = k;
+        g->streaming = stream;
+        g->include_usage = usage;
+        json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
+        rc = prompt_tokens(e, &prompts[k], cap - 1, &p.tokens, &p.n_tokens, echo ? &g->echo : NULL);
+        if (rc == MODEL_ETOOLONG) {
+            model_token_t *all = NULL;
+            int n_all = 0;
+            int crc = prompts[k].text ? prompt_tokens(e, &prompts[k], COUNT_MAX, &all, &n_all, NULL)
+                                      : MODEL_ETOOLONG;
+            free(all);
+            reply_too_long(e, req, crc == 0 ? n_all : (p.n_tokens > cap ? p.n_tokens : cap),
+                           crc != 0 && prompts[k].text);
+            json_decref(choices);
+            goto out;
+        }
+        if (rc) {
+            httpd_reply_error(req, 400, "tokenization failed: %s", model_strerror(rc));
+            json_decref(choices);
+            goto out;
+        }
+        if (n_prompts == 1) {
+            gens[k] = NULL;   /* run_job answers and releases it */
+            json_decref(choices);
+            run_job(e, req, g, &p);
+            goto out;
+        }
+        /* Several prompts: one after the other, their choices together. */
+        if (submit_and_wait(e, req, g, &p) != 0) {
+            json_decref(choices);
+            goto out;
+        }
+        json_array_append_new(choices, choice_json(g));
+        total.prompt_n += g->res.prompt_n;
+        total.predicted_n += g->res.predicted_n;
+        total.cache_n += g->res.cache_n;
+        total.predicted_ms += g->res.predicted_ms;
+        prompt_ms += g->res.prompt_ms;
+    }
+    total.prompt_ms = prompt_ms;
+    total.cache_tier = gens[0]->res.cache_tier;
+    httpd_reply_json(req, 200, answer_json(e, gens[0], choices, usage_json(&total),
+                                           timings_json(&total)));
+out:
+    for (int k = 0; k < MAX_PROMPTS; k++)
+        gen_unref(gens[k]);
     sched_job_params_cleanup(&p);
     json_decref(body);
 }
@@ -976,7 +1324,7 @@ static void h_prefill(httpd_req_t *req, void *user)
         rc = prompt_text(e->prompt, prompt, strlen(prompt), cap - 1, &p.tokens, &p.n_tokens);
     }
     if (rc == MODEL_ETOOLONG) {
-        reply_too_long(e, req, p.n_tokens > cap ? p.n_tokens : cap);
+        reply_too_long(e, req, p.n_tokens > cap ? p.n_tokens : cap, true);
         goto out;
     }
     if (rc) {
@@ -1116,7 +1464,7 @@ static void h_draft(httpd_req_t *req, void *user)
         n_typed = 0;   /* a template that renders the turn otherwise: nothing stable */
     free(typed);
     if (rc == MODEL_ETOOLONG) {
-        reply_too_long(e, req, n_toks);
+        reply_too_long(e, req, n_toks, true);
         goto out;
     }
     if (rc) {
@@ -1258,11 +1606,8 @@ static void h_health(httpd_req_t *req, void *user)
     }
 }
 
-static void h_models(httpd_req_t *req, void *user)
+static json_t *model_json(engine_t *e)
 {
-    engine_t *e = user;
-    if (!check_ready(e, req))
-        return;
     const model_info_t *in = model_info(e->model);
     char fp[24];
     snprintf(fp, sizeof fp, "%016" PRIx64, in->fingerprint);
@@ -1273,10 +1618,35 @@ static void h_models(httpd_req_t *req, void *user)
         (json_int_t)in->n_params, "size", (json_int_t)in->size_bytes, "fingerprint", fp, "n_layer",
         in->n_layer, "n_embd", in->n_embd, "kv_layout", model_ctx_layout(e->ctx), "cache_enabled",
         e->store != NULL);
-    json_t *model = json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", e->model_id, "object", "model",
-                              "created", (json_int_t)e->started_at, "owned_by", "kvchat", "meta",
-                              meta);
-    httpd_reply_json(req, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model));
+    return json_pack("{s:s, s:s, s:i, s:s, s:o}", "id", e->model_id, "object", "model", "created",
+                     (json_int_t)e->started_at, "owned_by", "kvchat", "meta", meta);
+}
+
+static void h_models(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    httpd_reply_json(req, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model_json(e)));
+}
+
+/* GET /v1/models/{id}: the SDKs' models.retrieve. */
+static void h_model(httpd_req_t *req, void *user)
+{
+    engine_t *e = user;
+    if (!check_ready(e, req))
+        return;
+    const char *id = httpd_req_param(req, "id");
+    if (!id || strcmp(id, e->model_id) != 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "The model '%.200s' does not exist (this server has '%.150s')",
+                 id ? id : "", e->model_id);
+        httpd_reply_json(req, 404, json_pack("{s:{s:s, s:s, s:s, s:s}}", "error", "message", msg,
+                                             "type", "invalid_request_error", "param", "model",
+                                             "code", "model_not_found"));
+        return;
+    }
+    httpd_reply_json(req, 200, model_json(e));
 }
 
 static void h_tokenize(httpd_req_t *req, void *user)
@@ -1376,6 +1746,7 @@ static const httpd_route_t routes[] = {
     { "GET", "/health", h_health, HTTPD_ROUTE_PUBLIC | HTTPD_ROUTE_QUIET, NULL },
     { "GET", "/metrics", h_metrics, HTTPD_ROUTE_QUIET, NULL },
     { "GET", "/v1/models", h_models, 0, NULL },
+    { "GET", "/v1/models/{id*}", h_model, 0, NULL },
     { "GET", "/models", h_models, 0, NULL },
     { "POST", "/v1/chat/completions", h_chat, 0, NULL },
     { "POST", "/chat/completions", h_chat, 0, NULL },
@@ -1408,6 +1779,7 @@ int server_open(engine_t *e)
     cfg.allowed_hosts = e->cfg.allowed_hosts ? e->cfg.allowed_hosts
                         : httpd_host_is_loopback(e->cfg.host) ? NULL : "*";
     cfg.stream_queue_max = 4u << 20;
+    cfg.cors_origins = e->cfg.cors_origins;
     return httpd_open(&cfg, routes, sizeof routes / sizeof routes[0], e, (httpd_t **)&e->http);
 }
 

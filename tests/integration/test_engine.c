@@ -608,7 +608,7 @@ static void test_concurrent(void **state)
 typedef struct {
     int events;
     int hang_up_after;
-    bool saw_role, saw_done, saw_usage;
+    bool saw_role, saw_done, saw_usage, saw_timings;
     char content[4096];
     char finish[32];
 } sse_state_t;
@@ -632,8 +632,12 @@ static bool on_event(const char *data, void *ud)
     json_t *fr = jpath(j, "choices.0.finish_reason");
     if (json_is_string(fr))
         snprintf(s->finish, sizeof s->finish, "%s", json_string_value(fr));
-    if (json_is_object(json_object_get(j, "usage")) && json_is_object(json_object_get(j, "timings")))
-        s->saw_usage = true;
+    /* timings on the finish chunk; usage (when asked) in a last chunk of
+     * its own without choices, as OpenAI sends it */
+    if (json_is_string(fr) && json_is_object(json_object_get(j, "timings")))
+        s->saw_timings = true;
+    if (json_is_object(json_object_get(j, "usage")))
+        s->saw_usage = json_array_size(json_object_get(j, "choices")) == 0;
     json_decref(j);
     return s->hang_up_after == 0 || s->events < s->hang_up_after;
 }
@@ -866,10 +870,11 @@ static void test_streaming_and_disconnect(void **state)
     const char *req = "{\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story.\"}],"
                       "\"temperature\":0,\"max_tokens\":10,\"ignore_eos\":true";
     char body[512];
-    snprintf(body, sizeof body, "%s,\"stream\":true}", req);
+    snprintf(body, sizeof body, "%s,\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+             req);
     sse_state_t s = { 0 };
     assert_int_equal(http_sse(e.p.port, "/v1/chat/completions", body, on_event, &s), 200);
-    assert_true(s.saw_role && s.saw_done && s.saw_usage);
+    assert_true(s.saw_role && s.saw_done && s.saw_usage && s.saw_timings);
     assert_string_equal(s.finish, "length");
     snprintf(body, sizeof body, "%s}", req);
     resp_t r;

@@ -1,0 +1,323 @@
+/* test_engine_openai.c — kvchat-engine speaks OpenAI's shapes, over real
+ * HTTP with the tiny model: what a client sends is honoured or refused
+ * with a 400 that says why, never silently ignored.
+ *
+ * Models (GET /v1/models/{id}, 404 model_not_found), system_fingerprint,
+ * streamed usage only when asked (stream_options.include_usage: a last
+ * chunk with no choices), context_length_exceeded with both numbers,
+ * max_tokens 0 and malformed turn orders refused, completions of a string,
+ * strings, token ids and arrays of token ids (one choice each), echo,
+ * suffix refused; CORS only for the origins --cors-origins allows.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+#define MODEL KVCHAT_TEST_MODELS_DIR "/tiny.gguf"
+
+static proc_t g_eng;
+static proc_t g_cors;
+static char g_dir[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    tmpdir_make(g_dir, sizeof g_dir);
+    char kv[300], log[300], kv2[300], log2[300];
+    snprintf(kv, sizeof kv, "%s/kv", g_dir);
+    snprintf(log, sizeof log, "%s/engine.log", g_dir);
+    snprintf(kv2, sizeof kv2, "%s/kv2", g_dir);
+    snprintf(log2, sizeof log2, "%s/engine-cors.log", g_dir);
+    const char *argv[] = { "--model", MODEL, "--threads", "2", "--ctx-size", "2048", "--parallel",
+                           "2", "--cache-dir", kv, NULL };
+    proc_start(&g_eng, KVCHAT_ENGINE_EXE, argv, log, 60);
+    const char *argv2[] = { "--model", MODEL, "--threads", "1", "--ctx-size", "1024", "--parallel",
+                            "1", "--cache-dir", kv2, "--cors-origins",
+                            "http://app.example,https://b.example", NULL };
+    proc_start(&g_cors, KVCHAT_ENGINE_EXE, argv2, log2, 60);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    proc_stop(&g_eng);
+    proc_stop(&g_cors);
+    tmpdir_remove(g_dir);
+    return 0;
+}
+
+static void post(const char *path, const char *body, long want, resp_t *r)
+{
+    http(g_eng.port, "POST", path, body, r);
+    if (r->status != want)
+        fail_msg("POST %s %s -> HTTP %ld (wanted %ld): %s", path, body, r->status, want, r->body);
+}
+
+static void expect_400(const char *path, const char *body, const char *needle)
+{
+    resp_t r;
+    post(path, body, 400, &r);
+    if (!strstr(jstr(r.json, "error.message"), needle))
+        fail_msg("%s: message \"%s\" does not say \"%s\"", body, jstr(r.json, "error.message"),
+                 needle);
+    resp_free(&r);
+}
+
+static void test_models(void **state)
+{
+    (void)state;
+    resp_t r;
+    http(g_eng.port, "GET", "/v1/models", NULL, &r);
+    assert_int_equal(r.status, 200);
+    char id[256];
+    snprintf(id, sizeof id, "%s", jstr(r.json, "data.0.id"));
+    resp_free(&r);
+    char path[400];
+    snprintf(path, sizeof path, "/v1/models/%s", id);
+    http(g_eng.port, "GET", path, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(jstr(r.json, "id"), id);
+    assert_string_equal(jstr(r.json, "object"), "model");
+    resp_free(&r);
+    http(g_eng.port, "GET", "/v1/models/gpt-4o", NULL, &r);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(jstr(r.json, "error.code"), "model_not_found");
+    resp_free(&r);
+}
+
+/* The fingerprint names what decides answers: the same for every answer
+ * of this engine, and in streamed chunks too. */
+static void test_fingerprint_and_usage(void **state)
+{
+    (void)state;
+    resp_t a, b;
+    post("/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":3}", 200, &a);
+    post("/v1/completions", "{\"prompt\":\"Hello\",\"max_tokens\":3}", 200, &b);
+    const char *fa = jstr(a.json, "system_fingerprint"), *fb = jstr(b.json, "system_fingerprint");
+    assert_string_equal(fa, fb);
+    assert_true(strncmp(fa, "fp_", 3) == 0 && strlen(fa) > 10);
+    assert_int_equal(jint(a.json, "usage.completion_tokens"), 3);
+    resp_free(&b);
+
+    /* streamed: usage only when asked, in a last chunk without choices */
+    for (int asked = 0; asked < 2; asked++) {
+        struct {
+            int chunks, usage_chunks, usage_elsewhere, fp_ok;
+            long long completion;
+        } s = { 0 };
+        char body[256];
+        snprintf(body, sizeof body,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":4,"
+                 "\"stream\":true%s}",
+                 asked ? ",\"stream_options\":{\"include_usage\":true}" : "");
+        resp_t raw;
+        http(g_eng.port, "POST", "/v1/chat/completions", body, &raw);
+        assert_int_equal(raw.status, 200);
+        for (char *line = strtok(raw.body, "\n"); line; line = strtok(NULL, "\n")) {
+            if (strncmp(line, "data: {", 7) != 0)
+                continue;
+            json_t *j = json_loads(line + 6, 0, NULL);
+            assert_non_null(j);
+            s.chunks++;
+            const char *fp = json_string_value(json_object_get(j, "system_fingerprint"));
+            s.fp_ok += fp && strcmp(fp, fa) == 0;
+            json_t *u = json_object_get(j, "usage");
+            if (u && !json_is_null(u)) {
+                if (json_array_size(json_object_get(j, "choices")) == 0) {
+                    s.usage_chunks++;
+                    s.completion = json_integer_value(json_object_get(u, "completion_tokens"));
+                } else {
+                    s.usage_elsewhere++;
+                }
+            }
+            json_decref(j);
+        }
+        resp_free(&raw);
+        assert_int_equal(s.fp_ok, s.chunks);
+        assert_int_equal(s.usage_elsewhere, 0);
+        assert_int_equal(s.usage_chunks, asked ? 1 : 0);
+        if (asked)
+            assert_int_equal(s.completion, 4);
+    }
+    resp_free(&a);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":0}",
+               "max_tokens");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\","
+               "\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}",
+               "two assistant messages");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"echo\":true}", "echo");
+    expect_400("/v1/completions", "{\"prompt\":\"def f(\",\"suffix\":\"return x\"}", "suffix");
+    /* what this server cannot honour is refused, not ignored */
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":"
+               "{\"type\":\"sound\"}}", "response_format");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"modalities\":"
+               "[\"text\",\"audio\"]}", "modalities");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"functions\":"
+               "[{\"name\":\"f\"}]}", "functions");
+    /* a library's defaults are no request: null, false, empty */
+    resp_t ok;
+    post("/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":1,"
+         "\"tools\":[],\"logit_bias\":{},\"logprobs\":false,\"response_format\":{\"type\":"
+         "\"text\"},\"modalities\":[\"text\"],\"user\":\"u1\",\"store\":false}", 200, &ok);
+    resp_free(&ok);
+    expect_400("/v1/completions", "{\"prompt\":[\"a\",\"b\"],\"stream\":true}", "several prompts");
+    expect_400("/v1/completions", "{\"prompt\":[1,2,999999999]}", "token ids");
+    expect_400("/v1/completions", "{\"prompt\":[[1,2],7]}", "prompt");
+    expect_400("/v1/completions", "{\"prompt\":{}}", "prompt");
+    expect_400("/v1/completions", "{\"prompt\":\"\"}", "empty");
+
+    /* too long: OpenAI's code, and both numbers */
+    size_t cap = 40000;
+    char *text = malloc(cap);
+    size_t len = 0;
+    for (int i = 0; i < 3000; i++)
+        len += (size_t)snprintf(text + len, cap - len, "word%d ", i % 10);
+    char *body = json_take_dump(json_pack("{s:[{s:s, s:s}]}", "messages", "role", "user",
+                                          "content", text));
+    resp_t r;
+    post("/v1/chat/completions", body, 400, &r);
+    assert_string_equal(jstr(r.json, "error.code"), "context_length_exceeded");
+    const char *msg = jstr(r.json, "error.message");
+    long ctx = 0, n = 0;
+    const char *at = strstr(msg, "context length is ");
+    assert_non_null(at);
+    ctx = strtol(at + 18, NULL, 10);
+    at = strstr(msg, "prompt has ");
+    assert_non_null(at);
+    n = strtol(at + 11, NULL, 10);
+    assert_int_equal(ctx, 1024);   /* 2048 cells, 2 slots */
+    assert_true(n > 3000);         /* the whole prompt, counted */
+    resp_free(&r);
+    free(body);
+    body = json_take_dump(json_pack("{s:s}", "prompt", text));
+    post("/v1/completions", body, 400, &r);
+    assert_string_equal(jstr(r.json, "error.code"), "context_length_exceeded");
+    resp_free(&r);
+    free(body);
+    free(text);
+}
+
+static void test_completion_prompts(void **state)
+{
+    (void)state;
+    resp_t r, one;
+    /* several strings: one choice each, in order, each the answer its
+     * prompt gets alone (greedy) */
+    post("/v1/completions",
+         "{\"prompt\":[\"The cat\",\"A dog\"],\"max_tokens\":4,\"temperature\":0}", 200, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "choices")), 2);
+    assert_int_equal(jint(r.json, "choices.0.index"), 0);
+    assert_int_equal(jint(r.json, "choices.1.index"), 1);
+    assert_int_equal(jint(r.json, "usage.completion_tokens"), 8);
+    post("/v1/completions", "{\"prompt\":\"A dog\",\"max_tokens\":4,\"temperature\":0}", 200, &one);
+    assert_string_equal(jstr(r.json, "choices.1.text"), jstr(one.json, "choices.0.text"));
+    resp_free(&one);
+    resp_free(&r);
+
+    /* token ids, and arrays of them: the same as the text they spell */
+    resp_t tk;
+    post("/tokenize", "{\"content\":\"A dog\"}", 200, &tk);
+    char *ids = json_dumps(jpath(tk.json, "tokens"), JSON_COMPACT);
+    resp_free(&tk);
+    char body[512];
+    snprintf(body, sizeof body, "{\"prompt\":%s,\"max_tokens\":4,\"temperature\":0}", ids);
+    post("/v1/completions", body, 200, &r);
+    post("/v1/completions", "{\"prompt\":\"A dog\",\"max_tokens\":4,\"temperature\":0}", 200, &one);
+    assert_string_equal(jstr(r.json, "choices.0.text"), jstr(one.json, "choices.0.text"));
+    resp_free(&r);
+    snprintf(body, sizeof body, "{\"prompt\":[%s,%s],\"max_tokens\":4,\"temperature\":0}", ids, ids);
+    post("/v1/completions", body, 200, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "choices")), 2);
+    assert_string_equal(jstr(r.json, "choices.1.text"), jstr(one.json, "choices.0.text"));
+    resp_free(&r);
+
+    /* echo: the prompt's text, then the answer */
+    post("/v1/completions",
+         "{\"prompt\":\"A dog\",\"max_tokens\":4,\"temperature\":0,\"echo\":true}", 200, &r);
+    char want[512];
+    snprintf(want, sizeof want, "A dog%s", jstr(one.json, "choices.0.text"));
+    assert_string_equal(jstr(r.json, "choices.0.text"), want);
+    resp_free(&r);
+    resp_free(&one);
+    free(ids);
+}
+
+/* A preflight and the headers of the answer, from `origin`. */
+static long preflight(int port, const char *origin, char *allow, size_t cap)
+{
+    CURL *c = curl_easy_init();
+    char url[128], oh[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", port);
+    snprintf(oh, sizeof oh, "Origin: %s", origin);
+    struct curl_slist *h = curl_slist_append(NULL, oh);
+    h = curl_slist_append(h, "Access-Control-Request-Method: POST");
+    h = curl_slist_append(h, "Access-Control-Request-Headers: content-type, authorization");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "OPTIONS");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    struct curl_header *hv = NULL;
+    allow[0] = '\0';
+    if (curl_easy_header(c, "Access-Control-Allow-Origin", 0, CURLH_HEADER, -1, &hv) ==
+        CURLHE_OK)
+        snprintf(allow, cap, "%s", hv->value);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static void test_cors(void **state)
+{
+    (void)state;
+    char allow[256];
+    assert_int_equal(preflight(g_cors.port, "http://app.example", allow, sizeof allow), 204);
+    assert_string_equal(allow, "http://app.example");
+    assert_int_equal(preflight(g_cors.port, "https://b.example", allow, sizeof allow), 204);
+    assert_string_equal(allow, "https://b.example");
+    /* an origin not listed, and an engine without --cors-origins: no CORS */
+    preflight(g_cors.port, "http://evil.example", allow, sizeof allow);
+    assert_string_equal(allow, "");
+    preflight(g_eng.port, "http://app.example", allow, sizeof allow);
+    assert_string_equal(allow, "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_models),
+        cmocka_unit_test(test_fingerprint_and_usage),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_completion_prompts),
+        cmocka_unit_test(test_cors),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    proc_kill_all();
+    return rc;
+}
