@@ -90,8 +90,10 @@ long bench_request_from(int port, const char *from, const char *method, const ch
 
 static void on_data_line(bench_stream_t *st, const char *data)
 {
-    if (strcmp(data, "[DONE]") == 0)
+    if (strcmp(data, "[DONE]") == 0) {
+        st->t_done = bench_now_ms();
         return;
+    }
     json_t *j = json_loads(data, 0, NULL);
     if (!j)
         return;
@@ -102,6 +104,8 @@ static void on_data_line(bench_stream_t *st, const char *data)
         if (st->t_first == 0)
             st->t_first = t;
         st->t_last = t;
+        if (st->times && st->chunks < st->times_cap)
+            st->times[st->chunks] = t;
         st->chunks++;
     }
     json_t *tm = json_object_get(j, "timings");
@@ -119,6 +123,8 @@ static void on_data_line(bench_stream_t *st, const char *data)
 static size_t stream_write(char *p, size_t sz, size_t n, void *ud)
 {
     bench_stream_t *st = ud;
+    if (st->stop && atomic_load(st->stop))
+        return 0;   /* curl aborts the transfer */
     for (size_t i = 0; i < sz * n; i++) {
         if (p[i] == '\n') {
             st->line[st->len] = '\0';
@@ -130,6 +136,33 @@ static size_t stream_write(char *p, size_t sz, size_t n, void *ud)
         }
     }
     return sz * n;
+}
+
+/* Stream the answer to `text` (a chat request body) into *st, which the
+ * caller has zeroed. Returns TTFT in ms or -1. */
+static double chat_stream(int port, const char *bearer, const char *text, bench_stream_t *st)
+{
+    CURL *c = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", port);
+    struct curl_slist *h = headers(bearer);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, stream_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, st);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 1200L);
+    st->t0 = bench_now_ms();
+    CURLcode rc = curl_easy_perform(c);
+    st->t_end = bench_now_ms();
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK || status != 200 || st->t_first == 0)
+        return -1;
+    return st->t_first - st->t0;
 }
 
 double bench_chat(int port, const char *bearer, const char *system, const char *question,
@@ -147,27 +180,19 @@ double bench_chat(int port, const char *bearer, const char *system, const char *
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     memset(st, 0, sizeof *st);
-    CURL *c = curl_easy_init();
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat/completions", port);
-    struct curl_slist *h = headers(bearer);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, text);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, stream_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, st);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 1200L);
-    st->t0 = bench_now_ms();
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    double ttft = chat_stream(port, bearer, text, st);
     free(text);
-    if (rc != CURLE_OK || status != 200 || st->t_first == 0)
-        return -1;
-    return st->t_first - st->t0;
+    return ttft;
+}
+
+double bench_chat_json(int port, const char *bearer, const char *body, double *times, int cap,
+                       const atomic_bool *stop, bench_stream_t *st)
+{
+    memset(st, 0, sizeof *st);
+    st->times = times;
+    st->times_cap = times ? cap : 0;
+    st->stop = stop;
+    return chat_stream(port, bearer, body, st);
 }
 
 void bench_proc_start(bench_proc_t *p, const char *const *argv, const char *log,

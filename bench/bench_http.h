@@ -3,6 +3,7 @@
 #ifndef KVCHAT_BENCH_HTTP_H
 #define KVCHAT_BENCH_HTTP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -39,6 +40,11 @@ typedef struct {
     int predicted_n, cache_n, prompt_n;   /* from the final timings */
     char cache_tier[16];                  /* the timings' cache_tier, "" if none */
     double predicted_ms;
+    double t_done;                /* "data: [DONE]" arrived (0: never) */
+    double t_end;                 /* the response ended (transfer complete) */
+    double *times;                /* bench_chat_json: arrival of each content piece */
+    int times_cap;                /* (times[0..min(chunks, times_cap)) are set) */
+    const atomic_bool *stop;      /* bench_chat_json: hang up once it is true */
     char line[1 << 16];
     unsigned len;
 } bench_stream_t;
@@ -48,5 +54,15 @@ typedef struct {
  * time to the first content in ms, or -1 on failure (*st filled). */
 double bench_chat(int port, const char *bearer, const char *system, const char *question,
                   int max_tokens, bool cache_prompt, bench_stream_t *st);
+
+/* POST /v1/chat/completions with `body` as given (a JSON object that asks
+ * for a stream). When times is not NULL, times[k] gets the arrival time
+ * (bench_now_ms) of content piece k for k < cap; the array stays the
+ * caller's. When stop is not NULL the client hangs up at the first data
+ * after *stop became true (the answer then counts as failed). Returns the
+ * time to the first content in ms, or -1 on failure (*st filled as far as
+ * the answer went). */
+double bench_chat_json(int port, const char *bearer, const char *body, double *times, int cap,
+                       const atomic_bool *stop, bench_stream_t *st);
 
 #endif
