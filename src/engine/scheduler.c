@@ -571,15 +571,19 @@ static void draft_unbind(sched_t *s, slot_t *sl, bool dropped)
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Bind a submitted draft to a slot: the slot of its key, else an empty
- * idle slot or an idle one whose KV is wholly a prefix of the draft in its
- * namespace (the one sharing most), while fewer than max(1, n_slots - 1)
- * slots hold drafts. Bookkeeping only: the KV is brought in line by
+/* Bind a submitted draft to a slot, chosen as a job would choose one: the
+ * slot of its key; else the idle slot the draft carries on from (sharing
+ * at least half of its KV, in its namespace: the session's last turn, its
+ * document); else an empty slot; else the idle slot evict_rank() gives up
+ * first (its KV is stored, or is stored before the draft cuts it: the job
+ * that wants it back restores it). Slots running a job are never taken,
+ * and at most max(1, n_slots - 1) slots hold drafts, so one slot always
+ * holds what jobs left. Bookkeeping only: the KV is brought in line by
  * draft_sync(), in an idle step. Takes r->tokens. */
 static void draft_bind(sched_t *s, draft_req_t *r)
 {
-    slot_t *own = NULL, *take = NULL;
-    int n_drafts = 0, take_n = -1;
+    slot_t *own = NULL, *best = NULL, *empty = NULL, *lru = NULL;
+    int n_drafts = 0, best_n = 0;
     for (int i = 0; i < s->cfg.n_slots; i++) {
         slot_t *sl = &s->slots[i];
         if (sl->draft) {
@@ -590,19 +594,22 @@ static void draft_bind(sched_t *s, draft_req_t *r)
         }
         if (sl->state != SLOT_IDLE)
             continue;
-        int c = 0;
-        if (sl->n_cached > 0) {
-            if (!kvstore_salt_equal(&sl->salt, &r->salt))
-                continue;
-            c = common_prefix(sl->cached, sl->n_cached, r->tokens, r->n_tokens);
-            if (c < sl->n_cached)
-                continue;   /* it holds what a job left: not the draft's to drop */
+        if (sl->n_cached == 0) {
+            if (!empty)
+                empty = sl;
+            continue;
         }
-        if (c > take_n) {
-            take = sl;
-            take_n = c;
+        int c = kvstore_salt_equal(&sl->salt, &r->salt)
+                    ? common_prefix(sl->cached, sl->n_cached, r->tokens, r->n_tokens)
+                    : 0;
+        if (c > best_n) {
+            best = sl;
+            best_n = c;
         }
+        if (evicts_before(sl, lru))
+            lru = sl;
     }
+    slot_t *take = best && 2 * best_n >= best->n_cached ? best : empty ? empty : lru;
     int max_drafts = s->cfg.n_slots > 1 ? s->cfg.n_slots - 1 : 1;
     slot_t *sl = own;
     if (!sl) {

@@ -33,10 +33,11 @@
  * slot stays IDLE the whole time, so a job takes it like any idle slot: a
  * job that carries on from the draft (same namespace) decodes only the
  * rest; any other job may take it over (a draft's KV goes before any job's
- * slot tier). At most max(1, n_slots - 1) slots hold drafts; a draft takes
- * only an empty slot or one whose KV is wholly a prefix of it in its
- * namespace, so it never evicts what a job left, and touches no store
- * entry (pinned or not).
+ * slot tier). A draft takes a slot as a job would (the one it carries on
+ * from, else an empty one, else the idle one given up first, whose KV is
+ * stored before the draft cuts it), never a running job's, and at most
+ * max(1, n_slots - 1) slots hold drafts; it touches no store entry (pinned
+ * or not).
  *
  * Snapshots off the critical path: a generation job's snapshot (prompt and
  * reply) is owed when it finishes, not taken: its answer ends with its last
