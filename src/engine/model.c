@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,8 +37,15 @@ struct model_batch {
     int cap;
 };
 
+/* The grammar sampler is kept out of the chain: the chain also receives
+ * prompt tokens (for penalties), which the grammar must not see. */
 struct model_sampler {
     struct llama_sampler *chain;
+    struct llama_sampler *grammar; /* NULL: none */
+    const struct llama_vocab *vocab;
+    llama_token_data *cur;         /* n_vocab candidates, with a grammar */
+    int n_vocab;
+    bool dead_end;
 };
 
 const char *model_strerror(int rc)
@@ -528,6 +536,7 @@ void model_sampling_default(model_sampling_t *s)
     s->frequency_penalty = 0.0f;
     s->penalty_last_n = 64;
     s->seed = 0xFFFFFFFFu;   /* LLAMA_DEFAULT_SEED: random */
+    s->grammar = NULL;
 }
 
 int model_sampler_new(const model_t *m, const model_sampling_t *s, model_sampler_t **out)
@@ -565,6 +574,20 @@ int model_sampler_new(const model_t *m, const model_sampling_t *s, model_sampler
         llama_sampler_chain_add(ms->chain, llama_sampler_init_temp(s->temperature));
         llama_sampler_chain_add(ms->chain, llama_sampler_init_dist(s->seed));
     }
+    if (s->grammar && s->grammar[0]) {
+        ms->vocab = m->vocab;
+        ms->n_vocab = m->info.n_vocab;
+        ms->cur = malloc((size_t)ms->n_vocab * sizeof *ms->cur);
+        if (!ms->cur) {
+            model_sampler_free(ms);
+            return MODEL_ENOMEM;
+        }
+        ms->grammar = llama_sampler_init_grammar(m->vocab, s->grammar, "root");
+        if (!ms->grammar) {
+            model_sampler_free(ms);
+            return MODEL_EINVAL;
+        }
+    }
     *out = ms;
     return MODEL_OK;
 }
@@ -574,13 +597,141 @@ void model_sampler_free(model_sampler_t *s)
     if (!s)
         return;
     llama_sampler_free(s->chain);
+    if (s->grammar)
+        llama_sampler_free(s->grammar);
+    free(s->cur);
     free(s);
+}
+
+/* The token to end with at a grammar dead end: not fed to the grammar
+ * (llama.cpp aborts on an end-of-generation token the grammar does not
+ * allow). */
+static model_token_t dead_end(model_sampler_t *s)
+{
+    s->dead_end = true;
+    llama_token t = llama_vocab_eos(s->vocab);
+    if (t == LLAMA_TOKEN_NULL)
+        t = llama_vocab_eot(s->vocab);
+    return t == LLAMA_TOKEN_NULL ? 0 : t;
+}
+
+static void fill_candidates(model_sampler_t *s, const float *logits, llama_token_data_array *a)
+{
+    for (int i = 0; i < s->n_vocab; i++)
+        s->cur[i] = (llama_token_data){i, logits[i], 0.0f};
+    *a = (llama_token_data_array){s->cur, (size_t)s->n_vocab, -1, false};
+}
+
+#define GRAMMAR_CHUNK 1024
+
+/* Move the k highest logits of a[0..n) to a[0..k), in no order
+ * (quickselect with a three-way partition). */
+static void partition_top(llama_token_data *a, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1) {
+        float pivot = a[lo + (hi - lo) / 2].logit;
+        size_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            llama_token_data t = a[i];
+            if (t.logit > pivot) {
+                a[i++] = a[lt];
+                a[lt++] = t;
+            } else if (t.logit < pivot) {
+                a[i] = a[--gt];
+                a[gt] = t;
+            } else {
+                i++;
+            }
+        }
+        /* [lo,lt) > pivot, [lt,gt) == pivot, [gt,hi) < pivot */
+        if (k < lt)
+            hi = lt;
+        else if (k <= gt)
+            return;
+        else
+            lo = gt;
+    }
+}
+
+static bool any_allowed(const llama_token_data_array *a)
+{
+    for (size_t i = 0; i < a->size; i++)
+        if (isfinite(a->data[i].logit))
+            return true;
+    return false;
 }
 
 model_token_t model_sample(model_sampler_t *s, model_ctx_t *c, int idx)
 {
-    /* llama_sampler_sample also accepts the token into the chain. */
-    return llama_sampler_sample(s->chain, c->lc, idx);
+    if (!s->grammar) {
+        /* llama_sampler_sample also accepts the token into the chain. */
+        return llama_sampler_sample(s->chain, c->lc, idx);
+    }
+    if (s->dead_end)
+        return dead_end(s);
+    const float *logits = llama_get_logits_ith(c->lc, idx);
+    if (!logits)
+        return dead_end(s);
+    /* As llama.cpp's common sampler: draw without the grammar first and
+     * keep the token if the grammar allows it (a check of one candidate);
+     * only otherwise filter the whole vocabulary, then draw again. */
+    llama_token_data_array a;
+    fill_candidates(s, logits, &a);
+    llama_sampler_apply(s->chain, &a);
+    if (a.selected >= 0 && a.selected < (int64_t)a.size) {
+        llama_token_data one = {a.data[a.selected].id, 1.0f, 0.0f};
+        llama_token_data_array a1 = {&one, 1, -1, false};
+        llama_sampler_apply(s->grammar, &a1);
+        if (isfinite(one.logit)) {
+            llama_sampler_accept(s->grammar, one.id);
+            llama_sampler_accept(s->chain, one.id);
+            return one.id;
+        }
+    }
+    /* The grammar is costly per candidate (a 150k vocabulary takes tens
+     * of ms): filter the GRAMMAR_CHUNK highest logits first, and the rest
+     * only when none of those is allowed. Exact for greedy; for sampling,
+     * candidates beyond the chunk are dropped when the chunk has allowed
+     * ones (as a top-k of GRAMMAR_CHUNK before the grammar would). */
+    fill_candidates(s, logits, &a);
+    size_t k = a.size < GRAMMAR_CHUNK ? a.size : GRAMMAR_CHUNK;
+    partition_top(a.data, a.size, k);
+    llama_token_data_array top = {a.data, k, -1, false};
+    llama_sampler_apply(s->grammar, &top);
+    if (any_allowed(&top)) {
+        a = top;
+    } else {
+        llama_token_data_array rest = {a.data + k, a.size - k, -1, false};
+        llama_sampler_apply(s->grammar, &rest);
+        if (!any_allowed(&rest))
+            return dead_end(s);
+        a = rest;
+    }
+    llama_sampler_apply(s->chain, &a);
+    if (a.selected < 0 || a.selected >= (int64_t)a.size || !isfinite(a.data[a.selected].logit))
+        return dead_end(s);
+    llama_token t = a.data[a.selected].id;
+    /* Allowed, so accepting cannot empty the grammar's stacks (which would
+     * throw through this C code and abort). */
+    llama_sampler_accept(s->grammar, t);
+    llama_sampler_accept(s->chain, t);
+    return t;
 }
 
+bool model_sampler_dead_end(const model_sampler_t *s) { return s->dead_end; }
+
 void model_sampler_accept(model_sampler_t *s, model_token_t t) { llama_sampler_accept(s->chain, t); }
+
+int model_grammar_check(const model_t *m, const char *gbnf, char *err, size_t errcap)
+{
+    struct llama_sampler *g = gbnf ? llama_sampler_init_grammar(m->vocab, gbnf, "root") : NULL;
+    if (!g) {
+        if (err && errcap)
+            snprintf(err, errcap, "the grammar does not parse (or has no rule 'root', or is "
+                                  "left-recursive)");
+        return MODEL_EINVAL;
+    }
+    llama_sampler_free(g);
+    return MODEL_OK;
+}

@@ -177,20 +177,48 @@ typedef struct {
     float repeat_penalty, presence_penalty, frequency_penalty;
     int penalty_last_n;
     uint32_t seed;
+    /* GBNF grammar (start rule "root") every sampled token must follow, or
+     * NULL / "" for none. Borrowed: read only by model_sampler_new(), which
+     * keeps its own parsed copy. Check it first with model_grammar_check():
+     * model_sampler_new() answers MODEL_EINVAL for a grammar that does not
+     * parse. */
+    const char *grammar;
 } model_sampling_t;
 
 void model_sampling_default(model_sampling_t *s);
 
 typedef struct model_sampler model_sampler_t;
 
+/* A sampler for one generation. On success *out owns it
+ * (model_sampler_free()). MODEL_EINVAL when s->grammar does not parse,
+ * MODEL_ENOMEM; *out untouched on failure. */
 int model_sampler_new(const model_t *m, const model_sampling_t *s, model_sampler_t **out);
 void model_sampler_free(model_sampler_t *s);
 
 /* Sample from the logits of batch entry idx and record the token as
- * accepted (for penalties). */
+ * accepted (penalties, grammar).
+ *
+ * With a grammar, only tokens the grammar allows are drawn: end-of-
+ * generation tokens only once the grammar is complete (and once it is
+ * complete with nothing more allowed, an end-of-generation token is the only
+ * choice). If no token at all is allowed (a dead end: the grammar needs text
+ * no token spells), the sampler returns the vocabulary's end-of-generation
+ * token without feeding it to the grammar, and model_sampler_dead_end()
+ * turns true: the caller should end the generation (and may report it).
+ * Never aborts. */
 model_token_t model_sample(model_sampler_t *s, model_ctx_t *c, int idx);
 
-/* Tell the sampler about prompt tokens (penalties see them). */
+/* True once model_sample() met a grammar dead end (see above). */
+bool model_sampler_dead_end(const model_sampler_t *s);
+
+/* Tell the sampler about a prompt token (penalties see it). Never fed to the
+ * grammar, which constrains generated text only. */
 void model_sampler_accept(model_sampler_t *s, model_token_t t);
+
+/* Does llama.cpp accept `gbnf` (start rule "root") for this model's
+ * vocabulary? Returns MODEL_OK, or MODEL_EINVAL with a message in err
+ * (errcap bytes, NUL-terminated); llama.cpp itself prints the parser's
+ * reason and the grammar text to stderr. */
+int model_grammar_check(const model_t *m, const char *gbnf, char *err, size_t errcap);
 
 #endif
