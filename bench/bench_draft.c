@@ -15,8 +15,10 @@
  *   1. TTFT from Enter: each question is typed at KEY_MS per character;
  *      at every word boundary the text so far goes to POST /v1/cache/draft
  *      (one draft in flight at most; a newer one waits and replaces any
- *      older one not yet sent); one keystroke after the last character the
- *      real request is sent. The same question is asked of kvchat without
+ *      older one not yet sent); the typist then looks the question over for
+ *      ENTER_PAUSE_MS, during which the web UI's rule (a draft after a pause
+ *      of DRAFT_PAUSE_MS at a word's end) drafts the whole question, and
+ *      presses Enter: the real request. The same question is asked of kvchat without
  *      drafts (another cache_salt, so neither condition finds the other's
  *      KV; the documents are cached under both) and of llama-server warm.
  *   2. The decode speed of another stream on kvchat while a question is
@@ -54,6 +56,8 @@
 #include "common/json.h"
 
 #define KEY_MS 125.0          /* typing pace: 8 characters a second */
+#define DRAFT_PAUSE_MS 350.0  /* the web UI's pause before a draft (chat.js) */
+#define ENTER_PAUSE_MS 700.0  /* the look over the question before Enter */
 #define ANSWER_TOKENS 8       /* answers to the typed questions */
 #define END_TOKENS 4          /* answers whose end is timed */
 #define N_QUESTIONS 20
@@ -561,8 +565,11 @@ typedef struct {
 } bench_t;
 
 /* Type q from now at KEY_MS a character; with a drafter, a draft of the
- * text before every space typed. Returns at Enter (one keystroke after the
- * last character). */
+ * text before every space typed. Then the typist looks the question over
+ * for ENTER_PAUSE_MS before pressing Enter; the web UI drafts the whole
+ * question once a pause after a word's end reaches DRAFT_PAUSE_MS (its
+ * own rule), so a draft of the finished question goes out meanwhile.
+ * Returns at Enter. */
 static void type_question(bench_t *b, bool drafts, const char *doc, const char *q, const char *key)
 {
     double t0 = bench_now_ms();
@@ -575,7 +582,12 @@ static void type_question(bench_t *b, bool drafts, const char *doc, const char *
             drafter_post(&b->dr, draft_body(doc, part, key, SALT_TYPED));
         }
     }
-    sleep_until(t0 + (double)n * KEY_MS);
+    double t_last = t0 + (double)(n - 1) * KEY_MS;
+    if (drafts) {
+        sleep_until(t_last + DRAFT_PAUSE_MS);
+        drafter_post(&b->dr, draft_body(doc, q, key, SALT_TYPED));
+    }
+    sleep_until(t_last + ENTER_PAUSE_MS);
 }
 
 /* 1: every question on both documents, the three conditions in turn (their
@@ -762,13 +774,16 @@ static void report(bench_t *b, buf_t *r)
     buf_printf(r, "Method: %d questions (30-70 characters) typed at %.0f characters a second on a cached "
                   "document (%d tokens) and on a cached part of a long document (%d tokens, its header "
                   "\"Document 7, part 3 of 13 (pages 41-60)\"). With drafts, the text typed so far goes to "
-                  "POST /v1/cache/draft at every word boundary (one in flight), and one keystroke after "
-                  "the last character the question is sent (%d-token greedy answer, streamed). TTFT from "
+                  "POST /v1/cache/draft at every word boundary (one in flight); the typist then looks the "
+                  "question over for %.0f ms before Enter, and the web UI's rule (a draft once a pause at "
+                  "a word's end reaches %.0f ms) drafts the whole question meanwhile. Enter sends it "
+                  "(%d-token greedy answer, streamed). TTFT from "
                   "Enter is the time from that request to its first content. The same questions go to "
                   "kvchat without drafts (another cache_salt, under which the documents are cached too) "
                   "and to llama-server, warm (one question on each document first); the three conditions "
                   "take turns question by question.\n\n",
-               nq, 1000 / KEY_MS, b->doc_tokens[DOC_CACHED], b->doc_tokens[DOC_PART], ANSWER_TOKENS);
+               nq, 1000 / KEY_MS, b->doc_tokens[DOC_CACHED], b->doc_tokens[DOC_PART], ENTER_PAUSE_MS,
+               DRAFT_PAUSE_MS, ANSWER_TOKENS);
     buf_puts(r, "| TTFT from Enter, ms | cached document, median | p90 | long document part, median | p90 | "
                 "decoded at Enter, median prompt_n / cache_n (cached doc; part) |\n|---|---|---|---|---|---|\n");
     for (int c = 0; c < N_COND; c++)
