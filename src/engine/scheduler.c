@@ -176,6 +176,9 @@ void sched_job_params_cleanup(sched_job_params_t *p)
     for (int i = 0; i < p->n_stop; i++)
         free(p->stop[i]);
     p->n_stop = 0;
+    free(p->grammar);
+    p->grammar = NULL;
+    p->sampling.grammar = NULL;
 }
 
 static void job_unref(sched_job_t *j)
@@ -1004,8 +1007,11 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
     pthread_mutex_unlock(&s->lock);
 
     if (j->p.kind == JOB_GENERATE) {
-        if (model_sampler_new(s->m, &j->p.sampling, &sl->sampler) != MODEL_OK) {
-            finish(s, sl, "error", SCHED_ENOMEM, "out of memory");
+        j->p.sampling.grammar = j->p.grammar;
+        int src = model_sampler_new(s->m, &j->p.sampling, &sl->sampler);
+        if (src != MODEL_OK) {
+            finish(s, sl, "error", src == MODEL_EINVAL ? SCHED_EINVAL : SCHED_ENOMEM,
+                   src == MODEL_EINVAL ? "the grammar does not parse" : "out of memory");
             return;
         }
         /* Penalties look back over the prompt too. */
@@ -1123,7 +1129,9 @@ static void on_sampled(sched_t *s, slot_t *sl, model_token_t t)
         record_ttft(s, sl->res.ttft_ms);
         pthread_mutex_unlock(&s->lock);
     }
-    if (!j->p.ignore_eos && model_token_is_eog(s->m, t)) {
+    /* With a grammar, an end-of-generation token means the grammar is
+     * complete (or at a dead end): the reply ends, ignore_eos or not. */
+    if ((!j->p.ignore_eos || j->p.grammar) && model_token_is_eog(s->m, t)) {
         finish(s, sl, "stop", SCHED_OK, NULL);
         return;
     }

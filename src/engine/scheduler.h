@@ -117,6 +117,10 @@ typedef struct {
                                   * slot is emptied; failing that, the job fails
                                   * with SCHED_ESTORE */
     kvstore_salt_t salt;         /* the job's cache namespace (zeroed: no salt) */
+    char *grammar;               /* GBNF every generated token follows (checked
+                                  * with model_grammar_check), or NULL; owned,
+                                  * moves to the job (sampling.grammar is set
+                                  * from it) */
 } sched_job_params_t;
 
 void sched_job_params_init(sched_job_params_t *p);

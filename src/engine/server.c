@@ -31,6 +31,7 @@
 #include "common/httpd.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "engine/jsonschema.h"
 #include "engine/metrics.h"
 #include "engine/salt.h"
 
@@ -666,6 +667,97 @@ static void wait_done(gen_t *g, httpd_req_t *req)
     pthread_mutex_unlock(&g->lock);
 }
 
+/* Constrained output: `response_format` (OpenAI: "text", "json_object",
+ * "json_schema" {name, schema, strict}), or llama.cpp's own `grammar`
+ * (GBNF) or `json_schema` (a bare schema). The grammar goes to p->grammar,
+ * checked against the model's vocabulary. Returns 0, or -1 with the reason
+ * for a 400 in err. */
+static int parse_format(const engine_t *e, const json_t *body, sched_job_params_t *p,
+                        json_err_t *err)
+{
+    const json_t *rf = json_object_get(body, "response_format");
+    const json_t *gr = json_object_get(body, "grammar");
+    const json_t *js = json_object_get(body, "json_schema");
+    if (rf && json_is_null(rf))
+        rf = NULL;
+    if (gr && (json_is_null(gr) || (json_is_string(gr) && json_string_length(gr) == 0)))
+        gr = NULL;
+    if (js && json_is_null(js))
+        js = NULL;
+    if ((rf != NULL) + (gr != NULL) + (js != NULL) > 1) {
+        snprintf(err->msg, sizeof err->msg,
+                 "Give one of 'response_format', 'grammar' and 'json_schema', not several");
+        return -1;
+    }
+    char msg[256] = "";
+    const char *what = NULL;
+    int rc = 0;
+    if (rf) {
+        const char *type = json_string_value(json_object_get(rf, "type"));
+        if (!json_is_object(rf) || !type) {
+            snprintf(err->msg, sizeof err->msg,
+                     "'response_format' must be an object with a 'type'");
+            return -1;
+        }
+        if (strcmp(type, "text") == 0)
+            return 0;
+        if (strcmp(type, "json_object") == 0) {
+            p->grammar = strdup(jsonschema_object_gbnf());
+            what = "response_format";
+        } else if (strcmp(type, "json_schema") == 0) {
+            const json_t *spec = json_object_get(rf, "json_schema");
+            const json_t *schema = json_object_get(spec, "schema");
+            if (!json_is_object(spec) || !json_is_object(schema)) {
+                snprintf(err->msg, sizeof err->msg,
+                         "'response_format.json_schema' must be an object with a 'schema' "
+                         "object");
+                return -1;
+            }
+            what = "response_format.json_schema";
+            rc = jsonschema_to_gbnf(schema, &p->grammar, msg, sizeof msg);
+        } else {
+            snprintf(err->msg, sizeof err->msg,
+                     "'response_format': type must be \"text\", \"json_object\" or "
+                     "\"json_schema\" (not \"%.40s\")", type);
+            return -1;
+        }
+    } else if (js) {
+        if (!json_is_object(js)) {
+            snprintf(err->msg, sizeof err->msg, "'json_schema' must be a JSON Schema object");
+            return -1;
+        }
+        what = "json_schema";
+        rc = jsonschema_to_gbnf(js, &p->grammar, msg, sizeof msg);
+    } else if (gr) {
+        if (!json_is_string(gr)) {
+            snprintf(err->msg, sizeof err->msg, "'grammar' must be a string (GBNF)");
+            return -1;
+        }
+        if (json_string_length(gr) > JSONSCHEMA_MAX_GBNF) {
+            snprintf(err->msg, sizeof err->msg, "'grammar' is longer than %d bytes",
+                     JSONSCHEMA_MAX_GBNF);
+            return -1;
+        }
+        what = "grammar";
+        p->grammar = strdup(json_string_value(gr));
+    } else {
+        return 0;
+    }
+    if (rc != 0) {
+        snprintf(err->msg, sizeof err->msg, "%s: %s", what, msg);
+        return -1;
+    }
+    if (!p->grammar) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return -1;
+    }
+    if (model_grammar_check(e->model, p->grammar, msg, sizeof msg) != MODEL_OK) {
+        snprintf(err->msg, sizeof err->msg, "%s: the grammar does not parse: %s", what, msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* Request fields this server cannot honour are refused with a 400 that
  * says so, never ignored (docs/openai.md lists every field). Returns 0, or
  * -1 with the message in err. */
@@ -709,21 +801,6 @@ static int refuse_unsupported(const json_t *body, gen_kind_t kind, json_err_t *e
     json_array_foreach(mod, i, m) {
         if (!json_is_string(m) || strcmp(json_string_value(m), "text") != 0) {
             snprintf(err->msg, sizeof err->msg, "'modalities': only \"text\" is supported");
-            return -1;
-        }
-    }
-    json_t *rf = json_object_get(body, "response_format");
-    if (rf && !json_is_null(rf)) {
-        const char *type = json_string_value(json_object_get(rf, "type"));
-        if (!json_is_object(rf) || !type) {
-            snprintf(err->msg, sizeof err->msg,
-                     "'response_format' must be an object with a 'type'");
-            return -1;
-        }
-        if (strcmp(type, "text") != 0) {
-            snprintf(err->msg, sizeof err->msg,
-                     "'response_format': type \"%.40s\" is not supported by this server yet "
-                     "(\"text\" is)", type);
             return -1;
         }
     }
@@ -943,7 +1020,8 @@ static void h_chat(httpd_req_t *req, void *user)
         /* answered */
     } else if (parse_messages(arr, msgs, &n, owned, &err) != 0 ||
                refuse_unsupported(body, GEN_CHAT, &err) != 0 ||
-               parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
+               parse_generation(e, body, &p, &stream, &usage, &err) != 0 ||
+               parse_format(e, body, &p, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
     } else {
         char perr[256];
@@ -1120,7 +1198,8 @@ static void h_completions(httpd_req_t *req, void *user)
             json_decref(choices);
             goto out;
         }
-        if (parse_generation(e, body, &p, &stream, &usage, &err) != 0) {
+        if (parse_generation(e, body, &p, &stream, &usage, &err) != 0 ||
+            parse_format(e, body, &p, &err) != 0) {
             httpd_reply_error(req, 400, "%s", err.msg);
             json_decref(choices);
             goto out;

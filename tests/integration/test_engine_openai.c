@@ -8,6 +8,10 @@
  * max_tokens 0 and malformed turn orders refused, completions of a string,
  * strings, token ids and arrays of token ids (one choice each), echo,
  * suffix refused; CORS only for the origins --cors-origins allows.
+ * Structured outputs: with the tiny model's random weights, answers under
+ * response_format json_schema, llama.cpp's grammar and json_object still
+ * parse and match their schema (greedy, sampled, streamed), which is what
+ * makes these tests mean something; bad formats are 400s with the reason.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/jsonschema.h"
 #include "support.h"
 
 #define MODEL KVCHAT_TEST_MODELS_DIR "/tiny.gguf"
@@ -172,6 +177,20 @@ static void test_refusals(void **state)
                "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":"
                "{\"type\":\"sound\"}}", "response_format");
     expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":"
+               "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":\"str\"}}}",
+               "schema");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"response_format\":"
+               "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":"
+               "{\"type\":\"string\",\"pattern\":\"a+\"}}}}", "pattern");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"grammar\":"
+               "\"root ::= undefined-rule\"}", "grammar");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"grammar\":"
+               "\"root ::= \\\"a\\\"\",\"response_format\":{\"type\":\"json_object\"}}", "one of");
+    expect_400("/v1/chat/completions",
                "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"modalities\":"
                "[\"text\",\"audio\"]}", "modalities");
     expect_400("/v1/chat/completions",
@@ -308,6 +327,121 @@ static void test_cors(void **state)
     assert_string_equal(allow, "");
 }
 
+static const char *const k_schema =
+    "{\"type\":\"object\",\"properties\":{"
+    "\"city\":{\"type\":\"string\",\"maxLength\":12},"
+    "\"temp\":{\"type\":\"integer\"},"
+    "\"unit\":{\"enum\":[\"C\",\"F\"]},"
+    "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"maxItems\":3},"
+    "\"where\":{\"type\":\"object\",\"properties\":{\"lat\":{\"type\":\"number\"},"
+    "\"note\":{\"type\":[\"string\",\"null\"],\"maxLength\":8}},"
+    "\"required\":[\"lat\",\"note\"],\"additionalProperties\":false}},"
+    "\"required\":[\"city\",\"temp\",\"unit\",\"tags\",\"where\"],"
+    "\"additionalProperties\":false}";
+
+/* The answer's text parses and matches the schema. */
+static void assert_matches(const char *text, const json_t *schema)
+{
+    json_error_t je;
+    json_t *v = json_loads(text, JSON_DECODE_ANY, &je);
+    if (!v)
+        fail_msg("not JSON (%s): %s", je.text, text);
+    char why[256];
+    if (jsonschema_validate(schema, v, why, sizeof why) != JSONSCHEMA_OK)
+        fail_msg("does not match the schema (%s): %s", why, text);
+    json_decref(v);
+}
+
+static void test_structured_outputs(void **state)
+{
+    (void)state;
+    json_t *schema = json_loads(k_schema, 0, NULL);
+    assert_non_null(schema);
+    /* greedy, and sampled with several seeds */
+    for (int k = 0; k < 4; k++) {
+        char body[2048];
+        snprintf(body, sizeof body,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"The weather, as JSON.\"}],"
+                 "\"max_tokens\":400,\"temperature\":%s,\"seed\":%d,\"response_format\":"
+                 "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"weather\",\"strict\":"
+                 "true,\"schema\":%s}}}",
+                 k == 0 ? "0" : "0.9", k, k_schema);
+        resp_t r;
+        post("/v1/chat/completions", body, 200, &r);
+        assert_string_equal(jstr(r.json, "choices.0.finish_reason"), "stop");
+        assert_matches(jstr(r.json, "choices.0.message.content"), schema);
+        resp_free(&r);
+    }
+    /* streamed: the deltas put together */
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Again.\"}],\"max_tokens\":400,"
+             "\"temperature\":0.7,\"seed\":11,\"stream\":true,\"json_schema\":%s}", k_schema);
+    resp_t raw;
+    post("/v1/chat/completions", body, 200, &raw);
+    char text[8192] = "";
+    for (char *line = strtok(raw.body, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "data: {", 7) != 0)
+            continue;
+        json_t *j = json_loads(line + 6, 0, NULL);
+        const char *c = json_string_value(jpath(j, "choices.0.delta.content"));
+        if (c)
+            strncat(text, c, sizeof text - strlen(text) - 1);
+        json_decref(j);
+    }
+    resp_free(&raw);
+    assert_matches(text, schema);
+    json_decref(schema);
+
+    /* llama.cpp's own grammar field */
+    resp_t r;
+    post("/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"Yes or no?\"}],\"max_tokens\":8,"
+         "\"temperature\":0.9,\"seed\":5,\"grammar\":\"root ::= \\\"yes\\\" | \\\"no\\\"\"}",
+         200, &r);
+    const char *yn = jstr(r.json, "choices.0.message.content");
+    assert_true(strcmp(yn, "yes") == 0 || strcmp(yn, "no") == 0);
+    assert_string_equal(jstr(r.json, "choices.0.finish_reason"), "stop");
+    resp_free(&r);
+
+    /* json_object: an object, whenever the answer ends within its limit */
+    int objects = 0;
+    for (int seed = 0; seed < 4; seed++) {
+        char b[512];
+        snprintf(b, sizeof b,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"JSON please\"}],"
+                 "\"max_tokens\":300,\"temperature\":0.9,\"seed\":%d,\"response_format\":"
+                 "{\"type\":\"json_object\"}}", seed);
+        post("/v1/chat/completions", b, 200, &r);
+        const char *c = jstr(r.json, "choices.0.message.content");
+        assert_true(c[0] == '{');
+        if (strcmp(jstr(r.json, "choices.0.finish_reason"), "stop") == 0) {
+            json_t *v = json_loads(c, 0, NULL);
+            if (!json_is_object(v))
+                fail_msg("json_object answer is not an object: %s", c);
+            json_decref(v);
+            objects++;
+        }
+        resp_free(&r);
+    }
+    print_message("json_object: %d of 4 sampled answers ended within 300 tokens\n", objects);
+
+    /* a schema does not change what is cached: the prompt's prefix is the
+     * same with and without it */
+    post("/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"system\",\"content\":\"You answer in JSON about the "
+         "harbour timetable of the island ferry, every day of the week.\"},{\"role\":\"user\","
+         "\"content\":\"When?\"}],\"max_tokens\":2}", 200, &r);
+    resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"system\",\"content\":\"You answer in JSON about the "
+             "harbour timetable of the island ferry, every day of the week.\"},{\"role\":\"user\","
+             "\"content\":\"Where?\"}],\"max_tokens\":400,\"json_schema\":%s}", k_schema);
+    post("/v1/chat/completions", body, 200, &r);
+    assert_true(jint(r.json, "usage.prompt_tokens_details.cached_tokens") > 10);
+    resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -315,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_fingerprint_and_usage),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_completion_prompts),
+        cmocka_unit_test(test_structured_outputs),
         cmocka_unit_test(test_cors),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
