@@ -21,6 +21,7 @@
 #include "engine/scheduler.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -167,6 +168,7 @@ void sched_job_params_init(sched_job_params_t *p)
     p->max_tokens = 256;
     model_sampling_default(&p->sampling);
     p->use_cache = true;
+    p->logprobs = -1;
 }
 
 void sched_job_params_cleanup(sched_job_params_t *p)
@@ -1156,6 +1158,41 @@ static void on_sampled(sched_t *s, slot_t *sl, model_token_t t)
     sl->state = SLOT_GEN;
 }
 
+/* The sampled token's log-probability and the most likely alternatives,
+ * from the logits it was sampled from, to the job's sink. */
+static void report_logprobs(sched_t *s, slot_t *sl, model_token_t t)
+{
+    const float *logits = model_logits(s->ctx, sl->i_batch);
+    if (!logits)
+        return;
+    int n_vocab = model_info(s->m)->n_vocab;
+    float max = logits[0];
+    for (int i = 1; i < n_vocab; i++)
+        if (logits[i] > max)
+            max = logits[i];
+    double sum = 0;
+    for (int i = 0; i < n_vocab; i++)
+        sum += exp((double)(logits[i] - max));
+    const double norm = (double)max + log(sum);
+    sched_logprob_t lp = { .id = t, .logprob = (float)(logits[t] - norm) };
+    int want = sl->job->p.logprobs < SCHED_TOP_LOGPROBS ? sl->job->p.logprobs : SCHED_TOP_LOGPROBS;
+    /* the top `want` by insertion: want is small */
+    for (int i = 0; i < n_vocab && want > 0; i++) {
+        float v = logits[i];
+        if (lp.n_top == want && v <= logits[lp.top[want - 1].id])
+            continue;
+        int k = lp.n_top < want ? lp.n_top++ : want - 1;
+        while (k > 0 && logits[lp.top[k - 1].id] < v) {
+            lp.top[k] = lp.top[k - 1];
+            k--;
+        }
+        lp.top[k].id = i;
+    }
+    for (int k = 0; k < lp.n_top; k++)
+        lp.top[k].logprob = (float)(logits[lp.top[k].id] - norm);
+    sl->job->sink.on_token(sl->job->ud, &lp);
+}
+
 static void step(sched_t *s)
 {
     if (atomic_exchange(&s->forget_slots, false)) {
@@ -1215,6 +1252,8 @@ static void step(sched_t *s)
         if (sl->state == SLOT_PROMPT && sl->n_prompt_done < sl->job->p.n_tokens)
             continue;
         model_token_t t = model_sample(sl->sampler, s->ctx, sl->i_batch);
+        if (sl->job->p.logprobs >= 0 && sl->job->sink.on_token && !model_token_is_eog(s->m, t))
+            report_logprobs(s, sl, t);
         on_sampled(s, sl, t);
     }
 }

@@ -100,6 +100,24 @@ const char *sched_tier_name(cache_tier_t t);
 
 #define SCHED_MAX_STOP 8
 
+/* The most alternatives a token's log-probability comes with. */
+#define SCHED_TOP_LOGPROBS 20
+
+typedef struct {
+    model_token_t id;
+    float logprob;
+} sched_alt_t;
+
+/* A generated token's log-probability under the model (its distribution
+ * before sampling: no temperature, penalties or grammar, as OpenAI
+ * reports them), with the n_top most likely tokens, most likely first. */
+typedef struct {
+    model_token_t id;
+    float logprob;
+    int n_top;
+    sched_alt_t top[SCHED_TOP_LOGPROBS];
+} sched_logprob_t;
+
 typedef struct {
     job_kind_t kind;
     model_token_t *tokens;       /* ownership moves to the job on submit */
@@ -117,6 +135,9 @@ typedef struct {
                                   * slot is emptied; failing that, the job fails
                                   * with SCHED_ESTORE */
     kvstore_salt_t salt;         /* the job's cache namespace (zeroed: no salt) */
+    int logprobs;                /* -1: none; else each generated token's
+                                  * log-probability goes to sink.on_token with
+                                  * this many alternatives (0..SCHED_TOP_LOGPROBS) */
     char *grammar;               /* GBNF every generated token follows (checked
                                   * with model_grammar_check), or NULL; owned,
                                   * moves to the job (sampling.grammar is set
@@ -161,6 +182,9 @@ typedef struct {
     void (*on_progress)(void *ud, int done, int total);
     /* Always called once at the end. The result is valid during the call. */
     void (*on_done)(void *ud, const sched_result_t *res);
+    /* With params.logprobs >= 0: each generated token (not an end-of-
+     * generation one), before the text it adds is passed on. May be NULL. */
+    void (*on_token)(void *ud, const sched_logprob_t *lp);
 } sched_sink_t;
 
 typedef struct {

@@ -375,6 +375,8 @@ typedef struct {
     bool to_disk;            /* prefill "tier": "disk" */
     int index;               /* its choice's index (completions of several prompts) */
     char *echo;              /* completions "echo": the prompt's text, before the answer */
+    json_t *lp_pending;      /* logprobs: entries not streamed yet (chat's shape) */
+    json_t *lp_all;          /* logprobs: every entry (not streamed) */
 } gen_t;
 
 static gen_t *gen_new(engine_t *e, gen_kind_t kind)
@@ -401,6 +403,8 @@ static void gen_unref(gen_t *g)
     free(g->text);
     free(g->gen_tokens);
     free(g->echo);
+    json_decref(g->lp_pending);
+    json_decref(g->lp_all);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
     free(g);
@@ -441,6 +445,75 @@ static void stream_write_or_cancel(gen_t *g, json_t *j)
     }
 }
 
+/* {"token", "logprob", "bytes"} of one token (OpenAI's logprobs shape). */
+static json_t *token_json(const engine_t *e, model_token_t id, float logprob)
+{
+    char piece[256];
+    int n = model_token_piece(e->model, id, false, piece, sizeof piece);
+    if (n < 0)
+        n = 0;
+    json_t *bytes = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(bytes, json_integer((unsigned char)piece[i]));
+    return json_pack("{s:o, s:f, s:o}", "token", json_string_lossy(piece, (size_t)n), "logprob",
+                     (double)logprob, "bytes", bytes);
+}
+
+static void on_token(void *ud, const sched_logprob_t *lp)
+{
+    gen_t *g = ud;
+    json_t *entry = token_json(g->e, lp->id, lp->logprob);
+    json_t *top = json_array();
+    for (int k = 0; k < lp->n_top; k++)
+        json_array_append_new(top, token_json(g->e, lp->top[k].id, lp->top[k].logprob));
+    json_object_set_new(entry, "top_logprobs", top);
+    json_t *list = g->streaming ? g->lp_pending : g->lp_all;
+    if (list)
+        json_array_append(list, entry);
+    json_decref(entry);
+}
+
+/* Chat's "logprobs": {"content": [...]}; the completions API's older
+ * shape: {"tokens", "token_logprobs", "top_logprobs" (token -> logprob),
+ * "text_offset"}. Takes `entries` (may be NULL: null). */
+static json_t *logprobs_json(gen_t *g, json_t *entries, size_t text_offset)
+{
+    if (!entries)
+        return json_null();
+    if (g->kind == GEN_CHAT)
+        return json_pack("{s:o, s:n}", "content", entries, "refusal");
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e) {
+        const char *tok = json_string_value(json_object_get(e, "token"));
+        json_array_append(tokens, json_object_get(e, "token"));
+        json_array_append(lps, json_object_get(e, "logprob"));
+        json_t *map = json_object();
+        size_t k;
+        json_t *alt;
+        json_array_foreach(json_object_get(e, "top_logprobs"), k, alt)
+            json_object_set(map, json_string_value(json_object_get(alt, "token")),
+                            json_object_get(alt, "logprob"));
+        json_array_append_new(tops, map);
+        json_array_append_new(offs, json_integer((json_int_t)text_offset));
+        text_offset += tok ? strlen(tok) : 0;
+    }
+    json_decref(entries);
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps,
+                     "top_logprobs", tops, "text_offset", offs);
+}
+
+/* The entries gathered since the last chunk, as that chunk's logprobs. */
+static json_t *pending_logprobs(gen_t *g)
+{
+    if (!g->lp_pending)
+        return json_null();
+    json_t *entries = g->lp_pending;
+    g->lp_pending = json_array();
+    return logprobs_json(g, entries, 0);
+}
+
 static void on_text(void *ud, const char *text, size_t len)
 {
     gen_t *g = ud;
@@ -450,8 +523,9 @@ static void on_text(void *ud, const char *text, size_t len)
     json_t *choice = g->kind == GEN_CHAT
                          ? json_pack("{s:i, s:{s:o}, s:n}", "index", g->index, "delta", "content",
                                      s, "finish_reason")
-                         : json_pack("{s:i, s:o, s:n, s:n}", "index", g->index, "text", s,
-                                     "logprobs", "finish_reason");
+                         : json_pack("{s:i, s:o, s:n}", "index", g->index, "text", s,
+                                     "finish_reason");
+    json_object_set_new(choice, "logprobs", pending_logprobs(g));
     stream_write_or_cancel(g, chunk_json(g, choice));
 }
 
@@ -595,9 +669,9 @@ static void on_done(void *ud, const sched_result_t *r)
                 json_t *choice = g->kind == GEN_CHAT
                                      ? json_pack("{s:i, s:{}, s:s}", "index", g->index, "delta",
                                                  "finish_reason", r->finish_reason)
-                                     : json_pack("{s:i, s:s, s:n, s:s}", "index", g->index, "text",
-                                                 "", "logprobs", "finish_reason",
-                                                 r->finish_reason);
+                                     : json_pack("{s:i, s:s, s:s}", "index", g->index, "text",
+                                                 "", "finish_reason", r->finish_reason);
+                json_object_set_new(choice, "logprobs", pending_logprobs(g));
                 json_t *last = chunk_json(g, choice);
                 json_object_set_new(last, "timings", timings_json(r));
                 httpd_stream_sse_json(g->stream, last);
@@ -758,6 +832,48 @@ static int parse_format(const engine_t *e, const json_t *body, sched_job_params_
     return 0;
 }
 
+/* logprobs: chat's "logprobs" (bool) and "top_logprobs" (0..20), or the
+ * completions API's "logprobs" (alternatives, 0..20), into p->logprobs
+ * (-1: none). Returns 0, or -1 with the reason in err. */
+static int parse_logprobs(const json_t *body, gen_kind_t kind, sched_job_params_t *p,
+                          json_err_t *err)
+{
+    const json_t *lp = json_object_get(body, "logprobs");
+    const json_t *top = json_object_get(body, "top_logprobs");
+    p->logprobs = -1;
+    if (kind == GEN_COMPLETION) {
+        if (!lp || json_is_null(lp))
+            return 0;
+        if (!json_is_integer(lp) || json_integer_value(lp) < 0 ||
+            json_integer_value(lp) > SCHED_TOP_LOGPROBS) {
+            snprintf(err->msg, sizeof err->msg, "'logprobs' must be an integer from 0 to %d",
+                     SCHED_TOP_LOGPROBS);
+            return -1;
+        }
+        p->logprobs = (int)json_integer_value(lp);
+        return 0;
+    }
+    if (lp && !json_is_null(lp) && !json_is_boolean(lp)) {
+        snprintf(err->msg, sizeof err->msg, "'logprobs' must be true or false");
+        return -1;
+    }
+    if (top && !json_is_null(top)) {
+        if (!json_is_integer(top) || json_integer_value(top) < 0 ||
+            json_integer_value(top) > SCHED_TOP_LOGPROBS) {
+            snprintf(err->msg, sizeof err->msg, "'top_logprobs' must be an integer from 0 to %d",
+                     SCHED_TOP_LOGPROBS);
+            return -1;
+        }
+        if (!json_is_true(lp)) {
+            snprintf(err->msg, sizeof err->msg, "'top_logprobs' needs 'logprobs': true");
+            return -1;
+        }
+    }
+    if (json_is_true(lp))
+        p->logprobs = json_is_integer(top) ? (int)json_integer_value(top) : 0;
+    return 0;
+}
+
 /* Request fields this server cannot honour are refused with a 400 that
  * says so, never ignored (docs/openai.md lists every field). Returns 0, or
  * -1 with the message in err. */
@@ -787,14 +903,7 @@ static int refuse_unsupported(const json_t *body, gen_kind_t kind, json_err_t *e
         snprintf(err->msg, sizeof err->msg, "'%s': %s", refused[i].key, refused[i].why);
         return -1;
     }
-    json_t *lp = json_object_get(body, "logprobs");
-    if ((kind == GEN_CHAT && json_is_true(lp)) ||
-        (kind == GEN_COMPLETION && json_is_integer(lp) && json_integer_value(lp) > 0) ||
-        (json_is_integer(json_object_get(body, "top_logprobs")) &&
-         json_integer_value(json_object_get(body, "top_logprobs")) > 0)) {
-        snprintf(err->msg, sizeof err->msg, "'logprobs': not supported by this server yet");
-        return -1;
-    }
+    (void)kind;
     json_t *mod = json_object_get(body, "modalities");
     size_t i;
     json_t *m;
@@ -811,7 +920,7 @@ static int refuse_unsupported(const json_t *body, gen_kind_t kind, json_err_t *e
  * error event once a stream is open). Returns 0 when submitted. */
 static int submit(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t *p)
 {
-    const sched_sink_t sink = { on_text, on_progress, on_done };
+    const sched_sink_t sink = { on_text, on_progress, on_done, on_token };
     atomic_fetch_add(&g->refs, 1);   /* the sink's reference */
     if (g->streaming) {
         /* on_close only cancels: it may fire before the job exists. */
@@ -872,8 +981,14 @@ static json_t *choice_json(gen_t *g)
                          ? json_pack("{s:i, s:{s:s, s:o}, s:s}", "index", g->index, "message",
                                      "role", "assistant", "content", text, "finish_reason",
                                      r->finish_reason)
-                         : json_pack("{s:i, s:o, s:n, s:s}", "index", g->index, "text", text,
-                                     "logprobs", "finish_reason", r->finish_reason);
+                         : json_pack("{s:i, s:o, s:s}", "index", g->index, "text", text,
+                                     "finish_reason", r->finish_reason);
+    if (choice) {
+        json_t *entries = g->lp_all;
+        g->lp_all = NULL;
+        json_object_set_new(choice, "logprobs",
+                            logprobs_json(g, entries, g->echo ? strlen(g->echo) : 0));
+    }
     if (choice && g->return_tokens) {
         /* kvchat extension: the generated token ids */
         json_t *toks = json_array();
@@ -961,6 +1076,10 @@ static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, gen_ki
     }
     g->streaming = stream;
     g->include_usage = usage;
+    if (p->logprobs >= 0) {
+        g->lp_pending = json_array();
+        g->lp_all = json_array();
+    }
     json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
     run_job(e, req, g, p);
 }
@@ -1021,6 +1140,7 @@ static void h_chat(httpd_req_t *req, void *user)
     } else if (parse_messages(arr, msgs, &n, owned, &err) != 0 ||
                refuse_unsupported(body, GEN_CHAT, &err) != 0 ||
                parse_generation(e, body, &p, &stream, &usage, &err) != 0 ||
+               parse_logprobs(body, GEN_CHAT, &p, &err) != 0 ||
                parse_format(e, body, &p, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
     } else {
@@ -1199,6 +1319,7 @@ static void h_completions(httpd_req_t *req, void *user)
             goto out;
         }
         if (parse_generation(e, body, &p, &stream, &usage, &err) != 0 ||
+            parse_logprobs(body, GEN_COMPLETION, &p, &err) != 0 ||
             parse_format(e, body, &p, &err) != 0) {
             httpd_reply_error(req, 400, "%s", err.msg);
             json_decref(choices);
@@ -1212,6 +1333,10 @@ static void h_completions(httpd_req_t *req, void *user)
         }
         gen_t *g = gens[k];
         g->index = k;
+        if (p.logprobs >= 0) {
+            g->lp_pending = json_array();
+            g->lp_all = json_array();
+        }
         g->streaming = stream;
         g->include_usage = usage;
         json_get_bool(body, "return_tokens", &g->return_tokens, NULL);

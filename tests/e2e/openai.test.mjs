@@ -8,7 +8,7 @@
 // system_fingerprint, streamed usage only when asked, structured outputs
 // through chat.completions.parse (the parsed object matches its schema
 // even from random weights), completions of several prompts and of token
-// ids with echo, a prompt that does not fit as context_length_exceeded, and
+// ids with echo, logprobs, a prompt that does not fit as context_length_exceeded, and
 // fields the engine cannot honour refused as BadRequestError.
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -95,6 +95,16 @@ try {
     check(!usageWithChoices, 'usage comes in a chunk of its own');
     check(asked ? usage?.completion_tokens === 4 : usage === null, `streamed usage (asked: ${asked}): ${JSON.stringify(usage)}`);
   }
+
+  log('logprobs');
+  const lp = await client.chat.completions.create({
+    model: id, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 2,
+  });
+  const entries = lp.choices[0].logprobs.content;
+  check(entries.length === lp.usage.completion_tokens, `an entry per token: ${entries.length}`);
+  check(entries.every((e) => e.logprob <= 0 && e.top_logprobs.length === 2 && e.top_logprobs[0].token === e.token),
+    'greedy: the chosen token is the most likely');
+  check(entries.map((e) => e.token).join('') === lp.choices[0].message.content, 'the tokens spell the answer');
 
   log('structured outputs: chat.completions.parse');
   for (const [temperature, seed] of [[0, 1], [0.9, 2], [0.9, 3]]) {

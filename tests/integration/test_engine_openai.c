@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,6 +443,77 @@ static void test_structured_outputs(void **state)
     resp_free(&r);
 }
 
+/* logprobs: one entry per generated token, the chosen token the most
+ * likely one when greedy, the alternatives in order, probabilities that
+ * add up to at most 1; streamed, the entries of all chunks together; the
+ * completions API's older shape. */
+static void test_logprobs(void **state)
+{
+    (void)state;
+    resp_t r;
+    post("/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":5,"
+         "\"temperature\":0,\"logprobs\":true,\"top_logprobs\":3}", 200, &r);
+    json_t *content = jpath(r.json, "choices.0.logprobs.content");
+    assert_int_equal(json_array_size(content), jint(r.json, "usage.completion_tokens"));
+    char text[1024] = "";
+    size_t i;
+    json_t *e;
+    json_array_foreach(content, i, e) {
+        double lp = json_number_value(json_object_get(e, "logprob"));
+        json_t *top = json_object_get(e, "top_logprobs");
+        assert_int_equal(json_array_size(top), 3);
+        assert_string_equal(json_string_value(json_object_get(e, "token")),
+                            json_string_value(json_object_get(json_array_get(top, 0), "token")));
+        double sum = 0, prev = 0;
+        size_t k;
+        json_t *alt;
+        json_array_foreach(top, k, alt) {
+            double a = json_number_value(json_object_get(alt, "logprob"));
+            assert_true(a <= 0 && (k == 0 || a <= prev));
+            prev = a;
+            sum += exp(a);
+        }
+        assert_true(lp <= 0 && sum <= 1.0001);
+        strncat(text, json_string_value(json_object_get(e, "token")), sizeof text - strlen(text) - 1);
+    }
+    assert_string_equal(text, jstr(r.json, "choices.0.message.content"));
+    resp_free(&r);
+
+    /* streamed: the entries of every chunk */
+    post("/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":5,"
+         "\"temperature\":0,\"logprobs\":true,\"stream\":true}", 200, &r);
+    size_t entries = 0;
+    for (char *line = strtok(r.body, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "data: {", 7) != 0)
+            continue;
+        json_t *j = json_loads(line + 6, 0, NULL);
+        entries += json_array_size(jpath(j, "choices.0.logprobs.content"));
+        json_decref(j);
+    }
+    assert_int_equal(entries, 5);
+    resp_free(&r);
+
+    /* completions: tokens, token_logprobs, top_logprobs, text_offset */
+    post("/v1/completions", "{\"prompt\":\"Hello\",\"max_tokens\":4,\"temperature\":0,\"logprobs\":2}",
+         200, &r);
+    json_t *lp = jpath(r.json, "choices.0.logprobs");
+    assert_int_equal(json_array_size(json_object_get(lp, "tokens")), 4);
+    assert_int_equal(json_array_size(json_object_get(lp, "token_logprobs")), 4);
+    assert_int_equal(json_object_size(json_array_get(json_object_get(lp, "top_logprobs"), 0)), 2);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(lp, "text_offset"), 0)), 0);
+    resp_free(&r);
+
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"top_logprobs\":2}",
+               "needs 'logprobs'");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logprobs\":true,"
+               "\"top_logprobs\":21}", "top_logprobs");
+    expect_400("/v1/completions", "{\"prompt\":\"hi\",\"logprobs\":-1}", "logprobs");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -450,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_completion_prompts),
         cmocka_unit_test(test_structured_outputs),
+        cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_cors),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
