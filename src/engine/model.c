@@ -280,6 +280,8 @@ int model_detokenize(const model_t *m, const model_token_t *toks, int n, bool sp
 
 bool model_token_is_eog(const model_t *m, model_token_t t) { return llama_vocab_is_eog(m->vocab, t); }
 
+const char *model_chat_template(const model_t *m) { return m->tmpl; }
+
 int model_chat_render(const model_t *m, const char *const *roles, const char *const *contents,
                       int n, bool add_assistant, char **out, size_t *len)
 {

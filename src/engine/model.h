@@ -104,6 +104,10 @@ int model_detokenize(const model_t *m, const model_token_t *toks, int n, bool sp
 
 bool model_token_is_eog(const model_t *m, model_token_t t);
 
+/* The model's chat template (the GGUF's tokenizer.chat_template), or NULL
+ * when it has none (ChatML is used then). Valid while the model lives. */
+const char *model_chat_template(const model_t *m);
+
 /* Render a conversation with the model's chat template. roles[i] and
  * contents[i] for i < n; add_assistant appends the opening of the assistant
  * turn. *out is malloc'd and NUL-terminated (caller frees). */

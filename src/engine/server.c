@@ -34,6 +34,7 @@
 #include "engine/jsonschema.h"
 #include "engine/metrics.h"
 #include "engine/salt.h"
+#include "engine/tools.h"
 
 #define MAX_MESSAGES 4096
 
@@ -377,6 +378,14 @@ typedef struct {
     char *echo;              /* completions "echo": the prompt's text, before the answer */
     json_t *lp_pending;      /* logprobs: entries not streamed yet (chat's shape) */
     json_t *lp_all;          /* logprobs: every entry (not streamed) */
+    /* tool calls (chat with tools, tool_choice not "none"): the reply is
+     * read for calls in the family's syntax; streamed, content goes out up
+     * to what could start a call, and nothing after a call began */
+    bool tool_mode;
+    tools_family_t tf;
+    buf_t tt;                /* the reply so far (streamed) */
+    size_t tt_sent;          /* bytes of it streamed as content */
+    bool in_call;
 } gen_t;
 
 static gen_t *gen_new(engine_t *e, gen_kind_t kind)
@@ -405,6 +414,7 @@ static void gen_unref(gen_t *g)
     free(g->echo);
     json_decref(g->lp_pending);
     json_decref(g->lp_all);
+    buf_cleanup(&g->tt);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
     free(g);
@@ -514,11 +524,9 @@ static json_t *pending_logprobs(gen_t *g)
     return logprobs_json(g, entries, 0);
 }
 
-static void on_text(void *ud, const char *text, size_t len)
+/* A streamed content chunk of text[0..len). */
+static void stream_content(gen_t *g, const char *text, size_t len)
 {
-    gen_t *g = ud;
-    if (!g->streaming || atomic_load(&g->gone))
-        return;
     json_t *s = json_string_lossy(text, len);
     json_t *choice = g->kind == GEN_CHAT
                          ? json_pack("{s:i, s:{s:o}, s:n}", "index", g->index, "delta", "content",
@@ -527,6 +535,59 @@ static void on_text(void *ud, const char *text, size_t len)
                                      "finish_reason");
     json_object_set_new(choice, "logprobs", pending_logprobs(g));
     stream_write_or_cancel(g, chunk_json(g, choice));
+}
+
+static void on_text(void *ud, const char *text, size_t len)
+{
+    gen_t *g = ud;
+    if (!g->streaming || atomic_load(&g->gone))
+        return;
+    if (!g->tool_mode) {
+        stream_content(g, text, len);
+        return;
+    }
+    if (buf_append(&g->tt, text, len) != BUF_OK || g->in_call)
+        return;
+    if (tools_in_call(g->tf, g->tt.data, g->tt.len)) {
+        g->in_call = true;
+        return;
+    }
+    size_t upto = g->tt.len - tools_holdback(g->tf, g->tt.data, g->tt.len);
+    if (upto > g->tt_sent) {
+        stream_content(g, g->tt.data + g->tt_sent, upto - g->tt_sent);
+        g->tt_sent = upto;
+    }
+}
+
+/* A streamed reply with tools, at its end: the calls as tool_calls deltas
+ * (each whole, with its index), or the text held back as content. Returns
+ * whether calls were sent. */
+static bool stream_tool_calls(gen_t *g)
+{
+    json_t *calls = NULL;
+    char *content = NULL;
+    const char *rest = g->tt.data ? g->tt.data + g->tt_sent : "";
+    size_t rest_len = g->tt.len - g->tt_sent;
+    if (tools_parse_output(g->tf, rest, rest_len, &calls, &content) != TOOLS_OK || !calls) {
+        free(content);
+        if (rest_len)
+            stream_content(g, rest, rest_len);
+        return false;
+    }
+    if (content)
+        stream_content(g, content, strlen(content));
+    free(content);
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        json_object_set_new(c, "index", json_integer((json_int_t)i));
+        json_t *choice = json_pack("{s:i, s:{s:[O]}, s:n}", "index", g->index, "delta",
+                                   "tool_calls", c, "finish_reason");
+        json_object_set_new(choice, "logprobs", pending_logprobs(g));
+        stream_write_or_cancel(g, chunk_json(g, choice));
+    }
+    json_decref(calls);
+    return true;
 }
 
 static void on_progress(void *ud, int done, int total)
@@ -666,9 +727,12 @@ static void on_done(void *ud, const sched_result_t *r)
                 json_object_set_new(res, "event", json_string("done"));
                 httpd_stream_sse_json(g->stream, res);
             } else {
+                const char *reason = r->finish_reason;
+                if (g->tool_mode && stream_tool_calls(g) && strcmp(reason, "length") != 0)
+                    reason = "tool_calls";
                 json_t *choice = g->kind == GEN_CHAT
                                      ? json_pack("{s:i, s:{}, s:s}", "index", g->index, "delta",
-                                                 "finish_reason", r->finish_reason)
+                                                 "finish_reason", reason)
                                      : json_pack("{s:i, s:s, s:s}", "index", g->index, "text",
                                                  "", "finish_reason", r->finish_reason);
                 json_object_set_new(choice, "logprobs", pending_logprobs(g));
@@ -883,8 +947,6 @@ static int refuse_unsupported(const json_t *body, gen_kind_t kind, json_err_t *e
         const char *key;
         const char *why;
     } refused[] = {
-        { "tools", "tool calls are not supported by this server yet" },
-        { "tool_choice", "tool calls are not supported by this server yet" },
         { "functions", "functions (deprecated by OpenAI for 'tools') are not supported" },
         { "function_call", "functions (deprecated by OpenAI for 'tools') are not supported" },
         { "audio", "audio output is not supported (text models only)" },
@@ -983,6 +1045,20 @@ static json_t *choice_json(gen_t *g)
                                      r->finish_reason)
                          : json_pack("{s:i, s:o, s:s}", "index", g->index, "text", text,
                                      "finish_reason", r->finish_reason);
+    if (choice && g->tool_mode) {
+        json_t *calls = NULL;
+        char *content = NULL;
+        if (tools_parse_output(g->tf, r->text, r->text_len, &calls, &content) == TOOLS_OK && calls) {
+            json_t *msg = json_object_get(choice, "message");
+            json_object_set_new(msg, "content", content ? json_string_lossy(content, strlen(content))
+                                                        : json_null());
+            json_object_set_new(msg, "tool_calls", calls);
+            /* a reply cut at max_tokens says so, calls or not */
+            if (strcmp(r->finish_reason, "length") != 0)
+                json_object_set_new(choice, "finish_reason", json_string("tool_calls"));
+        }
+        free(content);
+    }
     if (choice) {
         json_t *entries = g->lp_all;
         g->lp_all = NULL;
@@ -1067,7 +1143,8 @@ static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t 
 /* Hand a parsed chat or completion request to the scheduler and answer
  * (stream or wait). Takes over p's allocations. */
 static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, gen_kind_t kind,
-                             bool stream, bool usage, sched_job_params_t *p)
+                             bool stream, bool usage, const tools_req_t *treq, tools_family_t tf,
+                             sched_job_params_t *p)
 {
     gen_t *g = gen_new(e, kind);
     if (!g) {
@@ -1079,6 +1156,11 @@ static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, gen_ki
     if (p->logprobs >= 0) {
         g->lp_pending = json_array();
         g->lp_all = json_array();
+    }
+    if (treq && tools_req_choice(treq) != TOOLS_CHOICE_NONE) {
+        g->tool_mode = true;
+        g->tf = tf;
+        buf_init(&g->tt, 64u << 20);
     }
     json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
     run_job(e, req, g, p);
@@ -1103,6 +1185,48 @@ static void reply_too_long(engine_t *e, httpd_req_t *req, int n, bool at_least)
                                          "context_length_exceeded", "param"));
 }
 
+/* Does the conversation hold tool calls or tool results? */
+static bool tools_in_history(const json_t *messages)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if ((role && strcmp(role, "tool") == 0) || json_object_get(m, "tool_calls"))
+            return true;
+    }
+    return false;
+}
+
+/* tool_choice "required" or a named function: a grammar forces the call.
+ * Returns 0, or -1 with the reason in err. */
+static int parse_tool_grammar(const engine_t *e, const tools_req_t *treq, tools_family_t tf,
+                              sched_job_params_t *p, json_err_t *err)
+{
+    if (!treq)
+        return 0;
+    tools_choice_t c = tools_req_choice(treq);
+    if (c != TOOLS_CHOICE_REQUIRED && c != TOOLS_CHOICE_NAMED)
+        return 0;
+    if (p->grammar) {
+        snprintf(err->msg, sizeof err->msg, "A required or named 'tool_choice' cannot be "
+                                            "combined with 'response_format' or 'grammar'");
+        return -1;
+    }
+    char msg[256] = "";
+    int rc = tools_grammar(tf, treq, &p->grammar, msg, sizeof msg);
+    if (rc != TOOLS_OK || !p->grammar) {
+        snprintf(err->msg, sizeof err->msg, "%s", msg[0] ? msg : tools_strerror(rc));
+        return -1;
+    }
+    if (model_grammar_check(e->model, p->grammar, msg, sizeof msg) != MODEL_OK) {
+        snprintf(err->msg, sizeof err->msg, "tool_choice: the call's grammar does not parse: %s",
+                 msg);
+        return -1;
+    }
+    return 0;
+}
+
 static void h_chat(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
@@ -1117,6 +1241,30 @@ static void h_chat(httpd_req_t *req, void *user)
                                           : rc == JSON_EMISSING ? "Missing required field 'messages'"
                                           : json_array_size(arr) == 0 ? "'messages' must not be empty"
                                                                       : "too many messages");
+        json_decref(body);
+        return;
+    }
+    /* Tools, earlier calls and their results become text in the model
+     * family's syntax (tools.h) before the template renders the messages. */
+    tools_req_t *treq = NULL;
+    json_t *rendered = NULL;
+    tools_family_t tf = tools_family(model_chat_template(e->model));
+    char terr[320] = "";
+    rc = tools_parse(json_object_get(body, "tools"), json_object_get(body, "tool_choice"),
+                     json_object_get(body, "parallel_tool_calls"), &treq, terr, sizeof terr);
+    if (rc == TOOLS_OK && (treq || tools_in_history(arr))) {
+        rc = tools_render(tf, treq, arr, &rendered, terr, sizeof terr);
+        if (rc == TOOLS_OK)
+            arr = rendered;
+    }
+    if (rc != TOOLS_OK) {
+        if (rc == TOOLS_EFAMILY)
+            httpd_reply_error(req, 400, "This model's chat template has no tool calling (tools "
+                                        "need a ChatML template as Qwen2.5's and Hermes', Llama "
+                                        "3.x's or Mistral's)");
+        else
+            httpd_reply_error(req, 400, "%s", terr[0] ? terr : tools_strerror(rc));
+        tools_req_free(treq);
         json_decref(body);
         return;
     }
@@ -1141,7 +1289,8 @@ static void h_chat(httpd_req_t *req, void *user)
                refuse_unsupported(body, GEN_CHAT, &err) != 0 ||
                parse_generation(e, body, &p, &stream, &usage, &err) != 0 ||
                parse_logprobs(body, GEN_CHAT, &p, &err) != 0 ||
-               parse_format(e, body, &p, &err) != 0) {
+               parse_format(e, body, &p, &err) != 0 ||
+               parse_tool_grammar(e, treq, tf, &p, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
     } else {
         char perr[256];
@@ -1159,7 +1308,7 @@ static void h_chat(httpd_req_t *req, void *user)
         } else if (rc) {
             httpd_reply_error(req, 400, "%s", perr);
         } else {
-            start_generation(e, req, body, GEN_CHAT, stream, usage, &p);
+            start_generation(e, req, body, GEN_CHAT, stream, usage, treq, tf, &p);
         }
     }
     sched_job_params_cleanup(&p);
@@ -1167,6 +1316,8 @@ static void h_chat(httpd_req_t *req, void *user)
         free(owned[i]);
     free(owned);
     free(msgs);
+    tools_req_free(treq);
+    json_decref(rendered);
     json_decref(body);
 }
 

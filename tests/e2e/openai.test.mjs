@@ -8,7 +8,7 @@
 // system_fingerprint, streamed usage only when asked, structured outputs
 // through chat.completions.parse (the parsed object matches its schema
 // even from random weights), completions of several prompts and of token
-// ids with echo, logprobs, a prompt that does not fit as context_length_exceeded, and
+// ids with echo, logprobs, a named tool call, a prompt that does not fit as context_length_exceeded, and
 // fields the engine cannot honour refused as BadRequestError.
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -120,6 +120,29 @@ try {
     model: id, messages: [{ role: 'user', content: 'x' }],
     response_format: { type: 'json_schema', json_schema: { name: 'z', schema: { type: 'string', pattern: '^a+$' } } },
   }));
+
+  log('tool calls: a named tool_choice');
+  const tools = [{
+    type: 'function',
+    function: {
+      name: 'get_weather', description: 'The weather of a city',
+      parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 10 }, unit: { enum: ['C', 'F'] } }, required: ['city', 'unit'], additionalProperties: false },
+    },
+  }, { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { tz: { type: 'string', maxLength: 6 } }, required: ['tz'] } } }];
+  const tc = await client.chat.completions.create({
+    model: id, messages: [{ role: 'user', content: 'Weather in Paris?' }], max_tokens: 200, tools,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } }, parallel_tool_calls: false,
+  });
+  check(tc.choices[0].finish_reason === 'tool_calls', `finish_reason ${tc.choices[0].finish_reason}`);
+  const call = tc.choices[0].message.tool_calls?.[0];
+  check(call?.function?.name === 'get_weather' && /^call_/.test(call.id), `the named call: ${JSON.stringify(call)}`);
+  const a = JSON.parse(call.function.arguments);
+  check(typeof a.city === 'string' && ['C', 'F'].includes(a.unit) && Object.keys(a).join(',') === 'city,unit', `arguments ${call.function.arguments}`);
+  const after = await client.chat.completions.create({
+    model: id, max_tokens: 3, tools, tool_choice: 'none',
+    messages: [{ role: 'user', content: 'Weather in Paris?' }, tc.choices[0].message, { role: 'tool', tool_call_id: call.id, content: '21 C' }],
+  });
+  check(typeof after.choices[0].message.content === 'string', 'the conversation goes on after the result');
 
   log('completions: several prompts, token ids, echo');
   const two = await client.completions.create({ model: id, prompt: ['The cat', 'A dog'], max_tokens: 3, temperature: 0 });

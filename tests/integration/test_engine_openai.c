@@ -201,7 +201,7 @@ static void test_refusals(void **state)
     resp_t ok;
     post("/v1/chat/completions",
          "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":1,"
-         "\"tools\":[],\"logit_bias\":{},\"logprobs\":false,\"response_format\":{\"type\":"
+         "\"logit_bias\":{},\"logprobs\":false,\"response_format\":{\"type\":"
          "\"text\"},\"modalities\":[\"text\"],\"user\":\"u1\",\"store\":false}", 200, &ok);
     resp_free(&ok);
     expect_400("/v1/completions", "{\"prompt\":[\"a\",\"b\"],\"stream\":true}", "several prompts");
@@ -514,6 +514,152 @@ static void test_logprobs(void **state)
     expect_400("/v1/completions", "{\"prompt\":\"hi\",\"logprobs\":-1}", "logprobs");
 }
 
+static const char *const k_tools =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":"
+    "\"The weather of a city\",\"parameters\":{\"type\":\"object\",\"properties\":{"
+    "\"city\":{\"type\":\"string\",\"maxLength\":10},\"unit\":{\"enum\":[\"C\",\"F\"]}},"
+    "\"required\":[\"city\",\"unit\"],\"additionalProperties\":false}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"get_time\",\"parameters\":{"
+    "\"type\":\"object\",\"properties\":{\"tz\":{\"type\":\"string\",\"maxLength\":6}},"
+    "\"required\":[\"tz\"],\"additionalProperties\":false}}}]";
+
+/* Each call is to a listed tool, with an id, and arguments that parse and
+ * match that tool's parameters. Returns how many calls there were. */
+static size_t assert_calls(json_t *calls, const char *only)
+{
+    json_t *tools = json_loads(k_tools, 0, NULL);
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        const char *id = json_string_value(json_object_get(c, "id"));
+        assert_true(id && strncmp(id, "call_", 5) == 0);
+        assert_string_equal(json_string_value(json_object_get(c, "type")), "function");
+        const char *name = json_string_value(jpath(c, "function.name"));
+        const char *args = json_string_value(jpath(c, "function.arguments"));
+        assert_non_null(name);
+        assert_non_null(args);
+        if (only)
+            assert_string_equal(name, only);
+        const json_t *schema = NULL;
+        size_t k;
+        json_t *t;
+        json_array_foreach(tools, k, t)
+            if (strcmp(json_string_value(jpath(t, "function.name")), name) == 0)
+                schema = jpath(t, "function.parameters");
+        if (!schema)
+            fail_msg("a call to an unknown tool: %s", name);
+        json_t *v = json_loads(args, 0, NULL);
+        char why[256];
+        if (!v || jsonschema_validate(schema, v, why, sizeof why) != JSONSCHEMA_OK)
+            fail_msg("arguments of %s do not match its parameters: %s", name, args);
+        json_decref(v);
+    }
+    json_decref(tools);
+    return json_array_size(calls);
+}
+
+/* Tool calls with the tiny model (a ChatML template: Qwen2.5's syntax): a
+ * named tool_choice gives a call to that function with JSON arguments that
+ * match its parameters, "required" a call to one of the tools, streamed as
+ * tool_calls deltas; the conversation goes on with the results; "none"
+ * gives text; bad tools are 400s. */
+static void test_tool_calls(void **state)
+{
+    (void)state;
+    char body[4096];
+    resp_t r;
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Weather in Paris?\"}],"
+             "\"max_tokens\":200,\"tools\":%s,\"parallel_tool_calls\":false,\"tool_choice\":"
+             "{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}}", k_tools);
+    post("/v1/chat/completions", body, 200, &r);
+    assert_string_equal(jstr(r.json, "choices.0.finish_reason"), "tool_calls");
+    json_t *calls = jpath(r.json, "choices.0.message.tool_calls");
+    assert_int_equal(assert_calls(calls, "get_weather"), 1);
+    char call_id[64], args[512];
+    snprintf(call_id, sizeof call_id, "%s", json_string_value(jpath(calls, "0.id")));
+    snprintf(args, sizeof args, "%s", json_string_value(jpath(calls, "0.function.arguments")));
+    resp_free(&r);
+
+    /* required, sampled, streamed: tool_calls deltas with their index */
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Time in Tokyo?\"}],"
+             "\"max_tokens\":300,\"temperature\":0.8,\"seed\":4,\"stream\":true,\"tools\":%s,"
+             "\"parallel_tool_calls\":false,\"tool_choice\":\"required\"}", k_tools);
+    post("/v1/chat/completions", body, 200, &r);
+    json_t *streamed = json_array();
+    const char *finish = NULL;
+    char fin[32] = "";
+    for (char *line = strtok(r.body, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "data: {", 7) != 0)
+            continue;
+        json_t *j = json_loads(line + 6, 0, NULL);
+        size_t i;
+        json_t *c;
+        json_array_foreach(jpath(j, "choices.0.delta.tool_calls"), i, c) {
+            assert_int_equal(json_integer_value(json_object_get(c, "index")),
+                             (json_int_t)json_array_size(streamed));
+            json_array_append(streamed, c);
+        }
+        finish = json_string_value(jpath(j, "choices.0.finish_reason"));
+        if (finish)
+            snprintf(fin, sizeof fin, "%s", finish);
+        json_decref(j);
+    }
+    assert_string_equal(fin, "tool_calls");
+    assert_int_equal(assert_calls(streamed, NULL), 1);
+    json_decref(streamed);
+    resp_free(&r);
+
+    /* the call and its result come back: the conversation goes on */
+    json_t *m = json_pack("[{s:s, s:s}, {s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}, {s:s, s:s, s:s}]",
+                          "role", "user", "content", "Weather in Paris?", "role", "assistant",
+                          "content", "tool_calls", "id", call_id, "type", "function", "function",
+                          "name", "get_weather", "arguments", args, "role", "tool",
+                          "tool_call_id", call_id, "content", "21 C, sunny");
+    json_t *tools = json_loads(k_tools, 0, NULL);
+    char *b = json_take_dump(json_pack("{s:o, s:o, s:i, s:s}", "messages", m, "tools", tools,
+                                       "max_tokens", 4, "tool_choice", "none"));
+    post("/v1/chat/completions", b, 200, &r);
+    free(b);
+    assert_null(jpath(r.json, "choices.0.message.tool_calls"));
+    assert_true(json_is_string(jpath(r.json, "choices.0.message.content")));
+    assert_string_not_equal(jstr(r.json, "choices.0.finish_reason"), "tool_calls");
+    resp_free(&r);
+
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"type\":"
+               "\"function\",\"function\":{\"name\":\"bad name\"}}]}", "name");
+
+    /* a model whose template has no tool calling (Llama 2's): a 400 that
+     * says so, never text instead of a call */
+    char dir[256], kv[300], log[300];
+    tmpdir_make(dir, sizeof dir);
+    snprintf(kv, sizeof kv, "%s/kv", dir);
+    snprintf(log, sizeof log, "%s/engine.log", dir);
+    const char *argv[] = { "--model", KVCHAT_TEST_MODELS_DIR "/tiny-llama-spm.gguf", "--threads",
+                           "1", "--ctx-size", "512", "--parallel", "1", "--cache-dir", kv, NULL };
+    proc_t l2;
+    proc_start(&l2, KVCHAT_ENGINE_EXE, argv, log, 60);
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":%s}", k_tools);
+    http(l2.port, "POST", "/v1/chat/completions", body, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(jstr(r.json, "error.message"), "no tool calling"));
+    resp_free(&r);
+    proc_stop(&l2);
+    tmpdir_remove(dir);
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":%s,"
+             "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"nope\"}}}", k_tools);
+    expect_400("/v1/chat/completions", body, "nope");
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":%s,"
+             "\"tool_choice\":\"required\",\"response_format\":{\"type\":\"json_object\"}}",
+             k_tools);
+    expect_400("/v1/chat/completions", body, "tool_choice");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -523,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_completion_prompts),
         cmocka_unit_test(test_structured_outputs),
         cmocka_unit_test(test_logprobs),
+        cmocka_unit_test(test_tool_calls),
         cmocka_unit_test(test_cors),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
