@@ -882,7 +882,7 @@ static int parse_format(const engine_t *e, const json_t *body, sched_job_params_
         return 0;
     }
     if (rc != 0) {
-        snprintf(err->msg, sizeof err->msg, "%s: %s", what, msg);
+        snprintf(err->msg, sizeof err->msg, "%s: %.200s", what, msg);
         return -1;
     }
     if (!p->grammar) {
@@ -890,7 +890,7 @@ static int parse_format(const engine_t *e, const json_t *body, sched_job_params_
         return -1;
     }
     if (model_grammar_check(e->model, p->grammar, msg, sizeof msg) != MODEL_OK) {
-        snprintf(err->msg, sizeof err->msg, "%s: the grammar does not parse: %s", what, msg);
+        snprintf(err->msg, sizeof err->msg, "%s: the grammar does not parse: %.180s", what, msg);
         return -1;
     }
     return 0;
@@ -1220,7 +1220,7 @@ static int parse_tool_grammar(const engine_t *e, const tools_req_t *treq, tools_
         return -1;
     }
     if (model_grammar_check(e->model, p->grammar, msg, sizeof msg) != MODEL_OK) {
-        snprintf(err->msg, sizeof err->msg, "tool_choice: the call's grammar does not parse: %s",
+        snprintf(err->msg, sizeof err->msg, "tool_choice: the call's grammar does not parse: %.180s",
                  msg);
         return -1;
     }
