@@ -846,7 +846,7 @@ static void test_supersede_mechanics(void **state)
                  sizeof exe);
     fx->cfg.engine_exe = exe;
     fx->cfg.health_timeout_ms = 30000;
-    fx->cfg.stop_grace_ms = 1500;
+    fx->cfg.stop_grace_ms = 4000;
     supervisor_t *sv = NULL;
     assert_int_equal(supervisor_new(&fx->cfg, &sv), SUPERVISOR_OK);
 
@@ -855,15 +855,16 @@ static void test_supersede_mechanics(void **state)
     int pid_a = wait_spawned(sv, 0);
     assert_true(pid_alive(pid_a));
 
-    /* B supersedes A, which must stop its engine first (1.5 s: SIGTERM is
+    /* B supersedes A, which must stop its engine first (4 s: SIGTERM is
      * ignored). C comes while B still waits for its turn: B returns at
-     * once, long before A's engine is gone. */
+     * once, long before A's engine is gone (the margin is for a loaded
+     * machine). */
     cmd_spawn(&b, sv, 1, NULL);
     usleep(300 * 1000);
     uint64_t t_c = now_ms();
     cmd_spawn(&c, sv, 2, NULL);
     cmd_join(&b);
-    assert_true(b.done_ms - t_c < 500);
+    assert_true(b.done_ms - t_c < 2500);
     assert_superseded(&b, "stop");
     assert_true(b.res.reset);
     cmd_join(&a);
