@@ -46,6 +46,7 @@ struct sched_job {
     sched_sink_t sink;
     void *ud;
     double t_submit;
+    uint64_t draft_steps_at_submit; /* sched.draft_steps when submitted */
     struct sched_job *next;     /* queue link */
 };
 
@@ -108,6 +109,7 @@ struct sched {
     int q_len;
     draft_req_t *d_head, *d_tail; /* the draft inbox */
     int draft_rr;               /* the slot after the last one drafted */
+    atomic_uint_fast64_t draft_steps; /* draft chunks decoded so far */
     /* The next snapshot's buffer, faulted in ahead in idle steps: writing
      * fresh memory costs far more than the copy (an 83 MB snapshot: about
      * 180 ms of page faults, 6 ms of copy). */
@@ -829,6 +831,7 @@ static void idle_step(sched_t *s)
         draft_unbind(s, sl, true);
         return;
     }
+    atomic_fetch_add(&s->draft_steps, 1);
     memcpy(sl->cached + sl->n_cached, sl->draft_tokens + sl->n_cached,
            (size_t)take * sizeof *sl->cached);
     sl->n_cached += take;
@@ -1061,6 +1064,8 @@ static int admit(sched_t *s)
         sl->t_start = now_ms();
         sl->t_first = 0;
         sl->res.queue_ms = sl->t_start - j->t_submit;
+        sl->res.draft_steps_waited =
+            (int)(atomic_load(&s->draft_steps) - j->draft_steps_at_submit);
         sl->pending = false;
         buf_init(&sl->raw, TEXT_MAX);
         buf_init(&sl->text, TEXT_MAX + TEXT_MAX / 2);
@@ -1394,6 +1399,7 @@ int sched_submit(sched_t *s, sched_job_params_t *p, const sched_sink_t *sink, vo
     j->sink = *sink;
     j->ud = ud;
     j->t_submit = now_ms();
+    j->draft_steps_at_submit = atomic_load(&s->draft_steps);
     pthread_mutex_lock(&s->lock);
     /* slots_busy drops before a job's on_done runs, so a client that
      * sends its next request the moment the last one ended finds room. */

@@ -156,6 +156,9 @@ typedef struct {
     int cache_n;                 /* prompt tokens restored from cache */
     cache_tier_t cache_tier;
     double queue_ms;             /* waiting for a slot */
+    int draft_steps_waited;      /* draft chunks decoded between its submission
+                                  * and its admission (at most the one under
+                                  * way when it came: drafts yield) */
     double prompt_ms;            /* restore + prompt decode, to the first token */
     double predicted_ms;
     int predicted_n;

@@ -338,7 +338,7 @@ static json_t *usage_json(const sched_result_t *r)
 static json_t *timings_json(const sched_result_t *r)
 {
     int decoded = r->prompt_n - r->cache_n;
-    return json_pack("{s:i, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:i, s:s, s:f, s:f, s:f}",
+    return json_pack("{s:i, s:f, s:f, s:f, s:i, s:f, s:f, s:f, s:i, s:s, s:f, s:f, s:f, s:i}",
                      "prompt_n", decoded, "prompt_ms", r->prompt_ms, "prompt_per_token_ms",
                      decoded ? r->prompt_ms / decoded : 0.0, "prompt_per_second",
                      r->prompt_ms > 0 ? decoded * 1000.0 / r->prompt_ms : 0.0, "predicted_n",
@@ -347,7 +347,8 @@ static json_t *timings_json(const sched_result_t *r)
                      "predicted_per_second",
                      r->predicted_ms > 0 ? r->predicted_n * 1000.0 / r->predicted_ms : 0.0,
                      "cache_n", r->cache_n, "cache_tier", sched_tier_name(r->cache_tier),
-                     "queue_ms", r->queue_ms, "ttft_ms", r->ttft_ms, "restore_ms", r->restore_ms);
+                     "queue_ms", r->queue_ms, "ttft_ms", r->ttft_ms, "restore_ms", r->restore_ms,
+                     "draft_steps_waited", r->draft_steps_waited);
 }
 
 /* ---- generation requests ---- */

@@ -495,6 +495,53 @@ static void test_deferred_snapshot(void **state)
     tmpdir_remove(dir);
 }
 
+/* A request that arrives while a long draft is being decoded waits for at
+ * most the draft chunk under way (timings.draft_steps_waited), and the
+ * draft goes on afterwards. */
+static void test_request_during_long_draft(void **state)
+{
+    (void)state;
+    char dir[256];
+    tmpdir_make(dir, sizeof dir);
+    engine_t e;
+    const char *big[] = { "--reset", "--parallel", "2", "--ctx-size", "16384", NULL };
+    engine_start(&e, dir, big);
+    char *longdoc = make_doc(11, 170), *other = make_doc(12, 20);
+    long long n_tok = 0;
+    bool acc = false;
+    int tries = 0, waited_checked = 0;
+    for (; tries < 3 && !waited_checked; tries++) {
+        char key[32];
+        snprintf(key, sizeof key, "long-%d", tries);
+        double before = metric(e.p.port, "kvchat_engine_draft_tokens_total");
+        assert_int_equal(draft(e.p.port, longdoc, tries ? "Which crate" : "Which", key, NULL,
+                               &n_tok, &acc), 202);
+        assert_true(acc && n_tok > 2000);
+        double d = before;
+        for (int i = 0; i < 2000 && d <= before; i++) {
+            d = metric(e.p.port, "kvchat_engine_draft_tokens_total");
+            if (d <= before)
+                usleep(1000);
+        }
+        json_t *m = doc_question(other, "Which crate?");
+        resp_t r;
+        chat(e.p.port, m, NULL, 4, &r);
+        double after = metric(e.p.port, "kvchat_engine_draft_tokens_total");
+        assert_true(jint(r.json, "timings.draft_steps_waited") <= 1);
+        /* it counts only when the draft was still under way when the
+         * request came and when it was answered */
+        if (after - before < (double)n_tok - 100)
+            waited_checked = 1;
+        resp_free(&r);
+        json_decref(m);
+    }
+    assert_true(waited_checked);
+    free(longdoc);
+    free(other);
+    engine_stop(&e);
+    tmpdir_remove(dir);
+}
+
 static void expect_400(int port, const char *body, const char *needle)
 {
     resp_t r;
@@ -544,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_drafts_yield),
         cmocka_unit_test(test_draft_takes_lru_slot),
         cmocka_unit_test(test_deferred_snapshot),
+        cmocka_unit_test(test_request_during_long_draft),
         cmocka_unit_test(test_draft_bad_requests),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
