@@ -854,6 +854,8 @@ static void test_supersede_mechanics(void **state)
     cmd_spawn(&a, sv, 0, NULL);
     int pid_a = wait_spawned(sv, 0);
     assert_true(pid_alive(pid_a));
+    /* the script ignores SIGTERM only once its first line has run */
+    usleep(1000 * 1000);
 
     /* B supersedes A, which must stop its engine first (4 s: SIGTERM is
      * ignored). C comes while B still waits for its turn: B returns at
