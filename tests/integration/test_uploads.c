@@ -604,8 +604,12 @@ static void test_queue(void **state)
     assert_string_equal(st, "extracting storing indexing done");
     stages(&b, st, sizeof st);
     assert_string_equal(st, "queued:1 extracting storing indexing done");
+    /* c is told it moved up unless b's extraction (a short text) ended
+     * before c's thread looked at the line again: then its next news is
+     * its own extraction. Its places only ever go down. */
     stages(&c, st, sizeof st);
-    assert_string_equal(st, "queued:2 queued:1 extracting storing indexing done");
+    if (strcmp(st, "queued:2 extracting storing indexing done") != 0)
+        assert_string_equal(st, "queued:2 queued:1 extracting storing indexing done");
     stages(&e, st, sizeof st);
     assert_string_equal(st, "queued:4");
     /* first come, first served */
