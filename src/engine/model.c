@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,10 @@ struct model_sampler {
     const struct llama_vocab *vocab;
     llama_token_data *cur;         /* n_vocab candidates, with a grammar */
     int n_vocab;
+    model_logit_bias_t *bias;      /* with a grammar: added in fill_candidates
+                                    * (so the grammar's top chunk is chosen
+                                    * on biased logits); else in the chain */
+    int n_bias;
     bool dead_end;
 };
 
@@ -539,7 +544,13 @@ void model_sampling_default(model_sampling_t *s)
     s->penalty_last_n = 64;
     s->seed = 0xFFFFFFFFu;   /* LLAMA_DEFAULT_SEED: random */
     s->grammar = NULL;
+    s->logit_bias = NULL;
+    s->n_logit_bias = 0;
 }
+
+_Static_assert(sizeof(model_logit_bias_t) == sizeof(llama_logit_bias) &&
+                   offsetof(model_logit_bias_t, bias) == offsetof(llama_logit_bias, bias),
+               "model_logit_bias_t mirrors llama_logit_bias");
 
 int model_sampler_new(const model_t *m, const model_sampling_t *s, model_sampler_t **out)
 {
@@ -555,6 +566,11 @@ int model_sampler_new(const model_t *m, const model_sampling_t *s, model_sampler
     }
     const bool penalties =
         s->repeat_penalty != 1.0f || s->presence_penalty != 0.0f || s->frequency_penalty != 0.0f;
+    const bool has_grammar = s->grammar && s->grammar[0];
+    if (s->n_logit_bias > 0 && !has_grammar)
+        llama_sampler_chain_add(ms->chain,
+                                llama_sampler_init_logit_bias(m->info.n_vocab, s->n_logit_bias,
+                                                              (const llama_logit_bias *)s->logit_bias));
     struct llama_sampler *pen = NULL;
     if (penalties)
         pen = llama_sampler_init_penalties(m->info.n_vocab, s->penalty_last_n, s->repeat_penalty,
@@ -576,7 +592,16 @@ int model_sampler_new(const model_t *m, const model_sampling_t *s, model_sampler
         llama_sampler_chain_add(ms->chain, llama_sampler_init_temp(s->temperature));
         llama_sampler_chain_add(ms->chain, llama_sampler_init_dist(s->seed));
     }
-    if (s->grammar && s->grammar[0]) {
+    if (has_grammar) {
+        if (s->n_logit_bias > 0) {
+            ms->bias = malloc((size_t)s->n_logit_bias * sizeof *ms->bias);
+            if (!ms->bias) {
+                model_sampler_free(ms);
+                return MODEL_ENOMEM;
+            }
+            memcpy(ms->bias, s->logit_bias, (size_t)s->n_logit_bias * sizeof *ms->bias);
+            ms->n_bias = s->n_logit_bias;
+        }
         ms->vocab = m->vocab;
         ms->n_vocab = m->info.n_vocab;
         ms->cur = malloc((size_t)ms->n_vocab * sizeof *ms->cur);
@@ -602,6 +627,7 @@ void model_sampler_free(model_sampler_t *s)
     if (s->grammar)
         llama_sampler_free(s->grammar);
     free(s->cur);
+    free(s->bias);
     free(s);
 }
 
@@ -621,6 +647,9 @@ static void fill_candidates(model_sampler_t *s, const float *logits, llama_token
 {
     for (int i = 0; i < s->n_vocab; i++)
         s->cur[i] = (llama_token_data){i, logits[i], 0.0f};
+    for (int i = 0; i < s->n_bias; i++)
+        if (s->bias[i].token >= 0 && s->bias[i].token < s->n_vocab)
+            s->cur[s->bias[i].token].logit += s->bias[i].bias;
     *a = (llama_token_data_array){s->cur, (size_t)s->n_vocab, -1, false};
 }
 

@@ -175,6 +175,11 @@ int model_seq_state_set(model_ctx_t *c, int seq, const void *buf, size_t len);
 /* ---- sampling ---- */
 
 typedef struct {
+    model_token_t token;
+    float bias;
+} model_logit_bias_t;
+
+typedef struct {
     float temperature;       /* <= 0: greedy */
     float top_p, min_p;
     int top_k;
@@ -187,6 +192,11 @@ typedef struct {
      * model_sampler_new() answers MODEL_EINVAL for a grammar that does not
      * parse. */
     const char *grammar;
+    /* Added to the logits of these tokens before anything else looks at
+     * them (OpenAI's logit_bias; -INFINITY bans a token). Borrowed like
+     * grammar; ids must be below the vocabulary size. */
+    const model_logit_bias_t *logit_bias;
+    int n_logit_bias;
 } model_sampling_t;
 
 void model_sampling_default(model_sampling_t *s);

@@ -183,6 +183,11 @@ void sched_job_params_cleanup(sched_job_params_t *p)
     free(p->grammar);
     p->grammar = NULL;
     p->sampling.grammar = NULL;
+    free(p->logit_bias);
+    p->logit_bias = NULL;
+    p->n_logit_bias = 0;
+    p->sampling.logit_bias = NULL;
+    p->sampling.n_logit_bias = 0;
 }
 
 static void job_unref(sched_job_t *j)
@@ -1013,6 +1018,8 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
 
     if (j->p.kind == JOB_GENERATE) {
         j->p.sampling.grammar = j->p.grammar;
+        j->p.sampling.logit_bias = j->p.logit_bias;
+        j->p.sampling.n_logit_bias = j->p.n_logit_bias;
         int src = model_sampler_new(s->m, &j->p.sampling, &sl->sampler);
         if (src != MODEL_OK) {
             finish(s, sl, "error", src == MODEL_EINVAL ? SCHED_EINVAL : SCHED_ENOMEM,

@@ -142,6 +142,10 @@ typedef struct {
                                   * with model_grammar_check), or NULL; owned,
                                   * moves to the job (sampling.grammar is set
                                   * from it) */
+    model_logit_bias_t *logit_bias; /* added to these tokens' logits (ids
+                                  * below the vocabulary size), or NULL;
+                                  * owned, moves to the job like grammar */
+    int n_logit_bias;
 } sched_job_params_t;
 
 void sched_job_params_init(sched_job_params_t *p);

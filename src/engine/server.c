@@ -20,6 +20,7 @@
 #include "engine/server.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -132,6 +133,119 @@ static int parse_salt(httpd_req_t *req, const json_t *body, kvstore_salt_t *salt
         return -1;
     }
     return 0;
+}
+
+#define LOGIT_BIAS_MAX 4096   /* biased tokens per request */
+
+/* Bias every token of one logit_bias key: a token id (OpenAI: the key is
+ * its decimal string; llama.cpp's array form: a number) or a text whose
+ * tokens all get it (llama.cpp). */
+static int add_logit_bias(const engine_t *e, sched_job_params_t *p, const json_t *key_num,
+                          const char *key_text, const json_t *val, json_err_t *err)
+{
+    float bias;
+    if (json_is_false(val))
+        bias = -INFINITY;   /* llama.cpp: never this token */
+    else if (json_is_number(val) && json_number_value(val) >= -100.0 &&
+             json_number_value(val) <= 100.0)
+        bias = (float)json_number_value(val);
+    else {
+        snprintf(err->msg, sizeof err->msg,
+                 "logit_bias values must be numbers from -100 to 100 (or false: banned)");
+        return -1;
+    }
+    const int n_vocab = model_info(e->model)->n_vocab;
+    model_token_t one, *toks = &one;
+    int n = 1;
+    char *end = NULL;
+    long long id = -1;
+    if (key_num) {
+        if (!json_is_integer(key_num)) {
+            snprintf(err->msg, sizeof err->msg, "logit_bias token ids must be integers");
+            return -1;
+        }
+        id = json_integer_value(key_num);
+    } else if (key_text[0] >= '0' && key_text[0] <= '9' && strlen(key_text) <= 9) {
+        /* a decimal key: OpenAI's token id */
+        id = strtoll(key_text, &end, 10);
+        if (*end != '\0') {
+            snprintf(err->msg, sizeof err->msg, "logit_bias: '%.40s' is not a token id", key_text);
+            return -1;
+        }
+    } else {
+        toks = NULL;
+        if (model_tokenize(e->model, key_text, strlen(key_text), false, false, LOGIT_BIAS_MAX,
+                           &toks, &n) != MODEL_OK) {
+            snprintf(err->msg, sizeof err->msg, "logit_bias: cannot tokenize a key");
+            return -1;
+        }
+    }
+    if (toks == &one) {
+        if (id < 0 || id >= n_vocab) {
+            snprintf(err->msg, sizeof err->msg,
+                     "logit_bias: token id %lld is out of range (the vocabulary has %d tokens)", id,
+                     n_vocab);
+            return -1;
+        }
+        one = (model_token_t)id;
+    }
+    int rc = 0;
+    if (p->n_logit_bias + n > LOGIT_BIAS_MAX) {
+        snprintf(err->msg, sizeof err->msg, "logit_bias: at most %d tokens", LOGIT_BIAS_MAX);
+        rc = -1;
+    } else {
+        model_logit_bias_t *nb =
+            realloc(p->logit_bias, (size_t)(p->n_logit_bias + n) * sizeof *nb);
+        if (!nb) {
+            snprintf(err->msg, sizeof err->msg, "out of memory");
+            rc = -1;
+        } else {
+            p->logit_bias = nb;
+            for (int k = 0; k < n; k++)
+                nb[p->n_logit_bias++] = (model_logit_bias_t){ toks[k], bias };
+        }
+    }
+    if (toks != &one)
+        free(toks);
+    return rc;
+}
+
+/* logit_bias: OpenAI's {"token id": bias} map, or llama.cpp's forms
+ * (text keys, [[id or text, bias or false], ...]). */
+static int parse_logit_bias(const engine_t *e, const json_t *body, sched_job_params_t *p,
+                            json_err_t *err)
+{
+    json_t *lb = json_object_get(body, "logit_bias");
+    if (!lb || json_is_null(lb))
+        return 0;
+    const char *key;
+    json_t *v;
+    size_t i;
+    if (json_is_object(lb)) {
+        json_object_foreach(lb, key, v)
+            if (add_logit_bias(e, p, NULL, key, v, err) != 0)
+                return -1;
+        return 0;
+    }
+    if (json_is_array(lb)) {
+        json_array_foreach(lb, i, v) {
+            json_t *k = json_array_get(v, 0);
+            if (!json_is_array(v) || json_array_size(v) != 2 ||
+                !(json_is_number(k) || json_is_string(k))) {
+                snprintf(err->msg, sizeof err->msg,
+                         "logit_bias entries must be [token id or text, bias]");
+                return -1;
+            }
+            if (add_logit_bias(e, p, json_is_string(k) ? NULL : k,
+                               json_is_string(k) ? json_string_value(k) : NULL,
+                               json_array_get(v, 1), err) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    snprintf(err->msg, sizeof err->msg,
+             "Field 'logit_bias' must be an object of token ids to biases");
+    return -1;
 }
 
 /* Parse sampling and limits shared by chat and completions. Returns 0, or
@@ -255,7 +369,7 @@ static int parse_generation(const engine_t *e, json_t *body, sched_job_params_t 
             return -1;
         }
     }
-    return 0;
+    return parse_logit_bias(e, body, p, err);
 }
 
 /* Message contents may be strings or arrays of {type:"text", text} parts;
@@ -942,7 +1056,7 @@ static int parse_logprobs(const json_t *body, gen_kind_t kind, sched_job_params_
 /* Request fields this server cannot honour are refused with a 400 that
  * says so, never ignored (docs/openai.md lists every field). Returns 0, or
  * -1 with the message in err. */
-static int refuse_unsupported(const json_t *body, gen_kind_t kind, json_err_t *err)
+static int refuse_unsupported(const json_t *body, json_err_t *err)
 {
     static const struct {
         const char *key;
@@ -953,7 +1067,6 @@ static int refuse_unsupported(const json_t *body, gen_kind_t kind, json_err_t *e
         { "audio", "audio output is not supported (text models only)" },
         { "prediction", "predicted outputs are not supported" },
         { "web_search_options", "web search is not supported" },
-        { "logit_bias", "logit_bias is not supported by this server yet" },
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         json_t *v = json_object_get(body, refused[i].key);
@@ -966,7 +1079,6 @@ static int refuse_unsupported(const json_t *body, gen_kind_t kind, json_err_t *e
         snprintf(err->msg, sizeof err->msg, "'%s': %s", refused[i].key, refused[i].why);
         return -1;
     }
-    (void)kind;
     json_t *mod = json_object_get(body, "modalities");
     size_t i;
     json_t *m;
@@ -1287,7 +1399,7 @@ static void h_chat(httpd_req_t *req, void *user)
     } else if (parse_salt(req, body, &p.salt) != 0) {
         /* answered */
     } else if (parse_messages(arr, msgs, &n, owned, &err) != 0 ||
-               refuse_unsupported(body, GEN_CHAT, &err) != 0 ||
+               refuse_unsupported(body, &err) != 0 ||
                parse_generation(e, body, &p, &stream, &usage, &err) != 0 ||
                parse_logprobs(body, GEN_CHAT, &p, &err) != 0 ||
                parse_format(e, body, &p, &err) != 0 ||
@@ -1450,7 +1562,7 @@ static void h_completions(httpd_req_t *req, void *user)
         goto out;
     }
     if (json_get_bool(body, "echo", &echo, &err) == JSON_ETYPE ||
-        refuse_unsupported(body, GEN_COMPLETION, &err) != 0 ||
+        refuse_unsupported(body, &err) != 0 ||
         parse_prompts(e, json_object_get(body, "prompt"), prompts, &n_prompts, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
         goto out;

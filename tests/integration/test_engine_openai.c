@@ -514,6 +514,77 @@ static void test_logprobs(void **state)
     expect_400("/v1/completions", "{\"prompt\":\"hi\",\"logprobs\":-1}", "logprobs");
 }
 
+/* The id of a text that is one token (POST /tokenize). */
+static long one_token(const char *text)
+{
+    resp_t r;
+    char *body = json_take_dump(json_pack("{s:s}", "content", text));
+    post("/tokenize", body, 200, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "tokens")), 1);
+    long id = (long)json_integer_value(json_array_get(jpath(r.json, "tokens"), 0));
+    resp_free(&r);
+    free(body);
+    return id;
+}
+
+/* Generate with a bias (a JSON value) and compare the text with want. */
+static void expect_biased(const char *path, const char *bias_json, const char *extra,
+                          const char *want)
+{
+    char body[1024];
+    const bool chat = strstr(path, "chat") != NULL;
+    snprintf(body, sizeof body,
+             "{%s,\"max_tokens\":4,\"temperature\":0.7,\"seed\":3,\"logit_bias\":%s%s}",
+             chat ? "\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]"
+                  : "\"prompt\":\"Hello\"",
+             bias_json, extra);
+    resp_t r;
+    post(path, body, 200, &r);
+    const char *text = jstr(r.json, chat ? "choices.0.message.content" : "choices.0.text");
+    if (!want)   /* only what the grammar of a's and b's allows */
+        want = text[0] && strspn(text, "ab") == strlen(text) ? text : "a's and b's";
+    if (strcmp(text, want) != 0)
+        fail_msg("%s: \"%s\", wanted \"%s\"", body, text, want);
+    assert_int_equal(jint(r.json, "usage.completion_tokens"), 4);
+    resp_free(&r);
+}
+
+/* logit_bias, OpenAI's map and llama.cpp's forms: +100 makes a token the
+ * only choice (even when sampling), false bans one, and under a grammar the
+ * bias still counts among the tokens the grammar allows. */
+static void test_logit_bias(void **state)
+{
+    (void)state;
+    long b = one_token("b"), x = one_token("X");
+    one_token("hello");   /* one token: the text key biases just it */
+    char bias[256];
+    snprintf(bias, sizeof bias, "{\"%ld\":100}", b);
+    expect_biased("/v1/completions", bias, "", "bbbb");
+    expect_biased("/v1/chat/completions", bias, ",\"stream\":false", "bbbb");
+    /* banned, though the other bias makes it the likeliest */
+    snprintf(bias, sizeof bias, "[[%ld,false],[%ld,100],[%ld,99]]", b, b, x);
+    expect_biased("/v1/chat/completions", bias, "", "XXXX");
+    expect_biased("/v1/chat/completions", "{\"hello\":100}", "", "hellohellohellohello");
+    /* the grammar allows a and b: the bias picks b among them */
+    snprintf(bias, sizeof bias, "{\"%ld\":100}", b);
+    expect_biased("/v1/chat/completions", bias, ",\"grammar\":\"root ::= (\\\"a\\\" | \\\"b\\\")+\"",
+                  "bbbb");
+    /* a bias never overrides the grammar */
+    snprintf(bias, sizeof bias, "{\"%ld\":100}", x);
+    expect_biased("/v1/chat/completions", bias, ",\"grammar\":\"root ::= (\\\"a\\\" | \\\"b\\\")+\"",
+                  NULL);
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":"
+               "{\"999999999\":1}}", "out of range");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":"
+               "{\"65\":500}}", "-100 to 100");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":"
+               "[[65]]}", "logit_bias entries");
+    expect_400("/v1/completions", "{\"prompt\":\"hi\",\"logit_bias\":\"b\"}", "logit_bias");
+}
+
 static const char *const k_tools =
     "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":"
     "\"The weather of a city\",\"parameters\":{\"type\":\"object\",\"properties\":{"
@@ -669,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_completion_prompts),
         cmocka_unit_test(test_structured_outputs),
         cmocka_unit_test(test_logprobs),
+        cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_tool_calls),
         cmocka_unit_test(test_cors),
     };
