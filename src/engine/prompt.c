@@ -92,6 +92,59 @@ static int toks_tokenize(const prompt_t *p, toks_t *t, const char *text, size_t 
     return rc;
 }
 
+/* The control token marker `mk` stands for, or -1 when it is none (no such
+ * token, or one ordinary text already becomes: then plain tokenizing keeps
+ * it, with the merges around it that the template's own text gets). */
+static model_token_t marker_token(const prompt_t *p, const char *mk)
+{
+    model_token_t *v = NULL, id = -1;
+    int n = 0;
+    if (model_tokenize(p->m, mk, strlen(mk), false, true, 4, &v, &n) == MODEL_OK && n == 1)
+        id = v[0];
+    free(v);
+    if (id < 0)
+        return -1;
+    v = NULL;
+    if (model_tokenize(p->m, mk, strlen(mk), false, false, 64, &v, &n) == MODEL_OK && n == 1)
+        id = -1;
+    free(v);
+    return id;
+}
+
+/* Tokenize a message's content: never special tokens, but for the markers
+ * the message names (prompt_msg_t.markers), which become their token. */
+static int toks_tokenize_content(const prompt_t *p, toks_t *t, const char *text, size_t len,
+                                 bool bos, const char *const *markers)
+{
+    while (markers && len > 0) {
+        const char *first = NULL;
+        size_t flen = 0;
+        model_token_t ftok = -1;
+        for (const char *const *mk = markers; *mk; mk++) {
+            const char *at = memmem(text, len, *mk, strlen(*mk));
+            if (at && (!first || at < first)) {
+                model_token_t id = marker_token(p, *mk);
+                if (id >= 0) {
+                    first = at;
+                    flen = strlen(*mk);
+                    ftok = id;
+                }
+            }
+        }
+        if (!first)
+            break;
+        int rc = toks_tokenize(p, t, text, (size_t)(first - text), bos, false);
+        if (!rc)
+            rc = toks_append(t, &ftok, 1);
+        if (rc)
+            return rc;
+        bos = false;
+        len -= (size_t)(first - text) + flen;
+        text = first + flen;
+    }
+    return toks_tokenize(p, t, text, len, bos, false);
+}
+
 static uint64_t hash_text(const char *s, size_t n)
 {
     uint64_t h = 1469598103934665603ULL;
@@ -364,8 +417,8 @@ static int tokenize_message(prompt_t *p, const kvstore_salt_t *salt, toks_t *t, 
         if (reply && has_source(p, salt) && t->n > 0)
             rc = append_stored_reply(p, salt, t, at, clen, &done);
         if (!rc)
-            rc = toks_tokenize(p, t, at + done, clen - done, bos && open_len == 0 && done == 0,
-                               false);
+            rc = toks_tokenize_content(p, t, at + done, clen - done,
+                                       bos && open_len == 0 && done == 0, msg->markers);
         if (!rc && done > 0)
             prompt_remember_reply_salted(p, salt, at, clen, t->v + start, t->n - start);
     }
@@ -404,6 +457,7 @@ static int user_opener(prompt_t *p, const prompt_msg_t *msgs, int n, const char 
     memcpy(ext, msgs, (size_t)n * sizeof *ext);
     ext[n].role = "user";
     ext[n].content = mark;
+    ext[n].markers = NULL;
     char *r;
     size_t rl;
     int rc = render(p, ext, n + 1, false, &r, &rl);

@@ -44,6 +44,12 @@
 typedef struct {
     const char *role;       /* "system" | "user" | "assistant" */
     const char *content;
+    /* NULL, or a NULL-terminated list of marker strings (a tool-calling
+     * family's, tools_family_markers()) that, where they occur in content,
+     * become their special token, as the family's own template would put
+     * them. Only markers that are one control token are read so; the rest
+     * of the content never is (see test_content_not_special). */
+    const char *const *markers;
 } prompt_msg_t;
 
 typedef enum {

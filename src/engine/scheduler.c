@@ -1151,7 +1151,7 @@ static void on_sampled(sched_t *s, slot_t *sl, model_token_t t)
     }
     sl->n_gen++;
     char piece[256];
-    int len = model_token_piece(s->m, t, false, piece, sizeof piece);
+    int len = model_token_piece(s->m, t, j->p.render_special, piece, sizeof piece);
     if (len > 0 && buf_append(&sl->raw, piece, (size_t)len) != BUF_OK) {
         finish(s, sl, "length", SCHED_OK, NULL);
         return;

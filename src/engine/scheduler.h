@@ -146,6 +146,8 @@ typedef struct {
                                   * below the vocabulary size), or NULL;
                                   * owned, moves to the job like grammar */
     int n_logit_bias;
+    bool render_special;         /* generated control tokens appear in the
+                                  * text ("[TOOL_CALLS]" for a parser) */
 } sched_job_params_t;
 
 void sched_job_params_init(sched_job_params_t *p);

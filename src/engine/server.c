@@ -571,10 +571,10 @@ static void stream_write_or_cancel(gen_t *g, json_t *j)
 }
 
 /* {"token", "logprob", "bytes"} of one token (OpenAI's logprobs shape). */
-static json_t *token_json(const engine_t *e, model_token_t id, float logprob)
+static json_t *token_json(const engine_t *e, model_token_t id, float logprob, bool special)
 {
     char piece[256];
-    int n = model_token_piece(e->model, id, false, piece, sizeof piece);
+    int n = model_token_piece(e->model, id, special, piece, sizeof piece);
     if (n < 0)
         n = 0;
     json_t *bytes = json_array();
@@ -587,10 +587,10 @@ static json_t *token_json(const engine_t *e, model_token_t id, float logprob)
 static void on_token(void *ud, const sched_logprob_t *lp)
 {
     gen_t *g = ud;
-    json_t *entry = token_json(g->e, lp->id, lp->logprob);
+    json_t *entry = token_json(g->e, lp->id, lp->logprob, g->tool_mode);
     json_t *top = json_array();
     for (int k = 0; k < lp->n_top; k++)
-        json_array_append_new(top, token_json(g->e, lp->top[k].id, lp->top[k].logprob));
+        json_array_append_new(top, token_json(g->e, lp->top[k].id, lp->top[k].logprob, g->tool_mode));
     json_object_set_new(entry, "top_logprobs", top);
     json_t *list = g->streaming ? g->lp_pending : g->lp_all;
     if (list)
@@ -1274,6 +1274,8 @@ static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, gen_ki
         g->tool_mode = true;
         g->tf = tf;
         buf_init(&g->tt, 64u << 20);
+        /* a family's call marker may be a control token ("[TOOL_CALLS]") */
+        p->render_special = true;
     }
     json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
     run_job(e, req, g, p);
@@ -1408,6 +1410,9 @@ static void h_chat(httpd_req_t *req, void *user)
     } else {
         char perr[256];
         int cap = sched_slot_capacity(e->sched);
+        if (rendered)   /* the family's markers as its template has them */
+            for (int k = 0; k < n; k++)
+                msgs[k].markers = tools_family_markers(tf);
         rc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, PROMPT_GENERATE, cap - 1, &p.tokens,
                                 &p.n_tokens, perr, sizeof perr);
         if (rc == MODEL_ETOOLONG) {

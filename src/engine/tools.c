@@ -80,6 +80,18 @@ tools_family_t tools_family(const char *t)
     return TOOLS_NONE;
 }
 
+const char *const *tools_family_markers(tools_family_t f)
+{
+    static const char *const llama3[] = { LLAMA3_TAG, NULL };
+    static const char *const mistral[] = { "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
+                                           MISTRAL_OPEN, "[TOOL_RESULTS]", "[/TOOL_RESULTS]",
+                                           NULL };
+    /* Qwen2.5's <tool_call> and the like are added tokens that plain text
+     * already becomes. */
+    static const char *const none[] = { NULL };
+    return f == TOOLS_LLAMA3 ? llama3 : f == TOOLS_MISTRAL ? mistral : none;
+}
+
 static int fail(char *err, size_t errcap, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail(char *err, size_t errcap, int rc, const char *fmt, ...)

@@ -78,6 +78,12 @@ const char *tools_family_name(tools_family_t f);
  * template has no tool calling" to a request with tools. */
 tools_family_t tools_family(const char *chat_template);
 
+/* The strings family f writes into messages (tools_render) that its own
+ * template has as special tokens ("[TOOL_CALLS]", "<|python_tag|>"), NULL
+ * terminated (prompt_msg_t.markers); an empty list for families whose
+ * markers are ordinary text. */
+const char *const *tools_family_markers(tools_family_t f);
+
 typedef enum {
     TOOLS_CHOICE_NONE = 0, /* never call: output is content only */
     TOOLS_CHOICE_AUTO,     /* the model decides */

@@ -731,6 +731,45 @@ static void test_tool_calls(void **state)
     expect_400("/v1/chat/completions", body, "tool_choice");
 }
 
+/* A generated control token reaches the tool-call parser (Mistral's
+ * "[TOOL_CALLS]" and Llama 3.1's "<|python_tag|>" are control tokens, which
+ * plain text leaves out), and the family's markers in a conversation's
+ * tool history become their token. Shown with a Llama 3 vocabulary and one
+ * of its reserved control tokens, made the only choice by logit_bias. */
+static void test_control_tokens(void **state)
+{
+    (void)state;
+    char dir[256], kv[300], log[300], body[4096];
+    tmpdir_make(dir, sizeof dir);
+    snprintf(kv, sizeof kv, "%s/kv", dir);
+    snprintf(log, sizeof log, "%s/engine.log", dir);
+    const char *argv[] = { "--model", KVCHAT_TEST_MODELS_DIR "/tiny-llama-bpe.gguf", "--threads",
+                           "1", "--ctx-size", "1024", "--parallel", "1", "--cache-dir", kv, NULL };
+    proc_t l3;
+    proc_start(&l3, KVCHAT_ENGINE_EXE, argv, log, 60);
+    const char *ctl = "<|reserved_special_token_5|>";
+    resp_t r;
+    snprintf(body, sizeof body, "{\"content\":\"%s\"}", ctl);
+    http(l3.port, "POST", "/tokenize", body, &r);
+    assert_int_equal(json_array_size(jpath(r.json, "tokens")), 1);
+    long id = (long)json_integer_value(json_array_get(jpath(r.json, "tokens"), 0));
+    resp_free(&r);
+    for (int tools = 0; tools < 2; tools++) {
+        snprintf(body, sizeof body,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1,"
+                 "\"logit_bias\":{\"%ld\":100}%s%s}",
+                 id, tools ? ",\"tools\":" : "", tools ? k_tools : "");
+        http(l3.port, "POST", "/v1/chat/completions", body, &r);
+        assert_int_equal(r.status, 200);
+        /* with tools the parser sees it (no call in it: it stays content);
+         * without, a control token is no text */
+        assert_string_equal(jstr(r.json, "choices.0.message.content"), tools ? ctl : "");
+        resp_free(&r);
+    }
+    proc_stop(&l3);
+    tmpdir_remove(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -742,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_tool_calls),
+        cmocka_unit_test(test_control_tokens),
         cmocka_unit_test(test_cors),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
