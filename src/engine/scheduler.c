@@ -190,6 +190,50 @@ void sched_job_params_cleanup(sched_job_params_t *p)
     p->sampling.n_logit_bias = 0;
 }
 
+int sched_job_params_copy(sched_job_params_t *dst, const sched_job_params_t *src)
+{
+    *dst = *src;
+    dst->tokens = NULL;
+    dst->n_stop = 0;
+    dst->grammar = NULL;
+    dst->logit_bias = NULL;
+    dst->n_logit_bias = 0;
+    dst->sampling.grammar = NULL;
+    dst->sampling.logit_bias = NULL;
+    dst->sampling.n_logit_bias = 0;
+    bool ok = true;
+    if (src->n_tokens > 0) {
+        dst->tokens = malloc((size_t)src->n_tokens * sizeof *dst->tokens);
+        ok = dst->tokens != NULL;
+        if (ok)
+            memcpy(dst->tokens, src->tokens, (size_t)src->n_tokens * sizeof *dst->tokens);
+    }
+    for (int i = 0; ok && i < src->n_stop; i++) {
+        dst->stop[i] = strdup(src->stop[i]);
+        ok = dst->stop[i] != NULL;
+        dst->n_stop += ok;
+    }
+    if (ok && src->grammar) {
+        dst->grammar = strdup(src->grammar);
+        ok = dst->grammar != NULL;
+    }
+    if (ok && src->n_logit_bias > 0) {
+        size_t bytes = (size_t)src->n_logit_bias * sizeof *dst->logit_bias;
+        dst->logit_bias = malloc(bytes);
+        ok = dst->logit_bias != NULL;
+        if (ok) {
+            memcpy(dst->logit_bias, src->logit_bias, bytes);
+            dst->n_logit_bias = src->n_logit_bias;
+        }
+    }
+    if (!ok) {
+        sched_job_params_cleanup(dst);
+        sched_job_params_init(dst);
+        return SCHED_ENOMEM;
+    }
+    return SCHED_OK;
+}
+
 static void job_unref(sched_job_t *j)
 {
     if (j && atomic_fetch_sub(&j->refs, 1) == 1) {

@@ -153,6 +153,10 @@ typedef struct {
 void sched_job_params_init(sched_job_params_t *p);
 /* Frees what the params own (for callers that did not submit them). */
 void sched_job_params_cleanup(sched_job_params_t *p);
+/* A deep copy of src (tokens, stop strings, grammar, biases) into dst, for
+ * another job from the same request. SCHED_OK, or SCHED_ENOMEM with dst
+ * left empty (initialised). */
+int sched_job_params_copy(sched_job_params_t *dst, const sched_job_params_t *src);
 
 typedef struct {
     int rc;                      /* SCHED_OK or an error */

@@ -322,10 +322,6 @@ static int parse_generation(const engine_t *e, json_t *body, sched_job_params_t 
         return -1;
     if (rc == JSON_OK && i >= 0)
         s->seed = (uint32_t)i;
-    if ((rc = json_get_int_range(body, "n", 1, 1, &i, err)) == JSON_ETYPE) {
-        snprintf(err->msg, sizeof err->msg, "Only n=1 is supported");
-        return -1;
-    }
     if ((rc = json_get_bool(body, "ignore_eos", &b, err)) == JSON_ETYPE)
         return -1;
     if (rc == JSON_OK)
@@ -1255,15 +1251,18 @@ static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t 
 
 /* Hand a parsed chat or completion request to the scheduler and answer
  * (stream or wait). Takes over p's allocations. */
-static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, gen_kind_t kind,
-                             bool stream, bool usage, const tools_req_t *treq, tools_family_t tf,
-                             sched_job_params_t *p)
+/* The most prompts one completions request may carry (n choices each),
+ * and the most choices one request may ask for in all. */
+#define MAX_PROMPTS 16
+#define MAX_CHOICES 16
+
+/* A chat generation set up from the request (NULL: out of memory). */
+static gen_t *chat_gen(engine_t *e, json_t *body, bool stream, bool usage,
+                       const tools_req_t *treq, tools_family_t tf, sched_job_params_t *p)
 {
-    gen_t *g = gen_new(e, kind);
-    if (!g) {
-        httpd_reply_error(req, 500, "out of memory");
-        return;
-    }
+    gen_t *g = gen_new(e, GEN_CHAT);
+    if (!g)
+        return NULL;
     g->streaming = stream;
     g->include_usage = usage;
     if (p->logprobs >= 0) {
@@ -1278,7 +1277,100 @@ static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, gen_ki
         p->render_special = true;
     }
     json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
-    run_job(e, req, g, p);
+    return g;
+}
+
+/* Usage over several choices: each prompt counted once (first), every
+ * choice's completion. */
+static void add_usage(sched_result_t *total, const sched_result_t *r, bool first)
+{
+    if (first) {
+        total->prompt_n += r->prompt_n;
+        total->cache_n += r->cache_n;
+        total->prompt_ms += r->prompt_ms;
+    }
+    total->predicted_n += r->predicted_n;
+    total->predicted_ms += r->predicted_ms;
+}
+
+/* The seed of choice k: the request's plus k (so that choices differ and
+ * each is reproducible), or random when none was given. */
+static uint32_t choice_seed(uint32_t seed, int k)
+{
+    return seed == 0xFFFFFFFFu ? seed : (uint32_t)(seed + (uint32_t)k) % 0xFFFFFFFFu;
+}
+
+/* A chat answer: streamed or waited for; n > 1 choices (not streamed) are
+ * generated one after the other, the prompt restored from the cache after
+ * the first. Takes over p's allocations. */
+static void start_generation(engine_t *e, httpd_req_t *req, json_t *body, bool stream,
+                             bool usage, const tools_req_t *treq, tools_family_t tf,
+                             sched_job_params_t *p, int n)
+{
+    if (n == 1) {
+        gen_t *g = chat_gen(e, body, stream, usage, treq, tf, p);
+        if (!g) {
+            httpd_reply_error(req, 500, "out of memory");
+            return;
+        }
+        run_job(e, req, g, p);
+        return;
+    }
+    json_t *choices = json_array();
+    sched_result_t total = { 0 };
+    gen_t *first = NULL;
+    for (int k = 0; k < n; k++) {
+        sched_job_params_t q;
+        gen_t *g = NULL;
+        if (!choices || sched_job_params_copy(&q, p) != SCHED_OK ||
+            !(g = chat_gen(e, body, false, usage, treq, tf, &q))) {
+            if (choices)
+                sched_job_params_cleanup(&q);
+            httpd_reply_error(req, 500, "out of memory");
+            goto out;
+        }
+        q.sampling.seed = choice_seed(p->sampling.seed, k);
+        g->index = k;
+        if (submit_and_wait(e, req, g, &q) != 0) {
+            gen_unref(g);
+            goto out;
+        }
+        json_array_append_new(choices, choice_json(g));
+        add_usage(&total, &g->res, k == 0);
+        if (!first) {
+            first = g;
+            total.cache_tier = g->res.cache_tier;
+        } else {
+            gen_unref(g);
+        }
+    }
+    httpd_reply_json(req, 200, answer_json(e, first, choices, usage_json(&total),
+                                           timings_json(&total)));
+    choices = NULL;
+out:
+    json_decref(choices);
+    gen_unref(first);
+    sched_job_params_cleanup(p);
+}
+
+/* "n": how many choices (1 to MAX_CHOICES; more than one not streamed).
+ * Returns 0, or -1 with a message for a 400 in err. */
+static int parse_n(const json_t *body, bool stream, int *n, json_err_t *err)
+{
+    int64_t v = 1;
+    int rc = json_get_int_range(body, "n", 1, MAX_CHOICES, &v, err);
+    if (rc == JSON_ETYPE) {
+        snprintf(err->msg, sizeof err->msg, "Field 'n' must be an integer from 1 to %d",
+                 MAX_CHOICES);
+        return -1;
+    }
+    if (v > 1 && stream) {
+        snprintf(err->msg, sizeof err->msg,
+                 "n > 1 is not supported with stream: send n requests, or stream: false");
+        return -1;
+    }
+    *n = (int)v;
+    return 0;
 }
 
 /* Counting a prompt that does not fit stops here. */
@@ -1389,7 +1481,7 @@ static void h_chat(httpd_req_t *req, void *user)
     sched_job_params_t p;
     sched_job_params_init(&p);
     bool stream = false, usage = false;
-    int n = 0;
+    int n = 0, n_choices = 1;
     if (!msgs || !owned) {
         httpd_reply_error(req, 500, "out of memory");
     } else if (json_object_get(body, "echo") && !json_is_false(json_object_get(body, "echo"))) {
@@ -1405,7 +1497,8 @@ static void h_chat(httpd_req_t *req, void *user)
                parse_generation(e, body, &p, &stream, &usage, &err) != 0 ||
                parse_logprobs(body, GEN_CHAT, &p, &err) != 0 ||
                parse_format(e, body, &p, &err) != 0 ||
-               parse_tool_grammar(e, treq, tf, &p, &err) != 0) {
+               parse_tool_grammar(e, treq, tf, &p, &err) != 0 ||
+               parse_n(body, stream, &n_choices, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
     } else {
         char perr[256];
@@ -1426,7 +1519,7 @@ static void h_chat(httpd_req_t *req, void *user)
         } else if (rc) {
             httpd_reply_error(req, 400, "%s", perr);
         } else {
-            start_generation(e, req, body, GEN_CHAT, stream, usage, treq, tf, &p);
+            start_generation(e, req, body, stream, usage, treq, tf, &p, n_choices);
         }
     }
     sched_job_params_cleanup(&p);
@@ -1438,9 +1531,6 @@ static void h_chat(httpd_req_t *req, void *user)
     json_decref(rendered);
     json_decref(body);
 }
-
-/* The most prompts one completions request may carry (one choice each). */
-#define MAX_PROMPTS 16
 
 /* One prompt of a completions request: text, or token ids. */
 typedef struct {
@@ -1555,7 +1645,7 @@ static void h_completions(httpd_req_t *req, void *user)
     cprompt_t prompts[MAX_PROMPTS] = { 0 };
     int n_prompts = 0;
     bool stream = false, usage = false, echo = false;
-    gen_t *gens[MAX_PROMPTS] = { 0 };
+    gen_t *gens[MAX_CHOICES] = { 0 };
     sched_job_params_t p;
     sched_job_params_init(&p);
     json_t *suffix = json_object_get(body, "suffix");
@@ -1577,11 +1667,23 @@ static void h_completions(httpd_req_t *req, void *user)
                                     "send one request per prompt");
         goto out;
     }
+    int n_choices = 1;
+    if (parse_n(body, json_is_true(json_object_get(body, "stream")), &n_choices, &err) != 0) {
+        httpd_reply_error(req, 400, "%s", err.msg);
+        goto out;
+    }
+    if (n_prompts * n_choices > MAX_CHOICES) {
+        httpd_reply_error(req, 400, "At most %d choices in one request (%d prompts, n %d)",
+                          MAX_CHOICES, n_prompts, n_choices);
+        goto out;
+    }
     int cap = sched_slot_capacity(e->sched);
     json_t *choices = json_array();
     sched_result_t total = { 0 };
-    double prompt_ms = 0;
-    for (int k = 0; k < n_prompts; k++) {
+    /* Choice c is prompt c / n_choices's (c % n_choices)th. */
+    for (int c = 0; c < n_prompts * n_choices; c++) {
+        const int k = c / n_choices, j = c % n_choices;
+        sched_job_params_cleanup(&p);
         sched_job_params_init(&p);
         if (parse_salt(req, body, &p.salt) != 0) {
             json_decref(choices);
@@ -1594,14 +1696,15 @@ static void h_completions(httpd_req_t *req, void *user)
             json_decref(choices);
             goto out;
         }
-        gens[k] = gen_new(e, GEN_COMPLETION);
-        if (!gens[k]) {
+        p.sampling.seed = choice_seed(p.sampling.seed, j);
+        gens[c] = gen_new(e, GEN_COMPLETION);
+        if (!gens[c]) {
             httpd_reply_error(req, 500, "out of memory");
             json_decref(choices);
             goto out;
         }
-        gen_t *g = gens[k];
-        g->index = k;
+        gen_t *g = gens[c];
+        g->index = c;
         if (p.logprobs >= 0) {
             g->lp_pending = json_array();
             g->lp_all = json_array();
@@ -1626,30 +1729,26 @@ static void h_completions(httpd_req_t *req, void *user)
             json_decref(choices);
             goto out;
         }
-        if (n_prompts == 1) {
-            gens[k] = NULL;   /* run_job answers and releases it */
+        if (n_prompts * n_choices == 1) {
+            gens[c] = NULL;   /* run_job answers and releases it */
             json_decref(choices);
             run_job(e, req, g, &p);
             goto out;
         }
-        /* Several prompts: one after the other, their choices together. */
+        /* Several choices: one after the other (a prompt's later ones
+         * restore it from the cache), their choices together. */
         if (submit_and_wait(e, req, g, &p) != 0) {
             json_decref(choices);
             goto out;
         }
         json_array_append_new(choices, choice_json(g));
-        total.prompt_n += g->res.prompt_n;
-        total.predicted_n += g->res.predicted_n;
-        total.cache_n += g->res.cache_n;
-        total.predicted_ms += g->res.predicted_ms;
-        prompt_ms += g->res.prompt_ms;
+        add_usage(&total, &g->res, j == 0);
     }
-    total.prompt_ms = prompt_ms;
     total.cache_tier = gens[0]->res.cache_tier;
     httpd_reply_json(req, 200, answer_json(e, gens[0], choices, usage_json(&total),
                                            timings_json(&total)));
 out:
-    for (int k = 0; k < MAX_PROMPTS; k++)
+    for (int k = 0; k < MAX_CHOICES; k++)
         gen_unref(gens[k]);
     sched_job_params_cleanup(&p);
     json_decref(body);

@@ -514,6 +514,58 @@ static void test_logprobs(void **state)
     expect_400("/v1/completions", "{\"prompt\":\"hi\",\"logprobs\":-1}", "logprobs");
 }
 
+/* n choices: chat and completions (several prompts too), indexed in order,
+ * usage counting each prompt once and every choice's tokens; the later
+ * choices of a prompt restore it from the cache. */
+static void test_choices(void **state)
+{
+    (void)state;
+    resp_t one, r;
+    post("/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"Three choices\"}],\"max_tokens\":3,"
+         "\"seed\":7}", 200, &one);
+    post("/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"Three choices\"}],\"max_tokens\":3,"
+         "\"seed\":7,\"n\":3,\"logprobs\":true}", 200, &r);
+    json_t *choices = jpath(r.json, "choices");
+    assert_int_equal(json_array_size(choices), 3);
+    long completion = 0;
+    for (size_t k = 0; k < 3; k++) {
+        json_t *c = json_array_get(choices, k);
+        assert_int_equal(json_integer_value(json_object_get(c, "index")), (long long)k);
+        assert_string_equal(jstr(c, "message.role"), "assistant");
+        size_t n_lp = json_array_size(jpath(c, "logprobs.content"));
+        assert_true(n_lp <= 3);   /* an end-of-generation token may come first */
+        completion += (long)n_lp;
+    }
+    assert_int_equal(jint(r.json, "usage.prompt_tokens"), jint(one.json, "usage.prompt_tokens"));
+    assert_int_equal(jint(r.json, "usage.completion_tokens"), completion);
+    /* the prompt was cached by the first request */
+    assert_int_equal(jint(r.json, "usage.prompt_tokens_details.cached_tokens"),
+                     jint(r.json, "usage.prompt_tokens") - 1);
+    resp_free(&one);
+    resp_free(&r);
+
+    post("/v1/completions", "{\"prompt\":[\"One\",\"Two\"],\"max_tokens\":2,\"n\":2}", 200, &r);
+    choices = jpath(r.json, "choices");
+    assert_int_equal(json_array_size(choices), 4);
+    for (size_t k = 0; k < 4; k++)
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(choices, k), "index")),
+                         (long long)k);
+    resp_free(&r);
+
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":2,\"stream\":true}",
+               "stream");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":17}", "'n'");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"n\":0}", "'n'");
+    expect_400("/v1/completions",
+               "{\"prompt\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\"],\"n\":2}",
+               "choices");
+}
+
 /* The id of a text that is one token (POST /tokenize). */
 static long one_token(const char *text)
 {
@@ -780,6 +832,7 @@ int main(void)
         cmocka_unit_test(test_structured_outputs),
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_logit_bias),
+        cmocka_unit_test(test_choices),
         cmocka_unit_test(test_tool_calls),
         cmocka_unit_test(test_control_tokens),
         cmocka_unit_test(test_cors),
