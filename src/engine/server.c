@@ -1256,6 +1256,46 @@ static void run_job(engine_t *e, httpd_req_t *req, gen_t *g, sched_job_params_t 
 #define MAX_PROMPTS 16
 #define MAX_CHOICES 16
 
+/* How a chat prompt ends (llama-server's and vLLM's fields): a final
+ * assistant message is continued (its text is the start of the reply:
+ * llama-server's default, vLLM's continue_final_message), unless
+ * add_generation_prompt is true or continue_final_message false; the two
+ * true together, or either asking to continue without a final assistant
+ * message, are 400s. An empty final assistant message is dropped (the
+ * reply starts from nothing). Returns 0 with *end set (and *n maybe one
+ * less), or -1 with a message in err. */
+static int parse_continuation(const json_t *body, const prompt_msg_t *msgs, int *n,
+                              prompt_end_t *end, json_err_t *err)
+{
+    bool cont = false, add_gen = true;
+    int rc_cont = json_get_bool(body, "continue_final_message", &cont, err);
+    int rc_add = json_get_bool(body, "add_generation_prompt", &add_gen, err);
+    if (rc_cont == JSON_ETYPE || rc_add == JSON_ETYPE)
+        return -1;
+    const bool explicit_cont = rc_cont == JSON_OK && cont;
+    const bool explicit_add = rc_add == JSON_OK && add_gen;
+    if (explicit_cont && explicit_add) {
+        snprintf(err->msg, sizeof err->msg,
+                 "add_generation_prompt and continue_final_message cannot both be true");
+        return -1;
+    }
+    const bool last_assistant = *n > 0 && strcmp(msgs[*n - 1].role, "assistant") == 0;
+    if ((explicit_cont || (rc_add == JSON_OK && !add_gen)) && !last_assistant) {
+        snprintf(err->msg, sizeof err->msg,
+                 "%s needs a final assistant message to continue",
+                 explicit_cont ? "continue_final_message" : "add_generation_prompt: false");
+        return -1;
+    }
+    *end = PROMPT_GENERATE;
+    if (!last_assistant || explicit_add || (rc_cont == JSON_OK && !cont))
+        return 0;
+    if (msgs[*n - 1].content[strspn(msgs[*n - 1].content, " \t\r\n")] == '\0')
+        (*n)--;
+    else
+        *end = PROMPT_DRAFT;   /* up to the end of its content: no closer */
+    return 0;
+}
+
 /* A chat generation set up from the request (NULL: out of memory). */
 static gen_t *chat_gen(engine_t *e, json_t *body, bool stream, bool usage,
                        const tools_req_t *treq, tools_family_t tf, sched_job_params_t *p)
@@ -1482,6 +1522,7 @@ static void h_chat(httpd_req_t *req, void *user)
     sched_job_params_init(&p);
     bool stream = false, usage = false;
     int n = 0, n_choices = 1;
+    prompt_end_t end = PROMPT_GENERATE;
     if (!msgs || !owned) {
         httpd_reply_error(req, 500, "out of memory");
     } else if (json_object_get(body, "echo") && !json_is_false(json_object_get(body, "echo"))) {
@@ -1498,7 +1539,8 @@ static void h_chat(httpd_req_t *req, void *user)
                parse_logprobs(body, GEN_CHAT, &p, &err) != 0 ||
                parse_format(e, body, &p, &err) != 0 ||
                parse_tool_grammar(e, treq, tf, &p, &err) != 0 ||
-               parse_n(body, stream, &n_choices, &err) != 0) {
+               parse_n(body, stream, &n_choices, &err) != 0 ||
+               parse_continuation(body, msgs, &n, &end, &err) != 0) {
         httpd_reply_error(req, 400, "%s", err.msg);
     } else {
         char perr[256];
@@ -1506,13 +1548,13 @@ static void h_chat(httpd_req_t *req, void *user)
         if (rendered)   /* the family's markers as its template has them */
             for (int k = 0; k < n; k++)
                 msgs[k].markers = tools_family_markers(tf);
-        rc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, PROMPT_GENERATE, cap - 1, &p.tokens,
+        rc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, end, cap - 1, &p.tokens,
                                 &p.n_tokens, perr, sizeof perr);
         if (rc == MODEL_ETOOLONG) {
             /* counted to the end, for the message */
             model_token_t *all = NULL;
             int n_all = 0;
-            int crc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, PROMPT_GENERATE, COUNT_MAX,
+            int crc = prompt_chat_salted(e->prompt, &p.salt, msgs, n, end, COUNT_MAX,
                                          &all, &n_all, perr, sizeof perr);
             free(all);
             reply_too_long(e, req, crc == 0 ? n_all : p.n_tokens, crc != 0);

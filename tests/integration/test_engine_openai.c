@@ -566,6 +566,60 @@ static void test_choices(void **state)
                "choices");
 }
 
+static long prompt_tokens_of(const char *body)
+{
+    resp_t r;
+    post("/v1/chat/completions", body, 200, &r);
+    long n = jint(r.json, "usage.prompt_tokens");
+    resp_free(&r);
+    return n;
+}
+
+/* A final assistant message is continued (llama-server's default, vLLM's
+ * continue_final_message): the prompt ends with its text, no closer and no
+ * new turn; add_generation_prompt: true (or continue_final_message: false)
+ * starts a new turn after it instead. */
+static void test_continue_final_message(void **state)
+{
+    (void)state;
+    const char *msgs_user = "[{\"role\":\"user\",\"content\":\"Hi\"}]";
+    const char *msgs_pre = "[{\"role\":\"user\",\"content\":\"Hi\"},"
+                           "{\"role\":\"assistant\",\"content\":\"The answer is\"}]";
+    char body[512];
+    snprintf(body, sizeof body, "{\"messages\":%s,\"max_tokens\":1}", msgs_user);
+    long base = prompt_tokens_of(body);   /* ends with the assistant's opener */
+    resp_t r;
+    post("/tokenize", "{\"content\":\"The answer is\"}", 200, &r);
+    long text = (long)json_array_size(jpath(r.json, "tokens"));
+    resp_free(&r);
+    snprintf(body, sizeof body, "{\"messages\":%s,\"max_tokens\":1}", msgs_pre);
+    assert_int_equal(prompt_tokens_of(body), base + text);
+    snprintf(body, sizeof body,
+             "{\"messages\":%s,\"max_tokens\":1,\"continue_final_message\":true,"
+             "\"add_generation_prompt\":false}", msgs_pre);
+    assert_int_equal(prompt_tokens_of(body), base + text);
+    snprintf(body, sizeof body, "{\"messages\":%s,\"max_tokens\":1,\"add_generation_prompt\":true}",
+             msgs_pre);
+    long new_turn = prompt_tokens_of(body);
+    assert_true(new_turn > base + text + 2);   /* the closer and another opener */
+    snprintf(body, sizeof body, "{\"messages\":%s,\"max_tokens\":1,\"continue_final_message\":false}",
+             msgs_pre);
+    assert_int_equal(prompt_tokens_of(body), new_turn);
+    /* an empty final assistant message: the reply starts from nothing */
+    snprintf(body, sizeof body,
+             "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\","
+             "\"content\":\"\"}],\"max_tokens\":1}");
+    assert_int_equal(prompt_tokens_of(body), base);
+    snprintf(body, sizeof body,
+             "{\"messages\":%s,\"continue_final_message\":true,\"add_generation_prompt\":true}",
+             msgs_pre);
+    expect_400("/v1/chat/completions", body, "cannot both be true");
+    snprintf(body, sizeof body, "{\"messages\":%s,\"continue_final_message\":true}", msgs_user);
+    expect_400("/v1/chat/completions", body, "final assistant message");
+    snprintf(body, sizeof body, "{\"messages\":%s,\"add_generation_prompt\":false}", msgs_user);
+    expect_400("/v1/chat/completions", body, "final assistant message");
+}
+
 /* The id of a text that is one token (POST /tokenize). */
 static long one_token(const char *text)
 {
@@ -833,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_logprobs),
         cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_choices),
+        cmocka_unit_test(test_continue_final_message),
         cmocka_unit_test(test_tool_calls),
         cmocka_unit_test(test_control_tokens),
         cmocka_unit_test(test_cors),
