@@ -77,7 +77,8 @@ static void usage(FILE *out)
         "                          one trailing newline dropped), which is then closed:\n"
         "                          the key stays off the command line and environment\n"
         "      --log-file F        append logs to F instead of stderr\n"
-        "      --max-tokens N      default generation limit (default 512)\n"
+        "      --max-tokens N      default generation limit (default 512; -1: none but\n"
+        "                          the context)\n"
         "  -v, --verbose           log llama.cpp's own messages too\n"
         "  -h, --help\n");
 }
@@ -240,8 +241,8 @@ static int parse_args(int argc, char **argv, engine_config_t *c)
         case O_HOSTS: c->allowed_hosts = optarg; break;
         case O_CORS: c->cors_origins = optarg; break;
         case O_MAXTOK:
-            if (parse_long(optarg, 1, 1 << 20, &v)) { name = "--max-tokens"; break; }
-            c->max_tokens_default = (int)v;
+            if (parse_long(optarg, -1, 1 << 20, &v) || v == 0) { name = "--max-tokens"; break; }
+            c->max_tokens_default = v < 0 ? (1 << 24) : (int)v;   /* -1: the context's */
             break;
         case O_KV:
             if (strcmp(optarg, "f16") == 0) c->kv_type = MODEL_KV_F16;
