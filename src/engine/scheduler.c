@@ -1079,6 +1079,9 @@ static void start_job(sched_t *s, slot_t *sl, int slot_common)
         }
     }
     sl->state = SLOT_PROMPT;
+    /* The first report: what the cache gave (done == cache_n). */
+    if (j->sink.on_progress)
+        j->sink.on_progress(j->ud, keep, n);
 }
 
 /* Take queued jobs into idle slots. Returns the number admitted. */

@@ -189,7 +189,8 @@ typedef struct {
     /* A piece of generated text (valid UTF-8, never splits a character,
      * never contains the start of a stop string that may still complete). */
     void (*on_text)(void *ud, const char *text, size_t len);
-    /* Prompt progress after each decode step that fed prompt tokens:
+    /* Prompt progress: once when the job takes a slot (`done` is then what
+     * the cache gave), then after each decode step that fed prompt tokens:
      * `done` of `total` prompt tokens are in the KV (cached ones included).
      * May be NULL. */
     void (*on_progress)(void *ud, int done, int total);

@@ -482,6 +482,8 @@ typedef struct {
     char *text;
     model_token_t *gen_tokens;
     bool return_tokens;
+    bool return_progress;    /* llama-server's prompt_progress chunks (streamed) */
+    int progress_cache;      /* their "cache": the first report's count, or -1 */
     int n_tokens;            /* prompt tokens (prefill) */
     bool pin;
     bool to_disk;            /* prefill "tier": "disk" */
@@ -509,6 +511,7 @@ static gen_t *gen_new(engine_t *e, gen_kind_t kind)
     g->e = e;
     g->kind = kind;
     g->created = epoch_s();
+    g->progress_cache = -1;
     make_id(g->id, sizeof g->id, kind == GEN_CHAT ? "chatcmpl" : kind == GEN_COMPLETION ? "cmpl" : "prefill");
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
@@ -704,10 +707,25 @@ static bool stream_tool_calls(gen_t *g)
 static void on_progress(void *ud, int done, int total)
 {
     gen_t *g = ud;
-    if (g->kind != GEN_PREFILL || !g->streaming || atomic_load(&g->gone))
+    if (!g->streaming || atomic_load(&g->gone))
         return;
-    stream_write_or_cancel(g, json_pack("{s:s, s:i, s:i}", "event", "progress", "done", done,
-                                        "total", total));
+    if (g->kind == GEN_PREFILL) {
+        stream_write_or_cancel(g, json_pack("{s:s, s:i, s:i}", "event", "progress", "done", done,
+                                            "total", total));
+        return;
+    }
+    if (!g->return_progress)
+        return;
+    /* llama-server's return_progress: a chunk without choices carrying
+     * prompt_progress; the first report is what the cache gave. */
+    if (g->progress_cache < 0)
+        g->progress_cache = done;
+    json_t *c = chunk_with(g, json_array());
+    json_object_set_new(c, "prompt_progress",
+                        json_pack("{s:i, s:i, s:i, s:I}", "total", total, "cache", g->progress_cache,
+                                  "processed", done, "time_ms",
+                                  (json_int_t)((epoch_s() - g->created) * 1000.0)));
+    stream_write_or_cancel(g, c);
 }
 
 static json_t *prefill_result_json(gen_t *g, const sched_result_t *r);
@@ -1317,6 +1335,7 @@ static gen_t *chat_gen(engine_t *e, json_t *body, bool stream, bool usage,
         p->render_special = true;
     }
     json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
+    json_get_bool(body, "return_progress", &g->return_progress, NULL);
     return g;
 }
 
@@ -1427,9 +1446,11 @@ static void reply_too_long(engine_t *e, httpd_req_t *req, int n, bool at_least)
              "reply). However, your prompt has %s%d tokens. Please reduce the length of the "
              "messages or prompt.",
              cap, at_least ? "at least " : "", n);
-    httpd_reply_json(req, 400, json_pack("{s:{s:s, s:s, s:s, s:n}}", "error", "message", msg,
-                                         "type", "invalid_request_error", "code",
-                                         "context_length_exceeded", "param"));
+    /* n_prompt_tokens and n_ctx: llama-server's fields, for its clients */
+    httpd_reply_json(req, 400, json_pack("{s:{s:s, s:s, s:s, s:n, s:i, s:i}}", "error", "message",
+                                         msg, "type", "invalid_request_error", "code",
+                                         "context_length_exceeded", "param", "n_prompt_tokens", n,
+                                         "n_ctx", cap));
 }
 
 /* Does the conversation hold tool calls or tool results? */
@@ -1754,6 +1775,7 @@ static void h_completions(httpd_req_t *req, void *user)
         g->streaming = stream;
         g->include_usage = usage;
         json_get_bool(body, "return_tokens", &g->return_tokens, NULL);
+        json_get_bool(body, "return_progress", &g->return_progress, NULL);
         rc = prompt_tokens(e, &prompts[k], cap - 1, &p.tokens, &p.n_tokens, echo ? &g->echo : NULL);
         if (rc == MODEL_ETOOLONG) {
             model_token_t *all = NULL;

@@ -231,6 +231,8 @@ static void test_refusals(void **state)
     n = strtol(at + 11, NULL, 10);
     assert_int_equal(ctx, 1024);   /* 2048 cells, 2 slots */
     assert_true(n > 3000);         /* the whole prompt, counted */
+    assert_int_equal(jint(r.json, "error.n_ctx"), ctx);   /* llama-server's fields too */
+    assert_int_equal(jint(r.json, "error.n_prompt_tokens"), n);
     resp_free(&r);
     free(body);
     body = json_take_dump(json_pack("{s:s}", "prompt", text));
@@ -620,6 +622,57 @@ static void test_continue_final_message(void **state)
     expect_400("/v1/chat/completions", body, "final assistant message");
 }
 
+/* return_progress (llama-server's): streamed chunks without choices
+ * carrying prompt_progress, the first with what the cache gave, processed
+ * rising to the prompt's total; a repeated prompt starts from the cache. */
+static void test_return_progress(void **state)
+{
+    (void)state;
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"Progress, progress, "
+                       "progress of a prompt long enough for several steps of a decode, "
+                       "more than one chunk of it anyway, so keep on writing words here "
+                       "and there until the prompt is long enough, which it is now\"}],"
+                       "\"max_tokens\":2,\"stream\":true,\"return_progress\":true,"
+                       "\"stream_options\":{\"include_usage\":true},\"cache_salt\":\"rp\"}";
+    for (int round = 0; round < 2; round++) {
+        resp_t r;
+        post("/v1/chat/completions", body, 200, &r);
+        long first_cache = -1, last = -1, total = -1, reports = 0, prompt_tokens = -1;
+        for (char *line = strtok(r.body, "\n"); line; line = strtok(NULL, "\n")) {
+            if (strncmp(line, "data: {", 7) != 0)
+                continue;
+            json_t *j = json_loads(line + 6, 0, NULL);
+            assert_non_null(j);
+            json_t *pp = json_object_get(j, "prompt_progress");
+            if (pp) {
+                assert_int_equal(json_array_size(json_object_get(j, "choices")), 0);
+                long cache = jint(pp, "cache"), done = jint(pp, "processed");
+                if (first_cache < 0) {
+                    first_cache = cache;
+                    assert_int_equal(done, cache);
+                } else {
+                    assert_int_equal(cache, first_cache);
+                    assert_true(done > last);
+                }
+                total = jint(pp, "total");
+                last = done;
+                reports++;
+            }
+            if (json_is_object(json_object_get(j, "usage")))
+                prompt_tokens = jint(j, "usage.prompt_tokens");
+            json_decref(j);
+        }
+        assert_true(reports >= 2);
+        assert_int_equal(last, total);
+        assert_int_equal(total, prompt_tokens);
+        if (round == 0)
+            assert_int_equal(first_cache, 0);
+        else
+            assert_int_equal(first_cache, total - 1);   /* all but the last token */
+        resp_free(&r);
+    }
+}
+
 /* The id of a text that is one token (POST /tokenize). */
 static long one_token(const char *text)
 {
@@ -888,6 +941,7 @@ int main(void)
         cmocka_unit_test(test_logit_bias),
         cmocka_unit_test(test_choices),
         cmocka_unit_test(test_continue_final_message),
+        cmocka_unit_test(test_return_progress),
         cmocka_unit_test(test_tool_calls),
         cmocka_unit_test(test_control_tokens),
         cmocka_unit_test(test_cors),
