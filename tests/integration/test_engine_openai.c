@@ -63,6 +63,20 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Another engine, on another test model (in dir, which the caller removes
+ * after stopping it). */
+static void start_other(proc_t *eng, char dir[256], const char *model_file)
+{
+    char model[400], kv[300], log[300];
+    tmpdir_make(dir, 256);
+    snprintf(model, sizeof model, "%s/%s", KVCHAT_TEST_MODELS_DIR, model_file);
+    snprintf(kv, sizeof kv, "%s/kv", dir);
+    snprintf(log, sizeof log, "%s/engine.log", dir);
+    const char *argv[] = { "--model", model, "--threads", "1", "--ctx-size", "1024",
+                           "--parallel", "1", "--cache-dir", kv, NULL };
+    proc_start(eng, KVCHAT_ENGINE_EXE, argv, log, 60);
+}
+
 static void post(const char *path, const char *body, long want, resp_t *r)
 {
     http(g_eng.port, "POST", path, body, r);
@@ -863,14 +877,9 @@ static void test_tool_calls(void **state)
 
     /* a model whose template has no tool calling (Llama 2's): a 400 that
      * says so, never text instead of a call */
-    char dir[256], kv[300], log[300];
-    tmpdir_make(dir, sizeof dir);
-    snprintf(kv, sizeof kv, "%s/kv", dir);
-    snprintf(log, sizeof log, "%s/engine.log", dir);
-    const char *argv[] = { "--model", KVCHAT_TEST_MODELS_DIR "/tiny-llama-spm.gguf", "--threads",
-                           "1", "--ctx-size", "512", "--parallel", "1", "--cache-dir", kv, NULL };
+    char dir[256];
     proc_t l2;
-    proc_start(&l2, KVCHAT_ENGINE_EXE, argv, log, 60);
+    start_other(&l2, dir, "tiny-llama-spm.gguf");
     snprintf(body, sizeof body,
              "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":%s}", k_tools);
     http(l2.port, "POST", "/v1/chat/completions", body, &r);
@@ -892,20 +901,15 @@ static void test_tool_calls(void **state)
 
 /* A generated control token reaches the tool-call parser (Mistral's
  * "[TOOL_CALLS]" and Llama 3.1's "<|python_tag|>" are control tokens, which
- * plain text leaves out), and the family's markers in a conversation's
- * tool history become their token. Shown with a Llama 3 vocabulary and one
- * of its reserved control tokens, made the only choice by logit_bias. */
+ * plain text leaves out). Shown with a Llama 3 vocabulary and one of its
+ * reserved control tokens, made the only choice by logit_bias. (That the
+ * markers in a prompt become their token: unit.prompt, test_markers.) */
 static void test_control_tokens(void **state)
 {
     (void)state;
-    char dir[256], kv[300], log[300], body[4096];
-    tmpdir_make(dir, sizeof dir);
-    snprintf(kv, sizeof kv, "%s/kv", dir);
-    snprintf(log, sizeof log, "%s/engine.log", dir);
-    const char *argv[] = { "--model", KVCHAT_TEST_MODELS_DIR "/tiny-llama-bpe.gguf", "--threads",
-                           "1", "--ctx-size", "1024", "--parallel", "1", "--cache-dir", kv, NULL };
+    char dir[256], body[4096];
     proc_t l3;
-    proc_start(&l3, KVCHAT_ENGINE_EXE, argv, log, 60);
+    start_other(&l3, dir, "tiny-llama-bpe.gguf");
     const char *ctl = "<|reserved_special_token_5|>";
     resp_t r;
     snprintf(body, sizeof body, "{\"content\":\"%s\"}", ctl);

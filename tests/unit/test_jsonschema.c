@@ -26,6 +26,7 @@
 #include "common/json.h"
 #include "engine/jsonschema.h"
 #include "engine/model.h"
+#include "grammar_gen.h"
 
 #define TINY KVCHAT_TEST_MODELS_DIR "/tiny.gguf"
 #define BUDGET 400      /* tokens per generation of a bounded schema */
@@ -71,64 +72,8 @@ static json_t *parse(const char *text)
 static char *generate(const char *gbnf, float temperature, uint32_t seed, bool penalties,
                       int budget, bool *dead)
 {
-    static const char prompt[] = "Reply with JSON:";
-    model_token_t *toks = NULL;
-    int n = 0;
-    assert_int_equal(model_tokenize(g_model, prompt, strlen(prompt), true, false, 64, &toks, &n),
-                     MODEL_OK);
-    model_clear(g_ctx);
-    model_batch_t *b = model_batch_new(64);
-    assert_non_null(b);
-    int idx = -1;
-    for (int i = 0; i < n; i++)
-        idx = model_batch_add(b, toks[i], i, 0, i == n - 1);
-    assert_int_equal(model_decode(g_ctx, b), MODEL_OK);
-
-    model_sampling_t sp;
-    model_sampling_default(&sp);
-    sp.temperature = temperature;
-    sp.seed = seed;
-    sp.top_k = 0; /* the whole distribution: more varied output */
-    sp.top_p = 1.0f;
-    sp.min_p = 0.0f;
-    if (penalties)
-        sp.repeat_penalty = 1.3f;
-    sp.grammar = gbnf;
-    model_sampler_t *s = NULL;
-    assert_int_equal(model_sampler_new(g_model, &sp, &s), MODEL_OK);
-    /* Prompt tokens go to the penalties, never to the grammar (the prompt
-     * does not match it: llama.cpp would abort). */
-    for (int i = 0; i < n; i++)
-        model_sampler_accept(s, toks[i]);
-
-    size_t cap = 1 << 16, len = 0;
-    char *out = malloc(cap);
-    assert_non_null(out);
-    out[0] = '\0';
-    bool done = false;
-    for (int i = 0; i < budget; i++) {
-        model_token_t t = model_sample(s, g_ctx, idx);
-        if (model_token_is_eog(g_model, t)) {
-            done = true;
-            break;
-        }
-        int w = model_token_piece(g_model, t, false, out + len, cap - len);
-        assert_true(w >= 0);
-        len += (size_t)w;
-        assert_true(len + 256 < cap);
-        model_batch_clear(b);
-        idx = model_batch_add(b, t, n + i, 0, true);
-        assert_int_equal(model_decode(g_ctx, b), MODEL_OK);
-    }
-    *dead = model_sampler_dead_end(s);
-    model_sampler_free(s);
-    model_batch_free(b);
-    free(toks);
-    if (!done) {
-        free(out);
-        return NULL;
-    }
-    return out;
+    const grammar_gen_t o = { "Reply with JSON:", temperature, seed, penalties, budget, false };
+    return grammar_gen(g_model, g_ctx, gbnf, &o, dead);
 }
 
 /* The schema's grammar parses, and generation under it (three ways) ends

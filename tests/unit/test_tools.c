@@ -33,6 +33,7 @@
 #include "engine/jsonschema.h"
 #include "engine/model.h"
 #include "engine/tools.h"
+#include "grammar_gen.h"
 
 #define TINY KVCHAT_TEST_MODELS_DIR "/tiny.gguf"
 #define BUDGET 500 /* tokens per generation */
@@ -737,64 +738,16 @@ static void test_streaming(void **state)
 
 /* ---- grammar ---- */
 
-/* Generate under `gbnf` from a short prompt; returns the malloc'd text, or
- * NULL if the budget ran out first. */
+/* Generate under `gbnf` from a short prompt (control tokens as text, as
+ * the server shows them to the parser); returns the malloc'd text, or NULL
+ * if the budget ran out first. Never at a dead end. */
 static char *generate(const char *gbnf, float temperature, uint32_t seed, int budget)
 {
-    static const char prompt[] = "Call a tool:";
-    model_token_t *toks = NULL;
-    int n = 0;
-    assert_int_equal(model_tokenize(g_model, prompt, strlen(prompt), true, false, 64, &toks, &n),
-                     MODEL_OK);
-    model_clear(g_ctx);
-    model_batch_t *b = model_batch_new(64);
-    assert_non_null(b);
-    int idx = -1;
-    for (int i = 0; i < n; i++)
-        idx = model_batch_add(b, toks[i], i, 0, i == n - 1);
-    assert_int_equal(model_decode(g_ctx, b), MODEL_OK);
-
-    model_sampling_t sp;
-    model_sampling_default(&sp);
-    sp.temperature = temperature;
-    sp.seed = seed;
-    sp.top_k = 0;
-    sp.top_p = 1.0f;
-    sp.min_p = 0.0f;
-    sp.grammar = gbnf;
-    model_sampler_t *s = NULL;
-    assert_int_equal(model_sampler_new(g_model, &sp, &s), MODEL_OK);
-    for (int i = 0; i < n; i++)
-        model_sampler_accept(s, toks[i]);
-
-    size_t cap = 1 << 16, len = 0;
-    char *out = malloc(cap);
-    assert_non_null(out);
-    out[0] = '\0';
-    bool done = false;
-    for (int i = 0; i < budget; i++) {
-        model_token_t t = model_sample(s, g_ctx, idx);
-        if (model_token_is_eog(g_model, t)) {
-            done = true;
-            break;
-        }
-        int w = model_token_piece(g_model, t, true, out + len, cap - len);
-        assert_true(w >= 0);
-        len += (size_t)w;
-        assert_true(len + 256 < cap);
-        model_batch_clear(b);
-        idx = model_batch_add(b, t, n + i, 0, true);
-        assert_int_equal(model_decode(g_ctx, b), MODEL_OK);
-    }
-    assert_false(model_sampler_dead_end(s));
-    model_sampler_free(s);
-    model_batch_free(b);
-    free(toks);
-    if (!done) {
-        free(out);
-        return NULL;
-    }
-    return out;
+    const grammar_gen_t o = { "Call a tool:", temperature, seed, false, budget, true };
+    bool dead = true;
+    char *text = grammar_gen(g_model, g_ctx, gbnf, &o, &dead);
+    assert_false(dead);
+    return text;
 }
 
 /* The grammar of (family, choice, parallel) parses in llama.cpp, and what
