@@ -872,6 +872,7 @@ static void on_done(void *ud, const sched_result_t *r)
                     /* as OpenAI: a last chunk with no choices, only when asked */
                     json_t *u = chunk_with(g, json_array());
                     json_object_set_new(u, "usage", usage_json(r));
+                    json_object_set_new(u, "timings", timings_json(r));   /* as llama-server */
                     httpd_stream_sse_json(g->stream, u);
                 }
             }

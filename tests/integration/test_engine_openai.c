@@ -158,6 +158,8 @@ static void test_fingerprint_and_usage(void **state)
                 if (json_array_size(json_object_get(j, "choices")) == 0) {
                     s.usage_chunks++;
                     s.completion = json_integer_value(json_object_get(u, "completion_tokens"));
+                    /* llama-server's timings ride along */
+                    assert_int_equal(jint(j, "timings.predicted_n"), s.completion);
                 } else {
                     s.usage_elsewhere++;
                 }
