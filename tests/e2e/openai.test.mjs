@@ -156,6 +156,19 @@ try {
   check(byIds.choices.length === 2, 'arrays of token ids');
   check(byIds.choices[0].text === `A dog${alone.choices[0].text}`, `echo: ${JSON.stringify(byIds.choices[0].text)}`);
 
+  log('n choices and logit_bias');
+  const b = await (await fetch(`http://127.0.0.1:${port}/tokenize`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ content: 'b' }),
+  })).json();
+  check(b.tokens.length === 1, 'b is one token');
+  const nb = await client.chat.completions.create({
+    model: id, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 3, n: 2, seed: 4,
+    logit_bias: { [b.tokens[0]]: 100 },
+  });
+  check(nb.choices.length === 2 && nb.choices.map((ch) => ch.index).join() === '0,1', 'two choices, in order');
+  check(nb.choices.every((ch) => ch.message.content === 'bbb'), `biased to b: ${nb.choices.map((ch) => ch.message.content)}`);
+  check(nb.usage.completion_tokens === 6, `usage of both: ${JSON.stringify(nb.usage)}`);
+
   log('errors an application can act on');
   const long = await refused('a prompt longer than the context', () => client.chat.completions.create({
     model: id, messages: [{ role: 'user', content: 'word '.repeat(3000) }],
