@@ -716,11 +716,14 @@ static void expect_biased(const char *path, const char *bias_json, const char *e
     resp_t r;
     post(path, body, 200, &r);
     const char *text = jstr(r.json, chat ? "choices.0.message.content" : "choices.0.text");
-    if (!want)   /* only what the grammar of a's and b's allows */
+    /* only what the grammar of a's and b's allows (which may end early) */
+    const bool any_ab = !want;
+    if (any_ab)
         want = text[0] && strspn(text, "ab") == strlen(text) ? text : "a's and b's";
     if (strcmp(text, want) != 0)
         fail_msg("%s: \"%s\", wanted \"%s\"", body, text, want);
-    assert_int_equal(jint(r.json, "usage.completion_tokens"), 4);
+    if (!any_ab)
+        assert_int_equal(jint(r.json, "usage.completion_tokens"), 4);
     resp_free(&r);
 }
 
