@@ -20,6 +20,7 @@
 #include "engine/server.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -157,7 +158,6 @@ static int add_logit_bias(const engine_t *e, sched_job_params_t *p, const json_t
     const int n_vocab = model_info(e->model)->n_vocab;
     model_token_t one, *toks = &one;
     int n = 1;
-    char *end = NULL;
     long long id = -1;
     if (key_num) {
         if (!json_is_integer(key_num)) {
@@ -165,13 +165,9 @@ static int add_logit_bias(const engine_t *e, sched_job_params_t *p, const json_t
             return -1;
         }
         id = json_integer_value(key_num);
-    } else if (key_text[0] >= '0' && key_text[0] <= '9' && strlen(key_text) <= 9) {
-        /* a decimal key: OpenAI's token id */
-        id = strtoll(key_text, &end, 10);
-        if (*end != '\0') {
-            snprintf(err->msg, sizeof err->msg, "logit_bias: '%.40s' is not a token id", key_text);
-            return -1;
-        }
+    } else if (key_text[0] && strspn(key_text, "0123456789") == strlen(key_text)) {
+        /* a decimal key: OpenAI's token id (a longer one is out of range) */
+        id = strlen(key_text) <= 9 ? strtoll(key_text, NULL, 10) : LLONG_MAX;
     } else {
         toks = NULL;
         if (model_tokenize(e->model, key_text, strlen(key_text), false, false, LOGIT_BIAS_MAX,

@@ -756,6 +756,9 @@ static void test_logit_bias(void **state)
                "{\"999999999\":1}}", "out of range");
     expect_400("/v1/chat/completions",
                "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":"
+               "{\"99999999999999999999999\":1}}", "out of range");
+    expect_400("/v1/chat/completions",
+               "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":"
                "{\"65\":500}}", "-100 to 100");
     expect_400("/v1/chat/completions",
                "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"logit_bias\":"
