@@ -160,7 +160,8 @@ static void sb_put(sbuf_t *b, const char *s, size_t n)
         b->p = p;
         b->cap = cap;
     }
-    memcpy(b->p + b->len, s, n);
+    if (n)   /* s may be NULL then: an empty buffer's (schema true: no rules of its own) */
+        memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
 }

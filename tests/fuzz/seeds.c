@@ -606,6 +606,29 @@ static void texts(void)
         "a=1\nBearer\n0.0.0.0/0\n2001:db8::1\n\nkvchat_session",
     };
     put_strs("fuzz_auth", "request", "txt", auth, N(auth));
+
+    /* schemas, request bodies with a schema and tools, and model replies
+     * with tool calls in each family's markers */
+    static const char *const schema[] = {
+        "true",   /* a boolean schema: its grammar has no rules of its own */
+        "{}",
+        ("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"minLength\":1},"
+         "\"age\":{\"type\":\"integer\",\"minimum\":0},\"tags\":{\"type\":\"array\",\"items\":"
+         "{\"enum\":[\"a\",\"b\"]},\"maxItems\":3}},\"required\":[\"name\"],"
+         "\"additionalProperties\":false}"),
+        ("{\"$defs\":{\"n\":{\"anyOf\":[{\"type\":\"null\"},{\"$ref\":\"#/$defs/n\"}]}},"
+         "\"$ref\":\"#/$defs/n\"}"),
+        "{\"type\":[\"string\",\"number\"],\"format\":\"date-time\",\"const\":\"x\"}",
+        ("{\"schema\":{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"boolean\"}}},"
+         "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\","
+         "\"description\":\"Weather\",\"parameters\":{\"type\":\"object\",\"properties\":"
+         "{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}}],"
+         "\"tool_choice\":\"required\",\"parallel_tool_calls\":true}"),
+        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>",
+        "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]",
+        "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}<|eom_id|>",
+    };
+    put_strs("fuzz_schema", "input", "json", schema, N(schema));
 }
 
 /* ---- KV-cache entry files ------------------------------------------------- */

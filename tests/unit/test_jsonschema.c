@@ -269,6 +269,7 @@ static void test_any(void **state)
 {
     (void)state;
     check_schema_budget("{}", true);
+    check_schema_budget("true", true);   /* the boolean schema: no rules of its own */
     check_schema_budget("{\"type\":\"object\"}", true);
     check_schema_budget("{\"type\":\"array\",\"maxItems\":3}", true);
     check_schema_budget("{\"type\":\"string\"}", true);
