@@ -64,6 +64,7 @@ static const setting_t settings[] = {
     I("llm", "context", "KVCHAT_LLM_CONTEXT", llm_context, "0", 0, 1 << 24),
     I("llm", "max_tokens", "KVCHAT_MAX_TOKENS", max_tokens, "512", 1, 1 << 20),
     D("llm", "temperature", "KVCHAT_TEMPERATURE", temperature, "0.7"),
+    B("llm", "drafts", "KVCHAT_DRAFTS", drafts, "true"),
     I("llm", "first_byte_timeout", "KVCHAT_FIRST_BYTE_TIMEOUT", first_byte_timeout_s, "600", 1, 86400),
     S("engine", "exe", "KVCHAT_ENGINE_EXE", engine_exe, ""),
     S("engine", "api_key", "KVCHAT_ENGINE_API_KEY", engine_api_key, ""),

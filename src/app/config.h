@@ -56,6 +56,7 @@ typedef struct {
     char llm_model[128];
     int llm_context;          /* [llm] context: as config_remote_t's */
     int max_tokens;
+    bool drafts;              /* take drafts (a question read ahead while typed) */
     double temperature;
     int first_byte_timeout_s;
     /* [engine] */

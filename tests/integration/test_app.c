@@ -847,6 +847,106 @@ static void test_draft(void **state)
     free(id);
 }
 
+/* Drafts whose session or document goes away: refused where the real turn
+ * would be (a deleted document named by the draft is 404), dropped where
+ * it would carry on (a deleted session is typed into as a new one and is
+ * not brought back; a session whose document is gone drafts on its
+ * history), and a deletion while the engine still works on a draft
+ * neither fails nor leaves anything stored. */
+static void test_draft_gone(void **state)
+{
+    (void)state;
+    const char *p = fixture_write(g_dir, "txt", g_lines, 7);
+    char *id = upload(p, "gone.txt", 200, NULL);
+    char body[512];
+    resp_t r;
+    snprintf(body, sizeof body,
+             "{\"message\":\"Where do the ferries leave?\",\"document_id\":\"%s\"}", id);
+    http(g_app.port, "POST", API "/session/s-gone/messages", body, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* a draft in flight on the engine, then its document deleted */
+    snprintf(body, sizeof body,
+             "{\"message\":\"And which of them runs at ni\",\"document_id\":\"%s\"}", id);
+    http(g_app.port, "POST", API "/session/s-gone/draft", body, &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    delete_doc(id);
+    /* naming the deleted document: refused as the real turn is */
+    http(g_app.port, "POST", API "/session/s-gone/draft", body, &r);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(jstr(r.json, "detail"), "Document not found");
+    resp_free(&r);
+    http(g_app.port, "POST", API "/session/s-gone/messages", body, &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    /* the session's own document gone: the draft goes on the history */
+    http(g_app.port, "POST", API "/session/s-gone/draft", "{\"message\":\"And the last one le\"}",
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    http(g_app.port, "GET", API "/session/s-gone/messages", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(jpath(r.json, "messages")), 2);
+    resp_free(&r);
+    /* the session deleted while a draft of it runs: it stays deleted */
+    http(g_app.port, "POST", API "/session/s-gone/draft", "{\"message\":\"Which boat is the fa\"}",
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    http(g_app.port, "DELETE", API "/session/s-gone", NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http(g_app.port, "POST", API "/session/s-gone/draft", "{\"message\":\"Which boat is the fast\"}",
+         &r);
+    assert_int_equal(r.status, 202);
+    resp_free(&r);
+    http(g_app.port, "GET", API "/session/s-gone", NULL, &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    http(g_app.port, "GET", API "/session/s-gone/messages", NULL, &r);
+    assert_int_equal(r.status, 404);
+    resp_free(&r);
+    /* and the engine answers the next real turn as ever */
+    http(g_app.port, "POST", API "/session/s-gone-next/messages", "{\"message\":\"Hello\"}", &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    http(g_app.port, "DELETE", API "/session/s-gone-next", NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    free(id);
+}
+
+/* llm.drafts = false: drafts are declined before any work, with the
+ * setting named, and /model/status says so (the page then hides its box). */
+static void test_drafts_off(void **state)
+{
+    (void)state;
+    resp_t r;
+    http(g_app.port, "GET", API "/model/status", NULL, &r);
+    assert_true(json_is_true(jpath(r.json, "drafts")));
+    resp_free(&r);
+    char data[300], log[300];
+    snprintf(data, sizeof data, "%s/nodrafts-data", g_dir);
+    snprintf(log, sizeof log, "%s/nodrafts.log", g_dir);
+    const char *argv[] = { "--data", data, "--no-autostart", "--set", "llm.drafts=false", NULL };
+    proc_t p;
+    proc_start(&p, KVCHAT_BIN_DIR "/kvchat", argv, log, 30);
+    http(p.port, "GET", API "/model/status", NULL, &r);
+    assert_true(json_is_false(jpath(r.json, "drafts")));
+    resp_free(&r);
+    http(p.port, "POST", API "/session/s-off/draft", "{\"message\":\"Where do the ferr\"}", &r);
+    assert_int_equal(r.status, 202);
+    assert_true(json_is_false(jpath(r.json, "accepted")));
+    assert_non_null(strstr(jstr(r.json, "reason"), "llm.drafts"));
+    resp_free(&r);
+    /* a body that is not JSON is still refused */
+    http(p.port, "POST", API "/session/s-off/draft", "{\"message\":", &r);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    assert_int_equal(proc_stop(&p), 0);
+}
+
 /* A document longer than the model's context: cached in parts; asking about
  * all of it at once (use_rag false) is a 422 with both numbers. */
 static void test_too_long(void **state)
@@ -976,6 +1076,8 @@ int main(void)
         cmocka_unit_test(test_disconnect),
         cmocka_unit_test(test_idempotency),
         cmocka_unit_test(test_draft),
+        cmocka_unit_test(test_draft_gone),
+        cmocka_unit_test(test_drafts_off),
         cmocka_unit_test(test_model_and_logs),
         cmocka_unit_test(test_too_long),
         cmocka_unit_test(test_errors_and_system),

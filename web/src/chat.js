@@ -316,6 +316,7 @@ const DRAFT_MIN_CHARS = 12;
 const drafts = { timer: 0, inFlight: false, sent: '', declined: false };
 
 function draftsOn() {
+  if (state.engine.status && state.engine.status.drafts === false) return false;   // llm.drafts
   return saved.get('kvchat.drafts') !== 'off';
 }
 
@@ -505,6 +506,10 @@ export function initChat(docsReady) {
   draftsToggle.addEventListener('change', () => {
     saved.set('kvchat.drafts', draftsToggle.checked ? 'on' : 'off');
     resetDrafts();
+  });
+  // turned off on the server (llm.drafts = false): no choice to offer
+  on('model-status', (st) => {
+    draftsToggle.closest('.composer-options').hidden = st.drafts === false;
   });
   el.stop.addEventListener('click', stop);
   byId('clear-btn').addEventListener('click', () => {

@@ -322,7 +322,8 @@ static int parse_turn(httpd_req_t *req, json_t **body, chat_turn_t *turn, const 
 /* A turn being typed: prepared as the real one will be (nothing stored)
  * and sent to its engine as a draft. Always 202 once the turn is valid:
  * a draft is advice, so an engine that cannot take it (busy, remote,
- * down) makes it {"accepted": false, "reason"}, not an error. */
+ * down) makes it {"accepted": false, "reason"}, not an error; so does
+ * llm.drafts = false, before any work. */
 void sessions_h_draft(httpd_req_t *req, void *user)
 {
     app_t *a = user;
@@ -331,6 +332,12 @@ void sessions_h_draft(httpd_req_t *req, void *user)
     const char *ids[STORE_SET_MAX];
     if (parse_turn(req, &body, &turn, ids))
         return;
+    if (!a->cfg.drafts) {
+        json_decref(body);
+        httpd_reply_json(req, 202, json_pack("{s:b, s:s}", "accepted", 0, "reason",
+                                             "drafts are turned off on this server (llm.drafts)"));
+        return;
+    }
     turn.draft = true;
     turn.idempotency_key = NULL;
     chat_t *c;

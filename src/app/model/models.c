@@ -282,6 +282,7 @@ void models_h_status(httpd_req_t *req, void *user)
     app_provider_release(lp0);
     json_object_set_new(body, "provider", json_string(llm_kind_name(llm_provider_kind(app_llm(p)))));
     json_object_set_new(body, "serving_name", json_string(p->serving_name));
+    json_object_set_new(body, "drafts", json_boolean(a->cfg.drafts));
     app_provider_release(p);
     httpd_reply_json(req, 200, body);
 }
