@@ -941,6 +941,102 @@ static void test_control_tokens(void **state)
     tmpdir_remove(dir);
 }
 
+/* Tools described enough that the block a template shows is a few hundred
+ * tokens, as an application's tool set is. */
+static const char *const k_tools_doc =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"search_timetable\",\"description\":"
+    "\"Search the ferry timetable for departures between two harbours on a given day\","
+    "\"parameters\":{\"type\":\"object\",\"properties\":{"
+    "\"from\":{\"type\":\"string\",\"description\":\"Harbour of departure, as printed on the "
+    "timetable\"},\"to\":{\"type\":\"string\",\"description\":\"Harbour of arrival\"},"
+    "\"date\":{\"type\":\"string\",\"format\":\"date\",\"description\":\"Day of travel\"},"
+    "\"after\":{\"type\":\"string\",\"format\":\"time\",\"description\":\"Earliest departure "
+    "time, local time of the harbour\"}},\"required\":[\"from\",\"to\",\"date\"]}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"book_ticket\",\"description\":"
+    "\"Book seats on one departure; returns a booking reference or the reason it failed\","
+    "\"parameters\":{\"type\":\"object\",\"properties\":{"
+    "\"departure_id\":{\"type\":\"string\",\"description\":\"Id of a departure found by "
+    "search_timetable\"},\"passengers\":{\"type\":\"integer\",\"description\":\"Number of "
+    "passengers, children included\"},\"vehicle\":{\"enum\":[\"none\",\"bicycle\",\"car\","
+    "\"van\"],\"description\":\"Vehicle taken on board, if any\"},\"cabin\":{\"type\":"
+    "\"boolean\",\"description\":\"Whether a cabin is wanted on night crossings\"}},"
+    "\"required\":[\"departure_id\",\"passengers\"]}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"cancel_booking\",\"description\":"
+    "\"Cancel a booking and refund it according to the fare's conditions\","
+    "\"parameters\":{\"type\":\"object\",\"properties\":{"
+    "\"reference\":{\"type\":\"string\",\"description\":\"Booking reference, six letters\"},"
+    "\"reason\":{\"type\":\"string\",\"description\":\"Why the passenger cancels, in their "
+    "words\"}},\"required\":[\"reference\"]}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"harbour_weather\",\"description\":"
+    "\"Wind, waves and visibility forecast for a harbour, which decides whether crossings "
+    "run\",\"parameters\":{\"type\":\"object\",\"properties\":{"
+    "\"harbour\":{\"type\":\"string\",\"description\":\"Name of the harbour\"},"
+    "\"hours\":{\"type\":\"integer\",\"description\":\"How many hours ahead to forecast\"},"
+    "\"unit\":{\"enum\":[\"knots\",\"beaufort\",\"m/s\"],\"description\":\"Unit of the wind "
+    "speed\"}},\"required\":[\"harbour\"]}}}]";
+
+/* One chat on the engine at port (a new conversation: the system message,
+ * then question), with tools (a JSON array) or none; its prompt and cached
+ * token counts. */
+static void tools_chat(int port, const char *tools, const char *question, long *prompt,
+                       long *cached)
+{
+    json_t *m = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "system", "content",
+                          "You help passengers of the island ferry.", "role", "user",
+                          "content", question);
+    json_t *req = json_pack("{s:o, s:i, s:s}", "messages", m, "max_tokens", 1, "cache_salt",
+                            "tools-prefix");
+    if (tools)
+        json_object_set_new(req, "tools", json_loads(tools, 0, NULL));
+    char *body = json_take_dump(req);
+    resp_t r;
+    http(port, "POST", "/v1/chat/completions", body, &r);
+    if (r.status != 200)
+        fail_msg("POST %s -> HTTP %ld: %s", body, r.status, r.body);
+    *prompt = (long)jint(r.json, "usage.prompt_tokens");
+    *cached = (long)jint(r.json, "usage.prompt_tokens_details.cached_tokens");
+    resp_free(&r);
+    free(body);
+}
+
+/* Tool definitions are part of the prompt's prefix, cached like a
+ * document: a new conversation with the same tools and another question
+ * restores at least the whole tools block, where the same question without
+ * tools gets only what comes before it. Hermes (tiny.gguf: tools at the end
+ * of the system message) and Llama 3.1 (tiny-llama-bpe.gguf: tools at the
+ * start of the first user message, before its text). Mistral puts them in
+ * front of the last user message's text, so in a new conversation they
+ * precede the question there too; no test model has its template. */
+static void test_tools_cached_prefix(void **state)
+{
+    (void)state;
+    char dir[256];
+    proc_t l3;
+    start_other(&l3, dir, "tiny-llama-bpe.gguf");
+    const int ports[2] = { g_eng.port, l3.port };
+    for (int k = 0; k < 2; k++) {
+        long prompt, with, without, p_tools, p_plain, unused;
+        tools_chat(ports[k], k_tools_doc, "When does the first ferry leave tomorrow?", &prompt,
+                   &unused);
+        tools_chat(ports[k], k_tools_doc, "Can I take my bicycle on board?", &prompt, &with);
+        tools_chat(ports[k], NULL, "Can I take my bicycle on board?", &unused, &without);
+        /* the tools block's size: the same short question with and without */
+        tools_chat(ports[k], k_tools_doc, "?", &p_tools, &unused);
+        tools_chat(ports[k], NULL, "?", &p_plain, &unused);
+        long block = p_tools - p_plain;
+        print_message("%s: prompt %ld, cached %ld with tools, %ld without; tools block %ld\n",
+                      k ? "llama3" : "hermes", prompt, with, without, block);
+        assert_true(block > 200);
+        /* all of the block, give or take the tokens where it joins its
+         * neighbours */
+        assert_true(with >= without + block - 4);
+        assert_true(with > without);
+        assert_true(with < prompt);   /* the question itself was not */
+    }
+    proc_stop(&l3);
+    tmpdir_remove(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -956,6 +1052,7 @@ int main(void)
         cmocka_unit_test(test_return_progress),
         cmocka_unit_test(test_tool_calls),
         cmocka_unit_test(test_control_tokens),
+        cmocka_unit_test(test_tools_cached_prefix),
         cmocka_unit_test(test_cors),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
