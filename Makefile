@@ -7,7 +7,8 @@
 #   make test       build and run every test; ends with "N passed, N failed"
 #   make asan       the tests again under AddressSanitizer + UBSan (build-asan/)
 #   make bench      benchmarks against llama-server built from the same source
-#   make bench-cluster  routing over 1-4 engines, simulated: prints the tables
+#   make bench-cluster  routing over 1-4 engines, simulated, then over 1-3 real engines
+#                       with the tiny model (about 2 min): prints the tables
 #   make models     write the test, benchmark and demo models into build/models
 #   make fuzz       the libFuzzer targets (clang), FUZZ_SECONDS each (build-fuzz/)
 #   make stress     load and abuse test of a running kvchat (not part of make test)
@@ -76,6 +77,9 @@ bench: build
 bench-cluster: build
 	@$(BUILD)/bin/kvchat-bench-cluster
 	@$(BUILD)/bin/kvchat-bench-cluster --shared
+	@[ -f $(BUILD)/models/tiny.gguf ] || scripts/mkmodels $(BUILD) tiny
+	@$(BUILD)/bin/kvchat-bench-cluster --real --engine $(BUILD)/bin/kvchat-engine \
+		--model $(BUILD)/models/tiny.gguf
 
 models: build
 	@scripts/mkmodels $(BUILD) all
