@@ -75,6 +75,9 @@ void extract_result_cleanup(extract_result_t *res)
     res->n_ocr_pages = 0;
 }
 
+/* The sandbox's niceness (0..19): below the engine and the app. */
+#define EXTRACT_NICE 10
+
 /* Everything the child needs, prepared before fork (no allocation after). */
 typedef struct {
     const char *exe;
@@ -203,6 +206,9 @@ __attribute__((noreturn)) static void child_exec(const child_plan_t *p)
     }
     if (setpgid(0, 0) != 0)
         goto fail;
+    /* Extraction is background work: a chat being answered on the same
+     * cores goes first (nice 10; an error leaves the priority as it was). */
+    (void)setpriority(PRIO_PROCESS, 0, EXTRACT_NICE);
     /* Lift the five ends above 4 first, so that wiring one of them to
      * 0..4 cannot overwrite another (a parent may run with 0..2 closed). */
     const int from[5] = { p->in_fd, p->out_fd, p->err_fd, p->st_fd, p->pr_fd };

@@ -141,11 +141,11 @@ static int probe(void)
     char out[1024];
     int n = snprintf(out, sizeof out,
                      "fds=%d\nenv=%d\nsecret=%s\nfsize=%llu\ncore=%llu\nnofile=%llu\n"
-                     "cpu=%llu\nas=%llu\npgid_is_pid=%d\nstdin_devnull=%d\n",
+                     "cpu=%llu\nas=%llu\npgid_is_pid=%d\nstdin_devnull=%d\nnice=%d\n",
                      fds, env, getenv("KVCHAT_TEST_SECRET") ? "yes" : "no",
                      limit_of(RLIMIT_FSIZE), limit_of(RLIMIT_CORE), limit_of(RLIMIT_NOFILE),
                      limit_of(RLIMIT_CPU), limit_of(RLIMIT_AS), getpgrp() == getpid(),
-                     devnull);
+                     devnull, getpriority(PRIO_PROCESS, 0));
     fwrite(out, 1, (size_t)n, stdout);
     fflush(stdout);
     status_ok((size_t)n);

@@ -28,6 +28,7 @@
  *   program's marks for a Markdown file.
  */
 #include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <errno.h>
@@ -434,6 +435,9 @@ static void test_sandbox_inside(void **state)
     assert_int_equal(probe_value(r.text, "as"), 300L << 20);
     assert_int_equal(probe_value(r.text, "pgid_is_pid"), 1);
     assert_int_equal(probe_value(r.text, "stdin_devnull"), 1);
+    /* below the app and the engine (nice 10), or as low as it was */
+    int before = getpriority(PRIO_PROCESS, 0);
+    assert_int_equal(probe_value(r.text, "nice"), before > 10 ? before : 10);
     extract_result_cleanup(&r);
 }
 
