@@ -847,6 +847,17 @@ static void test_draft(void **state)
     free(id);
 }
 
+/* One request whose status is all that matters. */
+static void expect_status(int port, const char *method, const char *path, const char *body,
+                          long want)
+{
+    resp_t r;
+    http(port, method, path, body, &r);
+    if (r.status != want)
+        fail_msg("%s %s -> HTTP %ld (want %ld): %s", method, path, r.status, want, r.body);
+    resp_free(&r);
+}
+
 /* Drafts whose session or document goes away: refused where the real turn
  * would be (a deleted document named by the draft is 404), dropped where
  * it would carry on (a deleted session is typed into as a new one and is
@@ -862,58 +873,37 @@ static void test_draft_gone(void **state)
     resp_t r;
     snprintf(body, sizeof body,
              "{\"message\":\"Where do the ferries leave?\",\"document_id\":\"%s\"}", id);
-    http(g_app.port, "POST", API "/session/s-gone/messages", body, &r);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
+    expect_status(g_app.port, "POST", API "/session/s-gone/messages", body, 200);
     /* a draft in flight on the engine, then its document deleted */
     snprintf(body, sizeof body,
              "{\"message\":\"And which of them runs at ni\",\"document_id\":\"%s\"}", id);
-    http(g_app.port, "POST", API "/session/s-gone/draft", body, &r);
-    assert_int_equal(r.status, 202);
-    resp_free(&r);
+    expect_status(g_app.port, "POST", API "/session/s-gone/draft", body, 202);
     delete_doc(id);
     /* naming the deleted document: refused as the real turn is */
     http(g_app.port, "POST", API "/session/s-gone/draft", body, &r);
     assert_int_equal(r.status, 404);
     assert_string_equal(jstr(r.json, "detail"), "Document not found");
     resp_free(&r);
-    http(g_app.port, "POST", API "/session/s-gone/messages", body, &r);
-    assert_int_equal(r.status, 404);
-    resp_free(&r);
+    expect_status(g_app.port, "POST", API "/session/s-gone/messages", body, 404);
     /* the session's own document gone: the draft goes on the history */
-    http(g_app.port, "POST", API "/session/s-gone/draft", "{\"message\":\"And the last one le\"}",
-         &r);
-    assert_int_equal(r.status, 202);
-    resp_free(&r);
+    expect_status(g_app.port, "POST", API "/session/s-gone/draft",
+                  "{\"message\":\"And the last one le\"}", 202);
     http(g_app.port, "GET", API "/session/s-gone/messages", NULL, &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(json_array_size(jpath(r.json, "messages")), 2);
     resp_free(&r);
     /* the session deleted while a draft of it runs: it stays deleted */
-    http(g_app.port, "POST", API "/session/s-gone/draft", "{\"message\":\"Which boat is the fa\"}",
-         &r);
-    assert_int_equal(r.status, 202);
-    resp_free(&r);
-    http(g_app.port, "DELETE", API "/session/s-gone", NULL, &r);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
-    http(g_app.port, "POST", API "/session/s-gone/draft", "{\"message\":\"Which boat is the fast\"}",
-         &r);
-    assert_int_equal(r.status, 202);
-    resp_free(&r);
-    http(g_app.port, "GET", API "/session/s-gone", NULL, &r);
-    assert_int_equal(r.status, 404);
-    resp_free(&r);
-    http(g_app.port, "GET", API "/session/s-gone/messages", NULL, &r);
-    assert_int_equal(r.status, 404);
-    resp_free(&r);
+    expect_status(g_app.port, "POST", API "/session/s-gone/draft",
+                  "{\"message\":\"Which boat is the fa\"}", 202);
+    expect_status(g_app.port, "DELETE", API "/session/s-gone", NULL, 200);
+    expect_status(g_app.port, "POST", API "/session/s-gone/draft",
+                  "{\"message\":\"Which boat is the fast\"}", 202);
+    expect_status(g_app.port, "GET", API "/session/s-gone", NULL, 404);
+    expect_status(g_app.port, "GET", API "/session/s-gone/messages", NULL, 404);
     /* and the engine answers the next real turn as ever */
-    http(g_app.port, "POST", API "/session/s-gone-next/messages", "{\"message\":\"Hello\"}", &r);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
-    http(g_app.port, "DELETE", API "/session/s-gone-next", NULL, &r);
-    assert_int_equal(r.status, 200);
-    resp_free(&r);
+    expect_status(g_app.port, "POST", API "/session/s-gone-next/messages",
+                  "{\"message\":\"Hello\"}", 200);
+    expect_status(g_app.port, "DELETE", API "/session/s-gone-next", NULL, 200);
     free(id);
 }
 
@@ -941,9 +931,7 @@ static void test_drafts_off(void **state)
     assert_non_null(strstr(jstr(r.json, "reason"), "llm.drafts"));
     resp_free(&r);
     /* a body that is not JSON is still refused */
-    http(p.port, "POST", API "/session/s-off/draft", "{\"message\":", &r);
-    assert_int_equal(r.status, 400);
-    resp_free(&r);
+    expect_status(p.port, "POST", API "/session/s-off/draft", "{\"message\":", 400);
     assert_int_equal(proc_stop(&p), 0);
 }
 
