@@ -2290,11 +2290,12 @@ static void h_tokenize(httpd_req_t *req, void *user)
         return;
     json_err_t err = { "" };
     const char *content;
-    bool add_special = false, parse_special = true, with_pieces = false;
+    bool add_special = false, parse_special = true, with_pieces = false, count_only = false;
     if (json_get_string(body, "content", &content, &err) != JSON_OK ||
         json_get_bool(body, "add_special", &add_special, &err) == JSON_ETYPE ||
         json_get_bool(body, "parse_special", &parse_special, &err) == JSON_ETYPE ||
-        json_get_bool(body, "with_pieces", &with_pieces, &err) == JSON_ETYPE) {
+        json_get_bool(body, "with_pieces", &with_pieces, &err) == JSON_ETYPE ||
+        json_get_bool(body, "count_only", &count_only, &err) == JSON_ETYPE) {
         httpd_reply_error(req, 400, "%s", err.msg[0] ? err.msg : "Missing required field 'content'");
         json_decref(body);
         return;
@@ -2306,6 +2307,12 @@ static void h_tokenize(httpd_req_t *req, void *user)
     if (rc) {
         httpd_reply_error(req, 400, "tokenization failed: %s", model_strerror(rc));
         json_decref(body);
+        return;
+    }
+    if (count_only) {   /* kvchat's extension: the count without the tokens */
+        free(toks);
+        json_decref(body);
+        httpd_reply_json(req, 200, json_pack("{s:i}", "count", n));
         return;
     }
     json_t *arr = json_array();

@@ -1088,6 +1088,13 @@ static void test_misc_endpoints(void **state)
     json_t *toks = json_incref(jpath(r.json, "tokens"));
     assert_true(json_array_size(toks) >= 2);
     resp_free(&r);
+    /* the count alone: as many, and no tokens */
+    http(p, "POST", "/tokenize", "{\"content\":\"Hello world\",\"count_only\":true}", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(jint(r.json, "count"), (long long)json_array_size(toks));
+    assert_null(jpath(r.json, "tokens"));
+    resp_free(&r);
+    expect_error(p, "POST", "/tokenize", "{\"content\":\"a\",\"count_only\":1}", 400, "count_only");
     char *body = json_take_dump(json_pack("{s:o}", "tokens", toks));
     http(p, "POST", "/detokenize", body, &r);
     free(body);

@@ -500,7 +500,9 @@ static int oa_cache_entries(llm_provider_t *p, llm_cache_entry_t **out, size_t *
 static int oa_tokenize_count(llm_provider_t *p, const char *text, size_t len, int64_t *n,
                              char *errmsg, size_t errcap)
 {
-    json_t *body = json_pack("{s:o}", "content", json_string_lossy(text, len));
+    /* count_only: kvchat-engine answers {"count"} instead of every token;
+     * other servers (llama-server) ignore it and answer {"tokens"}. */
+    json_t *body = json_pack("{s:o, s:b}", "content", json_string_lossy(text, len), "count_only", 1);
     char *url = llm__strdupf("%s/tokenize", p->root_url);
     if (!body || !url) {
         json_decref(body);
@@ -515,15 +517,19 @@ static int oa_tokenize_count(llm_provider_t *p, const char *text, size_t len, in
     free(url);
     if (rc != LLM_OK)
         return rc;
+    json_t *count = json_object_get(j, "count");
     json_t *toks = json_object_get(j, "tokens");
-    if (!json_is_array(toks)) {
+    if (json_is_integer(count) && json_integer_value(count) >= 0) {
+        *n = (int64_t)json_integer_value(count);
+    } else if (json_is_array(toks)) {
+        *n = (int64_t)json_array_size(toks);
+    } else {
         if (errmsg)
-            snprintf(errmsg, errcap, "Malformed tokenize answer from %s: no 'tokens' array",
+            snprintf(errmsg, errcap, "Malformed tokenize answer from %s: no 'count' or 'tokens'",
                      p->name);
         json_decref(j);
         return LLM_EPROTO;
     }
-    *n = (int64_t)json_array_size(toks);
     json_decref(j);
     return LLM_OK;
 }
