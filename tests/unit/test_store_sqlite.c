@@ -831,6 +831,131 @@ static void test_session_keys_stay_inside(void **state)
     store_close(s);
 }
 
+/* Chunks for test_chunk_index_batches: chunk i holds the word "wN" with
+ * N = 1000 + i (content and index text). */
+typedef struct {
+    int n, at;
+    char text[64];
+    store_chunk_t c;
+} word_feed_t;
+
+static int word_next(void *ud, const store_chunk_t **chunk, const char **index_text)
+{
+    word_feed_t *f = ud;
+    if (f->at == f->n) {
+        *chunk = NULL;
+        return STORE_OK;
+    }
+    snprintf(f->text, sizeof f->text, "chunk with w%d in it", 1000 + f->at);
+    store_chunk_init(&f->c);
+    f->c.start = (int64_t)f->at * 30;
+    f->c.end = f->c.start + 20;
+    f->c.n_chars = 20;
+    f->c.est_tokens = 6;
+    f->c.label_first = f->c.label_last = "";
+    f->c.heading = "";
+    f->c.content = f->text;
+    *chunk = &f->c;
+    *index_text = f->text;
+    f->at++;
+    return STORE_OK;
+}
+
+/* Whether a search for chunk i's word finds chunk i. */
+static bool finds(store_t *s, const char *doc, int i)
+{
+    char word[16];
+    snprintf(word, sizeof word, "w%d", 1000 + i);
+    const char *ids[1] = { doc };
+    store_chunk_list_t l;
+    assert_int_equal(store_chunk_search(s, ids, 1, word, 5, &l), STORE_OK);
+    bool found = l.n == 1 && l.items[0].seq == i;
+    store_chunk_list_cleanup(&l);
+    return found;
+}
+
+/* A document's chunk index is written after its chunks, a batch per
+ * transaction: complete when store_doc_set_chunks() returns; finished at
+ * open when a process stopped half way (chunk_fts_pending); and a
+ * document deleted while its index is half written leaves the index
+ * sound (the delete trigger skips the chunks not yet indexed). */
+static void test_chunk_index_batches(void **state)
+{
+    fx_t *f = *state;
+    store_t *s;
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    const char *text = "The text itself.";
+    store_doc_t in, doc, gone;
+    store_doc_init(&in);
+    in.filename = "many.txt";
+    in.stored_name = "many.txt";
+    in.content_type = "txt";
+    in.file_size = 16;
+    in.sha256 = "1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_int_equal(store_doc_insert(s, &in, text, strlen(text), &doc, NULL), STORE_OK);
+    in.stored_name = "other.txt";
+    in.sha256 = "2123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    assert_int_equal(store_doc_insert(s, &in, text, strlen(text), &gone, NULL), STORE_OK);
+    const int n = 700;   /* several batches */
+    word_feed_t feed = { .n = n };
+    store_chunk_reader_t r = { word_next, &feed };
+    int64_t got = 0;
+    assert_int_equal(store_doc_set_chunks(s, doc.id, &r, &got), STORE_OK);
+    assert_int_equal(got, n);
+    feed.at = 0;
+    assert_int_equal(store_doc_set_chunks(s, gone.id, &r, &got), STORE_OK);
+    assert_true(finds(s, doc.id, 0) && finds(s, doc.id, 299) && finds(s, doc.id, n - 1));
+    assert_int_equal(store_check(s), STORE_OK);
+    store_close(s);
+
+    /* as a process stopped after indexing 300 chunks would leave them */
+    sqlite3 *db;
+    char sql[512];
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM chunk_fts_pending"), 0);
+    snprintf(sql, sizeof sql,
+             "BEGIN; INSERT INTO chunk_fts (chunk_fts, rowid, index_text) "
+             "SELECT 'delete', rowid, index_text FROM chunks WHERE document_id = '%s' "
+             "AND seq >= 300; INSERT INTO chunk_fts_pending VALUES ('%s', 300); COMMIT",
+             doc.id, doc.id);
+    raw_exec(db, sql);
+    sqlite3_close(db);
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    assert_true(finds(s, doc.id, 299) && finds(s, doc.id, 300) && finds(s, doc.id, n - 1));
+    assert_int_equal(store_check(s), STORE_OK);
+
+    /* deleted with its index half written (another process's connection) */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM chunk_fts_pending"), 0);
+    snprintf(sql, sizeof sql,
+             "BEGIN; INSERT INTO chunk_fts (chunk_fts, rowid, index_text) "
+             "SELECT 'delete', rowid, index_text FROM chunks WHERE document_id = '%s' "
+             "AND seq >= 100; INSERT INTO chunk_fts_pending VALUES ('%s', 100); COMMIT",
+             gone.id, gone.id);
+    raw_exec(db, sql);
+    store_doc_t out;
+    assert_int_equal(store_doc_delete(s, gone.id, &out), STORE_OK);
+    store_doc_cleanup(&out);
+    assert_int_equal(store_check(s), STORE_OK);
+    assert_true(finds(s, doc.id, 150));
+    /* a word of every chunk of both: its entries are sound */
+    const char *ids[1] = { doc.id };
+    store_chunk_list_t l;
+    assert_int_equal(store_chunk_search(s, ids, 1, "chunk", 1000, &l), STORE_OK);
+    assert_int_equal(l.n, n);
+    store_chunk_list_cleanup(&l);
+    raw_exec(db, "INSERT INTO chunk_fts (chunk_fts, rank) VALUES ('integrity-check', 1)");
+    store_close(s);
+    /* its row is dropped by the next open's backfill */
+    assert_int_equal(store_open(f->path, &s), STORE_OK);
+    assert_int_equal(raw_int(db, "SELECT count(*) FROM chunk_fts_pending"), 0);
+    assert_int_equal(store_check(s), STORE_OK);
+    sqlite3_close(db);
+    store_doc_cleanup(&doc);
+    store_doc_cleanup(&gone);
+    store_close(s);
+}
+
 /* A login or token lookup that is not due for a touch only reads: it
  * succeeds, without waiting, while another process holds the write lock
  * (a write would wait STORE_SQLITE_BUSY_MS and fail). */
@@ -889,6 +1014,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrate_from_v3, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_keys_stay_inside, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lookup_needs_no_write_lock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunk_index_batches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -566,7 +566,11 @@ typedef struct {
 /* Replace the chunks of document `id` (and their index) with those `r`
  * gives, in one transaction, so a reader sees all the old chunks or all
  * the new ones; every plan of parts of the document goes too (it named the
- * old chunks). Memory stays bounded by one chunk. *n_out (may be NULL)
+ * old chunks). Their full-text index may follow in transactions of its own
+ * (SQLite: a few hundred chunks each, so other writers wait for one batch,
+ * not a book's index): a search while the call runs may miss some of the
+ * new chunks; when it returns, all are indexed. Memory stays bounded by
+ * one chunk. *n_out (may be NULL)
  * receives the count. Each chunk: content 1..STORE_CHUNK_MAX bytes of
  * UTF-8, index text at most STORE_CHUNK_MAX, 0 <= start <= end, labels at
  * most STORE_LABEL_MAX, heading at most STORE_HEADING_MAX; else

@@ -78,7 +78,7 @@
 
 /* The schema version this build creates and migrates to (equal to
  * STORE_SQLITE_SCHEMA_VERSION). */
-#define STORE_PG_SCHEMA_VERSION 6
+#define STORE_PG_SCHEMA_VERSION 7
 
 /* Whether `url` selects this backend ("postgresql:" or "postgres:"). */
 bool store_pg_url(const char *url);

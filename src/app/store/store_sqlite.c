@@ -9,10 +9,13 @@
  *  - a connection is used by one thread at a time (taken from the pool by
  *    conn_get(), returned by conn_put()), so it is opened with
  *    SQLITE_OPEN_NOMUTEX and its error message belongs to the caller;
- *  - every write holds b->write_mu from BEGIN IMMEDIATE (or the single
- *    autocommit statement) to COMMIT/ROLLBACK; a thread takes a connection
- *    before the write mutex, never the other way round, so waiting for a
- *    connection never holds up a writer;
+ *  - every write holds the write lock (write_lock()) from BEGIN IMMEDIATE
+ *    (or the single autocommit statement) to COMMIT/ROLLBACK; a thread
+ *    takes a connection before the write lock, never the other way round,
+ *    so waiting for a connection never holds up a writer. The lock is
+ *    first come, first served: a writer that loops (a long document's
+ *    index, a batch at a time) cannot take it back before the chat that
+ *    was waiting;
  *  - a cached statement is reset and its bindings cleared after each use
  *    (stmt_done()), so no statement keeps a read transaction open and no
  *    bound pointer outlives the call;
@@ -421,6 +424,38 @@ static const char *const migrations[] = {
     "CREATE INDEX documents_by_owner ON documents (owner_id);\n"
     "CREATE INDEX documents_by_sha256 ON documents (sha256);\n"
     "CREATE INDEX documents_by_stored_name ON documents (stored_name);\n",
+    /* 6 → 7: a document's chunks are indexed (chunk_fts) after they are
+     * written, in short transactions of their own (fts_backfill()), so that
+     * a large document does not hold the write lock for all of its index:
+     * chunk_fts_pending says how far a document's chunks are indexed while
+     * that goes on, and after a crash, so that opening the store finishes
+     * it. The delete and update triggers leave alone chunks not yet
+     * indexed (FTS5 must never be told to delete what it does not hold).
+     * No foreign key: a document's delete cascades to its chunks, whose
+     * triggers must still see the row; a row left behind is dropped by
+     * the next backfill. */
+    "DROP TRIGGER chunks_ai;\n"
+    "CREATE TABLE chunk_fts_pending (\n"
+    "    document_id  TEXT NOT NULL PRIMARY KEY,\n"
+    "    indexed_upto INTEGER NOT NULL CHECK (indexed_upto >= 0)\n"
+    ") STRICT;\n"
+    "DROP TRIGGER chunks_ad;\n"
+    "CREATE TRIGGER chunks_ad AFTER DELETE ON chunks\n"
+    "WHEN NOT EXISTS (SELECT 1 FROM chunk_fts_pending p\n"
+    "                 WHERE p.document_id = old.document_id AND old.seq >= p.indexed_upto)\n"
+    "BEGIN\n"
+    "    INSERT INTO chunk_fts (chunk_fts, rowid, index_text)\n"
+    "        VALUES ('delete', old.rowid, old.index_text);\n"
+    "END;\n"
+    "DROP TRIGGER chunks_au;\n"
+    "CREATE TRIGGER chunks_au AFTER UPDATE OF index_text ON chunks\n"
+    "WHEN NOT EXISTS (SELECT 1 FROM chunk_fts_pending p\n"
+    "                 WHERE p.document_id = old.document_id AND old.seq >= p.indexed_upto)\n"
+    "BEGIN\n"
+    "    INSERT INTO chunk_fts (chunk_fts, rowid, index_text)\n"
+    "        VALUES ('delete', old.rowid, old.index_text);\n"
+    "    INSERT INTO chunk_fts (rowid, index_text) VALUES (new.rowid, new.index_text);\n"
+    "END;\n",
 };
 
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -560,6 +595,13 @@ typedef enum {
     ST_CHUNK_COUNT,
     ST_CHUNK_GET,
     ST_CHUNK_SEARCH,
+    ST_FTS_PENDING_SET,
+    ST_FTS_PENDING_GET,
+    ST_FTS_INDEX_RANGE,
+    ST_FTS_MORE,
+    ST_FTS_PENDING_ADVANCE,
+    ST_FTS_PENDING_DONE,
+    ST_FTS_PENDING_LIST,
     ST_PARTS_DELETE_DOC,
     ST_PARTS_DELETE_KEY,
     ST_PART_INSERT,
@@ -753,6 +795,16 @@ static const char *const stmt_sql[ST_COUNT] = {
                         "WHERE chunk_fts MATCH ?1 "
                         "AND c.document_id IN (SELECT value FROM json_each(?2)) "
                         "ORDER BY bm25(chunk_fts) LIMIT ?3",
+    [ST_FTS_PENDING_SET] = "INSERT INTO chunk_fts_pending (document_id, indexed_upto) "
+                           "VALUES (?1, 0) ON CONFLICT (document_id) DO UPDATE SET indexed_upto = 0",
+    [ST_FTS_PENDING_GET] = "SELECT indexed_upto FROM chunk_fts_pending WHERE document_id = ?1",
+    [ST_FTS_INDEX_RANGE] = "INSERT INTO chunk_fts (rowid, index_text) SELECT rowid, index_text "
+                           "FROM chunks WHERE document_id = ?1 AND seq >= ?2 AND seq < ?3",
+    [ST_FTS_MORE] = "SELECT EXISTS (SELECT 1 FROM chunks WHERE document_id = ?1 AND seq >= ?2)",
+    [ST_FTS_PENDING_ADVANCE] = "UPDATE chunk_fts_pending SET indexed_upto = ?2 "
+                               "WHERE document_id = ?1",
+    [ST_FTS_PENDING_DONE] = "DELETE FROM chunk_fts_pending WHERE document_id = ?1",
+    [ST_FTS_PENDING_LIST] = "SELECT document_id FROM chunk_fts_pending",
     [ST_PARTS_DELETE_DOC] = "DELETE FROM document_parts WHERE document_id = ?1",
     [ST_PARTS_DELETE_KEY] = "DELETE FROM document_parts WHERE document_id = ?1 AND plan_key = ?2",
     [ST_PART_INSERT] = "INSERT INTO document_parts (" PART_COLS ") VALUES "
@@ -875,7 +927,10 @@ struct store_backend {
     pthread_cond_t pool_cv;      /* a connection was returned or a slot freed */
     conn_t *free_list;
     int n_conns;                 /* open connections, in use or free */
-    pthread_mutex_t write_mu;    /* held by the one writing connection */
+    pthread_mutex_t write_mu;    /* guards the tickets below */
+    pthread_cond_t write_cv;     /* write_serving moved on */
+    uint64_t write_next;         /* the ticket the next writer takes */
+    uint64_t write_serving;      /* the ticket that holds the write lock */
     bool ready;                  /* opened and migrated: ours to write to */
 };
 
@@ -1321,14 +1376,32 @@ static void conn_put(struct store_backend *b, conn_t *c)
     pthread_mutex_unlock(&b->pool_mu);
 }
 
-/* Begin a write transaction: take the write mutex, BEGIN IMMEDIATE. On
- * failure the mutex is released. */
-static int write_begin(struct store_backend *b, conn_t *c)
+/* The write lock, in the order writers asked for it (a ticket each). */
+static void write_lock(struct store_backend *b)
 {
     pthread_mutex_lock(&b->write_mu);
+    uint64_t ticket = b->write_next++;
+    while (ticket != b->write_serving)
+        pthread_cond_wait(&b->write_cv, &b->write_mu);
+    pthread_mutex_unlock(&b->write_mu);
+}
+
+static void write_unlock(struct store_backend *b)
+{
+    pthread_mutex_lock(&b->write_mu);
+    b->write_serving++;
+    pthread_cond_broadcast(&b->write_cv);
+    pthread_mutex_unlock(&b->write_mu);
+}
+
+/* Begin a write transaction: take the write lock, BEGIN IMMEDIATE. On
+ * failure the lock is released. */
+static int write_begin(struct store_backend *b, conn_t *c)
+{
+    write_lock(b);
     int rc = exec_cached(c, ST_BEGIN_IMMEDIATE);
     if (rc != STORE_OK)
-        pthread_mutex_unlock(&b->write_mu);
+        write_unlock(b);
     return rc;
 }
 
@@ -1341,7 +1414,7 @@ static int write_end(struct store_backend *b, conn_t *c, int rc)
         rc = exec_cached(c, ST_COMMIT);
     if (rc != STORE_OK && !sqlite3_get_autocommit(c->db))
         exec_cached(c, ST_ROLLBACK);
-    pthread_mutex_unlock(&b->write_mu);
+    write_unlock(b);
     return rc;
 }
 
@@ -1465,9 +1538,16 @@ static void sq_close(store_backend_t *b)
     pthread_mutex_destroy(&b->pool_mu);
     pthread_cond_destroy(&b->pool_cv);
     pthread_mutex_destroy(&b->write_mu);
+    pthread_cond_destroy(&b->write_cv);
     free(b->path);
     free(b);
 }
+
+/* A document's chunk index, written after its chunks (migration 7). */
+static int fts_backfill(struct store_backend *b, const char *id);
+static int fts_backfill_all(struct store_backend *b);
+static int run_doc_stmt(conn_t *c, stmt_id_t id, const char *doc,
+                        void (*bind)(sqlite3_stmt *st, const void *arg), const void *arg);
 
 static int sq_open(const char *target, store_backend_t **out)
 {
@@ -1492,6 +1572,7 @@ static int sq_open(const char *target, store_backend_t **out)
     pthread_mutex_init(&b->pool_mu, NULL);
     pthread_cond_init(&b->pool_cv, NULL);
     pthread_mutex_init(&b->write_mu, NULL);
+    pthread_cond_init(&b->write_cv, NULL);
 
     conn_t *c = NULL;
     int rc = conn_get(b, &c);
@@ -1499,6 +1580,8 @@ static int sq_open(const char *target, store_backend_t **out)
         rc = migrate(b, c);
         conn_put(b, c);
     }
+    if (rc == STORE_OK)
+        rc = fts_backfill_all(b);
     if (rc != STORE_OK) {
         log_error("store: cannot open %s: %s", b->path, store_strerror(rc));
         sq_close(b);
@@ -1538,12 +1621,12 @@ static int sq_check(store_backend_t *b)
         rc = STORE_ECORRUPT;
     if (rc == STORE_OK) {
         /* Written as an INSERT, so it runs as a (read-only) write. */
-        pthread_mutex_lock(&b->write_mu);
+        write_lock(b);
         src = sqlite3_exec(c->db,
                            "INSERT INTO document_fts (document_fts) VALUES ('integrity-check');"
                            "INSERT INTO chunk_fts (chunk_fts) VALUES ('integrity-check')",
                            NULL, NULL, NULL);
-        pthread_mutex_unlock(&b->write_mu);
+        write_unlock(b);
         if (src != SQLITE_OK) {
             log_error("store: %s: check of the text index: %s", b->path,
                       sqlite3_errmsg(c->db));
@@ -1756,6 +1839,9 @@ static int sq_doc_copy_content(store_backend_t *b, const store_scope_t *scope,
             rc = copy_rows(c, ST_COPY_TEXT, new_id, src_id);
         if (rc == STORE_OK)
             rc = copy_rows(c, ST_COPY_MARKS, new_id, src_id);
+        /* the copies' index follows in batches (fts_backfill below) */
+        if (rc == STORE_OK)
+            rc = run_doc_stmt(c, ST_FTS_PENDING_SET, new_id, NULL, NULL);
         if (rc == STORE_OK)
             rc = copy_rows(c, ST_COPY_CHUNKS, new_id, src_id);
         if (rc == STORE_OK)
@@ -1765,6 +1851,8 @@ static int sq_doc_copy_content(store_backend_t *b, const store_scope_t *scope,
     }
     rc = write_end(b, c, rc);
     conn_put(b, c);
+    if (rc == STORE_OK)
+        rc = fts_backfill(b, new_id);
     free(src_id);
     free(src_file);
     return rc;
@@ -2025,10 +2113,10 @@ static int write_one_scoped(store_backend_t *b, stmt_id_t id, const store_scope_
     if (rc == STORE_OK) {
         bind(st, arg);
         bind_scope(st, scope);
-        pthread_mutex_lock(&b->write_mu);
+        write_lock(b);
         rc = stmt_run(c, st, stmt_sql[id]);
         *changes = rc == STORE_OK ? sqlite3_changes64(c->db) : 0;
-        pthread_mutex_unlock(&b->write_mu);
+        write_unlock(b);
     }
     conn_put(b, c);
     return rc;
@@ -2305,6 +2393,9 @@ static int set_chunks_body(conn_t *c, void *arg)
         rc = run_doc_stmt(c, ST_PARTS_DELETE_DOC, a->id, NULL, NULL);
     if (rc == STORE_OK)
         rc = run_doc_stmt(c, ST_CHUNK_DELETE, a->id, NULL, NULL);
+    /* the new chunks are indexed after this transaction (fts_backfill) */
+    if (rc == STORE_OK)
+        rc = run_doc_stmt(c, ST_FTS_PENDING_SET, a->id, NULL, NULL);
     sqlite3_stmt *st;
     if (rc == STORE_OK)
         rc = stmt_get(c, ST_CHUNK_ADD, &st);
@@ -2334,11 +2425,101 @@ static int set_chunks_body(conn_t *c, void *arg)
     return rc;
 }
 
+/* Chunks indexed per write transaction by fts_backfill(): about 40 ms of
+ * FTS5 work for chunks of 256 tokens, so that other writers (a chat
+ * storing its turn) wait for one batch, not for a whole book's index. */
+#define FTS_BATCH 256
+
+struct fts_batch_args {
+    const char *id;
+    bool done;
+};
+
+/* One batch: the chunks from where chunk_fts_pending says the index stops;
+ * the pending row goes when no chunk is left (or none is pending). */
+static int fts_batch_body(conn_t *c, void *arg)
+{
+    struct fts_batch_args *a = arg;
+    sqlite3_stmt *st;
+    int rc = stmt_get(c, ST_FTS_PENDING_GET, &st);
+    if (rc != STORE_OK)
+        return rc;
+    bind_text(st, 1, a->id);
+    int src = sqlite3_step(st);
+    int64_t from = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    rc = src == SQLITE_ROW || src == SQLITE_DONE ? STORE_OK
+                                                 : sqlite_rc(c->db, src, "read pending index");
+    stmt_done(st);
+    if (rc != STORE_OK || from < 0) {
+        a->done = true;
+        return rc;
+    }
+    int64_t to = from + FTS_BATCH;
+    rc = stmt_get(c, ST_FTS_INDEX_RANGE, &st);
+    if (rc == STORE_OK) {
+        bind_text(st, 1, a->id);
+        sqlite3_bind_int64(st, 2, from);
+        sqlite3_bind_int64(st, 3, to);
+        rc = stmt_run(c, st, "index chunks");
+    }
+    bool more = false;
+    if (rc == STORE_OK && (rc = stmt_get(c, ST_FTS_MORE, &st)) == STORE_OK) {
+        bind_text(st, 1, a->id);
+        sqlite3_bind_int64(st, 2, to);
+        src = sqlite3_step(st);
+        more = src == SQLITE_ROW && sqlite3_column_int(st, 0) != 0;
+        rc = src == SQLITE_ROW ? STORE_OK : sqlite_rc(c->db, src, "find chunks to index");
+        stmt_done(st);
+    }
+    if (rc == STORE_OK && more && (rc = stmt_get(c, ST_FTS_PENDING_ADVANCE, &st)) == STORE_OK) {
+        bind_text(st, 1, a->id);
+        sqlite3_bind_int64(st, 2, to);
+        rc = stmt_run(c, st, "advance pending index");
+    }
+    if (rc == STORE_OK && !more) {
+        rc = run_doc_stmt(c, ST_FTS_PENDING_DONE, a->id, NULL, NULL);
+        a->done = true;
+    }
+    return rc;
+}
+
+/* Index the chunks of document `id` that chunk_fts_pending lists, a batch
+ * per write transaction. */
+static int fts_backfill(struct store_backend *b, const char *id)
+{
+    struct fts_batch_args a = { id, false };
+    int rc = STORE_OK;
+    while (rc == STORE_OK && !a.done)
+        rc = in_write(b, fts_batch_body, &a);
+    return rc;
+}
+
+static int row_pending_id(sqlite3_stmt *st, void *ud)
+{
+    store_id_list_t *l = ud;
+    const char *id = (const char *)sqlite3_column_text(st, 0);
+    return id && store__id_list_push(l, id) != 0 ? STORE_ENOMEM : STORE_OK;
+}
+
+/* At open: finish the indexes a stopped process left half done. */
+static int fts_backfill_all(struct store_backend *b)
+{
+    store_id_list_t l = { 0 };
+    int rc = read_doc_rows(b, ST_FTS_PENDING_LIST, NULL, NULL, NULL, row_pending_id, &l, false);
+    for (size_t i = 0; rc == STORE_OK && i < l.n; i++) {
+        log_info("store: indexing the chunks of document %s (left unfinished)", l.ids[i]);
+        rc = fts_backfill(b, l.ids[i]);
+    }
+    store_id_list_cleanup(&l);
+    return rc;
+}
+
 static int sq_doc_set_chunks(store_backend_t *b, const char *id, store_chunk_src_t *src,
                              int64_t *n_out)
 {
     struct chunks_args a = { id, src, n_out };
-    return in_write(b, set_chunks_body, &a);
+    int rc = in_write(b, set_chunks_body, &a);
+    return rc == STORE_OK ? fts_backfill(b, id) : rc;
 }
 
 struct tokens_args {
@@ -2592,11 +2773,11 @@ static int sq_part_set_cache(store_backend_t *b, const char *id, const char *key
     if (rc != STORE_OK)
         return rc;
     struct part_cache_args a = { key, seq, cache };
-    pthread_mutex_lock(&b->write_mu);
+    write_lock(b);
     rc = run_doc_stmt(c, ST_PART_SET_CACHE, id, bind_part_cache, &a);
     if (rc == STORE_OK && sqlite3_changes64(c->db) == 0)
         rc = STORE_ENOTFOUND;
-    pthread_mutex_unlock(&b->write_mu);
+    write_unlock(b);
     conn_put(b, c);
     return rc;
 }
@@ -3497,11 +3678,11 @@ static int auth_lookup(store_backend_t *b, stmt_id_t lookup, stmt_id_t touch, co
         if (rc == STORE_OK) {
             bind_text(st, 1, key_of(rec));
             sqlite3_bind_int64(st, 2, now_ms);
-            pthread_mutex_lock(&b->write_mu);
+            write_lock(b);
             rc = stmt_run(c, st, stmt_sql[touch]);
             if (rc == STORE_OK && sqlite3_changes64(c->db) == 0)
                 rc = STORE_ENOTFOUND;
-            pthread_mutex_unlock(&b->write_mu);
+            write_unlock(b);
         }
     }
     conn_put(b, c);

@@ -42,7 +42,7 @@
 #define STORE_SQLITE_BUSY_MS 5000
 
 /* The schema version this build creates and migrates to. */
-#define STORE_SQLITE_SCHEMA_VERSION 6
+#define STORE_SQLITE_SCHEMA_VERSION 7
 
 /* PRAGMA application_id of kvchat databases: "kvch". */
 #define STORE_SQLITE_APP_ID 0x6b766368
