@@ -387,12 +387,13 @@ function renderHistory(messages) {
 
 /**
  * Opens a stored session: its messages, and its documents in the selector
- * (GET /session/{id} has the set, in order; the list has only the first).
+ * (GET /session/{id} has the set, in order; the list has only the first),
+ * unless the user picked documents since `picks` (docPicks when the
+ * opening was asked for).
  */
-async function openSession(id, item) {
+async function openSession(id, item, picks = docPicks) {
   if (busy) stop();
   const seq = ++openSeq;
-  const picks = docPicks;
   try {
     const r = await get(`/session/${encodeURIComponent(id)}/messages`);
     // a later opening wins
@@ -531,7 +532,10 @@ export function initChat(docsReady) {
   setBusy(false);
   const last = saved.get('kvchat.session');
   session.id = newId();
-  Promise.resolve(docsReady).then(() => (last ? openSession(last) : false)).then((ok) => {
+  // a pick made while the documents load (their marks show before the
+  // previews are in) is the user's too: counted from now, not from then
+  const picks = docPicks;
+  Promise.resolve(docsReady).then(() => (last ? openSession(last, undefined, picks) : false)).then((ok) => {
     if (!ok) newSession();
     refreshSessions();
   });
