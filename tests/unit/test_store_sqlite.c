@@ -874,6 +874,19 @@ static bool finds(store_t *s, const char *doc, int i)
     return found;
 }
 
+/* Document `id`'s chunks from `from` on taken out of the index and marked
+ * pending, as a process stopped half way through the index leaves them. */
+static void unindex_from(sqlite3 *db, const char *id, int from)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "BEGIN; INSERT INTO chunk_fts (chunk_fts, rowid, index_text) "
+             "SELECT 'delete', rowid, index_text FROM chunks WHERE document_id = '%s' "
+             "AND seq >= %d; INSERT INTO chunk_fts_pending VALUES ('%s', %d); COMMIT",
+             id, from, id, from);
+    raw_exec(db, sql);
+}
+
 /* A document's chunk index is written after its chunks, a batch per
  * transaction: complete when store_doc_set_chunks() returns; finished at
  * open when a process stopped half way (chunk_fts_pending); and a
@@ -910,15 +923,9 @@ static void test_chunk_index_batches(void **state)
 
     /* as a process stopped after indexing 300 chunks would leave them */
     sqlite3 *db;
-    char sql[512];
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM chunk_fts_pending"), 0);
-    snprintf(sql, sizeof sql,
-             "BEGIN; INSERT INTO chunk_fts (chunk_fts, rowid, index_text) "
-             "SELECT 'delete', rowid, index_text FROM chunks WHERE document_id = '%s' "
-             "AND seq >= 300; INSERT INTO chunk_fts_pending VALUES ('%s', 300); COMMIT",
-             doc.id, doc.id);
-    raw_exec(db, sql);
+    unindex_from(db, doc.id, 300);
     sqlite3_close(db);
     assert_int_equal(store_open(f->path, &s), STORE_OK);
     assert_true(finds(s, doc.id, 299) && finds(s, doc.id, 300) && finds(s, doc.id, n - 1));
@@ -927,12 +934,7 @@ static void test_chunk_index_batches(void **state)
     /* deleted with its index half written (another process's connection) */
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(raw_int(db, "SELECT count(*) FROM chunk_fts_pending"), 0);
-    snprintf(sql, sizeof sql,
-             "BEGIN; INSERT INTO chunk_fts (chunk_fts, rowid, index_text) "
-             "SELECT 'delete', rowid, index_text FROM chunks WHERE document_id = '%s' "
-             "AND seq >= 100; INSERT INTO chunk_fts_pending VALUES ('%s', 100); COMMIT",
-             gone.id, gone.id);
-    raw_exec(db, sql);
+    unindex_from(db, gone.id, 100);
     store_doc_t out;
     assert_int_equal(store_doc_delete(s, gone.id, &out), STORE_OK);
     store_doc_cleanup(&out);
