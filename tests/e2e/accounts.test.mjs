@@ -424,7 +424,8 @@ async function walk() {
     await menu('API tokens');
     await page.locator('#tokens-dialog').waitFor({ state: 'visible' });
     check(await page.evaluate(() => document.activeElement.id) === 'token-name', 'the name field has the focus');
-    check(/No tokens yet/.test(await page.textContent('#tokens-list')), 'no token yet');
+    // the list is fetched as the dialog opens
+    await until(async () => /No tokens yet/.test(await page.textContent('#tokens-list')), 'no token yet');
     await page.click('#token-create');
     check(/Name the token/.test(await page.textContent('#tokens-status')), 'a token needs a name');
     await page.fill('#token-name', 'e2e script');
