@@ -19,7 +19,6 @@
  */
 #include "engine/server.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -28,9 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/buf.h"
 #include "common/httpd.h"
@@ -2285,34 +2282,12 @@ static void h_model(httpd_req_t *req, void *user)
     httpd_reply_json(req, 200, model_json(e));
 }
 
-/* Tokenizing is bulk work for its callers (kvchat counts every chunk of
- * an upload: millions of tokens for a book), done in the connection's
- * thread. That thread drops to nice 10 (once: without privileges it
- * cannot come back, and needs not, as answers are decoded in the
- * scheduler's thread, which keeps the engine's priority), so that on a
- * busy machine the answers being decoded go first. */
-#define TOKENIZE_NICE 10
-
-static void tokenize_priority(void)
-{
-    static _Thread_local bool lowered;
-    if (lowered)
-        return;
-    lowered = true;
-    errno = 0;
-    int now = getpriority(PRIO_PROCESS, (id_t)gettid());
-    if (errno == 0 && now < TOKENIZE_NICE &&
-        setpriority(PRIO_PROCESS, (id_t)gettid(), TOKENIZE_NICE) != 0)
-        log_debug("tokenize: cannot lower the thread's priority: %s", strerror(errno));
-}
-
 static void h_tokenize(httpd_req_t *req, void *user)
 {
     engine_t *e = user;
     json_t *body = begin_json(e, req);
     if (!body)
         return;
-    tokenize_priority();
     json_err_t err = { "" };
     const char *content;
     bool add_special = false, parse_special = true, with_pieces = false, count_only = false;
